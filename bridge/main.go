@@ -10,7 +10,6 @@ import (
 	"io"
 	"path/filepath"
 	"strings"
-
 )
 
 // Version is the vtcluster release, printed by --version.
