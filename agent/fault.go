@@ -1,0 +1,150 @@
+package agent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Fault is an error in avocado-vt's convention: every exception raised by
+// an agent method travels as XML-RPC fault code 1 whose faultString is the
+// JSON object {"exc_type", "exc_value", "tb_info"}. avocado-vt's controller
+// json.loads that string unconditionally, so every fault we send has it.
+type Fault struct {
+	// ExcType is a Python exception class name ("ValueError") or a
+	// module-qualified one; builtins are not qualified.
+	ExcType string
+	// ExcValue is str(exception).
+	ExcValue string
+	// TbInfo is the formatted traceback; ours describes the agent call.
+	TbInfo string
+}
+
+func (f *Fault) Error() string {
+	return fmt.Sprintf("%s: %s", f.ExcType, f.ExcValue)
+}
+
+// Faultf returns a Fault of the given Python exception type.
+func Faultf(excType, format string, args ...any) *Fault {
+	return &Fault{ExcType: excType, ExcValue: fmt.Sprintf(format, args...)}
+}
+
+// FaultString renders f as avocado-vt's JSON fault string, byte for byte
+// what Python's json.dumps produces for the same dict (key order, ", " and
+// ": " separators, ASCII escapes).
+func (f *Fault) FaultString(method string) string {
+	tb := f.TbInfo
+	if tb == "" {
+		tb = fmt.Sprintf("Traceback (most recent call last):\n  File \"vtcluster-agent\", line 1, in %s\n%s: %s\n", method, f.ExcType, f.ExcValue)
+	}
+	var b []byte
+	b = append(b, `{"exc_type": `...)
+	b = AppendPyJSONString(b, f.ExcType)
+	b = append(b, `, "exc_value": `...)
+	b = AppendPyJSONString(b, f.ExcValue)
+	b = append(b, `, "tb_info": `...)
+	b = AppendPyJSONString(b, tb)
+	b = append(b, '}')
+	return string(b)
+}
+
+// FaultFromError turns any error a method returned into the Fault that goes
+// on the wire: a *Fault anywhere in the chain is used as is, anything else
+// becomes a plain Python "Exception" carrying the error text.
+func FaultFromError(err error) *Fault {
+	var f *Fault
+	if errors.As(err, &f) {
+		return f
+	}
+	return &Fault{ExcType: "Exception", ExcValue: err.Error()}
+}
+
+// AsFault reports whether err is (or wraps) a fault whose string is
+// avocado-vt's JSON form, and decodes it. A wire fault with any other
+// string is not an avocado-vt Fault.
+func AsFault(err error) (*Fault, bool) {
+	var f *Fault
+	if errors.As(err, &f) {
+		return f, true
+	}
+	var w *WireFault
+	if !errors.As(err, &w) {
+		return nil, false
+	}
+	var raw struct {
+		ExcType  *string `json:"exc_type"`
+		ExcValue any     `json:"exc_value"`
+		TbInfo   string  `json:"tb_info"`
+	}
+	if json.Unmarshal([]byte(w.String), &raw) != nil || raw.ExcType == nil {
+		return nil, false
+	}
+	out := &Fault{ExcType: *raw.ExcType, TbInfo: raw.TbInfo}
+	switch v := raw.ExcValue.(type) {
+	case string:
+		out.ExcValue = v
+	case nil:
+	default:
+		p, _ := json.Marshal(v)
+		out.ExcValue = string(p)
+	}
+	return out, true
+}
+
+// IsUnsupportedMethod reports whether err is the fault an agent (ours or
+// upstream's) returns for a method it does not have.
+func IsUnsupportedMethod(err error) bool {
+	f, ok := AsFault(err)
+	return ok && f.ExcType == "Exception" && strings.HasPrefix(f.ExcValue, "method \"") && strings.HasSuffix(f.ExcValue, "\" is not supported")
+}
+
+// UnsupportedMethodFault is the fault for an unknown method, worded as
+// Python's SimpleXMLRPCServer words it.
+func UnsupportedMethodFault(method string) *Fault {
+	return &Fault{ExcType: "Exception", ExcValue: fmt.Sprintf("method \"%s\" is not supported", method)}
+}
+
+const hexDigits = "0123456789abcdef"
+
+// AppendPyJSONString appends s as Python's json.dumps (ensure_ascii=True)
+// writes a string: the short escapes \" \\ \n \r \t \b \f, every other
+// control or non-ASCII character as \uXXXX, astral characters as surrogate
+// pairs. Invalid UTF-8 becomes U+FFFD, as Go strings cannot be surrogates.
+func AppendPyJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	for _, r := range s {
+		switch r {
+		case '"':
+			b = append(b, '\\', '"')
+		case '\\':
+			b = append(b, '\\', '\\')
+		case '\n':
+			b = append(b, '\\', 'n')
+		case '\r':
+			b = append(b, '\\', 'r')
+		case '\t':
+			b = append(b, '\\', 't')
+		case '\b':
+			b = append(b, '\\', 'b')
+		case '\f':
+			b = append(b, '\\', 'f')
+		default:
+			switch {
+			case r >= 0x20 && r < 0x7f:
+				b = append(b, byte(r))
+			case r >= 0x10000:
+				r -= 0x10000
+				b = appendU4(b, 0xD800+(r>>10))
+				b = appendU4(b, 0xDC00+(r&0x3FF))
+			default:
+				b = appendU4(b, r)
+			}
+		}
+	}
+	return append(b, '"')
+}
+
+func appendU4(b []byte, r rune) []byte {
+	return append(b, '\\', 'u', hexDigits[(r>>12)&0xF], hexDigits[(r>>8)&0xF], hexDigits[(r>>4)&0xF], hexDigits[r&0xF])
+}
