@@ -1,0 +1,112 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+)
+
+// Transport reaches one node's agent. Implementations decide how the bytes
+// travel; the XML-RPC client on top is the same for all of them.
+type Transport interface {
+	// DialAgent opens a new stream to the agent's HTTP endpoint. The
+	// caller owns and closes the returned conn. It honours ctx for the
+	// dial only; deadlines on the stream are the caller's business.
+	DialAgent(ctx context.Context) (net.Conn, error)
+	// Close releases what the transport holds. Connections already dialed
+	// may keep working or fail; DialAgent fails after Close. Idempotent.
+	Close() error
+}
+
+// ErrTransportClosed is returned by DialAgent after Close.
+var ErrTransportClosed = errors.New("cluster: transport closed")
+
+// contextDialer is what the tunnel needs from an SSH connection.
+type contextDialer interface {
+	DialContext(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// TunnelTransport reaches an agent that listens on the node's loopback
+// through the node's SSH connection (direct-tcpip), so the agent opens no
+// port to the network and needs no token.
+type TunnelTransport struct {
+	ssh  contextDialer
+	port int
+
+	mu     sync.Mutex
+	closed bool
+}
+
+var _ Transport = (*TunnelTransport)(nil)
+
+// NewTunnelTransport returns a transport to 127.0.0.1:port on the node
+// behind ssh. It does not own ssh: closing the transport leaves it open.
+func NewTunnelTransport(ssh contextDialer, port int) *TunnelTransport {
+	return &TunnelTransport{ssh: ssh, port: port}
+}
+
+// DialAgent opens a direct-tcpip channel to the agent.
+func (t *TunnelTransport) DialAgent(ctx context.Context) (net.Conn, error) {
+	t.mu.Lock()
+	closed := t.closed
+	t.mu.Unlock()
+	if closed {
+		return nil, ErrTransportClosed
+	}
+	conn, err := t.ssh.DialContext(ctx, "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(t.port)))
+	if err != nil {
+		return nil, fmt.Errorf("cluster: tunnel to agent port %d: %w", t.port, err)
+	}
+	return conn, nil
+}
+
+// Close marks the transport closed.
+func (t *TunnelTransport) Close() error {
+	t.mu.Lock()
+	t.closed = true
+	t.mu.Unlock()
+	return nil
+}
+
+// DirectTransport reaches an agent over plain TCP at address:port. Our
+// agent then demands a token; upstream's Python agent has none.
+type DirectTransport struct {
+	addr string
+
+	mu     sync.Mutex
+	closed bool
+}
+
+var _ Transport = (*DirectTransport)(nil)
+
+// NewDirectTransport returns a transport to host:port.
+func NewDirectTransport(host string, port int) *DirectTransport {
+	return &DirectTransport{addr: net.JoinHostPort(host, strconv.Itoa(port))}
+}
+
+// DialAgent dials the agent over TCP.
+func (t *DirectTransport) DialAgent(ctx context.Context) (net.Conn, error) {
+	t.mu.Lock()
+	closed := t.closed
+	t.mu.Unlock()
+	if closed {
+		return nil, ErrTransportClosed
+	}
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", t.addr)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: agent at %s: %w", t.addr, err)
+	}
+	return conn, nil
+}
+
+// Close marks the transport closed.
+func (t *DirectTransport) Close() error {
+	t.mu.Lock()
+	t.closed = true
+	t.mu.Unlock()
+	return nil
+}
