@@ -1,0 +1,618 @@
+package agent
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// LogRecord is one log record as avocado-vt's agent sends it to the
+// controller's LoggerServer: the dict that upstream's socket handler builds
+// from a Python logging.LogRecord. Fields are declared, and encoded, in
+// upstream's key order so that our frames are byte-identical to theirs.
+type LogRecord struct {
+	Name       string  // logger name, e.g. "avocado.service.process"
+	Levelno    int     // Python level number: 10, 20, 30, 40, 50
+	Levelname  string  // "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"
+	Pathname   string  // source file path of the call site
+	Filename   string  // base name of Pathname
+	Module     string  // Filename without its extension
+	Lineno     int     // line of the call site
+	FuncName   string  // function of the call site
+	Created    float64 // epoch seconds
+	Asctime    string  // "YYYY-MM-DD HH:MM:SS,mmm" in the sender's local time
+	Thread     int64   // Python thread ident
+	ThreadName string  // Python thread name
+	Process    int64   // process id
+	Msg        string  // the fully formatted message
+
+	// ExcInfo holds traceback.format_exception's lines; nil means the key is
+	// absent (upstream only sends it when there is an exception).
+	ExcInfo []string
+	// StackInfo is sent only when non-empty, as upstream does.
+	StackInfo string
+	// Extra keeps keys that upstream's handler does not send, in arrival
+	// order, so a record from another sender survives a decode/encode trip.
+	Extra []ExtraField
+}
+
+// ExtraField is an unknown key of a decoded record with its raw JSON value.
+type ExtraField struct {
+	Key   string
+	Value json.RawMessage
+}
+
+// DefaultMaxFrame bounds a frame's JSON body when the caller gives no limit.
+// Upstream has no limit; 8 MiB is far above any real log record.
+const DefaultMaxFrame = 8 << 20
+
+// asctimeLayout is Python logging's default "%Y-%m-%d %H:%M:%S"; the
+// ",mmm" milliseconds suffix is appended separately.
+const asctimeLayout = "2006-01-02 15:04:05"
+
+// FrameTooLargeError reports a frame whose announced length exceeds the
+// reader's limit. The stream cannot be resynchronised after it.
+type FrameTooLargeError struct {
+	Size uint32 // announced length
+	Max  int    // the limit in force
+}
+
+func (e *FrameTooLargeError) Error() string {
+	return fmt.Sprintf("agent: log frame: length %d exceeds limit %d", e.Size, e.Max)
+}
+
+// FrameDecodeError reports a frame that was read completely but whose body
+// is not a valid record. The frame boundary is intact, so the reader may
+// carry on with the next frame.
+type FrameDecodeError struct {
+	Err error
+}
+
+func (e *FrameDecodeError) Error() string { return e.Err.Error() }
+func (e *FrameDecodeError) Unwrap() error { return e.Err }
+
+// Python's standard levels, for records built from slog.
+const (
+	PyDebug    = 10
+	PyInfo     = 20
+	PyWarning  = 30
+	PyError    = 40
+	PyCritical = 50
+)
+
+// LevelCritical is the slog level that maps to Python's CRITICAL; slog has
+// no name for it.
+const LevelCritical = slog.LevelError + 4
+
+// PyLevel maps a slog level to Python's level number and name. Levels
+// between the standard ones round down, as Python's level checks would.
+func PyLevel(l slog.Level) (int, string) {
+	switch {
+	case l >= LevelCritical:
+		return PyCritical, "CRITICAL"
+	case l >= slog.LevelError:
+		return PyError, "ERROR"
+	case l >= slog.LevelWarn:
+		return PyWarning, "WARNING"
+	case l >= slog.LevelInfo:
+		return PyInfo, "INFO"
+	default:
+		return PyDebug, "DEBUG"
+	}
+}
+
+// SlogLevel maps a Python level number to the slog level a receiver logs at.
+func SlogLevel(levelno int) slog.Level {
+	switch {
+	case levelno >= PyCritical:
+		return LevelCritical
+	case levelno >= PyError:
+		return slog.LevelError
+	case levelno >= PyWarning:
+		return slog.LevelWarn
+	case levelno >= PyInfo:
+		return slog.LevelInfo
+	default:
+		return slog.LevelDebug
+	}
+}
+
+// pyLevelName is Python's logging.getLevelName for a level number.
+func pyLevelName(levelno int) string {
+	switch levelno {
+	case 0:
+		return "NOTSET"
+	case PyDebug:
+		return "DEBUG"
+	case PyInfo:
+		return "INFO"
+	case PyWarning:
+		return "WARNING"
+	case PyError:
+		return "ERROR"
+	case PyCritical:
+		return "CRITICAL"
+	}
+	return fmt.Sprintf("Level %d", levelno)
+}
+
+func pyLevelNo(name string) (int, bool) {
+	switch name {
+	case "NOTSET":
+		return 0, true
+	case "DEBUG":
+		return PyDebug, true
+	case "INFO":
+		return PyInfo, true
+	case "WARNING", "WARN":
+		return PyWarning, true
+	case "ERROR":
+		return PyError, true
+	case "CRITICAL", "FATAL":
+		return PyCritical, true
+	}
+	return 0, false
+}
+
+// FormatAsctime renders t as Python logging's default asctime,
+// "YYYY-MM-DD HH:MM:SS,mmm", in local time.
+func FormatAsctime(t time.Time) string {
+	t = t.Local()
+	b := make([]byte, 0, 23)
+	b = t.AppendFormat(b, asctimeLayout)
+	ms := t.Nanosecond() / int(time.Millisecond)
+	return string(append(b, ',', byte('0'+ms/100), byte('0'+ms/10%10), byte('0'+ms%10)))
+}
+
+// asctimeFromCreated does what Python's Formatter does with record.created:
+// local time of the whole seconds, then the truncated milliseconds.
+func asctimeFromCreated(created float64) string {
+	if math.IsNaN(created) || math.IsInf(created, 0) || math.Abs(created) > 1e15 {
+		return ""
+	}
+	sec := math.Floor(created)
+	ms := int((created - sec) * 1000)
+	if ms > 999 {
+		ms = 999
+	}
+	return FormatAsctime(time.Unix(int64(sec), int64(ms)*int64(time.Millisecond)))
+}
+
+// MarshalJSON encodes r exactly as Python's json.dumps encodes upstream's
+// record dict. Call it (or AppendJSON) directly: json.Marshal would compact
+// the output and lose the ", " and ": " separators.
+func (r *LogRecord) MarshalJSON() ([]byte, error) {
+	return r.AppendJSON(nil), nil
+}
+
+// AppendJSON appends r's Python-compatible JSON encoding to dst.
+func (r *LogRecord) AppendJSON(dst []byte) []byte {
+	dst = append(dst, `{"name": `...)
+	dst = AppendPyJSONString(dst, r.Name)
+	dst = append(dst, `, "levelno": `...)
+	dst = strconv.AppendInt(dst, int64(r.Levelno), 10)
+	dst = append(dst, `, "levelname": `...)
+	dst = AppendPyJSONString(dst, r.Levelname)
+	dst = append(dst, `, "pathname": `...)
+	dst = AppendPyJSONString(dst, r.Pathname)
+	dst = append(dst, `, "filename": `...)
+	dst = AppendPyJSONString(dst, r.Filename)
+	dst = append(dst, `, "module": `...)
+	dst = AppendPyJSONString(dst, r.Module)
+	dst = append(dst, `, "lineno": `...)
+	dst = strconv.AppendInt(dst, int64(r.Lineno), 10)
+	dst = append(dst, `, "funcName": `...)
+	dst = AppendPyJSONString(dst, r.FuncName)
+	dst = append(dst, `, "created": `...)
+	dst = appendPyFloat(dst, r.Created)
+	dst = append(dst, `, "asctime": `...)
+	dst = AppendPyJSONString(dst, r.Asctime)
+	dst = append(dst, `, "thread": `...)
+	dst = strconv.AppendInt(dst, r.Thread, 10)
+	dst = append(dst, `, "threadName": `...)
+	dst = AppendPyJSONString(dst, r.ThreadName)
+	dst = append(dst, `, "process": `...)
+	dst = strconv.AppendInt(dst, r.Process, 10)
+	dst = append(dst, `, "msg": `...)
+	dst = AppendPyJSONString(dst, r.Msg)
+	dst = append(dst, `, "args": null`...)
+	if r.ExcInfo != nil {
+		dst = append(dst, `, "exc_info": [`...)
+		for i, line := range r.ExcInfo {
+			if i > 0 {
+				dst = append(dst, ", "...)
+			}
+			dst = AppendPyJSONString(dst, line)
+		}
+		dst = append(dst, ']')
+	}
+	if r.StackInfo != "" {
+		dst = append(dst, `, "stack_info": `...)
+		dst = AppendPyJSONString(dst, r.StackInfo)
+	}
+	for _, f := range r.Extra {
+		dst = append(dst, ", "...)
+		dst = AppendPyJSONString(dst, f.Key)
+		dst = append(dst, ": "...)
+		dst = appendPyRaw(dst, f.Value)
+	}
+	return append(dst, '}')
+}
+
+// EncodeFrame writes r as one frame: a 4-byte big-endian length, then the
+// JSON body. The frame goes out in a single Write so that concurrent writers
+// on a shared connection cannot interleave halves of two frames.
+func EncodeFrame(w io.Writer, r *LogRecord) error {
+	buf := AppendFrame(make([]byte, 0, 512), r)
+	if _, err := w.Write(buf); err != nil {
+		return fmt.Errorf("agent: log frame: write: %w", err)
+	}
+	return nil
+}
+
+// AppendFrame appends r's frame (length header and JSON body) to dst.
+func AppendFrame(dst []byte, r *LogRecord) []byte {
+	start := len(dst)
+	dst = append(dst, 0, 0, 0, 0)
+	dst = r.AppendJSON(dst)
+	binary.BigEndian.PutUint32(dst[start:], uint32(len(dst)-start-4))
+	return dst
+}
+
+// ReadFrame reads one frame from r and decodes its body. max bounds the
+// body length (0 or less means DefaultMaxFrame). It returns the decoded
+// record and the raw body.
+//
+// Errors: io.EOF when r ends cleanly between frames; io.ErrUnexpectedEOF
+// when it ends inside a frame; *FrameTooLargeError (the body is not read);
+// *FrameDecodeError when the body was read but is not a record (the raw
+// body is still returned and the next frame can be read).
+func ReadFrame(r io.Reader, max int) (*LogRecord, []byte, error) {
+	if max <= 0 {
+		max = DefaultMaxFrame
+	}
+	var hdr [4]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return nil, nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if uint64(n) > uint64(max) {
+		return nil, nil, &FrameTooLargeError{Size: n, Max: max}
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(r, body); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, nil, err
+	}
+	rec, err := DecodeLogRecord(body)
+	if err != nil {
+		return nil, body, &FrameDecodeError{Err: err}
+	}
+	return rec, body, nil
+}
+
+// UnmarshalJSON decodes a record with DecodeLogRecord's tolerance.
+func (r *LogRecord) UnmarshalJSON(data []byte) error {
+	rec, err := DecodeLogRecord(data)
+	if err != nil {
+		return err
+	}
+	*r = *rec
+	return nil
+}
+
+// DecodeLogRecord decodes one record body. It is tolerant the way Python's
+// logging.makeLogRecord is: unknown keys are kept in Extra, a null value
+// leaves the field at its zero value, "args" is ignored (upstream always
+// sends null), a missing asctime is rebuilt from created, and a missing
+// levelname or levelno is derived from the other. A value of the wrong type
+// is an error naming the key.
+func DecodeLogRecord(body []byte) (*LogRecord, error) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, fmt.Errorf("agent: log record: %w", err)
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return nil, fmt.Errorf("agent: log record: expected a JSON object, got %v", tok)
+	}
+	r := &LogRecord{}
+	var seen struct{ asctime, levelno, levelname bool }
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, fmt.Errorf("agent: log record: %w", err)
+		}
+		key, _ := tok.(string)
+		var derr error
+		switch key {
+		case "name":
+			derr = decodeString(dec, &r.Name)
+		case "levelno":
+			seen.levelno = true
+			derr = decodeInt(dec, &r.Levelno)
+		case "levelname":
+			seen.levelname = true
+			derr = decodeString(dec, &r.Levelname)
+		case "pathname":
+			derr = decodeString(dec, &r.Pathname)
+		case "filename":
+			derr = decodeString(dec, &r.Filename)
+		case "module":
+			derr = decodeString(dec, &r.Module)
+		case "lineno":
+			derr = decodeInt(dec, &r.Lineno)
+		case "funcName":
+			derr = decodeString(dec, &r.FuncName)
+		case "created":
+			derr = decodeFloat(dec, &r.Created)
+		case "asctime":
+			seen.asctime = true
+			derr = decodeString(dec, &r.Asctime)
+		case "thread":
+			derr = decodeInt64(dec, &r.Thread)
+		case "threadName":
+			derr = decodeString(dec, &r.ThreadName)
+		case "process":
+			derr = decodeInt64(dec, &r.Process)
+		case "msg":
+			derr = decodeMsg(dec, &r.Msg)
+		case "args":
+			var skip json.RawMessage
+			derr = dec.Decode(&skip)
+		case "exc_info":
+			derr = decodeExcInfo(dec, &r.ExcInfo)
+		case "stack_info":
+			derr = decodeString(dec, &r.StackInfo)
+		default:
+			var raw json.RawMessage
+			derr = dec.Decode(&raw)
+			r.Extra = append(r.Extra, ExtraField{Key: key, Value: raw})
+		}
+		if derr != nil {
+			return nil, fmt.Errorf("agent: log record: key %q: %w", key, derr)
+		}
+	}
+	if _, err := dec.Token(); err != nil { // the closing brace
+		return nil, fmt.Errorf("agent: log record: %w", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, errors.New("agent: log record: trailing data after the JSON object")
+	}
+	if !seen.asctime || r.Asctime == "" {
+		r.Asctime = asctimeFromCreated(r.Created)
+	}
+	if !seen.levelname || r.Levelname == "" {
+		r.Levelname = pyLevelName(r.Levelno)
+	}
+	if !seen.levelno {
+		r.Levelno, _ = pyLevelNo(r.Levelname)
+	}
+	return r, nil
+}
+
+func decodeString(dec *json.Decoder, dst *string) error {
+	var v *string
+	if err := dec.Decode(&v); err != nil {
+		return typeError(err, "a string")
+	}
+	if v != nil {
+		*dst = *v
+	}
+	return nil
+}
+
+func decodeNumber(dec *json.Decoder) (json.Number, error) {
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return "", err
+	}
+	switch n := v.(type) {
+	case nil:
+		return "", nil
+	case json.Number:
+		return n, nil
+	}
+	return "", fmt.Errorf("expected a number, got %s", jsonKind(v))
+}
+
+func decodeInt64(dec *json.Decoder, dst *int64) error {
+	n, err := decodeNumber(dec)
+	if err != nil || n == "" {
+		return err
+	}
+	v, err := strconv.ParseInt(string(n), 10, 64)
+	if err != nil {
+		return fmt.Errorf("expected an integer, got %s", n)
+	}
+	*dst = v
+	return nil
+}
+
+func decodeInt(dec *json.Decoder, dst *int) error {
+	var v int64
+	if err := decodeInt64(dec, &v); err != nil {
+		return err
+	}
+	if v < math.MinInt32 || v > math.MaxInt32 {
+		return fmt.Errorf("integer %d out of range", v)
+	}
+	*dst = int(v)
+	return nil
+}
+
+func decodeFloat(dec *json.Decoder, dst *float64) error {
+	n, err := decodeNumber(dec)
+	if err != nil || n == "" {
+		return err
+	}
+	v, err := strconv.ParseFloat(string(n), 64)
+	if err != nil {
+		return fmt.Errorf("expected a float, got %s", n)
+	}
+	*dst = v
+	return nil
+}
+
+// decodeMsg accepts any JSON value: a sender that forwards record.msg
+// instead of getMessage() may send a non-string, and Python's receiver would
+// print str() of it.
+func decodeMsg(dec *json.Decoder, dst *string) error {
+	var raw json.RawMessage
+	if err := dec.Decode(&raw); err != nil {
+		return err
+	}
+	var s *string
+	if json.Unmarshal(raw, &s) == nil {
+		if s != nil {
+			*dst = *s
+		}
+		return nil
+	}
+	*dst = string(raw)
+	return nil
+}
+
+// decodeExcInfo accepts upstream's list of strings, and also a single string
+// from senders that pre-join the traceback.
+func decodeExcInfo(dec *json.Decoder, dst *[]string) error {
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return err
+	}
+	switch t := v.(type) {
+	case nil:
+		return nil
+	case string:
+		*dst = []string{t}
+		return nil
+	case []any:
+		lines := make([]string, 0, len(t))
+		for i, e := range t {
+			s, ok := e.(string)
+			if !ok {
+				return fmt.Errorf("[%d]: expected a string, got %s", i, jsonKind(e))
+			}
+			lines = append(lines, s)
+		}
+		*dst = lines
+		return nil
+	}
+	return fmt.Errorf("expected a list of strings, got %s", jsonKind(v))
+}
+
+func typeError(err error, want string) error {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return fmt.Errorf("expected %s, got %s", want, te.Value)
+	}
+	return err
+}
+
+func jsonKind(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case bool:
+		return "bool"
+	case json.Number, float64:
+		return "number"
+	case string:
+		return "string"
+	case []any:
+		return "array"
+	case map[string]any:
+		return "object"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+// appendPyFloat appends f as json.dumps writes a float: float.__repr__,
+// except for the non-finite values, which JSON spells its own way.
+func appendPyFloat(dst []byte, f float64) []byte {
+	switch {
+	case math.IsNaN(f):
+		return append(dst, "NaN"...)
+	case math.IsInf(f, 1):
+		return append(dst, "Infinity"...)
+	case math.IsInf(f, -1):
+		return append(dst, "-Infinity"...)
+	}
+	return append(dst, PyFloatRepr(f)...)
+}
+
+// appendPyRaw re-encodes an arbitrary JSON value in json.dumps style, keeping
+// object key order, so Extra fields from any sender come out as Python would
+// have written them. Invalid JSON is written as null: Extra only ever holds
+// values the decoder has already accepted.
+func appendPyRaw(dst []byte, raw json.RawMessage) []byte {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	out, err := appendPyValue(dst, dec)
+	if err != nil {
+		return append(dst, "null"...)
+	}
+	return out
+}
+
+func appendPyValue(dst []byte, dec *json.Decoder) ([]byte, error) {
+	tok, err := dec.Token()
+	if err != nil {
+		return dst, err
+	}
+	switch t := tok.(type) {
+	case nil:
+		return append(dst, "null"...), nil
+	case bool:
+		return strconv.AppendBool(dst, t), nil
+	case string:
+		return AppendPyJSONString(dst, t), nil
+	case json.Number:
+		if strings.ContainsAny(string(t), ".eE") {
+			f, err := t.Float64()
+			if err != nil {
+				return dst, err
+			}
+			return appendPyFloat(dst, f), nil
+		}
+		return append(dst, t...), nil
+	case json.Delim:
+		open, end := byte(t), byte(']')
+		if t == '{' {
+			end = '}'
+		}
+		dst = append(dst, open)
+		for first := true; dec.More(); first = false {
+			if !first {
+				dst = append(dst, ", "...)
+			}
+			if open == '{' {
+				k, err := dec.Token()
+				if err != nil {
+					return dst, err
+				}
+				dst = AppendPyJSONString(dst, k.(string))
+				dst = append(dst, ": "...)
+			}
+			if dst, err = appendPyValue(dst, dec); err != nil {
+				return dst, err
+			}
+		}
+		if _, err := dec.Token(); err != nil {
+			return dst, err
+		}
+		return append(dst, end), nil
+	}
+	return dst, fmt.Errorf("unexpected token %v", tok)
+}
