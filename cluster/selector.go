@@ -1,0 +1,933 @@
+package cluster
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Selectors pick nodes by their properties. The syntax is upstream's: a
+// list of {"key", "operator", "values"} dicts that must all match, written
+// as a Python literal (what ast.literal_eval reads) or as JSON.
+//
+// Deliberate differences from upstream avocado-vt:
+//   - Values compare as numbers when both sides are numbers or numeric
+//     strings ("10" > "9"); upstream compares the (string) properties
+//     lexicographically, so "10" < "9" there.
+//   - A node without the property does not match ==, <, >, <=, >=,
+//     contains, in or matches, and does match !=, not contains and not in;
+//     upstream raises OperatorError for some of these. Likewise a property
+//     whose type cannot be compared with the values does not match, and the
+//     negated operators are always the exact negation of their positive form.
+//   - An empty or None "values" is a parse error naming the selector;
+//     upstream crashes with a TypeError (0 and False are valid values here).
+//   - Added operators: >=/ge, <=/le, in, not in and matches (a Go regexp
+//     that must match the whole value).
+//   - Unknown keys in a selector dict are rejected.
+
+type operator int
+
+const (
+	opInvalid operator = iota
+	opLT
+	opGT
+	opLE
+	opGE
+	opEQ
+	opNE
+	opContains
+	opNotContains
+	opIn
+	opNotIn
+	opMatches
+)
+
+// operators maps every accepted spelling, upstream's first.
+var operators = map[string]operator{
+	"<": opLT, "lt": opLT,
+	">": opGT, "gt": opGT,
+	"==": opEQ, "eq": opEQ,
+	"!=": opNE, "ne": opNE,
+	"contains":     opContains,
+	"not contains": opNotContains,
+	">=":           opGE, "ge": opGE,
+	"<=": opLE, "le": opLE,
+	"in":      opIn,
+	"not in":  opNotIn,
+	"matches": opMatches,
+}
+
+const operatorList = "<, lt, >, gt, ==, eq, !=, ne, contains, not contains, >=, ge, <=, le, in, not in, matches"
+
+func (o operator) negated() bool { return o == opNE || o == opNotContains || o == opNotIn }
+
+// Selector is one condition on a node property. Build it with
+// ParseSelectors or NewSelector; a Selector written as a struct literal is
+// validated on every Match.
+type Selector struct {
+	Key      string // property name, e.g. "cpu_model_name"
+	Operator string // as written, e.g. "gt" or ">"
+	Values   any    // model value: bool, int64, float64, string, []any or map[string]any
+
+	op operator
+	re *regexp.Regexp // compiled, anchored "values" of matches
+}
+
+// SelectorError is a selector that cannot be parsed or used.
+type SelectorError struct {
+	// Index is the selector's position in the list, or -1 when the error
+	// is about the whole input or about a selector outside a list.
+	Index int
+	// Selector is the offending selector as a Python literal; empty when
+	// the error is about the whole input.
+	Selector string
+	Msg      string
+	// Err is the *LiteralError when the input did not parse.
+	Err error
+}
+
+func (e *SelectorError) Error() string {
+	switch {
+	case e.Index >= 0:
+		return fmt.Sprintf("cluster: selectors[%d] %s: %s", e.Index, e.Selector, e.Msg)
+	case e.Selector != "":
+		return fmt.Sprintf("cluster: selector %s: %s", e.Selector, e.Msg)
+	}
+	return "cluster: selectors: " + e.Msg
+}
+
+func (e *SelectorError) Unwrap() error { return e.Err }
+
+// ParseSelectors reads a selector list written as JSON or as a Python
+// literal. Valid JSON is read as JSON (so "true" is a boolean there);
+// anything else must be a Python literal. An empty list selects any node.
+// Every error is a *SelectorError.
+func ParseSelectors(s string) ([]Selector, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, &SelectorError{Index: -1, Msg: "empty input, expected a list of selector dicts (use [] to select any node)"}
+	}
+	var v any
+	isJSON := json.Valid([]byte(s))
+	if isJSON {
+		dec := json.NewDecoder(strings.NewReader(s))
+		dec.UseNumber()
+		if err := dec.Decode(&v); err != nil {
+			return nil, &SelectorError{Index: -1, Msg: "invalid JSON: " + err.Error(), Err: err}
+		}
+	} else {
+		var err error
+		if v, err = ParsePyLiteral(s); err != nil {
+			var le *LiteralError
+			if errors.As(err, &le) {
+				return nil, &SelectorError{Index: -1, Msg: "neither valid JSON nor a Python literal: " + le.Detail(), Err: le}
+			}
+			return nil, &SelectorError{Index: -1, Msg: err.Error(), Err: err}
+		}
+	}
+	list, ok := v.([]any)
+	if !ok {
+		return nil, &SelectorError{Index: -1, Msg: fmt.Sprintf("expected a list of selector dicts, got %s", pyTypeName(v))}
+	}
+	out := make([]Selector, 0, len(list))
+	for i, item := range list {
+		if isJSON {
+			// Numbers are converted here, not while decoding, so that an
+			// out-of-range one is reported with its selector.
+			conv, err := fromJSONNumbers(item)
+			if err != nil {
+				return nil, &SelectorError{Index: i, Selector: FormatPyLiteral(item), Msg: err.Error()}
+			}
+			item = conv
+		}
+		sel, msg := selectorFromValue(item)
+		if msg != "" {
+			return nil, &SelectorError{Index: i, Selector: FormatPyLiteral(item), Msg: msg}
+		}
+		out = append(out, sel)
+	}
+	return out, nil
+}
+
+// fromJSONNumbers converts json.Number in place to the model of
+// ParsePyLiteral: integers that fit become int64, other numbers float64.
+func fromJSONNumbers(v any) (any, error) {
+	switch v := v.(type) {
+	case json.Number:
+		return jsonNumber(v)
+	case []any:
+		for i, e := range v {
+			n, err := fromJSONNumbers(e)
+			if err != nil {
+				return nil, err
+			}
+			v[i] = n
+		}
+	case map[string]any:
+		for k, e := range v {
+			n, err := fromJSONNumbers(e)
+			if err != nil {
+				return nil, err
+			}
+			v[k] = n
+		}
+	}
+	return v, nil
+}
+
+func jsonNumber(n json.Number) (any, error) {
+	s := string(n)
+	if !strings.ContainsAny(s, ".eE") {
+		i, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("integer %s does not fit in 64 bits", s)
+		}
+		return i, nil
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return nil, fmt.Errorf("number %s is out of range", s)
+	}
+	return f, nil
+}
+
+// selectorFromValue checks one element of the list; it returns an error
+// message rather than an error so the caller can add the index.
+func selectorFromValue(item any) (Selector, string) {
+	m, ok := item.(map[string]any)
+	if !ok {
+		return Selector{}, fmt.Sprintf("expected a dict with 'key', 'operator' and 'values', got %s", pyTypeName(item))
+	}
+	var extra []string
+	for k := range m {
+		if k != "key" && k != "operator" && k != "values" {
+			extra = append(extra, k)
+		}
+	}
+	if len(extra) > 0 {
+		sort.Strings(extra)
+		return Selector{}, fmt.Sprintf("unknown key %s (allowed: 'key', 'operator', 'values')", pyStringRepr(extra[0]))
+	}
+	var key, op string
+	for _, f := range []struct {
+		name string
+		dst  *string
+	}{{"key", &key}, {"operator", &op}} {
+		v, ok := m[f.name]
+		if !ok {
+			return Selector{}, fmt.Sprintf("missing %s", pyStringRepr(f.name))
+		}
+		s, ok := v.(string)
+		if !ok {
+			return Selector{}, fmt.Sprintf("%s must be a string, got %s", pyStringRepr(f.name), pyTypeName(v))
+		}
+		*f.dst = s
+	}
+	values, ok := m["values"]
+	if !ok {
+		return Selector{}, "missing 'values'"
+	}
+	return newSelector(key, op, values)
+}
+
+// NewSelector builds and checks a selector. Values may be any model value
+// or a Go slice/map of strings or numbers; it is converted to the model.
+func NewSelector(key, op string, values any) (Selector, error) {
+	s, msg := newSelector(key, op, values)
+	if msg != "" {
+		text := FormatPyLiteral(map[string]any{"key": key, "operator": op, "values": values})
+		return Selector{}, &SelectorError{Index: -1, Selector: text, Msg: msg}
+	}
+	return s, nil
+}
+
+func newSelector(key, opName string, values any) (Selector, string) {
+	if key == "" {
+		return Selector{}, "'key' must not be empty"
+	}
+	op, ok := operators[opName]
+	if !ok {
+		return Selector{}, fmt.Sprintf("unknown operator %s (known: %s)", pyStringRepr(opName), operatorList)
+	}
+	values, err := normalizeValue(values, 0)
+	if err != nil {
+		return Selector{}, "'values': " + err.Error()
+	}
+	if isEmptyValue(values) {
+		return Selector{}, "'values' must not be empty or None"
+	}
+	s := Selector{Key: key, Operator: opName, Values: values, op: op}
+	switch op {
+	case opLT, opGT, opLE, opGE:
+		switch values.(type) {
+		case bool, int64, float64, string:
+		default:
+			return Selector{}, fmt.Sprintf("operator %s needs a number, string or bool in 'values', got %s", pyStringRepr(opName), pyTypeName(values))
+		}
+	case opIn, opNotIn:
+		if _, ok := values.([]any); !ok {
+			return Selector{}, fmt.Sprintf("operator %s needs a list in 'values', got %s", pyStringRepr(opName), pyTypeName(values))
+		}
+	case opMatches:
+		expr, ok := values.(string)
+		if !ok {
+			return Selector{}, fmt.Sprintf("operator 'matches' needs a regular expression string in 'values', got %s", pyTypeName(values))
+		}
+		if _, err := regexp.Compile(expr); err != nil {
+			return Selector{}, fmt.Sprintf("'values' is not a valid regular expression: %v", err)
+		}
+		s.re = regexp.MustCompile(`^(?:` + expr + `)$`)
+	}
+	return s, ""
+}
+
+func isEmptyValue(v any) bool {
+	switch v := v.(type) {
+	case nil:
+		return true
+	case string:
+		return v == ""
+	case []any:
+		return len(v) == 0
+	case map[string]any:
+		return len(v) == 0
+	}
+	return false
+}
+
+// normalizeValue converts what a Go caller may pass into the model.
+func normalizeValue(v any, depth int) (any, error) {
+	if depth > maxLiteralDepth {
+		return nil, fmt.Errorf("nesting deeper than %d levels", maxLiteralDepth)
+	}
+	switch v := v.(type) {
+	case nil, bool, string:
+		return v, nil
+	case json.Number:
+		return jsonNumber(v)
+	case []string:
+		out := make([]any, len(v))
+		for i, e := range v {
+			out[i] = e
+		}
+		return out, nil
+	case map[string]string:
+		out := make(map[string]any, len(v))
+		for k, e := range v {
+			out[k] = e
+		}
+		return out, nil
+	case []any:
+		out := make([]any, len(v))
+		for i, e := range v {
+			n, err := normalizeValue(e, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = n
+		}
+		return out, nil
+	case map[string]any:
+		out := make(map[string]any, len(v))
+		for k, e := range v {
+			n, err := normalizeValue(e, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			out[k] = n
+		}
+		return out, nil
+	}
+	if n, ok := toNumber(v); ok {
+		if !n.isInt && (math.IsNaN(n.f) || math.IsInf(n.f, 0)) {
+			return nil, fmt.Errorf("number %v is not finite", n.f)
+		}
+		return n.value(), nil
+	}
+	return nil, fmt.Errorf("unsupported Go type %T", v)
+}
+
+// String renders the selector as the dict upstream users write.
+func (s Selector) String() string {
+	return "{'key': " + pyStringRepr(s.Key) + ", 'operator': " + pyStringRepr(s.Operator) +
+		", 'values': " + FormatPyLiteral(s.Values) + "}"
+}
+
+// FormatSelectors renders a list that ParseSelectors reads back.
+func FormatSelectors(sels []Selector) string {
+	parts := make([]string, len(sels))
+	for i, s := range sels {
+		parts[i] = s.String()
+	}
+	return "[" + strings.Join(parts, ", ") + "]"
+}
+
+// Match reports whether a node with these properties satisfies s. It
+// fails only for a selector that did not come from ParseSelectors or
+// NewSelector and is invalid.
+func (s Selector) Match(props map[string]any) (bool, error) {
+	if s.op == opInvalid {
+		checked, err := NewSelector(s.Key, s.Operator, s.Values)
+		if err != nil {
+			return false, err
+		}
+		s = checked
+	}
+	left := props[s.Key]
+	if left == nil {
+		return s.op.negated(), nil
+	}
+	switch s.op {
+	case opEQ, opNE:
+		return equalValues(left, s.Values) != (s.op == opNE), nil
+	case opContains, opNotContains:
+		return containsValue(left, s.Values) != (s.op == opNotContains), nil
+	case opIn, opNotIn:
+		list, _ := asList(s.Values)
+		return memberOf(list, left) != (s.op == opNotIn), nil
+	case opMatches:
+		text, ok := scalarText(left)
+		return ok && s.re.MatchString(text), nil
+	}
+	c, ok := orderValues(left, s.Values)
+	if !ok {
+		return false, nil
+	}
+	switch s.op {
+	case opLT:
+		return c < 0, nil
+	case opGT:
+		return c > 0, nil
+	case opLE:
+		return c <= 0, nil
+	default: // opGE
+		return c >= 0, nil
+	}
+}
+
+// MatchAll reports whether every selector matches; an empty list matches.
+func MatchAll(sels []Selector, props map[string]any) (bool, error) {
+	for i, s := range sels {
+		ok, err := s.Match(props)
+		if err != nil {
+			var se *SelectorError
+			if errors.As(err, &se) {
+				cp := *se
+				cp.Index = i
+				return false, &cp
+			}
+			return false, err
+		}
+		if !ok {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// number is an int64 or a float64, kept apart so large integers such as
+// mem_total compare exactly.
+type number struct {
+	i     int64
+	f     float64
+	isInt bool
+}
+
+func (n number) value() any {
+	if n.isInt {
+		return n.i
+	}
+	return n.f
+}
+
+func (n number) String() string {
+	if n.isInt {
+		return strconv.FormatInt(n.i, 10)
+	}
+	return pyFloatRepr(n.f)
+}
+
+func cmpNumbers(a, b number) int {
+	if a.isInt && b.isInt {
+		switch {
+		case a.i < b.i:
+			return -1
+		case a.i > b.i:
+			return 1
+		}
+		return 0
+	}
+	fa, fb := a.f, b.f
+	if a.isInt {
+		fa = float64(a.i)
+	}
+	if b.isInt {
+		fb = float64(b.i)
+	}
+	switch {
+	case fa < fb:
+		return -1
+	case fa > fb:
+		return 1
+	}
+	return 0
+}
+
+// toNumber accepts Go's numeric types (not strings).
+func toNumber(v any) (number, bool) {
+	switch v := v.(type) {
+	case int:
+		return number{i: int64(v), isInt: true}, true
+	case int8:
+		return number{i: int64(v), isInt: true}, true
+	case int16:
+		return number{i: int64(v), isInt: true}, true
+	case int32:
+		return number{i: int64(v), isInt: true}, true
+	case int64:
+		return number{i: v, isInt: true}, true
+	case uint:
+		return uintNumber(uint64(v)), true
+	case uint8:
+		return number{i: int64(v), isInt: true}, true
+	case uint16:
+		return number{i: int64(v), isInt: true}, true
+	case uint32:
+		return number{i: int64(v), isInt: true}, true
+	case uint64:
+		return uintNumber(v), true
+	case float32:
+		return number{f: float64(v)}, true
+	case float64:
+		return number{f: v}, true
+	}
+	return number{}, false
+}
+
+func uintNumber(u uint64) number {
+	if u > math.MaxInt64 {
+		return number{f: float64(u)}
+	}
+	return number{i: int64(u), isInt: true}
+}
+
+var numericText = regexp.MustCompile(`^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$`)
+
+// numericValue accepts numbers and strings in plain decimal notation
+// (no hex, no inf/nan, no spaces), so "10" and 9 compare as numbers.
+func numericValue(v any) (number, bool) {
+	s, ok := v.(string)
+	if !ok {
+		n, ok := toNumber(v)
+		return n, ok && !(!n.isInt && math.IsNaN(n.f))
+	}
+	if !numericText.MatchString(s) {
+		return number{}, false
+	}
+	if !strings.ContainsAny(s, ".eE") {
+		if i, err := strconv.ParseInt(s, 10, 64); err == nil {
+			return number{i: i, isInt: true}, true
+		}
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return number{}, false
+	}
+	return number{f: f}, true
+}
+
+// boolValue accepts bools and the strings true/false in any case, so a
+// label written "true" matches a selector True.
+func boolValue(v any) (bool, bool) {
+	switch v := v.(type) {
+	case bool:
+		return v, true
+	case string:
+		switch {
+		case strings.EqualFold(v, "true"):
+			return true, true
+		case strings.EqualFold(v, "false"):
+			return false, true
+		}
+	}
+	return false, false
+}
+
+// scalarText is the text of a string or a number (Python's repr for
+// floats); other types have none.
+func scalarText(v any) (string, bool) {
+	if s, ok := v.(string); ok {
+		return s, true
+	}
+	if n, ok := toNumber(v); ok {
+		return n.String(), true
+	}
+	return "", false
+}
+
+// orderValues compares two scalars: as numbers when both are numeric, as
+// booleans when either is a bool, else as text. ok is false when the
+// values cannot be ordered.
+func orderValues(a, b any) (int, bool) {
+	if na, ok := numericValue(a); ok {
+		if nb, ok := numericValue(b); ok {
+			return cmpNumbers(na, nb), true
+		}
+	}
+	_, aBool := a.(bool)
+	_, bBool := b.(bool)
+	if aBool || bBool {
+		ba, ok1 := boolValue(a)
+		bb, ok2 := boolValue(b)
+		if !ok1 || !ok2 {
+			return 0, false
+		}
+		switch {
+		case ba == bb:
+			return 0, true
+		case bb:
+			return -1, true
+		}
+		return 1, true
+	}
+	ta, ok1 := scalarText(a)
+	tb, ok2 := scalarText(b)
+	if !ok1 || !ok2 {
+		return 0, false
+	}
+	return strings.Compare(ta, tb), true
+}
+
+func equalValues(a, b any) bool {
+	if c, ok := orderValues(a, b); ok {
+		return c == 0
+	}
+	if la, ok := asList(a); ok {
+		lb, ok := asList(b)
+		if !ok || len(la) != len(lb) {
+			return false
+		}
+		for i := range la {
+			if !equalValues(la[i], lb[i]) {
+				return false
+			}
+		}
+		return true
+	}
+	if ma, ok := asMap(a); ok {
+		mb, ok := asMap(b)
+		if !ok || len(ma) != len(mb) {
+			return false
+		}
+		for k, va := range ma {
+			vb, ok := mb[k]
+			if !ok || !equalValues(va, vb) {
+				return false
+			}
+		}
+		return true
+	}
+	return a == nil && b == nil
+}
+
+// containsValue is upstream's contains: list ⊇ list when both are lists,
+// else membership in a list, a key of a dict, or a substring of a string.
+func containsValue(left, right any) bool {
+	if l, ok := asList(left); ok {
+		if r, ok := asList(right); ok {
+			for _, e := range r {
+				if !memberOf(l, e) {
+					return false
+				}
+			}
+			return true
+		}
+		return memberOf(l, right)
+	}
+	if m, ok := asMap(left); ok {
+		k, ok := right.(string)
+		_, has := m[k]
+		return ok && has
+	}
+	if s, ok := left.(string); ok {
+		t, ok := scalarText(right)
+		return ok && strings.Contains(s, t)
+	}
+	return false
+}
+
+func memberOf(list []any, v any) bool {
+	for _, e := range list {
+		if equalValues(e, v) {
+			return true
+		}
+	}
+	return false
+}
+
+func asList(v any) ([]any, bool) {
+	switch v := v.(type) {
+	case []any:
+		return v, true
+	case []string:
+		out := make([]any, len(v))
+		for i, e := range v {
+			out[i] = e
+		}
+		return out, true
+	}
+	return nil, false
+}
+
+func asMap(v any) (map[string]any, bool) {
+	switch v := v.(type) {
+	case map[string]any:
+		return v, true
+	case map[string]string:
+		out := make(map[string]any, len(v))
+		for k, e := range v {
+			out[k] = e
+		}
+		return out, true
+	}
+	return nil, false
+}
+
+// pyFloatRepr formats a float as Python's repr does, so a formatted
+// selector reads the same to someone who wrote the Python literal.
+func pyFloatRepr(f float64) string {
+	switch {
+	case math.IsInf(f, 1):
+		return "inf"
+	case math.IsInf(f, -1):
+		return "-inf"
+	case math.IsNaN(f):
+		return "nan"
+	}
+	sci := strconv.FormatFloat(f, 'e', -1, 64)
+	exp, _ := strconv.Atoi(sci[strings.IndexByte(sci, 'e')+1:])
+	if exp >= -4 && exp < 16 {
+		s := strconv.FormatFloat(f, 'f', -1, 64)
+		if !strings.Contains(s, ".") {
+			s += ".0"
+		}
+		return s
+	}
+	return sci
+}
+
+// TagRequest asks for one node, named Tag in the test, that satisfies all
+// of Selectors.
+type TagRequest struct {
+	Tag       string
+	Selectors []Selector
+}
+
+// Candidate is a node that may be chosen, with its properties.
+type Candidate struct {
+	Name  string
+	Props map[string]any
+}
+
+// NoMatchError reasons.
+const (
+	ReasonNoNode = "no node matches"
+	ReasonTaken  = "matching nodes are all taken by other tags"
+)
+
+// NoMatchError says why a tag got no node. With ReasonTaken, some node
+// matches but not enough for every tag: if the candidates were only the
+// idle nodes, waiting may help; ask Assign again with every node to know.
+type NoMatchError struct {
+	Tag       string
+	Selectors string // the tag's selectors, as FormatSelectors writes them
+	Reason    string // ReasonNoNode or ReasonTaken
+	// CouldMatch lists the candidates matching the tag's selectors,
+	// whatever other tags need; empty exactly when Reason is ReasonNoNode.
+	CouldMatch []string
+	// Rivals lists the other tags that need the nodes in CouldMatch.
+	Rivals []string
+}
+
+func (e *NoMatchError) Error() string {
+	msg := fmt.Sprintf("cluster: tag %q (selectors %s): %s", e.Tag, e.Selectors, e.Reason)
+	if e.Reason == ReasonTaken {
+		msg += fmt.Sprintf(" (could use %s; also wanted by tags %s)", strings.Join(e.CouldMatch, ", "), strings.Join(e.Rivals, ", "))
+	}
+	return msg
+}
+
+// Assign chooses a distinct candidate for every tag, or explains why it
+// cannot. It solves the whole set at once (bipartite matching), so a tag
+// with a narrow selector still gets its one suitable node when a tag with a
+// broad selector could have taken it first. The answer is deterministic:
+// the first tag gets the earliest candidate (in the given order) that
+// still leaves a node for every later tag, then the second tag, and so on.
+// The result maps tag to candidate name.
+func Assign(reqs []TagRequest, cands []Candidate) (map[string]string, error) {
+	if err := checkAssignInput(reqs, cands); err != nil {
+		return nil, err
+	}
+	// adj[t] lists, in candidate order, the candidates tag t accepts.
+	adj := make([][]int, len(reqs))
+	for t, r := range reqs {
+		for c, cand := range cands {
+			ok, err := MatchAll(r.Selectors, cand.Props)
+			if err != nil {
+				return nil, fmt.Errorf("cluster: tag %q: %w", r.Tag, err)
+			}
+			if ok {
+				adj[t] = append(adj[t], c)
+			}
+		}
+	}
+	for t, r := range reqs {
+		if len(adj[t]) == 0 {
+			return nil, &NoMatchError{Tag: r.Tag, Selectors: FormatSelectors(r.Selectors), Reason: ReasonNoNode}
+		}
+	}
+	m := newMatcher(adj, len(cands))
+	for t := range reqs {
+		if !m.augment(t) {
+			return nil, takenError(reqs, cands, adj, m, t)
+		}
+	}
+	// A perfect matching exists; now find the first one in tag, then
+	// candidate order, keeping each choice only if the rest stays solvable.
+	used := make([]bool, len(cands))
+	out := make(map[string]string, len(reqs))
+	for t, r := range reqs {
+		for _, c := range adj[t] {
+			if used[c] {
+				continue
+			}
+			used[c] = true
+			if solvable(adj, t+1, used) {
+				out[r.Tag] = cands[c].Name
+				break
+			}
+			used[c] = false
+		}
+	}
+	return out, nil
+}
+
+func checkAssignInput(reqs []TagRequest, cands []Candidate) error {
+	tags := map[string]bool{}
+	for i, r := range reqs {
+		if r.Tag == "" {
+			return fmt.Errorf("cluster: assign: tag request %d has an empty tag", i)
+		}
+		if tags[r.Tag] {
+			return fmt.Errorf("cluster: assign: tag %q is requested twice", r.Tag)
+		}
+		tags[r.Tag] = true
+	}
+	names := map[string]bool{}
+	for i, c := range cands {
+		if c.Name == "" {
+			return fmt.Errorf("cluster: assign: candidate %d has an empty name", i)
+		}
+		if names[c.Name] {
+			return fmt.Errorf("cluster: assign: candidate %q is listed twice", c.Name)
+		}
+		names[c.Name] = true
+	}
+	return nil
+}
+
+// takenError describes tag t, for which no augmenting path exists: the
+// candidates its search visited are held by the rival tags.
+func takenError(reqs []TagRequest, cands []Candidate, adj [][]int, m *matcher, t int) error {
+	e := &NoMatchError{Tag: reqs[t].Tag, Selectors: FormatSelectors(reqs[t].Selectors), Reason: ReasonTaken}
+	for _, c := range adj[t] {
+		e.CouldMatch = append(e.CouldMatch, cands[c].Name)
+	}
+	rival := make([]bool, len(reqs))
+	for c, seen := range m.seen {
+		if seen && m.owner[c] >= 0 {
+			rival[m.owner[c]] = true
+		}
+	}
+	for i, r := range rival {
+		if r {
+			e.Rivals = append(e.Rivals, reqs[i].Tag)
+		}
+	}
+	return e
+}
+
+// matcher finds augmenting paths (Kuhn's algorithm); owner[c] is the tag
+// holding candidate c, -1 when free, -2 when excluded.
+type matcher struct {
+	adj   [][]int
+	owner []int
+	seen  []bool
+}
+
+func newMatcher(adj [][]int, ncand int) *matcher {
+	m := &matcher{adj: adj, owner: make([]int, ncand), seen: make([]bool, ncand)}
+	for c := range m.owner {
+		m.owner[c] = -1
+	}
+	return m
+}
+
+// augment tries to give tag t a candidate, moving other tags along an
+// alternating path if needed. seen is left set for takenError.
+func (m *matcher) augment(t int) bool {
+	clear(m.seen)
+	return m.try(t)
+}
+
+func (m *matcher) try(t int) bool {
+	for _, c := range m.adj[t] {
+		if m.seen[c] || m.owner[c] == -2 {
+			continue
+		}
+		m.seen[c] = true
+		if m.owner[c] == -1 || m.try(m.owner[c]) {
+			m.owner[c] = t
+			return true
+		}
+	}
+	return false
+}
+
+// solvable reports whether tags from..end can all get a candidate not
+// marked used.
+func solvable(adj [][]int, from int, used []bool) bool {
+	m := newMatcher(adj, len(used))
+	for c, u := range used {
+		if u {
+			m.owner[c] = -2
+		}
+	}
+	for t := from; t < len(adj); t++ {
+		if !m.augment(t) {
+			return false
+		}
+	}
+	return true
+}
+
+// SelectNode returns the first candidate, in the given order, that matches
+// every selector (any candidate when sels is empty). Upstream's
+// select_node pops the last candidate when there are no selectors and
+// mutates the caller's list; this does neither.
+func SelectNode(cands []Candidate, sels []Selector) (Candidate, bool, error) {
+	for _, c := range cands {
+		ok, err := MatchAll(sels, c.Props)
+		if err != nil {
+			return Candidate{}, false, err
+		}
+		if ok {
+			return c, true, nil
+		}
+	}
+	return Candidate{}, false, nil
+}
