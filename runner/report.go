@@ -1,0 +1,158 @@
+package runner
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"time"
+)
+
+// Reporter stamps and delivers the status messages of one task: to every
+// status server and, as Python repr lines, to stdout. It guarantees what
+// Avocado 113.0 cannot survive without: every message has a non-zero
+// CLOCK_MONOTONIC time and the task's id/job_id, and exactly one finished
+// message is sent, after everything else. Reporter is safe for concurrent
+// use.
+type Reporter struct {
+	mu        sync.Mutex
+	status    *StatusClient
+	out       *bufio.Writer
+	task      bool
+	id        any
+	jobID     *string
+	outputDir string
+	lastTime  float64
+	finished  bool
+	sent      int
+	errs      []error
+}
+
+// ReporterConfig says where messages go and what identity they carry.
+type ReporterConfig struct {
+	// Status receives every message; nil for none.
+	Status *StatusClient
+	// Stdout receives one Python repr line per message; nil for none.
+	Stdout io.Writer
+	// Task selects task mode: id (and job_id when JobID is set) are added
+	// to every message.
+	Task  bool
+	ID    any
+	JobID *string
+	// OutputDir is added to the started message when not empty. In task
+	// mode it must be set: Avocado drops a connection whose started
+	// message lacks it, and the job then hangs.
+	OutputDir string
+}
+
+// NewReporter returns a Reporter for one task.
+func NewReporter(cfg ReporterConfig) *Reporter {
+	r := &Reporter{status: cfg.Status, task: cfg.Task, id: cfg.ID, jobID: cfg.JobID, outputDir: cfg.OutputDir}
+	if cfg.Stdout != nil {
+		r.out = bufio.NewWriter(cfg.Stdout)
+	}
+	return r
+}
+
+// finishTimeout is how long Finish may still take when its context is
+// already cancelled, so the last message is not lost to the cancellation
+// that ended the test. Avocado SIGKILLs 1 s after SIGTERM.
+const finishTimeout = 500 * time.Millisecond
+
+// Send delivers m (status "started" or "running"). It reports false when
+// m was dropped because the task has already finished. Delivery failures
+// are collected in Err, not returned: a test keeps running when one of
+// several status servers goes away.
+func (r *Reporter) Send(ctx context.Context, m Message) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.finished {
+		return false
+	}
+	r.deliver(ctx, m)
+	return true
+}
+
+// Finish delivers the finished message m. Only the first call sends;
+// later calls report false and send nothing, so every exit path may call
+// it without risking a second finished message.
+func (r *Reporter) Finish(ctx context.Context, m Message) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.finished {
+		return false
+	}
+	r.finished = true
+	if ctx.Err() != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
+		defer cancel()
+	}
+	r.deliver(ctx, m)
+	return true
+}
+
+// Finished reports whether Finish has been called.
+func (r *Reporter) Finished() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.finished
+}
+
+// Err returns the delivery failures so far.
+func (r *Reporter) Err() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return errors.Join(r.errs...)
+}
+
+// Sent returns how many messages were delivered or attempted.
+func (r *Reporter) Sent() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.sent
+}
+
+func (r *Reporter) deliver(ctx context.Context, m Message) {
+	t := Monotonic()
+	if t < r.lastTime {
+		t = r.lastTime // never let time run backwards within a task
+	}
+	r.lastTime = t
+	m = append(m[:len(m):len(m)], Field{"time", t})
+	if status, _ := m.Get("status"); status == "started" && r.outputDir != "" {
+		m = append(m, Field{"output_dir", r.outputDir})
+	}
+	if r.task {
+		m = append(m, Field{"id", r.id})
+		if r.jobID != nil {
+			m = append(m, Field{"job_id", *r.jobID})
+		}
+	}
+	r.sent++
+	if r.status != nil {
+		line, err := m.EncodeLine()
+		if err == nil {
+			err = r.status.Post(ctx, line)
+		}
+		if err != nil {
+			r.errs = append(r.errs, err)
+		}
+	}
+	if r.out != nil {
+		// Printing is a courtesy for humans and Avocado's selftests;
+		// Avocado itself sends stdout to /dev/null. Errors are ignored.
+		r.out.WriteString(PyRepr(m))
+		r.out.WriteByte('\n')
+		r.out.Flush()
+	}
+}
+
+// Close closes the status connections.
+func (r *Reporter) Close() error {
+	if r.status == nil {
+		return nil
+	}
+	return r.status.Close()
+}
