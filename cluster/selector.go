@@ -15,19 +15,30 @@ import (
 // list of {"key", "operator", "values"} dicts that must all match, written
 // as a Python literal (what ast.literal_eval reads) or as JSON.
 //
+// How a property (left) and "values" (right) compare:
+//   - as numbers when both are numbers or numeric strings ("10", "1.5e3");
+//   - as booleans when either is a bool (the other may be the text
+//     "true"/"false" in any case); a bool never equals or orders with
+//     anything else;
+//   - otherwise as text, when both are strings or numbers;
+//   - lists and dicts are equal when their elements are; they cannot be
+//     ordered. Values that cannot be compared do not match.
+//
+// contains is upstream's: list ⊇ list when both are lists, else membership
+// in a list, a key of a dict, or a substring of a string. in wants a list
+// of values; matches wants a Go regexp that must match the whole text of a
+// string or number property.
+//
 // Deliberate differences from upstream avocado-vt:
-//   - Values compare as numbers when both sides are numbers or numeric
-//     strings ("10" > "9"); upstream compares the (string) properties
-//     lexicographically, so "10" < "9" there.
+//   - Numeric comparison of numeric strings ("10" > "9"); upstream compares
+//     the (string) properties lexicographically, so "10" < "9" there.
 //   - A node without the property does not match ==, <, >, <=, >=,
 //     contains, in or matches, and does match !=, not contains and not in;
-//     upstream raises OperatorError for some of these. Likewise a property
-//     whose type cannot be compared with the values does not match, and the
-//     negated operators are always the exact negation of their positive form.
+//     upstream raises OperatorError for some of these. The negated
+//     operators are always the exact negation of their positive form.
 //   - An empty or None "values" is a parse error naming the selector;
 //     upstream crashes with a TypeError (0 and False are valid values here).
-//   - Added operators: >=/ge, <=/le, in, not in and matches (a Go regexp
-//     that must match the whole value).
+//   - Added operators: >=/ge, <=/le, in, not in and matches.
 //   - Unknown keys in a selector dict are rejected.
 
 type operator int
@@ -49,17 +60,23 @@ const (
 
 // operators maps every accepted spelling, upstream's first.
 var operators = map[string]operator{
-	"<": opLT, "lt": opLT,
-	">": opGT, "gt": opGT,
-	"==": opEQ, "eq": opEQ,
-	"!=": opNE, "ne": opNE,
+	"<":            opLT,
+	"lt":           opLT,
+	">":            opGT,
+	"gt":           opGT,
+	"==":           opEQ,
+	"eq":           opEQ,
+	"!=":           opNE,
+	"ne":           opNE,
 	"contains":     opContains,
 	"not contains": opNotContains,
-	">=":           opGE, "ge": opGE,
-	"<=": opLE, "le": opLE,
-	"in":      opIn,
-	"not in":  opNotIn,
-	"matches": opMatches,
+	">=":           opGE,
+	"ge":           opGE,
+	"<=":           opLE,
+	"le":           opLE,
+	"in":           opIn,
+	"not in":       opNotIn,
+	"matches":      opMatches,
 }
 
 const operatorList = "<, lt, >, gt, ==, eq, !=, ne, contains, not contains, >=, ge, <=, le, in, not in, matches"
