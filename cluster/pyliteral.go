@@ -564,7 +564,7 @@ func isAlnum(c byte) bool  { return isDigit(c) || isLetter(c) }
 // pyTypeName names a model value's type as Python would, for messages
 // addressed to people who wrote a Python literal.
 func pyTypeName(v any) string {
-	switch v.(type) {
+	switch t := v.(type) {
 	case nil:
 		return "None"
 	case bool:
@@ -579,6 +579,11 @@ func pyTypeName(v any) string {
 		return "list"
 	case map[string]any, map[string]string:
 		return "dict"
+	case json.Number:
+		if strings.ContainsAny(string(t), ".eE") {
+			return "float"
+		}
+		return "int"
 	}
 	return fmt.Sprintf("%T", v)
 }

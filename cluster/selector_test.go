@@ -460,6 +460,8 @@ func TestParseSelectors_errors(t *testing.T) {
 		{`[{"key": "a", "operator": "==", "values": true},]`, -1, `cluster: selectors: neither valid JSON nor a Python literal: line 1, column 43: name "true" is not a Python literal (write True, False or None; JSON input must be valid JSON as a whole)`},
 		{`{'key': 'a', 'operator': '==', 'values': 'x'}`, -1, `cluster: selectors: expected a list of selector dicts, got dict`},
 		{`"[]"`, -1, `cluster: selectors: expected a list of selector dicts, got str`},
+		{`5`, -1, `cluster: selectors: expected a list of selector dicts, got int`},
+		{`{"a": 1.5}`, -1, `cluster: selectors: expected a list of selector dicts, got dict`},
 		{`[1]`, 0, `cluster: selectors[0] 1: expected a dict with 'key', 'operator' and 'values', got int`},
 		{`[{'operator': '<', 'values': 1}]`, 0, `cluster: selectors[0] {'operator': '<', 'values': 1}: missing 'key'`},
 		{`[{'key': '', 'operator': '<', 'values': 1}]`, 0, `cluster: selectors[0] {'key': '', 'operator': '<', 'values': 1}: 'key' must not be empty`},
