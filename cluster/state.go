@@ -1,0 +1,550 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"time"
+)
+
+// StateVersion is the state file format this package reads and writes.
+const StateVersion = 1
+
+var (
+	// ErrNodeNotFound: no node is registered under that name.
+	ErrNodeNotFound = errors.New("cluster: node not found")
+	// ErrNodeExists: RegisterNode without replace on a name already taken.
+	ErrNodeExists = errors.New("cluster: node already registered")
+	// ErrStateVersion: the state file was written in a format this build
+	// does not know; wrapped in a *StateError.
+	ErrStateVersion = errors.New("unknown state file version")
+)
+
+var clusterNameRE = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+
+// State is everything vtcluster remembers about a cluster between
+// processes: the registered nodes and who holds which of them.
+type State struct {
+	// Version is StateVersion.
+	Version int `json:"version"`
+	// Nodes are the registered nodes in registration order.
+	Nodes []Node `json:"nodes"`
+	// Partitions are the current reservations; a node is in at most one.
+	Partitions []Partition `json:"partitions"`
+}
+
+// NewState returns the state of a cluster with nothing registered.
+func NewState() *State {
+	return &State{Version: StateVersion, Nodes: []Node{}, Partitions: []Partition{}}
+}
+
+// Node is a registered node. It deliberately has no password field: state
+// files are not a place for secrets.
+type Node struct {
+	Name         string `json:"name"`
+	Address      string `json:"address,omitempty"`
+	Hostname     string `json:"hostname,omitempty"`
+	User         string `json:"user"`
+	ShellPort    int    `json:"shell_port"`
+	ProxyPort    int    `json:"proxy_port"`
+	AgentBaseDir string `json:"agent_base_dir"`
+	KeyFile      string `json:"key_file,omitempty"`
+	KnownHosts   string `json:"known_hosts,omitempty"`
+	AgentBind    string `json:"agent_bind"`
+	TokenFile    string `json:"token_file,omitempty"`
+	Arch         string `json:"arch,omitempty"`
+	// Labels are the static properties from the cluster config.
+	Labels map[string]any `json:"labels,omitempty"`
+	// Properties were collected from the node's agent at PropertiesAt.
+	Properties   map[string]any `json:"properties,omitempty"`
+	PropertiesAt time.Time      `json:"properties_at,omitzero"`
+	// Agent describes the agent started on the node; zero if none.
+	Agent AgentInfo `json:"agent,omitzero"`
+}
+
+// AgentInfo records the agent process vtcluster started on a node.
+type AgentInfo struct {
+	PID       int       `json:"pid,omitempty"`
+	StartedAt time.Time `json:"started_at,omitzero"`
+	Version   string    `json:"version,omitempty"`
+	SHA256    string    `json:"sha256,omitempty"` // of the agent binary deployed
+}
+
+// Host returns the connection target: Address, or Hostname if Address is empty.
+func (n *Node) Host() string {
+	if n.Address != "" {
+		return n.Address
+	}
+	return n.Hostname
+}
+
+// AgentDir is the node's agent directory, <AgentBaseDir>/<Name>, as upstream.
+func (n *Node) AgentDir() string { return path.Join(n.AgentBaseDir, n.Name) }
+
+// Unauthenticated reports a direct agent without a token: see
+// HostConfig.Unauthenticated.
+func (n *Node) Unauthenticated() bool {
+	return n.AgentBind == AgentBindDirect && n.TokenFile == ""
+}
+
+// Node returns the node called name, or nil. The pointer is into s, so
+// changes made inside Store.Update are saved.
+func (s *State) Node(name string) *Node {
+	for i := range s.Nodes {
+		if s.Nodes[i].Name == name {
+			return &s.Nodes[i]
+		}
+	}
+	return nil
+}
+
+// RegisterNode adds n. A name already registered is ErrNodeExists unless
+// replace is set; replacing overwrites the whole record, including Agent
+// and Properties, and keeps the node's place in registration order.
+func (s *State) RegisterNode(n Node, replace bool) error {
+	if err := validateNode(&n); err != nil {
+		return fmt.Errorf("cluster: register node: %w", err)
+	}
+	if old := s.Node(n.Name); old != nil {
+		if !replace {
+			return fmt.Errorf("cluster: register node %q: %w", n.Name, ErrNodeExists)
+		}
+		*old = n
+		return nil
+	}
+	s.Nodes = append(s.Nodes, n)
+	return nil
+}
+
+// UnregisterNode removes the node called name. A node in a live partition
+// (one whose lease has not expired at now) is refused with a
+// *LeaseHeldError unless force is set; forcing, or a node in an expired
+// partition, also removes it from that partition, and a partition left
+// without nodes goes too. An unknown name is ErrNodeNotFound.
+func (s *State) UnregisterNode(name string, now time.Time, force bool) error {
+	i := slices.IndexFunc(s.Nodes, func(n Node) bool { return n.Name == name })
+	if i < 0 {
+		return fmt.Errorf("cluster: unregister node %q: %w", name, ErrNodeNotFound)
+	}
+	if p := s.partitionOf(name); p != nil {
+		if p.Live(now) && !force {
+			return &LeaseHeldError{Node: name, Partition: p.ID, Owner: p.Owner, Expires: p.Expires}
+		}
+		p.Nodes = slices.DeleteFunc(p.Nodes, func(a Assignment) bool { return a.Node == name })
+		s.Partitions = slices.DeleteFunc(s.Partitions, func(p Partition) bool { return len(p.Nodes) == 0 })
+	}
+	s.Nodes = slices.Delete(s.Nodes, i, i+1)
+	return nil
+}
+
+// Partition returns the partition with that id, or nil. The pointer is into s.
+func (s *State) Partition(id string) *Partition {
+	for i := range s.Partitions {
+		if s.Partitions[i].ID == id {
+			return &s.Partitions[i]
+		}
+	}
+	return nil
+}
+
+// NodeByTag returns the node that partition partitionID assigned to tag.
+// Errors: ErrPartitionNotFound, ErrNodeNotFound (no such tag, or the node
+// was unregistered by force).
+func (s *State) NodeByTag(partitionID, tag string) (*Node, error) {
+	p := s.Partition(partitionID)
+	if p == nil {
+		return nil, fmt.Errorf("cluster: partition %s: %w", partitionID, ErrPartitionNotFound)
+	}
+	name, ok := p.NodeFor(tag)
+	if !ok {
+		return nil, fmt.Errorf("cluster: partition %s has no tag %q: %w", partitionID, tag, ErrNodeNotFound)
+	}
+	n := s.Node(name)
+	if n == nil {
+		return nil, fmt.Errorf("cluster: partition %s tag %q: node %q: %w", partitionID, tag, name, ErrNodeNotFound)
+	}
+	return n, nil
+}
+
+// IdleNodes returns copies of the nodes that are in no live partition at
+// now, in registration order. It does not look at owner processes: only
+// Reclaim and Allocate decide that an owner is gone.
+func (s *State) IdleNodes(now time.Time) []Node {
+	var idle []Node
+	for _, n := range s.Nodes {
+		if p := s.partitionOf(n.Name); p == nil || !p.Live(now) {
+			idle = append(idle, n)
+		}
+	}
+	return idle
+}
+
+// SortedNames returns the registered node names in lexical order.
+func (s *State) SortedNames() []string {
+	names := make([]string, len(s.Nodes))
+	for i, n := range s.Nodes {
+		names[i] = n.Name
+	}
+	slices.Sort(names)
+	return names
+}
+
+func (s *State) partitionOf(node string) *Partition {
+	for i := range s.Partitions {
+		if _, ok := s.Partitions[i].nodeTag(node); ok {
+			return &s.Partitions[i]
+		}
+	}
+	return nil
+}
+
+func validateNode(n *Node) error {
+	switch {
+	case !nodeNameRE.MatchString(n.Name) || n.Name == "." || n.Name == "..":
+		return fmt.Errorf("node name %q must be made of letters, digits, '.', '_' and '-'", n.Name)
+	case n.Host() == "":
+		return fmt.Errorf("node %q: no address or hostname", n.Name)
+	case n.ShellPort < 1 || n.ShellPort > 65535:
+		return fmt.Errorf("node %q: shell port %d is not in 1-65535", n.Name, n.ShellPort)
+	case n.ProxyPort < 1 || n.ProxyPort > 65535:
+		return fmt.Errorf("node %q: proxy port %d is not in 1-65535", n.Name, n.ProxyPort)
+	case n.AgentBind != AgentBindTunnel && n.AgentBind != AgentBindDirect:
+		return fmt.Errorf("node %q: agent bind %q is not %q or %q", n.Name, n.AgentBind, AgentBindTunnel, AgentBindDirect)
+	}
+	return nil
+}
+
+// validate checks the invariants every saved state keeps, so that neither
+// a bug nor a hand edit can make two partitions share a node.
+func (s *State) validate() error {
+	if s.Version != StateVersion {
+		return fmt.Errorf("version is %d, expected %d", s.Version, StateVersion)
+	}
+	names := make(map[string]bool, len(s.Nodes))
+	for i := range s.Nodes {
+		n := &s.Nodes[i]
+		if err := validateNode(n); err != nil {
+			return err
+		}
+		if names[n.Name] {
+			return fmt.Errorf("node %q is registered twice", n.Name)
+		}
+		names[n.Name] = true
+	}
+	ids := make(map[string]bool, len(s.Partitions))
+	holder := make(map[string]string)
+	for _, p := range s.Partitions {
+		if !partitionIDRE.MatchString(p.ID) {
+			return fmt.Errorf("partition id %q is not 32 lowercase hex digits", p.ID)
+		}
+		if ids[p.ID] {
+			return fmt.Errorf("partition %s is recorded twice", p.ID)
+		}
+		ids[p.ID] = true
+		if len(p.Nodes) == 0 {
+			return fmt.Errorf("partition %s has no nodes", p.ID)
+		}
+		if p.Expires.IsZero() {
+			return fmt.Errorf("partition %s has no expiry", p.ID)
+		}
+		tags := make(map[string]bool, len(p.Nodes))
+		for _, a := range p.Nodes {
+			if !partitionTagRE.MatchString(a.Tag) || tags[a.Tag] {
+				return fmt.Errorf("partition %s: tag %q is invalid or repeated", p.ID, a.Tag)
+			}
+			tags[a.Tag] = true
+			if !names[a.Node] {
+				return fmt.Errorf("partition %s: tag %q names unregistered node %q", p.ID, a.Tag, a.Node)
+			}
+			if other, ok := holder[a.Node]; ok {
+				return fmt.Errorf("node %q is in partitions %s and %s", a.Node, other, p.ID)
+			}
+			holder[a.Node] = p.ID
+		}
+	}
+	return nil
+}
+
+// Store keeps a cluster's State between processes.
+type Store interface {
+	// Load returns a snapshot of the state, the empty state if none was
+	// saved yet. Changing the snapshot changes nothing stored.
+	Load(ctx context.Context) (*State, error)
+	// Update runs fn on the current state with every other Update of the
+	// same store excluded, and saves the result if fn returns nil. If fn
+	// returns an error, nothing is saved and Update returns that error.
+	Update(ctx context.Context, fn func(*State) error) error
+}
+
+// StateError is a state file that cannot be used as it is: unreadable,
+// not JSON, of an unknown version, or breaking an invariant. vtcluster
+// never replaces such a file by an empty state, since that would forget
+// which nodes are in use; a person has to look at it.
+type StateError struct {
+	Path string
+	Err  error
+}
+
+func (e *StateError) Error() string {
+	return fmt.Sprintf("cluster: state file %s: %v; restore it or move it away (vtcluster never resets state)", e.Path, e.Err)
+}
+
+func (e *StateError) Unwrap() error { return e.Err }
+
+// FileStore is a Store in one JSON file, <dir>/<cluster>.json, shared by
+// every process on this host. Writers lock <file>.lock, never the data file
+// itself, because the data file is replaced by rename on every write and a
+// lock on a replaced inode protects nothing.
+type FileStore struct {
+	dir, path, lockPath string
+}
+
+var _ Store = (*FileStore)(nil)
+
+// OpenFileStore returns the store of cluster in dir, creating dir (mode
+// 0700) if needed. An existing dir keeps its mode: it may be shared, and
+// chmod-ing someone's directory is not ours to do. The file itself is only
+// read by Load and Update.
+func OpenFileStore(dir, cluster string) (*FileStore, error) {
+	if !clusterNameRE.MatchString(cluster) || cluster == "." || cluster == ".." {
+		return nil, fmt.Errorf("cluster: cluster name %q must be made of letters, digits, '.', '_' and '-'", cluster)
+	}
+	if dir == "" {
+		return nil, errors.New("cluster: empty state directory")
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: state directory %s: %w", dir, err)
+	}
+	if err := os.MkdirAll(abs, 0o700); err != nil {
+		return nil, fmt.Errorf("cluster: create state directory: %w", err)
+	}
+	p := filepath.Join(abs, cluster+".json")
+	return &FileStore{dir: abs, path: p, lockPath: p + ".lock"}, nil
+}
+
+// Path is the state file.
+func (s *FileStore) Path() string { return s.path }
+
+// Load reads the state under a shared lock, so it never sees a half-done
+// Update. Errors: *StateError for a file that cannot be used, or a context
+// error while waiting for the lock.
+func (s *FileStore) Load(ctx context.Context) (*State, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	unlock, err := flockFile(ctx, s.lockPath, false)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	st, _, err := s.read()
+	return st, err
+}
+
+// Update implements Store. The new state is written to a temporary file in
+// the same directory, synced, renamed over the old one and the directory
+// synced, so a crash leaves either the old or the new state, never a mix.
+// An Update that changes nothing writes nothing. Errors: fn's error as is,
+// *StateError, a validation error if fn broke an invariant (nothing is
+// written), I/O and context errors.
+func (s *FileStore) Update(ctx context.Context, fn func(*State) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	unlock, err := flockFile(ctx, s.lockPath, true)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	s.removeStaleTemps()
+	st, old, err := s.read()
+	if err != nil {
+		return err
+	}
+	if err := fn(st); err != nil {
+		return err
+	}
+	if err := st.validate(); err != nil {
+		return fmt.Errorf("cluster: refusing to save an invalid state: %w", err)
+	}
+	data, err := encodeState(st)
+	if err != nil {
+		return fmt.Errorf("cluster: encode state: %w", err)
+	}
+	if bytes.Equal(data, old) {
+		return nil
+	}
+	return s.write(data)
+}
+
+// read returns the state and the bytes it came from; nil bytes when there
+// is no file yet.
+func (s *FileStore) read() (*State, []byte, error) {
+	data, err := os.ReadFile(s.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return NewState(), nil, nil
+	}
+	if err != nil {
+		return nil, nil, &StateError{Path: s.path, Err: err}
+	}
+	st, err := decodeState(data)
+	if err != nil {
+		return nil, nil, &StateError{Path: s.path, Err: err}
+	}
+	return st, data, nil
+}
+
+func (s *FileStore) tempPattern() string { return "." + filepath.Base(s.path) + ".tmp-" }
+
+func (s *FileStore) write(data []byte) error {
+	f, err := os.CreateTemp(s.dir, s.tempPattern()+"*") // created 0600
+	if err != nil {
+		return fmt.Errorf("cluster: write state: %w", err)
+	}
+	tmp := f.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		return fmt.Errorf("cluster: write state: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("cluster: write state: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("cluster: write state: %w", err)
+	}
+	if err := os.Rename(tmp, s.path); err != nil {
+		return fmt.Errorf("cluster: write state: %w", err)
+	}
+	ok = true
+	if err := fsyncDir(s.dir); err != nil {
+		return fmt.Errorf("cluster: write state: sync %s: %w", s.dir, err)
+	}
+	return nil
+}
+
+// removeStaleTemps deletes temporary files of writers that died before
+// their rename. Only called under the exclusive lock, when no writer can be
+// using one.
+func (s *FileStore) removeStaleTemps() {
+	matches, _ := filepath.Glob(filepath.Join(s.dir, s.tempPattern()+"*"))
+	for _, m := range matches {
+		os.Remove(m)
+	}
+}
+
+func encodeState(st *State) ([]byte, error) {
+	// Empty lists are written as [] so the file reads the same to every tool.
+	if st.Nodes == nil {
+		st.Nodes = []Node{}
+	}
+	if st.Partitions == nil {
+		st.Partitions = []Partition{}
+	}
+	data, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(data, '\n'), nil
+}
+
+func decodeState(data []byte) (*State, error) {
+	var head struct {
+		Version *int `json:"version"`
+	}
+	if err := json.Unmarshal(data, &head); err != nil {
+		return nil, describeJSONError(data, err)
+	}
+	if head.Version == nil {
+		return nil, errors.New("no \"version\": not a vtcluster state file")
+	}
+	if *head.Version != StateVersion {
+		return nil, fmt.Errorf("%w %d (this vtcluster reads version %d; was it written by a newer one?)", ErrStateVersion, *head.Version, StateVersion)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	dec.UseNumber()
+	st := new(State)
+	if err := dec.Decode(st); err != nil {
+		return nil, describeJSONError(data, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("unexpected data after the state object")
+	}
+	for i := range st.Nodes {
+		var err error
+		n := &st.Nodes[i]
+		if n.Labels, err = restoreStateNumbers(n.Labels); err != nil {
+			return nil, fmt.Errorf("node %q labels: %w", n.Name, err)
+		}
+		if n.Properties, err = restoreStateNumbers(n.Properties); err != nil {
+			return nil, fmt.Errorf("node %q properties: %w", n.Name, err)
+		}
+	}
+	if err := st.validate(); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+func describeJSONError(data []byte, err error) error {
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		line, col := textLineCol(data, int(se.Offset))
+		return fmt.Errorf("not valid JSON at line %d, column %d: %w", line, col, err)
+	}
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		line, col := textLineCol(data, int(te.Offset))
+		return fmt.Errorf("wrong type at line %d, column %d: %w", line, col, err)
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		return fmt.Errorf("truncated JSON: %w", err)
+	}
+	return err
+}
+
+// restoreStateNumbers turns json.Number values back into int or float64, the
+// types they had before they were saved.
+func restoreStateNumbers(m map[string]any) (map[string]any, error) {
+	for k, v := range m {
+		nv, err := restoreStateNumber(v)
+		if err != nil {
+			return nil, fmt.Errorf("%q: %w", k, err)
+		}
+		m[k] = nv
+	}
+	return m, nil
+}
+
+func restoreStateNumber(v any) (any, error) {
+	switch t := v.(type) {
+	case json.Number:
+		return jsonNumberValue(t)
+	case map[string]any:
+		return restoreStateNumbers(t)
+	case []any:
+		for i := range t {
+			nv, err := restoreStateNumber(t[i])
+			if err != nil {
+				return nil, err
+			}
+			t[i] = nv
+		}
+	}
+	return v, nil
+}
