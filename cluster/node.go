@@ -1,0 +1,397 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Agent layout on a node, under Node.AgentDir(): the binary, its pid file,
+// its data dir, and (direct mode) its token. One place so start, stop,
+// cleanup and log collection agree.
+const (
+	agentBinaryName = "vtcluster"
+	agentPIDName    = "vtcluster-agent.pid"
+	agentDataName   = "data"
+	agentTokenName  = "token"
+)
+
+// ConnectOptions tune how a node is reached.
+type ConnectOptions struct {
+	// AcceptNewHostKeys records the host key of a node seen for the first
+	// time (trust on first use). A changed key is refused regardless.
+	AcceptNewHostKeys bool
+	// Password logs in when keys are refused; it is never stored.
+	Password string
+	// ConnectTimeout bounds the SSH handshake; zero uses the SSH default.
+	ConnectTimeout time.Duration
+	// Logger receives connection events; nil discards them.
+	Logger *slog.Logger
+}
+
+// NodeConn is a live connection to one registered node: the agent client,
+// and the SSH connection when the node needs one (tunnel mode always;
+// direct mode only to deploy or start an agent). Safe for concurrent use.
+type NodeConn struct {
+	node Node
+	opts ConnectOptions
+	log  *slog.Logger
+
+	mu     sync.Mutex
+	ssh    *SSHClient
+	agent  *Client
+	closed bool
+}
+
+// Connect reaches node n. In tunnel mode it dials SSH now, so host-key and
+// login problems surface here; in direct mode it only prepares the client,
+// so a node whose agent already runs (upstream's Python agent, say) is
+// callable without SSH at all.
+func Connect(ctx context.Context, n Node, opts ConnectOptions) (*NodeConn, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	nc := &NodeConn{node: n, opts: opts, log: log.With("node", n.Name)}
+	switch n.AgentBind {
+	case AgentBindDirect:
+		token := ""
+		if n.TokenFile != "" {
+			p, err := os.ReadFile(n.TokenFile)
+			if err != nil {
+				return nil, fmt.Errorf("cluster: node %q: reading token_file: %w", n.Name, err)
+			}
+			token = strings.TrimSpace(string(p))
+			if token == "" {
+				return nil, fmt.Errorf("cluster: node %q: token_file %s is empty", n.Name, n.TokenFile)
+			}
+		}
+		nc.agent = NewClient(n.Name, NewDirectTransport(n.Host(), n.ProxyPort), token)
+	default:
+		ssh, err := nc.SSH(ctx)
+		if err != nil {
+			return nil, err
+		}
+		nc.agent = NewClient(n.Name, NewTunnelTransport(ssh, n.ProxyPort), "")
+	}
+	return nc, nil
+}
+
+// Node returns the node this connection is for.
+func (nc *NodeConn) Node() Node { return nc.node }
+
+// Agent returns the node's agent client.
+func (nc *NodeConn) Agent() *Client { return nc.agent }
+
+// Call invokes an agent method; see Client.Call.
+func (nc *NodeConn) Call(ctx context.Context, method string, args ...any) (any, error) {
+	return nc.agent.Call(ctx, method, args...)
+}
+
+// SSH returns the node's SSH connection, dialing it on first use.
+func (nc *NodeConn) SSH(ctx context.Context) (*SSHClient, error) {
+	nc.mu.Lock()
+	defer nc.mu.Unlock()
+	if nc.closed {
+		return nil, fmt.Errorf("cluster: node %q: %w", nc.node.Name, ErrSSHClosed)
+	}
+	if nc.ssh != nil {
+		select {
+		case <-nc.ssh.Done():
+			nc.ssh = nil // lost: dial again
+		default:
+			return nc.ssh, nil
+		}
+	}
+	cfg := DefaultSSHConfig()
+	cfg.Address = nc.node.Host()
+	cfg.Port = nc.node.ShellPort
+	cfg.User = nc.node.User
+	if nc.node.KeyFile != "" {
+		cfg.KeyFiles = []string{nc.node.KeyFile}
+	} else if home, err := os.UserHomeDir(); err == nil {
+		for _, k := range []string{"id_ed25519", "id_ecdsa", "id_rsa"} {
+			p := filepath.Join(home, ".ssh", k)
+			if _, err := os.Stat(p); err == nil {
+				cfg.KeyFiles = append(cfg.KeyFiles, p)
+			}
+		}
+	}
+	if nc.node.KnownHosts != "" {
+		cfg.KnownHostsFile = nc.node.KnownHosts
+	}
+	cfg.Password = nc.opts.Password
+	cfg.AcceptNewHostKeys = nc.opts.AcceptNewHostKeys
+	if nc.opts.ConnectTimeout > 0 {
+		cfg.ConnectTimeout = nc.opts.ConnectTimeout
+	}
+	c, err := DialSSH(ctx, cfg, nc.log)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: node %q: %w", nc.node.Name, err)
+	}
+	nc.ssh = c
+	return c, nil
+}
+
+// Close closes the agent client and the SSH connection. Idempotent.
+func (nc *NodeConn) Close() error {
+	nc.mu.Lock()
+	defer nc.mu.Unlock()
+	if nc.closed {
+		return nil
+	}
+	nc.closed = true
+	if nc.agent != nil {
+		nc.agent.Close()
+	}
+	if nc.ssh != nil {
+		return nc.ssh.Close()
+	}
+	return nil
+}
+
+// goarchToUname maps GOARCH to what `uname -m` prints on such a machine.
+var goarchToUname = map[string][]string{
+	"amd64":   {"x86_64"},
+	"arm64":   {"aarch64", "arm64"},
+	"386":     {"i386", "i486", "i586", "i686"},
+	"arm":     {"armv6l", "armv7l", "armv8l"},
+	"ppc64le": {"ppc64le"},
+	"s390x":   {"s390x"},
+	"riscv64": {"riscv64"},
+}
+
+// ArchError is a node whose architecture the agent binary cannot run on.
+type ArchError struct {
+	Node, NodeArch, BinaryArch string
+}
+
+func (e *ArchError) Error() string {
+	return fmt.Sprintf("cluster: node %q is %s but this vtcluster binary is built for %s: build one with GOARCH for that node (make build GOARCH=...)", e.Node, e.NodeArch, e.BinaryArch)
+}
+
+// SetupAgentEnv deploys the agent binary (this very vtcluster, at binary)
+// into <agent_base_dir>/<name>/ over SFTP, skipping the upload when the
+// node already has the same SHA-256. It refuses a node of another
+// architecture. In direct mode it also installs the token (0600).
+// Errors: *ArchError, *RemoteExitError, SSH and SFTP errors.
+func (nc *NodeConn) SetupAgentEnv(ctx context.Context, binary string) (UploadResult, error) {
+	ssh, err := nc.SSH(ctx)
+	if err != nil {
+		return UploadResult{}, err
+	}
+	arch, err := ssh.RemoteArch(ctx)
+	if err != nil {
+		return UploadResult{}, fmt.Errorf("cluster: node %q: %w", nc.node.Name, err)
+	}
+	if nc.node.Arch != "" && nc.node.Arch != arch {
+		return UploadResult{}, fmt.Errorf("cluster: node %q: config says arch %q but the node reports %q", nc.node.Name, nc.node.Arch, arch)
+	}
+	ok := false
+	for _, a := range goarchToUname[runtime.GOARCH] {
+		ok = ok || a == arch
+	}
+	if !ok {
+		return UploadResult{}, &ArchError{Node: nc.node.Name, NodeArch: arch, BinaryArch: runtime.GOARCH}
+	}
+	dir := nc.node.AgentDir()
+	if err := ssh.Run(ctx, []string{"mkdir", "-p", "-m", "0700", "--", dir}, RunOptions{}); err != nil {
+		return UploadResult{}, fmt.Errorf("cluster: node %q: create agent dir: %w", nc.node.Name, err)
+	}
+	res, err := ssh.Upload(ctx, binary, path.Join(dir, agentBinaryName), 0o755)
+	if err != nil {
+		return res, fmt.Errorf("cluster: node %q: upload agent: %w", nc.node.Name, err)
+	}
+	if nc.node.AgentBind == AgentBindDirect && nc.node.TokenFile != "" {
+		if _, err := ssh.Upload(ctx, nc.node.TokenFile, path.Join(dir, agentTokenName), 0o600); err != nil {
+			return res, fmt.Errorf("cluster: node %q: install agent token: %w", nc.node.Name, err)
+		}
+	}
+	return res, nil
+}
+
+// AgentAlive reports whether the node's agent answers core.is_alive.
+func (nc *NodeConn) AgentAlive(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	v, err := nc.agent.Call(ctx, "core.is_alive")
+	return err == nil && v == true
+}
+
+// StartAgent starts the node's agent detached from the SSH session, so it
+// outlives this process (upstream's dies with the controller's session),
+// and waits until it answers or ctx ends. An agent that already answers is
+// reused, which is also how a direct-mode node with an upstream agent works.
+// On failure the error carries the last lines of the agent's own logs.
+func (nc *NodeConn) StartAgent(ctx context.Context) (AgentInfo, error) {
+	if nc.AgentAlive(ctx) {
+		return nc.agentInfo(ctx), nil
+	}
+	if nc.node.Unauthenticated() {
+		return AgentInfo{}, fmt.Errorf("cluster: node %q: its agent at %s:%d does not answer, and vtcluster never starts an agent without a token in direct mode: start the agent by hand or set token_file", nc.node.Name, nc.node.Host(), nc.node.ProxyPort)
+	}
+	ssh, err := nc.SSH(ctx)
+	if err != nil {
+		return AgentInfo{}, err
+	}
+	dir := nc.node.AgentDir()
+	host := "127.0.0.1"
+	if nc.node.AgentBind == AgentBindDirect {
+		host = nc.node.Host()
+	}
+	argv := []string{
+		path.Join(dir, agentBinaryName), "agent", "--detach",
+		"--host", host, "--port", strconv.Itoa(nc.node.ProxyPort),
+		"--pid-file", path.Join(dir, agentPIDName),
+		"--data-dir", path.Join(dir, agentDataName),
+	}
+	if nc.node.AgentBind == AgentBindDirect {
+		argv = append(argv, "--token-file", path.Join(dir, agentTokenName))
+	}
+	var out strings.Builder
+	if err := ssh.Run(ctx, argv, RunOptions{Stdout: &out, Stderr: &out}); err != nil {
+		return AgentInfo{}, fmt.Errorf("cluster: node %q: start agent: %w\n%s%s", nc.node.Name, err, out.String(), nc.logTail(ctx))
+	}
+	backoff := 20 * time.Millisecond
+	for {
+		if nc.AgentAlive(ctx) {
+			info := nc.agentInfo(ctx)
+			nc.log.Info("agent started", "pid", info.PID)
+			return info, nil
+		}
+		select {
+		case <-ctx.Done():
+			return AgentInfo{}, fmt.Errorf("cluster: node %q: agent did not answer: %w%s", nc.node.Name, ctx.Err(), nc.logTail(context.WithoutCancel(ctx)))
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 500*time.Millisecond)
+	}
+}
+
+func (nc *NodeConn) agentInfo(ctx context.Context) AgentInfo {
+	info := AgentInfo{StartedAt: time.Now().UTC()}
+	if nc.node.AgentBind == AgentBindDirect && nc.ssh == nil {
+		return info // an agent we did not start: no pid to read without SSH
+	}
+	if ssh, err := nc.SSH(ctx); err == nil {
+		if out, err := ssh.Output(ctx, []string{"cat", "--", path.Join(nc.node.AgentDir(), agentPIDName)}); err == nil {
+			info.PID, _ = strconv.Atoi(strings.TrimSpace(string(out)))
+		}
+	}
+	return info
+}
+
+// logTail returns the end of the agent's logs on the node, for errors.
+func (nc *NodeConn) logTail(ctx context.Context) string {
+	ssh, err := nc.SSH(ctx)
+	if err != nil {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var b strings.Builder
+	for _, f := range []string{"agent.out", "agent.log"} {
+		p := path.Join(nc.node.AgentDir(), agentDataName, "log", f)
+		out, err := ssh.Output(ctx, []string{"tail", "-n", "20", "--", p})
+		if err == nil && len(out) > 0 {
+			fmt.Fprintf(&b, "\n--- last lines of %s on %s ---\n%s", p, nc.node.Name, out)
+		}
+	}
+	return b.String()
+}
+
+// StopAgent asks the agent to quit, then makes sure its process is gone,
+// signalling it by pid if it does not exit in time. Stopping a node whose
+// agent is not running is not an error.
+func (nc *NodeConn) StopAgent(ctx context.Context) error {
+	if nc.AgentAlive(ctx) {
+		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		// The reply may be lost when the agent exits first; that is fine.
+		_, _ = nc.agent.Call(qctx, "core.quit")
+		cancel()
+	}
+	if nc.node.AgentBind == AgentBindDirect && nc.node.Unauthenticated() {
+		return nil // not ours to kill
+	}
+	ssh, err := nc.SSH(ctx)
+	if err != nil {
+		return err
+	}
+	pidFile := path.Join(nc.node.AgentDir(), agentPIDName)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		out, err := ssh.Output(ctx, []string{"cat", "--", pidFile})
+		if err != nil {
+			return nil // no pid file: the agent removed it on exit
+		}
+		pid, convErr := strconv.Atoi(strings.TrimSpace(string(out)))
+		if convErr != nil || pid <= 1 {
+			return fmt.Errorf("cluster: node %q: pid file %s holds %q", nc.node.Name, pidFile, strings.TrimSpace(string(out)))
+		}
+		if err := ssh.Run(ctx, []string{"kill", "-0", strconv.Itoa(pid)}, RunOptions{}); err != nil {
+			return nil // process gone
+		}
+		if time.Now().After(deadline) {
+			nc.log.Warn("agent did not quit; killing it", "pid", pid)
+			_ = ssh.Run(ctx, []string{"kill", "-KILL", strconv.Itoa(pid)}, RunOptions{})
+			_ = ssh.Run(ctx, []string{"rm", "-f", "--", pidFile}, RunOptions{})
+			return nil
+		}
+		if time.Now().After(deadline.Add(-3 * time.Second)) {
+			_ = ssh.Run(ctx, []string{"kill", "-TERM", strconv.Itoa(pid)}, RunOptions{})
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cluster: node %q: stop agent: %w", nc.node.Name, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// CleanupAgentEnv removes the node's agent directory, and nothing else:
+// the directory must be <agent_base_dir>/<name> with both parts sane.
+func (nc *NodeConn) CleanupAgentEnv(ctx context.Context) error {
+	dir := nc.node.AgentDir()
+	base := path.Clean(nc.node.AgentBaseDir)
+	if !path.IsAbs(base) || base == "/" || !nodeNameRE.MatchString(nc.node.Name) ||
+		nc.node.Name == "." || nc.node.Name == ".." || path.Dir(dir) != base {
+		return fmt.Errorf("cluster: node %q: refusing to remove %q: not <agent_base_dir>/<name>", nc.node.Name, dir)
+	}
+	ssh, err := nc.SSH(ctx)
+	if err != nil {
+		return err
+	}
+	if err := ssh.Run(ctx, []string{"rm", "-rf", "--", dir}, RunOptions{}); err != nil {
+		return fmt.Errorf("cluster: node %q: cleanup: %w", nc.node.Name, err)
+	}
+	return nil
+}
+
+// FetchAgentLogs copies the agent's log directory into localDir.
+func (nc *NodeConn) FetchAgentLogs(ctx context.Context, localDir string) error {
+	ssh, err := nc.SSH(ctx)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(localDir, 0o755); err != nil {
+		return fmt.Errorf("cluster: node %q: %w", nc.node.Name, err)
+	}
+	remote := path.Join(nc.node.AgentDir(), agentDataName, "log")
+	if err := ssh.CopyFrom(ctx, remote, localDir); err != nil {
+		return fmt.Errorf("cluster: node %q: fetch agent logs: %w", nc.node.Name, err)
+	}
+	return nil
+}
+
+// ErrNoNodes is returned by operations on a cluster with no registered node.
+var ErrNoNodes = errors.New("cluster: no nodes registered (run vtcluster bootstrap --vt-cluster-config FILE)")
