@@ -808,7 +808,7 @@ func (s *ProcessService) supervise(ctx context.Context, c *child) {
 		default:
 			c.stopCause = context.Cause(ctx)
 			c.timedOut = errors.Is(c.stopCause, errTimedOut)
-			s.log.Warn(fmt.Sprintf("stopping process group %d: %v after %.3f s", c.pid, c.stopCause, time.Since(c.start).Seconds()),
+			s.log.Warn(fmt.Sprintf("stopping process group %d after %.3f s: %s", c.pid, time.Since(c.start).Seconds(), stopReason(c.stopCause)),
 				"pid", c.pid, "err", c.stopCause)
 			s.stopGroup(c.pid)
 		}
@@ -844,6 +844,16 @@ func (s *ProcessService) supervise(ctx context.Context, c *child) {
 		"pid", c.pid, "exit_code", c.exitCode, "duration_seconds", c.duration.Seconds())
 	c.finished = time.Now()
 	close(c.done)
+}
+
+func stopReason(cause error) string {
+	switch {
+	case errors.Is(cause, errTimedOut):
+		return "timed out"
+	case errors.Is(cause, errShutdown):
+		return "the agent is shutting down"
+	}
+	return fmt.Sprintf("the caller went away (%v)", cause)
 }
 
 // stopGroup sends SIGTERM to group pgid, and SIGKILL to whatever is still
