@@ -25,14 +25,14 @@ const DefaultLease = 15 * time.Minute
 var (
 	// ErrPartitionNotFound: no partition has that id (never created, or
 	// already released or reclaimed). Release callers may ignore it.
-	ErrPartitionNotFound = errors.New("cluster: partition not found")
+	ErrPartitionNotFound = errors.New("partition not found")
 	// ErrBusy: nodes that could serve the request exist but are held by
 	// other partitions; the error also wraps a *LeaseHeldError per node.
-	ErrBusy = errors.New("cluster: the matching nodes are busy")
+	ErrBusy = errors.New("the matching nodes are busy")
 	// ErrUnsatisfiable: no registered node, busy or idle, can satisfy the
 	// request, so waiting is pointless; the error also wraps the
 	// chooser's *NoMatchError.
-	ErrUnsatisfiable = errors.New("cluster: no registered nodes can ever satisfy the request")
+	ErrUnsatisfiable = errors.New("no registered nodes can ever satisfy the request")
 )
 
 var (
@@ -75,8 +75,15 @@ func CurrentOwner(jobID, testID string) (Owner, error) {
 
 func (o Owner) String() string {
 	s := fmt.Sprintf("pid %d on %s", o.PID, o.Host)
-	if o.JobID != "" || o.TestID != "" {
-		s += fmt.Sprintf(" (job %q, test %q)", o.JobID, o.TestID)
+	var ctx []string
+	if o.JobID != "" {
+		ctx = append(ctx, fmt.Sprintf("job %q", o.JobID))
+	}
+	if o.TestID != "" {
+		ctx = append(ctx, fmt.Sprintf("test %q", o.TestID))
+	}
+	if len(ctx) > 0 {
+		s += " (" + strings.Join(ctx, ", ") + ")"
 	}
 	return s
 }
@@ -198,7 +205,11 @@ func Allocate(ctx context.Context, st Store, req AllocRequest) (*Partition, erro
 		}
 		left := time.Until(deadline)
 		if left <= 0 {
-			return nil, fmt.Errorf("cluster: allocate %s (waited %s): %w: %w", strings.Join(req.Tags, " "), req.Wait.Round(time.Millisecond), ErrBusy, busy)
+			waited := ""
+			if req.Wait > 0 {
+				waited = fmt.Sprintf(" after waiting %s", req.Wait)
+			}
+			return nil, fmt.Errorf("cluster: allocate %s: %w%s: %w", strings.Join(req.Tags, " "), ErrBusy, waited, busy)
 		}
 		if attempt == 0 {
 			log.Info("waiting for idle nodes", "tags", req.Tags, "wait_seconds", req.Wait.Seconds(), "err", busy)
@@ -263,7 +274,7 @@ func tryAllocate(ctx context.Context, st Store, req *AllocRequest, log *slog.Log
 		if errors.As(cerr, &nm) {
 			// Returning nil keeps what reclaim did, even though nothing
 			// is allocated this time.
-			busy, final = whyBusy(s, now, choose)
+			busy, final = whyBusy(s, now, req.Tags, choose)
 			return nil
 		}
 		if cerr != nil {
@@ -295,14 +306,14 @@ func tryAllocate(ctx context.Context, st Store, req *AllocRequest, log *slog.Log
 // whyBusy asks the chooser again with every node. A match means the
 // shortage is only the busy nodes, reported per node; no match means no
 // amount of waiting helps, which is a final error.
-func whyBusy(s *State, now time.Time, choose func([]Node) (map[string]string, error)) (busy, final error) {
+func whyBusy(s *State, now time.Time, tags []string, choose func([]Node) (map[string]string, error)) (busy, final error) {
 	all, err := choose(slices.Clone(s.Nodes))
 	var nm *NoMatchError
 	if errors.As(err, &nm) {
-		return nil, fmt.Errorf("%w: %w", ErrUnsatisfiable, err)
+		return nil, fmt.Errorf("cluster: allocate %s: %w: %w", strings.Join(tags, " "), ErrUnsatisfiable, err)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("cluster: choose nodes: %w", err)
+		return nil, fmt.Errorf("cluster: allocate %s: choose nodes: %w", strings.Join(tags, " "), err)
 	}
 	var held []error
 	names := make([]string, 0, len(all))
@@ -351,7 +362,14 @@ func checkChoice(tags []string, choice map[string]string, idle []Node) error {
 func firstIdle(tags []string) func([]Node) (map[string]string, error) {
 	return func(idle []Node) (map[string]string, error) {
 		if len(idle) < len(tags) {
-			return nil, &NoMatchError{Tag: tags[len(idle)], Reason: ReasonTaken}
+			e := &NoMatchError{Tag: tags[len(idle)], Selectors: FormatSelectors(nil), Reason: ReasonNoNode}
+			if len(idle) > 0 {
+				e.Reason, e.Rivals = ReasonTaken, slices.Clone(tags[:len(idle)])
+				for _, n := range idle {
+					e.CouldMatch = append(e.CouldMatch, n.Name)
+				}
+			}
+			return nil, e
 		}
 		m := make(map[string]string, len(tags))
 		for i, t := range tags {

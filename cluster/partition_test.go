@@ -340,9 +340,10 @@ func TestAllocate_unsatisfiableFailsWithoutWaiting(t *testing.T) {
 	}})
 	_, err := Allocate(context.Background(), st, AllocRequest{Owner: testOwner(t), Tags: []string{"a", "b"}, Wait: time.Hour, Logger: logger})
 	var nm *NoMatchError
-	if !errors.Is(err, ErrUnsatisfiable) || !errors.As(err, &nm) || nm.Tag != "b" {
+	if !errors.Is(err, ErrUnsatisfiable) || !errors.As(err, &nm) || nm.Tag != "b" || nm.Reason != ReasonTaken {
 		t.Errorf("got %v, want ErrUnsatisfiable with a *NoMatchError for tag b", err)
 	}
+	t.Logf("message: %v", err)
 }
 
 func TestAllocate_waitEndsWithContext(t *testing.T) {
@@ -458,6 +459,7 @@ func TestAllocate_busyReportsHolders(t *testing.T) {
 	if !strings.Contains(err.Error(), "elsewhere.invalid") {
 		t.Errorf("message does not say who holds the nodes: %v", err)
 	}
+	t.Logf("message: %v", err)
 }
 
 func TestAllocate_rejectsBadChoices(t *testing.T) {

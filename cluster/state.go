@@ -20,9 +20,9 @@ const StateVersion = 1
 
 var (
 	// ErrNodeNotFound: no node is registered under that name.
-	ErrNodeNotFound = errors.New("cluster: node not found")
+	ErrNodeNotFound = errors.New("node not found")
 	// ErrNodeExists: RegisterNode without replace on a name already taken.
-	ErrNodeExists = errors.New("cluster: node already registered")
+	ErrNodeExists = errors.New("node already registered")
 	// ErrStateVersion: the state file was written in a format this build
 	// does not know; wrapped in a *StateError.
 	ErrStateVersion = errors.New("unknown state file version")
