@@ -1,16 +1,329 @@
 package agent
 
-// Linux specifics of the process service: waiting for a child without
-// reaping it, and finding the live members of a process group.
+// How the process service runs one command: launched in a process group of
+// its own, supervised until its first process exits or its context ends,
+// the group stopped, and only then the leader reaped. Its output goes into
+// bounded rings and, on request, into the service log line by line.
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
+	"io"
+	"log/slog"
 	"os"
+	"os/exec"
 	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
+
+// child is one launched process group and what it has produced.
+type child struct {
+	id     string // background id; "" for run
+	argv   []string
+	cmd    *exec.Cmd
+	pid    int // also the process group id
+	start  time.Time
+	stdout *ring
+	stderr *ring
+	lines  []*lineLogger
+	done   chan struct{} // closed once reaped and all output is in
+
+	mu     sync.Mutex
+	reaped bool // from then on the pid may be reused: never signal it
+
+	// Written by supervise before done is closed, read only after.
+	exitCode  int
+	timedOut  bool
+	stopCause error
+	duration  time.Duration
+	finished  time.Time
+}
+
+// launch starts the command in a new process group.
+func (s *ProcessService) launch(sp *procSpec, id string) (*child, error) {
+	c := &child{
+		id:     id,
+		argv:   sp.argv,
+		stdout: &ring{max: sp.opts.maxOutput},
+		stderr: &ring{max: sp.opts.maxOutput},
+		done:   make(chan struct{}),
+	}
+	cmd := &exec.Cmd{
+		Path:        sp.path,
+		Args:        sp.argv,
+		Env:         sp.env,
+		Dir:         sp.dir,
+		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
+		// Output pipes a detached process (setsid) still holds open must
+		// not keep the call waiting once its group is gone.
+		WaitDelay: s.cfg.KillGrace,
+	}
+	var stdout, stderr io.Writer = c.stdout, c.stderr
+	ready := make(chan struct{})
+	if sp.opts.logOutput {
+		lo := &lineLogger{log: s.log, stream: "stdout", ready: ready, pid: &c.pid}
+		le := &lineLogger{log: s.log, stream: "stderr", ready: ready, pid: &c.pid}
+		c.lines = []*lineLogger{lo, le}
+		stdout, stderr = io.MultiWriter(c.stdout, lo), io.MultiWriter(c.stderr, le)
+	}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	if sp.opts.stdin != nil {
+		cmd.Stdin = bytes.NewReader(sp.opts.stdin)
+	}
+	if err := cmd.Start(); err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) && pe.Op == "chdir" {
+			return nil, osFault(err, sp.dir)
+		}
+		return nil, osFault(err, sp.argv[0])
+	}
+	c.cmd, c.pid, c.start = cmd, cmd.Process.Pid, time.Now()
+	close(ready)
+	if id == "" {
+		s.log.Info(fmt.Sprintf("run %s (pid %d)", argvRepr(sp.argv), c.pid))
+	} else {
+		s.log.Info(fmt.Sprintf("start %s (pid %d, id %s)", argvRepr(sp.argv), c.pid, id))
+	}
+	return c, nil
+}
+
+// supervise waits for the command's first process to exit, or for ctx to
+// end (timeout, kill of the caller, Close) and then stops its group. When
+// the first process is gone, anything left in its group is stopped too.
+// Only then is the leader reaped: until that moment its zombie keeps the
+// process group id from being reused, so every group signal is safe.
+func (s *ProcessService) supervise(ctx context.Context, c *child) {
+	exited := make(chan struct{})
+	var waitErr error // set before exited is closed
+	go func() {
+		// Returns when the leader exits, which stopGroup guarantees.
+		waitErr = waitExited(c.pid)
+		close(exited)
+	}()
+	select {
+	case <-exited:
+	case <-ctx.Done():
+		select {
+		case <-exited: // exited at the same moment: not stopped by us
+		default:
+			c.stopCause = context.Cause(ctx)
+			c.timedOut = errors.Is(c.stopCause, errTimedOut)
+			s.log.Warn(fmt.Sprintf("stopping process group %d after %.3f s: %s", c.pid, time.Since(c.start).Seconds(), stopReason(c.stopCause)))
+			s.stopGroup(c.pid)
+		}
+	}
+	<-exited
+	c.duration = time.Since(c.start)
+	if waitErr != nil {
+		// Not seen in practice; the group check below still runs, and
+		// Wait reaps the leader whatever happened.
+		s.log.Error(fmt.Sprintf("waiting for process %d", c.pid), "err", waitErr)
+	}
+	if left, err := liveGroupMembers(c.pid); err != nil || len(left) > 0 {
+		s.stopGroup(c.pid)
+	}
+
+	c.mu.Lock()
+	c.reaped = true
+	c.mu.Unlock()
+	err := c.cmd.Wait()
+	c.exitCode = -1
+	if ps := c.cmd.ProcessState; ps != nil {
+		if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			c.exitCode = -int(ws.Signal())
+		} else {
+			c.exitCode = ps.ExitCode()
+		}
+	} else {
+		s.log.Error(fmt.Sprintf("cannot reap process %d", c.pid), "err", err)
+	}
+	for _, l := range c.lines {
+		l.flush()
+	}
+	level := slog.LevelInfo
+	if c.exitCode != 0 {
+		level = slog.LevelWarn
+	}
+	s.log.Log(context.Background(), level, fmt.Sprintf("exit status %d after %.3f s (pid %d)", c.exitCode, c.duration.Seconds(), c.pid))
+	c.finished = time.Now()
+	close(c.done)
+}
+
+func stopReason(cause error) string {
+	switch {
+	case errors.Is(cause, errTimedOut):
+		return "timed out"
+	case errors.Is(cause, errShutdown):
+		return "the agent is shutting down"
+	}
+	return fmt.Sprintf("the caller went away (%v)", cause)
+}
+
+// stopGroup sends SIGTERM to group pgid, and SIGKILL to whatever is still
+// alive in it after KillGrace.
+func (s *ProcessService) stopGroup(pgid int) {
+	_ = signalGroup(pgid, unix.SIGTERM)
+	// A stopped process only acts on SIGTERM once continued.
+	_ = signalGroup(pgid, unix.SIGCONT)
+	t := time.NewTicker(groupPollInterval)
+	defer t.Stop()
+	deadline := time.Now().Add(s.cfg.KillGrace)
+	for time.Now().Before(deadline) {
+		if left, err := liveGroupMembers(pgid); err == nil && len(left) == 0 {
+			return
+		}
+		<-t.C
+	}
+	_ = signalGroup(pgid, unix.SIGKILL)
+}
+
+// state returns whether c still runs and, if not, its exit code.
+func (c *child) state() (running bool, exitCode any) {
+	select {
+	case <-c.done:
+		return false, c.exitCode
+	default:
+		return true, nil
+	}
+}
+
+func (c *child) finishedAt() (time.Time, bool) {
+	select {
+	case <-c.done:
+		return c.finished, true
+	default:
+		return time.Time{}, false
+	}
+}
+
+// report is the reply of poll and wait. done is checked before the output
+// is drained, so a finished report always carries the last bytes.
+func (c *child) report() Struct {
+	running, code := c.state()
+	timedOut, dur := false, time.Since(c.start)
+	if !running {
+		timedOut, dur = c.timedOut, c.duration
+	}
+	stdout, outDropped := c.stdout.drain()
+	stderr, errDropped := c.stderr.drain()
+	return Struct{
+		{"id", c.id},
+		{"pid", c.pid},
+		{"running", running},
+		{"exit_code", code},
+		{"stdout", stdout},
+		{"stderr", stderr},
+		{"stdout_dropped", int(outDropped)},
+		{"stderr_dropped", int(errDropped)},
+		{"timed_out", timedOut},
+		{"duration", dur.Seconds()},
+	}
+}
+
+// ring keeps the newest max bytes written to it and counts the bytes it
+// had to drop. Keeping the tail is deliberate: when a command fails, its
+// last lines say why, and a background process's newest output is what a
+// poller wants.
+type ring struct {
+	mu      sync.Mutex
+	max     int
+	buf     []byte // len(buf) <= max; once full, the oldest byte is at start
+	start   int
+	dropped int64
+}
+
+func (r *ring) Write(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := len(p)
+	if len(p) >= r.max {
+		r.dropped += int64(len(r.buf) + len(p) - r.max)
+		r.buf = append(r.buf[:0], p[len(p)-r.max:]...)
+		r.start = 0
+		return n, nil
+	}
+	if free := r.max - len(r.buf); free > 0 {
+		k := min(free, len(p))
+		r.buf = append(r.buf, p[:k]...)
+		p = p[k:]
+	}
+	for len(p) > 0 { // full: overwrite the oldest bytes
+		k := copy(r.buf[r.start:], p)
+		r.dropped += int64(k)
+		r.start = (r.start + k) % r.max
+		p = p[k:]
+	}
+	return n, nil
+}
+
+// drain returns the buffered bytes, oldest first, and how many were
+// dropped since the previous drain, and empties the ring. The buffer is
+// released, so an idle background process holds no memory.
+func (r *ring) drain() ([]byte, int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]byte, 0, len(r.buf))
+	out = append(out, r.buf[r.start:]...)
+	out = append(out, r.buf[:r.start]...)
+	d := r.dropped
+	r.buf, r.start, r.dropped = nil, 0, 0
+	return out, d
+}
+
+// lineLogger logs each line written to it, for the log_output option, so
+// that node output shows up in the controller's central log.
+type lineLogger struct {
+	log    *slog.Logger
+	stream string
+	ready  chan struct{} // closed once *pid is set
+	pid    *int
+	buf    []byte
+}
+
+func (l *lineLogger) Write(p []byte) (int, error) {
+	<-l.ready
+	n := len(p)
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			l.buf = append(l.buf, p...)
+			break
+		}
+		l.buf = append(l.buf, p[:i]...)
+		l.emit(l.buf)
+		l.buf = l.buf[:0]
+		p = p[i+1:]
+	}
+	for len(l.buf) >= maxLogLine {
+		l.emit(l.buf[:maxLogLine])
+		l.buf = l.buf[:copy(l.buf, l.buf[maxLogLine:])]
+	}
+	return n, nil
+}
+
+// flush logs a last line that had no newline; called once output is done.
+func (l *lineLogger) flush() {
+	if len(l.buf) > 0 {
+		l.emit(l.buf)
+		l.buf = nil
+	}
+}
+
+func (l *lineLogger) emit(line []byte) {
+	for len(line) > maxLogLine {
+		l.emit(line[:maxLogLine])
+		line = line[maxLogLine:]
+	}
+	text := strings.ToValidUTF8(strings.TrimSuffix(string(line), "\r"), "\uFFFD")
+	l.log.Info(fmt.Sprintf("[pid %d %s] %s", *l.pid, l.stream, text))
+}
 
 // waitExited blocks until process pid has exited but leaves it a zombie.
 // An unreaped leader keeps its pid, and so its process group id, reserved:
