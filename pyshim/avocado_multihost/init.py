@@ -1,0 +1,72 @@
+"""Settings of the multihost plugins (the ``[multihost]`` config section)."""
+
+from avocado.core.plugin_interfaces import Init
+from avocado.core.settings import settings
+
+#: Seconds a test waits for enough free nodes before it errors out.
+DEFAULT_ALLOC_TIMEOUT = 300
+#: Seconds a partition stays reserved for a test without being renewed;
+#: bounds how long nodes stay locked after a runner dies.
+DEFAULT_LEASE = 600
+
+
+class MultihostInit(Init):
+    """Registers the multihost.* settings, shown by ``avocado config``.
+
+    They can be set in any Avocado config file, for example::
+
+        [multihost]
+        binary = /usr/local/bin/vtcluster
+        cluster = lab
+
+    ``alloc_timeout`` and ``lease`` are not used by the Python side: they
+    reach the Go runner through its ``-c`` configuration.
+    """
+
+    name = "multihost"
+    description = "Registers the multihost.* settings used to reach vtcluster"
+
+    def initialize(self):
+        section = "multihost"
+        settings.register_option(
+            section=section,
+            key="binary",
+            default="",
+            help_msg=(
+                "Path of the vtcluster binary; a bare name is looked up in "
+                'PATH. Empty means "vtcluster" in PATH.'
+            ),
+        )
+        settings.register_option(
+            section=section,
+            key="state_dir",
+            default="",
+            help_msg=(
+                "Directory holding vtcluster's cluster state. Empty means "
+                "vtcluster's default ($VTCLUSTER_STATE_DIR, else "
+                "~/avocado/data/vtcluster)."
+            ),
+        )
+        settings.register_option(
+            section=section,
+            key="cluster",
+            default="default",
+            help_msg="Name of the vtcluster cluster that jobs use",
+        )
+        settings.register_option(
+            section=section,
+            key="alloc_timeout",
+            default=DEFAULT_ALLOC_TIMEOUT,
+            key_type=int,
+            help_msg="Seconds a multihost test waits for free nodes",
+        )
+        settings.register_option(
+            section=section,
+            key="lease",
+            default=DEFAULT_LEASE,
+            key_type=int,
+            help_msg=(
+                "Seconds a test's node reservation lasts unless renewed "
+                "(reclaims nodes of crashed runners)"
+            ),
+        )
