@@ -119,7 +119,7 @@ var _ Service = (*ProcessService)(nil)
 var errShutdown = &Fault{ExcType: "RuntimeError", ExcValue: "process service is shut down"}
 
 // errTimedOut is the cause of a context that ran out of its timeout option.
-var errTimedOut = errors.New("process: timed out")
+var errTimedOut = errors.New("agent: process: timed out")
 
 // NewProcessService validates cfg, filling zero fields with defaults.
 // A nil logger discards.
@@ -239,7 +239,7 @@ func (s *ProcessService) run(ctx context.Context, args Args) (any, error) {
 	if c.stopCause != nil && !c.timedOut {
 		// The caller went away or the agent is shutting down; nobody
 		// wants the result.
-		return nil, fmt.Errorf("process: run %s (pid %d) stopped: %w", pyRepr(c.argv[0]), c.pid, c.stopCause)
+		return nil, fmt.Errorf("agent: process: run %s (pid %d) stopped: %w", pyRepr(c.argv[0]), c.pid, c.stopCause)
 	}
 	stdout, outDropped := c.stdout.drain()
 	stderr, errDropped := c.stderr.drain()
@@ -282,16 +282,15 @@ func (s *ProcessService) start(_ context.Context, args Args) (any, error) {
 	}
 	s.procs[id] = c
 
-	ctx, cancel := context.WithCancelCause(s.ctx)
-	var cancelT context.CancelFunc = func() {}
+	// Not the request's context: the process outlives this call.
+	ctx, cancel := s.ctx, context.CancelFunc(func() {})
 	if sp.opts.timeout > 0 {
-		ctx, cancelT = context.WithTimeoutCause(ctx, sp.opts.timeout, errTimedOut)
+		ctx, cancel = context.WithTimeoutCause(s.ctx, sp.opts.timeout, errTimedOut)
 	}
 	s.wg.Add(1) // under s.mu and after the closed check, like enter
 	go func() {
 		defer s.wg.Done()
-		defer cancel(nil)
-		defer cancelT()
+		defer cancel()
 		s.supervise(ctx, c)
 	}()
 	return id, nil
@@ -333,7 +332,7 @@ func (s *ProcessService) wait(ctx context.Context, args Args) (any, error) {
 	case <-c.done:
 	case <-t.C:
 	case <-ctx.Done():
-		return nil, fmt.Errorf("process: wait %s: %w", c.id, context.Cause(ctx))
+		return nil, fmt.Errorf("agent: process: wait %s: %w", c.id, context.Cause(ctx))
 	}
 	return c.report(), nil
 }
@@ -457,7 +456,7 @@ func (s *ProcessService) newIDLocked() (string, error) {
 	for {
 		var b [4]byte
 		if _, err := rand.Read(b[:]); err != nil {
-			return "", fmt.Errorf("process: random id: %w", err)
+			return "", fmt.Errorf("agent: process: random id: %w", err)
 		}
 		id := hex.EncodeToString(b[:])
 		if _, dup := s.procs[id]; !dup {
