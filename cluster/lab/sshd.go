@@ -101,7 +101,9 @@ func (l *Lab) sshdConfig(h Host) (string, error) {
 ListenAddress %s
 HostKey %s
 PidFile %s
-AuthorizedKeysFile %s
+# The lab's client key for everyone, then the user's own file, so that
+# keys installed over SSH (ssh-copy-id style) work too.
+AuthorizedKeysFile %s .ssh/authorized_keys
 # The lab's files live in a test directory whose parents (/tmp) are
 # world-writable, which sshd's ownership checks would reject.
 StrictModes no

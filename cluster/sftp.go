@@ -1,0 +1,584 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/pkg/sftp"
+	"golang.org/x/crypto/ssh"
+)
+
+// sftpConn is an SFTP client on its own session, so that cancelling one
+// transfer (closing its session) leaves other users of the connection alone.
+type sftpConn struct {
+	*sftp.Client
+	sess    *ssh.Session
+	stop    func() bool
+	release func()
+}
+
+// openSFTP starts the sftp subsystem on a new session. Every operation on
+// the returned client fails promptly once ctx ends: the session is closed.
+func (c *SSHClient) openSFTP(ctx context.Context) (*sftpConn, error) {
+	release, err := c.acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sess, err := c.client.NewSession()
+	if err != nil {
+		release()
+		return nil, c.sessionErr(err)
+	}
+	stop := context.AfterFunc(ctx, func() { sess.Close() })
+	fail := func(err error) (*sftpConn, error) {
+		stop()
+		sess.Close()
+		release()
+		return nil, c.ctxErr(ctx, "start sftp", err)
+	}
+	w, err := sess.StdinPipe()
+	if err != nil {
+		return fail(err)
+	}
+	r, err := sess.StdoutPipe()
+	if err != nil {
+		return fail(err)
+	}
+	if err := sess.RequestSubsystem("sftp"); err != nil {
+		return fail(fmt.Errorf("sftp subsystem refused (is \"Subsystem sftp\" set in sshd_config?): %w", err))
+	}
+	// Pipelined writes are what make uploads fast on links with latency;
+	// callers truncate or remove files after a failed write, since
+	// out-of-order writes can leave holes.
+	cl, err := sftp.NewClientPipe(r, w, sftp.UseConcurrentWrites(true))
+	if err != nil {
+		return fail(err)
+	}
+	return &sftpConn{Client: cl, sess: sess, stop: stop, release: release}, nil
+}
+
+func (s *sftpConn) close() {
+	s.stop()
+	s.Client.Close()
+	s.sess.Close()
+	s.release()
+}
+
+// ctxErr prefers the context's error: once ctx ends, SFTP calls fail with
+// "connection lost" or EOF, which would hide the reason.
+func (c *SSHClient) ctxErr(ctx context.Context, what string, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("cluster: ssh %s: %s: %w", c.addr, what, ctx.Err())
+	}
+	return fmt.Errorf("cluster: ssh %s: %s: %w", c.addr, what, err)
+}
+
+// withSFTP runs fn with a fresh SFTP client. Callers never hold one while
+// waiting for another session (such as a command), so concurrent callers
+// cannot deadlock on the MaxSessions slots.
+func (c *SSHClient) withSFTP(ctx context.Context, fn func(*sftpConn) error) error {
+	sc, err := c.openSFTP(ctx)
+	if err != nil {
+		return err
+	}
+	defer sc.close()
+	return fn(sc)
+}
+
+// UploadResult says what Upload did.
+type UploadResult struct {
+	// SHA256 is the hex digest of the file now at the remote path.
+	SHA256 string
+	// Skipped is true when the remote file already had that content, so
+	// nothing was transferred (its mode was still set).
+	Skipped bool
+}
+
+// Upload puts a local regular file at remotePath with the given mode (zero
+// means the local file's permissions), atomically: it writes a temporary
+// file in the same remote directory, checks its SHA-256, and renames it
+// into place. It does nothing but fix the mode when the remote file
+// already has the same SHA-256. The parent directory is created if needed.
+func (c *SSHClient) Upload(ctx context.Context, localPath, remotePath string, mode os.FileMode) (UploadResult, error) {
+	f, err := os.Open(localPath)
+	if err != nil {
+		return UploadResult{}, fmt.Errorf("cluster: upload: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return UploadResult{}, fmt.Errorf("cluster: upload: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return UploadResult{}, fmt.Errorf("cluster: upload %s: not a regular file", localPath)
+	}
+	if mode == 0 {
+		mode = st.Mode().Perm()
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return UploadResult{}, fmt.Errorf("cluster: upload: read %s: %w", localPath, err)
+	}
+	want := hex.EncodeToString(h.Sum(nil))
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return UploadResult{}, fmt.Errorf("cluster: upload: %w", err)
+	}
+
+	have, err := c.remoteSHA256(ctx, remotePath)
+	if err != nil {
+		return UploadResult{}, err
+	}
+	if have == want {
+		err := c.withSFTP(ctx, func(sc *sftpConn) error {
+			if err := sc.Chmod(remotePath, mode); err != nil {
+				return c.ctxErr(ctx, "upload: chmod "+remotePath, err)
+			}
+			return nil
+		})
+		if err != nil {
+			return UploadResult{}, err
+		}
+		c.logger.Debug("upload skipped, same content", "path", remotePath, "sha256", want)
+		return UploadResult{SHA256: want, Skipped: true}, nil
+	}
+
+	dir := path.Dir(remotePath)
+	var rnd [6]byte
+	_, _ = rand.Read(rnd[:])
+	tmp := path.Join(dir, "."+path.Base(remotePath)+".vtc-"+hex.EncodeToString(rnd[:])+".tmp")
+	err = c.withSFTP(ctx, func(sc *sftpConn) error {
+		if err := sc.MkdirAll(dir); err != nil {
+			return c.ctxErr(ctx, "upload: mkdir "+dir, err)
+		}
+		return c.writeTemp(ctx, sc, f, tmp, mode)
+	})
+	if err == nil {
+		var got string
+		if got, err = c.remoteSHA256(ctx, tmp); err == nil && got != want {
+			err = fmt.Errorf("cluster: ssh %s: upload: %s has SHA-256 %q after writing, want %s", c.addr, tmp, got, want)
+		}
+	}
+	if err == nil {
+		err = c.withSFTP(ctx, func(sc *sftpConn) error {
+			if err := sc.PosixRename(tmp, remotePath); err != nil {
+				return c.ctxErr(ctx, "upload: rename into "+remotePath, err)
+			}
+			return nil
+		})
+	}
+	if err != nil {
+		return UploadResult{}, errors.Join(err, c.removeTemp(ctx, tmp))
+	}
+	c.logger.Debug("uploaded", "path", remotePath, "bytes", st.Size(), "sha256", want)
+	return UploadResult{SHA256: want}, nil
+}
+
+func (c *SSHClient) writeTemp(ctx context.Context, sc *sftpConn, src *os.File, tmp string, mode os.FileMode) error {
+	rf, err := sc.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
+	if err != nil {
+		return c.ctxErr(ctx, "upload: create "+tmp, err)
+	}
+	// *os.File reveals its size, so the writes are pipelined.
+	_, err = rf.ReadFromWithConcurrency(src, 0)
+	if err == nil {
+		err = rf.Chmod(mode)
+	}
+	if cerr := rf.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return c.ctxErr(ctx, "upload: write "+tmp, err)
+	}
+	return nil
+}
+
+// removeTemp removes a failed upload's temporary file, also after ctx
+// ended (with a short deadline of its own). Should removal fail, it
+// truncates the file so no partial binary lingers at full size.
+func (c *SSHClient) removeTemp(ctx context.Context, tmp string) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	return c.withSFTP(ctx, func(sc *sftpConn) error {
+		err := sc.Remove(tmp)
+		if err == nil || errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if terr := sc.Truncate(tmp, 0); terr == nil {
+			return nil
+		}
+		return fmt.Errorf("cluster: ssh %s: remove temporary %s: %w", c.addr, tmp, err)
+	})
+}
+
+// remoteSHA256 returns the hex SHA-256 of a remote file, or "" when there
+// is no readable file. It asks sha256sum on the node, and reads the file
+// back over SFTP when the node has no sha256sum.
+func (c *SSHClient) remoteSHA256(ctx context.Context, p string) (string, error) {
+	out, err := c.Output(ctx, append(slices.Clip(c.sha256Argv), p))
+	var ee *RemoteExitError
+	switch {
+	case err == nil:
+		if f := strings.Fields(string(out)); len(f) > 0 && len(f[0]) == 64 {
+			if _, herr := hex.DecodeString(f[0]); herr == nil {
+				return strings.ToLower(f[0]), nil
+			}
+		}
+		// Unexpected output: fall through to reading the file.
+	case errors.As(err, &ee) && ee.Status != 126 && ee.Status != 127:
+		// sha256sum ran and could not read the file: treat as absent.
+		return "", nil
+	case !errors.As(err, &ee):
+		return "", err
+	}
+	var sum string
+	err = c.withSFTP(ctx, func(sc *sftpConn) error {
+		rf, err := sc.Open(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return c.ctxErr(ctx, "read back "+p, err)
+		}
+		defer rf.Close()
+		h := sha256.New()
+		if _, err := rf.WriteTo(h); err != nil {
+			return c.ctxErr(ctx, "read back "+p, err)
+		}
+		sum = hex.EncodeToString(h.Sum(nil))
+		return nil
+	})
+	return sum, err
+}
+
+// CopyTo copies a local file or directory tree to remote over SFTP: remote
+// names the copy itself, not a directory to put it in. Files and
+// directories keep their permission bits; symlinks are recreated as
+// symlinks. Failures are collected per file and returned joined; the copy
+// goes on with the other files unless ctx ends.
+func (c *SSHClient) CopyTo(ctx context.Context, local, remote string) error {
+	st, err := os.Stat(local)
+	if err != nil {
+		return fmt.Errorf("cluster: copy to %s: %w", c.addr, err)
+	}
+	sc, err := c.openSFTP(ctx)
+	if err != nil {
+		return err
+	}
+	defer sc.close()
+	if !st.IsDir() {
+		return c.putFile(ctx, sc, local, remote, st.Mode().Perm())
+	}
+	var errs []error
+	walkErr := filepath.WalkDir(local, func(lp string, d fs.DirEntry, err error) error {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("cluster: copy to %s: %w", c.addr, err))
+			return nil
+		}
+		rel, err := filepath.Rel(local, lp)
+		if err != nil {
+			errs = append(errs, err)
+			return nil
+		}
+		rp := path.Join(remote, filepath.ToSlash(rel))
+		info, err := d.Info()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("cluster: copy to %s: %w", c.addr, err))
+			return nil
+		}
+		switch {
+		case d.IsDir():
+			err = sc.MkdirAll(rp)
+			if err == nil {
+				err = sc.Chmod(rp, info.Mode().Perm()|0o700)
+			}
+			if err != nil {
+				errs = append(errs, c.ctxErr(ctx, "copy: mkdir "+rp, err))
+				return fs.SkipDir
+			}
+		case d.Type()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(lp)
+			if err == nil {
+				if rerr := sc.Remove(rp); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+					err = rerr
+				}
+			}
+			if err == nil {
+				err = sc.Symlink(target, rp)
+			}
+			if err != nil {
+				errs = append(errs, c.ctxErr(ctx, "copy: symlink "+rp, err))
+			}
+		case d.Type().IsRegular():
+			if err := c.putFile(ctx, sc, lp, rp, info.Mode().Perm()); err != nil {
+				errs = append(errs, err)
+			}
+		default:
+			errs = append(errs, fmt.Errorf("cluster: copy to %s: %s: %s is not a regular file, directory or symlink", c.addr, lp, info.Mode().Type()))
+		}
+		return nil
+	})
+	if walkErr != nil {
+		errs = append(errs, c.ctxErr(ctx, "copy "+local, walkErr))
+	}
+	// Directory modes were widened with 0o700 to write into them; put
+	// back any that said otherwise.
+	if ctx.Err() == nil {
+		filepath.WalkDir(local, func(lp string, d fs.DirEntry, err error) error {
+			if err != nil || !d.IsDir() {
+				return nil
+			}
+			if info, err := d.Info(); err == nil && info.Mode().Perm()&0o700 != 0o700 {
+				rel, _ := filepath.Rel(local, lp)
+				rp := path.Join(remote, filepath.ToSlash(rel))
+				if err := sc.Chmod(rp, info.Mode().Perm()); err != nil {
+					errs = append(errs, c.ctxErr(ctx, "copy: chmod "+rp, err))
+				}
+			}
+			return nil
+		})
+	}
+	return errors.Join(errs...)
+}
+
+func (c *SSHClient) putFile(ctx context.Context, sc *sftpConn, local, remote string, perm os.FileMode) error {
+	lf, err := os.Open(local)
+	if err != nil {
+		return fmt.Errorf("cluster: copy to %s: %w", c.addr, err)
+	}
+	defer lf.Close()
+	rf, err := sc.OpenFile(remote, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
+	if err != nil {
+		return c.ctxErr(ctx, "copy: create "+remote, err)
+	}
+	_, err = rf.ReadFromWithConcurrency(lf, 0)
+	if err == nil {
+		err = rf.Chmod(perm)
+	}
+	if cerr := rf.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		// A half-written file (possibly with holes) must not pass for a copy.
+		sc.Remove(remote)
+		return c.ctxErr(ctx, "copy "+local+" to "+remote, err)
+	}
+	return nil
+}
+
+// CopyFrom copies a remote file or directory tree to local over SFTP:
+// local names the copy itself. Everything is written through an os.Root at
+// local (or at its parent, for a single file), so no remote name or symlink
+// can place a file outside it; names such as ".." or with "/" are refused.
+// Failures are collected per file and returned joined.
+func (c *SSHClient) CopyFrom(ctx context.Context, remote, local string) error {
+	sc, err := c.openSFTP(ctx)
+	if err != nil {
+		return err
+	}
+	defer sc.close()
+	st, err := sc.Stat(remote)
+	if err != nil {
+		return c.ctxErr(ctx, "copy from "+remote, err)
+	}
+	if !st.IsDir() {
+		if !st.Mode().IsRegular() {
+			return fmt.Errorf("cluster: ssh %s: copy from %s: not a regular file or directory", c.addr, remote)
+		}
+		parent := filepath.Dir(local)
+		if err := os.MkdirAll(parent, 0o755); err != nil {
+			return fmt.Errorf("cluster: copy from %s: %w", c.addr, err)
+		}
+		root, err := os.OpenRoot(parent)
+		if err != nil {
+			return fmt.Errorf("cluster: copy from %s: %w", c.addr, err)
+		}
+		defer root.Close()
+		return c.getFile(ctx, sc, remote, root, filepath.Base(local), st.Mode().Perm())
+	}
+	if err := os.MkdirAll(local, st.Mode().Perm()|0o700); err != nil {
+		return fmt.Errorf("cluster: copy from %s: %w", c.addr, err)
+	}
+	root, err := os.OpenRoot(local)
+	if err != nil {
+		return fmt.Errorf("cluster: copy from %s: %w", c.addr, err)
+	}
+	defer root.Close()
+	var errs []error
+	c.getDir(ctx, sc, remote, root, ".", &errs)
+	return errors.Join(errs...)
+}
+
+func (c *SSHClient) getDir(ctx context.Context, sc *sftpConn, rdir string, root *os.Root, ldir string, errs *[]error) {
+	ents, err := sc.ReadDir(rdir)
+	if err != nil {
+		*errs = append(*errs, c.ctxErr(ctx, "copy from "+rdir, err))
+		return
+	}
+	for _, e := range ents {
+		if ctx.Err() != nil {
+			*errs = append(*errs, c.ctxErr(ctx, "copy from "+rdir, ctx.Err()))
+			return
+		}
+		name := e.Name()
+		rp := path.Join(rdir, name)
+		if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
+			*errs = append(*errs, fmt.Errorf("cluster: ssh %s: copy from %s: refusing entry name %q", c.addr, rdir, name))
+			continue
+		}
+		lp := filepath.Join(ldir, name)
+		switch m := e.Mode(); {
+		case m.IsDir():
+			if err := root.Mkdir(lp, m.Perm()|0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+				*errs = append(*errs, fmt.Errorf("cluster: copy from %s: %s: %w", c.addr, rp, err))
+				continue
+			}
+			c.getDir(ctx, sc, rp, root, lp, errs)
+		case m&fs.ModeSymlink != 0:
+			target, err := sc.ReadLink(rp)
+			if err == nil {
+				if rerr := root.Remove(lp); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+					err = rerr
+				}
+			}
+			if err == nil {
+				// The link is copied as text; writes through it later would
+				// still be confined by the root.
+				err = root.Symlink(target, lp)
+			}
+			if err != nil {
+				*errs = append(*errs, fmt.Errorf("cluster: copy from %s: %s: %w", c.addr, rp, err))
+			}
+		case m.IsRegular():
+			if err := c.getFile(ctx, sc, rp, root, lp, m.Perm()); err != nil {
+				*errs = append(*errs, err)
+			}
+		default:
+			*errs = append(*errs, fmt.Errorf("cluster: ssh %s: copy from %s: %s is not a regular file, directory or symlink", c.addr, rp, m.Type()))
+		}
+	}
+}
+
+func (c *SSHClient) getFile(ctx context.Context, sc *sftpConn, remote string, root *os.Root, name string, perm os.FileMode) error {
+	rf, err := sc.Open(remote)
+	if err != nil {
+		return c.ctxErr(ctx, "copy from "+remote, err)
+	}
+	defer rf.Close()
+	lf, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
+	if err != nil {
+		return fmt.Errorf("cluster: copy from %s: %s: %w", c.addr, remote, err)
+	}
+	_, err = rf.WriteTo(lf)
+	if cerr := lf.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		// OpenFile's mode only applies to new files, and the umask cut it.
+		err = root.Chmod(name, perm)
+	}
+	if err != nil {
+		root.Remove(name)
+		return c.ctxErr(ctx, "copy from "+remote, err)
+	}
+	return nil
+}
+
+// InstallAuthorizedKey adds pubKey (one authorized_keys line) to the login
+// user's ~/.ssh/authorized_keys unless that key is already there, creating
+// ~/.ssh (0700) and the file (0600) as needed, like ssh-copy-id. It works
+// over SFTP, so no shell command is built from the key.
+func (c *SSHClient) InstallAuthorizedKey(ctx context.Context, pubKey []byte) error {
+	key, comment, options, rest, err := ssh.ParseAuthorizedKey(pubKey)
+	if err != nil {
+		return fmt.Errorf("cluster: ssh %s: install key: %w", c.addr, err)
+	}
+	if len(bytes.TrimSpace(rest)) > 0 {
+		return fmt.Errorf("cluster: ssh %s: install key: want exactly one key line", c.addr)
+	}
+	line := strings.TrimSuffix(string(ssh.MarshalAuthorizedKey(key)), "\n")
+	if len(options) > 0 {
+		line = strings.Join(options, ",") + " " + line
+	}
+	if comment != "" {
+		line += " " + comment
+	}
+	sc, err := c.openSFTP(ctx)
+	if err != nil {
+		return err
+	}
+	defer sc.close()
+	home, err := sc.Getwd() // sftp sessions start in the login user's home
+	if err != nil {
+		return c.ctxErr(ctx, "install key: home directory", err)
+	}
+	dir := path.Join(home, ".ssh")
+	if _, err := sc.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		if err := sc.Mkdir(dir); err != nil {
+			return c.ctxErr(ctx, "install key: mkdir "+dir, err)
+		}
+		if err := sc.Chmod(dir, 0o700); err != nil {
+			return c.ctxErr(ctx, "install key: chmod "+dir, err)
+		}
+	} else if err != nil {
+		return c.ctxErr(ctx, "install key: "+dir, err)
+	}
+	akPath := path.Join(dir, "authorized_keys")
+	var existing []byte
+	created := false
+	if rf, err := sc.Open(akPath); err == nil {
+		existing, err = io.ReadAll(io.LimitReader(rf, 4<<20))
+		rf.Close()
+		if err != nil {
+			return c.ctxErr(ctx, "install key: read "+akPath, err)
+		}
+	} else if errors.Is(err, fs.ErrNotExist) {
+		created = true
+	} else {
+		return c.ctxErr(ctx, "install key: open "+akPath, err)
+	}
+	for rest := existing; len(rest) > 0; {
+		k, _, _, r, err := ssh.ParseAuthorizedKey(rest)
+		if err != nil {
+			break // no more parseable keys
+		}
+		if bytes.Equal(k.Marshal(), key.Marshal()) {
+			return nil
+		}
+		rest = r
+	}
+	if len(existing) > 0 && existing[len(existing)-1] != '\n' {
+		line = "\n" + line
+	}
+	wf, err := sc.OpenFile(akPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE)
+	if err != nil {
+		return c.ctxErr(ctx, "install key: open "+akPath, err)
+	}
+	_, err = wf.Write([]byte(line + "\n"))
+	if cerr := wf.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && created {
+		err = sc.Chmod(akPath, 0o600)
+	}
+	if err != nil {
+		return c.ctxErr(ctx, "install key: write "+akPath, err)
+	}
+	c.logger.Info("installed authorized key", "key", keyDesc(key), "path", akPath)
+	return nil
+}
