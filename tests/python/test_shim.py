@@ -665,6 +665,16 @@ def test_job_hooks_job_without_multihost_tests_never_calls_vtcluster_fake_vtclus
     assert fake_vtcluster.calls() == []
 
 
+def test_job_hooks_dry_run_never_calls_hooks_fake_vtcluster(
+    avocado, fake_vtcluster, spec_file
+):
+    # --dry-run turns every runnable into kind "dry-run": no cluster needed.
+    avocado.configure(binary=fake_vtcluster.path)
+    result = run_job(avocado, fake_vtcluster, "--dry-run", str(spec_file))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert fake_vtcluster.calls() != [] and fake_vtcluster.hook_calls() == []
+
+
 def test_job_hooks_run_around_multihost_tests_fake_vtcluster(
     avocado, fake_vtcluster, spec_file, tmp_path
 ):
