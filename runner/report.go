@@ -70,7 +70,9 @@ func (r *Reporter) Send(ctx context.Context, m Message) bool {
 	if r.finished {
 		return false
 	}
-	r.deliver(ctx, m)
+	// Output and logs of a cancelled test still go out; the write timeout
+	// bounds them.
+	r.deliver(context.WithoutCancel(ctx), m)
 	return true
 }
 

@@ -171,6 +171,22 @@ func (c *StatusClient) dial(ctx context.Context, u StatusURI, retry bool) (net.C
 	}
 }
 
+// Usable reports whether messages can still reach someone: there are no
+// URIs (stdout only) or at least one has not been given up.
+func (c *StatusClient) Usable() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.conns) == 0 {
+		return true
+	}
+	for _, sc := range c.conns {
+		if sc.dead == nil {
+			return true
+		}
+	}
+	return false
+}
+
 // Close closes every connection. It is safe to call more than once.
 func (c *StatusClient) Close() error {
 	c.mu.Lock()

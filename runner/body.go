@@ -1,0 +1,354 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+	"unicode/utf8"
+
+	"golang.org/x/sys/unix"
+)
+
+// commandSpec is the controller-side body command.
+type commandSpec struct {
+	argv []string
+	dir  string   // working directory; relative argv[0] is resolved here
+	env  []string // complete environment
+}
+
+type commandResult struct {
+	exitCode int
+	signal   syscall.Signal // non-zero when killed by a signal
+	startErr error          // the command could not be started
+}
+
+// Grace given to a body between SIGTERM and SIGKILL of its process group.
+const (
+	termGraceInterrupted = 100 * time.Millisecond // Avocado SIGKILLs us 1 s after SIGTERM
+	termGrace            = 3 * time.Second
+	drainInterrupted     = 50 * time.Millisecond
+	drainTimeout         = 2 * time.Second // output of processes that escaped the group
+)
+
+// interrupted reports whether ctx ended because the runner got a signal
+// (short budgets) rather than, say, the test's own timeout.
+func interrupted(ctx context.Context) bool {
+	var ie *interruptedError
+	return ctx.Err() != nil && errors.As(context.Cause(ctx), &ie) && ie.bySignal
+}
+
+// runCommand runs the body command in its own process group, streams its
+// output as stdout/stderr messages, and on ctx's end terminates the whole
+// group. Whatever the body leaves running in its group is killed when it
+// exits.
+func runCommand(ctx context.Context, spec commandSpec, rep *Reporter, procs *procGroups, trap *panicTrap) commandResult {
+	path, err := resolveCommand(spec.argv[0], spec.dir, spec.env)
+	if err != nil {
+		return commandResult{startErr: err}
+	}
+	rOut, wOut, err := os.Pipe()
+	if err != nil {
+		return commandResult{startErr: fmt.Errorf("runner: %w", err)}
+	}
+	rErr, wErr, err := os.Pipe()
+	if err != nil {
+		rOut.Close()
+		wOut.Close()
+		return commandResult{startErr: fmt.Errorf("runner: %w", err)}
+	}
+	cmd := &exec.Cmd{
+		Path:   path,
+		Args:   spec.argv,
+		Dir:    spec.dir,
+		Env:    spec.env,
+		Stdout: wOut,
+		Stderr: wErr,
+		// Stdin stays nil (/dev/null): the runner's stdin is Avocado's.
+		SysProcAttr: &syscall.SysProcAttr{
+			Setpgid: true,
+			// A safety net for the one case nothing else covers: the
+			// runner SIGKILLed.
+			Pdeathsig: syscall.SIGKILL,
+		},
+	}
+	err = cmd.Start()
+	wOut.Close()
+	wErr.Close()
+	if err != nil {
+		rOut.Close()
+		rErr.Close()
+		return commandResult{startErr: fmt.Errorf("runner: starting %s: %w", PyRepr(spec.argv[0]), err)}
+	}
+	pgid := cmd.Process.Pid
+	procs.add(pgid)
+
+	send := func(m Message) { rep.Send(ctx, m) }
+	var readers sync.WaitGroup
+	for _, s := range []struct {
+		name string
+		r    *os.File
+	}{{"stdout", rOut}, {"stderr", rErr}} {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			defer trap.catch()
+			out := newOutputStream(s.name, send)
+			defer out.Close()
+			buf := make([]byte, 64<<10)
+			for {
+				n, err := s.r.Read(buf)
+				if n > 0 {
+					out.Write(buf[:n])
+				}
+				if err != nil {
+					return
+				}
+			}
+		}()
+	}
+
+	exited := make(chan struct{})
+	go func() {
+		defer close(exited)
+		// WNOWAIT leaves the leader a zombie, so its pid (= the group id)
+		// cannot be reused while the rest of the group is killed below.
+		var info unix.Siginfo
+		for {
+			if err := unix.Waitid(unix.P_PID, pgid, &info, unix.WEXITED|unix.WNOWAIT, nil); err != unix.EINTR {
+				return
+			}
+		}
+	}()
+	select {
+	case <-exited:
+	case <-ctx.Done():
+		grace := termGrace
+		if interrupted(ctx) {
+			grace = termGraceInterrupted
+		}
+		procs.signal(pgid, syscall.SIGTERM)
+		t := time.NewTimer(grace)
+		select {
+		case <-exited:
+		case <-t.C:
+		}
+		t.Stop()
+		procs.signal(pgid, syscall.SIGKILL)
+		<-exited
+	}
+	procs.remove(pgid) // SIGKILLs what is left of the group
+	werr := cmd.Wait()
+
+	drained := make(chan struct{})
+	go func() {
+		readers.Wait()
+		close(drained)
+	}()
+	drain := drainTimeout
+	if interrupted(ctx) {
+		drain = drainInterrupted
+	}
+	t := time.NewTimer(drain)
+	select {
+	case <-drained:
+	case <-t.C:
+		// A process that left the group (setsid) still holds a pipe.
+		rOut.SetReadDeadline(time.Now())
+		rErr.SetReadDeadline(time.Now())
+		<-drained
+	}
+	t.Stop()
+	rOut.Close()
+	rErr.Close()
+
+	res := commandResult{exitCode: cmd.ProcessState.ExitCode()}
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		res.signal = ws.Signal()
+		res.exitCode = -int(res.signal) // as Python's returncode
+	}
+	if werr != nil && cmd.ProcessState == nil {
+		res.startErr = fmt.Errorf("runner: waiting for %s: %w", PyRepr(spec.argv[0]), werr)
+	}
+	return res
+}
+
+// resolveCommand finds the program: a name with a slash is a path
+// (relative to dir), a bare name is looked up in the body's PATH.
+func resolveCommand(name, dir string, env []string) (string, error) {
+	if strings.Contains(name, "/") {
+		path := name
+		if !filepath.IsAbs(path) {
+			path = filepath.Join(dir, path)
+		}
+		st, err := os.Stat(path)
+		switch {
+		case err != nil:
+			return "", fmt.Errorf("runner: body command %s not found: %s", PyRepr(name), unwrapPathError(err))
+		case st.IsDir():
+			return "", fmt.Errorf("runner: body command %s is a directory", PyRepr(name))
+		case st.Mode()&0o111 == 0:
+			return "", fmt.Errorf("runner: body command %s is not executable", PyRepr(name))
+		}
+		return path, nil
+	}
+	pathVar := ""
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			pathVar = v
+		}
+	}
+	for _, d := range filepath.SplitList(pathVar) {
+		if d == "" {
+			d = "."
+		}
+		p := filepath.Join(d, name)
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("runner: body command %s not found in PATH", PyRepr(name))
+}
+
+func signalName(sig syscall.Signal) string {
+	if n := unix.SignalName(sig); n != "" {
+		return n
+	}
+	return fmt.Sprintf("%d", int(sig))
+}
+
+// procGroups tracks the process groups of running bodies so that the
+// signal path can kill them even when the lifecycle goroutine is stuck.
+type procGroups struct {
+	mu     sync.Mutex
+	pgids  map[int]bool
+	closed bool
+}
+
+func newProcGroups() *procGroups { return &procGroups{pgids: map[int]bool{}} }
+
+func (g *procGroups) add(pgid int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		// killAll ran before this group existed.
+		unix.Kill(-pgid, unix.SIGKILL)
+		return
+	}
+	g.pgids[pgid] = true
+}
+
+// signal sends sig to a registered group; unregistered ones may have been
+// reaped and their id reused, so they are left alone.
+func (g *procGroups) signal(pgid int, sig syscall.Signal) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.pgids[pgid] {
+		unix.Kill(-pgid, sig)
+	}
+}
+
+// remove kills what is left of a group and forgets it; the caller reaps
+// the leader afterwards.
+func (g *procGroups) remove(pgid int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.pgids[pgid] {
+		unix.Kill(-pgid, unix.SIGKILL)
+		delete(g.pgids, pgid)
+	}
+}
+
+// killAll SIGKILLs every registered group and any added later.
+func (g *procGroups) killAll() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.closed = true
+	for pgid := range g.pgids {
+		unix.Kill(-pgid, unix.SIGKILL)
+	}
+}
+
+// outputStream cuts a byte stream into stdout/stderr messages of at most
+// MaxChunk bytes, ending each at a newline where possible: Avocado's
+// debug.log keeps an unterminated line in a buffer shared by all tests of
+// the job. The final partial line goes out with an encoding (when it is
+// UTF-8) so that Avocado terminates it instead.
+type outputStream struct {
+	name    string
+	send    func(Message)
+	pending []byte
+}
+
+func newOutputStream(name string, send func(Message)) *outputStream {
+	return &outputStream{name: name, send: send}
+}
+
+func (s *outputStream) Write(p []byte) (int, error) {
+	s.pending = append(s.pending, p...)
+	for len(s.pending) > 0 {
+		window := s.pending[:min(len(s.pending), MaxChunk)]
+		cut := 0
+		if i := lastNewline(window); i >= 0 {
+			cut = i + 1
+		} else if len(window) == MaxChunk {
+			cut = MaxChunk
+		} else {
+			break
+		}
+		s.send(OutputMessage(s.name, append([]byte(nil), s.pending[:cut]...)))
+		s.pending = s.pending[cut:]
+	}
+	if len(s.pending) == 0 {
+		s.pending = nil
+	}
+	return len(p), nil
+}
+
+func lastNewline(b []byte) int {
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] == '\n' {
+			return i
+		}
+	}
+	return -1
+}
+
+// Close sends what is left.
+func (s *outputStream) Close() error {
+	if len(s.pending) == 0 {
+		return nil
+	}
+	if utf8.Valid(s.pending) {
+		s.send(TextOutputMessage(s.name, string(s.pending)))
+	} else {
+		s.send(OutputMessage(s.name, s.pending))
+	}
+	s.pending = nil
+	return nil
+}
+
+// panicTrap collects panics of the runner's goroutines, so that one of
+// them failing still ends with a finished message instead of a dead
+// process (Avocado would wait for it forever).
+type panicTrap struct{ ch chan string }
+
+func newPanicTrap() *panicTrap { return &panicTrap{ch: make(chan string, 1)} }
+
+// catch must be deferred directly: defer trap.catch().
+func (t *panicTrap) catch() {
+	if p := recover(); p != nil {
+		msg := fmt.Sprintf("runner internal error: panic: %v\n%s", p, debug.Stack())
+		select {
+		case t.ch <- msg:
+		default:
+		}
+	}
+}

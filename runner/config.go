@@ -1,0 +1,113 @@
+package runner
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+)
+
+// ConfigurationUsed lists the Avocado settings the runner reads from -c.
+// capabilities reports it, and Avocado then passes exactly these keys (plus
+// runner.identifier_format). The Python shim registers the multihost.*
+// ones; keep the two lists in step.
+var ConfigurationUsed = []string{
+	"multihost.alloc_timeout",
+	"multihost.binary",
+	"multihost.cluster",
+	"multihost.lease",
+	"multihost.state_dir",
+	"run.keep_tmp",
+}
+
+// RunConfig is what the runner takes from Avocado's settings.
+type RunConfig struct {
+	// Binary is the vtcluster executable bodies should call
+	// (multihost.binary, exported as VTCLUSTER_BIN); empty means this
+	// runner's own executable.
+	Binary string
+	// StateDir is the vtcluster state directory (multihost.state_dir);
+	// empty means vtcluster's default.
+	StateDir string
+	// Cluster is the cluster name (multihost.cluster); empty means
+	// vtcluster's default.
+	Cluster string
+	// AllocTimeout bounds waiting for nodes (multihost.alloc_timeout,
+	// seconds).
+	AllocTimeout time.Duration
+	// Lease is the partition lease to ask for (multihost.lease, seconds);
+	// zero means the cluster default.
+	Lease time.Duration
+	// KeepTmp keeps the body's scratch directory (run.keep_tmp).
+	KeepTmp bool
+	// StatusServerURI is run.status_server_uri, used like Avocado does
+	// when no -s is given and the key is present.
+	StatusServerURI string
+}
+
+// DefaultRunConfig returns the settings used for keys that are absent or
+// null.
+func DefaultRunConfig() RunConfig {
+	return RunConfig{
+		AllocTimeout: 5 * time.Minute, // nodes held by other tests free up within minutes
+	}
+}
+
+// RunConfigFromSettings reads the settings Avocado passed with -c. Keys it
+// does not know are ignored, as Avocado passes more than asked for.
+func RunConfigFromSettings(settings map[string]any) (RunConfig, error) {
+	c := DefaultRunConfig()
+	str := func(key string, dst *string) error {
+		switch v := settings[key].(type) {
+		case nil:
+		case string:
+			*dst = v
+		default:
+			return fmt.Errorf("runner: setting %s: expected a string, got %s", key, PyRepr(v))
+		}
+		return nil
+	}
+	secs := func(key string, dst *time.Duration, zeroOK bool) error {
+		var f float64
+		switch v := settings[key].(type) {
+		case nil:
+			return nil
+		case int64:
+			f = float64(v)
+		case float64:
+			f = v
+		case string:
+			var err error
+			if f, err = strconv.ParseFloat(v, 64); err != nil {
+				return fmt.Errorf("runner: setting %s: expected seconds, got %s", key, PyRepr(v))
+			}
+		default:
+			return fmt.Errorf("runner: setting %s: expected seconds, got %s", key, PyRepr(v))
+		}
+		if math.IsNaN(f) || f < 0 || (f == 0 && !zeroOK) || f > 365*24*3600 {
+			return fmt.Errorf("runner: setting %s: %v seconds is out of range", key, f)
+		}
+		*dst = time.Duration(f * float64(time.Second))
+		return nil
+	}
+	for _, err := range []error{
+		str("multihost.binary", &c.Binary),
+		str("multihost.state_dir", &c.StateDir),
+		str("multihost.cluster", &c.Cluster),
+		str("run.status_server_uri", &c.StatusServerURI),
+		secs("multihost.alloc_timeout", &c.AllocTimeout, false),
+		secs("multihost.lease", &c.Lease, true),
+	} {
+		if err != nil {
+			return c, err
+		}
+	}
+	switch v := settings["run.keep_tmp"].(type) {
+	case nil:
+	case bool:
+		c.KeepTmp = v
+	default:
+		return c, fmt.Errorf("runner: setting run.keep_tmp: expected true or false, got %s", PyRepr(v))
+	}
+	return c, nil
+}

@@ -1,0 +1,538 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Cluster is what a multihost test needs from the cluster: nodes, their
+// logs, remote commands, file collection. The runner drives it; bridge
+// provides the implementation backed by package cluster. Tests with no
+// nodes never touch it.
+//
+// Every method gets a context with a deadline and must return when it
+// ends. If the value also implements io.Closer, the runner closes it when
+// the test is over.
+type Cluster interface {
+	// Allocate reserves one node per requested tag and returns them in
+	// request order. It may wait for busy nodes until ctx ends. The
+	// partition stays reserved until Release; keeping its lease alive
+	// meanwhile is the implementation's business.
+	Allocate(ctx context.Context, req AllocRequest) (*Partition, error)
+	// StartLogs forwards the partition's agent logs to sink until stop is
+	// called (stop waits for in-flight records and may be called more
+	// than once). sink may be called from several goroutines.
+	StartLogs(ctx context.Context, p *Partition, sink LogSink) (stop func(), err error)
+	// Exec runs argv on node (no shell) and returns its outcome. A
+	// non-zero exit is not an error; an error means it could not run or
+	// the connection failed.
+	Exec(ctx context.Context, node PartitionNode, argv []string, opts ExecOptions) (ExecResult, error)
+	// Collect fetches paths (tag -> remote paths) plus whatever the
+	// implementation always collects (agent logs) into dir/<tag>/,
+	// never writing outside dir.
+	Collect(ctx context.Context, p *Partition, paths map[string][]string, dir string) error
+	// Release gives the nodes back. It must be safe to call once for
+	// every partition Allocate returned, whatever happened in between.
+	Release(ctx context.Context, p *Partition) error
+}
+
+// ClusterFactory opens the cluster named by the runner's settings; it is
+// called only for tests that have nodes.
+type ClusterFactory func(ctx context.Context, cfg RunConfig) (Cluster, error)
+
+// AllocRequest asks for the nodes of one test.
+type AllocRequest struct {
+	// JobID and TestID identify the holder (Avocado's -j and -i).
+	JobID, TestID string
+	// Nodes are the roles in the test's order, each with its selectors.
+	Nodes []NodeSpec
+	// Lease is the lease to ask for; zero means the cluster default.
+	Lease time.Duration
+}
+
+// Partition is the set of nodes a test holds.
+type Partition struct {
+	ID    string
+	Nodes []PartitionNode
+}
+
+// Node returns the node with tag.
+func (p *Partition) Node(tag string) (PartitionNode, bool) {
+	for _, n := range p.Nodes {
+		if n.Tag == tag {
+			return n, true
+		}
+	}
+	return PartitionNode{}, false
+}
+
+// PartitionNode is one node of a partition, as the test sees it.
+type PartitionNode struct {
+	Tag      string
+	Name     string
+	Address  string
+	AgentURL string
+	// Properties are the collected node properties and labels
+	// (hostname, arch, cpu_count, ...).
+	Properties map[string]any
+}
+
+// ExecOptions tune Cluster.Exec.
+type ExecOptions struct {
+	// Timeout kills the command after this long; zero means none.
+	Timeout time.Duration
+	// Env is added to the command's (minimal) environment.
+	Env map[string]string
+}
+
+// ExecResult is what a remote command did.
+type ExecResult struct {
+	ExitCode                         int
+	Stdout, Stderr                   []byte
+	StdoutTruncated, StderrTruncated bool
+	TimedOut                         bool
+	Duration                         time.Duration
+}
+
+// LogRecord is one line of a node's log.
+type LogRecord struct {
+	Tag, Node string
+	// Logger is the Python logger name on the node, e.g.
+	// "avocado.service.process".
+	Logger string
+	// Level is the Python level name ("INFO").
+	Level string
+	Text  string
+}
+
+// LogSink receives forwarded log records.
+type LogSink func(LogRecord)
+
+// Outcome is a test's result.
+type Outcome struct {
+	Result     string
+	Reason     string
+	ReturnCode *int
+}
+
+func (o Outcome) message() Message { return FinishedMessage(o.Result, o.Reason, o.ReturnCode) }
+
+// interruptedError is the cause of a run cancelled by a signal or by the
+// test's timeout; reason becomes the finished message's fail_reason.
+type interruptedError struct {
+	reason   string
+	bySignal bool
+}
+
+func (e *interruptedError) Error() string { return e.reason }
+
+// Budgets for the end of a test. After a signal everything must fit well
+// under the second Avocado waits before SIGKILL.
+const (
+	interruptTeardown = 300 * time.Millisecond
+	releaseTimeout    = 30 * time.Second
+	collectTimeout    = 5 * time.Minute
+	logStopTimeout    = 5 * time.Second
+)
+
+// seconds formats d the way spec files write it.
+func seconds(d time.Duration) string { return strconv.FormatFloat(d.Seconds(), 'f', -1, 64) }
+
+// testRun is one test being run.
+type testRun struct {
+	spec       *SpecFile
+	test       *Test
+	runnable   Runnable
+	cfg        RunConfig
+	outputDir  string
+	workDir    string
+	jobID      string
+	taskID     string
+	environ    []string
+	rep        *Reporter
+	newCluster ClusterFactory
+	procs      *procGroups
+	trap       *panicTrap
+}
+
+// teardownCtx returns the context for cleanup after the body: a short
+// budget when the run was interrupted by a signal, the normal one
+// otherwise; never the (possibly cancelled) run context itself.
+func teardownCtx(ctx context.Context, normal time.Duration) (context.Context, context.CancelFunc) {
+	budget := normal
+	if interrupted(ctx) {
+		budget = interruptTeardown
+	}
+	return context.WithTimeout(context.WithoutCancel(ctx), budget)
+}
+
+func (r *testRun) logf(ctx context.Context, format string, args ...any) {
+	text := time.Now().Format("2006-01-02 15:04:05") + " | " + fmt.Sprintf(format, args...)
+	r.rep.Send(ctx, LogMessage("", "", text))
+}
+
+// interruptOutcome turns a cancelled context into the test's outcome.
+func interruptOutcome(ctx context.Context) Outcome {
+	cause := context.Cause(ctx)
+	var ie *interruptedError
+	if errors.As(cause, &ie) {
+		return Outcome{Result: ResultInterrupted, Reason: ie.reason}
+	}
+	return Outcome{Result: ResultInterrupted, Reason: fmt.Sprintf("Test interrupted: %v", cause)}
+}
+
+// execute runs the whole lifecycle: allocate, logs, partition file,
+// steps, command, collect, teardown. Every path that allocated releases.
+func (r *testRun) execute(ctx context.Context) (out Outcome) {
+	part := &Partition{}
+	var cl Cluster
+	if len(r.test.Nodes) > 0 {
+		if r.newCluster == nil {
+			return Outcome{Result: ResultError, Reason: "runner: this test needs nodes but the runner has no cluster backend"}
+		}
+		var err error
+		if cl, err = r.newCluster(ctx, r.cfg); err != nil {
+			return Outcome{Result: ResultError, Reason: fmt.Sprintf("runner: opening the cluster: %v", err)}
+		}
+		if c, ok := cl.(io.Closer); ok {
+			defer c.Close()
+		}
+		p, o, ok := r.allocate(ctx, cl)
+		if !ok {
+			return o
+		}
+		part = p
+		defer func() {
+			rctx, cancel := teardownCtx(ctx, releaseTimeout)
+			defer cancel()
+			if err := cl.Release(rctx, part); err != nil {
+				r.logf(rctx, "releasing partition %s: %v", part.ID, err)
+				if out.Result == ResultPass {
+					out = Outcome{Result: ResultError, Reason: fmt.Sprintf("runner: releasing partition %s: %v", part.ID, err)}
+				}
+			} else {
+				r.logf(rctx, "released partition %s", part.ID)
+			}
+		}()
+		if stop := r.startLogs(ctx, cl, part); stop != nil {
+			defer func() {
+				done := make(chan struct{})
+				go func() {
+					defer r.trap.catch()
+					defer close(done)
+					stop()
+				}()
+				sctx, cancel := teardownCtx(ctx, logStopTimeout)
+				defer cancel()
+				select {
+				case <-done:
+				case <-sctx.Done():
+					r.logf(sctx, "log forwarding did not stop in time")
+				}
+			}()
+		}
+	}
+	env, err := r.writePartition(part)
+	if err != nil {
+		return Outcome{Result: ResultError, Reason: err.Error()}
+	}
+	bctx, cancel := ctx, context.CancelFunc(func() {})
+	if r.test.Timeout > 0 {
+		bctx, cancel = context.WithTimeoutCause(ctx, r.test.Timeout,
+			&interruptedError{reason: fmt.Sprintf("Test interrupted: test timeout of %s s reached", seconds(r.test.Timeout))})
+	}
+	out = r.body(bctx, cl, part, env)
+	cancel()
+	if cl != nil && ctx.Err() == nil {
+		cctx, ccancel := teardownCtx(ctx, collectTimeout)
+		if err := cl.Collect(cctx, part, r.test.Collect, filepath.Join(r.outputDir, "cluster")); err != nil {
+			// Missing logs do not change what the test did.
+			r.logf(cctx, "collecting files from the nodes: %v", err)
+		}
+		ccancel()
+	}
+	return out
+}
+
+func (r *testRun) allocate(ctx context.Context, cl Cluster) (*Partition, Outcome, bool) {
+	actx, cancel := context.WithTimeout(ctx, r.cfg.AllocTimeout)
+	defer cancel()
+	r.logf(ctx, "allocating nodes %s", strings.Join(r.test.NodeTags(), ", "))
+	p, err := cl.Allocate(actx, AllocRequest{JobID: r.jobID, TestID: r.taskID, Nodes: r.test.Nodes, Lease: r.cfg.Lease})
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return nil, interruptOutcome(ctx), false
+	case err != nil:
+		return nil, Outcome{Result: ResultError, Reason: fmt.Sprintf("runner: allocating nodes: %v", err)}, false
+	}
+	for _, ns := range r.test.Nodes {
+		if _, ok := p.Node(ns.Tag); !ok {
+			rctx, rcancel := teardownCtx(ctx, releaseTimeout)
+			defer rcancel()
+			cl.Release(rctx, p)
+			return nil, Outcome{Result: ResultError, Reason: fmt.Sprintf("runner: partition %s has no node for tag %q", p.ID, ns.Tag)}, false
+		}
+	}
+	for _, n := range p.Nodes {
+		r.logf(ctx, "partition %s: %s = %s (%s)", p.ID, n.Tag, n.Name, n.Address)
+	}
+	return p, Outcome{}, true
+}
+
+// startLogs forwards node logs into debug.log (as log messages on the
+// node's logger) and into <output_dir>/cluster/<tag>/streamed.log. A
+// failure is only a warning, as upstream treats it.
+func (r *testRun) startLogs(ctx context.Context, cl Cluster, p *Partition) func() {
+	files := map[string]*os.File{}
+	var mu sync.Mutex
+	for _, n := range p.Nodes {
+		dir := filepath.Join(r.outputDir, "cluster", n.Tag)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			r.logf(ctx, "node log directory: %v", err)
+			continue
+		}
+		f, err := os.OpenFile(filepath.Join(dir, "streamed.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			r.logf(ctx, "node log file: %v", err)
+			continue
+		}
+		files[n.Tag] = f
+	}
+	closeFiles := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for tag, f := range files {
+			f.Close()
+			delete(files, tag)
+		}
+	}
+	sink := func(rec LogRecord) {
+		defer r.trap.catch()
+		text := fmt.Sprintf("[%s] %s", rec.Tag, rec.Text)
+		logger := rec.Logger
+		if logger == "" {
+			logger = "avocado.service"
+		}
+		r.rep.Send(ctx, LogMessage(logger, rec.Level, text))
+		mu.Lock()
+		if f := files[rec.Tag]; f != nil {
+			fmt.Fprintf(f, "%s %s %s: %s\n", time.Now().Format("2006-01-02 15:04:05.000"), rec.Level, logger, rec.Text)
+		}
+		mu.Unlock()
+	}
+	stop, err := cl.StartLogs(ctx, p, sink)
+	if err != nil {
+		r.logf(ctx, "log forwarding from the nodes failed, continuing without it: %v", err)
+		closeFiles()
+		return nil
+	}
+	return func() {
+		stop()
+		closeFiles()
+	}
+}
+
+// writePartition writes <output_dir>/partition.json and returns the
+// environment for the body.
+func (r *testRun) writePartition(p *Partition) ([]string, error) {
+	nodes := Message{}
+	for _, n := range p.Nodes {
+		props := n.Properties
+		if props == nil {
+			props = map[string]any{}
+		}
+		nodes = append(nodes, Field{n.Tag, Message{{"name", n.Name}, {"address", n.Address}, {"agent_url", n.AgentURL}, {"properties", props}}})
+	}
+	data, err := (Message{{"id", p.ID}, {"nodes", nodes}}).MarshalJSON()
+	if err != nil {
+		return nil, fmt.Errorf("runner: partition file: %w", err)
+	}
+	path := filepath.Join(r.outputDir, "partition.json")
+	if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
+		return nil, fmt.Errorf("runner: partition file: %w", err)
+	}
+	vars := map[string]string{}
+	// Like exec-test, keyword arguments become environment variables.
+	for k, v := range r.runnable.Kwargs {
+		if k == "test" || !envNameRE.MatchString(k) {
+			continue
+		}
+		if s, ok := v.(string); ok {
+			vars[k] = s
+		} else if data, err := json.Marshal(v); err == nil {
+			vars[k] = string(data)
+		}
+	}
+	for k, v := range r.test.Body.Env {
+		vars[k] = v
+	}
+	tags := make([]string, len(p.Nodes))
+	for i, n := range p.Nodes {
+		tags[i] = n.Tag
+		t := EnvTag(n.Tag)
+		vars["VTCLUSTER_NODE_"+t+"_ADDRESS"] = n.Address
+		vars["VTCLUSTER_NODE_"+t+"_NAME"] = n.Name
+		vars["VTCLUSTER_NODE_"+t+"_URL"] = n.AgentURL
+	}
+	vars["VTCLUSTER_PARTITION_FILE"] = path
+	vars["VTCLUSTER_PARTITION_ID"] = p.ID
+	vars["VTCLUSTER_NODES"] = strings.Join(tags, " ")
+	vars["VTCLUSTER_OUTPUT_DIR"] = r.outputDir
+	vars["VTCLUSTER_TEST_NAME"] = r.test.Name
+	vars["VTCLUSTER_SPEC_FILE"] = r.spec.Path
+	vars["AVOCADO_TEST_OUTPUTDIR"] = r.outputDir
+	if r.workDir != "" {
+		vars["AVOCADO_TEST_WORKDIR"] = r.workDir
+	}
+	if r.cfg.StateDir != "" {
+		vars["VTCLUSTER_STATE_DIR"] = r.cfg.StateDir
+	}
+	if r.cfg.Cluster != "" {
+		vars["VTCLUSTER_CLUSTER"] = r.cfg.Cluster
+	}
+	if r.cfg.Binary != "" {
+		vars["VTCLUSTER_BIN"] = r.cfg.Binary
+	}
+	return mergeEnv(r.environ, vars), nil
+}
+
+// mergeEnv returns base with vars set, dropping inherited partition
+// variables so a body never sees another test's nodes.
+func mergeEnv(base []string, vars map[string]string) []string {
+	out := make([]string, 0, len(base)+len(vars))
+	for _, kv := range base {
+		k, _, _ := strings.Cut(kv, "=")
+		if _, set := vars[k]; set || strings.HasPrefix(k, "VTCLUSTER_NODE_") || strings.HasPrefix(k, "VTCLUSTER_PARTITION_") {
+			continue
+		}
+		out = append(out, kv)
+	}
+	keys := make([]string, 0, len(vars))
+	for k := range vars {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		out = append(out, k+"="+vars[k])
+	}
+	return out
+}
+
+// body runs the steps, then the command.
+func (r *testRun) body(ctx context.Context, cl Cluster, p *Partition, env []string) Outcome {
+	for i, st := range r.test.Body.Steps {
+		if o, ok := r.step(ctx, cl, p, i+1, st); !ok {
+			return o
+		}
+	}
+	if len(r.test.Body.Command) == 0 {
+		if ctx.Err() != nil {
+			return interruptOutcome(ctx)
+		}
+		return Outcome{Result: ResultPass}
+	}
+	argv := append(append([]string(nil), r.test.Body.Command...), r.runnable.Args...)
+	res := runCommand(ctx, commandSpec{argv: argv, dir: r.spec.Dir, env: env}, r.rep, r.procs, r.trap)
+	switch {
+	case res.startErr != nil:
+		return Outcome{Result: ResultError, Reason: res.startErr.Error()}
+	case ctx.Err() != nil:
+		return interruptOutcome(ctx)
+	case res.signal != 0:
+		return Outcome{Result: ResultFail, Reason: fmt.Sprintf("command %s was killed by signal %s", PyRepr(argv[0]), signalName(res.signal)), ReturnCode: &res.exitCode}
+	case res.exitCode != 0:
+		return Outcome{Result: ResultFail, Reason: fmt.Sprintf("command %s exited with status %d", PyRepr(argv[0]), res.exitCode), ReturnCode: &res.exitCode}
+	}
+	rc := 0
+	return Outcome{Result: ResultPass, ReturnCode: &rc}
+}
+
+// step runs one step on its nodes; ok is false when the test must stop.
+func (r *testRun) step(ctx context.Context, cl Cluster, p *Partition, n int, st Step) (Outcome, bool) {
+	type nodeResult struct {
+		tag string
+		res ExecResult
+		err error
+	}
+	results := make([]nodeResult, len(st.On))
+	runOne := func(i int) {
+		tag := st.On[i]
+		node, _ := p.Node(tag)
+		results[i].tag = tag
+		argv, err := expandArgv(st.Run, p)
+		if err != nil {
+			results[i].err = err
+			return
+		}
+		r.logf(ctx, "step %d on %s (%s): %s", n, tag, node.Name, PyRepr(argv))
+		results[i].res, results[i].err = cl.Exec(ctx, node, argv, ExecOptions{Timeout: st.Timeout})
+		r.stepOutput(ctx, n, tag, results[i].res)
+	}
+	if st.Parallel {
+		var wg sync.WaitGroup
+		for i := range st.On {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer r.trap.catch()
+				runOne(i)
+			}()
+		}
+		wg.Wait()
+	} else {
+		for i := range st.On {
+			runOne(i)
+			if results[i].err != nil || results[i].res.ExitCode != 0 || results[i].res.TimedOut || ctx.Err() != nil {
+				results = results[:i+1]
+				break
+			}
+		}
+	}
+	if ctx.Err() != nil {
+		return interruptOutcome(ctx), false
+	}
+	for _, res := range results {
+		prefix := fmt.Sprintf("step %d on %s", n, res.tag)
+		switch {
+		case res.err != nil:
+			return Outcome{Result: ResultError, Reason: fmt.Sprintf("%s: %v", prefix, res.err)}, false
+		case res.res.TimedOut:
+			return Outcome{Result: ResultFail, Reason: fmt.Sprintf("%s: %s timed out after %s s", prefix, PyRepr(st.Run[0]), seconds(st.Timeout))}, false
+		case res.res.ExitCode != 0:
+			rc := res.res.ExitCode
+			return Outcome{Result: ResultFail, Reason: fmt.Sprintf("%s: %s exited with status %d", prefix, PyRepr(st.Run[0]), rc), ReturnCode: &rc}, false
+		}
+	}
+	return Outcome{}, true
+}
+
+// stepOutput sends a remote command's output as the test's stdout and
+// stderr, after a log line saying where it came from.
+func (r *testRun) stepOutput(ctx context.Context, n int, tag string, res ExecResult) {
+	r.logf(ctx, "step %d on %s: exit status %d after %.2f s", n, tag, res.ExitCode, res.Duration.Seconds())
+	for _, s := range []struct {
+		name      string
+		data      []byte
+		truncated bool
+	}{{"stdout", res.Stdout, res.StdoutTruncated}, {"stderr", res.Stderr, res.StderrTruncated}} {
+		if len(s.data) == 0 {
+			continue
+		}
+		out := newOutputStream(s.name, func(m Message) { r.rep.Send(ctx, m) })
+		out.Write(s.data)
+		out.Close()
+		if s.truncated {
+			r.logf(ctx, "step %d on %s: %s was truncated by the agent", n, tag, s.name)
+		}
+	}
+}

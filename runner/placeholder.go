@@ -1,0 +1,128 @@
+package runner
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+)
+
+// Placeholders in step argv: {tag.field} is replaced inside the argv
+// element it appears in, so "--peer={dst.address}" works and the result
+// is still exactly one argument; no shell ever sees it. "{{" and "}}" are
+// literal braces. Any other brace is literal too, so JSON or awk programs
+// pass through unless they happen to contain {word.word}.
+
+type argPart struct {
+	lit        string
+	tag, field string // set for a placeholder
+}
+
+func isTagChar(c byte) bool {
+	return c == '_' || c == '-' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+}
+
+func isFieldChar(c byte) bool { return c != '-' && isTagChar(c) }
+
+// parsePlaceholders splits s into literal text and placeholders; a
+// placeholder whose tag knownTag rejects is an error.
+func parsePlaceholders(s string, knownTag func(string) bool) ([]argPart, error) {
+	var parts []argPart
+	var lit strings.Builder
+	flush := func() {
+		if lit.Len() > 0 {
+			parts = append(parts, argPart{lit: lit.String()})
+			lit.Reset()
+		}
+	}
+	for i := 0; i < len(s); {
+		switch {
+		case strings.HasPrefix(s[i:], "{{"):
+			lit.WriteByte('{')
+			i += 2
+			continue
+		case strings.HasPrefix(s[i:], "}}"):
+			lit.WriteByte('}')
+			i += 2
+			continue
+		case s[i] == '{':
+			j := i + 1
+			for j < len(s) && isTagChar(s[j]) {
+				j++
+			}
+			if j > i+1 && j < len(s) && s[j] == '.' {
+				k := j + 1
+				for k < len(s) && isFieldChar(s[k]) {
+					k++
+				}
+				if k > j+1 && k < len(s) && s[k] == '}' {
+					tag, field := s[i+1:j], s[j+1:k]
+					if !knownTag(tag) {
+						return nil, fmt.Errorf("placeholder %s names unknown node tag %q (write {{ for a literal brace)", s[i:k+1], tag)
+					}
+					flush()
+					parts = append(parts, argPart{tag: tag, field: field})
+					i = k + 1
+					continue
+				}
+			}
+		}
+		lit.WriteByte(s[i])
+		i++
+	}
+	flush()
+	return parts, nil
+}
+
+// expandArgv substitutes the placeholders of every element of argv with
+// the partition's node facts.
+func expandArgv(argv []string, p *Partition) ([]string, error) {
+	out := make([]string, len(argv))
+	known := func(tag string) bool { _, ok := p.Node(tag); return ok }
+	for i, a := range argv {
+		parts, err := parsePlaceholders(a, known)
+		if err != nil {
+			return nil, err
+		}
+		var b strings.Builder
+		for _, part := range parts {
+			if part.tag == "" {
+				b.WriteString(part.lit)
+				continue
+			}
+			n, _ := p.Node(part.tag)
+			v, err := n.field(part.field)
+			if err != nil {
+				return nil, err
+			}
+			b.WriteString(v)
+		}
+		out[i] = b.String()
+	}
+	return out, nil
+}
+
+// field returns the text of a placeholder field: address, name, agent_url
+// or a node property (hostname is one). Strings are used as they are,
+// other values as JSON (true, 4, 15.5).
+func (n PartitionNode) field(name string) (string, error) {
+	switch name {
+	case "address":
+		return n.Address, nil
+	case "name":
+		return n.Name, nil
+	case "agent_url":
+		return n.AgentURL, nil
+	}
+	v, ok := n.Properties[name]
+	if !ok {
+		return "", fmt.Errorf("runner: placeholder {%s.%s}: node %q has no property %q", n.Tag, name, n.Name, name)
+	}
+	if s, ok := v.(string); ok {
+		return s, nil
+	}
+	data, err := json.Marshal(v)
+	if err != nil {
+		return "", fmt.Errorf("runner: placeholder {%s.%s}: %w", n.Tag, name, err)
+	}
+	return string(data), nil
+}

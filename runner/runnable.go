@@ -1,0 +1,298 @@
+package runner
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"unicode/utf8"
+)
+
+// Runnable is what Avocado asks the runner to run.
+//
+// For kind "multihost" a Runnable names one test of a spec file: URI is the
+// spec file path (relative paths are resolved against the runner's working
+// directory, which is Avocado's) and the keyword argument "test" is the
+// test's name. Avocado shows it under the identifier "<file>:<name>".
+// Without a "test" keyword the URI may itself be "<file>:<name>", and a
+// spec file holding a single test needs no name at all.
+type Runnable struct {
+	Kind string
+	// URI is "" when Avocado sent no -u.
+	URI string
+	// Args are the -a values, base64: already decoded. For multihost they
+	// are appended to the test body's command.
+	Args []string
+	// Kwargs are the KEY=VAL arguments that are not reserved, json:
+	// decoded (string, bool, int64, float64, nil, []any, map[string]any).
+	Kwargs map[string]any
+	// Config holds the Avocado settings from -c ("namespace.key": value).
+	Config map[string]any
+	// Identifier is the test name Avocado gave the runnable, if any.
+	Identifier string
+	// OutputDir is the output_dir keyword: Avocado's per-test directory.
+	OutputDir string
+	// Tags, Variant, Dependencies and Assets are the other reserved
+	// keywords; the runner does not use them.
+	Tags, Variant, Dependencies, Assets any
+}
+
+// TestName returns the spec file path and test name the runnable names.
+func (r *Runnable) TestName() (file, name string) {
+	if v, ok := r.Kwargs["test"].(string); ok {
+		return r.URI, v
+	}
+	if _, err := os.Stat(r.URI); err != nil {
+		if i := strings.LastIndexByte(r.URI, ':'); i > 0 {
+			return r.URI[:i], r.URI[i+1:]
+		}
+	}
+	return r.URI, ""
+}
+
+// Task is a Runnable plus the identity its status messages carry.
+type Task struct {
+	// ID is echoed as "id" in every message: the -i string, or whatever
+	// JSON value a task recipe holds.
+	ID any
+	// JobID is echoed as "job_id" when set (Avocado always sets it).
+	JobID      *string
+	Category   string
+	StatusURIs []string
+	Runnable   Runnable
+}
+
+// RuntimeError is an invocation that parses but cannot run (bad base64,
+// bad json: value, unreadable recipe). The runner prints it on stderr and
+// exits 1, as Avocado's runners do on the same exceptions.
+type RuntimeError struct{ Err error }
+
+func (e *RuntimeError) Error() string { return e.Err.Error() }
+func (e *RuntimeError) Unwrap() error { return e.Err }
+
+func runtimeErrorf(format string, args ...any) error {
+	return &RuntimeError{fmt.Errorf(format, args...)}
+}
+
+// reservedKwargs become Runnable fields instead of staying in Kwargs.
+var reservedKwargs = map[string]bool{"output_dir": true, "tags": true, "variant": true, "dependencies": true, "assets": true, "identifier": true}
+
+// RunnableFromArgs decodes the command line values of runnable-run and
+// task-run.
+func RunnableFromArgs(a CommandArgs) (Runnable, error) {
+	r := Runnable{Kind: a.Kind, Kwargs: map[string]any{}}
+	if a.URI != nil {
+		r.URI = *a.URI
+	}
+	for _, arg := range a.Args {
+		if b64, ok := strings.CutPrefix(arg, "base64:"); ok {
+			data, err := base64.StdEncoding.DecodeString(b64)
+			if err != nil {
+				return r, runtimeErrorf("runner: -a %q: invalid base64: %w", arg, err)
+			}
+			if !utf8.Valid(data) {
+				return r, runtimeErrorf("runner: -a %q: decoded value is not UTF-8", arg)
+			}
+			arg = string(data)
+		}
+		r.Args = append(r.Args, arg)
+	}
+	cfg, jerr := parseJSONTree([]byte(a.Config))
+	if jerr != nil {
+		return r, runtimeErrorf("runner: -c/--config: %s", jerr.msg)
+	}
+	if cfg.kind != jsonObject {
+		return r, runtimeErrorf("runner: -c/--config: expected a JSON object, got %s", cfg.describe())
+	}
+	r.Config = cfg.toAny().(map[string]any)
+	for _, kv := range a.KeyVals {
+		key, val, _ := strings.Cut(kv, "=")
+		var v any = val
+		if js, ok := strings.CutPrefix(val, "json:"); ok {
+			tree, jerr := parseJSONTree([]byte(js))
+			if jerr != nil {
+				return r, runtimeErrorf("runner: keyword argument %q: %s", key, jerr.msg)
+			}
+			v = tree.toAny()
+		}
+		if err := r.setKwarg(key, v); err != nil {
+			return r, runtimeErrorf("runner: keyword argument %q: %v", key, err)
+		}
+	}
+	return r, nil
+}
+
+func (r *Runnable) setKwarg(key string, v any) error {
+	if !reservedKwargs[key] {
+		if key == "config" {
+			return errors.New("reserved name (settings go in -c)")
+		}
+		r.Kwargs[key] = v
+		return nil
+	}
+	switch key {
+	case "output_dir", "identifier":
+		s, ok := v.(string)
+		if !ok {
+			return fmt.Errorf("expected a string, got %s", PyRepr(v))
+		}
+		if key == "output_dir" {
+			r.OutputDir = s
+		} else {
+			r.Identifier = s
+		}
+	case "tags":
+		r.Tags = v
+	case "variant":
+		r.Variant = v
+	case "dependencies":
+		r.Dependencies = v
+	case "assets":
+		r.Assets = v
+	}
+	return nil
+}
+
+// LoadRunnableRecipe reads a runnable recipe (runnable-run-recipe), a JSON
+// object with kind (required), uri, args, kwargs, config and identifier.
+// Like Avocado's schema it refuses any other key.
+func LoadRunnableRecipe(path string) (Runnable, error) {
+	root, err := readJSONFile(path)
+	if err != nil {
+		return Runnable{}, err
+	}
+	return runnableFromRecipe(path, root, "", true)
+}
+
+func runnableFromRecipe(path string, v *jsonValue, at string, strict bool) (Runnable, error) {
+	bad := func(p, format string, args ...any) error {
+		if p == "" {
+			return runtimeErrorf("runner: recipe %s: %s", path, fmt.Sprintf(format, args...))
+		}
+		return runtimeErrorf("runner: recipe %s: %s: %s", path, p, fmt.Sprintf(format, args...))
+	}
+	r := Runnable{Kwargs: map[string]any{}, Config: map[string]any{}}
+	if v.kind != jsonObject {
+		return r, bad(at, "expected an object, got %s", v.describe())
+	}
+	str := func(m jsonMember) (string, error) {
+		if m.val.kind != jsonString {
+			return "", bad(jsonPath(at, m.key), "expected a string, got %s", m.val.describe())
+		}
+		return m.val.str, nil
+	}
+	var err error
+	seenKind := false
+	for _, m := range v.obj {
+		p := jsonPath(at, m.key)
+		switch m.key {
+		case "kind":
+			seenKind = true
+			r.Kind, err = str(m)
+		case "uri":
+			r.URI, err = str(m)
+		case "identifier":
+			if strict {
+				r.Identifier, err = str(m)
+			}
+		case "args":
+			if m.val.kind != jsonArray {
+				return r, bad(p, "expected a list of strings, got %s", m.val.describe())
+			}
+			for i, e := range m.val.arr {
+				if e.kind != jsonString {
+					return r, bad(jsonPath(p, i), "expected a string, got %s", e.describe())
+				}
+				r.Args = append(r.Args, e.str)
+			}
+		case "config":
+			if m.val.kind != jsonObject {
+				return r, bad(p, "expected an object, got %s", m.val.describe())
+			}
+			r.Config = m.val.toAny().(map[string]any)
+		case "kwargs":
+			if !strict {
+				continue // task recipes ignore them, as Avocado does
+			}
+			if m.val.kind != jsonObject {
+				return r, bad(p, "expected an object, got %s", m.val.describe())
+			}
+			for _, kw := range m.val.obj {
+				if err := r.setKwarg(kw.key, kw.val.toAny()); err != nil {
+					return r, bad(jsonPath(p, kw.key), "%v", err)
+				}
+			}
+		default:
+			if strict {
+				return r, bad(p, "unknown key (allowed: kind, uri, args, kwargs, config, identifier)")
+			}
+		}
+		if err != nil {
+			return r, err
+		}
+	}
+	if !seenKind {
+		return r, bad(at, "missing required key \"kind\"")
+	}
+	return r, nil
+}
+
+// LoadTaskRecipe reads a task recipe (task-run-recipe): {"id": any,
+// "runnable": {...}, "status_uris": [...], "category": str, "job_id": str}.
+// Avocado never writes these; they exist for its interface selftests.
+// Unlike Avocado 113.0, a "job_id" key is honoured: without it a real
+// status server drops every message.
+func LoadTaskRecipe(path string) (Task, error) {
+	var t Task
+	root, err := readJSONFile(path)
+	if err != nil {
+		return t, err
+	}
+	if root.kind != jsonObject {
+		return t, runtimeErrorf("runner: recipe %s: expected an object, got %s", path, root.describe())
+	}
+	rv := root.get("runnable")
+	if rv == nil {
+		return t, runtimeErrorf("runner: recipe %s: missing required key \"runnable\"", path)
+	}
+	if t.Runnable, err = runnableFromRecipe(path, rv, "runnable", false); err != nil {
+		return t, err
+	}
+	if id := root.get("id"); id != nil {
+		t.ID = id.toAny()
+	}
+	if c := root.get("category"); c != nil && c.kind == jsonString {
+		t.Category = c.str
+	}
+	if j := root.get("job_id"); j != nil && j.kind == jsonString {
+		t.JobID = &j.str
+	}
+	if s := root.get("status_uris"); s != nil {
+		if s.kind != jsonArray {
+			return t, runtimeErrorf("runner: recipe %s: status_uris: expected a list of strings, got %s", path, s.describe())
+		}
+		for i, e := range s.arr {
+			if e.kind != jsonString {
+				return t, runtimeErrorf("runner: recipe %s: status_uris[%d]: expected a string, got %s", path, i, e.describe())
+			}
+			t.StatusURIs = append(t.StatusURIs, e.str)
+		}
+	}
+	return t, nil
+}
+
+func readJSONFile(path string) (*jsonValue, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &RuntimeError{fmt.Errorf("runner: %w", err)}
+	}
+	root, jerr := parseJSONTree(data)
+	if jerr != nil {
+		if jerr.path != "" {
+			return nil, runtimeErrorf("runner: %s: %s: %s", path, jerr.path, jerr.msg)
+		}
+		return nil, runtimeErrorf("runner: %s: %s", path, jerr.msg)
+	}
+	return root, nil
+}

@@ -1,0 +1,750 @@
+package runner
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/vtcluster/vtcluster/cluster"
+)
+
+// A multihost test spec file is JSON, either {"tests": [TEST, ...]} or a
+// single TEST object:
+//
+//	{
+//	  "name": "migrate",                       // unique in the file; no ':'
+//	  "description": "free text",              // optional
+//	  "nodes": {"src": "[{'key': 'arch', 'operator': '==', 'values': 'x86_64'}]",
+//	            "dst": [{"key": "kvm", "operator": "==", "values": true}],
+//	            "obs": null},                  // selectors; null or "" = any node
+//	  "params": {"nodes": "src dst", "node_selectors_src": "..."},
+//	                                           // upstream's spelling of "nodes"
+//	  "resources": [],                         // must be empty for now
+//	  "body": {
+//	    "command": ["./check.py", "--fast"],   // runs on the controller
+//	    "env": {"K": "V"},
+//	    "steps": [{"on": "src" | ["src", "dst"] | "*",
+//	               "run": ["ping", "-c1", "{dst.address}"],
+//	               "parallel": false, "timeout": 30}]
+//	  },
+//	  "timeout": 600,                          // seconds, whole body
+//	  "tags": ["net", "arch:x86_64"] or {"net": null, "arch": ["x86_64"]},
+//	  "collect": {"src": ["/var/log/messages"]}
+//	}
+//
+// Steps run first, in order, then the command. A command path with a slash
+// is relative to the spec file's directory; a bare name is looked up in
+// PATH; the command runs with the spec file's directory as working
+// directory. Step argv elements may hold placeholders {tag.address},
+// {tag.name}, {tag.hostname} or {tag.<property>}, replaced inside the
+// element (never through a shell); "{{" and "}}" stand for literal braces.
+
+// SpecFile is a loaded spec file.
+type SpecFile struct {
+	// Path is the file as given to LoadSpecFile.
+	Path string
+	// Dir is the absolute directory of the file; body commands are
+	// resolved and run there.
+	Dir   string
+	Tests []*Test
+}
+
+// Test is one multihost test.
+type Test struct {
+	Name        string
+	Description string
+	// Nodes are the roles the test needs, in file order.
+	Nodes []NodeSpec
+	Body  Body
+	// Timeout bounds the body (steps and command); zero means none.
+	Timeout time.Duration
+	// Tags are Avocado tags: name -> values (nil for a tag without
+	// values).
+	Tags map[string][]string
+	// Collect lists remote paths to fetch from each tag's node after the
+	// body, into <output_dir>/cluster/<tag>/.
+	Collect map[string][]string
+}
+
+// NodeSpec is one role of a test.
+type NodeSpec struct {
+	Tag string
+	// Selectors is the selector list as written: upstream's Python-literal
+	// syntax or JSON text (what cluster.ParseSelectors reads); "" selects
+	// any node.
+	Selectors string
+}
+
+// Body is what the test runs.
+type Body struct {
+	// Command is the controller-side argv; empty when the test only has
+	// steps.
+	Command []string
+	Env     map[string]string
+	Steps   []Step
+}
+
+// Step runs one argv on one or more nodes.
+type Step struct {
+	// On lists the tags to run on, in the test's node order.
+	On  []string
+	Run []string
+	// Parallel runs on all nodes of On at once instead of one by one.
+	Parallel bool
+	// Timeout bounds the step on each node; zero means none (the test's
+	// timeout still applies).
+	Timeout time.Duration
+}
+
+// Identifier is how Avocado shows the test: "<file>:<name>".
+func (f *SpecFile) Identifier(t *Test) string { return f.Path + ":" + t.Name }
+
+// Test returns the test called name. An empty name selects the only test
+// of a single-test file.
+func (f *SpecFile) Test(name string) (*Test, error) {
+	if name == "" {
+		if len(f.Tests) == 1 {
+			return f.Tests[0], nil
+		}
+		return nil, fmt.Errorf("runner: spec %s holds %d tests; name one (keyword argument test=NAME)", f.Path, len(f.Tests))
+	}
+	for _, t := range f.Tests {
+		if t.Name == name {
+			return t, nil
+		}
+	}
+	names := make([]string, len(f.Tests))
+	for i, t := range f.Tests {
+		names[i] = t.Name
+	}
+	return nil, fmt.Errorf("runner: spec %s: no test named %q (have: %s)", f.Path, name, strings.Join(names, ", "))
+}
+
+// SpecError is one problem in a spec file.
+type SpecError struct {
+	File string
+	// Path is the JSON path of the offending value, e.g.
+	// "tests[1].nodes.src"; empty for the file as a whole.
+	Path string
+	Msg  string
+}
+
+func (e *SpecError) Error() string {
+	if e.Path == "" {
+		return fmt.Sprintf("runner: spec %s: %s", e.File, e.Msg)
+	}
+	return fmt.Sprintf("runner: spec %s: %s: %s", e.File, e.Path, e.Msg)
+}
+
+// maxSpecErrors keeps the report of a badly broken file readable.
+const maxSpecErrors = 20
+
+// maxSpecSize refuses files that cannot be a spec.
+const maxSpecSize = 16 << 20
+
+// LoadSpecFile reads and validates a spec file. Every problem found is
+// returned, joined, as *SpecError values (errors.As finds the first).
+func LoadSpecFile(path string) (*SpecFile, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, &SpecError{File: path, Msg: unwrapPathError(err)}
+	}
+	if !st.Mode().IsRegular() {
+		return nil, &SpecError{File: path, Msg: "not a regular file"}
+	}
+	if st.Size() > maxSpecSize {
+		return nil, &SpecError{File: path, Msg: fmt.Sprintf("file is larger than %d bytes", maxSpecSize)}
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &SpecError{File: path, Msg: unwrapPathError(err)}
+	}
+	return ParseSpec(path, data)
+}
+
+func unwrapPathError(err error) string {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	return err.Error()
+}
+
+// ParseSpec validates data as the spec file path (path is used for error
+// messages and to resolve body commands).
+func ParseSpec(path string, data []byte) (*SpecFile, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, &SpecError{File: path, Msg: err.Error()}
+	}
+	l := &specLoader{file: path}
+	root, jerr := parseJSONTree(data)
+	if jerr != nil {
+		return nil, &SpecError{File: path, Path: jerr.path, Msg: jerr.msg}
+	}
+	f := &SpecFile{Path: path, Dir: filepath.Dir(abs)}
+	switch {
+	case root.kind != jsonObject:
+		l.errorf("", "expected an object with \"tests\" or a single test object, got %s", root.describe())
+	case root.get("tests") != nil:
+		for _, m := range root.obj {
+			if m.key != "tests" {
+				l.errorf(jsonPath("", m.key), "unknown key (a file with \"tests\" has nothing else)")
+			}
+		}
+		tests := root.get("tests")
+		if tests.kind != jsonArray {
+			l.errorf("tests", "expected a list of tests, got %s", tests.describe())
+			break
+		}
+		if len(tests.arr) == 0 {
+			l.errorf("tests", "no tests")
+		}
+		for i, tv := range tests.arr {
+			if t := l.test(tv, jsonPath("tests", i)); t != nil {
+				f.Tests = append(f.Tests, t)
+			}
+		}
+	default:
+		if t := l.test(root, ""); t != nil {
+			f.Tests = append(f.Tests, t)
+		}
+	}
+	if len(l.errs) > 0 {
+		return nil, errors.Join(l.errs...)
+	}
+	seen := map[string]int{}
+	for i, t := range f.Tests {
+		if j, dup := seen[t.Name]; dup {
+			l.errorf(jsonPath(jsonPath("tests", i), "name"), "duplicate test name %q (also tests[%d])", t.Name, j)
+		}
+		seen[t.Name] = i
+	}
+	if len(l.errs) > 0 {
+		return nil, errors.Join(l.errs...)
+	}
+	return f, nil
+}
+
+type specLoader struct {
+	file string
+	errs []error
+}
+
+func (l *specLoader) errorf(path, format string, args ...any) {
+	if len(l.errs) == maxSpecErrors {
+		l.errs = append(l.errs, &SpecError{File: l.file, Msg: "too many errors; stopping"})
+	}
+	if len(l.errs) > maxSpecErrors {
+		return
+	}
+	l.errs = append(l.errs, &SpecError{File: l.file, Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+// tagRE: tags appear in placeholders ({tag.address}, so no dots), in
+// environment variable names and in result directory names.
+var tagRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+func (l *specLoader) test(v *jsonValue, at string) *Test {
+	nerr := len(l.errs)
+	if v.kind != jsonObject {
+		l.errorf(at, "expected a test object, got %s", v.describe())
+		return nil
+	}
+	t := &Test{}
+	var params, nodes, body *jsonValue
+	var bodyPath string
+	for _, m := range v.obj {
+		p := jsonPath(at, m.key)
+		switch m.key {
+		case "name":
+			t.Name = l.name(m.val, p)
+		case "description":
+			t.Description = l.str(m.val, p)
+		case "nodes":
+			nodes = m.val
+		case "params":
+			params = m.val
+		case "resources":
+			if m.val.kind != jsonArray {
+				l.errorf(p, "expected a list, got %s", m.val.describe())
+			} else if len(m.val.arr) > 0 {
+				l.errorf(p, "resources need the resource manager, not built yet; leave the list empty")
+			}
+		case "body":
+			body, bodyPath = m.val, p
+		case "timeout":
+			t.Timeout = l.seconds(m.val, p)
+		case "tags":
+			t.Tags = l.tags(m.val, p)
+		case "collect":
+			// checked below, once the tags are known
+		default:
+			l.errorf(p, "unknown key (allowed: name, description, nodes, params, resources, body, timeout, tags, collect)")
+		}
+	}
+	if v.get("name") == nil {
+		l.errorf(at, "missing required key \"name\"")
+	}
+	switch {
+	case nodes != nil && params != nil && params.kind == jsonObject && params.get("nodes") != nil:
+		l.errorf(jsonPath(at, "params"), "\"nodes\" is given twice: use either nodes or params.nodes")
+	case params != nil:
+		t.Nodes = l.params(params, jsonPath(at, "params"))
+	case nodes != nil:
+		t.Nodes = l.nodes(nodes, jsonPath(at, "nodes"))
+	}
+	if body == nil {
+		l.errorf(at, "missing required key \"body\"")
+	} else {
+		t.Body = l.body(body, bodyPath, t)
+	}
+	if c := v.get("collect"); c != nil {
+		t.Collect = l.collect(c, jsonPath(at, "collect"), t)
+	}
+	if len(l.errs) > nerr {
+		return nil
+	}
+	return t
+}
+
+func (l *specLoader) str(v *jsonValue, p string) string {
+	if v.kind != jsonString {
+		l.errorf(p, "expected a string, got %s", v.describe())
+		return ""
+	}
+	return v.str
+}
+
+func (l *specLoader) name(v *jsonValue, p string) string {
+	s := l.str(v, p)
+	if v.kind != jsonString {
+		return ""
+	}
+	switch {
+	case strings.TrimSpace(s) == "":
+		l.errorf(p, "empty test name")
+	case strings.Contains(s, ":"):
+		l.errorf(p, "test name %q contains ':' (the test is shown as <file>:<name>)", s)
+	case len(s) > 200:
+		l.errorf(p, "test name longer than 200 characters")
+	case strings.IndexFunc(s, unicode.IsControl) >= 0:
+		l.errorf(p, "test name %q contains control characters", s)
+	}
+	return s
+}
+
+func (l *specLoader) seconds(v *jsonValue, p string) time.Duration {
+	if v.kind == jsonNull {
+		return 0
+	}
+	if v.kind != jsonNumber {
+		l.errorf(p, "expected a number of seconds, got %s", v.describe())
+		return 0
+	}
+	f, err := strconv.ParseFloat(v.num.String(), 64)
+	if err != nil || f <= 0 || math.IsInf(f, 0) || f > 30*24*3600 {
+		l.errorf(p, "expected a positive number of seconds up to 30 days, got %s", v.num)
+		return 0
+	}
+	return time.Duration(f * float64(time.Second))
+}
+
+// tags reads Avocado tags: a list of "name" or "name:value" strings (as
+// in :avocado: tags=...), or an object name -> null | [values].
+func (l *specLoader) tags(v *jsonValue, p string) map[string][]string {
+	out := map[string][]string{}
+	add := func(name, value, at string) {
+		if name == "" || strings.ContainsAny(name, " ,") {
+			l.errorf(at, "invalid tag name %q", name)
+			return
+		}
+		if _, ok := out[name]; !ok {
+			out[name] = nil
+		}
+		if value != "" {
+			out[name] = append(out[name], value)
+		}
+	}
+	switch v.kind {
+	case jsonArray:
+		for i, e := range v.arr {
+			at := jsonPath(p, i)
+			if e.kind != jsonString {
+				l.errorf(at, "expected a string, got %s", e.describe())
+				continue
+			}
+			name, value, _ := strings.Cut(e.str, ":")
+			add(name, value, at)
+		}
+	case jsonObject:
+		for _, m := range v.obj {
+			at := jsonPath(p, m.key)
+			add(m.key, "", at)
+			switch m.val.kind {
+			case jsonNull:
+			case jsonArray:
+				for i, e := range m.val.arr {
+					if e.kind != jsonString || e.str == "" {
+						l.errorf(jsonPath(at, i), "expected a non-empty string, got %s", e.describe())
+						continue
+					}
+					add(m.key, e.str, at)
+				}
+			default:
+				l.errorf(at, "expected null or a list of values, got %s", m.val.describe())
+			}
+		}
+	default:
+		l.errorf(p, "expected a list of tags or an object, got %s", v.describe())
+	}
+	return out
+}
+
+func (l *specLoader) nodes(v *jsonValue, p string) []NodeSpec {
+	if v.kind != jsonObject {
+		l.errorf(p, "expected an object of tag -> selectors, got %s", v.describe())
+		return nil
+	}
+	var out []NodeSpec
+	envNames := map[string]string{}
+	for _, m := range v.obj {
+		at := jsonPath(p, m.key)
+		if !l.tag(m.key, at, envNames) {
+			continue
+		}
+		ns := NodeSpec{Tag: m.key}
+		switch m.val.kind {
+		case jsonNull:
+		case jsonString:
+			ns.Selectors = strings.TrimSpace(m.val.str)
+		case jsonArray:
+			ns.Selectors = m.val.compact()
+		default:
+			l.errorf(at, "expected selectors as a string, a list or null, got %s", m.val.describe())
+			continue
+		}
+		l.selectors(ns.Selectors, at)
+		out = append(out, ns)
+	}
+	return out
+}
+
+func (l *specLoader) tag(tag, at string, envNames map[string]string) bool {
+	if !tagRE.MatchString(tag) {
+		l.errorf(at, "invalid node tag %q: use letters, digits, '_' and '-' (at most 64)", tag)
+		return false
+	}
+	env := EnvTag(tag)
+	if other, dup := envNames[env]; dup {
+		l.errorf(at, "node tags %q and %q both become VTCLUSTER_NODE_%s_* in the environment", other, tag, env)
+		return false
+	}
+	envNames[env] = tag
+	return true
+}
+
+// selectors checks a selector list with the cluster's parser, so a typo
+// fails when the file is listed, not when a test is about to run.
+func (l *specLoader) selectors(s, at string) {
+	if s == "" {
+		return
+	}
+	if _, err := cluster.ParseSelectors(s); err != nil {
+		l.errorf(at, "%s", strings.TrimPrefix(err.Error(), "cluster: "))
+	}
+}
+
+// params maps upstream's Cartesian parameters: "nodes" is a
+// space-separated tag list and "node_selectors_<tag>" the tag's
+// selectors.
+func (l *specLoader) params(v *jsonValue, p string) []NodeSpec {
+	if v.kind != jsonObject {
+		l.errorf(p, "expected an object, got %s", v.describe())
+		return nil
+	}
+	nv := v.get("nodes")
+	var out []NodeSpec
+	envNames := map[string]string{}
+	known := map[string]bool{}
+	if nv != nil {
+		at := jsonPath(p, "nodes")
+		if nv.kind != jsonString {
+			l.errorf(at, "expected a space-separated string of tags, got %s", nv.describe())
+		} else {
+			for _, tag := range strings.Fields(nv.str) {
+				if known[tag] {
+					l.errorf(at, "tag %q listed twice", tag)
+					continue
+				}
+				if l.tag(tag, at, envNames) {
+					known[tag] = true
+					out = append(out, NodeSpec{Tag: tag})
+				}
+			}
+		}
+	}
+	for _, m := range v.obj {
+		at := jsonPath(p, m.key)
+		if m.key == "nodes" {
+			continue
+		}
+		tag, ok := strings.CutPrefix(m.key, "node_selectors_")
+		if !ok {
+			l.errorf(at, "unsupported parameter: only \"nodes\" and \"node_selectors_<tag>\" are understood")
+			continue
+		}
+		if !known[tag] {
+			l.errorf(at, "tag %q is not in params.nodes", tag)
+			continue
+		}
+		if m.val.kind != jsonString {
+			l.errorf(at, "expected a selectors string, got %s", m.val.describe())
+			continue
+		}
+		for i := range out {
+			if out[i].Tag == tag {
+				out[i].Selectors = strings.TrimSpace(m.val.str)
+				l.selectors(out[i].Selectors, at)
+			}
+		}
+	}
+	return out
+}
+
+func (t *Test) hasTag(tag string) bool {
+	for _, n := range t.Nodes {
+		if n.Tag == tag {
+			return true
+		}
+	}
+	return false
+}
+
+func (t *Test) nodeList() string {
+	if len(t.Nodes) == 0 {
+		return "the test has no nodes"
+	}
+	return "test nodes: " + strings.Join(t.NodeTags(), ", ")
+}
+
+// NodeTags returns the node tags in order.
+func (t *Test) NodeTags() []string {
+	out := make([]string, len(t.Nodes))
+	for i, n := range t.Nodes {
+		out[i] = n.Tag
+	}
+	return out
+}
+
+func (l *specLoader) body(v *jsonValue, p string, t *Test) Body {
+	var b Body
+	if v.kind != jsonObject {
+		l.errorf(p, "expected an object with \"command\" and/or \"steps\", got %s", v.describe())
+		return b
+	}
+	for _, m := range v.obj {
+		at := jsonPath(p, m.key)
+		switch m.key {
+		case "command":
+			b.Command = l.argv(m.val, at)
+		case "env":
+			b.Env = l.env(m.val, at)
+		case "steps":
+			if m.val.kind != jsonArray {
+				l.errorf(at, "expected a list of steps, got %s", m.val.describe())
+				continue
+			}
+			for i, sv := range m.val.arr {
+				b.Steps = append(b.Steps, l.step(sv, jsonPath(at, i), t))
+			}
+		default:
+			l.errorf(at, "unknown key (allowed: command, env, steps)")
+		}
+	}
+	if len(b.Command) == 0 && len(b.Steps) == 0 {
+		l.errorf(p, "nothing to run: give a \"command\" or \"steps\"")
+	}
+	return b
+}
+
+func (l *specLoader) argv(v *jsonValue, p string) []string {
+	if v.kind != jsonArray || len(v.arr) == 0 {
+		l.errorf(p, "expected a non-empty list of strings (an argv, never a shell string), got %s", v.describe())
+		return nil
+	}
+	out := make([]string, 0, len(v.arr))
+	for i, e := range v.arr {
+		if e.kind != jsonString {
+			l.errorf(jsonPath(p, i), "expected a string, got %s", e.describe())
+			continue
+		}
+		if strings.IndexByte(e.str, 0) >= 0 {
+			l.errorf(jsonPath(p, i), "contains a NUL byte")
+			continue
+		}
+		out = append(out, e.str)
+	}
+	if len(out) > 0 && out[0] == "" {
+		l.errorf(jsonPath(p, 0), "empty program name")
+	}
+	return out
+}
+
+var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+func (l *specLoader) env(v *jsonValue, p string) map[string]string {
+	if v.kind != jsonObject {
+		l.errorf(p, "expected an object of NAME -> string, got %s", v.describe())
+		return nil
+	}
+	out := map[string]string{}
+	for _, m := range v.obj {
+		at := jsonPath(p, m.key)
+		switch {
+		case !envNameRE.MatchString(m.key):
+			l.errorf(at, "invalid environment variable name")
+		case strings.HasPrefix(m.key, "VTCLUSTER_"):
+			l.errorf(at, "VTCLUSTER_* variables are set by the runner")
+		case m.val.kind != jsonString:
+			l.errorf(at, "expected a string, got %s", m.val.describe())
+		case strings.IndexByte(m.val.str, 0) >= 0:
+			l.errorf(at, "contains a NUL byte")
+		default:
+			out[m.key] = m.val.str
+		}
+	}
+	return out
+}
+
+func (l *specLoader) step(v *jsonValue, p string, t *Test) Step {
+	var s Step
+	if v.kind != jsonObject {
+		l.errorf(p, "expected a step object, got %s", v.describe())
+		return s
+	}
+	for _, m := range v.obj {
+		at := jsonPath(p, m.key)
+		switch m.key {
+		case "on":
+			s.On = l.stepTargets(m.val, at, t)
+		case "run":
+			s.Run = l.argv(m.val, at)
+			for i, a := range s.Run {
+				if _, err := parsePlaceholders(a, t.hasTag); err != nil {
+					l.errorf(jsonPath(at, i), "%v", err)
+				}
+			}
+		case "parallel":
+			if m.val.kind != jsonBool {
+				l.errorf(at, "expected true or false, got %s", m.val.describe())
+			}
+			s.Parallel = m.val.b
+		case "timeout":
+			s.Timeout = l.seconds(m.val, at)
+		default:
+			l.errorf(at, "unknown key (allowed: on, run, parallel, timeout)")
+		}
+	}
+	if v.get("on") == nil {
+		l.errorf(p, "missing required key \"on\"")
+	}
+	if v.get("run") == nil {
+		l.errorf(p, "missing required key \"run\"")
+	}
+	return s
+}
+
+func (l *specLoader) stepTargets(v *jsonValue, p string, t *Test) []string {
+	var names []string
+	switch v.kind {
+	case jsonString:
+		if v.str == "*" {
+			if len(t.Nodes) == 0 {
+				l.errorf(p, "\"*\" but the test has no nodes")
+			}
+			return t.NodeTags()
+		}
+		names = []string{v.str}
+	case jsonArray:
+		if len(v.arr) == 0 {
+			l.errorf(p, "empty list of tags")
+		}
+		for i, e := range v.arr {
+			if e.kind != jsonString {
+				l.errorf(jsonPath(p, i), "expected a tag, got %s", e.describe())
+				continue
+			}
+			names = append(names, e.str)
+		}
+	default:
+		l.errorf(p, "expected a tag, a list of tags or \"*\", got %s", v.describe())
+		return nil
+	}
+	want := map[string]bool{}
+	for _, n := range names {
+		if !t.hasTag(n) {
+			l.errorf(p, "unknown node tag %q (%s)", n, t.nodeList())
+		}
+		if want[n] {
+			l.errorf(p, "tag %q listed twice", n)
+		}
+		want[n] = true
+	}
+	var out []string
+	for _, tag := range t.NodeTags() {
+		if want[tag] {
+			out = append(out, tag)
+		}
+	}
+	return out
+}
+
+func (l *specLoader) collect(v *jsonValue, p string, t *Test) map[string][]string {
+	if v.kind != jsonObject {
+		l.errorf(p, "expected an object of tag -> [remote paths], got %s", v.describe())
+		return nil
+	}
+	out := map[string][]string{}
+	for _, m := range v.obj {
+		at := jsonPath(p, m.key)
+		if !t.hasTag(m.key) {
+			l.errorf(at, "unknown node tag %q (%s)", m.key, t.nodeList())
+			continue
+		}
+		if m.val.kind != jsonArray {
+			l.errorf(at, "expected a list of absolute paths, got %s", m.val.describe())
+			continue
+		}
+		for i, e := range m.val.arr {
+			switch {
+			case e.kind != jsonString:
+				l.errorf(jsonPath(at, i), "expected a string, got %s", e.describe())
+			case !strings.HasPrefix(e.str, "/") || strings.IndexByte(e.str, 0) >= 0:
+				l.errorf(jsonPath(at, i), "expected an absolute path, got %q", e.str)
+			default:
+				out[m.key] = append(out[m.key], e.str)
+			}
+		}
+	}
+	return out
+}
+
+// EnvTag turns a node tag into the part of environment variable names:
+// upper case, anything but letters and digits as '_'.
+func EnvTag(tag string) string {
+	b := []byte(strings.ToUpper(tag))
+	for i, c := range b {
+		if !(c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}
