@@ -1,9 +1,9 @@
 package agent
 
-// How the process service runs one command: launched in a process group of
-// its own, supervised until its first process exits or its context ends,
-// the group stopped, and only then the leader reaped. Its output goes into
-// bounded rings and, on request, into the service log line by line.
+// How the process service runs one command on Linux: launched in a process
+// group of its own, supervised until its first process exits or its context
+// ends, the group stopped, and only then the leader reaped. The kernel
+// interfaces this needs (waitid without reaping, /proc) are Linux's.
 
 import (
 	"bytes"
@@ -15,36 +15,11 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
-	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
-
-// child is one launched process group and what it has produced.
-type child struct {
-	id     string // background id; "" for run
-	argv   []string
-	cmd    *exec.Cmd
-	pid    int // also the process group id
-	start  time.Time
-	stdout *ring
-	stderr *ring
-	lines  []*lineLogger
-	done   chan struct{} // closed once reaped and all output is in
-
-	mu     sync.Mutex
-	reaped bool // from then on the pid may be reused: never signal it
-
-	// Written by supervise before done is closed, read only after.
-	exitCode  int
-	timedOut  bool
-	stopCause error
-	duration  time.Duration
-	finished  time.Time
-}
 
 // launch starts the command in a new process group.
 func (s *ProcessService) launch(sp *procSpec, id string) (*child, error) {
@@ -156,16 +131,6 @@ func (s *ProcessService) supervise(ctx context.Context, c *child) {
 	close(c.done)
 }
 
-func stopReason(cause error) string {
-	switch {
-	case errors.Is(cause, errTimedOut):
-		return "timed out"
-	case errors.Is(cause, errShutdown):
-		return "the agent is shutting down"
-	}
-	return fmt.Sprintf("the caller went away (%v)", cause)
-}
-
 // stopGroup sends SIGTERM to group pgid, and SIGKILL to whatever is still
 // alive in it after KillGrace.
 func (s *ProcessService) stopGroup(pgid int) {
@@ -184,147 +149,6 @@ func (s *ProcessService) stopGroup(pgid int) {
 	_ = signalGroup(pgid, unix.SIGKILL)
 }
 
-// state returns whether c still runs and, if not, its exit code.
-func (c *child) state() (running bool, exitCode any) {
-	select {
-	case <-c.done:
-		return false, c.exitCode
-	default:
-		return true, nil
-	}
-}
-
-func (c *child) finishedAt() (time.Time, bool) {
-	select {
-	case <-c.done:
-		return c.finished, true
-	default:
-		return time.Time{}, false
-	}
-}
-
-// report is the reply of poll and wait. done is checked before the output
-// is drained, so a finished report always carries the last bytes.
-func (c *child) report() Struct {
-	running, code := c.state()
-	timedOut, dur := false, time.Since(c.start)
-	if !running {
-		timedOut, dur = c.timedOut, c.duration
-	}
-	stdout, outDropped := c.stdout.drain()
-	stderr, errDropped := c.stderr.drain()
-	return Struct{
-		{"id", c.id},
-		{"pid", c.pid},
-		{"running", running},
-		{"exit_code", code},
-		{"stdout", stdout},
-		{"stderr", stderr},
-		{"stdout_dropped", int(outDropped)},
-		{"stderr_dropped", int(errDropped)},
-		{"timed_out", timedOut},
-		{"duration", dur.Seconds()},
-	}
-}
-
-// ring keeps the newest max bytes written to it and counts the bytes it
-// had to drop. Keeping the tail is deliberate: when a command fails, its
-// last lines say why, and a background process's newest output is what a
-// poller wants.
-type ring struct {
-	mu      sync.Mutex
-	max     int
-	buf     []byte // len(buf) <= max; once full, the oldest byte is at start
-	start   int
-	dropped int64
-}
-
-func (r *ring) Write(p []byte) (int, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := len(p)
-	if len(p) >= r.max {
-		r.dropped += int64(len(r.buf) + len(p) - r.max)
-		r.buf = append(r.buf[:0], p[len(p)-r.max:]...)
-		r.start = 0
-		return n, nil
-	}
-	if free := r.max - len(r.buf); free > 0 {
-		k := min(free, len(p))
-		r.buf = append(r.buf, p[:k]...)
-		p = p[k:]
-	}
-	for len(p) > 0 { // full: overwrite the oldest bytes
-		k := copy(r.buf[r.start:], p)
-		r.dropped += int64(k)
-		r.start = (r.start + k) % r.max
-		p = p[k:]
-	}
-	return n, nil
-}
-
-// drain returns the buffered bytes, oldest first, and how many were
-// dropped since the previous drain, and empties the ring. The buffer is
-// released, so an idle background process holds no memory.
-func (r *ring) drain() ([]byte, int64) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([]byte, 0, len(r.buf))
-	out = append(out, r.buf[r.start:]...)
-	out = append(out, r.buf[:r.start]...)
-	d := r.dropped
-	r.buf, r.start, r.dropped = nil, 0, 0
-	return out, d
-}
-
-// lineLogger logs each line written to it, for the log_output option, so
-// that node output shows up in the controller's central log.
-type lineLogger struct {
-	log    *slog.Logger
-	stream string
-	ready  chan struct{} // closed once *pid is set
-	pid    *int
-	buf    []byte
-}
-
-func (l *lineLogger) Write(p []byte) (int, error) {
-	<-l.ready
-	n := len(p)
-	for len(p) > 0 {
-		i := bytes.IndexByte(p, '\n')
-		if i < 0 {
-			l.buf = append(l.buf, p...)
-			break
-		}
-		l.buf = append(l.buf, p[:i]...)
-		l.emit(l.buf)
-		l.buf = l.buf[:0]
-		p = p[i+1:]
-	}
-	for len(l.buf) >= maxLogLine {
-		l.emit(l.buf[:maxLogLine])
-		l.buf = l.buf[:copy(l.buf, l.buf[maxLogLine:])]
-	}
-	return n, nil
-}
-
-// flush logs a last line that had no newline; called once output is done.
-func (l *lineLogger) flush() {
-	if len(l.buf) > 0 {
-		l.emit(l.buf)
-		l.buf = nil
-	}
-}
-
-func (l *lineLogger) emit(line []byte) {
-	for len(line) > maxLogLine {
-		l.emit(line[:maxLogLine])
-		line = line[maxLogLine:]
-	}
-	text := strings.ToValidUTF8(strings.TrimSuffix(string(line), "\r"), "\uFFFD")
-	l.log.Info(fmt.Sprintf("[pid %d %s] %s", *l.pid, l.stream, text))
-}
-
 // waitExited blocks until process pid has exited but leaves it a zombie.
 // An unreaped leader keeps its pid, and so its process group id, reserved:
 // until the service reaps it, signalling -pid cannot hit a group that
@@ -341,7 +165,7 @@ func waitExited(pid int) error {
 
 // signalGroup sends sig to every process in group pgid. ESRCH (nobody
 // left) is not an error: the goal, an empty group, is reached.
-func signalGroup(pgid int, sig unix.Signal) error {
+func signalGroup(pgid int, sig syscall.Signal) error {
 	err := unix.Kill(-pgid, sig)
 	if errors.Is(err, unix.ESRCH) {
 		return nil

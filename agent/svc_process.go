@@ -12,6 +12,7 @@ package agent
 // under the agent's control is started with start.
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -21,6 +22,7 @@ import (
 	"maps"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -28,8 +30,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // ProcessConfig configures the process service. A zero field takes its
@@ -348,7 +348,7 @@ func (s *ProcessService) kill(_ context.Context, args Args) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	sig := int(unix.SIGTERM)
+	sig := int(syscall.SIGTERM)
 	if args.Value(1) != nil {
 		if sig, err = args.Int(1, "signal"); err != nil {
 			return nil, err
@@ -362,7 +362,7 @@ func (s *ProcessService) kill(_ context.Context, args Args) (any, error) {
 	if c.reaped {
 		return false, nil
 	}
-	if err := signalGroup(c.pid, unix.Signal(sig)); err != nil {
+	if err := signalGroup(c.pid, syscall.Signal(sig)); err != nil {
 		return nil, osFault(err, strconv.Itoa(c.pid))
 	}
 	s.log.Info(fmt.Sprintf("signal %d sent to process group %d (id %s)", sig, c.pid, c.id))
@@ -708,4 +708,178 @@ func argvRepr(argv []string) string {
 		q[i] = pyRepr(a)
 	}
 	return "[" + strings.Join(q, ", ") + "]"
+}
+
+// child is one launched process group and what it has produced.
+type child struct {
+	id     string // background id; "" for run
+	argv   []string
+	cmd    *exec.Cmd
+	pid    int // also the process group id
+	start  time.Time
+	stdout *ring
+	stderr *ring
+	lines  []*lineLogger
+	done   chan struct{} // closed once reaped and all output is in
+
+	mu     sync.Mutex
+	reaped bool // from then on the pid may be reused: never signal it
+
+	// Written by supervise before done is closed, read only after.
+	exitCode  int
+	timedOut  bool
+	stopCause error
+	duration  time.Duration
+	finished  time.Time
+}
+
+func stopReason(cause error) string {
+	switch {
+	case errors.Is(cause, errTimedOut):
+		return "timed out"
+	case errors.Is(cause, errShutdown):
+		return "the agent is shutting down"
+	}
+	return fmt.Sprintf("the caller went away (%v)", cause)
+}
+
+// state returns whether c still runs and, if not, its exit code.
+func (c *child) state() (running bool, exitCode any) {
+	select {
+	case <-c.done:
+		return false, c.exitCode
+	default:
+		return true, nil
+	}
+}
+
+func (c *child) finishedAt() (time.Time, bool) {
+	select {
+	case <-c.done:
+		return c.finished, true
+	default:
+		return time.Time{}, false
+	}
+}
+
+// report is the reply of poll and wait. done is checked before the output
+// is drained, so a finished report always carries the last bytes.
+func (c *child) report() Struct {
+	running, code := c.state()
+	timedOut, dur := false, time.Since(c.start)
+	if !running {
+		timedOut, dur = c.timedOut, c.duration
+	}
+	stdout, outDropped := c.stdout.drain()
+	stderr, errDropped := c.stderr.drain()
+	return Struct{
+		{"id", c.id},
+		{"pid", c.pid},
+		{"running", running},
+		{"exit_code", code},
+		{"stdout", stdout},
+		{"stderr", stderr},
+		{"stdout_dropped", int(outDropped)},
+		{"stderr_dropped", int(errDropped)},
+		{"timed_out", timedOut},
+		{"duration", dur.Seconds()},
+	}
+}
+
+// ring keeps the newest max bytes written to it and counts the bytes it
+// had to drop. Keeping the tail is deliberate: when a command fails, its
+// last lines say why, and a background process's newest output is what a
+// poller wants.
+type ring struct {
+	mu      sync.Mutex
+	max     int
+	buf     []byte // len(buf) <= max; once full, the oldest byte is at start
+	start   int
+	dropped int64
+}
+
+func (r *ring) Write(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := len(p)
+	if len(p) >= r.max {
+		r.dropped += int64(len(r.buf) + len(p) - r.max)
+		r.buf = append(r.buf[:0], p[len(p)-r.max:]...)
+		r.start = 0
+		return n, nil
+	}
+	if free := r.max - len(r.buf); free > 0 {
+		k := min(free, len(p))
+		r.buf = append(r.buf, p[:k]...)
+		p = p[k:]
+	}
+	for len(p) > 0 { // full: overwrite the oldest bytes
+		k := copy(r.buf[r.start:], p)
+		r.dropped += int64(k)
+		r.start = (r.start + k) % r.max
+		p = p[k:]
+	}
+	return n, nil
+}
+
+// drain returns the buffered bytes, oldest first, and how many were
+// dropped since the previous drain, and empties the ring. The buffer is
+// released, so an idle background process holds no memory.
+func (r *ring) drain() ([]byte, int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]byte, 0, len(r.buf))
+	out = append(out, r.buf[r.start:]...)
+	out = append(out, r.buf[:r.start]...)
+	d := r.dropped
+	r.buf, r.start, r.dropped = nil, 0, 0
+	return out, d
+}
+
+// lineLogger logs each line written to it, for the log_output option, so
+// that node output shows up in the controller's central log.
+type lineLogger struct {
+	log    *slog.Logger
+	stream string
+	ready  chan struct{} // closed once *pid is set
+	pid    *int
+	buf    []byte
+}
+
+func (l *lineLogger) Write(p []byte) (int, error) {
+	<-l.ready
+	n := len(p)
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			l.buf = append(l.buf, p...)
+			break
+		}
+		l.buf = append(l.buf, p[:i]...)
+		l.emit(l.buf)
+		l.buf = l.buf[:0]
+		p = p[i+1:]
+	}
+	for len(l.buf) >= maxLogLine {
+		l.emit(l.buf[:maxLogLine])
+		l.buf = l.buf[:copy(l.buf, l.buf[maxLogLine:])]
+	}
+	return n, nil
+}
+
+// flush logs a last line that had no newline; called once output is done.
+func (l *lineLogger) flush() {
+	if len(l.buf) > 0 {
+		l.emit(l.buf)
+		l.buf = nil
+	}
+}
+
+func (l *lineLogger) emit(line []byte) {
+	for len(line) > maxLogLine {
+		l.emit(line[:maxLogLine])
+		line = line[maxLogLine:]
+	}
+	text := strings.ToValidUTF8(strings.TrimSuffix(string(line), "\r"), "\uFFFD")
+	l.log.Info(fmt.Sprintf("[pid %d %s] %s", *l.pid, l.stream, text))
 }
