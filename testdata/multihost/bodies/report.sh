@@ -8,3 +8,4 @@ cat "$VTCLUSTER_PARTITION_FILE"
 echo "output dir: $VTCLUSTER_OUTPUT_DIR"
 echo "cwd: $(pwd)"
 echo "to stderr" >&2
+echo "kwarg: $KW"
