@@ -277,7 +277,7 @@ func TestDecodeLogRecord_errors(t *testing.T) {
 		body string
 		want string
 	}{
-		{``, "EOF"},
+		{``, "unexpected end of JSON input"},
 		{`[1, 2]`, "expected a JSON object"},
 		{`"text"`, "expected a JSON object"},
 		{`{"lineno": "12"}`, `key "lineno": expected a number, got string`},
@@ -287,8 +287,8 @@ func TestDecodeLogRecord_errors(t *testing.T) {
 		{`{"created": "now"}`, `key "created": expected a number, got string`},
 		{`{"exc_info": ["a", 3]}`, `key "exc_info": [1]: expected a string, got number`},
 		{`{"exc_info": {}}`, `key "exc_info": expected a list of strings, got object`},
-		{`{"name": "x"} {}`, "trailing data"},
-		{`{"name": "x"`, "EOF"},
+		{`{"name": "x"} {}`, "after top-level value"},
+		{`{"name": "x"`, "unexpected end of JSON input"},
 		{`{"name": }`, "invalid character"},
 	} {
 		_, err := DecodeLogRecord([]byte(tc.body))
@@ -401,7 +401,7 @@ func TestPyLevel_mapping(t *testing.T) {
 // pyLevelOf is the level number of a slog level.
 func pyLevelOf(l slog.Level) int { n, _ := PyLevel(l); return n }
 
-func FuzzDecodeLogRecord(f *testing.F) {
+func FuzzLogRecordDecode(f *testing.F) {
 	for _, name := range []string{"basic.bin", "unicode.bin", "exception.bin", "tolerant_dict.bin"} {
 		for _, frame := range readFixtureFrames(f, name) {
 			f.Add(frame[4:])
@@ -412,6 +412,22 @@ func FuzzDecodeLogRecord(f *testing.F) {
 		rec, err := DecodeLogRecord(body)
 		if err != nil {
 			return
+		}
+		// What we accept, encoding/json accepts, and the plain string keys
+		// agree with its (also last-wins) reading.
+		var m map[string]any
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.UseNumber()
+		if err := dec.Decode(&m); err != nil {
+			t.Fatalf("decoded a record that encoding/json rejects: %v", err)
+		}
+		for key, got := range map[string]string{"name": rec.Name, "pathname": rec.Pathname, "funcName": rec.FuncName, "threadName": rec.ThreadName} {
+			if want, _ := m[key].(string); got != want {
+				t.Fatalf("key %q: got %q, encoding/json reads %q", key, got, want)
+			}
+		}
+		if want, ok := m["msg"].(string); ok && rec.Msg != want {
+			t.Fatalf("msg: got %q, encoding/json reads %q", rec.Msg, want)
 		}
 		// Whatever decodes must re-encode to something that decodes to the
 		// same record: the encoder is the decoder's inverse.
