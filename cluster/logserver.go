@@ -1,0 +1,457 @@
+package cluster
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vtcluster/vtcluster/agent"
+)
+
+// unknownTag names records from an address no node was registered for, as
+// avocado-vt's LoggerServer does.
+const unknownTag = "Unknown"
+
+// LogServerConfig configures a LogServer. Start from DefaultLogServerConfig.
+type LogServerConfig struct {
+	// Addr is the listen address; port 0 picks a free port (see Addr()).
+	Addr string
+	// Logger receives one record per received log record: the unified line
+	// as message, at the record's own level. It also gets the server's own
+	// warnings (bad frames). Nil discards both.
+	Logger *slog.Logger
+	// Out, if set, receives the unified lines as plain text, one per line,
+	// tracebacks indented on the lines after.
+	Out io.Writer
+	// NodeDir, if set, gives the directory of a node's own log file; the
+	// lines of node <tag> are appended to <NodeDir(tag)>/<tag>.log.
+	NodeDir func(tag string) string
+	// OnRecord, if set, is called for every record with the node's tag and
+	// address, from the connection's goroutine; it must not block long.
+	OnRecord func(tag, ip string, rec *agent.LogRecord)
+	// MaxFrame bounds a frame's JSON body in bytes; a larger frame closes
+	// its connection. 0 means agent.DefaultMaxFrame.
+	MaxFrame int
+}
+
+// DefaultLogServerConfig listens on a free loopback port.
+func DefaultLogServerConfig() LogServerConfig {
+	return LogServerConfig{
+		Addr:     "127.0.0.1:0",         // agents reach it through SSH tunnels, not the LAN
+		MaxFrame: agent.DefaultMaxFrame, // far above any real record
+	}
+}
+
+// LogServerStats counts what a LogServer has seen since it was created.
+type LogServerStats struct {
+	Connections uint64 // connections served, over the listener or ServeConn
+	Active      uint64 // connections being served now
+	Records     uint64 // records delivered
+	Invalid     uint64 // frames skipped because their body is not a record
+	Oversize    uint64 // connections closed for a frame above MaxFrame
+	Truncated   uint64 // connections that ended inside a frame
+}
+
+// LogServer receives the log records agents stream with avocado-vt's frame
+// format (see agent.LogStreamer, and upstream's core.start_log_redirection)
+// and writes each as upstream's unified line
+// "<tag>(<ip>) <asctime> <name> <levelname> | <msg>". Unlike upstream's
+// LoggerServer it keeps each record's level and traceback, survives bad
+// peers, and closes everything it opened on Close.
+type LogServer struct {
+	cfg    LogServerConfig
+	logger *slog.Logger
+	ln     net.Listener
+
+	mu        sync.Mutex
+	nodes     map[string]string // normalised IP → tag
+	conns     map[net.Conn]struct{}
+	started   bool
+	closed    bool
+	stopWatch func() bool // ends the Start context watch
+	wg        sync.WaitGroup
+	done      chan struct{} // closed by Close
+
+	outMu    sync.Mutex // serialises Out and the node files
+	files    map[string]*os.File
+	warnedIO map[string]bool // sinks whose write error was already logged
+
+	closeOnce sync.Once
+	closeErr  error
+
+	nConns, nActive, nRecords, nInvalid, nOversize, nTruncated atomic.Uint64
+}
+
+// NewLogServer validates cfg and binds the listening socket, so Addr is known
+// before Start. Records are only read once Start is called.
+func NewLogServer(cfg LogServerConfig) (*LogServer, error) {
+	if cfg.Addr == "" {
+		cfg.Addr = DefaultLogServerConfig().Addr
+	}
+	if cfg.MaxFrame < 0 {
+		return nil, fmt.Errorf("cluster: log server: max frame %d: want 0 (default) or a positive size", cfg.MaxFrame)
+	}
+	if cfg.MaxFrame == 0 {
+		cfg.MaxFrame = agent.DefaultMaxFrame
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: log server: %w", err)
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &LogServer{
+		cfg:      cfg,
+		logger:   logger,
+		ln:       ln,
+		nodes:    map[string]string{},
+		conns:    map[net.Conn]struct{}{},
+		done:     make(chan struct{}),
+		files:    map[string]*os.File{},
+		warnedIO: map[string]bool{},
+	}, nil
+}
+
+// Addr returns the listening address.
+func (s *LogServer) Addr() net.Addr { return s.ln.Addr() }
+
+// Start accepts connections in the background until Close, or until ctx
+// is done, which closes the server.
+func (s *LogServer) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.closed:
+		return errors.New("cluster: log server: start after close")
+	case s.started:
+		return errors.New("cluster: log server: already started")
+	}
+	s.started = true
+	s.wg.Add(1)
+	go s.acceptLoop()
+	s.stopWatch = context.AfterFunc(ctx, func() { _ = s.Close() })
+	return nil
+}
+
+// RegisterNode makes records from ip carry tag. Nodes configured by host
+// name are resolved by the caller and registered by address. An address
+// may be registered again to change its tag.
+func (s *LogServer) RegisterNode(ip, tag string) error {
+	addr, err := netip.ParseAddr(ip)
+	if err != nil {
+		return fmt.Errorf("cluster: log server: register node %q: %w", tag, err)
+	}
+	s.mu.Lock()
+	s.nodes[addr.Unmap().String()] = tag
+	s.mu.Unlock()
+	return nil
+}
+
+// ServeConn reads records from a connection whose origin is already known,
+// such as one accepted on a node's SSH remote-forward listener, and tags
+// them with tag (an empty tag falls back to the peer address's node). It
+// blocks until the connection ends or the server closes, and always closes
+// conn.
+func (s *LogServer) ServeConn(conn net.Conn, tag string) {
+	if !s.track(conn) {
+		_ = conn.Close()
+		return
+	}
+	defer s.wg.Done()
+	s.serve(conn, tag)
+}
+
+// Close stops accepting, closes every connection, waits for their readers
+// and closes the node files. It is idempotent and safe to call concurrently.
+func (s *LogServer) Close() error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		conns := make([]net.Conn, 0, len(s.conns))
+		for c := range s.conns {
+			conns = append(conns, c)
+		}
+		stopWatch := s.stopWatch
+		s.mu.Unlock()
+		close(s.done)
+		if stopWatch != nil {
+			stopWatch()
+		}
+		if err := s.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			s.closeErr = fmt.Errorf("cluster: log server: %w", err)
+		}
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		s.wg.Wait()
+
+		s.outMu.Lock()
+		defer s.outMu.Unlock()
+		for path, f := range s.files {
+			if f == nil {
+				continue
+			}
+			if err := f.Close(); err != nil && s.closeErr == nil {
+				s.closeErr = fmt.Errorf("cluster: log server: %s: %w", path, err)
+			}
+		}
+		clear(s.files)
+	})
+	return s.closeErr
+}
+
+// Stats returns the server's counters.
+func (s *LogServer) Stats() LogServerStats {
+	return LogServerStats{
+		Connections: s.nConns.Load(),
+		Active:      s.nActive.Load(),
+		Records:     s.nRecords.Load(),
+		Invalid:     s.nInvalid.Load(),
+		Oversize:    s.nOversize.Load(),
+		Truncated:   s.nTruncated.Load(),
+	}
+}
+
+func (s *LogServer) acceptLoop() {
+	defer s.wg.Done()
+	backoff := 5 * time.Millisecond
+	for {
+		conn, err := s.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors and the like: wait, as net/http does.
+			s.logger.Warn("cluster: log server: accept failed", "err", err, "addr", s.ln.Addr().String())
+			select {
+			case <-s.done:
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		backoff = 5 * time.Millisecond
+		if !s.track(conn) {
+			_ = conn.Close()
+			return
+		}
+		go func() {
+			defer s.wg.Done()
+			s.serve(conn, "")
+		}()
+	}
+}
+
+// track registers a connection to be served; false once the server closed.
+// On true the caller owes s.wg.Done().
+func (s *LogServer) track(conn net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.conns[conn] = struct{}{}
+	s.wg.Add(1)
+	s.nConns.Add(1)
+	s.nActive.Add(1)
+	return true
+}
+
+// serve reads frames until the peer goes away or the server closes.
+func (s *LogServer) serve(conn net.Conn, tag string) {
+	defer func() {
+		_ = conn.Close()
+		s.mu.Lock()
+		delete(s.conns, conn)
+		s.mu.Unlock()
+		s.nActive.Add(^uint64(0))
+	}()
+	ip := remoteIP(conn.RemoteAddr())
+	log := s.logger.With("addr", conn.RemoteAddr().String())
+	br := bufio.NewReaderSize(conn, 64<<10)
+	for {
+		rec, body, err := agent.ReadFrame(br, s.cfg.MaxFrame)
+		if err != nil {
+			var decErr *agent.FrameDecodeError
+			var bigErr *agent.FrameTooLargeError
+			switch {
+			case errors.As(err, &decErr):
+				// The frame's length was honoured, so the next one is intact.
+				s.nInvalid.Add(1)
+				log.Warn("cluster: log server: skipped a frame that is not a log record", "err", err, "bytes", len(body))
+				continue
+			case errors.As(err, &bigErr):
+				s.nOversize.Add(1)
+				log.Warn("cluster: log server: closing connection: frame too large", "err", err)
+			case errors.Is(err, io.ErrUnexpectedEOF):
+				s.nTruncated.Add(1)
+				log.Warn("cluster: log server: connection ended inside a frame", "err", err)
+			case errors.Is(err, io.EOF), s.isClosed():
+			default:
+				log.Warn("cluster: log server: connection failed", "err", err)
+			}
+			return
+		}
+		t := tag
+		if t == "" {
+			t = s.tagFor(ip)
+		}
+		s.deliver(t, ip, rec)
+	}
+}
+
+func (s *LogServer) isClosed() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func (s *LogServer) tagFor(ip string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if tag, ok := s.nodes[ip]; ok {
+		return tag
+	}
+	return unknownTag
+}
+
+// remoteIP is the peer's address as RegisterNode normalises it; for
+// connections that are not IP (a tunnel's channel may not be) it is the
+// address's text.
+func remoteIP(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+		return ap.Addr().Unmap().String()
+	}
+	if host, _, err := net.SplitHostPort(a.String()); err == nil {
+		return host
+	}
+	return a.String()
+}
+
+// UnifiedLine formats a record as avocado-vt's LoggerServer does,
+// "<tag>(<ip>) <asctime> <name> <levelname> | <msg>", followed by the
+// traceback and stack, which upstream drops, on indented lines.
+func UnifiedLine(tag, ip string, rec *agent.LogRecord) string {
+	var b strings.Builder
+	b.Grow(len(tag) + len(ip) + len(rec.Asctime) + len(rec.Name) + len(rec.Msg) + 24)
+	b.WriteString(tag)
+	b.WriteByte('(')
+	b.WriteString(ip)
+	b.WriteString(") ")
+	b.WriteString(rec.Asctime)
+	b.WriteByte(' ')
+	b.WriteString(rec.Name)
+	b.WriteByte(' ')
+	b.WriteString(rec.Levelname)
+	b.WriteString(" | ")
+	b.WriteString(rec.Msg)
+	for _, block := range []string{strings.Join(rec.ExcInfo, ""), rec.StackInfo} {
+		block = strings.TrimRight(block, "\n")
+		if block == "" {
+			continue
+		}
+		for line := range strings.SplitSeq(block, "\n") {
+			b.WriteString("\n    ")
+			b.WriteString(line)
+		}
+	}
+	return b.String()
+}
+
+// deliver writes one record everywhere; it counts the record last, so a
+// caller that sees the count has also seen the output.
+func (s *LogServer) deliver(tag, ip string, rec *agent.LogRecord) {
+	defer s.nRecords.Add(1)
+	line := UnifiedLine(tag, ip, rec)
+	if s.cfg.OnRecord != nil {
+		s.cfg.OnRecord(tag, ip, rec)
+	}
+	s.logger.Log(context.Background(), agent.SlogLevel(rec.Levelno), line)
+	if s.cfg.Out == nil && s.cfg.NodeDir == nil {
+		return
+	}
+	text := line + "\n"
+	s.outMu.Lock()
+	defer s.outMu.Unlock()
+	if s.cfg.Out != nil {
+		if _, err := io.WriteString(s.cfg.Out, text); err != nil {
+			s.warnIO("output", err)
+		}
+	}
+	if s.cfg.NodeDir != nil {
+		if f := s.nodeFile(tag); f != nil {
+			if _, err := f.WriteString(text); err != nil {
+				s.warnIO(f.Name(), err)
+			}
+		}
+	}
+}
+
+// nodeFile returns the open log file of a node, opening it on first use; nil
+// if it cannot be opened (logged once). Called with outMu held.
+func (s *LogServer) nodeFile(tag string) *os.File {
+	name := safeFileName(tag)
+	dir := s.cfg.NodeDir(tag)
+	if dir == "" {
+		return nil
+	}
+	path := filepath.Join(dir, name+".log")
+	if f, ok := s.files[path]; ok {
+		return f
+	}
+	var f *os.File
+	err := os.MkdirAll(dir, 0o755)
+	if err == nil {
+		f, err = os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	}
+	if err != nil {
+		s.warnIO(path, err)
+		f = nil
+	}
+	s.files[path] = f
+	return f
+}
+
+func (s *LogServer) warnIO(sink string, err error) {
+	if s.warnedIO[sink] {
+		return
+	}
+	s.warnedIO[sink] = true
+	s.logger.Warn("cluster: log server: cannot write log lines; further errors suppressed", "sink", sink, "err", err)
+}
+
+// safeFileName keeps a tag from naming a path outside its directory: only
+// letters, digits, '.', '-' and '_' survive, and no name is only dots.
+func safeFileName(tag string) string {
+	b := []byte(tag)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_') {
+			b[i] = '_'
+		}
+	}
+	name := string(b)
+	if strings.Trim(name, ".") == "" {
+		name = strings.Repeat("_", max(len(name), 1))
+	}
+	return name
+}

@@ -1,0 +1,585 @@
+package cluster
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vtcluster/vtcluster/agent"
+)
+
+// logSrvGuard bounds waits that only run out when a test has failed.
+const logSrvGuard = 30 * time.Second
+
+// lockedBuffer is an io.Writer safe to read while the server writes to it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// levelRecorder is a slog.Handler keeping each record's level and message.
+type levelRecorder struct {
+	mu   sync.Mutex
+	recs []slog.Record
+}
+
+func (h *levelRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (h *levelRecorder) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.recs = append(h.recs, r.Clone())
+	return nil
+}
+func (h *levelRecorder) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *levelRecorder) WithGroup(string) slog.Handler      { return h }
+
+func (h *levelRecorder) records() []slog.Record {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]slog.Record(nil), h.recs...)
+}
+
+func (h *levelRecorder) find(level slog.Level, substr string) bool {
+	for _, r := range h.records() {
+		if r.Level == level && strings.Contains(r.Message, substr) {
+			return true
+		}
+	}
+	return false
+}
+
+type logSrvFixture struct {
+	srv  *LogServer
+	out  *lockedBuffer
+	rec  *levelRecorder
+	dir  string
+	port int
+}
+
+// startLogServer runs a LogServer on loopback with every output captured.
+func startLogServer(tb testing.TB, mutate func(*LogServerConfig)) *logSrvFixture {
+	tb.Helper()
+	f := &logSrvFixture{out: &lockedBuffer{}, rec: &levelRecorder{}, dir: tb.TempDir()}
+	cfg := DefaultLogServerConfig()
+	cfg.Logger = slog.New(f.rec)
+	cfg.Out = f.out
+	cfg.NodeDir = func(tag string) string { return filepath.Join(f.dir, tag) }
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	srv, err := NewLogServer(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	f.srv = srv
+	f.port = srv.Addr().(*net.TCPAddr).Port
+	if err := srv.Start(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if err := srv.Close(); err != nil {
+			tb.Errorf("close: %v", err)
+		}
+		assertNoLogServerGoroutines(tb)
+	})
+	return f
+}
+
+// waitStats waits until cond holds for the server's counters.
+func waitStats(tb testing.TB, srv *LogServer, what string, cond func(LogServerStats) bool) LogServerStats {
+	tb.Helper()
+	deadline := time.Now().Add(logSrvGuard)
+	for {
+		st := srv.Stats()
+		if cond(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("log server never reached %s: %+v", what, st)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func assertNoLogServerGoroutines(tb testing.TB) {
+	tb.Helper()
+	var left [][]byte
+	for deadline := time.Now().Add(logSrvGuard); ; time.Sleep(5 * time.Millisecond) {
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		left = left[:0]
+		for _, g := range bytes.Split(buf, []byte("\n\n")) {
+			if bytes.Contains(g, []byte("cluster.(*LogServer).")) {
+				left = append(left, g)
+			}
+		}
+		if len(left) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	for _, g := range left {
+		tb.Errorf("goroutine left behind:\n%s", g)
+	}
+}
+
+func newStreamer(tb testing.TB) *agent.LogStreamer {
+	tb.Helper()
+	cfg := agent.DefaultLogStreamerConfig(filepath.Join(tb.TempDir(), "service.log"))
+	cfg.MinBackoff, cfg.MaxBackoff = 10*time.Millisecond, 50*time.Millisecond
+	s, err := agent.NewLogStreamerWithConfig(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func dialLogServer(tb testing.TB, port int) net.Conn {
+	tb.Helper()
+	c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), logSrvGuard)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+func fixtureBytes(tb testing.TB, name string) []byte {
+	tb.Helper()
+	data, err := os.ReadFile(filepath.Join("../testdata/logframes", name))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return data
+}
+
+var traceback = []string{
+	"Traceback (most recent call last):\n",
+	"  File \"/srv/svc.py\", line 3, in run\n    boom()\n",
+	"RuntimeError: it broke\n",
+}
+
+func TestLogServer_endToEnd(t *testing.T) {
+	f := startLogServer(t, nil)
+	if err := f.srv.RegisterNode("127.0.0.1", "node1"); err != nil {
+		t.Fatal(err)
+	}
+	s := newStreamer(t)
+	if err := s.Start(t.Context(), "127.0.0.1", f.port); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(s.Handler("avocado.service.process"))
+	log.Debug("debug line")
+	log.Info("info line", "k", "v")
+	log.Warn("warning line")
+	log.Error("error line", "err", traceback)
+	log.Log(t.Context(), agent.LevelCritical, "critical line")
+	waitStats(t, f.srv, "5 records", func(st LogServerStats) bool { return st.Records == 5 })
+
+	ts := `\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}`
+	want := regexp.MustCompile(`^` +
+		`node1\(127\.0\.0\.1\) ` + ts + ` avocado\.service\.process DEBUG \| debug line\n` +
+		`node1\(127\.0\.0\.1\) ` + ts + ` avocado\.service\.process INFO \| info line k=v\n` +
+		`node1\(127\.0\.0\.1\) ` + ts + ` avocado\.service\.process WARNING \| warning line\n` +
+		`node1\(127\.0\.0\.1\) ` + ts + ` avocado\.service\.process ERROR \| error line\n` +
+		`    Traceback \(most recent call last\):\n` +
+		`      File "/srv/svc\.py", line 3, in run\n` +
+		`        boom\(\)\n` +
+		`    RuntimeError: it broke\n` +
+		`node1\(127\.0\.0\.1\) ` + ts + ` avocado\.service\.process CRITICAL \| critical line\n$`)
+	out := f.out.String()
+	if !want.MatchString(out) {
+		t.Errorf("unified lines:\n%s", out)
+	}
+	levels := []slog.Level{slog.LevelDebug, slog.LevelInfo, slog.LevelWarn, slog.LevelError, agent.LevelCritical}
+	recs := f.rec.records()
+	if len(recs) != len(levels) {
+		t.Fatalf("logger got %d records, want %d", len(recs), len(levels))
+	}
+	for i, r := range recs {
+		if r.Level != levels[i] || !strings.HasPrefix(r.Message, "node1(127.0.0.1) ") {
+			t.Errorf("logger record %d: %v %q", i, r.Level, r.Message)
+		}
+	}
+	if !strings.Contains(recs[3].Message, "\n    RuntimeError: it broke") {
+		t.Errorf("traceback missing from the logged line: %q", recs[3].Message)
+	}
+	// The file is written under the lock that wrote Out, so it is complete.
+	node, err := os.ReadFile(filepath.Join(f.dir, "node1", "node1.log"))
+	if err != nil || string(node) != out {
+		t.Errorf("node1.log (%v):\n%s", err, node)
+	}
+}
+
+func TestLogServer_upstreamFixtures(t *testing.T) {
+	f := startLogServer(t, nil)
+	c := dialLogServer(t, f.port)
+	var frames []byte
+	for _, name := range []string{"basic.bin", "levels.bin", "exception.bin"} {
+		frames = append(frames, fixtureBytes(t, name)...)
+	}
+	if _, err := c.Write(frames); err != nil {
+		t.Fatal(err)
+	}
+	waitStats(t, f.srv, "8 records", func(st LogServerStats) bool { return st.Records == 8 })
+	lines := strings.Split(f.out.String(), "\n")
+	for i, want := range []string{
+		"Unknown(127.0.0.1) 2025-11-22 01:43:15,178 avocado.service.emit INFO | svc hello 5",
+		"Unknown(127.0.0.1) 2025-11-22 01:43:15,178 avocado.service.demo DEBUG | level DEBUG",
+		"Unknown(127.0.0.1) 2025-11-22 01:43:16,178 avocado.service.demo INFO | level INFO",
+		"Unknown(127.0.0.1) 2025-11-22 01:43:17,178 avocado.service.demo WARNING | level WARNING",
+		"Unknown(127.0.0.1) 2025-11-22 01:43:18,178 avocado.service.demo ERROR | level ERROR",
+		"Unknown(127.0.0.1) 2025-11-22 01:43:19,178 avocado.service.demo CRITICAL | level CRITICAL",
+		"Unknown(127.0.0.1) 2025-11-22 01:43:15,178 avocado.service.demo ERROR | plain failure",
+		"    Traceback (most recent call last):",
+		`      File "/srv/vt_agent/services/failing.py", line 17, in capture`,
+		`      File "/srv/vt_agent/services/failing.py", line 5, in parse`,
+		"    ValueError: invalid literal for int() with base 10: 'x'",
+	} {
+		if i >= len(lines) || lines[i] != want {
+			t.Fatalf("line %d: got %q, want %q\n%s", i, lines[min(i, len(lines)-1)], want, f.out.String())
+		}
+	}
+	if _, err := os.Stat(filepath.Join(f.dir, "Unknown", "Unknown.log")); err != nil {
+		t.Errorf("unregistered peer's file: %v", err)
+	}
+}
+
+func TestLogServer_ServeConn_tagFromTunnel(t *testing.T) {
+	f := startLogServer(t, nil)
+	// A node's remote-forward listener: what it accepts comes from that node.
+	tunnel, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tunnel.Close()
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		conn, err := tunnel.Accept()
+		if err == nil {
+			f.srv.ServeConn(conn, "vm-host")
+		}
+	}()
+	s := newStreamer(t)
+	if err := s.Start(t.Context(), "127.0.0.1", tunnel.Addr().(*net.TCPAddr).Port); err != nil {
+		t.Fatal(err)
+	}
+	slog.New(s.Handler("avocado.service.core")).Warn("through the tunnel")
+	waitStats(t, f.srv, "1 record", func(st LogServerStats) bool { return st.Records == 1 })
+	if out := f.out.String(); !regexp.MustCompile(`^vm-host\(127\.0\.0\.1\) \S+ \S+ avocado\.service\.core WARNING \| through the tunnel\n$`).MatchString(out) {
+		t.Errorf("line %q", out)
+	}
+	data, err := os.ReadFile(filepath.Join(f.dir, "vm-host", "vm-host.log"))
+	if err != nil || !strings.Contains(string(data), "through the tunnel") {
+		t.Errorf("per-node file: %v %q", err, data)
+	}
+	if err := f.srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	<-served // Close ended the ServeConn call
+	if f.srv.Stats().Active != 0 {
+		t.Errorf("active connections after Close: %d", f.srv.Stats().Active)
+	}
+}
+
+func TestLogServer_RegisterNode(t *testing.T) {
+	f := startLogServer(t, nil)
+	if err := f.srv.RegisterNode("not-an-ip", "n1"); err == nil || !strings.HasPrefix(err.Error(), `cluster: log server: register node "n1": `) {
+		t.Errorf("invalid IP: %v", err)
+	}
+	// An IPv4-mapped IPv6 form names the same peer.
+	if err := f.srv.RegisterNode("::ffff:127.0.0.1", "mapped"); err != nil {
+		t.Fatal(err)
+	}
+	c := dialLogServer(t, f.port)
+	if err := agent.EncodeFrame(c, &agent.LogRecord{Name: "n", Levelname: "INFO", Levelno: 20, Msg: "hi", Asctime: "A"}); err != nil {
+		t.Fatal(err)
+	}
+	waitStats(t, f.srv, "1 record", func(st LogServerStats) bool { return st.Records == 1 })
+	if out := f.out.String(); out != "mapped(127.0.0.1) A n INFO | hi\n" {
+		t.Errorf("line %q", out)
+	}
+}
+
+func TestLogServer_serve_partialFrames(t *testing.T) {
+	f := startLogServer(t, nil)
+	c := dialLogServer(t, f.port)
+	frames := fixtureBytes(t, "levels.bin")
+	for i := range frames { // one byte per write: headers and bodies split everywhere
+		if _, err := c.Write(frames[i : i+1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitStats(t, f.srv, "5 records", func(st LogServerStats) bool { return st.Records == 5 })
+	if n := strings.Count(f.out.String(), "avocado.service.demo"); n != 5 {
+		t.Errorf("%d lines:\n%s", n, f.out.String())
+	}
+}
+
+func TestLogServer_serve_peerClosesMidFrame(t *testing.T) {
+	f := startLogServer(t, nil)
+	frame := fixtureBytes(t, "basic.bin")
+	for _, cut := range []int{2, 4, len(frame) / 2} {
+		c := dialLogServer(t, f.port)
+		if _, err := c.Write(frame[:cut]); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.Close()
+	}
+	st := waitStats(t, f.srv, "3 truncated connections gone", func(st LogServerStats) bool {
+		return st.Truncated == 3 && st.Active == 0
+	})
+	if st.Records != 0 {
+		t.Errorf("records from truncated frames: %+v", st)
+	}
+	if !f.rec.find(slog.LevelWarn, "connection ended inside a frame") {
+		t.Error("no warning for a peer that vanished mid-frame")
+	}
+	// The server is still fine.
+	c := dialLogServer(t, f.port)
+	if _, err := c.Write(frame); err != nil {
+		t.Fatal(err)
+	}
+	waitStats(t, f.srv, "1 record", func(st LogServerStats) bool { return st.Records == 1 })
+}
+
+func TestLogServer_serve_oversizeFrame(t *testing.T) {
+	f := startLogServer(t, func(c *LogServerConfig) { c.MaxFrame = 1024 })
+	c := dialLogServer(t, f.port)
+	if _, err := c.Write(binary.BigEndian.AppendUint32(nil, 1<<30)); err != nil {
+		t.Fatal(err)
+	}
+	// The server hangs up: our read ends instead of waiting.
+	_ = c.SetReadDeadline(time.Now().Add(logSrvGuard))
+	if n, err := c.Read(make([]byte, 1)); err != io.EOF {
+		t.Errorf("read after an oversize frame: %d, %v; want EOF", n, err)
+	}
+	waitStats(t, f.srv, "oversize counted", func(st LogServerStats) bool { return st.Oversize == 1 && st.Active == 0 })
+	if !f.rec.find(slog.LevelWarn, "frame too large") {
+		t.Error("no warning for the oversize frame")
+	}
+}
+
+func TestLogServer_serve_invalidJSONSkipped(t *testing.T) {
+	f := startLogServer(t, nil)
+	c := dialLogServer(t, f.port)
+	var stream []byte
+	for _, body := range []string{"{nope", "", `["a list"]`, `{"lineno": "x"}`} {
+		stream = binary.BigEndian.AppendUint32(stream, uint32(len(body)))
+		stream = append(stream, body...)
+	}
+	stream = append(stream, fixtureBytes(t, "basic.bin")...)
+	if _, err := c.Write(stream); err != nil {
+		t.Fatal(err)
+	}
+	st := waitStats(t, f.srv, "the record after 4 bad frames", func(st LogServerStats) bool { return st.Records == 1 })
+	if st.Invalid != 4 || st.Active != 1 {
+		t.Errorf("stats %+v, want 4 invalid frames and the connection still open", st)
+	}
+	if !strings.HasSuffix(f.out.String(), "| svc hello 5\n") {
+		t.Errorf("out %q", f.out.String())
+	}
+	if !f.rec.find(slog.LevelWarn, "not a log record") {
+		t.Error("no warning for invalid frames")
+	}
+}
+
+func TestLogServer_Close_withPeersConnected(t *testing.T) {
+	f := startLogServer(t, nil)
+	var peers []net.Conn
+	for range 3 {
+		peers = append(peers, dialLogServer(t, f.port))
+	}
+	// A peer that is mid-frame when the server closes.
+	if _, err := peers[2].Write([]byte{0, 0, 1}); err != nil {
+		t.Fatal(err)
+	}
+	waitStats(t, f.srv, "3 active connections", func(st LogServerStats) bool { return st.Active == 3 })
+	if err := f.srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if st := f.srv.Stats(); st.Active != 0 {
+		t.Errorf("active after Close: %+v", st)
+	}
+	assertNoLogServerGoroutines(t)
+	for i, p := range peers {
+		_ = p.SetReadDeadline(time.Now().Add(logSrvGuard))
+		// A reset is fine too: the kernel sends one if the server had not
+		// read the half frame yet.
+		if _, err := p.Read(make([]byte, 1)); err != io.EOF && !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("peer %d read: %v, want the connection closed", i, err)
+		}
+	}
+	if c, err := net.DialTimeout("tcp", f.srv.Addr().String(), logSrvGuard); err == nil {
+		_ = c.Close()
+		t.Error("the listener still accepts after Close")
+	}
+	if err := f.srv.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	if err := f.srv.Start(t.Context()); err == nil {
+		t.Error("Start after Close succeeded")
+	}
+}
+
+func TestLogServer_Start_contextEndsServer(t *testing.T) {
+	srv, err := NewLogServer(DefaultLogServerConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	if err := srv.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(ctx); err == nil {
+		t.Error("second Start succeeded")
+	}
+	cancel()
+	srv.wg.Wait() // the context's Close has closed the listener
+	if c, err := net.DialTimeout("tcp", srv.Addr().String(), logSrvGuard); err == nil {
+		_ = c.Close()
+		t.Error("the listener still accepts after the context ended")
+	}
+	if err := srv.Close(); err != nil {
+		t.Error(err)
+	}
+	assertNoLogServerGoroutines(t)
+}
+
+func TestLogServer_streamerReconnectsAfterRestart(t *testing.T) {
+	first := startLogServer(t, nil)
+	port := first.port
+	s := newStreamer(t)
+	if err := s.Start(t.Context(), "127.0.0.1", port); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(s.Handler("avocado.service.core"))
+	log.Info("before restart")
+	waitStats(t, first.srv, "1 record", func(st LogServerStats) bool { return st.Records == 1 })
+	if err := first.srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	second := startLogServer(t, func(c *LogServerConfig) { c.Addr = "127.0.0.1:" + strconv.Itoa(port) })
+	waitStats(t, second.srv, "the streamer to reconnect", func(st LogServerStats) bool { return st.Active == 1 })
+	log.Info("after restart")
+	waitStats(t, second.srv, "1 record", func(st LogServerStats) bool { return st.Records == 1 })
+	if out := second.out.String(); !strings.HasSuffix(out, "| after restart\n") {
+		t.Errorf("second server got %q", out)
+	}
+}
+
+func TestNewLogServer_invalid(t *testing.T) {
+	for _, cfg := range []LogServerConfig{
+		{Addr: "127.0.0.1:99999"},
+		{Addr: "no-such-host.invalid:0"},
+		{Addr: "127.0.0.1:0", MaxFrame: -1},
+	} {
+		srv, err := NewLogServer(cfg)
+		if err == nil {
+			_ = srv.Close()
+			t.Errorf("NewLogServer(%+v) succeeded", cfg)
+		} else if !strings.HasPrefix(err.Error(), "cluster: log server: ") {
+			t.Errorf("error %q lacks the package prefix", err)
+		}
+	}
+}
+
+func TestSafeFileName(t *testing.T) {
+	for in, want := range map[string]string{
+		"node1": "node1", "../evil": ".._evil", "..": "__", ".": "_", "": "_",
+		"a/b\\c d": "a_b_c_d", "vm-host_2.lab": "vm-host_2.lab", "nöde": "n__de",
+	} {
+		if got := safeFileName(in); got != want {
+			t.Errorf("safeFileName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// BenchmarkLogServer_Ingest measures records/s through one loopback
+// connection, and checks that every record sent was received.
+func BenchmarkLogServer_Ingest(b *testing.B) {
+	rec := &agent.LogRecord{
+		Name: "avocado.service.process", Levelno: 20, Levelname: "INFO",
+		Pathname: "/usr/lib/vtcluster/agent/svc_process.go", Filename: "svc_process.go", Module: "svc_process",
+		Lineno: 120, FuncName: "(*processService).run", Created: 1763775795.1784096,
+		Asctime: "2025-11-22 01:43:15,178", Thread: 4242, ThreadName: "MainThread", Process: 4242,
+		Msg: "process exited argv=\"[qemu-img info /var/lib/images/disk.qcow2]\" exit_code=0 duration=0.013",
+	}
+	frame := agent.AppendFrame(nil, rec)
+	b.Run("raw", func(b *testing.B) {
+		f := startLogServer(b, func(c *LogServerConfig) {
+			c.Logger, c.Out, c.NodeDir = nil, io.Discard, nil
+		})
+		c := dialLogServer(b, f.port)
+		w := bufio.NewWriterSize(c, 256<<10)
+		b.SetBytes(int64(len(frame)))
+		b.ResetTimer()
+		for range b.N {
+			if _, err := w.Write(frame); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := w.Flush(); err != nil {
+			b.Fatal(err)
+		}
+		waitStats(b, f.srv, "every record", func(st LogServerStats) bool { return st.Records == uint64(b.N) })
+		b.StopTimer()
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
+	})
+	b.Run("streamer", func(b *testing.B) {
+		f := startLogServer(b, func(c *LogServerConfig) {
+			c.Logger, c.Out, c.NodeDir = nil, io.Discard, nil
+		})
+		cfg := agent.DefaultLogStreamerConfig(filepath.Join(b.TempDir(), "service.log"))
+		cfg.BufferRecords = b.N + 1 // measure throughput, not the drop policy
+		cfg.BufferBytes = 1 << 40
+		s, err := agent.NewLogStreamerWithConfig(cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		if err := s.Start(b.Context(), "127.0.0.1", f.port); err != nil {
+			b.Fatal(err)
+		}
+		log := slog.New(s.Handler("avocado.service.process"))
+		b.ResetTimer()
+		for i := range b.N {
+			log.Info("process exited", "i", i)
+		}
+		waitStats(b, f.srv, "every record", func(st LogServerStats) bool { return st.Records == uint64(b.N) })
+		b.StopTimer()
+		if _, dropped := s.Stats(); dropped != 0 {
+			b.Fatalf("%d records dropped", dropped)
+		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
+	})
+}
