@@ -25,6 +25,7 @@ func rootCommand(e *env) *cli.Command {
 		Commands: []*cli.Command{
 			// COMMANDS: one line per command group; keep sorted by name.
 			agentCommand(e),
+			hooksCommand(e),
 			labCommand(e),
 		},
 	}

@@ -10,11 +10,9 @@ import (
 // protocol for kind "multihost".
 func runnerMain(ctx context.Context, e *env, args []string) int {
 	return runner.Main(ctx, runner.Options{
-		Args:   args,
-		Stdout: e.stdout,
-		Stderr: e.stderr,
-		// NewCluster is wired by the composition root once the
-		// cluster-backed runner.Cluster exists; until then tests with
-		// nodes end in error and tests without nodes run fully.
+		Args:       args,
+		Stdout:     e.stdout,
+		Stderr:     e.stderr,
+		NewCluster: runner.OpenBackend,
 	})
 }

@@ -126,6 +126,23 @@ func (c *Client) Call(ctx context.Context, method string, args ...any) (any, err
 	return v, nil
 }
 
+// RoundTripper returns the HTTP transport that reaches the agent, for
+// proxies that relay other clients' calls; it adds the token, if any.
+func (c *Client) RoundTripper() http.RoundTripper {
+	if c.token == "" {
+		return c.tr
+	}
+	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		r = r.Clone(r.Context())
+		r.SetBasicAuth("vtc", c.token)
+		return c.tr.RoundTrip(r)
+	})
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
 // Close drops idle connections. The transport is not closed: its owner
 // (the node) decides when the SSH connection goes away.
 func (c *Client) Close() error {

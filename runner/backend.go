@@ -1,0 +1,466 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/vtcluster/vtcluster/agent"
+	"github.com/vtcluster/vtcluster/cluster"
+)
+
+// renewEvery is the fraction of the lease after which it is renewed, so a
+// slow renewal still lands well before expiry.
+const renewEvery = 3
+
+// Backend is the Cluster of a vtcluster state directory: partitions in the
+// shared state file, nodes reached over SSH (or directly), logs through the
+// agents' log redirection, commands through their process service.
+type Backend struct {
+	store cluster.Store
+	log   *slog.Logger
+
+	mu       sync.Mutex
+	conns    map[string]*cluster.NodeConn // by node name, for this test
+	proxies  []*http.Server
+	renewals map[string]context.CancelFunc
+	closed   bool
+}
+
+var _ Cluster = (*Backend)(nil)
+var _ io.Closer = (*Backend)(nil)
+
+// OpenBackend is the ClusterFactory the vtcluster binary uses.
+func OpenBackend(_ context.Context, cfg RunConfig) (Cluster, error) {
+	dir := cfg.StateDir
+	if dir == "" {
+		dir = cluster.DefaultStateDir()
+	}
+	name := cfg.Cluster
+	if name == "" {
+		name = cluster.DefaultClusterName
+	}
+	st, err := cluster.OpenFileStore(dir, name)
+	if err != nil {
+		return nil, err
+	}
+	return &Backend{
+		store:    st,
+		log:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+		conns:    map[string]*cluster.NodeConn{},
+		renewals: map[string]context.CancelFunc{},
+	}, nil
+}
+
+// Allocate reserves one node per tag, choosing among idle nodes with every
+// tag's selectors at once, and keeps the lease renewed until Release.
+func (b *Backend) Allocate(ctx context.Context, req AllocRequest) (*Partition, error) {
+	owner, err := cluster.CurrentOwner(req.JobID, req.TestID)
+	if err != nil {
+		return nil, err
+	}
+	treqs := make([]cluster.TagRequest, len(req.Nodes))
+	tags := make([]string, len(req.Nodes))
+	for i, ns := range req.Nodes {
+		tags[i] = ns.Tag
+		treqs[i].Tag = ns.Tag
+		if strings.TrimSpace(ns.Selectors) != "" {
+			sels, err := cluster.ParseSelectors(ns.Selectors)
+			if err != nil {
+				return nil, fmt.Errorf("node %q: %w", ns.Tag, err)
+			}
+			treqs[i].Selectors = sels
+		}
+	}
+	lease := req.Lease
+	if lease <= 0 {
+		lease = cluster.DefaultLease
+	}
+	wait := time.Duration(0)
+	if dl, ok := ctx.Deadline(); ok {
+		wait = time.Until(dl)
+	}
+	s, err := b.store.Load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(s.Nodes) == 0 {
+		return nil, cluster.ErrNoNodes
+	}
+	p, err := cluster.Allocate(ctx, b.store, cluster.AllocRequest{
+		Owner: owner, Tags: tags, Lease: lease, Wait: wait, Logger: b.log,
+		Choose: func(idle []cluster.Node) (map[string]string, error) {
+			cands := make([]cluster.Candidate, len(idle))
+			for i, n := range idle {
+				cands[i] = cluster.Candidate{Name: n.Name, Props: nodeProps(n)}
+			}
+			return cluster.Assign(treqs, cands)
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	b.keepRenewed(p.ID, lease)
+	out := &Partition{ID: p.ID}
+	ok := false
+	defer func() {
+		if !ok {
+			b.Release(context.WithoutCancel(ctx), out)
+		}
+	}()
+	s, err = b.store.Load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range p.Nodes {
+		n := s.Node(a.Node)
+		if n == nil {
+			return nil, fmt.Errorf("node %q vanished from the state", a.Node)
+		}
+		nc, err := cluster.Connect(ctx, *n, cluster.ConnectOptions{Logger: b.log})
+		if err != nil {
+			return nil, err
+		}
+		b.mu.Lock()
+		b.conns[n.Name] = nc
+		b.mu.Unlock()
+		u, err := b.agentProxy(nc)
+		if err != nil {
+			return nil, err
+		}
+		out.Nodes = append(out.Nodes, PartitionNode{Tag: a.Tag, Name: n.Name, Address: n.Host(), AgentURL: u, Properties: nodeProps(*n)})
+	}
+	ok = true
+	return out, nil
+}
+
+func nodeProps(n cluster.Node) map[string]any {
+	props := map[string]any{}
+	for k, v := range n.Properties {
+		props[k] = v
+	}
+	for k, v := range n.Labels {
+		if _, ok := props[k]; !ok {
+			props[k] = v
+		}
+	}
+	return props
+}
+
+// keepRenewed renews the partition's lease until Release; if this process
+// dies the lease runs out and the next allocation reclaims the nodes.
+func (b *Backend) keepRenewed(id string, lease time.Duration) {
+	ctx, cancel := context.WithCancel(context.Background())
+	b.mu.Lock()
+	b.renewals[id] = cancel
+	b.mu.Unlock()
+	go func() {
+		t := time.NewTicker(lease / renewEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				rctx, rcancel := context.WithTimeout(ctx, lease/renewEvery)
+				if _, err := cluster.Renew(rctx, b.store, id, lease); err != nil {
+					b.log.Warn("lease renewal failed", "partition", id, "err", err)
+				}
+				rcancel()
+			}
+		}
+	}()
+}
+
+// agentProxy serves the node's agent on a loopback port of this host, so
+// that a test body in any language can use a plain XML-RPC client
+// (Python's xmlrpc.client included) whatever the node's transport, and
+// without ever seeing the agent's token.
+func (b *Backend) agentProxy(nc *cluster.NodeConn) (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	target, _ := url.Parse("http://agent/")
+	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.Transport = nc.Agent().RoundTripper()
+	srv := &http.Server{Handler: rp, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	b.mu.Lock()
+	b.proxies = append(b.proxies, srv)
+	b.mu.Unlock()
+	return "http://" + ln.Addr().String() + "/", nil
+}
+
+func (b *Backend) conn(name string) (*cluster.NodeConn, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	nc := b.conns[name]
+	if nc == nil {
+		return nil, fmt.Errorf("node %q is not in this test's partition", name)
+	}
+	return nc, nil
+}
+
+// StartLogs asks each node's agent to stream its log records to a log
+// server of this test. In tunnel mode the stream comes back through the
+// node's SSH connection (a listener on the node's loopback), so no port
+// is opened on the controller's network.
+func (b *Backend) StartLogs(ctx context.Context, p *Partition, sink LogSink) (func(), error) {
+	cfg := cluster.DefaultLogServerConfig()
+	cfg.OnRecord = func(tag, _ string, rec *agent.LogRecord) {
+		node := ""
+		if pn, ok := p.Node(tag); ok {
+			node = pn.Name
+		}
+		sink(LogRecord{Tag: tag, Node: node, Logger: rec.Name, Level: rec.Levelname, Text: cluster.UnifiedLine(tag, hostOf(p, tag), rec)})
+	}
+	srv, err := cluster.NewLogServer(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := srv.Start(ctx); err != nil {
+		srv.Close()
+		return nil, err
+	}
+	var listeners []net.Listener
+	var started []*cluster.NodeConn
+	var errs []error
+	for _, pn := range p.Nodes {
+		nc, err := b.conn(pn.Name)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		host, port, err := b.logEndpoint(ctx, nc, pn.Tag, srv, &listeners)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("node %q: %w", pn.Name, err))
+			continue
+		}
+		if _, err := nc.Call(ctx, "core.start_log_redirection", host, port); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		started = append(started, nc)
+	}
+	stop := sync.OnceFunc(func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		for _, nc := range started {
+			_, _ = nc.Call(sctx, "core.stop_log_redirection")
+		}
+		for _, l := range listeners {
+			l.Close()
+		}
+		srv.Close()
+	})
+	if len(started) == 0 && len(errs) > 0 {
+		stop()
+		return nil, errors.Join(errs...)
+	}
+	for _, err := range errs {
+		sink(LogRecord{Level: "WARNING", Text: "log forwarding: " + err.Error()})
+	}
+	return stop, nil
+}
+
+func hostOf(p *Partition, tag string) string {
+	if pn, ok := p.Node(tag); ok {
+		return pn.Address
+	}
+	return ""
+}
+
+// logEndpoint returns where the node's agent should send its records.
+func (b *Backend) logEndpoint(ctx context.Context, nc *cluster.NodeConn, tag string, srv *cluster.LogServer, listeners *[]net.Listener) (string, int, error) {
+	n := nc.Node()
+	if n.AgentBind != cluster.AgentBindDirect {
+		ssh, err := nc.SSH(ctx)
+		if err != nil {
+			return "", 0, err
+		}
+		ln, err := ssh.ListenRemote(ctx, "127.0.0.1:0")
+		if err != nil {
+			return "", 0, err
+		}
+		*listeners = append(*listeners, ln)
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go srv.ServeConn(c, tag)
+			}
+		}()
+		return "127.0.0.1", ln.Addr().(*net.TCPAddr).Port, nil
+	}
+	// Direct mode: the agent connects to us over the network, from the
+	// address we reach it by; listen on the interface that routes there.
+	probe, err := net.Dial("udp", net.JoinHostPort(n.Host(), "9"))
+	if err != nil {
+		return "", 0, err
+	}
+	local := probe.LocalAddr().(*net.UDPAddr).IP
+	probe.Close()
+	ln, err := net.Listen("tcp", net.JoinHostPort(local.String(), "0"))
+	if err != nil {
+		return "", 0, err
+	}
+	*listeners = append(*listeners, ln)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go srv.ServeConn(c, tag)
+		}
+	}()
+	return local.String(), ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Exec runs argv on the node through the agent's process service.
+func (b *Backend) Exec(ctx context.Context, node PartitionNode, argv []string, opts ExecOptions) (ExecResult, error) {
+	nc, err := b.conn(node.Name)
+	if err != nil {
+		return ExecResult{}, err
+	}
+	o := map[string]any{"log_output": true}
+	if opts.Timeout > 0 {
+		o["timeout"] = opts.Timeout.Seconds()
+	}
+	if len(opts.Env) > 0 {
+		env := map[string]any{}
+		for k, v := range opts.Env {
+			env[k] = v
+		}
+		o["env"] = env
+	}
+	args := make([]any, len(argv))
+	for i, a := range argv {
+		args[i] = a
+	}
+	// The agent enforces the timeout; give the call a little longer.
+	cctx := ctx
+	if opts.Timeout > 0 {
+		var cancel context.CancelFunc
+		cctx, cancel = context.WithTimeout(ctx, opts.Timeout+30*time.Second)
+		defer cancel()
+	}
+	v, err := nc.Call(cctx, "process.run", args, o)
+	if err != nil {
+		return ExecResult{}, err
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return ExecResult{}, fmt.Errorf("node %q: process.run returned %T", node.Name, v)
+	}
+	res := ExecResult{}
+	res.ExitCode, _ = m["exit_code"].(int)
+	res.Stdout, _ = m["stdout"].([]byte)
+	res.Stderr, _ = m["stderr"].([]byte)
+	res.StdoutTruncated, _ = m["stdout_truncated"].(bool)
+	res.StderrTruncated, _ = m["stderr_truncated"].(bool)
+	res.TimedOut, _ = m["timed_out"].(bool)
+	if d, ok := m["duration"].(float64); ok {
+		res.Duration = time.Duration(d * float64(time.Second))
+	}
+	return res, nil
+}
+
+// Collect fetches each node's service log and the paths the test asked
+// for into dir/<tag>/.
+func (b *Backend) Collect(ctx context.Context, p *Partition, paths map[string][]string, dir string) error {
+	var errs []error
+	for _, pn := range p.Nodes {
+		nc, err := b.conn(pn.Name)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		local := filepath.Join(dir, pn.Tag)
+		if err := os.MkdirAll(local, 0o755); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		want := append([]string(nil), paths[pn.Tag]...)
+		if v, err := nc.Call(ctx, "core.get_service_log_filename"); err == nil {
+			if s, ok := v.(string); ok && s != "" {
+				want = append([]string{s}, want...)
+			}
+		}
+		if n := nc.Node(); n.Unauthenticated() {
+			if len(paths[pn.Tag]) > 0 {
+				errs = append(errs, fmt.Errorf("node %q: files cannot be fetched from a direct-mode node without SSH", pn.Name))
+			}
+			continue
+		}
+		ssh, err := nc.SSH(ctx)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, rp := range want {
+			name := path.Base(path.Clean(rp))
+			if name == "/" || name == "." || name == ".." {
+				errs = append(errs, fmt.Errorf("node %q: cannot collect %q", pn.Name, rp))
+				continue
+			}
+			if err := ssh.CopyFrom(ctx, rp, filepath.Join(local, name)); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Release stops renewing, gives the nodes back and closes connections.
+func (b *Backend) Release(ctx context.Context, p *Partition) error {
+	if p == nil || p.ID == "" {
+		return nil
+	}
+	b.mu.Lock()
+	if cancel := b.renewals[p.ID]; cancel != nil {
+		cancel()
+		delete(b.renewals, p.ID)
+	}
+	b.mu.Unlock()
+	err := cluster.Release(ctx, b.store, p.ID)
+	if errors.Is(err, cluster.ErrPartitionNotFound) {
+		err = nil // reclaimed already: nothing of ours is held
+	}
+	return err
+}
+
+// Close shuts the agent proxies and node connections of this test.
+func (b *Backend) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil
+	}
+	b.closed = true
+	for _, cancel := range b.renewals {
+		cancel()
+	}
+	for _, srv := range b.proxies {
+		srv.Close()
+	}
+	for _, nc := range b.conns {
+		nc.Close()
+	}
+	return nil
+}
