@@ -281,6 +281,10 @@ func (c *SSHClient) CopyTo(ctx context.Context, local, remote string) error {
 	if !st.IsDir() {
 		return c.putFile(ctx, sc, local, remote, st.Mode().Perm())
 	}
+	// WalkDir does not descend into a root that is a symlink.
+	if local, err = filepath.EvalSymlinks(local); err != nil {
+		return fmt.Errorf("cluster: copy to %s: %w", c.addr, err)
+	}
 	var errs []error
 	walkErr := filepath.WalkDir(local, func(lp string, d fs.DirEntry, err error) error {
 		if ctx.Err() != nil {

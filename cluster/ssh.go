@@ -528,6 +528,10 @@ func (c *SSHClient) Run(ctx context.Context, argv []string, opt RunOptions) erro
 			return fmt.Errorf("cluster: ssh %s: run %s: argument contains a NUL byte", c.addr, argvSummary(argv))
 		}
 	}
+	if argv[0] == "" || argv[0][0] == '-' {
+		// The shell's exec would take it as an option (dash has no "--").
+		return fmt.Errorf("cluster: ssh %s: run %s: program name must not be empty or start with '-'", c.addr, argvSummary(argv))
+	}
 	release, err := c.acquire(ctx)
 	if err != nil {
 		return err

@@ -190,17 +190,45 @@ func TestDialSSH_passwordAuth(t *testing.T) {
 	}
 }
 
-func TestDialSSH_passphraseKeyRefused(t *testing.T) {
-	_, priv, _ := ed25519.GenerateKey(rand.Reader)
-	block, err := ssh.MarshalPrivateKeyWithPassphrase(priv, "", []byte("secret"))
-	if err != nil {
+func TestDialSSH_agentAuth(t *testing.T) {
+	l := lab.Start(t, 1)
+	if _, err := exec.LookPath("ssh-agent"); err != nil {
+		t.Skip("ssh-agent not installed")
+	}
+	sock := filepath.Join(t.TempDir(), "agent.sock")
+	ag := exec.Command("ssh-agent", "-D", "-a", sock)
+	if err := ag.Start(); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { ag.Process.Kill(); ag.Wait() })
+	t.Setenv("SSH_AUTH_SOCK", sock)
+	var err error
+	for range 200 { // until the agent listens
+		if err = exec.Command("ssh-add", l.ClientKey).Run(); err == nil {
+			break
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("ssh-add: %v", err)
+	}
+	cfg := labConfig(l, 0)
+	cfg.KeyFiles, cfg.UseAgent = nil, true
+	c := dialLab(t, cfg)
+	if _, err := c.Output(testCtx(t), []string{"true"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestDialSSH_passphraseKeyRefused(t *testing.T) {
 	key := filepath.Join(t.TempDir(), "id_enc")
-	os.WriteFile(key, pem.EncodeToMemory(block), 0o600)
+	// One KDF round keeps generation fast; parsing never runs the KDF.
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-a", "1", "-N", "secret", "-f", key).CombinedOutput(); err != nil {
+		t.Skipf("ssh-keygen: %v %s", err, out)
+	}
 	cfg := DefaultSSHConfig()
 	cfg.Address, cfg.KeyFiles, cfg.UseAgent = "127.0.0.1", []string{key}, false
-	_, err = DialSSH(testCtx(t), cfg, nil)
+	_, err := DialSSH(testCtx(t), cfg, nil)
 	if err == nil || !strings.Contains(err.Error(), "passphrase-protected") || !strings.Contains(err.Error(), key) {
 		t.Fatalf("err = %v, want a passphrase error naming %s", err, key)
 	}
@@ -372,8 +400,10 @@ func TestSSHClient_Run_quotingRoundTrip(t *testing.T) {
 	if err := c.Run(testCtx(t), []string{"echo", "a\x00b"}, RunOptions{}); err == nil || !strings.Contains(err.Error(), "NUL") {
 		t.Errorf("NUL in argv: err = %v", err)
 	}
-	if err := c.Run(testCtx(t), nil, RunOptions{}); err == nil {
-		t.Error("empty argv: no error")
+	for _, argv := range [][]string{nil, {""}, {"-n", "x"}} {
+		if err := c.Run(testCtx(t), argv, RunOptions{}); err == nil {
+			t.Errorf("argv %q: no error", argv)
+		}
 	}
 }
 
