@@ -495,6 +495,14 @@ func TestAgent_secondSignalExitsAtOnce(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	a.cmd.Process.Signal(syscall.SIGTERM)
+	// Signals sent back to back can merge into one: send the second once
+	// the agent has taken the first.
+	for !strings.Contains(a.stderr.String(), "shutting down gracefully") {
+		if time.Now().After(deadline) {
+			t.Fatalf("agent did not react to SIGTERM:\n%s", a.stderr)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	a.cmd.Process.Signal(syscall.SIGTERM)
 	if code := a.wait(t); code != 1 {
 		t.Fatalf("exit %d after two signals, want 1\nstderr:\n%s", code, a.stderr)
