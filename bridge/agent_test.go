@@ -557,7 +557,7 @@ func TestAgent_detach(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(hangGuard)
-	for unix.Kill(pid, 0) == nil {
+	for !processGone(pid) {
 		if time.Now().After(deadline) {
 			t.Fatal("detached agent did not exit after core.quit")
 		}
@@ -591,4 +591,20 @@ func TestAgent_defaultDataDirBesideExecutable(t *testing.T) {
 	if _, err := os.Stat(want); err != nil {
 		t.Fatalf("default data dir not beside the executable: %v", err)
 	}
+}
+
+// processGone reports whether pid has exited: it no longer exists, or it
+// is a zombie waiting for an init that reaps lazily (a detached agent's
+// parent has exited, so nothing here can reap it).
+func processGone(pid int) bool {
+	if unix.Kill(pid, 0) != nil {
+		return true
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	// "pid (comm) S ...": the state follows the last ')'.
+	i := bytes.LastIndexByte(stat, ')')
+	return i >= 0 && i+2 < len(stat) && stat[i+2] == 'Z'
 }
