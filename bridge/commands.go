@@ -22,11 +22,22 @@ func rootCommand(e *env) *cli.Command {
 		OnUsageError: func(_ context.Context, _ *cli.Command, err error, _ bool) error {
 			return usageError{err}
 		},
+		// --state-dir and --cluster, persistent: valid before or after the command.
+		Flags: globalFlags(),
 		Commands: []*cli.Command{
 			// COMMANDS: one line per command group; keep sorted by name.
 			agentCommand(e),
+			agentsCommand(e),
+			bootstrapCommand(e),
+			callCommand(e),
+			execCommand(e),
 			hooksCommand(e),
 			labCommand(e),
+			logsCommand(e),
+			nodeCommand(e),
+			partitionCommand(e),
+			selectCommand(e),
+			statusCommand(e),
 			testsCommand(e),
 		},
 	}

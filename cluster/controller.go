@@ -186,19 +186,7 @@ func (c *Controller) Bootstrap(ctx context.Context, conf *Config) ([]NodeResult,
 	results := c.forEach(ctx, "deploy", nodes, func(ctx context.Context, n Node) (string, error) {
 		opts := c.cfg.Connect
 		opts.Password = byName[n.Name].Password
-		nc, err := Connect(ctx, n, opts)
-		if err != nil {
-			return "", err
-		}
-		defer nc.Close()
-		res, err := nc.SetupAgentEnv(ctx, c.cfg.Binary)
-		if err != nil {
-			return "", err
-		}
-		if res.Skipped {
-			return "agent binary already up to date", nil
-		}
-		return "agent binary uploaded", nil
+		return c.deploy(ctx, n, opts)
 	})
 	var deployed []Node
 	for i, r := range results {
@@ -222,6 +210,45 @@ func (c *Controller) Bootstrap(ctx context.Context, conf *Config) ([]NodeResult,
 		return results, err
 	}
 	return results, joinResults(results)
+}
+
+// Deploy uploads the agent binary to the named registered nodes (all when
+// none is named), as Bootstrap does for a config's hosts; it serves nodes
+// registered one by one (vtcluster node add). Logins use keys only, since
+// no password is ever stored.
+func (c *Controller) Deploy(ctx context.Context, names ...string) ([]NodeResult, error) {
+	if c.cfg.Binary == "" {
+		return nil, errors.New("cluster: deploy needs the agent binary path")
+	}
+	nodes, err := c.Nodes(ctx, names...)
+	if err != nil {
+		return nil, err
+	}
+	if len(nodes) == 0 {
+		return nil, ErrNoNodes
+	}
+	results := c.forEach(ctx, "deploy", nodes, func(ctx context.Context, n Node) (string, error) {
+		return c.deploy(ctx, n, c.cfg.Connect)
+	})
+	return results, joinResults(results)
+}
+
+// deploy puts the agent binary on one node; the detail says whether it
+// had to be uploaded.
+func (c *Controller) deploy(ctx context.Context, n Node, opts ConnectOptions) (string, error) {
+	nc, err := Connect(ctx, n, opts)
+	if err != nil {
+		return "", err
+	}
+	defer nc.Close()
+	res, err := nc.SetupAgentEnv(ctx, c.cfg.Binary)
+	if err != nil {
+		return "", err
+	}
+	if res.Skipped {
+		return "agent binary already up to date", nil
+	}
+	return "agent binary uploaded", nil
 }
 
 // StartAgents starts the agents of the named nodes (all when none is

@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"context"
+	"debug/elf"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -9,7 +11,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -177,7 +178,38 @@ type ArchError struct {
 }
 
 func (e *ArchError) Error() string {
-	return fmt.Sprintf("cluster: node %q is %s but this vtcluster binary is built for %s: build one with GOARCH for that node (make build GOARCH=...)", e.Node, e.NodeArch, e.BinaryArch)
+	return fmt.Sprintf("cluster: node %q is %s but the agent binary is built for %s: build vtcluster for that node (GOARCH=...) and deploy it with --agent-binary FILE", e.Node, e.NodeArch, e.BinaryArch)
+}
+
+// BinaryArch returns the GOARCH an executable was built for, read from its
+// ELF header, so that a binary built for the nodes (--agent-binary) is
+// checked for what it is, not for what the controller runs on.
+func BinaryArch(path string) (string, error) {
+	f, err := elf.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("agent binary %s: not a Linux executable: %w", path, err)
+	}
+	defer f.Close()
+	switch f.Machine {
+	case elf.EM_X86_64:
+		return "amd64", nil
+	case elf.EM_AARCH64:
+		return "arm64", nil
+	case elf.EM_386:
+		return "386", nil
+	case elf.EM_ARM:
+		return "arm", nil
+	case elf.EM_PPC64:
+		if f.ByteOrder == binary.LittleEndian {
+			return "ppc64le", nil
+		}
+		return "ppc64", nil
+	case elf.EM_S390:
+		return "s390x", nil
+	case elf.EM_RISCV:
+		return "riscv64", nil
+	}
+	return "", fmt.Errorf("agent binary %s: unsupported machine %s", path, f.Machine)
 }
 
 // SetupAgentEnv deploys the agent binary (this very vtcluster, at binary)
@@ -197,12 +229,16 @@ func (nc *NodeConn) SetupAgentEnv(ctx context.Context, binary string) (UploadRes
 	if nc.node.Arch != "" && nc.node.Arch != arch {
 		return UploadResult{}, fmt.Errorf("cluster: node %q: config says arch %q but the node reports %q", nc.node.Name, nc.node.Arch, arch)
 	}
+	binArch, err := BinaryArch(binary)
+	if err != nil {
+		return UploadResult{}, fmt.Errorf("cluster: node %q: %w", nc.node.Name, err)
+	}
 	ok := false
-	for _, a := range goarchToUname[runtime.GOARCH] {
+	for _, a := range goarchToUname[binArch] {
 		ok = ok || a == arch
 	}
 	if !ok {
-		return UploadResult{}, &ArchError{Node: nc.node.Name, NodeArch: arch, BinaryArch: runtime.GOARCH}
+		return UploadResult{}, &ArchError{Node: nc.node.Name, NodeArch: arch, BinaryArch: binArch}
 	}
 	dir := nc.node.AgentDir()
 	if err := ssh.Run(ctx, []string{"mkdir", "-p", "-m", "0700", "--", dir}, RunOptions{}); err != nil {

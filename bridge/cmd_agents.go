@@ -1,0 +1,206 @@
+package bridge
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/urfave/cli/v3"
+
+	"github.com/vtcluster/vtcluster/cluster"
+)
+
+func agentsCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "agents",
+		Usage:     "deploy, start, stop and check the agents of registered nodes",
+		UsageText: "vtcluster agents deploy|start|stop|status [NODE...]",
+		Description: `Works on the named nodes, or on every registered node when none is named,
+in parallel. Agents are started detached on their nodes: they keep running
+after this command (and the SSH connection) ends, until "agents stop".
+
+Starting an agent also collects the node's properties (hostname, CPU,
+memory, kernel, kvm...) into the cluster state, where "vtcluster select" and
+partition selectors read them.
+
+Examples:
+   vtcluster agents start                 # what Avocado's pre-tests hook runs
+   vtcluster agents status node1 --json
+   vtcluster agents stop
+   vtcluster agents deploy node4          # after "vtcluster node add node4 ..."`,
+		Commands: []*cli.Command{
+			agentsDeployCommand(e),
+			agentsStartCommand(e),
+			agentsStatusCommand(e),
+			agentsStopCommand(e),
+		},
+	}
+}
+
+func agentsDeployCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "deploy",
+		Usage:     "upload the agent binary to registered nodes (skipped where it is already current)",
+		ArgsUsage: "[NODE...]",
+		Flags:     slices.Concat([]cli.Flag{agentBinaryFlag()}, sshFlags(), []cli.Flag{parallelFlag(), timeoutFlag(10 * time.Minute), jsonFlag()}),
+		Action: func(ctx context.Context, cmd *cli.Command) error {
+			return runAgentsOp(ctx, e, cmd, "deploy", func(c *cluster.Controller, ctx context.Context, names []string) ([]cluster.NodeResult, error) {
+				return c.Deploy(ctx, names...)
+			})
+		},
+	}
+}
+
+func agentsStartCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "start",
+		Usage:     "start the agents (reusing any that already answer) and collect node properties",
+		ArgsUsage: "[NODE...]",
+		Flags:     slices.Concat(sshFlags(), []cli.Flag{parallelFlag(), timeoutFlag(2 * time.Minute), jsonFlag()}),
+		Action: func(ctx context.Context, cmd *cli.Command) error {
+			return runAgentsOp(ctx, e, cmd, "agents start", func(c *cluster.Controller, ctx context.Context, names []string) ([]cluster.NodeResult, error) {
+				return c.StartAgents(ctx, names...)
+			})
+		},
+	}
+}
+
+func agentsStopCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "stop",
+		Usage:     "stop the agents; a node whose agent is not running is not an error",
+		ArgsUsage: "[NODE...]",
+		Flags:     slices.Concat(sshFlags(), []cli.Flag{parallelFlag(), timeoutFlag(2 * time.Minute), jsonFlag()}),
+		Action: func(ctx context.Context, cmd *cli.Command) error {
+			return runAgentsOp(ctx, e, cmd, "agents stop", func(c *cluster.Controller, ctx context.Context, names []string) ([]cluster.NodeResult, error) {
+				return c.StopAgents(ctx, names...)
+			})
+		},
+	}
+}
+
+type agentsOp func(c *cluster.Controller, ctx context.Context, names []string) ([]cluster.NodeResult, error)
+
+func runAgentsOp(ctx context.Context, e *env, cmd *cli.Command, what string, op agentsOp) error {
+	st, err := openStore(cmd)
+	if err != nil {
+		return err
+	}
+	cfg, err := controllerConfig(e, cmd)
+	if err != nil {
+		return err
+	}
+	if hasFlag(cmd, flagAgentBinary) {
+		if cfg.Binary, err = agentBinary(cmd); err != nil {
+			return err
+		}
+	}
+	ctx, cancel, err := withTimeout(ctx, cmd)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	results, err := op(cluster.NewController(st, cfg), ctx, cmd.Args().Slice())
+	if results == nil && err != nil {
+		return fmt.Errorf("%s: %w", what, err) // nothing was attempted
+	}
+	if perr := printResults(e, cmd.Bool(flagJSON), results); perr != nil {
+		return perr
+	}
+	return resultsError(what, results, err)
+}
+
+func agentsStatusCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "status",
+		Usage:     "check which agents answer; exits 1 when any named (or registered) agent is down",
+		ArgsUsage: "[NODE...]",
+		Flags:     slices.Concat(sshFlags(), []cli.Flag{parallelFlag(), timeoutFlag(30 * time.Second), jsonFlag()}),
+		Action: func(ctx context.Context, cmd *cli.Command) error {
+			rows, err := probeNodes(ctx, e, cmd)
+			if err != nil {
+				return err
+			}
+			if cmd.Bool(flagJSON) {
+				out := make([]agentStatusJSON, len(rows))
+				for i, r := range rows {
+					out[i] = agentStatusJSON{Node: r.Name, Address: r.Address, AgentBind: r.Bind, Up: r.AgentUp, Error: r.AgentError}
+				}
+				if err := writeJSON(e.stdout, out); err != nil {
+					return err
+				}
+			} else {
+				tw := newTable(e.stdout)
+				fmt.Fprintln(tw, "NODE\tADDRESS\tBIND\tAGENT\tDETAIL")
+				for _, r := range rows {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Name, r.Address, r.Bind, upDown(r.AgentUp), firstLine(r.AgentError))
+				}
+				if err := tw.Flush(); err != nil {
+					return err
+				}
+			}
+			down := 0
+			for _, r := range rows {
+				if !r.AgentUp {
+					down++
+				}
+			}
+			if down > 0 {
+				return fmt.Errorf("agents status: %d of %d agents are down (start them with: vtcluster agents start)", down, len(rows))
+			}
+			return nil
+		},
+	}
+}
+
+// agentStatusJSON is one row of "agents status --json".
+type agentStatusJSON struct {
+	Node      string `json:"node"`
+	Address   string `json:"address"`
+	AgentBind string `json:"agent_bind"`
+	Up        bool   `json:"up"`
+	Error     string `json:"error,omitempty"`
+}
+
+// probeNodes asks every node's agent whether it is alive and returns the
+// rows of the nodes named on the command line (all when none is).
+func probeNodes(ctx context.Context, e *env, cmd *cli.Command) ([]cluster.NodeStatus, error) {
+	st, err := openStore(cmd)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := controllerConfig(e, cmd)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Progress = nil // one table, not a line per probe
+	ctx, cancel, err := withTimeout(ctx, cmd)
+	if err != nil {
+		return nil, err
+	}
+	defer cancel()
+	c := cluster.NewController(st, cfg)
+	names := cmd.Args().Slice()
+	if _, err := c.Nodes(ctx, names...); err != nil { // unknown names fail before any probe
+		return nil, err
+	}
+	rows, err := c.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(rows) == 0 {
+		return nil, cluster.ErrNoNodes
+	}
+	if len(names) > 0 {
+		rows = slices.DeleteFunc(rows, func(r cluster.NodeStatus) bool { return !slices.Contains(names, r.Name) })
+	}
+	return rows, nil
+}
+
+func upDown(up bool) string {
+	if up {
+		return "up"
+	}
+	return "down"
+}

@@ -1,0 +1,473 @@
+package bridge
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"math"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/tidwall/gjson"
+	"github.com/urfave/cli/v3"
+
+	"github.com/vtcluster/vtcluster/agent"
+	"github.com/vtcluster/vtcluster/cluster"
+)
+
+// How XML-RPC values that JSON lacks are written, both in call's output
+// and in its JSON arguments. One rule, no guessing: binary data is always
+// an object {"__base64__": "<standard base64>"}, even when it happens to
+// be text, and a dateTime is {"__datetime__": "YYYY-MM-DDTHH:MM:SS"}
+// (naive, as XML-RPC has no zone). Non-finite doubles are
+// {"__float__": "inf" | "-inf" | "nan"}.
+const (
+	jsonBase64Key   = "__base64__"
+	jsonDatetimeKey = "__datetime__"
+	jsonFloatKey    = "__float__"
+	datetimeLayout  = "2006-01-02T15:04:05"
+)
+
+func callCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "call",
+		Usage:     "call one agent method on a node and print the result as JSON",
+		ArgsUsage: "NODE|TAG METHOD [ARG...]",
+		Description: `Each ARG is one JSON value, passed as one positional parameter; a string
+must be quoted as JSON, so write '"text"' in the shell. Binary data is
+written {"__base64__": "..."} and a dateTime {"__datetime__":
+"2006-01-02T15:04:05"}, both in arguments and in the printed result, which
+is always one JSON document (bytes are never printed raw, even when they
+are text; use "vtcluster exec" for command output).
+
+A method that raises prints "<exc_type>: <exc_value>" on stderr and exits
+1; --traceback adds the agent's traceback.
+
+NODE is a registered node's name. Inside a test body, where
+VTCLUSTER_PARTITION_FILE is set, a tag of the test's partition ("src",
+"dst") names the node it was given.
+
+Examples:
+   vtcluster call node1 examples.hello.ping
+   vtcluster call node1 core.get_job_results_dir '"job-1"'
+   vtcluster call src process.run '["uname", "-r"]' '{"timeout": 10}'`,
+		Flags: slices.Concat([]cli.Flag{connectTimeoutFlag()}, []cli.Flag{
+			timeoutFlag(cluster.DefaultCallTimeout),
+			&cli.BoolFlag{Name: "traceback", Usage: "print the agent's traceback when the method raises"},
+		}),
+		Action: func(ctx context.Context, cmd *cli.Command) error {
+			args := cmd.Args().Slice()
+			if len(args) < 2 {
+				return usageError{errors.New("call: want NODE|TAG METHOD [ARG...] (see --help)")}
+			}
+			params := make([]any, 0, len(args)-2)
+			for i, a := range args[2:] {
+				v, err := parseJSONArg(a)
+				if err != nil {
+					return usageError{fmt.Errorf("call: argument %d %q: %w", i+1, a, err)}
+				}
+				params = append(params, v)
+			}
+			ctx, cancel, err := withTimeout(ctx, cmd)
+			if err != nil {
+				return err
+			}
+			defer cancel()
+			nc, err := connectTarget(ctx, e, cmd, args[0])
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			res, err := nc.Call(ctx, args[1], params...)
+			if err != nil {
+				return faultExit(e, cmd, err)
+			}
+			out, err := toJSONValue(res)
+			if err != nil {
+				return fmt.Errorf("call: %s returned %w", args[1], err)
+			}
+			return writeJSON(e.stdout, out)
+		},
+	}
+}
+
+// faultExit prints a remote exception the way Python shows one and exits
+// 1; other errors go through as they are.
+func faultExit(e *env, cmd *cli.Command, err error) error {
+	f, ok := agent.AsFault(err)
+	if !ok {
+		return err
+	}
+	if cmd.Bool("traceback") && f.TbInfo != "" {
+		fmt.Fprint(e.stderr, strings.TrimRight(f.TbInfo, "\n")+"\n")
+	}
+	fmt.Fprintf(e.stderr, "%s: %s\n", f.ExcType, f.ExcValue)
+	return exitError{code: 1}
+}
+
+// parseJSONArg reads one call argument: strictly JSON, so that what a
+// string is never depends on what it happens to look like.
+func parseJSONArg(s string) (any, error) {
+	if !gjson.Valid(s) {
+		return nil, fmt.Errorf("not a JSON value; quote strings as JSON, e.g. '\"%s\"'", strings.ReplaceAll(s, `"`, `\"`))
+	}
+	dec := json.NewDecoder(strings.NewReader(s))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	return fromJSONValue(v, "$")
+}
+
+// fromJSONValue turns decoded JSON into XML-RPC values: integers that fit
+// int64 stay integers, other numbers become doubles, and the tagged
+// objects described above become bytes, times and special doubles. path
+// names the value in errors ($[0].key).
+func fromJSONValue(v any, path string) (any, error) {
+	switch t := v.(type) {
+	case json.Number:
+		if i, err := strconv.ParseInt(t.String(), 10, 64); err == nil {
+			return i, nil
+		}
+		if strings.ContainsAny(t.String(), ".eE") {
+			f, err := t.Float64()
+			if err != nil {
+				return nil, fmt.Errorf("%s: %v", path, err)
+			}
+			return f, nil
+		}
+		return nil, fmt.Errorf("%s: integer %s does not fit in 64 bits", path, t)
+	case []any:
+		out := make([]any, len(t))
+		for i, x := range t {
+			var err error
+			if out[i], err = fromJSONValue(x, fmt.Sprintf("%s[%d]", path, i)); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	case map[string]any:
+		if len(t) == 1 {
+			for k, x := range t {
+				if tagged, ok, err := fromTagged(k, x, path); ok || err != nil {
+					return tagged, err
+				}
+			}
+		}
+		out := make(map[string]any, len(t))
+		for k, x := range t {
+			var err error
+			if out[k], err = fromJSONValue(x, path+"."+k); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	}
+	return v, nil // nil, bool, string
+}
+
+func fromTagged(key string, v any, path string) (any, bool, error) {
+	switch key {
+	case jsonBase64Key, jsonDatetimeKey, jsonFloatKey:
+	default:
+		return nil, false, nil
+	}
+	s, ok := v.(string)
+	if !ok {
+		return nil, true, fmt.Errorf("%s.%s: want a string", path, key)
+	}
+	switch key {
+	case jsonBase64Key:
+		b, err := base64.StdEncoding.DecodeString(s)
+		if err != nil {
+			return nil, true, fmt.Errorf("%s.%s: %v", path, key, err)
+		}
+		return b, true, nil
+	case jsonDatetimeKey:
+		t, err := time.Parse(datetimeLayout, s)
+		if err != nil {
+			return nil, true, fmt.Errorf("%s.%s: want YYYY-MM-DDTHH:MM:SS: %v", path, key, err)
+		}
+		return t, true, nil
+	}
+	switch s {
+	case "inf":
+		return math.Inf(1), true, nil
+	case "-inf":
+		return math.Inf(-1), true, nil
+	case "nan":
+		return math.NaN(), true, nil
+	}
+	return nil, true, fmt.Errorf("%s.%s: want \"inf\", \"-inf\" or \"nan\"", path, key)
+}
+
+// toJSONValue is the inverse of fromJSONValue for a decoded reply.
+func toJSONValue(v any) (any, error) {
+	switch t := v.(type) {
+	case nil, bool, string, int, int64:
+		return t, nil
+	case float64:
+		switch {
+		case math.IsInf(t, 1):
+			return map[string]any{jsonFloatKey: "inf"}, nil
+		case math.IsInf(t, -1):
+			return map[string]any{jsonFloatKey: "-inf"}, nil
+		case math.IsNaN(t):
+			return map[string]any{jsonFloatKey: "nan"}, nil
+		}
+		return t, nil
+	case []byte:
+		return map[string]any{jsonBase64Key: base64.StdEncoding.EncodeToString(t)}, nil
+	case time.Time:
+		return map[string]any{jsonDatetimeKey: t.Format(datetimeLayout)}, nil
+	case []any:
+		out := make([]any, len(t))
+		for i, x := range t {
+			var err error
+			if out[i], err = toJSONValue(x); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	case map[string]any:
+		out := make(map[string]any, len(t))
+		for k, x := range t {
+			var err error
+			if out[k], err = toJSONValue(x); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	case agent.Struct:
+		out := make(map[string]any, len(t))
+		for _, m := range t {
+			var err error
+			if out[m.Name], err = toJSONValue(m.Value); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("a value of unexpected type %T", v)
+}
+
+// partitionFile is the part of the runner's partition file that call and
+// exec read.
+type partitionFile struct {
+	ID    string `json:"id"`
+	Nodes map[string]struct {
+		Name string `json:"name"`
+	} `json:"nodes"`
+}
+
+// resolveNode finds the node a command line names: a tag of the partition
+// in $VTCLUSTER_PARTITION_FILE (inside a test body), else a registered
+// node's name.
+func resolveNode(ctx context.Context, cmd *cli.Command, name string) (cluster.Node, error) {
+	var tags []string
+	if pf := os.Getenv(envPartitionFile); pf != "" {
+		p, err := readPartitionFile(pf)
+		if err != nil {
+			return cluster.Node{}, err
+		}
+		if n, ok := p.Nodes[name]; ok {
+			name = n.Name
+		}
+		tags = slices.Sorted(maps.Keys(p.Nodes))
+	}
+	st, err := openStore(cmd)
+	if err != nil {
+		return cluster.Node{}, err
+	}
+	s, err := st.Load(ctx)
+	if err != nil {
+		return cluster.Node{}, err
+	}
+	if n := s.Node(name); n != nil {
+		return *n, nil
+	}
+	msg := fmt.Sprintf("no node named %q in %s (registered: %s)", name, st.Path(), strings.Join(s.SortedNames(), ", "))
+	if tags != nil {
+		msg += fmt.Sprintf(", and no such tag in $%s (tags: %s)", envPartitionFile, strings.Join(tags, ", "))
+	}
+	return cluster.Node{}, errors.New(msg)
+}
+
+func readPartitionFile(path string) (*partitionFile, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading $%s: %w", envPartitionFile, err)
+	}
+	if !gjson.ValidBytes(data) {
+		return nil, fmt.Errorf("$%s: %s is not valid JSON", envPartitionFile, path)
+	}
+	if r := gjson.GetBytes(data, "nodes"); !r.IsObject() {
+		return nil, fmt.Errorf("$%s: %s: key \"nodes\": want an object of tag to node", envPartitionFile, path)
+	}
+	var p partitionFile
+	if err := json.Unmarshal(data, &p); err != nil {
+		return nil, fmt.Errorf("$%s: %s: %w", envPartitionFile, path, err)
+	}
+	for tag, n := range p.Nodes {
+		if n.Name == "" {
+			return nil, fmt.Errorf("$%s: %s: nodes.%s.name: want the node's name", envPartitionFile, path, tag)
+		}
+	}
+	return &p, nil
+}
+
+// connectTarget resolves NODE|TAG and connects to its agent.
+func connectTarget(ctx context.Context, e *env, cmd *cli.Command, name string) (*cluster.NodeConn, error) {
+	n, err := resolveNode(ctx, cmd, name)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := controllerConfig(e, cmd)
+	if err != nil {
+		return nil, err
+	}
+	return cluster.Connect(ctx, n, cfg.Connect)
+}
+
+func execCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "exec",
+		Usage:     "run a command on a node through its agent; exits with the command's exit code",
+		ArgsUsage: "NODE|TAG -- COMMAND [ARG...]",
+		Description: `Runs COMMAND (an argv, never a shell string: use sh -c '...' for shell
+syntax) with the agent's process.run, in a minimal environment, and copies
+its output to this command's stdout and stderr unchanged. The exit code is
+the command's; 124 when it ran out of --timeout, 128+N when signal N
+killed it.
+
+NODE|TAG is resolved as for "vtcluster call".
+
+Examples:
+   vtcluster exec node1 -- uname -a
+   vtcluster exec --timeout 30 src -- sh -c 'ip -br addr; exit 3'; echo $?
+   vtcluster exec node2 --env LC_ALL=C --cwd /tmp -- ls -l`,
+		Flags: slices.Concat([]cli.Flag{connectTimeoutFlag()}, []cli.Flag{
+			&cli.StringFlag{
+				Name: flagTimeout, Value: "10m", Sources: cli.EnvVars(envExecTimeout),
+				Usage: "kill the command after `DURATION` (e.g. 30s, 5m, or plain seconds; at most a week)",
+			},
+			&cli.StringSliceFlag{Name: "env", Usage: "`KEY=VALUE` added to the command's environment (repeatable)"},
+			&cli.StringFlag{Name: "cwd", Usage: "working `DIR` on the node"},
+		}),
+		Action: func(ctx context.Context, cmd *cli.Command) error {
+			args := cmd.Args().Slice()
+			if len(args) < 2 {
+				return usageError{errors.New("exec: want NODE|TAG -- COMMAND [ARG...] (see --help)")}
+			}
+			timeout, err := durationFlag(cmd, flagTimeout)
+			if err != nil {
+				return err
+			}
+			if timeout <= 0 || timeout > maxExecTimeout {
+				return flagError(flagTimeout, "%s is not between 1s and %s", timeout, maxExecTimeout)
+			}
+			opts := map[string]any{"timeout": timeout.Seconds()}
+			// The agent kills the command at the timeout; the reply
+			// still needs a moment after that.
+			ctx, cancel := context.WithTimeout(ctx, timeout+30*time.Second)
+			defer cancel()
+			if envs := cmd.StringSlice("env"); len(envs) > 0 {
+				m := map[string]any{}
+				for _, kv := range envs {
+					k, v, ok := strings.Cut(kv, "=")
+					if !ok || k == "" {
+						return flagError("env", "%q is not KEY=VALUE", kv)
+					}
+					m[k] = v
+				}
+				opts["env"] = m
+			}
+			if cwd := cmd.String("cwd"); cwd != "" {
+				opts["cwd"] = cwd
+			}
+			argv := make([]any, len(args)-1)
+			for i, a := range args[1:] {
+				argv[i] = a
+			}
+			nc, err := connectTarget(ctx, e, cmd, args[0])
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			res, err := nc.Call(ctx, "process.run", argv, opts)
+			if err != nil {
+				return faultExit(e, cmd, err)
+			}
+			return execResult(e, res, timeout)
+		},
+	}
+}
+
+// execResult copies a process.run result to our streams and picks the
+// exit code.
+func execResult(e *env, res any, timeout time.Duration) error {
+	m, ok := res.(map[string]any)
+	if !ok {
+		return fmt.Errorf("exec: process.run returned %T, want a struct", res)
+	}
+	for _, s := range []struct {
+		key string
+		w   io.Writer
+	}{{"stdout", e.stdout}, {"stderr", e.stderr}} {
+		b, err := bytesField(m, s.key)
+		if err != nil {
+			return err
+		}
+		if _, err := s.w.Write(b); err != nil {
+			return fmt.Errorf("exec: writing the command's %s: %w", s.key, err)
+		}
+		if t, _ := m[s.key+"_truncated"].(bool); t {
+			fmt.Fprintf(e.stderr, "vtcluster: exec: the command's %s was truncated by the agent\n", s.key)
+		}
+	}
+	if t, _ := m["timed_out"].(bool); t {
+		fmt.Fprintf(e.stderr, "vtcluster: exec: the command ran out of its %s timeout and was killed\n", timeout)
+		return exitError{code: 124}
+	}
+	code, ok := m["exit_code"].(int)
+	if !ok {
+		return fmt.Errorf("exec: process.run returned exit_code %v (%T), want an int", m["exit_code"], m["exit_code"])
+	}
+	switch {
+	case code == 0:
+		return nil
+	case code < 0:
+		return exitError{code: 128 - code} // Python's -N: killed by signal N
+	case code > 255:
+		return exitError{code: 1}
+	}
+	return exitError{code: code}
+}
+
+// bytesField reads a bytes member; Python agents may send text as str.
+func bytesField(m map[string]any, key string) ([]byte, error) {
+	switch v := m[key].(type) {
+	case []byte:
+		return v, nil
+	case string:
+		if !utf8.ValidString(v) {
+			return nil, fmt.Errorf("exec: process.run %s is not valid text", key)
+		}
+		return []byte(v), nil
+	case nil:
+		return nil, nil
+	}
+	return nil, fmt.Errorf("exec: process.run returned %s of type %T, want bytes", key, m[key])
+}
+
+// maxExecTimeout bounds exec's --timeout: every call has a deadline.
+const maxExecTimeout = 7 * 24 * time.Hour

@@ -1,0 +1,273 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v3"
+
+	"github.com/vtcluster/vtcluster/cluster"
+)
+
+func nodeCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "node",
+		Usage:     "register, unregister and list nodes one by one",
+		UsageText: "vtcluster node add|remove|list ...",
+		Description: `Edits the cluster state directly; "vtcluster bootstrap" does the same for
+every host of a cluster config at once, and also deploys the agent.
+
+Examples:
+   vtcluster node add node4 --address 192.168.122.14 --key-file ~/.ssh/id_ed25519 --label rack=b
+   vtcluster agents deploy node4 --accept-new-host-keys && vtcluster agents start node4
+   vtcluster node add py1 --address 10.0.0.5 --agent-bind direct   # an upstream agent already running there
+   vtcluster node list --json
+   vtcluster node remove node4`,
+		Commands: []*cli.Command{
+			nodeAddCommand(e),
+			nodeListCommand(e),
+			nodeRemoveCommand(e),
+		},
+	}
+}
+
+var labelKeyRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+
+func nodeAddCommand(e *env) *cli.Command {
+	d := cluster.DefaultHostConfig("")
+	return &cli.Command{
+		Name:      "add",
+		Usage:     "register a node (without deploying or starting anything)",
+		ArgsUsage: "NAME",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "address", Usage: "`ADDRESS` (IP or DNS name) for SSH and, in direct mode, the agent"},
+			&cli.StringFlag{Name: "hostname", Usage: "`HOST` name to use when no --address is given (upstream's hostname key)"},
+			&cli.StringFlag{Name: "user", Value: d.Username, Usage: "SSH login `USER`"},
+			&cli.IntFlag{Name: "port", Value: d.ShellPort, Usage: "SSH `PORT`"},
+			&cli.IntFlag{Name: "proxy-port", Value: d.ProxyPort, Usage: "agent XML-RPC `PORT` on the node"},
+			&cli.StringFlag{Name: "agent-base-dir", Value: d.AgentBaseDir, Usage: "absolute `DIR` on the node; the agent lives in DIR/NAME"},
+			&cli.StringFlag{Name: "key-file", TakesFile: true, Usage: "SSH private key `FILE` (default: ssh-agent and ~/.ssh/id_*)"},
+			&cli.StringFlag{Name: "known-hosts", TakesFile: true, Usage: "known_hosts `FILE` to verify the node's host key (default: ~/.ssh/known_hosts)"},
+			&cli.StringFlag{Name: "agent-bind", Value: d.AgentBind, Usage: "`MODE`: tunnel (agent on the node's loopback, reached through SSH) or direct (agent on ADDRESS:proxy-port)"},
+			&cli.StringFlag{Name: "token-file", TakesFile: true, Usage: "`FILE` with the agent token (direct mode); without it only an already running upstream agent can serve the node"},
+			&cli.StringFlag{Name: "arch", Usage: "`ARCH` the node must report (uname -m), checked before deploying"},
+			&cli.StringSliceFlag{Name: "label", Usage: "static property `KEY=VALUE` for selectors (repeatable); values are strings, compared as numbers or booleans when they read as such"},
+			&cli.BoolFlag{Name: "replace", Usage: "overwrite a node already registered under NAME"},
+		},
+		Action: func(ctx context.Context, cmd *cli.Command) error {
+			if cmd.Args().Len() != 1 {
+				return usageError{errors.New("node add: want exactly one NAME (see --help)")}
+			}
+			n, err := nodeFromFlags(cmd.Args().First(), cmd)
+			if err != nil {
+				return err
+			}
+			st, err := openStore(cmd)
+			if err != nil {
+				return err
+			}
+			replace := cmd.Bool("replace")
+			err = st.Update(ctx, func(s *cluster.State) error {
+				return s.RegisterNode(n, replace)
+			})
+			if errors.Is(err, cluster.ErrNodeExists) {
+				return fmt.Errorf("node add: %w (use --replace to overwrite it)", err)
+			}
+			if err != nil {
+				return fmt.Errorf("node add: %w", err)
+			}
+			fmt.Fprintf(e.stderr, "registered node %q in %s\n", n.Name, st.Path())
+			return nil
+		},
+	}
+}
+
+// nodeFromFlags builds the node record; the state validates it again.
+func nodeFromFlags(name string, cmd *cli.Command) (cluster.Node, error) {
+	n := cluster.Node{
+		Name:         name,
+		Address:      cmd.String("address"),
+		Hostname:     cmd.String("hostname"),
+		User:         cmd.String("user"),
+		ShellPort:    int(cmd.Int("port")),
+		ProxyPort:    int(cmd.Int("proxy-port")),
+		AgentBaseDir: cmd.String("agent-base-dir"),
+		AgentBind:    cmd.String("agent-bind"),
+		Arch:         cmd.String("arch"),
+	}
+	if n.Address == "" && n.Hostname == "" {
+		return n, usageError{errors.New("node add: give --address or --hostname")}
+	}
+	if !filepath.IsAbs(n.AgentBaseDir) {
+		return n, flagError("agent-base-dir", "%q is not an absolute path", n.AgentBaseDir)
+	}
+	for _, f := range []struct {
+		flag string
+		dst  *string
+	}{{"key-file", &n.KeyFile}, {"known-hosts", &n.KnownHosts}, {"token-file", &n.TokenFile}} {
+		if p := expandHome(cmd.String(f.flag)); p != "" {
+			abs, err := filepath.Abs(p)
+			if err != nil {
+				return n, flagError(f.flag, "%v", err)
+			}
+			*f.dst = abs
+		}
+	}
+	if n.TokenFile != "" && n.AgentBind != cluster.AgentBindDirect {
+		return n, flagError("token-file", "only used with --agent-bind direct (a tunnelled agent needs no token)")
+	}
+	reserved := cluster.PropertyKeys()
+	for _, l := range cmd.StringSlice("label") {
+		k, v, ok := strings.Cut(l, "=")
+		switch {
+		case !ok:
+			return n, flagError("label", "%q is not KEY=VALUE", l)
+		case !labelKeyRE.MatchString(k):
+			return n, flagError("label", "key %q must be made of letters, digits, '_', '.' and '-'", k)
+		case slices.Contains(reserved, k):
+			return n, flagError("label", "key %q is a property collected from the node itself (%s)", k, strings.Join(reserved, ", "))
+		}
+		if n.Labels == nil {
+			n.Labels = map[string]any{}
+		}
+		if _, dup := n.Labels[k]; dup {
+			return n, flagError("label", "key %q given twice", k)
+		}
+		n.Labels[k] = v
+	}
+	return n, nil
+}
+
+func nodeRemoveCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "remove",
+		Usage:     "unregister nodes; a node held by a live partition needs --force",
+		ArgsUsage: "NAME...",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "force", Usage: "also take the node out of the live partition holding it"},
+		},
+		Action: func(ctx context.Context, cmd *cli.Command) error {
+			names := cmd.Args().Slice()
+			if len(names) == 0 {
+				return usageError{errors.New("node remove: want at least one NAME (see --help)")}
+			}
+			st, err := openStore(cmd)
+			if err != nil {
+				return err
+			}
+			err = st.Update(ctx, func(s *cluster.State) error {
+				now := time.Now()
+				for _, name := range names {
+					if err := s.UnregisterNode(name, now, cmd.Bool("force")); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			var held *cluster.LeaseHeldError
+			switch {
+			case errors.As(err, &held):
+				return fmt.Errorf("node remove: %w (nothing was removed; wait, release the partition, or use --force)", err)
+			case errors.Is(err, cluster.ErrNodeNotFound):
+				return fmt.Errorf("node remove: %w (nothing was removed)", err)
+			case err != nil:
+				return fmt.Errorf("node remove: %w", err)
+			}
+			fmt.Fprintf(e.stderr, "unregistered %s; their agents, if running, were left alone\n", strings.Join(names, ", "))
+			return nil
+		},
+	}
+}
+
+// nodeJSON is a node in "node list --json". It omits nothing secret
+// because the state holds no secret.
+type nodeJSON struct {
+	Name         string         `json:"name"`
+	Address      string         `json:"address,omitempty"`
+	Hostname     string         `json:"hostname,omitempty"`
+	User         string         `json:"user"`
+	ShellPort    int            `json:"shell_port"`
+	ProxyPort    int            `json:"proxy_port"`
+	AgentBaseDir string         `json:"agent_base_dir"`
+	AgentBind    string         `json:"agent_bind"`
+	KeyFile      string         `json:"key_file,omitempty"`
+	KnownHosts   string         `json:"known_hosts,omitempty"`
+	TokenFile    string         `json:"token_file,omitempty"`
+	Arch         string         `json:"arch,omitempty"`
+	Labels       map[string]any `json:"labels,omitempty"`
+	Properties   map[string]any `json:"properties,omitempty"`
+	PropertiesAt *time.Time     `json:"properties_at,omitempty"`
+	AgentPID     int            `json:"agent_pid,omitempty"`
+}
+
+func toNodeJSON(n cluster.Node) nodeJSON {
+	out := nodeJSON{
+		Name: n.Name, Address: n.Address, Hostname: n.Hostname, User: n.User,
+		ShellPort: n.ShellPort, ProxyPort: n.ProxyPort, AgentBaseDir: n.AgentBaseDir,
+		AgentBind: n.AgentBind, KeyFile: n.KeyFile, KnownHosts: n.KnownHosts,
+		TokenFile: n.TokenFile, Arch: n.Arch, Labels: n.Labels, Properties: n.Properties,
+		AgentPID: n.Agent.PID,
+	}
+	if !n.PropertiesAt.IsZero() {
+		t := n.PropertiesAt
+		out.PropertiesAt = &t
+	}
+	return out
+}
+
+func nodeListCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:  "list",
+		Usage: "list the registered nodes, from the state alone (no node is contacted)",
+		Flags: []cli.Flag{jsonFlag()},
+		Action: func(ctx context.Context, cmd *cli.Command) error {
+			if err := noArgs(cmd); err != nil {
+				return err
+			}
+			st, err := openStore(cmd)
+			if err != nil {
+				return err
+			}
+			s, err := st.Load(ctx)
+			if err != nil {
+				return err
+			}
+			if cmd.Bool(flagJSON) {
+				out := make([]nodeJSON, len(s.Nodes))
+				for i, n := range s.Nodes {
+					out[i] = toNodeJSON(n)
+				}
+				return writeJSON(e.stdout, out)
+			}
+			if len(s.Nodes) == 0 {
+				fmt.Fprintf(e.stderr, "no nodes registered in %s (run vtcluster bootstrap --vt-cluster-config FILE)\n", st.Path())
+				return nil
+			}
+			tw := newTable(e.stdout)
+			fmt.Fprintln(tw, "NAME\tADDRESS\tUSER\tSSH PORT\tBIND\tAGENT DIR\tLABELS")
+			for _, n := range s.Nodes {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", n.Name, n.Host(), n.User, n.ShellPort, n.AgentBind, n.AgentDir(), formatProps(n.Labels))
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+// formatProps renders a property map as sorted key=value words.
+func formatProps(m map[string]any) string {
+	if len(m) == 0 {
+		return "-"
+	}
+	parts := make([]string, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s=%v", k, m[k]))
+	}
+	return strings.Join(parts, " ")
+}

@@ -1,0 +1,101 @@
+package bridge
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/urfave/cli/v3"
+)
+
+func statusCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:  "status",
+		Usage: "show every node: address, whether its agent answers, key properties, and who holds it",
+		Description: `Probes every registered node's agent in parallel and joins the answers with
+what the state records: collected properties, and the partition, tag and
+remaining lease of nodes that are held. --json prints every property.
+
+Examples:
+   vtcluster status
+   vtcluster --cluster lab status --json`,
+		Flags: slices.Concat(sshFlags(), []cli.Flag{parallelFlag(), timeoutFlag(30 * time.Second), jsonFlag()}),
+		Action: func(ctx context.Context, cmd *cli.Command) error {
+			if err := noArgs(cmd); err != nil {
+				return err
+			}
+			rows, err := probeNodes(ctx, e, cmd)
+			if err != nil {
+				return err
+			}
+			if cmd.Bool(flagJSON) {
+				out := make([]statusJSON, len(rows))
+				for i, r := range rows {
+					out[i] = statusJSON{
+						Node: r.Name, Address: r.Address, AgentBind: r.Bind, AgentUp: r.AgentUp,
+						AgentError: r.AgentError, Properties: r.Properties, Partition: r.Partition,
+						Tag: r.Tag, Owner: r.Owner,
+					}
+					if r.Partition != "" {
+						left := r.LeaseLeft
+						out[i].LeaseSecondsLeft = &left
+					}
+				}
+				return writeJSON(e.stdout, out)
+			}
+			tw := newTable(e.stdout)
+			fmt.Fprintln(tw, "NODE\tADDRESS\tAGENT\tHOSTNAME\tARCH\tCPUS\tMEMORY\tKVM\tPARTITION\tTAG\tLEASE LEFT")
+			for _, r := range rows {
+				p := r.Properties
+				part, tag, lease := "-", "-", "-"
+				if r.Partition != "" {
+					part, tag, lease = r.Partition, r.Tag, formatLease(r.LeaseLeft)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Address, upDown(r.AgentUp),
+					prop(p, "hostname"), prop(p, "arch"), prop(p, "cpu_count"), memory(p), prop(p, "kvm"), part, tag, lease)
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+// statusJSON is one row of "status --json".
+type statusJSON struct {
+	Node             string         `json:"node"`
+	Address          string         `json:"address"`
+	AgentBind        string         `json:"agent_bind"`
+	AgentUp          bool           `json:"agent_up"`
+	AgentError       string         `json:"agent_error,omitempty"`
+	Properties       map[string]any `json:"properties,omitempty"`
+	Partition        string         `json:"partition,omitempty"`
+	Tag              string         `json:"tag,omitempty"`
+	Owner            string         `json:"owner,omitempty"`
+	LeaseSecondsLeft *float64       `json:"lease_seconds_left,omitempty"`
+}
+
+// prop renders one property for the table; "-" when not collected.
+func prop(p map[string]any, key string) string {
+	v, ok := p[key]
+	if !ok {
+		return "-"
+	}
+	return fmt.Sprint(v)
+}
+
+func memory(p map[string]any) string {
+	if gb, ok := p["memory_gb"].(float64); ok {
+		return strconv.FormatFloat(gb, 'f', 1, 64) + " GiB"
+	}
+	return "-"
+}
+
+// formatLease shows a lease's remaining time to the second; a lease that
+// ran out but was not reclaimed yet says so.
+func formatLease(seconds float64) string {
+	if seconds <= 0 {
+		return "expired"
+	}
+	return (time.Duration(seconds) * time.Second).String()
+}

@@ -1,0 +1,364 @@
+package bridge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v3"
+
+	"github.com/vtcluster/vtcluster/cluster"
+)
+
+// Flag groups shared by the controller commands, defined once here so that
+// a flag means the same thing, with the same environment variable, in every
+// command. Each group is a function returning fresh flags: a urfave/cli
+// flag holds its parsed value and must not be shared between commands.
+// Help text is generated from these definitions; urfave/cli appends the
+// environment variable of every flag that has one as [$NAME].
+
+// Environment variables read by the controller commands.
+const (
+	envStateDir       = "VTCLUSTER_STATE_DIR"
+	envCluster        = "VTCLUSTER_CLUSTER"
+	envParallel       = "VTCLUSTER_PARALLEL"
+	envConnectTimeout = "VTCLUSTER_CONNECT_TIMEOUT"
+	envTimeout        = "VTCLUSTER_TIMEOUT"
+	envAgentBinary    = "VTCLUSTER_AGENT_BINARY"
+	envExecTimeout    = "VTCLUSTER_EXEC_TIMEOUT"
+	// envPartitionFile is set by the runner inside a test body; call and
+	// exec resolve partition tags through it (see resolveNode).
+	envPartitionFile = "VTCLUSTER_PARTITION_FILE"
+)
+
+// Flag names used by more than one command.
+const (
+	flagStateDir       = "state-dir"
+	flagCluster        = "cluster"
+	flagJSON           = "json"
+	flagAcceptNewKeys  = "accept-new-host-keys"
+	flagConnectTimeout = "connect-timeout"
+	flagParallel       = "parallel"
+	flagTimeout        = "timeout"
+	flagAgentBinary    = "agent-binary"
+)
+
+// defaultClusterName is the cluster a command works on without --cluster.
+const defaultClusterName = "default"
+
+// defaultStateDir is Avocado's default data dir plus "vtcluster"; empty
+// when the home directory is unknown, which openStore reports.
+func defaultStateDir() string {
+	home, err := os.UserHomeDir()
+	if err != nil || home == "" {
+		return ""
+	}
+	return filepath.Join(home, "avocado", "data", "vtcluster")
+}
+
+// globalFlags select the cluster state. They sit on the root command and
+// are persistent, so both "vtcluster --state-dir D node list" (what the
+// Python shim runs) and "vtcluster node list --state-dir D" work.
+func globalFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{
+			Name: flagStateDir, Value: defaultStateDir(), Sources: cli.EnvVars(envStateDir), TakesFile: true,
+			Usage: "`DIR` holding the cluster state, one <cluster>.json per cluster",
+		},
+		&cli.StringFlag{
+			Name: flagCluster, Value: defaultClusterName, Sources: cli.EnvVars(envCluster),
+			Usage: "`NAME` of the cluster to work on (letters, digits, '.', '_', '-')",
+		},
+	}
+}
+
+// jsonFlag switches a listing command to JSON output.
+func jsonFlag() cli.Flag {
+	return &cli.BoolFlag{Name: flagJSON, Usage: "print JSON instead of text"}
+}
+
+// sshFlags tune how nodes are reached over SSH.
+func sshFlags() []cli.Flag {
+	return []cli.Flag{
+		// Deliberately without an environment variable: trusting unknown
+		// host keys is decided on each command line, never inherited.
+		&cli.BoolFlag{
+			Name:  flagAcceptNewKeys,
+			Usage: "record the host key of a node seen for the first time (trust on first use); a changed key is refused regardless",
+		},
+		connectTimeoutFlag(),
+	}
+}
+
+// connectTimeoutFlag bounds each SSH login.
+func connectTimeoutFlag() cli.Flag {
+	return &cli.StringFlag{
+		Name: flagConnectTimeout, Value: "15s", Sources: cli.EnvVars(envConnectTimeout),
+		Usage: "`DURATION` allowed for each node's SSH connect and login (e.g. 15s, 1m, or plain seconds)",
+	}
+}
+
+// parallelFlag bounds how many nodes a command works on at once.
+func parallelFlag() cli.Flag {
+	return &cli.IntFlag{
+		Name: flagParallel, Value: cluster.DefaultParallel, Sources: cli.EnvVars(envParallel),
+		Usage: "work on at most `N` nodes at once (1 to 256)",
+	}
+}
+
+// timeoutFlag bounds a whole command; def is the command's own default.
+func timeoutFlag(def time.Duration) cli.Flag {
+	return &cli.StringFlag{
+		Name: flagTimeout, Value: def.String(), Sources: cli.EnvVars(envTimeout),
+		Usage: "give up after `DURATION` (e.g. 90s, 5m, or plain seconds)",
+	}
+}
+
+// agentBinaryFlag names the executable deployed to nodes as their agent.
+func agentBinaryFlag() cli.Flag {
+	return &cli.StringFlag{
+		Name: flagAgentBinary, Sources: cli.EnvVars(envAgentBinary), TakesFile: true,
+		Usage: "vtcluster executable to deploy as the nodes' agent, built for their architecture (default: this executable)",
+	}
+}
+
+// flagError is a bad flag value: a usage error naming the flag.
+func flagError(flag, format string, args ...any) error {
+	return usageError{fmt.Errorf("--%s: %s", flag, fmt.Sprintf(format, args...))}
+}
+
+// parseDuration reads a duration written as Go does ("1m30s") or as plain
+// seconds ("90", "2.5"), which is what shell scripts and avocado-vt's
+// timeouts use.
+func parseDuration(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if f, err := strconv.ParseFloat(s, 64); err == nil {
+		if f < 0 || f > float64(1<<62)/float64(time.Second) {
+			return 0, fmt.Errorf("%q is out of range", s)
+		}
+		return time.Duration(f * float64(time.Second)), nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration (want e.g. 30s, 5m, 1h or plain seconds)", s)
+	}
+	if d < 0 {
+		return 0, fmt.Errorf("%q is negative", s)
+	}
+	return d, nil
+}
+
+// durationFlag returns the value of a duration flag; a bad value is a
+// usage error naming the flag.
+func durationFlag(cmd *cli.Command, name string) (time.Duration, error) {
+	d, err := parseDuration(cmd.String(name))
+	if err != nil {
+		return 0, flagError(name, "%v", err)
+	}
+	return d, nil
+}
+
+// withTimeout applies the command's --timeout to ctx. Zero means none.
+func withTimeout(ctx context.Context, cmd *cli.Command) (context.Context, context.CancelFunc, error) {
+	d, err := durationFlag(cmd, flagTimeout)
+	if err != nil {
+		return ctx, func() {}, err
+	}
+	if d == 0 {
+		ctx, cancel := context.WithCancel(ctx)
+		return ctx, cancel, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, d)
+	return ctx, cancel, nil
+}
+
+// openStore opens the state of the cluster chosen by the global flags.
+func openStore(cmd *cli.Command) (*cluster.FileStore, error) {
+	dir := expandHome(cmd.String(flagStateDir))
+	if dir == "" {
+		return nil, fmt.Errorf("no state directory: set --%s or %s (the home directory is unknown, so there is no default)", flagStateDir, envStateDir)
+	}
+	name := cmd.String(flagCluster)
+	if name == "" {
+		name = defaultClusterName
+	}
+	st, err := cluster.OpenFileStore(dir, name)
+	if err != nil {
+		return nil, fmt.Errorf("opening cluster state: %w", err)
+	}
+	return st, nil
+}
+
+// expandHome expands a leading "~/", which a value from a config file or
+// an environment variable did not get from the shell.
+func expandHome(p string) string {
+	if p == "~" || strings.HasPrefix(p, "~/") {
+		if home, err := os.UserHomeDir(); err == nil {
+			return filepath.Join(home, p[1:])
+		}
+	}
+	return p
+}
+
+// controllerConfig builds the controller settings from the flags the
+// command has: SSH, parallelism and timeout. Progress lines go to stderr.
+func controllerConfig(e *env, cmd *cli.Command) (cluster.ControllerConfig, error) {
+	cfg := cluster.ControllerConfig{Progress: e.stderr, Logger: stderrLogger(e)}
+	if hasFlag(cmd, flagParallel) {
+		p := cmd.Int(flagParallel)
+		if p < 1 || p > 256 {
+			return cfg, flagError(flagParallel, "%d is not in 1..256", p)
+		}
+		cfg.Parallel = p
+	}
+	if hasFlag(cmd, flagConnectTimeout) {
+		d, err := durationFlag(cmd, flagConnectTimeout)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.Connect.ConnectTimeout = d
+	}
+	if hasFlag(cmd, flagAcceptNewKeys) {
+		cfg.Connect.AcceptNewHostKeys = cmd.Bool(flagAcceptNewKeys)
+	}
+	if hasFlag(cmd, flagTimeout) {
+		d, err := durationFlag(cmd, flagTimeout)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.StartTimeout = d
+	}
+	return cfg, nil
+}
+
+// agentBinary is --agent-binary, or the running executable.
+func agentBinary(cmd *cli.Command) (string, error) {
+	if p := cmd.String(flagAgentBinary); p != "" {
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			return "", flagError(flagAgentBinary, "%v", err)
+		}
+		if fi, err := os.Stat(abs); err != nil || !fi.Mode().IsRegular() {
+			return "", flagError(flagAgentBinary, "%s is not a regular file", abs)
+		}
+		return abs, nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("cannot locate this executable to deploy it as the agent (%w): pass --%s", err, flagAgentBinary)
+	}
+	return exe, nil
+}
+
+// hasFlag reports whether cmd itself defines the flag.
+func hasFlag(cmd *cli.Command, name string) bool {
+	for _, f := range cmd.Flags {
+		for _, n := range f.Names() {
+			if n == name {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// stderrLogger shows the cluster package's warnings (an agent that had to
+// be killed, a reclaimed partition) without its routine information.
+func stderrLogger(e *env) *slog.Logger {
+	return slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// noArgs rejects positional arguments on commands that take none.
+func noArgs(cmd *cli.Command) error {
+	if cmd.Args().Len() > 0 {
+		return usageError{fmt.Errorf("%s: unexpected arguments %q (see --help)", cmd.FullName(), cmd.Args().Slice())}
+	}
+	return nil
+}
+
+// writeJSON prints v as indented JSON. Commands marshal their own output
+// structs, never the cluster package's types, so the output stays stable
+// when those evolve.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// newTable returns a writer that aligns tab-separated columns with spaces.
+func newTable(w io.Writer) *tabwriter.Writer {
+	return tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+}
+
+// resultsError summarises failed nodes of a cluster-wide operation; each
+// failure was already printed on its progress line. Nil when all succeeded
+// and err is nil.
+func resultsError(what string, results []cluster.NodeResult, err error) error {
+	failed := 0
+	for _, r := range results {
+		if !r.OK {
+			failed++
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("%s: %d of %d nodes failed: %w", what, failed, len(results), err)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}
+
+// nodeResultJSON is one node's outcome in --json output.
+type nodeResultJSON struct {
+	Node            string  `json:"node"`
+	OK              bool    `json:"ok"`
+	Detail          string  `json:"detail,omitempty"`
+	Error           string  `json:"error,omitempty"`
+	DurationSeconds float64 `json:"duration_seconds"`
+}
+
+// printResults prints per-node outcomes as a table or JSON.
+func printResults(e *env, asJSON bool, results []cluster.NodeResult) error {
+	if asJSON {
+		out := make([]nodeResultJSON, len(results))
+		for i, r := range results {
+			out[i] = nodeResultJSON{Node: r.Node, OK: r.OK, Detail: r.Detail, Error: r.Error, DurationSeconds: r.Duration.Seconds()}
+		}
+		return writeJSON(e.stdout, out)
+	}
+	tw := newTable(e.stdout)
+	fmt.Fprintln(tw, "NODE\tRESULT\tDETAIL")
+	for _, r := range results {
+		res, detail := "ok", r.Detail
+		if !r.OK {
+			res, detail = "FAILED", firstLine(r.Error)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Node, res, detail)
+	}
+	return tw.Flush()
+}
+
+// firstLine keeps table cells on one line; the full text is in --json.
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i] + " ..."
+	}
+	return s
+}
+
+// isNoMatch reports a selection that found nothing, which exits 2.
+func isNoMatch(err error) bool {
+	var nm *cluster.NoMatchError
+	return errors.As(err, &nm) || errors.Is(err, cluster.ErrUnsatisfiable)
+}
