@@ -340,9 +340,11 @@ func connectTarget(ctx context.Context, e *env, cmd *cli.Command, name string) (
 
 func execCommand(e *env) *cli.Command {
 	return &cli.Command{
-		Name:      "exec",
-		Usage:     "run a command on a node through its agent; exits with the command's exit code",
-		ArgsUsage: "NODE|TAG -- COMMAND [ARG...]",
+		Name: "exec",
+		// Environment values may hold commas; each --env is one value.
+		DisableSliceFlagSeparator: true,
+		Usage:                     "run a command on a node through its agent; exits with the command's exit code",
+		ArgsUsage:                 "NODE|TAG -- COMMAND [ARG...]",
 		Description: `Runs COMMAND (an argv, never a shell string: use sh -c '...' for shell
 syntax) with the agent's process.run, in a minimal environment, and copies
 its output to this command's stdout and stderr unchanged. The exit code is

@@ -40,8 +40,10 @@ Examples:
 
 func logsServeCommand(e *env) *cli.Command {
 	return &cli.Command{
-		Name:  "serve",
-		Usage: "run a log server until SIGINT or SIGTERM, printing one unified line per record",
+		Name: "serve",
+		// One IP=TAG per flag, as everywhere else.
+		DisableSliceFlagSeparator: true,
+		Usage:                     "run a log server until SIGINT or SIGTERM, printing one unified line per record",
 		Description: `Records are tagged with the registered node whose address sent them (its
 name), or with --node IP=TAG; "Unknown" otherwise, as upstream. The
 listening address is printed on stderr once the server is ready.`,

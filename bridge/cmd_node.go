@@ -43,9 +43,11 @@ var labelKeyRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
 func nodeAddCommand(e *env) *cli.Command {
 	d := cluster.DefaultHostConfig("")
 	return &cli.Command{
-		Name:      "add",
-		Usage:     "register a node (without deploying or starting anything)",
-		ArgsUsage: "NAME",
+		Name: "add",
+		// Label values may hold commas; each --label is one value.
+		DisableSliceFlagSeparator: true,
+		Usage:                     "register a node (without deploying or starting anything)",
+		ArgsUsage:                 "NAME",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "address", Usage: "`ADDRESS` (IP or DNS name) for SSH and, in direct mode, the agent"},
 			&cli.StringFlag{Name: "hostname", Usage: "`HOST` name to use when no --address is given (upstream's hostname key)"},

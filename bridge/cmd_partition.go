@@ -110,8 +110,10 @@ func candidates(nodes []cluster.Node) []cluster.Candidate {
 
 func partitionCreateCommand(e *env) *cli.Command {
 	return &cli.Command{
-		Name:  "create",
-		Usage: "reserve one node per --tag; prints the partition id (exit 2 when no registered node can ever match)",
+		Name: "create",
+		// Selector lists are full of commas; each flag is one value.
+		DisableSliceFlagSeparator: true,
+		Usage:                     "reserve one node per --tag; prints the partition id (exit 2 when no registered node can ever match)",
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "tag", Required: true, Usage: "`TAG` the test knows a node by, e.g. src (repeatable, one node each)"},
 			selectorsFlag(),

@@ -15,8 +15,10 @@ import (
 
 func selectCommand(e *env) *cli.Command {
 	return &cli.Command{
-		Name:  "select",
-		Usage: "show which nodes selectors pick, from the recorded properties (exit 2 when nothing matches)",
+		Name: "select",
+		// Selector lists are full of commas; each flag is one value.
+		DisableSliceFlagSeparator: true,
+		Usage:                     "show which nodes selectors pick, from the recorded properties (exit 2 when nothing matches)",
 		Description: `Evaluates selectors against what the state records of every node: the
 properties collected when its agent was last started, and its static
 labels. No node is contacted and nothing is reserved.

@@ -42,6 +42,11 @@ func TestRootCommand_treeIsWellFormed(t *testing.T) {
 		}
 		flags := map[string]bool{}
 		for _, f := range c.Flags {
+			// urfave/cli splits slice values on commas by default, which
+			// would cut selector lists and KEY=VALUE pairs apart.
+			if _, ok := f.(*cli.StringSliceFlag); ok && !c.DisableSliceFlagSeparator {
+				t.Errorf("%s --%s: a slice flag on a command that splits values on commas", name, f.Names()[0])
+			}
 			for _, n := range f.Names() {
 				if flags[n] {
 					t.Errorf("%s: two flags named --%s", name, n)
