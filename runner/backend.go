@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -44,14 +45,11 @@ var _ io.Closer = (*Backend)(nil)
 
 // OpenBackend is the ClusterFactory the vtcluster binary uses.
 func OpenBackend(_ context.Context, cfg RunConfig) (Cluster, error) {
-	dir := cfg.StateDir
-	if dir == "" {
-		dir = cluster.DefaultStateDir()
-	}
-	name := cfg.Cluster
-	if name == "" {
-		name = cluster.DefaultClusterName
-	}
+	// Avocado's settings win; otherwise the same environment variables
+	// and defaults as the vtcluster CLI, which the runner inherits from
+	// the avocado process.
+	dir := cmp.Or(cfg.StateDir, os.Getenv("VTCLUSTER_STATE_DIR"), cluster.DefaultStateDir())
+	name := cmp.Or(cfg.Cluster, os.Getenv("VTCLUSTER_CLUSTER"), cluster.DefaultClusterName)
 	st, err := cluster.OpenFileStore(dir, name)
 	if err != nil {
 		return nil, err
