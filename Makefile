@@ -7,7 +7,7 @@ PY        := $(VENV)/bin/python
 VERSION   ?= $(shell cat VERSION 2>/dev/null || echo 0.1.0)
 GOFLAGS_BUILD := -trimpath -ldflags "-s -w -X github.com/vtcluster/vtcluster/bridge.Version=$(VERSION)"
 
-.PHONY: all build install test go-test py-test vet fmt-check demo venv bench fuzz clean
+.PHONY: all build install test go-test py-test vet fmt-check demo venv bench bench-compare fuzz clean
 
 all: build
 
@@ -24,6 +24,9 @@ install: build
 venv:
 	bash scripts/venv.sh
 
+venv-vt:
+	bash scripts/venv.sh --vt
+
 vet:
 	$(GO) vet ./...
 
@@ -33,8 +36,12 @@ fmt-check:
 go-test: build
 	$(GO) test -race -count=1 ./...
 
-py-test: build venv
+# The upstream-interop tests import avocado-vt's own controller code
+# (virttest.vt_cluster), so they run in .venv-vt, which has it; the shim's
+# with-avocado-vt tests drive .venv-vt from the main venv.
+py-test: build venv venv-vt
 	PATH="$(CURDIR)/bin:$$PATH" VTCLUSTER_BIN="$(CURDIR)/$(BIN)" $(PY) -m pytest -q tests/python
+	PATH="$(CURDIR)/bin:$$PATH" VTCLUSTER_BIN="$(CURDIR)/$(BIN)" .venv-vt/bin/python -m pytest -q tests/python/test_upstream_proxy.py
 
 # The README's test command: everything, Go (with -race) and Python.
 test: fmt-check vet go-test py-test
@@ -45,6 +52,10 @@ demo: build venv
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# vtcluster against upstream's Python design on this machine (README, "Performance").
+bench-compare:
+	bash scripts/bench/run.sh
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 60s ./agent
