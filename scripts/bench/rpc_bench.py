@@ -1,0 +1,209 @@
+#!/usr/bin/env python3
+"""Agent RPC throughput and memory: our Go agent against a Python agent in
+upstream's design (pyagent.py), under the same load (rpcload).
+
+For every repeat, client count and server, a fresh server is started, warmed
+up for --warmup seconds with the same load, its memory read, then loaded for
+--seconds; calls/s, latency, the server's CPU time and its peak memory are
+recorded. Servers alternate order between repeats so that drift in the
+machine's load does not favour one. Exits 1 if any run failed (a server did
+not start or exited badly, or any call failed); a missed target is reported,
+not an error.
+
+    rpc_bench.py --rpcload bin/bench/rpcload --go-agent "bin/vtcluster agent" \\
+        --clients 1,4,16 --seconds 5 --repeats 3 --json rpc.json
+"""
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import tempfile
+
+import benchlib as bl
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TARGET_SPEEDUP = 10.0
+TARGET_RSS_FRACTION = 1 / 3
+
+
+def agent_argv(prefix, port, pid_file, data_dir):
+    return prefix + [
+        "--host", "127.0.0.1",
+        "--port", str(port),
+        "--pid-file", pid_file,
+        "--data-dir", data_dir,
+    ]
+
+
+def one_run(args, name, prefix, clients, repeat, workdir):
+    run_dir = tempfile.mkdtemp(prefix=f"{name}-c{clients}-r{repeat}-", dir=workdir)
+    port = bl.free_port()
+    pid_file = os.path.join(run_dir, "agent.pid")
+    argv = agent_argv(prefix, port, pid_file, os.path.join(run_dir, "data"))
+    url = f"http://127.0.0.1:{port}/"
+    load = [args.rpcload, "-url", url, "-clients", str(clients)]
+    rec = {"server": name, "clients": clients, "repeat": repeat, "loadavg_before": bl.loadavg()}
+    with bl.Server(argv, port, run_dir, pid_file=pid_file) as srv:
+        rec["rss_idle_kb"] = bl.proc_status(srv.pid)["VmRSS"]
+        if args.warmup > 0:
+            warm = bl.run_tool(load + ["-duration", f"{args.warmup}s"], timeout=args.warmup + 60)
+            if warm["errors"]:
+                rec["warmup_errors"] = warm["errors"]
+        st = bl.proc_status(srv.pid)
+        rec["rss_warm_kb"], rec["rss_anon_warm_kb"] = st["VmRSS"], st["RssAnon"]
+        cpu0 = bl.proc_cpu_seconds(srv.pid)
+        res = bl.run_tool(load + ["-duration", f"{args.seconds}s"], timeout=args.seconds + 60)
+        cpu = bl.proc_cpu_seconds(srv.pid) - cpu0
+        st = bl.proc_status(srv.pid)
+        rec["hwm_kb"], rec["rss_end_kb"] = st["VmHWM"], st["VmRSS"]
+        rec["exit_code"] = srv.stop()
+        rec["stderr_tail"] = srv.stderr_tail(200) if rec["exit_code"] else ""
+    rec.update({
+        "calls_per_sec": res["calls_per_sec"],
+        "calls": res["calls"],
+        "errors": res["errors"] + rec.get("warmup_errors", 0),
+        "first_error": res.get("first_error", ""),
+        "p50_ms": res["p50_ms"],
+        "p99_ms": res["p99_ms"],
+        "client_cpu_seconds": res["client_cpu_seconds"],
+        "server_cpu_seconds": cpu,
+        "server_cpu_us_per_call": cpu / res["calls"] * 1e6 if res["calls"] else None,
+        "seconds": res["seconds"],
+    })
+    return rec
+
+
+def summarize(runs, labels, clients_list):
+    rows = []
+    for clients in clients_list:
+        row = {"clients": clients}
+        for name in labels:
+            rs = [r for r in runs if r["server"] == name and r["clients"] == clients]
+            row[name] = {
+                "calls_per_sec": bl.median([r["calls_per_sec"] for r in rs]),
+                "calls_per_sec_range": bl.spread([r["calls_per_sec"] for r in rs]),
+                "p99_ms": bl.median([r["p99_ms"] for r in rs]),
+                "server_cpu_us_per_call": bl.median([r["server_cpu_us_per_call"] for r in rs]),
+                "client_cpu_share": bl.median([r["client_cpu_seconds"] / r["seconds"] for r in rs]),
+                "rss_warm_kb": bl.median([r["rss_warm_kb"] for r in rs]),
+                "rss_anon_warm_kb": bl.median([r["rss_anon_warm_kb"] for r in rs]),
+                "hwm_kb": max(r["hwm_kb"] for r in rs),
+                "errors": sum(r["errors"] for r in rs),
+            }
+        row["speedup"] = row["go"]["calls_per_sec"] / row["python"]["calls_per_sec"]
+        row["cpu_per_call_ratio"] = (
+            row["python"]["server_cpu_us_per_call"] / row["go"]["server_cpu_us_per_call"]
+        )
+        rows.append(row)
+    mem = {}
+    for name in labels:
+        rs = [r for r in runs if r["server"] == name]
+        mem[name] = {
+            "rss_warm_kb": bl.median([r["rss_warm_kb"] for r in rs]),
+            "rss_anon_warm_kb": bl.median([r["rss_anon_warm_kb"] for r in rs]),
+            "hwm_kb": max(r["hwm_kb"] for r in rs),
+        }
+    mem["rss_warm_ratio"] = mem["go"]["rss_warm_kb"] / mem["python"]["rss_warm_kb"]
+    mem["hwm_ratio"] = mem["go"]["hwm_kb"] / mem["python"]["hwm_kb"]
+    return rows, mem
+
+
+def print_table(rows, mem, go_label, repeats):
+    print(f"\nAgent RPC: examples.hello.ping, median of {repeats} runs (min..max); "
+          f"go = {go_label}, python = pyagent.py (upstream's design)")
+    print(f"{'clients':>7} | {'python calls/s':>22} | {'go calls/s':>24} | {'go/python':>9} | "
+          f"{'target':>6} | {'CPU us/call py / go':>19} | {'p99 ms py / go':>15}")
+    for r in rows:
+        py, go = r["python"], r["go"]
+        pr, gr = py["calls_per_sec_range"], go["calls_per_sec_range"]
+        ok = "met" if r["speedup"] >= TARGET_SPEEDUP else "MISSED"
+        print(f"{r['clients']:>7} | {py['calls_per_sec']:>7.0f} ({pr[0]:>5.0f}..{pr[1]:>5.0f}) | "
+              f"{go['calls_per_sec']:>7.0f} ({gr[0]:>6.0f}..{gr[1]:>6.0f}) | {r['speedup']:>8.1f}x | "
+              f"{ok:>6} | {py['server_cpu_us_per_call']:>8.0f} / {go['server_cpu_us_per_call']:>6.0f} | "
+              f"{py['p99_ms']:>6.2f} / {go['p99_ms']:>6.2f}")
+    ok = "met" if mem["rss_warm_ratio"] <= TARGET_RSS_FRACTION else "MISSED"
+    print(f"memory after warm-up (median VmRSS): python {mem['python']['rss_warm_kb'] / 1024:.1f} MiB, "
+          f"go {mem['go']['rss_warm_kb'] / 1024:.1f} MiB, ratio {mem['rss_warm_ratio']:.2f} "
+          f"(target <= 0.33: {ok}); anonymous only: python "
+          f"{mem['python']['rss_anon_warm_kb'] / 1024:.1f} MiB, go {mem['go']['rss_anon_warm_kb'] / 1024:.1f} MiB")
+    ok = "met" if mem["hwm_ratio"] <= TARGET_RSS_FRACTION else "MISSED"
+    print(f"peak memory (max VmHWM): python {mem['python']['hwm_kb'] / 1024:.1f} MiB, "
+          f"go {mem['go']['hwm_kb'] / 1024:.1f} MiB, ratio {mem['hwm_ratio']:.2f} (target <= 0.33: {ok})")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rpcload", required=True, help="the built rpcload program")
+    p.add_argument("--go-agent", required=True, help='argv prefix of our agent, e.g. "bin/vtcluster agent"')
+    p.add_argument("--go-label", default=None, help="how the table names our agent")
+    p.add_argument("--python", default=sys.executable, help="interpreter for pyagent.py")
+    p.add_argument("--clients", default="1,4,16")
+    p.add_argument("--seconds", type=float, default=5)
+    p.add_argument("--warmup", type=float, default=1)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--json", help="write every run and the summary here")
+    p.add_argument("--workdir", help="keep the servers' files here (default: a temp dir, removed)")
+    args = p.parse_args(argv)
+    clients_list = [int(c) for c in args.clients.split(",")]
+    if args.seconds > 20 or args.seconds <= 0:
+        p.error("--seconds must be in (0, 20]")
+
+    servers = {
+        "python": [args.python, os.path.join(HERE, "pyagent.py")],
+        "go": shlex.split(args.go_agent),
+    }
+    go_label = args.go_label or args.go_agent
+    tmp = None
+    workdir = args.workdir
+    if workdir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="vtc-rpcbench-")
+        workdir = tmp.name
+    runs, failures = [], []
+    try:
+        for repeat in range(args.repeats):
+            order = ["python", "go"] if repeat % 2 == 0 else ["go", "python"]
+            for clients in clients_list:
+                for name in order:
+                    try:
+                        rec = one_run(args, name, servers[name], clients, repeat, workdir)
+                    except bl.BenchError as exc:
+                        failures.append(f"{name} clients={clients} repeat={repeat}: {exc}")
+                        print(f"rpc_bench: {failures[-1]}", file=sys.stderr)
+                        continue
+                    runs.append(rec)
+                    print(f"rpc_bench: {name:6} clients={clients:<2} repeat={repeat} "
+                          f"{rec['calls_per_sec']:8.0f} calls/s errors={rec['errors']} "
+                          f"rss={rec['rss_warm_kb']}KiB hwm={rec['hwm_kb']}KiB "
+                          f"load={rec['loadavg_before']:.1f}", file=sys.stderr, flush=True)
+                    if rec["errors"]:
+                        failures.append(f"{name} clients={clients} repeat={repeat}: "
+                                        f"{rec['errors']} calls failed, first: {rec['first_error']}")
+                    if rec["exit_code"] != 0:
+                        failures.append(f"{name} clients={clients} repeat={repeat}: server exited "
+                                        f"with {rec['exit_code']} on SIGTERM: {rec['stderr_tail']}")
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+
+    summary = None
+    complete = all(
+        any(r["server"] == n and r["clients"] == c for r in runs)
+        for n in servers for c in clients_list
+    )
+    if complete:
+        rows, mem = summarize(runs, list(servers), clients_list)
+        summary = {"rows": rows, "memory": mem}
+        print_table(rows, mem, go_label, args.repeats)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"machine": bl.machine(), "go_label": go_label, "args": vars(args),
+                       "runs": runs, "summary": summary, "failures": failures}, f, indent=1)
+    for msg in failures:
+        print(f"rpc_bench: FAILED: {msg}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
