@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Compare vtcluster with upstream avocado-vt's Python design on this machine
+# (`make bench-compare`): agent RPC calls/s and memory against a Python
+# SimpleXMLRPCServer+ThreadingMixIn agent (pyagent.py), and log ingest
+# records/s against upstream's own LoggerServer. Prints the machine and a
+# table per benchmark, with each ratio against its target.
+#
+#   scripts/bench/run.sh            3 repeats of 5 s per point (about 6 minutes)
+#   scripts/bench/run.sh --quick    1 repeat of 2 s per point, to check the harness
+#
+# Environment: BENCH_REPEATS, BENCH_SECONDS, BENCH_CLIENTS (e.g. 1,4,16),
+# BENCH_CONNS, BENCH_OUT (directory for the JSON results, default bin/bench),
+# PYTHON (interpreter for the Python agent and the venv, default python3).
+# Exits non-zero when a run fails (a server does not start, a call fails, our
+# log server loses a record); a missed target is reported, not an error.
+# Everything listens on 127.0.0.1 only.
+set -euo pipefail
+
+die() {
+	echo "bench: $*" >&2
+	exit 1
+}
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd) || die "cannot find the repository root"
+cd "$root"
+here=scripts/bench
+repeats=${BENCH_REPEATS:-3}
+seconds=${BENCH_SECONDS:-5}
+case ${1:-} in
+--quick)
+	repeats=${BENCH_REPEATS:-1}
+	seconds=${BENCH_SECONDS:-2}
+	;;
+"") ;;
+*) die "unknown argument \"$1\" (see the comment at the top of $here/run.sh)" ;;
+esac
+clients=${BENCH_CLIENTS:-1,4,16}
+conns=${BENCH_CONNS:-1,4,16}
+out=${BENCH_OUT:-$root/bin/bench}
+python=${PYTHON:-python3}
+go=${GO:-go}
+
+mkdir -p "$out"
+echo "bench: building"
+make --no-print-directory build >/dev/null || die "make build failed"
+for tool in rpcload logload; do
+	CGO_ENABLED=0 "$go" build -trimpath -o "$out/$tool" "$here/$tool/main.go" ||
+		die "building $here/$tool failed"
+done
+
+# Upstream's LoggerServer comes from its own package, in a venv of ours.
+venv=$root/$here/.venv
+vt_spec='avocado-framework-plugin-vt==113.0'
+probe_home=$(mktemp -d)
+state=$(mktemp -d)
+trap 'rm -rf -- "$probe_home" "$state"' EXIT
+if ! HOME=$probe_home "$venv/bin/python" -c 'import virttest.vt_cluster.logger' 2>/dev/null; then
+	echo "bench: installing $vt_spec into $venv"
+	rm -rf -- "$venv"
+	"$python" -m venv "$venv" || die "creating $venv failed"
+	# avocado 113.0 reads entry points through pkg_resources.
+	"$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$vt_spec" 'setuptools<81' ||
+		die "installing $vt_spec failed"
+	HOME=$probe_home "$venv/bin/python" -c 'import virttest.vt_cluster.logger' ||
+		die "virttest.vt_cluster.logger does not import from $venv"
+fi
+# "vtcluster logs serve" reads the registered nodes: give it an empty state.
+export VTCLUSTER_STATE_DIR=$state
+
+echo "bench: machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(uname -sr)"
+echo "bench: $("$go" version | cut -d' ' -f3-), $("$python" --version 2>&1), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "bench: $repeats repeat(s) of ${seconds}s per point; clients $clients; log connections $conns"
+
+status=0
+"$python" "$here/rpc_bench.py" --rpcload "$out/rpcload" \
+	--go-agent "$root/bin/vtcluster agent" --go-label "vtcluster agent" --python "$python" \
+	--clients "$clients" --seconds "$seconds" --repeats "$repeats" --json "$out/rpc.json" || status=1
+"$python" "$here/log_bench.py" --logload "$out/logload" \
+	--go-server "$root/bin/vtcluster logs serve" --go-label "vtcluster logs serve" \
+	--upstream-python "$venv/bin/python" \
+	--conns "$conns" --seconds "$seconds" --repeats "$repeats" --json "$out/log.json" || status=1
+
+echo "bench: end load average $(cut -d' ' -f1-3 /proc/loadavg); every run is in $out/rpc.json and $out/log.json"
+[ "$status" = 0 ] || die "a run failed (see the FAILED lines above)"
