@@ -38,7 +38,8 @@ const interruptBudget = 600 * time.Millisecond
 
 // Main runs the avocado-runner-multihost command line and returns the
 // exit code: 0 for help, capabilities and any run that reached its end
-// (whatever the test result), 2 for usage errors, 1 for failures of the
+// (whatever the test result, interrupted by a signal included: the
+// finished message says so), 2 for usage errors, 1 for failures of the
 // runner itself (unreadable recipe, unreachable status server, internal
 // error). An unsupported kind is reported as a finished "error" and exits
 // 0, rather than exiting 1 without any message as Avocado's Python runners
@@ -328,7 +329,12 @@ func (a *app) stop(ctx context.Context, cancel context.CancelCauseFunc, reason s
 	case <-t.C:
 		out.Reason += " (teardown did not finish in time)"
 	case <-sigs:
-	case <-trap.ch:
+	case msg := <-trap.ch:
+		// Put it back: run reports internal errors after stop returns.
+		select {
+		case trap.ch <- msg:
+		default:
+		}
 	}
 	return out
 }
