@@ -462,3 +462,65 @@ func (b *Backend) Close() error {
 	}
 	return nil
 }
+
+// Health checks of a test's nodes: a node whose agent stops answering
+// (host down, agent killed, network cut) ends the test instead of letting
+// it run into its timeout.
+const (
+	healthInterval = 2 * time.Second
+	healthTimeout  = 3 * time.Second
+	healthFailures = 2
+)
+
+// Watch reports the first node of p that is lost, until ctx ends.
+func (b *Backend) Watch(ctx context.Context, p *Partition) <-chan error {
+	lost := make(chan error, 1)
+	report := func(err error) {
+		select {
+		case lost <- err:
+		default:
+		}
+	}
+	for _, pn := range p.Nodes {
+		nc, err := b.conn(pn.Name)
+		if err != nil {
+			continue
+		}
+		go func() {
+			var sshDone <-chan struct{}
+			if nc.Node().AgentBind != cluster.AgentBindDirect {
+				if ssh, err := nc.SSH(ctx); err == nil {
+					sshDone = ssh.Done()
+				}
+			}
+			t := time.NewTicker(healthInterval)
+			defer t.Stop()
+			failures := 0
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-sshDone:
+					report(fmt.Errorf("node %q (tag %s) lost: its SSH connection closed", pn.Name, pn.Tag))
+					return
+				case <-t.C:
+					cctx, cancel := context.WithTimeout(ctx, healthTimeout)
+					_, err := nc.Call(cctx, "core.is_alive")
+					cancel()
+					if ctx.Err() != nil {
+						return
+					}
+					if err == nil {
+						failures = 0
+						continue
+					}
+					if failures++; failures >= healthFailures {
+						report(fmt.Errorf("node %q (tag %s) lost: its agent stopped answering: %w", pn.Name, pn.Tag, err))
+						return
+					}
+				}
+			}
+		}()
+	}
+	return lost
+}

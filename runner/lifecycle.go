@@ -181,9 +181,26 @@ func (r *testRun) logf(ctx context.Context, format string, args ...any) {
 	r.rep.Send(ctx, LogMessage("", "", text))
 }
 
+// nodeWatcher is implemented by clusters that notice a node dying while a
+// test runs; the test then ends at once as ERROR naming the node, instead
+// of running into its timeout (the other nodes are released as usual).
+type nodeWatcher interface {
+	Watch(ctx context.Context, p *Partition) <-chan error
+}
+
+// nodeLostError is the cause of a body cancelled because a node died.
+type nodeLostError struct{ err error }
+
+func (e *nodeLostError) Error() string { return e.err.Error() }
+func (e *nodeLostError) Unwrap() error { return e.err }
+
 // interruptOutcome turns a cancelled context into the test's outcome.
 func interruptOutcome(ctx context.Context) Outcome {
 	cause := context.Cause(ctx)
+	var lost *nodeLostError
+	if errors.As(cause, &lost) {
+		return Outcome{Result: ResultError, Reason: "runner: " + lost.Error()}
+	}
 	var ie *interruptedError
 	if errors.As(cause, &ie) {
 		return Outcome{Result: ResultInterrupted, Reason: ie.reason}
@@ -250,6 +267,19 @@ func (r *testRun) execute(ctx context.Context) (out Outcome) {
 	if r.test.Timeout > 0 {
 		bctx, cancel = context.WithTimeoutCause(ctx, r.test.Timeout,
 			&interruptedError{reason: fmt.Sprintf("Test interrupted: test timeout of %s s reached", seconds(r.test.Timeout))})
+	}
+	if w, ok := cl.(nodeWatcher); ok {
+		wctx, wcancel := context.WithCancelCause(bctx)
+		lost := w.Watch(wctx, part)
+		go func() {
+			select {
+			case err := <-lost:
+				wcancel(&nodeLostError{err})
+			case <-wctx.Done():
+			}
+		}()
+		prev := cancel
+		bctx, cancel = wctx, func() { wcancel(nil); prev() }
 	}
 	out = r.body(bctx, cl, part, env)
 	cancel()
@@ -318,7 +348,12 @@ func (r *testRun) startLogs(ctx context.Context, cl Cluster, p *Partition) func(
 	}
 	sink := func(rec LogRecord) {
 		defer r.trap.catch()
-		text := fmt.Sprintf("[%s] %s", rec.Tag, rec.Text)
+		// Records from the log server are already upstream's unified line,
+		// which starts with the tag; others get the tag in front.
+		text := rec.Text
+		if !strings.HasPrefix(text, rec.Tag+"(") {
+			text = fmt.Sprintf("[%s] %s", rec.Tag, rec.Text)
+		}
 		logger := rec.Logger
 		if logger == "" {
 			logger = "avocado.service"
