@@ -56,7 +56,8 @@ res = json.load(open(sys.argv[1]))
 got = {t["name"].rsplit(":", 1)[-1]: t["status"] for t in res["tests"]}
 bad = {k: (v, got.get(k)) for k, v in want.items() if got.get(k) != v}
 for t in res["tests"]:
-    print(f"  {t['name']}: {t['status']}  {t.get('fail_reason') or ''}")
+    reason = t.get("fail_reason") if t["status"] != "PASS" else ""
+    print(f"  {t['name']}: {t['status']}  {reason or ''}".rstrip())
 if bad:
     sys.exit(f"demo: unexpected results (want, got): {bad}")
 PY
@@ -67,6 +68,6 @@ echo
 echo "== results: $job"
 echo "   per-test node logs:  $job/test-results/*/cluster/<tag>/"
 echo "   per-node agent logs: $job/cluster/<node>/"
-ls "$job"/test-results/*/cluster/ 2>/dev/null | sed 's/^/   /'
-grep -h "| " "$job"/test-results/*-ping/debug.log 2>/dev/null | head -5 | sed 's/^/   /' || true
+echo "   node log lines in the ping test's debug.log (upstream's unified format):"
+grep -h ") [0-9-]* [0-9:,]* avocado\." "$job"/test-results/*_ping/debug.log | head -4 | sed 's/^/     /' || true
 echo "demo: ok"
