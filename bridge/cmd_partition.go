@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"os"
 	"slices"
@@ -154,7 +155,10 @@ func partitionCreateCommand(e *env) *cli.Command {
 				return err
 			}
 			p, err := cluster.Allocate(ctx, st, cluster.AllocRequest{
-				Owner: owner, Tags: tags, Lease: lease, Wait: wait, Logger: stderrLogger(e),
+				Owner: owner, Tags: tags, Lease: lease, Wait: wait,
+				// Reclaims and waits are worth a line: they explain where
+				// nodes came from, or why the command is not done yet.
+				Logger: slog.New(slog.NewTextHandler(e.stderr, nil)),
 				Choose: func(idle []cluster.Node) (map[string]string, error) {
 					return cluster.Assign(reqs, candidates(idle))
 				},
