@@ -42,8 +42,7 @@ def one_run(args, name, prefix, clients, repeat, workdir):
     port = bl.free_port()
     pid_file = os.path.join(run_dir, "agent.pid")
     argv = agent_argv(prefix, port, pid_file, os.path.join(run_dir, "data"))
-    url = f"http://127.0.0.1:{port}/"
-    load = [args.rpcload, "-url", url, "-clients", str(clients)]
+    load = [args.rpcload, "-addr", f"127.0.0.1:{port}", "-clients", str(clients)]
     rec = {"server": name, "clients": clients, "repeat": repeat, "loadavg_before": bl.loadavg()}
     with bl.Server(argv, port, run_dir, pid_file=pid_file) as srv:
         rec["rss_idle_kb"] = bl.proc_status(srv.pid)["VmRSS"]

@@ -59,12 +59,13 @@ func main() {
 	msgBytes := flag.Int("msg-bytes", 120, "length of each record's message")
 	stall := flag.Duration("stall", 5*time.Second, "give up when the output has not grown for this long after sending")
 	noDelay := flag.Bool("nodelay", false, "set TCP_NODELAY (upstream's agent does not)")
+	batch := flag.Int("batch", 0, "write frames in batches of about this many bytes, as our agent's LogStreamer does (0: one write per frame, as upstream's agent)")
 	flag.Parse()
 	if *addr == "" || *out == "" || *conns < 1 || *duration <= 0 || *duration > 10*time.Minute || *msgBytes < 40 {
 		fmt.Fprintln(os.Stderr, "logload: want -addr, -out, -conns >= 1, 0 < -duration <= 10m, -msg-bytes >= 40")
 		os.Exit(2)
 	}
-	res, err := run(*addr, *out, *conns, *duration, *msgBytes, *stall, *noDelay)
+	res, err := run(*addr, *out, *conns, *duration, *msgBytes, *stall, *noDelay, *batch)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "logload:", err)
 		os.Exit(1)
@@ -73,7 +74,7 @@ func main() {
 	fmt.Println(string(line))
 }
 
-func run(addr, out string, conns int, duration time.Duration, msgBytes int, stall time.Duration, noDelay bool) (*result, error) {
+func run(addr, out string, conns int, duration time.Duration, msgBytes int, stall time.Duration, noDelay bool, batch int) (*result, error) {
 	f, err := os.Open(out)
 	if err != nil {
 		return nil, err
@@ -103,7 +104,7 @@ func run(addr, out string, conns int, duration time.Duration, msgBytes int, stal
 	var wg sync.WaitGroup
 	for i, c := range cs {
 		wg.Go(func() {
-			sent[i], errs[i] = send(c, i, deadline, msgBytes, &res.FrameBytes)
+			sent[i], errs[i] = send(c, i, deadline, msgBytes, batch, &res.FrameBytes)
 			// Close now, so the server sees EOF after the last frame as an
 			// agent's stop_log_redirection would make it.
 			_ = c.Close()
@@ -141,9 +142,9 @@ func run(addr, out string, conns int, duration time.Duration, msgBytes int, stal
 	return res, nil
 }
 
-// send writes frames until deadline, one write per frame, and returns how
-// many were written whole.
-func send(c net.Conn, id int, deadline time.Time, msgBytes int, frameBytes *int) (int64, error) {
+// send writes frames until deadline, one write per frame or per batch, and
+// returns how many were written whole.
+func send(c net.Conn, id int, deadline time.Time, msgBytes, batch int, frameBytes *int) (int64, error) {
 	exe, _ := os.Executable()
 	pid := int64(os.Getpid())
 	rec := &agent.LogRecord{
@@ -161,13 +162,18 @@ func send(c net.Conn, id int, deadline time.Time, msgBytes int, frameBytes *int)
 	}
 	pad := bytes.Repeat([]byte{'x'}, msgBytes)
 	var msg, frame []byte
-	var n int64
+	var n, pending int64 // frames made, frames in frame not yet written
 	// A blocked write past this point means the server stopped reading.
 	_ = c.SetWriteDeadline(deadline.Add(60 * time.Second))
 	for {
 		if n%256 == 0 {
 			now := time.Now()
 			if !now.Before(deadline) {
+				if pending > 0 {
+					if _, err := c.Write(frame); err != nil {
+						return n - pending, fmt.Errorf("connection %d after %d records: %w", id, n-pending, err)
+					}
+				}
 				return n, nil
 			}
 			rec.Created = float64(now.UnixNano()) / 1e9
@@ -182,14 +188,22 @@ func send(c net.Conn, id int, deadline time.Time, msgBytes int, frameBytes *int)
 			msg = append(msg, pad[:msgBytes-len(msg)]...)
 		}
 		rec.Msg = string(msg)
-		frame = agent.AppendFrame(frame[:0], rec)
-		if _, err := c.Write(frame); err != nil {
-			return n, fmt.Errorf("connection %d after %d records: %w", id, n, err)
+		if pending == 0 {
+			frame = frame[:0]
 		}
+		before := len(frame)
+		frame = agent.AppendFrame(frame, rec)
 		if id == 0 && n == 0 {
-			*frameBytes = len(frame)
+			*frameBytes = len(frame) - before
 		}
 		n++
+		pending++
+		if len(frame) >= batch {
+			if _, err := c.Write(frame); err != nil {
+				return n - pending, fmt.Errorf("connection %d after %d records: %w", id, n-pending, err)
+			}
+			pending = 0
+		}
 	}
 }
 
