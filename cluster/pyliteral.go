@@ -608,7 +608,7 @@ func appendPyLiteral(sb *strings.Builder, v any) {
 			sb.WriteString("False")
 		}
 	case string:
-		sb.WriteString(pyStringRepr(v))
+		sb.WriteString(PyStringRepr(v))
 	case []any:
 		sb.WriteByte('[')
 		for i, e := range v {
@@ -624,7 +624,7 @@ func appendPyLiteral(sb *strings.Builder, v any) {
 			if i > 0 {
 				sb.WriteString(", ")
 			}
-			sb.WriteString(pyStringRepr(e))
+			sb.WriteString(PyStringRepr(e))
 		}
 		sb.WriteByte(']')
 	case json.Number:
@@ -640,7 +640,7 @@ func appendPyLiteral(sb *strings.Builder, v any) {
 			if i > 0 {
 				sb.WriteString(", ")
 			}
-			sb.WriteString(pyStringRepr(k))
+			sb.WriteString(PyStringRepr(k))
 			sb.WriteString(": ")
 			appendPyLiteral(sb, v[k])
 		}
@@ -654,37 +654,57 @@ func appendPyLiteral(sb *strings.Builder, v any) {
 	}
 }
 
-// pyStringRepr quotes s as Python's repr(str) does: single quotes unless
-// the text has a single quote and no double quote, printable characters
-// as they are, the rest escaped.
-func pyStringRepr(s string) string {
-	q := byte('\'')
-	if strings.IndexByte(s, '\'') >= 0 && strings.IndexByte(s, '"') < 0 {
-		q = '"'
-	}
-	var sb strings.Builder
-	sb.WriteByte(q)
-	for _, r := range s {
+// PyStringRepr quotes s exactly as Python 3's repr(str) does: single
+// quotes unless s holds a single quote and no double quote, printable
+// non-ASCII kept, other characters escaped, and bytes that are not UTF-8
+// shown as the surrogate escapes Python would have decoded them to.
+func PyStringRepr(s string) string {
+	q := pyQuoteChar(strings.IndexByte(s, '\'') >= 0, strings.IndexByte(s, '"') >= 0)
+	var b strings.Builder
+	b.Grow(len(s) + 2)
+	b.WriteByte(q)
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			fmt.Fprintf(&b, `\udc%02x`, s[i])
+			i++
+			continue
+		}
+		i += size
 		switch {
-		case r == rune(q) || r == '\\':
-			sb.WriteByte('\\')
-			sb.WriteRune(r)
-		case r == '\n':
-			sb.WriteString(`\n`)
-		case r == '\r':
-			sb.WriteString(`\r`)
+		case r == '\\':
+			b.WriteString(`\\`)
+		case r == rune(q):
+			b.WriteByte('\\')
+			b.WriteByte(q)
 		case r == '\t':
-			sb.WriteString(`\t`)
-		case unicode.IsPrint(r):
-			sb.WriteRune(r)
-		case r < 0x100:
-			fmt.Fprintf(&sb, `\x%02x`, r)
-		case r < 0x10000:
-			fmt.Fprintf(&sb, `\u%04x`, r)
+			b.WriteString(`\t`)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r < 0x7f && r >= 0x20:
+			b.WriteRune(r)
+		case r >= 0x80 && unicode.IsPrint(r):
+			// Python 3 keeps printable non-ASCII characters as they are;
+			// Go's IsPrint uses the same categories (L, M, N, P, S).
+			b.WriteRune(r)
+		case r <= 0xff:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		case r <= 0xffff:
+			fmt.Fprintf(&b, `\u%04x`, r)
 		default:
-			fmt.Fprintf(&sb, `\U%08x`, r)
+			fmt.Fprintf(&b, `\U%08x`, r)
 		}
 	}
-	sb.WriteByte(q)
-	return sb.String()
+	b.WriteByte(q)
+	return b.String()
+}
+
+// pyQuoteChar picks the quote character as CPython does for str and bytes.
+func pyQuoteChar(hasSingle, hasDouble bool) byte {
+	if hasSingle && !hasDouble {
+		return '"'
+	}
+	return '\''
 }

@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/vtcluster/vtcluster/agent"
 )
 
 // Selectors pick nodes by their properties. The syntax is upstream's: a
@@ -227,7 +229,7 @@ func selectorFromValue(item any) (Selector, string) {
 	}
 	if len(extra) > 0 {
 		sort.Strings(extra)
-		return Selector{}, fmt.Sprintf("unknown key %s (allowed: 'key', 'operator', 'values')", pyStringRepr(extra[0]))
+		return Selector{}, fmt.Sprintf("unknown key %s (allowed: 'key', 'operator', 'values')", PyStringRepr(extra[0]))
 	}
 	var key, op string
 	for _, f := range []struct {
@@ -236,11 +238,11 @@ func selectorFromValue(item any) (Selector, string) {
 	}{{"key", &key}, {"operator", &op}} {
 		v, ok := m[f.name]
 		if !ok {
-			return Selector{}, fmt.Sprintf("missing %s", pyStringRepr(f.name))
+			return Selector{}, fmt.Sprintf("missing %s", PyStringRepr(f.name))
 		}
 		s, ok := v.(string)
 		if !ok {
-			return Selector{}, fmt.Sprintf("%s must be a string, got %s", pyStringRepr(f.name), pyTypeName(v))
+			return Selector{}, fmt.Sprintf("%s must be a string, got %s", PyStringRepr(f.name), pyTypeName(v))
 		}
 		*f.dst = s
 	}
@@ -268,7 +270,7 @@ func newSelector(key, opName string, values any) (Selector, string) {
 	}
 	op, ok := operators[opName]
 	if !ok {
-		return Selector{}, fmt.Sprintf("unknown operator %s (known: %s)", pyStringRepr(opName), operatorList)
+		return Selector{}, fmt.Sprintf("unknown operator %s (known: %s)", PyStringRepr(opName), operatorList)
 	}
 	values, err := normalizeValue(values, 0)
 	if err != nil {
@@ -283,11 +285,11 @@ func newSelector(key, opName string, values any) (Selector, string) {
 		switch values.(type) {
 		case bool, int64, float64, string:
 		default:
-			return Selector{}, fmt.Sprintf("operator %s needs a number, string or bool in 'values', got %s", pyStringRepr(opName), pyTypeName(values))
+			return Selector{}, fmt.Sprintf("operator %s needs a number, string or bool in 'values', got %s", PyStringRepr(opName), pyTypeName(values))
 		}
 	case opIn, opNotIn:
 		if _, ok := values.([]any); !ok {
-			return Selector{}, fmt.Sprintf("operator %s needs a list in 'values', got %s", pyStringRepr(opName), pyTypeName(values))
+			return Selector{}, fmt.Sprintf("operator %s needs a list in 'values', got %s", PyStringRepr(opName), pyTypeName(values))
 		}
 	case opMatches:
 		expr, ok := values.(string)
@@ -370,7 +372,7 @@ func normalizeValue(v any, depth int) (any, error) {
 
 // String renders the selector as the dict upstream users write.
 func (s Selector) String() string {
-	return "{'key': " + pyStringRepr(s.Key) + ", 'operator': " + pyStringRepr(s.Operator) +
+	return "{'key': " + PyStringRepr(s.Key) + ", 'operator': " + PyStringRepr(s.Operator) +
 		", 'values': " + FormatPyLiteral(s.Values) + "}"
 }
 
@@ -465,7 +467,7 @@ func (n number) String() string {
 	if n.isInt {
 		return strconv.FormatInt(n.i, 10)
 	}
-	return pyFloatRepr(n.f)
+	return agent.PyFloatRepr(n.f)
 }
 
 func cmpNumbers(a, b number) int {
@@ -712,29 +714,6 @@ func asMap(v any) (map[string]any, bool) {
 		return out, true
 	}
 	return nil, false
-}
-
-// pyFloatRepr formats a float as Python's repr does, so a formatted
-// selector reads the same to someone who wrote the Python literal.
-func pyFloatRepr(f float64) string {
-	switch {
-	case math.IsInf(f, 1):
-		return "inf"
-	case math.IsInf(f, -1):
-		return "-inf"
-	case math.IsNaN(f):
-		return "nan"
-	}
-	sci := strconv.FormatFloat(f, 'e', -1, 64)
-	exp, _ := strconv.Atoi(sci[strings.IndexByte(sci, 'e')+1:])
-	if exp >= -4 && exp < 16 {
-		s := strconv.FormatFloat(f, 'f', -1, 64)
-		if !strings.Contains(s, ".") {
-			s += ".0"
-		}
-		return s
-	}
-	return sci
 }
 
 // TagRequest asks for one node, named Tag in the test, that satisfies all

@@ -379,7 +379,7 @@ func TestSelector_Match_operators(t *testing.T) {
 		}
 		for _, op := range c.ops {
 			texts := map[string]string{
-				"python": fmt.Sprintf("[{'key': 'p', 'operator': %s, 'values': %s}]", pyStringRepr(op), c.values),
+				"python": fmt.Sprintf("[{'key': 'p', 'operator': %s, 'values': %s}]", PyStringRepr(op), c.values),
 				"json":   fmt.Sprintf(`[{"key": "p", "operator": %q, "values": %s}]`, op, jsonValues),
 			}
 			for syntax, text := range texts {
@@ -410,7 +410,7 @@ func TestSelector_Match_missingProperty(t *testing.T) {
 		t.Fatalf("test covers %d operator spellings, package has %d", len(values), len(operators))
 	}
 	for op, v := range values {
-		sels, err := ParseSelectors(fmt.Sprintf("[{'key': 'absent', 'operator': %s, 'values': %s}]", pyStringRepr(op), v))
+		sels, err := ParseSelectors(fmt.Sprintf("[{'key': 'absent', 'operator': %s, 'values': %s}]", PyStringRepr(op), v))
 		if err != nil {
 			t.Fatalf("%s: %v", op, err)
 		}

@@ -6,8 +6,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"unicode"
-	"unicode/utf8"
+
+	"github.com/vtcluster/vtcluster/cluster"
 )
 
 // PyRepr formats v the way Python's repr() would. The runner prints every
@@ -111,48 +111,7 @@ func pyQuote(hasSingle, hasDouble bool) byte {
 // pyStr is repr(str). Go strings may hold invalid UTF-8 (argv, file
 // names); such bytes are shown as the lone surrogates \udcXX that Python's
 // surrogateescape error handler would have produced for the same bytes.
-func pyStr(s string) string {
-	q := pyQuote(strings.IndexByte(s, '\'') >= 0, strings.IndexByte(s, '"') >= 0)
-	var b strings.Builder
-	b.Grow(len(s) + 2)
-	b.WriteByte(q)
-	for i := 0; i < len(s); {
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			fmt.Fprintf(&b, `\udc%02x`, s[i])
-			i++
-			continue
-		}
-		i += size
-		switch {
-		case r == '\\':
-			b.WriteString(`\\`)
-		case r == rune(q):
-			b.WriteByte('\\')
-			b.WriteByte(q)
-		case r == '\t':
-			b.WriteString(`\t`)
-		case r == '\n':
-			b.WriteString(`\n`)
-		case r == '\r':
-			b.WriteString(`\r`)
-		case r < 0x7f && r >= 0x20:
-			b.WriteRune(r)
-		case r >= 0x80 && unicode.IsPrint(r):
-			// Python 3 keeps printable non-ASCII characters as they are;
-			// Go's IsPrint uses the same categories (L, M, N, P, S).
-			b.WriteRune(r)
-		case r <= 0xff:
-			fmt.Fprintf(&b, `\x%02x`, r)
-		case r <= 0xffff:
-			fmt.Fprintf(&b, `\u%04x`, r)
-		default:
-			fmt.Fprintf(&b, `\U%08x`, r)
-		}
-	}
-	b.WriteByte(q)
-	return b.String()
-}
+func pyStr(s string) string { return cluster.PyStringRepr(s) }
 
 // pyBytes is repr(bytes).
 func pyBytes(p []byte) string {
