@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"net"
 	"net/http"
@@ -44,7 +45,12 @@ type cliCluster struct {
 // lab's teardown kills every process left in its namespaces).
 func newCLICluster(tb testing.TB, n int, tweak func(name string, host map[string]any)) *cliCluster {
 	tb.Helper()
-	l := lab.Start(tb, n)
+	return clusterOn(tb, lab.Start(tb, n), tweak)
+}
+
+// clusterOn is newCLICluster for a lab built by the caller.
+func clusterOn(tb testing.TB, l *lab.Lab, tweak func(name string, host map[string]any)) *cliCluster {
+	tb.Helper()
 	data, err := l.ClusterConfig()
 	if err != nil {
 		tb.Fatal(err)
@@ -775,4 +781,95 @@ func namesOf(out string) []string {
 		names = append(names, n.Str)
 	}
 	return names
+}
+
+// A direct node whose agent already runs, as upstream's Python agent does
+// (on a port of its own, without a token), is driven without SSH: its
+// shell port here has nothing listening, so any SSH attempt would fail.
+func TestCLI_directNode_runningAgentNeedsNoSSH(t *testing.T) {
+	a := startAgent(t, agentSpec{})
+	state := t.TempDir()
+	cli := func(args ...string) (int, string, string) {
+		return runMain(t, append([]string{"--state-dir", state}, args...)...)
+	}
+	if code, _, errOut := cli("node", "add", "py1", "--address", "127.0.0.1", "--port", "1",
+		"--proxy-port", strconv.Itoa(a.port), "--agent-bind", "direct"); code != 0 {
+		t.Fatalf("node add: exit %d: %s", code, errOut)
+	}
+	host := hostnameOf(t)
+	if code, out, errOut := cli("call", "py1", "examples.hello.ping"); code != 0 || strings.TrimSpace(out) != strconv.Quote("Pong from "+host) {
+		t.Fatalf("call: exit %d, %q, %q", code, out, errOut)
+	}
+	if code, out, errOut := cli("agents", "start", "--json"); code != 0 || !gjson.Get(out, "0.ok").Bool() {
+		t.Fatalf("agents start (reusing the running agent): exit %d, %s %s", code, out, errOut)
+	}
+	if code, out, errOut := cli("select", "--selectors", fmt.Sprintf(`[{"key": "hostname", "operator": "==", "values": %q}]`, host)); code != 0 || out != "py1\n" {
+		t.Errorf("select on properties collected from the running agent: exit %d, %q, %q", code, out, errOut)
+	}
+	if code, out, errOut := cli("status", "--json"); code != 0 || !gjson.Get(out, "0.agent_up").Bool() {
+		t.Errorf("status: exit %d, %s %s", code, out, errOut)
+	}
+	if code, _, errOut := cli("agents", "stop"); code != 0 {
+		t.Fatalf("agents stop: exit %d: %s", code, errOut)
+	}
+	if code := a.wait(t); code != 0 {
+		t.Errorf("agent exit code %d after agents stop", code)
+	}
+}
+
+// A host known only by password: bootstrap logs in with it, and with
+// --install-key authorizes the host's key_file, after which nothing needs
+// the password, which was never stored.
+func TestCLI_bootstrap_installKeyThenNoPassword(t *testing.T) {
+	l := lab.StartSpec(t, lab.Spec{Hosts: 1, PasswordUser: true})
+	// A key of our own: the lab's shared authorized_keys does not list it,
+	// so only an installed ~/.ssh/authorized_keys entry can let it in.
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(t.TempDir(), "id_ed25519")
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The agent runs as the lab user, who cannot enter the test's private
+	// temporary directories.
+	base, err := os.MkdirTemp("", "vtc-agents-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	if err := os.Chmod(base, 0o1777); err != nil {
+		t.Fatal(err)
+	}
+	c := clusterOn(t, l, func(_ string, h map[string]any) {
+		h["username"] = l.User.Name
+		h["password"] = l.User.Password
+		h["key_file"] = keyFile
+		h["agent_base_dir"] = base
+	})
+
+	c.bootstrap(t)
+	code, _, errOut := c.cli(t, "agents", "start")
+	if code != 1 || !strings.Contains(errOut, "unable to authenticate") {
+		t.Fatalf("agents start without an installed key: exit %d, stderr:\n%s", code, errOut)
+	}
+	c.bootstrap(t, "--install-key")
+	c.mustCLI(t, "agents", "start")
+	t.Cleanup(func() { c.cli(t, "agents", "stop") })
+	if code, out, errOut := c.cli(t, "exec", "node1", "--", "id", "-un"); code != 0 || out != l.User.Name+"\n" {
+		t.Errorf("exec id -un: exit %d, %q, %q", code, out, errOut)
+	}
+	state, err := os.ReadFile(filepath.Join(c.stateDir, "default.json"))
+	if err != nil || strings.Contains(string(state), l.User.Password) {
+		t.Errorf("the state file holds the password (or is unreadable: %v)", err)
+	}
+	c.mustCLI(t, "agents", "stop")
+	if pids := agentPIDs(t, l.Hosts[0]); len(pids) != 0 {
+		t.Errorf("agent processes left: %v", pids)
+	}
 }

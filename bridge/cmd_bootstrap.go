@@ -26,18 +26,26 @@ same binary (same SHA-256) is not uploaded to again.
 
 Hosts that succeed are registered in the cluster state even when others
 fail; the command then exits 1. Passwords in the config are used for this
-login only and are never stored.
+login only and are never stored; with --install-key, the host's key_file
+is authorized for its user at that login, so no later command needs the
+password.
 
 Progress goes to stderr, one line per host; the summary to stdout.
 
 Examples:
    vtcluster bootstrap --vt-cluster-config cluster.json
    vtcluster bootstrap --vt-cluster-config cluster.json --accept-new-host-keys
+   vtcluster bootstrap --vt-cluster-config with-passwords.json --install-key
    vtcluster --state-dir /tmp/vtc bootstrap --vt-cluster-config lab.json --json`,
 		Flags: slices.Concat([]cli.Flag{
 			&cli.StringFlag{
 				Name: flagClusterConfig, Required: true, TakesFile: true,
 				Usage: "`FILE`: the avocado-vt cluster JSON (hosts, pools) with vtcluster's extensions",
+			},
+			&cli.BoolFlag{
+				Name: "install-key",
+				Usage: "on hosts given a password, authorize the public half of their key_file for the login user " +
+					"(like ssh-copy-id), so later commands log in by key and the password is never needed again",
 			},
 			agentBinaryFlag(),
 		}, sshFlags(), []cli.Flag{parallelFlag(), timeoutFlag(10 * time.Minute), jsonFlag()}),
@@ -72,6 +80,7 @@ func runBootstrap(ctx context.Context, e *env, cmd *cli.Command) error {
 	if cfg.Binary, err = agentBinary(cmd); err != nil {
 		return err
 	}
+	cfg.InstallKeys = cmd.Bool("install-key")
 	ctx, cancel, err := withTimeout(ctx, cmd)
 	if err != nil {
 		return err

@@ -1,14 +1,18 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"sort"
 	"sync"
 	"time"
+
+	"golang.org/x/crypto/ssh"
 )
 
 // ControllerConfig tunes cluster-wide operations.
@@ -16,6 +20,11 @@ type ControllerConfig struct {
 	// Binary is the vtcluster executable uploaded to nodes as their agent.
 	// Required for Bootstrap; other operations do not need it.
 	Binary string
+	// InstallKeys makes Bootstrap add the public half of a host's key_file
+	// to the login user's authorized_keys when the config gives the host a
+	// password (like ssh-copy-id), so the password is needed this once
+	// only. A host with a password but no key_file is then an error.
+	InstallKeys bool
 	// Parallel bounds how many nodes are worked on at once; zero means
 	// DefaultParallel.
 	Parallel int
@@ -186,6 +195,11 @@ func (c *Controller) Bootstrap(ctx context.Context, conf *Config) ([]NodeResult,
 	results := c.forEach(ctx, "deploy", nodes, func(ctx context.Context, n Node) (string, error) {
 		opts := c.cfg.Connect
 		opts.Password = byName[n.Name].Password
+		if c.cfg.InstallKeys && opts.Password != "" {
+			if err := installKey(ctx, n, opts); err != nil {
+				return "", err
+			}
+		}
 		return c.deploy(ctx, n, opts)
 	})
 	var deployed []Node
@@ -231,6 +245,36 @@ func (c *Controller) Deploy(ctx context.Context, names ...string) ([]NodeResult,
 		return c.deploy(ctx, n, c.cfg.Connect)
 	})
 	return results, joinResults(results)
+}
+
+// installKey authorizes the public half of n's key file for the login user,
+// logging in with opts (and its password).
+func installKey(ctx context.Context, n Node, opts ConnectOptions) error {
+	if n.KeyFile == "" {
+		return fmt.Errorf("cluster: node %q: installing a login key needs key_file in the host's config", n.Name)
+	}
+	pem, err := os.ReadFile(n.KeyFile)
+	if err != nil {
+		return fmt.Errorf("cluster: node %q: key_file: %w", n.Name, err)
+	}
+	signer, err := ssh.ParsePrivateKey(pem)
+	if err != nil {
+		return fmt.Errorf("cluster: node %q: key_file %s: %w", n.Name, n.KeyFile, err)
+	}
+	nc, err := Connect(ctx, n, opts)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	sc, err := nc.SSH(ctx)
+	if err != nil {
+		return err
+	}
+	line := append(bytes.TrimSpace(ssh.MarshalAuthorizedKey(signer.PublicKey())), " vtcluster"...)
+	if err := sc.InstallAuthorizedKey(ctx, line); err != nil {
+		return fmt.Errorf("cluster: node %q: %w", n.Name, err)
+	}
+	return nil
 }
 
 // deploy puts the agent binary on one node; the detail says whether it
