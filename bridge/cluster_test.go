@@ -132,6 +132,40 @@ func agentPIDs(tb testing.TB, h lab.Host) []int {
 	return pids
 }
 
+// netnsProcs lists the processes in a lab host's network namespace whose
+// argv is exactly argv.
+func netnsProcs(tb testing.TB, h lab.Host, argv ...string) []int {
+	tb.Helper()
+	out, err := exec.Command("ip", "netns", "pids", h.Netns).Output()
+	if err != nil {
+		tb.Fatalf("ip netns pids %s: %v", h.Netns, err)
+	}
+	var pids []int
+	for _, f := range strings.Fields(string(out)) {
+		cmdline, err := os.ReadFile("/proc/" + f + "/cmdline")
+		if err != nil {
+			continue
+		}
+		if slices.Equal(strings.Split(strings.TrimSuffix(string(cmdline), "\x00"), "\x00"), argv) {
+			pid, _ := strconv.Atoi(f)
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// waitFor polls cond until it holds; hangGuard only ends a failing test.
+func waitFor(tb testing.TB, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(hangGuard)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("gave up waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func jsonOut(tb testing.TB, out string) gjson.Result {
 	tb.Helper()
 	if !gjson.Valid(out) {
@@ -257,6 +291,32 @@ func TestCLI_bringUpCallExecStop(t *testing.T) {
 		if code != 1 || !strings.Contains(errOut, "/no/such/program") {
 			t.Errorf("exec of a missing program: exit %d, stderr %q", code, errOut)
 		}
+	})
+
+	t.Run("execInterruptedKillsRemoteCommand", func(t *testing.T) {
+		cmd := exec.Command(vtclusterBinary(t), "--state-dir", c.stateDir, "exec", "node1", "--", "sleep", "3017")
+		var errb lockedBuffer
+		cmd.Stderr = &errb
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		t.Cleanup(func() { cmd.Process.Kill(); <-done })
+		sleeping := func() bool { return len(netnsProcs(t, l.Hosts[0], "sleep", "3017")) > 0 }
+		waitFor(t, "the remote sleep to start", sleeping)
+		if err := cmd.Process.Signal(os.Interrupt); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-done:
+		case <-time.After(hangGuard):
+			t.Fatal("exec ignored SIGINT")
+		}
+		if code := cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(errb.String(), "exec: interrupt signal received") {
+			t.Errorf("interrupted exec: exit %d, stderr %q", code, errb.String())
+		}
+		waitFor(t, "the agent to kill the remote sleep", func() bool { return !sleeping() })
 	})
 
 	t.Run("tagsFromPartitionFile", func(t *testing.T) {
@@ -871,5 +931,60 @@ func TestCLI_bootstrap_installKeyThenNoPassword(t *testing.T) {
 	c.mustCLI(t, "agents", "stop")
 	if pids := agentPIDs(t, l.Hosts[0]); len(pids) != 0 {
 		t.Errorf("agent processes left: %v", pids)
+	}
+}
+
+func TestCLI_node_addListRemove(t *testing.T) {
+	state := t.TempDir()
+	cli := func(args ...string) (int, string, string) {
+		return runMain(t, append([]string{"--state-dir", state, "node"}, args...)...)
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := cli("add", "n1", "--address", "192.0.2.1", "--key-file", "keys/id", "--label", "rack=a,b", "--label", "gpu=2"); code != 0 {
+		t.Fatalf("node add: exit %d: %s", code, errOut)
+	}
+	code, _, errOut := cli("add", "n1", "--address", "192.0.2.9")
+	if code != 1 || !strings.Contains(errOut, "--replace") {
+		t.Errorf("adding a name twice: exit %d, stderr %q", code, errOut)
+	}
+	if code, _, errOut := cli("add", "n1", "--address", "192.0.2.9", "--replace", "--key-file", "keys/id", "--label", "rack=a,b", "--label", "gpu=2"); code != 0 {
+		t.Fatalf("node add --replace: exit %d: %s", code, errOut)
+	}
+	for _, bad := range [][]string{
+		{"add", "n2"}, // neither address nor hostname
+		{"add", "n2", "--address", "192.0.2.2", "--token-file", "/etc/t"},           // token without direct
+		{"add", "n2", "--address", "192.0.2.2", "--label", "hostname=x"},            // a collected property
+		{"add", "n2", "--address", "192.0.2.2", "--label", "novalue"},               // not KEY=VALUE
+		{"add", "n2", "--address", "192.0.2.2", "--agent-base-dir", "rel"},          // not absolute
+		{"add", "n2", "--address", "192.0.2.2", "--label", "a=1", "--label", "a=2"}, // twice
+		{"add", "n2", "n3", "--address", "192.0.2.2"},                               // two names
+	} {
+		if code, _, errOut := cli(bad...); code != 2 {
+			t.Errorf("%v: exit %d, want 2; stderr %q", bad, code, errOut)
+		}
+	}
+	if code, _, errOut := cli("add", "../evil", "--address", "192.0.2.3"); code != 1 || !strings.Contains(errOut, "letters, digits") {
+		t.Errorf("a node name with a slash: exit %d, stderr %q", code, errOut)
+	}
+	code, out, _ := cli("list", "--json")
+	n := jsonOut(t, out).Get("0")
+	if code != 0 || n.Get("address").Str != "192.0.2.9" || n.Get("key_file").Str != filepath.Join(wd, "keys/id") ||
+		n.Get("labels.rack").Str != "a,b" || n.Get("labels.gpu").Str != "2" || n.Get("agent_bind").Str != "tunnel" || n.Get("shell_port").Int() != 22 {
+		t.Errorf("node list --json: %s", out)
+	}
+	if code, out, _ = cli("list"); code != 0 || !strings.Contains(out, "gpu=2 rack=a,b") {
+		t.Errorf("node list table:\n%s", out)
+	}
+	if code, _, errOut = cli("remove", "n1", "n7"); code != 1 || !strings.Contains(errOut, "nothing was removed") {
+		t.Errorf("removing an unknown node: exit %d, stderr %q", code, errOut)
+	}
+	if code, _, _ = cli("remove", "n1"); code != 0 {
+		t.Errorf("node remove: exit %d", code)
+	}
+	if code, out, _ = cli("list", "--json"); code != 0 || strings.TrimSpace(out) != "[]" {
+		t.Errorf("nodes left: %s", out)
 	}
 }

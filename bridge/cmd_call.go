@@ -379,7 +379,10 @@ Examples:
 			}
 			opts := map[string]any{"timeout": timeout.Seconds()}
 			// The agent kills the command at the timeout; the reply
-			// still needs a moment after that.
+			// still needs a moment after that. An interrupt ends the call
+			// early, and the agent then kills the command too.
+			ctx, stop := withSignals(ctx)
+			defer stop()
 			ctx, cancel := context.WithTimeout(ctx, timeout+30*time.Second)
 			defer cancel()
 			if envs := cmd.StringSlice("env"); len(envs) > 0 {
@@ -406,6 +409,9 @@ Examples:
 			}
 			defer nc.Close()
 			res, err := nc.Call(ctx, "process.run", argv, opts)
+			if err != nil && ctx.Err() != nil {
+				return fmt.Errorf("exec: %w; the agent stops the command when its caller goes away", context.Cause(ctx))
+			}
 			if err != nil {
 				return faultExit(e, cmd, err)
 			}

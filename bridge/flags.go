@@ -8,9 +8,11 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -167,18 +169,29 @@ func durationFlag(cmd *cli.Command, name string) (time.Duration, error) {
 	return d, nil
 }
 
-// withTimeout applies the command's --timeout to ctx. Zero means none.
+// withTimeout applies the command's --timeout to ctx (zero means none),
+// and ends ctx on SIGINT or SIGTERM too (see withSignals).
 func withTimeout(ctx context.Context, cmd *cli.Command) (context.Context, context.CancelFunc, error) {
 	d, err := durationFlag(cmd, flagTimeout)
 	if err != nil {
 		return ctx, func() {}, err
 	}
+	ctx, stop := withSignals(ctx)
 	if d == 0 {
-		ctx, cancel := context.WithCancel(ctx)
-		return ctx, cancel, nil
+		return ctx, stop, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, d)
-	return ctx, cancel, nil
+	return ctx, func() { cancel(); stop() }, nil
+}
+
+// withSignals ends ctx on the first SIGINT or SIGTERM, so that a command
+// cancels its remote work (exec's command is killed by the agent, uploads
+// remove their temporary files) instead of dying in the middle of it. A
+// second signal has its default effect.
+func withSignals(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	context.AfterFunc(ctx, stop)
+	return ctx, stop
 }
 
 // openStore opens the state of the cluster chosen by the global flags.
