@@ -154,6 +154,8 @@ func partitionCreateCommand(e *env) *cli.Command {
 			if err != nil {
 				return err
 			}
+			ctx, stop := withSignals(ctx) // an interrupted --wait allocates nothing
+			defer stop()
 			p, err := cluster.Allocate(ctx, st, cluster.AllocRequest{
 				Owner: owner, Tags: tags, Lease: lease, Wait: wait,
 				// Reclaims and waits are worth a line: they explain where
