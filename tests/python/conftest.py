@@ -5,7 +5,11 @@ The tests expect the shim (pyshim/) to be installed in the interpreter that
 runs them; ``make py-test`` does that through scripts/venv.sh.
 """
 
+import atexit
+import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -125,3 +129,187 @@ class AvocadoCLI:
 def avocado(tmp_path):
     """An :class:`AvocadoCLI` for the interpreter running the tests."""
     return AvocadoCLI(tmp_path)
+
+
+# --- a lab of real SSH hosts, for the end-to-end tests -----------------------
+
+#: Hosts in the session's lab: enough for tests that need two distinct nodes
+#: while a third stays free, and for a selector over every node.
+LAB_HOSTS = 3
+
+
+def lab_requirements_missing():
+    """Why a lab cannot be built here, or None when it can."""
+    if os.geteuid() != 0:
+        return "needs root: lab hosts are network namespaces, each running sshd"
+    if not (shutil.which("sshd") or os.access("/usr/sbin/sshd", os.X_OK)):
+        return "sshd not installed (apt-get install openssh-server)"
+    if shutil.which("ip") is None:
+        return "ip not installed (apt-get install iproute2)"
+    return None
+
+
+def read_proc_table():
+    """Every live process as (pid, ppid, argv); zombies and kernel threads left out."""
+    table = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                raw = f.read()
+            with open(f"/proc/{entry}/stat", encoding="utf-8", errors="replace") as f:
+                stat = f.read()
+        except OSError:
+            continue  # exited while we looked
+        fields = stat.rsplit(")", 1)[1].split()
+        if not raw or fields[0] == "Z":
+            continue
+        argv = [a.decode(errors="replace") for a in raw.rstrip(b"\0").split(b"\0")]
+        table.append((int(entry), int(fields[1]), argv))
+    return table
+
+
+class Lab:
+    """A running ``vtcluster lab`` (the content of its lab.json, plus helpers).
+
+    Lab hosts share this machine's filesystem and process table; only their
+    network and hostname differ. So the lab's agents are the processes
+    whose program lives under ``<lab dir>/agents/``.
+    """
+
+    def __init__(self, binary, directory, cluster_config):
+        self.binary = binary
+        self.dir = Path(directory)
+        self.cluster_config = Path(cluster_config)
+        self.info = json.loads((self.dir / "lab.json").read_text(encoding="utf-8"))
+        self.hosts = {h["name"]: h for h in self.info["hosts"]}
+
+    def agent_processes(self):
+        """(pid, argv) of every agent process started from this lab's agent dirs."""
+        prefix = str(self.dir / "agents") + os.sep
+        return [
+            (pid, argv)
+            for pid, _, argv in read_proc_table()
+            if argv[0].startswith(prefix) and argv[1:2] == ["agent"]
+        ]
+
+    def set_link(self, host, up):
+        """Bring a lab host's network link up or down (from inside its namespace)."""
+        subprocess.run(
+            ["ip", "netns", "exec", self.hosts[host]["netns"], "ip", "link", "set", "eth0",
+             "up" if up else "down"],
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT_SECONDS,
+            check=True,
+        )
+
+    def status(self):
+        """``vtcluster lab status`` as a CompletedProcess (exit 0 when all hosts are healthy)."""
+        return subprocess.run(
+            [self.binary, "lab", "status", "--dir", str(self.dir)],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT_SECONDS,
+            check=False,
+        )
+
+    def down(self):
+        return subprocess.run(
+            [self.binary, "lab", "down", "--dir", str(self.dir)],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT_SECONDS,
+            check=False,
+        )
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory):
+    """A three-host lab (netns + sshd each), shared by the whole session.
+
+    It is torn down after the session, also when tests fail; an atexit
+    handler and a SIGTERM handler cover a pytest run that dies early.
+    ``vtcluster lab reap`` removes labs whose creator vanished otherwise.
+    """
+    missing = lab_requirements_missing()
+    if missing:
+        pytest.skip(f"lab of SSH hosts unavailable: {missing}")
+    binary = find_vtcluster()
+    if binary is None:
+        pytest.skip("vtcluster binary not built: run `make build` or set VTCLUSTER_BIN")
+    base = tmp_path_factory.mktemp("lab")
+    directory, config = base / "lab", base / "cluster.json"
+    up = subprocess.run(
+        [binary, "lab", "up", "--hosts", str(LAB_HOSTS), "--dir", str(directory),
+         "--cluster-config", str(config)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_SECONDS,
+        check=False,
+    )
+    down = [binary, "lab", "down", "--dir", str(directory)]
+
+    def teardown():
+        subprocess.run(down, stdin=subprocess.DEVNULL, capture_output=True,
+                       timeout=RUN_TIMEOUT_SECONDS, check=False)
+
+    # Registered before checking the result: a half-built lab is torn down too.
+    atexit.register(teardown)
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous in (signal.SIG_DFL, None):
+        # Turn SIGTERM into KeyboardInterrupt so pytest runs its teardowns.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        assert up.returncode == 0, f"vtcluster lab up failed:\n{up.stdout}{up.stderr}"
+        yield Lab(binary, directory, config)
+    finally:
+        result = subprocess.run(down, stdin=subprocess.DEVNULL, capture_output=True,
+                                text=True, timeout=RUN_TIMEOUT_SECONDS, check=False)
+        atexit.unregister(teardown)
+        if previous in (signal.SIG_DFL, None):
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        assert result.returncode == 0, f"vtcluster lab down failed:\n{result.stdout}{result.stderr}"
+
+
+def venv_bin_dir():
+    """The bin/ of the venv that has Avocado and the shim: .venv, else ours."""
+    candidate = REPO_ROOT / ".venv" / "bin"
+    if (candidate / "avocado").exists():
+        return candidate
+    return Path(sys.executable).parent
+
+
+@pytest.fixture(scope="session")
+def cluster_bin_dir(tmp_path_factory):
+    """A directory with vtcluster and avocado-runner-multihost, both the built binary.
+
+    Putting both names next to each other guarantees that Avocado runs the
+    same binary as runner as the tests run as CLI, wherever VTCLUSTER_BIN
+    points.
+    """
+    binary = find_vtcluster()
+    if binary is None:
+        pytest.skip("vtcluster binary not built: run `make build` or set VTCLUSTER_BIN")
+    directory = tmp_path_factory.mktemp("bin")
+    for name in ("vtcluster", "avocado-runner-multihost"):
+        (directory / name).symlink_to(binary)
+    return directory
+
+
+def cluster_env_for(state_dir, bin_dir):
+    """Environment overrides: a private cluster state, our binary and the venv first on PATH."""
+    return {
+        "VTCLUSTER_STATE_DIR": str(state_dir),
+        "PATH": os.pathsep.join([str(bin_dir), str(venv_bin_dir()), os.environ.get("PATH", "")]),
+    }
+
+
+@pytest.fixture
+def cluster_env(tmp_path, cluster_bin_dir):
+    """Environment overrides with VTCLUSTER_STATE_DIR in a fresh tmp dir (nothing registered)."""
+    return cluster_env_for(tmp_path / "state", cluster_bin_dir)
