@@ -12,9 +12,11 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 )
 
@@ -408,7 +410,22 @@ func FuzzLogRecordDecode(f *testing.F) {
 		}
 	}
 	f.Add([]byte(`{"x": [1, {"y": 1e400}]}`))
+	var warm strCache // holds a fixture's strings, so both of its branches run
+	if _, err := decodeLogRecord(readFixtureFrames(f, "basic.bin")[0][4:], &warm); err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, body []byte) {
+		// The one-pass decoder either declines or agrees with the tolerant one.
+		cache := warm
+		if fast, ok := decodeFast(body, &cache); ok {
+			slow, err := decodeTolerant(body)
+			if err != nil {
+				t.Fatalf("fast path accepted what the tolerant path rejects: %v", err)
+			}
+			if !reflect.DeepEqual(fast, slow) {
+				t.Fatalf("fast and tolerant paths differ:\n%#v\n%#v", fast, slow)
+			}
+		}
 		rec, err := DecodeLogRecord(body)
 		if err != nil {
 			return
@@ -440,4 +457,249 @@ func FuzzLogRecordDecode(f *testing.F) {
 			t.Fatalf("encoding is not stable:\n%s\n%s", a, b)
 		}
 	})
+}
+
+// benchRecord is shaped like the records of scripts/bench/logload: about
+// 470 bytes, plain ASCII, no traceback.
+func benchRecord() *LogRecord {
+	return &LogRecord{
+		Name: "avocado.service.bench", Levelno: 20, Levelname: "INFO",
+		Pathname: "/work/main/bin/bench/logload", Filename: "logload", Module: "bench",
+		Lineno: 42, FuncName: "send", Created: 1763775795.1784096, Asctime: "2025-11-22 01:43:15,178",
+		Thread: 140245301585728, ThreadName: "MainThread", Process: 4242,
+		Msg: "vtcbench c=0 n=123456 " + strings.Repeat("x", 98),
+	}
+}
+
+func BenchmarkDecodeLogRecord(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		body []byte
+	}{
+		{"bench", benchRecord().AppendJSON(nil)},
+		{"basic", readFixtureFrames(b, "basic.bin")[0][4:]},
+		{"unicode", readFixtureFrames(b, "unicode.bin")[2][4:]},
+		{"exception", readFixtureFrames(b, "exception.bin")[1][4:]},
+		{"tolerant_dict", readFixtureFrames(b, "tolerant_dict.bin")[0][4:]},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.SetBytes(int64(len(tc.body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := DecodeLogRecord(tc.body); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// fastPathCases are bodies near the edges of what the one-pass decoder
+// takes on; each must decode as the tolerant path decodes it.
+var fastPathCases = []string{
+	`{}`,
+	` {"name" : "a" ,"msg":"b"} `,
+	"{\t\"name\":\r\n\"a\"}",
+	`{"name": "a", "name": "b", "levelno": 40, "levelno": 10}`,
+	`{"msg": "tab\t"}`,
+	`{"msg": "esc \" \\ \/ \b \f \n \r \t"}`,
+	`{"msg": "\u00e9\u4e2d \ud83d\ude00 \u0000 \uFFFF \uDBFF\uDFFF"}`,
+	`{"msg": "lone \ud83d"}`,
+	`{"msg": "lone \ude00 low"}`,
+	`{"msg": "pair reversed \ude00\ud83d"}`,
+	`{"msg": "high then high \ud83d\ud83d"}`,
+	`{"msg": "bad hex \u12g4"}`,
+	`{"msg": "bad escape \x"}`,
+	"{\"msg\": \"raw \xc3\xa9 and \\n\"}",
+	"{\"msg\": \"invalid \xff utf8\"}",
+	"{\"msg\": \"invalid \xff utf8 \\n escaped\"}",
+	`{"msg": 12}`,
+	`{"msg": null, "name": null, "asctime": null, "exc_info": null, "stack_info": null}`,
+	`{"n\u0061me": "escaped key"}`,
+	`{"lineno": -0, "thread": -999999999999999999, "process": 999999999999999999}`,
+	`{"thread": -9223372036854775808}`,
+	`{"thread": 9223372036854775807}`,
+	`{"thread": 9223372036854775808}`,
+	`{"lineno": 2147483647, "levelno": -2147483648}`,
+	`{"lineno": 2147483648}`,
+	`{"lineno": 1e2}`,
+	`{"lineno": 01}`,
+	`{"lineno": 1.0}`,
+	`{"created": -0, "process": 7}`,
+	`{"created": 1e400}`,
+	`{"created": 1E-3}`,
+	`{"created": 1.5e+2}`,
+	`{"created": .5}`,
+	`{"created": 1.}`,
+	`{"created": -}`,
+	`{"created": 0x10}`,
+	`{"created": Infinity}`,
+	`{"args": null}`,
+	`{"args": [1, 2]}`,
+	`{"exc_info": []}`,
+	`{"exc_info": [ "a\n" , "b" ]}`,
+	`{"exc_info": ["a", ]}`,
+	`{"exc_info": "joined\n"}`,
+	`{"exc_info": [1]}`,
+	`{"levelname": "WARN"}`,
+	`{"levelname": ""}`,
+	`{"asctime": ""}`,
+	`{"name": "a",}`,
+	`{"name": "a"} x`,
+	`{"name": "a"`,
+	`{"name": nul}`,
+	`{"name": nullx}`,
+	`{"unknown": {"a": [1]}}`,
+	`[]`,
+	``,
+}
+
+func TestDecodeLogRecord_fastPathAgrees(t *testing.T) {
+	for _, body := range fastPathCases {
+		want, wantErr := decodeTolerant([]byte(body))
+		got, err := DecodeLogRecord([]byte(body))
+		if (err == nil) != (wantErr == nil) || err != nil && err.Error() != wantErr.Error() {
+			t.Errorf("%s: err %v, tolerant path says %v", body, err, wantErr)
+			continue
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: decoded\n%#v\ntolerant path\n%#v", body, got, want)
+		}
+	}
+	// The fast path must really be taken by what upstream sends.
+	for _, name := range []string{"basic.bin", "levels.bin", "unicode.bin", "exception.bin", "stack_info.bin", "long.bin", "created.bin", "go_streamer.bin"} {
+		for i, frame := range readFixtureFrames(t, name) {
+			if _, ok := decodeFast(frame[4:], nil); !ok {
+				t.Errorf("%s frame %d: the fast path declined an upstream-shaped record", name, i)
+			}
+		}
+	}
+}
+
+// allFixtureFrames is every upstream-shaped fixture frame in one stream.
+func allFixtureFrames(tb testing.TB) (stream []byte, frames [][]byte) {
+	tb.Helper()
+	for _, name := range []string{"basic.bin", "levels.bin", "unicode.bin", "exception.bin", "stack_info.bin", "long.bin", "created.bin", "go_streamer.bin", "basic.bin"} {
+		for _, f := range readFixtureFrames(tb, name) {
+			frames = append(frames, f)
+			stream = append(stream, f...)
+		}
+	}
+	return stream, frames
+}
+
+func TestFrameReader_Next_asReadFrame(t *testing.T) {
+	stream, frames := allFixtureFrames(t)
+	for _, tc := range []struct {
+		name string
+		r    func() io.Reader
+	}{
+		{"whole", func() io.Reader { return bytes.NewReader(stream) }},
+		// long.bin's frame is larger than the buffer, and every frame
+		// arrives a byte at a time.
+		{"byte by byte", func() io.Reader { return iotest.OneByteReader(bytes.NewReader(stream)) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fr := NewFrameReader(tc.r(), 4<<10, 0)
+			ref := tc.r()
+			for i, frame := range frames {
+				got, body, err := fr.Next()
+				if err != nil {
+					t.Fatalf("frame %d: %v", i, err)
+				}
+				if !bytes.Equal(body, frame[4:]) {
+					t.Fatalf("frame %d: body differs from the frame", i)
+				}
+				want, _, err := ReadFrame(ref, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !reflect.DeepEqual(got, want) {
+					t.Errorf("frame %d: got\n%#v\nReadFrame reads\n%#v", i, got, want)
+				}
+			}
+			if _, _, err := fr.Next(); err != io.EOF {
+				t.Fatalf("after the last frame: %v, want io.EOF", err)
+			}
+		})
+	}
+}
+
+func TestFrameReader_Next_errors(t *testing.T) {
+	good := AppendFrame(nil, &LogRecord{Name: "n", Msg: "after"})
+	bad := []byte("\x00\x00\x00\x05{nope")
+	fr := NewFrameReader(bytes.NewReader(slices.Concat(bad, good)), 0, 0)
+	_, body, err := fr.Next()
+	var de *FrameDecodeError
+	if !errors.As(err, &de) || string(body) != "{nope" {
+		t.Fatalf("invalid JSON frame: err %v body %q", err, body)
+	}
+	if rec, _, err := fr.Next(); err != nil || rec.Msg != "after" {
+		t.Fatalf("frame after an invalid one: %v %v", rec, err)
+	}
+
+	_, _, err = NewFrameReader(bytes.NewReader(good), 0, 10).Next()
+	var tl *FrameTooLargeError
+	if !errors.As(err, &tl) || int(tl.Size) != len(good)-4 || tl.Max != 10 {
+		t.Errorf("oversize frame: %v", err)
+	}
+	big := AppendFrame(nil, &LogRecord{Msg: strings.Repeat("x", 8<<10)})
+	for name, stream := range map[string][]byte{
+		"split header": good[:2], "truncated body": good[:len(good)-1], "header only": good[:4],
+		"truncated frame larger than the buffer": big[:len(big)-1],
+	} {
+		if _, _, err := NewFrameReader(bytes.NewReader(stream), 0, 0).Next(); err != io.ErrUnexpectedEOF {
+			t.Errorf("%s: %v, want io.ErrUnexpectedEOF", name, err)
+		}
+	}
+	if _, _, err := NewFrameReader(bytes.NewReader(nil), 0, 0).Next(); err != io.EOF {
+		t.Errorf("empty stream: %v, want io.EOF", err)
+	}
+	boom := errors.New("boom")
+	r := io.MultiReader(bytes.NewReader(good[:6]), iotest.ErrReader(boom))
+	if _, _, err := NewFrameReader(r, 0, 0).Next(); !errors.Is(err, boom) {
+		t.Errorf("read error inside a frame: %v, want %v", err, boom)
+	}
+}
+
+func TestFrameReader_FrameBuffered(t *testing.T) {
+	one := AppendFrame(nil, &LogRecord{Msg: "one"})
+	two := AppendFrame(nil, &LogRecord{Msg: "two"})
+	fr := NewFrameReader(bytes.NewReader(slices.Concat(one, two, two[:7])), 0, 0)
+	if fr.FrameBuffered() {
+		t.Fatal("a frame is buffered before anything was read")
+	}
+	for i, want := range []bool{true, false} {
+		if _, _, err := fr.Next(); err != nil {
+			t.Fatal(err)
+		}
+		if got := fr.FrameBuffered(); got != want {
+			t.Errorf("after frame %d: FrameBuffered %v, want %v", i, got, want)
+		}
+	}
+	// An announced oversize frame is "buffered": Next fails without waiting.
+	fr = NewFrameReader(bytes.NewReader(slices.Concat(one, []byte{0, 1, 0, 0})), 0, 1000)
+	if _, _, err := fr.Next(); err != nil {
+		t.Fatal(err)
+	}
+	if !fr.FrameBuffered() {
+		t.Error("a header above the limit is not reported as ready")
+	}
+}
+
+func BenchmarkFrameReader_Next(b *testing.B) {
+	frame := AppendFrame(nil, benchRecord())
+	stream := bytes.Repeat(frame, 512)
+	r := bytes.NewReader(stream)
+	fr := NewFrameReader(r, 64<<10, 0)
+	b.SetBytes(int64(len(frame)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := fr.Next(); err != nil {
+			if err != io.EOF {
+				b.Fatal(err)
+			}
+			r.Reset(stream)
+		}
+	}
 }
