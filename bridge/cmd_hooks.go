@@ -74,6 +74,12 @@ func hooksController(ctx context.Context, e *env, cmd *cli.Command) (*cluster.Co
 	return cluster.NewController(st, cfg), s.Nodes, nil
 }
 
+// jobOwner names the avocado process the hook runs for: the hook's parent.
+// Its liveness decides whether another job still needs the agents.
+func jobOwner(jobID string) (cluster.Owner, error) {
+	return cluster.ProcessOwner(os.Getppid(), jobID, "")
+}
+
 func hooksPreTests(ctx context.Context, e *env, cmd *cli.Command) error {
 	ctx, cancel, err := withTimeout(ctx, cmd)
 	if err != nil {
@@ -88,13 +94,25 @@ func hooksPreTests(ctx context.Context, e *env, cmd *cli.Command) error {
 		fmt.Fprintln(e.stderr, "vtcluster: no cluster configured; nothing to start")
 		return nil
 	}
-	// Agents that answer already were not started by us and are left
-	// alone if the job fails to set up.
-	var wasUp []string
+	jobID := cmd.String("job-id")
+	owner, err := jobOwner(jobID)
+	if err != nil {
+		return err
+	}
+	var others []cluster.Owner
+	if err := ctl.Store().Update(ctx, func(s *cluster.State) error {
+		others = s.AddAgentUser(owner)
+		return nil
+	}); err != nil {
+		return err
+	}
+	// Agents that answer already were started by someone else and are
+	// left alone if this job fails to set up.
 	status, err := ctl.Status(ctx)
 	if err != nil {
 		return err
 	}
+	var wasUp []string
 	for _, s := range status {
 		if s.AgentUp {
 			wasUp = append(wasUp, s.Name)
@@ -104,20 +122,27 @@ func hooksPreTests(ctx context.Context, e *env, cmd *cli.Command) error {
 	if err == nil {
 		return nil
 	}
+	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer ccancel()
+	var left []cluster.Owner
+	if uerr := ctl.Store().Update(cctx, func(s *cluster.State) error {
+		left = s.RemoveAgentUser(jobID)
+		return nil
+	}); uerr != nil {
+		err = errors.Join(err, uerr)
+	}
 	var started []string
 	for _, r := range results {
 		if r.OK && !contains(wasUp, r.Node) {
 			started = append(started, r.Node)
 		}
 	}
-	if len(started) > 0 {
-		sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-		defer scancel()
-		if _, serr := ctl.StopAgents(sctx, started...); serr != nil {
+	if len(started) > 0 && len(left) == 0 && len(others) == 0 {
+		if _, serr := ctl.StopAgents(cctx, started...); serr != nil {
 			err = errors.Join(err, fmt.Errorf("stopping the agents started before the failure: %w", serr))
 		}
 	}
-	return fmt.Errorf("setting up the cluster for job %s failed: %w", cmd.String("job-id"), err)
+	return fmt.Errorf("setting up the cluster for job %s failed: %w", jobID, err)
 }
 
 func contains(list []string, s string) bool {
@@ -164,8 +189,31 @@ func hooksPostTests(ctx context.Context, e *env, cmd *cli.Command) error {
 	}); err != nil {
 		errs = append(errs, fmt.Errorf("fetching agent logs: %w", err))
 	}
-	if _, err := ctl.StopAgents(ctx); err != nil {
-		errs = append(errs, fmt.Errorf("stopping agents: %w", err))
+	// The last job to finish stops the agents; a job still running (or a
+	// partition someone still holds) keeps them up.
+	var left []cluster.Owner
+	var held []cluster.Partition
+	if err := ctl.Store().Update(ctx, func(s *cluster.State) error {
+		left = s.RemoveAgentUser(jobID)
+		now := time.Now()
+		for _, p := range s.Partitions {
+			if gone, _ := p.Owner.Gone(); p.Live(now) && !gone && p.Owner.JobID != jobID {
+				held = append(held, p)
+			}
+		}
+		return nil
+	}); err != nil {
+		errs = append(errs, err)
+	}
+	switch {
+	case len(left) > 0:
+		fmt.Fprintf(e.stderr, "vtcluster: agents left running for job %s (%s)\n", left[0].JobID, left[0])
+	case len(held) > 0:
+		fmt.Fprintf(e.stderr, "vtcluster: agents left running: partition %s is held by %s\n", held[0].ID, held[0].Owner)
+	default:
+		if _, err := ctl.StopAgents(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stopping agents: %w", err))
+		}
 	}
 	if _, err := os.Stat(logdir); err != nil {
 		errs = append(errs, err)

@@ -8,7 +8,6 @@ import (
 	"maps"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -192,45 +191,13 @@ func partitionCreateCommand(e *env) *cli.Command {
 	}
 }
 
-// ownerOf describes process pid on this host as a partition owner, with
-// its start time so that a recycled pid is not mistaken for it.
+// ownerOf describes process pid on this host as a partition owner.
 func ownerOf(pid int, jobID, testID string) (cluster.Owner, error) {
-	o, err := cluster.CurrentOwner(jobID, testID)
+	o, err := cluster.ProcessOwner(pid, jobID, testID)
 	if err != nil {
-		return o, err
+		return o, flagError("owner-pid", "%v", err)
 	}
-	if pid == o.PID {
-		return o, nil
-	}
-	start, err := procStartTime(pid)
-	if err != nil {
-		return o, flagError("owner-pid", "process %d: %v", pid, err)
-	}
-	o.PID, o.PIDStart = pid, start
 	return o, nil
-}
-
-// procStartTime reads field 22 (starttime) of /proc/<pid>/stat. The
-// command name (field 2) may contain spaces and parentheses, so fields are
-// counted after the last ')'.
-func procStartTime(pid int) (uint64, error) {
-	if pid <= 0 {
-		return 0, fmt.Errorf("not a process id")
-	}
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, err
-	}
-	line := string(data)
-	i := strings.LastIndexByte(line, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("malformed /proc/%d/stat", pid)
-	}
-	f := strings.Fields(line[i+1:])
-	if len(f) < 20 {
-		return 0, fmt.Errorf("malformed /proc/%d/stat", pid)
-	}
-	return strconv.ParseUint(f[19], 10, 64)
 }
 
 // partitionJSON is a partition in --json output.

@@ -296,6 +296,12 @@ func (nc *NodeConn) StartAgent(ctx context.Context) (AgentInfo, error) {
 	}
 	var out strings.Builder
 	if err := ssh.Run(ctx, argv, RunOptions{Stdout: &out, Stderr: &out}); err != nil {
+		// Another controller (a second job's hook) may have started the
+		// agent between our check and our start; then ours lost the bind
+		// and theirs is the one to use.
+		if nc.AgentAlive(ctx) {
+			return nc.agentInfo(ctx), nil
+		}
 		return AgentInfo{}, fmt.Errorf("cluster: node %q: start agent: %w\n%s%s", nc.node.Name, err, out.String(), nc.logTail(ctx))
 	}
 	backoff := 20 * time.Millisecond

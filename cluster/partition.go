@@ -61,10 +61,17 @@ type Owner struct {
 
 // CurrentOwner describes the calling process as an Owner.
 func CurrentOwner(jobID, testID string) (Owner, error) {
-	pid := os.Getpid()
+	return ProcessOwner(os.Getpid(), jobID, testID)
+}
+
+// ProcessOwner describes process pid of this host as an Owner, with its
+// start time so that a recycled pid is not mistaken for it. Short-lived
+// commands (job hooks, `partition create`) use it to name the long-lived
+// process they act for.
+func ProcessOwner(pid int, jobID, testID string) (Owner, error) {
 	_, start, err := procStat(pid)
 	if err != nil {
-		return Owner{}, fmt.Errorf("cluster: read own process start time: %w", err)
+		return Owner{}, fmt.Errorf("cluster: read start time of process %d: %w", pid, err)
 	}
 	host := ownHostname()
 	if host == "" {
@@ -87,6 +94,10 @@ func (o Owner) String() string {
 	}
 	return s
 }
+
+// Gone reports whether the owner has surely ended, and why. Only owners on
+// this host can be checked; others are never reported gone.
+func (o Owner) Gone() (bool, string) { return o.gone() }
 
 // gone reports whether the owner has surely ended, and why. Only owners on
 // this host can be checked.

@@ -39,6 +39,38 @@ type State struct {
 	Nodes []Node `json:"nodes"`
 	// Partitions are the current reservations; a node is in at most one.
 	Partitions []Partition `json:"partitions"`
+	// AgentUsers are the Avocado jobs (by their avocado process) whose
+	// pre-tests hook started or reused the agents; the last one to finish
+	// stops them, so one job's end never pulls the agents from under
+	// another job still running.
+	AgentUsers []Owner `json:"agent_users,omitempty"`
+}
+
+// AddAgentUser records o as using the agents, forgetting users that are
+// gone, and returns the other users still alive.
+func (s *State) AddAgentUser(o Owner) []Owner {
+	s.pruneAgentUsers(o.JobID)
+	others := append([]Owner(nil), s.AgentUsers...)
+	s.AgentUsers = append(s.AgentUsers, o)
+	return others
+}
+
+// RemoveAgentUser forgets the job jobID (and users that are gone) and
+// returns the users still alive.
+func (s *State) RemoveAgentUser(jobID string) []Owner {
+	s.pruneAgentUsers(jobID)
+	return append([]Owner(nil), s.AgentUsers...)
+}
+
+func (s *State) pruneAgentUsers(jobID string) {
+	kept := s.AgentUsers[:0]
+	for _, u := range s.AgentUsers {
+		if gone, _ := u.gone(); gone || u.JobID == jobID {
+			continue
+		}
+		kept = append(kept, u)
+	}
+	s.AgentUsers = kept
 }
 
 // NewState returns the state of a cluster with nothing registered.

@@ -37,7 +37,9 @@ type Backend struct {
 	conns    map[string]*cluster.NodeConn // by node name, for this test
 	proxies  []*http.Server
 	renewals map[string]context.CancelFunc
-	closed   bool
+	// lost are nodes Watch found dead; teardown does not wait on them.
+	lost   map[string]error
+	closed bool
 }
 
 var _ Cluster = (*Backend)(nil)
@@ -59,6 +61,7 @@ func OpenBackend(_ context.Context, cfg RunConfig) (Cluster, error) {
 		log:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 		conns:    map[string]*cluster.NodeConn{},
 		renewals: map[string]context.CancelFunc{},
+		lost:     map[string]error{},
 	}, nil
 }
 
@@ -205,6 +208,9 @@ func (b *Backend) agentProxy(nc *cluster.NodeConn) (string, error) {
 func (b *Backend) conn(name string) (*cluster.NodeConn, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if err := b.lost[name]; err != nil {
+		return nil, err
+	}
 	nc := b.conns[name]
 	if nc == nil {
 		return nil, fmt.Errorf("node %q is not in this test's partition", name)
@@ -257,6 +263,9 @@ func (b *Backend) StartLogs(ctx context.Context, p *Partition, sink LogSink) (fu
 		sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
 		for _, nc := range started {
+			if _, err := b.conn(nc.Node().Name); err != nil {
+				continue // lost: nothing to stop there, and no time to waste
+			}
 			_, _ = nc.Call(sctx, "core.stop_log_redirection")
 		}
 		for _, l := range listeners {
@@ -475,7 +484,10 @@ const (
 // Watch reports the first node of p that is lost, until ctx ends.
 func (b *Backend) Watch(ctx context.Context, p *Partition) <-chan error {
 	lost := make(chan error, 1)
-	report := func(err error) {
+	report := func(name string, err error) {
+		b.mu.Lock()
+		b.lost[name] = err
+		b.mu.Unlock()
 		select {
 		case lost <- err:
 		default:
@@ -501,7 +513,7 @@ func (b *Backend) Watch(ctx context.Context, p *Partition) <-chan error {
 				case <-ctx.Done():
 					return
 				case <-sshDone:
-					report(fmt.Errorf("node %q (tag %s) lost: its SSH connection closed", pn.Name, pn.Tag))
+					report(pn.Name, fmt.Errorf("node %q (tag %s) lost: its SSH connection closed", pn.Name, pn.Tag))
 					return
 				case <-t.C:
 					cctx, cancel := context.WithTimeout(ctx, healthTimeout)
@@ -515,7 +527,7 @@ func (b *Backend) Watch(ctx context.Context, p *Partition) <-chan error {
 						continue
 					}
 					if failures++; failures >= healthFailures {
-						report(fmt.Errorf("node %q (tag %s) lost: its agent stopped answering: %w", pn.Name, pn.Tag, err))
+						report(pn.Name, fmt.Errorf("node %q (tag %s) lost: its agent stopped answering: %w", pn.Name, pn.Tag, err))
 						return
 					}
 				}

@@ -511,7 +511,9 @@ func (r *testRun) step(ctx context.Context, cl Cluster, p *Partition, n int, st 
 		}
 		r.logf(ctx, "step %d on %s (%s): %s", n, tag, node.Name, PyRepr(argv))
 		results[i].res, results[i].err = cl.Exec(ctx, node, argv, ExecOptions{Timeout: st.Timeout})
-		r.stepOutput(ctx, n, tag, results[i].res)
+		if results[i].err == nil {
+			r.stepOutput(ctx, n, tag, results[i].res)
+		}
 	}
 	if st.Parallel {
 		var wg sync.WaitGroup
