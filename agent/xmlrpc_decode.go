@@ -1,0 +1,525 @@
+package agent
+
+// Decoding accepts everything CPython's xmlrpc unmarshaller accepts: the
+// int, i1, i2, i4, i8 and biginteger spellings, bare <value>text</value>
+// strings, empty values, namespaced tags (ex:nil), base64 with line
+// breaks. It refuses DOCTYPEs and bounds depth and size, because agents
+// face callers they do not control.
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+)
+
+
+// maxDocumentSize bounds what the decoder will read; the HTTP server also
+// limits the body, this protects direct callers.
+const maxDocumentSize = 256 << 20
+
+// DecodeCall parses a methodCall document.
+func DecodeCall(body []byte) (method string, params []any, err error) {
+	d := newDecoder(body)
+	root, err := d.expectStart()
+	if err != nil {
+		return "", nil, err
+	}
+	if root != "methodCall" {
+		return "", nil, d.errorf("expected <methodCall>, found <%s>", root)
+	}
+	haveName := false
+	for {
+		tok, err := d.next()
+		if err != nil {
+			return "", nil, err
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			switch t.Name.Local {
+			case "methodName":
+				s, err := d.text()
+				if err != nil {
+					return "", nil, err
+				}
+				method, haveName = s, true
+			case "params":
+				params, err = d.params()
+				if err != nil {
+					return "", nil, err
+				}
+			default:
+				return "", nil, d.errorf("unexpected <%s> in <methodCall>", t.Name.Local)
+			}
+		case xml.EndElement:
+			if !haveName {
+				return "", nil, d.errorf("<methodCall> has no <methodName>")
+			}
+			if params == nil {
+				params = []any{}
+			}
+			return method, params, nil
+		}
+	}
+}
+
+// DecodeResponse parses a methodResponse document. A fault is returned as
+// an error of type *WireFault; anything else malformed wraps ErrSyntax.
+func DecodeResponse(body []byte) (any, error) {
+	d := newDecoder(body)
+	root, err := d.expectStart()
+	if err != nil {
+		return nil, err
+	}
+	if root != "methodResponse" {
+		return nil, d.errorf("expected <methodResponse>, found <%s>", root)
+	}
+	var result any
+	got := false
+	for {
+		tok, err := d.next()
+		if err != nil {
+			return nil, err
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			switch t.Name.Local {
+			case "params":
+				ps, err := d.params()
+				if err != nil {
+					return nil, err
+				}
+				if len(ps) != 1 {
+					return nil, d.errorf("response has %d params, expected exactly 1", len(ps))
+				}
+				result, got = ps[0], true
+			case "fault":
+				return nil, d.fault()
+			default:
+				return nil, d.errorf("unexpected <%s> in <methodResponse>", t.Name.Local)
+			}
+		case xml.EndElement:
+			if !got {
+				return nil, d.errorf("response has neither params nor fault")
+			}
+			return result, nil
+		}
+	}
+}
+
+type decoder struct {
+	x     *xml.Decoder
+	depth int
+}
+
+func newDecoder(body []byte) *decoder {
+	x := xml.NewDecoder(io.LimitReader(bytes.NewReader(body), maxDocumentSize))
+	x.Strict = true
+	// Python's expat understands only what the document says; we accept
+	// utf-8 and ascii (a subset) and refuse other declared charsets.
+	x.CharsetReader = func(charset string, in io.Reader) (io.Reader, error) {
+		switch strings.ToLower(charset) {
+		case "utf-8", "utf8", "us-ascii", "ascii":
+			return in, nil
+		}
+		return nil, fmt.Errorf("unsupported encoding %q", charset)
+	}
+	return &decoder{x: x}
+}
+
+func (d *decoder) errorf(format string, args ...any) error {
+	return fmt.Errorf("%w: %s (at byte %d)", ErrSyntax, fmt.Sprintf(format, args...), d.x.InputOffset())
+}
+
+// next returns the next start or end element, skipping text, comments and
+// processing instructions between elements.
+func (d *decoder) next() (xml.Token, error) {
+	for {
+		tok, err := d.x.Token()
+		if err != nil {
+			if err == io.EOF {
+				return nil, d.errorf("unexpected end of document")
+			}
+			return nil, fmt.Errorf("%w: %v", ErrSyntax, err)
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			return t, nil
+		case xml.EndElement:
+			return t, nil
+		case xml.CharData:
+			if len(bytes.TrimSpace(t)) != 0 {
+				return nil, d.errorf("unexpected text %q", truncate(string(t), 40))
+			}
+		case xml.Directive:
+			// A DOCTYPE could declare entities; Python's expat would read
+			// it but we have no use for one.
+			return nil, d.errorf("unexpected directive")
+		}
+	}
+}
+
+func (d *decoder) expectStart() (string, error) {
+	tok, err := d.next()
+	if err != nil {
+		return "", err
+	}
+	t, ok := tok.(xml.StartElement)
+	if !ok {
+		return "", d.errorf("expected an element")
+	}
+	return t.Name.Local, nil
+}
+
+// text reads character data up to the end of the current element.
+func (d *decoder) text() (string, error) {
+	var sb strings.Builder
+	for {
+		tok, err := d.x.Token()
+		if err != nil {
+			return "", fmt.Errorf("%w: %v", ErrSyntax, err)
+		}
+		switch t := tok.(type) {
+		case xml.CharData:
+			sb.Write(t)
+		case xml.EndElement:
+			return sb.String(), nil
+		case xml.StartElement:
+			return "", d.errorf("unexpected <%s> inside text", t.Name.Local)
+		}
+	}
+}
+
+func (d *decoder) params() ([]any, error) {
+	params := []any{}
+	for {
+		tok, err := d.next()
+		if err != nil {
+			return nil, err
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			if t.Name.Local != "param" {
+				return nil, d.errorf("unexpected <%s> in <params>", t.Name.Local)
+			}
+			v, err := d.wrappedValue("param")
+			if err != nil {
+				return nil, err
+			}
+			params = append(params, v)
+		case xml.EndElement:
+			return params, nil
+		}
+	}
+}
+
+// wrappedValue reads "<value>...</value></parent>" after <parent> was read.
+func (d *decoder) wrappedValue(parent string) (any, error) {
+	tok, err := d.next()
+	if err != nil {
+		return nil, err
+	}
+	t, ok := tok.(xml.StartElement)
+	if !ok || t.Name.Local != "value" {
+		return nil, d.errorf("expected <value> in <%s>", parent)
+	}
+	v, err := d.value()
+	if err != nil {
+		return nil, err
+	}
+	tok, err = d.next()
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := tok.(xml.EndElement); !ok {
+		return nil, d.errorf("expected </%s>", parent)
+	}
+	return v, nil
+}
+
+// value reads the content of a <value> element, its start already read.
+func (d *decoder) value() (any, error) {
+	d.depth++
+	defer func() { d.depth-- }()
+	if d.depth > maxDepth {
+		return nil, d.errorf("values nested deeper than %d levels", maxDepth)
+	}
+	var text strings.Builder
+	for {
+		tok, err := d.x.Token()
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrSyntax, err)
+		}
+		switch t := tok.(type) {
+		case xml.CharData:
+			text.Write(t)
+		case xml.EndElement:
+			// A bare <value>text</value> is a string, as in Python.
+			return text.String(), nil
+		case xml.StartElement:
+			if strings.TrimSpace(text.String()) != "" {
+				return nil, d.errorf("text mixed with <%s> in <value>", t.Name.Local)
+			}
+			v, err := d.typed(t.Name.Local)
+			if err != nil {
+				return nil, err
+			}
+			tok, err := d.next()
+			if err != nil {
+				return nil, err
+			}
+			if _, ok := tok.(xml.EndElement); !ok {
+				return nil, d.errorf("more than one type inside <value>")
+			}
+			return v, nil
+		}
+	}
+}
+
+func (d *decoder) typed(tag string) (any, error) {
+	switch tag {
+	case "nil":
+		if _, err := d.text(); err != nil {
+			return nil, err
+		}
+		return nil, nil
+	case "boolean":
+		s, err := d.text()
+		if err != nil {
+			return nil, err
+		}
+		switch s {
+		case "1":
+			return true, nil
+		case "0":
+			return false, nil
+		}
+		return nil, d.errorf("bad boolean %q (Python accepts only 0 or 1)", truncate(s, 40))
+	case "int", "i1", "i2", "i4", "i8", "biginteger":
+		s, err := d.text()
+		if err != nil {
+			return nil, err
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+		if err != nil {
+			return nil, d.errorf("bad integer %q (64-bit signed range)", truncate(s, 40))
+		}
+		return int(n), nil
+	case "double", "float", "bigdecimal":
+		s, err := d.text()
+		if err != nil {
+			return nil, err
+		}
+		f, err := parsePyFloat(s)
+		if err != nil {
+			return nil, d.errorf("bad double %q", truncate(s, 40))
+		}
+		return f, nil
+	case "string":
+		return d.text()
+	case "base64":
+		s, err := d.text()
+		if err != nil {
+			return nil, err
+		}
+		p, err := decodeBase64Loose(s)
+		if err != nil {
+			return nil, d.errorf("bad base64: %v", err)
+		}
+		return p, nil
+	case "dateTime.iso8601":
+		s, err := d.text()
+		if err != nil {
+			return nil, err
+		}
+		t, err := parseDateTime(s)
+		if err != nil {
+			return nil, d.errorf("bad dateTime.iso8601 %q (expected YYYYMMDDTHH:MM:SS)", truncate(s, 40))
+		}
+		return t, nil
+	case "array":
+		return d.array()
+	case "struct":
+		return d.structure()
+	}
+	return nil, d.errorf("unknown value type <%s>", tag)
+}
+
+func (d *decoder) array() (any, error) {
+	out := []any{}
+	sawData := false
+	for {
+		tok, err := d.next()
+		if err != nil {
+			return nil, err
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			if t.Name.Local != "data" || sawData {
+				return nil, d.errorf("unexpected <%s> in <array>", t.Name.Local)
+			}
+			sawData = true
+			for {
+				tok, err := d.next()
+				if err != nil {
+					return nil, err
+				}
+				if _, ok := tok.(xml.EndElement); ok {
+					break
+				}
+				st := tok.(xml.StartElement)
+				if st.Name.Local != "value" {
+					return nil, d.errorf("unexpected <%s> in <data>", st.Name.Local)
+				}
+				v, err := d.value()
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, v)
+			}
+		case xml.EndElement:
+			return out, nil
+		}
+	}
+}
+
+func (d *decoder) structure() (any, error) {
+	out := map[string]any{}
+	for {
+		tok, err := d.next()
+		if err != nil {
+			return nil, err
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			if t.Name.Local != "member" {
+				return nil, d.errorf("unexpected <%s> in <struct>", t.Name.Local)
+			}
+			name, v, err := d.member()
+			if err != nil {
+				return nil, err
+			}
+			// Python's dict keeps the last duplicate; so do we.
+			out[name] = v
+		case xml.EndElement:
+			return out, nil
+		}
+	}
+}
+
+func (d *decoder) member() (string, any, error) {
+	var name string
+	var val any
+	haveName, haveValue := false, false
+	for {
+		tok, err := d.next()
+		if err != nil {
+			return "", nil, err
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			switch t.Name.Local {
+			case "name":
+				s, err := d.text()
+				if err != nil {
+					return "", nil, err
+				}
+				name, haveName = s, true
+			case "value":
+				v, err := d.value()
+				if err != nil {
+					return "", nil, err
+				}
+				val, haveValue = v, true
+			default:
+				return "", nil, d.errorf("unexpected <%s> in <member>", t.Name.Local)
+			}
+		case xml.EndElement:
+			if !haveName || !haveValue {
+				return "", nil, d.errorf("<member> needs both <name> and <value>")
+			}
+			return name, val, nil
+		}
+	}
+}
+
+func (d *decoder) fault() error {
+	v, err := d.wrappedValue("fault")
+	if err != nil {
+		return err
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return d.errorf("fault value is not a struct")
+	}
+	f := &WireFault{}
+	switch c := m["faultCode"].(type) {
+	case int:
+		f.Code = c
+	case string:
+		// Python builds Fault(**struct) and so tolerates a string code.
+		n, err := strconv.Atoi(strings.TrimSpace(c))
+		if err != nil {
+			return d.errorf("fault code %q is not a number", c)
+		}
+		f.Code = n
+	default:
+		return d.errorf("fault has no integer faultCode")
+	}
+	s, ok := m["faultString"].(string)
+	if !ok {
+		return d.errorf("fault has no faultString")
+	}
+	f.String = s
+	return f
+}
+
+// parsePyFloat accepts what Python's float() accepts for XML-RPC doubles,
+// including inf and nan spelled in any case.
+func parsePyFloat(s string) (float64, error) {
+	t := strings.TrimSpace(s)
+	switch strings.ToLower(strings.TrimLeft(t, "+-")) {
+	case "inf", "infinity", "nan":
+		f, err := strconv.ParseFloat(t, 64)
+		return f, err
+	}
+	if strings.ContainsAny(t, "xXpP") {
+		return 0, errors.New("not a decimal float")
+	}
+	return strconv.ParseFloat(strings.ReplaceAll(t, "_", ""), 64)
+}
+
+func decodeBase64Loose(s string) ([]byte, error) {
+	clean := strings.Map(func(r rune) rune {
+		switch r {
+		case ' ', '\t', '\n', '\r':
+			return -1
+		}
+		return r
+	}, s)
+	return base64.StdEncoding.DecodeString(clean)
+}
+
+// parseDateTime reads Python's form and, leniently, the ISO 8601 variants
+// other XML-RPC peers send. The result is naive (UTC location).
+func parseDateTime(s string) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	for _, layout := range []string{dateTimeLayout, "2006-01-02T15:04:05", "20060102T150405", "2006-01-02T15:04:05Z07:00"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, errors.New("unrecognised date")
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
