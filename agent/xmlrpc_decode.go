@@ -18,7 +18,6 @@ import (
 	"time"
 )
 
-
 // maxDocumentSize bounds what the decoder will read; the HTTP server also
 // limits the body, this protects direct callers.
 const maxDocumentSize = 256 << 20
