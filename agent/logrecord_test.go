@@ -410,6 +410,9 @@ func FuzzLogRecordDecode(f *testing.F) {
 		}
 	}
 	f.Add([]byte(`{"x": [1, {"y": 1e400}]}`))
+	for _, body := range fastPathCases {
+		f.Add([]byte(body))
+	}
 	var warm strCache // holds a fixture's strings, so both of its branches run
 	if _, err := decodeLogRecord(readFixtureFrames(f, "basic.bin")[0][4:], &warm); err != nil {
 		f.Fatal(err)

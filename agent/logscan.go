@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"encoding/binary"
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -46,6 +47,42 @@ func (c *strCache) get(field int, b []byte) string {
 	return c[field]
 }
 
+// The keys the fast path knows, in the order upstream sends them.
+const (
+	kName = iota
+	kLevelno
+	kLevelname
+	kPathname
+	kFilename
+	kModule
+	kLineno
+	kFuncName
+	kCreated
+	kAsctime
+	kThread
+	kThreadName
+	kProcess
+	kMsg
+	kArgs
+	kExcInfo
+	kStackInfo
+	nKeys
+)
+
+var keyNames = [nKeys]string{
+	"name", "levelno", "levelname", "pathname", "filename", "module", "lineno", "funcName",
+	"created", "asctime", "thread", "threadName", "process", "msg", "args", "exc_info", "stack_info",
+}
+
+// keyPrefixes are the keys as json.dumps writes them, up to the value, so
+// that the key upstream sends next is recognised with one comparison.
+var keyPrefixes = func() (p [nKeys]string) {
+	for k, name := range keyNames {
+		p[k] = `"` + name + `": `
+	}
+	return p
+}()
+
 // scanner walks one body; scratch holds unescaped strings.
 type scanner struct {
 	b       []byte
@@ -66,56 +103,52 @@ func decodeFast(body []byte, cache *strCache) (rec *LogRecord, ok bool) {
 	var seen struct{ asctime, levelno, levelname bool }
 	s.space()
 	if s.peek() != '}' {
+		next := kName // the key upstream would send next
 		for {
-			key, ok := s.rawKey()
+			key, ok := s.key(next)
 			if !ok {
 				return nil, false
 			}
+			next = key + 1
 			s.space()
-			if !s.consume(':') {
-				return nil, false
-			}
-			s.space()
-			switch string(key) {
-			case "name":
+			switch key {
+			case kName:
 				ok = s.str(fName, &r.Name)
-			case "levelno":
+			case kLevelno:
 				seen.levelno = true
 				ok = s.int32(&r.Levelno)
-			case "levelname":
+			case kLevelname:
 				seen.levelname = true
 				ok = s.str(fLevelname, &r.Levelname)
-			case "pathname":
+			case kPathname:
 				ok = s.str(fPathname, &r.Pathname)
-			case "filename":
+			case kFilename:
 				ok = s.str(fFilename, &r.Filename)
-			case "module":
+			case kModule:
 				ok = s.str(fModule, &r.Module)
-			case "lineno":
+			case kLineno:
 				ok = s.int32(&r.Lineno)
-			case "funcName":
+			case kFuncName:
 				ok = s.str(fFuncName, &r.FuncName)
-			case "created":
+			case kCreated:
 				ok = s.float(&r.Created)
-			case "asctime":
+			case kAsctime:
 				seen.asctime = true
 				ok = s.str(fAsctime, &r.Asctime)
-			case "thread":
+			case kThread:
 				ok = s.int64(&r.Thread)
-			case "threadName":
+			case kThreadName:
 				ok = s.str(fThreadName, &r.ThreadName)
-			case "process":
+			case kProcess:
 				ok = s.int64(&r.Process)
-			case "msg":
+			case kMsg:
 				ok = s.str(fMsg, &r.Msg)
-			case "args":
+			case kArgs:
 				ok = s.null()
-			case "exc_info":
+			case kExcInfo:
 				ok = s.excInfo(&r.ExcInfo)
-			case "stack_info":
+			case kStackInfo:
 				ok = s.str(fStackInfo, &r.StackInfo)
-			default:
-				return nil, false
 			}
 			if !ok {
 				return nil, false
@@ -186,23 +219,47 @@ func (s *scanner) literal(word string) bool {
 
 func (s *scanner) null() bool { return s.literal("null") }
 
+// key consumes a key and its colon and returns which known key it is;
+// expect is tried first.
+func (s *scanner) key(expect int) (int, bool) {
+	if expect < nKeys {
+		p := keyPrefixes[expect]
+		if end := s.i + len(p); end <= len(s.b) && string(s.b[s.i:end]) == p {
+			s.i = end
+			return expect, true
+		}
+	}
+	raw, ok := s.rawKey()
+	if !ok {
+		return 0, false
+	}
+	s.space()
+	if !s.consume(':') {
+		return 0, false
+	}
+	for k, name := range keyNames {
+		if string(raw) == name {
+			return k, true
+		}
+	}
+	return 0, false
+}
+
 // rawKey returns a key's bytes; keys with escapes or non-ASCII bytes are
 // none of the known ones, so they go to the tolerant path.
 func (s *scanner) rawKey() ([]byte, bool) {
 	if !s.consume('"') {
 		return nil, false
 	}
-	start := s.i
-	for s.i < len(s.b) {
-		c := s.b[s.i]
-		switch {
+	b, start := s.b, s.i
+	for i := start; i < len(b); i++ {
+		switch c := b[i]; {
 		case c == '"':
-			s.i++
-			return s.b[start : s.i-1], true
+			s.i = i + 1
+			return b[start:i], true
 		case c == '\\' || c < 0x20 || c >= 0x80:
 			return nil, false
 		}
-		s.i++
 	}
 	return nil, false
 }
@@ -220,6 +277,29 @@ func (s *scanner) str(field int, dst *string) bool {
 	return ok
 }
 
+// SWAR constants: a byte of ones, a byte of high bits.
+const (
+	lsb = 0x0101010101010101
+	msb = 0x8080808080808080
+)
+
+// plainRun advances s.i over bytes that a string holds as they are
+// (printable ASCII other than '"' and '\\'), eight at a time.
+func (s *scanner) plainRun() {
+	b, i := s.b, s.i // locals stay in registers
+	for ; i+8 <= len(b); i += 8 {
+		x := binary.LittleEndian.Uint64(b[i:])
+		q := x ^ (lsb * '"')
+		bs := x ^ (lsb * '\\')
+		// The high bit of some byte is set exactly when a byte is below
+		// 0x20, is '"', is '\\', or is 0x80 or above.
+		if ((x-lsb*0x20)&^x|(q-lsb)&^q|(bs-lsb)&^bs|x)&msb != 0 {
+			break
+		}
+	}
+	s.i = i
+}
+
 // stringBytes decodes the string at s.i; the bytes are the body's own or
 // s.scratch's, valid until the next call.
 func (s *scanner) stringBytes() ([]byte, bool) {
@@ -228,7 +308,11 @@ func (s *scanner) stringBytes() ([]byte, bool) {
 	}
 	start := s.i
 	ascii := true
-	for s.i < len(s.b) {
+	for {
+		s.plainRun()
+		if s.i >= len(s.b) {
+			return nil, false
+		}
 		c := s.b[s.i]
 		switch {
 		case c == '"':
@@ -244,7 +328,6 @@ func (s *scanner) stringBytes() ([]byte, bool) {
 		}
 		s.i++
 	}
-	return nil, false
 }
 
 // unescape finishes a string that has an escape at s.i and began at start.
@@ -252,6 +335,12 @@ func (s *scanner) unescape(start int) ([]byte, bool) {
 	out := append(s.scratch[:0], s.b[start:s.i]...)
 	defer func() { s.scratch = out[:0] }()
 	for s.i < len(s.b) {
+		run := s.i
+		s.plainRun()
+		out = append(out, s.b[run:s.i]...)
+		if s.i >= len(s.b) {
+			break
+		}
 		c := s.b[s.i]
 		switch {
 		case c == '"':
