@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -23,6 +22,15 @@ import (
 // avocado-vt's LoggerServer does.
 const unknownTag = "Unknown"
 
+const (
+	// readBufSize is each connection's read buffer: frames up to this size
+	// are decoded where they lie in it.
+	readBufSize = 64 << 10
+	// maxBatch flushes a connection's lines once they pass this many bytes,
+	// even while more frames are waiting.
+	maxBatch = 64 << 10
+)
+
 // LogServerConfig configures a LogServer. Start from DefaultLogServerConfig.
 type LogServerConfig struct {
 	// Addr is the listen address; port 0 picks a free port (see Addr()).
@@ -32,10 +40,13 @@ type LogServerConfig struct {
 	// warnings (bad frames). Nil discards both.
 	Logger *slog.Logger
 	// Out, if set, receives the unified lines as plain text, one per line,
-	// tracebacks indented on the lines after.
+	// tracebacks indented on the lines after. A connection's lines are
+	// written in batches of whole lines: whatever it has received, before
+	// it waits for more, and when it ends.
 	Out io.Writer
 	// NodeDir, if set, gives the directory of a node's own log file; the
-	// lines of node <tag> are appended to <NodeDir(tag)>/<tag>.log.
+	// lines of node <tag> are appended to <NodeDir(tag)>/<tag>.log, in the
+	// same batches as Out.
 	NodeDir func(tag string) string
 	// OnRecord, if set, is called for every record with the node's tag and
 	// address, from the connection's goroutine; it must not block long.
@@ -57,7 +68,7 @@ func DefaultLogServerConfig() LogServerConfig {
 type LogServerStats struct {
 	Connections uint64 // connections served, over the listener or ServeConn
 	Active      uint64 // connections being served now
-	Records     uint64 // records delivered
+	Records     uint64 // records delivered: passed to OnRecord and Logger, and written to Out and the node files
 	Invalid     uint64 // frames skipped because their body is not a record
 	Oversize    uint64 // connections closed for a frame above MaxFrame
 	Truncated   uint64 // connections that ended inside a frame
@@ -76,6 +87,7 @@ type LogServer struct {
 
 	mu        sync.Mutex
 	nodes     map[string]string // normalised IP → tag
+	nodesGen  atomic.Uint64     // bumped by RegisterNode, so connections can cache their tag
 	conns     map[net.Conn]struct{}
 	started   bool
 	closed    bool
@@ -157,6 +169,7 @@ func (s *LogServer) RegisterNode(ip, tag string) error {
 	s.mu.Lock()
 	s.nodes[addr.Unmap().String()] = tag
 	s.mu.Unlock()
+	s.nodesGen.Add(1)
 	return nil
 }
 
@@ -271,9 +284,19 @@ func (s *LogServer) track(conn net.Conn) bool {
 	return true
 }
 
+// lineBatch is a connection's unified lines not yet written: one write per
+// sink per batch instead of one per record.
+type lineBatch struct {
+	buf     []byte
+	tag     string // whose node file the lines go to
+	records uint64 // records in buf, counted as delivered once written
+}
+
 // serve reads frames until the peer goes away or the server closes.
 func (s *LogServer) serve(conn net.Conn, tag string) {
+	var batch lineBatch
 	defer func() {
+		s.flush(&batch)
 		_ = conn.Close()
 		s.mu.Lock()
 		delete(s.conns, conn)
@@ -282,9 +305,16 @@ func (s *LogServer) serve(conn net.Conn, tag string) {
 	}()
 	ip := remoteIP(conn.RemoteAddr())
 	log := s.logger.With("addr", conn.RemoteAddr().String())
-	br := bufio.NewReaderSize(conn, 64<<10)
+	fr := agent.NewFrameReader(conn, readBufSize, s.cfg.MaxFrame)
+	var ipTag string
+	ipTagGen := ^uint64(0)
 	for {
-		rec, body, err := agent.ReadFrame(br, s.cfg.MaxFrame)
+		// Lines wait in the batch only while the next record is already
+		// here; before a read that may block, they go out.
+		if !fr.FrameBuffered() || len(batch.buf) >= maxBatch {
+			s.flush(&batch)
+		}
+		rec, body, err := fr.Next()
 		if err != nil {
 			var decErr *agent.FrameDecodeError
 			var bigErr *agent.FrameTooLargeError
@@ -308,9 +338,12 @@ func (s *LogServer) serve(conn net.Conn, tag string) {
 		}
 		t := tag
 		if t == "" {
-			t = s.tagFor(ip)
+			if g := s.nodesGen.Load(); g != ipTagGen {
+				ipTag, ipTagGen = s.tagFor(ip), g
+			}
+			t = ipTag
 		}
-		s.deliver(t, ip, rec)
+		s.deliver(&batch, t, ip, rec)
 	}
 }
 
@@ -352,58 +385,98 @@ func remoteIP(a net.Addr) string {
 // "<tag>(<ip>) <asctime> <name> <levelname> | <msg>", followed by the
 // traceback and stack, which upstream drops, on indented lines.
 func UnifiedLine(tag, ip string, rec *agent.LogRecord) string {
-	var b strings.Builder
-	b.Grow(len(tag) + len(ip) + len(rec.Asctime) + len(rec.Name) + len(rec.Msg) + 24)
-	b.WriteString(tag)
-	b.WriteByte('(')
-	b.WriteString(ip)
-	b.WriteString(") ")
-	b.WriteString(rec.Asctime)
-	b.WriteByte(' ')
-	b.WriteString(rec.Name)
-	b.WriteByte(' ')
-	b.WriteString(rec.Levelname)
-	b.WriteString(" | ")
-	b.WriteString(rec.Msg)
-	for _, block := range []string{strings.Join(rec.ExcInfo, ""), rec.StackInfo} {
-		block = strings.TrimRight(block, "\n")
-		if block == "" {
-			continue
-		}
-		for line := range strings.SplitSeq(block, "\n") {
-			b.WriteString("\n    ")
-			b.WriteString(line)
-		}
-	}
-	return b.String()
+	return string(appendUnifiedLine(nil, tag, ip, rec))
 }
 
-// deliver writes one record everywhere; it counts the record last, so a
-// caller that sees the count has also seen the output.
-func (s *LogServer) deliver(tag, ip string, rec *agent.LogRecord) {
-	defer s.nRecords.Add(1)
-	line := UnifiedLine(tag, ip, rec)
+func appendUnifiedLine(b []byte, tag, ip string, rec *agent.LogRecord) []byte {
+	b = append(b, tag...)
+	b = append(b, '(')
+	b = append(b, ip...)
+	b = append(b, ") "...)
+	b = append(b, rec.Asctime...)
+	b = append(b, ' ')
+	b = append(b, rec.Name...)
+	b = append(b, ' ')
+	b = append(b, rec.Levelname...)
+	b = append(b, " | "...)
+	b = append(b, rec.Msg...)
+	if len(rec.ExcInfo) > 0 {
+		b = appendIndented(b, strings.Join(rec.ExcInfo, ""))
+	}
+	return appendIndented(b, rec.StackInfo)
+}
+
+// appendIndented appends each line of block on a line of its own, indented.
+func appendIndented(b []byte, block string) []byte {
+	block = strings.TrimRight(block, "\n")
+	if block == "" {
+		return b
+	}
+	for line := range strings.SplitSeq(block, "\n") {
+		b = append(b, "\n    "...)
+		b = append(b, line...)
+	}
+	return b
+}
+
+// deliver hands one record to OnRecord and the Logger, and adds its line to
+// the connection's batch. The record is counted once its line is written
+// (see flush), so a caller that sees the count has also seen the output.
+func (s *LogServer) deliver(batch *lineBatch, tag, ip string, rec *agent.LogRecord) {
 	if s.cfg.OnRecord != nil {
 		s.cfg.OnRecord(tag, ip, rec)
 	}
-	s.logger.Log(context.Background(), agent.SlogLevel(rec.Levelno), line)
-	if s.cfg.Out == nil && s.cfg.NodeDir == nil {
+	ctx := context.Background()
+	level := agent.SlogLevel(rec.Levelno)
+	logged := s.logger.Enabled(ctx, level)
+	writes := s.cfg.Out != nil || s.cfg.NodeDir != nil
+	if !logged && !writes {
+		s.nRecords.Add(1)
 		return
 	}
-	text := line + "\n"
+	if batch.records > 0 && tag != batch.tag {
+		s.flush(batch) // a batch goes to one node's file
+	}
+	start := len(batch.buf)
+	batch.buf = appendUnifiedLine(batch.buf, tag, ip, rec)
+	if logged {
+		s.logger.Log(ctx, level, string(batch.buf[start:]))
+	}
+	if !writes {
+		batch.buf = batch.buf[:start]
+		s.nRecords.Add(1)
+		return
+	}
+	batch.buf = append(batch.buf, '\n')
+	batch.tag = tag
+	batch.records++
+}
+
+// flush writes a connection's batch to Out and its node's file, then counts
+// its records as delivered.
+func (s *LogServer) flush(batch *lineBatch) {
+	if batch.records == 0 {
+		return
+	}
 	s.outMu.Lock()
-	defer s.outMu.Unlock()
 	if s.cfg.Out != nil {
-		if _, err := io.WriteString(s.cfg.Out, text); err != nil {
+		if _, err := s.cfg.Out.Write(batch.buf); err != nil {
 			s.warnIO("output", err)
 		}
 	}
 	if s.cfg.NodeDir != nil {
-		if f := s.nodeFile(tag); f != nil {
-			if _, err := f.WriteString(text); err != nil {
+		if f := s.nodeFile(batch.tag); f != nil {
+			if _, err := f.Write(batch.buf); err != nil {
 				s.warnIO(f.Name(), err)
 			}
 		}
+	}
+	s.outMu.Unlock()
+	s.nRecords.Add(batch.records)
+	batch.records = 0
+	batch.buf = batch.buf[:0]
+	if cap(batch.buf) > 4*maxBatch {
+		batch.buf = nil // after a huge record, do not keep its memory for good
 	}
 }
 

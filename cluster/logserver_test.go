@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -16,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -497,6 +499,144 @@ func TestLogServer_streamerReconnectsAfterRestart(t *testing.T) {
 	}
 }
 
+// dialLogServerFrom connects from a loopback address of its own, so that
+// RegisterNode can tell peers apart.
+func dialLogServerFrom(tb testing.TB, port int, from string) net.Conn {
+	tb.Helper()
+	d := net.Dialer{Timeout: logSrvGuard, LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+	c, err := d.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// numberedFrames is n frames whose messages read "c=<conn> n=<i>".
+func numberedFrames(conn, n int) []byte {
+	var b []byte
+	for i := range n {
+		b = agent.AppendFrame(b, &agent.LogRecord{
+			Name: "avocado.service.batch", Levelno: 20, Levelname: "INFO", Asctime: "T",
+			Msg: fmt.Sprintf("c=%d n=%d %s", conn, i, strings.Repeat("x", 200)),
+		})
+	}
+	return b
+}
+
+func TestLogServer_serve_batchesWholeLinesPerNode(t *testing.T) {
+	f := startLogServer(t, nil)
+	for ip, tag := range map[string]string{"127.0.0.2": "n2", "127.0.0.3": "n3"} {
+		if err := f.srv.RegisterNode(ip, tag); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Two peers share node n2's file; each sends enough for several batches.
+	froms := []string{"127.0.0.2", "127.0.0.2", "127.0.0.3"}
+	const perConn = 2000
+	var wg sync.WaitGroup
+	for i, from := range froms {
+		c := dialLogServerFrom(t, f.port, from)
+		wg.Go(func() {
+			if _, err := c.Write(numberedFrames(i, perConn)); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	waitStats(t, f.srv, "every record", func(st LogServerStats) bool { return st.Records == uint64(len(froms)*perConn) })
+
+	line := regexp.MustCompile(`^(n2|n3)\((127\.0\.0\.[23])\) T avocado\.service\.batch INFO \| c=(\d) n=(\d+) x{200}$`)
+	next := make([]int, len(froms))
+	byTag := map[string][]string{}
+	for l := range strings.Lines(f.out.String()) {
+		m := line.FindStringSubmatch(strings.TrimSuffix(l, "\n"))
+		if m == nil {
+			t.Fatalf("not a whole line: %q", l)
+		}
+		c, _ := strconv.Atoi(m[3])
+		n, _ := strconv.Atoi(m[4])
+		if m[2] != froms[c] || n != next[c] {
+			t.Fatalf("line %q: want connection %d's record %d from %s", l, c, next[c], froms[c])
+		}
+		next[c]++
+		byTag[m[1]] = append(byTag[m[1]], l)
+	}
+	for c, n := range next {
+		if n != perConn {
+			t.Errorf("connection %d: %d lines, want %d", c, n, perConn)
+		}
+	}
+	// A node's file holds its lines whole and in the order Out got them.
+	for _, tag := range []string{"n2", "n3"} {
+		data, err := os.ReadFile(filepath.Join(f.dir, tag, tag+".log"))
+		if err != nil || string(data) != strings.Join(byTag[tag], "") {
+			t.Errorf("%s.log (%v): %d bytes, want the %d lines Out has for it", tag, err, len(data), len(byTag[tag]))
+		}
+	}
+}
+
+func TestLogServer_RegisterNode_retagsOpenConnection(t *testing.T) {
+	f := startLogServer(t, nil)
+	c := dialLogServer(t, f.port)
+	for i, tag := range []string{"", "first", "second"} {
+		if tag != "" {
+			if err := f.srv.RegisterNode("127.0.0.1", tag); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := agent.EncodeFrame(c, &agent.LogRecord{Name: "n", Levelname: "INFO", Asctime: "A", Msg: strconv.Itoa(i)}); err != nil {
+			t.Fatal(err)
+		}
+		waitStats(t, f.srv, "the record", func(st LogServerStats) bool { return st.Records == uint64(i+1) })
+	}
+	want := "Unknown(127.0.0.1) A n INFO | 0\nfirst(127.0.0.1) A n INFO | 1\nsecond(127.0.0.1) A n INFO | 2\n"
+	if out := f.out.String(); out != want {
+		t.Errorf("lines:\n%s\nwant:\n%s", out, want)
+	}
+}
+
+func TestLogServer_Close_writesWhatWasRead(t *testing.T) {
+	// The first record holds its connection's reader until Close has hung
+	// up on the peer; whatever the server had read by then must still be
+	// written, whole, to Out and the node file.
+	var handed atomic.Int64
+	first, release := make(chan struct{}), make(chan struct{})
+	f := startLogServer(t, func(c *LogServerConfig) {
+		c.OnRecord = func(string, string, *agent.LogRecord) {
+			if handed.Add(1) == 1 {
+				close(first)
+				<-release
+			}
+		}
+	})
+	c := dialLogServer(t, f.port)
+	if _, err := c.Write(numberedFrames(0, 100)); err != nil {
+		t.Fatal(err)
+	}
+	<-first
+	closed := make(chan error, 1)
+	go func() { closed <- f.srv.Close() }()
+	_ = c.SetReadDeadline(time.Now().Add(logSrvGuard))
+	if _, err := c.Read(make([]byte, 1)); err != io.EOF && !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("peer read: %v, want the connection closed", err)
+	}
+	close(release)
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	out := f.out.String()
+	st := f.srv.Stats()
+	lines := strings.Count(out, "\n")
+	if uint64(lines) != st.Records || int64(lines) != handed.Load() || !strings.HasSuffix(out, strings.Repeat("x", 200)+"\n") {
+		t.Errorf("%d records handed to OnRecord, %d counted, %d lines written (ends %q)", handed.Load(), st.Records, lines, out[max(0, len(out)-20):])
+	}
+	t.Logf("%d of 100 records had been read before Close", lines)
+	if data, err := os.ReadFile(filepath.Join(f.dir, "Unknown", "Unknown.log")); err != nil || string(data) != out {
+		t.Errorf("Unknown.log (%v) differs from Out", err)
+	}
+}
+
 func TestNewLogServer_invalid(t *testing.T) {
 	for _, cfg := range []LogServerConfig{
 		{Addr: "127.0.0.1:99999"},
@@ -535,9 +675,12 @@ func BenchmarkLogServer_Ingest(b *testing.B) {
 		Msg: "process exited argv=\"[qemu-img info /var/lib/images/disk.qcow2]\" exit_code=0 duration=0.013",
 	}
 	frame := agent.AppendFrame(nil, rec)
-	b.Run("raw", func(b *testing.B) {
+	raw := func(b *testing.B, mutate func(*LogServerConfig)) {
 		f := startLogServer(b, func(c *LogServerConfig) {
 			c.Logger, c.Out, c.NodeDir = nil, io.Discard, nil
+			if mutate != nil {
+				mutate(c)
+			}
 		})
 		c := dialLogServer(b, f.port)
 		w := bufio.NewWriterSize(c, 256<<10)
@@ -554,6 +697,21 @@ func BenchmarkLogServer_Ingest(b *testing.B) {
 		waitStats(b, f.srv, "every record", func(st LogServerStats) bool { return st.Records == uint64(b.N) })
 		b.StopTimer()
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
+	}
+	b.Run("raw", func(b *testing.B) { raw(b, nil) })
+	// As "vtcluster logs serve --dir" runs: every line to a file and to
+	// the node's own file.
+	b.Run("raw-files", func(b *testing.B) {
+		dir := b.TempDir()
+		out, err := os.Create(filepath.Join(dir, "out.log"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer out.Close()
+		raw(b, func(c *LogServerConfig) {
+			c.Out = out
+			c.NodeDir = func(string) string { return dir }
+		})
 	})
 	b.Run("streamer", func(b *testing.B) {
 		f := startLogServer(b, func(c *LogServerConfig) {
