@@ -310,12 +310,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/xml")
 	if s.cfg.GzipThreshold >= 0 && len(reply) > s.cfg.GzipThreshold && acceptsGzip(r.Header.Get("Accept-Encoding")) {
 		var zb bytes.Buffer
-		zw := gzip.NewWriter(&zb)
+		zw := gzipWriters.Get().(*gzip.Writer)
+		zw.Reset(&zb)
 		_, _ = zw.Write(reply)
 		if zw.Close() == nil {
 			w.Header().Set("Content-Encoding", "gzip")
 			reply = zb.Bytes()
 		}
+		zw.Reset(io.Discard) // let go of zb
+		gzipWriters.Put(zw)
 	}
 	w.Header().Set("Content-Length", strconv.Itoa(len(reply)))
 	_, _ = w.Write(reply)
@@ -359,6 +362,14 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int, 
 	}
 	return body, 0, nil
 }
+
+// gzipWriters recycles reply compressors: each holds about 700 KB of
+// tables, too much to allocate for every large reply. Level 1 is what
+// CPython's xmlrpc server uses (gzip_encode, compresslevel=1).
+var gzipWriters = sync.Pool{New: func() any {
+	zw, _ := gzip.NewWriterLevel(io.Discard, gzip.BestSpeed) // a valid level cannot fail
+	return zw
+}}
 
 // acceptsGzip parses Accept-Encoding as Python's accept_encodings does:
 // gzip counts when listed with a non-zero quality.

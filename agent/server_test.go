@@ -241,20 +241,23 @@ func TestServer_ServeHTTP_gzipReply(t *testing.T) {
 	_, url := startTestServer(t, nil, echoService())
 	gz := map[string]string{"Accept-Encoding": "gzip"}
 
-	resp, data := post(t, url, encodeCall(t, "t.big", 5000), gz)
-	if resp.Header.Get("Content-Encoding") != "gzip" {
-		t.Fatalf("large reply not gzipped (Content-Encoding %q)", resp.Header.Get("Content-Encoding"))
-	}
-	zr, err := gzip.NewReader(bytes.NewReader(data))
-	if err != nil {
-		t.Fatal(err)
-	}
-	plain, err := io.ReadAll(zr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if v, err := DecodeResponse(plain); err != nil || v != strings.Repeat("x", 5000) {
-		t.Fatalf("gunzipped reply: %v, %v", v, err)
+	// Compressors are reused: each reply must still be whole and alone.
+	for _, n := range []int{5000, 3000, 9000} {
+		resp, data := post(t, url, encodeCall(t, "t.big", n), gz)
+		if resp.Header.Get("Content-Encoding") != "gzip" {
+			t.Fatalf("large reply not gzipped (Content-Encoding %q)", resp.Header.Get("Content-Encoding"))
+		}
+		zr, err := gzip.NewReader(bytes.NewReader(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		plain, err := io.ReadAll(zr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v, err := DecodeResponse(plain); err != nil || v != strings.Repeat("x", n) {
+			t.Fatalf("gunzipped reply of %d: %.40v, %v", n, v, err)
+		}
 	}
 
 	for name, c := range map[string]struct {

@@ -117,7 +117,9 @@ type decoder struct {
 }
 
 func newDecoder(body []byte) *decoder {
-	x := xml.NewDecoder(io.LimitReader(bytes.NewReader(body), maxDocumentSize))
+	// A *bytes.Reader is an io.ByteReader, so xml.NewDecoder uses it as it
+	// is instead of wrapping it in a 4 KiB bufio.Reader for every call.
+	x := xml.NewDecoder(bytes.NewReader(body[:min(len(body), maxDocumentSize)]))
 	x.Strict = true
 	// Python's expat understands only what the document says; we accept
 	// utf-8 and ascii (a subset) and refuse other declared charsets.
