@@ -464,15 +464,21 @@ func (c *coreService) saveSuiteData(_ context.Context, args Args) (any, error) {
 	return true, nil
 }
 
-func (c *coreService) loadSuiteData(_ context.Context, args Args) (any, error) {
+// suiteJobArgs reads (suite_id, job_id=None) as load_suite_data and
+// delete_suite_data take them; errNoJob when no job is named or saved.
+func (c *coreService) suiteJobArgs(args Args) (suite, job string, err error) {
 	if err := args.Want(1, 2); err != nil {
-		return nil, err
+		return "", "", err
 	}
-	suite, err := suiteArg(args, 0)
-	if err != nil {
-		return nil, err
+	if suite, err = suiteArg(args, 0); err != nil {
+		return "", "", err
 	}
-	job, err := c.jobArg(args, 1, true)
+	job, err = c.jobArg(args, 1, true)
+	return suite, job, err
+}
+
+func (c *coreService) loadSuiteData(_ context.Context, args Args) (any, error) {
+	suite, job, err := c.suiteJobArgs(args)
 	if errors.Is(err, errNoJob) {
 		return nil, nil
 	} else if err != nil {
@@ -495,14 +501,7 @@ func (c *coreService) loadSuiteData(_ context.Context, args Args) (any, error) {
 }
 
 func (c *coreService) deleteSuiteData(_ context.Context, args Args) (any, error) {
-	if err := args.Want(1, 2); err != nil {
-		return nil, err
-	}
-	suite, err := suiteArg(args, 0)
-	if err != nil {
-		return nil, err
-	}
-	job, err := c.jobArg(args, 1, true)
+	suite, job, err := c.suiteJobArgs(args)
 	if errors.Is(err, errNoJob) {
 		return false, nil
 	} else if err != nil {
