@@ -247,19 +247,16 @@ func suiteArg(args Args, i int) (string, error) {
 }
 
 func (c *coreService) getJobDataLog(_ context.Context, args Args) (any, error) {
-	if err := args.Want(1, 1); err != nil {
-		return nil, err
-	}
-	job, err := c.jobArg(args, 0, false)
-	if errors.Is(err, errNoJob) {
-		return nil, nil
-	} else if err != nil {
-		return nil, err
-	}
-	return c.existsOrNone(jobRel(job, "data")), nil
+	return c.jobSubdir(args, "data")
 }
 
 func (c *coreService) getJobResultsDir(_ context.Context, args Args) (any, error) {
+	return c.jobSubdir(args, "test_results")
+}
+
+// jobSubdir answers get_job_data_log and get_job_results_dir: the job's
+// sub directory if it exists, None otherwise.
+func (c *coreService) jobSubdir(args Args, sub string) (any, error) {
 	if err := args.Want(1, 1); err != nil {
 		return nil, err
 	}
@@ -269,7 +266,7 @@ func (c *coreService) getJobResultsDir(_ context.Context, args Args) (any, error
 	} else if err != nil {
 		return nil, err
 	}
-	return c.existsOrNone(jobRel(job, "test_results")), nil
+	return c.existsOrNone(jobRel(job, sub)), nil
 }
 
 func (c *coreService) getLatestJobResultsDir(_ context.Context, args Args) (any, error) {
