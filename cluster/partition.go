@@ -194,8 +194,10 @@ type AllocRequest struct {
 //
 // When the chooser finds no match it is asked again with every registered
 // node: if that fails too, Allocate returns at once an error wrapping
-// ErrUnsatisfiable and the chooser's *NoMatchError; otherwise it polls with
-// backoff until req.Wait has passed or ctx ends, then returns an error
+// ErrUnsatisfiable and the chooser's *NoMatchError; otherwise it waits
+// (for a change, on a store that is a ChangeWaiter; polling with backoff
+// otherwise) and tries again until req.Wait has passed or ctx ends, then
+// returns an error
 // wrapping ErrBusy and a *LeaseHeldError for each node it would have taken.
 // Other errors: invalid requests, a chooser error or invalid choice,
 // store errors (*StateError), ctx errors.
@@ -210,7 +212,7 @@ func Allocate(ctx context.Context, st Store, req AllocRequest) (*Partition, erro
 	deadline := time.Now().Add(req.Wait)
 	backoff := 20 * time.Millisecond
 	for attempt := 0; ; attempt++ {
-		p, busy, err := tryAllocate(ctx, st, &req, log)
+		p, busy, rev, err := tryAllocate(ctx, st, &req, log)
 		if err != nil || p != nil {
 			return p, err
 		}
@@ -224,6 +226,20 @@ func Allocate(ctx context.Context, st Store, req AllocRequest) (*Partition, erro
 		}
 		if attempt == 0 {
 			log.Info("waiting for idle nodes", "tags", req.Tags, "wait_seconds", req.Wait.Seconds(), "err", busy)
+		}
+		if w, ok := st.(ChangeWaiter); ok && rev > 0 {
+			// Sleep until something changed instead of polling; the
+			// deadline check above ends the wait.
+			wctx, cancel := context.WithTimeout(ctx, left)
+			werr := w.WaitChange(wctx, rev)
+			cancel()
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("cluster: allocate %s: %w", strings.Join(req.Tags, " "), ctx.Err())
+			}
+			if werr == nil || errors.Is(werr, context.DeadlineExceeded) {
+				continue
+			}
+			log.Warn("watching the state failed; polling instead", "err", werr)
 		}
 		// Jitter keeps processes that gave up together from retrying
 		// together.
@@ -263,7 +279,7 @@ func (req *AllocRequest) validate() error {
 
 // tryAllocate makes one attempt. It returns the partition, or the reason
 // to wait (busy), or a final error.
-func tryAllocate(ctx context.Context, st Store, req *AllocRequest, log *slog.Logger) (p *Partition, busy, err error) {
+func tryAllocate(ctx context.Context, st Store, req *AllocRequest, log *slog.Logger) (p *Partition, busy error, rev int64, err error) {
 	var final error
 	choose := req.Choose
 	if choose == nil {
@@ -275,6 +291,7 @@ func tryAllocate(ctx context.Context, st Store, req *AllocRequest, log *slog.Log
 	}
 	err = st.Update(ctx, func(s *State) error {
 		p, busy, final = nil, nil, nil // never keep a result from an earlier call
+		rev = s.Revision
 		now := time.Now().UTC()
 		for _, r := range reclaimDead(s, now) {
 			log.Info("reclaimed partition", "partition", r.part.ID, "owner", r.part.Owner.String(), "reason", r.reason)
@@ -306,12 +323,12 @@ func tryAllocate(ctx context.Context, st Store, req *AllocRequest, log *slog.Log
 		err = final
 	}
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
 	if p == nil && busy == nil {
-		return nil, nil, errors.New("cluster: allocate: store did not run the update")
+		return nil, nil, 0, errors.New("cluster: allocate: store did not run the update")
 	}
-	return p, busy, nil
+	return p, busy, rev, nil
 }
 
 // whyBusy asks the chooser again with every node. A match means the

@@ -44,6 +44,11 @@ type State struct {
 	// stops them, so one job's end never pulls the agents from under
 	// another job still running.
 	AgentUsers []Owner `json:"agent_users,omitempty"`
+
+	// Revision is the store's version of this snapshot, for stores that
+	// version their data (etcd's revision); zero for FileStore. It is
+	// never saved.
+	Revision int64 `json:"-"`
 }
 
 // AddAgentUser records o as using the agents, forgetting users that are
@@ -310,11 +315,37 @@ type Store interface {
 	// Load returns a snapshot of the state, the empty state if none was
 	// saved yet. Changing the snapshot changes nothing stored.
 	Load(ctx context.Context) (*State, error)
-	// Update runs fn on the current state with every other Update of the
-	// same store excluded, and saves the result if fn returns nil. If fn
-	// returns an error, nothing is saved and Update returns that error.
+	// Update runs fn on the current state and saves the result if fn
+	// returns nil, as if every other Update of the same store were
+	// excluded. If fn returns an error, nothing is saved and Update
+	// returns that error. A store may run fn more than once (an
+	// optimistic store retries when someone else saved in between), so fn
+	// must set its results afresh on every call.
 	Update(ctx context.Context, fn func(*State) error) error
 }
+
+// ChangeWaiter is a Store that can tell when its state changes, so that a
+// waiting Allocate sleeps until nodes may have come free instead of
+// polling.
+type ChangeWaiter interface {
+	// WaitChange returns nil once the state may have changed after the
+	// snapshot whose Revision is rev, or ctx's error.
+	WaitChange(ctx context.Context, rev int64) error
+}
+
+// Validate checks the invariants every saved state keeps (version, node
+// records, one partition per node); stores call it before saving.
+func (s *State) Validate() error { return s.validate() }
+
+// MarshalState encodes st as the state file does; UnmarshalState is its
+// inverse. Stores that keep the state elsewhere use them so every store
+// reads and writes the same format, with the same checks.
+func MarshalState(st *State) ([]byte, error) { return encodeState(st) }
+
+// UnmarshalState decodes and validates a state document written by
+// MarshalState (or by hand), restoring the numbers in labels and
+// properties to the types they had.
+func UnmarshalState(data []byte) (*State, error) { return decodeState(data) }
 
 // StateError is a state file that cannot be used as it is: unreadable,
 // not JSON, of an unknown version, or breaking an invariant. vtcluster
@@ -331,6 +362,15 @@ func (e *StateError) Error() string {
 
 func (e *StateError) Unwrap() error { return e.Err }
 
+// ValidClusterName checks a cluster name, which every store turns into a
+// file name or a key.
+func ValidClusterName(name string) error {
+	if !clusterNameRE.MatchString(name) || name == "." || name == ".." {
+		return fmt.Errorf("cluster: cluster name %q must be made of letters, digits, '.', '_' and '-'", name)
+	}
+	return nil
+}
+
 // FileStore is a Store in one JSON file, <dir>/<cluster>.json, shared by
 // every process on this host. Writers lock <file>.lock, never the data file
 // itself, because the data file is replaced by rename on every write and a
@@ -346,8 +386,8 @@ var _ Store = (*FileStore)(nil)
 // chmod-ing someone's directory is not ours to do. The file itself is only
 // read by Load and Update.
 func OpenFileStore(dir, cluster string) (*FileStore, error) {
-	if !clusterNameRE.MatchString(cluster) || cluster == "." || cluster == ".." {
-		return nil, fmt.Errorf("cluster: cluster name %q must be made of letters, digits, '.', '_' and '-'", cluster)
+	if err := ValidClusterName(cluster); err != nil {
+		return nil, err
 	}
 	if dir == "" {
 		return nil, errors.New("cluster: empty state directory")

@@ -1,0 +1,569 @@
+// Package etcdstore keeps a cluster's state in etcd, so that controllers
+// on several machines share one lab without handing a node to two tests.
+//
+// Layout under the cluster's root key (<prefix>/<cluster>):
+//
+//	doc              every State field but nodes and partitions, as JSON
+//	nodes/<name>     one node: {"seq": registration order, "value": Node}
+//	partitions/<id>  one partition, bound to the partition's etcd lease
+//	holders/<node>   the id of the partition holding node, same lease
+//
+// Store.Update is optimistic: it reads everything at one revision, runs
+// the caller's function, and saves the difference in one transaction that
+// only commits if every key it writes, the holders of every node it
+// touches, the records of those nodes and the doc key are still as read;
+// otherwise it reads again and retries. An allocation therefore commits
+// only if the holders of its nodes are still absent: never a read followed
+// by an unguarded write. A partition's keys live as long as its lease: the
+// owner's renewals (Renew, through Update) move them to a fresh lease, and
+// an owner that dies or loses etcd stops renewing, so etcd deletes them
+// when the TTL passes, with no reclaim step and no process checks across
+// machines.
+//
+// Fields added to cluster.State, Node or Partition need no code here:
+// nodes and partitions are stored whole, and every other top-level field
+// goes into the doc key.
+package etcdstore
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/vtcluster/vtcluster/cluster"
+)
+
+// maxAttempts bounds Update's retries under contention; each attempt only
+// fails because another writer committed, so this is reached only by a
+// store busier than any lab.
+const maxAttempts = 64
+
+// Store is a cluster.Store in etcd. It is safe for concurrent use.
+type Store struct {
+	cli      *clientv3.Client
+	root     string // "<prefix>/<cluster>/", with the trailing slash
+	location string // etcd://endpoints/prefix/cluster, for messages
+	timeout  time.Duration
+}
+
+var (
+	_ cluster.Store        = (*Store)(nil)
+	_ cluster.ChangeWaiter = (*Store)(nil)
+)
+
+// Path names the store for messages, like FileStore.Path: an etcd URL
+// without credentials.
+func (s *Store) Path() string { return s.location }
+
+// Close ends the client's connections. Leases of partitions this process
+// holds are not revoked: the owner releases its partitions itself.
+func (s *Store) Close() error { return s.cli.Close() }
+
+func (s *Store) docKey() string               { return s.root + "doc" }
+func (s *Store) nodeKey(name string) string   { return s.root + "nodes/" + name }
+func (s *Store) partKey(id string) string     { return s.root + "partitions/" + id }
+func (s *Store) holderKey(node string) string { return s.root + "holders/" + node }
+func (s *Store) opCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.timeout)
+}
+
+// failed words an error of a request, naming the store, and the timeout
+// when that is what ended it, so "etcd is down" reads as such.
+func (s *Store) failed(what string, ctx, octx context.Context, err error) error {
+	if ctx.Err() == nil && octx.Err() != nil {
+		return fmt.Errorf("%s: etcd at %s did not answer within %s (is it running and reachable?): %w", what, s.location, s.timeout, err)
+	}
+	return fmt.Errorf("%s: etcd at %s: %w", what, s.location, err)
+}
+
+// entity is a node or partition record as stored.
+type entity struct {
+	Seq   int64           `json:"seq"`
+	Value json.RawMessage `json:"value"`
+}
+
+// snapshot is everything under the root at one revision.
+type snapshot struct {
+	rev     int64
+	doc     *mvccpb.KeyValue
+	nodes   map[string]*mvccpb.KeyValue
+	parts   map[string]*mvccpb.KeyValue
+	holders map[string]*mvccpb.KeyValue
+	seqs    map[string]int64 // by key
+	maxNode int64
+	maxPart int64
+}
+
+func (sn *snapshot) modRev(kv *mvccpb.KeyValue) int64 {
+	if kv == nil {
+		return 0
+	}
+	return kv.ModRevision
+}
+
+// read fetches the whole cluster at one revision.
+func (s *Store) read(ctx context.Context) (*snapshot, error) {
+	octx, cancel := s.opCtx(ctx)
+	defer cancel()
+	resp, err := s.cli.Get(octx, s.root, clientv3.WithPrefix())
+	if err != nil {
+		return nil, s.failed("read state", ctx, octx, err)
+	}
+	sn := &snapshot{
+		rev:   resp.Header.Revision,
+		nodes: map[string]*mvccpb.KeyValue{}, parts: map[string]*mvccpb.KeyValue{},
+		holders: map[string]*mvccpb.KeyValue{}, seqs: map[string]int64{},
+	}
+	for _, kv := range resp.Kvs {
+		rel := strings.TrimPrefix(string(kv.Key), s.root)
+		kind, name, _ := strings.Cut(rel, "/")
+		switch {
+		case rel == "doc":
+			sn.doc = kv
+		case kind == "nodes" && name != "":
+			sn.nodes[name] = kv
+		case kind == "partitions" && name != "":
+			sn.parts[name] = kv
+		case kind == "holders" && name != "":
+			sn.holders[name] = kv
+		}
+	}
+	return sn, nil
+}
+
+// state assembles the snapshot into one state document and decodes it
+// with cluster.UnmarshalState, so it gets the file store's checks. A
+// partition's Expires is when its lease ends as etcd counts it, seen from
+// this host's clock, so no clock but etcd's decides who holds a node.
+func (s *Store) state(ctx context.Context, sn *snapshot) (*cluster.State, error) {
+	doc := map[string]json.RawMessage{}
+	if sn.doc != nil {
+		if err := json.Unmarshal(sn.doc.Value, &doc); err != nil {
+			return nil, s.corrupt(string(sn.doc.Key), err)
+		}
+	} else {
+		doc["version"] = json.RawMessage(fmt.Sprint(cluster.StateVersion))
+	}
+	list := func(kvs map[string]*mvccpb.KeyValue, top *int64) (json.RawMessage, error) {
+		type item struct {
+			name string
+			e    entity
+		}
+		items := make([]item, 0, len(kvs))
+		for name, kv := range kvs {
+			var e entity
+			if err := json.Unmarshal(kv.Value, &e); err != nil || len(e.Value) == 0 {
+				if err == nil {
+					err = errors.New(`no "value"`)
+				}
+				return nil, s.corrupt(string(kv.Key), err)
+			}
+			sn.seqs[string(kv.Key)] = e.Seq
+			*top = max(*top, e.Seq)
+			items = append(items, item{name, e})
+		}
+		// Registration (creation) order, as in the state file.
+		slices.SortFunc(items, func(a, b item) int {
+			if a.e.Seq != b.e.Seq {
+				return int(a.e.Seq - b.e.Seq)
+			}
+			return strings.Compare(a.name, b.name)
+		})
+		var buf bytes.Buffer
+		buf.WriteByte('[')
+		for i, it := range items {
+			if i > 0 {
+				buf.WriteByte(',')
+			}
+			buf.Write(it.e.Value)
+		}
+		buf.WriteByte(']')
+		return buf.Bytes(), nil
+	}
+	var err error
+	if doc["nodes"], err = list(sn.nodes, &sn.maxNode); err != nil {
+		return nil, err
+	}
+	if doc["partitions"], err = list(sn.parts, &sn.maxPart); err != nil {
+		return nil, err
+	}
+	data, err := json.Marshal(doc)
+	if err != nil {
+		return nil, s.corrupt(s.docKey(), err)
+	}
+	st, err := cluster.UnmarshalState(data)
+	if err != nil {
+		return nil, &cluster.StateError{Path: s.location, Err: err}
+	}
+	now := time.Now().UTC()
+	for i := range st.Partitions {
+		p := &st.Partitions[i]
+		kv := sn.parts[p.ID]
+		if kv == nil || kv.Lease == 0 {
+			continue
+		}
+		octx, cancel := s.opCtx(ctx)
+		ttl, err := s.cli.TimeToLive(octx, clientv3.LeaseID(kv.Lease))
+		cancel()
+		if err != nil {
+			return nil, s.failed("read lease of partition "+p.ID, ctx, octx, err)
+		}
+		p.Expires = now
+		if ttl.TTL > 0 {
+			p.Expires = now.Add(time.Duration(ttl.TTL) * time.Second)
+		}
+	}
+	st.Revision = sn.rev
+	return st, nil
+}
+
+func (s *Store) corrupt(key string, err error) error {
+	return &cluster.StateError{Path: s.location + " key " + key, Err: err}
+}
+
+// Load implements cluster.Store.
+func (s *Store) Load(ctx context.Context) (*cluster.State, error) {
+	sn, err := s.read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s.state(ctx, sn)
+}
+
+// encoded is a state split into what the keys hold.
+type encoded struct {
+	doc    []byte
+	nodes  map[string][]byte
+	parts  map[string][]byte
+	exp    map[string]time.Time // partition expiry
+	pnode  map[string][]string  // partition id -> its nodes
+	order  []string             // node names in state order, for new seqs
+	porder []string
+}
+
+func encode(st *cluster.State) (*encoded, error) {
+	e := &encoded{nodes: map[string][]byte{}, parts: map[string][]byte{}, exp: map[string]time.Time{}, pnode: map[string][]string{}}
+	for _, n := range st.Nodes {
+		b, err := json.Marshal(n)
+		if err != nil {
+			return nil, fmt.Errorf("encode node %q: %w", n.Name, err)
+		}
+		e.nodes[n.Name] = b
+		e.order = append(e.order, n.Name)
+	}
+	for _, p := range st.Partitions {
+		b, err := json.Marshal(p)
+		if err != nil {
+			return nil, fmt.Errorf("encode partition %s: %w", p.ID, err)
+		}
+		e.parts[p.ID] = b
+		e.exp[p.ID] = p.Expires
+		e.porder = append(e.porder, p.ID)
+		for _, a := range p.Nodes {
+			e.pnode[p.ID] = append(e.pnode[p.ID], a.Node)
+		}
+	}
+	rest := *st
+	rest.Nodes, rest.Partitions = nil, nil
+	b, err := json.Marshal(&rest)
+	if err != nil {
+		return nil, fmt.Errorf("encode state: %w", err)
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	delete(m, "nodes")
+	delete(m, "partitions")
+	if e.doc, err = json.Marshal(m); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// plan is one transaction: guards, writes, and the leases it needs.
+type plan struct {
+	cmps    map[string]int64 // key -> mod revision it must still have (0: absent)
+	ops     []clientv3.Op
+	grant   map[string]int64            // partition id -> TTL seconds of its new lease
+	kept    map[string]clientv3.LeaseID // partition id -> the lease it keeps
+	revoke  []clientv3.LeaseID
+	pending []func(map[string]clientv3.LeaseID) // ops that need the leases
+}
+
+func (pl *plan) guard(key string, rev int64) { pl.cmps[key] = rev }
+
+// diff plans the writes that turn before into after.
+func (s *Store) diff(sn *snapshot, before, after *encoded) (*plan, error) {
+	pl := &plan{cmps: map[string]int64{}, grant: map[string]int64{}, kept: map[string]clientv3.LeaseID{}}
+	// The doc is guarded on every write: it holds whatever else the
+	// state knows (agent users, pools), which any decision may read.
+	pl.guard(s.docKey(), sn.modRev(sn.doc))
+	if !bytes.Equal(before.doc, after.doc) {
+		pl.ops = append(pl.ops, clientv3.OpPut(s.docKey(), string(after.doc)))
+	}
+	guardNode := func(n string) {
+		pl.guard(s.nodeKey(n), sn.modRev(sn.nodes[n]))
+		pl.guard(s.holderKey(n), sn.modRev(sn.holders[n]))
+	}
+	seq := sn.maxNode
+	for _, n := range after.order {
+		b := after.nodes[n]
+		if old, ok := before.nodes[n]; ok && bytes.Equal(old, b) {
+			continue
+		}
+		guardNode(n)
+		k := s.nodeKey(n)
+		sq, ok := sn.seqs[k]
+		if !ok {
+			seq++
+			sq = seq
+		}
+		v, err := json.Marshal(entity{Seq: sq, Value: b})
+		if err != nil {
+			return nil, err
+		}
+		pl.ops = append(pl.ops, clientv3.OpPut(k, string(v)))
+	}
+	for n := range before.nodes {
+		if _, ok := after.nodes[n]; !ok {
+			guardNode(n)
+			pl.ops = append(pl.ops, clientv3.OpDelete(s.nodeKey(n)))
+		}
+	}
+
+	// Partitions, with the lease each one's keys will carry.
+	now := time.Now()
+	pseq := sn.maxPart
+	for _, id := range after.porder {
+		b := after.parts[id]
+		old, existed := before.parts[id]
+		kv := sn.parts[id]
+		if existed && kv != nil && after.exp[id].Equal(before.exp[id]) {
+			pl.kept[id] = clientv3.LeaseID(kv.Lease)
+		} else {
+			ttl := int64(after.exp[id].Sub(now)+time.Second-1) / int64(time.Second)
+			pl.grant[id] = max(ttl, 1)
+			if kv != nil && kv.Lease != 0 {
+				pl.revoke = append(pl.revoke, clientv3.LeaseID(kv.Lease))
+			}
+		}
+		_, granted := pl.grant[id]
+		if existed && bytes.Equal(old, b) && !granted {
+			continue
+		}
+		pl.guard(s.partKey(id), sn.modRev(kv))
+		for _, n := range after.pnode[id] {
+			guardNode(n)
+		}
+		k := s.partKey(id)
+		sq, ok := sn.seqs[k]
+		if !ok {
+			pseq++
+			sq = pseq
+		}
+		v, err := json.Marshal(entity{Seq: sq, Value: b})
+		if err != nil {
+			return nil, err
+		}
+		pl.pending = append(pl.pending, func(l map[string]clientv3.LeaseID) {
+			pl.ops = append(pl.ops, clientv3.OpPut(k, string(v), clientv3.WithLease(l[id])))
+		})
+	}
+	for id := range before.parts {
+		if _, ok := after.parts[id]; ok {
+			continue
+		}
+		kv := sn.parts[id]
+		pl.guard(s.partKey(id), sn.modRev(kv))
+		for _, n := range before.pnode[id] {
+			guardNode(n)
+		}
+		pl.ops = append(pl.ops, clientv3.OpDelete(s.partKey(id)))
+		if kv != nil && kv.Lease != 0 {
+			pl.revoke = append(pl.revoke, clientv3.LeaseID(kv.Lease))
+		}
+	}
+
+	// Holders follow the partitions: a node's holder key names its
+	// partition and carries that partition's lease.
+	want := map[string]string{}
+	for id, nodes := range after.pnode {
+		for _, n := range nodes {
+			want[n] = id
+		}
+	}
+	for n, id := range want {
+		kv := sn.holders[n]
+		_, granted := pl.grant[id]
+		if kv != nil && string(kv.Value) == id && !granted && clientv3.LeaseID(kv.Lease) == pl.kept[id] {
+			continue
+		}
+		guardNode(n)
+		k := s.holderKey(n)
+		pl.pending = append(pl.pending, func(l map[string]clientv3.LeaseID) {
+			pl.ops = append(pl.ops, clientv3.OpPut(k, id, clientv3.WithLease(l[id])))
+		})
+	}
+	for n := range sn.holders {
+		if _, ok := want[n]; !ok {
+			guardNode(n)
+			pl.ops = append(pl.ops, clientv3.OpDelete(s.holderKey(n)))
+		}
+	}
+	return pl, nil
+}
+
+func (pl *plan) empty() bool { return len(pl.ops) == 0 && len(pl.pending) == 0 }
+
+// Update implements cluster.Store; see the package comment. Errors: fn's
+// error as is, *cluster.StateError for records that cannot be used, a
+// validation error if fn broke an invariant (nothing is written), etcd
+// and context errors.
+func (s *Store) Update(ctx context.Context, fn func(*cluster.State) error) error {
+	for attempt := 0; ; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		sn, err := s.read(ctx)
+		if err != nil {
+			return err
+		}
+		st, err := s.state(ctx, sn)
+		if err != nil {
+			return err
+		}
+		before, err := encode(st)
+		if err != nil {
+			return err
+		}
+		if err := fn(st); err != nil {
+			return err
+		}
+		if err := st.Validate(); err != nil {
+			return fmt.Errorf("refusing to save an invalid state: %w", err)
+		}
+		after, err := encode(st)
+		if err != nil {
+			return err
+		}
+		pl, err := s.diff(sn, before, after)
+		if err != nil {
+			return err
+		}
+		if pl.empty() {
+			return nil
+		}
+		ok, err := s.commit(ctx, pl)
+		if err != nil || ok {
+			return err
+		}
+		if attempt+1 >= maxAttempts {
+			return fmt.Errorf("update state in etcd at %s: gave up after %d attempts, each overtaken by another writer", s.location, maxAttempts)
+		}
+		// Someone else committed first: read again. Jitter keeps two
+		// writers that collided from colliding again.
+		t := time.NewTimer(time.Duration(rand.N(10+5*min(attempt, 20))) * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// commit grants the plan's leases and runs its transaction. It reports
+// whether the guards held. Leases of a transaction that did not commit are
+// revoked; if even that fails they expire by themselves with nothing
+// attached.
+func (s *Store) commit(ctx context.Context, pl *plan) (bool, error) {
+	leases := maps.Clone(pl.kept)
+	var granted []clientv3.LeaseID
+	revokeGranted := func() {
+		for _, l := range granted {
+			s.revoke(l)
+		}
+	}
+	for id, ttl := range pl.grant {
+		octx, cancel := s.opCtx(ctx)
+		g, err := s.cli.Grant(octx, ttl)
+		cancel()
+		if err != nil {
+			revokeGranted()
+			return false, s.failed("grant lease for partition "+id, ctx, octx, err)
+		}
+		leases[id] = g.ID
+		granted = append(granted, g.ID)
+	}
+	for _, f := range pl.pending {
+		f(leases)
+	}
+	cmps := make([]clientv3.Cmp, 0, len(pl.cmps))
+	for k, rev := range pl.cmps {
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "=", rev))
+	}
+	octx, cancel := s.opCtx(ctx)
+	resp, err := s.cli.Txn(octx).If(cmps...).Then(pl.ops...).Commit()
+	cancel()
+	if err != nil {
+		// The outcome is unknown; revoking our new leases makes sure
+		// nothing written with them stays.
+		revokeGranted()
+		return false, s.failed("save state", ctx, octx, err)
+	}
+	if !resp.Succeeded {
+		revokeGranted()
+		return false, nil
+	}
+	for _, l := range pl.revoke {
+		s.revoke(l)
+	}
+	return true, nil
+}
+
+// revoke ends a lease whose keys are gone or were moved to a new lease.
+// Failure is harmless: the lease then expires with nothing attached.
+func (s *Store) revoke(l clientv3.LeaseID) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	defer cancel()
+	s.cli.Revoke(ctx, l)
+}
+
+// WaitChange implements cluster.ChangeWaiter with an etcd watch from the
+// revision after rev. Writes that can only make nodes busier (a partition
+// created or renewed) do not end the wait; a partition released or
+// expired, a node added or changed, or the doc changing do.
+func (s *Store) WaitChange(ctx context.Context, rev int64) error {
+	ctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	wch := s.cli.Watch(ctx, s.root, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
+	for resp := range wch {
+		if err := resp.Err(); err != nil {
+			// Compacted past rev, or the leader was lost: the caller
+			// reads again either way.
+			return nil
+		}
+		for _, ev := range resp.Events {
+			rel := strings.TrimPrefix(string(ev.Kv.Key), s.root)
+			if ev.Type == clientv3.EventTypePut && (strings.HasPrefix(rel, "partitions/") || strings.HasPrefix(rel, "holders/")) {
+				continue
+			}
+			return nil
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return fmt.Errorf("watch state in etcd at %s: watch closed", s.location)
+}
