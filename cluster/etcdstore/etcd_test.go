@@ -1,0 +1,374 @@
+package etcdstore
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/vtcluster/vtcluster/cluster"
+)
+
+// Subprocess helpers: the test binary re-executed with helperEnv naming
+// one, as a separate controller process that shares nothing but etcd.
+const (
+	helperEnv     = "VTCLUSTER_ETCDSTORE_HELPER"
+	helperArgsEnv = "VTCLUSTER_ETCDSTORE_HELPER_ARGS"
+)
+
+func runHelper(name string) int {
+	var args []string
+	if err := json.Unmarshal([]byte(os.Getenv(helperArgsEnv)), &args); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	fail := func(err error) int { fmt.Fprintf(os.Stderr, "%s: %v\n", name, err); return 1 }
+	cfg, err := ParseURL(args[0])
+	if err != nil {
+		return fail(err)
+	}
+	cfg.Cluster, cfg.Timeout = "lab", 3*time.Second
+	st, err := Open(cfg)
+	if err != nil {
+		return fail(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	// Owners name another host, as a controller on another machine
+	// would: nobody checks its pid, only the lease frees its nodes.
+	owner := cluster.Owner{Host: "controller-" + strconv.Itoa(os.Getpid()), PID: os.Getpid()}
+	switch name {
+	case "hold": // url lease-seconds: allocate, print the id, renew forever
+		secs, _ := strconv.Atoi(args[1])
+		lease := time.Duration(secs) * time.Second
+		p, err := cluster.Allocate(ctx, st, cluster.AllocRequest{Owner: owner, Tags: []string{"a", "b"}, Lease: lease})
+		if err != nil {
+			return fail(err)
+		}
+		fmt.Println(p.ID)
+		for {
+			time.Sleep(lease / 3)
+			if _, err := cluster.Renew(ctx, st, p.ID, lease); err != nil {
+				return fail(err)
+			}
+		}
+	case "worker": // url rounds recorddir: allocate, record on the nodes, release
+		rounds, _ := strconv.Atoi(args[1])
+		for range rounds {
+			p, err := cluster.Allocate(ctx, st, cluster.AllocRequest{Owner: owner, Tags: []string{"a", "b"}, Lease: 30 * time.Second, Wait: 2 * time.Minute})
+			if err != nil {
+				return fail(err)
+			}
+			// The record is created exclusively: a second holder of
+			// the node fails here, whatever the store believes.
+			for _, a := range p.Nodes {
+				f, err := os.OpenFile(filepath.Join(args[2], a.Node), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+				if err != nil {
+					return fail(fmt.Errorf("node %s double-booked: %w", a.Node, err))
+				}
+				fmt.Fprintln(f, p.ID)
+				f.Close()
+			}
+			time.Sleep(10 * time.Millisecond)
+			for _, a := range p.Nodes {
+				os.Remove(filepath.Join(args[2], a.Node))
+			}
+			if err := cluster.Release(ctx, st, p.ID); err != nil {
+				return fail(err)
+			}
+		}
+		return 0
+	}
+	return fail(errors.New("unknown helper"))
+}
+
+func helper(t *testing.T, name string, args ...string) *exec.Cmd {
+	t.Helper()
+	enc, _ := json.Marshal(args)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"="+name, helperArgsEnv+"="+string(enc))
+	cmd.Stderr = os.Stderr
+	t.Cleanup(func() {
+		if cmd.Process != nil && cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	return cmd
+}
+
+func labStore(t *testing.T, members []*etcdMember, nodes int) *Store {
+	t.Helper()
+	st := openTestStore(t, members, "lab")
+	var ns []string
+	for i := range nodes {
+		ns = append(ns, fmt.Sprintf("n%d", i))
+	}
+	register(t, st, ns...)
+	return st
+}
+
+// Controllers in separate processes, sharing only etcd, allocate the same
+// nodes concurrently; each writes a record on the node it holds with
+// O_EXCL, so a double booking fails that controller.
+func TestEtcd_processesNeverDoubleBook(t *testing.T) {
+	members := startEtcd(t, 1)
+	st := labStore(t, members, 4)
+	records := t.TempDir()
+	const workers, rounds = 5, 12
+	var wg sync.WaitGroup
+	errs := make([]error, workers)
+	for i := range workers {
+		cmd := helper(t, "worker", stateURL(members), strconv.Itoa(rounds), records)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = cmd.Wait() }()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("controller %d: %v", i, err)
+		}
+	}
+	s, err := st.Load(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Partitions) != 0 {
+		t.Errorf("%d partitions left after every controller released", len(s.Partitions))
+	}
+}
+
+// startHold runs a controller that holds two nodes and renews their lease.
+func startHold(t *testing.T, members []*etcdMember, leaseSecs int) (*exec.Cmd, string) {
+	t.Helper()
+	cmd := helper(t, "hold", stateURL(members), strconv.Itoa(leaseSecs))
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	id, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatalf("holder: %v", err)
+	}
+	return cmd, strings.TrimSpace(id)
+}
+
+// A controller SIGKILLed while holding nodes frees them when its lease's
+// TTL passes: another controller waiting for them gets them within the
+// TTL plus a second, with no reclaim step and no pid check.
+func TestEtcd_killedControllerFreesNodesWithinTTL(t *testing.T) {
+	const ttl = 3
+	members := startEtcd(t, 1)
+	st := labStore(t, members, 2)
+	cmd, id := startHold(t, members, ttl)
+
+	// Alive and renewing, it keeps its nodes past its TTL.
+	time.Sleep((ttl + 1) * time.Second)
+	s, err := st.Load(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Partition(id) == nil {
+		t.Fatal("a renewing controller lost its partition")
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	killed := time.Now()
+	p, err := cluster.Allocate(context.Background(), st, cluster.AllocRequest{
+		Owner: testOwner("controller-a", os.Getpid()), Tags: []string{"x", "y"}, Lease: time.Minute, Wait: 2 * ttl * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(killed)
+	t.Logf("nodes free %s after the holder was killed (lease TTL %ds)", took.Round(time.Millisecond), ttl)
+	if took > (ttl+1)*time.Second {
+		t.Errorf("got the nodes after %s, want within TTL %ds + 1s", took, ttl)
+	}
+	if p.Nodes[0].Node == "" {
+		t.Fatal("no nodes")
+	}
+}
+
+// A waiting allocation wakes on the release itself (a watch), not on a
+// polling tick.
+func TestEtcd_waitWakesOnRelease(t *testing.T) {
+	members := startEtcd(t, 1)
+	st := labStore(t, members, 1)
+	ctx := context.Background()
+	p, err := cluster.Allocate(ctx, st, cluster.AllocRequest{Owner: testOwner("a", 1), Tags: []string{"x"}, Lease: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := openTestStore(t, members, "lab")
+	got := make(chan time.Time, 1)
+	go func() {
+		_, err := cluster.Allocate(ctx, other, cluster.AllocRequest{Owner: testOwner("b", 2), Tags: []string{"x"}, Lease: time.Minute, Wait: time.Minute})
+		if err != nil {
+			t.Error(err)
+		}
+		got <- time.Now()
+	}()
+	time.Sleep(1500 * time.Millisecond) // past the polling backoff's first steps
+	released := time.Now()
+	if err := cluster.Release(ctx, st, p.ID); err != nil {
+		t.Fatal(err)
+	}
+	at := <-got
+	if d := at.Sub(released); d > 300*time.Millisecond {
+		t.Errorf("waiting allocation took %s after the release", d)
+	}
+}
+
+// With etcd frozen (SIGSTOP: connections hang as with a lost network) a
+// command fails with a clear error within the timeout, and nothing it
+// started is left written.
+func TestEtcd_unreachableFailsWithinTimeoutWritingNothing(t *testing.T) {
+	members := startEtcd(t, 1)
+	st := labStore(t, members, 2)
+	ctx := context.Background()
+	if _, err := st.Load(ctx); err != nil { // connected before the freeze
+		t.Fatal(err)
+	}
+	if err := members[0].cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err := cluster.Allocate(ctx, st, cluster.AllocRequest{Owner: testOwner("a", 1), Tags: []string{"x"}, Lease: time.Minute})
+	took := time.Since(start)
+	members[0].cmd.Process.Signal(syscall.SIGCONT)
+	if err == nil {
+		t.Fatal("allocation succeeded against a frozen etcd")
+	}
+	t.Logf("error after %s: %v", took.Round(time.Millisecond), err)
+	if !strings.Contains(err.Error(), "did not answer within 3s") || !strings.Contains(err.Error(), members[0].client) {
+		t.Errorf("error does not say etcd at %s did not answer: %v", members[0].client, err)
+	}
+	if took > 3*time.Second+time.Second {
+		t.Errorf("took %s, want about the 3s timeout", took)
+	}
+	s, err := st.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Partitions) != 0 {
+		t.Errorf("partition written by a failed allocation: %+v", s.Partitions)
+	}
+
+	// A store whose endpoint nobody listens on fails the same way.
+	dead := freePorts(t, 1)[0]
+	cfg, _ := ParseURL("etcd://" + dead + "/x")
+	cfg.Cluster, cfg.Timeout = "lab", time.Second
+	ds, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ds.Close()
+	start = time.Now()
+	_, err = ds.Load(ctx)
+	if err == nil || !strings.Contains(err.Error(), "did not answer within 1s") || time.Since(start) > 2*time.Second {
+		t.Errorf("dead endpoint: %v after %s", err, time.Since(start))
+	}
+}
+
+// In a three-member etcd, stopping one member (the leader, the worst
+// case) mid-run does not stop allocations.
+func TestEtcd_threeMembersSurviveOneStopped(t *testing.T) {
+	members := startEtcd(t, 3)
+	st := labStore(t, members, 4)
+	ctx := context.Background()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints(members), DialTimeout: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	leader := -1
+	for i, m := range members {
+		sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		resp, err := cli.Status(sctx, m.client)
+		cancel()
+		if err == nil && resp.Leader == resp.Header.MemberId {
+			leader = i
+		}
+	}
+	if leader < 0 {
+		t.Fatal("no leader found")
+	}
+
+	// Requests in flight to the leader when it stops may run into the
+	// timeout; every allocation started once a new leader had time to
+	// be elected (election timeout 500ms) must succeed.
+	var mu sync.Mutex
+	var stoppedAt time.Time
+	var okAfter int
+	var inFlight, errs []error
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				started := time.Now()
+				p, err := cluster.Allocate(ctx, st, cluster.AllocRequest{Owner: testOwner("c", w+1), Tags: []string{"a", "b"}, Lease: 30 * time.Second, Wait: 10 * time.Second})
+				if err == nil {
+					err = cluster.Release(ctx, st, p.ID)
+				}
+				mu.Lock()
+				switch {
+				case stoppedAt.IsZero():
+				case started.Before(stoppedAt.Add(time.Second)):
+					if err != nil {
+						inFlight = append(inFlight, err)
+					}
+				case err == nil:
+					okAfter++
+				default:
+					errs = append(errs, err)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	time.Sleep(time.Second)
+	mu.Lock()
+	stoppedAt = time.Now()
+	mu.Unlock()
+	members[leader].stop()
+	time.Sleep(6 * time.Second)
+	close(done)
+	wg.Wait()
+	t.Logf("after stopping the leader %s: %d allocations; in flight at the stop, %d failed %v", members[leader].name, okAfter, len(inFlight), inFlight)
+	if okAfter < 5 {
+		t.Errorf("only %d allocations after one of three members stopped", okAfter)
+	}
+	for _, err := range errs {
+		t.Errorf("allocation failed after one member stopped: %v", err)
+	}
+}
