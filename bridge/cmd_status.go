@@ -36,7 +36,7 @@ Examples:
 					out[i] = statusJSON{
 						Node: r.Name, Address: r.Address, AgentBind: r.Bind, AgentUp: r.AgentUp,
 						AgentError: r.AgentError, Properties: r.Properties, Partition: r.Partition,
-						Tag: r.Tag, Owner: r.Owner,
+						Tag: r.Tag, Owner: r.Owner, OwnerHost: r.OwnerHost,
 					}
 					if r.Partition != "" {
 						left := r.LeaseLeft
@@ -46,15 +46,15 @@ Examples:
 				return writeJSON(e.stdout, out)
 			}
 			tw := newTable(e.stdout)
-			fmt.Fprintln(tw, "NODE\tADDRESS\tAGENT\tHOSTNAME\tARCH\tCPUS\tMEMORY\tKVM\tPARTITION\tTAG\tLEASE LEFT")
+			fmt.Fprintln(tw, "NODE\tADDRESS\tAGENT\tHOSTNAME\tARCH\tCPUS\tMEMORY\tKVM\tPARTITION\tTAG\tHELD FROM\tLEASE LEFT")
 			for _, r := range rows {
 				p := r.Properties
-				part, tag, lease := "-", "-", "-"
+				part, tag, from, lease := "-", "-", "-", "-"
 				if r.Partition != "" {
-					part, tag, lease = r.Partition, r.Tag, formatLease(r.LeaseLeft)
+					part, tag, from, lease = r.Partition, r.Tag, r.OwnerHost, formatLease(r.LeaseLeft)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Address, upDown(r.AgentUp),
-					prop(p, "hostname"), prop(p, "arch"), prop(p, "cpu_count"), memory(p), prop(p, "kvm"), part, tag, lease)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Address, upDown(r.AgentUp),
+					prop(p, "hostname"), prop(p, "arch"), prop(p, "cpu_count"), memory(p), prop(p, "kvm"), part, tag, from, lease)
 			}
 			return tw.Flush()
 		},
@@ -72,6 +72,7 @@ type statusJSON struct {
 	Partition        string         `json:"partition,omitempty"`
 	Tag              string         `json:"tag,omitempty"`
 	Owner            string         `json:"owner,omitempty"`
+	OwnerHost        string         `json:"owner_host,omitempty"`
 	LeaseSecondsLeft *float64       `json:"lease_seconds_left,omitempty"`
 }
 

@@ -37,6 +37,7 @@ func rootCommand(e *env) *cli.Command {
 			nodeCommand(e),
 			partitionCommand(e),
 			selectCommand(e),
+			stateCommand(e),
 			statusCommand(e),
 			testsCommand(e),
 		},

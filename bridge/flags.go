@@ -19,6 +19,7 @@ import (
 	"github.com/urfave/cli/v3"
 
 	"github.com/vtcluster/vtcluster/cluster"
+	"github.com/vtcluster/vtcluster/cluster/etcdstore"
 )
 
 // Flag groups shared by the controller commands, defined once here so that
@@ -37,6 +38,8 @@ const (
 	envTimeout        = "VTCLUSTER_TIMEOUT"
 	envAgentBinary    = "VTCLUSTER_AGENT_BINARY"
 	envExecTimeout    = "VTCLUSTER_EXEC_TIMEOUT"
+	envState        = etcdstore.EnvState
+	envStateTimeout = etcdstore.EnvTimeout
 	// envPartitionFile is set by the runner inside a test body; call and
 	// exec resolve partition tags through it (see resolveNode).
 	envPartitionFile = "VTCLUSTER_PARTITION_FILE"
@@ -44,6 +47,13 @@ const (
 
 // Flag names used by more than one command.
 const (
+	flagState          = "state"
+	flagStateTimeout   = "state-timeout"
+	flagEtcdCA         = "etcd-ca"
+	flagEtcdCert       = "etcd-cert"
+	flagEtcdKey        = "etcd-key"
+	flagEtcdUser       = "etcd-user"
+	flagEtcdPassFile   = "etcd-password-file"
 	flagStateDir       = "state-dir"
 	flagCluster        = "cluster"
 	flagJSON           = "json"
@@ -80,6 +90,22 @@ func globalFlags() []cli.Flag {
 			Name: flagCluster, Value: defaultClusterName, Sources: cli.EnvVars(envCluster),
 			Usage: "`NAME` of the cluster to work on (letters, digits, '.', '_', '-')",
 		},
+		&cli.StringFlag{
+			Name: flagState, Sources: cli.EnvVars(envState),
+			Usage: "`URL` of the state shared by several controllers: etcd://host:2379[,host:2379]/prefix (etcds:// for TLS), or file:///dir; default: the state directory",
+		},
+		&cli.StringFlag{
+			Name: flagStateTimeout, Value: etcdstore.DefaultTimeout.String(), Sources: cli.EnvVars(envStateTimeout),
+			Usage: "`DURATION` each request to etcd may take before the command fails",
+		},
+		// etcd credentials: files and a user name only. The password is
+		// read from a file or from $VTCLUSTER_ETCD_PASSWORD, never from
+		// the command line, where every user of the host could read it.
+		&cli.StringFlag{Name: flagEtcdCA, Sources: cli.EnvVars(etcdstore.EnvCA), TakesFile: true, Usage: "`FILE` with the CA certificate(s) that verify etcd (TLS)"},
+		&cli.StringFlag{Name: flagEtcdCert, Sources: cli.EnvVars(etcdstore.EnvCert), TakesFile: true, Usage: "client certificate `FILE` for etcd (TLS)"},
+		&cli.StringFlag{Name: flagEtcdKey, Sources: cli.EnvVars(etcdstore.EnvKey), TakesFile: true, Usage: "client key `FILE` for etcd (TLS)"},
+		&cli.StringFlag{Name: flagEtcdUser, Sources: cli.EnvVars(etcdstore.EnvUser), Usage: "etcd user `NAME` (password from --etcd-password-file or $" + etcdstore.EnvPassword + ")"},
+		&cli.StringFlag{Name: flagEtcdPassFile, Sources: cli.EnvVars(etcdstore.EnvPasswordFile), TakesFile: true, Usage: "`FILE` holding the etcd user's password"},
 	}
 }
 
@@ -194,17 +220,58 @@ func withSignals(ctx context.Context) (context.Context, context.CancelFunc) {
 	return ctx, stop
 }
 
-// openStore opens the state of the cluster chosen by the global flags.
-func openStore(cmd *cli.Command) (*cluster.FileStore, error) {
+// openStore opens the state of the cluster chosen by the global flags:
+// the file store in the state directory unless --state names another. An
+// etcd store's connections are closed when the command tree returns.
+func openStore(cmd *cli.Command) (etcdstore.Opened, error) {
+	st, err := openStateSpec(cmd, cmd.String(flagState))
+	if err != nil {
+		return nil, err
+	}
+	if root := cmd.Root(); root != nil {
+		if root.Metadata == nil {
+			root.Metadata = map[string]any{}
+		}
+		opened, _ := root.Metadata[metaStores].([]cluster.Store)
+		root.Metadata[metaStores] = append(opened, st)
+	}
+	return st, nil
+}
+
+// metaStores is the root command's metadata key listing the stores its
+// commands opened, closed by closeStores.
+const metaStores = "vtcluster.stores"
+
+// closeStores closes the stores openStore opened under root.
+func closeStores(root *cli.Command) {
+	opened, _ := root.Metadata[metaStores].([]cluster.Store)
+	for _, st := range opened {
+		etcdstore.CloseStore(st)
+	}
+}
+
+// openStateSpec opens the store spec names (a --state value; empty means
+// the state directory) for the cluster of the global flags.
+func openStateSpec(cmd *cli.Command, spec string) (etcdstore.Opened, error) {
 	dir := expandHome(cmd.String(flagStateDir))
-	if dir == "" {
+	if spec == "" && dir == "" {
 		return nil, fmt.Errorf("no state directory: set --%s or %s (the home directory is unknown, so there is no default)", flagStateDir, envStateDir)
 	}
 	name := cmd.String(flagCluster)
 	if name == "" {
 		name = defaultClusterName
 	}
-	st, err := cluster.OpenFileStore(dir, name)
+	timeout, err := durationFlag(cmd, flagStateTimeout)
+	if err != nil {
+		return nil, err
+	}
+	st, err := etcdstore.OpenState(etcdstore.Selection{
+		State: spec, StateDir: dir, Cluster: name, Timeout: timeout,
+		Creds: etcdstore.Credentials{
+			CAFile: expandHome(cmd.String(flagEtcdCA)), CertFile: expandHome(cmd.String(flagEtcdCert)), KeyFile: expandHome(cmd.String(flagEtcdKey)),
+			Username: cmd.String(flagEtcdUser), Password: os.Getenv(etcdstore.EnvPassword), PasswordFile: expandHome(cmd.String(flagEtcdPassFile)),
+		},
+	})
 	if err != nil {
 		return nil, fmt.Errorf("opening cluster state: %w", err)
 	}

@@ -63,6 +63,7 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	}
 	root := rootCommand(e)
 	err := root.Run(ctx, args)
+	closeStores(root)
 	return exitCode(e, err)
 }
 

@@ -404,7 +404,10 @@ type NodeStatus struct {
 	Partition  string         `json:"partition,omitempty"`
 	Tag        string         `json:"tag,omitempty"`
 	Owner      string         `json:"owner,omitempty"`
-	LeaseLeft  float64        `json:"lease_seconds_left,omitempty"`
+	// OwnerHost is the host of the partition's owner: with a shared
+	// (etcd) state, which controller machine holds the node.
+	OwnerHost string  `json:"owner_host,omitempty"`
+	LeaseLeft float64 `json:"lease_seconds_left,omitempty"`
 }
 
 // Status probes every node's agent in parallel and reports, with what the
@@ -425,6 +428,7 @@ func (c *Controller) Status(ctx context.Context) ([]NodeStatus, error) {
 		for _, a := range p.Nodes {
 			if i, ok := idx[a.Node]; ok {
 				rows[i].Partition, rows[i].Tag, rows[i].Owner = p.ID, a.Tag, p.Owner.String()
+				rows[i].OwnerHost = p.Owner.Host
 				rows[i].LeaseLeft = p.Expires.Sub(now).Seconds()
 			}
 		}

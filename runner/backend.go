@@ -20,6 +20,7 @@ import (
 
 	"github.com/vtcluster/vtcluster/agent"
 	"github.com/vtcluster/vtcluster/cluster"
+	"github.com/vtcluster/vtcluster/cluster/etcdstore"
 )
 
 // renewEvery is the fraction of the lease after which it is renewed, so a
@@ -37,6 +38,8 @@ type Backend struct {
 	conns    map[string]*cluster.NodeConn // by node name, for this test
 	proxies  []*http.Server
 	renewals map[string]context.CancelFunc
+	// leaseLost receives, once, why a partition's lease was lost.
+	leaseLost map[string]chan error
 	// lost are nodes Watch found dead; teardown does not wait on them.
 	lost   map[string]error
 	closed bool
@@ -50,18 +53,32 @@ func OpenBackend(_ context.Context, cfg RunConfig) (Cluster, error) {
 	// Avocado's settings win; otherwise the same environment variables
 	// and defaults as the vtcluster CLI, which the runner inherits from
 	// the avocado process.
+	// etcd credentials come only from the environment, never from
+	// Avocado's settings, which end up in job logs.
 	dir := cmp.Or(cfg.StateDir, os.Getenv("VTCLUSTER_STATE_DIR"), cluster.DefaultStateDir())
 	name := cmp.Or(cfg.Cluster, os.Getenv("VTCLUSTER_CLUSTER"), cluster.DefaultClusterName)
-	st, err := cluster.OpenFileStore(dir, name)
+	timeout := time.Duration(0)
+	if v := os.Getenv(etcdstore.EnvTimeout); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %q is not a duration (e.g. 5s)", etcdstore.EnvTimeout, v)
+		}
+		timeout = d
+	}
+	st, err := etcdstore.OpenState(etcdstore.Selection{
+		State: cmp.Or(cfg.State, os.Getenv(etcdstore.EnvState)), StateDir: dir, Cluster: name,
+		Creds: etcdstore.CredentialsFromEnv(), Timeout: timeout,
+	})
 	if err != nil {
 		return nil, err
 	}
 	return &Backend{
-		store:    st,
-		log:      slog.New(slog.NewTextHandler(io.Discard, nil)),
-		conns:    map[string]*cluster.NodeConn{},
-		renewals: map[string]context.CancelFunc{},
-		lost:     map[string]error{},
+		store:     st,
+		log:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+		conns:     map[string]*cluster.NodeConn{},
+		renewals:  map[string]context.CancelFunc{},
+		leaseLost: map[string]chan error{},
+		lost:      map[string]error{},
 	}, nil
 }
 
@@ -161,25 +178,41 @@ func nodeProps(n cluster.Node) map[string]any {
 }
 
 // keepRenewed renews the partition's lease until Release; if this process
-// dies the lease runs out and the next allocation reclaims the nodes.
+// dies the lease runs out and the next allocation reclaims the nodes. If
+// the lease can no longer be renewed (the store says the partition is
+// gone, or renewals failed until the lease ran out, as when etcd is
+// unreachable), the nodes may be given to another test: Watch then ends
+// this test, naming the cause.
 func (b *Backend) keepRenewed(id string, lease time.Duration) {
 	ctx, cancel := context.WithCancel(context.Background())
+	lost := make(chan error, 1)
 	b.mu.Lock()
 	b.renewals[id] = cancel
+	b.leaseLost[id] = lost
 	b.mu.Unlock()
 	go func() {
 		t := time.NewTicker(lease / renewEvery)
 		defer t.Stop()
+		held := time.Now().Add(lease)
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-t.C:
 				rctx, rcancel := context.WithTimeout(ctx, lease/renewEvery)
-				if _, err := cluster.Renew(rctx, b.store, id, lease); err != nil {
+				_, err := cluster.Renew(rctx, b.store, id, lease)
+				rcancel()
+				switch {
+				case err == nil:
+					held = time.Now().Add(lease)
+				case ctx.Err() != nil:
+					return
+				case errors.Is(err, cluster.ErrPartitionNotFound) || time.Now().After(held):
+					lost <- fmt.Errorf("partition %s lost: its lease could not be renewed: %w", id, err)
+					return
+				default:
 					b.log.Warn("lease renewal failed", "partition", id, "err", err)
 				}
-				rcancel()
 			}
 		}
 	}()
@@ -444,6 +477,7 @@ func (b *Backend) Release(ctx context.Context, p *Partition) error {
 		cancel()
 		delete(b.renewals, p.ID)
 	}
+	delete(b.leaseLost, p.ID)
 	b.mu.Unlock()
 	err := cluster.Release(ctx, b.store, p.ID)
 	if errors.Is(err, cluster.ErrPartitionNotFound) {
@@ -469,6 +503,7 @@ func (b *Backend) Close() error {
 	for _, nc := range b.conns {
 		nc.Close()
 	}
+	etcdstore.CloseStore(b.store)
 	return nil
 }
 
@@ -492,6 +527,21 @@ func (b *Backend) Watch(ctx context.Context, p *Partition) <-chan error {
 		case lost <- err:
 		default:
 		}
+	}
+	b.mu.Lock()
+	leaseLost := b.leaseLost[p.ID]
+	b.mu.Unlock()
+	if leaseLost != nil {
+		go func() {
+			select {
+			case err := <-leaseLost:
+				select {
+				case lost <- err:
+				default:
+				}
+			case <-ctx.Done():
+			}
+		}()
 	}
 	for _, pn := range p.Nodes {
 		nc, err := b.conn(pn.Name)

@@ -16,6 +16,7 @@ var ConfigurationUsed = []string{
 	"multihost.binary",
 	"multihost.cluster",
 	"multihost.lease",
+	"multihost.state",
 	"multihost.state_dir",
 	"run.keep_tmp",
 }
@@ -26,6 +27,10 @@ type RunConfig struct {
 	// (multihost.binary, exported as VTCLUSTER_BIN); empty means this
 	// runner's own executable.
 	Binary string
+	// State is where the state lives (multihost.state): etcd://...,
+	// etcds://... or file:///dir; empty means VTCLUSTER_STATE, else the
+	// state directory.
+	State string
 	// StateDir is the vtcluster state directory (multihost.state_dir);
 	// empty means vtcluster's default.
 	StateDir string
@@ -92,6 +97,7 @@ func RunConfigFromSettings(settings map[string]any) (RunConfig, error) {
 	}
 	for _, err := range []error{
 		str("multihost.binary", &c.Binary),
+		str("multihost.state", &c.State),
 		str("multihost.state_dir", &c.StateDir),
 		str("multihost.cluster", &c.Cluster),
 		str("run.status_server_uri", &c.StatusServerURI),

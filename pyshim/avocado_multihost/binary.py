@@ -75,11 +75,15 @@ def not_found_message():
 def global_args(config):
     """The vtcluster flags that select state, from the multihost.* settings.
 
-    They go before the subcommand. An empty state_dir means "vtcluster's own
-    default" (which honours VTCLUSTER_STATE_DIR), so it is left out.
+    They go before the subcommand. An empty state or state_dir means
+    "vtcluster's own default" (which honours VTCLUSTER_STATE and
+    VTCLUSTER_STATE_DIR), so it is left out.
     """
     config = config or {}
     args = []
+    state = config.get("multihost.state")
+    if state:
+        args += ["--state", state]
     state_dir = config.get("multihost.state_dir")
     if state_dir:
         args += ["--state-dir", os.path.expanduser(state_dir)]

@@ -39,6 +39,18 @@ class MultihostInit(Init):
         )
         settings.register_option(
             section=section,
+            key="state",
+            default="",
+            help_msg=(
+                "Where the cluster state lives when several controller "
+                "machines share a lab: etcd://host:2379[,host:2379]/prefix "
+                "(etcds:// for TLS) or file:///dir. Empty means "
+                "$VTCLUSTER_STATE, else state_dir. etcd credentials come "
+                "from the VTCLUSTER_ETCD_* environment variables only."
+            ),
+        )
+        settings.register_option(
+            section=section,
             key="state_dir",
             default="",
             help_msg=(

@@ -272,6 +272,7 @@ def test_config_shows_multihost_settings_with_defaults(avocado):
         "multihost.binary": "",
         "multihost.cluster": "default",
         "multihost.lease": "600",
+        "multihost.state": "",
         "multihost.state_dir": "",
     }
 
