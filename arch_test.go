@@ -29,6 +29,8 @@ var execAllowed = map[string]bool{
 	"runner/body.go":       true, // the test body on the controller
 	"bridge/cmd_agent.go":  true, // --detach re-executes the agent
 	"cluster/lab/netns.go": true, // the test lab drives ip(8) and sshd(8)
+	// tests of the etcd state store run real etcd servers
+	"cluster/etcdstore/etcdtest/etcd.go": true,
 }
 
 func TestArchitecture_ImportDirection(t *testing.T) {

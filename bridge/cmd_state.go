@@ -59,6 +59,9 @@ Examples:
 			if err != nil {
 				return err
 			}
+			if len(src.Nodes) == 0 {
+				return fmt.Errorf("state migrate: %s has no nodes: nothing to migrate (is --cluster right?)", from.Path())
+			}
 			now := time.Now()
 			for _, p := range src.Partitions {
 				if p.Live(now) {

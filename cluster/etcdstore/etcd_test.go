@@ -19,6 +19,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/vtcluster/vtcluster/cluster"
+	"github.com/vtcluster/vtcluster/cluster/etcdstore/etcdtest"
 )
 
 // Subprocess helpers: the test binary re-executed with helperEnv naming
@@ -109,7 +110,7 @@ func helper(t *testing.T, name string, args ...string) *exec.Cmd {
 	return cmd
 }
 
-func labStore(t *testing.T, members []*etcdMember, nodes int) *Store {
+func labStore(t *testing.T, members []*etcdtest.Member, nodes int) *Store {
 	t.Helper()
 	st := openTestStore(t, members, "lab")
 	var ns []string
@@ -154,7 +155,7 @@ func TestEtcd_processesNeverDoubleBook(t *testing.T) {
 }
 
 // startHold runs a controller that holds two nodes and renews their lease.
-func startHold(t *testing.T, members []*etcdMember, leaseSecs int) (*exec.Cmd, string) {
+func startHold(t *testing.T, members []*etcdtest.Member, leaseSecs int) (*exec.Cmd, string) {
 	t.Helper()
 	cmd := helper(t, "hold", stateURL(members), strconv.Itoa(leaseSecs))
 	out, err := cmd.StdoutPipe()
@@ -251,19 +252,19 @@ func TestEtcd_unreachableFailsWithinTimeoutWritingNothing(t *testing.T) {
 	if _, err := st.Load(ctx); err != nil { // connected before the freeze
 		t.Fatal(err)
 	}
-	if err := members[0].cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+	if err := members[0].Cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
 	_, err := cluster.Allocate(ctx, st, cluster.AllocRequest{Owner: testOwner("a", 1), Tags: []string{"x"}, Lease: time.Minute})
 	took := time.Since(start)
-	members[0].cmd.Process.Signal(syscall.SIGCONT)
+	members[0].Cmd.Process.Signal(syscall.SIGCONT)
 	if err == nil {
 		t.Fatal("allocation succeeded against a frozen etcd")
 	}
 	t.Logf("error after %s: %v", took.Round(time.Millisecond), err)
-	if !strings.Contains(err.Error(), "did not answer within 3s") || !strings.Contains(err.Error(), members[0].client) {
-		t.Errorf("error does not say etcd at %s did not answer: %v", members[0].client, err)
+	if !strings.Contains(err.Error(), "did not answer within 3s") || !strings.Contains(err.Error(), members[0].Client) {
+		t.Errorf("error does not say etcd at %s did not answer: %v", members[0].Client, err)
 	}
 	if took > 3*time.Second+time.Second {
 		t.Errorf("took %s, want about the 3s timeout", took)
@@ -306,7 +307,7 @@ func TestEtcd_threeMembersSurviveOneStopped(t *testing.T) {
 	leader := -1
 	for i, m := range members {
 		sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		resp, err := cli.Status(sctx, m.client)
+		resp, err := cli.Status(sctx, m.Client)
 		cancel()
 		if err == nil && resp.Leader == resp.Header.MemberId {
 			leader = i
@@ -360,11 +361,11 @@ func TestEtcd_threeMembersSurviveOneStopped(t *testing.T) {
 	mu.Lock()
 	stoppedAt = time.Now()
 	mu.Unlock()
-	members[leader].stop()
+	members[leader].Stop()
 	time.Sleep(6 * time.Second)
 	close(done)
 	wg.Wait()
-	t.Logf("after stopping the leader %s: %d allocations; in flight at the stop, %d failed %v", members[leader].name, okAfter, len(inFlight), inFlight)
+	t.Logf("after stopping the leader %s: %d allocations; in flight at the stop, %d failed %v", members[leader].Name, okAfter, len(inFlight), inFlight)
 	if okAfter < 5 {
 		t.Errorf("only %d allocations after one of three members stopped", okAfter)
 	}

@@ -84,8 +84,10 @@ func IsURL(spec string) bool {
 func ParseURL(spec string) (Config, error) {
 	u, err := url.Parse(spec)
 	if err != nil {
-		return Config{}, fmt.Errorf("state URL %q: %w", spec, err)
+		return Config{}, errors.New("state URL: not a URL (expected etcd://host:port[,host:port]/prefix)")
 	}
+	// Messages show the URL without any password in it.
+	spec = u.Redacted()
 	if u.Scheme != "etcd" && u.Scheme != "etcds" {
 		return Config{}, fmt.Errorf("state URL %q: scheme must be etcd:// or etcds://", spec)
 	}
