@@ -7,7 +7,7 @@ PY        := $(VENV)/bin/python
 VERSION   ?= $(shell cat VERSION 2>/dev/null || echo 0.1.0)
 GOFLAGS_BUILD := -trimpath -ldflags "-s -w -X github.com/vtcluster/vtcluster/bridge.Version=$(VERSION)"
 
-.PHONY: all build install test go-test py-test vet fmt-check demo venv bench bench-compare fuzz clean
+.PHONY: all build build-agent install test go-test py-test vet fmt-check demo venv bench bench-compare fuzz clean
 
 all: build
 
@@ -15,6 +15,13 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN) .
 	ln -sf vtcluster bin/avocado-runner-multihost
+
+# An agent-only binary without the etcd client: deploy it with
+# --agent-binary bin/vtcluster-agent where node memory counts. The full
+# binary links the client, and Go initialises every linked package at
+# start-up, agent included.
+build-agent:
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -tags vtcluster_noetcd -o bin/vtcluster-agent .
 
 install: build
 	install -d $(DESTDIR)$(PREFIX)/bin

@@ -1,3 +1,5 @@
+//go:build !vtcluster_noetcd
+
 package etcdstore
 
 import (

@@ -1,0 +1,11 @@
+//go:build vtcluster_noetcd
+
+package etcdstore
+
+import "errors"
+
+// openEtcd of a build without the etcd client (make build-agent: an
+// agent-only binary whose memory the client's packages do not grow).
+func openEtcd(Config) (Opened, error) {
+	return nil, errors.New("this vtcluster was built without etcd support (tag vtcluster_noetcd, an agent-only build); use the full build for etcd:// state")
+}
