@@ -429,6 +429,10 @@ func (r *testRun) writePartition(p *Partition) ([]string, error) {
 	if r.workDir != "" {
 		vars["AVOCADO_TEST_WORKDIR"] = r.workDir
 	}
+	if r.cfg.State != "" {
+		// The body's vtcluster commands use the store the runner uses.
+		vars["VTCLUSTER_STATE"] = r.cfg.State
+	}
 	if r.cfg.StateDir != "" {
 		vars["VTCLUSTER_STATE_DIR"] = r.cfg.StateDir
 	}
