@@ -38,8 +38,8 @@ const (
 	envTimeout        = "VTCLUSTER_TIMEOUT"
 	envAgentBinary    = "VTCLUSTER_AGENT_BINARY"
 	envExecTimeout    = "VTCLUSTER_EXEC_TIMEOUT"
-	envState        = etcdstore.EnvState
-	envStateTimeout = etcdstore.EnvTimeout
+	envState          = etcdstore.EnvState
+	envStateTimeout   = etcdstore.EnvTimeout
 	// envPartitionFile is set by the runner inside a test body; call and
 	// exec resolve partition tags through it (see resolveNode).
 	envPartitionFile = "VTCLUSTER_PARTITION_FILE"

@@ -334,6 +334,14 @@ def test_global_args_select_state_from_settings():
         "--cluster",
         "lab",
     ]
+    assert binary.global_args(
+        {"multihost.state": "etcd://e1:2379,e2:2379/vt", "multihost.cluster": "lab"}
+    ) == [
+        "--state",
+        "etcd://e1:2379,e2:2379/vt",
+        "--cluster",
+        "lab",
+    ]
 
 
 # --- resolver ----------------------------------------------------------------
