@@ -238,6 +238,44 @@ func TestStoreContract(t *testing.T) {
 				register(t, st, node)
 			})
 
+			t.Run("rules across partitions are serialised", func(t *testing.T) {
+				// Each writer adds a partition on its own node only if
+				// there is none yet: a rule no per-node guard sees.
+				register(t, open(), "r1", "r2", "r3")
+				var wg sync.WaitGroup
+				for i, n := range []string{"r1", "r2", "r3"} {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						now := time.Now()
+						err := open().Update(ctx, func(s *cluster.State) error {
+							if len(s.Partitions) > 0 {
+								return nil
+							}
+							s.Partitions = append(s.Partitions, cluster.Partition{ID: fmt.Sprintf("%032x", i+1), Owner: testOwner("h", 1),
+								Nodes: []cluster.Assignment{{Tag: "a", Node: n}}, Created: now, Renewed: now, Expires: now.Add(time.Minute)})
+							return nil
+						})
+						if err != nil {
+							t.Error(err)
+						}
+					}()
+				}
+				wg.Wait()
+				s, err := open().Load(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(s.Partitions) != 1 {
+					t.Errorf("%d partitions, want exactly one", len(s.Partitions))
+				}
+				for _, p := range s.Partitions {
+					if err := cluster.Release(ctx, open(), p.ID); err != nil {
+						t.Fatal(err)
+					}
+				}
+			})
+
 			t.Run("concurrent allocations never double-book", func(t *testing.T) {
 				const workers, rounds = 6, 8
 				var mu sync.Mutex

@@ -12,7 +12,10 @@
 // the caller's function, and saves the difference in one transaction that
 // only commits if every key it writes, the holders of every node it
 // touches, the records of those nodes and the doc key are still as read;
-// otherwise it reads again and retries. An allocation therefore commits
+// otherwise it reads again and retries. One that creates or changes a
+// partition also requires that no partition was created or changed since
+// the read, so rules across partitions hold as under the file store's
+// lock. An allocation therefore commits
 // only if the holders of its nodes are still absent: never a read followed
 // by an unguarded write. A partition's keys live as long as its lease: the
 // owner's renewals (Renew, through Update) move them to a fresh lease, and

@@ -276,6 +276,9 @@ type plan struct {
 	kept    map[string]clientv3.LeaseID // partition id -> the lease it keeps
 	revoke  []clientv3.LeaseID
 	pending []func(map[string]clientv3.LeaseID) // ops that need the leases
+	// partsRev, when set, is the revision after which no partition may
+	// have been created or changed: see diff.
+	partsRev int64
 }
 
 func (pl *plan) guard(key string, rev int64) { pl.cmps[key] = rev }
@@ -343,6 +346,12 @@ func (s *Store) diff(sn *snapshot, before, after *encoded) (*plan, error) {
 		for _, n := range after.pnode[id] {
 			guardNode(n)
 		}
+		// Creating or changing a partition also requires that no
+		// other partition was created or changed since the read, so
+		// rules across partitions (resource claims that must not
+		// overlap, say) hold as under the file store's lock. Deleting
+		// one needs no such guard: it only frees things.
+		pl.partsRev = sn.rev
 		k := s.partKey(id)
 		sq, ok := sn.seqs[k]
 		if !ok {
@@ -489,6 +498,9 @@ func (s *Store) commit(ctx context.Context, pl *plan) (bool, error) {
 	cmps := make([]clientv3.Cmp, 0, len(pl.cmps))
 	for k, rev := range pl.cmps {
 		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "=", rev))
+	}
+	if pl.partsRev > 0 {
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.root+"partitions/"), "<", pl.partsRev+1).WithPrefix())
 	}
 	octx, cancel := s.opCtx(ctx)
 	resp, err := s.cli.Txn(octx).If(cmps...).Then(pl.ops...).Commit()
