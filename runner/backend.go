@@ -57,13 +57,9 @@ func OpenBackend(_ context.Context, cfg RunConfig) (Cluster, error) {
 	// Avocado's settings, which end up in job logs.
 	dir := cmp.Or(cfg.StateDir, os.Getenv("VTCLUSTER_STATE_DIR"), cluster.DefaultStateDir())
 	name := cmp.Or(cfg.Cluster, os.Getenv("VTCLUSTER_CLUSTER"), cluster.DefaultClusterName)
-	timeout := time.Duration(0)
-	if v := os.Getenv(etcdstore.EnvTimeout); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %q is not a duration (e.g. 5s)", etcdstore.EnvTimeout, v)
-		}
-		timeout = d
+	timeout, err := etcdstore.TimeoutFromEnv()
+	if err != nil {
+		return nil, err
 	}
 	st, err := etcdstore.OpenState(etcdstore.Selection{
 		State: cmp.Or(cfg.State, os.Getenv(etcdstore.EnvState)), StateDir: dir, Cluster: name,

@@ -375,3 +375,84 @@ func TestEtcd_threeMembersSurviveOneStopped(t *testing.T) {
 		t.Errorf("allocation failed after one member stopped: %v", err)
 	}
 }
+
+// With etcd's authentication on, the store works with the user's
+// password (here from a file) and fails clearly without it; the password
+// is nowhere in what the store saves.
+func TestEtcd_userAndPassword(t *testing.T) {
+	members := startEtcd(t, 1)
+	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints(members), DialTimeout: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	const password = "s3cret-Pa55"
+	for _, step := range []func() error{
+		func() error { _, err := cli.RoleAdd(ctx, "root"); return err },
+		func() error { _, err := cli.UserAdd(ctx, "root", "root-pw"); return err },
+		func() error { _, err := cli.UserGrantRole(ctx, "root", "root"); return err },
+		func() error { _, err := cli.RoleAdd(ctx, "vtc"); return err },
+		func() error {
+			_, err := cli.RoleGrantPermission(ctx, "vtc", "/vtc-test/", clientv3.GetPrefixRangeEnd("/vtc-test/"), clientv3.PermissionType(clientv3.PermReadWrite))
+			return err
+		},
+		func() error { _, err := cli.UserAdd(ctx, "ci", password); return err },
+		func() error { _, err := cli.UserGrantRole(ctx, "ci", "vtc"); return err },
+		func() error { _, err := cli.AuthEnable(ctx); return err },
+	} {
+		if err := step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pwFile := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(pwFile, []byte(password+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ := ParseURL(stateURL(members))
+	cfg.Cluster, cfg.Timeout = "lab", 3*time.Second
+
+	anon, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer anon.Close()
+	_, err = anon.Load(ctx)
+	if err == nil || !strings.Contains(err.Error(), members[0].Client) {
+		t.Errorf("without credentials: %v, want an error naming the store", err)
+	}
+	t.Logf("without credentials: %v", err)
+
+	cfg.Creds = Credentials{Username: "ci", PasswordFile: pwFile}
+	st, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	register(t, st, "n1")
+	p, err := cluster.Allocate(ctx, st, cluster.AllocRequest{Owner: testOwner("a", 1), Tags: []string{"x"}, Lease: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := clientv3.New(clientv3.Config{Endpoints: endpoints(members), DialTimeout: 3 * time.Second, Username: "root", Password: "root-pw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	resp, err := root.Get(ctx, "/", clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Kvs) < 3 {
+		t.Fatalf("only %d keys written", len(resp.Kvs))
+	}
+	for _, kv := range resp.Kvs {
+		if strings.Contains(string(kv.Value), password) {
+			t.Errorf("key %s holds the password", kv.Key)
+		}
+	}
+	if err := cluster.Release(ctx, st, p.ID); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -56,6 +56,23 @@ func CredentialsFromEnv() Credentials {
 	}
 }
 
+// TimeoutFromEnv reads VTCLUSTER_STATE_TIMEOUT as the CLI does: a Go
+// duration ("5s") or plain seconds ("5", "2.5"); zero when unset.
+func TimeoutFromEnv() (time.Duration, error) {
+	v := strings.TrimSpace(os.Getenv(EnvTimeout))
+	if v == "" {
+		return 0, nil
+	}
+	if f, err := strconv.ParseFloat(v, 64); err == nil && f >= 0 && f < 1e6 {
+		return time.Duration(f * float64(time.Second)), nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("%s: %q is not a duration (e.g. 5s, or plain seconds)", EnvTimeout, v)
+	}
+	return d, nil
+}
+
 // Config says where a cluster's state lives in etcd.
 type Config struct {
 	Endpoints []string // host:port
