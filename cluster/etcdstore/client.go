@@ -71,6 +71,7 @@ func Open(cfg Config) (*Store, error) {
 		root:     cfg.Prefix + "/" + cfg.Cluster + "/",
 		location: fmt.Sprintf("%s://%s%s/%s", scheme, strings.Join(cfg.Endpoints, ","), cfg.Prefix, cfg.Cluster),
 		timeout:  timeout,
+		tls:      cc.TLS != nil,
 	}, nil
 }
 

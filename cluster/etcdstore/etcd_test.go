@@ -456,3 +456,45 @@ func TestEtcd_userAndPassword(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// etcds:// with the CA and a client certificate reaches an etcd that
+// requires them; without the certificate, or without TLS, it fails.
+func TestEtcd_tlsClientCertificate(t *testing.T) {
+	members, files := etcdtest.StartTLS(t)
+	url := "etcds://" + members[0].Client + "/vtc-test"
+	open := func(creds Credentials) (Opened, error) {
+		return OpenState(Selection{State: url, Cluster: "lab", Creds: creds, Timeout: 2 * time.Second})
+	}
+	ctx := context.Background()
+	st, err := open(Credentials{CAFile: files.CA, CertFile: files.ClientCert, KeyFile: files.ClientKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer CloseStore(st)
+	register(t, st, "n1")
+	if s, err := st.Load(ctx); err != nil || len(s.Nodes) != 1 {
+		t.Fatalf("over TLS: %v", err)
+	}
+	if !strings.HasPrefix(st.Path(), "etcds://") {
+		t.Errorf("Path %q does not say TLS", st.Path())
+	}
+
+	for name, creds := range map[string]Credentials{
+		"no client certificate": {CAFile: files.CA},
+		"unknown CA":            {CertFile: files.ClientCert, KeyFile: files.ClientKey},
+	} {
+		st, err := open(creds)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = st.Load(ctx)
+		CloseStore(st)
+		if err == nil {
+			t.Errorf("%s: Load succeeded", name)
+		}
+		t.Logf("%s: %v", name, err)
+	}
+	if _, err := open(Credentials{CAFile: files.CA, CertFile: files.ClientCert}); err == nil || !strings.Contains(err.Error(), "both the certificate and the key") {
+		t.Errorf("certificate without key: %v", err)
+	}
+}

@@ -31,6 +31,7 @@ type Store struct {
 	root     string // "<prefix>/<cluster>/", with the trailing slash
 	location string // etcd://endpoints/prefix/cluster, for messages
 	timeout  time.Duration
+	tls      bool
 }
 
 var (
@@ -58,7 +59,12 @@ func (s *Store) opCtx(ctx context.Context) (context.Context, context.CancelFunc)
 // when that is what ended it, so "etcd is down" reads as such.
 func (s *Store) failed(what string, ctx, octx context.Context, err error) error {
 	if ctx.Err() == nil && octx.Err() != nil {
-		return fmt.Errorf("%s: etcd at %s did not answer within %s (is it running and reachable?): %w", what, s.location, s.timeout, err)
+		hint := "is it running and reachable?"
+		if s.tls {
+			// A refused TLS handshake looks the same from here.
+			hint += " do its certificate and --etcd-ca, and --etcd-cert/--etcd-key, match?"
+		}
+		return fmt.Errorf("%s: etcd at %s did not answer within %s (%s): %w", what, s.location, s.timeout, hint, err)
 	}
 	return fmt.Errorf("%s: etcd at %s: %w", what, s.location, err)
 }

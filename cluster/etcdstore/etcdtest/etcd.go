@@ -5,7 +5,15 @@ package etcdtest
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -73,26 +81,112 @@ func Start(t *testing.T, size int) []*Member {
 		initial = append(initial, m.Name+"=http://"+m.peer)
 	}
 	for _, m := range members {
-		m.start(t, bin, strings.Join(initial, ","))
+		m.start(t, bin, strings.Join(initial, ","), "http")
 	}
-	waitHealthy(t, members)
+	waitHealthy(t, members, nil)
 	return members
 }
 
-func (m *Member) start(t *testing.T, bin, initial string) {
+// TLSFiles are the PEM files of a test CA, an etcd server certificate for
+// 127.0.0.1 and a client certificate, all signed by the CA.
+type TLSFiles struct {
+	CA, ServerCert, ServerKey, ClientCert, ClientKey string
+}
+
+// StartTLS starts one etcd member that serves clients over TLS only and
+// requires a client certificate signed by the test CA.
+func StartTLS(t *testing.T) ([]*Member, TLSFiles) {
+	t.Helper()
+	bin := Binary(t)
+	files := newTLSFiles(t)
+	ports := FreePorts(t, 2)
+	m := &Member{Name: "tls", Client: ports[0], peer: ports[1], dir: filepath.Join(t.TempDir(), "data")}
+	m.start(t, bin, m.Name+"=http://"+m.peer, "https",
+		"--client-cert-auth", "--trusted-ca-file", files.CA, "--cert-file", files.ServerCert, "--key-file", files.ServerKey)
+	cert, err := tls.LoadX509KeyPair(files.ClientCert, files.ClientKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	caPEM, _ := os.ReadFile(files.CA)
+	pool.AppendCertsFromPEM(caPEM)
+	waitHealthy(t, []*Member{m}, &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}})
+	return []*Member{m}, files
+}
+
+func newTLSFiles(t *testing.T) TLSFiles {
+	t.Helper()
+	dir := t.TempDir()
+	write := func(name, typ string, der []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	newKey := func() *ecdsa.PrivateKey {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	keyDER := func(k *ecdsa.PrivateKey) []byte {
+		b, err := x509.MarshalPKCS8PrivateKey(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	now := time.Now()
+	caKey := newKey()
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "vtcluster test CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	leaf := func(serial int64, cn string, usage x509.ExtKeyUsage) ([]byte, *ecdsa.PrivateKey) {
+		k := newKey()
+		tmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
+			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
+			IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &k.PublicKey, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return der, k
+	}
+	srv, srvKey := leaf(2, "etcd", x509.ExtKeyUsageServerAuth)
+	cli, cliKey := leaf(3, "vtcluster", x509.ExtKeyUsageClientAuth)
+	return TLSFiles{
+		CA:         write("ca.pem", "CERTIFICATE", caDER),
+		ServerCert: write("server.pem", "CERTIFICATE", srv), ServerKey: write("server-key.pem", "PRIVATE KEY", keyDER(srvKey)),
+		ClientCert: write("client.pem", "CERTIFICATE", cli), ClientKey: write("client-key.pem", "PRIVATE KEY", keyDER(cliKey)),
+	}
+}
+
+func (m *Member) start(t *testing.T, bin, initial, scheme string, extra ...string) {
 	t.Helper()
 	log, err := os.Create(filepath.Join(filepath.Dir(m.dir), "etcd.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.Cmd = exec.Command(bin,
+	m.Cmd = exec.Command(bin, append([]string{
 		"--name", m.Name, "--data-dir", m.dir,
-		"--listen-client-urls", "http://"+m.Client, "--advertise-client-urls", "http://"+m.Client,
-		"--listen-peer-urls", "http://"+m.peer, "--initial-advertise-peer-urls", "http://"+m.peer,
+		"--listen-client-urls", scheme + "://" + m.Client, "--advertise-client-urls", scheme + "://" + m.Client,
+		"--listen-peer-urls", "http://" + m.peer, "--initial-advertise-peer-urls", "http://" + m.peer,
 		"--initial-cluster", initial, "--initial-cluster-state", "new", "--initial-cluster-token", "vtcluster-test",
 		// Short elections so that losing a member costs about a second.
 		"--heartbeat-interval", "50", "--election-timeout", "500",
-	)
+	}, extra...)...)
 	m.Cmd.Stdout, m.Cmd.Stderr = log, log
 	m.Cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := m.Cmd.Start(); err != nil {
@@ -115,9 +209,9 @@ func (m *Member) Stop() {
 	<-m.done
 }
 
-func waitHealthy(t *testing.T, members []*Member) {
+func waitHealthy(t *testing.T, members []*Member, tc *tls.Config) {
 	t.Helper()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: Endpoints(members), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: Endpoints(members), DialTimeout: 5 * time.Second, Logger: zap.NewNop(), TLS: tc})
 	if err != nil {
 		t.Fatal(err)
 	}
