@@ -50,8 +50,8 @@ func OpenBackend(_ context.Context, cfg RunConfig) (Cluster, error) {
 	// Avocado's settings win; otherwise the same environment variables
 	// and defaults as the vtcluster CLI, which the runner inherits from
 	// the avocado process.
-	dir := cmp.Or(cfg.StateDir, os.Getenv("VTCLUSTER_STATE_DIR"), cluster.DefaultStateDir())
-	name := cmp.Or(cfg.Cluster, os.Getenv("VTCLUSTER_CLUSTER"), cluster.DefaultClusterName)
+	dir := cmp.Or(cfg.StateDir, os.Getenv(cluster.EnvStateDir), cluster.DefaultStateDir())
+	name := cmp.Or(cfg.Cluster, os.Getenv(cluster.EnvCluster), cluster.DefaultClusterName)
 	st, err := cluster.OpenFileStore(dir, name)
 	if err != nil {
 		return nil, err
