@@ -15,7 +15,7 @@ func agentsCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:      "agents",
 		Usage:     "deploy, start, stop and check the agents of registered nodes",
-		UsageText: "vtcluster agents deploy|start|stop|status [NODE...]",
+		UsageText: "vtcluster agents deploy|start|stop|status|cleanup [NODE...]",
 		Description: `Works on the named nodes, or on every registered node when none is named,
 in parallel. Agents are started detached on their nodes: they keep running
 after this command (and the SSH connection) ends, until "agents stop".
@@ -28,12 +28,14 @@ Examples:
    vtcluster agents start                 # what Avocado's pre-tests hook runs
    vtcluster agents status node1 --json
    vtcluster agents stop
-   vtcluster agents deploy node4          # after "vtcluster node add node4 ..."`,
+   vtcluster agents deploy node4          # after "vtcluster node add node4 ..."
+   vtcluster agents cleanup node4         # stop it and remove everything deployed`,
 		Commands: []*cli.Command{
 			agentsDeployCommand(e),
 			agentsStartCommand(e),
 			agentsStatusCommand(e),
 			agentsStopCommand(e),
+			agentsCleanupCommand(e),
 		},
 	}
 }
@@ -75,6 +77,26 @@ func agentsStopCommand(e *env) *cli.Command {
 		Action: func(ctx context.Context, cmd *cli.Command) error {
 			return runAgentsOp(ctx, e, cmd, "agents stop", func(c *cluster.Controller, ctx context.Context, names []string) ([]cluster.NodeResult, error) {
 				return c.StopAgents(ctx, names...)
+			})
+		},
+	}
+}
+
+func agentsCleanupCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "cleanup",
+		Usage:     "stop the agents and remove their directories (binary, data, logs) from the nodes",
+		ArgsUsage: "[NODE...]",
+		Description: `Undoes "bootstrap"/"agents deploy" on the nodes: stops the agent if it runs,
+then removes <agent_base_dir>/<node name> on the node, and nothing else.
+The nodes stay registered ("vtcluster node remove --cleanup" does both).
+
+Refused, before any node is touched, while a live partition holds one of the
+nodes: a test may be using its agent.`,
+		Flags: slices.Concat(sshFlags(), []cli.Flag{parallelFlag(), timeoutFlag(2 * time.Minute), jsonFlag()}),
+		Action: func(ctx context.Context, cmd *cli.Command) error {
+			return runAgentsOp(ctx, e, cmd, "agents cleanup", func(c *cluster.Controller, ctx context.Context, names []string) ([]cluster.NodeResult, error) {
+				return c.CleanupAgents(ctx, names...)
 			})
 		},
 	}

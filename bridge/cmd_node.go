@@ -158,17 +158,32 @@ func nodeRemoveCommand(e *env) *cli.Command {
 		Name:      "remove",
 		Usage:     "unregister nodes; a node held by a live partition needs --force",
 		ArgsUsage: "NAME...",
-		Flags: []cli.Flag{
+		Description: `Without --cleanup only the cluster state changes: agents left running and
+what was deployed stay on the nodes. With --cleanup each node's agent is
+stopped and its directory removed first (as "vtcluster agents cleanup"),
+and the nodes are unregistered only if that worked on all of them.`,
+		Flags: slices.Concat([]cli.Flag{
 			&cli.BoolFlag{Name: "force", Usage: "also take the node out of the live partition holding it"},
-		},
+			&cli.BoolFlag{Name: "cleanup", Usage: "stop the agents and remove their directories from the nodes first"},
+		}, sshFlags(), []cli.Flag{parallelFlag(), timeoutFlag(2 * time.Minute), jsonFlag()}),
 		Action: func(ctx context.Context, cmd *cli.Command) error {
 			names := cmd.Args().Slice()
 			if len(names) == 0 {
 				return usageError{errors.New("node remove: want at least one NAME (see --help)")}
 			}
+			if cmd.Bool("cleanup") && cmd.Bool("force") {
+				return usageError{errors.New("node remove: --cleanup and --force do not go together: a node held by a live partition is in use, so its agent is not removed")}
+			}
 			st, err := openStore(cmd)
 			if err != nil {
 				return err
+			}
+			if cmd.Bool("cleanup") {
+				if err := runAgentsOp(ctx, e, cmd, "node remove --cleanup", func(c *cluster.Controller, ctx context.Context, _ []string) ([]cluster.NodeResult, error) {
+					return c.CleanupAgents(ctx, names...)
+				}); err != nil {
+					return fmt.Errorf("%w (nothing was unregistered)", err)
+				}
 			}
 			err = st.Update(ctx, func(s *cluster.State) error {
 				now := time.Now()
@@ -188,7 +203,11 @@ func nodeRemoveCommand(e *env) *cli.Command {
 			case err != nil:
 				return fmt.Errorf("node remove: %w", err)
 			}
-			fmt.Fprintf(e.stderr, "unregistered %s; their agents, if running, were left alone\n", strings.Join(names, ", "))
+			if cmd.Bool("cleanup") {
+				fmt.Fprintf(e.stderr, "unregistered %s; their agents were stopped and removed\n", strings.Join(names, ", "))
+			} else {
+				fmt.Fprintf(e.stderr, "unregistered %s; their agents, if running, were left alone (--cleanup removes them)\n", strings.Join(names, ", "))
+			}
 			return nil
 		},
 	}
