@@ -425,6 +425,11 @@ def assert_interrupted_cleanly(cluster, code, output, results, watch):
 def test_job_timeout_interrupts_and_leaves_nothing_behind(cluster, tmp_path):
     code, output, results, watch = run_interrupt_job(cluster, tmp_path)
     assert_interrupted_cleanly(cluster, code, output, results, watch)
+    # Said as the job timeout, not as the SIGTERM Avocado delivers it with.
+    for entry in results["tests"]:
+        assert entry["fail_reason"] == (
+            f"Test interrupted: Timeout reached (the job timeout of {JOB_TIMEOUT_SECONDS} s, --job-timeout)"
+        ), entry["fail_reason"]
 
 
 def test_sigint_interrupts_and_leaves_nothing_behind(cluster, tmp_path):
