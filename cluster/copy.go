@@ -258,6 +258,10 @@ type CopyItem struct {
 	Mode   fs.FileMode `json:"mode"`
 	Size   int64       `json:"size,omitempty"`
 	SHA256 string      `json:"sha256,omitempty"`
+	// Read and Written count the bytes that crossed each side: holes of
+	// a local source are not read, zero runs are not written.
+	Read    int64 `json:"read,omitempty"`
+	Written int64 `json:"written,omitempty"`
 }
 
 // CopyOptions tune CopyTree.
@@ -373,33 +377,35 @@ func (c *copier) item(src, dst string, st fs.FileInfo) {
 		}
 		c.items = append(c.items, CopyItem{Src: c.from.Label(src), Dst: c.to.Label(dst), Kind: "symlink"})
 	case m.IsRegular():
-		sum, err := c.file(src, dst, st.Size(), perm)
-		if err != nil {
+		it := CopyItem{Src: c.from.Label(src), Dst: c.to.Label(dst), Kind: "file", Mode: perm, Size: st.Size()}
+		if err := c.file(src, dst, &it); err != nil {
 			fail(err)
 			return
 		}
-		c.items = append(c.items, CopyItem{Src: c.from.Label(src), Dst: c.to.Label(dst), Kind: "file", Mode: perm, Size: st.Size(), SHA256: sum})
+		c.items = append(c.items, it)
 	default:
 		fail(fmt.Errorf("%s is not a regular file, directory or symlink", m.Type()))
 	}
 }
 
-// file copies one regular file and checks it, returning its SHA-256.
-func (c *copier) file(src, dst string, size int64, perm fs.FileMode) (string, error) {
+// file copies one regular file and checks it, filling in its SHA-256 and
+// counts.
+func (c *copier) file(src, dst string, it *CopyItem) error {
+	size, perm := it.Size, it.Mode
 	in, err := c.from.open(src)
 	if err != nil {
-		return "", err
+		return err
 	}
 	defer in.Close()
 	out, err := c.to.create(dst, perm)
 	if err != nil {
-		return "", err
+		return err
 	}
 	if c.opts.Progress != nil {
 		c.opts.Progress.File(c.from.Label(src), size)
 	}
 	h := sha256.New()
-	werr := c.stream(in, out, size, h)
+	werr := c.stream(in, out, size, h, it)
 	if werr == nil {
 		// Zero runs were skipped: the size comes from here, and so do
 		// trailing holes.
@@ -413,23 +419,24 @@ func (c *copier) file(src, dst string, size int64, perm fs.FileMode) (string, er
 	}
 	if werr != nil {
 		_ = c.to.remove(dst) // a partial file must not pass for a copy
-		return "", werr
+		return werr
 	}
 	want := hex.EncodeToString(h.Sum(nil))
 	got, err := c.to.sha256(c.ctx, dst)
 	if err != nil {
-		return "", fmt.Errorf("checking the copy: %w", err)
+		return fmt.Errorf("checking the copy: %w", err)
 	}
 	if got != want {
 		_ = c.to.remove(dst)
-		return "", fmt.Errorf("SHA-256 mismatch: read %s, the copy has %s (the copy was removed)", want, got)
+		return fmt.Errorf("SHA-256 mismatch: read %s, the copy has %s (the copy was removed)", want, got)
 	}
-	return want, nil
+	it.SHA256 = want
+	return nil
 }
 
 // stream copies size bytes from in to out, hashing everything (holes as
 // zeros) and writing only blocks that are not all zeros.
-func (c *copier) stream(in copySource, out copyDest, size int64, h io.Writer) error {
+func (c *copier) stream(in copySource, out copyDest, size int64, h io.Writer, it *CopyItem) error {
 	buf := make([]byte, copyBlock)
 	pos := int64(0)
 	hashZeros := func(n int64) {
@@ -456,6 +463,7 @@ func (c *copier) stream(in copySource, out copyDest, size int64, h io.Writer) er
 				return err
 			}
 			chunk := buf[:n]
+			it.Read += int64(n)
 			h.Write(chunk)
 			for b := 0; b < n; b += zeroBlock {
 				blk := chunk[b:min(b+zeroBlock, n)]
@@ -465,6 +473,7 @@ func (c *copier) stream(in copySource, out copyDest, size int64, h io.Writer) er
 				if _, err := out.WriteAt(blk, off+int64(b)); err != nil {
 					return err
 				}
+				it.Written += int64(len(blk))
 			}
 			off += int64(n)
 			if c.opts.Progress != nil {
