@@ -1,11 +1,16 @@
 package bridge
 
 import (
+	"bufio"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -131,5 +136,130 @@ func TestCLI_agentsCleanup_andNodeRemoveCleanup(t *testing.T) {
 	}
 	if out := c.mustCLI(t, "node", "list", "--json"); strings.Contains(out, `"`+h2.Name+`"`) {
 		t.Errorf("node still registered:\n%s", out)
+	}
+}
+
+// startLogServe runs "vtcluster logs serve" as its own process, as a user
+// would in another terminal, and returns its address and output.
+func startLogServe(t *testing.T, c *cliCluster, dir string) (host, port string, stdout *lockedBuffer, stop func() string) {
+	t.Helper()
+	srv := exec.Command(vtclusterBinary(t), "--state-dir", c.stateDir, "logs", "serve", "--listen", net.JoinHostPort(c.lab.Gateway, "0"), "--dir", dir)
+	stdout = &lockedBuffer{}
+	srv.Stdout = stdout
+	stderr, err := srv.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	var errLines lockedBuffer
+	addrc := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			fmt.Fprintln(&errLines, sc.Text())
+			if a, ok := strings.CutPrefix(sc.Text(), "vtcluster: log server listening on "); ok {
+				addrc <- a
+			}
+		}
+		srv.Wait()
+		close(exited)
+	}()
+	t.Cleanup(func() {
+		srv.Process.Kill()
+		<-exited
+	})
+	select {
+	case a := <-addrc:
+		if host, port, err = net.SplitHostPort(a); err != nil {
+			t.Fatal(err)
+		}
+	case <-exited:
+		t.Fatalf("logs serve exited:\n%s", errLines.String())
+	case <-time.After(hangGuard):
+		t.Fatalf("logs serve printed no address:\n%s", errLines.String())
+	}
+	stop = func() string {
+		srv.Process.Signal(syscall.SIGINT)
+		select {
+		case <-exited:
+		case <-time.After(hangGuard):
+			t.Fatal("logs serve ignored SIGINT")
+		}
+		if code := srv.ProcessState.ExitCode(); code != 0 {
+			t.Errorf("logs serve exit %d:\n%s", code, errLines.String())
+		}
+		return errLines.String()
+	}
+	return host, port, stdout, stop
+}
+
+// avocado-vt's vt_cluster usage example, step by step, with the CLI: start
+// a log server; register two nodes; create a partition with both; for each
+// node set up the agent environment, start the agent, start log
+// redirection, call is_alive and examples.hello.ping, stop redirection,
+// stop the agent and clean up its environment; then stop the log server,
+// remove the partition and unregister the nodes.
+func TestCLI_seedExample_everyStep(t *testing.T) {
+	c := newCLICluster(t, 2, nil)
+	logDir := t.TempDir()
+	host, port, out, stopServer := startLogServe(t, c, logDir)
+
+	// Registered after the log server started.
+	for _, h := range c.lab.Hosts {
+		c.mustCLI(t, "node", "add", h.Name, "--address", h.Address, "--port", strconv.Itoa(h.Port),
+			"--key-file", c.lab.ClientKey, "--known-hosts", c.lab.KnownHosts,
+			"--agent-base-dir", filepath.Join(c.lab.Dir, "agents"))
+	}
+	id := strings.TrimSpace(c.mustCLI(t, "partition", "create", "--tag", "first", "--tag", "second"))
+	t.Cleanup(func() { c.cli(t, "partition", "release", id) })
+
+	for _, h := range c.lab.Hosts {
+		c.mustCLI(t, "agents", "deploy", "--agent-binary", vtclusterBinary(t), h.Name)
+		agentDir := filepath.Join(c.lab.Dir, "agents", h.Name)
+		if _, err := os.Stat(filepath.Join(agentDir, "vtcluster")); err != nil {
+			t.Fatalf("setup_agent_env: %v", err)
+		}
+		c.mustCLI(t, "agents", "start", h.Name)
+		t.Cleanup(func() { c.cli(t, "agents", "stop", h.Name) })
+		c.mustCLI(t, "call", h.Name, "core.start_log_redirection", strconv.Quote(host), port)
+		if got := strings.TrimSpace(c.mustCLI(t, "call", h.Name, "core.is_alive")); got != "true" {
+			t.Errorf("%s: is_alive = %q", h.Name, got)
+		}
+		if got := strings.TrimSpace(c.mustCLI(t, "call", h.Name, "examples.hello.ping")); got != strconv.Quote("Pong from "+h.Hostname) {
+			t.Errorf("%s: ping = %q", h.Name, got)
+		}
+		// The ping's log record, tagged with the node's name.
+		line := regexp.MustCompile(`(?m)^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} logserver L\d{4} INFO \| ` + regexp.QuoteMeta(h.Name+"("+h.Address+")") +
+			` \d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} \S+ INFO \| ` + regexp.QuoteMeta(h.Hostname+": Executing ping") + `$`)
+		waitFor(t, h.Name+"'s ping record in the log server's output", func() bool { return line.MatchString(out.String()) })
+		c.mustCLI(t, "call", h.Name, "core.stop_log_redirection")
+		c.mustCLI(t, "agents", "stop", h.Name)
+		if pids := agentPIDs(t, h); len(pids) != 0 {
+			t.Errorf("%s: agent still runs: %v", h.Name, pids)
+		}
+		// cleanup_agent_env, inside the caller's own partition.
+		c.mustCLI(t, "agents", "cleanup", h.Name)
+		if _, err := os.Stat(agentDir); !os.IsNotExist(err) {
+			t.Errorf("%s: agent dir after cleanup: %v", h.Name, err)
+		}
+	}
+	if strings.Contains(out.String(), "Unknown(") {
+		t.Errorf("records from an unnamed node:\n%s", out.String())
+	}
+	if errOut := stopServer(); !strings.Contains(errOut, "log server stopped") {
+		t.Errorf("logs serve: %s", errOut)
+	}
+	c.mustCLI(t, "partition", "release", id)
+	c.mustCLI(t, "node", "remove", c.lab.Hosts[0].Name, c.lab.Hosts[1].Name)
+	if out := c.mustCLI(t, "node", "list", "--json"); strings.TrimSpace(out) != "[]" {
+		t.Errorf("nodes left: %s", out)
+	}
+	for _, h := range c.lab.Hosts {
+		if b, err := os.ReadFile(filepath.Join(logDir, h.Name+".log")); err != nil || !strings.Contains(string(b), h.Hostname+": Executing ping") {
+			t.Errorf("%s's log file: %v\n%s", h.Name, err, b)
+		}
 	}
 }

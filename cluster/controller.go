@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -505,8 +506,9 @@ func (e *NodeHeldError) Error() string {
 // and removes their agent directories: what upstream's
 // cleanup_agent_env does, so that nothing of vtcluster stays on a node.
 // A node held by a live partition whose owner still runs is refused
-// (*NodeHeldError) before any node is touched.
-func (c *Controller) CleanupAgents(ctx context.Context, names ...string) ([]NodeResult, error) {
+// (*NodeHeldError) before any node is touched, unless the partition is one
+// of own: the caller's, which upstream's example cleans up inside of.
+func (c *Controller) CleanupAgents(ctx context.Context, own []string, names ...string) ([]NodeResult, error) {
 	s, err := c.st.Load(ctx)
 	if err != nil {
 		return nil, err
@@ -521,7 +523,7 @@ func (c *Controller) CleanupAgents(ctx context.Context, names ...string) ([]Node
 	now := time.Now()
 	var held []error
 	for _, n := range nodes {
-		if p := s.partitionOf(n.Name); p != nil && p.Live(now) {
+		if p := s.partitionOf(n.Name); p != nil && p.Live(now) && !slices.Contains(own, p.ID) {
 			if gone, _ := p.Owner.Gone(); !gone {
 				held = append(held, &NodeHeldError{Node: n.Name, Partition: p.ID, Owner: p.Owner})
 			}
