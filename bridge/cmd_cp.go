@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -47,6 +48,9 @@ Examples:
 		Flags: slices.Concat([]cli.Flag{
 			&cli.BoolFlag{Name: "recursive", Aliases: []string{"r"}, Usage: "copy directories and their content"},
 			&cli.BoolFlag{Name: "progress", Usage: "show progress on stderr even when it is not a terminal"},
+			// What a copy asks the binary deployed on a node about a file
+			// there, so the file's holes do not cross the network.
+			&cli.BoolFlag{Name: "extents", Hidden: true, Usage: "print where the data of the local file PATH lies, as JSON"},
 			jsonFlag(),
 		}, sshFlags(), []cli.Flag{timeoutFlag(0)}),
 		Action: func(ctx context.Context, cmd *cli.Command) error { return runCp(ctx, e, cmd) },
@@ -91,6 +95,24 @@ type cpSummaryJSON struct {
 
 func runCp(ctx context.Context, e *env, cmd *cli.Command) error {
 	args := cmd.Args().Slice()
+	if cmd.Bool("extents") {
+		if len(args) != 1 {
+			return usageError{errors.New("cp --extents: want one PATH")}
+		}
+		size, ext, err := cluster.FileExtents(args[0])
+		if err != nil {
+			return fmt.Errorf("cp --extents: %w", err)
+		}
+		b, err := json.Marshal(struct {
+			Size    int64      `json:"size"`
+			Extents [][2]int64 `json:"extents"`
+		}{size, ext})
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(e.stdout, "%s\n", b)
+		return err
+	}
 	if len(args) < 2 {
 		return usageError{errors.New("cp: want SRC... DST (see --help)")}
 	}

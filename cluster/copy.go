@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -33,6 +34,9 @@ type CopyFS struct {
 	Name string
 	ssh  *SSHClient
 	sc   *sftpConn // nil for local
+	// helper is the vtcluster binary deployed on the node, asked where a
+	// file's data lies (see remoteExtents); "" when it is not there.
+	helper string
 }
 
 // LocalFS is this machine's file system.
@@ -48,7 +52,12 @@ func (nc *NodeConn) OpenCopyFS(ctx context.Context) (*CopyFS, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node %q: %w", nc.node.Name, err)
 	}
-	return &CopyFS{Name: nc.node.Name, ssh: c, sc: sc}, nil
+	f := &CopyFS{Name: nc.node.Name, ssh: c, sc: sc}
+	bin := path.Join(nc.node.AgentDir(), agentBinaryName)
+	if st, err := sc.Stat(bin); err == nil && st.Mode().IsRegular() && st.Mode().Perm()&0o100 != 0 {
+		f.helper = bin
+	}
+	return f, nil
 }
 
 // Close ends a node's SFTP session; closing LocalFS does nothing.
@@ -220,14 +229,98 @@ func (f *CopyFS) sha256(ctx context.Context, p string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// dataExtents lists the parts of a file that may hold data. A local file
-// tells through SEEK_DATA/SEEK_HOLE; otherwise the whole file is one
-// extent, and zero runs are found as it is read.
-func dataExtents(src copySource, size int64) [][2]int64 {
-	whole := [][2]int64{{0, size}}
+// maxExtents bounds the extent list of one file; a file more fragmented
+// than this is read whole, its zero runs still not written.
+const maxExtents = 1 << 14
+
+// FileExtents lists the parts of a local file that may hold data, from
+// SEEK_DATA/SEEK_HOLE: what "vtcluster cp" asks a node's deployed binary
+// about a file there, so that its holes do not cross the network.
+func FileExtents(p string) (size int64, extents [][2]int64, err error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return 0, nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return 0, nil, fmt.Errorf("%s is not a regular file", p)
+	}
+	if extents = fileExtents(f, st.Size()); extents == nil {
+		extents = [][2]int64{} // all holes, said as such
+	}
+	return st.Size(), extents, nil
+}
+
+// remoteExtents asks the node's vtcluster where p's data lies; nil when it
+// cannot tell (no deployed binary, an older one, an odd answer), and then
+// the whole file is read.
+func (f *CopyFS) remoteExtents(ctx context.Context, p string, size int64) [][2]int64 {
+	if f.helper == "" {
+		return nil
+	}
+	var out cappedBuffer
+	out.max = maxExtents*48 + 256
+	if err := f.ssh.Run(ctx, []string{f.helper, "cp", "--extents", "--", p}, RunOptions{Stdout: &out}); err != nil || out.over {
+		return nil
+	}
+	var ans struct {
+		Size    int64      `json:"size"`
+		Extents [][2]int64 `json:"extents"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &ans); err != nil || ans.Size != size {
+		return nil // not the file we are about to read
+	}
+	last := int64(0)
+	for _, e := range ans.Extents {
+		if e[0] < last || e[1] < e[0] || e[1] > size {
+			return nil
+		}
+		last = e[1]
+	}
+	if ans.Extents == nil {
+		ans.Extents = [][2]int64{}
+	}
+	return ans.Extents
+}
+
+// cappedBuffer keeps at most max bytes and remembers that there was more.
+type cappedBuffer struct {
+	bytes.Buffer
+	max  int
+	over bool
+}
+
+func (b *cappedBuffer) Write(p []byte) (int, error) {
+	if b.Len()+len(p) > b.max {
+		b.over = true
+		return len(p), nil
+	}
+	return b.Buffer.Write(p)
+}
+
+// dataExtents lists the parts of src that may hold data: a local file
+// tells through SEEK_DATA/SEEK_HOLE, a node's file through remote (nil when
+// unknown); otherwise the whole file is one extent, and zero runs are
+// found as it is read.
+func dataExtents(src copySource, size int64, remote [][2]int64) [][2]int64 {
+	if remote != nil {
+		return remote
+	}
 	f, ok := src.(*os.File)
 	if !ok || size == 0 {
-		return whole
+		return [][2]int64{{0, size}}
+	}
+	return fileExtents(f, size)
+}
+
+func fileExtents(f *os.File, size int64) [][2]int64 {
+	whole := [][2]int64{{0, size}}
+	if size == 0 {
+		return nil
 	}
 	fd := int(f.Fd())
 	var out [][2]int64
@@ -244,6 +337,9 @@ func dataExtents(src copySource, size int64) [][2]int64 {
 			return whole
 		}
 		end = min(end, size)
+		if len(out) == maxExtents {
+			return whole
+		}
 		out = append(out, [2]int64{start, end})
 		off = end
 	}
@@ -404,8 +500,12 @@ func (c *copier) file(src, dst string, it *CopyItem) error {
 	if c.opts.Progress != nil {
 		c.opts.Progress.File(c.from.Label(src), size)
 	}
+	var remote [][2]int64
+	if c.from.sc != nil {
+		remote = c.from.remoteExtents(c.ctx, src, size)
+	}
 	h := sha256.New()
-	werr := c.stream(in, out, size, h, it)
+	werr := c.stream(in, out, size, remote, h, it)
 	if werr == nil {
 		// Zero runs were skipped: the size comes from here, and so do
 		// trailing holes.
@@ -436,7 +536,7 @@ func (c *copier) file(src, dst string, it *CopyItem) error {
 
 // stream copies size bytes from in to out, hashing everything (holes as
 // zeros) and writing only blocks that are not all zeros.
-func (c *copier) stream(in copySource, out copyDest, size int64, h io.Writer, it *CopyItem) error {
+func (c *copier) stream(in copySource, out copyDest, size int64, remote [][2]int64, h io.Writer, it *CopyItem) error {
 	buf := make([]byte, copyBlock)
 	pos := int64(0)
 	hashZeros := func(n int64) {
@@ -449,7 +549,7 @@ func (c *copier) stream(in copySource, out copyDest, size int64, h io.Writer, it
 			}
 		}
 	}
-	for _, ext := range dataExtents(in, size) {
+	for _, ext := range dataExtents(in, size, remote) {
 		hashZeros(ext[0] - pos)
 		for off := ext[0]; off < ext[1]; {
 			if err := c.ctx.Err(); err != nil {
