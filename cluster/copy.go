@@ -255,11 +255,15 @@ func FileExtents(p string) (size int64, extents [][2]int64, err error) {
 	return st.Size(), extents, nil
 }
 
+// extentsMinSize is the smallest file whose extents are asked for: below
+// it, one more SSH command costs more than reading any holes.
+const extentsMinSize = 1 << 20
+
 // remoteExtents asks the node's vtcluster where p's data lies; nil when it
 // cannot tell (no deployed binary, an older one, an odd answer), and then
 // the whole file is read.
 func (f *CopyFS) remoteExtents(ctx context.Context, p string, size int64) [][2]int64 {
-	if f.helper == "" {
+	if f.helper == "" || size < extentsMinSize {
 		return nil
 	}
 	var out cappedBuffer
