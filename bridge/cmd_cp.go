@@ -84,13 +84,25 @@ func parseCpArg(s string) (cpEndpoint, error) {
 
 // cpSummaryJSON is "cp --json"'s output.
 type cpSummaryJSON struct {
-	Files    int                `json:"files"`
-	Dirs     int                `json:"dirs"`
-	Symlinks int                `json:"symlinks"`
-	Bytes    int64              `json:"bytes"`
-	Seconds  float64            `json:"seconds"`
-	Items    []cluster.CopyItem `json:"items"`
-	Error    string             `json:"error,omitempty"`
+	Files    int          `json:"files"`
+	Dirs     int          `json:"dirs"`
+	Symlinks int          `json:"symlinks"`
+	Bytes    int64        `json:"bytes"`
+	Seconds  float64      `json:"seconds"`
+	Items    []cpItemJSON `json:"items"`
+	Error    string       `json:"error,omitempty"`
+}
+
+// cpItemJSON is one file, directory or symlink in "cp --json".
+type cpItemJSON struct {
+	Src     string `json:"src"`
+	Dst     string `json:"dst"`
+	Kind    string `json:"kind"`
+	Mode    string `json:"mode,omitempty"` // octal, as chmod takes it
+	Size    int64  `json:"size,omitempty"`
+	SHA256  string `json:"sha256,omitempty"`
+	Read    int64  `json:"read,omitempty"`
+	Written int64  `json:"written,omitempty"`
 }
 
 func runCp(ctx context.Context, e *env, cmd *cli.Command) error {
@@ -194,11 +206,13 @@ func runCp(ctx context.Context, e *env, cmd *cli.Command) error {
 	if prog != nil {
 		prog.Done()
 	}
-	sum := cpSummaryJSON{Items: items, Seconds: time.Since(start).Seconds()}
-	if sum.Items == nil {
-		sum.Items = []cluster.CopyItem{}
-	}
+	sum := cpSummaryJSON{Items: []cpItemJSON{}, Seconds: time.Since(start).Seconds()}
 	for _, it := range items {
+		j := cpItemJSON{Src: it.Src, Dst: it.Dst, Kind: it.Kind, Size: it.Size, SHA256: it.SHA256, Read: it.Read, Written: it.Written}
+		if it.Kind != "symlink" {
+			j.Mode = fmt.Sprintf("%04o", uint32(it.Mode.Perm()))
+		}
+		sum.Items = append(sum.Items, j)
 		switch it.Kind {
 		case "file":
 			sum.Files++

@@ -352,16 +352,15 @@ func fileExtents(f *os.File, size int64) [][2]int64 {
 
 // CopyItem is one file, directory or symlink copied.
 type CopyItem struct {
-	Src    string      `json:"src"`
-	Dst    string      `json:"dst"`
-	Kind   string      `json:"kind"` // "file", "dir" or "symlink"
-	Mode   fs.FileMode `json:"mode"`
-	Size   int64       `json:"size,omitempty"`
-	SHA256 string      `json:"sha256,omitempty"`
+	Src, Dst string
+	Kind     string      // "file", "dir" or "symlink"
+	Mode     fs.FileMode // permission bits; zero for a symlink
+	Size     int64
+	SHA256   string // files only
 	// Read and Written count the bytes that crossed each side: holes of
-	// a local source are not read, zero runs are not written.
-	Read    int64 `json:"read,omitempty"`
-	Written int64 `json:"written,omitempty"`
+	// a file are not read when its side can tell where they are, zero
+	// runs are never written.
+	Read, Written int64
 }
 
 // CopyOptions tune CopyTree.
