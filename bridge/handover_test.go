@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vtcluster/vtcluster/agent"
 	"github.com/vtcluster/vtcluster/cluster/lab"
 )
 
@@ -141,9 +142,9 @@ func TestCLI_agentsCleanup_andNodeRemoveCleanup(t *testing.T) {
 
 // startLogServe runs "vtcluster logs serve" as its own process, as a user
 // would in another terminal, and returns its address and output.
-func startLogServe(t *testing.T, c *cliCluster, dir string) (host, port string, stdout *lockedBuffer, stop func() string) {
+func startLogServe(t *testing.T, stateDir, listenHost string, args ...string) (host, port string, stdout *lockedBuffer, stop func() string) {
 	t.Helper()
-	srv := exec.Command(vtclusterBinary(t), "--state-dir", c.stateDir, "logs", "serve", "--listen", net.JoinHostPort(c.lab.Gateway, "0"), "--dir", dir)
+	srv := exec.Command(vtclusterBinary(t), append([]string{"--state-dir", stateDir, "logs", "serve", "--listen", net.JoinHostPort(listenHost, "0")}, args...)...)
 	stdout = &lockedBuffer{}
 	srv.Stdout = stdout
 	stderr, err := srv.StderrPipe()
@@ -205,7 +206,7 @@ func startLogServe(t *testing.T, c *cliCluster, dir string) (host, port string, 
 func TestCLI_seedExample_everyStep(t *testing.T) {
 	c := newCLICluster(t, 2, nil)
 	logDir := t.TempDir()
-	host, port, out, stopServer := startLogServe(t, c, logDir)
+	host, port, out, stopServer := startLogServe(t, c.stateDir, c.lab.Gateway, "--dir", logDir)
 
 	// Registered after the log server started.
 	for _, h := range c.lab.Hosts {
@@ -261,5 +262,26 @@ func TestCLI_seedExample_everyStep(t *testing.T) {
 		if b, err := os.ReadFile(filepath.Join(logDir, h.Name+".log")); err != nil || !strings.Contains(string(b), h.Hostname+": Executing ping") {
 			t.Errorf("%s's log file: %v\n%s", h.Name, err, b)
 		}
+	}
+}
+
+// --worker-only prints the LoggerServer message alone, as upstream does.
+func TestCLI_logsServe_workerOnly(t *testing.T) {
+	host, port, out, stop := startLogServe(t, t.TempDir(), "127.0.0.1", "--worker-only", "--node", "127.0.0.1=n1")
+	conn, err := net.DialTimeout("tcp", net.JoinHostPort(host, port), hangGuard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	rec := &agent.LogRecord{Name: "avocado.service.x", Levelno: 40, Levelname: "ERROR", Asctime: "2026-12-01 10:00:00,001", Msg: "boom"}
+	if err := agent.EncodeFrame(conn, rec); err != nil {
+		t.Fatal(err)
+	}
+	want := "n1(127.0.0.1) 2026-12-01 10:00:00,001 avocado.service.x ERROR | boom\n"
+	waitFor(t, "the record", func() bool { return out.String() != "" })
+	conn.Close()
+	stop()
+	if got := out.String(); got != want {
+		t.Errorf("logs serve --worker-only printed %q, want %q", got, want)
 	}
 }
