@@ -493,12 +493,11 @@ func TestCLI_bootstrap_partialFailureRegistersTheRest(t *testing.T) {
 
 // TestCLI_logsServe_realAgentLinesInUpstreamFormat runs "logs serve" as its
 // own process, points a real agent's log stream at it and reads the lines.
+// The server starts before the node is registered: upstream looks the
+// sender up per connection, and so do we.
 func TestCLI_logsServe_realAgentLinesInUpstreamFormat(t *testing.T) {
 	c := newCLICluster(t, 1, nil)
 	h := c.lab.Hosts[0]
-	c.bootstrap(t)
-	c.mustCLI(t, "agents", "start")
-	t.Cleanup(func() { c.cli(t, "agents", "stop") })
 
 	nodeDir := t.TempDir()
 	srv := exec.Command(vtclusterBinary(t), "--state-dir", c.stateDir, "logs", "serve", "--listen", net.JoinHostPort(c.lab.Gateway, "0"), "--dir", nodeDir)
@@ -541,11 +540,15 @@ func TestCLI_logsServe_realAgentLinesInUpstreamFormat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	c.bootstrap(t)
+	c.mustCLI(t, "agents", "start")
+	t.Cleanup(func() { c.cli(t, "agents", "stop") })
 	c.mustCLI(t, "call", h.Name, "core.start_log_redirection", strconv.Quote(host), port)
 	c.mustCLI(t, "call", h.Name, "process.run", `["echo", "hello from the node"]`, `{"log_output": true}`)
 	c.mustCLI(t, "call", h.Name, "core.stop_log_redirection")
 
-	line := regexp.MustCompile(`(?m)^node1\(` + regexp.QuoteMeta(h.Address) +
+	// The controller half, then the worker half, as avocado-vt's test logs.
+	line := regexp.MustCompile(`(?m)^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} logserver L\d{4} INFO \| node1\(` + regexp.QuoteMeta(h.Address) +
 		`\) \d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} avocado\.service\.process INFO \| \[pid \d+ stdout\] hello from the node$`)
 	deadline := time.Now().Add(hangGuard)
 	for !line.MatchString(stdout.String()) {
@@ -966,7 +969,9 @@ func TestCLI_node_addListRemove(t *testing.T) {
 			t.Errorf("%v: exit %d, want 2; stderr %q", bad, code, errOut)
 		}
 	}
-	if code, _, errOut := cli("add", "../evil", "--address", "192.0.2.3"); code != 1 || !strings.Contains(errOut, "letters, digits") {
+	// Refused by cluster.ValidateHost before the state is touched: a usage
+	// error like every other bad node add argument.
+	if code, _, errOut := cli("add", "../evil", "--address", "192.0.2.3"); code != 2 || !strings.Contains(errOut, "letters, digits") {
 		t.Errorf("a node name with a slash: exit %d, stderr %q", code, errOut)
 	}
 	code, out, _ := cli("list", "--json")

@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"fmt"
+	"os"
 	"slices"
 	"time"
 
@@ -15,7 +16,7 @@ func agentsCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:      "agents",
 		Usage:     "deploy, start, stop and check the agents of registered nodes",
-		UsageText: "vtcluster agents deploy|start|stop|status [NODE...]",
+		UsageText: "vtcluster agents deploy|start|stop|status|cleanup [NODE...]",
 		Description: `Works on the named nodes, or on every registered node when none is named,
 in parallel. Agents are started detached on their nodes: they keep running
 after this command (and the SSH connection) ends, until "agents stop".
@@ -28,12 +29,14 @@ Examples:
    vtcluster agents start                 # what Avocado's pre-tests hook runs
    vtcluster agents status node1 --json
    vtcluster agents stop
-   vtcluster agents deploy node4          # after "vtcluster node add node4 ..."`,
+   vtcluster agents deploy node4          # after "vtcluster node add node4 ..."
+   vtcluster agents cleanup node4         # stop it and remove everything deployed`,
 		Commands: []*cli.Command{
 			agentsDeployCommand(e),
 			agentsStartCommand(e),
 			agentsStatusCommand(e),
 			agentsStopCommand(e),
+			agentsCleanupCommand(e),
 		},
 	}
 }
@@ -78,6 +81,60 @@ func agentsStopCommand(e *env) *cli.Command {
 			})
 		},
 	}
+}
+
+func agentsCleanupCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "cleanup",
+		Usage:     "stop the agents and remove their directories (binary, data, logs) from the nodes",
+		ArgsUsage: "[NODE...]",
+		Description: `Undoes "bootstrap"/"agents deploy" on the nodes: stops the agent if it runs,
+then removes <agent_base_dir>/<node name> on the node, and nothing else.
+The nodes stay registered ("vtcluster node remove --cleanup" does both).
+
+Refused, before any node is touched, while a live partition of someone else
+holds one of the nodes: a test may be using its agent. Partitions of the
+caller are fine: those created by "vtcluster partition create" from the same
+parent process (a script's shell), and, inside a test body, the test's own.`,
+		Flags: slices.Concat(sshFlags(), []cli.Flag{parallelFlag(), timeoutFlag(2 * time.Minute), jsonFlag()}),
+		Action: func(ctx context.Context, cmd *cli.Command) error {
+			return runAgentsOp(ctx, e, cmd, "agents cleanup", func(c *cluster.Controller, ctx context.Context, names []string) ([]cluster.NodeResult, error) {
+				own, err := ownPartitions(ctx, c.Store())
+				if err != nil {
+					return nil, err
+				}
+				return c.CleanupAgents(ctx, own, names...)
+			})
+		},
+	}
+}
+
+// ownPartitions lists the live partitions the caller holds: created with
+// "partition create" by the same parent process (whose owner that command
+// records by default), or the test's own inside a test body.
+func ownPartitions(ctx context.Context, st cluster.Store) ([]string, error) {
+	var own []string
+	if pf := os.Getenv(envPartitionFile); pf != "" {
+		p, err := readPartitionFile(pf)
+		if err != nil {
+			return nil, err
+		}
+		own = append(own, p.ID)
+	}
+	me, err := cluster.ProcessOwner(os.Getppid(), "", "")
+	if err != nil {
+		return own, nil // no owner to match: only the test's own
+	}
+	parts, err := cluster.ListPartitions(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range parts {
+		if o := p.Owner; o.Host == me.Host && o.PID == me.PID && o.PIDStart == me.PIDStart {
+			own = append(own, p.ID)
+		}
+	}
+	return own, nil
 }
 
 type agentsOp func(c *cluster.Controller, ctx context.Context, names []string) ([]cluster.NodeResult, error)

@@ -36,7 +36,10 @@ func hooksCommand(e *env) *cli.Command {
 
    vtcluster hooks post-tests --job-id ID --job-logdir DIR
       release every partition this job still holds, fetch each agent's log
-      into DIR/cluster/<node>/ and stop the agents.
+      into DIR/cluster/<node>/ and stop the agents, all nodes in parallel.
+      A node that does not accept a connection within a few seconds is
+      skipped and named once (the job's test already failed on it), so a
+      lost node does not hold the job up.
 
 Both do nothing and exit 0 when no node is registered.`,
 		Commands: []*cli.Command{
@@ -154,6 +157,12 @@ func contains(list []string, s string) bool {
 	return false
 }
 
+// unreachableAfter is how long the post-tests hook waits for a node to
+// accept a connection before it counts the node as gone. A node on the
+// same network answers a TCP connect in milliseconds; a downed link leaves
+// the connect hanging for the full SSH timeout, once per step.
+const unreachableAfter = 3 * time.Second
+
 func hooksPostTests(ctx context.Context, e *env, cmd *cli.Command) error {
 	ctx, cancel, err := withTimeout(ctx, cmd)
 	if err != nil {
@@ -184,10 +193,26 @@ func hooksPostTests(ctx context.Context, e *env, cmd *cli.Command) error {
 		}
 	}
 	logdir := cmd.String("job-logdir")
-	if _, err := ctl.FetchLogs(ctx, func(node string) string {
-		return filepath.Join(logdir, "cluster", node)
-	}); err != nil {
-		errs = append(errs, fmt.Errorf("fetching agent logs: %w", err))
+	// One quick probe finds the nodes that are gone, so that log fetch
+	// and agent stop, each parallel over nodes, do not each wait a full
+	// SSH connect timeout on them.
+	probe, err := durationFlag(cmd, flagConnectTimeout)
+	if err != nil {
+		return err
+	}
+	up, down, err := ctl.Reachable(ctx, min(probe, unreachableAfter))
+	if err != nil {
+		return err
+	}
+	for _, r := range down {
+		errs = append(errs, fmt.Errorf("%w; its agent log was not fetched and its agent not stopped", r.Err()))
+	}
+	if len(up) > 0 {
+		if _, err := ctl.FetchLogs(ctx, func(node string) string {
+			return filepath.Join(logdir, "cluster", node)
+		}, up...); err != nil {
+			errs = append(errs, fmt.Errorf("fetching agent logs: %w", err))
+		}
 	}
 	// The last job to finish stops the agents; a job still running (or a
 	// partition someone still holds) keeps them up.
@@ -210,8 +235,8 @@ func hooksPostTests(ctx context.Context, e *env, cmd *cli.Command) error {
 		fmt.Fprintf(e.stderr, "vtcluster: agents left running for job %s (%s)\n", left[0].JobID, left[0])
 	case len(held) > 0:
 		fmt.Fprintf(e.stderr, "vtcluster: agents left running: partition %s is held by %s\n", held[0].ID, held[0].Owner)
-	default:
-		if _, err := ctl.StopAgents(ctx); err != nil {
+	case len(up) > 0:
+		if _, err := ctl.StopAgents(ctx, up...); err != nil {
 			errs = append(errs, fmt.Errorf("stopping agents: %w", err))
 		}
 	}

@@ -3,7 +3,9 @@ package bridge
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"maps"
+	"net"
 	"net/netip"
 	"os/signal"
 	"path/filepath"
@@ -24,8 +26,9 @@ func logsCommand(e *env) *cli.Command {
 		UsageText: "vtcluster logs serve|fetch ...",
 		Description: `"serve" is avocado-vt's LoggerServer: agents told to stream their logs there
 (core.start_log_redirection HOST PORT) send records that are printed as
-"<tag>(<ip>) <asctime> <name> <levelname> | <msg>", with their own level and
-traceback. "fetch" copies each agent's log directory to this machine.
+upstream's unified line, with their own level and traceback:
+"<asctime> logserver L<lineno> <levelname> | <node>(<ip>) <asctime> <name> <levelname> | <msg>".
+"fetch" copies each agent's log directory to this machine.
 
 Examples:
    vtcluster logs serve --listen 192.168.122.1:8888 --dir /tmp/node-logs
@@ -45,22 +48,39 @@ func logsServeCommand(e *env) *cli.Command {
 		DisableSliceFlagSeparator: true,
 		Usage:                     "run a log server until SIGINT or SIGTERM, printing one unified line per record",
 		Description: `Records are tagged with the registered node whose address sent them (its
-name), or with --node IP=TAG; "Unknown" otherwise, as upstream. The
-listening address is printed on stderr once the server is ready.`,
+name), or with --node IP=TAG; "Unknown" otherwise, as upstream. The sender
+is looked up in the cluster state per connection, so nodes registered after
+the server started are named too. The listening address is printed on
+stderr once the server is ready.
+
+Each line is the controller half (when this server got the record, its
+level) then the worker half, as avocado-vt's test logs show records from
+its LoggerServer; --worker-only prints the worker half alone, which is
+what LoggerServer's own message is.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:0", Usage: "`ADDR` to listen on, host:port (port 0 picks a free one)"},
 			&cli.StringFlag{Name: "dir", TakesFile: true, Usage: "also append each node's lines to `DIR`/<tag>.log"},
 			&cli.StringSliceFlag{Name: "node", Usage: "tag records from `IP=TAG` (repeatable; overrides the registered name)"},
+			&cli.BoolFlag{Name: "worker-only", Usage: "print only the worker half of each line: <node>(<ip>) <asctime> <name> <levelname> | <msg>"},
 		},
 		Action: func(ctx context.Context, cmd *cli.Command) error {
 			if err := noArgs(cmd); err != nil {
 				return err
 			}
-			tags, err := logTags(ctx, cmd)
+			tags, err := logTags(cmd)
 			if err != nil {
 				return err
 			}
+			st, err := openStore(cmd)
+			if err != nil {
+				return err
+			}
+			if _, err := st.Load(ctx); err != nil {
+				return err // a broken state is said now, not per connection
+			}
 			cfg := cluster.DefaultLogServerConfig()
+			cfg.Lookup = stateLookup(ctx, st, stderrLogger(e))
+			cfg.ControllerHalf = !cmd.Bool("worker-only")
 			cfg.Addr = cmd.String("listen")
 			cfg.Out = e.stdout
 			cfg.Logger = stderrLogger(e)
@@ -89,8 +109,8 @@ listening address is printed on stderr once the server is ready.`,
 			fmt.Fprintf(e.stderr, "vtcluster: log server listening on %s\n", srv.Addr())
 			<-ctx.Done()
 			err = srv.Close()
-			st := srv.Stats()
-			fmt.Fprintf(e.stderr, "vtcluster: log server stopped: %d records from %d connections\n", st.Records, st.Connections)
+			stats := srv.Stats()
+			fmt.Fprintf(e.stderr, "vtcluster: log server stopped: %d records from %d connections\n", stats.Records, stats.Connections)
 			if err != nil {
 				return fmt.Errorf("logs serve: %w", err)
 			}
@@ -99,23 +119,9 @@ listening address is printed on stderr once the server is ready.`,
 	}
 }
 
-// logTags maps node addresses to tags: registered nodes by name, then the
-// --node overrides. A node known by host name only is left to --node.
-func logTags(ctx context.Context, cmd *cli.Command) (map[string]string, error) {
+// logTags reads the --node IP=TAG overrides.
+func logTags(cmd *cli.Command) (map[string]string, error) {
 	tags := map[string]string{}
-	st, err := openStore(cmd)
-	if err != nil {
-		return nil, err
-	}
-	s, err := st.Load(ctx)
-	if err != nil {
-		return nil, err
-	}
-	for _, n := range s.Nodes {
-		if a, err := netip.ParseAddr(n.Host()); err == nil {
-			tags[a.Unmap().String()] = n.Name
-		}
-	}
 	for _, kv := range cmd.StringSlice("node") {
 		ip, tag, ok := strings.Cut(kv, "=")
 		a, err := netip.ParseAddr(ip)
@@ -125,6 +131,42 @@ func logTags(ctx context.Context, cmd *cli.Command) (map[string]string, error) {
 		tags[a.Unmap().String()] = tag
 	}
 	return tags, nil
+}
+
+// stateLookup names the registered node at an address, reading the state
+// again on each call: the log server calls it only for an address it has
+// no name for yet, once per connection. A node registered by host name is
+// resolved, within a bound, so it is named as well.
+func stateLookup(ctx context.Context, st cluster.Store, log *slog.Logger) func(ip string) (string, bool) {
+	return func(ip string) (string, bool) {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		s, err := st.Load(ctx)
+		if err != nil {
+			log.Warn("logs serve: cannot read the cluster state to name a sender", "addr", ip, "err", err)
+			return "", false
+		}
+		for _, n := range s.Nodes {
+			if a, err := netip.ParseAddr(n.Host()); err == nil && a.Unmap().String() == ip {
+				return n.Name, true
+			}
+		}
+		for _, n := range s.Nodes {
+			if _, err := netip.ParseAddr(n.Host()); err == nil {
+				continue
+			}
+			addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", n.Host())
+			if err != nil {
+				continue
+			}
+			for _, a := range addrs {
+				if a.Unmap().String() == ip {
+					return n.Name, true
+				}
+			}
+		}
+		return "", false
+	}
 }
 
 func logsFetchCommand(e *env) *cli.Command {

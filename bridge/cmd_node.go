@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -37,8 +36,6 @@ Examples:
 		},
 	}
 }
-
-var labelKeyRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
 
 func nodeAddCommand(e *env) *cli.Command {
 	d := cluster.DefaultHostConfig("")
@@ -91,60 +88,69 @@ func nodeAddCommand(e *env) *cli.Command {
 	}
 }
 
-// nodeFromFlags builds the node record; the state validates it again.
+// nodeFlagOf names the flag that sets a host parameter, for errors.
+var nodeFlagOf = map[string]string{
+	"address": "address", "hostname": "hostname", "username": "user", "shell_port": "port",
+	"proxy_port": "proxy-port", "agent_base_dir": "agent-base-dir", "key_file": "key-file",
+	"known_hosts": "known-hosts", "token_file": "token-file", "agent_bind": "agent-bind", "arch": "arch",
+}
+
+// nodeFromFlags builds the node record and checks it with the rules the
+// config loader and the state use (cluster.ValidateHost).
 func nodeFromFlags(name string, cmd *cli.Command) (cluster.Node, error) {
-	n := cluster.Node{
+	h := cluster.HostConfig{
 		Name:         name,
 		Address:      cmd.String("address"),
 		Hostname:     cmd.String("hostname"),
-		User:         cmd.String("user"),
+		Username:     cmd.String("user"),
 		ShellPort:    int(cmd.Int("port")),
 		ProxyPort:    int(cmd.Int("proxy-port")),
 		AgentBaseDir: cmd.String("agent-base-dir"),
 		AgentBind:    cmd.String("agent-bind"),
 		Arch:         cmd.String("arch"),
 	}
-	if n.Address == "" && n.Hostname == "" {
-		return n, usageError{errors.New("node add: give --address or --hostname")}
-	}
-	if !filepath.IsAbs(n.AgentBaseDir) {
-		return n, flagError("agent-base-dir", "%q is not an absolute path", n.AgentBaseDir)
-	}
 	for _, f := range []struct {
 		flag string
 		dst  *string
-	}{{"key-file", &n.KeyFile}, {"known-hosts", &n.KnownHosts}, {"token-file", &n.TokenFile}} {
+	}{{"key-file", &h.KeyFile}, {"known-hosts", &h.KnownHosts}, {"token-file", &h.TokenFile}} {
 		if p := expandHome(cmd.String(f.flag)); p != "" {
 			abs, err := filepath.Abs(p)
 			if err != nil {
-				return n, flagError(f.flag, "%v", err)
+				return cluster.Node{}, flagError(f.flag, "%v", err)
 			}
 			*f.dst = abs
 		}
 	}
-	if n.TokenFile != "" && n.AgentBind != cluster.AgentBindDirect {
-		return n, flagError("token-file", "only used with --agent-bind direct (a tunnelled agent needs no token)")
+	if h.TokenFile != "" && h.AgentBind != cluster.AgentBindDirect {
+		return cluster.Node{}, flagError("token-file", "only used with --agent-bind direct (a tunnelled agent needs no token)")
 	}
-	reserved := cluster.PropertyKeys()
 	for _, l := range cmd.StringSlice("label") {
 		k, v, ok := strings.Cut(l, "=")
-		switch {
-		case !ok:
-			return n, flagError("label", "%q is not KEY=VALUE", l)
-		case !labelKeyRE.MatchString(k):
-			return n, flagError("label", "key %q must be made of letters, digits, '_', '.' and '-'", k)
-		case slices.Contains(reserved, k):
-			return n, flagError("label", "key %q is a property collected from the node itself (%s)", k, strings.Join(reserved, ", "))
+		if !ok {
+			return cluster.Node{}, flagError("label", "%q is not KEY=VALUE", l)
 		}
-		if n.Labels == nil {
-			n.Labels = map[string]any{}
+		if h.Labels == nil {
+			h.Labels = map[string]any{}
 		}
-		if _, dup := n.Labels[k]; dup {
-			return n, flagError("label", "key %q given twice", k)
+		if _, dup := h.Labels[k]; dup {
+			return cluster.Node{}, flagError("label", "key %q given twice", k)
 		}
-		n.Labels[k] = v
+		h.Labels[k] = v
 	}
-	return n, nil
+	if errs := cluster.ValidateHost(h); len(errs) > 0 {
+		e := errs[0]
+		switch flag, ok := nodeFlagOf[e.Field]; {
+		case ok:
+			return cluster.Node{}, flagError(flag, "%s", e.Msg)
+		case strings.HasPrefix(e.Field, "labels."):
+			return cluster.Node{}, flagError("label", "%s", e.Msg)
+		case e.Field == "":
+			return cluster.Node{}, usageError{errors.New("node add: give --address or --hostname")}
+		default:
+			return cluster.Node{}, usageError{fmt.Errorf("node add: %s", e.Msg)}
+		}
+	}
+	return h.Node(), nil
 }
 
 func nodeRemoveCommand(e *env) *cli.Command {
@@ -152,17 +158,36 @@ func nodeRemoveCommand(e *env) *cli.Command {
 		Name:      "remove",
 		Usage:     "unregister nodes; a node held by a live partition needs --force",
 		ArgsUsage: "NAME...",
-		Flags: []cli.Flag{
+		Description: `Without --cleanup only the cluster state changes: agents left running and
+what was deployed stay on the nodes. With --cleanup each node's agent is
+stopped and its directory removed first (as "vtcluster agents cleanup"),
+and the nodes are unregistered only if that worked on all of them.`,
+		Flags: slices.Concat([]cli.Flag{
 			&cli.BoolFlag{Name: "force", Usage: "also take the node out of the live partition holding it"},
-		},
+			&cli.BoolFlag{Name: "cleanup", Usage: "stop the agents and remove their directories from the nodes first"},
+		}, sshFlags(), []cli.Flag{parallelFlag(), timeoutFlag(2 * time.Minute), jsonFlag()}),
 		Action: func(ctx context.Context, cmd *cli.Command) error {
 			names := cmd.Args().Slice()
 			if len(names) == 0 {
 				return usageError{errors.New("node remove: want at least one NAME (see --help)")}
 			}
+			if cmd.Bool("cleanup") && cmd.Bool("force") {
+				return usageError{errors.New("node remove: --cleanup and --force do not go together: a node held by a live partition is in use, so its agent is not removed")}
+			}
 			st, err := openStore(cmd)
 			if err != nil {
 				return err
+			}
+			if cmd.Bool("cleanup") {
+				if err := runAgentsOp(ctx, e, cmd, "node remove --cleanup", func(c *cluster.Controller, ctx context.Context, _ []string) ([]cluster.NodeResult, error) {
+					own, err := ownPartitions(ctx, c.Store())
+					if err != nil {
+						return nil, err
+					}
+					return c.CleanupAgents(ctx, own, names...)
+				}); err != nil {
+					return fmt.Errorf("%w (nothing was unregistered)", err)
+				}
 			}
 			err = st.Update(ctx, func(s *cluster.State) error {
 				now := time.Now()
@@ -182,7 +207,11 @@ func nodeRemoveCommand(e *env) *cli.Command {
 			case err != nil:
 				return fmt.Errorf("node remove: %w", err)
 			}
-			fmt.Fprintf(e.stderr, "unregistered %s; their agents, if running, were left alone\n", strings.Join(names, ", "))
+			if cmd.Bool("cleanup") {
+				fmt.Fprintf(e.stderr, "unregistered %s; their agents were stopped and removed\n", strings.Join(names, ", "))
+			} else {
+				fmt.Fprintf(e.stderr, "unregistered %s; their agents, if running, were left alone (--cleanup removes them)\n", strings.Join(names, ", "))
+			}
 			return nil
 		},
 	}

@@ -30,6 +30,7 @@ func rootCommand(e *env) *cli.Command {
 			agentsCommand(e),
 			bootstrapCommand(e),
 			callCommand(e),
+			cpCommand(e),
 			execCommand(e),
 			hooksCommand(e),
 			labCommand(e),

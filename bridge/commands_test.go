@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -221,5 +223,34 @@ func TestTagRequests(t *testing.T) {
 		if _, err := tagRequests([]string{"src", "dst"}, specs); err == nil {
 			t.Errorf("tagRequests(%q) succeeded", specs)
 		}
+	}
+}
+
+// node add refuses what a cluster config refuses, with the same words and
+// the flag named (one cluster.ValidateHost behind both).
+func TestNodeAdd_validatesLikeTheConfig(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--address", "-oProxyCommand=x"}, "--address: must not start with '-'"},
+		{[]string{"--address", "10.0.0.1", "--user", "a b"}, "--user: must not contain blanks"},
+		{[]string{"--address", "10.0.0.1", "--agent-base-dir", "/var/../etc"}, `--agent-base-dir: must not contain ".."`},
+		{[]string{"--address", "10.0.0.1", "--agent-base-dir", "/"}, "--agent-base-dir: must not be the root directory"},
+		{[]string{"--address", "10.0.0.1", "--agent-bind", "udp"}, `--agent-bind: expected "tunnel" or "direct"`},
+		{[]string{"--address", "10.0.0.1", "--arch", "x86 64"}, "--arch: expected an architecture name"},
+		{[]string{"--address", "10.0.0.1", "--label", "memory_gb=4"}, `--label: label "memory_gb" collides with the node property`},
+		{[]string{"--address", "10.0.0.1", "--label", "a b=4"}, "--label: label name must be made of"},
+		{[]string{"--address", "10.0.0.1", "--port", "70000"}, "--port: expected a port number (1-65535), got 70000"},
+	} {
+		args := append([]string{"node", "add", "--state-dir", dir, "n1"}, tc.args...)
+		code, _, errOut := runMain(t, args...)
+		if code != 2 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q; want exit 2 and %q", tc.args, code, errOut, tc.want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "default.json")); err == nil {
+		t.Error("a refused node add wrote the state")
 	}
 }

@@ -31,8 +31,8 @@ import (
 
 // Environment variables read by the controller commands.
 const (
-	envStateDir       = "VTCLUSTER_STATE_DIR"
-	envCluster        = "VTCLUSTER_CLUSTER"
+	envStateDir       = cluster.EnvStateDir
+	envCluster        = cluster.EnvCluster
 	envParallel       = "VTCLUSTER_PARALLEL"
 	envConnectTimeout = "VTCLUSTER_CONNECT_TIMEOUT"
 	envTimeout        = "VTCLUSTER_TIMEOUT"
@@ -40,9 +40,9 @@ const (
 	envExecTimeout    = "VTCLUSTER_EXEC_TIMEOUT"
 	envState          = etcdstore.EnvState
 	envStateTimeout   = etcdstore.EnvTimeout
-	// envPartitionFile is set by the runner inside a test body; call and
-	// exec resolve partition tags through it (see resolveNode).
-	envPartitionFile = "VTCLUSTER_PARTITION_FILE"
+	// envPartitionFile is set by the runner inside a test body; call,
+	// exec and cp resolve partition tags through it (see resolveNode).
+	envPartitionFile = cluster.EnvPartitionFile
 )
 
 // Flag names used by more than one command.
@@ -64,30 +64,17 @@ const (
 	flagAgentBinary    = "agent-binary"
 )
 
-// defaultClusterName is the cluster a command works on without --cluster.
-const defaultClusterName = "default"
-
-// defaultStateDir is Avocado's default data dir plus "vtcluster"; empty
-// when the home directory is unknown, which openStore reports.
-func defaultStateDir() string {
-	home, err := os.UserHomeDir()
-	if err != nil || home == "" {
-		return ""
-	}
-	return filepath.Join(home, "avocado", "data", "vtcluster")
-}
-
 // globalFlags select the cluster state. They sit on the root command and
 // are persistent, so both "vtcluster --state-dir D node list" (what the
 // Python shim runs) and "vtcluster node list --state-dir D" work.
 func globalFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{
-			Name: flagStateDir, Value: defaultStateDir(), Sources: cli.EnvVars(envStateDir), TakesFile: true,
+			Name: flagStateDir, Value: cluster.DefaultStateDir(), Sources: cli.EnvVars(envStateDir), TakesFile: true,
 			Usage: "`DIR` holding the cluster state, one <cluster>.json per cluster",
 		},
 		&cli.StringFlag{
-			Name: flagCluster, Value: defaultClusterName, Sources: cli.EnvVars(envCluster),
+			Name: flagCluster, Value: cluster.DefaultClusterName, Sources: cli.EnvVars(envCluster),
 			Usage: "`NAME` of the cluster to work on (letters, digits, '.', '_', '-')",
 		},
 		&cli.StringFlag{
@@ -259,7 +246,7 @@ func openStateSpec(cmd *cli.Command, spec string) (etcdstore.Opened, error) {
 	}
 	name := cmd.String(flagCluster)
 	if name == "" {
-		name = defaultClusterName
+		name = cluster.DefaultClusterName
 	}
 	timeout, err := durationFlag(cmd, flagStateTimeout)
 	if err != nil {

@@ -2,14 +2,18 @@ package cluster
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -42,14 +46,6 @@ const (
 	maxConfigSize  = 4 << 20 // far beyond any real cluster file; bounds memory on a wrong path
 	maxConfigDepth = 64      // upstream's schema is 4 levels deep; this only stops pathological input
 )
-
-// reservedLabels are the property names collected from every node through
-// its agent. A static label with one of these names would be ambiguous in
-// selectors, so the config refuses it instead of picking a winner.
-var reservedLabels = []string{
-	"hostname", "cpu_vendor_id", "cpu_model_name", "arch", "cpu_count",
-	"mem_total", "memory_gb", "kernel", "kvm",
-}
 
 var (
 	// A node name becomes a directory on the node (<agent_base_dir>/<name>)
@@ -353,23 +349,27 @@ func (l *configLoader) pools(v *jvalue) bool {
 func (l *configLoader) host(name string, v *jvalue) (HostConfig, bool) {
 	path := cfgPath("hosts", name)
 	nerr := len(l.errs)
-	if !nodeNameRE.MatchString(name) || name == "." || name == ".." {
-		l.errorAt(v, path, "node name %q must be made of letters, digits, '.', '_' and '-' (it names a directory on the node)", name)
-	}
 	h := DefaultHostConfig(name)
 	if v.kind != jObject {
 		l.errorAt(v, path, "expected an object of host parameters, got %s", cfgDescribe(v))
 		return h, false
 	}
+	// Types are checked here, where positions are known; what the values
+	// may be is ValidateHost's, shared with "node add" and the state.
+	typeErr := map[string]bool{}
+	at := map[string]*jvalue{}
+	var labels *jvalue
 	for _, m := range v.members {
 		kp := cfgPath(path, m.key)
+		at[m.key] = m.val
+		before := len(l.errs)
 		switch m.key {
 		case "address":
-			h.Address = l.hostWord(m.val, kp, true)
+			h.Address, _ = l.str(m.val, kp)
 		case "hostname":
-			h.Hostname = l.hostWord(m.val, kp, true)
+			h.Hostname, _ = l.str(m.val, kp)
 		case "username":
-			h.Username = l.hostWord(m.val, kp, false)
+			h.Username, _ = l.str(m.val, kp)
 		case "password":
 			h.Password, _ = l.str(m.val, kp)
 		case "shell_port":
@@ -381,7 +381,12 @@ func (l *configLoader) host(name string, v *jvalue) (HostConfig, bool) {
 			// interactive shell, so there is no prompt to match.
 			l.str(m.val, kp)
 		case "agent_base_dir":
-			h.AgentBaseDir = l.remoteDir(m.val, kp)
+			if s, ok := l.str(m.val, kp); ok {
+				h.AgentBaseDir = s
+				if strings.HasPrefix(s, "/") && !slices.Contains(strings.Split(s, "/"), "..") {
+					h.AgentBaseDir = filepath.Clean(s)
+				}
+			}
 		case "key_file":
 			h.KeyFile = l.localPath(m.val, kp)
 		case "known_hosts":
@@ -389,33 +394,157 @@ func (l *configLoader) host(name string, v *jvalue) (HostConfig, bool) {
 		case "token_file":
 			h.TokenFile = l.localPath(m.val, kp)
 		case "agent_bind":
-			if s, ok := l.str(m.val, kp); ok {
-				if s != AgentBindTunnel && s != AgentBindDirect {
-					l.errorAt(m.val, kp, "expected %q or %q, got %s", AgentBindTunnel, AgentBindDirect, cfgDescribe(m.val))
-				}
-				h.AgentBind = s
-			}
+			h.AgentBind, _ = l.str(m.val, kp)
 		case "arch":
-			if s, ok := l.str(m.val, kp); ok {
-				if !archRE.MatchString(s) {
-					l.errorAt(m.val, kp, "expected an architecture name like \"x86_64\", got %s", cfgDescribe(m.val))
-				}
-				h.Arch = s
-			}
+			h.Arch, _ = l.str(m.val, kp)
 		case "labels":
+			labels = m.val
 			h.Labels = l.labels(m.val, kp)
 		default:
 			l.warn(kp, "unknown host parameter ignored%s", suggestKey(m.key, hostKeys))
 		}
+		typeErr[m.key] = len(l.errs) > before
 	}
-	if h.Address == "" && h.Hostname == "" {
-		l.errorAt(v, path, "needs \"address\" or \"hostname\" to reach the node")
+	for _, e := range ValidateHost(h) {
+		key, label, isLabel := strings.Cut(e.Field, ".")
+		if e.Field != "" && typeErr[key] && !isLabel {
+			continue // already reported, with what was expected
+		}
+		jv, kp := v, path
+		switch {
+		case e.Field == "name" || e.Field == "":
+		case isLabel && labels != nil:
+			jv, kp = labels, cfgPath(cfgPath(path, "labels"), label)
+			for _, m := range labels.members {
+				if m.key == label {
+					jv = m.val
+				}
+			}
+		case at[e.Field] != nil:
+			jv, kp = at[e.Field], cfgPath(path, e.Field)
+		}
+		l.errorAt(jv, kp, "%s", e.Msg)
 	}
+	// In file order, as a reader fixes them; the host as a whole last.
+	slices.SortStableFunc(l.errs[nerr:], func(a, b error) int {
+		ea, eb := a.(*ConfigError), b.(*ConfigError)
+		if ha, hb := ea.Path == path, eb.Path == path; ha != hb {
+			if ha {
+				return 1
+			}
+			return -1
+		}
+		return cmp.Or(cmp.Compare(ea.Line, eb.Line), cmp.Compare(ea.Column, eb.Column))
+	})
 	if h.AgentBind == AgentBindDirect && h.TokenFile == "" {
 		h.Unauthenticated = true
 		l.warn(path, "agent_bind \"direct\" without token_file: only an already running upstream agent (no authentication) can serve this node")
 	}
 	return h, len(l.errs) == nerr
+}
+
+// HostError is one invalid parameter of a host.
+type HostError struct {
+	// Host is the node name.
+	Host string
+	// Field is the parameter's config key ("address", "shell_port"),
+	// "labels.KEY" for a label, "name" for the node name itself, or empty
+	// for the host as a whole.
+	Field string
+	// Msg says what is wrong and what is expected.
+	Msg string
+}
+
+func (e *HostError) Error() string {
+	switch e.Field {
+	case "name":
+		return e.Msg
+	case "":
+		return fmt.Sprintf("node %q: %s", e.Host, e.Msg)
+	}
+	return fmt.Sprintf("node %q: %s: %s", e.Host, e.Field, e.Msg)
+}
+
+// ValidateHost checks what a host's parameters may be, wherever they come
+// from: a cluster config (LoadConfig), "vtcluster node add", or a state file
+// read back. Local file names must be absolute by now (each source resolves
+// them its own way). It returns every problem, nil when there is none.
+func ValidateHost(h HostConfig) []*HostError {
+	var errs []*HostError
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, &HostError{Host: h.Name, Field: field, Msg: fmt.Sprintf(format, args...)})
+	}
+	if !nodeNameRE.MatchString(h.Name) || h.Name == "." || h.Name == ".." {
+		bad("name", "node name %q must be made of letters, digits, '.', '_' and '-' (it names a directory on the node)", h.Name)
+	}
+	if h.Address == "" && h.Hostname == "" {
+		bad("", "needs \"address\" or \"hostname\" to reach the node")
+	}
+	for _, w := range []struct {
+		field, val string
+		emptyOK    bool
+	}{{"address", h.Address, true}, {"hostname", h.Hostname, true}, {"username", h.Username, false}} {
+		// These end up in SSH connections and in messages, so blanks,
+		// control characters and a leading '-' (an option to any command
+		// it might reach) are refused. Upstream treats an empty address
+		// as absent.
+		switch {
+		case w.val == "" && w.emptyOK:
+		case w.val == "":
+			bad(w.field, "expected a non-empty string")
+		case strings.IndexFunc(w.val, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0:
+			bad(w.field, "must not contain blanks or control characters, got %q", w.val)
+		case strings.HasPrefix(w.val, "-"):
+			bad(w.field, "must not start with '-', got %q", w.val)
+		}
+	}
+	for _, p := range []struct {
+		field string
+		val   int
+	}{{"shell_port", h.ShellPort}, {"proxy_port", h.ProxyPort}} {
+		if p.val < 1 || p.val > 65535 {
+			bad(p.field, "expected a port number (1-65535), got %d", p.val)
+		}
+	}
+	switch d := h.AgentBaseDir; {
+	case !strings.HasPrefix(d, "/") || strings.IndexFunc(d, unicode.IsControl) >= 0:
+		bad("agent_base_dir", "expected an absolute directory on the node, got %q", d)
+	case slices.Contains(strings.Split(d, "/"), ".."):
+		// The agent dir is removed recursively on cleanup; a path that
+		// climbs makes its real location hard to see.
+		bad("agent_base_dir", "must not contain \"..\", got %q", d)
+	case path.Clean(d) == "/":
+		bad("agent_base_dir", "must not be the root directory: the agent lives in and is cleaned up from <agent_base_dir>/<name>")
+	}
+	for _, f := range []struct{ field, val string }{{"key_file", h.KeyFile}, {"known_hosts", h.KnownHosts}, {"token_file", h.TokenFile}} {
+		if f.val != "" && (!filepath.IsAbs(f.val) || strings.IndexFunc(f.val, unicode.IsControl) >= 0) {
+			bad(f.field, "expected an absolute file name, got %q", f.val)
+		}
+	}
+	if h.AgentBind != AgentBindTunnel && h.AgentBind != AgentBindDirect {
+		bad("agent_bind", "expected %q or %q, got %q", AgentBindTunnel, AgentBindDirect, h.AgentBind)
+	}
+	if h.Arch != "" && !archRE.MatchString(h.Arch) {
+		bad("arch", "expected an architecture name like \"x86_64\", got %q", h.Arch)
+	}
+	reserved := PropertyKeys()
+	for _, k := range slices.Sorted(maps.Keys(h.Labels)) {
+		switch v := h.Labels[k]; {
+		case !labelKeyRE.MatchString(k):
+			bad("labels."+k, "label name must be made of letters, digits, '.', '_' and '-'")
+		case slices.Contains(reserved, k):
+			// A static label under a collected property's name would be
+			// ambiguous in selectors; refuse it instead of picking a winner.
+			bad("labels."+k, "label %q collides with the node property collected under that name; rename the label", k)
+		default:
+			switch v.(type) {
+			case string, bool, int, int64, float64:
+			default:
+				bad("labels."+k, "expected a string, number or boolean, got %T", v)
+			}
+		}
+	}
+	return errs
 }
 
 var hostKeys = []string{
@@ -466,28 +595,6 @@ func (l *configLoader) str(v *jvalue, path string) (string, bool) {
 	return v.str, true
 }
 
-// hostWord checks a value that names a user or host. These end up in SSH
-// connections and in messages, so blanks, control characters and a leading
-// '-' (an option to any command it might reach) are refused. Upstream
-// treats an empty address as absent, so emptyOK keeps that.
-func (l *configLoader) hostWord(v *jvalue, path string, emptyOK bool) string {
-	s, ok := l.str(v, path)
-	if !ok {
-		return ""
-	}
-	switch {
-	case s == "" && emptyOK:
-		return ""
-	case s == "":
-		l.errorAt(v, path, "expected a non-empty string")
-	case strings.IndexFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0:
-		l.errorAt(v, path, "must not contain blanks or control characters, got %s", cfgDescribe(v))
-	case strings.HasPrefix(s, "-"):
-		l.errorAt(v, path, "must not start with '-', got %s", cfgDescribe(v))
-	}
-	return s
-}
-
 func (l *configLoader) port(v *jvalue, path string) int {
 	var digits string
 	switch v.kind {
@@ -502,26 +609,6 @@ func (l *configLoader) port(v *jvalue, path string) int {
 		return 0
 	}
 	return int(n)
-}
-
-func (l *configLoader) remoteDir(v *jvalue, path string) string {
-	s, ok := l.str(v, path)
-	if !ok {
-		return ""
-	}
-	if !strings.HasPrefix(s, "/") || strings.IndexFunc(s, unicode.IsControl) >= 0 {
-		l.errorAt(v, path, "expected an absolute directory on the node, got %s", cfgDescribe(v))
-		return ""
-	}
-	for _, part := range strings.Split(s, "/") {
-		if part == ".." {
-			// The agent dir is removed recursively on cleanup; a path
-			// that climbs makes its real location hard to see.
-			l.errorAt(v, path, "must not contain \"..\", got %s", cfgDescribe(v))
-			return ""
-		}
-	}
-	return filepath.Clean(s)
 }
 
 // localPath resolves a controller-side file name: "~/" is the user's home,
@@ -558,14 +645,6 @@ func (l *configLoader) labels(v *jvalue, path string) map[string]any {
 	out := make(map[string]any, len(v.members))
 	for _, m := range v.members {
 		kp := cfgPath(path, m.key)
-		if !labelKeyRE.MatchString(m.key) {
-			l.errorAt(m.val, kp, "label name must be made of letters, digits, '.', '_' and '-'")
-			continue
-		}
-		if isReservedLabel(m.key) {
-			l.errorAt(m.val, kp, "label %q collides with the node property collected under that name; rename the label", m.key)
-			continue
-		}
 		switch m.val.kind {
 		case jString:
 			out[m.key] = m.val.str
@@ -583,15 +662,6 @@ func (l *configLoader) labels(v *jvalue, path string) map[string]any {
 		}
 	}
 	return out
-}
-
-func isReservedLabel(k string) bool {
-	for _, r := range reservedLabels {
-		if k == r {
-			return true
-		}
-	}
-	return false
 }
 
 // jsonNumberValue turns a JSON number into int when it is written as an

@@ -235,3 +235,29 @@ func TestHostConfig_Node_dropsPassword(t *testing.T) {
 		t.Errorf("node = %+v", n)
 	}
 }
+
+func TestValidateHost_fieldsAndReservedLabels(t *testing.T) {
+	h := DefaultHostConfig("n1")
+	h.Address = "10.0.0.1"
+	if errs := ValidateHost(h); errs != nil {
+		t.Fatalf("defaults refused: %v", errs)
+	}
+	h.Hostname, h.ProxyPort, h.KeyFile = "-x", 0, "rel/key"
+	h.Labels = map[string]any{"rack": "b", "kernel": "6.1"}
+	var got []string
+	for _, e := range ValidateHost(h) {
+		got = append(got, e.Field)
+	}
+	want := []string{"hostname", "proxy_port", "key_file", "labels.kernel"}
+	if !slices.Equal(got, want) {
+		t.Errorf("fields %v, want %v", got, want)
+	}
+	// Every collected property is reserved, memory_gb (derived) included.
+	for _, k := range PropertyKeys() {
+		h := DefaultHostConfig("n1")
+		h.Address, h.Labels = "10.0.0.1", map[string]any{k: 1}
+		if errs := ValidateHost(h); len(errs) != 1 || errs[0].Field != "labels."+k {
+			t.Errorf("label %q: %v", k, errs)
+		}
+	}
+}

@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
+	"slices"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -454,4 +457,106 @@ func (c *Controller) Status(ctx context.Context) ([]NodeStatus, error) {
 	}
 	sort.SliceStable(rows, func(a, b int) bool { return idx[rows[a].Name] < idx[rows[b].Name] })
 	return rows, nil
+}
+
+// Reachable tells the named nodes (all when none is named) that accept a
+// TCP connection within timeout, on their SSH port or, for a direct-mode
+// node, their agent port, from those that do not. It lets a caller that
+// must touch every node (a job's post hook) skip a node it already knows
+// is gone, instead of waiting a full SSH connect timeout on it once per
+// step. Down results carry the dial error.
+func (c *Controller) Reachable(ctx context.Context, timeout time.Duration, names ...string) (up []string, down []NodeResult, err error) {
+	nodes, err := c.Nodes(ctx, names...)
+	if err != nil {
+		return nil, nil, err
+	}
+	quiet := *c
+	quiet.cfg.Progress = nil
+	results := quiet.forEach(ctx, "probe", nodes, func(ctx context.Context, n Node) (string, error) {
+		port := n.ShellPort
+		if n.AgentBind == AgentBindDirect {
+			port = n.ProxyPort
+		}
+		dctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		var d net.Dialer
+		conn, err := d.DialContext(dctx, "tcp", net.JoinHostPort(n.Host(), strconv.Itoa(port)))
+		if err != nil {
+			return "", fmt.Errorf("node %q is unreachable: %w", n.Name, err)
+		}
+		return "", conn.Close()
+	})
+	for _, r := range results {
+		if r.OK {
+			up = append(up, r.Node)
+		} else {
+			down = append(down, r)
+		}
+	}
+	return up, down, nil
+}
+
+// NodeHeldError refuses to work on a node that a live partition holds.
+type NodeHeldError struct {
+	Node, Partition string
+	Owner           Owner
+}
+
+func (e *NodeHeldError) Error() string {
+	return fmt.Sprintf("node %q is held by partition %s (%s)", e.Node, e.Partition, e.Owner)
+}
+
+// CleanupAgents stops the named nodes' agents (all when none is named)
+// and removes their agent directories: what upstream's
+// cleanup_agent_env does, so that nothing of vtcluster stays on a node.
+// A node held by a live partition whose owner still runs is refused
+// (*NodeHeldError) before any node is touched, unless the partition is one
+// of own: the caller's, which upstream's example cleans up inside of.
+func (c *Controller) CleanupAgents(ctx context.Context, own []string, names ...string) ([]NodeResult, error) {
+	s, err := c.st.Load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	nodes, err := c.Nodes(ctx, names...)
+	if err != nil {
+		return nil, err
+	}
+	if len(nodes) == 0 {
+		return nil, ErrNoNodes
+	}
+	now := time.Now()
+	var held []error
+	for _, n := range nodes {
+		if p := s.partitionOf(n.Name); p != nil && p.Live(now) && !slices.Contains(own, p.ID) {
+			if gone, _ := p.Owner.Gone(); !gone {
+				held = append(held, &NodeHeldError{Node: n.Name, Partition: p.ID, Owner: p.Owner})
+			}
+		}
+	}
+	if len(held) > 0 {
+		return nil, errors.Join(held...)
+	}
+	results := c.forEach(ctx, "clean up agent", nodes, func(ctx context.Context, n Node) (string, error) {
+		nc, err := c.Connect(ctx, n)
+		if err != nil {
+			return "", err
+		}
+		defer nc.Close()
+		if err := nc.StopAgent(ctx); err != nil {
+			return "", err
+		}
+		if err := nc.CleanupAgentEnv(ctx); err != nil {
+			return "", err
+		}
+		return "agent stopped, " + n.AgentDir() + " removed", nil
+	})
+	uerr := c.st.Update(ctx, func(s *State) error {
+		for _, r := range results {
+			if n := s.Node(r.Node); n != nil && r.OK {
+				n.Agent = AgentInfo{}
+			}
+		}
+		return nil
+	})
+	return results, errors.Join(joinResults(results), uerr)
 }

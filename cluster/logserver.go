@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -54,6 +55,18 @@ type LogServerConfig struct {
 	// MaxFrame bounds a frame's JSON body in bytes; a larger frame closes
 	// its connection. 0 means agent.DefaultMaxFrame.
 	MaxFrame int
+	// Lookup, if set, names the node at an address no RegisterNode call
+	// named, like upstream's LoggerServer looking the sender up per
+	// connection, so nodes registered after the server started are named.
+	// A name found is kept; an address not found is asked about again by
+	// its next connection. Called from a connection's goroutine.
+	Lookup func(ip string) (tag string, ok bool)
+	// ControllerHalf starts every line written to Out and the node files
+	// with the controller's half of upstream's unified line,
+	// "<asctime> <module> L<lineno> <levelname> | ", as Avocado's test
+	// logs show it around LoggerServer's message. The Logger and
+	// OnRecord never get it: their own handler adds its own.
+	ControllerHalf bool
 }
 
 // DefaultLogServerConfig listens on a free loopback port.
@@ -358,9 +371,21 @@ func (s *LogServer) isClosed() bool {
 
 func (s *LogServer) tagFor(ip string) string {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if tag, ok := s.nodes[ip]; ok {
+	tag, ok := s.nodes[ip]
+	s.mu.Unlock()
+	if ok {
 		return tag
+	}
+	if s.cfg.Lookup != nil {
+		if tag, ok := s.cfg.Lookup(ip); ok {
+			s.mu.Lock()
+			if _, set := s.nodes[ip]; !set { // RegisterNode meanwhile wins
+				s.nodes[ip] = tag
+			}
+			tag = s.nodes[ip]
+			s.mu.Unlock()
+			return tag
+		}
 	}
 	return unknownTag
 }
@@ -406,6 +431,21 @@ func appendUnifiedLine(b []byte, tag, ip string, rec *agent.LogRecord) []byte {
 	return appendIndented(b, rec.StackInfo)
 }
 
+// deliverLine stands for upstream's {lineno}: the line of the code that
+// writes the record out, as the Python logging call's line is upstream's.
+var deliverLine = func() int { _, _, line, _ := runtime.Caller(0); return line }()
+
+// appendControllerHalf appends "<asctime> logserver L<lineno> <levelname> | ",
+// asctime in Python logging's local "2006-01-02 15:04:05,000". Unlike
+// upstream, which logs every record at INFO, the level is the record's.
+func appendControllerHalf(b []byte, now time.Time, level string) []byte {
+	b = now.AppendFormat(b, "2006-01-02 15:04:05,000")
+	b = append(b, " logserver L"...)
+	b = fmt.Appendf(b, "%04d ", deliverLine)
+	b = append(b, level...)
+	return append(b, " | "...)
+}
+
 // appendIndented appends each line of block on a line of its own, indented.
 func appendIndented(b []byte, block string) []byte {
 	block = strings.TrimRight(block, "\n")
@@ -438,9 +478,13 @@ func (s *LogServer) deliver(batch *lineBatch, tag, ip string, rec *agent.LogReco
 		s.flush(batch) // a batch goes to one node's file
 	}
 	start := len(batch.buf)
+	if writes && s.cfg.ControllerHalf {
+		batch.buf = appendControllerHalf(batch.buf, time.Now(), rec.Levelname)
+	}
+	worker := len(batch.buf)
 	batch.buf = appendUnifiedLine(batch.buf, tag, ip, rec)
 	if logged {
-		s.logger.Log(ctx, level, string(batch.buf[start:]))
+		s.logger.Log(ctx, level, string(batch.buf[worker:]))
 	}
 	if !writes {
 		batch.buf = batch.buf[:start]

@@ -741,3 +741,61 @@ func BenchmarkLogServer_Ingest(b *testing.B) {
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
 	})
 }
+
+// Lookup names an unregistered sender per connection: a miss is asked
+// again by the next connection, a hit is kept.
+func TestLogServer_Lookup_perConnectionAndCached(t *testing.T) {
+	var calls atomic.Int32
+	var known atomic.Bool
+	f := startLogServer(t, func(cfg *LogServerConfig) {
+		cfg.Lookup = func(ip string) (string, bool) {
+			calls.Add(1)
+			return "late", known.Load() && ip == "127.0.0.1"
+		}
+	})
+	send := func(i int) {
+		c := dialLogServer(t, f.port)
+		if err := agent.EncodeFrame(c, &agent.LogRecord{Name: "n", Levelname: "INFO", Asctime: "A", Msg: strconv.Itoa(i)}); err != nil {
+			t.Fatal(err)
+		}
+		waitStats(t, f.srv, "the record", func(st LogServerStats) bool { return st.Records == uint64(i+1) })
+		c.Close()
+	}
+	send(0)
+	known.Store(true) // "node add" after the server started
+	send(1)
+	send(2)
+	want := "Unknown(127.0.0.1) A n INFO | 0\nlate(127.0.0.1) A n INFO | 1\nlate(127.0.0.1) A n INFO | 2\n"
+	if out := f.out.String(); out != want {
+		t.Errorf("lines:\n%s\nwant:\n%s", out, want)
+	}
+	if n := calls.Load(); n != 2 {
+		t.Errorf("lookup called %d times, want 2 (the miss, then the hit, which is kept)", n)
+	}
+}
+
+// ControllerHalf prefixes the written lines with upstream's controller half
+// at the record's level; the Logger still gets the worker half alone.
+func TestLogServer_ControllerHalf(t *testing.T) {
+	f := startLogServer(t, func(cfg *LogServerConfig) { cfg.ControllerHalf = true })
+	if err := f.srv.RegisterNode("127.0.0.1", "n1"); err != nil {
+		t.Fatal(err)
+	}
+	c := dialLogServer(t, f.port)
+	if err := agent.EncodeFrame(c, &agent.LogRecord{Name: "avocado.service.x", Levelno: 30, Levelname: "WARNING", Asctime: "2026-12-01 10:00:00,001", Msg: "careful"}); err != nil {
+		t.Fatal(err)
+	}
+	waitStats(t, f.srv, "the record", func(st LogServerStats) bool { return st.Records == 1 })
+	line := regexp.MustCompile(`^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} logserver L\d{4} WARNING \| n1\(127\.0\.0\.1\) 2026-12-01 10:00:00,001 avocado\.service\.x WARNING \| careful\n$`)
+	if out := f.out.String(); !line.MatchString(out) {
+		t.Errorf("line %q does not match %s", out, line)
+	}
+	b, err := os.ReadFile(filepath.Join(f.dir, "n1", "n1.log"))
+	if err != nil || !line.Match(b) {
+		t.Errorf("node file: %v %q", err, b)
+	}
+	if !f.rec.find(slog.LevelWarn, "n1(127.0.0.1) 2026-12-01 10:00:00,001 avocado.service.x WARNING | careful") ||
+		f.rec.find(slog.LevelWarn, "logserver L") {
+		t.Errorf("logger records: %v", f.rec.records())
+	}
+}

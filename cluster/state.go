@@ -243,20 +243,21 @@ func (s *State) partitionOf(node string) *Partition {
 	return nil
 }
 
+// validateNode applies the rules every source of a node shares
+// (ValidateHost), so a hand-edited state cannot hold what the config
+// loader or "node add" would have refused.
 func validateNode(n *Node) error {
-	switch {
-	case !nodeNameRE.MatchString(n.Name) || n.Name == "." || n.Name == "..":
-		return fmt.Errorf("node name %q must be made of letters, digits, '.', '_' and '-'", n.Name)
-	case n.Host() == "":
-		return fmt.Errorf("node %q: no address or hostname", n.Name)
-	case n.ShellPort < 1 || n.ShellPort > 65535:
-		return fmt.Errorf("node %q: shell port %d is not in 1-65535", n.Name, n.ShellPort)
-	case n.ProxyPort < 1 || n.ProxyPort > 65535:
-		return fmt.Errorf("node %q: proxy port %d is not in 1-65535", n.Name, n.ProxyPort)
-	case n.AgentBind != AgentBindTunnel && n.AgentBind != AgentBindDirect:
-		return fmt.Errorf("node %q: agent bind %q is not %q or %q", n.Name, n.AgentBind, AgentBindTunnel, AgentBindDirect)
+	h := HostConfig{
+		Name: n.Name, Address: n.Address, Hostname: n.Hostname, Username: n.User,
+		ShellPort: n.ShellPort, ProxyPort: n.ProxyPort, AgentBaseDir: n.AgentBaseDir,
+		KeyFile: n.KeyFile, KnownHosts: n.KnownHosts, AgentBind: n.AgentBind,
+		TokenFile: n.TokenFile, Arch: n.Arch, Labels: n.Labels,
 	}
-	return nil
+	errs := ValidateHost(h)
+	if len(errs) == 0 {
+		return nil
+	}
+	return errs[0]
 }
 
 // validate checks the invariants every saved state keeps, so that neither

@@ -178,6 +178,7 @@ func (a *app) run(ctx context.Context, task Task, taskMode bool) (code int) {
 
 	r := task.Runnable
 	prep, prepErr := a.prepare(r)
+	clock := newInterruptClock(prep.cfg)
 	uris := task.StatusURIs
 	if len(uris) == 0 && prep.cfg.StatusServerURI != "" {
 		uris = []string{prep.cfg.StatusServerURI}
@@ -288,7 +289,7 @@ func (a *app) run(ctx context.Context, task Task, taskMode bool) (code int) {
 	case internal = <-trap.ch:
 		a.stop(runCtx, cancelRun, "runner internal error", done, sigs, trap, procs)
 	case sig := <-sigs:
-		out = a.stop(runCtx, cancelRun, fmt.Sprintf("Test interrupted: runner received %s", signalName(sig.(syscall.Signal))), done, sigs, trap, procs)
+		out = a.stop(runCtx, cancelRun, clock.reason(sig.(syscall.Signal), time.Now()), done, sigs, trap, procs)
 	case <-ctx.Done():
 		out = a.stop(runCtx, cancelRun, fmt.Sprintf("Test interrupted: %v", context.Cause(ctx)), done, sigs, trap, procs)
 	}

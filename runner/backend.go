@@ -55,8 +55,8 @@ func OpenBackend(_ context.Context, cfg RunConfig) (Cluster, error) {
 	// the avocado process.
 	// etcd credentials come only from the environment, never from
 	// Avocado's settings, which end up in job logs.
-	dir := cmp.Or(cfg.StateDir, os.Getenv("VTCLUSTER_STATE_DIR"), cluster.DefaultStateDir())
-	name := cmp.Or(cfg.Cluster, os.Getenv("VTCLUSTER_CLUSTER"), cluster.DefaultClusterName)
+	dir := cmp.Or(cfg.StateDir, os.Getenv(cluster.EnvStateDir), cluster.DefaultStateDir())
+	name := cmp.Or(cfg.Cluster, os.Getenv(cluster.EnvCluster), cluster.DefaultClusterName)
 	timeout, err := etcdstore.TimeoutFromEnv()
 	if err != nil {
 		return nil, err

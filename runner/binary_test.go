@@ -145,7 +145,7 @@ func outputOf(msgs []map[string]any, stream string) string {
 
 func TestRunnerBinary_capabilities(t *testing.T) {
 	res := runRunner(t, "capabilities")
-	want := `{"runnables": ["multihost"], "commands": ["capabilities", "runnable-run", "runnable-run-recipe", "task-run", "task-run-recipe"], "configuration_used": ["multihost.alloc_timeout", "multihost.binary", "multihost.cluster", "multihost.lease", "multihost.state", "multihost.state_dir", "run.keep_tmp"]}` + "\n"
+	want := `{"runnables": ["multihost"], "commands": ["capabilities", "runnable-run", "runnable-run-recipe", "task-run", "task-run-recipe"], "configuration_used": ["job.run.timeout", "multihost.alloc_timeout", "multihost.binary", "multihost.cluster", "multihost.lease", "multihost.state", "multihost.state_dir", "run.keep_tmp", "task.timeout.running"]}` + "\n"
 	if res.code != 0 || res.stdout != want || res.stderr != "" {
 		t.Errorf("exit %d\nstdout %q\nstderr %q", res.code, res.stdout, res.stderr)
 	}
@@ -418,4 +418,46 @@ func TestRunnerBinary_sigtermEarly(t *testing.T) {
 		t.Fatal("runner still running 30 s after SIGTERM")
 	}
 	checkStream(t, s.waitFor(hasFinished), "1-sleep", "J")
+}
+
+// testStarted is no earlier than this test process's start, so a wait
+// measured from it is a lower bound of the process's age.
+var testStarted = time.Now()
+
+// A SIGTERM that comes once Avocado's time budget is spent is reported as
+// the timeout Avocado would name, not as a bare signal: the runner reads
+// job.run.timeout and task.timeout.running and its parent's age.
+func TestRunnerBinary_sigtermAtTimeoutSaysWhichTimeout(t *testing.T) {
+	for _, tc := range []struct {
+		name, config, want string
+	}{
+		{"job", `{"job.run.timeout": 1}`, "Test interrupted: Timeout reached (the job timeout of 1 s, --job-timeout)"},
+		{"task", `{"task.timeout.running": 1}`, "Test interrupted: Timeout reached (the task timeout of 1 s)"},
+		{"before-the-job-timeout", `{"job.run.timeout": 3600, "task.timeout.running": 3600}`, "Test interrupted: runner received SIGTERM"},
+		{"unreadable-limit", `{"job.run.timeout": "soon"}`, "Test interrupted: runner received SIGTERM"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newUnixStatusServer(t)
+			cmd := exec.Command(runnerBinary(t), "task-run", "-i", "1-sleep", "-j", "J", "-u", localSpec, "test=sleep",
+				"output_dir="+t.TempDir(), "-s", s.URI, "-c", tc.config)
+			cmd.Dir = ".."
+			start := time.Now()
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			s.waitFor(func(msgs []map[string]any) bool { return strings.Contains(outputOf(msgs, "stdout"), "sleeping\n") })
+			// Past both 1 s budgets: the runner's own and its parent's.
+			time.Sleep(max(time.Until(start.Add(time.Second)), time.Until(testStarted.Add(time.Second)), 0) + 100*time.Millisecond)
+			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Wait(); err != nil {
+				t.Errorf("runner exit: %v", err)
+			}
+			fin := finishedOf(s.waitFor(hasFinished))
+			if fin["result"] != "interrupted" || fin["fail_reason"] != tc.want {
+				t.Errorf("finished = %v, want fail_reason %q", fin, tc.want)
+			}
+		})
+	}
 }

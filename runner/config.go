@@ -12,6 +12,7 @@ import (
 // runner.identifier_format). The Python shim registers the multihost.*
 // ones; keep the two lists in step.
 var ConfigurationUsed = []string{
+	"job.run.timeout",
 	"multihost.alloc_timeout",
 	"multihost.binary",
 	"multihost.cluster",
@@ -19,6 +20,7 @@ var ConfigurationUsed = []string{
 	"multihost.state",
 	"multihost.state_dir",
 	"run.keep_tmp",
+	"task.timeout.running",
 }
 
 // RunConfig is what the runner takes from Avocado's settings.
@@ -48,6 +50,11 @@ type RunConfig struct {
 	// StatusServerURI is run.status_server_uri, used like Avocado does
 	// when no -s is given and the key is present.
 	StatusServerURI string
+	// JobTimeout (job.run.timeout) and TaskTimeout (task.timeout.running)
+	// are Avocado's limits, zero for none. Avocado enforces them; the
+	// runner only reads them to say which one ended a test (see
+	// interruptClock).
+	JobTimeout, TaskTimeout time.Duration
 }
 
 // DefaultRunConfig returns the settings used for keys that are absent or
@@ -108,6 +115,10 @@ func RunConfigFromSettings(settings map[string]any) (RunConfig, error) {
 			return c, err
 		}
 	}
+	// Only used to word an interruption: a value that does not read as
+	// seconds is ignored rather than failing the test.
+	_ = secs("job.run.timeout", &c.JobTimeout, true)
+	_ = secs("task.timeout.running", &c.TaskTimeout, true)
 	switch v := settings["run.keep_tmp"].(type) {
 	case nil:
 	case bool:

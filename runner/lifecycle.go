@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/vtcluster/vtcluster/cluster"
 )
 
 // Cluster is what a multihost test needs from the cluster: nodes, their
@@ -419,7 +421,7 @@ func (r *testRun) writePartition(p *Partition) ([]string, error) {
 		vars["VTCLUSTER_NODE_"+t+"_NAME"] = n.Name
 		vars["VTCLUSTER_NODE_"+t+"_URL"] = n.AgentURL
 	}
-	vars["VTCLUSTER_PARTITION_FILE"] = path
+	vars[cluster.EnvPartitionFile] = path
 	vars["VTCLUSTER_PARTITION_ID"] = p.ID
 	vars["VTCLUSTER_NODES"] = strings.Join(tags, " ")
 	vars["VTCLUSTER_OUTPUT_DIR"] = r.outputDir
@@ -434,10 +436,10 @@ func (r *testRun) writePartition(p *Partition) ([]string, error) {
 		vars["VTCLUSTER_STATE"] = r.cfg.State
 	}
 	if r.cfg.StateDir != "" {
-		vars["VTCLUSTER_STATE_DIR"] = r.cfg.StateDir
+		vars[cluster.EnvStateDir] = r.cfg.StateDir
 	}
 	if r.cfg.Cluster != "" {
-		vars["VTCLUSTER_CLUSTER"] = r.cfg.Cluster
+		vars[cluster.EnvCluster] = r.cfg.Cluster
 	}
 	if r.cfg.Binary != "" {
 		vars["VTCLUSTER_BIN"] = r.cfg.Binary

@@ -425,6 +425,11 @@ def assert_interrupted_cleanly(cluster, code, output, results, watch):
 def test_job_timeout_interrupts_and_leaves_nothing_behind(cluster, tmp_path):
     code, output, results, watch = run_interrupt_job(cluster, tmp_path)
     assert_interrupted_cleanly(cluster, code, output, results, watch)
+    # Said as the job timeout, not as the SIGTERM Avocado delivers it with.
+    for entry in results["tests"]:
+        assert entry["fail_reason"] == (
+            f"Test interrupted: Timeout reached (the job timeout of {JOB_TIMEOUT_SECONDS} s, --job-timeout)"
+        ), entry["fail_reason"]
 
 
 def test_sigint_interrupts_and_leaves_nothing_behind(cluster, tmp_path):
@@ -526,6 +531,11 @@ def test_node_death_errors_naming_the_node_and_releases_the_others(cluster, tmp_
     )
     assert victim in entry["fail_reason"] and survivor not in entry["fail_reason"], entry["fail_reason"]
     assert result.returncode == 1, output
+    # The job ends soon after its test: the post-tests hook names the lost
+    # node once and does not wait on it for every step.
+    ended_after = time.time() - entry["actual_time_end"]
+    assert ended_after < 20, f"the job ended {ended_after:.1f} s after its test\n{output}"
+    assert output.count(f'node "{victim}" is unreachable') <= 1, output
     debug = (logdir / "debug.log").read_text(encoding="utf-8")
     # The runner itself gave the nodes back, not the job's post hook.
     assert f"released partition {partition['id']}" in debug, debug_tail(entry)

@@ -77,8 +77,10 @@ def test_capabilities_matches_the_selftest_schema(runner_dir):
         "task-run-recipe",
     ]
     assert "run.keep_tmp" in caps["configuration_used"]
+    # Avocado's own limits are read only to word an interruption.
     assert all(
-        k.startswith("multihost.") or k == "run.keep_tmp"
+        k.startswith("multihost.")
+        or k in ("run.keep_tmp", "job.run.timeout", "task.timeout.running")
         for k in caps["configuration_used"]
     )
 
