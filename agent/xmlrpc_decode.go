@@ -47,7 +47,9 @@ var ErrCallTooLarge = errors.New("call too large")
 // CallLimits.Known refused.
 type UnknownMethodError struct{ Method string }
 
-func (e *UnknownMethodError) Error() string { return fmt.Sprintf("method %q is not supported", e.Method) }
+func (e *UnknownMethodError) Error() string {
+	return fmt.Sprintf("method %q is not supported", e.Method)
+}
 
 // DecodeCall parses a methodCall document.
 func DecodeCall(body []byte) (method string, params []any, err error) {
