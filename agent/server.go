@@ -45,8 +45,10 @@ type Config struct {
 	// token is checked; XML-RPC clients send well under 1 KiB.
 	MaxHeaderBytes int
 	// MaxConns bounds open connections (Accept waits for a free slot);
-	// MaxConnsPerIP bounds those from one address (extra ones are closed),
-	// so that one client cannot take them all.
+	// MaxConnsPerIP bounds those from one remote address (extra ones are
+	// closed), so that one remote client cannot take them all. Loopback
+	// and Unix-socket peers share one address and only count against
+	// MaxConns.
 	MaxConns      int
 	MaxConnsPerIP int
 	// MinBodyRate is the slowest a request body may arrive, in bytes per
@@ -92,7 +94,7 @@ func DefaultConfig() Config {
 		MaxHeaderBytes:  16 << 10,
 		// A controller keeps a handful of connections per node; a test body
 		// a few more.
-		MaxConns:      128,
+		MaxConns:      256,
 		MaxConnsPerIP: 32,
 		// 16 KiB/s is far below any link a controller uses; a 16 MiB body
 		// then gets about 17 minutes.
@@ -365,11 +367,14 @@ func (s *Server) refusedConn(reason string, err error) {
 }
 
 // refuse answers without reading the body and closes the connection, so
-// a client that announced a body cannot hold it by sending it slowly
-// (Go drains unread bodies of kept-alive connections first).
+// a client that announced a body cannot hold the connection by sending it
+// slowly. Connection: close alone is not enough: after the handler Go
+// still discards up to 256 KiB of unread body, with no deadline; a read
+// deadline in the past ends that discard at once.
 func refuse(w http.ResponseWriter, status int, msg string) {
 	w.Header().Set("Connection", "close")
 	http.Error(w, msg, status)
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now())
 }
 
 // ServeHTTP implements the XML-RPC endpoint with the HTTP semantics of
