@@ -182,7 +182,7 @@ func launchAgent(tb testing.TB, spec agentSpec) (*agentProc, bool) {
 	}
 	a := &agentProc{
 		token: token,
-		cmd: cmd, port: spec.port, pidFile: spec.pidFile, dataDir: spec.dataDir,
+		cmd:   cmd, port: spec.port, pidFile: spec.pidFile, dataDir: spec.dataDir,
 		url:    fmt.Sprintf("http://127.0.0.1:%d/", spec.port),
 		stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, exited: make(chan struct{}),
 	}
