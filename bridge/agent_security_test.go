@@ -457,3 +457,84 @@ func (infiniteValues) Read(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
+
+// TestAgentAttack_logsBounded: a chatty command logged line by line
+// rotates service.log while the agent runs, and a suite save copies only
+// the end of it.
+func TestAgentAttack_logsBounded(t *testing.T) {
+	a := startAgent(t, agentSpec{})
+	c := a.kolo(t, "")
+	// 3,000 lines of 4,000 bytes: about 12 MB of records.
+	script := `i=0; while [ $i -lt 3000 ]; do printf '%04000d\n' 0; i=$((i+1)); done`
+	var res map[string]any
+	if err := c.Call("process.run", []any{[]any{"sh", "-c", script}, map[string]any{"log_output": true, "timeout": 60}}, &res); err != nil {
+		t.Fatal(err)
+	}
+	var ok bool
+	if err := c.Call("core.save_job_data", []any{"j1", map[string]any{}}, &ok); err != nil || !ok {
+		t.Fatalf("save_job_data: %v %v", ok, err)
+	}
+	if err := c.Call("core.save_suite_data", []any{"s1", map[string]any{}, map[string]any{}, "j1"}, &ok); err != nil || !ok {
+		t.Fatalf("save_suite_data: %v %v", ok, err)
+	}
+	logDir := filepath.Join(a.dataDir, "log")
+	cur, err1 := os.Stat(filepath.Join(logDir, "service.log"))
+	old, err2 := os.Stat(filepath.Join(logDir, "service.log.1"))
+	if err := errors.Join(err1, err2); err != nil {
+		t.Fatalf("service.log not rotated: %v", err)
+	}
+	if cur.Size() > 10<<20 || old.Size() > 10<<20 {
+		t.Errorf("service.log %d and .1 %d bytes; each at most 10 MiB", cur.Size(), old.Size())
+	}
+	copied, err := os.ReadFile(filepath.Join(a.dataDir, "job_data", "j1", "test_results", "s1", "service.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Rotation left less than the copy limit in service.log, so the copy
+	// is the whole current file as it was at the save (the truncation
+	// note is covered by agent.TestCopyLogTail_boundedAtLineStart).
+	now, _ := os.ReadFile(filepath.Join(logDir, "service.log"))
+	if len(copied) == 0 || len(copied) > 8<<20 || !bytes.HasPrefix(now, copied) {
+		t.Errorf("suite copy of service.log: %d bytes, not the start of the current %d-byte file", len(copied), len(now))
+	}
+}
+
+// TestAgent_detachUnixSocket: the way tunnel mode starts an agent: detached,
+// on a Unix socket, reachable there, stopped by core.quit.
+func TestAgent_detachUnixSocket(t *testing.T) {
+	dir := privateSocketDir(t)
+	sock, pidFile := filepath.Join(dir, "agent.sock"), filepath.Join(dir, "agent.pid")
+	code, out, stderr := runVtcluster(t, nil, "agent", "--detach", "--unix-socket", sock, "--pid-file", pidFile, "--data-dir", filepath.Join(dir, "data"))
+	if code != 0 || !strings.HasPrefix(out, "Agent daemon starting with PID ") {
+		t.Fatalf("agent --detach --unix-socket: exit %d, %q\n%s", code, out, stderr)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(out, "Agent daemon starting with PID ")))
+	t.Cleanup(func() { unix.Kill(pid, unix.SIGKILL) })
+	hc := &http.Client{Timeout: hangGuard, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", sock)
+	}}}
+	for _, m := range []string{"core.is_alive", "core.quit"} {
+		resp, err := hc.Post("http://127.0.0.1/", "text/xml", strings.NewReader(callXML(m)))
+		if err != nil {
+			t.Fatalf("%s over the socket: %v", m, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || strings.Contains(string(body), "<fault>") {
+			t.Fatalf("%s: HTTP %s %s", m, resp.Status, body)
+		}
+	}
+	deadline := time.Now().Add(hangGuard)
+	for !processGone(pid) {
+		if time.Now().After(deadline) {
+			t.Fatal("agent did not exit after core.quit")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, p := range []string{pidFile, sock} {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s left after quit: %v", p, err)
+		}
+	}
+}
