@@ -415,11 +415,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Method != http.MethodPost {
 		// BaseHTTPRequestHandler answers unknown verbs with 501.
-		http.Error(w, fmt.Sprintf("Unsupported method (%q)", r.Method), http.StatusNotImplemented)
+		refuse(w, http.StatusNotImplemented, fmt.Sprintf("Unsupported method (%q)", r.Method))
 		return
 	}
 	if r.URL.Path != "/" && r.URL.Path != "/RPC2" {
-		http.Error(w, "No such page", http.StatusNotFound)
+		refuse(w, http.StatusNotFound, "No such page")
 		return
 	}
 	if r.ContentLength > s.cfg.MaxRequestBytes {
