@@ -1,0 +1,84 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vtcluster/vtcluster/agent"
+)
+
+// dialer is a Transport to a local listener: the stand-in for the SSH
+// channel, which carries the same bytes.
+type dialer struct{ network, addr string }
+
+func (d dialer) DialAgent(ctx context.Context) (net.Conn, error) {
+	var nd net.Dialer
+	return nd.DialContext(ctx, d.network, d.addr)
+}
+
+func (dialer) Close() error { return nil }
+
+func serveAgent(t *testing.T, cfg agent.Config) *agent.Server {
+	t.Helper()
+	s, err := agent.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(context.Background()) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		s.Shutdown(ctx)
+		<-done
+	})
+	return s
+}
+
+// TestClient_passesTheAgentsChecks: whatever carries the bytes (a Unix
+// socket as in tunnel mode, TCP as in direct mode), the agent accepts our
+// client's Host header and token; a wrong token is reported as such.
+func TestClient_passesTheAgentsChecks(t *testing.T) {
+	dir, err := os.MkdirTemp("", "vtc-client-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	cfg := agent.DefaultConfig()
+	cfg.SocketPath = filepath.Join(dir, "agent.sock")
+	serveAgent(t, cfg)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := NewClient("n1", dialer{"unix", cfg.SocketPath}, "")
+	defer c.Close()
+	if v, err := c.Call(ctx, "system.listMethods"); err != nil || len(v.([]any)) == 0 {
+		t.Fatalf("over the socket: %v, %v", v, err)
+	}
+
+	const token = "client-test-token-0123456789"
+	tcp := agent.DefaultConfig()
+	tcp.Addr, tcp.Token = "127.0.0.1:0", token
+	s := serveAgent(t, tcp)
+	c = NewClient("n2", dialer{"tcp", s.Addr().String()}, token)
+	defer c.Close()
+	if _, err := c.Call(ctx, "system.listMethods"); err != nil {
+		t.Fatalf("over TCP with the token: %v", err)
+	}
+	bad := NewClient("n2", dialer{"tcp", s.Addr().String()}, "wrong-token-0123456789")
+	defer bad.Close()
+	_, err = bad.Call(ctx, "system.listMethods")
+	var ce *CallError
+	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "refused the token (HTTP 401)") {
+		t.Fatalf("wrong token: %v", err)
+	}
+}
