@@ -318,3 +318,35 @@ func TestCopyLogTail_boundedAtLineStart(t *testing.T) {
 		t.Fatalf("small copy %q", got)
 	}
 }
+
+// TestProcessService_Run_concurrencyCapped: beyond maxConcurrentRuns calls
+// in flight, run answers a RuntimeError at once instead of starting more
+// children.
+func TestProcessService_Run_concurrencyCapped(t *testing.T) {
+	s, _ := newProcSvc(t, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	run := s.Methods()["run"]
+	done := make(chan error, maxConcurrentRuns)
+	for range maxConcurrentRuns {
+		go func() {
+			_, err := run(ctx, Args{procArgv("sleep", "30"), map[string]any{}})
+			done <- err
+		}()
+	}
+	deadline := time.Now().Add(hangGuard)
+	for len(s.runs) < maxConcurrentRuns {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d runs in flight", len(s.runs))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	_, err := run(context.Background(), Args{procArgv("true"), map[string]any{}})
+	procWantFault(t, err, "RuntimeError", fmt.Sprintf("too many process.run calls in flight (at most %d); retry when some have finished", maxConcurrentRuns))
+	cancel()
+	for range maxConcurrentRuns {
+		<-done
+	}
+	if _, err := run(context.Background(), Args{procArgv("true"), map[string]any{}}); err != nil {
+		t.Fatalf("run after the others finished: %v", err)
+	}
+}
