@@ -82,3 +82,51 @@ func TestClient_passesTheAgentsChecks(t *testing.T) {
 		t.Fatalf("wrong token: %v", err)
 	}
 }
+
+// TestClient_acceptsTheLargestProcessReply: process.run at the agent's
+// largest max_output, on both streams of incompressible output, gives a
+// reply our client accepts; a larger max_output is refused by the agent.
+func TestClient_acceptsTheLargestProcessReply(t *testing.T) {
+	const token = "client-test-token-0123456789"
+	cfg := agent.DefaultConfig()
+	cfg.Addr, cfg.Token = "127.0.0.1:0", token
+	s, err := agent.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proc, err := agent.NewProcessService(agent.ProcessConfig{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proc.Close()
+	if err := s.Register(proc); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(context.Background()) }()
+	defer func() {
+		s.Shutdown(context.Background())
+		<-done
+	}()
+	c := NewClient("n", dialer{"tcp", s.Addr().String()}, token)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	const most = 16 << 20
+	argv := []any{"sh", "-c", "head -c 17000000 /dev/urandom; head -c 17000000 /dev/urandom >&2"}
+	v, err := c.Call(ctx, "process.run", argv, map[string]any{"max_output": most})
+	if err != nil {
+		t.Fatalf("run at max_output %d: %v", most, err)
+	}
+	r := v.(map[string]any)
+	if len(r["stdout"].([]byte)) != most || len(r["stderr"].([]byte)) != most || r["stdout_truncated"] != true {
+		t.Fatalf("kept %d/%d bytes, truncated %v", len(r["stdout"].([]byte)), len(r["stderr"].([]byte)), r["stdout_truncated"])
+	}
+	_, err = c.Call(ctx, "process.run", argv, map[string]any{"max_output": most + 1})
+	if f, ok := agent.AsFault(err); !ok || f.ExcType != "ValueError" {
+		t.Fatalf("max_output %d: %v, want a ValueError", most+1, err)
+	}
+}
