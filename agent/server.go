@@ -61,7 +61,9 @@ type Config struct {
 	MaxStringBytes int
 	// MaxLargeCalls calls with a body over LargeCallBytes (or of unknown
 	// length) are read and decoded at a time; others wait their turn, so
-	// concurrent big calls cannot multiply the agent's peak memory.
+	// concurrent big calls cannot multiply the agent's peak memory. Below
+	// LargeCallBytes, MaxConns bounds the total: a body and its decoded
+	// values take about five times its size at most.
 	MaxLargeCalls  int
 	LargeCallBytes int64
 	// ReadHeaderTimeout bounds reading request headers (slowloris).
@@ -103,8 +105,11 @@ func DefaultConfig() Config {
 		// real call holds.
 		MaxValues:      1 << 18,
 		MaxStringBytes: 16 << 20,
+		// Real calls are well under 64 KiB; larger ones (job state,
+		// stdin) take turns. Worst cases: 256 connections × 64 KiB × 5,
+		// plus 2 × (16 MiB + MaxValues decoded), about 180 MiB.
 		MaxLargeCalls:  2,
-		LargeCallBytes: 1 << 20,
+		LargeCallBytes: 64 << 10,
 		// Long enough for a slow link through an SSH tunnel.
 		ReadHeaderTimeout: 10 * time.Second,
 		// Python's client keeps one connection per proxy and reconnects

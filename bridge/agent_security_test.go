@@ -538,3 +538,41 @@ func TestAgent_detachUnixSocket(t *testing.T) {
 		}
 	}
 }
+
+// TestAgentAttack_slowBodyFlood: 200 authenticated connections that
+// announce bodies (small and 16 MiB ones) and send only their first bytes
+// leave the agent answering within the memory budget.
+func TestAgentAttack_slowBodyFlood(t *testing.T) {
+	a := startAgent(t, agentSpec{})
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(a.port))
+	resetHWM(t, a.pid)
+	auth := "Authorization: Basic " + basicAuth("vtc", a.token) + "\r\n"
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for i := range 200 {
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		conns = append(conns, c)
+		size := 60 << 10
+		if i%2 == 1 {
+			size = 16 << 20
+		}
+		c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		if _, err := fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\n%sContent-Length: %d\r\n\r\n%s", auth, size, strings.Repeat("<", 1000)); err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+	}
+	time.Sleep(500 * time.Millisecond) // let the agent take them all in
+	a.mustAnswer(t)
+	kib := vmHWM(t, a.pid)
+	if kib > memBudgetKiB {
+		t.Errorf("agent peak RSS %d MiB, budget %d MiB", kib>>10, memBudgetKiB>>10)
+	}
+	t.Logf("agent peak RSS %d MiB", kib>>10)
+}
