@@ -251,9 +251,10 @@ func readAgentLog(tb testing.TB, a *agentProc) string {
 
 // TestAgentAttack_browserRequestsRefused: a cross-site POST (Origin, or
 // Sec-Fetch-*) and a DNS-rebinding Host are refused even with the token;
-// Python's Host: 127.0.0.1:PORT is served.
+// Python's Host: 127.0.0.1:PORT and a name given with --allow-host are
+// served.
 func TestAgentAttack_browserRequestsRefused(t *testing.T) {
-	a := startAgent(t, agentSpec{})
+	a := startAgent(t, agentSpec{extra: []string{"--allow-host", "node1.lab.example"}})
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(a.port))
 	dir := t.TempDir()
 	auth := "Authorization: Basic " + basicAuth("vtc", a.token) + "\r\n"
@@ -264,6 +265,8 @@ func TestAgentAttack_browserRequestsRefused(t *testing.T) {
 		{"fetch", "Host: 127.0.0.1\r\nSec-Fetch-Site: cross-site\r\n" + auth, "HTTP/1.1 403 Forbidden"},
 		{"rebinding", "Host: evil.example:" + strconv.Itoa(a.port) + "\r\n" + auth, "HTTP/1.1 403 Forbidden"},
 		{"python", "Host: 127.0.0.1:" + strconv.Itoa(a.port) + "\r\n" + auth, "HTTP/1.1 200 OK"},
+		{"allowed-name", "Host: node1.lab.example:" + strconv.Itoa(a.port) + "\r\n" + auth, "HTTP/1.1 200 OK"},
+		{"other-name", "Host: node2.lab.example:" + strconv.Itoa(a.port) + "\r\n" + auth, "HTTP/1.1 403 Forbidden"},
 	} {
 		marker := filepath.Join(dir, c.name)
 		body := touchCall(marker)
