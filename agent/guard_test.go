@@ -350,3 +350,38 @@ func TestProcessService_Run_concurrencyCapped(t *testing.T) {
 		t.Fatalf("run after the others finished: %v", err)
 	}
 }
+
+// FuzzDecodeCallLimited: limits only ever refuse; what they let through
+// decodes exactly as without them, and a refusal names its limit.
+func FuzzDecodeCallLimited(f *testing.F) {
+	files, _ := filepath.Glob(filepath.Join(fixtureDir, "*.call.xml"))
+	for _, file := range files {
+		if p, err := os.ReadFile(file); err == nil {
+			f.Add(p, uint8(8), uint16(64))
+		}
+	}
+	f.Add([]byte(`<methodCall><methodName>t.echo</methodName><params><param><value><array><data><value/><value>a&#x263A;</value></data></array></value></param></params></methodCall>`), uint8(2), uint16(3))
+	f.Fuzz(func(t *testing.T, doc []byte, maxValues uint8, maxStrings uint16) {
+		lim := CallLimits{MaxValues: int(maxValues) + 1, MaxStringBytes: int(maxStrings) + 1,
+			Known: func(m string) bool { return !strings.HasPrefix(m, "x") }}
+		m, p, err := DecodeCallLimited(doc, lim)
+		var unknown *UnknownMethodError
+		switch {
+		case err == nil:
+			m2, p2, err2 := DecodeCall(doc)
+			if err2 != nil || m2 != m || !equalValues(p, p2) {
+				t.Fatalf("limited %q %#v, unlimited %q %#v (%v)", m, p, m2, p2, err2)
+			}
+		case errors.As(err, &unknown):
+			if !strings.HasPrefix(unknown.Method, "x") {
+				t.Fatalf("known method %q refused as unknown", unknown.Method)
+			}
+		case errors.Is(err, ErrCallTooLarge):
+			if !strings.Contains(err.Error(), "more than") {
+				t.Fatalf("limit error does not name the limit: %v", err)
+			}
+		case !errors.Is(err, ErrSyntax):
+			t.Fatalf("error %v is neither a limit, an unknown method nor ErrSyntax", err)
+		}
+	})
+}
