@@ -394,8 +394,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// A DNS-rebinding page reaches us under its own name.
 	if !s.hosts.allowed(r.Host) {
-		s.refusedRequest(r, "foreign Host header")
-		refuse(w, http.StatusForbidden, fmt.Sprintf("403 forbidden: Host %q is not an address of this agent", truncate(r.Host, 80)))
+		s.refusedRequest(r, "Host header names neither this agent's addresses nor its names (add a name callers use with --allow-host)")
+		refuse(w, http.StatusForbidden, fmt.Sprintf("403 forbidden: Host %q is not an address or name of this agent; a name callers use must be given to the agent with --allow-host", truncate(r.Host, 80)))
 		return
 	}
 	key := remoteKey(remoteAddr(r))
