@@ -57,15 +57,6 @@ func (a *authThrottle) fail(key string, now time.Time) time.Duration {
 	return min(authBaseDelay<<shift, authMaxDelay)
 }
 
-// succeed forgets key's failures.
-func (a *authThrottle) succeed(key string) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.m != nil {
-		delete(a.m, key)
-	}
-}
-
 // pruneLocked drops quiet entries; if every entry is recent (many
 // addresses at once), it starts over rather than grow.
 func (a *authThrottle) pruneLocked(now time.Time) {

@@ -398,10 +398,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		refuse(w, http.StatusForbidden, fmt.Sprintf("403 forbidden: Host %q is not an address or name of this agent; a name callers use must be given to the agent with --allow-host", truncate(r.Host, 80)))
 		return
 	}
-	key := remoteKey(remoteAddr(r))
 	if s.cfg.Token != "" {
 		if !s.authorized(r) {
-			if d := s.authT.fail(key, time.Now()); d > 0 {
+			if d := s.authT.fail(remoteKey(remoteAddr(r)), time.Now()); d > 0 {
 				t := time.NewTimer(d)
 				select {
 				case <-t.C:
@@ -416,7 +415,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			refuse(w, http.StatusUnauthorized, "401 unauthorized: this agent requires its token as the HTTP Basic auth password")
 			return
 		}
-		s.authT.succeed(key)
+		// A success does not clear the address's failures: a guesser
+		// sharing an address with a real client (loopback, NAT) would
+		// have its count reset by every real call.
 	}
 	if r.Method != http.MethodPost {
 		// BaseHTTPRequestHandler answers unknown verbs with 501.
