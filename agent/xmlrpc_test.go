@@ -242,7 +242,7 @@ func TestCodec_EncodeBigIntAsI8(t *testing.T) {
 }
 
 func TestCodec_OrderedStructAndGoTypes(t *testing.T) {
-	enc, err := EncodeResponse(Struct{{"z", 1}, {"a", []string{"x"}}, {"m", map[string]string{"k": "v"}}})
+	enc, err := EncodeResponse(Struct{{Key: "z", Value: 1}, {Key: "a", Value: []string{"x"}}, {Key: "m", Value: map[string]string{"k": "v"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,19 +315,6 @@ func TestCodec_RejectsMalformed(t *testing.T) {
 	deep := strings.Repeat("<value><array><data>", maxDepth+5)
 	if _, err := DecodeResponse([]byte("<methodResponse><params><param>" + deep)); !errors.Is(err, ErrSyntax) {
 		t.Fatalf("deep nesting: %v", err)
-	}
-}
-
-func TestPyFloatRepr(t *testing.T) {
-	for f, want := range map[float64]string{
-		0: "0.0", 1: "1.0", -2.5: "-2.5", 1e-5: "1e-05", 0.0001: "0.0001", 1e16: "1e+16",
-		1e15: "1000000000000000.0", 123.456: "123.456", 1.0 / 3: "0.3333333333333333",
-		5e-324: "5e-324", 1.7976931348623157e308: "1.7976931348623157e+308", 1.5e-7: "1.5e-07",
-		1763775795.1784096: "1763775795.1784096",
-	} {
-		if got := PyFloatRepr(f); got != want {
-			t.Errorf("PyFloatRepr(%v) = %q, want %q", f, got, want)
-		}
 	}
 }
 

@@ -11,7 +11,6 @@ import (
 	"math"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -20,6 +19,7 @@ import (
 	"github.com/urfave/cli/v3"
 
 	"github.com/vtcluster/vtcluster/agent"
+	"github.com/vtcluster/vtcluster/agent/py"
 	"github.com/vtcluster/vtcluster/cluster"
 )
 
@@ -135,17 +135,11 @@ func parseJSONArg(s string) (any, error) {
 func fromJSONValue(v any, path string) (any, error) {
 	switch t := v.(type) {
 	case json.Number:
-		if i, err := strconv.ParseInt(t.String(), 10, 64); err == nil {
-			return i, nil
+		n, err := py.Number(t.String())
+		if err != nil {
+			return nil, fmt.Errorf("%s: %v", path, err)
 		}
-		if strings.ContainsAny(t.String(), ".eE") {
-			f, err := t.Float64()
-			if err != nil {
-				return nil, fmt.Errorf("%s: %v", path, err)
-			}
-			return f, nil
-		}
-		return nil, fmt.Errorf("%s: integer %s does not fit in 64 bits", path, t)
+		return n, nil
 	case []any:
 		out := make([]any, len(t))
 		for i, x := range t {
@@ -251,7 +245,7 @@ func toJSONValue(v any) (any, error) {
 		out := make(map[string]any, len(t))
 		for _, m := range t {
 			var err error
-			if out[m.Name], err = toJSONValue(m.Value); err != nil {
+			if out[m.Key], err = toJSONValue(m.Value); err != nil {
 				return nil, err
 			}
 		}

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/vtcluster/vtcluster/agent/py"
 )
 
 // Host parameter defaults. Ports and user match upstream's Node; the agent
@@ -572,7 +574,7 @@ func (l *configLoader) labels(v *jvalue, path string) map[string]any {
 		case jBool:
 			out[m.key] = m.val.b
 		case jNumber:
-			n, err := jsonNumberValue(m.val.num)
+			n, err := py.Number(m.val.num.String())
 			if err != nil {
 				l.errorAt(m.val, kp, "%v", err)
 				continue
@@ -592,24 +594,6 @@ func isReservedLabel(k string) bool {
 		}
 	}
 	return false
-}
-
-// jsonNumberValue turns a JSON number into int when it is written as an
-// integer, float64 otherwise, so that labels, and properties read back from
-// a state file, have the types the agent's XML-RPC values have.
-func jsonNumberValue(num json.Number) (any, error) {
-	s := string(num)
-	if !strings.ContainsAny(s, ".eE") {
-		if i, err := strconv.ParseInt(s, 10, 0); err == nil {
-			return int(i), nil
-		}
-		return nil, fmt.Errorf("integer %s is out of range", s)
-	}
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil {
-		return nil, fmt.Errorf("number %s is out of range", s)
-	}
-	return f, nil
 }
 
 // cfgPath appends key to a dotted path, quoting keys that are not plain

@@ -7,6 +7,8 @@ import (
 	"os"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/vtcluster/vtcluster/agent/py"
 )
 
 // Runnable is what Avocado asks the runner to run.
@@ -135,7 +137,7 @@ func (r *Runnable) setKwarg(key string, v any) error {
 	case "output_dir", "identifier":
 		s, ok := v.(string)
 		if !ok {
-			return fmt.Errorf("expected a string, got %s", PyRepr(v))
+			return fmt.Errorf("expected a string, got %s", py.Repr(v))
 		}
 		if key == "output_dir" {
 			r.OutputDir = s
