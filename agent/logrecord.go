@@ -148,7 +148,9 @@ func pyLevelName(levelno int) string {
 	return fmt.Sprintf("Level %d", levelno)
 }
 
-func pyLevelNo(name string) (int, bool) {
+// PyLevelNo is the number of a Python logging level name (upper case,
+// as logging.getLevelName takes it), and whether the name is known.
+func PyLevelNo(name string) (int, bool) {
 	switch name {
 	case "NOTSET":
 		return 0, true
@@ -506,7 +508,7 @@ func decodeTolerant(body []byte) (*LogRecord, error) {
 		r.Levelname = pyLevelName(r.Levelno)
 	}
 	if !seen.levelno {
-		r.Levelno, _ = pyLevelNo(r.Levelname)
+		r.Levelno, _ = PyLevelNo(r.Levelname)
 	}
 	return r, nil
 }

@@ -125,11 +125,11 @@ func (a Args) Int(i int, name string) (int, error) {
 	if i >= len(a) {
 		return 0, Faultf("TypeError", "missing required argument: '%s'", name)
 	}
-	n, ok := a[i].(int)
+	n, ok := py.Int(a[i])
 	if !ok {
 		return 0, Faultf("TypeError", "argument '%s' must be int, not %s", name, py.TypeName(a[i]))
 	}
-	return n, nil
+	return int(n), nil
 }
 
 // Struct returns param i as a struct (dict); nil/absent gives an empty map.

@@ -133,10 +133,11 @@ func (c *coreService) startLogRedirection(ctx context.Context, args Args) (any, 
 	if !ok || host == "" {
 		return nil, Faultf("ValueError", "Invalid host parameter: %s", py.Str(args[0]))
 	}
-	port, ok := args[1].(int)
-	if !ok || port < 1 || port > 65535 {
+	port64, ok := py.Int(args[1])
+	if !ok || port64 < 1 || port64 > 65535 {
 		return nil, Faultf("ValueError", "Invalid port parameter: %s", py.Str(args[1]))
 	}
+	port := int(port64)
 	if strings.ContainsAny(host, ";&|`$") {
 		return nil, Faultf("ValueError", "Host parameter contains invalid characters: %s", host)
 	}

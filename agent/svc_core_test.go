@@ -461,7 +461,7 @@ func TestCoreService_servedWithAlias(t *testing.T) {
 	// Big ints and nil survive the whole path.
 	mustCore(t, c, "save_job_data", "j", map[string]any{"size": 1 << 40, "none": nil})
 	v, err := rpc(t, url, "core.load_job_data", "j")
-	if err != nil || !reflect.DeepEqual(v, map[string]any{"size": 1 << 40, "none": nil}) {
+	if err != nil || !reflect.DeepEqual(v, map[string]any{"size": int64(1 << 40), "none": nil}) {
 		t.Errorf("core.load_job_data = %#v, %v", v, err)
 	}
 }

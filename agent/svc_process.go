@@ -571,14 +571,14 @@ func (s *ProcessService) parseOptions(m map[string]any) (procOptions, error) {
 				err = Faultf("TypeError", "option 'stdin' must be bytes or str, not %s", py.TypeName(v))
 			}
 		case "max_output":
-			n, ok := v.(int)
+			n, ok := py.Int(v)
 			switch {
 			case !ok:
 				err = Faultf("TypeError", "option 'max_output' must be int, not %s", py.TypeName(v))
 			case n < 0 || n > maxOutputCeiling:
 				err = Faultf("ValueError", "option 'max_output' must be within 0..%d bytes, got %d", maxOutputCeiling, n)
 			}
-			o.maxOutput = n
+			o.maxOutput = int(n)
 		case "log_output":
 			b, ok := v.(bool)
 			if !ok {
@@ -625,7 +625,9 @@ func validEnvName(k string) bool {
 func durationArg(v any, what string, limit time.Duration) (time.Duration, error) {
 	var f float64
 	switch x := v.(type) {
-	case int:
+	case int: // Go callers
+		f = float64(x)
+	case int64: // the wire
 		f = float64(x)
 	case float64:
 		f = x

@@ -46,7 +46,7 @@ func fromTagged(tb testing.TB, raw []byte) any {
 		if err != nil {
 			tb.Fatal(err)
 		}
-		return int(n)
+		return n
 	case "float":
 		f, err := parsePyFloat(str())
 		if err != nil {
@@ -218,7 +218,7 @@ func TestCodec_MultiParamCall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if method != "core.start_log_redirection" || !reflect.DeepEqual(params, []any{"127.0.0.1", 8888, nil}) {
+	if method != "core.start_log_redirection" || !reflect.DeepEqual(params, []any{"127.0.0.1", int64(8888), nil}) {
 		t.Fatalf("got %q %#v", method, params)
 	}
 	method, params, err = DecodeCall(readFixture(t, "noargs.call.xml"))
@@ -236,7 +236,7 @@ func TestCodec_EncodeBigIntAsI8(t *testing.T) {
 		t.Fatalf("got %s", enc)
 	}
 	v, err := DecodeResponse(enc)
-	if err != nil || v != 21474836480 {
+	if err != nil || v != int64(21474836480) {
 		t.Fatalf("round trip = %v, %v", v, err)
 	}
 }
@@ -253,7 +253,7 @@ func TestCodec_OrderedStructAndGoTypes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]any{"z": 1, "a": []any{"x"}, "m": map[string]any{"k": "v"}}
+	want := map[string]any{"z": int64(1), "a": []any{"x"}, "m": map[string]any{"k": "v"}}
 	if !reflect.DeepEqual(v, want) {
 		t.Fatalf("got %#v", v)
 	}

@@ -440,7 +440,8 @@ func execResult(e *env, res any, timeout time.Duration) error {
 		fmt.Fprintf(e.stderr, "vtcluster: exec: the command ran out of its %s timeout and was killed\n", timeout)
 		return exitError{code: 124}
 	}
-	code, ok := m["exit_code"].(int)
+	code64, ok := py.Int(m["exit_code"])
+	code := int(code64)
 	if !ok {
 		return fmt.Errorf("exec: process.run returned exit_code %v (%T), want an int", m["exit_code"], m["exit_code"])
 	}

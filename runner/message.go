@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vtcluster/vtcluster/agent"
 	"github.com/vtcluster/vtcluster/agent/py"
 )
 
@@ -119,21 +120,13 @@ func LogMessage(logger, level, text string) Message {
 	return append(m, Field{Key: "type", Value: "log"}, Field{Key: "log", Value: []byte(text)}, Field{Key: "encoding", Value: "utf-8"}, Field{Key: "status", Value: "running"})
 }
 
-// pyLogLevel maps a Python level name to its number.
+// pyLogLevel maps a Python level name to its number; an unknown name is
+// INFO, the level LogMessage defaults to.
 func pyLogLevel(name string) int {
-	switch strings.ToUpper(name) {
-	case "CRITICAL", "FATAL":
-		return 50
-	case "ERROR":
-		return 40
-	case "WARNING", "WARN":
-		return 30
-	case "INFO":
-		return 20
-	case "DEBUG":
-		return 10
+	if n, ok := agent.PyLevelNo(strings.ToUpper(name)); ok {
+		return n
 	}
-	return 20
+	return agent.PyInfo
 }
 
 // FinishedMessage is the last message of a test. reason and returnCode are
