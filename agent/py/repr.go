@@ -55,45 +55,14 @@ func writeRepr(b *strings.Builder, v any) {
 	case []byte:
 		writeBytesRepr(b, x)
 	case Dict:
-		b.WriteByte('{')
-		for i, it := range x {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			writeStringRepr(b, it.Key)
-			b.WriteString(": ")
-			writeRepr(b, it.Value)
-		}
-		b.WriteByte('}')
+		writeDictRepr(b, len(x), func(i int) (string, any) { return x[i].Key, x[i].Value })
 	case map[string]any:
-		b.WriteByte('{')
-		for i, k := range sortedKeys(x) {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			writeStringRepr(b, k)
-			b.WriteString(": ")
-			writeRepr(b, x[k])
-		}
-		b.WriteByte('}')
+		keys := sortedKeys(x)
+		writeDictRepr(b, len(keys), func(i int) (string, any) { return keys[i], x[keys[i]] })
 	case []any:
-		b.WriteByte('[')
-		for i, e := range x {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			writeRepr(b, e)
-		}
-		b.WriteByte(']')
+		writeListRepr(b, len(x), func(i int) any { return x[i] })
 	case []string:
-		b.WriteByte('[')
-		for i, e := range x {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			writeStringRepr(b, e)
-		}
-		b.WriteByte(']')
+		writeListRepr(b, len(x), func(i int) any { return x[i] })
 	case time.Time:
 		fmt.Fprintf(b, "datetime.datetime(%d, %d, %d, %d, %d, %d)", x.Year(), x.Month(), x.Day(), x.Hour(), x.Minute(), x.Second())
 	case json.Number:
@@ -108,6 +77,31 @@ func writeRepr(b *strings.Builder, v any) {
 		// Like Python's default object repr: visibly not a value.
 		fmt.Fprintf(b, "<%T %v>", v, v)
 	}
+}
+
+func writeDictRepr(b *strings.Builder, n int, at func(int) (string, any)) {
+	b.WriteByte('{')
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		k, v := at(i)
+		writeStringRepr(b, k)
+		b.WriteString(": ")
+		writeRepr(b, v)
+	}
+	b.WriteByte('}')
+}
+
+func writeListRepr(b *strings.Builder, n int, at func(int) any) {
+	b.WriteByte('[')
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		writeRepr(b, at(i))
+	}
+	b.WriteByte(']')
 }
 
 func sortedKeys(m map[string]any) []string {
