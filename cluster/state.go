@@ -538,12 +538,12 @@ func decodeState(data []byte) (*State, error) {
 func describeJSONError(data []byte, err error) error {
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
-		line, col := textLineCol(data, int(se.Offset))
+		line, col := py.LineCol(data, int(se.Offset))
 		return fmt.Errorf("not valid JSON at line %d, column %d: %w", line, col, err)
 	}
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) {
-		line, col := textLineCol(data, int(te.Offset))
+		line, col := py.LineCol(data, int(te.Offset))
 		return fmt.Errorf("wrong type at line %d, column %d: %w", line, col, err)
 	}
 	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
