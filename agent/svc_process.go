@@ -697,13 +697,8 @@ func osFault(err error, name string) *Fault {
 	return Faultf(typ, "[Errno %d] %s: %s", int(errno), msg, py.Repr(name))
 }
 
-func argvRepr(argv []string) string {
-	q := make([]string, len(argv))
-	for i, a := range argv {
-		q[i] = py.Repr(a)
-	}
-	return "[" + strings.Join(q, ", ") + "]"
-}
+// argvRepr is how argv shows in the agent's log: as Python's repr(list).
+func argvRepr(argv []string) string { return py.Repr(argv) }
 
 // child is one launched process group and what it has produced.
 type child struct {
