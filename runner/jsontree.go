@@ -1,9 +1,6 @@
 package runner
 
 import (
-	"errors"
-	"fmt"
-	"strings"
 
 	"github.com/vtcluster/vtcluster/agent/py"
 )
@@ -18,43 +15,16 @@ type jsonValue = py.Node
 
 var jsonPath = py.JSONPath
 
-// jsonError is a problem in a JSON document at a path ("" for the
-// document itself) and place (Line 0 when unknown).
-type jsonError struct {
-	path         string
-	line, column int
-	msg          string
-}
-
-func (e *jsonError) Error() string {
-	var b strings.Builder
-	if e.line > 0 {
-		fmt.Fprintf(&b, "line %d, column %d: ", e.line, e.column)
-	}
-	if e.path != "" {
-		b.WriteString(e.path)
-		b.WriteString(": ")
-	}
-	b.WriteString(e.msg)
-	return b.String()
-}
-
 const maxJSONDepth = 64
 
 // parseJSONTree decodes one JSON document; a key given twice is an error.
-func parseJSONTree(data []byte) (*jsonValue, *jsonError) {
+// The error is a *py.TreeError.
+func parseJSONTree(data []byte) (*jsonValue, error) {
 	root, dups, err := py.ParseTree(data, py.TreeOptions{MaxDepth: maxJSONDepth})
 	if err == nil && len(dups) > 0 {
 		err = dups[0]
 	}
-	if err != nil {
-		var te *py.TreeError
-		if errors.As(err, &te) {
-			return nil, &jsonError{path: te.Path, line: te.Line, column: te.Column, msg: te.Msg}
-		}
-		return nil, &jsonError{msg: err.Error()}
-	}
-	return root, nil
+	return root, err
 }
 
 // toAny converts v to plain Go values: map[string]any, []any, string,

@@ -198,9 +198,13 @@ func ParseSpec(path string, data []byte) (*SpecFile, error) {
 		return nil, &SpecError{File: path, Msg: err.Error()}
 	}
 	l := &specLoader{file: path, data: data, byPath: map[string]*jsonValue{}}
-	root, jerr := parseJSONTree(data)
-	if jerr != nil {
-		return nil, &SpecError{File: path, Path: jerr.path, Line: jerr.line, Column: jerr.column, Msg: jerr.msg}
+	root, err := parseJSONTree(data)
+	if err != nil {
+		var te *py.TreeError
+		if errors.As(err, &te) {
+			return nil, &SpecError{File: path, Path: te.Path, Line: te.Line, Column: te.Column, Msg: te.Msg}
+		}
+		return nil, &SpecError{File: path, Msg: err.Error()}
 	}
 	l.index(root)
 	f := &SpecFile{Path: path, Dir: filepath.Dir(abs)}

@@ -120,7 +120,10 @@ type TreeError struct {
 }
 
 func (e *TreeError) Error() string {
-	return fmt.Sprintf("line %d, column %d: %s", e.Line, e.Column, e.Msg)
+	if e.Path == "" {
+		return fmt.Sprintf("line %d, column %d: %s", e.Line, e.Column, e.Msg)
+	}
+	return fmt.Sprintf("line %d, column %d: %s: %s", e.Line, e.Column, e.Path, e.Msg)
 }
 
 // TreeOptions configure ParseTree.
@@ -230,7 +233,7 @@ func (p *treeParser) pos() int {
 
 func (p *treeParser) value(path string, depth int) (*Node, *TreeError) {
 	if depth > p.o.MaxDepth {
-		return nil, p.errAt(p.pos(), path, "nested deeper than %d levels", p.o.MaxDepth)
+		return nil, p.errAt(p.pos(), "", "nested deeper than %d levels", p.o.MaxDepth)
 	}
 	n := &Node{Start: p.pos(), Path: path}
 	tok, err := p.dec.Token()

@@ -22,7 +22,7 @@ func TestParseTree_positionsOrderAndDuplicates(t *testing.T) {
 	if l, c := LineCol([]byte(doc), inner.Members[0].Value.Start); l != 2 || c != 18 {
 		t.Errorf("true at line %d, column %d; want 2, 18 (columns count characters)", l, c)
 	}
-	if len(dups) != 1 || dups[0].Error() != `line 4, column 3: duplicate key "b" (first at line 2, column 3): Python uses the last one and Go tools the first, so the file is ambiguous; remove one` {
+	if len(dups) != 1 || dups[0].Error() != `line 4, column 3: b: duplicate key "b" (first at line 2, column 3): Python uses the last one and Go tools the first, so the file is ambiguous; remove one` {
 		t.Errorf("dups = %v", dups)
 	}
 	v, err := root.Value()
