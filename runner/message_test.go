@@ -9,7 +9,7 @@ import (
 	"github.com/vtcluster/vtcluster/agent/py"
 )
 
-func TestMessage_EncodeLine_bytesAndOrder(t *testing.T) {
+func TestEncodeLine_bytesAndOrder(t *testing.T) {
 	m := OutputMessage("stdout", []byte("hello\n")).With("time", 845.667312717).With("id", "1-x")
 	line, err := encodeLine(m)
 	if err != nil {
@@ -21,7 +21,7 @@ func TestMessage_EncodeLine_bytesAndOrder(t *testing.T) {
 	}
 }
 
-func TestMessage_EncodeLine_emptyBytes(t *testing.T) {
+func TestEncodeLine_emptyBytes(t *testing.T) {
 	line, err := encodeLine(OutputMessage("stderr", nil))
 	if err != nil {
 		t.Fatal(err)
@@ -31,7 +31,7 @@ func TestMessage_EncodeLine_emptyBytes(t *testing.T) {
 	}
 }
 
-func TestMessage_EncodeLine_asciiEscapes(t *testing.T) {
+func TestEncodeLine_asciiEscapes(t *testing.T) {
 	m := Message{{Key: "fail_reason", Value: "é \"q\" \x01 \U0001F600 \xff"}}
 	line, err := encodeLine(m)
 	if err != nil {
@@ -51,7 +51,7 @@ func TestMessage_EncodeLine_asciiEscapes(t *testing.T) {
 	}
 }
 
-func TestMessage_EncodeLine_rejectsNaN(t *testing.T) {
+func TestEncodeLine_rejectsNaN(t *testing.T) {
 	nan := 0.0
 	nan /= nan
 	if _, err := encodeLine(Message{{Key: "time", Value: nan}}); err == nil {
@@ -59,7 +59,7 @@ func TestMessage_EncodeLine_rejectsNaN(t *testing.T) {
 	}
 }
 
-func TestMessage_EncodeLine_decodesLikeAvocado(t *testing.T) {
+func TestEncodeLine_decodesLikeAvocado(t *testing.T) {
 	data := []byte{0, 1, 2, 0xff, '\n'}
 	line, err := encodeLine(OutputMessage("stdout", data))
 	if err != nil {
