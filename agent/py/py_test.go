@@ -397,3 +397,26 @@ func TestAppendJSONFloat_pythonTable(t *testing.T) {
 		t.Fatalf("only %d values checked", n)
 	}
 }
+
+func FuzzLoadsDumps(f *testing.F) {
+	for _, s := range []string{`{"b": [1, 2.5e-7, "\u00e9\ud83d\ude00"], "a": {"a": null}}`, `[true, -0, 1E3]`, `"\b\f\u007f"`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		v, err := Loads([]byte(s))
+		if err != nil {
+			return
+		}
+		// What loads must dump, in every mode, and read back the same.
+		for _, o := range []Options{{}, {Indent: 4}, {UTF8: true, ItemSep: ",", KeySep: ":"}} {
+			text, err := Dumps(v, o)
+			if err != nil {
+				t.Fatalf("Dumps(%s, %+v): %v", Repr(v), o, err)
+			}
+			back, err := Loads([]byte(text))
+			if err != nil || Repr(back) != Repr(v) {
+				t.Fatalf("%q → %s → %q → %v, %v", s, Repr(v), text, back, err)
+			}
+		}
+	})
+}
