@@ -318,6 +318,7 @@ func (c *coreService) saveJobData(_ context.Context, args Args) (any, error) {
 	c.jobMu.Lock()
 	defer c.jobMu.Unlock()
 	root := c.data.Root()
+	_, statErr := root.Lstat(jobRel(job))
 	for _, d := range []string{jobRel(job, "test_results"), jobRel(job, "data")} {
 		if err := root.MkdirAll(d, 0o755); err != nil {
 			c.log.Error("failed to save job data", "job_id", job, "err", err)
@@ -325,6 +326,11 @@ func (c *coreService) saveJobData(_ context.Context, args Args) (any, error) {
 		}
 	}
 	if err := writeJSONFiles(root, jsonFile{jobRel(job, "data", "state.json"), args[1]}); err != nil {
+		if errors.Is(statErr, fs.ErrNotExist) {
+			// The state is only known to be unwritable once streamed; a
+			// job that a refused save created must not seem saved.
+			_ = root.RemoveAll(jobRel(job))
+		}
 		c.log.Error("failed to save job data", "job_id", job, "err", err)
 		return false, nil
 	}

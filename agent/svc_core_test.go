@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -631,9 +632,8 @@ func TestCoreService_saveJobData_amplificationIsCapped(t *testing.T) {
 	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 4<<20 {
 		t.Errorf("the save allocated %d KiB", alloc>>10)
 	}
-	entries, _ := os.ReadDir(filepath.Join(dd.JobDataDir(), "big", "data"))
-	for _, e := range entries {
-		t.Errorf("left behind: %s", e.Name())
+	if _, err := os.Lstat(filepath.Join(dd.JobDataDir(), "big")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a refused save left its job directory behind (%v)", err)
 	}
 	if _, err := os.Lstat(filepath.Join(dd.JobDataDir(), "latest")); err == nil {
 		t.Error("a failed save moved latest")
@@ -649,6 +649,13 @@ func TestCoreService_saveJobData_amplificationIsCapped(t *testing.T) {
 	}
 	if v := mustCore(t, c, "load_job_data", "small"); py.Repr(v) != py.Repr(small) {
 		t.Errorf("load_job_data(small) = %s", py.Repr(v))
+	}
+	// A refused save over an existing job keeps what was saved.
+	if v := mustCore(t, c, "save_job_data", "small", params[1]); v != false {
+		t.Fatalf("save_job_data(small, over the cap) = %v", v)
+	}
+	if v := mustCore(t, c, "load_job_data", "small"); py.Repr(v) != py.Repr(small) {
+		t.Errorf("after a refused save, load_job_data(small) = %.60s", py.Repr(v))
 	}
 }
 

@@ -382,8 +382,7 @@ def test_job_data_amplification_is_capped(vtcluster_bin, tmp_path):
         conn.close()
         assert resp.status == 200
         assert xmlrpc.client.loads(reply)[0][0] is False
-        data = a.data_dir / "job_data" / "big" / "data"
-        assert not data.exists() or list(data.iterdir()) == []
+        assert not (a.data_dir / "job_data" / "big").exists()
         # Decoding the call is most of what remains.
         assert vm_hwm_kib(a.proc.pid) < 128 << 10
         # Under the cap the same shape is saved and read back.
