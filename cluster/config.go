@@ -189,18 +189,11 @@ type ConfigError struct {
 }
 
 func (e *ConfigError) Error() string {
-	var b strings.Builder
-	b.WriteString(e.File)
-	if e.Path == "" && e.Line > 0 {
-		fmt.Fprintf(&b, ":%d:%d", e.Line, e.Column)
-	}
-	b.WriteString(": ")
+	line := e.Line
 	if e.Path != "" {
-		b.WriteString(e.Path)
-		b.WriteString(": ")
+		line = 0 // the path says where
 	}
-	b.WriteString(e.Msg)
-	return b.String()
+	return py.Locate(e.File, line, e.Column, e.Path, e.Msg)
 }
 
 func (e *ConfigError) Unwrap() error { return e.Err }

@@ -141,19 +141,7 @@ type SpecError struct {
 }
 
 func (e *SpecError) Error() string {
-	var b strings.Builder
-	b.WriteString("runner: spec ")
-	b.WriteString(e.File)
-	if e.Line > 0 {
-		fmt.Fprintf(&b, ":%d:%d", e.Line, e.Column)
-	}
-	b.WriteString(": ")
-	if e.Path != "" {
-		b.WriteString(e.Path)
-		b.WriteString(": ")
-	}
-	b.WriteString(e.Msg)
-	return b.String()
+	return "runner: spec " + py.Locate(e.File, e.Line, e.Column, e.Path, e.Msg)
 }
 
 // maxSpecErrors keeps the report of a badly broken file readable.

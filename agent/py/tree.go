@@ -126,6 +126,24 @@ func (e *TreeError) Error() string {
 	return fmt.Sprintf("line %d, column %d: %s: %s", e.Line, e.Column, e.Path, e.Msg)
 }
 
+// Locate writes a problem in a file the way compilers do, so editors
+// jump to it: "file:line:column: path: msg", without the place when line
+// is 0 and without the path when it is "".
+func Locate(file string, line, col int, path, msg string) string {
+	var b strings.Builder
+	b.WriteString(file)
+	if line > 0 {
+		fmt.Fprintf(&b, ":%d:%d", line, col)
+	}
+	b.WriteString(": ")
+	if path != "" {
+		b.WriteString(path)
+		b.WriteString(": ")
+	}
+	b.WriteString(msg)
+	return b.String()
+}
+
 // TreeOptions configure ParseTree.
 type TreeOptions struct {
 	// MaxDepth bounds nesting (default 64).
