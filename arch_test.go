@@ -74,3 +74,31 @@ func TestArchitecture_ImportDirection(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Leaf packages import nothing from this module, so that every layer may
+// import them (agent/py: what Python writes and reads).
+var leaves = []string{"agent/py"}
+
+func TestArchitecture_Leaves(t *testing.T) {
+	fset := token.NewFileSet()
+	for _, dir := range leaves {
+		files, err := filepath.Glob(filepath.Join(dir, "*.go"))
+		if err != nil || len(files) == 0 {
+			t.Fatalf("leaf package %s has no Go files (%v)", dir, err)
+		}
+		for _, path := range files {
+			if strings.HasSuffix(path, "_test.go") {
+				continue
+			}
+			f, err := parser.ParseFile(fset, path, nil, parser.ImportsOnly)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, imp := range f.Imports {
+				if p, _ := strconv.Unquote(imp.Path.Value); strings.HasPrefix(p, module) {
+					t.Errorf("%s imports %s: %s is a leaf and imports nothing internal", path, p, dir)
+				}
+			}
+		}
+	}
+}

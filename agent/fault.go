@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/vtcluster/vtcluster/agent/py"
 )
 
 // Fault is an error in avocado-vt's convention: every exception raised by
@@ -40,11 +42,11 @@ func (f *Fault) FaultString(method string) string {
 	}
 	var b []byte
 	b = append(b, `{"exc_type": `...)
-	b = AppendPyJSONString(b, f.ExcType)
+	b = py.AppendJSONString(b, f.ExcType)
 	b = append(b, `, "exc_value": `...)
-	b = AppendPyJSONString(b, f.ExcValue)
+	b = py.AppendJSONString(b, f.ExcValue)
 	b = append(b, `, "tb_info": `...)
-	b = AppendPyJSONString(b, tb)
+	b = py.AppendJSONString(b, tb)
 	b = append(b, '}')
 	return string(b)
 }
@@ -103,48 +105,4 @@ func IsUnsupportedMethod(err error) bool {
 // Python's SimpleXMLRPCServer words it.
 func UnsupportedMethodFault(method string) *Fault {
 	return &Fault{ExcType: "Exception", ExcValue: fmt.Sprintf("method \"%s\" is not supported", method)}
-}
-
-const hexDigits = "0123456789abcdef"
-
-// AppendPyJSONString appends s as Python's json.dumps (ensure_ascii=True)
-// writes a string: the short escapes \" \\ \n \r \t \b \f, every other
-// control or non-ASCII character as \uXXXX, astral characters as surrogate
-// pairs. Invalid UTF-8 becomes U+FFFD, as Go strings cannot be surrogates.
-func AppendPyJSONString(b []byte, s string) []byte {
-	b = append(b, '"')
-	for _, r := range s {
-		switch r {
-		case '"':
-			b = append(b, '\\', '"')
-		case '\\':
-			b = append(b, '\\', '\\')
-		case '\n':
-			b = append(b, '\\', 'n')
-		case '\r':
-			b = append(b, '\\', 'r')
-		case '\t':
-			b = append(b, '\\', 't')
-		case '\b':
-			b = append(b, '\\', 'b')
-		case '\f':
-			b = append(b, '\\', 'f')
-		default:
-			switch {
-			case r >= 0x20 && r < 0x7f:
-				b = append(b, byte(r))
-			case r >= 0x10000:
-				r -= 0x10000
-				b = appendU4(b, 0xD800+(r>>10))
-				b = appendU4(b, 0xDC00+(r&0x3FF))
-			default:
-				b = appendU4(b, r)
-			}
-		}
-	}
-	return append(b, '"')
-}
-
-func appendU4(b []byte, r rune) []byte {
-	return append(b, '\\', 'u', hexDigits[(r>>12)&0xF], hexDigits[(r>>8)&0xF], hexDigits[(r>>4)&0xF], hexDigits[r&0xF])
 }

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/vtcluster/vtcluster/agent/py"
 )
 
 // LogRecord is one log record as avocado-vt's agent sends it to the
@@ -146,7 +148,9 @@ func pyLevelName(levelno int) string {
 	return fmt.Sprintf("Level %d", levelno)
 }
 
-func pyLevelNo(name string) (int, bool) {
+// PyLevelNo is the number of a Python logging level name (upper case,
+// as logging.getLevelName takes it), and whether the name is known.
+func PyLevelNo(name string) (int, bool) {
 	switch name {
 	case "NOTSET":
 		return 0, true
@@ -198,33 +202,33 @@ func (r *LogRecord) MarshalJSON() ([]byte, error) {
 // AppendJSON appends r's Python-compatible JSON encoding to dst.
 func (r *LogRecord) AppendJSON(dst []byte) []byte {
 	dst = append(dst, `{"name": `...)
-	dst = AppendPyJSONString(dst, r.Name)
+	dst = py.AppendJSONString(dst, r.Name)
 	dst = append(dst, `, "levelno": `...)
 	dst = strconv.AppendInt(dst, int64(r.Levelno), 10)
 	dst = append(dst, `, "levelname": `...)
-	dst = AppendPyJSONString(dst, r.Levelname)
+	dst = py.AppendJSONString(dst, r.Levelname)
 	dst = append(dst, `, "pathname": `...)
-	dst = AppendPyJSONString(dst, r.Pathname)
+	dst = py.AppendJSONString(dst, r.Pathname)
 	dst = append(dst, `, "filename": `...)
-	dst = AppendPyJSONString(dst, r.Filename)
+	dst = py.AppendJSONString(dst, r.Filename)
 	dst = append(dst, `, "module": `...)
-	dst = AppendPyJSONString(dst, r.Module)
+	dst = py.AppendJSONString(dst, r.Module)
 	dst = append(dst, `, "lineno": `...)
 	dst = strconv.AppendInt(dst, int64(r.Lineno), 10)
 	dst = append(dst, `, "funcName": `...)
-	dst = AppendPyJSONString(dst, r.FuncName)
+	dst = py.AppendJSONString(dst, r.FuncName)
 	dst = append(dst, `, "created": `...)
-	dst = appendPyFloat(dst, r.Created)
+	dst = py.AppendJSONFloat(dst, r.Created)
 	dst = append(dst, `, "asctime": `...)
-	dst = AppendPyJSONString(dst, r.Asctime)
+	dst = py.AppendJSONString(dst, r.Asctime)
 	dst = append(dst, `, "thread": `...)
 	dst = strconv.AppendInt(dst, r.Thread, 10)
 	dst = append(dst, `, "threadName": `...)
-	dst = AppendPyJSONString(dst, r.ThreadName)
+	dst = py.AppendJSONString(dst, r.ThreadName)
 	dst = append(dst, `, "process": `...)
 	dst = strconv.AppendInt(dst, r.Process, 10)
 	dst = append(dst, `, "msg": `...)
-	dst = AppendPyJSONString(dst, r.Msg)
+	dst = py.AppendJSONString(dst, r.Msg)
 	dst = append(dst, `, "args": null`...)
 	if r.ExcInfo != nil {
 		dst = append(dst, `, "exc_info": [`...)
@@ -232,17 +236,17 @@ func (r *LogRecord) AppendJSON(dst []byte) []byte {
 			if i > 0 {
 				dst = append(dst, ", "...)
 			}
-			dst = AppendPyJSONString(dst, line)
+			dst = py.AppendJSONString(dst, line)
 		}
 		dst = append(dst, ']')
 	}
 	if r.StackInfo != "" {
 		dst = append(dst, `, "stack_info": `...)
-		dst = AppendPyJSONString(dst, r.StackInfo)
+		dst = py.AppendJSONString(dst, r.StackInfo)
 	}
 	for _, f := range r.Extra {
 		dst = append(dst, ", "...)
-		dst = AppendPyJSONString(dst, f.Key)
+		dst = py.AppendJSONString(dst, f.Key)
 		dst = append(dst, ": "...)
 		dst = appendPyRaw(dst, f.Value)
 	}
@@ -504,7 +508,7 @@ func decodeTolerant(body []byte) (*LogRecord, error) {
 		r.Levelname = pyLevelName(r.Levelno)
 	}
 	if !seen.levelno {
-		r.Levelno, _ = pyLevelNo(r.Levelname)
+		r.Levelno, _ = PyLevelNo(r.Levelname)
 	}
 	return r, nil
 }
@@ -689,81 +693,18 @@ func rawExcInfo(v []byte, dst *[]string) error {
 	return fmt.Errorf("expected a list of strings, got %s", rawKind(v))
 }
 
-// appendPyFloat appends f as json.dumps writes a float: float.__repr__,
-// except for the non-finite values, which JSON spells its own way.
-func appendPyFloat(dst []byte, f float64) []byte {
-	switch {
-	case math.IsNaN(f):
-		return append(dst, "NaN"...)
-	case math.IsInf(f, 1):
-		return append(dst, "Infinity"...)
-	case math.IsInf(f, -1):
-		return append(dst, "-Infinity"...)
-	}
-	return append(dst, PyFloatRepr(f)...)
-}
-
 // appendPyRaw re-encodes an arbitrary JSON value in json.dumps style, keeping
 // object key order, so Extra fields from any sender come out as Python would
-// have written them. Invalid JSON is written as null: Extra only ever holds
-// values the decoder has already accepted.
+// have written them. A value outside py's model (an integer beyond 64 bits)
+// is written as null: Extra only ever holds values the decoder has already
+// accepted as JSON.
 func appendPyRaw(dst []byte, raw json.RawMessage) []byte {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	out, err := appendPyValue(dst, dec)
-	if err != nil {
-		return append(dst, "null"...)
+	v, err := py.Loads(raw)
+	if err == nil {
+		var out []byte
+		if out, err = py.AppendJSON(dst, v, py.Options{}); err == nil {
+			return out
+		}
 	}
-	return out
-}
-
-func appendPyValue(dst []byte, dec *json.Decoder) ([]byte, error) {
-	tok, err := dec.Token()
-	if err != nil {
-		return dst, err
-	}
-	switch t := tok.(type) {
-	case nil:
-		return append(dst, "null"...), nil
-	case bool:
-		return strconv.AppendBool(dst, t), nil
-	case string:
-		return AppendPyJSONString(dst, t), nil
-	case json.Number:
-		if strings.ContainsAny(string(t), ".eE") {
-			f, err := t.Float64()
-			if err != nil {
-				return dst, err
-			}
-			return appendPyFloat(dst, f), nil
-		}
-		return append(dst, t...), nil
-	case json.Delim:
-		open, end := byte(t), byte(']')
-		if t == '{' {
-			end = '}'
-		}
-		dst = append(dst, open)
-		for first := true; dec.More(); first = false {
-			if !first {
-				dst = append(dst, ", "...)
-			}
-			if open == '{' {
-				k, err := dec.Token()
-				if err != nil {
-					return dst, err
-				}
-				dst = AppendPyJSONString(dst, k.(string))
-				dst = append(dst, ": "...)
-			}
-			if dst, err = appendPyValue(dst, dec); err != nil {
-				return dst, err
-			}
-		}
-		if _, err := dec.Token(); err != nil {
-			return dst, err
-		}
-		return append(dst, end), nil
-	}
-	return dst, fmt.Errorf("unexpected token %v", tok)
+	return append(dst, "null"...)
 }

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -18,6 +17,8 @@ import (
 	"testing"
 	"testing/iotest"
 	"time"
+
+	"github.com/vtcluster/vtcluster/agent/py"
 )
 
 const logframesDir = "../testdata/logframes"
@@ -75,7 +76,7 @@ func checkAgainstGeneric(tb testing.TB, rec *LogRecord, m map[string]any) {
 		{"module", rec.Module, str("module")},
 		{"lineno", strconv.Itoa(rec.Lineno), num("lineno")},
 		{"funcName", rec.FuncName, str("funcName")},
-		{"created", string(appendPyFloat(nil, rec.Created)), num("created")},
+		{"created", string(py.AppendJSONFloat(nil, rec.Created)), num("created")},
 		{"asctime", rec.Asctime, str("asctime")},
 		{"thread", strconv.FormatInt(rec.Thread, 10), num("thread")},
 		{"threadName", rec.ThreadName, str("threadName")},
@@ -330,31 +331,6 @@ func TestReadFrame_errors(t *testing.T) {
 	}
 	if _, _, err := ReadFrame(bytes.NewReader(nil), 0); err != io.EOF {
 		t.Errorf("empty stream: %v, want io.EOF", err)
-	}
-}
-
-func TestAppendPyFloat_pythonTable(t *testing.T) {
-	data, err := os.ReadFile(filepath.Join(logframesDir, "float_repr.txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for i, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
-		if strings.HasPrefix(line, "#") {
-			continue
-		}
-		hexBits, want, ok := strings.Cut(line, " ")
-		bits, err := strconv.ParseUint(hexBits, 16, 64)
-		if !ok || err != nil {
-			t.Fatalf("float_repr.txt:%d: bad line %q", i+1, line)
-		}
-		if got := string(appendPyFloat(nil, math.Float64frombits(bits))); got != want {
-			t.Errorf("float_repr.txt:%d: bits %s: got %s, want %s", i+1, hexBits, got, want)
-		}
-		n++
-	}
-	if n < 4000 {
-		t.Fatalf("only %d values checked", n)
 	}
 }
 

@@ -175,7 +175,7 @@ func decodeFast(body []byte, cache *strCache) (rec *LogRecord, ok bool) {
 		r.Levelname = pyLevelName(r.Levelno)
 	}
 	if !seen.levelno {
-		r.Levelno, _ = pyLevelNo(r.Levelname)
+		r.Levelno, _ = PyLevelNo(r.Levelname)
 	}
 	return r, true
 }

@@ -5,7 +5,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"time"
+
+	"github.com/vtcluster/vtcluster/agent/py"
 )
 
 // Method is one XML-RPC method. args are the decoded positional params;
@@ -105,7 +106,7 @@ func (a Args) String(i int, name string) (string, error) {
 	}
 	s, ok := a[i].(string)
 	if !ok {
-		return "", Faultf("TypeError", "argument '%s' must be str, not %s", name, pyTypeName(a[i]))
+		return "", Faultf("TypeError", "argument '%s' must be str, not %s", name, py.TypeName(a[i]))
 	}
 	return s, nil
 }
@@ -124,11 +125,11 @@ func (a Args) Int(i int, name string) (int, error) {
 	if i >= len(a) {
 		return 0, Faultf("TypeError", "missing required argument: '%s'", name)
 	}
-	n, ok := a[i].(int)
+	n, ok := py.Int(a[i])
 	if !ok {
-		return 0, Faultf("TypeError", "argument '%s' must be int, not %s", name, pyTypeName(a[i]))
+		return 0, Faultf("TypeError", "argument '%s' must be int, not %s", name, py.TypeName(a[i]))
 	}
-	return n, nil
+	return int(n), nil
 }
 
 // Struct returns param i as a struct (dict); nil/absent gives an empty map.
@@ -138,7 +139,7 @@ func (a Args) Struct(i int, name string) (map[string]any, error) {
 	}
 	m, ok := a[i].(map[string]any)
 	if !ok {
-		return nil, Faultf("TypeError", "argument '%s' must be dict, not %s", name, pyTypeName(a[i]))
+		return nil, Faultf("TypeError", "argument '%s' must be dict, not %s", name, py.TypeName(a[i]))
 	}
 	return m, nil
 }
@@ -150,40 +151,15 @@ func (a Args) StringList(i int, name string) ([]string, error) {
 	}
 	l, ok := a[i].([]any)
 	if !ok {
-		return nil, Faultf("TypeError", "argument '%s' must be list, not %s", name, pyTypeName(a[i]))
+		return nil, Faultf("TypeError", "argument '%s' must be list, not %s", name, py.TypeName(a[i]))
 	}
 	out := make([]string, len(l))
 	for j, v := range l {
 		s, ok := v.(string)
 		if !ok {
-			return nil, Faultf("TypeError", "argument '%s' item %d must be str, not %s", name, j, pyTypeName(v))
+			return nil, Faultf("TypeError", "argument '%s' item %d must be str, not %s", name, j, py.TypeName(v))
 		}
 		out[j] = s
 	}
 	return out, nil
-}
-
-// pyTypeName names a decoded value's type as Python would.
-func pyTypeName(v any) string {
-	switch v.(type) {
-	case nil:
-		return "NoneType"
-	case bool:
-		return "bool"
-	case int:
-		return "int"
-	case float64:
-		return "float"
-	case string:
-		return "str"
-	case []byte:
-		return "bytes"
-	case time.Time:
-		return "datetime"
-	case []any:
-		return "list"
-	case map[string]any:
-		return "dict"
-	}
-	return fmt.Sprintf("%T", v)
 }

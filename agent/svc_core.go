@@ -1,23 +1,23 @@
 package agent
 
 import (
-	"bytes"
+	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
-	"math"
 	"net"
 	"os"
 	"path"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/vtcluster/vtcluster/agent/py"
 )
 
 // LogRedirector forwards the services' log records to a controller's log
@@ -131,12 +131,13 @@ func (c *coreService) startLogRedirection(ctx context.Context, args Args) (any, 
 	}
 	host, ok := args[0].(string)
 	if !ok || host == "" {
-		return nil, Faultf("ValueError", "Invalid host parameter: %s", pyStr(args[0]))
+		return nil, Faultf("ValueError", "Invalid host parameter: %s", py.Str(args[0]))
 	}
-	port, ok := args[1].(int)
-	if !ok || port < 1 || port > 65535 {
-		return nil, Faultf("ValueError", "Invalid port parameter: %s", pyStr(args[1]))
+	port64, ok := py.Int(args[1])
+	if !ok || port64 < 1 || port64 > 65535 {
+		return nil, Faultf("ValueError", "Invalid port parameter: %s", py.Str(args[1]))
 	}
+	port := int(port64)
 	if strings.ContainsAny(host, ";&|`$") {
 		return nil, Faultf("ValueError", "Host parameter contains invalid characters: %s", host)
 	}
@@ -298,7 +299,8 @@ func (c *coreService) getTestResultLogDir(_ context.Context, args Args) (any, er
 
 // saveJobData writes <job>/data/state.json, copies agent.log beside it and
 // points "latest" at the job. Like upstream it answers False (and logs)
-// when the state cannot be written, e.g. it holds bytes.
+// when the state cannot be written, e.g. it holds bytes, and also when its
+// JSON would exceed maxSavedJSON.
 func (c *coreService) saveJobData(_ context.Context, args Args) (any, error) {
 	if err := args.Want(2, 2); err != nil {
 		return nil, err
@@ -313,21 +315,22 @@ func (c *coreService) saveJobData(_ context.Context, args Args) (any, error) {
 	if job == latestName {
 		return nil, Faultf("ValueError", "job_id %q is reserved for the link to the last saved job", job)
 	}
-	state, err := pyJSONIndent(args[1])
-	if err != nil {
-		c.log.Error("failed to save job data", "job_id", job, "err", err)
-		return false, nil
-	}
 	c.jobMu.Lock()
 	defer c.jobMu.Unlock()
 	root := c.data.Root()
+	_, statErr := root.Lstat(jobRel(job))
 	for _, d := range []string{jobRel(job, "test_results"), jobRel(job, "data")} {
 		if err := root.MkdirAll(d, 0o755); err != nil {
 			c.log.Error("failed to save job data", "job_id", job, "err", err)
 			return false, nil
 		}
 	}
-	if err := writeFileAtomic(root, jobRel(job, "data", "state.json"), state); err != nil {
+	if err := writeJSONFiles(root, jsonFile{jobRel(job, "data", "state.json"), args[1]}); err != nil {
+		if errors.Is(statErr, fs.ErrNotExist) {
+			// The state is only known to be unwritable once streamed; a
+			// job that a refused save created must not seem saved.
+			_ = root.RemoveAll(jobRel(job))
+		}
 		c.log.Error("failed to save job data", "job_id", job, "err", err)
 		return false, nil
 	}
@@ -430,22 +433,13 @@ func (c *coreService) saveSuiteData(_ context.Context, args Args) (any, error) {
 	} else if err != nil {
 		return nil, err
 	}
-	state, err1 := pyJSONIndent(args[1])
-	result, err2 := pyJSONIndent(args[2])
-	if err := errors.Join(err1, err2); err != nil {
-		c.log.Error("failed to save suite data", "job_id", job, "suite_id", suite, "err", err)
-		return false, nil
-	}
 	c.jobMu.Lock()
 	defer c.jobMu.Unlock()
 	root := c.data.Root()
 	dir := jobRel(job, "test_results", suite)
 	err = root.MkdirAll(dir, 0o755)
 	if err == nil {
-		err = writeFileAtomic(root, path.Join(dir, "state.json"), state)
-	}
-	if err == nil {
-		err = writeFileAtomic(root, path.Join(dir, "result.json"), result)
+		err = writeJSONFiles(root, jsonFile{path.Join(dir, "state.json"), args[1]}, jsonFile{path.Join(dir, "result.json"), args[2]})
 	}
 	if err == nil {
 		if cerr := CopyLogTail(root, path.Join(logDirName, serviceLogName), path.Join(dir, serviceLogName), LogCopyMaxBytes); cerr != nil && !errors.Is(cerr, fs.ErrNotExist) {
@@ -485,10 +479,10 @@ func (c *coreService) loadSuiteData(_ context.Context, args Args) (any, error) {
 	dir := jobRel(job, "test_results", suite)
 	var out Struct
 	if v, ok := c.readJSON(path.Join(dir, "state.json")); ok {
-		out = append(out, Member{"state", v})
+		out = append(out, Member{Key: "state", Value: v})
 	}
 	if v, ok := c.readJSON(path.Join(dir, "result.json")); ok {
-		out = append(out, Member{"results", v})
+		out = append(out, Member{Key: "results", Value: v})
 	}
 	if len(out) == 0 {
 		return nil, nil
@@ -518,17 +512,18 @@ func (c *coreService) deleteSuiteData(_ context.Context, args Args) (any, error)
 	return true, nil
 }
 
-// readJSON loads a JSON file below the root; false when it is absent or
-// not valid JSON (logged), as upstream answers None then.
+// readJSON loads a JSON file below the root; false when it is absent,
+// larger than maxSavedJSON or not valid JSON (logged), as upstream answers
+// None then. Objects keep the file's key order, as json.load's dicts do.
 func (c *coreService) readJSON(rel string) (any, bool) {
-	data, err := c.data.Root().ReadFile(rel)
+	data, err := readFileCapped(c.data.Root(), rel, maxSavedJSON)
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
 			c.log.Error("failed to load data", "path", c.abs(rel), "err", err)
 		}
 		return nil, false
 	}
-	v, err := decodeJSONValue(data)
+	v, err := py.Loads(data)
 	if err != nil {
 		c.log.Error("failed to load data", "path", c.abs(rel), "err", err)
 		return nil, false
@@ -538,158 +533,95 @@ func (c *coreService) readJSON(rel string) (any, bool) {
 
 // ---- file helpers, all confined to the root ----
 
-func writeFileAtomic(root *os.Root, rel string, data []byte) error {
-	tmp := fmt.Sprintf("%s.tmp.%d", rel, os.Getpid())
-	if err := root.WriteFile(tmp, data, 0o644); err != nil {
-		return err
+// maxSavedJSON bounds each saved state or result file, and what loading
+// reads back. indent=4 costs four bytes per nesting level on every line,
+// so a deeply nested call can grow fifty-fold: a 4 MiB call became a
+// 200 MB file and 580 MiB of agent memory when the text was built whole.
+const maxSavedJSON = 16 << 20
+
+// savedJSON is json.dump(v, f, indent=4) as upstream writes state files,
+// except that NaN and infinities are refused because they would not read
+// back (Python reads them; Go and strict JSON do not).
+var savedJSON = py.Options{Indent: 4, MaxBytes: maxSavedJSON}
+
+type jsonFile struct {
+	rel   string
+	value any
+}
+
+// writeJSONFiles writes each value as savedJSON text, streamed through a
+// buffer into a temporary file, and renames the files into place only
+// once all of them are complete: a save that fails leaves the previous
+// files as they were.
+func writeJSONFiles(root *os.Root, files ...jsonFile) error {
+	tmps := make([]string, 0, len(files))
+	defer func() {
+		for _, tmp := range tmps {
+			_ = root.Remove(tmp)
+		}
+	}()
+	for _, f := range files {
+		tmp := fmt.Sprintf("%s.tmp.%d", f.rel, os.Getpid())
+		tmps = append(tmps, tmp)
+		if err := writeJSONFile(root, tmp, f.value); err != nil {
+			return fmt.Errorf("%s: %w", path.Base(f.rel), err)
+		}
 	}
-	if err := root.Rename(tmp, rel); err != nil {
-		_ = root.Remove(tmp)
-		return err
+	for i, f := range files {
+		if err := root.Rename(tmps[i], f.rel); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
-// ---- JSON as Python's json.dump(obj, f, indent=4) writes it ----
-
-// pyJSONIndent encodes an XML-RPC value as json.dump(v, indent=4) does:
-// insertion order is lost (keys are sorted), floats keep Python's repr so
-// 1.0 stays a float when read back. Like Python, bytes and datetimes are
-// not JSON serialisable; unlike Python, NaN and infinities are refused
-// because they would not read back.
-func pyJSONIndent(v any) ([]byte, error) {
-	return appendPyJSON(nil, v, 0)
+func writeJSONFile(root *os.Root, rel string, v any) error {
+	f, err := root.OpenFile(rel, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriterSize(f, 64<<10)
+	err = py.Dump(w, v, savedJSON)
+	if errors.Is(err, py.ErrTooLarge) {
+		err = fmt.Errorf("the JSON text would exceed %d MiB", maxSavedJSON>>20)
+	}
+	if err == nil {
+		err = w.Flush()
+	}
+	return errors.Join(err, f.Close())
 }
 
-func appendPyJSON(b []byte, v any, depth int) ([]byte, error) {
-	if depth > maxDepth {
-		return nil, fmt.Errorf("nested deeper than %d levels", maxDepth)
-	}
-	indent := func(b []byte, n int) []byte {
-		b = append(b, '\n')
-		for range n {
-			b = append(b, "    "...)
-		}
-		return b
-	}
-	switch x := v.(type) {
-	case nil:
-		return append(b, "null"...), nil
-	case bool:
-		if x {
-			return append(b, "true"...), nil
-		}
-		return append(b, "false"...), nil
-	case int:
-		return strconv.AppendInt(b, int64(x), 10), nil
-	case float64:
-		if math.IsNaN(x) || math.IsInf(x, 0) {
-			return nil, fmt.Errorf("float %v is not representable in JSON", x)
-		}
-		return append(b, PyFloatRepr(x)...), nil
-	case string:
-		return AppendPyJSONString(b, x), nil
-	case []any:
-		if len(x) == 0 {
-			return append(b, "[]"...), nil
-		}
-		b = append(b, '[')
-		for i, e := range x {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = indent(b, depth+1)
-			var err error
-			if b, err = appendPyJSON(b, e, depth+1); err != nil {
-				return nil, err
-			}
-		}
-		b = indent(b, depth)
-		return append(b, ']'), nil
-	case map[string]any:
-		if len(x) == 0 {
-			return append(b, "{}"...), nil
-		}
-		keys := make([]string, 0, len(x))
-		for k := range x {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		b = append(b, '{')
-		for i, k := range keys {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = indent(b, depth+1)
-			b = AppendPyJSONString(b, k)
-			b = append(b, ": "...)
-			var err error
-			if b, err = appendPyJSON(b, x[k], depth+1); err != nil {
-				return nil, err
-			}
-		}
-		b = indent(b, depth)
-		return append(b, '}'), nil
-	case []byte:
-		return nil, errors.New("Object of type Binary is not JSON serializable")
-	case time.Time:
-		return nil, errors.New("Object of type DateTime is not JSON serializable")
-	}
-	return nil, fmt.Errorf("Object of type %T is not JSON serializable", v)
-}
-
-// decodeJSONValue reads JSON into the codec's value types: integers stay
-// int (Python's int), everything with a fraction or exponent is float64.
-func decodeJSONValue(data []byte) (any, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
+// readFileCapped reads a file below the root, refusing one larger than
+// limit without reading more than limit+1 bytes of it.
+func readFileCapped(root *os.Root, rel string, limit int64) ([]byte, error) {
+	f, err := root.Open(rel)
+	if err != nil {
 		return nil, err
 	}
-	if dec.More() {
-		return nil, errors.New("trailing data after the JSON value")
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
 	}
-	return fromJSONNumbers(v), nil
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("file is larger than %d MiB", limit>>20)
+	}
+	return data, nil
 }
 
-func fromJSONNumbers(v any) any {
-	switch x := v.(type) {
-	case json.Number:
-		s := string(x)
-		if !strings.ContainsAny(s, ".eE") {
-			if n, err := strconv.ParseInt(s, 10, 64); err == nil {
-				return int(n)
-			}
-		}
-		f, _ := strconv.ParseFloat(s, 64)
-		return f
-	case []any:
-		for i := range x {
-			x[i] = fromJSONNumbers(x[i])
-		}
-	case map[string]any:
-		for k := range x {
-			x[k] = fromJSONNumbers(x[k])
-		}
+func copyInRoot(root *os.Root, src, dst string) error {
+	in, err := root.Open(src)
+	if err != nil {
+		return err
 	}
-	return v
-}
-
-// pyStr renders a decoded value as Python's str() would, for messages.
-func pyStr(v any) string {
-	switch x := v.(type) {
-	case nil:
-		return "None"
-	case bool:
-		if x {
-			return "True"
-		}
-		return "False"
-	case string:
-		return x
-	case []byte:
-		return fmt.Sprintf("<xmlrpc.client.Binary of %d bytes>", len(x))
+	defer in.Close()
+	out, err := root.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
 	}
-	return fmt.Sprint(v)
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }

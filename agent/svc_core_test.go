@@ -3,14 +3,18 @@ package agent
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vtcluster/vtcluster/agent/py"
 )
 
 // newTestCore returns a core service over a fresh data dir and its quit
@@ -242,7 +246,7 @@ func TestCoreService_jobData_roundTrip(t *testing.T) {
 	// load_job_data reads what save_job_data wrote (upstream's bug fixed),
 	// with ints and floats kept apart.
 	for _, id := range []string{"job1", "latest"} {
-		if v := mustCore(t, c, "load_job_data", id); !reflect.DeepEqual(v, state) {
+		if v := mustCore(t, c, "load_job_data", id); py.Repr(v) != py.Repr(state) {
 			t.Errorf("load_job_data(%s) = %#v, want %#v", id, v, state)
 		}
 	}
@@ -251,7 +255,7 @@ func TestCoreService_jobData_roundTrip(t *testing.T) {
 	if v := mustCore(t, c, "save_job_data", "job2", map[string]any{"n": 2}); v != true {
 		t.Fatal("save_job_data(job2) failed")
 	}
-	if v := mustCore(t, c, "load_job_data", "latest"); !reflect.DeepEqual(v, map[string]any{"n": 2}) {
+	if v := mustCore(t, c, "load_job_data", "latest"); py.Repr(v) != py.Repr(map[string]any{"n": 2}) {
 		t.Errorf("latest after job2 = %v", v)
 	}
 
@@ -311,13 +315,13 @@ func TestCoreService_suiteData(t *testing.T) {
 	if got, _ := os.ReadFile(filepath.Join(suiteDir, "service.log")); string(got) != "svc\n" {
 		t.Errorf("service.log not copied into the suite: %q", got)
 	}
-	want := Struct{{"state", state}, {"results", result}}
+	want := Struct{{Key: "state", Value: state}, {Key: "results", Value: result}}
 	for _, args := range [][]any{{"s1"}, {"s1", nil}, {"s1", "job1"}, {"s1", "latest"}} {
-		if v := mustCore(t, c, "load_suite_data", args...); !reflect.DeepEqual(v, want) {
+		if v := mustCore(t, c, "load_suite_data", args...); py.Repr(v) != py.Repr(want) {
 			t.Errorf("load_suite_data%v = %#v, want %#v", args, v, want)
 		}
 	}
-	if v := mustCore(t, c, "load_suite_data", "s2", "job1"); !reflect.DeepEqual(v, Struct{{"state", state}, {"results", nil}}) {
+	if v := mustCore(t, c, "load_suite_data", "s2", "job1"); py.Repr(v) != py.Repr(Struct{{Key: "state", Value: state}, {Key: "results", Value: nil}}) {
 		t.Errorf("load_suite_data(s2) = %#v", v)
 	}
 	if v := mustCore(t, c, "get_test_result_log_dir", "s1"); v != suiteDir {
@@ -435,7 +439,7 @@ func TestCoreService_symlinks_notFollowedOut(t *testing.T) {
 	if err := os.Symlink(filepath.Join(dd.JobDataDir(), "job1"), latest); err != nil {
 		t.Fatal(err)
 	}
-	if v := mustCore(t, c, "load_job_data", "latest"); !reflect.DeepEqual(v, map[string]any{"k": "v"}) {
+	if v := mustCore(t, c, "load_job_data", "latest"); py.Repr(v) != py.Repr(map[string]any{"k": "v"}) {
 		t.Errorf("load_job_data(latest -> abs job1) = %v", v)
 	}
 }
@@ -458,7 +462,7 @@ func TestCoreService_servedWithAlias(t *testing.T) {
 	// Big ints and nil survive the whole path.
 	mustCore(t, c, "save_job_data", "j", map[string]any{"size": 1 << 40, "none": nil})
 	v, err := rpc(t, url, "core.load_job_data", "j")
-	if err != nil || !reflect.DeepEqual(v, map[string]any{"size": 1 << 40, "none": nil}) {
+	if err != nil || !reflect.DeepEqual(v, map[string]any{"size": int64(1 << 40), "none": nil}) {
 		t.Errorf("core.load_job_data = %#v, %v", v, err)
 	}
 }
@@ -583,5 +587,90 @@ func TestCheckID(t *testing.T) {
 		if err != nil {
 			wantExc(t, err, "ValueError")
 		}
+	}
+}
+
+// Security audit M3: indent=4 costs four bytes per nesting level on every
+// line, so a 4 MiB call of empty strings 98 levels deep used to become a
+// 200 MB
+// state.json built whole in memory. The save must answer False, as
+// upstream does for state it cannot serialise, write nothing, and stay
+// within a small, fixed amount of memory.
+func TestCoreService_saveJobData_amplificationIsCapped(t *testing.T) {
+	c, dd, _ := newTestCore(t)
+	const depth, leaves = 98, 525_000 // 8 bytes a leaf: a 4 MiB call
+	var body strings.Builder
+	body.WriteString("<?xml version='1.0'?>\n<methodCall>\n<methodName>core.save_job_data</methodName>\n<params>\n<param>\n<value><string>big</string></value>\n</param>\n<param>\n")
+	body.WriteString(strings.Repeat("<value><array><data>\n", depth))
+	body.WriteString(strings.Repeat("<value/>", leaves))
+	body.WriteString(strings.Repeat("</data></array></value>\n", depth))
+	body.WriteString("</param>\n</params>\n</methodCall>\n")
+	if n := body.Len(); n < 4<<20 || n > 5<<20 {
+		t.Fatalf("call is %d bytes, want about 4 MiB", n)
+	}
+	// Its JSON text would be ~(4·depth+4)·leaves bytes.
+	if wouldBe := (4*depth + 4) * leaves; wouldBe < 190<<20 {
+		t.Fatalf("the case no longer amplifies: %d bytes", wouldBe)
+	}
+	// Decoding is the server's concern (and bounded there); what is
+	// measured is the save.
+	_, params, err := DecodeCall([]byte(body.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	v := mustCore(t, c, "save_job_data", params...)
+	runtime.ReadMemStats(&after)
+	if v != false {
+		t.Fatalf("save_job_data of an over-cap state = %#v, want False", v)
+	}
+	// Everything the save allocated bounds how far the heap could grow;
+	// building the text whole cost over 400 MiB.
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 4<<20 {
+		t.Errorf("the save allocated %d KiB", alloc>>10)
+	}
+	if _, err := os.Lstat(filepath.Join(dd.JobDataDir(), "big")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a refused save left its job directory behind (%v)", err)
+	}
+	if _, err := os.Lstat(filepath.Join(dd.JobDataDir(), "latest")); err == nil {
+		t.Error("a failed save moved latest")
+	}
+
+	// Under the cap the same shape is saved, and loads back.
+	small := any("")
+	for range depth {
+		small = []any{small}
+	}
+	if v := mustCore(t, c, "save_job_data", "small", small); v != true {
+		t.Fatalf("save_job_data(small) = %v", v)
+	}
+	if v := mustCore(t, c, "load_job_data", "small"); py.Repr(v) != py.Repr(small) {
+		t.Errorf("load_job_data(small) = %s", py.Repr(v))
+	}
+	// A refused save over an existing job keeps what was saved.
+	if v := mustCore(t, c, "save_job_data", "small", params[1]); v != false {
+		t.Fatalf("save_job_data(small, over the cap) = %v", v)
+	}
+	if v := mustCore(t, c, "load_job_data", "small"); py.Repr(v) != py.Repr(small) {
+		t.Errorf("after a refused save, load_job_data(small) = %.60s", py.Repr(v))
+	}
+}
+
+func TestCoreService_loadJobData_refusesAnOversizedFile(t *testing.T) {
+	c, dd, _ := newTestCore(t)
+	mustCore(t, c, "save_job_data", "j", map[string]any{"k": "v"})
+	// A file put there by hand (or an older agent) larger than the cap.
+	f, err := os.OpenFile(filepath.Join(dd.JobDataDir(), "j", "data", "state.json"), os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString(`"` + strings.Repeat("x", maxSavedJSON) + `"`); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if v := mustCore(t, c, "load_job_data", "j"); v != nil {
+		t.Errorf("load_job_data of a %d-byte file = %.40v…, want None", maxSavedJSON+2, v)
 	}
 }

@@ -30,6 +30,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/vtcluster/vtcluster/agent/py"
 )
 
 // ProcessConfig configures the process service. A zero field takes its
@@ -252,19 +254,19 @@ func (s *ProcessService) run(ctx context.Context, args Args) (any, error) {
 	if c.stopCause != nil && !c.timedOut {
 		// The caller went away or the agent is shutting down; nobody
 		// wants the result.
-		return nil, fmt.Errorf("agent: process: run %s (pid %d) stopped: %w", pyRepr(c.argv[0]), c.pid, c.stopCause)
+		return nil, fmt.Errorf("agent: process: run %s (pid %d) stopped: %w", py.Repr(c.argv[0]), c.pid, c.stopCause)
 	}
 	stdout, outDropped := c.stdout.drain()
 	stderr, errDropped := c.stderr.drain()
 	return Struct{
-		{"exit_code", c.exitCode},
-		{"stdout", stdout},
-		{"stderr", stderr},
-		{"stdout_truncated", outDropped > 0},
-		{"stderr_truncated", errDropped > 0},
-		{"timed_out", c.timedOut},
-		{"duration", c.duration.Seconds()},
-		{"pid", c.pid},
+		{Key: "exit_code", Value: c.exitCode},
+		{Key: "stdout", Value: stdout},
+		{Key: "stderr", Value: stderr},
+		{Key: "stdout_truncated", Value: outDropped > 0},
+		{Key: "stderr_truncated", Value: errDropped > 0},
+		{Key: "timed_out", Value: c.timedOut},
+		{Key: "duration", Value: c.duration.Seconds()},
+		{Key: "pid", Value: c.pid},
 	}, nil
 }
 
@@ -396,11 +398,11 @@ func (s *ProcessService) list(_ context.Context, args Args) (any, error) {
 	for _, c := range cs {
 		running, code := c.state()
 		out = append(out, Struct{
-			{"id", c.id},
-			{"pid", c.pid},
-			{"argv", c.argv},
-			{"running", running},
-			{"exit_code", code},
+			{Key: "id", Value: c.id},
+			{Key: "pid", Value: c.pid},
+			{Key: "argv", Value: c.argv},
+			{Key: "running", Value: running},
+			{Key: "exit_code", Value: code},
 		})
 	}
 	return out, nil
@@ -416,7 +418,7 @@ func (s *ProcessService) remove(_ context.Context, args Args) (any, error) {
 		return nil, err
 	}
 	if running, _ := c.state(); running {
-		return nil, Faultf("ValueError", "process %s (pid %d) is still running; kill it and wait for it first", pyRepr(c.id), c.pid)
+		return nil, Faultf("ValueError", "process %s (pid %d) is still running; kill it and wait for it first", py.Repr(c.id), c.pid)
 	}
 	s.mu.Lock()
 	delete(s.procs, c.id)
@@ -434,7 +436,7 @@ func (s *ProcessService) lookup(args Args) (*child, error) {
 	defer s.mu.Unlock()
 	c, ok := s.procs[id]
 	if !ok {
-		return nil, Faultf("KeyError", "no background process with id %s (finished processes are forgotten after %v or once removed)", pyRepr(id), s.cfg.RetainFinished)
+		return nil, Faultf("KeyError", "no background process with id %s (finished processes are forgotten after %v or once removed)", py.Repr(id), s.cfg.RetainFinished)
 	}
 	return c, nil
 }
@@ -567,9 +569,9 @@ func (s *ProcessService) parseOptions(m map[string]any) (procOptions, error) {
 			cwd, ok := v.(string)
 			switch {
 			case !ok:
-				err = Faultf("TypeError", "option 'cwd' must be str, not %s", pyTypeName(v))
+				err = Faultf("TypeError", "option 'cwd' must be str, not %s", py.TypeName(v))
 			case !filepath.IsAbs(cwd) || strings.IndexByte(cwd, 0) >= 0:
-				err = Faultf("ValueError", "option 'cwd' must be an absolute path, got %s", pyRepr(cwd))
+				err = Faultf("ValueError", "option 'cwd' must be an absolute path, got %s", py.Repr(cwd))
 			}
 			o.cwd = cwd
 		case "stdin":
@@ -579,25 +581,25 @@ func (s *ProcessService) parseOptions(m map[string]any) (procOptions, error) {
 			case string:
 				o.stdin = []byte(x)
 			default:
-				err = Faultf("TypeError", "option 'stdin' must be bytes or str, not %s", pyTypeName(v))
+				err = Faultf("TypeError", "option 'stdin' must be bytes or str, not %s", py.TypeName(v))
 			}
 		case "max_output":
-			n, ok := v.(int)
+			n, ok := py.Int(v)
 			switch {
 			case !ok:
-				err = Faultf("TypeError", "option 'max_output' must be int, not %s", pyTypeName(v))
+				err = Faultf("TypeError", "option 'max_output' must be int, not %s", py.TypeName(v))
 			case n < 0 || n > maxOutputCeiling:
 				err = Faultf("ValueError", "option 'max_output' must be within 0..%d bytes, got %d", maxOutputCeiling, n)
 			}
-			o.maxOutput = n
+			o.maxOutput = int(n)
 		case "log_output":
 			b, ok := v.(bool)
 			if !ok {
-				err = Faultf("TypeError", "option 'log_output' must be bool, not %s", pyTypeName(v))
+				err = Faultf("TypeError", "option 'log_output' must be bool, not %s", py.TypeName(v))
 			}
 			o.logOutput = b
 		default:
-			err = Faultf("TypeError", "unexpected option %s (options are %s)", pyRepr(k), optionNames)
+			err = Faultf("TypeError", "unexpected option %s (options are %s)", py.Repr(k), optionNames)
 		}
 		if err != nil {
 			return procOptions{}, err
@@ -609,18 +611,18 @@ func (s *ProcessService) parseOptions(m map[string]any) (procOptions, error) {
 func envArg(v any) (map[string]string, error) {
 	m, ok := v.(map[string]any)
 	if !ok {
-		return nil, Faultf("TypeError", "option 'env' must be dict, not %s", pyTypeName(v))
+		return nil, Faultf("TypeError", "option 'env' must be dict, not %s", py.TypeName(v))
 	}
 	out := make(map[string]string, len(m))
 	for _, k := range slices.Sorted(maps.Keys(m)) {
 		s, ok := m[k].(string)
 		switch {
 		case !validEnvName(k):
-			return nil, Faultf("ValueError", "option 'env' key %s is not a valid variable name", pyRepr(k))
+			return nil, Faultf("ValueError", "option 'env' key %s is not a valid variable name", py.Repr(k))
 		case !ok:
-			return nil, Faultf("TypeError", "option 'env' value of %s must be str, not %s", pyRepr(k), pyTypeName(m[k]))
+			return nil, Faultf("TypeError", "option 'env' value of %s must be str, not %s", py.Repr(k), py.TypeName(m[k]))
 		case strings.IndexByte(s, 0) >= 0:
-			return nil, Faultf("ValueError", "option 'env' value of %s contains a NUL byte", pyRepr(k))
+			return nil, Faultf("ValueError", "option 'env' value of %s contains a NUL byte", py.Repr(k))
 		}
 		out[k] = s
 	}
@@ -636,12 +638,14 @@ func validEnvName(k string) bool {
 func durationArg(v any, what string, limit time.Duration) (time.Duration, error) {
 	var f float64
 	switch x := v.(type) {
-	case int:
+	case int: // Go callers
+		f = float64(x)
+	case int64: // the wire
 		f = float64(x)
 	case float64:
 		f = x
 	default:
-		return 0, Faultf("TypeError", "%s must be int or float, not %s", what, pyTypeName(v))
+		return 0, Faultf("TypeError", "%s must be int or float, not %s", what, py.TypeName(v))
 	}
 	if math.IsNaN(f) || f < 0 || f > limit.Seconds() {
 		return 0, Faultf("ValueError", "%s must be within 0..%g seconds, got %g", what, limit.Seconds(), f)
@@ -684,7 +688,7 @@ func lookPath(name, pathEnv string) (string, error) {
 func osFault(err error, name string) *Fault {
 	var errno syscall.Errno
 	if !errors.As(err, &errno) {
-		return Faultf("OSError", "%s: %v", pyRepr(name), err)
+		return Faultf("OSError", "%s: %v", py.Repr(name), err)
 	}
 	typ := "OSError"
 	switch errno {
@@ -703,25 +707,11 @@ func osFault(err error, name string) *Fault {
 	if msg != "" {
 		msg = strings.ToUpper(msg[:1]) + msg[1:]
 	}
-	return Faultf(typ, "[Errno %d] %s: %s", int(errno), msg, pyRepr(name))
+	return Faultf(typ, "[Errno %d] %s: %s", int(errno), msg, py.Repr(name))
 }
 
-// pyRepr quotes s roughly as Python's repr does, for messages.
-func pyRepr(s string) string {
-	q := strconv.Quote(s)
-	if strings.Contains(s, "'") {
-		return q
-	}
-	return "'" + strings.ReplaceAll(q[1:len(q)-1], `\"`, `"`) + "'"
-}
-
-func argvRepr(argv []string) string {
-	q := make([]string, len(argv))
-	for i, a := range argv {
-		q[i] = pyRepr(a)
-	}
-	return "[" + strings.Join(q, ", ") + "]"
-}
+// argvRepr is how argv shows in the agent's log: as Python's repr(list).
+func argvRepr(argv []string) string { return py.Repr(argv) }
 
 // child is one launched process group and what it has produced.
 type child struct {
@@ -786,16 +776,16 @@ func (c *child) report() Struct {
 	stdout, outDropped := c.stdout.drain()
 	stderr, errDropped := c.stderr.drain()
 	return Struct{
-		{"id", c.id},
-		{"pid", c.pid},
-		{"running", running},
-		{"exit_code", code},
-		{"stdout", stdout},
-		{"stderr", stderr},
-		{"stdout_dropped", int(outDropped)},
-		{"stderr_dropped", int(errDropped)},
-		{"timed_out", timedOut},
-		{"duration", dur.Seconds()},
+		{Key: "id", Value: c.id},
+		{Key: "pid", Value: c.pid},
+		{Key: "running", Value: running},
+		{Key: "exit_code", Value: code},
+		{Key: "stdout", Value: stdout},
+		{Key: "stderr", Value: stderr},
+		{Key: "stdout_dropped", Value: int(outDropped)},
+		{Key: "stderr_dropped", Value: int(errDropped)},
+		{Key: "timed_out", Value: timedOut},
+		{Key: "duration", Value: dur.Seconds()},
 	}
 }
 

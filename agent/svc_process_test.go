@@ -599,7 +599,7 @@ func TestProcessService_Run_wireEncodable(t *testing.T) {
 	if !bytes.Equal(m["stdout"].([]byte), []byte("\x00<&>\xff")) || !bytes.Equal(m["stderr"].([]byte), []byte("e\x1b")) {
 		t.Fatalf("output after the wire: %q %q", m["stdout"], m["stderr"])
 	}
-	if m["exit_code"] != 2 || m["timed_out"] != false || m["pid"] != procMember(t, r, "pid") {
+	if m["exit_code"] != int64(2) || m["timed_out"] != false || m["pid"] != int64(procMember(t, r, "pid").(int)) {
 		t.Fatalf("decoded %v", m)
 	}
 	if _, ok := m["duration"].(float64); !ok {

@@ -19,28 +19,17 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/vtcluster/vtcluster/agent/py"
 )
 
 // Member is one named value of an ordered Struct.
-type Member struct {
-	Name  string
-	Value any
-}
+type Member = py.Item
 
 // Struct is an XML-RPC struct whose member order is kept, for replies whose
 // key order matters to a reader (Python dicts keep insertion order).
 // Decoding produces map[string]any; Struct is for encoding.
-type Struct []Member
-
-// Get returns the value of the first member called name.
-func (s Struct) Get(name string) (any, bool) {
-	for _, m := range s {
-		if m.Name == name {
-			return m.Value, true
-		}
-	}
-	return nil, false
-}
+type Struct = py.Dict
 
 // WireFault is an XML-RPC fault as it travels: any code and any string.
 // Faults raised by avocado-vt agents carry a JSON string, see Fault.
@@ -98,12 +87,12 @@ func EncodeFaultResponse(code int, message string) []byte {
 	var b bytes.Buffer
 	b.WriteString(xmlHeader)
 	b.WriteString("<methodResponse>\n<fault>\n")
-	s := Struct{{"faultCode", code}, {"faultString", sanitizeXMLText(message)}}
+	s := Struct{{Key: "faultCode", Value: code}, {Key: "faultString", Value: sanitizeXMLText(message)}}
 	if err := encodeValue(&b, s, 0); err != nil {
 		// Only reachable if sanitizeXMLText is wrong; keep the reply valid.
 		b.Reset()
 		b.WriteString(xmlHeader + "<methodResponse>\n<fault>\n")
-		_ = encodeValue(&b, Struct{{"faultCode", code}, {"faultString", "unencodable fault message"}}, 0)
+		_ = encodeValue(&b, Struct{{Key: "faultCode", Value: code}, {Key: "faultString", Value: "unencodable fault message"}}, 0)
 	}
 	b.WriteString("</fault>\n</methodResponse>\n")
 	return b.Bytes()
@@ -202,7 +191,7 @@ func encodeValue(b *bytes.Buffer, v any, depth int) error {
 	case Struct:
 		b.WriteString("<value><struct>\n")
 		for _, m := range x {
-			if err := encodeMember(b, m.Name, m.Value, depth); err != nil {
+			if err := encodeMember(b, m.Key, m.Value, depth); err != nil {
 				return err
 			}
 		}
@@ -313,57 +302,9 @@ func encodeInt(b *bytes.Buffer, n int64) error {
 
 func encodeDouble(b *bytes.Buffer, f float64) error {
 	b.WriteString("<value><double>")
-	b.WriteString(PyFloatRepr(f))
+	b.Write(py.AppendFloatRepr(b.AvailableBuffer(), f))
 	b.WriteString("</double></value>\n")
 	return nil
-}
-
-// PyFloatRepr formats f as Python's repr(float) does: the shortest string
-// that round-trips, in fixed notation for exponents -4..15 and scientific
-// notation (at least two exponent digits) otherwise, always with a decimal
-// point or exponent, and inf/nan spelled in lower case.
-func PyFloatRepr(f float64) string {
-	switch {
-	case math.IsInf(f, 1):
-		return "inf"
-	case math.IsInf(f, -1):
-		return "-inf"
-	case math.IsNaN(f):
-		return "nan"
-	}
-	// 'e' with -1 precision gives the shortest round-trip digits.
-	s := strconv.FormatFloat(f, 'e', -1, 64)
-	mant, expStr, _ := strings.Cut(s, "e")
-	exp, _ := strconv.Atoi(expStr)
-	neg := strings.HasPrefix(mant, "-")
-	mant = strings.TrimPrefix(mant, "-")
-	digits := strings.Replace(mant, ".", "", 1)
-	var out string
-	if exp >= -4 && exp < 16 {
-		if exp >= 0 {
-			if len(digits) <= exp+1 {
-				out = digits + strings.Repeat("0", exp+1-len(digits)) + ".0"
-			} else {
-				out = digits[:exp+1] + "." + digits[exp+1:]
-			}
-		} else {
-			out = "0." + strings.Repeat("0", -exp-1) + digits
-		}
-	} else {
-		out = digits[:1]
-		if len(digits) > 1 {
-			out += "." + digits[1:]
-		}
-		sign := "+"
-		if exp < 0 {
-			sign, exp = "-", -exp
-		}
-		out += fmt.Sprintf("e%s%02d", sign, exp)
-	}
-	if neg {
-		out = "-" + out
-	}
-	return out
 }
 
 // encodeBytesLikePython mirrors base64.encodebytes: lines of 76 characters,

@@ -377,7 +377,7 @@ func (d *decoder) typed(tag string) (any, error) {
 		if err != nil {
 			return nil, d.errorf("bad integer %q (64-bit signed range)", truncate(s, 40))
 		}
-		return int(n), nil
+		return n, nil
 	case "double", "float", "bigdecimal":
 		s, err := d.text()
 		if err != nil {
@@ -527,8 +527,8 @@ func (d *decoder) fault() error {
 	}
 	f := &WireFault{}
 	switch c := m["faultCode"].(type) {
-	case int:
-		f.Code = c
+	case int64:
+		f.Code = int(c)
 	case string:
 		// Python builds Fault(**struct) and so tolerates a string code.
 		n, err := strconv.Atoi(strings.TrimSpace(c))

@@ -11,7 +11,6 @@ import (
 	"math"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -20,6 +19,7 @@ import (
 	"github.com/urfave/cli/v3"
 
 	"github.com/vtcluster/vtcluster/agent"
+	"github.com/vtcluster/vtcluster/agent/py"
 	"github.com/vtcluster/vtcluster/cluster"
 )
 
@@ -135,17 +135,11 @@ func parseJSONArg(s string) (any, error) {
 func fromJSONValue(v any, path string) (any, error) {
 	switch t := v.(type) {
 	case json.Number:
-		if i, err := strconv.ParseInt(t.String(), 10, 64); err == nil {
-			return i, nil
+		n, err := py.Number(t.String())
+		if err != nil {
+			return nil, fmt.Errorf("%s: %v", path, err)
 		}
-		if strings.ContainsAny(t.String(), ".eE") {
-			f, err := t.Float64()
-			if err != nil {
-				return nil, fmt.Errorf("%s: %v", path, err)
-			}
-			return f, nil
-		}
-		return nil, fmt.Errorf("%s: integer %s does not fit in 64 bits", path, t)
+		return n, nil
 	case []any:
 		out := make([]any, len(t))
 		for i, x := range t {
@@ -251,7 +245,7 @@ func toJSONValue(v any) (any, error) {
 		out := make(map[string]any, len(t))
 		for _, m := range t {
 			var err error
-			if out[m.Name], err = toJSONValue(m.Value); err != nil {
+			if out[m.Key], err = toJSONValue(m.Value); err != nil {
 				return nil, err
 			}
 		}
@@ -446,7 +440,8 @@ func execResult(e *env, res any, timeout time.Duration) error {
 		fmt.Fprintf(e.stderr, "vtcluster: exec: the command ran out of its %s timeout and was killed\n", timeout)
 		return exitError{code: 124}
 	}
-	code, ok := m["exit_code"].(int)
+	code64, ok := py.Int(m["exit_code"])
+	code := int(code64)
 	if !ok {
 		return fmt.Errorf("exec: process.run returned exit_code %v (%T), want an int", m["exit_code"], m["exit_code"])
 	}

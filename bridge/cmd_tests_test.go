@@ -46,7 +46,7 @@ func TestTestsList_json(t *testing.T) {
 
 func TestTestsList_badFileExits1NamingFileAndPath(t *testing.T) {
 	code, out, stderr := runVT(t, "tests", "list", "--json", "../testdata/multihost/local.json", "../testdata/multihost/bad/bad-selector.json")
-	if code != 1 || out != "" || !strings.Contains(stderr, "../testdata/multihost/bad/bad-selector.json: tests[1].nodes.src:") {
+	if code != 1 || out != "" || !strings.Contains(stderr, "../testdata/multihost/bad/bad-selector.json:3:36: tests[1].nodes.src:") {
 		t.Errorf("exit %d\nstdout %q\nstderr %q", code, out, stderr)
 	}
 }

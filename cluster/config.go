@@ -18,6 +18,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/vtcluster/vtcluster/agent/py"
 )
 
 // Host parameter defaults. Ports and user match upstream's Node; the agent
@@ -183,18 +185,11 @@ type ConfigError struct {
 }
 
 func (e *ConfigError) Error() string {
-	var b strings.Builder
-	b.WriteString(e.File)
-	if e.Path == "" && e.Line > 0 {
-		fmt.Fprintf(&b, ":%d:%d", e.Line, e.Column)
-	}
-	b.WriteString(": ")
+	line := e.Line
 	if e.Path != "" {
-		b.WriteString(e.Path)
-		b.WriteString(": ")
+		line = 0 // the path says where
 	}
-	b.WriteString(e.Msg)
-	return b.String()
+	return py.Locate(e.File, line, e.Column, e.Path, e.Msg)
 }
 
 func (e *ConfigError) Unwrap() error { return e.Err }
@@ -256,12 +251,29 @@ type configLoader struct {
 	warns []string
 }
 
-func (l *configLoader) errorAt(v *jvalue, path, format string, args ...any) {
+func (l *configLoader) errorAt(v *py.Node, path, format string, args ...any) {
 	line, col := 0, 0
 	if v != nil {
-		line, col = textLineCol(l.data, v.start)
+		line, col = py.LineCol(l.data, v.Start)
 	}
 	l.errs = append(l.errs, &ConfigError{File: l.file, Path: path, Line: line, Column: col, Msg: fmt.Sprintf(format, args...)})
+}
+
+// treeError locates a problem ParseTree found.
+func (l *configLoader) treeError(err error) error {
+	var te *py.TreeError
+	if !errors.As(err, &te) {
+		return &ConfigError{File: l.file, Msg: err.Error()}
+	}
+	return &ConfigError{File: l.file, Path: te.Path, Line: te.Line, Column: te.Column, Msg: te.Msg}
+}
+
+// cfgTreePath is cfgPath for ParseTree: array elements as hosts.0.
+func cfgTreePath(parent string, key any) string {
+	if i, ok := key.(int); ok {
+		return parent + "." + strconv.Itoa(i)
+	}
+	return cfgPath(parent, key.(string))
 }
 
 func (l *configLoader) warn(path, format string, args ...any) {
@@ -269,32 +281,35 @@ func (l *configLoader) warn(path, format string, args ...any) {
 }
 
 func (l *configLoader) load() *Config {
-	root, err := parseJSONTree(l.data)
-	if err != nil {
-		l.errs = append(l.errs, err.configError(l.file))
+	if len(bytes.TrimSpace(l.data)) == 0 {
+		l.errs = append(l.errs, &ConfigError{File: l.file, Line: 1, Column: 1, Msg: "empty file: expected a JSON object with \"hosts\" and \"pools\""})
 		return nil
 	}
-	for _, d := range root.dups {
-		l.errs = append(l.errs, d.configError(l.file))
+	top, dups, err := py.ParseTree(l.data, py.TreeOptions{MaxDepth: maxConfigDepth, Path: cfgTreePath})
+	if err != nil {
+		l.errs = append(l.errs, l.treeError(err))
+		return nil
+	}
+	for _, d := range dups {
+		l.errs = append(l.errs, l.treeError(d))
 	}
 	cfg := &Config{Pools: json.RawMessage("{}")}
-	top := root.value
-	if top.kind != jObject {
+	if top.Kind != py.JSONObject {
 		l.errorAt(top, "", "expected a JSON object with \"hosts\" and \"pools\", got %s", cfgDescribe(top))
 		return cfg
 	}
-	var hosts *jvalue
-	for _, m := range top.members {
-		switch m.key {
+	var hosts *py.Node
+	for _, m := range top.Members {
+		switch m.Key {
 		case "hosts":
-			hosts = m.val
+			hosts = m.Value
 			cfg.Hosts = l.hosts(hosts)
 		case "pools":
-			if l.pools(m.val) {
-				cfg.Pools = json.RawMessage(l.data[m.val.start:m.val.end])
+			if l.pools(m.Value) {
+				cfg.Pools = json.RawMessage(l.data[m.Value.Start:m.Value.End])
 			}
 		default:
-			l.warn(cfgPath("", m.key), "unknown key ignored (upstream reads only \"hosts\" and \"pools\")")
+			l.warn(cfgPath("", m.Key), "unknown key ignored (upstream reads only \"hosts\" and \"pools\")")
 		}
 	}
 	if hosts == nil {
@@ -303,17 +318,17 @@ func (l *configLoader) load() *Config {
 	return cfg
 }
 
-func (l *configLoader) hosts(v *jvalue) []HostConfig {
-	if v.kind != jObject {
+func (l *configLoader) hosts(v *py.Node) []HostConfig {
+	if v.Kind != py.JSONObject {
 		l.errorAt(v, "hosts", "expected an object of node name to host parameters, got %s", cfgDescribe(v))
 		return nil
 	}
-	if len(v.members) == 0 {
+	if len(v.Members) == 0 {
 		l.warn("hosts", "no hosts: the cluster has no nodes")
 	}
 	var out []HostConfig
-	for _, m := range v.members {
-		if h, ok := l.host(m.key, m.val); ok {
+	for _, m := range v.Members {
+		if h, ok := l.host(m.Key, m.Value); ok {
 			out = append(out, h)
 		}
 	}
@@ -323,22 +338,22 @@ func (l *configLoader) hosts(v *jvalue) []HostConfig {
 // pools checks the shape upstream's resource manager iterates over: groups
 // of named pools, each pool a parameter object. The content of a pool is the
 // resource manager's business.
-func (l *configLoader) pools(v *jvalue) bool {
-	if v.kind != jObject {
+func (l *configLoader) pools(v *py.Node) bool {
+	if v.Kind != py.JSONObject {
 		l.errorAt(v, "pools", "expected an object of pool groups, got %s", cfgDescribe(v))
 		return false
 	}
 	ok := true
-	for _, g := range v.members {
-		gp := cfgPath("pools", g.key)
-		if g.val.kind != jObject {
-			l.errorAt(g.val, gp, "expected an object of pool name to pool parameters, got %s", cfgDescribe(g.val))
+	for _, g := range v.Members {
+		gp := cfgPath("pools", g.Key)
+		if g.Value.Kind != py.JSONObject {
+			l.errorAt(g.Value, gp, "expected an object of pool name to pool parameters, got %s", cfgDescribe(g.Value))
 			ok = false
 			continue
 		}
-		for _, p := range g.val.members {
-			if p.val.kind != jObject {
-				l.errorAt(p.val, cfgPath(gp, p.key), "expected an object of pool parameters, got %s", cfgDescribe(p.val))
+		for _, p := range g.Value.Members {
+			if p.Value.Kind != py.JSONObject {
+				l.errorAt(p.Value, cfgPath(gp, p.Key), "expected an object of pool parameters, got %s", cfgDescribe(p.Value))
 				ok = false
 			}
 		}
@@ -346,64 +361,64 @@ func (l *configLoader) pools(v *jvalue) bool {
 	return ok
 }
 
-func (l *configLoader) host(name string, v *jvalue) (HostConfig, bool) {
+func (l *configLoader) host(name string, v *py.Node) (HostConfig, bool) {
 	path := cfgPath("hosts", name)
 	nerr := len(l.errs)
 	h := DefaultHostConfig(name)
-	if v.kind != jObject {
+	if v.Kind != py.JSONObject {
 		l.errorAt(v, path, "expected an object of host parameters, got %s", cfgDescribe(v))
 		return h, false
 	}
 	// Types are checked here, where positions are known; what the values
 	// may be is ValidateHost's, shared with "node add" and the state.
 	typeErr := map[string]bool{}
-	at := map[string]*jvalue{}
-	var labels *jvalue
-	for _, m := range v.members {
-		kp := cfgPath(path, m.key)
-		at[m.key] = m.val
+	at := map[string]*py.Node{}
+	var labels *py.Node
+	for _, m := range v.Members {
+		kp := cfgPath(path, m.Key)
+		at[m.Key] = m.Value
 		before := len(l.errs)
-		switch m.key {
+		switch m.Key {
 		case "address":
-			h.Address, _ = l.str(m.val, kp)
+			h.Address, _ = l.str(m.Value, kp)
 		case "hostname":
-			h.Hostname, _ = l.str(m.val, kp)
+			h.Hostname, _ = l.str(m.Value, kp)
 		case "username":
-			h.Username, _ = l.str(m.val, kp)
+			h.Username, _ = l.str(m.Value, kp)
 		case "password":
-			h.Password, _ = l.str(m.val, kp)
+			h.Password, _ = l.str(m.Value, kp)
 		case "shell_port":
-			h.ShellPort = l.port(m.val, kp)
+			h.ShellPort = l.port(m.Value, kp)
 		case "proxy_port":
-			h.ProxyPort = l.port(m.val, kp)
+			h.ProxyPort = l.port(m.Value, kp)
 		case "shell_prompt":
 			// Accepted for upstream files; we run commands, not an
 			// interactive shell, so there is no prompt to match.
-			l.str(m.val, kp)
+			l.str(m.Value, kp)
 		case "agent_base_dir":
-			if s, ok := l.str(m.val, kp); ok {
+			if s, ok := l.str(m.Value, kp); ok {
 				h.AgentBaseDir = s
 				if strings.HasPrefix(s, "/") && !slices.Contains(strings.Split(s, "/"), "..") {
 					h.AgentBaseDir = filepath.Clean(s)
 				}
 			}
 		case "key_file":
-			h.KeyFile = l.localPath(m.val, kp)
+			h.KeyFile = l.localPath(m.Value, kp)
 		case "known_hosts":
-			h.KnownHosts = l.localPath(m.val, kp)
+			h.KnownHosts = l.localPath(m.Value, kp)
 		case "token_file":
-			h.TokenFile = l.localPath(m.val, kp)
+			h.TokenFile = l.localPath(m.Value, kp)
 		case "agent_bind":
-			h.AgentBind, _ = l.str(m.val, kp)
+			h.AgentBind, _ = l.str(m.Value, kp)
 		case "arch":
-			h.Arch, _ = l.str(m.val, kp)
+			h.Arch, _ = l.str(m.Value, kp)
 		case "labels":
-			labels = m.val
-			h.Labels = l.labels(m.val, kp)
+			labels = m.Value
+			h.Labels = l.labels(m.Value, kp)
 		default:
-			l.warn(kp, "unknown host parameter ignored%s", suggestKey(m.key, hostKeys))
+			l.warn(kp, "unknown host parameter ignored%s", suggestKey(m.Key, hostKeys))
 		}
-		typeErr[m.key] = len(l.errs) > before
+		typeErr[m.Key] = len(l.errs) > before
 	}
 	for _, e := range ValidateHost(h) {
 		key, label, isLabel := strings.Cut(e.Field, ".")
@@ -415,9 +430,9 @@ func (l *configLoader) host(name string, v *jvalue) (HostConfig, bool) {
 		case e.Field == "name" || e.Field == "":
 		case isLabel && labels != nil:
 			jv, kp = labels, cfgPath(cfgPath(path, "labels"), label)
-			for _, m := range labels.members {
-				if m.key == label {
-					jv = m.val
+			for _, m := range labels.Members {
+				if m.Key == label {
+					jv = m.Value
 				}
 			}
 		case at[e.Field] != nil:
@@ -587,21 +602,21 @@ func editDistance(a, b string) int {
 	return prev[len(b)]
 }
 
-func (l *configLoader) str(v *jvalue, path string) (string, bool) {
-	if v.kind != jString {
+func (l *configLoader) str(v *py.Node, path string) (string, bool) {
+	if v.Kind != py.JSONString {
 		l.errorAt(v, path, "expected a string, got %s", cfgDescribe(v))
 		return "", false
 	}
-	return v.str, true
+	return v.Str, true
 }
 
-func (l *configLoader) port(v *jvalue, path string) int {
+func (l *configLoader) port(v *py.Node, path string) int {
 	var digits string
-	switch v.kind {
-	case jString:
-		digits = v.str
-	case jNumber:
-		digits = string(v.num)
+	switch v.Kind {
+	case py.JSONString:
+		digits = v.Str
+	case py.JSONNumber:
+		digits = string(v.Num)
 	}
 	n, err := strconv.ParseUint(digits, 10, 16)
 	if err != nil || n == 0 {
@@ -614,7 +629,7 @@ func (l *configLoader) port(v *jvalue, path string) int {
 // localPath resolves a controller-side file name: "~/" is the user's home,
 // and relative names are relative to the config file, not to wherever the
 // command happens to run.
-func (l *configLoader) localPath(v *jvalue, path string) string {
+func (l *configLoader) localPath(v *py.Node, path string) string {
 	s, ok := l.str(v, path)
 	if !ok {
 		return ""
@@ -637,49 +652,31 @@ func (l *configLoader) localPath(v *jvalue, path string) string {
 	return filepath.Join(l.dir, s)
 }
 
-func (l *configLoader) labels(v *jvalue, path string) map[string]any {
-	if v.kind != jObject {
+func (l *configLoader) labels(v *py.Node, path string) map[string]any {
+	if v.Kind != py.JSONObject {
 		l.errorAt(v, path, "expected an object of label name to string, number or boolean, got %s", cfgDescribe(v))
 		return nil
 	}
-	out := make(map[string]any, len(v.members))
-	for _, m := range v.members {
-		kp := cfgPath(path, m.key)
-		switch m.val.kind {
-		case jString:
-			out[m.key] = m.val.str
-		case jBool:
-			out[m.key] = m.val.b
-		case jNumber:
-			n, err := jsonNumberValue(m.val.num)
+	out := make(map[string]any, len(v.Members))
+	for _, m := range v.Members {
+		kp := cfgPath(path, m.Key)
+		switch m.Value.Kind {
+		case py.JSONString:
+			out[m.Key] = m.Value.Str
+		case py.JSONBool:
+			out[m.Key] = m.Value.Bool
+		case py.JSONNumber:
+			n, err := py.Number(m.Value.Num.String())
 			if err != nil {
-				l.errorAt(m.val, kp, "%v", err)
+				l.errorAt(m.Value, kp, "%v", err)
 				continue
 			}
-			out[m.key] = n
+			out[m.Key] = n
 		default:
-			l.errorAt(m.val, kp, "expected a string, number or boolean, got %s", cfgDescribe(m.val))
+			l.errorAt(m.Value, kp, "expected a string, number or boolean, got %s", cfgDescribe(m.Value))
 		}
 	}
 	return out
-}
-
-// jsonNumberValue turns a JSON number into int when it is written as an
-// integer, float64 otherwise, so that labels, and properties read back from
-// a state file, have the types the agent's XML-RPC values have.
-func jsonNumberValue(num json.Number) (any, error) {
-	s := string(num)
-	if !strings.ContainsAny(s, ".eE") {
-		if i, err := strconv.ParseInt(s, 10, 0); err == nil {
-			return int(i), nil
-		}
-		return nil, fmt.Errorf("integer %s is out of range", s)
-	}
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil {
-		return nil, fmt.Errorf("number %s is out of range", s)
-	}
-	return f, nil
 }
 
 // cfgPath appends key to a dotted path, quoting keys that are not plain
@@ -695,225 +692,23 @@ func cfgPath(base, key string) string {
 }
 
 // cfgDescribe renders a value for "got ..." in messages.
-func cfgDescribe(v *jvalue) string {
-	switch v.kind {
-	case jObject:
+func cfgDescribe(v *py.Node) string {
+	switch v.Kind {
+	case py.JSONObject:
 		return "an object"
-	case jArray:
+	case py.JSONArray:
 		return "an array"
-	case jString:
-		s := v.str
+	case py.JSONString:
+		s := v.Str
 		if utf8.RuneCountInString(s) > 40 {
 			s = string([]rune(s)[:40]) + "..."
 		}
 		return strconv.Quote(s)
-	case jNumber:
-		return string(v.num)
-	case jBool:
-		return strconv.FormatBool(v.b)
+	case py.JSONNumber:
+		return string(v.Num)
+	case py.JSONBool:
+		return strconv.FormatBool(v.Bool)
 	default:
 		return "null"
 	}
-}
-
-// The config is parsed into a small tree rather than decoded into structs,
-// because the checks need what encoding/json hides: every duplicate key
-// (Python keeps the last, gjson the first, so a duplicate means two
-// different clusters), the order of hosts, the position of each value, and
-// the raw text of "pools".
-
-type jkind uint8
-
-const (
-	jNull jkind = iota
-	jObject
-	jArray
-	jString
-	jNumber
-	jBool
-)
-
-type jvalue struct {
-	kind       jkind
-	start, end int // byte offsets of the value's text
-	members    []jmember
-	elems      []*jvalue
-	str        string
-	num        json.Number
-	b          bool
-}
-
-type jmember struct {
-	key string
-	pos int // byte offset of the key
-	val *jvalue
-}
-
-type jsonTree struct {
-	value *jvalue
-	dups  []*jsonSyntaxError
-}
-
-// jsonSyntaxError is a problem located by byte offset, turned into a
-// ConfigError once the file name is known.
-type jsonSyntaxError struct {
-	data   []byte
-	offset int
-	path   string
-	msg    string
-}
-
-func (e *jsonSyntaxError) configError(file string) *ConfigError {
-	line, col := textLineCol(e.data, e.offset)
-	return &ConfigError{File: file, Path: e.path, Line: line, Column: col, Msg: e.msg}
-}
-
-type jsonParser struct {
-	data []byte
-	dec  *json.Decoder
-	dups []*jsonSyntaxError
-}
-
-func parseJSONTree(data []byte) (*jsonTree, *jsonSyntaxError) {
-	if len(data) >= 3 && string(data[:3]) == "\xef\xbb\xbf" {
-		return nil, &jsonSyntaxError{data: data, msg: "file starts with a UTF-8 byte order mark, which JSON does not allow (Python's json.load refuses it too); save it without BOM"}
-	}
-	if !utf8.Valid(data) {
-		off := 0
-		for off < len(data) {
-			r, size := utf8.DecodeRune(data[off:])
-			if r == utf8.RuneError && size == 1 {
-				break
-			}
-			off += size
-		}
-		return nil, &jsonSyntaxError{data: data, offset: off, msg: "invalid UTF-8: the file must be UTF-8 text"}
-	}
-	p := &jsonParser{data: data, dec: json.NewDecoder(bytes.NewReader(data))}
-	p.dec.UseNumber()
-	v, err := p.value("", 0)
-	if err != nil {
-		return nil, err
-	}
-	if tok, err := p.dec.Token(); err != io.EOF {
-		if err != nil {
-			return nil, p.syntaxError(err)
-		}
-		_ = tok
-		return nil, &jsonSyntaxError{data: data, offset: v.end + cfgSkipSpace(data[v.end:]), msg: "unexpected data after the top-level JSON value"}
-	}
-	return &jsonTree{value: v, dups: p.dups}, nil
-}
-
-// pos is the offset of the next token: the decoder reports the end of the
-// previous one, and separators and blanks lie in between.
-func (p *jsonParser) pos() int {
-	off := int(p.dec.InputOffset())
-	for off < len(p.data) && strings.IndexByte(" \t\r\n,:", p.data[off]) >= 0 {
-		off++
-	}
-	return off
-}
-
-func (p *jsonParser) value(path string, depth int) (*jvalue, *jsonSyntaxError) {
-	if depth > maxConfigDepth {
-		return nil, &jsonSyntaxError{data: p.data, offset: p.pos(), msg: fmt.Sprintf("nested deeper than %d levels", maxConfigDepth)}
-	}
-	v := &jvalue{start: p.pos()}
-	tok, err := p.dec.Token()
-	if err != nil {
-		return nil, p.syntaxError(err)
-	}
-	switch t := tok.(type) {
-	case json.Delim:
-		if t == '{' {
-			v.kind = jObject
-			seen := make(map[string]int)
-			for p.dec.More() {
-				kpos := p.pos()
-				ktok, err := p.dec.Token()
-				if err != nil {
-					return nil, p.syntaxError(err)
-				}
-				key, _ := ktok.(string) // the decoder only yields strings as keys
-				mp := cfgPath(path, key)
-				val, serr := p.value(mp, depth+1)
-				if serr != nil {
-					return nil, serr
-				}
-				if first, dup := seen[key]; dup {
-					fl, fc := textLineCol(p.data, first)
-					p.dups = append(p.dups, &jsonSyntaxError{data: p.data, offset: kpos, path: mp, msg: fmt.Sprintf(
-						"duplicate key %q (first at line %d, column %d): Python uses the last one and Go tools the first, so the file is ambiguous; remove one",
-						key, fl, fc)})
-					continue
-				}
-				seen[key] = kpos
-				v.members = append(v.members, jmember{key: key, pos: kpos, val: val})
-			}
-		} else {
-			v.kind = jArray
-			for p.dec.More() {
-				elem, serr := p.value(path+"."+strconv.Itoa(len(v.elems)), depth+1)
-				if serr != nil {
-					return nil, serr
-				}
-				v.elems = append(v.elems, elem)
-			}
-		}
-		if _, err := p.dec.Token(); err != nil { // the closing delimiter
-			return nil, p.syntaxError(err)
-		}
-	case string:
-		v.kind, v.str = jString, t
-	case json.Number:
-		v.kind, v.num = jNumber, t
-	case bool:
-		v.kind, v.b = jBool, t
-	case nil:
-		v.kind = jNull
-	}
-	v.end = int(p.dec.InputOffset())
-	return v, nil
-}
-
-func (p *jsonParser) syntaxError(err error) *jsonSyntaxError {
-	// json.Decoder's SyntaxError.Offset is relative to its internal buffer,
-	// not the input; its InputOffset stops just before the offending token.
-	off := int(p.dec.InputOffset())
-	off += cfgSkipSpace(p.data[off:])
-	var se *json.SyntaxError
-	if errors.As(err, &se) {
-		rest := string(p.data[off:])
-		for _, word := range []string{"NaN", "Infinity", "-Infinity"} {
-			if strings.HasPrefix(rest, word) {
-				return &jsonSyntaxError{data: p.data, offset: off, msg: word + " is not valid JSON (Python's json.dump writes it unless allow_nan=False); use a number or a string"}
-			}
-		}
-		return &jsonSyntaxError{data: p.data, offset: off, msg: "invalid JSON: " + se.Error()}
-	}
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		if len(strings.TrimSpace(string(p.data))) == 0 {
-			return &jsonSyntaxError{data: p.data, offset: len(p.data), msg: "empty file: expected a JSON object with \"hosts\" and \"pools\""}
-		}
-		return &jsonSyntaxError{data: p.data, offset: len(p.data), msg: "invalid JSON: unexpected end of file (an unclosed object, array or string?)"}
-	}
-	return &jsonSyntaxError{data: p.data, offset: off, msg: "invalid JSON: " + err.Error()}
-}
-
-func cfgSkipSpace(b []byte) int {
-	n := 0
-	for n < len(b) && strings.IndexByte(" \t\r\n", b[n]) >= 0 {
-		n++
-	}
-	return n
-}
-
-// textLineCol converts a byte offset to a 1-based line and character column.
-func textLineCol(data []byte, off int) (line, col int) {
-	off = max(0, min(off, len(data)))
-	before := data[:off]
-	line = 1 + strings.Count(string(before), "\n")
-	start := strings.LastIndexByte(string(before), '\n') + 1
-	return line, utf8.RuneCount(before[start:]) + 1
 }

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/vtcluster/vtcluster/agent"
+	"github.com/vtcluster/vtcluster/agent/py"
 )
 
 // Caller invokes one agent method; *Client is the real one.
@@ -158,7 +159,7 @@ func convertProperty(p property, v any) (any, error) {
 		}
 	}
 	want := map[propertyKind]string{kindString: "a string", kindInt: "a non-negative integer", kindBool: "a boolean"}[p.kind]
-	return nil, fmt.Errorf("cluster: %s returned %s %s, want %s (for property %q)", p.method, pyTypeName(v), FormatPyLiteral(v), want, p.key)
+	return nil, fmt.Errorf("cluster: %s returned %s %s, want %s (for property %q)", p.method, py.TypeName(v), py.Repr(v), want, p.key)
 }
 
 // MergeLabels returns a new map holding props and the config's static
@@ -211,7 +212,7 @@ func labelValue(v any) (any, error) {
 	if n, ok := toNumber(v); ok && (n.isInt || !math.IsNaN(n.f) && !math.IsInf(n.f, 0)) {
 		return n.value(), nil
 	}
-	return nil, fmt.Errorf("value must be a string, number or bool, got %s", pyTypeName(v))
+	return nil, fmt.Errorf("value must be a string, number or bool, got %s", py.TypeName(v))
 }
 
 // CollectAll runs CollectProperties for every node, at most parallelism

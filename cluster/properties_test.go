@@ -269,7 +269,7 @@ func TestMergeLabels_collisionsAndTypes(t *testing.T) {
 		{map[string]any{"memory_gb": 32}, `cluster: label "memory_gb" collides with the collected node property of that name`},
 		{map[string]any{"": "x"}, `cluster: a label has an empty name`},
 		{map[string]any{"zones": []any{"a"}}, `cluster: label "zones": value must be a string, number or bool, got list`},
-		{map[string]any{"cpu_count": 1, "x": nil}, "cluster: label \"cpu_count\" collides with the collected node property of that name\ncluster: label \"x\": value must be a string, number or bool, got None"},
+		{map[string]any{"cpu_count": 1, "x": nil}, "cluster: label \"cpu_count\" collides with the collected node property of that name\ncluster: label \"x\": value must be a string, number or bool, got NoneType"},
 	}
 	for _, c := range cases {
 		_, err := MergeLabels(props, c.labels)

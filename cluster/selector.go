@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/vtcluster/vtcluster/agent"
+	"github.com/vtcluster/vtcluster/agent/py"
 )
 
 // Selectors pick nodes by their properties. The syntax is upstream's: a
@@ -106,7 +106,7 @@ type SelectorError struct {
 	// the error is about the whole input.
 	Selector string
 	Msg      string
-	// Err is the *LiteralError when the input did not parse.
+	// Err is the *py.LiteralError when the input did not parse.
 	Err error
 }
 
@@ -140,78 +140,36 @@ func ParseSelectors(s string) ([]Selector, error) {
 		}
 	} else {
 		var err error
-		if v, err = ParsePyLiteral(s); err != nil {
-			var le *LiteralError
+		if v, err = py.ParseLiteral(s); err != nil {
+			var le *py.LiteralError
 			if errors.As(err, &le) {
-				return nil, &SelectorError{Index: -1, Msg: "neither valid JSON nor a Python literal: " + le.Detail(), Err: le}
+				return nil, &SelectorError{Index: -1, Msg: "neither valid JSON nor a Python literal: " + le.Error(), Err: le}
 			}
 			return nil, &SelectorError{Index: -1, Msg: err.Error(), Err: err}
 		}
 	}
 	list, ok := v.([]any)
 	if !ok {
-		return nil, &SelectorError{Index: -1, Msg: fmt.Sprintf("expected a list of selector dicts, got %s", pyTypeName(v))}
+		return nil, &SelectorError{Index: -1, Msg: fmt.Sprintf("expected a list of selector dicts, got %s", py.TypeName(v))}
 	}
 	out := make([]Selector, 0, len(list))
 	for i, item := range list {
 		if isJSON {
 			// Numbers are converted here, not while decoding, so that an
 			// out-of-range one is reported with its selector.
-			conv, err := fromJSONNumbers(item)
+			conv, err := py.FromJSON(item)
 			if err != nil {
-				return nil, &SelectorError{Index: i, Selector: FormatPyLiteral(item), Msg: err.Error()}
+				return nil, &SelectorError{Index: i, Selector: py.Repr(item), Msg: err.Error()}
 			}
 			item = conv
 		}
 		sel, msg := selectorFromValue(item)
 		if msg != "" {
-			return nil, &SelectorError{Index: i, Selector: FormatPyLiteral(item), Msg: msg}
+			return nil, &SelectorError{Index: i, Selector: py.Repr(item), Msg: msg}
 		}
 		out = append(out, sel)
 	}
 	return out, nil
-}
-
-// fromJSONNumbers converts json.Number in place to the model of
-// ParsePyLiteral: integers that fit become int64, other numbers float64.
-func fromJSONNumbers(v any) (any, error) {
-	switch v := v.(type) {
-	case json.Number:
-		return jsonNumber(v)
-	case []any:
-		for i, e := range v {
-			n, err := fromJSONNumbers(e)
-			if err != nil {
-				return nil, err
-			}
-			v[i] = n
-		}
-	case map[string]any:
-		for k, e := range v {
-			n, err := fromJSONNumbers(e)
-			if err != nil {
-				return nil, err
-			}
-			v[k] = n
-		}
-	}
-	return v, nil
-}
-
-func jsonNumber(n json.Number) (any, error) {
-	s := string(n)
-	if !strings.ContainsAny(s, ".eE") {
-		i, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("integer %s does not fit in 64 bits", s)
-		}
-		return i, nil
-	}
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil {
-		return nil, fmt.Errorf("number %s is out of range", s)
-	}
-	return f, nil
 }
 
 // selectorFromValue checks one element of the list; it returns an error
@@ -219,7 +177,7 @@ func jsonNumber(n json.Number) (any, error) {
 func selectorFromValue(item any) (Selector, string) {
 	m, ok := item.(map[string]any)
 	if !ok {
-		return Selector{}, fmt.Sprintf("expected a dict with 'key', 'operator' and 'values', got %s", pyTypeName(item))
+		return Selector{}, fmt.Sprintf("expected a dict with 'key', 'operator' and 'values', got %s", py.TypeName(item))
 	}
 	var extra []string
 	for k := range m {
@@ -229,7 +187,7 @@ func selectorFromValue(item any) (Selector, string) {
 	}
 	if len(extra) > 0 {
 		sort.Strings(extra)
-		return Selector{}, fmt.Sprintf("unknown key %s (allowed: 'key', 'operator', 'values')", PyStringRepr(extra[0]))
+		return Selector{}, fmt.Sprintf("unknown key %s (allowed: 'key', 'operator', 'values')", py.Repr(extra[0]))
 	}
 	var key, op string
 	for _, f := range []struct {
@@ -238,11 +196,11 @@ func selectorFromValue(item any) (Selector, string) {
 	}{{"key", &key}, {"operator", &op}} {
 		v, ok := m[f.name]
 		if !ok {
-			return Selector{}, fmt.Sprintf("missing %s", PyStringRepr(f.name))
+			return Selector{}, fmt.Sprintf("missing %s", py.Repr(f.name))
 		}
 		s, ok := v.(string)
 		if !ok {
-			return Selector{}, fmt.Sprintf("%s must be a string, got %s", PyStringRepr(f.name), pyTypeName(v))
+			return Selector{}, fmt.Sprintf("%s must be a string, got %s", py.Repr(f.name), py.TypeName(v))
 		}
 		*f.dst = s
 	}
@@ -258,7 +216,7 @@ func selectorFromValue(item any) (Selector, string) {
 func NewSelector(key, op string, values any) (Selector, error) {
 	s, msg := newSelector(key, op, values)
 	if msg != "" {
-		text := FormatPyLiteral(map[string]any{"key": key, "operator": op, "values": values})
+		text := py.Repr(map[string]any{"key": key, "operator": op, "values": values})
 		return Selector{}, &SelectorError{Index: -1, Selector: text, Msg: msg}
 	}
 	return s, nil
@@ -270,7 +228,7 @@ func newSelector(key, opName string, values any) (Selector, string) {
 	}
 	op, ok := operators[opName]
 	if !ok {
-		return Selector{}, fmt.Sprintf("unknown operator %s (known: %s)", PyStringRepr(opName), operatorList)
+		return Selector{}, fmt.Sprintf("unknown operator %s (known: %s)", py.Repr(opName), operatorList)
 	}
 	values, err := normalizeValue(values, 0)
 	if err != nil {
@@ -285,16 +243,16 @@ func newSelector(key, opName string, values any) (Selector, string) {
 		switch values.(type) {
 		case bool, int64, float64, string:
 		default:
-			return Selector{}, fmt.Sprintf("operator %s needs a number, string or bool in 'values', got %s", PyStringRepr(opName), pyTypeName(values))
+			return Selector{}, fmt.Sprintf("operator %s needs a number, string or bool in 'values', got %s", py.Repr(opName), py.TypeName(values))
 		}
 	case opIn, opNotIn:
 		if _, ok := values.([]any); !ok {
-			return Selector{}, fmt.Sprintf("operator %s needs a list in 'values', got %s", PyStringRepr(opName), pyTypeName(values))
+			return Selector{}, fmt.Sprintf("operator %s needs a list in 'values', got %s", py.Repr(opName), py.TypeName(values))
 		}
 	case opMatches:
 		expr, ok := values.(string)
 		if !ok {
-			return Selector{}, fmt.Sprintf("operator 'matches' needs a regular expression string in 'values', got %s", pyTypeName(values))
+			return Selector{}, fmt.Sprintf("operator 'matches' needs a regular expression string in 'values', got %s", py.TypeName(values))
 		}
 		if _, err := regexp.Compile(expr); err != nil {
 			return Selector{}, fmt.Sprintf("'values' is not a valid regular expression: %v", err)
@@ -320,14 +278,14 @@ func isEmptyValue(v any) bool {
 
 // normalizeValue converts what a Go caller may pass into the model.
 func normalizeValue(v any, depth int) (any, error) {
-	if depth > maxLiteralDepth {
-		return nil, fmt.Errorf("nesting deeper than %d levels", maxLiteralDepth)
+	if depth > py.MaxLiteralDepth {
+		return nil, fmt.Errorf("nesting deeper than %d levels", py.MaxLiteralDepth)
 	}
 	switch v := v.(type) {
 	case nil, bool, string:
 		return v, nil
 	case json.Number:
-		return jsonNumber(v)
+		return py.Number(string(v))
 	case []string:
 		out := make([]any, len(v))
 		for i, e := range v {
@@ -372,8 +330,8 @@ func normalizeValue(v any, depth int) (any, error) {
 
 // String renders the selector as the dict upstream users write.
 func (s Selector) String() string {
-	return "{'key': " + PyStringRepr(s.Key) + ", 'operator': " + PyStringRepr(s.Operator) +
-		", 'values': " + FormatPyLiteral(s.Values) + "}"
+	return "{'key': " + py.Repr(s.Key) + ", 'operator': " + py.Repr(s.Operator) +
+		", 'values': " + py.Repr(s.Values) + "}"
 }
 
 // FormatSelectors renders a list that ParseSelectors reads back.
@@ -467,7 +425,7 @@ func (n number) String() string {
 	if n.isInt {
 		return strconv.FormatInt(n.i, 10)
 	}
-	return agent.PyFloatRepr(n.f)
+	return py.FloatRepr(n.f)
 }
 
 func cmpNumbers(a, b number) int {
@@ -496,42 +454,23 @@ func cmpNumbers(a, b number) int {
 	return 0
 }
 
-// toNumber accepts Go's numeric types (not strings).
+// toNumber accepts Go's numeric types (not strings); unsigned integers
+// beyond int64 compare as floats.
 func toNumber(v any) (number, bool) {
+	if i, ok := py.Int(v); ok {
+		return number{i: i, isInt: true}, true
+	}
 	switch v := v.(type) {
-	case int:
-		return number{i: int64(v), isInt: true}, true
-	case int8:
-		return number{i: int64(v), isInt: true}, true
-	case int16:
-		return number{i: int64(v), isInt: true}, true
-	case int32:
-		return number{i: int64(v), isInt: true}, true
-	case int64:
-		return number{i: v, isInt: true}, true
 	case uint:
-		return uintNumber(uint64(v)), true
-	case uint8:
-		return number{i: int64(v), isInt: true}, true
-	case uint16:
-		return number{i: int64(v), isInt: true}, true
-	case uint32:
-		return number{i: int64(v), isInt: true}, true
+		return number{f: float64(v)}, true
 	case uint64:
-		return uintNumber(v), true
+		return number{f: float64(v)}, true
 	case float32:
 		return number{f: float64(v)}, true
 	case float64:
 		return number{f: v}, true
 	}
 	return number{}, false
-}
-
-func uintNumber(u uint64) number {
-	if u > math.MaxInt64 {
-		return number{f: float64(u)}
-	}
-	return number{i: int64(u), isInt: true}
 }
 
 var numericText = regexp.MustCompile(`^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$`)

@@ -1,277 +1,21 @@
 package cluster
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/vtcluster/vtcluster/agent/py"
 )
 
 var updateGolden = flag.Bool("update", false, "rewrite golden files under testdata/selectors")
-
-func TestParsePyLiteral_values(t *testing.T) {
-	cases := []struct {
-		in   string
-		want any
-	}{
-		{`'abc'`, "abc"},
-		{`"abc"`, "abc"},
-		{`'a\nb\tc'`, "a\nb\tc"},
-		{`'it\'s'`, "it's"},
-		{`"say \"hi\""`, `say "hi"`},
-		{`'back\\slash'`, `back\slash`},
-		{`'\x41\u00e9\U0001F600'`, "Aé😀"},
-		{`'\101\0'`, "A\x00"},
-		{`'\a\b\f\r\v'`, "\a\b\f\r\v"},
-		{`'\q\d'`, `\q\d`}, // unknown escapes keep the backslash
-		{`r'\d+\n'`, `\d+\n`},
-		{`R"a\"b"`, `a\"b`},
-		{`u'x'`, "x"},
-		{`'a' "b" 'c'`, "abc"},
-		{"'''one\ntwo'''", "one\ntwo"},
-		{`"""say "hi" """`, `say "hi" `},
-		{"'a\\\nb'", "ab"}, // backslash-newline inside a string
-		{`'é'`, "é"},
-		{`True`, true},
-		{`False`, false},
-		{`None`, nil},
-		{`0`, int64(0)},
-		{`00`, int64(0)},
-		{`42`, int64(42)},
-		{`-42`, int64(-42)},
-		{`+7`, int64(7)},
-		{`- 3`, int64(-3)},
-		{`1_000_000`, int64(1000000)},
-		{`0x1F`, int64(31)},
-		{`0o17`, int64(15)},
-		{`0b101`, int64(5)},
-		{`-0x10`, int64(-16)},
-		{`-9223372036854775808`, int64(-9223372036854775808)},
-		{`9223372036854775807`, int64(9223372036854775807)},
-		{`1.5`, 1.5},
-		{`-1.5`, -1.5},
-		{`1.`, 1.0},
-		{`.5`, 0.5},
-		{`1e3`, 1000.0},
-		{`1E-3`, 0.001},
-		{`09.5`, 9.5},
-		{`1_0.5`, 10.5},
-		{`[]`, []any{}},
-		{`[1, 2,]`, []any{int64(1), int64(2)}},
-		{`()`, []any{}},
-		{`(1,)`, []any{int64(1)}},
-		{`(1)`, int64(1)},
-		{`((1, 2), (3,), [4, (5, 6)])`, []any{[]any{int64(1), int64(2)}, []any{int64(3)}, []any{int64(4), []any{int64(5), int64(6)}}}},
-		{`{}`, map[string]any{}},
-		{`{'a': 1, "b": [True, None],}`, map[string]any{"a": int64(1), "b": []any{true, nil}}},
-		{`{'a': 1, 'a': 2}`, map[string]any{"a": int64(2)}}, // last wins, as in Python
-		{"  [1,\n  # a comment\n  2]  \n", []any{int64(1), int64(2)}},
-		{"\\\n1", int64(1)},
-	}
-	for _, c := range cases {
-		got, err := ParsePyLiteral(c.in)
-		if err != nil {
-			t.Errorf("ParsePyLiteral(%q): %v", c.in, err)
-			continue
-		}
-		if !reflect.DeepEqual(got, c.want) {
-			t.Errorf("ParsePyLiteral(%q) = %#v, want %#v", c.in, got, c.want)
-		}
-	}
-}
-
-func TestParsePyLiteral_errors(t *testing.T) {
-	cases := []struct {
-		in        string
-		line, col int
-		msg       string
-	}{
-		{``, 1, 1, "empty input, expected a literal"},
-		{`1+2`, 1, 2, "unexpected '+' after the value (expressions are not allowed)"},
-		{`[1, 2 * 3]`, 1, 7, `unexpected '*' in [...], expected ',' or ']' (expressions are not allowed)`},
-		{`foo`, 1, 1, `name "foo" is not allowed, only literals (True, False, None, numbers, strings, lists, tuples, dicts)`},
-		{`[1, os.system]`, 1, 5, `name "os" is not allowed, only literals (True, False, None, numbers, strings, lists, tuples, dicts)`},
-		{`true`, 1, 1, `name "true" is not a Python literal (write True, False or None; JSON input must be valid JSON as a whole)`},
-		{`--1`, 1, 1, "a sign must be followed by a number"},
-		{`-True`, 1, 1, "a sign must be followed by a number"},
-		{`007`, 1, 1, "leading zeros in decimal integers are not allowed (use 0o for octal)"},
-		{`1__0`, 1, 1, "invalid decimal literal"},
-		{`1_`, 1, 1, "invalid decimal literal"},
-		{`1e`, 1, 1, "invalid decimal literal (exponent without digits)"},
-		{`1if 1else 2`, 1, 1, "invalid decimal literal"},
-		{`0b102`, 1, 1, `invalid integer literal "0b102"`},
-		{`9223372036854775808`, 1, 1, "integer 9223372036854775808 does not fit in 64 bits"},
-		{`1e400`, 1, 1, "float 1e400 is out of range"},
-		{`1j`, 1, 1, "complex numbers are not supported"},
-		{`{1, 2}`, 1, 1, "sets are not supported, expected a dict"},
-		{`{1: 2}`, 1, 2, "dict keys must be strings, got int"},
-		{`{'a' 1}`, 1, 6, `unexpected '1' in a dict, expected ':'`},
-		{`b'x'`, 1, 1, "bytes literals are not supported"},
-		{`f'{x}'`, 1, 1, "f-strings are not literals"},
-		{`xy'z'`, 1, 1, `unknown string prefix "xy"`},
-		{`'abc`, 1, 1, "unterminated string literal"},
-		{"'a\nb'", 1, 1, `unterminated string literal (a newline needs \n or triple quotes)`},
-		{`'\x4'`, 1, 2, `truncated \x escape, expected 2 hex digits`},
-		{`'\u12'`, 1, 2, `truncated \u escape, expected 4 hex digits`},
-		{`'\U00110000'`, 1, 2, `escape \U00110000 is beyond the last Unicode character`},
-		{`'\ud800'`, 1, 2, `escape \ud800 is a lone surrogate, which a UTF-8 string cannot hold`},
-		{`'\N{BULLET}'`, 1, 2, `\N{...} escapes are not supported, use \u or \U`},
-		{`[1, 2`, 1, 1, `'[' is never closed`},
-		{"[\n  1,\n  2 3]", 3, 5, `unexpected '3' in [...], expected ',' or ']'`},
-		{`[1,,2]`, 1, 4, "unexpected ',' where a value was expected"},
-		{`1 2`, 1, 3, "unexpected '2' after the value"},
-		{"'é' x", 1, 5, "unexpected 'x' after the value"}, // columns count characters
-		{"'\xff'", 1, 2, "invalid UTF-8"},
-		{strings.Repeat("[", 100), 1, 65, "nesting deeper than 64 levels"},
-	}
-	for _, c := range cases {
-		_, err := ParsePyLiteral(c.in)
-		var le *LiteralError
-		if !errors.As(err, &le) {
-			t.Errorf("ParsePyLiteral(%q) error = %v, want a *LiteralError", c.in, err)
-			continue
-		}
-		want := fmt.Sprintf("cluster: python literal: line %d, column %d: %s", c.line, c.col, c.msg)
-		if err.Error() != want {
-			t.Errorf("ParsePyLiteral(%q) error:\n got  %s\n want %s", c.in, err, want)
-		}
-	}
-}
-
-// TestParsePyLiteral_agreesWithPython runs CPython's ast.literal_eval on
-// the same inputs: where Python accepts and the value fits our model we
-// must produce the same value; everything else must be an error.
-func TestParsePyLiteral_agreesWithPython(t *testing.T) {
-	py, err := exec.LookPath("python3")
-	if err != nil {
-		t.Skip("python3 not found; this test compares with CPython's ast.literal_eval")
-	}
-	inputs := []string{
-		`'abc'`, `"a\tb"`, `'\x41\u00e9'`, `'\101'`, `'\777'`, `'\q'`, `r'\q'`, `'a' 'b'`,
-		"'''x\ny'''", `-1`, `- 1`, `+1`, `--1`, `1_000`, `0x1F`, `0o17`, `0b101`, `00`, `007`,
-		`1.`, `.5`, `1e3`, `1_0.5e1_0`, `09.5`, `09`, `1__0`, `1_`, `1e`, `0e0`, `-0.0`,
-		`[1,]`, `(1,)`, `()`, `(1)`, `{}`, `{'a': (1, [2.5, None])}`, `[True, False, None]`,
-		`1+2`, `foo`, `true`, `[1 2]`, `1if 1else 2`, `-True`, `[1,,2]`, `{'a' 1}`,
-		"[1, # c\n 2]", "\\\n1", " 1", "1\n",
-		// Accepted by Python, outside our model: must be errors here.
-		`{1, 2}`, `b'x'`, `1j`, `1e400`, `{1: 2}`, `'\ud800'`, `99999999999999999999`,
-		// Fits the model, but would need Unicode's name table.
-		`'\N{BULLET}'`,
-	}
-	knownDeviation := map[string]bool{`'\N{BULLET}'`: true}
-	script := `
-import ast, json, sys
-def fits(v):
-    if v is None or isinstance(v, (bool, str)):
-        return not (isinstance(v, str) and any(0xD800 <= ord(c) <= 0xDFFF for c in v))
-    if isinstance(v, int):
-        return -2**63 <= v < 2**63
-    if isinstance(v, float):
-        return v == v and v not in (float("inf"), float("-inf"))
-    if isinstance(v, (list, tuple)):
-        return all(fits(e) for e in v)
-    if isinstance(v, dict):
-        return all(isinstance(k, str) and fits(e) for k, e in v.items())
-    return False
-out = []
-for s in json.load(sys.stdin):
-    try:
-        v = ast.literal_eval(s)
-    except Exception as e:
-        out.append({"err": type(e).__name__})
-        continue
-    out.append({"ok": v} if fits(v) else {"unfit": repr(v)})
-json.dump(out, sys.stdout)
-`
-	in, _ := json.Marshal(inputs)
-	cmd := exec.Command(py, "-W", "ignore", "-c", script)
-	cmd.Stdin = bytes.NewReader(in)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("python3: %v: %s", err, stderr.String())
-	}
-	var results []map[string]json.RawMessage
-	if err := json.Unmarshal(out, &results); err != nil || len(results) != len(inputs) {
-		t.Fatalf("python3 output %q: %v", out, err)
-	}
-	for i, s := range inputs {
-		got, err := ParsePyLiteral(s)
-		raw, ok := results[i]["ok"]
-		if !ok {
-			if err == nil {
-				t.Errorf("ParsePyLiteral(%q) = %#v, Python says %s", s, got, results[i])
-			}
-			continue
-		}
-		want := decodeTestJSON(t, string(raw))
-		if knownDeviation[s] {
-			if err == nil {
-				t.Errorf("ParsePyLiteral(%q) = %#v, expected our documented error", s, got)
-			}
-			continue
-		}
-		if err != nil {
-			t.Errorf("ParsePyLiteral(%q): %v; Python gives %s", s, err, raw)
-		} else if !reflect.DeepEqual(got, want) {
-			t.Errorf("ParsePyLiteral(%q) = %#v, Python gives %#v", s, got, want)
-		}
-	}
-}
-
-func decodeTestJSON(tb testing.TB, s string) any {
-	tb.Helper()
-	dec := json.NewDecoder(strings.NewReader(s))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		tb.Fatalf("decoding %q: %v", s, err)
-	}
-	v, err := fromJSONNumbers(v)
-	if err != nil {
-		tb.Fatalf("decoding %q: %v", s, err)
-	}
-	return v
-}
-
-func TestFormatPyLiteral_roundTrip(t *testing.T) {
-	values := []any{
-		nil, true, false, int64(0), int64(-9223372036854775808), 1.5, 1e16, 1e-5, -0.0, 100.0,
-		"", "it's", `say "hi"`, `both ' and "`, "tab\tnl\nbs\\", "\x00\x7f\u0085\u200b", "é😀",
-		[]any{}, []any{int64(1), []any{"a", nil}}, map[string]any{"b": 1.25, "a": []any{false}},
-	}
-	for _, v := range values {
-		text := FormatPyLiteral(v)
-		back, err := ParsePyLiteral(text)
-		if err != nil {
-			t.Errorf("FormatPyLiteral(%#v) = %s, which does not parse: %v", v, text, err)
-			continue
-		}
-		if !reflect.DeepEqual(back, v) {
-			t.Errorf("FormatPyLiteral(%#v) = %s, parses back as %#v", v, text, back)
-		}
-	}
-	for v, want := range map[any]string{
-		"it's": `"it's"`, 1e16: "1e+16", 100.0: "100.0", 1e-5: "1e-05", int64(7): "7",
-		"\x00": `'\x00'`, "\u200b": `'\u200b'`,
-	} {
-		if got := FormatPyLiteral(v); got != want {
-			t.Errorf("FormatPyLiteral(%#v) = %s, want %s", v, got, want)
-		}
-	}
-	if got := FormatPyLiteral(map[string]any{"b": int64(1), "a": []string{"x"}}); got != "{'a': ['x'], 'b': 1}" {
-		t.Errorf("dict formatted as %s", got)
-	}
-}
 
 // opCase checks one selector against one property value. values is the
 // Python literal; jsonValues defaults to it with True/False rewritten.
@@ -379,7 +123,7 @@ func TestSelector_Match_operators(t *testing.T) {
 		}
 		for _, op := range c.ops {
 			texts := map[string]string{
-				"python": fmt.Sprintf("[{'key': 'p', 'operator': %s, 'values': %s}]", PyStringRepr(op), c.values),
+				"python": fmt.Sprintf("[{'key': 'p', 'operator': %s, 'values': %s}]", py.Repr(op), c.values),
 				"json":   fmt.Sprintf(`[{"key": "p", "operator": %q, "values": %s}]`, op, jsonValues),
 			}
 			for syntax, text := range texts {
@@ -410,7 +154,7 @@ func TestSelector_Match_missingProperty(t *testing.T) {
 		t.Fatalf("test covers %d operator spellings, package has %d", len(values), len(operators))
 	}
 	for op, v := range values {
-		sels, err := ParseSelectors(fmt.Sprintf("[{'key': 'absent', 'operator': %s, 'values': %s}]", PyStringRepr(op), v))
+		sels, err := ParseSelectors(fmt.Sprintf("[{'key': 'absent', 'operator': %s, 'values': %s}]", py.Repr(op), v))
 		if err != nil {
 			t.Fatalf("%s: %v", op, err)
 		}
@@ -467,7 +211,7 @@ func TestParseSelectors_errors(t *testing.T) {
 		{`[{'key': '', 'operator': '<', 'values': 1}]`, 0, `cluster: selectors[0] {'key': '', 'operator': '<', 'values': 1}: 'key' must not be empty`},
 		{`[{'key': 1, 'operator': '<', 'values': 1}]`, 0, `cluster: selectors[0] {'key': 1, 'operator': '<', 'values': 1}: 'key' must be a string, got int`},
 		{`[{'key': 'a', 'values': 1}]`, 0, `cluster: selectors[0] {'key': 'a', 'values': 1}: missing 'operator'`},
-		{`[{'key': 'a', 'operator': None, 'values': 1}]`, 0, `cluster: selectors[0] {'key': 'a', 'operator': None, 'values': 1}: 'operator' must be a string, got None`},
+		{`[{'key': 'a', 'operator': None, 'values': 1}]`, 0, `cluster: selectors[0] {'key': 'a', 'operator': None, 'values': 1}: 'operator' must be a string, got NoneType`},
 		{`[{'key': 'a', 'operator': '<'}]`, 0, `cluster: selectors[0] {'key': 'a', 'operator': '<'}: missing 'values'`},
 		{`[{'key': 'a', 'operator': '==', 'values': 'x'}, {'key': 'b', 'operator': '==', 'values': None}]`, 1, `cluster: selectors[1] {'key': 'b', 'operator': '==', 'values': None}: 'values' must not be empty or None`},
 		{`[{"key": "b", "operator": "==", "values": null}]`, 0, `cluster: selectors[0] {'key': 'b', 'operator': '==', 'values': None}: 'values' must not be empty or None`},
@@ -495,9 +239,9 @@ func TestParseSelectors_errors(t *testing.T) {
 		}
 	}
 	_, err := ParseSelectors(`[foo]`)
-	var le *LiteralError
+	var le *py.LiteralError
 	if !errors.As(err, &le) || le.Column != 2 {
-		t.Errorf("a syntax error must unwrap to a *LiteralError with the column, got %#v", err)
+		t.Errorf("a syntax error must unwrap to a *py.LiteralError with the column, got %#v", err)
 	}
 }
 
@@ -805,4 +549,19 @@ func FuzzParseSelectors(f *testing.F) {
 			}
 		}
 	})
+}
+
+func decodeTestJSON(tb testing.TB, s string) any {
+	tb.Helper()
+	dec := json.NewDecoder(strings.NewReader(s))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		tb.Fatalf("decoding %q: %v", s, err)
+	}
+	v, err := py.FromJSON(v)
+	if err != nil {
+		tb.Fatalf("decoding %q: %v", s, err)
+	}
+	return v
 }

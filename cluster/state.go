@@ -13,6 +13,8 @@ import (
 	"regexp"
 	"slices"
 	"time"
+
+	"github.com/vtcluster/vtcluster/agent/py"
 )
 
 // StateVersion is the state file format this package reads and writes.
@@ -577,12 +579,12 @@ func decodeState(data []byte) (*State, error) {
 func describeJSONError(data []byte, err error) error {
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
-		line, col := textLineCol(data, int(se.Offset))
+		line, col := py.LineCol(data, int(se.Offset))
 		return fmt.Errorf("not valid JSON at line %d, column %d: %w", line, col, err)
 	}
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) {
-		line, col := textLineCol(data, int(te.Offset))
+		line, col := py.LineCol(data, int(te.Offset))
 		return fmt.Errorf("wrong type at line %d, column %d: %w", line, col, err)
 	}
 	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
@@ -591,33 +593,15 @@ func describeJSONError(data []byte, err error) error {
 	return err
 }
 
-// restoreStateNumbers turns json.Number values back into int or float64, the
-// types they had before they were saved.
+// restoreStateNumbers turns json.Number values back into the model's
+// int64 or float64.
 func restoreStateNumbers(m map[string]any) (map[string]any, error) {
 	for k, v := range m {
-		nv, err := restoreStateNumber(v)
+		nv, err := py.FromJSON(v)
 		if err != nil {
 			return nil, fmt.Errorf("%q: %w", k, err)
 		}
 		m[k] = nv
 	}
 	return m, nil
-}
-
-func restoreStateNumber(v any) (any, error) {
-	switch t := v.(type) {
-	case json.Number:
-		return jsonNumberValue(t)
-	case map[string]any:
-		return restoreStateNumbers(t)
-	case []any:
-		for i := range t {
-			nv, err := restoreStateNumber(t[i])
-			if err != nil {
-				return nil, err
-			}
-			t[i] = nv
-		}
-	}
-	return v, nil
 }

@@ -157,9 +157,9 @@ func sampleState() *State {
 	t0 := time.Date(2026, 11, 22, 10, 0, 0, 123456789, time.UTC)
 	n1 := testNode("n1", "10.0.0.1")
 	n1.Arch = "x86_64"
-	n1.Labels = map[string]any{"rack": "r1", "numa": 2, "gpu": true, "weight": 0.5}
-	n1.Properties = map[string]any{"cpu_count": 8, "mem_total": 1 << 40, "memory_gb": 1024.5, "kvm": true,
-		"kernel": "6.1.0", "flags": []any{"sse", 4}, "nested": map[string]any{"a": 1.25}}
+	n1.Labels = map[string]any{"rack": "r1", "numa": int64(2), "gpu": true, "weight": 0.5}
+	n1.Properties = map[string]any{"cpu_count": int64(8), "mem_total": int64(1 << 40), "memory_gb": 1024.5, "kvm": true,
+		"kernel": "6.1.0", "flags": []any{"sse", int64(4)}, "nested": map[string]any{"a": 1.25}}
 	n1.PropertiesAt = t0
 	n1.Agent = AgentInfo{PID: 4242, StartedAt: t0, Version: "0.1.0", SHA256: strings.Repeat("ab", 32)}
 	n2 := testNode("n2.example.com", "")

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/vtcluster/vtcluster/agent/py"
 )
 
 // Options configure Main.
@@ -109,11 +111,11 @@ func (a *app) fail(err error) int {
 // must stay fast and print nothing else: it runs whenever a Runnable of
 // the kind is built, even by "avocado list".
 func (a *app) capabilities() int {
-	line, err := (Message{
-		{"runnables", []string{Kind}},
-		{"commands", Commands},
-		{"configuration_used", ConfigurationUsed},
-	}).EncodeLine()
+	line, err := encodeLine(Message{
+		{Key: "runnables", Value: []string{Kind}},
+		{Key: "commands", Value: Commands},
+		{Key: "configuration_used", Value: ConfigurationUsed},
+	})
 	if err != nil {
 		return a.fail(err)
 	}
@@ -150,7 +152,7 @@ func (a *app) prepare(r Runnable) (prepared, error) {
 		return p, err
 	}
 	if len(r.Args) > 0 && len(p.test.Body.Command) == 0 {
-		return p, fmt.Errorf("runner: arguments %s given but test %q has no body command to pass them to", PyRepr(r.Args), p.test.Name)
+		return p, fmt.Errorf("runner: arguments %s given but test %q has no body command to pass them to", py.Repr(r.Args), p.test.Name)
 	}
 	if p.cfg.Binary == "" {
 		p.cfg.Binary, _ = os.Executable()

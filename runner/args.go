@@ -24,6 +24,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/vtcluster/vtcluster/agent/py"
 )
 
 // Subcommand names, in the order argparse lists them.
@@ -197,7 +199,7 @@ func (p *parser) parse(args []string) (*Invocation, error) {
 			return p.parseSub(a, args[i+1:], unknown)
 		case kind == argOption && opt.isHelp:
 			if explicit != nil {
-				return nil, p.topUsageError(fmt.Sprintf("argument -h/--help: ignored explicit argument %s", pyStr(*explicit)))
+				return nil, p.topUsageError(fmt.Sprintf("argument -h/--help: ignored explicit argument %s", py.Repr(*explicit)))
 			}
 			return &Invocation{Help: p.topHelp()}, nil
 		default:
@@ -217,9 +219,9 @@ func (p *parser) parseSub(name string, args, unknown []string) (*Invocation, err
 	if cmd == nil {
 		quoted := make([]string, len(p.cmds))
 		for i, c := range p.cmds {
-			quoted[i] = pyStr(c.name)
+			quoted[i] = py.Repr(c.name)
 		}
-		return nil, p.topUsageError(fmt.Sprintf("argument subcommand: invalid choice: %s (choose from %s)", pyStr(name), strings.Join(quoted, ", ")))
+		return nil, p.topUsageError(fmt.Sprintf("argument subcommand: invalid choice: %s (choose from %s)", py.Repr(name), strings.Join(quoted, ", ")))
 	}
 	prog := p.prog + " " + cmd.name
 	usageErr := func(msg string) error {
@@ -250,7 +252,7 @@ func (p *parser) parseSub(name string, args, unknown []string) (*Invocation, err
 		case argOption:
 			if opt.isHelp {
 				if explicit != nil {
-					return nil, usageErr(fmt.Sprintf("argument %s: ignored explicit argument %s", opt.names(), pyStr(*explicit)))
+					return nil, usageErr(fmt.Sprintf("argument %s: ignored explicit argument %s", opt.names(), py.Repr(*explicit)))
 				}
 				return &Invocation{Command: cmd.name, Help: p.subHelp(cmd)}, nil
 			}

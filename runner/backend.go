@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/vtcluster/vtcluster/agent"
+	"github.com/vtcluster/vtcluster/agent/py"
 	"github.com/vtcluster/vtcluster/cluster"
 	"github.com/vtcluster/vtcluster/cluster/etcdstore"
 )
@@ -405,7 +406,9 @@ func (b *Backend) Exec(ctx context.Context, node PartitionNode, argv []string, o
 		return ExecResult{}, fmt.Errorf("node %q: process.run returned %T", node.Name, v)
 	}
 	res := ExecResult{}
-	res.ExitCode, _ = m["exit_code"].(int)
+	if code, ok := py.Int(m["exit_code"]); ok {
+		res.ExitCode = int(code)
+	}
 	res.Stdout, _ = m["stdout"].([]byte)
 	res.Stderr, _ = m["stderr"].([]byte)
 	res.StdoutTruncated, _ = m["stdout_truncated"].(bool)

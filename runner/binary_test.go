@@ -271,7 +271,7 @@ func TestRunnerBinary_taskRun_specErrors(t *testing.T) {
 	msgs := s.waitFor(hasFinished)
 	checkStream(t, msgs, "1-x", "j")
 	reason, _ := finishedOf(msgs)["fail_reason"].(string)
-	if res.code != 0 || finishedOf(msgs)["result"] != "error" || !strings.Contains(reason, bad+": tests[1].nodes.src: selectors[0]") || strings.Contains(reason, "\n") {
+	if res.code != 0 || finishedOf(msgs)["result"] != "error" || !strings.Contains(reason, bad+":3:36: tests[1].nodes.src: selectors[0]") || strings.Contains(reason, "\n") {
 		t.Errorf("exit %d, finished %v", res.code, finishedOf(msgs))
 	}
 

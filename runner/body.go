@@ -15,6 +15,8 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vtcluster/vtcluster/agent/py"
 )
 
 // commandSpec is the controller-side body command.
@@ -85,7 +87,7 @@ func runCommand(ctx context.Context, spec commandSpec, rep *Reporter, procs *pro
 	if err != nil {
 		rOut.Close()
 		rErr.Close()
-		return commandResult{startErr: fmt.Errorf("runner: starting %s: %w", PyRepr(spec.argv[0]), err)}
+		return commandResult{startErr: fmt.Errorf("runner: starting %s: %w", py.Repr(spec.argv[0]), err)}
 	}
 	pgid := cmd.Process.Pid
 	procs.add(pgid)
@@ -175,7 +177,7 @@ func runCommand(ctx context.Context, spec commandSpec, rep *Reporter, procs *pro
 		res.exitCode = -int(res.signal) // as Python's returncode
 	}
 	if werr != nil && cmd.ProcessState == nil {
-		res.startErr = fmt.Errorf("runner: waiting for %s: %w", PyRepr(spec.argv[0]), werr)
+		res.startErr = fmt.Errorf("runner: waiting for %s: %w", py.Repr(spec.argv[0]), werr)
 	}
 	return res
 }
@@ -191,11 +193,11 @@ func resolveCommand(name, dir string, env []string) (string, error) {
 		st, err := os.Stat(path)
 		switch {
 		case err != nil:
-			return "", fmt.Errorf("runner: body command %s not found: %s", PyRepr(name), unwrapPathError(err))
+			return "", fmt.Errorf("runner: body command %s not found: %s", py.Repr(name), unwrapPathError(err))
 		case st.IsDir():
-			return "", fmt.Errorf("runner: body command %s is a directory", PyRepr(name))
+			return "", fmt.Errorf("runner: body command %s is a directory", py.Repr(name))
 		case st.Mode()&0o111 == 0:
-			return "", fmt.Errorf("runner: body command %s is not executable", PyRepr(name))
+			return "", fmt.Errorf("runner: body command %s is not executable", py.Repr(name))
 		}
 		return path, nil
 	}
@@ -214,7 +216,7 @@ func resolveCommand(name, dir string, env []string) (string, error) {
 			return p, nil
 		}
 	}
-	return "", fmt.Errorf("runner: body command %s not found in PATH", PyRepr(name))
+	return "", fmt.Errorf("runner: body command %s not found in PATH", py.Repr(name))
 }
 
 func signalName(sig syscall.Signal) string {

@@ -5,6 +5,8 @@ import (
 	"math"
 	"strconv"
 	"time"
+
+	"github.com/vtcluster/vtcluster/agent/py"
 )
 
 // ConfigurationUsed lists the Avocado settings the runner reads from -c.
@@ -75,7 +77,7 @@ func RunConfigFromSettings(settings map[string]any) (RunConfig, error) {
 		case string:
 			*dst = v
 		default:
-			return fmt.Errorf("runner: setting %s: expected a string, got %s", key, PyRepr(v))
+			return fmt.Errorf("runner: setting %s: expected a string, got %s", key, py.Repr(v))
 		}
 		return nil
 	}
@@ -91,10 +93,10 @@ func RunConfigFromSettings(settings map[string]any) (RunConfig, error) {
 		case string:
 			var err error
 			if f, err = strconv.ParseFloat(v, 64); err != nil {
-				return fmt.Errorf("runner: setting %s: expected seconds, got %s", key, PyRepr(v))
+				return fmt.Errorf("runner: setting %s: expected seconds, got %s", key, py.Repr(v))
 			}
 		default:
-			return fmt.Errorf("runner: setting %s: expected seconds, got %s", key, PyRepr(v))
+			return fmt.Errorf("runner: setting %s: expected seconds, got %s", key, py.Repr(v))
 		}
 		if math.IsNaN(f) || f < 0 || (f == 0 && !zeroOK) || f > 365*24*3600 {
 			return fmt.Errorf("runner: setting %s: %v seconds is out of range", key, f)
@@ -124,7 +126,7 @@ func RunConfigFromSettings(settings map[string]any) (RunConfig, error) {
 	case bool:
 		c.KeepTmp = v
 	default:
-		return c, fmt.Errorf("runner: setting run.keep_tmp: expected true or false, got %s", PyRepr(v))
+		return c, fmt.Errorf("runner: setting run.keep_tmp: expected true or false, got %s", py.Repr(v))
 	}
 	return c, nil
 }

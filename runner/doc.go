@@ -17,9 +17,9 @@
 // exactly these, for the Python shim's resolver.
 //
 // Files: args.go/usage.go (argparse-compatible command line), runnable.go
-// (decoding -a/-c/KEY=VAL and recipes), message.go/repr.go (messages on
-// the wire and as printed), status.go/report.go (delivery), spec.go (test
-// files), lifecycle.go (the Cluster seam and the per-test sequence),
+// (decoding -a/-c/KEY=VAL and recipes), message.go (messages on the
+// wire; printed with py.Repr), status.go/report.go (delivery), spec.go
+// and jsontree.go (test files, read through py's JSON tree), lifecycle.go (the Cluster seam and the per-test sequence),
 // body.go (the controller-side body process), app.go (Main), backend.go
 // (the Cluster over package cluster).
 package runner

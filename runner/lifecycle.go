@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vtcluster/vtcluster/agent/py"
 	"github.com/vtcluster/vtcluster/cluster"
 )
 
@@ -388,9 +389,9 @@ func (r *testRun) writePartition(p *Partition) ([]string, error) {
 		if props == nil {
 			props = map[string]any{}
 		}
-		nodes = append(nodes, Field{n.Tag, Message{{"name", n.Name}, {"address", n.Address}, {"agent_url", n.AgentURL}, {"properties", props}}})
+		nodes = append(nodes, Field{Key: n.Tag, Value: Message{{Key: "name", Value: n.Name}, {Key: "address", Value: n.Address}, {Key: "agent_url", Value: n.AgentURL}, {Key: "properties", Value: props}}})
 	}
-	data, err := (Message{{"id", p.ID}, {"nodes", nodes}}).MarshalJSON()
+	data, err := marshalMessage(Message{{Key: "id", Value: p.ID}, {Key: "nodes", Value: nodes}})
 	if err != nil {
 		return nil, fmt.Errorf("runner: partition file: %w", err)
 	}
@@ -490,9 +491,9 @@ func (r *testRun) body(ctx context.Context, cl Cluster, p *Partition, env []stri
 	case ctx.Err() != nil:
 		return interruptOutcome(ctx)
 	case res.signal != 0:
-		return Outcome{Result: ResultFail, Reason: fmt.Sprintf("command %s was killed by signal %s", PyRepr(argv[0]), signalName(res.signal)), ReturnCode: &res.exitCode}
+		return Outcome{Result: ResultFail, Reason: fmt.Sprintf("command %s was killed by signal %s", py.Repr(argv[0]), signalName(res.signal)), ReturnCode: &res.exitCode}
 	case res.exitCode != 0:
-		return Outcome{Result: ResultFail, Reason: fmt.Sprintf("command %s exited with status %d", PyRepr(argv[0]), res.exitCode), ReturnCode: &res.exitCode}
+		return Outcome{Result: ResultFail, Reason: fmt.Sprintf("command %s exited with status %d", py.Repr(argv[0]), res.exitCode), ReturnCode: &res.exitCode}
 	}
 	rc := 0
 	return Outcome{Result: ResultPass, ReturnCode: &rc}
@@ -515,7 +516,7 @@ func (r *testRun) step(ctx context.Context, cl Cluster, p *Partition, n int, st 
 			results[i].err = err
 			return
 		}
-		r.logf(ctx, "step %d on %s (%s): %s", n, tag, node.Name, PyRepr(argv))
+		r.logf(ctx, "step %d on %s (%s): %s", n, tag, node.Name, py.Repr(argv))
 		results[i].res, results[i].err = cl.Exec(ctx, node, argv, ExecOptions{Timeout: st.Timeout})
 		if results[i].err == nil {
 			r.stepOutput(ctx, n, tag, results[i].res)
@@ -550,10 +551,10 @@ func (r *testRun) step(ctx context.Context, cl Cluster, p *Partition, n int, st 
 		case res.err != nil:
 			return Outcome{Result: ResultError, Reason: fmt.Sprintf("%s: %v", prefix, res.err)}, false
 		case res.res.TimedOut:
-			return Outcome{Result: ResultFail, Reason: fmt.Sprintf("%s: %s timed out after %s s", prefix, PyRepr(st.Run[0]), seconds(st.Timeout))}, false
+			return Outcome{Result: ResultFail, Reason: fmt.Sprintf("%s: %s timed out after %s s", prefix, py.Repr(st.Run[0]), seconds(st.Timeout))}, false
 		case res.res.ExitCode != 0:
 			rc := res.res.ExitCode
-			return Outcome{Result: ResultFail, Reason: fmt.Sprintf("%s: %s exited with status %d", prefix, PyRepr(st.Run[0]), rc), ReturnCode: &rc}, false
+			return Outcome{Result: ResultFail, Reason: fmt.Sprintf("%s: %s exited with status %d", prefix, py.Repr(st.Run[0]), rc), ReturnCode: &rc}, false
 		}
 	}
 	return Outcome{}, true

@@ -1,16 +1,14 @@
 package runner
 
 import (
-	"bytes"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
-	"math"
-	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vtcluster/vtcluster/agent"
+	"github.com/vtcluster/vtcluster/agent/py"
 )
 
 // Results a finished message may carry (avocado/core/teststatus.py).
@@ -30,162 +28,40 @@ const (
 const MaxChunk = 1 << 20
 
 // Field is one key of a Message.
-type Field struct {
-	Key   string
-	Value any
-}
+type Field = py.Item
 
-// Message is one status message. It is an ordered list of keys because
-// Avocado's runners print their dicts in insertion order and the printed
-// form is compared by Avocado's selftests. Values are nil, bool, int,
-// int64, float64, string or []byte; []byte travels as
-// {"__base64_encoded__": ...}.
-type Message []Field
+// Message is one status message. It is a dict in insertion order because
+// Avocado's runners print their dicts that way and the printed form
+// (py.Repr) is compared by Avocado's selftests. Values are in py's model;
+// []byte travels as {"__base64_encoded__": ...}.
+type Message = py.Dict
 
-// Get returns the value of key and whether it is present.
-func (m Message) Get(key string) (any, bool) {
-	for _, f := range m {
-		if f.Key == key {
-			return f.Value, true
-		}
+// messageJSON is how Avocado's status client writes a message:
+// json.dumps's defaults, bytes as base64 objects, finite floats only.
+var messageJSON = py.Options{Default: func(v any) (any, error) {
+	if b, ok := v.([]byte); ok {
+		return py.Dict{{Key: "__base64_encoded__", Value: base64.StdEncoding.EncodeToString(b)}}, nil
 	}
-	return nil, false
-}
+	return nil, &py.NotSerializableError{Type: py.TypeName(v)}
+}}
 
-// With returns m with key set to v: replaced in place when present,
-// appended otherwise.
-func (m Message) With(key string, v any) Message {
-	for i, f := range m {
-		if f.Key == key {
-			out := append(Message(nil), m...)
-			out[i].Value = v
-			return out
-		}
+// marshalMessage encodes m as one JSON object in key order.
+func marshalMessage(m Message) ([]byte, error) {
+	b, err := py.AppendJSON(nil, m, messageJSON)
+	if err != nil {
+		return nil, fmt.Errorf("runner: message: %w", err)
 	}
-	return append(m[:len(m):len(m)], Field{key, v})
+	return b, nil
 }
 
-// MarshalJSON encodes m as one JSON object in key order, the way Avocado's
-// status client does (bytes as base64 objects, finite floats only).
-func (m Message) MarshalJSON() ([]byte, error) {
-	var b bytes.Buffer
-	if err := writeJSONValue(&b, m); err != nil {
-		return nil, err
-	}
-	return b.Bytes(), nil
-}
-
-// EncodeLine returns m as one newline-terminated JSON line for the status
+// encodeLine returns m as one newline-terminated JSON line for the status
 // server.
-func (m Message) EncodeLine() ([]byte, error) {
-	var b bytes.Buffer
-	if err := writeJSONValue(&b, m); err != nil {
+func encodeLine(m Message) ([]byte, error) {
+	b, err := marshalMessage(m)
+	if err != nil {
 		return nil, err
 	}
-	b.WriteByte('\n')
-	return b.Bytes(), nil
-}
-
-func writeJSONValue(b *bytes.Buffer, v any) error {
-	switch x := v.(type) {
-	case nil:
-		b.WriteString("null")
-	case bool:
-		b.WriteString(strconv.FormatBool(x))
-	case int:
-		b.WriteString(strconv.Itoa(x))
-	case int64:
-		b.WriteString(strconv.FormatInt(x, 10))
-	case uint64:
-		b.WriteString(strconv.FormatUint(x, 10))
-	case float64:
-		if math.IsNaN(x) || math.IsInf(x, 0) {
-			return fmt.Errorf("runner: message value %v is not valid JSON", x)
-		}
-		// Python's repr digits are valid JSON for finite numbers and keep
-		// the wire identical to what Avocado's own runners send.
-		b.WriteString(pyFloat(x))
-	case string:
-		writeJSONString(b, x)
-	case []byte:
-		b.WriteString(`{"__base64_encoded__": "`)
-		b.WriteString(base64.StdEncoding.EncodeToString(x))
-		b.WriteString(`"}`)
-	case Message:
-		b.WriteByte('{')
-		for i, f := range x {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			writeJSONString(b, f.Key)
-			b.WriteString(": ")
-			if err := writeJSONValue(b, f.Value); err != nil {
-				return err
-			}
-		}
-		b.WriteByte('}')
-	case []any:
-		b.WriteByte('[')
-		for i, e := range x {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			if err := writeJSONValue(b, e); err != nil {
-				return err
-			}
-		}
-		b.WriteByte(']')
-	case []string:
-		b.WriteByte('[')
-		for i, e := range x {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			writeJSONString(b, e)
-		}
-		b.WriteByte(']')
-	default:
-		// Other types (maps decoded from recipes) go through encoding/json.
-		data, err := json.Marshal(x)
-		if err != nil {
-			return fmt.Errorf("runner: message value of type %T: %w", v, err)
-		}
-		b.Write(data)
-	}
-	return nil
-}
-
-// writeJSONString writes s with Python's ensure_ascii escaping. Invalid
-// UTF-8 becomes U+FFFD: raw data belongs in []byte values, never in str.
-func writeJSONString(b *bytes.Buffer, s string) {
-	if !utf8.ValidString(s) {
-		s = strings.ToValidUTF8(s, "\uFFFD")
-	}
-	b.WriteByte('"')
-	for _, r := range s {
-		switch {
-		case r == '"':
-			b.WriteString(`\"`)
-		case r == '\\':
-			b.WriteString(`\\`)
-		case r == '\n':
-			b.WriteString(`\n`)
-		case r == '\r':
-			b.WriteString(`\r`)
-		case r == '\t':
-			b.WriteString(`\t`)
-		case r < 0x20 || r == 0x7f:
-			fmt.Fprintf(b, `\u%04x`, r)
-		case r < 0x80:
-			b.WriteRune(r)
-		case r <= 0xffff:
-			fmt.Fprintf(b, `\u%04x`, r)
-		default:
-			r -= 0x10000
-			fmt.Fprintf(b, `\u%04x\u%04x`, 0xd800+(r>>10), 0xdc00+(r&0x3ff))
-		}
-	}
-	b.WriteByte('"')
+	return append(b, '\n'), nil
 }
 
 // Monotonic returns CLOCK_MONOTONIC in seconds, the clock behind Python's
@@ -209,16 +85,16 @@ func Monotonic() float64 {
 }
 
 // StartedMessage is the first message of a test.
-func StartedMessage() Message { return Message{{"status", "started"}} }
+func StartedMessage() Message { return Message{{Key: "status", Value: "started"}} }
 
 // HeartbeatMessage is a typeless running message: progress only.
-func HeartbeatMessage() Message { return Message{{"status", "running"}} }
+func HeartbeatMessage() Message { return Message{{Key: "status", Value: "running"}} }
 
 // OutputMessage carries raw bytes of the body's stdout or stderr (stream is
 // "stdout" or "stderr"). Without an encoding Avocado copies the bytes
 // unchanged into the stdout/stderr files.
 func OutputMessage(stream string, data []byte) Message {
-	return Message{{"type", stream}, {"log", data}, {"status", "running"}}
+	return Message{{Key: "type", Value: stream}, {Key: "log", Value: data}, {Key: "status", Value: "running"}}
 }
 
 // TextOutputMessage carries a final, unterminated piece of output that is
@@ -226,7 +102,7 @@ func OutputMessage(stream string, data []byte) Message {
 // without it the partial line would stay in a line buffer that Avocado
 // shares between all tests of a job and leak into the next test's log.
 func TextOutputMessage(stream string, text string) Message {
-	return Message{{"type", stream}, {"log", []byte(text)}, {"encoding", "utf-8"}, {"status", "running"}}
+	return Message{{Key: "type", Value: stream}, {Key: "log", Value: []byte(text)}, {Key: "encoding", Value: "utf-8"}, {Key: "status", Value: "running"}}
 }
 
 // LogMessage is a line for the test's debug.log. logger and level are
@@ -239,37 +115,29 @@ func LogMessage(logger, level, text string) Message {
 		if level == "" {
 			level = "INFO"
 		}
-		m = append(m, Field{"log_name", logger}, Field{"log_level", pyLogLevel(level)}, Field{"log_levelname", level})
+		m = append(m, Field{Key: "log_name", Value: logger}, Field{Key: "log_level", Value: pyLogLevel(level)}, Field{Key: "log_levelname", Value: level})
 	}
-	return append(m, Field{"type", "log"}, Field{"log", []byte(text)}, Field{"encoding", "utf-8"}, Field{"status", "running"})
+	return append(m, Field{Key: "type", Value: "log"}, Field{Key: "log", Value: []byte(text)}, Field{Key: "encoding", Value: "utf-8"}, Field{Key: "status", Value: "running"})
 }
 
-// pyLogLevel maps a Python level name to its number.
+// pyLogLevel maps a Python level name to its number; an unknown name is
+// INFO, the level LogMessage defaults to.
 func pyLogLevel(name string) int {
-	switch strings.ToUpper(name) {
-	case "CRITICAL", "FATAL":
-		return 50
-	case "ERROR":
-		return 40
-	case "WARNING", "WARN":
-		return 30
-	case "INFO":
-		return 20
-	case "DEBUG":
-		return 10
+	if n, ok := agent.PyLevelNo(strings.ToUpper(name)); ok {
+		return n
 	}
-	return 20
+	return agent.PyInfo
 }
 
 // FinishedMessage is the last message of a test. reason and returnCode are
 // left out when empty / nil, as Avocado's helpers drop None values.
 func FinishedMessage(result, reason string, returnCode *int) Message {
-	m := Message{{"result", result}}
+	m := Message{{Key: "result", Value: result}}
 	if reason != "" {
-		m = append(m, Field{"fail_reason", reason})
+		m = append(m, Field{Key: "fail_reason", Value: reason})
 	}
 	if returnCode != nil {
-		m = append(m, Field{"returncode", *returnCode})
+		m = append(m, Field{Key: "returncode", Value: *returnCode})
 	}
-	return append(m, Field{"status", "finished"})
+	return append(m, Field{Key: "status", Value: "finished"})
 }

@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/vtcluster/vtcluster/agent/py"
 )
 
-func TestMessage_EncodeLine_bytesAndOrder(t *testing.T) {
+func TestEncodeLine_bytesAndOrder(t *testing.T) {
 	m := OutputMessage("stdout", []byte("hello\n")).With("time", 845.667312717).With("id", "1-x")
-	line, err := m.EncodeLine()
+	line, err := encodeLine(m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -19,8 +21,8 @@ func TestMessage_EncodeLine_bytesAndOrder(t *testing.T) {
 	}
 }
 
-func TestMessage_EncodeLine_emptyBytes(t *testing.T) {
-	line, err := OutputMessage("stderr", nil).EncodeLine()
+func TestEncodeLine_emptyBytes(t *testing.T) {
+	line, err := encodeLine(OutputMessage("stderr", nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,9 +31,9 @@ func TestMessage_EncodeLine_emptyBytes(t *testing.T) {
 	}
 }
 
-func TestMessage_EncodeLine_asciiEscapes(t *testing.T) {
-	m := Message{{"fail_reason", "é \"q\" \x01 \U0001F600 \xff"}}
-	line, err := m.EncodeLine()
+func TestEncodeLine_asciiEscapes(t *testing.T) {
+	m := Message{{Key: "fail_reason", Value: "é \"q\" \x01 \U0001F600 \xff"}}
+	line, err := encodeLine(m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,17 +51,17 @@ func TestMessage_EncodeLine_asciiEscapes(t *testing.T) {
 	}
 }
 
-func TestMessage_EncodeLine_rejectsNaN(t *testing.T) {
+func TestEncodeLine_rejectsNaN(t *testing.T) {
 	nan := 0.0
 	nan /= nan
-	if _, err := (Message{{"time", nan}}).EncodeLine(); err == nil {
+	if _, err := encodeLine(Message{{Key: "time", Value: nan}}); err == nil {
 		t.Fatal("NaN encoded without error")
 	}
 }
 
-func TestMessage_EncodeLine_decodesLikeAvocado(t *testing.T) {
+func TestEncodeLine_decodesLikeAvocado(t *testing.T) {
 	data := []byte{0, 1, 2, 0xff, '\n'}
-	line, err := OutputMessage("stdout", data).EncodeLine()
+	line, err := encodeLine(OutputMessage("stdout", data))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,10 +82,10 @@ func TestMessage_EncodeLine_decodesLikeAvocado(t *testing.T) {
 func TestLogMessage_nameImpliesEncodingAndLevel(t *testing.T) {
 	m := LogMessage("avocado.service.process", "", "hello")
 	want := `{'log_name': 'avocado.service.process', 'log_level': 20, 'log_levelname': 'INFO', 'type': 'log', 'log': b'hello', 'encoding': 'utf-8', 'status': 'running'}`
-	if got := PyRepr(m); got != want {
+	if got := py.Repr(m); got != want {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}
-	plain := PyRepr(LogMessage("", "", "x"))
+	plain := py.Repr(LogMessage("", "", "x"))
 	if strings.Contains(plain, "log_name") || !strings.Contains(plain, "'encoding': 'utf-8'") {
 		t.Errorf("plain log message = %s", plain)
 	}
@@ -91,10 +93,10 @@ func TestLogMessage_nameImpliesEncodingAndLevel(t *testing.T) {
 
 func TestFinishedMessage_optionalKeys(t *testing.T) {
 	rc := 3
-	if got, want := PyRepr(FinishedMessage(ResultFail, "why", &rc)), `{'result': 'fail', 'fail_reason': 'why', 'returncode': 3, 'status': 'finished'}`; got != want {
+	if got, want := py.Repr(FinishedMessage(ResultFail, "why", &rc)), `{'result': 'fail', 'fail_reason': 'why', 'returncode': 3, 'status': 'finished'}`; got != want {
 		t.Errorf("got %s, want %s", got, want)
 	}
-	if got, want := PyRepr(FinishedMessage(ResultPass, "", nil)), `{'result': 'pass', 'status': 'finished'}`; got != want {
+	if got, want := py.Repr(FinishedMessage(ResultPass, "", nil)), `{'result': 'pass', 'status': 'finished'}`; got != want {
 		t.Errorf("got %s, want %s", got, want)
 	}
 }
@@ -109,7 +111,7 @@ func TestMonotonic_positiveAndNonDecreasing(t *testing.T) {
 
 func TestMessage_With_doesNotAlias(t *testing.T) {
 	base := make(Message, 1, 4)
-	base[0] = Field{"status", "running"}
+	base[0] = Field{Key: "status", Value: "running"}
 	a := base.With("id", "a")
 	b := base.With("id", "b")
 	if v, _ := a.Get("id"); v != "a" {
@@ -117,5 +119,22 @@ func TestMessage_With_doesNotAlias(t *testing.T) {
 	}
 	if v, _ := b.Get("id"); v != "b" {
 		t.Errorf("b.id = %v", v)
+	}
+}
+
+// The line Avocado's helpers print for a message with every kind of value
+// (nrunner-protocol §2.6).
+func TestMessage_repr(t *testing.T) {
+	m := Message{
+		{Key: "log", Value: []byte("quote' and \"dq\" \x00\xff\t")},
+		{Key: "s", Value: "it's"},
+		{Key: "f", Value: 1e-05},
+		{Key: "g", Value: 12345678901234.5},
+		{Key: "n", Value: nil},
+		{Key: "b", Value: true},
+	}
+	want := `{'log': b'quote\' and "dq" \x00\xff\t', 's': "it's", 'f': 1e-05, 'g': 12345678901234.5, 'n': None, 'b': True}`
+	if got := py.Repr(m); got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
 	}
 }

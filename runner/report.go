@@ -7,6 +7,8 @@ import (
 	"io"
 	"sync"
 	"time"
+
+	"github.com/vtcluster/vtcluster/agent/py"
 )
 
 // Reporter stamps and delivers the status messages of one task: to every
@@ -122,19 +124,19 @@ func (r *Reporter) deliver(ctx context.Context, m Message) {
 		t = r.lastTime // never let time run backwards within a task
 	}
 	r.lastTime = t
-	m = append(m[:len(m):len(m)], Field{"time", t})
+	m = append(m[:len(m):len(m)], Field{Key: "time", Value: t})
 	if status, _ := m.Get("status"); status == "started" && r.outputDir != "" {
-		m = append(m, Field{"output_dir", r.outputDir})
+		m = append(m, Field{Key: "output_dir", Value: r.outputDir})
 	}
 	if r.task {
-		m = append(m, Field{"id", r.id})
+		m = append(m, Field{Key: "id", Value: r.id})
 		if r.jobID != nil {
-			m = append(m, Field{"job_id", *r.jobID})
+			m = append(m, Field{Key: "job_id", Value: *r.jobID})
 		}
 	}
 	r.sent++
 	if r.status != nil {
-		line, err := m.EncodeLine()
+		line, err := encodeLine(m)
 		if err == nil {
 			err = r.status.Post(ctx, line)
 		}
@@ -145,7 +147,7 @@ func (r *Reporter) deliver(ctx context.Context, m Message) {
 	if r.out != nil {
 		// Printing is a courtesy for humans and Avocado's selftests;
 		// Avocado itself sends stdout to /dev/null. Errors are ignored.
-		r.out.WriteString(PyRepr(m))
+		r.out.WriteString(py.Repr(m))
 		r.out.WriteByte('\n')
 		r.out.Flush()
 	}

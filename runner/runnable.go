@@ -7,6 +7,8 @@ import (
 	"os"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/vtcluster/vtcluster/agent/py"
 )
 
 // Runnable is what Avocado asks the runner to run.
@@ -27,7 +29,7 @@ type Runnable struct {
 	// Kwargs are the KEY=VAL arguments that are not reserved, json:
 	// decoded (string, bool, int64, float64, nil, []any, map[string]any).
 	Kwargs map[string]any
-	// Config holds the Avocado settings from -c ("namespace.key": value).
+	// Config holds the Avocado settings from -c ("namespace.Key": value).
 	Config map[string]any
 	// Identifier is the test name Avocado gave the runnable, if any.
 	Identifier string
@@ -100,21 +102,21 @@ func RunnableFromArgs(a CommandArgs) (Runnable, error) {
 	}
 	cfg, jerr := parseJSONTree([]byte(a.Config))
 	if jerr != nil {
-		return r, runtimeErrorf("runner: -c/--config: %s", jerr.msg)
+		return r, runtimeErrorf("runner: -c/--config: %s", jerr)
 	}
-	if cfg.kind != jsonObject {
-		return r, runtimeErrorf("runner: -c/--config: expected a JSON object, got %s", cfg.describe())
+	if cfg.Kind != py.JSONObject {
+		return r, runtimeErrorf("runner: -c/--config: expected a JSON object, got %s", cfg.Describe())
 	}
-	r.Config = cfg.toAny().(map[string]any)
+	r.Config = toAny(cfg).(map[string]any)
 	for _, kv := range a.KeyVals {
 		key, val, _ := strings.Cut(kv, "=")
 		var v any = val
 		if js, ok := strings.CutPrefix(val, "json:"); ok {
 			tree, jerr := parseJSONTree([]byte(js))
 			if jerr != nil {
-				return r, runtimeErrorf("runner: keyword argument %q: %s", key, jerr.msg)
+				return r, runtimeErrorf("runner: keyword argument %q: %s", key, jerr)
 			}
-			v = tree.toAny()
+			v = toAny(tree)
 		}
 		if err := r.setKwarg(key, v); err != nil {
 			return r, runtimeErrorf("runner: keyword argument %q: %v", key, err)
@@ -135,7 +137,7 @@ func (r *Runnable) setKwarg(key string, v any) error {
 	case "output_dir", "identifier":
 		s, ok := v.(string)
 		if !ok {
-			return fmt.Errorf("expected a string, got %s", PyRepr(v))
+			return fmt.Errorf("expected a string, got %s", py.Repr(v))
 		}
 		if key == "output_dir" {
 			r.OutputDir = s
@@ -173,20 +175,20 @@ func runnableFromRecipe(path string, v *jsonValue, at string, strict bool) (Runn
 		return runtimeErrorf("runner: recipe %s: %s: %s", path, p, fmt.Sprintf(format, args...))
 	}
 	r := Runnable{Kwargs: map[string]any{}, Config: map[string]any{}}
-	if v.kind != jsonObject {
-		return r, bad(at, "expected an object, got %s", v.describe())
+	if v.Kind != py.JSONObject {
+		return r, bad(at, "expected an object, got %s", v.Describe())
 	}
-	str := func(m jsonMember) (string, error) {
-		if m.val.kind != jsonString {
-			return "", bad(jsonPath(at, m.key), "expected a string, got %s", m.val.describe())
+	str := func(m py.Member) (string, error) {
+		if m.Value.Kind != py.JSONString {
+			return "", bad(jsonPath(at, m.Key), "expected a string, got %s", m.Value.Describe())
 		}
-		return m.val.str, nil
+		return m.Value.Str, nil
 	}
 	var err error
 	seenKind := false
-	for _, m := range v.obj {
-		p := jsonPath(at, m.key)
-		switch m.key {
+	for _, m := range v.Members {
+		p := jsonPath(at, m.Key)
+		switch m.Key {
 		case "kind":
 			seenKind = true
 			r.Kind, err = str(m)
@@ -197,30 +199,30 @@ func runnableFromRecipe(path string, v *jsonValue, at string, strict bool) (Runn
 				r.Identifier, err = str(m)
 			}
 		case "args":
-			if m.val.kind != jsonArray {
-				return r, bad(p, "expected a list of strings, got %s", m.val.describe())
+			if m.Value.Kind != py.JSONArray {
+				return r, bad(p, "expected a list of strings, got %s", m.Value.Describe())
 			}
-			for i, e := range m.val.arr {
-				if e.kind != jsonString {
-					return r, bad(jsonPath(p, i), "expected a string, got %s", e.describe())
+			for i, e := range m.Value.Elems {
+				if e.Kind != py.JSONString {
+					return r, bad(jsonPath(p, i), "expected a string, got %s", e.Describe())
 				}
-				r.Args = append(r.Args, e.str)
+				r.Args = append(r.Args, e.Str)
 			}
 		case "config":
-			if m.val.kind != jsonObject {
-				return r, bad(p, "expected an object, got %s", m.val.describe())
+			if m.Value.Kind != py.JSONObject {
+				return r, bad(p, "expected an object, got %s", m.Value.Describe())
 			}
-			r.Config = m.val.toAny().(map[string]any)
+			r.Config = toAny(m.Value).(map[string]any)
 		case "kwargs":
 			if !strict {
 				continue // task recipes ignore them, as Avocado does
 			}
-			if m.val.kind != jsonObject {
-				return r, bad(p, "expected an object, got %s", m.val.describe())
+			if m.Value.Kind != py.JSONObject {
+				return r, bad(p, "expected an object, got %s", m.Value.Describe())
 			}
-			for _, kw := range m.val.obj {
-				if err := r.setKwarg(kw.key, kw.val.toAny()); err != nil {
-					return r, bad(jsonPath(p, kw.key), "%v", err)
+			for _, kw := range m.Value.Members {
+				if err := r.setKwarg(kw.Key, toAny(kw.Value)); err != nil {
+					return r, bad(jsonPath(p, kw.Key), "%v", err)
 				}
 			}
 		default:
@@ -249,34 +251,34 @@ func LoadTaskRecipe(path string) (Task, error) {
 	if err != nil {
 		return t, err
 	}
-	if root.kind != jsonObject {
-		return t, runtimeErrorf("runner: recipe %s: expected an object, got %s", path, root.describe())
+	if root.Kind != py.JSONObject {
+		return t, runtimeErrorf("runner: recipe %s: expected an object, got %s", path, root.Describe())
 	}
-	rv := root.get("runnable")
+	rv := root.Get("runnable")
 	if rv == nil {
 		return t, runtimeErrorf("runner: recipe %s: missing required key \"runnable\"", path)
 	}
 	if t.Runnable, err = runnableFromRecipe(path, rv, "runnable", false); err != nil {
 		return t, err
 	}
-	if id := root.get("id"); id != nil {
-		t.ID = id.toAny()
+	if id := root.Get("id"); id != nil {
+		t.ID = toAny(id)
 	}
-	if c := root.get("category"); c != nil && c.kind == jsonString {
-		t.Category = c.str
+	if c := root.Get("category"); c != nil && c.Kind == py.JSONString {
+		t.Category = c.Str
 	}
-	if j := root.get("job_id"); j != nil && j.kind == jsonString {
-		t.JobID = &j.str
+	if j := root.Get("job_id"); j != nil && j.Kind == py.JSONString {
+		t.JobID = &j.Str
 	}
-	if s := root.get("status_uris"); s != nil {
-		if s.kind != jsonArray {
-			return t, runtimeErrorf("runner: recipe %s: status_uris: expected a list of strings, got %s", path, s.describe())
+	if s := root.Get("status_uris"); s != nil {
+		if s.Kind != py.JSONArray {
+			return t, runtimeErrorf("runner: recipe %s: status_uris: expected a list of strings, got %s", path, s.Describe())
 		}
-		for i, e := range s.arr {
-			if e.kind != jsonString {
-				return t, runtimeErrorf("runner: recipe %s: status_uris[%d]: expected a string, got %s", path, i, e.describe())
+		for i, e := range s.Elems {
+			if e.Kind != py.JSONString {
+				return t, runtimeErrorf("runner: recipe %s: status_uris[%d]: expected a string, got %s", path, i, e.Describe())
 			}
-			t.StatusURIs = append(t.StatusURIs, e.str)
+			t.StatusURIs = append(t.StatusURIs, e.Str)
 		}
 	}
 	return t, nil
@@ -289,10 +291,7 @@ func readJSONFile(path string) (*jsonValue, error) {
 	}
 	root, jerr := parseJSONTree(data)
 	if jerr != nil {
-		if jerr.path != "" {
-			return nil, runtimeErrorf("runner: %s: %s: %s", path, jerr.path, jerr.msg)
-		}
-		return nil, runtimeErrorf("runner: %s: %s", path, jerr.msg)
+		return nil, runtimeErrorf("runner: %s: %s", path, jerr)
 	}
 	return root, nil
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/vtcluster/vtcluster/agent/py"
 	"github.com/vtcluster/vtcluster/cluster"
 )
 
@@ -133,14 +134,14 @@ type SpecError struct {
 	// Path is the JSON path of the offending value, e.g.
 	// "tests[1].nodes.src"; empty for the file as a whole.
 	Path string
-	Msg  string
+	// Line and Column (characters, 1-based) place the offending value;
+	// 0 when the error is about the file as a whole.
+	Line, Column int
+	Msg          string
 }
 
 func (e *SpecError) Error() string {
-	if e.Path == "" {
-		return fmt.Sprintf("runner: spec %s: %s", e.File, e.Msg)
-	}
-	return fmt.Sprintf("runner: spec %s: %s: %s", e.File, e.Path, e.Msg)
+	return "runner: spec " + py.Locate(e.File, e.Line, e.Column, e.Path, e.Msg)
 }
 
 // maxSpecErrors keeps the report of a badly broken file readable.
@@ -184,30 +185,35 @@ func ParseSpec(path string, data []byte) (*SpecFile, error) {
 	if err != nil {
 		return nil, &SpecError{File: path, Msg: err.Error()}
 	}
-	l := &specLoader{file: path}
-	root, jerr := parseJSONTree(data)
-	if jerr != nil {
-		return nil, &SpecError{File: path, Path: jerr.path, Msg: jerr.msg}
+	l := &specLoader{file: path, data: data, byPath: map[string]*jsonValue{}}
+	root, err := parseJSONTree(data)
+	if err != nil {
+		var te *py.TreeError
+		if errors.As(err, &te) {
+			return nil, &SpecError{File: path, Path: te.Path, Line: te.Line, Column: te.Column, Msg: te.Msg}
+		}
+		return nil, &SpecError{File: path, Msg: err.Error()}
 	}
+	l.index(root)
 	f := &SpecFile{Path: path, Dir: filepath.Dir(abs)}
 	switch {
-	case root.kind != jsonObject:
-		l.errorf("", "expected an object with \"tests\" or a single test object, got %s", root.describe())
-	case root.get("tests") != nil:
-		for _, m := range root.obj {
-			if m.key != "tests" {
-				l.errorf(jsonPath("", m.key), "unknown key (a file with \"tests\" has nothing else)")
+	case root.Kind != py.JSONObject:
+		l.errorf("", "expected an object with \"tests\" or a single test object, got %s", root.Describe())
+	case root.Get("tests") != nil:
+		for _, m := range root.Members {
+			if m.Key != "tests" {
+				l.errorf(jsonPath("", m.Key), "unknown key (a file with \"tests\" has nothing else)")
 			}
 		}
-		tests := root.get("tests")
-		if tests.kind != jsonArray {
-			l.errorf("tests", "expected a list of tests, got %s", tests.describe())
+		tests := root.Get("tests")
+		if tests.Kind != py.JSONArray {
+			l.errorf("tests", "expected a list of tests, got %s", tests.Describe())
 			break
 		}
-		if len(tests.arr) == 0 {
+		if len(tests.Elems) == 0 {
 			l.errorf("tests", "no tests")
 		}
-		for i, tv := range tests.arr {
+		for i, tv := range tests.Elems {
 			if t := l.test(tv, jsonPath("tests", i)); t != nil {
 				f.Tests = append(f.Tests, t)
 			}
@@ -234,8 +240,20 @@ func ParseSpec(path string, data []byte) (*SpecFile, error) {
 }
 
 type specLoader struct {
-	file string
-	errs []error
+	file   string
+	data   []byte
+	byPath map[string]*jsonValue // by path, to place errors that name one
+	errs   []error
+}
+
+func (l *specLoader) index(v *jsonValue) {
+	l.byPath[v.Path] = v
+	for _, e := range v.Elems {
+		l.index(e)
+	}
+	for _, m := range v.Members {
+		l.index(m.Value)
+	}
 }
 
 func (l *specLoader) errorf(path, format string, args ...any) {
@@ -245,7 +263,11 @@ func (l *specLoader) errorf(path, format string, args ...any) {
 	if len(l.errs) > maxSpecErrors {
 		return
 	}
-	l.errs = append(l.errs, &SpecError{File: l.file, Path: path, Msg: fmt.Sprintf(format, args...)})
+	e := &SpecError{File: l.file, Path: path, Msg: fmt.Sprintf(format, args...)}
+	if n := l.byPath[path]; n != nil && path != "" {
+		e.Line, e.Column = py.LineCol(l.data, n.Start)
+	}
+	l.errs = append(l.errs, e)
 }
 
 // tagRE: tags appear in placeholders ({tag.address}, so no dots), in
@@ -254,47 +276,47 @@ var tagRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 func (l *specLoader) test(v *jsonValue, at string) *Test {
 	nerr := len(l.errs)
-	if v.kind != jsonObject {
-		l.errorf(at, "expected a test object, got %s", v.describe())
+	if v.Kind != py.JSONObject {
+		l.errorf(at, "expected a test object, got %s", v.Describe())
 		return nil
 	}
 	t := &Test{}
 	var params, nodes, body *jsonValue
 	var bodyPath string
-	for _, m := range v.obj {
-		p := jsonPath(at, m.key)
-		switch m.key {
+	for _, m := range v.Members {
+		p := jsonPath(at, m.Key)
+		switch m.Key {
 		case "name":
-			t.Name = l.name(m.val, p)
+			t.Name = l.name(m.Value, p)
 		case "description":
-			t.Description = l.str(m.val, p)
+			t.Description = l.str(m.Value, p)
 		case "nodes":
-			nodes = m.val
+			nodes = m.Value
 		case "params":
-			params = m.val
+			params = m.Value
 		case "resources":
-			if m.val.kind != jsonArray {
-				l.errorf(p, "expected a list, got %s", m.val.describe())
-			} else if len(m.val.arr) > 0 {
+			if m.Value.Kind != py.JSONArray {
+				l.errorf(p, "expected a list, got %s", m.Value.Describe())
+			} else if len(m.Value.Elems) > 0 {
 				l.errorf(p, "resources need the resource manager, not built yet; leave the list empty")
 			}
 		case "body":
-			body, bodyPath = m.val, p
+			body, bodyPath = m.Value, p
 		case "timeout":
-			t.Timeout = l.seconds(m.val, p)
+			t.Timeout = l.seconds(m.Value, p)
 		case "tags":
-			t.Tags = l.tags(m.val, p)
+			t.Tags = l.tags(m.Value, p)
 		case "collect":
 			// checked below, once the tags are known
 		default:
 			l.errorf(p, "unknown key (allowed: name, description, nodes, params, resources, body, timeout, tags, collect)")
 		}
 	}
-	if v.get("name") == nil {
+	if v.Get("name") == nil {
 		l.errorf(at, "missing required key \"name\"")
 	}
 	switch {
-	case nodes != nil && params != nil && params.kind == jsonObject && params.get("nodes") != nil:
+	case nodes != nil && params != nil && params.Kind == py.JSONObject && params.Get("nodes") != nil:
 		l.errorf(jsonPath(at, "params"), "\"nodes\" is given twice: use either nodes or params.nodes")
 	case params != nil:
 		t.Nodes = l.params(params, jsonPath(at, "params"))
@@ -306,7 +328,7 @@ func (l *specLoader) test(v *jsonValue, at string) *Test {
 	} else {
 		t.Body = l.body(body, bodyPath, t)
 	}
-	if c := v.get("collect"); c != nil {
+	if c := v.Get("collect"); c != nil {
 		t.Collect = l.collect(c, jsonPath(at, "collect"), t)
 	}
 	if len(l.errs) > nerr {
@@ -316,16 +338,16 @@ func (l *specLoader) test(v *jsonValue, at string) *Test {
 }
 
 func (l *specLoader) str(v *jsonValue, p string) string {
-	if v.kind != jsonString {
-		l.errorf(p, "expected a string, got %s", v.describe())
+	if v.Kind != py.JSONString {
+		l.errorf(p, "expected a string, got %s", v.Describe())
 		return ""
 	}
-	return v.str
+	return v.Str
 }
 
 func (l *specLoader) name(v *jsonValue, p string) string {
 	s := l.str(v, p)
-	if v.kind != jsonString {
+	if v.Kind != py.JSONString {
 		return ""
 	}
 	switch {
@@ -342,16 +364,16 @@ func (l *specLoader) name(v *jsonValue, p string) string {
 }
 
 func (l *specLoader) seconds(v *jsonValue, p string) time.Duration {
-	if v.kind == jsonNull {
+	if v.Kind == py.JSONNull {
 		return 0
 	}
-	if v.kind != jsonNumber {
-		l.errorf(p, "expected a number of seconds, got %s", v.describe())
+	if v.Kind != py.JSONNumber {
+		l.errorf(p, "expected a number of seconds, got %s", v.Describe())
 		return 0
 	}
-	f, err := strconv.ParseFloat(v.num.String(), 64)
+	f, err := strconv.ParseFloat(v.Num.String(), 64)
 	if err != nil || f <= 0 || math.IsInf(f, 0) || f > 30*24*3600 {
-		l.errorf(p, "expected a positive number of seconds up to 30 days, got %s", v.num)
+		l.errorf(p, "expected a positive number of seconds up to 30 days, got %s", v.Num)
 		return 0
 	}
 	return time.Duration(f * float64(time.Second))
@@ -373,62 +395,67 @@ func (l *specLoader) tags(v *jsonValue, p string) map[string][]string {
 			out[name] = append(out[name], value)
 		}
 	}
-	switch v.kind {
-	case jsonArray:
-		for i, e := range v.arr {
+	switch v.Kind {
+	case py.JSONArray:
+		for i, e := range v.Elems {
 			at := jsonPath(p, i)
-			if e.kind != jsonString {
-				l.errorf(at, "expected a string, got %s", e.describe())
+			if e.Kind != py.JSONString {
+				l.errorf(at, "expected a string, got %s", e.Describe())
 				continue
 			}
-			name, value, _ := strings.Cut(e.str, ":")
+			name, value, _ := strings.Cut(e.Str, ":")
 			add(name, value, at)
 		}
-	case jsonObject:
-		for _, m := range v.obj {
-			at := jsonPath(p, m.key)
-			add(m.key, "", at)
-			switch m.val.kind {
-			case jsonNull:
-			case jsonArray:
-				for i, e := range m.val.arr {
-					if e.kind != jsonString || e.str == "" {
-						l.errorf(jsonPath(at, i), "expected a non-empty string, got %s", e.describe())
+	case py.JSONObject:
+		for _, m := range v.Members {
+			at := jsonPath(p, m.Key)
+			add(m.Key, "", at)
+			switch m.Value.Kind {
+			case py.JSONNull:
+			case py.JSONArray:
+				for i, e := range m.Value.Elems {
+					if e.Kind != py.JSONString || e.Str == "" {
+						l.errorf(jsonPath(at, i), "expected a non-empty string, got %s", e.Describe())
 						continue
 					}
-					add(m.key, e.str, at)
+					add(m.Key, e.Str, at)
 				}
 			default:
-				l.errorf(at, "expected null or a list of values, got %s", m.val.describe())
+				l.errorf(at, "expected null or a list of values, got %s", m.Value.Describe())
 			}
 		}
 	default:
-		l.errorf(p, "expected a list of tags or an object, got %s", v.describe())
+		l.errorf(p, "expected a list of tags or an object, got %s", v.Describe())
 	}
 	return out
 }
 
 func (l *specLoader) nodes(v *jsonValue, p string) []NodeSpec {
-	if v.kind != jsonObject {
-		l.errorf(p, "expected an object of tag -> selectors, got %s", v.describe())
+	if v.Kind != py.JSONObject {
+		l.errorf(p, "expected an object of tag -> selectors, got %s", v.Describe())
 		return nil
 	}
 	var out []NodeSpec
 	envNames := map[string]string{}
-	for _, m := range v.obj {
-		at := jsonPath(p, m.key)
-		if !l.tag(m.key, at, envNames) {
+	for _, m := range v.Members {
+		at := jsonPath(p, m.Key)
+		if !l.tag(m.Key, at, envNames) {
 			continue
 		}
-		ns := NodeSpec{Tag: m.key}
-		switch m.val.kind {
-		case jsonNull:
-		case jsonString:
-			ns.Selectors = strings.TrimSpace(m.val.str)
-		case jsonArray:
-			ns.Selectors = m.val.compact()
+		ns := NodeSpec{Tag: m.Key}
+		switch m.Value.Kind {
+		case py.JSONNull:
+		case py.JSONString:
+			ns.Selectors = strings.TrimSpace(m.Value.Str)
+		case py.JSONArray:
+			sel, err := compact(m.Value)
+			if err != nil {
+				l.errorf(at, "%v", err)
+				continue
+			}
+			ns.Selectors = sel
 		default:
-			l.errorf(at, "expected selectors as a string, a list or null, got %s", m.val.describe())
+			l.errorf(at, "expected selectors as a string, a list or null, got %s", m.Value.Describe())
 			continue
 		}
 		l.selectors(ns.Selectors, at)
@@ -466,20 +493,20 @@ func (l *specLoader) selectors(s, at string) {
 // space-separated tag list and "node_selectors_<tag>" the tag's
 // selectors.
 func (l *specLoader) params(v *jsonValue, p string) []NodeSpec {
-	if v.kind != jsonObject {
-		l.errorf(p, "expected an object, got %s", v.describe())
+	if v.Kind != py.JSONObject {
+		l.errorf(p, "expected an object, got %s", v.Describe())
 		return nil
 	}
-	nv := v.get("nodes")
+	nv := v.Get("nodes")
 	var out []NodeSpec
 	envNames := map[string]string{}
 	known := map[string]bool{}
 	if nv != nil {
 		at := jsonPath(p, "nodes")
-		if nv.kind != jsonString {
-			l.errorf(at, "expected a space-separated string of tags, got %s", nv.describe())
+		if nv.Kind != py.JSONString {
+			l.errorf(at, "expected a space-separated string of tags, got %s", nv.Describe())
 		} else {
-			for _, tag := range strings.Fields(nv.str) {
+			for _, tag := range strings.Fields(nv.Str) {
 				if known[tag] {
 					l.errorf(at, "tag %q listed twice", tag)
 					continue
@@ -491,12 +518,12 @@ func (l *specLoader) params(v *jsonValue, p string) []NodeSpec {
 			}
 		}
 	}
-	for _, m := range v.obj {
-		at := jsonPath(p, m.key)
-		if m.key == "nodes" {
+	for _, m := range v.Members {
+		at := jsonPath(p, m.Key)
+		if m.Key == "nodes" {
 			continue
 		}
-		tag, ok := strings.CutPrefix(m.key, "node_selectors_")
+		tag, ok := strings.CutPrefix(m.Key, "node_selectors_")
 		if !ok {
 			l.errorf(at, "unsupported parameter: only \"nodes\" and \"node_selectors_<tag>\" are understood")
 			continue
@@ -505,13 +532,13 @@ func (l *specLoader) params(v *jsonValue, p string) []NodeSpec {
 			l.errorf(at, "tag %q is not in params.nodes", tag)
 			continue
 		}
-		if m.val.kind != jsonString {
-			l.errorf(at, "expected a selectors string, got %s", m.val.describe())
+		if m.Value.Kind != py.JSONString {
+			l.errorf(at, "expected a selectors string, got %s", m.Value.Describe())
 			continue
 		}
 		for i := range out {
 			if out[i].Tag == tag {
-				out[i].Selectors = strings.TrimSpace(m.val.str)
+				out[i].Selectors = strings.TrimSpace(m.Value.Str)
 				l.selectors(out[i].Selectors, at)
 			}
 		}
@@ -546,23 +573,23 @@ func (t *Test) NodeTags() []string {
 
 func (l *specLoader) body(v *jsonValue, p string, t *Test) Body {
 	var b Body
-	if v.kind != jsonObject {
-		l.errorf(p, "expected an object with \"command\" and/or \"steps\", got %s", v.describe())
+	if v.Kind != py.JSONObject {
+		l.errorf(p, "expected an object with \"command\" and/or \"steps\", got %s", v.Describe())
 		return b
 	}
-	for _, m := range v.obj {
-		at := jsonPath(p, m.key)
-		switch m.key {
+	for _, m := range v.Members {
+		at := jsonPath(p, m.Key)
+		switch m.Key {
 		case "command":
-			b.Command = l.argv(m.val, at)
+			b.Command = l.argv(m.Value, at)
 		case "env":
-			b.Env = l.env(m.val, at)
+			b.Env = l.env(m.Value, at)
 		case "steps":
-			if m.val.kind != jsonArray {
-				l.errorf(at, "expected a list of steps, got %s", m.val.describe())
+			if m.Value.Kind != py.JSONArray {
+				l.errorf(at, "expected a list of steps, got %s", m.Value.Describe())
 				continue
 			}
-			for i, sv := range m.val.arr {
+			for i, sv := range m.Value.Elems {
 				b.Steps = append(b.Steps, l.step(sv, jsonPath(at, i), t))
 			}
 		default:
@@ -576,21 +603,21 @@ func (l *specLoader) body(v *jsonValue, p string, t *Test) Body {
 }
 
 func (l *specLoader) argv(v *jsonValue, p string) []string {
-	if v.kind != jsonArray || len(v.arr) == 0 {
-		l.errorf(p, "expected a non-empty list of strings (an argv, never a shell string), got %s", v.describe())
+	if v.Kind != py.JSONArray || len(v.Elems) == 0 {
+		l.errorf(p, "expected a non-empty list of strings (an argv, never a shell string), got %s", v.Describe())
 		return nil
 	}
-	out := make([]string, 0, len(v.arr))
-	for i, e := range v.arr {
-		if e.kind != jsonString {
-			l.errorf(jsonPath(p, i), "expected a string, got %s", e.describe())
+	out := make([]string, 0, len(v.Elems))
+	for i, e := range v.Elems {
+		if e.Kind != py.JSONString {
+			l.errorf(jsonPath(p, i), "expected a string, got %s", e.Describe())
 			continue
 		}
-		if strings.IndexByte(e.str, 0) >= 0 {
+		if strings.IndexByte(e.Str, 0) >= 0 {
 			l.errorf(jsonPath(p, i), "contains a NUL byte")
 			continue
 		}
-		out = append(out, e.str)
+		out = append(out, e.Str)
 	}
 	if len(out) > 0 && out[0] == "" {
 		l.errorf(jsonPath(p, 0), "empty program name")
@@ -601,24 +628,24 @@ func (l *specLoader) argv(v *jsonValue, p string) []string {
 var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 func (l *specLoader) env(v *jsonValue, p string) map[string]string {
-	if v.kind != jsonObject {
-		l.errorf(p, "expected an object of NAME -> string, got %s", v.describe())
+	if v.Kind != py.JSONObject {
+		l.errorf(p, "expected an object of NAME -> string, got %s", v.Describe())
 		return nil
 	}
 	out := map[string]string{}
-	for _, m := range v.obj {
-		at := jsonPath(p, m.key)
+	for _, m := range v.Members {
+		at := jsonPath(p, m.Key)
 		switch {
-		case !envNameRE.MatchString(m.key):
+		case !envNameRE.MatchString(m.Key):
 			l.errorf(at, "invalid environment variable name")
-		case strings.HasPrefix(m.key, "VTCLUSTER_"):
+		case strings.HasPrefix(m.Key, "VTCLUSTER_"):
 			l.errorf(at, "VTCLUSTER_* variables are set by the runner")
-		case m.val.kind != jsonString:
-			l.errorf(at, "expected a string, got %s", m.val.describe())
-		case strings.IndexByte(m.val.str, 0) >= 0:
+		case m.Value.Kind != py.JSONString:
+			l.errorf(at, "expected a string, got %s", m.Value.Describe())
+		case strings.IndexByte(m.Value.Str, 0) >= 0:
 			l.errorf(at, "contains a NUL byte")
 		default:
-			out[m.key] = m.val.str
+			out[m.Key] = m.Value.Str
 		}
 	}
 	return out
@@ -626,37 +653,37 @@ func (l *specLoader) env(v *jsonValue, p string) map[string]string {
 
 func (l *specLoader) step(v *jsonValue, p string, t *Test) Step {
 	var s Step
-	if v.kind != jsonObject {
-		l.errorf(p, "expected a step object, got %s", v.describe())
+	if v.Kind != py.JSONObject {
+		l.errorf(p, "expected a step object, got %s", v.Describe())
 		return s
 	}
-	for _, m := range v.obj {
-		at := jsonPath(p, m.key)
-		switch m.key {
+	for _, m := range v.Members {
+		at := jsonPath(p, m.Key)
+		switch m.Key {
 		case "on":
-			s.On = l.stepTargets(m.val, at, t)
+			s.On = l.stepTargets(m.Value, at, t)
 		case "run":
-			s.Run = l.argv(m.val, at)
+			s.Run = l.argv(m.Value, at)
 			for i, a := range s.Run {
 				if _, err := parsePlaceholders(a, t.hasTag); err != nil {
 					l.errorf(jsonPath(at, i), "%v", err)
 				}
 			}
 		case "parallel":
-			if m.val.kind != jsonBool {
-				l.errorf(at, "expected true or false, got %s", m.val.describe())
+			if m.Value.Kind != py.JSONBool {
+				l.errorf(at, "expected true or false, got %s", m.Value.Describe())
 			}
-			s.Parallel = m.val.b
+			s.Parallel = m.Value.Bool
 		case "timeout":
-			s.Timeout = l.seconds(m.val, at)
+			s.Timeout = l.seconds(m.Value, at)
 		default:
 			l.errorf(at, "unknown key (allowed: on, run, parallel, timeout)")
 		}
 	}
-	if v.get("on") == nil {
+	if v.Get("on") == nil {
 		l.errorf(p, "missing required key \"on\"")
 	}
-	if v.get("run") == nil {
+	if v.Get("run") == nil {
 		l.errorf(p, "missing required key \"run\"")
 	}
 	return s
@@ -664,28 +691,28 @@ func (l *specLoader) step(v *jsonValue, p string, t *Test) Step {
 
 func (l *specLoader) stepTargets(v *jsonValue, p string, t *Test) []string {
 	var names []string
-	switch v.kind {
-	case jsonString:
-		if v.str == "*" {
+	switch v.Kind {
+	case py.JSONString:
+		if v.Str == "*" {
 			if len(t.Nodes) == 0 {
 				l.errorf(p, "\"*\" but the test has no nodes")
 			}
 			return t.NodeTags()
 		}
-		names = []string{v.str}
-	case jsonArray:
-		if len(v.arr) == 0 {
+		names = []string{v.Str}
+	case py.JSONArray:
+		if len(v.Elems) == 0 {
 			l.errorf(p, "empty list of tags")
 		}
-		for i, e := range v.arr {
-			if e.kind != jsonString {
-				l.errorf(jsonPath(p, i), "expected a tag, got %s", e.describe())
+		for i, e := range v.Elems {
+			if e.Kind != py.JSONString {
+				l.errorf(jsonPath(p, i), "expected a tag, got %s", e.Describe())
 				continue
 			}
-			names = append(names, e.str)
+			names = append(names, e.Str)
 		}
 	default:
-		l.errorf(p, "expected a tag, a list of tags or \"*\", got %s", v.describe())
+		l.errorf(p, "expected a tag, a list of tags or \"*\", got %s", v.Describe())
 		return nil
 	}
 	want := map[string]bool{}
@@ -708,29 +735,29 @@ func (l *specLoader) stepTargets(v *jsonValue, p string, t *Test) []string {
 }
 
 func (l *specLoader) collect(v *jsonValue, p string, t *Test) map[string][]string {
-	if v.kind != jsonObject {
-		l.errorf(p, "expected an object of tag -> [remote paths], got %s", v.describe())
+	if v.Kind != py.JSONObject {
+		l.errorf(p, "expected an object of tag -> [remote paths], got %s", v.Describe())
 		return nil
 	}
 	out := map[string][]string{}
-	for _, m := range v.obj {
-		at := jsonPath(p, m.key)
-		if !t.hasTag(m.key) {
-			l.errorf(at, "unknown node tag %q (%s)", m.key, t.nodeList())
+	for _, m := range v.Members {
+		at := jsonPath(p, m.Key)
+		if !t.hasTag(m.Key) {
+			l.errorf(at, "unknown node tag %q (%s)", m.Key, t.nodeList())
 			continue
 		}
-		if m.val.kind != jsonArray {
-			l.errorf(at, "expected a list of absolute paths, got %s", m.val.describe())
+		if m.Value.Kind != py.JSONArray {
+			l.errorf(at, "expected a list of absolute paths, got %s", m.Value.Describe())
 			continue
 		}
-		for i, e := range m.val.arr {
+		for i, e := range m.Value.Elems {
 			switch {
-			case e.kind != jsonString:
-				l.errorf(jsonPath(at, i), "expected a string, got %s", e.describe())
-			case !strings.HasPrefix(e.str, "/") || strings.IndexByte(e.str, 0) >= 0:
-				l.errorf(jsonPath(at, i), "expected an absolute path, got %q", e.str)
+			case e.Kind != py.JSONString:
+				l.errorf(jsonPath(at, i), "expected a string, got %s", e.Describe())
+			case !strings.HasPrefix(e.Str, "/") || strings.IndexByte(e.Str, 0) >= 0:
+				l.errorf(jsonPath(at, i), "expected an absolute path, got %q", e.Str)
 			default:
-				out[m.key] = append(out[m.key], e.str)
+				out[m.Key] = append(out[m.Key], e.Str)
 			}
 		}
 	}

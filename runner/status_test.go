@@ -45,7 +45,7 @@ func TestStatusClient_Post_unixAndTCP(t *testing.T) {
 	}
 	defer c.Close()
 	for i := 0; i < 3; i++ {
-		line, _ := HeartbeatMessage().With("n", i).EncodeLine()
+		line, _ := encodeLine(HeartbeatMessage().With("n", i))
 		if err := c.Post(context.Background(), line); err != nil {
 			t.Fatal(err)
 		}
@@ -66,7 +66,7 @@ func TestStatusClient_Post_unreachableUnixSocketFails(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	line, _ := HeartbeatMessage().EncodeLine()
+	line, _ := encodeLine(HeartbeatMessage())
 	if err := c.Post(context.Background(), line); err == nil {
 		t.Fatal("posting to a missing unix socket succeeded")
 	}
@@ -92,7 +92,7 @@ func TestStatusClient_Post_retriesRefusedTCP(t *testing.T) {
 	defer c.Close()
 	done := make(chan error, 1)
 	go func() {
-		line, _ := HeartbeatMessage().EncodeLine()
+		line, _ := encodeLine(HeartbeatMessage())
 		done <- c.Post(context.Background(), line)
 	}()
 	time.Sleep(100 * time.Millisecond) // let a few attempts be refused
@@ -118,7 +118,7 @@ func TestStatusClient_Post_retryBounded(t *testing.T) {
 	cfg.TCPRetries = 2
 	cfg.TCPRetryInterval = time.Millisecond
 	c, _ := NewStatusClient([]string{addr}, cfg)
-	line, _ := HeartbeatMessage().EncodeLine()
+	line, _ := encodeLine(HeartbeatMessage())
 	if err := c.Post(context.Background(), line); err == nil || !strings.Contains(err.Error(), "refused") {
 		t.Fatalf("got %v, want connection refused after the retries", err)
 	}
@@ -132,7 +132,7 @@ func TestStatusClient_Post_reconnectsOnceAfterBrokenPipe(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	line1, _ := HeartbeatMessage().With("n", 1).EncodeLine()
+	line1, _ := encodeLine(HeartbeatMessage().With("n", 1))
 	if err := c.Post(context.Background(), line1); err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +141,7 @@ func TestStatusClient_Post_reconnectsOnceAfterBrokenPipe(t *testing.T) {
 	// first write after a close may still land in the socket buffer).
 	var err2 error
 	for i := 2; i < 10 && len(s.messages()) < 2 && err2 == nil; i++ {
-		line, _ := HeartbeatMessage().With("n", i).EncodeLine()
+		line, _ := encodeLine(HeartbeatMessage().With("n", i))
 		err2 = c.Post(context.Background(), line)
 	}
 	if err2 != nil {

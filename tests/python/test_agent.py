@@ -346,7 +346,9 @@ def test_job_data_save_load_delete(agent, proxy):
     state = {"vms": ["vm1", "vm2"], "ratio": 1.0, "count": 3, "none": None, "ok": True}
     assert proxy.core.save_job_data("job-a", state) is True
     job_dir = agent.data_dir / "job_data" / "job-a"
-    assert json.loads((job_dir / "data" / "state.json").read_text()) == state
+    # The bytes json.dump(state, f, indent=4) writes (keys sorted: an
+    # XML-RPC struct reaches the agent without its order).
+    assert (job_dir / "data" / "state.json").read_text() == json.dumps(dict(sorted(state.items())), indent=4)
     assert proxy.core.load_job_data("job-a") == state
     assert proxy.core.load_job_data("latest") == state
     assert proxy.core.get_job_data_log("job-a") == str(job_dir / "data")
@@ -365,6 +367,49 @@ def test_job_data_save_load_delete(agent, proxy):
     assert proxy.core.load_job_data("job-a") is None
     # Binary state cannot be JSON: False, as upstream answers.
     assert proxy.core.save_job_data("job-b", {"blob": b"\x00"}) is False
+
+
+def vm_hwm_kib(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def test_job_data_amplification_is_capped(vtcluster_bin, tmp_path):
+    # Security audit M3: indent=4 costs four bytes per nesting level on every
+    # line, so this 4 MiB call (525,000 empty values 98 levels deep) would be a
+    # 200 MB state.json; the agent used to build it in memory (580 MiB peak).
+    # Now the text is streamed to disk and stops at 16 MiB: False, as for any
+    # state upstream cannot serialise, and nothing is left behind.
+    a = Agent(vtcluster_bin, tmp_path)
+    try:
+        depth, leaves = 98, 525_000
+        body = (
+            "<?xml version='1.0'?>\n<methodCall>\n<methodName>core.save_job_data</methodName>\n<params>\n"
+            "<param>\n<value><string>big</string></value>\n</param>\n<param>\n"
+            + "<value><array><data>\n" * depth + "<value/>" * leaves + "</data></array></value>\n" * depth
+            + "</param>\n</params>\n</methodCall>\n"
+        )
+        assert len(body) > 4 << 20
+        conn = http.client.HTTPConnection("127.0.0.1", a.port, timeout=HANG_GUARD)
+        conn.request("POST", "/", body, {"Content-Type": "text/xml"})
+        resp = conn.getresponse()
+        reply = resp.read()
+        conn.close()
+        assert resp.status == 200
+        assert xmlrpc.client.loads(reply)[0][0] is False
+        assert not (a.data_dir / "job_data" / "big").exists()
+        # Decoding the call is most of what remains.
+        assert vm_hwm_kib(a.proc.pid) < 128 << 10
+        # Under the cap the same shape is saved and read back.
+        small = ""
+        for _ in range(depth):
+            small = [small]
+        assert a.proxy().core.save_job_data("small", small) is True
+        assert a.proxy().core.load_job_data("small") == small
+    finally:
+        a.stop()
 
 
 # (A NUL cannot even travel: Python writes it raw and the XML is refused.)

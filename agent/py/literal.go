@@ -1,10 +1,8 @@
-package cluster
+package py
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
-	"sort"
 	"strconv"
 	"strings"
 	"unicode"
@@ -13,12 +11,12 @@ import (
 
 // Upstream parses selectors with Python's ast.literal_eval, so users write
 // them as Python literals ('single quotes', True, None, tuples). This file
-// reads that syntax into the value model encoding/json produces, so the
-// rest of the package never needs to know which syntax was used.
+// reads that syntax into the value model encoding/json produces, so a
+// caller never needs to know which syntax was used.
 
-// maxLiteralDepth bounds nesting; a selector list is three levels deep,
+// MaxLiteralDepth bounds nesting; a selector list is three levels deep,
 // and a hostile input must not exhaust the stack.
-const maxLiteralDepth = 64
+const MaxLiteralDepth = 64
 
 // LiteralError is a syntax error in a Python literal. Line and Column are
 // 1-based; Column counts characters, not bytes.
@@ -30,24 +28,18 @@ type LiteralError struct {
 }
 
 func (e *LiteralError) Error() string {
-	return fmt.Sprintf("cluster: python literal: %s", e.Detail())
-}
-
-// Detail is the message without the package prefix, for callers that wrap
-// it in their own context.
-func (e *LiteralError) Detail() string {
 	return fmt.Sprintf("line %d, column %d: %s", e.Line, e.Column, e.Msg)
 }
 
-// ParsePyLiteral parses s as ast.literal_eval would and returns the value
-// in the model encoding/json uses: nil, bool, int64, float64, string,
-// []any (lists and tuples) or map[string]any. Differences from Python,
+// ParseLiteral parses s as ast.literal_eval would and returns the value
+// in the model encoding/json uses (with FromJSON's numbers): nil, bool,
+// int64, float64, string, []any (lists and tuples) or map[string]any. Differences from Python,
 // all rejected with an error instead of producing a value this model cannot
 // hold: sets, bytes, complex numbers, f-strings, non-string dict keys,
 // integers outside int64, floats that overflow to inf, lone surrogates and
 // \N{...} escapes. Expressions and names other than True, False and None
 // are rejected as Python does.
-func ParsePyLiteral(s string) (any, error) {
+func ParseLiteral(s string) (any, error) {
 	p := &pyParser{src: s}
 	if i := invalidUTF8(s); i >= 0 {
 		return nil, p.errAt(i, "invalid UTF-8")
@@ -142,8 +134,8 @@ func (p *pyParser) skipSpace() {
 }
 
 func (p *pyParser) value() (any, error) {
-	if p.depth >= maxLiteralDepth {
-		return nil, p.errAt(p.pos, "nesting deeper than %d levels", maxLiteralDepth)
+	if p.depth >= MaxLiteralDepth {
+		return nil, p.errAt(p.pos, "nesting deeper than %d levels", MaxLiteralDepth)
 	}
 	c := p.peek()
 	switch {
@@ -251,7 +243,7 @@ func (p *pyParser) dict() (any, error) {
 		}
 		key, ok := k.(string)
 		if !ok {
-			return nil, p.errAt(keyPos, "dict keys must be strings, got %s", pyTypeName(k))
+			return nil, p.errAt(keyPos, "dict keys must be strings, got %s", TypeName(k))
 		}
 		p.pos++
 		p.skipSpace()
@@ -560,151 +552,3 @@ func (p *pyParser) digitPart() bool {
 func isDigit(c byte) bool  { return c >= '0' && c <= '9' }
 func isLetter(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
 func isAlnum(c byte) bool  { return isDigit(c) || isLetter(c) }
-
-// pyTypeName names a model value's type as Python would, for messages
-// addressed to people who wrote a Python literal.
-func pyTypeName(v any) string {
-	switch t := v.(type) {
-	case nil:
-		return "None"
-	case bool:
-		return "bool"
-	case int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64:
-		return "int"
-	case float32, float64:
-		return "float"
-	case string:
-		return "str"
-	case []any, []string:
-		return "list"
-	case map[string]any, map[string]string:
-		return "dict"
-	case json.Number:
-		if strings.ContainsAny(string(t), ".eE") {
-			return "float"
-		}
-		return "int"
-	}
-	return fmt.Sprintf("%T", v)
-}
-
-// FormatPyLiteral renders a model value as Python's repr would, so that
-// ParsePyLiteral reads it back to the same value (for finite floats).
-// Dict keys are sorted to make the text deterministic.
-func FormatPyLiteral(v any) string {
-	var sb strings.Builder
-	appendPyLiteral(&sb, v)
-	return sb.String()
-}
-
-func appendPyLiteral(sb *strings.Builder, v any) {
-	switch v := v.(type) {
-	case nil:
-		sb.WriteString("None")
-	case bool:
-		if v {
-			sb.WriteString("True")
-		} else {
-			sb.WriteString("False")
-		}
-	case string:
-		sb.WriteString(PyStringRepr(v))
-	case []any:
-		sb.WriteByte('[')
-		for i, e := range v {
-			if i > 0 {
-				sb.WriteString(", ")
-			}
-			appendPyLiteral(sb, e)
-		}
-		sb.WriteByte(']')
-	case []string:
-		sb.WriteByte('[')
-		for i, e := range v {
-			if i > 0 {
-				sb.WriteString(", ")
-			}
-			sb.WriteString(PyStringRepr(e))
-		}
-		sb.WriteByte(']')
-	case json.Number:
-		sb.WriteString(string(v))
-	case map[string]any:
-		keys := make([]string, 0, len(v))
-		for k := range v {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		sb.WriteByte('{')
-		for i, k := range keys {
-			if i > 0 {
-				sb.WriteString(", ")
-			}
-			sb.WriteString(PyStringRepr(k))
-			sb.WriteString(": ")
-			appendPyLiteral(sb, v[k])
-		}
-		sb.WriteByte('}')
-	default:
-		if n, ok := toNumber(v); ok {
-			sb.WriteString(n.String())
-			return
-		}
-		fmt.Fprintf(sb, "<%T %v>", v, v)
-	}
-}
-
-// PyStringRepr quotes s exactly as Python 3's repr(str) does: single
-// quotes unless s holds a single quote and no double quote, printable
-// non-ASCII kept, other characters escaped, and bytes that are not UTF-8
-// shown as the surrogate escapes Python would have decoded them to.
-func PyStringRepr(s string) string {
-	q := pyQuoteChar(strings.IndexByte(s, '\'') >= 0, strings.IndexByte(s, '"') >= 0)
-	var b strings.Builder
-	b.Grow(len(s) + 2)
-	b.WriteByte(q)
-	for i := 0; i < len(s); {
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			fmt.Fprintf(&b, `\udc%02x`, s[i])
-			i++
-			continue
-		}
-		i += size
-		switch {
-		case r == '\\':
-			b.WriteString(`\\`)
-		case r == rune(q):
-			b.WriteByte('\\')
-			b.WriteByte(q)
-		case r == '\t':
-			b.WriteString(`\t`)
-		case r == '\n':
-			b.WriteString(`\n`)
-		case r == '\r':
-			b.WriteString(`\r`)
-		case r < 0x7f && r >= 0x20:
-			b.WriteRune(r)
-		case r >= 0x80 && unicode.IsPrint(r):
-			// Python 3 keeps printable non-ASCII characters as they are;
-			// Go's IsPrint uses the same categories (L, M, N, P, S).
-			b.WriteRune(r)
-		case r <= 0xff:
-			fmt.Fprintf(&b, `\x%02x`, r)
-		case r <= 0xffff:
-			fmt.Fprintf(&b, `\u%04x`, r)
-		default:
-			fmt.Fprintf(&b, `\U%08x`, r)
-		}
-	}
-	b.WriteByte(q)
-	return b.String()
-}
-
-// pyQuoteChar picks the quote character as CPython does for str and bytes.
-func pyQuoteChar(hasSingle, hasDouble bool) byte {
-	if hasSingle && !hasDouble {
-		return '"'
-	}
-	return '\''
-}
