@@ -1,0 +1,247 @@
+"""The seed's Python API (avocado_multihost.vt_cluster) on a lab of real
+SSH hosts: the two usage examples of upstream's documentation, run from
+examples/python/ as files, and the proxy, selector and log server
+behaviours they rely on.
+
+Each test gets its own vtcluster state (cluster_env) and stops what it
+started; the API itself keeps no state, so what a test checks afterwards
+is vtcluster's state and the lab's process table.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import xmlrpc.client
+
+import pytest
+from conftest import REPO_ROOT, RUN_TIMEOUT_SECONDS
+
+EXAMPLES = REPO_ROOT / "examples" / "python"
+PYSHIM = REPO_ROOT / "pyshim"
+
+
+def free_port(host):
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class Site:
+    """A lab plus a private state, seen from Python."""
+
+    def __init__(self, lab, env, tmp_path):
+        self.lab = lab
+        self.env = dict(os.environ)
+        self.env.update(env)
+        self.env["VTCLUSTER_BIN"] = str(lab.binary)
+        self.env["PYTHONPATH"] = os.pathsep.join([str(PYSHIM), self.env.get("PYTHONPATH", "")])
+        hosts = json.loads(lab.cluster_config.read_text(encoding="utf-8"))["hosts"]
+        self.gateway = lab.info["gateway"]
+        self.config = tmp_path / "site.json"
+        self.config.write_text(json.dumps({
+            "logger_host": self.gateway, "logger_port": free_port(self.gateway), "hosts": hosts,
+        }), encoding="utf-8")
+        self.env["VTCLUSTER_EXAMPLE_CONFIG"] = str(self.config)
+        self.hosts = hosts
+
+    def vtcluster(self, *args, check=True):
+        res = subprocess.run([self.lab.binary, *args], env=self.env, capture_output=True, text=True,
+                             stdin=subprocess.DEVNULL, timeout=RUN_TIMEOUT_SECONDS, check=False)
+        if check:
+            assert res.returncode == 0, f"vtcluster {' '.join(args)}: {res.stdout}{res.stderr}"
+        return res
+
+    def json(self, *args):
+        return json.loads(self.vtcluster(*args, "--json").stdout)
+
+    def python(self, *args):
+        return subprocess.run([sys.executable, *args], env=self.env, capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL, timeout=RUN_TIMEOUT_SECONDS, check=False)
+
+    def cleanup(self):
+        nodes = [n["name"] for n in self.json("node", "list")]
+        if nodes:
+            self.vtcluster("agents", "stop", *nodes, check=False)
+        self.vtcluster("partition", "release", "--all-dead", check=False)
+        for p in self.json("partition", "list"):
+            self.vtcluster("partition", "release", p["id"], check=False)
+        if nodes:
+            self.vtcluster("node", "remove", "--force", *nodes, check=False)
+
+
+@pytest.fixture
+def site(lab, cluster_env, tmp_path):
+    s = Site(lab, cluster_env, tmp_path)
+    yield s
+    s.cleanup()
+    assert lab.agent_processes() == [], "agent processes left behind"
+
+
+def test_readme_example_runs_unchanged(site):
+    """virttest/vt_cluster/README.md's example, `virttest.` → `avocado_multihost.`."""
+    res = site.python(str(EXAMPLES / "vt_cluster_readme.py"))
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out
+    assert "An error occurred" not in out, out
+    for name in ("node1", "node2"):
+        assert f"Agent on {name} is alive." in out, out
+    pongs = [line for line in out.splitlines() if "Service Response: Pong from " in line]
+    assert len(pongs) == 2, out
+    # The example unregisters its nodes and removes its partition: nothing
+    # is left in the state, and its agents are stopped.
+    assert site.json("node", "list") == []
+    assert site.json("partition", "list") == []
+    assert site.lab.agent_processes() == []
+
+
+def test_multihost_testing_example_runs_unchanged(site):
+    """docs/source/MultiHostTesting.rst's complete example."""
+    res = site.python(str(EXAMPLES / "multihost_testing_setup.py"))
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out
+    # logging.error is the only output the example's unconfigured root
+    # logger lets through: no node failed to set up.
+    assert "Failed to setup node" not in out, out
+    nodes = {n["name"]: n for n in site.json("node", "list")}
+    assert set(nodes) == {"node1", "node2"}
+    for n in nodes.values():
+        # save_properties collected upstream's three properties.
+        assert {"hostname", "cpu_vendor_id", "cpu_model_name"} <= set(n["properties"]), n
+    # Its partition was removed, whichever node the selector picked.
+    assert site.json("partition", "list") == []
+    # The example never stops its LoggerServer: the child must still be
+    # gone with the Python process.
+    leftover = subprocess.run(["pgrep", "-f", f"logs serve --listen {site.gateway}:"],
+                              capture_output=True, text=True, check=False)
+    assert leftover.stdout.strip() == "", "vtcluster logs serve outlived the example"
+
+
+API_SCRIPT = r"""
+import json, logging, os, sys, xmlrpc.client
+from avocado_multihost.vt_cluster import cluster, node_properties
+from avocado_multihost.vt_cluster.node import Node, NodeError
+from avocado_multihost.vt_cluster.proxy import ServerProxyError
+from avocado_multihost.vt_cluster.logger import LoggerServer
+from avocado_multihost.vt_cluster.selector import select_node
+
+site = json.load(open(os.environ["VTCLUSTER_EXAMPLE_CONFIG"]))
+out = {}
+records = []
+
+class Keep(logging.Handler):
+    def emit(self, record):
+        records.append((record.levelname, record.getMessage()))
+
+log = logging.getLogger("collector")
+log.setLevel(logging.DEBUG)
+log.addHandler(Keep())
+
+for name in ("node1", "node2", "node3"):
+    cluster.register_node(name, Node(site["hosts"][name], name))
+n1 = cluster.get_node("node1")
+n1.start_agent_server()
+
+# Remote exceptions: ServerProxyError with the traceback, from a Fault.
+try:
+    n1.proxy.no.such.method()
+except ServerProxyError as e:
+    out["unknown"] = {"code": e.code, "str": str(e), "message": e.message,
+                      "cause": type(e.__cause__).__name__, "exc_type": e.exc_type}
+try:
+    n1.proxy.core.start_log_redirection("", 1)
+except ServerProxyError as e:
+    out["value_error"] = {"exc_type": e.exc_type, "message": e.message}
+
+# Values both ways, through nested dotted names.
+res = n1.proxy.process.run(["cat"], {"stdin": b"\x00\xffbytes", "timeout": 30})
+out["cat"] = {"stdout_type": type(res["stdout"]).__name__, "stdout": list(res["stdout"]),
+              "exit": res["exit_status"]}
+
+# The log server gets the agent's records, tagged with the node's name.
+server = LoggerServer((site["logger_host"], 0), logger=log)
+server.start()
+n1.proxy.core.start_log_redirection(server.address[0], server.address[1])
+n1.proxy.process.run(["echo", "pyapi-log-marker"], {"timeout": 30})
+n1.proxy.core.stop_log_redirection()
+server.stop()
+out["records"] = records
+
+# Partitions are real reservations, visible to every process.
+p = cluster.create_partition()
+out["empty_nodes"] = len(p.nodes)
+n2 = cluster.get_node("node2")
+n2.tag = "dst"
+p.add_node(n2)
+out["idle"] = sorted(n.name for n in cluster.idle_nodes)
+out["by_tag"] = repr(cluster.get_node_by_tag("dst"))
+out["partition_nodes"] = sorted(repr(n) for n in p.nodes)
+out["partitions"] = [q.uuid for q in cluster.partitions] == [p.uuid]
+try:
+    p.del_node(cluster.get_node("node3"))
+except ValueError as e:
+    out["del_missing"] = str(e)
+other = cluster.create_partition()
+try:
+    other.add_node(cluster.get_node("node2"))
+except Exception as e:
+    out["double_booked"] = type(e).__name__
+p.del_node(n2)
+out["after_del"] = len(cluster.partitions)
+cluster.remove_partition(p)
+
+# Selectors see the collected properties.
+props = node_properties.load_properties()["node1"]
+sel = "[{'key': 'hostname', 'operator': '==', 'values': '%s'}]" % props["hostname"]
+out["selected"] = select_node(cluster.get_all_nodes(), selectors=sel).name
+out["none"] = select_node(cluster.get_all_nodes(), "[{'key': 'hostname', 'operator': '==', 'values': 'nope'}]")
+try:
+    select_node(cluster.get_all_nodes(), "[{'key': 'x', 'operator': 'bogus', 'values': 1}]")
+except Exception as e:
+    out["bad_selector"] = type(e).__name__
+try:
+    Node({"address": "10.0.0.1", "pasword": "typo"}, "bad")
+except NodeError as e:
+    out["bad_key"] = str(e)
+n1.stop_agent_server()
+print(json.dumps(out))
+"""
+
+
+def test_api_against_a_lab(site, tmp_path):
+    script = tmp_path / "api.py"
+    script.write_text(API_SCRIPT, encoding="utf-8")
+    res = site.python(str(script))
+    assert res.returncode == 0, res.stdout + res.stderr
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+
+    unknown = out["unknown"]
+    assert unknown["code"] == 1
+    assert unknown["cause"] == "Fault"
+    assert unknown["str"] == "\n" + unknown["message"]
+    assert unknown["message"].startswith("Traceback (most recent call last):")
+    assert 'method "no.such.method" is not supported' in unknown["message"]
+    assert out["value_error"]["exc_type"] == "ValueError"
+    # The remote traceback is also logged, as upstream's proxy does.
+    assert "Remote call no.such.method on node1 raised:" in res.stderr
+
+    assert out["cat"] == {"stdout_type": "bytes", "stdout": list(b"\x00\xffbytes"), "exit": 0}
+
+    lines = [msg for _, msg in out["records"] if "pyapi-log-marker" in msg]
+    assert lines, out["records"]
+    assert lines[0].startswith(f"node1({site.hosts['node1']['address']}) "), lines
+    assert " avocado.service.process INFO | " in lines[0], lines
+
+    assert out["empty_nodes"] == 0
+    assert out["idle"] == ["node1", "node3"]
+    assert out["by_tag"] == f"<Node(Name='node2', Host='{site.hosts['node2']['address']}', Tag='dst')>"
+    assert out["partition_nodes"] == [out["by_tag"]]
+    assert out["partitions"] is True
+    assert out["del_missing"] == "Node node3 is not in this partition"
+    assert out["double_booked"] == "ClusterError"
+    assert out["after_del"] == 1  # only the empty "other" partition is left
+    assert out["selected"] == "node1"
+    assert out["none"] is None
+    assert out["bad_selector"] == "NodeSelectorError"
+    assert "unknown params key(s) pasword" in out["bad_key"]
