@@ -141,6 +141,7 @@ log.addHandler(Keep())
 for name in ("node1", "node2", "node3"):
     cluster.register_node(name, Node(site["hosts"][name], name))
 n1 = cluster.get_node("node1")
+n1.setup_agent_env()
 n1.start_agent_server()
 
 # Remote exceptions: ServerProxyError with the traceback, from a Fault.
@@ -157,7 +158,7 @@ except ServerProxyError as e:
 # Values both ways, through nested dotted names.
 res = n1.proxy.process.run(["cat"], {"stdin": b"\x00\xffbytes", "timeout": 30})
 out["cat"] = {"stdout_type": type(res["stdout"]).__name__, "stdout": list(res["stdout"]),
-              "exit": res["exit_status"]}
+              "exit": res["exit_code"]}
 
 # The log server gets the agent's records, tagged with the node's name.
 server = LoggerServer((site["logger_host"], 0), logger=log)

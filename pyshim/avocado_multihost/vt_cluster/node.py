@@ -164,11 +164,8 @@ class Node:
     def start_agent_server(self):
         """Start the agent (``vtcluster agents start``), which also collects
         the node's properties; reuses an agent that already answers."""
-        try:
-            self._ensure_registered()
-            self._agents("start", "start agent node daemon", timeout=120)
-        except NodeError as exc:
-            raise NodeError(f"Failed to start agent node daemon on {self._name}: {exc}") from exc
+        self._ensure_registered()
+        self._agents("start", "start agent node daemon", timeout=120)
 
     def stop_agent_server(self):
         """Stop the agent; failures are logged, not raised, as upstream."""
