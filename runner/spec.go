@@ -71,6 +71,9 @@ type Test struct {
 	// Collect lists remote paths to fetch from each tag's node after the
 	// body, into <output_dir>/cluster/<tag>/.
 	Collect map[string][]string
+	// ResultFile, set for Python class tests (pyclass.go), names the file
+	// in the output directory where the body reports its own status.
+	ResultFile string
 }
 
 // NodeSpec is one role of a test.
