@@ -79,7 +79,7 @@ def _class_attrs(path, cls):
             name, value = stmt.target.id, stmt.value
         else:
             continue
-        if name not in ("nodes", "timeout", "params"):
+        if name not in ("nodes", "timeout"):
             continue
         try:
             attrs[name] = ast.literal_eval(value)
@@ -113,8 +113,7 @@ def discover(path, source=None):
     """The multi-host tests of a Python file, in file order.
 
     :returns: a list of dicts ``{"name": "Class.method", "nodes": [[tag,
-        selectors], ...], "timeout": seconds or None, "tags": {...},
-        "params": {...}}``.
+        selectors], ...], "timeout": seconds or None, "tags": {...}}``.
     :raises DiscoveryError: for a test class with an unusable declaration.
     :raises SyntaxError, OSError: when the file cannot be read or parsed.
     """
@@ -167,9 +166,6 @@ def discover(path, source=None):
         timeout = attrs.get("timeout")
         if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
             raise DiscoveryError(f"{path}: {cls.name}.timeout must be a positive number of seconds, got {timeout!r}")
-        params = attrs.get("params") or {}
-        if not isinstance(params, dict):
-            raise DiscoveryError(f"{path}: {cls.name}.params must be a dict, got {type(params).__name__}")
         class_tags = _merge_tags(*(_docstring_tags(c) for c in reversed(chain)))
         for name, method in methods.items():
             tests.append({
@@ -177,6 +173,5 @@ def discover(path, source=None):
                 "nodes": nodes,
                 "timeout": timeout,
                 "tags": _merge_tags(class_tags, _docstring_tags(method)),
-                "params": params,
             })
     return tests

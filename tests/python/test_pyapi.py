@@ -246,3 +246,68 @@ def test_api_against_a_lab(site, tmp_path):
     assert out["none"] is None
     assert out["bad_selector"] == "NodeSelectorError"
     assert "unknown params key(s) pasword" in out["bad_key"]
+
+
+# --- multi-host tests as Python classes, under the real `avocado run` --------
+
+TRANSFER = EXAMPLES / "transfer_test.py"
+PYCLASS = REPO_ROOT / "testdata" / "multihost" / "pyclass" / "lifecycle_test.py"
+
+
+@pytest.fixture
+def registered(lab, cluster_bin_dir, tmp_path):
+    """The lab's hosts registered (vtcluster bootstrap) in a private state."""
+    from test_e2e import Cluster  # pylint: disable=import-outside-toplevel
+
+    from conftest import cluster_env_for  # pylint: disable=import-outside-toplevel
+
+    cluster = Cluster(lab, cluster_env_for(tmp_path / "state", cluster_bin_dir))
+    cluster.vtcluster("bootstrap", "--vt-cluster-config", str(lab.cluster_config), "--accept-new-host-keys")
+    yield cluster
+    cluster.vtcluster("agents", "stop", check=False)
+    for partition in cluster.partitions():
+        cluster.vtcluster("partition", "release", partition["id"], check=False)
+
+
+def test_avocado_list_shows_python_classes_as_multihost(registered, tmp_path):
+    cli = registered.avocado(tmp_path / "avocado")
+    res = cli("-V", "list", str(TRANSFER), env=registered.env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    lines = {line.split()[1]: line for line in res.stdout.splitlines()
+             if line.startswith("multihost ")}
+    ids = {f"{TRANSFER}:Transfer.{m}" for m in ("test_copy", "test_wrong_checksum", "test_needs_ipv6")}
+    assert set(lines) == ids, res.stdout
+    assert "net" in lines[f"{TRANSFER}:Transfer.test_copy"], res.stdout
+    # Tags filter as they do for any Avocado test.
+    res = cli("list", "-t", "fails", str(TRANSFER), env=registered.env)
+    assert [line.split()[1] for line in res.stdout.splitlines() if line.startswith("multihost ")] == [
+        f"{TRANSFER}:Transfer.test_wrong_checksum"], res.stdout
+
+
+def test_avocado_run_python_class_statuses_logs_and_teardown(registered, tmp_path):
+    cli = registered.avocado(tmp_path / "avocado")
+    res = cli("run", "--job-results-dir", str(cli.results), str(TRANSFER), env=registered.env)
+    output = res.stdout + res.stderr
+    results = json.loads((cli.results / "latest" / "results.json").read_text(encoding="utf-8"))
+    tests = {t["name"].rsplit(":", 1)[1]: t for t in results["tests"]}
+    assert {n: t["status"] for n, t in tests.items()} == {
+        "Transfer.test_copy": "PASS",
+        "Transfer.test_wrong_checksum": "FAIL",
+        "Transfer.test_needs_ipv6": "CANCEL",
+    }, (output, {n: t.get("fail_reason") for n, t in tests.items()})
+    assert "deliberate failure" in tests["Transfer.test_wrong_checksum"]["fail_reason"]
+    assert "deliberate cancel" in tests["Transfer.test_needs_ipv6"]["fail_reason"]
+    copy = tests["Transfer.test_copy"]
+    logdir = REPO_ROOT / copy["logdir"] if not os.path.isabs(copy["logdir"]) else copy["logdir"]
+    from pathlib import Path  # pylint: disable=import-outside-toplevel
+
+    logdir = Path(logdir)
+    debug = (logdir / "debug.log").read_text(encoding="utf-8")
+    assert "sent 1048576 bytes, dst received sha256" in debug, debug[-3000:]
+    # The nodes' own log lines are interleaved: the client ran on src.
+    partition = json.loads((logdir / "partition.json").read_text(encoding="utf-8"))
+    src = partition["nodes"]["src"]["address"]
+    assert f"src({src}) " in debug, debug[-3000:]
+    assert (logdir / "whiteboard").read_text(encoding="utf-8").strip() != ""
+    # Every test gave its nodes back.
+    assert registered.partitions() == []
