@@ -112,21 +112,29 @@ def run(path, name, partition, output_dir, log):
             return status, reason, fail_class, ""
         log.info("START %s", name)
         setup_ok = False
+        interrupted = None
         try:
-            test.setUp()
-            setup_ok = True
-        except Exception as exc:  # pylint: disable=broad-except
-            record("setUp", exc)
-        if setup_ok:
             try:
-                getattr(test, method_name)()
+                test.setUp()
+                setup_ok = True
             except Exception as exc:  # pylint: disable=broad-except
-                record("test", exc)
-        if status != "SKIP":
+                record("setUp", exc)
+            if setup_ok:
+                try:
+                    getattr(test, method_name)()
+                except Exception as exc:  # pylint: disable=broad-except
+                    record("test", exc)
+        except _Interrupted as exc:
+            # The runner's timeout or a signal: clean up, then report it.
+            interrupted = exc
+            log.error("%s interrupted by %s; running tearDown", name, exc)
+        if setup_ok or status != "SKIP":  # a skip in setUp skips the whole test
             try:
                 test.tearDown()
             except Exception as exc:  # pylint: disable=broad-except
                 record("tearDown", exc)
+        if interrupted is not None:
+            raise interrupted
         log.info("%s %s%s", status, name, f": {reason}" if reason else "")
         return status, reason, fail_class, str(test.whiteboard or "")
     finally:

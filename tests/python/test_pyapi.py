@@ -311,3 +311,47 @@ def test_avocado_run_python_class_statuses_logs_and_teardown(registered, tmp_pat
     assert (logdir / "whiteboard").read_text(encoding="utf-8").strip() != ""
     # Every test gave its nodes back.
     assert registered.partitions() == []
+
+
+def test_avocado_run_python_class_every_ending(registered, tmp_path):
+    """setUp errors name setUp, remote exceptions carry the agent's
+    traceback, assertions FAIL, skip SKIPs, a timeout kills the child;
+    tearDown ran in every test that got past loading, and every partition
+    was released."""
+    from pathlib import Path  # pylint: disable=import-outside-toplevel
+
+    cli = registered.avocado(tmp_path / "avocado")
+    res = cli("run", "--job-results-dir", str(cli.results), str(PYCLASS), env=registered.env)
+    output = res.stdout + res.stderr
+    results = json.loads((cli.results / "latest" / "results.json").read_text(encoding="utf-8"))
+    tests = {t["name"].rsplit(":", 1)[1]: t for t in results["tests"]}
+    got = {n: t["status"] for n, t in tests.items()}
+    reasons = {n: t.get("fail_reason") for n, t in tests.items()}
+    lifecycle = {
+        "test_setup_error": "ERROR", "test_remote_exception": "ERROR",
+        "test_remote_exception_caught": "PASS", "test_assertion": "FAIL", "test_skip": "SKIP",
+    }
+    want = {f"Lifecycle.{m}": s for m, s in lifecycle.items()}
+    want.update({f"Slow.{m}": s for m, s in lifecycle.items()})
+    want["Slow.test_sleeps"] = "INTERRUPTED"
+    assert got == want, (output, reasons)
+    assert reasons["Lifecycle.test_setup_error"] == "setUp: ValueError: no such device in setUp"
+    assert "1 != 2" in reasons["Lifecycle.test_assertion"]
+    assert "timeout" in reasons["Slow.test_sleeps"], reasons["Slow.test_sleeps"]
+
+    def logdir(name):
+        return Path(tests[name]["logdir"])
+
+    debug = (logdir("Lifecycle.test_remote_exception") / "debug.log").read_text(encoding="utf-8")
+    assert "Remote call core.start_log_redirection on" in debug
+    assert "Traceback (most recent call last):" in debug
+    assert "ValueError" in debug
+    caught = (logdir("Lifecycle.test_remote_exception_caught") / "debug.log").read_text(encoding="utf-8")
+    assert "caught ValueError from the agent" in caught
+    for name in want:
+        marker = logdir(name) / "data" / "teardown-ran"
+        assert marker.read_text(encoding="utf-8") == name, name
+    assert registered.partitions() == []
+    leftovers = subprocess.run(["pgrep", "-f", "avocado_multihost.mhtest"], capture_output=True,
+                               text=True, check=False)
+    assert leftovers.stdout.strip() == "", "a Python test child outlived its test"
