@@ -13,10 +13,12 @@ import hashlib
 
 from avocado_multihost import MultiHostTest
 
-# Runs on dst: accept one connection, print the SHA-256 of what arrives.
+# Runs on dst: listen on a free port, print it, accept one connection,
+# print the SHA-256 of what arrives.
 SERVER = r"""
-import hashlib, socket, sys
-srv = socket.create_server(("0.0.0.0", int(sys.argv[1])))
+import hashlib, socket
+srv = socket.create_server(("0.0.0.0", 0))
+print(srv.getsockname()[1], flush=True)
 srv.settimeout(60)
 conn, _ = srv.accept()
 digest = hashlib.sha256()
@@ -28,18 +30,11 @@ while True:
 print(digest.hexdigest(), flush=True)
 """
 
-# Runs on src: connect (retrying while dst's server starts) and send.
+# Runs on src: connect and send SIZE bytes.
 CLIENT = r"""
-import socket, sys, time
+import socket, sys
 host, port, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-for attempt in range(100):
-    try:
-        conn = socket.create_connection((host, port), timeout=10)
-        break
-    except OSError:
-        time.sleep(0.1)
-else:
-    sys.exit("cannot connect to %s:%d" % (host, port))
+conn = socket.create_connection((host, port), timeout=10)
 conn.sendall(bytes(i % 251 for i in range(size)))
 conn.close()
 """
@@ -53,7 +48,7 @@ class Transfer(MultiHostTest):
 
     nodes = {"src": None, "dst": None}
     timeout = 120
-    params = {"size": 1 << 20, "port": 5201}
+    params = {"size": 1 << 20}
 
     def setUp(self):
         self.src = self.get_node("src")
@@ -62,22 +57,45 @@ class Transfer(MultiHostTest):
                       self.dst.name, self.dst.address)
 
     def test_copy(self):
-        size, port = self.params["size"], self.params["port"]
-        server = self.dst.proxy.process.start(["python3", "-c", SERVER, str(port)], {})
+        """The two roles run at once; dst sends src the port it listens
+        on, and src connects only after the "listening" barrier."""
+        size = self.params["size"]
+        results = self.run_roles(src=self._send, dst=self._receive)
+        expected = hashlib.sha256(bytes(i % 251 for i in range(size))).hexdigest()
+        self.log.info("sent %d bytes, dst received sha256 %s", size, results["dst"])
+        if results["dst"] != expected:
+            self.fail(f"dst received sha256 {results['dst']}, expected {expected}")
+        self.whiteboard = results["dst"]
+
+    def _receive(self, node):
+        server = node.proxy.process.start(["python3", "-c", SERVER], {})
         try:
-            sent = self.src.proxy.process.run(
-                ["python3", "-c", CLIENT, self.dst.address, str(port), str(size)], {"timeout": 60})
-            self.assertEqual(sent["exit_code"], 0, sent["stderr"])
-            got = self.dst.proxy.process.wait(server, 60)
-            self.assertFalse(got["running"], "the server on dst did not finish")
-            expected = hashlib.sha256(bytes(i % 251 for i in range(size))).hexdigest()
-            received = got["stdout"].decode().strip()
-            self.log.info("sent %d bytes, dst received sha256 %s", size, received)
-            if received != expected:
-                self.fail(f"dst received sha256 {received}, expected {expected}")
-            self.whiteboard = received
+            out = b""
+            while b"\n" not in out:
+                state = node.proxy.process.wait(server, 5)
+                out += state["stdout"]
+                if not state["running"] and b"\n" not in out:
+                    self.error(f"the server on dst ended early: {state['stderr']!r}")
+            port = int(out.split(b"\n", 1)[0])
+            self.send("port", port)
+            self.sync("listening")
+            while True:
+                state = node.proxy.process.wait(server, 60)
+                out += state["stdout"]
+                if not state["running"]:
+                    break
+            self.assertEqual(state["exit_code"], 0, state["stderr"])
+            return out.split(b"\n")[1].decode().strip()
         finally:
-            self.dst.proxy.process.kill(server)
+            node.proxy.process.kill(server)
+
+    def _send(self, node):
+        port = self.wait_for("port")
+        self.sync("listening")
+        sent = node.proxy.process.run(
+            ["python3", "-c", CLIENT, self.dst.address, str(port), str(self.params["size"])],
+            {"timeout": 60})
+        self.assertEqual(sent["exit_code"], 0, sent["stderr"])
 
     def test_wrong_checksum(self):
         """:avocado: tags=fails"""

@@ -10,6 +10,7 @@ is vtcluster's state and the lab's process table.
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -304,6 +305,10 @@ def test_avocado_run_python_class_statuses_logs_and_teardown(registered, tmp_pat
     logdir = Path(logdir)
     debug = (logdir / "debug.log").read_text(encoding="utf-8")
     assert "sent 1048576 bytes, dst received sha256" in debug, debug[-3000:]
+    # dst sent its port, and both roles met at the barrier.
+    assert re.search(r"role-dst: sent 'port' = \d+", debug), debug[-3000:]
+    for role in ("src", "dst"):
+        assert f"role-{role}: at barrier 'listening'" in debug, debug[-3000:]
     # The nodes' own log lines are interleaved: the client ran on src.
     partition = json.loads((logdir / "partition.json").read_text(encoding="utf-8"))
     src = partition["nodes"]["src"]["address"]
@@ -334,7 +339,15 @@ def test_avocado_run_python_class_every_ending(registered, tmp_path):
     want = {f"Lifecycle.{m}": s for m, s in lifecycle.items()}
     want.update({f"Slow.{m}": s for m, s in lifecycle.items()})
     want["Slow.test_sleeps"] = "INTERRUPTED"
-    assert got == want, (output, reasons)
+    sync = {"TwoRoles.test_broken_role_releases_the_others": "ERROR",
+            "TwoRoles.test_wait_for_times_out": "ERROR"}
+    assert got == dict(want, **sync), (output, reasons)
+    # The root cause, not the released waiter's SyncError, and at once,
+    # not after the 60 s test timeout.
+    broken = tests["TwoRoles.test_broken_role_releases_the_others"]
+    assert reasons["TwoRoles.test_broken_role_releases_the_others"].startswith("role a on "), reasons
+    assert broken["time_elapsed"] < 30, broken["time_elapsed"]
+    assert reasons["TwoRoles.test_wait_for_times_out"] == "waiting for 'never': timed out"
     assert reasons["Lifecycle.test_setup_error"] == "setUp: ValueError: no such device in setUp"
     assert "1 != 2" in reasons["Lifecycle.test_assertion"]
     assert "timeout" in reasons["Slow.test_sleeps"], reasons["Slow.test_sleeps"]

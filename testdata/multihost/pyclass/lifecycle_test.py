@@ -54,3 +54,22 @@ class Slow(Lifecycle):
     def test_sleeps(self):
         self.log.info("sleeping past the timeout")
         time.sleep(300)
+
+
+class TwoRoles(MultiHostTest):
+    """Synchronisation failures end every role promptly."""
+
+    nodes = {"a": None, "b": None}
+    timeout = 60
+
+    def test_broken_role_releases_the_others(self):
+        def a(node):
+            raise ValueError(f"role a on {node.name} broke")
+
+        def b(node):
+            self.wait_for("never")  # would wait for the whole test timeout
+
+        self.run_roles(a=a, b=b)
+
+    def test_wait_for_times_out(self):
+        self.run_roles(a=lambda node: self.wait_for("never", timeout=1), b=lambda node: None)
