@@ -106,8 +106,14 @@ class _Sync:
                 self._generation[name] = gen + 1
                 self._cond.notify_all()
                 return
-            self._wait(lambda: self._generation.get(name, 0) != gen,
-                       f"barrier {name!r} ({self._parties} roles)", timeout)
+            try:
+                self._wait(lambda: self._generation.get(name, 0) != gen,
+                           f"barrier {name!r} ({self._parties} roles)", timeout)
+            except SyncError:
+                # This role no longer waits: it must not count as arrived.
+                if self._generation.get(name, 0) == gen:
+                    self._arrived[name] -= 1
+                raise
 
     def send(self, key, value):
         with self._cond:
