@@ -64,15 +64,29 @@ With --json (for programs, such as the Python shim's node.proxy), stdout
 is always one JSON object: {"result": VALUE}, or {"fault": {"exc_type",
 "exc_value", "tb_info"}} with exit status 1 when the method raised.
 --params-stdin reads the arguments as one JSON array from stdin instead
-of ARG..., so that they stay out of the process list and argv limits.`,
+of ARG..., so that they stay out of the process list and argv limits.
+
+With --serve (and no METHOD), call keeps one connection to the node and
+answers requests read from stdin, one JSON object per line, {"id": N,
+"method": "a.b", "params": [...]}, with one line each, {"id": N,
+"result": ...}, {"id": N, "fault": {...}} or {"id": N, "error": "..."},
+in the order they finish; requests run concurrently and --timeout bounds
+each one. It ends at the end of its input.`,
 		Flags: slices.Concat([]cli.Flag{connectTimeoutFlag()}, []cli.Flag{
 			timeoutFlag(cluster.DefaultCallTimeout),
 			&cli.BoolFlag{Name: "traceback", Usage: "print the agent's traceback when the method raises"},
 			&cli.BoolFlag{Name: "params-stdin", Usage: "read the arguments as one JSON array from stdin"},
 			&cli.BoolFlag{Name: flagJSON, Usage: `print {"result": ...} or {"fault": {...}} on stdout`},
+			&cli.BoolFlag{Name: "serve", Usage: "answer JSON call requests read from stdin, one per line, over one connection"},
 		}),
 		Action: func(ctx context.Context, cmd *cli.Command) error {
 			args := cmd.Args().Slice()
+			if cmd.Bool("serve") {
+				if len(args) != 1 {
+					return usageError{errors.New("call --serve: want exactly NODE|TAG (methods come from stdin)")}
+				}
+				return serveCalls(ctx, e, cmd, args[0])
+			}
 			if len(args) < 2 {
 				return usageError{errors.New("call: want NODE|TAG METHOD [ARG...] (see --help)")}
 			}

@@ -206,7 +206,29 @@ try:
     Node({"address": "10.0.0.1", "pasword": "typo"}, "bad")
 except NodeError as e:
     out["bad_key"] = str(e)
+# Calls from several threads share the node's channel; replies find their caller.
+import threading
+echoes = {}
+def echo(i):
+    echoes[i] = n1.proxy.process.run(["sh", "-c", "sleep 0.$1; echo $1", "sh", str(i)], {"timeout": 30})["stdout"]
+threads = [threading.Thread(target=echo, args=(i,)) for i in range(8)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+out["echoes"] = {str(i): v.decode() for i, v in echoes.items()}
+
+import time
+start = time.monotonic()
+for _ in range(5):
+    n1.proxy.core.is_alive()
+out["call_seconds"] = (time.monotonic() - start) / 5
 n1.stop_agent_server()
+from avocado_multihost.vt_cluster.proxy import ProxyConnectionError
+try:
+    n1.proxy.core.is_alive()
+except ProxyConnectionError as e:
+    out["down"] = str(e)
 print(json.dumps(out))
 """
 
@@ -215,6 +237,9 @@ def test_api_against_a_lab(site, tmp_path):
     script = tmp_path / "api.py"
     script.write_text(API_SCRIPT, encoding="utf-8")
     res = site.python(str(script))
+    leftovers = subprocess.run(["pgrep", "-f", f"{site.lab.binary} (call --serve|logs serve)"],
+                               capture_output=True, text=True, check=False)
+    assert leftovers.stdout.strip() == "", "vtcluster children outlived the script"
     assert res.returncode == 0, res.stdout + res.stderr
     out = json.loads(res.stdout.strip().splitlines()[-1])
 
@@ -247,6 +272,10 @@ def test_api_against_a_lab(site, tmp_path):
     assert out["none"] is None
     assert out["bad_selector"] == "NodeSelectorError"
     assert "unknown params key(s) pasword" in out["bad_key"]
+    assert out["echoes"] == {str(i): f"{i}\n" for i in range(8)}
+    # A stopped agent is a connection error, not a ServerProxyError.
+    assert out["down"].startswith("calling core.is_alive on node node1 failed"), out["down"]
+    print(f"one proxy call through vtcluster call: {out['call_seconds'] * 1000:.0f} ms")
 
 
 # --- multi-host tests as Python classes, under the real `avocado run` --------
@@ -365,9 +394,9 @@ def test_avocado_run_python_class_every_ending(registered, tmp_path):
         marker = logdir(name) / "data" / "teardown-ran"
         assert marker.read_text(encoding="utf-8") == name, name
     assert registered.partitions() == []
-    leftovers = subprocess.run(["pgrep", "-f", "avocado_multihost.mhtest"], capture_output=True,
-                               text=True, check=False)
-    assert leftovers.stdout.strip() == "", "a Python test child outlived its test"
+    for pattern in ("avocado_multihost.mhtest", f"{registered.lab.binary} call --serve"):
+        leftovers = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True, check=False)
+        assert leftovers.stdout.strip() == "", f"{pattern} outlived its test"
 
 
 def test_resmgr_reports_a_missing_cli_clearly(site):

@@ -7,11 +7,14 @@ PATH; the state it uses follows the binary's own rules
 (``$VTCLUSTER_STATE_DIR``, ``$VTCLUSTER_CLUSTER``).
 """
 
+import ctypes
 import json
 import os
+import queue
 import shutil
 import signal
 import subprocess
+import threading
 
 #: Extra time the child gets beyond its own --timeout before we stop it:
 #: the binary reports its timeouts itself, this only guards against a hang.
@@ -47,6 +50,51 @@ def locate():
     if not found:
         raise CommandError(["vtcluster"], 127, "no vtcluster on PATH (or set $VTCLUSTER_BIN)")
     return found
+
+
+def die_with_parent():
+    """preexec_fn: the child gets SIGTERM when the thread that started it
+    ends (normally: its process dies, even by SIGKILL), so no long-lived
+    vtcluster child outlives the Python process that needs it."""
+    pr_set_pdeathsig = 1
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # not Linux: atexit handlers still cover normal exits
+
+
+_SPAWN_QUEUE = queue.Queue()
+_SPAWNER = []
+_SPAWNER_LOCK = threading.Lock()
+
+
+def _spawner():
+    while True:
+        args, kwargs, box, done = _SPAWN_QUEUE.get()
+        try:
+            box.append(subprocess.Popen(*args, preexec_fn=die_with_parent, **kwargs))  # pylint: disable=consider-using-with
+        except BaseException as exc:  # pylint: disable=broad-except
+            box.append(exc)
+        done.set()
+
+
+def spawn_long_lived(*args, **kwargs):
+    """subprocess.Popen for a child that must live as long as this process
+    and no longer. The parent-death signal is tied to the thread that
+    forks, so the fork happens in one daemon thread that lasts as long as
+    the process: a child started from a short-lived thread (a test role)
+    is not killed when that thread ends, and still dies with the process."""
+    with _SPAWNER_LOCK:
+        if not _SPAWNER or not _SPAWNER[0].is_alive() or _SPAWNER[1] != os.getpid():
+            t = threading.Thread(target=_spawner, name="vtcluster-spawner", daemon=True)
+            t.start()
+            _SPAWNER[:] = [t, os.getpid()]
+    box, done = [], threading.Event()
+    _SPAWN_QUEUE.put((args, kwargs, box, done))
+    done.wait()
+    if isinstance(box[0], BaseException):
+        raise box[0]
+    return box[0]
 
 
 def _stop(proc):

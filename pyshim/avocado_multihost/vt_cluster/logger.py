@@ -11,10 +11,8 @@ are pointed at it with ``node.proxy.core.start_log_redirection(host, port)``.
 """
 
 import atexit
-import ctypes
 import logging
 import re
-import signal
 import subprocess
 import threading
 import weakref
@@ -28,16 +26,6 @@ __all__ = ["LoggerServer", "LoggerServerError"]
 _READY_SECONDS = 30
 
 _LEVEL_RE = re.compile(r"^\S+\(\S*\) \S+ \S+ \S+ ([A-Z]+) \| ")
-
-
-def _die_with_parent():
-    """In the child: get SIGTERM when the creating thread's process dies,
-    even by SIGKILL, so no log server outlives its Python process."""
-    PR_SET_PDEATHSIG = 1  # pylint: disable=invalid-name
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-    except (OSError, AttributeError):
-        pass  # not Linux: atexit still covers normal exits
 
 
 def _kill(proc_ref):
@@ -68,9 +56,9 @@ class LoggerServer:
         self._logger = logger or logging.getLogger("LoggerServer")
         self._requested = (host, port)
         argv = [_binary.locate(), "logs", "serve", "--listen", f"{host}:{port}"]
-        self._proc = subprocess.Popen(  # pylint: disable=consider-using-with
+        self._proc = _binary.spawn_long_lived(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, errors="replace", bufsize=1, preexec_fn=_die_with_parent,
+            text=True, errors="replace", bufsize=1,
         )
         # Upstream's server was a daemon thread, gone with the process; a
         # child process must be ended explicitly, also when the caller

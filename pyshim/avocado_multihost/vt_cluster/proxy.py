@@ -10,8 +10,9 @@ that traceback) and whose ``__cause__`` is the ``xmlrpc.client.Fault``.
 Failures to reach the agent are not wrapped: they raise
 :class:`ProxyConnectionError`, a ``ConnectionError``.
 
-Unlike upstream, nothing talks to an agent port from Python: each call is
-``vtcluster call NODE METHOD --json --params-stdin``, so the binary
+Unlike upstream, nothing talks to an agent port from Python: calls go to a
+``vtcluster call --serve NODE`` child per node (JSON lines on its stdin
+and stdout, one connection to the node for all calls), so the binary
 chooses the route (SSH tunnel or the agent's authenticated port) and the
 credentials, and arguments never appear on a command line. Upstream's
 reconstruction of remote exception classes (import plus ``eval`` of a
@@ -19,11 +20,16 @@ name sent by the agent) is deliberately not reproduced; upstream's net
 effect is a ServerProxyError anyway.
 """
 
+import atexit
 import base64
+import collections
 import datetime
 import json
 import logging
 import math
+import os
+import subprocess
+import threading
 import xmlrpc.client
 
 from . import ClusterError
@@ -128,11 +134,125 @@ class _ClientMethod:
         return f"<_ClientMethod {self.__name}>"
 
 
+class _Channel:
+    """One ``vtcluster call --serve NODE`` child: one connection to the
+    node's agent for every call of this process, requests and replies as
+    JSON lines on its stdin/stdout (no listening port). Calls from several
+    threads run at once; a dead child fails its pending calls and is
+    replaced on the next call."""
+
+    def __init__(self, node_name):
+        self._node_name = node_name
+        self._lock = threading.Lock()
+        self._proc = None
+        self._pending = {}
+        self._next_id = 0
+        self._stderr = collections.deque(maxlen=20)
+
+    def _spawn(self):
+        argv = [_binary.locate(), "call", "--serve", self._node_name]
+        proc = _binary.spawn_long_lived(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, errors="replace", bufsize=1,
+        )
+        self._stderr.clear()
+        threading.Thread(target=self._read, args=(proc,), daemon=True,
+                         name=f"proxy-{self._node_name}").start()
+        threading.Thread(target=self._drain_stderr, args=(proc,), daemon=True).start()
+        return proc
+
+    def _drain_stderr(self, proc):
+        for line in proc.stderr:
+            if line.strip():
+                self._stderr.append(line.rstrip("\n"))
+
+    def _read(self, proc):
+        for line in proc.stdout:
+            try:
+                reply = json.loads(line)
+            except ValueError:
+                continue
+            with self._lock:
+                waiter = self._pending.pop(reply.get("id"), None)
+            if waiter is not None:
+                waiter[1] = reply
+                waiter[0].set()
+        proc.wait()
+        with self._lock:
+            pending, self._pending = self._pending, {}
+            if self._proc is proc:
+                self._proc = None
+        for waiter in pending.values():
+            waiter[0].set()  # no reply: the caller reports the child's end
+
+    def call(self, method, params, timeout):
+        event = threading.Event()
+        waiter = [event, None]
+        line = json.dumps({"id": None, "method": method, "params": _encode(list(params))})
+        with self._lock:
+            if self._proc is None or self._proc.poll() is not None:
+                self._proc = self._spawn()
+            proc = self._proc
+            self._next_id += 1
+            call_id = self._next_id
+            self._pending[call_id] = waiter
+            try:
+                proc.stdin.write(line.replace('"id": null', f'"id": {call_id}', 1) + "\n")
+                proc.stdin.flush()
+            except OSError:
+                pass  # the reader sees the child's end and releases us
+        if not event.wait(timeout):
+            with self._lock:
+                self._pending.pop(call_id, None)
+            raise ProxyConnectionError(
+                f"calling {method} on node {self._node_name}: no reply within {timeout:.0f}s")
+        if waiter[1] is None:
+            detail = " ".join(self._stderr) or f"vtcluster call --serve exited with status {proc.poll()}"
+            raise ProxyConnectionError(f"calling {method} on node {self._node_name} failed: {detail}")
+        return waiter[1]
+
+    def close(self):
+        with self._lock:
+            proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            try:
+                proc.stdin.close()  # end of input: the child finishes and exits
+                proc.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                proc.kill()
+                proc.wait()
+
+
+#: node name -> _Channel, for this process (a fork gets its own).
+_CHANNELS = {}
+_CHANNELS_LOCK = threading.Lock()
+_CHANNELS_PID = [os.getpid()]
+
+
+def _channel(node_name):
+    with _CHANNELS_LOCK:
+        if _CHANNELS_PID[0] != os.getpid():  # forked: the parent's children are not ours
+            _CHANNELS.clear()
+            _CHANNELS_PID[0] = os.getpid()
+        ch = _CHANNELS.get(node_name)
+        if ch is None:
+            ch = _CHANNELS[node_name] = _Channel(node_name)
+        return ch
+
+
+@atexit.register
+def _close_channels():
+    with _CHANNELS_LOCK:
+        channels = list(_CHANNELS.values())
+    for ch in channels:
+        ch.close()
+
+
 class _ClientProxy:
     """Proxy for the agent of registered node ``node_name``.
 
-    :param timeout: seconds one call may take (vtcluster call --timeout);
-        None keeps the binary's default.
+    :param timeout: seconds one call may take; the binary enforces its
+        default (2 minutes) and this process waits a grace period longer.
     """
 
     def __init__(self, node_name, timeout=None):
@@ -148,20 +268,10 @@ class _ClientProxy:
         return f"<_ClientProxy for node {self._node_name}>"
 
     def _request(self, method, params):
-        args = ["call", "--json", "--params-stdin", self._node_name, method]
-        if self._timeout is not None:
-            args[1:1] = ["--timeout", f"{self._timeout}s"]
-        payload = json.dumps(_encode(list(params)))
-        code, out, err = _binary.run(args, stdin=payload, timeout=self._timeout or 120)
-        reply = None
-        if out.strip():
-            try:
-                reply = json.loads(out)
-            except ValueError:
-                reply = None
-        if code == 0 and isinstance(reply, dict) and "result" in reply:
+        reply = _channel(self._node_name).call(method, params, (self._timeout or 120) + 30)
+        if "result" in reply:
             return _decode(reply["result"])
-        if isinstance(reply, dict) and "fault" in reply:
+        if "fault" in reply:
             fault = reply["fault"]
             tb_info = fault.get("tb_info") or (
                 f"{fault.get('exc_type')}: {fault.get('exc_value')}\n"
@@ -171,7 +281,7 @@ class _ClientProxy:
             ))
             LOG.error("Remote call %s on %s raised:\n%s", method, self._node_name, tb_info.rstrip("\n"))
             raise ServerProxyError(1, tb_info, fault.get("exc_type"), fault.get("exc_value")) from raw
-        if isinstance(reply, dict) and "wire_fault" in reply:
+        if "wire_fault" in reply:
             wf = reply["wire_fault"]
             # As upstream: a fault string that is not avocado-vt's JSON
             # cannot be decoded, and that error is what the caller gets.
@@ -181,11 +291,8 @@ class _ClientProxy:
             except ValueError as exc:
                 raise exc from raw
             raise ServerProxyError(wf.get("code"), wf.get("string")) from raw
-        detail = "\n".join(line for line in err.splitlines() if line.strip())
         raise ProxyConnectionError(
-            f"calling {method} on node {self._node_name} failed (vtcluster exit {code})"
-            + (f": {detail}" if detail else "")
-        )
+            f"calling {method} on node {self._node_name} failed: {reply.get('error', reply)}")
 
 
 def get_server_proxy(node_name, timeout=None):
