@@ -151,9 +151,12 @@ class _Channel:
 
     def _spawn(self):
         argv = [_binary.locate(), "call", "--serve", self._node_name]
+        # The node is named by its registered name; inside a test, the
+        # partition file would let a tag of the same spelling win.
+        env = {k: v for k, v in os.environ.items() if k != "VTCLUSTER_PARTITION_FILE"}
         proc = _binary.spawn_long_lived(
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, errors="replace", bufsize=1,
+            text=True, errors="replace", bufsize=1, env=env,
         )
         self._stderr.clear()
         threading.Thread(target=self._read, args=(proc,), daemon=True,
