@@ -1,4 +1,5 @@
-"""Resolver that turns multi-host spec files into ``multihost`` runnables."""
+"""Resolver that turns multi-host spec files and MultiHostTest classes into
+``multihost`` runnables."""
 
 import json
 import os
@@ -128,7 +129,7 @@ class MultihostResolver(Resolver):
     """
 
     name = "multihost"
-    description = "Multi-host test specs (JSON), run by vtcluster"
+    description = "Multi-host test specs (JSON) and MultiHostTest classes, run by vtcluster"
 
     @staticmethod
     def _result(reference, result, runnables=None, info=None):
