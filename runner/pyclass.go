@@ -15,7 +15,8 @@ import (
 // without importing the file:
 //
 //	test=Class.method  nodes=[[tag, selectors], ...]  timeout=SECONDS|None
-//	python=INTERPRETER (the one with avocado_multihost installed)
+//	resources=[...] (as a spec's)  python=INTERPRETER (the one with
+//	avocado_multihost installed)
 //
 // Such a test becomes a Test whose body command is that interpreter
 // running "-m avocado_multihost.mhtest FILE Class.method"; everything else
@@ -85,6 +86,10 @@ func pythonClassSpec(r Runnable, file, name string) (*SpecFile, error) {
 	}
 	put("name", name)
 	put("body", map[string]any{"command": []string{python, "-m", "avocado_multihost.mhtest", abs, name}})
+	if res, ok := r.Kwargs["resources"]; ok {
+		// Checked by the spec loader exactly as a JSON spec's resources.
+		put("resources", res)
+	}
 	switch t := r.Kwargs["timeout"].(type) {
 	case nil:
 	case int64, float64:

@@ -62,6 +62,7 @@ func TestPythonClassSpec_rejects(t *testing.T) {
 		{"bad selectors", "T.test_a", map[string]any{"nodes": []any{[]any{"src", "[{'key': 1"}}}, "src"},
 		{"bad tag", "T.test_a", map[string]any{"nodes": []any{[]any{"a b", ""}}}, "a b"},
 		{"bad timeout", "T.test_a", map[string]any{"nodes": good, "timeout": "soon"}, "timeout: want a number"},
+		{"resources go through the spec loader", "T.test_a", map[string]any{"nodes": good, "resources": "disk"}, "resources"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := pythonClassSpec(pyRunnable(tc.kwargs), file, tc.test)

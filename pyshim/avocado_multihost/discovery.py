@@ -8,6 +8,7 @@ attributes what it needs::
         ''':avocado: tags=net,fast'''
         nodes = {"src": "[{'key': 'arch', 'operator': '==', 'values': 'x86_64'}]", "dst": None}
         timeout = 120
+        resources = []   # as a JSON spec's "resources" (the resource manager's)
 
         def test_copy(self): ...
 
@@ -79,7 +80,7 @@ def _class_attrs(path, cls):
             name, value = stmt.target.id, stmt.value
         else:
             continue
-        if name not in ("nodes", "timeout"):
+        if name not in ("nodes", "timeout", "resources"):
             continue
         try:
             attrs[name] = ast.literal_eval(value)
@@ -113,7 +114,7 @@ def discover(path, source=None):
     """The multi-host tests of a Python file, in file order.
 
     :returns: a list of dicts ``{"name": "Class.method", "nodes": [[tag,
-        selectors], ...], "timeout": seconds or None, "tags": {...}}``.
+        selectors], ...], "timeout": seconds or None, "tags": {...}, "resources": [...]}``.
     :raises DiscoveryError: for a test class with an unusable declaration.
     :raises SyntaxError, OSError: when the file cannot be read or parsed.
     """
@@ -166,6 +167,9 @@ def discover(path, source=None):
         timeout = attrs.get("timeout")
         if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
             raise DiscoveryError(f"{path}: {cls.name}.timeout must be a positive number of seconds, got {timeout!r}")
+        resources = attrs.get("resources") or []
+        if not isinstance(resources, list) or not all(isinstance(r, dict) for r in resources):
+            raise DiscoveryError(f"{path}: {cls.name}.resources must be a list of dicts (as a spec's \"resources\")")
         class_tags = _merge_tags(*(_docstring_tags(c) for c in reversed(chain)))
         for name, method in methods.items():
             tests.append({
@@ -173,5 +177,6 @@ def discover(path, source=None):
                 "nodes": nodes,
                 "timeout": timeout,
                 "tags": _merge_tags(class_tags, _docstring_tags(method)),
+                "resources": resources,
             })
     return tests

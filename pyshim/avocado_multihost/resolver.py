@@ -217,6 +217,8 @@ class MultihostResolver(Resolver):
             kwargs = {"test": test["name"], "nodes": test["nodes"], "python": sys.executable}
             if test["timeout"] is not None:
                 kwargs["timeout"] = test["timeout"]
+            if test["resources"]:
+                kwargs["resources"] = test["resources"]
             runnables.append(
                 Runnable(KIND, path, identifier=f"{path}:{test['name']}", tags=tags, **kwargs)
             )
