@@ -20,6 +20,7 @@ Differences from upstream, on purpose:
 * ``cluster.partitions`` lists the partitions of this process.
 """
 
+import json
 import logging
 import os
 import uuid as _uuid
@@ -221,8 +222,6 @@ class _Cluster:
 
 def _test_partition_tags():
     """tag -> node name from $VTCLUSTER_PARTITION_FILE (inside a test), else {}."""
-    import json
-
     path = os.environ.get("VTCLUSTER_PARTITION_FILE")
     if not path:
         return {}

@@ -134,6 +134,16 @@ class _ClientMethod:
         return f"<_ClientMethod {self.__name}>"
 
 
+class _Child:
+    """One ``vtcluster call --serve`` process and the calls waiting on it."""
+
+    def __init__(self, proc):
+        self.proc = proc
+        self.pending = {}  # call id -> [threading.Event, reply or None]
+        self.write_lock = threading.Lock()
+        self.stderr = collections.deque(maxlen=20)
+
+
 class _Channel:
     """One ``vtcluster call --serve NODE`` child: one connection to the
     node's agent for every call of this process, requests and replies as
@@ -143,87 +153,89 @@ class _Channel:
 
     def __init__(self, node_name):
         self._node_name = node_name
-        self._lock = threading.Lock()
-        self._proc = None
-        self._pending = {}
+        self._lock = threading.Lock()  # guards _child, _next_id and every pending dict
+        self._child = None
         self._next_id = 0
-        self._stderr = collections.deque(maxlen=20)
 
     def _spawn(self):
         argv = [_binary.locate(), "call", "--serve", self._node_name]
         # The node is named by its registered name; inside a test, the
         # partition file would let a tag of the same spelling win.
         env = {k: v for k, v in os.environ.items() if k != "VTCLUSTER_PARTITION_FILE"}
-        proc = _binary.spawn_long_lived(
+        child = _Child(_binary.spawn_long_lived(
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True, errors="replace", bufsize=1, env=env,
-        )
-        self._stderr.clear()
-        threading.Thread(target=self._read, args=(proc,), daemon=True,
+        ))
+        threading.Thread(target=self._read, args=(child,), daemon=True,
                          name=f"proxy-{self._node_name}").start()
-        threading.Thread(target=self._drain_stderr, args=(proc,), daemon=True).start()
-        return proc
+        threading.Thread(target=self._drain_stderr, args=(child,), daemon=True).start()
+        return child
 
-    def _drain_stderr(self, proc):
-        for line in proc.stderr:
+    @staticmethod
+    def _drain_stderr(child):
+        for line in child.proc.stderr:
             if line.strip():
-                self._stderr.append(line.rstrip("\n"))
+                child.stderr.append(line.rstrip("\n"))
 
-    def _read(self, proc):
-        for line in proc.stdout:
+    def _read(self, child):
+        for line in child.proc.stdout:
             try:
                 reply = json.loads(line)
             except ValueError:
                 continue
             with self._lock:
-                waiter = self._pending.pop(reply.get("id"), None)
+                waiter = child.pending.pop(reply.get("id"), None)
             if waiter is not None:
                 waiter[1] = reply
                 waiter[0].set()
-        proc.wait()
+        child.proc.wait()
         with self._lock:
-            pending, self._pending = self._pending, {}
-            if self._proc is proc:
-                self._proc = None
+            pending, child.pending = child.pending, {}
+            if self._child is child:
+                self._child = None
         for waiter in pending.values():
             waiter[0].set()  # no reply: the caller reports the child's end
 
     def call(self, method, params, timeout):
-        event = threading.Event()
-        waiter = [event, None]
-        line = json.dumps({"id": None, "method": method, "params": _encode(list(params))})
+        payload = _encode(list(params))
+        waiter = [threading.Event(), None]
         with self._lock:
-            if self._proc is None or self._proc.poll() is not None:
-                self._proc = self._spawn()
-            proc = self._proc
+            if self._child is None or self._child.proc.poll() is not None:
+                self._child = self._spawn()
+            child = self._child
             self._next_id += 1
             call_id = self._next_id
-            self._pending[call_id] = waiter
+            child.pending[call_id] = waiter
+        line = json.dumps({"id": call_id, "method": method, "params": payload}) + "\n"
+        # Written outside _lock: a child busy with replies may take a
+        # while to read, and the reader thread needs _lock to hand them out.
+        with child.write_lock:
             try:
-                proc.stdin.write(line.replace('"id": null', f'"id": {call_id}', 1) + "\n")
-                proc.stdin.flush()
-            except OSError:
+                child.proc.stdin.write(line)
+                child.proc.stdin.flush()
+            except (OSError, ValueError):
                 pass  # the reader sees the child's end and releases us
-        if not event.wait(timeout):
+        if not waiter[0].wait(timeout):
             with self._lock:
-                self._pending.pop(call_id, None)
+                child.pending.pop(call_id, None)
             raise ProxyConnectionError(
                 f"calling {method} on node {self._node_name}: no reply within {timeout:.0f}s")
         if waiter[1] is None:
-            detail = " ".join(self._stderr) or f"vtcluster call --serve exited with status {proc.poll()}"
+            detail = " ".join(child.stderr) or f"vtcluster call --serve exited with status {child.proc.poll()}"
             raise ProxyConnectionError(f"calling {method} on node {self._node_name} failed: {detail}")
         return waiter[1]
 
     def close(self):
         with self._lock:
-            proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
+            child, self._child = self._child, None
+        if child is not None and child.proc.poll() is None:
             try:
-                proc.stdin.close()  # end of input: the child finishes and exits
-                proc.wait(timeout=10)
+                with child.write_lock:
+                    child.proc.stdin.close()  # end of input: the child finishes and exits
+                child.proc.wait(timeout=10)
             except (OSError, subprocess.TimeoutExpired):
-                proc.kill()
-                proc.wait()
+                child.proc.kill()
+                child.proc.wait()
 
 
 #: node name -> _Channel, for this process (a fork gets its own).
