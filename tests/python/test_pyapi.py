@@ -308,6 +308,10 @@ def test_avocado_list_shows_python_classes_as_multihost(registered, tmp_path):
     ids = {f"{TRANSFER}:Transfer.{m}" for m in ("test_copy", "test_wrong_checksum", "test_needs_ipv6")}
     assert set(lines) == ids, res.stdout
     assert "net" in lines[f"{TRANSFER}:Transfer.test_copy"], res.stdout
+    # FILE.py:Class and FILE.py:Class.method narrow the references.
+    for ref, want in ((f"{TRANSFER}:Transfer", 3), (f"{TRANSFER}:Transfer.test_copy", 1)):
+        res = cli("list", ref, env=registered.env)
+        assert len([line for line in res.stdout.splitlines() if line.startswith("multihost ")]) == want, res.stdout
     # Tags filter as they do for any Avocado test.
     res = cli("list", "-t", "fails", str(TRANSFER), env=registered.env)
     assert [line.split()[1] for line in res.stdout.splitlines() if line.startswith("multihost ")] == [
