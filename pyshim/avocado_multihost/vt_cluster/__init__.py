@@ -6,8 +6,8 @@ keeps no copy of the cluster: nodes and partitions live in vtcluster's
 state (``vtcluster node ...``, ``vtcluster partition ...``), shared by
 every process on this host, and every call here asks the binary. So a
 partition made here is a real reservation: no other test, in any
-process, gets its nodes until it is removed or this process ends (its
-lease is vtcluster's default, 15 minutes, renewed by each add_node).
+process, gets its nodes until it is removed or this process ends (a
+daemon thread renews its lease every 5 minutes while the process lives).
 
 Differences from upstream, on purpose:
 
@@ -23,6 +23,8 @@ Differences from upstream, on purpose:
 import json
 import logging
 import os
+import threading
+import time
 import uuid as _uuid
 
 
@@ -105,6 +107,7 @@ class _Partition:
         except _binary.CommandError as exc:
             raise ClusterError(f"Failed to add node {node.name} to partition {self._uuid}: {exc}") from exc
         _forget_empty(self)
+        _start_renewer()
 
     def del_node(self, node):
         """Take ``node`` out of this partition; ValueError if it is not in it."""
@@ -133,6 +136,32 @@ class _Partition:
 #: Partitions created by this process that hold no node yet, so are in no
 #: state; kept so that ``cluster.partitions`` lists them, as upstream does.
 _EMPTY = []
+
+
+#: How often this process renews the leases of its partitions; well
+#: inside vtcluster's default lease (15 minutes), so that a partition is
+#: held as long as its process lives, as upstream's are.
+RENEW_SECONDS = 300
+
+_RENEWER = []
+
+
+def _renew_forever():
+    while True:
+        time.sleep(RENEW_SECONDS)
+        try:
+            for p in _partitions_json():
+                if _own(p):
+                    _binary.run(["partition", "renew", p["id"]], timeout=60)
+        except Exception as exc:  # pylint: disable=broad-except
+            LOG.warning("Renewing this process's partitions failed: %s", exc)
+
+
+def _start_renewer():
+    if not _RENEWER or _RENEWER[1] != os.getpid():
+        t = threading.Thread(target=_renew_forever, name="vtcluster-partition-renew", daemon=True)
+        t.start()
+        _RENEWER[:] = [t, os.getpid()]
 
 
 def _forget_empty(partition):
