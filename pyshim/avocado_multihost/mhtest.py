@@ -26,6 +26,7 @@ import traceback
 import unittest
 
 from .test import MultiHostTest, TestCancel, TestError, TestFail, TestSkipError
+from .vt_cluster.proxy import stop_started_processes
 
 RESULT_FILE = "multihost-result.json"
 
@@ -172,9 +173,15 @@ def main(argv=None):
 
     signal.signal(signal.SIGTERM, on_term)
     try:
-        status, reason, fail_class, whiteboard = run(path, name, partition, output_dir, log)
-    except _Interrupted as exc:
-        status, reason, fail_class, whiteboard = "INTERRUPTED", f"interrupted by {exc}", None, ""
+        try:
+            status, reason, fail_class, whiteboard = run(path, name, partition, output_dir, log)
+        except _Interrupted as exc:
+            status, reason, fail_class, whiteboard = "INTERRUPTED", f"interrupted by {exc}", None, ""
+    finally:
+        # Also after an interruption: nothing the test started in the
+        # background on its nodes may outlive it.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        stop_started_processes(log)
     result = {"status": status, "fail_reason": reason, "fail_class": fail_class}
     tmp = os.path.join(output_dir, RESULT_FILE + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:

@@ -392,13 +392,18 @@ def test_avocado_run_python_class_every_ending(registered, tmp_path):
     assert "Remote call core.start_log_redirection on" in debug
     assert "Traceback (most recent call last):" in debug
     assert "ValueError" in debug
+    # The background process the interrupted test left on its node was
+    # stopped by the child itself (the job's end would stop the agents,
+    # and with them everything, only later).
+    slow = (logdir("Slow.test_sleeps") / "debug.log").read_text(encoding="utf-8")
+    assert re.search(r"stopped background process \S+ on \S+, left running by the test", slow), slow[-3000:]
     caught = (logdir("Lifecycle.test_remote_exception_caught") / "debug.log").read_text(encoding="utf-8")
     assert "caught ValueError from the agent" in caught
     for name in want:
         marker = logdir(name) / "data" / "teardown-ran"
         assert marker.read_text(encoding="utf-8") == name, name
     assert registered.partitions() == []
-    for pattern in ("avocado_multihost.mhtest", f"{registered.lab.binary} call --serve"):
+    for pattern in ("avocado_multihost.mhtest", f"{registered.lab.binary} call --serve", "^sleep 7933$"):
         leftovers = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True, check=False)
         assert leftovers.stdout.strip() == "", f"{pattern} outlived its test"
 

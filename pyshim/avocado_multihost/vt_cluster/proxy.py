@@ -162,9 +162,13 @@ class _Channel:
         # The node is named by its registered name; inside a test, the
         # partition file would let a tag of the same spelling win.
         env = {k: v for k, v in os.environ.items() if k != "VTCLUSTER_PARTITION_FILE"}
+        # Its own session: a signal to our process group (the runner ending
+        # a test) must leave the channel working for our clean-up calls.
+        # It still ends with us: at the end of its input, or by the
+        # parent-death signal.
         child = _Child(_binary.spawn_long_lived(
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, errors="replace", bufsize=1, env=env,
+            text=True, errors="replace", bufsize=1, env=env, start_new_session=True,
         ))
         threading.Thread(target=self._read, args=(child,), daemon=True,
                          name=f"proxy-{self._node_name}").start()
@@ -238,6 +242,29 @@ class _Channel:
                 child.proc.wait()
 
 
+#: (node name, id) of every background process this process started
+#: through process.start, for stop_started_processes.
+_STARTED = []
+_STARTED_LOCK = threading.Lock()
+
+
+def stop_started_processes(log=None):
+    """SIGTERM every background process this Python process started on a
+    node (``process.start``) that still runs; the test child calls it
+    after tearDown, so a test that forgot one, or was interrupted, leaves
+    nothing running on its nodes."""
+    with _STARTED_LOCK:
+        started, _STARTED[:] = list(_STARTED), []
+    for node_name, proc_id in started:
+        try:
+            if _ClientProxy(node_name, timeout=30).process.kill(proc_id):
+                if log is not None:
+                    log.info("stopped background process %s on %s, left running by the test", proc_id, node_name)
+        except (ServerProxyError, ProxyConnectionError) as exc:
+            if log is not None:
+                log.warning("could not stop background process %s on %s: %s", proc_id, node_name, exc)
+
+
 #: node name -> _Channel, for this process (a fork gets its own).
 _CHANNELS = {}
 _CHANNELS_LOCK = threading.Lock()
@@ -285,7 +312,11 @@ class _ClientProxy:
     def _request(self, method, params):
         reply = _channel(self._node_name).call(method, params, (self._timeout or 120) + 30)
         if "result" in reply:
-            return _decode(reply["result"])
+            result = _decode(reply["result"])
+            if method == "process.start" and isinstance(result, str):
+                with _STARTED_LOCK:
+                    _STARTED.append((self._node_name, result))
+            return result
         if "fault" in reply:
             fault = reply["fault"]
             tb_info = fault.get("tb_info") or (

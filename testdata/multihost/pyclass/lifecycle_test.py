@@ -52,6 +52,9 @@ class Slow(Lifecycle):
     timeout = 3
 
     def test_sleeps(self):
+        # A background process on the node, never stopped by the test: it
+        # must not outlive the test.
+        self.get_node("a").proxy.process.start(["sleep", "7933"], {})
         self.log.info("sleeping past the timeout")
         time.sleep(300)
 
