@@ -123,6 +123,12 @@ def discover(path, source=None):
             source = f.read()
     tree = ast.parse(source, filename=path)
     classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+    # Names the base class goes by in this file: its own, and any alias
+    # of "from avocado_multihost[.test] import MultiHostTest as X".
+    bases = {BASE}
+    for stmt in tree.body:
+        if isinstance(stmt, ast.ImportFrom) and (stmt.module or "").startswith("avocado_multihost"):
+            bases.update(a.asname for a in stmt.names if a.name == BASE and a.asname)
     memo = {}
 
     def is_test_class(name, seen=()):
@@ -131,7 +137,7 @@ def discover(path, source=None):
         cls = classes.get(name)
         if cls is None or name in seen:
             return False
-        result = any(b == BASE or is_test_class(b, seen + (name,)) for b in _base_names(cls))
+        result = any(b in bases or is_test_class(b, seen + (name,)) for b in _base_names(cls))
         memo[name] = result
         return result
 

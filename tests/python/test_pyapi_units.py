@@ -63,6 +63,14 @@ def test_discovery_reads_classes_without_importing():
     assert own["tags"] == {"net": None, "arch": ["aarch64", "x86_64"], "slow": None}
 
 
+def test_discovery_follows_import_aliases():
+    source = (
+        "from avocado_multihost import MultiHostTest as MHT\n"
+        "class T(MHT):\n    nodes = {'a': None}\n    def test_a(self):\n        pass\n"
+    )
+    assert [t["name"] for t in discovery.discover("a.py", source)] == ["T.test_a"]
+
+
 @pytest.mark.parametrize("body, message", [
     ("nodes = make_nodes()", "Bad.nodes must be a literal"),
     ("nodes = {}", "Bad.nodes must be a non-empty dict"),
