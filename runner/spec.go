@@ -63,6 +63,9 @@ type Test struct {
 	// Nodes are the roles the test needs, in file order.
 	Nodes []NodeSpec
 	Body  Body
+	// ResultFile, set for Python class tests (pyclass.go), names the file
+	// in the output directory where the body reports its own status.
+	ResultFile string
 	// Timeout bounds the body (steps and command); zero means none.
 	Timeout time.Duration
 	// Tags are Avocado tags: name -> values (nil for a tag without
@@ -71,9 +74,6 @@ type Test struct {
 	// Collect lists remote paths to fetch from each tag's node after the
 	// body, into <output_dir>/cluster/<tag>/.
 	Collect map[string][]string
-	// ResultFile, set for Python class tests (pyclass.go), names the file
-	// in the output directory where the body reports its own status.
-	ResultFile string
 }
 
 // NodeSpec is one role of a test.
