@@ -154,3 +154,14 @@ def test_sync_barrier_values_and_abort():
     # The role that gave up is not counted: the barrier still needs two.
     with pytest.raises(mt.SyncError, match="timed out"):
         sync.barrier("x", 0.2)
+
+
+def test_logger_server_lines_with_or_without_the_controller_half():
+    from avocado_multihost.vt_cluster import logger  # pylint: disable=import-outside-toplevel
+
+    worker = "node1(10.0.0.2) 2026-12-01 23:23:36,587 avocado.service.process WARNING | a | b"
+    full = "2026-12-01 23:23:36,588 logserver L0436 INFO | " + worker
+    for line in (worker, full):
+        stripped = logger._CONTROLLER_PREFIX_RE.sub("", line, count=1)  # pylint: disable=protected-access
+        assert stripped == worker
+        assert logger._LEVEL_RE.match(stripped).group(1) == "WARNING"  # pylint: disable=protected-access

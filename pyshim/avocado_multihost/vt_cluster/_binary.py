@@ -108,12 +108,20 @@ def _stop(proc):
         proc.wait()
 
 
-def run(args, stdin=None, timeout=None):
+def env_without_partition():
+    """This environment minus $VTCLUSTER_PARTITION_FILE: for commands that
+    name nodes by their registered names, which a tag of the test's
+    partition could otherwise shadow."""
+    return {k: v for k, v in os.environ.items() if k != "VTCLUSTER_PARTITION_FILE"}
+
+
+def run(args, stdin=None, timeout=None, env=None):
     """Run ``vtcluster ARGS`` and return (returncode, stdout, stderr).
 
     :param stdin: text written to the child's stdin (None: no stdin).
     :param timeout: seconds the command may take (its own --timeout);
         the child is stopped a grace period after that.
+    :param env: the child's environment (default: ours).
     """
     argv = [locate()] + [str(a) for a in args]
     with subprocess.Popen(
@@ -123,6 +131,7 @@ def run(args, stdin=None, timeout=None):
         stderr=subprocess.PIPE,
         text=True,
         errors="replace",
+        env=env,
     ) as proc:
         try:
             out, err = proc.communicate(
@@ -137,17 +146,17 @@ def run(args, stdin=None, timeout=None):
     return proc.returncode, out, err
 
 
-def check(args, stdin=None, timeout=None):
+def check(args, stdin=None, timeout=None, env=None):
     """Run ``vtcluster ARGS``; raise CommandError unless it exits 0. Returns stdout."""
-    code, out, err = run(args, stdin=stdin, timeout=timeout)
+    code, out, err = run(args, stdin=stdin, timeout=timeout, env=env)
     if code != 0:
         raise CommandError([locate()] + [str(a) for a in args], code, err, out)
     return out
 
 
-def check_json(args, stdin=None, timeout=None):
+def check_json(args, stdin=None, timeout=None, env=None):
     """Run ``vtcluster ARGS`` (which must include --json) and decode its stdout."""
-    out = check(args, stdin=stdin, timeout=timeout)
+    out = check(args, stdin=stdin, timeout=timeout, env=env)
     try:
         return json.loads(out)
     except ValueError as exc:

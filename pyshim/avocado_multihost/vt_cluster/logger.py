@@ -27,6 +27,11 @@ _READY_SECONDS = 30
 
 _LEVEL_RE = re.compile(r"^\S+\(\S*\) \S+ \S+ \S+ ([A-Z]+) \| ")
 
+#: The controller-side half some vtcluster versions print before the
+#: worker's ("<asctime> logserver L0436 INFO | "); the logger given to
+#: LoggerServer adds its own, as upstream's does.
+_CONTROLLER_PREFIX_RE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} \S+ L\d+ [A-Z]+ \| (?=\S+\(\S*\) )")
+
 
 def _kill(proc_ref):
     proc = proc_ref()
@@ -95,7 +100,7 @@ class LoggerServer:
     def _pump(self):
         level = logging.INFO
         for line in self._proc.stdout:
-            line = line.rstrip("\n")
+            line = _CONTROLLER_PREFIX_RE.sub("", line.rstrip("\n"), count=1)
             m = _LEVEL_RE.match(line)
             if m:
                 level = logging.getLevelName(m.group(1))

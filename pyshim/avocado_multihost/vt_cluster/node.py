@@ -150,7 +150,8 @@ class Node:
 
     def _agents(self, verb, what, timeout):
         try:
-            _binary.check_json(["agents", verb, "--json", self._name], timeout=timeout)
+            _binary.check_json(["agents", verb, "--json", self._name], timeout=timeout,
+                               env=_binary.env_without_partition())
         except _binary.CommandError as exc:
             raise NodeError(f"Failed to {what} on {self._name}: {exc}") from exc
 
@@ -177,7 +178,8 @@ class Node:
     def cleanup_agent_env(self):
         """Remove the agent's files from the node (``vtcluster agents
         cleanup``); failures are logged, not raised, as upstream."""
-        code, _, err = _binary.run(["agents", "cleanup", self._name], timeout=300)
+        code, _, err = _binary.run(["agents", "cleanup", self._name], timeout=300,
+                                   env=_binary.env_without_partition())
         if code != 0:
             LOG.warning("Failed to clean up the agent environment on %s: %s", self._name, err.strip())
 
@@ -189,7 +191,8 @@ class Node:
         :raises NodeError: when the copy fails.
         """
         try:
-            _binary.check(["cp", local_path, f"{self._name}:{remote_path}"], timeout=timeout)
+            _binary.check(["cp", "-r", local_path, f"{self._name}:{remote_path}"], timeout=timeout,
+                          env=_binary.env_without_partition())
         except _binary.CommandError as exc:
             raise NodeError(f"SCP failed: {exc}") from exc
 
@@ -199,7 +202,8 @@ class Node:
         As upstream, a failure is logged and not raised; the return value
         says whether the copy worked.
         """
-        code, _, err = _binary.run(["cp", f"{self._name}:{remote_path}", local_path], timeout=timeout)
+        code, _, err = _binary.run(["cp", "-r", f"{self._name}:{remote_path}", local_path], timeout=timeout,
+                                   env=_binary.env_without_partition())
         if code != 0:
             LOG.error("Failed to copy %s from %s to %s: %s", remote_path, self._name, local_path, err.strip())
             return False

@@ -161,7 +161,7 @@ class _Channel:
         argv = [_binary.locate(), "call", "--serve", self._node_name]
         # The node is named by its registered name; inside a test, the
         # partition file would let a tag of the same spelling win.
-        env = {k: v for k, v in os.environ.items() if k != "VTCLUSTER_PARTITION_FILE"}
+        env = _binary.env_without_partition()
         # Its own session: a signal to our process group (the runner ending
         # a test) must leave the channel working for our clean-up calls.
         # It still ends with us: at the end of its input, or by the
