@@ -134,6 +134,28 @@ class _ClientMethod:
         return f"<_ClientMethod {self.__name}>"
 
 
+#: Default bound on one call, in seconds. Upstream's proxy has none; an
+#: hour lets process.run/process.wait with long timeouts of their own
+#: through while a hung agent still cannot block a caller forever.
+#: $VTCLUSTER_TIMEOUT (vtcluster's own setting, seconds or a duration
+#: such as 90s) overrides it.
+DEFAULT_CALL_TIMEOUT = 3600
+
+
+def call_timeout():
+    """Seconds one proxy call may take: $VTCLUSTER_TIMEOUT, else DEFAULT_CALL_TIMEOUT."""
+    raw = os.environ.get("VTCLUSTER_TIMEOUT", "").strip()
+    units = {"s": 1, "m": 60, "h": 3600}
+    try:
+        if raw and raw[-1] in units:
+            return float(raw[:-1]) * units[raw[-1]]
+        if raw:
+            return float(raw)
+    except ValueError:
+        pass
+    return DEFAULT_CALL_TIMEOUT
+
+
 class _Child:
     """One ``vtcluster call --serve`` process and the calls waiting on it."""
 
@@ -158,7 +180,7 @@ class _Channel:
         self._next_id = 0
 
     def _spawn(self):
-        argv = [_binary.locate(), "call", "--serve", self._node_name]
+        argv = [_binary.locate(), "call", "--serve", "--timeout", f"{call_timeout()}s", self._node_name]
         # The node is named by its registered name; inside a test, the
         # partition file would let a tag of the same spelling win.
         env = _binary.env_without_partition()
@@ -293,8 +315,8 @@ def _close_channels():
 class _ClientProxy:
     """Proxy for the agent of registered node ``node_name``.
 
-    :param timeout: seconds one call may take; the binary enforces its
-        default (2 minutes) and this process waits a grace period longer.
+    :param timeout: seconds to wait for one reply; the binary bounds each
+        call by call_timeout() and this process waits a grace period longer.
     """
 
     def __init__(self, node_name, timeout=None):
@@ -310,7 +332,7 @@ class _ClientProxy:
         return f"<_ClientProxy for node {self._node_name}>"
 
     def _request(self, method, params):
-        reply = _channel(self._node_name).call(method, params, (self._timeout or 120) + 30)
+        reply = _channel(self._node_name).call(method, params, (self._timeout or call_timeout()) + 30)
         if "result" in reply:
             result = _decode(reply["result"])
             if method == "process.start" and isinstance(result, str):
