@@ -484,7 +484,7 @@ func (r *testRun) body(ctx context.Context, cl Cluster, p *Partition, env []stri
 	case ctx.Err() != nil:
 		return interruptOutcome(ctx)
 	case r.test.ResultFile != "":
-		return pyClassOutcome(filepath.Join(r.outputDir, r.test.ResultFile), res)
+		return r.pyClassOutcome(ctx, res)
 	case res.signal != 0:
 		return Outcome{Result: ResultFail, Reason: fmt.Sprintf("command %s was killed by signal %s", PyRepr(argv[0]), signalName(res.signal)), ReturnCode: &res.exitCode}
 	case res.exitCode != 0:

@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -109,9 +110,21 @@ func pythonClassSpec(r Runnable, file, name string) (*SpecFile, error) {
 	return spec, nil
 }
 
-// pyClassOutcome reads the status the Python child wrote; a child that
-// wrote none (it crashed, or could not load the test) is an ERROR.
-func pyClassOutcome(path string, res commandResult) Outcome {
+// pyClassOutcome is the outcome of a Python class test's body: the status
+// its child reported, and its whiteboard sent on to Avocado.
+func (r *testRun) pyClassOutcome(ctx context.Context, res commandResult) Outcome {
+	o, whiteboard := readPyResult(filepath.Join(r.outputDir, r.test.ResultFile), res)
+	if whiteboard != "" {
+		// Avocado keeps it in results.json and <task dir>/whiteboard.
+		r.rep.Send(ctx, Message{{"type", "whiteboard"}, {"log", []byte(whiteboard)}, {"encoding", "utf-8"}, {"status", "running"}})
+	}
+	return o
+}
+
+// readPyResult reads the status and whiteboard the Python child wrote; a
+// child that wrote none (it crashed, or could not load the test) is an
+// ERROR.
+func readPyResult(path string, res commandResult) (Outcome, string) {
 	rc := res.exitCode
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -122,14 +135,15 @@ func pyClassOutcome(path string, res commandResult) Outcome {
 		if !errors.Is(err, os.ErrNotExist) {
 			why += fmt.Sprintf(" (%v)", err)
 		}
-		return Outcome{Result: ResultError, Reason: "the Python test process " + why + " without reporting a result; see its stderr", ReturnCode: &rc}
+		return Outcome{Result: ResultError, Reason: "the Python test process " + why + " without reporting a result; see its stderr", ReturnCode: &rc}, ""
 	}
 	var out struct {
 		Status     string  `json:"status"`
 		FailReason *string `json:"fail_reason"`
+		Whiteboard string  `json:"whiteboard"`
 	}
 	if err := json.Unmarshal(data, &out); err != nil {
-		return Outcome{Result: ResultError, Reason: fmt.Sprintf("%s: %v", path, err), ReturnCode: &rc}
+		return Outcome{Result: ResultError, Reason: fmt.Sprintf("%s: %v", path, err), ReturnCode: &rc}, ""
 	}
 	results := map[string]string{
 		"PASS": ResultPass, "FAIL": ResultFail, "ERROR": ResultError, "SKIP": ResultSkip,
@@ -137,11 +151,11 @@ func pyClassOutcome(path string, res commandResult) Outcome {
 	}
 	result, ok := results[out.Status]
 	if !ok {
-		return Outcome{Result: ResultError, Reason: fmt.Sprintf("%s: unknown status %s", path, PyRepr(out.Status)), ReturnCode: &rc}
+		return Outcome{Result: ResultError, Reason: fmt.Sprintf("%s: unknown status %s", path, PyRepr(out.Status)), ReturnCode: &rc}, out.Whiteboard
 	}
 	o := Outcome{Result: result, ReturnCode: &rc}
 	if out.FailReason != nil {
 		o.Reason = *out.FailReason
 	}
-	return o
+	return o, out.Whiteboard
 }

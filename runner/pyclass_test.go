@@ -79,21 +79,21 @@ func TestPythonClassSpec_rejects(t *testing.T) {
 func TestPyClassOutcome(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, pyResultFile)
-	if o := pyClassOutcome(path, commandResult{exitCode: 2}); o.Result != ResultError || !strings.Contains(o.Reason, "exited with status 2 without reporting a result") {
+	if o, _ := readPyResult(path, commandResult{exitCode: 2}); o.Result != ResultError || !strings.Contains(o.Reason, "exited with status 2 without reporting a result") {
 		t.Errorf("no file: %+v", o)
 	}
 	for status, want := range map[string]string{"PASS": ResultPass, "FAIL": ResultFail, "CANCEL": ResultCancel, "SKIP": ResultSkip, "ERROR": ResultError} {
-		if err := os.WriteFile(path, []byte(`{"status": "`+status+`", "fail_reason": "why"}`), 0o644); err != nil {
+		if err := os.WriteFile(path, []byte(`{"status": "`+status+`", "fail_reason": "why", "whiteboard": "wb"}`), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if o := pyClassOutcome(path, commandResult{}); o.Result != want || o.Reason != "why" {
-			t.Errorf("%s: %+v", status, o)
+		if o, wb := readPyResult(path, commandResult{}); o.Result != want || o.Reason != "why" || wb != "wb" {
+			t.Errorf("%s: %+v, whiteboard %q", status, o, wb)
 		}
 	}
 	if err := os.WriteFile(path, []byte(`{"status": "MAYBE"}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if o := pyClassOutcome(path, commandResult{}); o.Result != ResultError || !strings.Contains(o.Reason, "unknown status 'MAYBE'") {
+	if o, _ := readPyResult(path, commandResult{}); o.Result != ResultError || !strings.Contains(o.Reason, "unknown status 'MAYBE'") {
 		t.Errorf("unknown status: %+v", o)
 	}
 }

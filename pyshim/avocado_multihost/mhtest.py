@@ -9,7 +9,7 @@ $VTCLUSTER_OUTPUT_DIR. This runs setUp, the method and tearDown, logs to
 stderr (which the runner puts in the test's logs), and writes the outcome
 to $VTCLUSTER_OUTPUT_DIR/multihost-result.json as {"status": "PASS" |
 "FAIL" | "ERROR" | "SKIP" | "CANCEL", "fail_reason": ..., "fail_class":
-...}, plus the whiteboard to $VTCLUSTER_OUTPUT_DIR/whiteboard. Exit status
+..., "whiteboard": ...}; the runner hands the whiteboard to Avocado. Exit status
 0 means the outcome was written, whatever it is; 2 means this program
 could not even start the test (the runner then reports ERROR).
 """
@@ -182,14 +182,11 @@ def main(argv=None):
         # background on its nodes may outlive it.
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         stop_started_processes(log)
-    result = {"status": status, "fail_reason": reason, "fail_class": fail_class}
+    result = {"status": status, "fail_reason": reason, "fail_class": fail_class, "whiteboard": whiteboard}
     tmp = os.path.join(output_dir, RESULT_FILE + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(result, f)
     os.replace(tmp, os.path.join(output_dir, RESULT_FILE))
-    if whiteboard:
-        with open(os.path.join(output_dir, "whiteboard"), "w", encoding="utf-8") as f:
-            f.write(whiteboard)
     return 0
 
 

@@ -346,7 +346,9 @@ def test_avocado_run_python_class_statuses_logs_and_teardown(registered, tmp_pat
     partition = json.loads((logdir / "partition.json").read_text(encoding="utf-8"))
     src = partition["nodes"]["src"]["address"]
     assert f"src({src}) " in debug, debug[-3000:]
-    assert (logdir / "whiteboard").read_text(encoding="utf-8").strip() != ""
+    # The whiteboard reaches Avocado: results.json and the task's file.
+    assert re.fullmatch(r"[0-9a-f]{64}", copy["whiteboard"]), copy["whiteboard"]
+    assert (logdir / "whiteboard").read_text(encoding="utf-8").strip() == copy["whiteboard"]
     # Every test gave its nodes back.
     assert registered.partitions() == []
 
