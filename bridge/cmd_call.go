@@ -58,23 +58,41 @@ VTCLUSTER_PARTITION_FILE is set, a tag of the test's partition ("src",
 Examples:
    vtcluster call node1 examples.hello.ping
    vtcluster call node1 core.get_job_results_dir '"job-1"'
-   vtcluster call src process.run '["uname", "-r"]' '{"timeout": 10}'`,
+   vtcluster call src process.run '["uname", "-r"]' '{"timeout": 10}'
+
+With --json (for programs, such as the Python shim's node.proxy), stdout
+is always one JSON object: {"result": VALUE}, or {"fault": {"exc_type",
+"exc_value", "tb_info"}} with exit status 1 when the method raised.
+--params-stdin reads the arguments as one JSON array from stdin instead
+of ARG..., so that they stay out of the process list and argv limits.
+
+With --serve (and no METHOD), call keeps one connection to the node and
+answers requests read from stdin, one JSON object per line, {"id": N,
+"method": "a.b", "params": [...]}, with one line each, {"id": N,
+"result": ...}, {"id": N, "fault": {...}} or {"id": N, "error": "..."},
+in the order they finish; requests run concurrently and --timeout bounds
+each one. It ends at the end of its input.`,
 		Flags: slices.Concat([]cli.Flag{connectTimeoutFlag()}, []cli.Flag{
 			timeoutFlag(cluster.DefaultCallTimeout),
 			&cli.BoolFlag{Name: "traceback", Usage: "print the agent's traceback when the method raises"},
+			&cli.BoolFlag{Name: "params-stdin", Usage: "read the arguments as one JSON array from stdin"},
+			&cli.BoolFlag{Name: flagJSON, Usage: `print {"result": ...} or {"fault": {...}} on stdout`},
+			&cli.BoolFlag{Name: "serve", Usage: "answer JSON call requests read from stdin, one per line, over one connection"},
 		}),
 		Action: func(ctx context.Context, cmd *cli.Command) error {
 			args := cmd.Args().Slice()
+			if cmd.Bool("serve") {
+				if len(args) != 1 {
+					return usageError{errors.New("call --serve: want exactly NODE|TAG (methods come from stdin)")}
+				}
+				return serveCalls(ctx, e, cmd, args[0])
+			}
 			if len(args) < 2 {
 				return usageError{errors.New("call: want NODE|TAG METHOD [ARG...] (see --help)")}
 			}
-			params := make([]any, 0, len(args)-2)
-			for i, a := range args[2:] {
-				v, err := parseJSONArg(a)
-				if err != nil {
-					return usageError{fmt.Errorf("call: argument %d %q: %w", i+1, a, err)}
-				}
-				params = append(params, v)
+			params, err := callParams(e, cmd, args[2:])
+			if err != nil {
+				return err
 			}
 			ctx, cancel, err := withTimeout(ctx, cmd)
 			if err != nil {
@@ -94,17 +112,76 @@ Examples:
 			if err != nil {
 				return fmt.Errorf("call: %s returned %w", args[1], err)
 			}
+			if cmd.Bool(flagJSON) {
+				return writeJSON(e.stdout, map[string]any{"result": out})
+			}
 			return writeJSON(e.stdout, out)
 		},
 	}
+}
+
+// maxStdinParams bounds --params-stdin; an XML-RPC request that large is
+// a mistake, not a use.
+const maxStdinParams = 64 << 20
+
+// callParams decodes the method's arguments from ARG... or, with
+// --params-stdin, from one JSON array on stdin.
+func callParams(e *env, cmd *cli.Command, args []string) ([]any, error) {
+	if !cmd.Bool("params-stdin") {
+		params := make([]any, 0, len(args))
+		for i, a := range args {
+			v, err := parseJSONArg(a)
+			if err != nil {
+				return nil, usageError{fmt.Errorf("call: argument %d %q: %w", i+1, a, err)}
+			}
+			params = append(params, v)
+		}
+		return params, nil
+	}
+	if len(args) > 0 {
+		return nil, usageError{errors.New("call: --params-stdin takes the arguments from stdin; give no ARG")}
+	}
+	data, err := io.ReadAll(io.LimitReader(e.stdin, maxStdinParams+1))
+	if err != nil {
+		return nil, fmt.Errorf("call: reading stdin: %w", err)
+	}
+	if len(data) > maxStdinParams {
+		return nil, usageError{fmt.Errorf("call: stdin holds more than %d bytes of arguments", maxStdinParams)}
+	}
+	if !gjson.ValidBytes(data) || !gjson.ParseBytes(data).IsArray() {
+		return nil, usageError{errors.New("call: --params-stdin: stdin is not one JSON array")}
+	}
+	v, err := parseJSONArg(string(data))
+	if err != nil {
+		return nil, usageError{fmt.Errorf("call: --params-stdin: %w", err)}
+	}
+	return v.([]any), nil
 }
 
 // faultExit prints a remote exception the way Python shows one and exits
 // 1; other errors go through as they are.
 func faultExit(e *env, cmd *cli.Command, err error) error {
 	f, ok := agent.AsFault(err)
+	var wf *agent.WireFault
+	if !ok && cmd.Bool(flagJSON) && errors.As(err, &wf) {
+		// Not avocado-vt's JSON fault: hand over code and string as they
+		// came, as Python's xmlrpc.client.Fault would.
+		if werr := writeJSON(e.stdout, map[string]any{"wire_fault": map[string]any{
+			"code": wf.Code, "string": wf.String,
+		}}); werr != nil {
+			return werr
+		}
+		return exitError{code: 1, err: err}
+	}
 	if !ok {
 		return err
+	}
+	if cmd.Bool(flagJSON) {
+		if werr := writeJSON(e.stdout, map[string]any{"fault": map[string]string{
+			"exc_type": f.ExcType, "exc_value": f.ExcValue, "tb_info": f.TbInfo,
+		}}); werr != nil {
+			return werr
+		}
 	}
 	if cmd.Bool("traceback") && f.TbInfo != "" {
 		fmt.Fprint(e.stderr, strings.TrimRight(f.TbInfo, "\n")+"\n")

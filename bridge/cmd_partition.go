@@ -36,9 +36,11 @@ Examples:
    vtcluster partition list
    vtcluster partition release 3f2a...   # or: --all-dead`,
 		Commands: []*cli.Command{
+			partitionAddCommand(e),
 			partitionCreateCommand(e),
 			partitionListCommand(e),
 			partitionReleaseCommand(e),
+			partitionRemoveNodeCommand(e),
 			partitionRenewCommand(e),
 		},
 	}

@@ -24,7 +24,7 @@ setup(
     long_description=open(os.path.join(HERE, "README.rst"), encoding="utf-8").read(),
     long_description_content_type="text/x-rst",
     license="GPLv2",
-    packages=["avocado_multihost"],
+    packages=["avocado_multihost", "avocado_multihost.vt_cluster", "avocado_multihost.vt_resmgr"],
     python_requires=">=3.8",
     install_requires=["avocado-framework==113.0"],
     # Deliberately no console_scripts: a Python avocado-runner-multihost on

@@ -145,7 +145,12 @@ func (a *app) prepare(r Runnable) (prepared, error) {
 		return p, errors.New("runner: no test given: the runnable's uri must be a multihost spec file (with the keyword argument test=NAME)")
 	}
 	file, name := r.TestName()
-	if p.spec, err = LoadSpecFile(file); err != nil {
+	if isPythonTestFile(file) {
+		p.spec, err = pythonClassSpec(r, file, name)
+	} else {
+		p.spec, err = LoadSpecFile(file)
+	}
+	if err != nil {
 		return p, err
 	}
 	if p.test, err = p.spec.Test(name); err != nil {

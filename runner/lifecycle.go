@@ -490,6 +490,8 @@ func (r *testRun) body(ctx context.Context, cl Cluster, p *Partition, env []stri
 		return Outcome{Result: ResultError, Reason: res.startErr.Error()}
 	case ctx.Err() != nil:
 		return interruptOutcome(ctx)
+	case r.test.ResultFile != "":
+		return r.pyClassOutcome(ctx, res)
 	case res.signal != 0:
 		return Outcome{Result: ResultFail, Reason: fmt.Sprintf("command %s was killed by signal %s", py.Repr(argv[0]), signalName(res.signal)), ReturnCode: &res.exitCode}
 	case res.exitCode != 0:

@@ -64,6 +64,9 @@ type Test struct {
 	// Nodes are the roles the test needs, in file order.
 	Nodes []NodeSpec
 	Body  Body
+	// ResultFile, set for Python class tests (pyclass.go), names the file
+	// in the output directory where the body reports its own status.
+	ResultFile string
 	// Timeout bounds the body (steps and command); zero means none.
 	Timeout time.Duration
 	// Tags are Avocado tags: name -> values (nil for a tag without

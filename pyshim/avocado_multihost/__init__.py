@@ -8,3 +8,13 @@ the Go executable ``avocado-runner-multihost`` on PATH.
 
 #: The Runnable kind produced by the resolver and run by avocado-runner-multihost.
 KIND = "multihost"
+
+
+def __getattr__(name):
+    # Lazy, so the Avocado plugins importing this package do not load the
+    # test API (and the test API never needs Avocado).
+    if name == "MultiHostTest":
+        from .test import MultiHostTest  # pylint: disable=import-outside-toplevel
+
+        return MultiHostTest
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

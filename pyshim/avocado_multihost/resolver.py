@@ -1,14 +1,17 @@
-"""Resolver that turns multi-host spec files into ``multihost`` runnables."""
+"""Resolver that turns multi-host spec files and MultiHostTest classes into
+``multihost`` runnables."""
 
 import json
 import os
 import subprocess
+import sys
 
 from avocado.core.nrunner.runnable import Runnable
 from avocado.core.plugin_interfaces import Resolver
 from avocado.core.resolver import ReferenceResolution, ReferenceResolutionResult
 
 from avocado_multihost import KIND, binary
+from avocado_multihost import discovery
 
 #: Files larger than this are not read to sniff for a spec.
 MAX_SPEC_BYTES = 16 * 1024 * 1024
@@ -126,7 +129,7 @@ class MultihostResolver(Resolver):
     """
 
     name = "multihost"
-    description = "Multi-host test specs (JSON), run by vtcluster"
+    description = "Multi-host test specs (JSON) and MultiHostTest classes, run by vtcluster"
 
     @staticmethod
     def _result(reference, result, runnables=None, info=None):
@@ -136,6 +139,8 @@ class MultihostResolver(Resolver):
         path, wanted = _split_reference(reference)
         if not os.path.isfile(path):
             return self._result(reference, ReferenceResolutionResult.NOTFOUND)
+        if path.endswith(".py"):
+            return self._resolve_python(reference, path, wanted)
         reason = _sniff(path)
         if reason is not None:
             info = f"{path}: not a multihost spec: {reason}"
@@ -183,4 +188,38 @@ class MultihostResolver(Resolver):
             Runnable(KIND, path, identifier=f"{path}:{name}", test=name, tags=tags)
             for name, tags in tests
         ]
+        return self._result(reference, ReferenceResolutionResult.SUCCESS, runnables)
+
+    def _resolve_python(self, reference, path, wanted):
+        """MultiHostTest classes of a Python file, found without importing it.
+
+        Each ``test*`` method becomes ``Runnable("multihost", uri=FILE.py,
+        identifier="FILE.py:Class.method", test="Class.method",
+        nodes=[[tag, selectors], ...], timeout=SECONDS, python=<this
+        interpreter>)``; a reference ``FILE.py:Class`` selects a class's
+        methods, ``FILE.py:Class.method`` one of them.
+        """
+        try:
+            tests = discovery.discover(path)
+        except discovery.DiscoveryError as details:
+            return self._result(reference, ReferenceResolutionResult.ERROR, info=str(details))
+        except (OSError, SyntaxError, ValueError) as details:
+            info = f"{path}: not a Python file with multihost tests: {details}"
+            return self._result(reference, ReferenceResolutionResult.NOTFOUND, info=info)
+        if wanted is not None:
+            tests = [t for t in tests if t["name"] == wanted or t["name"].startswith(wanted + ".")]
+        if not tests:
+            info = f"{path}: no MultiHostTest test methods" + (f' matching "{wanted}"' if wanted else "")
+            return self._result(reference, ReferenceResolutionResult.NOTFOUND, info=info)
+        runnables = []
+        for test in tests:
+            tags = {k: (None if v is None else set(v)) for k, v in test["tags"].items()}
+            kwargs = {"test": test["name"], "nodes": test["nodes"], "python": sys.executable}
+            if test["timeout"] is not None:
+                kwargs["timeout"] = test["timeout"]
+            if test["resources"]:
+                kwargs["resources"] = test["resources"]
+            runnables.append(
+                Runnable(KIND, path, identifier=f"{path}:{test['name']}", tags=tags, **kwargs)
+            )
         return self._result(reference, ReferenceResolutionResult.SUCCESS, runnables)
