@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/vtcluster/vtcluster/agent/py"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,7 +40,7 @@ func pythonClassSpec(r Runnable, file, name string) (*SpecFile, error) {
 		return &SpecError{File: file, Msg: fmt.Sprintf(format, args...)}
 	}
 	if cls, method, ok := strings.Cut(name, "."); !ok || cls == "" || !strings.HasPrefix(method, "test") {
-		return nil, bad("test=%s: want Class.test_method", PyRepr(name))
+		return nil, bad("test=%s: want Class.test_method", py.Repr(name))
 	}
 	abs, err := filepath.Abs(file)
 	if err != nil {
@@ -96,7 +97,7 @@ func pythonClassSpec(r Runnable, file, name string) (*SpecFile, error) {
 	case int64, float64:
 		put("timeout", t)
 	default:
-		return nil, bad("timeout: want a number of seconds, got %s", PyRepr(t))
+		return nil, bad("timeout: want a number of seconds, got %s", py.Repr(t))
 	}
 	data, err := json.Marshal(test)
 	if err != nil {
@@ -116,7 +117,7 @@ func (r *testRun) pyClassOutcome(ctx context.Context, res commandResult) Outcome
 	o, whiteboard := readPyResult(filepath.Join(r.outputDir, r.test.ResultFile), res)
 	if whiteboard != "" {
 		// Avocado keeps it in results.json and <task dir>/whiteboard.
-		r.rep.Send(ctx, Message{{"type", "whiteboard"}, {"log", []byte(whiteboard)}, {"encoding", "utf-8"}, {"status", "running"}})
+		r.rep.Send(ctx, Message{{Key: "type", Value: "whiteboard"}, {Key: "log", Value: []byte(whiteboard)}, {Key: "encoding", Value: "utf-8"}, {Key: "status", Value: "running"}})
 	}
 	return o
 }
@@ -151,7 +152,7 @@ func readPyResult(path string, res commandResult) (Outcome, string) {
 	}
 	result, ok := results[out.Status]
 	if !ok {
-		return Outcome{Result: ResultError, Reason: fmt.Sprintf("%s: unknown status %s", path, PyRepr(out.Status)), ReturnCode: &rc}, out.Whiteboard
+		return Outcome{Result: ResultError, Reason: fmt.Sprintf("%s: unknown status %s", path, py.Repr(out.Status)), ReturnCode: &rc}, out.Whiteboard
 	}
 	o := Outcome{Result: result, ReturnCode: &rc}
 	if out.FailReason != nil {
