@@ -14,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/vtcluster/vtcluster/agent"
 )
@@ -29,6 +30,9 @@ const (
 	// maxBatch flushes a connection's lines once they pass this many bytes,
 	// even while more frames are waiting.
 	maxBatch = 64 << 10
+	// warnEvery is how often one kind of warning about peers is logged; the
+	// ones in between are counted and reported with the next.
+	warnEvery = 10 * time.Second
 )
 
 // LogServerConfig configures a LogServer. Start from DefaultLogServerConfig.
@@ -54,13 +58,33 @@ type LogServerConfig struct {
 	// MaxFrame bounds a frame's JSON body in bytes; a larger frame closes
 	// its connection. 0 means agent.DefaultMaxFrame.
 	MaxFrame int
+	// NoListener opens no socket: the server only reads connections handed
+	// to ServeConn (an SSH forward whose far end only the agent can reach),
+	// and Addr is nil. Addr is ignored.
+	NoListener bool
+	// MaxConns bounds the connections served at once; more are closed on
+	// arrival. 0 means DefaultMaxLogConns.
+	MaxConns int
+	// FrameTimeout bounds how long a connection may take to deliver its
+	// next whole frame, idle time included; a peer that takes longer is
+	// closed, as the agent reconnects when it has records again. 0 means
+	// DefaultLogFrameTimeout.
+	FrameTimeout time.Duration
 }
+
+// Bounds of a log server's peers; see LogServerConfig.
+const (
+	DefaultMaxLogConns     = 64              // a partition has a few agents, a `logs serve` a few dozen
+	DefaultLogFrameTimeout = 5 * time.Minute // far above an idle agent's gap between records that matter
+)
 
 // DefaultLogServerConfig listens on a free loopback port.
 func DefaultLogServerConfig() LogServerConfig {
 	return LogServerConfig{
-		Addr:     "127.0.0.1:0",         // agents reach it through SSH tunnels, not the LAN
-		MaxFrame: agent.DefaultMaxFrame, // far above any real record
+		Addr:         "127.0.0.1:0",         // agents reach it through SSH tunnels, not the LAN
+		MaxFrame:     agent.DefaultMaxFrame, // above every frame our agents send
+		MaxConns:     DefaultMaxLogConns,
+		FrameTimeout: DefaultLogFrameTimeout,
 	}
 }
 
@@ -72,6 +96,8 @@ type LogServerStats struct {
 	Invalid     uint64 // frames skipped because their body is not a record
 	Oversize    uint64 // connections closed for a frame above MaxFrame
 	Truncated   uint64 // connections that ended inside a frame
+	Refused     uint64 // connections closed on arrival: MaxConns were open
+	TimedOut    uint64 // connections closed for taking over FrameTimeout for a frame
 }
 
 // LogServer receives the log records agents stream with avocado-vt's frame
@@ -102,7 +128,9 @@ type LogServer struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	nConns, nActive, nRecords, nInvalid, nOversize, nTruncated atomic.Uint64
+	warn warnLimiter
+
+	nConns, nActive, nRecords, nInvalid, nOversize, nTruncated, nRefused, nTimedOut atomic.Uint64
 }
 
 // NewLogServer validates cfg and binds the listening socket, so Addr is known
@@ -114,12 +142,24 @@ func NewLogServer(cfg LogServerConfig) (*LogServer, error) {
 	if cfg.MaxFrame < 0 {
 		return nil, fmt.Errorf("cluster: log server: max frame %d: want 0 (default) or a positive size", cfg.MaxFrame)
 	}
+	if cfg.MaxConns < 0 || cfg.FrameTimeout < 0 {
+		return nil, fmt.Errorf("cluster: log server: max conns %d, frame timeout %v: want 0 (default) or positive", cfg.MaxConns, cfg.FrameTimeout)
+	}
 	if cfg.MaxFrame == 0 {
 		cfg.MaxFrame = agent.DefaultMaxFrame
 	}
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return nil, fmt.Errorf("cluster: log server: %w", err)
+	if cfg.MaxConns == 0 {
+		cfg.MaxConns = DefaultMaxLogConns
+	}
+	if cfg.FrameTimeout == 0 {
+		cfg.FrameTimeout = DefaultLogFrameTimeout
+	}
+	var ln net.Listener
+	if !cfg.NoListener {
+		var err error
+		if ln, err = net.Listen("tcp", cfg.Addr); err != nil {
+			return nil, fmt.Errorf("cluster: log server: %w", err)
+		}
 	}
 	logger := cfg.Logger
 	if logger == nil {
@@ -137,8 +177,13 @@ func NewLogServer(cfg LogServerConfig) (*LogServer, error) {
 	}, nil
 }
 
-// Addr returns the listening address.
-func (s *LogServer) Addr() net.Addr { return s.ln.Addr() }
+// Addr returns the listening address; nil with NoListener.
+func (s *LogServer) Addr() net.Addr {
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
 
 // Start accepts connections in the background until Close, or until ctx
 // is done, which closes the server.
@@ -152,8 +197,10 @@ func (s *LogServer) Start(ctx context.Context) error {
 		return errors.New("cluster: log server: already started")
 	}
 	s.started = true
-	s.wg.Add(1)
-	go s.acceptLoop()
+	if s.ln != nil {
+		s.wg.Add(1)
+		go s.acceptLoop()
+	}
 	s.stopWatch = context.AfterFunc(ctx, func() { _ = s.Close() })
 	return nil
 }
@@ -203,8 +250,10 @@ func (s *LogServer) Close() error {
 		if stopWatch != nil {
 			stopWatch()
 		}
-		if err := s.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
-			s.closeErr = fmt.Errorf("cluster: log server: %w", err)
+		if s.ln != nil {
+			if err := s.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+				s.closeErr = fmt.Errorf("cluster: log server: %w", err)
+			}
 		}
 		for _, c := range conns {
 			_ = c.Close()
@@ -235,6 +284,8 @@ func (s *LogServer) Stats() LogServerStats {
 		Invalid:     s.nInvalid.Load(),
 		Oversize:    s.nOversize.Load(),
 		Truncated:   s.nTruncated.Load(),
+		Refused:     s.nRefused.Load(),
+		TimedOut:    s.nTimedOut.Load(),
 	}
 }
 
@@ -248,7 +299,7 @@ func (s *LogServer) acceptLoop() {
 				return
 			}
 			// Out of file descriptors and the like: wait, as net/http does.
-			s.logger.Warn("cluster: log server: accept failed", "err", err, "addr", s.ln.Addr().String())
+			s.warn.Warn(s.logger, "accept", "cluster: log server: accept failed", "err", err, "addr", s.ln.Addr().String())
 			select {
 			case <-s.done:
 				return
@@ -269,12 +320,17 @@ func (s *LogServer) acceptLoop() {
 	}
 }
 
-// track registers a connection to be served; false once the server closed.
-// On true the caller owes s.wg.Done().
+// track registers a connection to be served; false once the server closed
+// or when it serves MaxConns already. On true the caller owes s.wg.Done().
 func (s *LogServer) track(conn net.Conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
+		return false
+	}
+	if len(s.conns) >= s.cfg.MaxConns {
+		s.nRefused.Add(1)
+		s.warn.Warn(s.logger, "cap", "cluster: log server: refusing a connection: too many open", "max", s.cfg.MaxConns, "addr", peerAddr(conn.RemoteAddr()))
 		return false
 	}
 	s.conns[conn] = struct{}{}
@@ -304,7 +360,16 @@ func (s *LogServer) serve(conn net.Conn, tag string) {
 		s.nActive.Add(^uint64(0))
 	}()
 	ip := remoteIP(conn.RemoteAddr())
-	log := s.logger.With("addr", conn.RemoteAddr().String())
+	addr := peerAddr(conn.RemoteAddr())
+	// A timer rather than read deadlines: SSH channels have none. A peer
+	// that holds a frame open (or says nothing) for FrameTimeout is closed,
+	// so no connection keeps a partial frame, or its slot, for long.
+	var timedOut atomic.Bool
+	deadline := time.AfterFunc(s.cfg.FrameTimeout, func() {
+		timedOut.Store(true)
+		_ = conn.Close()
+	})
+	defer deadline.Stop()
 	fr := agent.NewFrameReader(conn, readBufSize, s.cfg.MaxFrame)
 	var ipTag string
 	ipTagGen := ^uint64(0)
@@ -314,6 +379,7 @@ func (s *LogServer) serve(conn net.Conn, tag string) {
 		if !fr.FrameBuffered() || len(batch.buf) >= maxBatch {
 			s.flush(&batch)
 		}
+		deadline.Reset(s.cfg.FrameTimeout)
 		rec, body, err := fr.Next()
 		if err != nil {
 			var decErr *agent.FrameDecodeError
@@ -322,17 +388,20 @@ func (s *LogServer) serve(conn net.Conn, tag string) {
 			case errors.As(err, &decErr):
 				// The frame's length was honoured, so the next one is intact.
 				s.nInvalid.Add(1)
-				log.Warn("cluster: log server: skipped a frame that is not a log record", "err", err, "bytes", len(body))
+				s.warn.Warn(s.logger, "invalid", "cluster: log server: skipped a frame that is not a log record", "err", err, "bytes", len(body), "addr", addr)
 				continue
+			case timedOut.Load():
+				s.nTimedOut.Add(1)
+				s.warn.Warn(s.logger, "timeout", "cluster: log server: closing connection: no whole frame within the frame timeout", "timeout", s.cfg.FrameTimeout, "addr", addr)
 			case errors.As(err, &bigErr):
 				s.nOversize.Add(1)
-				log.Warn("cluster: log server: closing connection: frame too large", "err", err)
+				s.warn.Warn(s.logger, "oversize", "cluster: log server: closing connection: frame too large", "err", err, "addr", addr)
 			case errors.Is(err, io.ErrUnexpectedEOF):
 				s.nTruncated.Add(1)
-				log.Warn("cluster: log server: connection ended inside a frame", "err", err)
+				s.warn.Warn(s.logger, "truncated", "cluster: log server: connection ended inside a frame", "err", err, "addr", addr)
 			case errors.Is(err, io.EOF), s.isClosed():
 			default:
-				log.Warn("cluster: log server: connection failed", "err", err)
+				s.warn.Warn(s.logger, "failed", "cluster: log server: connection failed", "err", err, "addr", addr)
 			}
 			return
 		}
@@ -365,6 +434,13 @@ func (s *LogServer) tagFor(ip string) string {
 	return unknownTag
 }
 
+func peerAddr(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}
+
 // remoteIP is the peer's address as RegisterNode normalises it; for
 // connections that are not IP (a tunnel's channel may not be) it is the
 // address's text.
@@ -388,18 +464,22 @@ func UnifiedLine(tag, ip string, rec *agent.LogRecord) string {
 	return string(appendUnifiedLine(nil, tag, ip, rec))
 }
 
+// Every field comes from the peer: none may start a line of its own (a
+// message "x\nnode2(...) ERROR | fake" must not read as node2's record), so
+// the message's further lines are indented as tracebacks are, and control
+// characters anywhere are escaped.
 func appendUnifiedLine(b []byte, tag, ip string, rec *agent.LogRecord) []byte {
-	b = append(b, tag...)
+	b = appendLogSafe(b, tag, false)
 	b = append(b, '(')
-	b = append(b, ip...)
+	b = appendLogSafe(b, ip, false)
 	b = append(b, ") "...)
-	b = append(b, rec.Asctime...)
+	b = appendLogSafe(b, rec.Asctime, false)
 	b = append(b, ' ')
-	b = append(b, rec.Name...)
+	b = appendLogSafe(b, rec.Name, false)
 	b = append(b, ' ')
-	b = append(b, rec.Levelname...)
+	b = appendLogSafe(b, rec.Levelname, false)
 	b = append(b, " | "...)
-	b = append(b, rec.Msg...)
+	b = appendLogSafe(b, strings.TrimRight(rec.Msg, "\n"), true)
 	if len(rec.ExcInfo) > 0 {
 		b = appendIndented(b, strings.Join(rec.ExcInfo, ""))
 	}
@@ -412,11 +492,76 @@ func appendIndented(b []byte, block string) []byte {
 	if block == "" {
 		return b
 	}
-	for line := range strings.SplitSeq(block, "\n") {
-		b = append(b, "\n    "...)
-		b = append(b, line...)
+	b = append(b, "\n    "...)
+	return appendLogSafe(b, block, true)
+}
+
+// appendLogSafe appends s so that it cannot end or begin a log line: with
+// indent, each newline becomes a newline and four spaces (a continuation
+// line); without, it is escaped like every other control character, line
+// separator and invalid byte, in Python's repr style.
+func appendLogSafe(b []byte, s string, indent bool) []byte {
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == '\n' && indent:
+			b = append(b, "\n    "...)
+		case r == '\t':
+			b = append(b, '\t')
+		case r == '\n':
+			b = append(b, `\n`...)
+		case r == '\r':
+			b = append(b, `\r`...)
+		case r == utf8.RuneError && size == 1, r < 0x20, r == 0x7f:
+			b = fmt.Appendf(b, `\x%02x`, s[i])
+		case r >= 0x80 && r <= 0x9f, r == 0x2028, r == 0x2029:
+			b = fmt.Appendf(b, `\u%04x`, r)
+		default:
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
 	}
 	return b
+}
+
+// warnLimiter logs each kind of warning about peers at most once per
+// warnEvery, with the number suppressed since, so that a peer sending
+// garbage cannot turn the log server's log into its amplifier.
+type warnLimiter struct {
+	mu    sync.Mutex
+	kinds map[string]*warnState
+}
+
+type warnState struct {
+	last       time.Time
+	suppressed int
+}
+
+// Warn logs msg with args unless a warning of kind was logged within
+// warnEvery.
+func (w *warnLimiter) Warn(logger *slog.Logger, kind, msg string, args ...any) {
+	now := time.Now()
+	w.mu.Lock()
+	if w.kinds == nil {
+		w.kinds = map[string]*warnState{}
+	}
+	st := w.kinds[kind]
+	if st == nil {
+		st = &warnState{}
+		w.kinds[kind] = st
+	}
+	if !st.last.IsZero() && now.Sub(st.last) < warnEvery {
+		st.suppressed++
+		w.mu.Unlock()
+		return
+	}
+	n := st.suppressed
+	st.last, st.suppressed = now, 0
+	w.mu.Unlock()
+	if n > 0 {
+		args = append(args, "suppressed_since_last", n)
+	}
+	logger.Warn(msg, args...)
 }
 
 // deliver hands one record to OnRecord and the Logger, and adds its line to

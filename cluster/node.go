@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/rand"
 	"debug/elf"
 	"encoding/binary"
 	"errors"
@@ -35,6 +36,15 @@ const maxSocketPath = 107
 // AgentSocket is where a tunnel-mode agent listens on the node: a Unix
 // socket in the 0700 agent directory, so that only the SSH user reaches it.
 func AgentSocket(n Node) string { return path.Join(n.AgentDir(), agentSocketName) }
+
+// NewLogSocketPath returns a fresh path in the node's agent directory for
+// the SSH remote forward its agent sends log records to: only the SSH user
+// can connect there, and a random name never meets a stale socket, which
+// sshd would not replace.
+func NewLogSocketPath(n Node) (string, error) {
+	p := path.Join(n.AgentDir(), "log-"+rand.Text()[:16]+".sock")
+	return p, checkSocketPath(n.Name, p)
+}
 
 // checkSocketPath refuses a socket path the kernel would truncate.
 func checkSocketPath(node, p string) error {
