@@ -1,8 +1,10 @@
 package agent
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -174,4 +176,138 @@ func CheckID(kind, id string) error {
 		return Faultf("ValueError", "%s is %d bytes long, at most 255 allowed", kind, len(id))
 	}
 	return nil
+}
+
+// Log sizes: a long-lived agent rotates its logs while running, and job and
+// suite dirs get only the end of a log, so neither a flood of requests nor
+// a chatty command fills the node's disk.
+const (
+	// LogMaxBytes is the size at which agent.log and service.log rotate.
+	LogMaxBytes = 10 << 20
+	// LogGenerations is how many rotated files (log.1 … log.N) are kept.
+	LogGenerations = 3
+	// LogCopyMaxBytes bounds the copy of a log saved with job or suite
+	// data: its last LogCopyMaxBytes bytes.
+	LogCopyMaxBytes = 8 << 20
+)
+
+// RotatingFile is an append-only log file that, before a write would take
+// it past maxBytes, moves path to path.1 (path.1 to path.2 and so on,
+// keeping keep old files) and starts a new one. It is safe for concurrent
+// use.
+type RotatingFile struct {
+	path string
+	max  int64
+	keep int
+
+	mu   sync.Mutex
+	f    *os.File
+	size int64
+}
+
+// OpenRotatingFile opens path for appending, rotating it first when it is
+// already too large.
+func OpenRotatingFile(path string, maxBytes int64, keep int) (*RotatingFile, error) {
+	if maxBytes <= 0 || keep < 1 {
+		return nil, fmt.Errorf("agent: log %s: size %d and generations %d must be positive", path, maxBytes, keep)
+	}
+	r := &RotatingFile{path: path, max: maxBytes, keep: keep}
+	if fi, err := os.Stat(path); err == nil && fi.Size() >= maxBytes {
+		r.shift()
+	}
+	if err := r.open(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *RotatingFile) open() error {
+	f, err := os.OpenFile(r.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return fmt.Errorf("agent: log: %w", err)
+	}
+	r.f, r.size = f, 0
+	if fi, err := f.Stat(); err == nil {
+		r.size = fi.Size()
+	}
+	return nil
+}
+
+// shift renames path.N-1 → path.N … path → path.1; failures leave the
+// file where it is, which only means it grows.
+func (r *RotatingFile) shift() {
+	for i := r.keep - 1; i >= 1; i-- {
+		_ = os.Rename(fmt.Sprintf("%s.%d", r.path, i), fmt.Sprintf("%s.%d", r.path, i+1))
+	}
+	_ = os.Rename(r.path, r.path+".1")
+}
+
+// Write appends p, rotating first when p would take the file past its size.
+func (r *RotatingFile) Write(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.f == nil {
+		return 0, os.ErrClosed
+	}
+	if r.size > 0 && r.size+int64(len(p)) > r.max {
+		r.f.Close()
+		r.shift()
+		if err := r.open(); err != nil {
+			r.f = nil
+			return 0, err
+		}
+	}
+	n, err := r.f.Write(p)
+	r.size += int64(n)
+	return n, err
+}
+
+// WriteString is Write for a string.
+func (r *RotatingFile) WriteString(s string) (int, error) { return r.Write([]byte(s)) }
+
+// Close closes the file; later writes fail.
+func (r *RotatingFile) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.f == nil {
+		return nil
+	}
+	err := r.f.Close()
+	r.f = nil
+	return err
+}
+
+// CopyLogTail copies the last maxBytes of the file src to dst (created or
+// truncated, mode 0644), both inside root, so a saved copy of a log is bounded
+// however large the log grew. A copy that starts mid-file begins at the
+// next line and is preceded by a note saying how much was left out.
+func CopyLogTail(root *os.Root, src, dst string, maxBytes int64) error {
+	in, err := root.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	fi, err := in.Stat()
+	if err != nil {
+		return err
+	}
+	out, err := root.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	var r io.Reader = in
+	if skip := fi.Size() - maxBytes; skip > 0 {
+		if _, err := in.Seek(skip, io.SeekStart); err != nil {
+			out.Close()
+			return err
+		}
+		br := bufio.NewReader(io.LimitReader(in, maxBytes))
+		dropped, _ := br.ReadString('\n')
+		fmt.Fprintf(out, "[vtcluster: the first %d bytes of %s were left out; the copy keeps its last %d bytes]\n", skip+int64(len(dropped)), filepath.Base(src), maxBytes)
+		r = br
+	} else {
+		r = io.LimitReader(in, maxBytes)
+	}
+	_, cerr := io.Copy(out, r)
+	return errors.Join(cerr, out.Close())
 }

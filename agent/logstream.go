@@ -92,7 +92,7 @@ type LogStreamer struct {
 	ctlMu sync.Mutex // serialises Start, Stop and Close
 
 	fileMu sync.Mutex
-	file   *os.File // nil once closed
+	file   *RotatingFile // nil once closed
 
 	mu         sync.Mutex
 	queue      frameRing
@@ -138,7 +138,7 @@ func NewLogStreamerWithConfig(cfg LogStreamerConfig) (*LogStreamer, error) {
 	if err := os.MkdirAll(filepath.Dir(cfg.ServiceLogPath), 0o755); err != nil {
 		return nil, fmt.Errorf("agent: log streamer: %w", err)
 	}
-	f, err := os.OpenFile(cfg.ServiceLogPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	f, err := OpenRotatingFile(cfg.ServiceLogPath, LogMaxBytes, LogGenerations)
 	if err != nil {
 		return nil, fmt.Errorf("agent: log streamer: %w", err)
 	}

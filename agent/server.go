@@ -22,18 +22,46 @@ import (
 // Config configures a Server. Start from DefaultConfig.
 type Config struct {
 	// Addr is the host:port to listen on. Port 0 picks a free port.
+	// Ignored when SocketPath is set.
 	Addr string
-	// Token, when not empty, must be presented as the password of HTTP Basic
-	// auth (any user name), so Python's ServerProxy("http://vtc:TOKEN@h:p/")
-	// works unchanged. Empty means no authentication, which New allows only
-	// on a loopback address unless AllowNoTokenRemote is set.
+	// SocketPath, when set, makes the server listen on this Unix socket
+	// instead of TCP. Its directory must be mode 0700 and owned by this
+	// uid, and only peers running as this uid or root are served.
+	SocketPath string
+	// Token must be presented as the password of HTTP Basic auth (any user
+	// name), so Python's ServerProxy("http://vtc:TOKEN@h:p/") works
+	// unchanged. It is required on TCP, loopback included: loopback is
+	// open to every local user. On a Unix socket the peer's uid is the
+	// credential and a token is optional.
 	Token string
-	// AllowNoTokenRemote lets a server without a token listen on a
-	// non-loopback address. Upstream's agent always does; ours refuses by
-	// default because every method is remote root.
-	AllowNoTokenRemote bool
+	// AllowedHosts are extra names (or addresses) a request's Host header
+	// may carry besides loopback, the bind address (every local address
+	// when bound to 0.0.0.0 or ::) and the host name. A Unix socket
+	// accepts loopback names only.
+	AllowedHosts []string
 	// MaxRequestBytes bounds a request body, after gzip decoding.
 	MaxRequestBytes int64
+	// MaxHeaderBytes bounds request headers, which are read before the
+	// token is checked; XML-RPC clients send well under 1 KiB.
+	MaxHeaderBytes int
+	// MaxConns bounds open connections (Accept waits for a free slot);
+	// MaxConnsPerIP bounds those from one address (extra ones are closed),
+	// so that one client cannot take them all.
+	MaxConns      int
+	MaxConnsPerIP int
+	// MinBodyRate is the slowest a request body may arrive, in bytes per
+	// second, after a grace of ReadHeaderTimeout; a client that dribbles
+	// its body is cut off instead of holding a connection forever.
+	MinBodyRate int64
+	// MaxValues and MaxStringBytes bound what decoding one call may build
+	// (see CallLimits).
+	MaxValues      int
+	MaxStringBytes int
+	// MaxLargeCalls calls with a body over LargeCallBytes (or of unknown
+	// length) are read and decoded at a time; others wait their turn, so
+	// concurrent big calls cannot multiply the agent's peak memory.
+	MaxLargeCalls  int
+	LargeCallBytes int64
 	// ReadHeaderTimeout bounds reading request headers (slowloris).
 	ReadHeaderTimeout time.Duration
 	// IdleTimeout closes keep-alive connections idle this long; Python's
@@ -56,11 +84,25 @@ type Config struct {
 // DefaultConfig returns the settings the agent daemon uses.
 func DefaultConfig() Config {
 	return Config{
-		// Upstream's default, and loopback keeps the agent private.
+		// Upstream's default, and loopback keeps the agent off the network.
 		Addr: "127.0.0.1:9999",
-		// Far above any real call (process.run's stdin, job state) while a
-		// hostile client cannot exhaust memory.
-		MaxRequestBytes: 64 << 20,
+		// Far above any real call (process.run's stdin, job state), and
+		// small enough that a decoded call stays within tens of MiB.
+		MaxRequestBytes: 16 << 20,
+		MaxHeaderBytes:  16 << 10,
+		// A controller keeps a handful of connections per node; a test body
+		// a few more.
+		MaxConns:      128,
+		MaxConnsPerIP: 32,
+		// 16 KiB/s is far below any link a controller uses; a 16 MiB body
+		// then gets about 17 minutes.
+		MinBodyRate: 16 << 10,
+		// About 40 MiB of decoded values at worst, and far more than any
+		// real call holds.
+		MaxValues:      1 << 18,
+		MaxStringBytes: 16 << 20,
+		MaxLargeCalls:  2,
+		LargeCallBytes: 1 << 20,
 		// Long enough for a slow link through an SSH tunnel.
 		ReadHeaderTimeout: 10 * time.Second,
 		// Python's client keeps one connection per proxy and reconnects
@@ -74,6 +116,9 @@ func DefaultConfig() Config {
 	}
 }
 
+// ErrNoToken is returned by New for a TCP address without a token.
+var ErrNoToken = errors.New("a TCP listener needs a token")
+
 // Server is the agent's XML-RPC server. Build it with New, register the
 // services, then Listen and Serve; so no call can reach a method before
 // its service is registered.
@@ -83,6 +128,11 @@ type Server struct {
 	reg     *Registry
 	httpSrv *http.Server
 	tokenH  [32]byte
+	hosts   *hostPolicy
+	large   chan struct{} // slots for calls with large bodies
+	authT   authThrottle
+	warn401 warnLimiter
+	warnRef warnLimiter // refused connections and requests
 
 	baseCtx    context.Context
 	cancelBase context.CancelFunc
@@ -99,18 +149,22 @@ type Server struct {
 
 // New validates cfg and returns a server that is not yet listening.
 func New(cfg Config) (*Server, error) {
-	if cfg.Addr == "" {
-		return nil, errors.New("agent: config: Addr is empty (expected host:port)")
-	}
-	host, port, err := net.SplitHostPort(cfg.Addr)
-	if err != nil {
-		return nil, fmt.Errorf("agent: config: Addr %q: %w", cfg.Addr, err)
-	}
-	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
-		return nil, fmt.Errorf("agent: config: Addr %q: port must be 0..65535", cfg.Addr)
-	}
-	if cfg.Token == "" && !cfg.AllowNoTokenRemote && !IsLoopbackHost(host) {
-		return nil, fmt.Errorf("agent: config: listening on %q without a token would expose every method to the network; set Token", host)
+	var host string
+	if cfg.SocketPath == "" {
+		if cfg.Addr == "" {
+			return nil, errors.New("agent: config: Addr is empty (expected host:port)")
+		}
+		h, port, err := net.SplitHostPort(cfg.Addr)
+		if err != nil {
+			return nil, fmt.Errorf("agent: config: Addr %q: %w", cfg.Addr, err)
+		}
+		if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+			return nil, fmt.Errorf("agent: config: Addr %q: port must be 0..65535", cfg.Addr)
+		}
+		if cfg.Token == "" {
+			return nil, fmt.Errorf("agent: config: listening on %s: %w; every local user (and, off loopback, the network) could run commands as this user; set Token or SocketPath", cfg.Addr, ErrNoToken)
+		}
+		host = h
 	}
 	if cfg.MaxRequestBytes <= 0 {
 		return nil, fmt.Errorf("agent: config: MaxRequestBytes must be positive, got %d", cfg.MaxRequestBytes)
@@ -118,15 +172,23 @@ func New(cfg Config) (*Server, error) {
 	if cfg.ReadHeaderTimeout <= 0 || cfg.IdleTimeout <= 0 || cfg.ShutdownTimeout <= 0 {
 		return nil, errors.New("agent: config: ReadHeaderTimeout, IdleTimeout and ShutdownTimeout must be positive")
 	}
+	if cfg.MaxHeaderBytes <= 0 || cfg.MaxConns <= 0 || cfg.MaxConnsPerIP < 0 || cfg.MinBodyRate <= 0 ||
+		cfg.MaxValues < 0 || cfg.MaxStringBytes < 0 || cfg.MaxLargeCalls <= 0 || cfg.LargeCallBytes <= 0 {
+		return nil, errors.New("agent: config: MaxHeaderBytes, MaxConns, MinBodyRate, MaxLargeCalls and LargeCallBytes must be positive; MaxConnsPerIP, MaxValues and MaxStringBytes not negative")
+	}
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
-		cfg:  cfg,
-		log:  logger,
-		reg:  NewRegistry(),
-		done: make(chan struct{}),
+		cfg:     cfg,
+		log:     logger,
+		reg:     NewRegistry(),
+		done:    make(chan struct{}),
+		hosts:   newHostPolicy(host, cfg.SocketPath != "", cfg.AllowedHosts),
+		large:   make(chan struct{}, cfg.MaxLargeCalls),
+		warn401: warnLimiter{every: 10 * time.Second},
+		warnRef: warnLimiter{every: 10 * time.Second},
 	}
 	if cfg.Token != "" {
 		s.tokenH = sha256.Sum256([]byte(cfg.Token))
@@ -136,6 +198,7 @@ func New(cfg Config) (*Server, error) {
 		Handler:           s,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		BaseContext:       func(net.Listener) context.Context { return s.baseCtx },
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 	}
@@ -173,10 +236,11 @@ func (s *Server) Register(svc Service) error {
 	return s.reg.Register(svc)
 }
 
-// Listen binds the configured address. It is separate from Serve so that a
-// caller can report a failed bind before anything else happens and write
-// its pid file only once the port is held. Errors wrap the net.OpError,
-// so errors.Is(err, syscall.EADDRINUSE) works.
+// Listen binds the configured address or Unix socket. It is separate from
+// Serve so that a caller can report a failed bind before anything else
+// happens and write its pid file only once the port is held. Errors wrap
+// the net.OpError, so errors.Is(err, syscall.EADDRINUSE) works, and a
+// socket directory that is not private is a *SocketDirError.
 func (s *Server) Listen() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -186,11 +250,22 @@ func (s *Server) Listen() error {
 	if s.ln != nil {
 		return errors.New("agent: already listening")
 	}
-	ln, err := net.Listen("tcp", s.cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("agent: listen on %s: %w", s.cfg.Addr, err)
+	var check func(net.Conn) error
+	var ln net.Listener
+	var err error
+	if s.cfg.SocketPath != "" {
+		ln, err = listenUnix(s.cfg.SocketPath)
+		if err != nil {
+			return fmt.Errorf("agent: listen on %s: %w", s.cfg.SocketPath, err)
+		}
+		check = checkPeerUID
+	} else {
+		ln, err = net.Listen("tcp", s.cfg.Addr)
+		if err != nil {
+			return fmt.Errorf("agent: listen on %s: %w", s.cfg.Addr, err)
+		}
 	}
-	s.ln = ln
+	s.ln = newGuardedListener(ln, s.cfg.MaxConns, s.cfg.MaxConnsPerIP, check, s.refusedConn)
 	return nil
 }
 
@@ -282,14 +357,56 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return err
 }
 
+// refusedConn logs refused connections, at most once per interval.
+func (s *Server) refusedConn(reason string, err error) {
+	if ok, n := s.warnRef.allow(time.Now()); ok {
+		s.log.Warn("agent: connection refused: "+reason, "err", err, "suppressed_since_last", n)
+	}
+}
+
+// refuse answers without reading the body and closes the connection, so
+// a client that announced a body cannot hold it by sending it slowly
+// (Go drains unread bodies of kept-alive connections first).
+func refuse(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Connection", "close")
+	http.Error(w, msg, status)
+}
+
 // ServeHTTP implements the XML-RPC endpoint with the HTTP semantics of
 // Python's SimpleXMLRPCRequestHandler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if s.cfg.Token != "" && !s.authorized(r) {
-		s.log.Warn("agent: request without a valid token", "addr", r.RemoteAddr)
-		w.Header().Set("WWW-Authenticate", `Basic realm="vtcluster-agent"`)
-		http.Error(w, "401 unauthorized: this agent requires its token as the HTTP Basic auth password", http.StatusUnauthorized)
+	// Browsers add these to every cross-site request and XML-RPC clients
+	// never send them: a page must not drive the agent (CSRF).
+	if r.Header.Get("Origin") != "" || r.Header.Get("Sec-Fetch-Site") != "" || r.Header.Get("Sec-Fetch-Mode") != "" || r.Header.Get("Sec-Fetch-Dest") != "" {
+		s.refusedRequest(r, "browser request (Origin or Sec-Fetch-* header)")
+		refuse(w, http.StatusForbidden, "403 forbidden: requests from web browsers are refused")
 		return
+	}
+	// A DNS-rebinding page reaches us under its own name.
+	if !s.hosts.allowed(r.Host) {
+		s.refusedRequest(r, "foreign Host header")
+		refuse(w, http.StatusForbidden, fmt.Sprintf("403 forbidden: Host %q is not an address of this agent", truncate(r.Host, 80)))
+		return
+	}
+	key := remoteKey(remoteAddr(r))
+	if s.cfg.Token != "" {
+		if !s.authorized(r) {
+			if d := s.authT.fail(key, time.Now()); d > 0 {
+				t := time.NewTimer(d)
+				select {
+				case <-t.C:
+				case <-r.Context().Done():
+				}
+				t.Stop()
+			}
+			if ok, n := s.warn401.allow(time.Now()); ok {
+				s.log.Warn("agent: request without a valid token", "addr", r.RemoteAddr, "suppressed_since_last", n)
+			}
+			w.Header().Set("WWW-Authenticate", `Basic realm="vtcluster-agent"`)
+			refuse(w, http.StatusUnauthorized, "401 unauthorized: this agent requires its token as the HTTP Basic auth password")
+			return
+		}
+		s.authT.succeed(key)
 	}
 	if r.Method != http.MethodPost {
 		// BaseHTTPRequestHandler answers unknown verbs with 501.
@@ -300,13 +417,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "No such page", http.StatusNotFound)
 		return
 	}
-	body, status, err := s.readBody(w, r)
-	if err != nil {
-		s.log.Debug("agent: bad request body", "addr", r.RemoteAddr, "err", err)
-		http.Error(w, err.Error(), status)
+	if r.ContentLength > s.cfg.MaxRequestBytes {
+		refuse(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", s.cfg.MaxRequestBytes))
 		return
 	}
-	reply := s.dispatch(r.Context(), body)
+	call, status, err := s.readCall(w, r)
+	if err != nil {
+		s.log.Debug("agent: bad request body", "addr", r.RemoteAddr, "err", err)
+		refuse(w, status, err.Error())
+		return
+	}
+	reply := s.dispatch(r.Context(), call)
 	w.Header().Set("Content-Type", "text/xml")
 	if s.cfg.GzipThreshold >= 0 && len(reply) > s.cfg.GzipThreshold && acceptsGzip(r.Header.Get("Accept-Encoding")) {
 		var zb bytes.Buffer
@@ -322,6 +443,68 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Length", strconv.Itoa(len(reply)))
 	_, _ = w.Write(reply)
+}
+
+func (s *Server) refusedRequest(r *http.Request, reason string) {
+	if ok, n := s.warnRef.allow(time.Now()); ok {
+		s.log.Warn("agent: request refused: "+reason, "addr", r.RemoteAddr, "host", truncate(r.Host, 80), "suppressed_since_last", n)
+	}
+}
+
+// remoteAddr is the peer's address from the request's connection.
+func remoteAddr(r *http.Request) net.Addr {
+	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok && a.Network() == "unix" {
+		return nil
+	}
+	if ap, err := net.ResolveTCPAddr("tcp", r.RemoteAddr); err == nil {
+		return ap
+	}
+	return nil
+}
+
+// decoded carries a decoded call, or how decoding failed.
+type decoded struct {
+	method string
+	params []any
+	err    error
+}
+
+// readCall reads and decodes the body. Large bodies take one of
+// MaxLargeCalls slots for reading and decoding, the part whose memory
+// grows with the body; the call itself runs outside it. The body must
+// arrive at MinBodyRate at least.
+func (s *Server) readCall(w http.ResponseWriter, r *http.Request) (decoded, int, error) {
+	if r.ContentLength < 0 || r.ContentLength > s.cfg.LargeCallBytes || r.Header.Get("Content-Encoding") != "" {
+		select {
+		case s.large <- struct{}{}:
+			defer func() { <-s.large }()
+		case <-r.Context().Done():
+			return decoded{}, http.StatusServiceUnavailable, r.Context().Err()
+		}
+	}
+	expect := r.ContentLength
+	if expect < 0 {
+		expect = s.cfg.MaxRequestBytes
+	}
+	rc := http.NewResponseController(w)
+	deadline := time.Now().Add(s.cfg.ReadHeaderTimeout + time.Duration(expect/s.cfg.MinBodyRate)*time.Second)
+	_ = rc.SetReadDeadline(deadline)
+	body, status, err := s.readBody(w, r)
+	// The call may outlast the deadline; Go's server then reads the
+	// connection only to notice a client that went away.
+	_ = rc.SetReadDeadline(time.Time{})
+	if err != nil {
+		return decoded{}, status, err
+	}
+	m, p, err := DecodeCallLimited(body, CallLimits{
+		MaxValues:      s.cfg.MaxValues,
+		MaxStringBytes: s.cfg.MaxStringBytes,
+		Known: func(name string) bool {
+			_, ok := s.reg.Lookup(name)
+			return ok
+		},
+	})
+	return decoded{method: m, params: p, err: err}, 0, nil
 }
 
 func (s *Server) authorized(r *http.Request) bool {
@@ -352,7 +535,21 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int, 
 		// Python answers 501 for encodings it cannot decode.
 		return nil, http.StatusNotImplemented, fmt.Errorf("encoding %q not supported", enc)
 	}
-	body, err := io.ReadAll(io.LimitReader(src, s.cfg.MaxRequestBytes+1))
+	var body []byte
+	var err error
+	if _, gz := src.(*gzip.Reader); !gz && r.ContentLength >= 0 {
+		// Content-Length (already checked against the limit) sizes the
+		// buffer once, instead of growing and copying it step by step.
+		body = make([]byte, r.ContentLength)
+		_, err = io.ReadFull(src, body)
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			err = fmt.Errorf("body shorter than its Content-Length: %w", err)
+		}
+	} else {
+		var buf bytes.Buffer
+		_, err = buf.ReadFrom(io.LimitReader(src, s.cfg.MaxRequestBytes+1))
+		body = buf.Bytes()
+	}
 	var tooBig *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooBig) || int64(len(body)) > s.cfg.MaxRequestBytes:
@@ -392,13 +589,22 @@ func acceptsGzip(header string) bool {
 	return false
 }
 
-// dispatch decodes one call, runs it and encodes the reply. Every failure,
+// dispatch runs one decoded call and encodes the reply. Every failure,
 // including a panic and a result the codec cannot carry, becomes
 // avocado-vt's JSON fault; the reply is always a valid document.
-func (s *Server) dispatch(ctx context.Context, body []byte) []byte {
+func (s *Server) dispatch(ctx context.Context, c decoded) []byte {
 	start := time.Now()
-	method, params, err := DecodeCall(body)
-	if err != nil {
+	method, params, err := c.method, c.params, c.err
+	var unknown *UnknownMethodError
+	switch {
+	case errors.As(err, &unknown):
+		s.log.Debug("agent: call", "method", method, "outcome", "fault", "err", err)
+		return EncodeFaultResponse(1, FaultFromError(UnsupportedMethodFault(method)).FaultString(method))
+	case errors.Is(err, ErrCallTooLarge):
+		f := &Fault{ExcType: "ValueError", ExcValue: err.Error()}
+		s.log.Debug("agent: call too large", "method", method, "err", err)
+		return EncodeFaultResponse(1, f.FaultString(method))
+	case err != nil:
 		// Python's loads raises ExpatError for a malformed document.
 		f := &Fault{ExcType: "xml.parsers.expat.ExpatError", ExcValue: err.Error()}
 		s.log.Debug("agent: malformed call", "err", err, "duration_seconds", time.Since(start).Seconds())

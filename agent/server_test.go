@@ -45,12 +45,28 @@ func echoService() Service {
 	}}
 }
 
+// testToken is the token of every test server on TCP.
+const testToken = "test-token-0123456789"
+
+// testConfig is DefaultConfig on a free loopback port with testToken.
+func testConfig() Config {
+	cfg := DefaultConfig()
+	cfg.Addr = "127.0.0.1:0"
+	cfg.Token = testToken
+	return cfg
+}
+
+// testURL is the URL of s with testToken as Basic auth, as Python's
+// ServerProxy takes it.
+func testURL(s *Server) string {
+	return "http://vtc:" + testToken + "@" + s.Addr().String() + "/"
+}
+
 // startTestServer serves svcs on a free loopback port and returns the URL.
 // tweak may change the config first.
 func startTestServer(tb testing.TB, tweak func(*Config), svcs ...Service) (*Server, string) {
 	tb.Helper()
-	cfg := DefaultConfig()
-	cfg.Addr = "127.0.0.1:0"
+	cfg := testConfig()
 	if tweak != nil {
 		tweak(&cfg)
 	}
@@ -78,7 +94,7 @@ func startTestServer(tb testing.TB, tweak func(*Config), svcs ...Service) (*Serv
 			tb.Errorf("Serve: %v", err)
 		}
 	})
-	return s, "http://" + s.Addr().String() + "/"
+	return s, testURL(s)
 }
 
 // rawClient never asks for gzip on its own, so tests see what the server
@@ -319,7 +335,8 @@ func TestServer_ServeHTTP_bodyLimit(t *testing.T) {
 
 func TestServer_ServeHTTP_token(t *testing.T) {
 	const token = "s3cret-token"
-	_, url := startTestServer(t, func(c *Config) { c.Token = token }, echoService())
+	srv, _ := startTestServer(t, func(c *Config) { c.Token = token }, echoService())
+	url := "http://" + srv.Addr().String() + "/"
 	body := encodeCall(t, "t.echo")
 
 	resp, _ := post(t, url, body, nil)
@@ -363,18 +380,20 @@ func TestNew_validation(t *testing.T) {
 		tweak func(*Config)
 		ok    bool
 	}{
-		"default":                  {func(*Config) {}, true},
-		"empty addr":               {func(c *Config) { c.Addr = "" }, false},
-		"no port":                  {func(c *Config) { c.Addr = "127.0.0.1" }, false},
-		"port out of range":        {func(c *Config) { c.Addr = "127.0.0.1:70000" }, false},
+		"default, token":           {func(c *Config) { c.Token = "t" }, true},
+		"loopback, no token":       {func(*Config) {}, false},
+		"localhost, no token":      {func(c *Config) { c.Addr = "localhost:1" }, false},
+		"ipv6 loopback, no token":  {func(c *Config) { c.Addr = "[::1]:1" }, false},
+		"unix socket, no token":    {func(c *Config) { c.SocketPath = "/run/x/agent.sock" }, true},
+		"empty addr":               {func(c *Config) { c.Addr = ""; c.Token = "t" }, false},
+		"no port":                  {func(c *Config) { c.Addr = "127.0.0.1"; c.Token = "t" }, false},
+		"port out of range":        {func(c *Config) { c.Addr = "127.0.0.1:70000"; c.Token = "t" }, false},
 		"all interfaces, no token": {func(c *Config) { c.Addr = "0.0.0.0:9999" }, false},
 		"remote name, no token":    {func(c *Config) { c.Addr = "node1.example:9999" }, false},
 		"all interfaces, token":    {func(c *Config) { c.Addr = "0.0.0.0:9999"; c.Token = "t" }, true},
-		"explicitly insecure":      {func(c *Config) { c.Addr = "0.0.0.0:9999"; c.AllowNoTokenRemote = true }, true},
-		"localhost":                {func(c *Config) { c.Addr = "localhost:1" }, true},
-		"ipv6 loopback":            {func(c *Config) { c.Addr = "[::1]:1" }, true},
-		"zero body limit":          {func(c *Config) { c.MaxRequestBytes = 0 }, false},
-		"zero idle timeout":        {func(c *Config) { c.IdleTimeout = 0 }, false},
+		"zero body limit":          {func(c *Config) { c.Token = "t"; c.MaxRequestBytes = 0 }, false},
+		"zero idle timeout":        {func(c *Config) { c.Token = "t"; c.IdleTimeout = 0 }, false},
+		"zero connection cap":      {func(c *Config) { c.Token = "t"; c.MaxConns = 0 }, false},
 	} {
 		cfg := DefaultConfig()
 		c.tweak(&cfg)
@@ -382,12 +401,15 @@ func TestNew_validation(t *testing.T) {
 		if (err == nil) != c.ok {
 			t.Errorf("%s: New error = %v, want ok=%v", name, err, c.ok)
 		}
+		if name == "loopback, no token" && !errors.Is(err, ErrNoToken) {
+			t.Errorf("%s: error %v does not wrap ErrNoToken", name, err)
+		}
 	}
 }
 
 func TestServer_Listen_addressInUse(t *testing.T) {
 	first, _ := startTestServer(t, nil)
-	cfg := DefaultConfig()
+	cfg := testConfig()
 	cfg.Addr = first.Addr().String()
 	second, err := New(cfg)
 	if err != nil {
@@ -410,7 +432,7 @@ func TestServer_Register_afterServeRefused(t *testing.T) {
 }
 
 func TestServer_Register_duplicateRefused(t *testing.T) {
-	s, err := New(DefaultConfig())
+	s, err := New(testConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -489,8 +511,7 @@ func TestServer_Shutdown_finishesCallInFlight(t *testing.T) {
 			return "done", nil
 		},
 	}}
-	cfg := DefaultConfig()
-	cfg.Addr = "127.0.0.1:0"
+	cfg := testConfig()
 	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -501,7 +522,7 @@ func TestServer_Shutdown_finishesCallInFlight(t *testing.T) {
 	if err := s.Listen(); err != nil {
 		t.Fatal(err)
 	}
-	url := "http://" + s.Addr().String() + "/"
+	url := testURL(s)
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(context.Background()) }()
 
@@ -533,8 +554,7 @@ func TestServer_Shutdown_finishesCallInFlight(t *testing.T) {
 }
 
 func TestServer_Serve_contextEndsServing(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.Addr = "127.0.0.1:0"
+	cfg := testConfig()
 	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"math"
@@ -358,7 +357,7 @@ func (c *coreService) saveJobData(_ context.Context, args Args) (any, error) {
 		c.log.Error("failed to save job data", "job_id", job, "err", err)
 		return false, nil
 	}
-	if err := copyInRoot(root, path.Join(logDirName, agentLogName), jobRel(job, "data", agentLogName)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := CopyLogTail(root, path.Join(logDirName, agentLogName), jobRel(job, "data", agentLogName), LogCopyMaxBytes); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		c.log.Error("failed to save job data", "job_id", job, "err", err)
 		return false, nil
 	}
@@ -475,7 +474,7 @@ func (c *coreService) saveSuiteData(_ context.Context, args Args) (any, error) {
 		err = writeFileAtomic(root, path.Join(dir, "result.json"), result)
 	}
 	if err == nil {
-		if cerr := copyInRoot(root, path.Join(logDirName, serviceLogName), path.Join(dir, serviceLogName)); cerr != nil && !errors.Is(cerr, fs.ErrNotExist) {
+		if cerr := CopyLogTail(root, path.Join(logDirName, serviceLogName), path.Join(dir, serviceLogName), LogCopyMaxBytes); cerr != nil && !errors.Is(cerr, fs.ErrNotExist) {
 			err = cerr
 		}
 	}
@@ -575,23 +574,6 @@ func writeFileAtomic(root *os.Root, rel string, data []byte) error {
 		return err
 	}
 	return nil
-}
-
-func copyInRoot(root *os.Root, src, dst string) error {
-	in, err := root.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := root.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
 
 // ---- JSON as Python's json.dump(obj, f, indent=4) writes it ----

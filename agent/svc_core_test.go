@@ -466,8 +466,7 @@ func TestCoreService_servedWithAlias(t *testing.T) {
 // startTestServerWith is startTestServer with a hook that registers.
 func startTestServerWith(tb testing.TB, register func(*Server)) (*Server, string) {
 	tb.Helper()
-	cfg := DefaultConfig()
-	cfg.Addr = "127.0.0.1:0"
+	cfg := testConfig()
 	s, err := New(cfg)
 	if err != nil {
 		tb.Fatal(err)
@@ -486,7 +485,7 @@ func startTestServerWith(tb testing.TB, register func(*Server)) (*Server, string
 		}
 		<-served
 	})
-	return s, "http://" + s.Addr().String() + "/"
+	return s, testURL(s)
 }
 
 func TestOpenDataDir_layoutKeepsData(t *testing.T) {

@@ -38,7 +38,7 @@ type ProcessConfig struct {
 	// MaxOutput is how many bytes of each of stdout and stderr a call
 	// keeps unless it asks otherwise with the max_output option: run keeps
 	// the last MaxOutput bytes, a background process buffers up to
-	// MaxOutput bytes between polls. Default 1 MiB; at most 64 MiB.
+	// MaxOutput bytes between polls. Default 1 MiB; at most 16 MiB.
 	MaxOutput int
 	// MaxBackground bounds how many background processes are tracked,
 	// running or finished and not yet removed. When full, the oldest
@@ -65,9 +65,14 @@ type ProcessConfig struct {
 }
 
 const (
-	// maxOutputCeiling bounds max_output: a reply carries the output in one
-	// XML document, and the agent holds it in memory twice while encoding.
-	maxOutputCeiling = 64 << 20
+	// maxOutputCeiling bounds max_output: a reply carries both streams in
+	// one XML document as base64 (4/3 larger), which must stay below what
+	// cluster.Client accepts (64 MiB), and the agent holds it in memory
+	// twice while encoding.
+	maxOutputCeiling = 16 << 20
+	// maxConcurrentRuns bounds process.run calls in flight; each holds a
+	// child, two pipes and up to twice max_output of buffers.
+	maxConcurrentRuns = 32
 	// maxTimeout keeps seconds within time.Duration and within reason.
 	maxTimeout = 365 * 24 * time.Hour
 	// maxLogLine splits endless lines when output is logged.
@@ -106,6 +111,7 @@ type ProcessService struct {
 	ctx    context.Context // cancelled by Close, ending every process
 	cancel context.CancelCauseFunc
 	wg     sync.WaitGroup // run calls in flight and background supervisors
+	runs   chan struct{}  // a slot per run call in flight
 
 	mu     sync.Mutex
 	closed bool
@@ -166,7 +172,8 @@ func NewProcessService(cfg ProcessConfig, logger *slog.Logger) (*ProcessService,
 		logger = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancelCause(context.Background())
-	return &ProcessService{cfg: cfg, log: logger, ctx: ctx, cancel: cancel, procs: map[string]*child{}}, nil
+	return &ProcessService{cfg: cfg, log: logger, ctx: ctx, cancel: cancel, procs: map[string]*child{},
+		runs: make(chan struct{}, maxConcurrentRuns)}, nil
 }
 
 // Name is the service prefix: "process.run", ...
@@ -215,6 +222,12 @@ func (s *ProcessService) run(ctx context.Context, args Args) (any, error) {
 	sp, err := s.prepare(args)
 	if err != nil {
 		return nil, err
+	}
+	select {
+	case s.runs <- struct{}{}:
+		defer func() { <-s.runs }()
+	default:
+		return nil, Faultf("RuntimeError", "too many process.run calls in flight (at most %d); retry when some have finished", maxConcurrentRuns)
 	}
 	if err := s.enter(); err != nil {
 		return nil, err

@@ -22,9 +22,47 @@ import (
 // limits the body, this protects direct callers.
 const maxDocumentSize = 256 << 20
 
+// CallLimits bound what decoding one call may build, because a small
+// document can describe a large value tree (an 8-byte <value/> becomes a
+// 16-byte interface plus its share of a slice or map). Zero fields are
+// unlimited.
+type CallLimits struct {
+	// MaxValues bounds the number of values (every <value>, at any depth).
+	MaxValues int
+	// MaxStringBytes bounds the total bytes of strings, member names and
+	// decoded base64.
+	MaxStringBytes int
+	// Known, when set, is asked about the method name as soon as it is
+	// read; an unknown method fails with *UnknownMethodError before any
+	// parameter is decoded. The name must then come before <params>, as
+	// every XML-RPC client writes it.
+	Known func(method string) bool
+}
+
+// ErrCallTooLarge is wrapped by decoding errors for a call beyond its
+// CallLimits.
+var ErrCallTooLarge = errors.New("call too large")
+
+// UnknownMethodError is returned by DecodeCallLimited for a method that
+// CallLimits.Known refused.
+type UnknownMethodError struct{ Method string }
+
+func (e *UnknownMethodError) Error() string {
+	return fmt.Sprintf("method %q is not supported", e.Method)
+}
+
 // DecodeCall parses a methodCall document.
 func DecodeCall(body []byte) (method string, params []any, err error) {
+	return DecodeCallLimited(body, CallLimits{})
+}
+
+// DecodeCallLimited parses a methodCall document within lim.
+func DecodeCallLimited(body []byte, lim CallLimits) (method string, params []any, err error) {
+	if err := checkCharRefs(body); err != nil {
+		return "", nil, err
+	}
 	d := newDecoder(body)
+	d.lim = lim
 	root, err := d.expectStart()
 	if err != nil {
 		return "", nil, err
@@ -47,7 +85,13 @@ func DecodeCall(body []byte) (method string, params []any, err error) {
 					return "", nil, err
 				}
 				method, haveName = s, true
+				if lim.Known != nil && !lim.Known(method) {
+					return method, nil, &UnknownMethodError{Method: method}
+				}
 			case "params":
+				if lim.Known != nil && !haveName {
+					return "", nil, d.errorf("<params> before <methodName>")
+				}
 				params, err = d.params()
 				if err != nil {
 					return "", nil, err
@@ -114,6 +158,19 @@ func DecodeResponse(body []byte) (any, error) {
 type decoder struct {
 	x     *xml.Decoder
 	depth int
+
+	lim      CallLimits
+	values   int
+	strBytes int
+}
+
+// countString charges n bytes of decoded text against the limit.
+func (d *decoder) countString(n int) error {
+	d.strBytes += n
+	if d.lim.MaxStringBytes > 0 && d.strBytes > d.lim.MaxStringBytes {
+		return fmt.Errorf("%w: more than %d bytes of strings", ErrCallTooLarge, d.lim.MaxStringBytes)
+	}
+	return nil
 }
 
 func newDecoder(body []byte) *decoder {
@@ -187,6 +244,9 @@ func (d *decoder) text() (string, error) {
 		}
 		switch t := tok.(type) {
 		case xml.CharData:
+			if err := d.countString(len(t)); err != nil {
+				return "", err
+			}
 			sb.Write(t)
 		case xml.EndElement:
 			return sb.String(), nil
@@ -250,6 +310,10 @@ func (d *decoder) value() (any, error) {
 	if d.depth > maxDepth {
 		return nil, d.errorf("values nested deeper than %d levels", maxDepth)
 	}
+	d.values++
+	if d.lim.MaxValues > 0 && d.values > d.lim.MaxValues {
+		return nil, fmt.Errorf("%w: more than %d values", ErrCallTooLarge, d.lim.MaxValues)
+	}
 	var text strings.Builder
 	for {
 		tok, err := d.x.Token()
@@ -258,6 +322,9 @@ func (d *decoder) value() (any, error) {
 		}
 		switch t := tok.(type) {
 		case xml.CharData:
+			if err := d.countString(len(t)); err != nil {
+				return nil, err
+			}
 			text.Write(t)
 		case xml.EndElement:
 			// A bare <value>text</value> is a string, as in Python.
@@ -516,6 +583,40 @@ func parseDateTime(s string) (time.Time, error) {
 		}
 	}
 	return time.Time{}, errors.New("unrecognised date")
+}
+
+// checkCharRefs refuses numeric character references to code points XML
+// does not allow (surrogates, beyond U+10FFFF, and controls other than tab,
+// newline and carriage return), as Python's expat does; Go's decoder would
+// turn a surrogate into U+FFFD silently.
+func checkCharRefs(body []byte) error {
+	for i := 0; ; {
+		j := bytes.Index(body[i:], []byte("&#"))
+		if j < 0 {
+			return nil
+		}
+		i += j + 2
+		end := bytes.IndexByte(body[i:min(len(body), i+12)], ';')
+		if end < 0 {
+			continue // malformed: the XML decoder reports it
+		}
+		ref := string(body[i : i+end])
+		var n uint64
+		var err error
+		if strings.HasPrefix(ref, "x") {
+			n, err = strconv.ParseUint(ref[1:], 16, 32)
+		} else {
+			n, err = strconv.ParseUint(ref, 10, 32)
+		}
+		if err != nil {
+			continue
+		}
+		r := rune(n)
+		ok := r == 0x9 || r == 0xA || r == 0xD || (r >= 0x20 && r <= 0xD7FF) || (r >= 0xE000 && r <= 0xFFFD) || (r >= 0x10000 && r <= 0x10FFFF)
+		if !ok {
+			return fmt.Errorf("%w: reference to invalid character number &#%s; (at byte %d)", ErrSyntax, ref, i-2)
+		}
+	}
 }
 
 func truncate(s string, n int) string {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -114,13 +115,19 @@ type agentProc struct {
 	pidFile string
 	dataDir string
 	url     string
+	token   string // sent by kolo when no user info is given
 	stdout  *lockedBuffer
 	stderr  *lockedBuffer
 	exited  chan struct{}
 	state   *os.ProcessState
 }
 
+// testAgentToken is the token of test agents that are given none: TCP
+// needs one, loopback included.
+const testAgentToken = "bridge-test-token-0123456789"
+
 type agentSpec struct {
+	socket  string // --unix-socket instead of --host/--port
 	host    string
 	port    int
 	pidFile string
@@ -157,11 +164,24 @@ func launchAgent(tb testing.TB, spec agentSpec) (*agentProc, bool) {
 	if spec.dataDir == "" {
 		spec.dataDir = filepath.Join(dir, "data")
 	}
-	args := []string{"agent", "--host", spec.host, "--port", strconv.Itoa(spec.port), "--pid-file", spec.pidFile, "--data-dir", spec.dataDir}
+	args := []string{"agent", "--pid-file", spec.pidFile, "--data-dir", spec.dataDir}
+	if spec.socket != "" {
+		args = append(args, "--unix-socket", spec.socket)
+	} else {
+		args = append(args, "--host", spec.host, "--port", strconv.Itoa(spec.port))
+	}
 	args = append(args, spec.extra...)
 	cmd := exec.Command(vtclusterBinary(tb), args...)
 	cmd.Env = append(os.Environ(), spec.env...)
+	token := ""
+	if spec.socket == "" && !slices.Contains(spec.extra, "--token-file") && !slices.ContainsFunc(spec.env, func(v string) bool {
+		return strings.HasPrefix(v, "VTCLUSTER_AGENT_TOKEN=")
+	}) {
+		token = testAgentToken
+		cmd.Env = append(cmd.Env, "VTCLUSTER_AGENT_TOKEN="+token)
+	}
 	a := &agentProc{
+		token: token,
 		cmd: cmd, port: spec.port, pidFile: spec.pidFile, dataDir: spec.dataDir,
 		url:    fmt.Sprintf("http://127.0.0.1:%d/", spec.port),
 		stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, exited: make(chan struct{}),
@@ -228,6 +248,9 @@ func (a *agentProc) wait(tb testing.TB) int {
 func (a *agentProc) kolo(tb testing.TB, userinfo string) *xmlrpc.Client {
 	tb.Helper()
 	url := a.url
+	if userinfo == "" && a.token != "" {
+		userinfo = "vtc:" + a.token
+	}
 	if userinfo != "" {
 		url = strings.Replace(url, "http://", "http://"+userinfo+"@", 1)
 	}
@@ -253,6 +276,9 @@ func TestAgentCommand_usageErrors(t *testing.T) {
 	pid := filepath.Join(dir, "p.pid")
 	tokenFile := filepath.Join(dir, "token")
 	os.WriteFile(tokenFile, []byte("tok\n"), 0o600)
+	openToken := filepath.Join(dir, "open-token")
+	os.WriteFile(openToken, []byte("a-long-enough-token-but-world-readable\n"), 0o644)
+	os.Chmod(openToken, 0o644)
 	emptyToken := filepath.Join(dir, "empty")
 	os.WriteFile(emptyToken, []byte("\n"), 0o600)
 	roDir := filepath.Join(dir, "ro")
@@ -276,6 +302,13 @@ func TestAgentCommand_usageErrors(t *testing.T) {
 		{[]string{"--pid-file", pid, "--no-such-flag"}, nil, "no-such-flag"},
 		{[]string{"--pid-file", pid, "--host", "0.0.0.0"}, nil, "--token-file"},
 		{[]string{"--pid-file", pid, "--host", "192.0.2.1"}, nil, "without a token"},
+		{[]string{"--pid-file", pid}, nil, "or listen with --unix-socket PATH"},
+		{[]string{"--pid-file", pid, "--host", "localhost"}, nil, "without a token"},
+		{[]string{"--pid-file", pid, "--token-file", tokenFile}, nil, "at least 16 are required"},
+		{[]string{"--pid-file", pid}, []string{"VTCLUSTER_AGENT_TOKEN=short"}, "at least 16 are required"},
+		{[]string{"--pid-file", pid, "--token-file", openToken}, nil, "accessible by other users (mode 0644)"},
+		{[]string{"--pid-file", pid, "--unix-socket", filepath.Join(dir, "s"), "--port", "9998"}, nil, "replaces --host and --port"},
+		{[]string{"--pid-file", pid, "--unix-socket", "/" + strings.Repeat("d", 120)}, nil, "at most 107 fit"},
 		{[]string{"--pid-file", pid, "--token-file", emptyToken}, nil, "is empty"},
 		{[]string{"--pid-file", pid, "--token-file", filepath.Join(dir, "missing")}, nil, "cannot read the token"},
 		{[]string{"--pid-file", pid, "--token-file", tokenFile}, []string{"VTCLUSTER_AGENT_TOKEN=x"}, "give the token one way"},
@@ -297,7 +330,7 @@ func TestAgentCommand_warnings(t *testing.T) {
 	dir := t.TempDir()
 	pid := filepath.Join(dir, "p.pid")
 	os.WriteFile(pid, []byte("1\n"), 0o644)
-	a := startAgent(t, agentSpec{pidFile: pid, env: []string{"VTCLUSTER_AGENT_TOKEN=t"}, host: "0.0.0.0"})
+	a := startAgent(t, agentSpec{pidFile: pid, env: []string{"VTCLUSTER_AGENT_TOKEN=" + testAgentToken}, host: "0.0.0.0"})
 	for _, want := range []string{
 		"Warning: PID file already exists and will be overwritten: " + pid,
 		"Warning: Binding to 0.0.0.0 exposes the agent to external networks",
@@ -333,7 +366,9 @@ func TestAgent_koloClient(t *testing.T) {
 	}
 	body := `<?xml version="1.0"?><methodCall><methodName>core.get_job_data_log</methodName>` +
 		`<params><param><value><string>no-such-job</string></value></param></params></methodCall>`
-	resp, err := http.Post(a.url, "text/xml", strings.NewReader(body))
+	req, _ := http.NewRequest(http.MethodPost, a.url, strings.NewReader(body))
+	req.SetBasicAuth("vtc", a.token)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -443,7 +478,7 @@ func TestAgent_pidFileTakenOverIsLeft(t *testing.T) {
 // auth password; any user name will do.
 func TestAgent_token(t *testing.T) {
 	tokenFile := filepath.Join(t.TempDir(), "token")
-	os.WriteFile(tokenFile, []byte("s3cret\n"), 0o600)
+	os.WriteFile(tokenFile, []byte("s3cret-of-16-bytes-or-more\n"), 0o600)
 	a := startAgent(t, agentSpec{host: "0.0.0.0", extra: []string{"--token-file", tokenFile}})
 	var pong string
 	err := a.kolo(t, "").Call("examples.hello.ping", nil, &pong)
@@ -453,23 +488,23 @@ func TestAgent_token(t *testing.T) {
 	if err := a.kolo(t, "vtc:wrong").Call("examples.hello.ping", nil, &pong); err == nil {
 		t.Fatal("call with a wrong token succeeded")
 	}
-	if err := a.kolo(t, "vtc:s3cret").Call("examples.hello.ping", nil, &pong); err != nil || !strings.HasPrefix(pong, "Pong from ") {
+	if err := a.kolo(t, "vtc:s3cret-of-16-bytes-or-more").Call("examples.hello.ping", nil, &pong); err != nil || !strings.HasPrefix(pong, "Pong from ") {
 		t.Fatalf("call with the token: %q, %v", pong, err)
 	}
 
-	b := startAgent(t, agentSpec{extra: nil, env: []string{"VTCLUSTER_AGENT_TOKEN=from-env"}})
+	b := startAgent(t, agentSpec{extra: nil, env: []string{"VTCLUSTER_AGENT_TOKEN=from-env-0123456789"}})
 	if err := b.kolo(t, "").Call("examples.hello.ping", nil, &pong); err == nil {
 		t.Fatal("token from the environment not enforced")
 	}
-	if err := b.kolo(t, "x:from-env").Call("examples.hello.ping", nil, &pong); err != nil {
+	if err := b.kolo(t, "x:from-env-0123456789").Call("examples.hello.ping", nil, &pong); err != nil {
 		t.Fatalf("token from the environment refused: %v", err)
 	}
 	// The token does not leak into the commands the agent runs.
 	var res map[string]any
-	if err := b.kolo(t, "x:from-env").Call("process.run", []any{[]any{"sh", "-c", "env"}, map[string]any{}}, &res); err != nil {
+	if err := b.kolo(t, "x:from-env-0123456789").Call("process.run", []any{[]any{"sh", "-c", "env"}, map[string]any{}}, &res); err != nil {
 		t.Fatal(err)
 	}
-	if out, _ := res["stdout"].(string); strings.Contains(out, "from-env") {
+	if out, _ := res["stdout"].(string); strings.Contains(out, "from-env-0123456789") {
 		t.Fatalf("a command sees the token:\n%s", out)
 	}
 }
@@ -520,7 +555,8 @@ func TestAgent_detach(t *testing.T) {
 	pidFile := filepath.Join(dir, "agent.pid")
 	dataDir := filepath.Join(dir, "data")
 	port := freeTCPPort(t)
-	code, out, stderr := runVtcluster(t, nil, "agent", "--detach", "--port", strconv.Itoa(port), "--pid-file", pidFile, "--data-dir", dataDir)
+	tokenEnv := []string{"VTCLUSTER_AGENT_TOKEN=" + testAgentToken}
+	code, out, stderr := runVtcluster(t, tokenEnv, "agent", "--detach", "--port", strconv.Itoa(port), "--pid-file", pidFile, "--data-dir", dataDir)
 	if code != 0 {
 		t.Fatalf("agent --detach: exit %d\n%s", code, stderr)
 	}
@@ -536,7 +572,7 @@ func TestAgent_detach(t *testing.T) {
 	if sid, err := unix.Getsid(pid); err != nil || sid != pid {
 		t.Errorf("daemon session = %d, %v; want its own (%d)", sid, err, pid)
 	}
-	c, err := xmlrpc.NewClient(fmt.Sprintf("http://127.0.0.1:%d/", port), nil)
+	c, err := xmlrpc.NewClient(fmt.Sprintf("http://vtc:%s@127.0.0.1:%d/", testAgentToken, port), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -547,7 +583,7 @@ func TestAgent_detach(t *testing.T) {
 	}
 
 	// A second detached start fails with the child's status and reason.
-	code, _, stderr = runVtcluster(t, nil, "agent", "--detach", "--port", strconv.Itoa(port), "--pid-file", pidFile, "--data-dir", dataDir)
+	code, _, stderr = runVtcluster(t, tokenEnv, "agent", "--detach", "--port", strconv.Itoa(port), "--pid-file", pidFile, "--data-dir", dataDir)
 	if code != 1 || !strings.Contains(stderr, "address already in use") {
 		t.Errorf("second --detach: exit %d, stderr %q", code, stderr)
 	}
@@ -575,6 +611,7 @@ func TestAgent_defaultDataDirBesideExecutable(t *testing.T) {
 	pidFile := filepath.Join(t.TempDir(), "agent.pid")
 	port := freeTCPPort(t)
 	cmd := exec.Command(vtclusterBinary(t), "agent", "--port", strconv.Itoa(port), "--pid-file", pidFile)
+	cmd.Env = append(os.Environ(), "VTCLUSTER_AGENT_TOKEN="+testAgentToken)
 	pipe, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

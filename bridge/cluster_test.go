@@ -843,17 +843,22 @@ func namesOf(out string) []string {
 	return names
 }
 
-// A direct node whose agent already runs, as upstream's Python agent does
-// (on a port of its own, without a token), is driven without SSH: its
-// shell port here has nothing listening, so any SSH attempt would fail.
+// A direct node whose agent already runs on a port of its own is driven
+// without SSH: its shell port here has nothing listening, so any SSH
+// attempt would fail. (Upstream's tokenless Python agent is covered by
+// tests/python/test_python_agent_interop.py.)
 func TestCLI_directNode_runningAgentNeedsNoSSH(t *testing.T) {
 	a := startAgent(t, agentSpec{})
 	state := t.TempDir()
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte(a.token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cli := func(args ...string) (int, string, string) {
 		return runMain(t, append([]string{"--state-dir", state}, args...)...)
 	}
 	if code, _, errOut := cli("node", "add", "py1", "--address", "127.0.0.1", "--port", "1",
-		"--proxy-port", strconv.Itoa(a.port), "--agent-bind", "direct"); code != 0 {
+		"--proxy-port", strconv.Itoa(a.port), "--agent-bind", "direct", "--token-file", tokenFile); code != 0 {
 		t.Fatalf("node add: exit %d: %s", code, errOut)
 	}
 	host := hostnameOf(t)
@@ -869,11 +874,13 @@ func TestCLI_directNode_runningAgentNeedsNoSSH(t *testing.T) {
 	if code, out, errOut := cli("status", "--json"); code != 0 || !gjson.Get(out, "0.agent_up").Bool() {
 		t.Errorf("status: exit %d, %s %s", code, out, errOut)
 	}
-	if code, _, errOut := cli("agents", "stop"); code != 0 {
-		t.Fatalf("agents stop: exit %d: %s", code, errOut)
+	// "agents stop" would also check the pid file over SSH (the node has a
+	// token, so vtcluster may have started it); core.quit needs none.
+	if code, _, errOut := cli("call", "py1", "core.quit"); code != 0 {
+		t.Fatalf("call core.quit: exit %d: %s", code, errOut)
 	}
 	if code := a.wait(t); code != 0 {
-		t.Errorf("agent exit code %d after agents stop", code)
+		t.Errorf("agent exit code %d after core.quit", code)
 	}
 }
 

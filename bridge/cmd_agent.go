@@ -41,9 +41,8 @@ const (
 	agentShutdownTimeout = 10 * time.Second
 	// agentDetachTimeout bounds the wait for a detached child's banner.
 	agentDetachTimeout = 30 * time.Second
-	// agentLogMaxBytes rotates agent.log once at start (upstream rotates at
-	// 10 MiB too), so a long-lived node does not fill its disk.
-	agentLogMaxBytes = 10 << 20
+	// agentMinTokenBytes: a shorter token can be guessed over the network.
+	agentMinTokenBytes = 16
 	// agentGCPercent lets the heap grow to 1.5× what is live before a
 	// collection instead of Go's 2×: the agent shares its host with the
 	// VMs under test and is idle most of the time, and under a storm of
@@ -58,18 +57,26 @@ func agentCommand(e *env) *cli.Command {
 		Usage: "run the node agent: the XML-RPC daemon a controller drives (compatible with avocado_vt.agent)",
 		Description: `Serves the agent's methods (core.*, examples.hello.ping, host.*, process.*)
 over XML-RPC until SIGTERM, SIGINT or core.quit. The pid file is written once
-the port is bound and removed on exit; the line
+the port (or socket) is bound and removed on exit; the line
 "Agent daemon starting with PID <pid>" on stdout means the agent is ready.
 
-Listening on anything but loopback requires a token, which callers send as
-the HTTP Basic auth password (any user name).
+Every way in needs a credential. With --unix-socket PATH the agent listens on
+a Unix socket instead of TCP: PATH's directory must be mode 0700 and owned by
+the agent's user, and only that user and root may connect (the controller's
+tunnel mode reaches it through SSH). On TCP, loopback included, a token is
+required (at least 16 bytes, from a file no other user can read); callers
+send it as the HTTP Basic auth password (any user name). Over plain HTTP the
+token crosses the network in clear: use tunnel mode, an SSH tunnel or a VPN
+on networks you do not trust.
 
 Examples:
-   vtcluster agent --pid-file /run/vtc-agent.pid
+   vtcluster agent --unix-socket /root/vtc-agent/agent.sock --pid-file /root/vtc-agent/agent.pid
    vtcluster agent --host 0.0.0.0 --port 9999 --pid-file /run/vtc-agent.pid --token-file /etc/vtc-token`,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "host", Value: "127.0.0.1", Usage: "address to bind to (an IP or a host name); 127.0.0.1 keeps the agent private"},
+			&cli.StringFlag{Name: "host", Value: "127.0.0.1", Usage: "address to bind to (an IP or a host name); needs a token, loopback included"},
 			&cli.StringFlag{Name: "port", Value: "9999", Usage: "port to listen on (1..65535)"},
+			&cli.StringFlag{Name: "unix-socket", Usage: "listen on the Unix socket `PATH` instead of TCP; its directory must be mode 0700 and owned by this user, and only this user and root may connect", TakesFile: true},
+			&cli.StringSliceFlag{Name: "allow-host", Usage: "also accept `NAME` in the Host header of requests (a name callers use for this node besides its addresses and host name); repeatable"},
 			&cli.StringFlag{Name: "pid-file", Usage: "`PATH` of the pid file to write (required); its directory must exist and be writable", TakesFile: true},
 			&cli.StringFlag{Name: "data-dir", Usage: "`DIR` for logs, job data and downloads (default: data/ beside the executable)", TakesFile: true},
 			&cli.StringFlag{Name: "token-file", Usage: "`FILE` holding the token callers must present (or set " + agentTokenEnv + ")", TakesFile: true},
@@ -102,9 +109,19 @@ type agentOptions struct {
 	dataDir   string // absolute
 	tokenFile string // absolute or empty
 	token     string
+	socket    string // absolute, or empty for TCP
+	allowHost []string
 }
 
 func (o agentOptions) addr() string { return net.JoinHostPort(o.host, strconv.Itoa(o.port)) }
+
+// where names what the agent listens on, for messages.
+func (o agentOptions) where() string {
+	if o.socket != "" {
+		return "unix:" + o.socket
+	}
+	return o.addr()
+}
 
 // upstream's hostname pattern: RFC 1123 labels separated by dots.
 var hostnameRE = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9\-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9\-]{0,61}[a-zA-Z0-9])?)*$`)
@@ -119,6 +136,29 @@ func parseAgentOptions(e *env, cmd *cli.Command) (agentOptions, error) {
 	var o agentOptions
 	if cmd.Args().Len() > 0 {
 		return o, usageError{fmt.Errorf("agent: unrecognized arguments: %s", strings.Join(cmd.Args().Slice(), " "))}
+	}
+	if sock := cmd.String("unix-socket"); cmd.IsSet("unix-socket") {
+		if sock == "" {
+			return o, argError("unix-socket", "socket path cannot be empty")
+		}
+		if cmd.IsSet("host") || cmd.IsSet("port") {
+			return o, usageError{errors.New("agent: --unix-socket replaces --host and --port; give one or the other")}
+		}
+		abs, err := filepath.Abs(sock)
+		if err != nil {
+			return o, argError("unix-socket", "%v", err)
+		}
+		// sun_path holds 107 bytes and a NUL.
+		if len(abs) > 107 {
+			return o, argError("unix-socket", "socket path %s is %d bytes long; at most 107 fit in a Unix socket address", abs, len(abs))
+		}
+		o.socket = abs
+	}
+	o.allowHost = cmd.StringSlice("allow-host")
+	for _, h := range o.allowHost {
+		if net.ParseIP(h) == nil && (len(h) > 253 || !hostnameRE.MatchString(h)) {
+			return o, argError("allow-host", "Invalid host name: %s", h)
+		}
 	}
 	o.host = cmd.String("host")
 	if o.host == "" {
@@ -172,12 +212,15 @@ func parseAgentOptions(e *env, cmd *cli.Command) (agentOptions, error) {
 	if err := readAgentToken(e, cmd, &o); err != nil {
 		return o, err
 	}
+	if o.socket != "" {
+		return o, nil
+	}
 	if o.host == "0.0.0.0" {
 		fmt.Fprintln(e.stderr, "Warning: Binding to 0.0.0.0 exposes the agent to external networks. Ensure proper firewall protection.")
 	}
-	if o.token == "" && !agent.IsLoopbackHost(o.host) {
-		return o, usageError{fmt.Errorf("agent: refusing to listen on %s without a token: anyone who can reach the port could run commands as this user; "+
-			"provide one with --token-file FILE or the %s environment variable, or keep --host 127.0.0.1 and reach the agent through SSH", o.host, agentTokenEnv)}
+	if o.token == "" {
+		return o, usageError{fmt.Errorf("agent: refusing to listen on TCP %s without a token: anyone who can reach the port (on loopback, every local user) could run commands as this user; "+
+			"provide a token with --token-file FILE or the %s environment variable, or listen with --unix-socket PATH", o.addr(), agentTokenEnv)}
 	}
 	return o, nil
 }
@@ -206,13 +249,9 @@ func readAgentToken(e *env, cmd *cli.Command, o *agentOptions) error {
 		if err != nil {
 			return argError("token-file", "%v", err)
 		}
-		data, err := os.ReadFile(abs)
+		data, err := readPrivateFile(abs, 4096)
 		if err != nil {
-			return argError("token-file", "cannot read the token: %v", err)
-		}
-		fi, err := os.Stat(abs)
-		if err == nil && fi.Mode().Perm()&0o077 != 0 {
-			fmt.Fprintf(e.stderr, "Warning: token file %s is readable by other users (mode %04o); chmod 600 it\n", abs, fi.Mode().Perm())
+			return argError("token-file", "%v", err)
 		}
 		o.tokenFile, o.token = abs, strings.TrimSpace(string(data))
 		if o.token == "" {
@@ -227,7 +266,39 @@ func readAgentToken(e *env, cmd *cli.Command, o *agentOptions) error {
 	if o.token != "" && strings.ContainsAny(o.token, "\r\n\x00") {
 		return usageError{errors.New("agent: the token must be one line without NUL")}
 	}
+	if o.token != "" && len(o.token) < agentMinTokenBytes {
+		return usageError{fmt.Errorf("agent: the token is %d bytes long; at least %d are required (for example: head -c 32 /dev/urandom | base64 > FILE)", len(o.token), agentMinTokenBytes)}
+	}
 	return nil
+}
+
+// readPrivateFile reads a secret that no other user may read, as ssh
+// insists for keys: a token others can read is no credential. The mode is
+// checked on the opened file, so a swap after the check changes nothing.
+func readPrivateFile(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the token: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the token: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("token file %s is not a regular file", path)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("token file %s is accessible by other users (mode %04o); run chmod 600 %s", path, fi.Mode().Perm(), path)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the token: %w", err)
+	}
+	if int64(len(data)) > max {
+		return nil, fmt.Errorf("token file %s is larger than %d bytes", path, max)
+	}
+	return data, nil
 }
 
 // runAgent is the daemon: bind, write the pid file, announce, serve until
@@ -264,7 +335,7 @@ func runAgent(ctx context.Context, e *env, o agentOptions) (err error) {
 			logger.Error("agent: stopped with an error", "err", err)
 		}
 	}()
-	logger.Info("agent: starting", "pid", pid, "addr", o.addr(), "data_dir", dd.Path(), "version", Version)
+	logger.Info("agent: starting", "pid", pid, "addr", o.where(), "data_dir", dd.Path(), "version", Version)
 
 	streamer, err := agent.NewLogStreamer(dd.ServiceLog(), logger.With("component", "logstream"))
 	if err != nil {
@@ -279,6 +350,8 @@ func runAgent(ctx context.Context, e *env, o agentOptions) (err error) {
 	quit := sync.OnceFunc(func() { close(quitCh) })
 	cfg := agent.DefaultConfig()
 	cfg.Addr = o.addr()
+	cfg.SocketPath = o.socket
+	cfg.AllowedHosts = o.allowHost
 	cfg.Token = o.token
 	cfg.ShutdownTimeout = agentShutdownTimeout
 	cfg.Logger = logger
@@ -296,10 +369,14 @@ func runAgent(ctx context.Context, e *env, o agentOptions) (err error) {
 	}
 
 	if err := srv.Listen(); err != nil {
-		if errors.Is(err, syscall.EADDRINUSE) {
-			return exitError{1, fmt.Errorf("agent: cannot bind to %s: address already in use; another agent instance may be running", o.addr())}
+		var dirErr *agent.SocketDirError
+		switch {
+		case errors.As(err, &dirErr):
+			return exitError{1, fmt.Errorf("agent: refusing to listen on %s: %w", o.socket, dirErr)}
+		case errors.Is(err, syscall.EADDRINUSE):
+			return exitError{1, fmt.Errorf("agent: cannot bind to %s: address already in use; another agent instance may be running", o.where())}
 		}
-		return exitError{1, fmt.Errorf("agent: cannot bind to %s: %w", o.addr(), err)}
+		return exitError{1, fmt.Errorf("agent: cannot bind to %s: %w", o.where(), err)}
 	}
 	if err := writePidFile(o.pidFile, pid); err != nil {
 		_ = srv.Shutdown(context.Background())
@@ -392,14 +469,12 @@ func signalName(s os.Signal) string {
 }
 
 // openAgentLog logs Debug and up to agent.log and Info and up to stderr,
-// as text. An agent.log above agentLogMaxBytes is moved to agent.log.1.
+// as text. agent.log rotates by size while the agent runs (upstream rotates
+// at 10 MiB too), so a long-lived node does not fill its disk.
 func openAgentLog(path string, stderr io.Writer) (*slog.Logger, func(), error) {
-	if fi, err := os.Stat(path); err == nil && fi.Size() > agentLogMaxBytes {
-		_ = os.Rename(path, path+".1")
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	f, err := agent.OpenRotatingFile(path, agent.LogMaxBytes, agent.LogGenerations)
 	if err != nil {
-		return nil, nil, fmt.Errorf("agent: log: %w", err)
+		return nil, nil, err
 	}
 	h := slog.NewMultiHandler(
 		slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug}),
@@ -492,7 +567,15 @@ func detachAgent(ctx context.Context, e *env, o agentOptions) error {
 		outStart = fi.Size()
 	}
 
-	args := []string{"agent", "--host", o.host, "--port", strconv.Itoa(o.port), "--pid-file", o.pidFile, "--data-dir", o.dataDir}
+	args := []string{"agent", "--pid-file", o.pidFile, "--data-dir", o.dataDir}
+	if o.socket != "" {
+		args = append(args, "--unix-socket", o.socket)
+	} else {
+		args = append(args, "--host", o.host, "--port", strconv.Itoa(o.port))
+	}
+	for _, h := range o.allowHost {
+		args = append(args, "--allow-host", h)
+	}
 	if o.tokenFile != "" {
 		args = append(args, "--token-file", o.tokenFile)
 	}

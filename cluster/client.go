@@ -17,7 +17,9 @@ import (
 // client has none and a hung agent would block it forever; ours must not.
 const DefaultCallTimeout = 2 * time.Minute
 
-// maxReply bounds a reply body; the agent caps command output well below.
+// maxReply bounds a reply body. The agent keeps its replies below it:
+// process output is capped at 16 MiB per stream, about 43 MiB as base64
+// for both.
 const maxReply = 64 << 20
 
 // Client calls one node's agent over XML-RPC. It is safe for concurrent
@@ -56,12 +58,15 @@ func NewClient(node string, t Transport, token string) *Client {
 		MaxIdleConns:        8,
 		MaxIdleConnsPerHost: 8,
 		IdleConnTimeout:     30 * time.Second,
-		// The URL's host is a label; the transport decides where bytes go.
-		ForceAttemptHTTP2: false,
+		ForceAttemptHTTP2:   false,
 	}
 	return &Client{
-		node:  node,
-		url:   "http://agent/",
+		node: node,
+		// The transport decides where bytes go; the URL only sets the
+		// Host header, and the agent accepts a loopback address there
+		// whatever way it is reached (it refuses foreign names against
+		// DNS rebinding).
+		url:   "http://127.0.0.1/",
 		token: token,
 		tr:    tr,
 		http:  &http.Client{Transport: tr},
