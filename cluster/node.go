@@ -275,6 +275,11 @@ func (nc *NodeConn) SetupAgentEnv(ctx context.Context, binary string) (UploadRes
 	if err := ssh.Run(ctx, []string{"mkdir", "-p", "-m", "0700", "--", dir}, RunOptions{}); err != nil {
 		return UploadResult{}, fmt.Errorf("cluster: node %q: create agent dir: %w", nc.node.Name, err)
 	}
+	// mkdir -m leaves an existing directory's mode alone, and the agent's
+	// socket is private only inside a private directory.
+	if err := ssh.Run(ctx, []string{"chmod", "0700", "--", dir}, RunOptions{}); err != nil {
+		return UploadResult{}, fmt.Errorf("cluster: node %q: make agent dir private: %w", nc.node.Name, err)
+	}
 	res, err := ssh.Upload(ctx, binary, path.Join(dir, agentBinaryName), 0o755)
 	if err != nil {
 		return res, fmt.Errorf("cluster: node %q: upload agent: %w", nc.node.Name, err)
