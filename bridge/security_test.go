@@ -123,7 +123,8 @@ func worldTraversableDir(tb testing.TB) string {
 }
 
 // listening returns the lines of `ss -H -l -p` (TCP with tcp, else Unix
-// stream sockets) in netns ("" for this host) that belong to process pid.
+// stream sockets) in netns ("" for this host) that belong to process pid,
+// or all of them for pid 0.
 func listening(tb testing.TB, netns string, tcp bool, pid int) []string {
 	tb.Helper()
 	argv := []string{"ss", "-H", "-l", "-n", "-p", "-x"}
@@ -140,7 +141,7 @@ func listening(tb testing.TB, netns string, tcp bool, pid int) []string {
 	var lines []string
 	mark := "pid=" + strconv.Itoa(pid) + ","
 	for line := range strings.SplitSeq(strings.TrimSpace(string(out)), "\n") {
-		if strings.Contains(line, mark) {
+		if line != "" && (pid == 0 || strings.Contains(line, mark)) {
 			lines = append(lines, strings.Join(strings.Fields(line), " "))
 		}
 	}
@@ -206,17 +207,14 @@ func TestSecurity_nodeUserCannotReachTheAgent(t *testing.T) {
 	}
 }
 
-// runnerSpec is a test whose body proves that the proxy serves the body
-// (the job's user, with the URL the runner gave it), makes the node log a
-// line that tries to forge a record of another node, then hands the
-// partition file and proxy URL to the test and waits.
+// securityBody is a test body that proves that the proxy serves the body
+// (the job's user, with the URL the runner gave it), then hands the
+// partition file and proxy URL to the test and waits for it.
 const securityBody = `
 import json, os, sys, time, xmlrpc.client
 url = os.environ["VTCLUSTER_NODE_A_URL"]
 proxy = xmlrpc.client.ServerProxy(url)
 uid = proxy.process.run(["id", "-u"], {})["stdout"].data.decode().strip()
-forged = "ok\rnode9(10.9.9.9) 2026-12-01 00:00:00,000 avocado.service.core ERROR | fake failure"
-proxy.process.run(["printf", "%s\\n", forged], {"log_output": True})
 handoff = os.environ["HANDOFF"]
 with open(handoff + ".tmp", "w") as f:
     json.dump({"partition": os.environ["VTCLUSTER_PARTITION_FILE"], "url": url, "uid": uid}, f)
@@ -360,26 +358,34 @@ func TestSecurity_controllerUserCannotUseTheTestsListeners(t *testing.T) {
 	if logSock == "" {
 		t.Fatalf("no log socket forwarded by sshd (pid %d) under %s", sshd, filepath.Join(base, h.Name))
 	}
-	if tcp := listening(t, h.Netns, true, sshd); len(tcp) != 1 || !strings.Contains(tcp[0], h.Address+":") {
-		t.Errorf("sshd's TCP listeners on the node: %q, want only its own port (no forwarded one)", tcp)
+	if tcp := listening(t, h.Netns, true, 0); len(tcp) != 1 || !strings.Contains(tcp[0], " "+h.Address+":"+strconv.Itoa(h.Port)+" ") {
+		t.Errorf("TCP listeners on the node: %q, want only sshd's own (no forwarded port)", tcp)
 	}
 	got = nobodyPython(t, h.Netns, attackScript, "connect "+logSock)
 	if want := "connect " + logSock + ": PermissionError\n"; got != want {
 		t.Errorf("nobody on the node against the log socket: %q, want %q", got, want)
 	}
 
-	// Even the socket's owner cannot make the runner hold what a frame
+	// Even the socket's owner (root, as the agent) cannot write lines of
+	// its own into the test's log, nor make the runner hold what a frame
 	// header claims: 100 connections announce frames just under the
 	// limit and send 1 KiB of each.
 	before := vmRSS(t, cmd.Process.Pid)
 	flood := fmt.Sprintf(`
-import socket, struct, sys, time
+import json, socket, struct, sys, time
+rec = {"name": "avocado.service.core", "levelno": 20, "levelname": "INFO", "asctime": "2026-12-01 00:00:00,000",
+       "msg": "hello\nnode9(10.9.9.9) 2026-12-01 00:00:00,000 avocado.service.core ERROR | fake failure\rnode8(10.9.9.8) x ERROR | fake"}
+body = json.dumps(rec).encode()
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(%[1]q)
+s.sendall(struct.pack(">I", len(body)) + body)
+s.close()
 conns = []
 for i in range(100):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.connect(%q)
+    s.connect(%[1]q)
     try:
-        s.sendall(struct.pack(">I", %d) + b"{" * 1024)
+        s.sendall(struct.pack(">I", %[2]d) + b"{" * 1024)
     except OSError:
         pass
     conns.append(s)
@@ -405,15 +411,14 @@ print("sent")
 	if !strings.Contains(out, "'result': 'pass'") {
 		t.Errorf("runner did not pass the test:\n%s", out)
 	}
-	// The node's line arrived, but its carriage return is escaped (a
-	// backslash and "r", which the bytes repr of the output doubles): no
-	// line of the test's log, split as any tool would, starts a record of
-	// node9.
-	if !strings.Contains(out, `ok\\rnode9(10.9.9.9)`) {
-		t.Errorf("the forged line's record is missing or unescaped in the runner's output:\n%s", out)
+	// The forged record arrived as one record of node a: its newline starts
+	// an indented continuation, its carriage return is escaped (a
+	// backslash and "r"; the bytes repr of the output doubles backslashes).
+	if !strings.Contains(out, `| hello\n    node9(10.9.9.9) 2026-12-01 00:00:00,000 avocado.service.core ERROR | fake failure\\rnode8(`) {
+		t.Errorf("the forged record is missing or not escaped in the runner's output:\n%s", out)
 	}
-	if strings.Contains(strings.ReplaceAll(out, `\\r`, ""), `\rnode9`) {
-		t.Errorf("a forged node9 record starts a line of the runner's output:\n%s", out)
+	if strings.Contains(out, `\nnode9(`) || strings.Contains(strings.ReplaceAll(out, `\\r`, ""), `\rnode8(`) {
+		t.Errorf("a forged record starts a line of the runner's output:\n%s", out)
 	}
 }
 
