@@ -311,7 +311,10 @@ func (s *LogServer) acceptLoop() {
 		backoff = 5 * time.Millisecond
 		if !s.track(conn) {
 			_ = conn.Close()
-			return
+			if s.isClosed() {
+				return
+			}
+			continue // over the cap
 		}
 		go func() {
 			defer s.wg.Done()
