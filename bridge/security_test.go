@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"bufio"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -217,12 +218,100 @@ proxy = xmlrpc.client.ServerProxy(url)
 uid = proxy.process.run(["id", "-u"], {})["stdout"].data.decode().strip()
 handoff = os.environ["HANDOFF"]
 with open(handoff + ".tmp", "w") as f:
-    json.dump({"partition": os.environ["VTCLUSTER_PARTITION_FILE"], "url": url, "uid": uid}, f)
+    json.dump({"partition": os.environ["VTCLUSTER_PARTITION_FILE"], "url": url, "uid": uid,
+               "node": os.environ["VTCLUSTER_NODE_A_NAME"]}, f)
 os.rename(handoff + ".tmp", handoff)
 deadline = time.time() + 120
 while not os.path.exists(handoff + ".done") and time.time() < deadline:
     time.sleep(0.1)
 `
+
+// heldTest is a runner running securityBody until released.
+type heldTest struct {
+	cmd     *exec.Cmd
+	handoff string
+	out     strings.Builder // the runner's messages, complete after finish
+	outDone chan struct{}
+	// What the body handed over: its partition file, its node's URL, the
+	// uid its own call through the proxy ran as, and its node's name.
+	hand struct{ Partition, URL, UID, Node string }
+}
+
+// startHeldTest runs the real runner (runnable-run, as Avocado's nrunner
+// does) on a one-node test of c, and waits until its body handed over.
+func startHeldTest(t *testing.T, c *cliCluster) *heldTest {
+	t.Helper()
+	work := t.TempDir()
+	body := filepath.Join(work, "body.py")
+	ht := &heldTest{handoff: filepath.Join(work, "handoff.json"), outDone: make(chan struct{})}
+	spec := filepath.Join(work, "spec.json")
+	writeFile(t, body, securityBody)
+	writeFile(t, spec, fmt.Sprintf(`{"tests": [{"name": "hold", "nodes": {"a": null}, "timeout": 150,
+		"body": {"command": ["python3", %q], "env": {"HANDOFF": %q}}}]}`, body, ht.handoff))
+
+	binDir := t.TempDir()
+	runner := filepath.Join(binDir, "avocado-runner-multihost")
+	if err := os.Symlink(vtclusterBinary(t), runner); err != nil {
+		t.Fatal(err)
+	}
+	ht.cmd = exec.Command(runner, "runnable-run", "-k", "multihost", "-u", spec+":hold")
+	ht.cmd.Env = append(os.Environ(), "VTCLUSTER_STATE_DIR="+c.stateDir)
+	ht.cmd.Dir = work
+	stdout, err := ht.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ht.cmd.Stderr = os.Stderr
+	if err := ht.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer close(ht.outDone)
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(nil, 16<<20)
+		for sc.Scan() {
+			ht.out.WriteString(sc.Text() + "\n")
+		}
+	}()
+	t.Cleanup(func() {
+		if ht.cmd.ProcessState == nil {
+			ht.cmd.Process.Kill()
+			ht.cmd.Wait()
+		}
+	})
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		data, err := os.ReadFile(ht.handoff)
+		if err == nil {
+			if err := json.Unmarshal(data, &ht.hand); err != nil {
+				t.Fatal(err)
+			}
+			return ht
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the body never handed over")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// finish lets the body end, waits for the runner, and returns its output,
+// failing the test unless the test passed.
+func (ht *heldTest) finish(t *testing.T) string {
+	t.Helper()
+	if err := os.WriteFile(ht.handoff+".done", nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := ht.cmd.Wait(); err != nil {
+		t.Fatalf("runner: %v", err)
+	}
+	<-ht.outDone
+	out := ht.out.String()
+	if !strings.Contains(out, "'result': 'pass'") {
+		t.Errorf("runner did not pass the test:\n%s", out)
+	}
+	return out
+}
 
 func TestSecurity_controllerUserCannotUseTheTestsListeners(t *testing.T) {
 	base := worldTraversableDir(t)
@@ -230,64 +319,9 @@ func TestSecurity_controllerUserCannotUseTheTestsListeners(t *testing.T) {
 	c.bootstrap(t)
 	c.mustCLI(t, "agents", "start")
 	h := c.lab.Hosts[0]
+	ht := startHeldTest(t, c)
+	hand, cmd := ht.hand, ht.cmd
 
-	work := t.TempDir()
-	body := filepath.Join(work, "body.py")
-	handoff := filepath.Join(work, "handoff.json")
-	spec := filepath.Join(work, "spec.json")
-	writeFile(t, body, securityBody)
-	writeFile(t, spec, fmt.Sprintf(`{"tests": [{"name": "hold", "nodes": {"a": null}, "timeout": 150,
-		"body": {"command": ["python3", %q], "env": {"HANDOFF": %q}}}]}`, body, handoff))
-
-	binDir := t.TempDir()
-	runner := filepath.Join(binDir, "avocado-runner-multihost")
-	if err := os.Symlink(vtclusterBinary(t), runner); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(runner, "runnable-run", "-k", "multihost", "-u", spec+":hold")
-	cmd.Env = append(os.Environ(), "VTCLUSTER_STATE_DIR="+c.stateDir)
-	cmd.Dir = work
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var runnerOut strings.Builder
-	outDone := make(chan struct{})
-	go func() {
-		defer close(outDone)
-		sc := bufio.NewScanner(stdout)
-		sc.Buffer(nil, 16<<20)
-		for sc.Scan() {
-			runnerOut.WriteString(sc.Text() + "\n")
-		}
-	}()
-	finished := false
-	defer func() {
-		if !finished {
-			cmd.Process.Kill()
-			cmd.Wait()
-		}
-	}()
-
-	var hand struct{ Partition, URL, UID string }
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		data, err := os.ReadFile(handoff)
-		if err == nil {
-			if err := json.Unmarshal(data, &hand); err != nil {
-				t.Fatal(err)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the body never handed over")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 	// The body, with the URL it was given, reaches the node.
 	if hand.UID != "0" {
 		t.Errorf("the body's own call ran as uid %q, want 0", hand.UID)
@@ -399,18 +433,7 @@ print("sent")
 		t.Errorf("runner RSS grew from %d to %d KiB under 100 partial frames", before>>10, after>>10)
 	}
 
-	if err := os.WriteFile(handoff+".done", nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("runner: %v", err)
-	}
-	finished = true
-	<-outDone
-	out := runnerOut.String()
-	if !strings.Contains(out, "'result': 'pass'") {
-		t.Errorf("runner did not pass the test:\n%s", out)
-	}
+	out := ht.finish(t)
 	// The forged record arrived as one record of node a: its newline starts
 	// an indented continuation, its carriage return is escaped (a
 	// backslash and "r"; the bytes repr of the output doubles backslashes).
@@ -502,4 +525,92 @@ func vmRSS(tb testing.TB, pid int) int {
 	}
 	tb.Fatalf("no VmRSS for pid %d", pid)
 	return 0
+}
+
+// frameScript connects to a log listener at HOST PORT, sends one record
+// with message MSG, and prints whether the listener then hangs up
+// ("closed") or keeps the connection ("open").
+const frameScript = `
+import json, socket, struct, sys
+host, port, msg = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+rec = {"name": "avocado.service.core", "levelno": 20, "levelname": "INFO",
+       "asctime": "2026-12-01 00:00:00,000", "msg": msg}
+body = json.dumps(rec).encode()
+s = socket.create_connection((host, port), timeout=5)
+try:
+    s.sendall(struct.pack(">I", len(body)) + body)
+    s.settimeout(1.5)
+    print("closed" if s.recv(1) == b"" else "data")
+except socket.timeout:
+    print("open")
+except (ConnectionResetError, BrokenPipeError):
+    print("closed")
+`
+
+// In direct mode the agent connects back over the network, so the runner
+// listens on the interface that routes to the node: it serves that node's
+// address and hangs up on everyone else, another host of the LAN or a
+// user of the controller.
+func TestSecurity_directModeLogListenerServesOnlyTheNode(t *testing.T) {
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	writeFile(t, tokenFile, rand.Text()+"\n")
+	if err := os.Chmod(tokenFile, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := newCLICluster(t, 2, func(_ string, h map[string]any) {
+		h["agent_bind"] = "direct"
+		h["token_file"] = tokenFile
+	})
+	c.bootstrap(t)
+	c.mustCLI(t, "agents", "start")
+	ht := startHeldTest(t, c)
+	if ht.hand.UID != "0" {
+		t.Errorf("the body's own call ran as uid %q, want 0", ht.hand.UID)
+	}
+	var node, other lab.Host
+	for _, h := range c.lab.Hosts {
+		if h.Name == ht.hand.Node {
+			node = h
+		} else {
+			other = h
+		}
+	}
+	var logAddr string
+	tcp := listening(t, "", true, ht.cmd.Process.Pid)
+	for _, l := range tcp {
+		if f := strings.Fields(l); len(f) > 3 && !strings.HasPrefix(f[3], "127.0.0.1:") {
+			logAddr = f[3]
+		}
+	}
+	if len(tcp) != 2 || logAddr == "" {
+		t.Fatalf("the runner's TCP listeners: %q, want the proxy on loopback and one log listener", tcp)
+	}
+	host, port, _ := strings.Cut(logAddr, ":")
+
+	run := func(netns string, asNobody bool, msg string) string {
+		if asNobody {
+			return strings.TrimSpace(nobodyPython(t, netns, frameScript, host, port, msg))
+		}
+		out, err := exec.Command("ip", "netns", "exec", netns, "/usr/bin/python3", "-c", frameScript, host, port, msg).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", netns, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	if got := run(other.Netns, false, "forged by another host"); got != "closed" {
+		t.Errorf("root on another host of the LAN: %s, want closed", got)
+	}
+	if got := run("", true, "forged by nobody on the controller"); got != "closed" {
+		t.Errorf("nobody on the controller: %s, want closed", got)
+	}
+	if got := run(node.Netns, false, "sent from the node itself"); got != "open" {
+		t.Errorf("the node: %s, want open", got)
+	}
+	out := ht.finish(t)
+	if !strings.Contains(out, "| sent from the node itself") {
+		t.Errorf("the node's record is missing from the runner's output:\n%s", out)
+	}
+	if strings.Contains(out, "forged by") {
+		t.Errorf("a record from outside the partition reached the runner's output:\n%s", out)
+	}
 }
