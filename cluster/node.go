@@ -42,7 +42,7 @@ func AgentSocket(n Node) string { return path.Join(n.AgentDir(), agentSocketName
 // can connect there, and a random name never meets a stale socket, which
 // sshd would not replace.
 func NewLogSocketPath(n Node) (string, error) {
-	p := path.Join(n.AgentDir(), "log-"+rand.Text()[:16]+".sock")
+	p := path.Join(n.AgentDir(), "log-"+rand.Text()[:10]+".sock")
 	return p, checkSocketPath(n.Name, p)
 }
 
