@@ -349,7 +349,13 @@ func (nc *NodeConn) StartAgent(ctx context.Context) (AgentInfo, error) {
 		}
 		select {
 		case <-ctx.Done():
-			return AgentInfo{}, fmt.Errorf("cluster: node %q: agent did not answer: %w%s", nc.node.Name, ctx.Err(), nc.logTail(context.WithoutCancel(ctx)))
+			hint := ""
+			if nc.node.AgentBind != AgentBindDirect {
+				// sshd answers a forbidden forward as it answers a socket
+				// that is not there, so the client cannot tell them apart.
+				hint = fmt.Sprintf(" (tunnel mode reaches the agent's socket %s through SSH: the node's sshd must allow it, AllowStreamLocalForwarding yes, the OpenSSH default)", AgentSocket(nc.node))
+			}
+			return AgentInfo{}, fmt.Errorf("cluster: node %q: agent did not answer%s: %w%s", nc.node.Name, hint, ctx.Err(), nc.logTail(context.WithoutCancel(ctx)))
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 500*time.Millisecond)
