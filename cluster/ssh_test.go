@@ -7,17 +7,19 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -944,3 +946,50 @@ func TestLab_Down_endsSessionsAndLeavesNoSSHD(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// A node's links are not recreated on the controller, where an archiver or
+// report server following them would read the controller's own files.
+func TestSSHClient_CopyFrom_symlinksOnlyInManifest(t *testing.T) {
+	l := lab.Start(t, 1)
+	c := dialLab(t, labConfig(l, 0))
+	remote := filepath.Join(l.Dir, "results")
+	os.MkdirAll(filepath.Join(remote, "sub"), 0o755)
+	os.WriteFile(filepath.Join(remote, "sub", "real"), []byte("x"), 0o644)
+	os.Symlink("/etc/shadow", filepath.Join(remote, "shadow"))
+	os.Symlink("../..", filepath.Join(remote, "sub", "up"))
+	os.WriteFile(filepath.Join(remote, "sub", SymlinkManifest), []byte("deeper is fine"), 0o644)
+
+	local := filepath.Join(t.TempDir(), "got")
+	if err := c.CopyFrom(testCtx(t), remote, local); err != nil {
+		t.Fatal(err)
+	}
+	var links []string
+	filepath.WalkDir(local, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type()&fs.ModeSymlink != 0 {
+			links = append(links, p)
+		}
+		return nil
+	})
+	if len(links) != 0 {
+		t.Errorf("symlinks created on the controller: %v", links)
+	}
+	var manifest map[string]string
+	data, err := os.ReadFile(filepath.Join(local, SymlinkManifest))
+	if err != nil || json.Unmarshal(data, &manifest) != nil {
+		t.Fatalf("manifest %q: %v", data, err)
+	}
+	if want := map[string]string{"shadow": "/etc/shadow", "sub/up": "../.."}; !maps.Equal(manifest, want) {
+		t.Errorf("manifest %v, want %v", manifest, want)
+	}
+	if b, _ := os.ReadFile(filepath.Join(local, "sub", SymlinkManifest)); string(b) != "deeper is fine" {
+		t.Errorf("a nested file named like the manifest was not copied: %q", b)
+	}
+
+	// A top-level entry with the manifest's name would be overwritten by it:
+	// it is refused, with an error that names it.
+	os.WriteFile(filepath.Join(remote, SymlinkManifest), []byte("mine"), 0o644)
+	err = c.CopyFrom(testCtx(t), remote, filepath.Join(t.TempDir(), "again"))
+	if err == nil || !strings.Contains(err.Error(), "reserved for the symlink manifest") {
+		t.Errorf("copy with a top-level %s: %v", SymlinkManifest, err)
+	}
+}
