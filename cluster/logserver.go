@@ -499,6 +499,14 @@ func appendIndented(b []byte, block string) []byte {
 	return appendLogSafe(b, block, true)
 }
 
+// LogSafe returns s fit for one entry of a line-oriented log: its further
+// lines indented as continuation lines, control characters, line
+// separators and invalid bytes escaped. For text that may hold what a node
+// or a peer chose (file names, faults, records).
+func LogSafe(s string) string {
+	return string(appendLogSafe(make([]byte, 0, len(s)), s, true))
+}
+
 // appendLogSafe appends s so that it cannot end or begin a log line: with
 // indent, each newline becomes a newline and four spaces (a continuation
 // line); without, it is escaped like every other control character, line

@@ -884,3 +884,10 @@ func TestLogServer_NoListener(t *testing.T) {
 		t.Errorf("out %q", out.String())
 	}
 }
+
+func TestLogSafe(t *testing.T) {
+	got := LogSafe("collect: a\nnode9(x) ERROR | fake\r\x00\u2029")
+	if want := "collect: a\n    node9(x) ERROR | fake\\r\\x00\\u2029"; got != want {
+		t.Errorf("LogSafe = %q, want %q", got, want)
+	}
+}

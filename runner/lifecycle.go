@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/vtcluster/vtcluster/cluster"
 )
 
 // Cluster is what a multihost test needs from the cluster: nodes, their
@@ -178,7 +180,9 @@ func teardownCtx(ctx context.Context, normal time.Duration) (context.Context, co
 }
 
 func (r *testRun) logf(ctx context.Context, format string, args ...any) {
-	text := time.Now().Format("2006-01-02 15:04:05") + " | " + fmt.Sprintf(format, args...)
+	// Errors may quote what a node chose (file names, faults): none of it
+	// may start a line of the test's log.
+	text := time.Now().Format("2006-01-02 15:04:05") + " | " + cluster.LogSafe(fmt.Sprintf(format, args...))
 	r.rep.Send(ctx, LogMessage("", "", text))
 }
 
