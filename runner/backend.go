@@ -211,12 +211,48 @@ func (b *Backend) agentProxy(nc *cluster.NodeConn) (string, error) {
 		MaxHeaderBytes:    64 << 10, // XML-RPC clients send a handful of short headers
 		IdleTimeout:       2 * time.Minute,
 	}
-	go srv.Serve(ln)
+	go srv.Serve(&capListener{Listener: ln, slots: make(chan struct{}, maxProxyConns)})
 	b.mu.Lock()
 	b.proxies = append(b.proxies, srv)
 	b.mu.Unlock()
 	u := url.URL{Scheme: "http", User: url.UserPassword(proxyUser, secret), Host: ln.Addr().String(), Path: "/"}
 	return u.String(), nil
+}
+
+// maxProxyConns bounds the connections one agent proxy serves at once: a
+// body uses a few, and every user of the host can open more.
+const maxProxyConns = 64
+
+// capListener closes connections that arrive while all its slots are
+// taken, so what a flood of connections costs is bounded.
+type capListener struct {
+	net.Listener
+	slots chan struct{}
+}
+
+func (l *capListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case l.slots <- struct{}{}:
+			return &slotConn{Conn: c, release: sync.OnceFunc(func() { <-l.slots })}, nil
+		default:
+			c.Close()
+		}
+	}
+}
+
+type slotConn struct {
+	net.Conn
+	release func()
+}
+
+func (c *slotConn) Close() error {
+	c.release()
+	return c.Conn.Close()
 }
 
 // proxyUser is the Basic-auth user name of the agent proxy's URL; only the
