@@ -14,8 +14,8 @@ import (
 
 // guardedListener bounds the connections a server holds: at most cap at
 // once (Accept waits for a free slot, as netutil.LimitListener does) and at
-// most perIP from one address (extra ones are closed at once, so one
-// client cannot take every slot). check, when set, vets each connection
+// most perIP from one remote address (extra ones are closed at once, so one
+// remote client cannot take every slot). check, when set, vets each connection
 // before it counts (the peer credentials of a Unix socket); a refused
 // connection is closed and reported through refused.
 type guardedListener struct {
@@ -66,7 +66,10 @@ func (l *guardedListener) Accept() (net.Conn, error) {
 		}
 		key := remoteKey(c.RemoteAddr())
 		l.mu.Lock()
-		over := l.perIP > 0 && l.ips[key] >= l.perIP
+		// Loopback peers are local users and SSH forwards, which all share
+		// one address: a cap there would let one of them lock out the
+		// others, so only the global cap applies to them.
+		over := l.perIP > 0 && !isLoopbackKey(key) && l.ips[key] >= l.perIP
 		if !over {
 			l.ips[key]++
 		}
@@ -184,4 +187,9 @@ func listenUnix(path string) (net.Listener, error) {
 		return nil, err
 	}
 	return ln, nil
+}
+
+func isLoopbackKey(key string) bool {
+	ip := net.ParseIP(key)
+	return key == "unix" || (ip != nil && ip.IsLoopback())
 }

@@ -45,8 +45,10 @@ type Config struct {
 	// token is checked; XML-RPC clients send well under 1 KiB.
 	MaxHeaderBytes int
 	// MaxConns bounds open connections (Accept waits for a free slot);
-	// MaxConnsPerIP bounds those from one address (extra ones are closed),
-	// so that one client cannot take them all.
+	// MaxConnsPerIP bounds those from one remote address (extra ones are
+	// closed), so that one remote client cannot take them all. Loopback
+	// and Unix-socket peers share one address and only count against
+	// MaxConns.
 	MaxConns      int
 	MaxConnsPerIP int
 	// MinBodyRate is the slowest a request body may arrive, in bytes per
@@ -59,7 +61,9 @@ type Config struct {
 	MaxStringBytes int
 	// MaxLargeCalls calls with a body over LargeCallBytes (or of unknown
 	// length) are read and decoded at a time; others wait their turn, so
-	// concurrent big calls cannot multiply the agent's peak memory.
+	// concurrent big calls cannot multiply the agent's peak memory. Below
+	// LargeCallBytes, MaxConns bounds the total: a body and its decoded
+	// values take about five times its size at most.
 	MaxLargeCalls  int
 	LargeCallBytes int64
 	// ReadHeaderTimeout bounds reading request headers (slowloris).
@@ -92,7 +96,7 @@ func DefaultConfig() Config {
 		MaxHeaderBytes:  16 << 10,
 		// A controller keeps a handful of connections per node; a test body
 		// a few more.
-		MaxConns:      128,
+		MaxConns:      256,
 		MaxConnsPerIP: 32,
 		// 16 KiB/s is far below any link a controller uses; a 16 MiB body
 		// then gets about 17 minutes.
@@ -101,8 +105,11 @@ func DefaultConfig() Config {
 		// real call holds.
 		MaxValues:      1 << 18,
 		MaxStringBytes: 16 << 20,
+		// Real calls are well under 64 KiB; larger ones (job state,
+		// stdin) take turns. Worst cases: 256 connections × 64 KiB × 5,
+		// plus 2 × (16 MiB + MaxValues decoded), about 180 MiB.
 		MaxLargeCalls:  2,
-		LargeCallBytes: 1 << 20,
+		LargeCallBytes: 64 << 10,
 		// Long enough for a slow link through an SSH tunnel.
 		ReadHeaderTimeout: 10 * time.Second,
 		// Python's client keeps one connection per proxy and reconnects
@@ -365,11 +372,14 @@ func (s *Server) refusedConn(reason string, err error) {
 }
 
 // refuse answers without reading the body and closes the connection, so
-// a client that announced a body cannot hold it by sending it slowly
-// (Go drains unread bodies of kept-alive connections first).
+// a client that announced a body cannot hold the connection by sending it
+// slowly. Connection: close alone is not enough: after the handler Go
+// still discards up to 256 KiB of unread body, with no deadline; a read
+// deadline in the past ends that discard at once.
 func refuse(w http.ResponseWriter, status int, msg string) {
 	w.Header().Set("Connection", "close")
 	http.Error(w, msg, status)
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now())
 }
 
 // ServeHTTP implements the XML-RPC endpoint with the HTTP semantics of
@@ -384,8 +394,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// A DNS-rebinding page reaches us under its own name.
 	if !s.hosts.allowed(r.Host) {
-		s.refusedRequest(r, "foreign Host header")
-		refuse(w, http.StatusForbidden, fmt.Sprintf("403 forbidden: Host %q is not an address of this agent", truncate(r.Host, 80)))
+		s.refusedRequest(r, "Host header names neither this agent's addresses nor its names (add a name callers use with --allow-host)")
+		refuse(w, http.StatusForbidden, fmt.Sprintf("403 forbidden: Host %q is not an address or name of this agent; a name callers use must be given to the agent with --allow-host", truncate(r.Host, 80)))
 		return
 	}
 	key := remoteKey(remoteAddr(r))
@@ -410,11 +420,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Method != http.MethodPost {
 		// BaseHTTPRequestHandler answers unknown verbs with 501.
-		http.Error(w, fmt.Sprintf("Unsupported method (%q)", r.Method), http.StatusNotImplemented)
+		refuse(w, http.StatusNotImplemented, fmt.Sprintf("Unsupported method (%q)", r.Method))
 		return
 	}
 	if r.URL.Path != "/" && r.URL.Path != "/RPC2" {
-		http.Error(w, "No such page", http.StatusNotFound)
+		refuse(w, http.StatusNotFound, "No such page")
 		return
 	}
 	if r.ContentLength > s.cfg.MaxRequestBytes {

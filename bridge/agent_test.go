@@ -182,7 +182,7 @@ func launchAgent(tb testing.TB, spec agentSpec) (*agentProc, bool) {
 	}
 	a := &agentProc{
 		token: token,
-		cmd: cmd, port: spec.port, pidFile: spec.pidFile, dataDir: spec.dataDir,
+		cmd:   cmd, port: spec.port, pidFile: spec.pidFile, dataDir: spec.dataDir,
 		url:    fmt.Sprintf("http://127.0.0.1:%d/", spec.port),
 		stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, exited: make(chan struct{}),
 	}
@@ -309,6 +309,8 @@ func TestAgentCommand_usageErrors(t *testing.T) {
 		{[]string{"--pid-file", pid, "--token-file", openToken}, nil, "accessible by other users (mode 0644)"},
 		{[]string{"--pid-file", pid, "--unix-socket", filepath.Join(dir, "s"), "--port", "9998"}, nil, "replaces --host and --port"},
 		{[]string{"--pid-file", pid, "--unix-socket", "/" + strings.Repeat("d", 120)}, nil, "at most 107 fit"},
+		{[]string{"--pid-file", pid, "--unix-socket", filepath.Join(dir, "s"), "--allow-host", "node1"}, nil, "--allow-host applies to TCP only"},
+		{[]string{"--pid-file", pid, "--allow-host", "bad_name"}, []string{"VTCLUSTER_AGENT_TOKEN=" + testAgentToken}, "Invalid host name: bad_name"},
 		{[]string{"--pid-file", pid, "--token-file", emptyToken}, nil, "is empty"},
 		{[]string{"--pid-file", pid, "--token-file", filepath.Join(dir, "missing")}, nil, "cannot read the token"},
 		{[]string{"--pid-file", pid, "--token-file", tokenFile}, []string{"VTCLUSTER_AGENT_TOKEN=x"}, "give the token one way"},

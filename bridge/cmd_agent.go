@@ -155,6 +155,9 @@ func parseAgentOptions(e *env, cmd *cli.Command) (agentOptions, error) {
 		o.socket = abs
 	}
 	o.allowHost = cmd.StringSlice("allow-host")
+	if len(o.allowHost) > 0 && o.socket != "" {
+		return o, usageError{errors.New("agent: --allow-host applies to TCP only; on a Unix socket only loopback names are accepted")}
+	}
 	for _, h := range o.allowHost {
 		if net.ParseIP(h) == nil && (len(h) > 253 || !hostnameRE.MatchString(h)) {
 			return o, argError("allow-host", "Invalid host name: %s", h)

@@ -4,6 +4,7 @@ avocado-vt's controller talks to an agent (allow_none, builtin types).
 Each test drives a real ``vtcluster agent`` process over loopback.
 """
 
+import base64
 import gzip
 import http.client
 import json
@@ -29,10 +30,26 @@ def free_port():
         return s.getsockname()[1]
 
 
-class Agent:
-    """A running agent process: its URL, pid file and data dir."""
+#: The token of agents started without one: on TCP the agent requires a
+#: token, loopback included.
+TEST_TOKEN = "python-test-token-0123456789"
 
-    def __init__(self, binary, tmp_path, extra_args=(), env=None, user=""):
+
+class Agent:
+    """A running agent process: its URL (with its token), pid file and data dir."""
+
+    def __init__(self, binary, tmp_path, extra_args=(), env=None, user=None):
+        env = dict(env or {})
+        self.token = env.get("VTCLUSTER_AGENT_TOKEN")
+        if self.token is None and "--token-file" not in extra_args:
+            self.token = env["VTCLUSTER_AGENT_TOKEN"] = TEST_TOKEN
+        if user is None:
+            user = f"vtc:{self.token}@" if self.token else ""
+        #: Headers that authenticate a raw http.client request.
+        self.auth = {}
+        if self.token:
+            cred = base64.b64encode(f"vtc:{self.token}".encode()).decode()
+            self.auth = {"Authorization": f"Basic {cred}"}
         self.port = free_port()
         self.pid_file = tmp_path / "agent.pid"
         self.data_dir = tmp_path / "data"
@@ -45,7 +62,7 @@ class Agent:
         with open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen(
                 args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
-                env={**os.environ, **(env or {})},
+                env={**os.environ, **env},
             )
         self.banner = self._read_banner()
         self.url = f"http://{user}127.0.0.1:{self.port}/"
@@ -157,7 +174,7 @@ def test_big_int_arrives_as_python_int(agent, proxy):
     assert isinstance(mem, int) and mem >= 2**31
     body = xmlrpc.client.dumps((), "host.memory.get_mem_total")
     conn = http.client.HTTPConnection("127.0.0.1", agent.port, timeout=HANG_GUARD)
-    conn.request("POST", "/", body, {"Content-Type": "text/xml"})
+    conn.request("POST", "/", body, {"Content-Type": "text/xml", **agent.auth})
     raw = conn.getresponse().read().decode()
     conn.close()
     assert f"<i8>{mem}</i8>" in raw
@@ -244,20 +261,20 @@ def test_gzip_reply(agent, proxy):
     names = proxy.system.listMethods()
     body = xmlrpc.client.dumps((), "system.listMethods")
     conn = http.client.HTTPConnection("127.0.0.1", agent.port, timeout=HANG_GUARD)
-    conn.request("POST", "/", body, {"Content-Type": "text/xml", "Accept-Encoding": "gzip"})
+    conn.request("POST", "/", body, {"Content-Type": "text/xml", "Accept-Encoding": "gzip", **agent.auth})
     resp = conn.getresponse()
     raw = resp.read()
     assert resp.status == 200 and resp.getheader("Content-Encoding") == "gzip"
     plain = gzip.decompress(raw)
     assert len(plain) > 1400
     assert xmlrpc.client.loads(plain)[0][0] == names
-    conn.request("POST", "/", body, {"Content-Type": "text/xml"})
+    conn.request("POST", "/", body, {"Content-Type": "text/xml", **agent.auth})
     resp = conn.getresponse()
     resp.read()
     assert resp.getheader("Content-Encoding") is None
     # A small reply is never compressed.
     conn.request("POST", "/", xmlrpc.client.dumps((), "core.is_alive"),
-                 {"Content-Type": "text/xml", "Accept-Encoding": "gzip"})
+                 {"Content-Type": "text/xml", "Accept-Encoding": "gzip", **agent.auth})
     resp = conn.getresponse()
     resp.read()
     assert resp.getheader("Content-Encoding") is None
@@ -267,17 +284,17 @@ def test_gzip_reply(agent, proxy):
 def test_http_paths_and_verbs(agent):
     conn = http.client.HTTPConnection("127.0.0.1", agent.port, timeout=HANG_GUARD)
     body = xmlrpc.client.dumps((), "core.is_alive")
-    conn.request("POST", "/elsewhere", body, {"Content-Type": "text/xml"})
+    conn.request("POST", "/elsewhere", body, {"Content-Type": "text/xml", **agent.auth})
     resp = conn.getresponse()
     resp.read()
     assert resp.status == 404
-    conn.request("GET", "/")
+    conn.request("GET", "/", headers=agent.auth)
     resp = conn.getresponse()
     resp.read()
     assert resp.status == 501
     conn.close()
     # Without a path, ServerProxy posts to /RPC2.
-    no_path = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{agent.port}", allow_none=True)
+    no_path = xmlrpc.client.ServerProxy(f"http://vtc:{agent.token}@127.0.0.1:{agent.port}", allow_none=True)
     assert no_path.core.is_alive() is True
 
 
@@ -372,7 +389,8 @@ def test_job_ids_cannot_escape_the_data_dir(proxy, tmp_path, job_id):
 
 
 def test_token_required(vtcluster_bin, tmp_path):
-    a = Agent(vtcluster_bin, tmp_path, env={"VTCLUSTER_AGENT_TOKEN": "tok3n"}, user="vtc:tok3n@")
+    tok = "tok3n-of-at-least-16-bytes"
+    a = Agent(vtcluster_bin, tmp_path, env={"VTCLUSTER_AGENT_TOKEN": tok}, user=f"vtc:{tok}@")
     try:
         assert a.proxy().examples.hello.ping().startswith("Pong from ")
         bare = f"http://127.0.0.1:{a.port}/"

@@ -35,8 +35,9 @@ def agent(vtcluster_bin, tmp_path_factory):
 
 @pytest.fixture
 def proxy(agent):
-    # Exactly how upstream's Node builds its proxy: "http://<host>:<port>/".
-    return vt_proxy.get_server_proxy(f"http://127.0.0.1:{agent.port}/")
+    # How upstream's Node builds its proxy ("http://<host>:<port>/"), with
+    # the token as the URL's password, as a direct-mode controller gives it.
+    return vt_proxy.get_server_proxy(f"http://vtc:{agent.token}@127.0.0.1:{agent.port}/")
 
 
 def test_ping_and_is_alive(proxy):
