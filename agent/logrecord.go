@@ -376,6 +376,10 @@ func readBody(r io.Reader, buf []byte, n int) ([]byte, error) {
 	return buf, nil
 }
 
+// Buffered returns how many bytes were read from the underlying reader
+// but not yet consumed as frames: the start of the next frame, if any.
+func (fr *FrameReader) Buffered() int { return fr.br.Buffered() }
+
 // FrameBuffered reports whether a whole frame (or a header announcing a
 // frame above the limit) is already buffered, so that Next returns without
 // reading from the underlying reader, that is, without waiting.

@@ -65,17 +65,17 @@ type LogServerConfig struct {
 	// MaxConns bounds the connections served at once; more are closed on
 	// arrival. 0 means DefaultMaxLogConns.
 	MaxConns int
-	// FrameTimeout bounds how long a connection may take to deliver its
-	// next whole frame, idle time included; a peer that takes longer is
-	// closed, as the agent reconnects when it has records again. 0 means
-	// DefaultLogFrameTimeout.
+	// FrameTimeout bounds how long a frame may take to arrive once its
+	// first byte has (more exactly: since the previous frame, checked
+	// every FrameTimeout); a peer that takes longer is closed. Idle peers
+	// between frames are kept. 0 means DefaultLogFrameTimeout.
 	FrameTimeout time.Duration
 }
 
 // Bounds of a log server's peers; see LogServerConfig.
 const (
-	DefaultMaxLogConns     = 64              // a partition has a few agents, a `logs serve` a few dozen
-	DefaultLogFrameTimeout = 5 * time.Minute // far above an idle agent's gap between records that matter
+	DefaultMaxLogConns     = 64          // a partition has a few agents, a `logs serve` a few dozen
+	DefaultLogFrameTimeout = time.Minute // a frame is at most 1.1 MiB; our agents write one in a single call
 )
 
 // DefaultLogServerConfig listens on a free loopback port.
@@ -97,7 +97,7 @@ type LogServerStats struct {
 	Oversize    uint64 // connections closed for a frame above MaxFrame
 	Truncated   uint64 // connections that ended inside a frame
 	Refused     uint64 // connections closed on arrival: MaxConns were open
-	TimedOut    uint64 // connections closed for taking over FrameTimeout for a frame
+	TimedOut    uint64 // connections closed for holding a partial frame over FrameTimeout
 }
 
 // LogServer receives the log records agents stream with avocado-vt's frame
@@ -364,16 +364,25 @@ func (s *LogServer) serve(conn net.Conn, tag string) {
 	}()
 	ip := remoteIP(conn.RemoteAddr())
 	addr := peerAddr(conn.RemoteAddr())
-	// A timer rather than read deadlines: SSH channels have none. A peer
-	// that holds a frame open (or says nothing) for FrameTimeout is closed,
-	// so no connection keeps a partial frame, or its slot, for long.
+	// A timer rather than read deadlines: SSH channels have none. It fires
+	// FrameTimeout after the last whole frame: a peer that has sent part of
+	// a frame since is closed, so no connection keeps a partial frame (and
+	// the memory it grew) for long; an idle one, such as an agent with
+	// nothing to log, is left alone, and MaxConns bounds those.
+	cr := &countingReader{r: conn}
+	var frameEnd atomic.Int64 // bytes of conn that the frames read so far spanned
 	var timedOut atomic.Bool
-	deadline := time.AfterFunc(s.cfg.FrameTimeout, func() {
+	var deadline *time.Timer
+	deadline = time.AfterFunc(s.cfg.FrameTimeout, func() {
+		if cr.n.Load() == frameEnd.Load() {
+			deadline.Reset(s.cfg.FrameTimeout) // idle between frames
+			return
+		}
 		timedOut.Store(true)
 		_ = conn.Close()
 	})
 	defer deadline.Stop()
-	fr := agent.NewFrameReader(conn, readBufSize, s.cfg.MaxFrame)
+	fr := agent.NewFrameReader(cr, readBufSize, s.cfg.MaxFrame)
 	var ipTag string
 	ipTagGen := ^uint64(0)
 	for {
@@ -382,6 +391,7 @@ func (s *LogServer) serve(conn net.Conn, tag string) {
 		if !fr.FrameBuffered() || len(batch.buf) >= maxBatch {
 			s.flush(&batch)
 		}
+		frameEnd.Store(cr.n.Load() - int64(fr.Buffered()))
 		deadline.Reset(s.cfg.FrameTimeout)
 		rec, body, err := fr.Next()
 		if err != nil {
@@ -435,6 +445,18 @@ func (s *LogServer) tagFor(ip string) string {
 		return tag
 	}
 	return unknownTag
+}
+
+// countingReader counts the bytes read through it, for the frame timer.
+type countingReader struct {
+	r io.Reader
+	n atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
 }
 
 func peerAddr(a net.Addr) string {
