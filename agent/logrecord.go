@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -55,8 +56,9 @@ type ExtraField struct {
 }
 
 // DefaultMaxFrame bounds a frame's JSON body when the caller gives no limit.
-// Upstream has no limit; 8 MiB is far above any real log record.
-const DefaultMaxFrame = 8 << 20
+// Upstream has no limit; ours sends at most MaxForwardFrame, and the margin
+// above it is for other senders' extra keys.
+const DefaultMaxFrame = MaxForwardFrame + 100<<10
 
 // asctimeLayout is Python logging's default "%Y-%m-%d %H:%M:%S"; the
 // ",mmm" milliseconds suffix is appended separately.
@@ -293,12 +295,9 @@ func ReadFrame(r io.Reader, max int) (*LogRecord, []byte, error) {
 	if uint64(n) > uint64(max) {
 		return nil, nil, &FrameTooLargeError{Size: n, Max: max}
 	}
-	body := make([]byte, n)
-	if _, err := io.ReadFull(r, body); err != nil {
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
-		}
-		return nil, nil, err
+	body, err := readBody(r, nil, int(n))
+	if err != nil {
+		return nil, nil, fullReadErr(err, 1)
 	}
 	rec, err := DecodeLogRecord(body)
 	if err != nil {
@@ -352,8 +351,7 @@ func (fr *FrameReader) Next() (*LogRecord, []byte, error) {
 		_, _ = fr.br.Discard(size)
 	} else {
 		_, _ = fr.br.Discard(4)
-		body = make([]byte, n)
-		if _, err := io.ReadFull(fr.br, body); err != nil {
+		if body, err = readBody(fr.br, nil, int(n)); err != nil {
 			return nil, nil, fullReadErr(err, 1)
 		}
 	}
@@ -363,6 +361,28 @@ func (fr *FrameReader) Next() (*LogRecord, []byte, error) {
 	}
 	return rec, body, nil
 }
+
+// readBody reads an n-byte frame body into buf, growing it only as bytes
+// arrive (at most doubling what is already there), so that a header
+// claiming a large frame costs nothing until the sender actually sends it.
+func readBody(r io.Reader, buf []byte, n int) ([]byte, error) {
+	const minChunk = 64 << 10
+	buf = buf[:0]
+	for len(buf) < n {
+		chunk := min(n-len(buf), max(len(buf), minChunk))
+		buf = slices.Grow(buf, chunk)
+		got, err := io.ReadFull(r, buf[len(buf):len(buf)+chunk])
+		buf = buf[:len(buf)+got]
+		if err != nil {
+			return nil, err
+		}
+	}
+	return buf, nil
+}
+
+// Buffered returns how many bytes were read from the underlying reader
+// but not yet consumed as frames: the start of the next frame, if any.
+func (fr *FrameReader) Buffered() int { return fr.br.Buffered() }
 
 // FrameBuffered reports whether a whole frame (or a header announcing a
 // frame above the limit) is already buffered, so that Next returns without

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -681,4 +682,106 @@ func BenchmarkFrameReader_Next(b *testing.B) {
 			r.Reset(stream)
 		}
 	}
+}
+
+// A header's claim costs nothing until the bytes arrive: a frame announced
+// at the limit, of which 10 bytes came, allocates about the read buffer,
+// for FrameReader and ReadFrame alike (the race detector adds some).
+func TestFrameReader_Next_allocatesWhatArrived(t *testing.T) {
+	partial := append(binary.BigEndian.AppendUint32(nil, uint32(DefaultMaxFrame)), "{\"msg\": \"x"...)
+	for name, next := range map[string]func() error{
+		"FrameReader": func() error {
+			_, _, err := NewFrameReader(bytes.NewReader(partial), 4<<10, 0).Next()
+			return err
+		},
+		"ReadFrame": func() error {
+			_, _, err := ReadFrame(bytes.NewReader(partial), 0)
+			return err
+		},
+	} {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		const runs = 20
+		for range runs {
+			if err := next(); err != io.ErrUnexpectedEOF {
+				t.Fatalf("%s: %v, want io.ErrUnexpectedEOF", name, err)
+			}
+		}
+		runtime.ReadMemStats(&after)
+		if per := (after.TotalAlloc - before.TotalAlloc) / runs; per > 256<<10 {
+			t.Errorf("%s: %d bytes allocated per partial frame announcing %d, want at most 256 KiB", name, per, DefaultMaxFrame)
+		}
+	}
+}
+
+// Every frame our streamer sends fits the reader's default limit, however
+// its message escapes.
+func TestForwardFrame_fitsDefaultMaxFrame(t *testing.T) {
+	for name, msg := range map[string]string{
+		"control characters": strings.Repeat("\x01", 4<<20),
+		"astral":             strings.Repeat("\U0001F600", 1<<20),
+		"plain":              strings.Repeat("x", 3<<20),
+	} {
+		f := forwardFrame(&LogRecord{Name: "n", Levelname: "INFO", Msg: msg, StackInfo: msg, ExcInfo: []string{msg}})
+		if f == nil || len(f)-4 > MaxForwardFrame || MaxForwardFrame > DefaultMaxFrame {
+			t.Errorf("%s: frame of %d bytes, limit %d", name, len(f), MaxForwardFrame)
+			continue
+		}
+		rec, _, err := ReadFrame(bytes.NewReader(f), 0)
+		if err != nil || !strings.HasSuffix(rec.Msg, " bytes truncated]") {
+			t.Errorf("%s: %v, message ends %q", name, err, rec.Msg[max(0, len(rec.Msg)-30):])
+		}
+	}
+}
+
+// FuzzFrameReader feeds arbitrary streams, cut into arbitrary reads, to a
+// FrameReader with a small limit: it must never panic, never return a body
+// above the limit, agree with ReadFrame frame by frame, and end.
+func FuzzFrameReader(f *testing.F) {
+	for _, name := range []string{"basic.bin", "exception.bin", "levels.bin"} {
+		f.Add(slices.Concat(readFixtureFrames(f, name)...), uint16(7), uint16(1<<14))
+	}
+	f.Add([]byte("\x00\x00\x00\x05{nope\x00\x00\x00\x00\x00\x00\x00\x02{}"), uint16(1), uint16(64))
+	f.Add(binary.BigEndian.AppendUint32(nil, 1<<31), uint16(3), uint16(100))
+	f.Fuzz(func(t *testing.T, stream []byte, chunk, limit uint16) {
+		if len(stream) > 256<<10 {
+			return // nothing new past the buffer sizes, only slower
+		}
+		maxFrame := int(limit) + 1
+		r := &chunkReader{b: stream, n: int(chunk)%97 + 1}
+		fr := NewFrameReader(r, 4<<10, maxFrame)
+		ref := bytes.NewReader(stream)
+		for i := 0; ; i++ {
+			if i > len(stream) {
+				t.Fatalf("more frames than bytes")
+			}
+			rec, body, err := fr.Next()
+			wrec, wbody, werr := ReadFrame(ref, maxFrame)
+			if len(body) > maxFrame {
+				t.Fatalf("body of %d bytes above the limit %d", len(body), maxFrame)
+			}
+			if (err == nil) != (werr == nil) || !bytes.Equal(body, wbody) || !reflect.DeepEqual(rec, wrec) {
+				t.Fatalf("frame %d: FrameReader %v (%d bytes), ReadFrame %v (%d bytes)", i, err, len(body), werr, len(wbody))
+			}
+			var de *FrameDecodeError
+			if err != nil && !errors.As(err, &de) {
+				return // the stream cannot go on
+			}
+		}
+	})
+}
+
+// chunkReader returns at most n bytes per Read.
+type chunkReader struct {
+	b []byte
+	n int
+}
+
+func (c *chunkReader) Read(p []byte) (int, error) {
+	if len(c.b) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p[:min(len(p), c.n)], c.b)
+	c.b = c.b[n:]
+	return n, nil
 }

@@ -33,6 +33,11 @@ const dropLoggerName = "avocado.service.logstream"
 // service.log still gets the whole message.
 const maxForwardMsg = 1 << 20
 
+// MaxForwardFrame bounds the body of every frame the streamer sends, after
+// JSON escaping (which may make a message six times longer), so that a log
+// server with DefaultMaxFrame accepts every record we send.
+const MaxForwardFrame = 1 << 20
+
 // LogStreamerConfig tunes a LogStreamer. Start from DefaultLogStreamerConfig.
 type LogStreamerConfig struct {
 	// ServiceLogPath is the file every record is appended to as a text line,
@@ -102,11 +107,12 @@ type LogStreamer struct {
 
 // streamSession is one Start: its target and its sender goroutine.
 type streamSession struct {
-	addr   string
-	ctx    context.Context // cancelled when the sender must quit at once
-	cancel context.CancelFunc
-	stop   chan struct{} // closed when the sender should drain and quit
-	done   chan struct{} // closed when the sender has quit
+	network string // "tcp", or "unix" for a socket the controller forwards
+	addr    string
+	ctx     context.Context // cancelled when the sender must quit at once
+	cancel  context.CancelFunc
+	stop    chan struct{} // closed when the sender should drain and quit
+	done    chan struct{} // closed when the sender has quit
 }
 
 // NewLogStreamer returns a streamer with default settings writing to
@@ -177,6 +183,26 @@ func (s *LogStreamer) Start(ctx context.Context, host string, port int) error {
 	if err := ValidateLogTarget(host, port); err != nil {
 		return err
 	}
+	return s.start(ctx, "tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+}
+
+// maxUnixPath is the longest path a Unix socket address holds on Linux.
+const maxUnixPath = 107
+
+// StartUnix is Start for a log server reached through the Unix socket at
+// path: the controller's SSH remote forward in the agent's own 0700
+// directory, which no other user of the node can connect to, so records
+// reach the controller's log server only from this agent.
+//
+// Errors wrap ErrInvalidLogTarget, or are ErrStreamerClosed.
+func (s *LogStreamer) StartUnix(ctx context.Context, path string) error {
+	if !filepath.IsAbs(path) || filepath.Clean(path) != path || len(path) > maxUnixPath || strings.ContainsRune(path, 0) {
+		return fmt.Errorf("agent: log redirection: socket %q: %w: want a clean absolute path of at most %d bytes", path, ErrInvalidLogTarget, maxUnixPath)
+	}
+	return s.start(ctx, "unix", path)
+}
+
+func (s *LogStreamer) start(ctx context.Context, network, addr string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("agent: log redirection: %w", err)
 	}
@@ -186,11 +212,12 @@ func (s *LogStreamer) Start(ctx context.Context, host string, port int) error {
 	// The sender outlives the RPC that started it.
 	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	sess := &streamSession{
-		addr:   net.JoinHostPort(host, strconv.Itoa(port)),
-		ctx:    sctx,
-		cancel: cancel,
-		stop:   make(chan struct{}),
-		done:   make(chan struct{}),
+		network: network,
+		addr:    addr,
+		ctx:     sctx,
+		cancel:  cancel,
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
 	}
 	s.mu.Lock()
 	if s.closed {
@@ -299,12 +326,9 @@ func (s *LogStreamer) emit(rec *LogRecord) error {
 	forwarding := s.sess != nil
 	s.mu.Unlock()
 	if forwarding {
-		if len(rec.Msg) > maxForwardMsg {
-			cut := *rec
-			cut.Msg = truncateUTF8(rec.Msg, maxForwardMsg) + fmt.Sprintf(" [%d bytes truncated]", len(rec.Msg)-maxForwardMsg)
-			rec = &cut
+		if f := forwardFrame(rec); f != nil {
+			s.enqueue(f)
 		}
-		s.enqueue(AppendFrame(nil, rec))
 	}
 	if werr != nil {
 		return fmt.Errorf("agent: log streamer: %w", werr)
@@ -401,7 +425,7 @@ func (s *LogStreamer) run(sess *streamSession) {
 	var b batch
 	var down time.Time // start of the current outage; zero while connected
 	for {
-		conn, err := dialer.DialContext(sess.ctx, "tcp", sess.addr)
+		conn, err := dialer.DialContext(sess.ctx, sess.network, sess.addr)
 		if err != nil {
 			if sess.ctx.Err() != nil {
 				return
@@ -561,6 +585,45 @@ func serviceLogLine(rec *LogRecord) string {
 	}
 	sb.WriteByte('\n')
 	return sb.String()
+}
+
+// forwardFrame encodes rec as a frame whose body is at most
+// MaxForwardFrame bytes, cutting the message, traceback and stack (halving
+// their allowance until it fits) rather than losing the record; nil only if
+// even the bare record is too large.
+func forwardFrame(rec *LogRecord) []byte {
+	frame := AppendFrame(nil, rec)
+	if len(frame)-4 <= MaxForwardFrame && len(rec.Msg) <= maxForwardMsg {
+		return frame
+	}
+	for limit := maxForwardMsg; ; limit /= 2 {
+		cut := *rec
+		cut.Msg = truncateField(rec.Msg, limit)
+		cut.StackInfo = truncateField(rec.StackInfo, limit)
+		if len(rec.ExcInfo) > 0 {
+			cut.ExcInfo = []string{truncateField(strings.Join(rec.ExcInfo, ""), limit)}
+		}
+		if limit < maxForwardMsg {
+			cut.Extra = nil
+		}
+		frame = AppendFrame(frame[:0], &cut)
+		if len(frame)-4 <= MaxForwardFrame {
+			return frame
+		}
+		if limit == 0 {
+			return nil
+		}
+	}
+}
+
+// truncateField cuts s to at most n bytes on a rune boundary and says how
+// much went.
+func truncateField(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	t := truncateUTF8(s, n)
+	return t + fmt.Sprintf(" [%d bytes truncated]", len(s)-len(t))
 }
 
 func truncateUTF8(s string, n int) string {

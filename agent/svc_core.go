@@ -24,6 +24,7 @@ import (
 // server; *LogStreamer is the implementation.
 type LogRedirector interface {
 	Start(ctx context.Context, host string, port int) error
+	StartUnix(ctx context.Context, path string) error
 	Stop() error
 }
 
@@ -78,6 +79,7 @@ func (c *coreService) Methods() map[string]Method {
 		"quit":                       c.quitMethod,
 		"start_log_redirection":      c.startLogRedirection,
 		"stop_log_redirection":       c.stopLogRedirection,
+		"start_log_redirection_unix": c.startLogRedirectionUnix,
 		"get_agent_log_filename":     c.constant(c.data.AgentLog()),
 		"get_service_log_filename":   c.constant(c.data.ServiceLog()),
 		"get_log_dir":                c.constant(c.data.LogDir()),
@@ -154,6 +156,30 @@ func (c *coreService) startLogRedirection(ctx context.Context, args Args) (any, 
 		return nil, err
 	}
 	c.log.Info("started the logger client", "addr", net.JoinHostPort(host, strconv.Itoa(port)))
+	return nil, nil
+}
+
+// startLogRedirectionUnix is vtcluster's own start_log_redirection for a
+// log server behind a Unix socket (the controller's SSH remote forward in
+// the agent's directory), which only this node's SSH user can reach.
+func (c *coreService) startLogRedirectionUnix(ctx context.Context, args Args) (any, error) {
+	if err := args.Want(1, 1); err != nil {
+		return nil, err
+	}
+	p, ok := args[0].(string)
+	if !ok {
+		return nil, Faultf("ValueError", "Invalid socket path parameter: %s", py.Str(args[0]))
+	}
+	if c.logs == nil {
+		return nil, Faultf("RuntimeError", "log redirection is not available on this agent")
+	}
+	if err := c.logs.StartUnix(ctx, p); err != nil {
+		if errors.Is(err, ErrInvalidLogTarget) {
+			return nil, Faultf("ValueError", "%v", err)
+		}
+		return nil, Faultf("RuntimeError", "%v", err)
+	}
+	c.log.Info("started the logger client", "socket", p)
 	return nil, nil
 }
 

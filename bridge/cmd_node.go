@@ -54,7 +54,7 @@ func nodeAddCommand(e *env) *cli.Command {
 			&cli.StringFlag{Name: "agent-base-dir", Value: d.AgentBaseDir, Usage: "absolute `DIR` on the node; the agent lives in DIR/NAME"},
 			&cli.StringFlag{Name: "key-file", TakesFile: true, Usage: "SSH private key `FILE` (default: ssh-agent and ~/.ssh/id_*)"},
 			&cli.StringFlag{Name: "known-hosts", TakesFile: true, Usage: "known_hosts `FILE` to verify the node's host key (default: ~/.ssh/known_hosts)"},
-			&cli.StringFlag{Name: "agent-bind", Value: d.AgentBind, Usage: "`MODE`: tunnel (agent on the node's loopback, reached through SSH) or direct (agent on ADDRESS:proxy-port)"},
+			&cli.StringFlag{Name: "agent-bind", Value: d.AgentBind, Usage: "`MODE`: tunnel (agent on a Unix socket in its directory, reached through SSH) or direct (agent on ADDRESS:proxy-port)"},
 			&cli.StringFlag{Name: "token-file", TakesFile: true, Usage: "`FILE` with the agent token (direct mode); without it only an already running upstream agent can serve the node"},
 			&cli.StringFlag{Name: "arch", Usage: "`ARCH` the node must report (uname -m), checked before deploying"},
 			&cli.StringSliceFlag{Name: "label", Usage: "static property `KEY=VALUE` for selectors (repeatable); values are strings, compared as numbers or booleans when they read as such"},

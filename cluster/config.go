@@ -36,8 +36,9 @@ const (
 
 // Values of HostConfig.AgentBind.
 const (
-	// AgentBindTunnel: the agent listens on the node's loopback and the
-	// controller reaches it through the SSH connection.
+	// AgentBindTunnel: the agent listens on a Unix socket in its 0700
+	// directory on the node (no TCP port) and the controller reaches it
+	// through the SSH connection.
 	AgentBindTunnel = "tunnel"
 	// AgentBindDirect: the controller dials proxy_port on the node, as
 	// upstream does.
@@ -89,7 +90,8 @@ type HostConfig struct {
 	Password string `json:"-"`
 	// ShellPort is the SSH port, 22 when not given.
 	ShellPort int `json:"shell_port"`
-	// ProxyPort is the agent's XML-RPC port, 9999 when not given.
+	// ProxyPort is the agent's XML-RPC port in direct mode, 9999 when not
+	// given; a tunnelled agent listens on no port.
 	ProxyPort int `json:"proxy_port"`
 	// AgentBaseDir is the absolute directory on the node under which the
 	// agent lives in <AgentBaseDir>/<Name>; DefaultAgentBaseDir if not given.

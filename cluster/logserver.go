@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/vtcluster/vtcluster/agent"
 )
@@ -30,6 +31,9 @@ const (
 	// maxBatch flushes a connection's lines once they pass this many bytes,
 	// even while more frames are waiting.
 	maxBatch = 64 << 10
+	// warnEvery is how often one kind of warning about peers is logged; the
+	// ones in between are counted and reported with the next.
+	warnEvery = 10 * time.Second
 )
 
 // LogServerConfig configures a LogServer. Start from DefaultLogServerConfig.
@@ -67,13 +71,33 @@ type LogServerConfig struct {
 	// logs show it around LoggerServer's message. The Logger and
 	// OnRecord never get it: their own handler adds its own.
 	ControllerHalf bool
+	// NoListener opens no socket: the server only reads connections handed
+	// to ServeConn (an SSH forward whose far end only the agent can reach),
+	// and Addr is nil. Addr is ignored.
+	NoListener bool
+	// MaxConns bounds the connections served at once; more are closed on
+	// arrival. 0 means DefaultMaxLogConns.
+	MaxConns int
+	// FrameTimeout bounds how long a frame may take to arrive once its
+	// first byte has (more exactly: since the previous frame, checked
+	// every FrameTimeout); a peer that takes longer is closed. Idle peers
+	// between frames are kept. 0 means DefaultLogFrameTimeout.
+	FrameTimeout time.Duration
 }
+
+// Bounds of a log server's peers; see LogServerConfig.
+const (
+	DefaultMaxLogConns     = 64          // a partition has a few agents, a `logs serve` a few dozen
+	DefaultLogFrameTimeout = time.Minute // a frame is at most 1.1 MiB; our agents write one in a single call
+)
 
 // DefaultLogServerConfig listens on a free loopback port.
 func DefaultLogServerConfig() LogServerConfig {
 	return LogServerConfig{
-		Addr:     "127.0.0.1:0",         // agents reach it through SSH tunnels, not the LAN
-		MaxFrame: agent.DefaultMaxFrame, // far above any real record
+		Addr:         "127.0.0.1:0",         // agents reach it through SSH tunnels, not the LAN
+		MaxFrame:     agent.DefaultMaxFrame, // above every frame our agents send
+		MaxConns:     DefaultMaxLogConns,
+		FrameTimeout: DefaultLogFrameTimeout,
 	}
 }
 
@@ -85,6 +109,8 @@ type LogServerStats struct {
 	Invalid     uint64 // frames skipped because their body is not a record
 	Oversize    uint64 // connections closed for a frame above MaxFrame
 	Truncated   uint64 // connections that ended inside a frame
+	Refused     uint64 // connections closed on arrival: MaxConns were open
+	TimedOut    uint64 // connections closed for holding a partial frame over FrameTimeout
 }
 
 // LogServer receives the log records agents stream with avocado-vt's frame
@@ -115,7 +141,9 @@ type LogServer struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	nConns, nActive, nRecords, nInvalid, nOversize, nTruncated atomic.Uint64
+	warn warnLimiter
+
+	nConns, nActive, nRecords, nInvalid, nOversize, nTruncated, nRefused, nTimedOut atomic.Uint64
 }
 
 // NewLogServer validates cfg and binds the listening socket, so Addr is known
@@ -127,12 +155,24 @@ func NewLogServer(cfg LogServerConfig) (*LogServer, error) {
 	if cfg.MaxFrame < 0 {
 		return nil, fmt.Errorf("cluster: log server: max frame %d: want 0 (default) or a positive size", cfg.MaxFrame)
 	}
+	if cfg.MaxConns < 0 || cfg.FrameTimeout < 0 {
+		return nil, fmt.Errorf("cluster: log server: max conns %d, frame timeout %v: want 0 (default) or positive", cfg.MaxConns, cfg.FrameTimeout)
+	}
 	if cfg.MaxFrame == 0 {
 		cfg.MaxFrame = agent.DefaultMaxFrame
 	}
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return nil, fmt.Errorf("cluster: log server: %w", err)
+	if cfg.MaxConns == 0 {
+		cfg.MaxConns = DefaultMaxLogConns
+	}
+	if cfg.FrameTimeout == 0 {
+		cfg.FrameTimeout = DefaultLogFrameTimeout
+	}
+	var ln net.Listener
+	if !cfg.NoListener {
+		var err error
+		if ln, err = net.Listen("tcp", cfg.Addr); err != nil {
+			return nil, fmt.Errorf("cluster: log server: %w", err)
+		}
 	}
 	logger := cfg.Logger
 	if logger == nil {
@@ -150,8 +190,13 @@ func NewLogServer(cfg LogServerConfig) (*LogServer, error) {
 	}, nil
 }
 
-// Addr returns the listening address.
-func (s *LogServer) Addr() net.Addr { return s.ln.Addr() }
+// Addr returns the listening address; nil with NoListener.
+func (s *LogServer) Addr() net.Addr {
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
 
 // Start accepts connections in the background until Close, or until ctx
 // is done, which closes the server.
@@ -165,8 +210,10 @@ func (s *LogServer) Start(ctx context.Context) error {
 		return errors.New("cluster: log server: already started")
 	}
 	s.started = true
-	s.wg.Add(1)
-	go s.acceptLoop()
+	if s.ln != nil {
+		s.wg.Add(1)
+		go s.acceptLoop()
+	}
 	s.stopWatch = context.AfterFunc(ctx, func() { _ = s.Close() })
 	return nil
 }
@@ -216,8 +263,10 @@ func (s *LogServer) Close() error {
 		if stopWatch != nil {
 			stopWatch()
 		}
-		if err := s.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
-			s.closeErr = fmt.Errorf("cluster: log server: %w", err)
+		if s.ln != nil {
+			if err := s.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+				s.closeErr = fmt.Errorf("cluster: log server: %w", err)
+			}
 		}
 		for _, c := range conns {
 			_ = c.Close()
@@ -248,6 +297,8 @@ func (s *LogServer) Stats() LogServerStats {
 		Invalid:     s.nInvalid.Load(),
 		Oversize:    s.nOversize.Load(),
 		Truncated:   s.nTruncated.Load(),
+		Refused:     s.nRefused.Load(),
+		TimedOut:    s.nTimedOut.Load(),
 	}
 }
 
@@ -261,7 +312,7 @@ func (s *LogServer) acceptLoop() {
 				return
 			}
 			// Out of file descriptors and the like: wait, as net/http does.
-			s.logger.Warn("cluster: log server: accept failed", "err", err, "addr", s.ln.Addr().String())
+			s.warn.Warn(s.logger, "accept", "cluster: log server: accept failed", "err", err, "addr", s.ln.Addr().String())
 			select {
 			case <-s.done:
 				return
@@ -273,7 +324,10 @@ func (s *LogServer) acceptLoop() {
 		backoff = 5 * time.Millisecond
 		if !s.track(conn) {
 			_ = conn.Close()
-			return
+			if s.isClosed() {
+				return
+			}
+			continue // over the cap
 		}
 		go func() {
 			defer s.wg.Done()
@@ -282,12 +336,17 @@ func (s *LogServer) acceptLoop() {
 	}
 }
 
-// track registers a connection to be served; false once the server closed.
-// On true the caller owes s.wg.Done().
+// track registers a connection to be served; false once the server closed
+// or when it serves MaxConns already. On true the caller owes s.wg.Done().
 func (s *LogServer) track(conn net.Conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
+		return false
+	}
+	if len(s.conns) >= s.cfg.MaxConns {
+		s.nRefused.Add(1)
+		s.warn.Warn(s.logger, "cap", "cluster: log server: refusing a connection: too many open", "max", s.cfg.MaxConns, "addr", peerAddr(conn.RemoteAddr()))
 		return false
 	}
 	s.conns[conn] = struct{}{}
@@ -317,8 +376,26 @@ func (s *LogServer) serve(conn net.Conn, tag string) {
 		s.nActive.Add(^uint64(0))
 	}()
 	ip := remoteIP(conn.RemoteAddr())
-	log := s.logger.With("addr", conn.RemoteAddr().String())
-	fr := agent.NewFrameReader(conn, readBufSize, s.cfg.MaxFrame)
+	addr := peerAddr(conn.RemoteAddr())
+	// A timer rather than read deadlines: SSH channels have none. It fires
+	// FrameTimeout after the last whole frame: a peer that has sent part of
+	// a frame since is closed, so no connection keeps a partial frame (and
+	// the memory it grew) for long; an idle one, such as an agent with
+	// nothing to log, is left alone, and MaxConns bounds those.
+	cr := &countingReader{r: conn}
+	var frameEnd atomic.Int64 // bytes of conn that the frames read so far spanned
+	var timedOut atomic.Bool
+	var deadline *time.Timer
+	deadline = time.AfterFunc(s.cfg.FrameTimeout, func() {
+		if cr.n.Load() == frameEnd.Load() {
+			deadline.Reset(s.cfg.FrameTimeout) // idle between frames
+			return
+		}
+		timedOut.Store(true)
+		_ = conn.Close()
+	})
+	defer deadline.Stop()
+	fr := agent.NewFrameReader(cr, readBufSize, s.cfg.MaxFrame)
 	var ipTag string
 	ipTagGen := ^uint64(0)
 	for {
@@ -327,6 +404,8 @@ func (s *LogServer) serve(conn net.Conn, tag string) {
 		if !fr.FrameBuffered() || len(batch.buf) >= maxBatch {
 			s.flush(&batch)
 		}
+		frameEnd.Store(cr.n.Load() - int64(fr.Buffered()))
+		deadline.Reset(s.cfg.FrameTimeout)
 		rec, body, err := fr.Next()
 		if err != nil {
 			var decErr *agent.FrameDecodeError
@@ -335,17 +414,20 @@ func (s *LogServer) serve(conn net.Conn, tag string) {
 			case errors.As(err, &decErr):
 				// The frame's length was honoured, so the next one is intact.
 				s.nInvalid.Add(1)
-				log.Warn("cluster: log server: skipped a frame that is not a log record", "err", err, "bytes", len(body))
+				s.warn.Warn(s.logger, "invalid", "cluster: log server: skipped a frame that is not a log record", "err", err, "bytes", len(body), "addr", addr)
 				continue
+			case timedOut.Load():
+				s.nTimedOut.Add(1)
+				s.warn.Warn(s.logger, "timeout", "cluster: log server: closing connection: no whole frame within the frame timeout", "timeout", s.cfg.FrameTimeout, "addr", addr)
 			case errors.As(err, &bigErr):
 				s.nOversize.Add(1)
-				log.Warn("cluster: log server: closing connection: frame too large", "err", err)
+				s.warn.Warn(s.logger, "oversize", "cluster: log server: closing connection: frame too large", "err", err, "addr", addr)
 			case errors.Is(err, io.ErrUnexpectedEOF):
 				s.nTruncated.Add(1)
-				log.Warn("cluster: log server: connection ended inside a frame", "err", err)
+				s.warn.Warn(s.logger, "truncated", "cluster: log server: connection ended inside a frame", "err", err, "addr", addr)
 			case errors.Is(err, io.EOF), s.isClosed():
 			default:
-				log.Warn("cluster: log server: connection failed", "err", err)
+				s.warn.Warn(s.logger, "failed", "cluster: log server: connection failed", "err", err, "addr", addr)
 			}
 			return
 		}
@@ -390,6 +472,25 @@ func (s *LogServer) tagFor(ip string) string {
 	return unknownTag
 }
 
+// countingReader counts the bytes read through it, for the frame timer.
+type countingReader struct {
+	r io.Reader
+	n atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+func peerAddr(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}
+
 // remoteIP is the peer's address as RegisterNode normalises it; for
 // connections that are not IP (a tunnel's channel may not be) it is the
 // address's text.
@@ -413,18 +514,22 @@ func UnifiedLine(tag, ip string, rec *agent.LogRecord) string {
 	return string(appendUnifiedLine(nil, tag, ip, rec))
 }
 
+// Every field comes from the peer: none may start a line of its own (a
+// message "x\nnode2(...) ERROR | fake" must not read as node2's record), so
+// the message's further lines are indented as tracebacks are, and control
+// characters anywhere are escaped.
 func appendUnifiedLine(b []byte, tag, ip string, rec *agent.LogRecord) []byte {
-	b = append(b, tag...)
+	b = appendLogSafe(b, tag, false)
 	b = append(b, '(')
-	b = append(b, ip...)
+	b = appendLogSafe(b, ip, false)
 	b = append(b, ") "...)
-	b = append(b, rec.Asctime...)
+	b = appendLogSafe(b, rec.Asctime, false)
 	b = append(b, ' ')
-	b = append(b, rec.Name...)
+	b = appendLogSafe(b, rec.Name, false)
 	b = append(b, ' ')
-	b = append(b, rec.Levelname...)
+	b = appendLogSafe(b, rec.Levelname, false)
 	b = append(b, " | "...)
-	b = append(b, rec.Msg...)
+	b = appendLogSafe(b, strings.TrimRight(rec.Msg, "\n"), true)
 	if len(rec.ExcInfo) > 0 {
 		b = appendIndented(b, strings.Join(rec.ExcInfo, ""))
 	}
@@ -452,11 +557,84 @@ func appendIndented(b []byte, block string) []byte {
 	if block == "" {
 		return b
 	}
-	for line := range strings.SplitSeq(block, "\n") {
-		b = append(b, "\n    "...)
-		b = append(b, line...)
+	b = append(b, "\n    "...)
+	return appendLogSafe(b, block, true)
+}
+
+// LogSafe returns s fit for one entry of a line-oriented log: its further
+// lines indented as continuation lines, control characters, line
+// separators and invalid bytes escaped. For text that may hold what a node
+// or a peer chose (file names, faults, records).
+func LogSafe(s string) string {
+	return string(appendLogSafe(make([]byte, 0, len(s)), s, true))
+}
+
+// appendLogSafe appends s so that it cannot end or begin a log line: with
+// indent, each newline becomes a newline and four spaces (a continuation
+// line); without, it is escaped like every other control character, line
+// separator and invalid byte, in Python's repr style.
+func appendLogSafe(b []byte, s string, indent bool) []byte {
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == '\n' && indent:
+			b = append(b, "\n    "...)
+		case r == '\t':
+			b = append(b, '\t')
+		case r == '\n':
+			b = append(b, `\n`...)
+		case r == '\r':
+			b = append(b, `\r`...)
+		case r == utf8.RuneError && size == 1, r < 0x20, r == 0x7f:
+			b = fmt.Appendf(b, `\x%02x`, s[i])
+		case r >= 0x80 && r <= 0x9f, r == 0x2028, r == 0x2029:
+			b = fmt.Appendf(b, `\u%04x`, r)
+		default:
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
 	}
 	return b
+}
+
+// warnLimiter logs each kind of warning about peers at most once per
+// warnEvery, with the number suppressed since, so that a peer sending
+// garbage cannot turn the log server's log into its amplifier.
+type warnLimiter struct {
+	mu    sync.Mutex
+	kinds map[string]*warnState
+}
+
+type warnState struct {
+	last       time.Time
+	suppressed int
+}
+
+// Warn logs msg with args unless a warning of kind was logged within
+// warnEvery.
+func (w *warnLimiter) Warn(logger *slog.Logger, kind, msg string, args ...any) {
+	now := time.Now()
+	w.mu.Lock()
+	if w.kinds == nil {
+		w.kinds = map[string]*warnState{}
+	}
+	st := w.kinds[kind]
+	if st == nil {
+		st = &warnState{}
+		w.kinds[kind] = st
+	}
+	if !st.last.IsZero() && now.Sub(st.last) < warnEvery {
+		st.suppressed++
+		w.mu.Unlock()
+		return
+	}
+	n := st.suppressed
+	st.last, st.suppressed = now, 0
+	w.mu.Unlock()
+	if n > 0 {
+		args = append(args, "suppressed_since_last", n)
+	}
+	logger.Warn(msg, args...)
 }
 
 // deliver hands one record to OnRecord and the Logger, and adds its line to

@@ -799,3 +799,161 @@ func TestLogServer_ControllerHalf(t *testing.T) {
 		t.Errorf("logger records: %v", f.rec.records())
 	}
 }
+
+func TestUnifiedLine_noFieldStartsALineOfItsOwn(t *testing.T) {
+	rec := &agent.LogRecord{
+		Name:      "svc\nnode9(1.2.3.4) x",
+		Levelname: "INFO\r",
+		Asctime:   "2026-12-01 00:00:00,000",
+		Msg:       "hello\nnode9(10.9.9.9) 2026-12-01 00:00:00,000 avocado.service.core ERROR | fake\rnode8 \x1b[2K\u2028\u0085\x85\xff end\n",
+		ExcInfo:   []string{"Traceback:\n", "  boom\r\n"},
+	}
+	got := UnifiedLine("a\n", "10.0.0.1\n", rec)
+	want := `a\n(10.0.0.1\n) 2026-12-01 00:00:00,000 svc\nnode9(1.2.3.4) x INFO\r | hello` +
+		"\n    " + `node9(10.9.9.9) 2026-12-01 00:00:00,000 avocado.service.core ERROR | fake\rnode8 \x1b[2K\u2028\u0085\x85\xff end` +
+		"\n    Traceback:\n      boom\\r"
+	if got != want {
+		t.Errorf("UnifiedLine =\n%q\nwant\n%q", got, want)
+	}
+	for i, line := range strings.Split(got, "\n") {
+		if i > 0 && !strings.HasPrefix(line, "    ") {
+			t.Errorf("line %d %q is not a continuation", i, line)
+		}
+	}
+}
+
+func TestLogServer_serve_forgedLinesIndented(t *testing.T) {
+	f := startLogServer(t, nil)
+	if err := f.srv.RegisterNode("127.0.0.1", "node1"); err != nil {
+		t.Fatal(err)
+	}
+	c := dialLogServer(t, f.port)
+	rec := &agent.LogRecord{Name: "avocado.service.core", Levelno: 20, Levelname: "INFO", Asctime: "2026-12-01 00:00:00,000",
+		Msg: "ok\nnode2(10.0.0.3) 2026-12-01 00:00:00,000 avocado.service.core ERROR | fake failure"}
+	if err := agent.EncodeFrame(c, rec); err != nil {
+		t.Fatal(err)
+	}
+	waitStats(t, f.srv, "1 record", func(st LogServerStats) bool { return st.Records == 1 })
+	want := "node1(127.0.0.1) 2026-12-01 00:00:00,000 avocado.service.core INFO | ok\n" +
+		"    node2(10.0.0.3) 2026-12-01 00:00:00,000 avocado.service.core ERROR | fake failure\n"
+	if got := f.out.String(); got != want {
+		t.Errorf("out %q, want %q", got, want)
+	}
+	if b, _ := os.ReadFile(filepath.Join(f.dir, "node1", "node1.log")); string(b) != want {
+		t.Errorf("node file %q, want %q", b, want)
+	}
+}
+
+func TestLogServer_connectionCap(t *testing.T) {
+	f := startLogServer(t, func(c *LogServerConfig) { c.MaxConns = 2 })
+	held := []net.Conn{dialLogServer(t, f.port), dialLogServer(t, f.port)}
+	waitStats(t, f.srv, "2 active", func(st LogServerStats) bool { return st.Active == 2 })
+	for range 5 {
+		c := dialLogServer(t, f.port)
+		_ = c.SetReadDeadline(time.Now().Add(logSrvGuard))
+		if n, err := c.Read(make([]byte, 1)); err != io.EOF {
+			t.Errorf("read on a connection over the cap: %d, %v; want EOF", n, err)
+		}
+	}
+	st := waitStats(t, f.srv, "5 refused", func(st LogServerStats) bool { return st.Refused == 5 })
+	if st.Active != 2 {
+		t.Errorf("stats %+v: want the 2 first still served", st)
+	}
+	// One warning for the burst, not one per refused peer.
+	n := 0
+	for _, r := range f.rec.records() {
+		if strings.Contains(r.Message, "too many open") {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d warnings for 5 refused connections within %v, want 1", n, warnEvery)
+	}
+	// The held connections still deliver.
+	if err := agent.EncodeFrame(held[1], &agent.LogRecord{Name: "svc", Levelno: 20, Levelname: "INFO", Msg: "still here"}); err != nil {
+		t.Fatal(err)
+	}
+	waitStats(t, f.srv, "1 record", func(st LogServerStats) bool { return st.Records == 1 })
+}
+
+func TestLogServer_frameTimeoutClosesPartialFramesOnly(t *testing.T) {
+	f := startLogServer(t, func(c *LogServerConfig) { c.FrameTimeout = 300 * time.Millisecond })
+	idle := dialLogServer(t, f.port)
+	partial := dialLogServer(t, f.port)
+	// A frame's header and part of its body, then nothing.
+	if _, err := partial.Write(append(binary.BigEndian.AppendUint32(nil, 1000), "{\"msg\": "...)); err != nil {
+		t.Fatal(err)
+	}
+	_ = partial.SetReadDeadline(time.Now().Add(logSrvGuard))
+	if n, err := partial.Read(make([]byte, 1)); err != io.EOF {
+		t.Errorf("read on a peer holding a partial frame: %d, %v; want EOF", n, err)
+	}
+	waitStats(t, f.srv, "1 timed out", func(st LogServerStats) bool { return st.TimedOut == 1 && st.Active == 1 })
+	// The idle peer, an agent with nothing to log, stays through several
+	// timeouts and still delivers.
+	time.Sleep(1 * time.Second)
+	if err := agent.EncodeFrame(idle, &agent.LogRecord{Name: "svc", Levelno: 20, Levelname: "INFO", Msg: "after a pause"}); err != nil {
+		t.Fatal(err)
+	}
+	st := waitStats(t, f.srv, "1 record", func(st LogServerStats) bool { return st.Records == 1 })
+	if st.TimedOut != 1 {
+		t.Errorf("stats %+v: the idle peer was timed out", st)
+	}
+}
+
+func TestLogServer_invalidFrameWarningsRateLimited(t *testing.T) {
+	f := startLogServer(t, nil)
+	c := dialLogServer(t, f.port)
+	stream := make([]byte, 0, 4*10000)
+	for range 10000 {
+		stream = binary.BigEndian.AppendUint32(stream, 0) // zero-length frames
+	}
+	if _, err := c.Write(stream); err != nil {
+		t.Fatal(err)
+	}
+	waitStats(t, f.srv, "10000 invalid", func(st LogServerStats) bool { return st.Invalid == 10000 })
+	n := 0
+	for _, r := range f.rec.records() {
+		if strings.Contains(r.Message, "not a log record") {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d warnings for 10000 invalid frames, want 1", n)
+	}
+}
+
+func TestLogServer_NoListener(t *testing.T) {
+	out := &lockedBuffer{}
+	cfg := DefaultLogServerConfig()
+	cfg.NoListener = true
+	cfg.Out = out
+	srv, err := NewLogServer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	if a := srv.Addr(); a != nil {
+		t.Fatalf("Addr() = %v, want nil without a listener", a)
+	}
+	if err := srv.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	a, b := net.Pipe()
+	go srv.ServeConn(a, "node1")
+	go func() {
+		_ = agent.EncodeFrame(b, &agent.LogRecord{Name: "svc", Levelno: 20, Levelname: "INFO", Msg: "through the forward"})
+		b.Close()
+	}()
+	waitStats(t, srv, "1 record", func(st LogServerStats) bool { return st.Records == 1 })
+	if o := out.String(); !strings.HasPrefix(o, "node1(") || !strings.HasSuffix(o, " svc INFO | through the forward\n") {
+		t.Errorf("out %q", out.String())
+	}
+}
+
+func TestLogSafe(t *testing.T) {
+	got := LogSafe("collect: a\nnode9(x) ERROR | fake\r\x00\u2029")
+	if want := "collect: a\n    node9(x) ERROR | fake\\r\\x00\\u2029"; got != want {
+		t.Errorf("LogSafe = %q, want %q", got, want)
+	}
+}

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/rand"
 	"debug/elf"
 	"encoding/binary"
 	"errors"
@@ -18,14 +19,40 @@ import (
 )
 
 // Agent layout on a node, under Node.AgentDir(): the binary, its pid file,
-// its data dir, and (direct mode) its token. One place so start, stop,
-// cleanup and log collection agree.
+// its data dir, its socket (tunnel mode) or its token (direct mode). One
+// place so start, stop, cleanup and log collection agree.
 const (
 	agentBinaryName = "vtcluster"
 	agentPIDName    = "vtcluster-agent.pid"
 	agentDataName   = "data"
 	agentTokenName  = "token"
+	agentSocketName = "agent.sock"
 )
+
+// maxSocketPath is the longest Unix socket path Linux takes (sun_path is
+// 108 bytes with its NUL); a longer agent_base_dir cannot hold the socket.
+const maxSocketPath = 107
+
+// AgentSocket is where a tunnel-mode agent listens on the node: a Unix
+// socket in the 0700 agent directory, so that only the SSH user reaches it.
+func AgentSocket(n Node) string { return path.Join(n.AgentDir(), agentSocketName) }
+
+// NewLogSocketPath returns a fresh path in the node's agent directory for
+// the SSH remote forward its agent sends log records to: only the SSH user
+// can connect there, and a random name never meets a stale socket, which
+// sshd would not replace.
+func NewLogSocketPath(n Node) (string, error) {
+	p := path.Join(n.AgentDir(), "log-"+rand.Text()[:10]+".sock")
+	return p, checkSocketPath(n.Name, p)
+}
+
+// checkSocketPath refuses a socket path the kernel would truncate.
+func checkSocketPath(node, p string) error {
+	if len(p) > maxSocketPath {
+		return fmt.Errorf("cluster: node %q: socket path %s is %d bytes, above the %d a Unix socket takes: choose a shorter agent_base_dir", node, p, len(p), maxSocketPath)
+	}
+	return nil
+}
 
 // ConnectOptions tune how a node is reached.
 type ConnectOptions struct {
@@ -79,11 +106,15 @@ func Connect(ctx context.Context, n Node, opts ConnectOptions) (*NodeConn, error
 		}
 		nc.agent = NewClient(n.Name, NewDirectTransport(n.Host(), n.ProxyPort), token)
 	default:
+		sock := AgentSocket(n)
+		if err := checkSocketPath(n.Name, sock); err != nil {
+			return nil, err
+		}
 		ssh, err := nc.SSH(ctx)
 		if err != nil {
 			return nil, err
 		}
-		nc.agent = NewClient(n.Name, NewTunnelTransport(ssh, n.ProxyPort), "")
+		nc.agent = NewClient(n.Name, NewTunnelTransport(ssh, sock), "")
 	}
 	return nc, nil
 }
@@ -244,6 +275,11 @@ func (nc *NodeConn) SetupAgentEnv(ctx context.Context, binary string) (UploadRes
 	if err := ssh.Run(ctx, []string{"mkdir", "-p", "-m", "0700", "--", dir}, RunOptions{}); err != nil {
 		return UploadResult{}, fmt.Errorf("cluster: node %q: create agent dir: %w", nc.node.Name, err)
 	}
+	// mkdir -m leaves an existing directory's mode alone, and the agent's
+	// socket is private only inside a private directory.
+	if err := ssh.Run(ctx, []string{"chmod", "0700", "--", dir}, RunOptions{}); err != nil {
+		return UploadResult{}, fmt.Errorf("cluster: node %q: make agent dir private: %w", nc.node.Name, err)
+	}
 	res, err := ssh.Upload(ctx, binary, path.Join(dir, agentBinaryName), 0o755)
 	if err != nil {
 		return res, fmt.Errorf("cluster: node %q: upload agent: %w", nc.node.Name, err)
@@ -281,18 +317,18 @@ func (nc *NodeConn) StartAgent(ctx context.Context) (AgentInfo, error) {
 		return AgentInfo{}, err
 	}
 	dir := nc.node.AgentDir()
-	host := "127.0.0.1"
-	if nc.node.AgentBind == AgentBindDirect {
-		host = nc.node.Host()
-	}
 	argv := []string{
 		path.Join(dir, agentBinaryName), "agent", "--detach",
-		"--host", host, "--port", strconv.Itoa(nc.node.ProxyPort),
 		"--pid-file", path.Join(dir, agentPIDName),
 		"--data-dir", path.Join(dir, agentDataName),
 	}
 	if nc.node.AgentBind == AgentBindDirect {
-		argv = append(argv, "--token-file", path.Join(dir, agentTokenName))
+		argv = append(argv, "--host", nc.node.Host(), "--port", strconv.Itoa(nc.node.ProxyPort),
+			"--token-file", path.Join(dir, agentTokenName))
+	} else {
+		// No TCP port at all: loopback is no boundary between the users
+		// of a node, the socket's directory is.
+		argv = append(argv, "--unix-socket", AgentSocket(nc.node))
 	}
 	var out strings.Builder
 	if err := ssh.Run(ctx, argv, RunOptions{Stdout: &out, Stderr: &out}); err != nil {
@@ -313,7 +349,13 @@ func (nc *NodeConn) StartAgent(ctx context.Context) (AgentInfo, error) {
 		}
 		select {
 		case <-ctx.Done():
-			return AgentInfo{}, fmt.Errorf("cluster: node %q: agent did not answer: %w%s", nc.node.Name, ctx.Err(), nc.logTail(context.WithoutCancel(ctx)))
+			hint := ""
+			if nc.node.AgentBind != AgentBindDirect {
+				// sshd answers a forbidden forward as it answers a socket
+				// that is not there, so the client cannot tell them apart.
+				hint = fmt.Sprintf(" (tunnel mode reaches the agent's socket %s through SSH: the node's sshd must allow it, AllowStreamLocalForwarding yes, the OpenSSH default)", AgentSocket(nc.node))
+			}
+			return AgentInfo{}, fmt.Errorf("cluster: node %q: agent did not answer%s: %w%s", nc.node.Name, hint, ctx.Err(), nc.logTail(context.WithoutCancel(ctx)))
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 500*time.Millisecond)

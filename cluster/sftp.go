@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -385,11 +386,28 @@ func (c *SSHClient) putFile(ctx context.Context, sc *sftpConn, local, remote str
 	return nil
 }
 
+// Bounds of what CopyFrom brings from a node, whose files may be as large
+// as a test (or someone on the node) makes them.
+const (
+	MaxCopyFromFile  = 1 << 30 // a file above it is refused
+	MaxCopyFromTotal = 4 << 30 // one CopyFrom stops copying past it
+)
+
+// SymlinkManifest is the file, at the top of a directory copied by
+// CopyFrom, that lists the remote symlinks it did not recreate: a JSON
+// object of path (relative to the copy, with "/") to link target.
+const SymlinkManifest = "vtcluster-symlinks.json"
+
 // CopyFrom copies a remote file or directory tree to local over SFTP:
 // local names the copy itself. Everything is written through an os.Root at
-// local (or at its parent, for a single file), so no remote name or symlink
-// can place a file outside it; names such as ".." or with "/" are refused.
-// Failures are collected per file and returned joined.
+// local (or at its parent, for a single file), so no remote name can place
+// a file outside it; names such as ".." or with "/" are refused. Only
+// regular files and directories are created: a remote symlink becomes an
+// entry of SymlinkManifest, so that nothing that later reads the results
+// (an archiver, a report server) follows a node's link into the
+// controller's own files. Files above MaxCopyFromFile, and files past
+// MaxCopyFromTotal, are refused. Failures are collected per file and
+// returned joined.
 func (c *SSHClient) CopyFrom(ctx context.Context, remote, local string) error {
 	sc, err := c.openSFTP(ctx)
 	if err != nil {
@@ -400,9 +418,13 @@ func (c *SSHClient) CopyFrom(ctx context.Context, remote, local string) error {
 	if err != nil {
 		return c.ctxErr(ctx, "copy from "+remote, err)
 	}
+	budget := &copyBudget{left: MaxCopyFromTotal}
 	if !st.IsDir() {
 		if !st.Mode().IsRegular() {
 			return fmt.Errorf("cluster: ssh %s: copy from %s: not a regular file or directory", c.addr, remote)
+		}
+		if err := budget.take(c.addr, remote, st.Size()); err != nil {
+			return err
 		}
 		parent := filepath.Dir(local)
 		if err := os.MkdirAll(parent, 0o755); err != nil {
@@ -413,7 +435,7 @@ func (c *SSHClient) CopyFrom(ctx context.Context, remote, local string) error {
 			return fmt.Errorf("cluster: copy from %s: %w", c.addr, err)
 		}
 		defer root.Close()
-		return c.getFile(ctx, sc, remote, root, filepath.Base(local), st.Mode().Perm())
+		return c.getFile(ctx, sc, remote, root, filepath.Base(local), st.Mode().Perm(), budget)
 	}
 	if err := os.MkdirAll(local, st.Mode().Perm()|0o700); err != nil {
 		return fmt.Errorf("cluster: copy from %s: %w", c.addr, err)
@@ -424,11 +446,49 @@ func (c *SSHClient) CopyFrom(ctx context.Context, remote, local string) error {
 	}
 	defer root.Close()
 	var errs []error
-	c.getDir(ctx, sc, remote, root, ".", &errs)
+	links := map[string]string{}
+	c.getDir(ctx, sc, remote, root, ".", &errs, links, budget)
+	if len(links) > 0 {
+		if err := writeSymlinkManifest(root, links); err != nil {
+			errs = append(errs, fmt.Errorf("cluster: copy from %s: %s: %w", c.addr, remote, err))
+		}
+	}
 	return errors.Join(errs...)
 }
 
-func (c *SSHClient) getDir(ctx context.Context, sc *sftpConn, rdir string, root *os.Root, ldir string, errs *[]error) {
+// writeSymlinkManifest records the links CopyFrom did not recreate.
+func writeSymlinkManifest(root *os.Root, links map[string]string) error {
+	data, err := json.MarshalIndent(links, "", "  ")
+	if err != nil {
+		return err
+	}
+	f, err := root.OpenFile(SymlinkManifest, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(append(data, '\n'))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// copyBudget is what one CopyFrom may still write.
+type copyBudget struct{ left int64 }
+
+// take reserves size bytes for remote, or says why it may not be copied.
+func (b *copyBudget) take(addr, remote string, size int64) error {
+	switch {
+	case size > MaxCopyFromFile:
+		return fmt.Errorf("cluster: ssh %s: copy from %s: %d bytes, above the %d a collected file may have", addr, remote, size, int64(MaxCopyFromFile))
+	case size > b.left:
+		return fmt.Errorf("cluster: ssh %s: copy from %s: %d bytes would pass the %d one copy may bring", addr, remote, size, int64(MaxCopyFromTotal))
+	}
+	b.left -= size
+	return nil
+}
+
+func (c *SSHClient) getDir(ctx context.Context, sc *sftpConn, rdir string, root *os.Root, ldir string, errs *[]error, links map[string]string, budget *copyBudget) {
 	ents, err := sc.ReadDir(rdir)
 	if err != nil {
 		*errs = append(*errs, c.ctxErr(ctx, "copy from "+rdir, err))
@@ -446,30 +506,30 @@ func (c *SSHClient) getDir(ctx context.Context, sc *sftpConn, rdir string, root 
 			continue
 		}
 		lp := filepath.Join(ldir, name)
+		if lp == SymlinkManifest {
+			*errs = append(*errs, fmt.Errorf("cluster: ssh %s: copy from %s: entry %q not copied: the name is reserved for the symlink manifest", c.addr, rdir, name))
+			continue
+		}
 		switch m := e.Mode(); {
 		case m.IsDir():
 			if err := root.Mkdir(lp, m.Perm()|0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 				*errs = append(*errs, fmt.Errorf("cluster: copy from %s: %s: %w", c.addr, rp, err))
 				continue
 			}
-			c.getDir(ctx, sc, rp, root, lp, errs)
+			c.getDir(ctx, sc, rp, root, lp, errs, links, budget)
 		case m&fs.ModeSymlink != 0:
 			target, err := sc.ReadLink(rp)
-			if err == nil {
-				if rerr := root.Remove(lp); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
-					err = rerr
-				}
-			}
-			if err == nil {
-				// The link is copied as text; writes through it later would
-				// still be confined by the root.
-				err = root.Symlink(target, lp)
-			}
 			if err != nil {
 				*errs = append(*errs, fmt.Errorf("cluster: copy from %s: %s: %w", c.addr, rp, err))
+				continue
 			}
+			links[filepath.ToSlash(lp)] = target
 		case m.IsRegular():
-			if err := c.getFile(ctx, sc, rp, root, lp, m.Perm()); err != nil {
+			if err := budget.take(c.addr, rp, e.Size()); err != nil {
+				*errs = append(*errs, err)
+				continue
+			}
+			if err := c.getFile(ctx, sc, rp, root, lp, m.Perm(), budget); err != nil {
 				*errs = append(*errs, err)
 			}
 		default:
@@ -478,17 +538,39 @@ func (c *SSHClient) getDir(ctx context.Context, sc *sftpConn, rdir string, root 
 	}
 }
 
-func (c *SSHClient) getFile(ctx context.Context, sc *sftpConn, remote string, root *os.Root, name string, perm os.FileMode) error {
+// getFile copies one regular file, which the caller has charged to budget
+// at its listed size; a file that grew since is cut at that size plus what
+// the budget has left, and refused.
+func (c *SSHClient) getFile(ctx context.Context, sc *sftpConn, remote string, root *os.Root, name string, perm os.FileMode, budget *copyBudget) error {
 	rf, err := sc.Open(remote)
 	if err != nil {
 		return c.ctxErr(ctx, "copy from "+remote, err)
 	}
 	defer rf.Close()
-	lf, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
+	st, err := rf.Stat()
+	if err != nil {
+		return c.ctxErr(ctx, "copy from "+remote, err)
+	}
+	// The link was checked by name; what was opened must still be a file
+	// (a swapped-in FIFO or device would never end).
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("cluster: ssh %s: copy from %s: not a regular file", c.addr, remote)
+	}
+	// Whatever is left of the budget, and never past the per-file cap,
+	// covers a file that grows while it is copied.
+	limit := min(st.Size()+budget.left, MaxCopyFromFile)
+	// Remove first: a symlink already at name is replaced, not followed.
+	if rerr := root.Remove(name); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+		return fmt.Errorf("cluster: copy from %s: %s: %w", c.addr, remote, rerr)
+	}
+	lf, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
 	if err != nil {
 		return fmt.Errorf("cluster: copy from %s: %s: %w", c.addr, remote, err)
 	}
-	_, err = rf.WriteTo(lf)
+	// WriteTo keeps SFTP's concurrent reads; the writer enforces the limit.
+	w := &cappedWriter{w: lf, left: limit}
+	_, err = rf.WriteTo(w)
+	budget.left -= max(0, limit-w.left-st.Size())
 	if cerr := lf.Close(); err == nil {
 		err = cerr
 	}
@@ -501,6 +583,21 @@ func (c *SSHClient) getFile(ctx context.Context, sc *sftpConn, remote string, ro
 		return c.ctxErr(ctx, "copy from "+remote, err)
 	}
 	return nil
+}
+
+// cappedWriter fails a write that would pass left bytes.
+type cappedWriter struct {
+	w    io.Writer
+	left int64
+}
+
+func (c *cappedWriter) Write(p []byte) (int, error) {
+	if int64(len(p)) > c.left {
+		return 0, fmt.Errorf("file grew past its size limit while being copied")
+	}
+	n, err := c.w.Write(p)
+	c.left -= int64(n)
+	return n, err
 }
 
 // InstallAuthorizedKey adds pubKey (one authorized_keys line) to the login

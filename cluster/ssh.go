@@ -427,8 +427,9 @@ func (c *SSHClient) closedErr() error {
 	return fmt.Errorf("%w: %s", ErrSSHClosed, c.addr)
 }
 
-// DialContext opens a TCP connection from the node to addr (e.g. an agent
-// on the node's "127.0.0.1:9999") through the SSH connection.
+// DialContext opens a connection from the node to addr through the SSH
+// connection: network "tcp" (direct-tcpip, e.g. "127.0.0.1:9999") or
+// "unix" (direct-streamlocal, a socket path such as the agent's).
 func (c *SSHClient) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	conn, err := c.client.DialContext(ctx, network, addr)
 	if err != nil {
@@ -442,13 +443,31 @@ func (c *SSHClient) DialContext(ctx context.Context, network, addr string) (net.
 // connections made on the node arrive through the SSH connection. Close
 // the listener to cancel the forward.
 func (c *SSHClient) ListenRemote(ctx context.Context, addr string) (net.Listener, error) {
+	return c.listenRemote(ctx, "tcp", addr)
+}
+
+// ListenRemoteUnix is ListenRemote for a Unix socket at path on the node
+// (streamlocal-forward@openssh.com). sshd creates it as the SSH user with
+// its StreamLocalBindMask (0177 by default), so in a 0700 directory only
+// that user, and root, can connect. The path must not exist yet.
+func (c *SSHClient) ListenRemoteUnix(ctx context.Context, path string) (net.Listener, error) {
+	return c.listenRemote(ctx, "unix", path)
+}
+
+func (c *SSHClient) listenRemote(ctx context.Context, network, addr string) (net.Listener, error) {
 	type result struct {
 		l   net.Listener
 		err error
 	}
 	ch := make(chan result, 1)
 	go func() {
-		l, err := c.client.Listen("tcp", addr)
+		var l net.Listener
+		var err error
+		if network == "unix" {
+			l, err = c.client.ListenUnix(addr)
+		} else {
+			l, err = c.client.Listen(network, addr)
+		}
 		ch <- result{l, err}
 	}()
 	select {

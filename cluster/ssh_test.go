@@ -7,15 +7,18 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -659,8 +662,15 @@ func TestSSHClient_CopyToCopyFrom_recursive(t *testing.T) {
 	if err := c.CopyFrom(ctx, remote, back); err != nil {
 		t.Fatal(err)
 	}
-	if got := treeListing(t, back); got != want {
-		t.Errorf("CopyFrom tree:\n%s\nwant:\n%s", got, want)
+	// The node's symlink is not recreated here, only recorded.
+	manifest, err := os.ReadFile(filepath.Join(back, SymlinkManifest))
+	if err != nil || string(manifest) != "{\n  \"a/link\": \"b/c/deep\"\n}\n" {
+		t.Errorf("symlink manifest = %q, %v", manifest, err)
+	}
+	os.Remove(filepath.Join(back, SymlinkManifest))
+	wantBack := regexp.MustCompile(`(?m)^a/link .*\n`).ReplaceAllString(want, "")
+	if got := treeListing(t, back); got != wantBack {
+		t.Errorf("CopyFrom tree:\n%s\nwant:\n%s", got, wantBack)
 	}
 
 	one := filepath.Join(t.TempDir(), "x", "one.sh")
@@ -669,7 +679,7 @@ func TestSSHClient_CopyToCopyFrom_recursive(t *testing.T) {
 	}
 	assertFile(t, one, []byte("content of a/run.sh\n"), 0o755)
 
-	err := c.CopyFrom(ctx, filepath.Join(remote, "missing"), filepath.Join(t.TempDir(), "m"))
+	err = c.CopyFrom(ctx, filepath.Join(remote, "missing"), filepath.Join(t.TempDir(), "m"))
 	if err == nil || !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("CopyFrom(missing) = %v, want a not-exist error", err)
 	}
@@ -936,3 +946,50 @@ func TestLab_Down_endsSessionsAndLeavesNoSSHD(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// A node's links are not recreated on the controller, where an archiver or
+// report server following them would read the controller's own files.
+func TestSSHClient_CopyFrom_symlinksOnlyInManifest(t *testing.T) {
+	l := lab.Start(t, 1)
+	c := dialLab(t, labConfig(l, 0))
+	remote := filepath.Join(l.Dir, "results")
+	os.MkdirAll(filepath.Join(remote, "sub"), 0o755)
+	os.WriteFile(filepath.Join(remote, "sub", "real"), []byte("x"), 0o644)
+	os.Symlink("/etc/shadow", filepath.Join(remote, "shadow"))
+	os.Symlink("../..", filepath.Join(remote, "sub", "up"))
+	os.WriteFile(filepath.Join(remote, "sub", SymlinkManifest), []byte("deeper is fine"), 0o644)
+
+	local := filepath.Join(t.TempDir(), "got")
+	if err := c.CopyFrom(testCtx(t), remote, local); err != nil {
+		t.Fatal(err)
+	}
+	var links []string
+	filepath.WalkDir(local, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type()&fs.ModeSymlink != 0 {
+			links = append(links, p)
+		}
+		return nil
+	})
+	if len(links) != 0 {
+		t.Errorf("symlinks created on the controller: %v", links)
+	}
+	var manifest map[string]string
+	data, err := os.ReadFile(filepath.Join(local, SymlinkManifest))
+	if err != nil || json.Unmarshal(data, &manifest) != nil {
+		t.Fatalf("manifest %q: %v", data, err)
+	}
+	if want := map[string]string{"shadow": "/etc/shadow", "sub/up": "../.."}; !maps.Equal(manifest, want) {
+		t.Errorf("manifest %v, want %v", manifest, want)
+	}
+	if b, _ := os.ReadFile(filepath.Join(local, "sub", SymlinkManifest)); string(b) != "deeper is fine" {
+		t.Errorf("a nested file named like the manifest was not copied: %q", b)
+	}
+
+	// A top-level entry with the manifest's name would be overwritten by it:
+	// it is refused, with an error that names it.
+	os.WriteFile(filepath.Join(remote, SymlinkManifest), []byte("mine"), 0o644)
+	err = c.CopyFrom(testCtx(t), remote, filepath.Join(t.TempDir(), "again"))
+	if err == nil || !strings.Contains(err.Error(), "reserved for the symlink manifest") {
+		t.Errorf("copy with a top-level %s: %v", SymlinkManifest, err)
+	}
+}

@@ -29,12 +29,14 @@ type contextDialer interface {
 	DialContext(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
-// TunnelTransport reaches an agent that listens on the node's loopback
-// through the node's SSH connection (direct-tcpip), so the agent opens no
-// port to the network and needs no token.
+// TunnelTransport reaches an agent that listens on a Unix socket in its
+// 0700 directory on the node, through the node's SSH connection
+// (direct-streamlocal@openssh.com). The agent opens no TCP port, and only
+// the SSH user (and root) can connect to the socket: that is the
+// credential, so no token is needed.
 type TunnelTransport struct {
-	ssh  contextDialer
-	port int
+	ssh    contextDialer
+	socket string
 
 	mu     sync.Mutex
 	closed bool
@@ -42,13 +44,14 @@ type TunnelTransport struct {
 
 var _ Transport = (*TunnelTransport)(nil)
 
-// NewTunnelTransport returns a transport to 127.0.0.1:port on the node
-// behind ssh. It does not own ssh: closing the transport leaves it open.
-func NewTunnelTransport(ssh contextDialer, port int) *TunnelTransport {
-	return &TunnelTransport{ssh: ssh, port: port}
+// NewTunnelTransport returns a transport to the Unix socket at socket on
+// the node behind ssh. It does not own ssh: closing the transport leaves
+// it open.
+func NewTunnelTransport(ssh contextDialer, socket string) *TunnelTransport {
+	return &TunnelTransport{ssh: ssh, socket: socket}
 }
 
-// DialAgent opens a direct-tcpip channel to the agent.
+// DialAgent opens a direct-streamlocal channel to the agent's socket.
 func (t *TunnelTransport) DialAgent(ctx context.Context) (net.Conn, error) {
 	t.mu.Lock()
 	closed := t.closed
@@ -56,9 +59,9 @@ func (t *TunnelTransport) DialAgent(ctx context.Context) (net.Conn, error) {
 	if closed {
 		return nil, ErrTransportClosed
 	}
-	conn, err := t.ssh.DialContext(ctx, "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(t.port)))
+	conn, err := t.ssh.DialContext(ctx, "unix", t.socket)
 	if err != nil {
-		return nil, fmt.Errorf("cluster: tunnel to agent port %d: %w", t.port, err)
+		return nil, fmt.Errorf("cluster: tunnel to agent socket %s: %w", t.socket, err)
 	}
 	return conn, nil
 }

@@ -3,6 +3,9 @@ package runner
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"net/url"
 	"os"
 	"path"
@@ -218,21 +222,127 @@ func (b *Backend) keepRenewed(id string, lease time.Duration) {
 // agentProxy serves the node's agent on a loopback port of this host, so
 // that a test body in any language can use a plain XML-RPC client
 // (Python's xmlrpc.client included) whatever the node's transport, and
-// without ever seeing the agent's token.
+// without ever seeing the agent's token. Loopback is open to every user of
+// this host, so the proxy demands a secret of its own, made for this test
+// and handed only to the body (partition.json, 0600, and its environment):
+// the URL it returns is http://vtc:SECRET@127.0.0.1:PORT/.
 func (b *Backend) agentProxy(nc *cluster.NodeConn) (string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err
 	}
+	secret := rand.Text()
 	target, _ := url.Parse("http://agent/")
 	rp := httputil.NewSingleHostReverseProxy(target)
 	rp.Transport = nc.Agent().RoundTripper()
-	srv := &http.Server{Handler: rp, ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(ln)
+	srv := &http.Server{
+		Handler:           &proxyGuard{secret: sha256.Sum256([]byte(secret)), host: ln.Addr().String(), next: rp},
+		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    64 << 10, // XML-RPC clients send a handful of short headers
+		IdleTimeout:       2 * time.Minute,
+	}
+	go srv.Serve(&capListener{Listener: ln, slots: make(chan struct{}, maxProxyConns)})
 	b.mu.Lock()
 	b.proxies = append(b.proxies, srv)
 	b.mu.Unlock()
-	return "http://" + ln.Addr().String() + "/", nil
+	u := url.URL{Scheme: "http", User: url.UserPassword(proxyUser, secret), Host: ln.Addr().String(), Path: "/"}
+	return u.String(), nil
+}
+
+// maxProxyConns bounds the connections one agent proxy serves at once: a
+// body uses a few, and every user of the host can open more.
+const maxProxyConns = 64
+
+// capListener closes connections that arrive while all its slots are
+// taken, so what a flood of connections costs is bounded.
+type capListener struct {
+	net.Listener
+	slots chan struct{}
+}
+
+func (l *capListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case l.slots <- struct{}{}:
+			return &slotConn{Conn: c, release: sync.OnceFunc(func() { <-l.slots })}, nil
+		default:
+			c.Close()
+		}
+	}
+}
+
+type slotConn struct {
+	net.Conn
+	release func()
+}
+
+func (c *slotConn) Close() error {
+	c.release()
+	return c.Conn.Close()
+}
+
+// proxyUser is the Basic-auth user name of the agent proxy's URL; only the
+// password (the secret) is checked, as for the agent's token.
+const proxyUser = "vtc"
+
+// proxyGuard admits to the agent proxy only requests carrying the test's
+// secret, and none that a web browser could have sent on a page's behalf
+// (cross-site POSTs and DNS rebinding): XML-RPC clients send neither
+// Origin nor Sec-Fetch-* headers, and name the proxy by its own address.
+type proxyGuard struct {
+	secret [sha256.Size]byte
+	host   string // 127.0.0.1:PORT
+	next   http.Handler
+}
+
+func (g *proxyGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// The refused request's body is not read; the connection goes with it.
+	refuse := func(code int, msg string) {
+		w.Header().Set("Connection", "close")
+		if code == http.StatusUnauthorized {
+			w.Header().Set("WWW-Authenticate", `Basic realm="vtcluster agent proxy"`)
+		}
+		http.Error(w, msg, code)
+	}
+	if r.Header.Get("Origin") != "" || hasSecFetch(r.Header) {
+		refuse(http.StatusForbidden, "requests from web pages are refused")
+		return
+	}
+	if !g.hostAllowed(r.Host) {
+		refuse(http.StatusForbidden, "unexpected Host header")
+		return
+	}
+	_, pass, ok := r.BasicAuth()
+	got := sha256.Sum256([]byte(pass))
+	if !ok || subtle.ConstantTimeCompare(got[:], g.secret[:]) != 1 {
+		refuse(http.StatusUnauthorized, "this test's agent proxy secret is required")
+		return
+	}
+	// The secret is for this proxy only; the agent gets its own credential
+	// from the transport, if it needs one.
+	r.Header.Del("Authorization")
+	g.next.ServeHTTP(w, r)
+}
+
+func (g *proxyGuard) hostAllowed(host string) bool {
+	if host == g.host {
+		return true
+	}
+	_, port, _ := net.SplitHostPort(g.host)
+	return host == "localhost:"+port
+}
+
+func hasSecFetch(h http.Header) bool {
+	for k := range h {
+		if strings.HasPrefix(k, "Sec-Fetch-") {
+			return true
+		}
+	}
+	return false
 }
 
 func (b *Backend) conn(name string) (*cluster.NodeConn, error) {
@@ -249,11 +359,17 @@ func (b *Backend) conn(name string) (*cluster.NodeConn, error) {
 }
 
 // StartLogs asks each node's agent to stream its log records to a log
-// server of this test. In tunnel mode the stream comes back through the
-// node's SSH connection (a listener on the node's loopback), so no port
-// is opened on the controller's network.
+// server of this test. The server opens no socket of its own: in tunnel
+// mode the stream comes through an SSH remote forward of a Unix socket in
+// the agent's 0700 directory, which no other user of the node can reach,
+// so nothing is opened on the controller or on the node's network; in
+// direct mode a listener on the interface that routes to the node takes
+// connections from the partition's node addresses only.
 func (b *Backend) StartLogs(ctx context.Context, p *Partition, sink LogSink) (func(), error) {
 	cfg := cluster.DefaultLogServerConfig()
+	cfg.NoListener = true
+	cfg.MaxConns = 4 * len(p.Nodes) // an agent reconnecting while its old connection winds down
+	cfg.Logger = b.log
 	cfg.OnRecord = func(tag, _ string, rec *agent.LogRecord) {
 		node := ""
 		if pn, ok := p.Node(tag); ok {
@@ -269,7 +385,7 @@ func (b *Backend) StartLogs(ctx context.Context, p *Partition, sink LogSink) (fu
 		srv.Close()
 		return nil, err
 	}
-	var listeners []net.Listener
+	var cleanups []func(context.Context)
 	var started []*cluster.NodeConn
 	var errs []error
 	for _, pn := range p.Nodes {
@@ -278,13 +394,12 @@ func (b *Backend) StartLogs(ctx context.Context, p *Partition, sink LogSink) (fu
 			errs = append(errs, err)
 			continue
 		}
-		host, port, err := b.logEndpoint(ctx, nc, pn.Tag, srv, &listeners)
+		cleanup, err := b.startNodeLogs(ctx, nc, pn.Tag, srv)
+		if cleanup != nil {
+			cleanups = append(cleanups, cleanup)
+		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("node %q: %w", pn.Name, err))
-			continue
-		}
-		if _, err := nc.Call(ctx, "core.start_log_redirection", host, port); err != nil {
-			errs = append(errs, err)
 			continue
 		}
 		started = append(started, nc)
@@ -298,8 +413,8 @@ func (b *Backend) StartLogs(ctx context.Context, p *Partition, sink LogSink) (fu
 			}
 			_, _ = nc.Call(sctx, "core.stop_log_redirection")
 		}
-		for _, l := range listeners {
-			l.Close()
+		for _, c := range cleanups {
+			c(sctx)
 		}
 		srv.Close()
 	})
@@ -320,53 +435,88 @@ func hostOf(p *Partition, tag string) string {
 	return ""
 }
 
-// logEndpoint returns where the node's agent should send its records.
-func (b *Backend) logEndpoint(ctx context.Context, nc *cluster.NodeConn, tag string, srv *cluster.LogServer, listeners *[]net.Listener) (string, int, error) {
+// startNodeLogs opens the way from the node's agent to srv and points the
+// agent at it. The returned cleanup (non-nil even with an error once
+// something was opened) closes that way again.
+func (b *Backend) startNodeLogs(ctx context.Context, nc *cluster.NodeConn, tag string, srv *cluster.LogServer) (func(context.Context), error) {
 	n := nc.Node()
 	if n.AgentBind != cluster.AgentBindDirect {
 		ssh, err := nc.SSH(ctx)
 		if err != nil {
-			return "", 0, err
+			return nil, err
 		}
-		ln, err := ssh.ListenRemote(ctx, "127.0.0.1:0")
+		sock, err := cluster.NewLogSocketPath(n)
 		if err != nil {
-			return "", 0, err
+			return nil, err
 		}
-		*listeners = append(*listeners, ln)
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				go srv.ServeConn(c, tag)
-			}
-		}()
-		return "127.0.0.1", ln.Addr().(*net.TCPAddr).Port, nil
+		ln, err := ssh.ListenRemoteUnix(ctx, sock)
+		if err != nil {
+			return nil, err
+		}
+		go serveLogListener(ln, srv, tag, nil)
+		cleanup := func(ctx context.Context) {
+			ln.Close()
+			// sshd may leave the socket file behind; it is ours to remove.
+			_ = ssh.Run(ctx, []string{"rm", "-f", "--", sock}, cluster.RunOptions{})
+		}
+		if _, err := nc.Call(ctx, "core.start_log_redirection_unix", sock); err != nil {
+			return cleanup, err
+		}
+		return cleanup, nil
 	}
 	// Direct mode: the agent connects to us over the network, from the
-	// address we reach it by; listen on the interface that routes there.
+	// address we reach it by; listen on the interface that routes there,
+	// and serve only that node's addresses.
+	allowed, err := net.DefaultResolver.LookupNetIP(ctx, "ip", n.Host())
+	if err != nil {
+		return nil, err
+	}
 	probe, err := net.Dial("udp", net.JoinHostPort(n.Host(), "9"))
 	if err != nil {
-		return "", 0, err
+		return nil, err
 	}
 	local := probe.LocalAddr().(*net.UDPAddr).IP
 	probe.Close()
 	ln, err := net.Listen("tcp", net.JoinHostPort(local.String(), "0"))
 	if err != nil {
-		return "", 0, err
+		return nil, err
 	}
-	*listeners = append(*listeners, ln)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go srv.ServeConn(c, tag)
+	go serveLogListener(ln, srv, tag, allowed)
+	cleanup := func(context.Context) { ln.Close() }
+	if _, err := nc.Call(ctx, "core.start_log_redirection", local.String(), ln.Addr().(*net.TCPAddr).Port); err != nil {
+		return cleanup, err
+	}
+	return cleanup, nil
+}
+
+// serveLogListener hands ln's connections to srv as records of tag, until
+// ln is closed. With allowed set, a connection from another address is
+// closed unread.
+func serveLogListener(ln net.Listener, srv *cluster.LogServer, tag string, allowed []netip.Addr) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
 		}
-	}()
-	return local.String(), ln.Addr().(*net.TCPAddr).Port, nil
+		if allowed != nil && !peerAllowed(c.RemoteAddr(), allowed) {
+			c.Close()
+			continue
+		}
+		go srv.ServeConn(c, tag)
+	}
+}
+
+func peerAllowed(a net.Addr, allowed []netip.Addr) bool {
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return false
+	}
+	for _, ip := range allowed {
+		if ip.Unmap() == ap.Addr().Unmap() {
+			return true
+		}
+	}
+	return false
 }
 
 // Exec runs argv on the node through the agent's process service.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -180,7 +181,9 @@ func teardownCtx(ctx context.Context, normal time.Duration) (context.Context, co
 }
 
 func (r *testRun) logf(ctx context.Context, format string, args ...any) {
-	text := time.Now().Format("2006-01-02 15:04:05") + " | " + fmt.Sprintf(format, args...)
+	// Errors may quote what a node chose (file names, faults): none of it
+	// may start a line of the test's log.
+	text := time.Now().Format("2006-01-02 15:04:05") + " | " + cluster.LogSafe(fmt.Sprintf(format, args...))
 	r.rep.Send(ctx, LogMessage("", "", text))
 }
 
@@ -380,6 +383,28 @@ func (r *testRun) startLogs(ctx context.Context, cl Cluster, p *Partition) func(
 	}
 }
 
+// writePrivateFile writes data to path for this user only: the agent URLs
+// in a partition file carry the proxy's secret. The directory becomes 0700
+// so that no one else can swap the file, and the file is written anew, so
+// neither an older file's mode nor a planted symlink carries over.
+func writePrivateFile(path string, data []byte) error {
+	if err := os.Chmod(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
 // writePartition writes <output_dir>/partition.json and returns the
 // environment for the body.
 func (r *testRun) writePartition(p *Partition) ([]string, error) {
@@ -396,7 +421,7 @@ func (r *testRun) writePartition(p *Partition) ([]string, error) {
 		return nil, fmt.Errorf("runner: partition file: %w", err)
 	}
 	path := filepath.Join(r.outputDir, "partition.json")
-	if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
+	if err := writePrivateFile(path, append(data, '\n')); err != nil {
 		return nil, fmt.Errorf("runner: partition file: %w", err)
 	}
 	vars := map[string]string{}

@@ -101,7 +101,7 @@ func expandArgv(argv []string, p *Partition) ([]string, error) {
 	return out, nil
 }
 
-// field returns the text of a placeholder field: address, name, agent_url
+// field returns the text of a placeholder field: address, name
 // or a node property (hostname is one). Strings are used as they are,
 // other values as JSON (true, 4, 15.5).
 func (n PartitionNode) field(name string) (string, error) {
@@ -111,7 +111,9 @@ func (n PartitionNode) field(name string) (string, error) {
 	case "name":
 		return n.Name, nil
 	case "agent_url":
-		return n.AgentURL, nil
+		// Command lines are readable by every user of the host (ps), and the
+		// URL carries the proxy's secret.
+		return "", fmt.Errorf("runner: placeholder {%s.agent_url}: the agent URL carries this test's secret and must not appear in a command line: read $VTCLUSTER_NODE_%s_URL or partition.json instead", n.Tag, EnvTag(n.Tag))
 	}
 	v, ok := n.Properties[name]
 	if !ok {

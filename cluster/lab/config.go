@@ -9,8 +9,8 @@ import (
 // ClusterConfig returns a cluster JSON file for the lab in avocado-vt's
 // format ("hosts" and "pools"), with vtcluster's keys added to each host:
 // key_file and known_hosts (key authentication with strict host keys, no
-// password) and agent_bind "tunnel" (agents listen on the node's loopback
-// and are reached through SSH). Agents keep their files under
+// password) and agent_bind "tunnel" (agents listen on a Unix socket in
+// their directory and are reached through SSH). Agents keep their files under
 // <Dir>/agents/<host name>; all hosts share this machine's filesystem.
 func (l *Lab) ClusterConfig() ([]byte, error) {
 	type host struct {

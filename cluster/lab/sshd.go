@@ -114,7 +114,7 @@ PubkeyAuthentication yes
 PasswordAuthentication %s
 KbdInteractiveAuthentication no
 AllowTcpForwarding yes
-AllowStreamLocalForwarding no
+AllowStreamLocalForwarding yes
 X11Forwarding no
 PrintMotd no
 PrintLastLog no
