@@ -55,6 +55,8 @@ func agentCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:  "agent",
 		Usage: "run the node agent: the XML-RPC daemon a controller drives (compatible with avocado_vt.agent)",
+		// A host name never contains a comma; one value per --allow-host.
+		DisableSliceFlagSeparator: true,
 		Description: `Serves the agent's methods (core.*, examples.hello.ping, host.*, process.*)
 over XML-RPC until SIGTERM, SIGINT or core.quit. The pid file is written once
 the port (or socket) is bound and removed on exit; the line
