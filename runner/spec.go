@@ -26,7 +26,7 @@ import (
 //	            "obs": null},                  // selectors; null or "" = any node
 //	  "params": {"nodes": "src dst", "node_selectors_src": "..."},
 //	                                           // upstream's spelling of "nodes"
-//	  "resources": [],                         // must be empty for now
+//	  "resources": [RESOURCE, ...],            // volumes, tap ports: see resources.go
 //	  "body": {
 //	    "command": ["./check.py", "--fast"],   // runs on the controller
 //	    "env": {"K": "V"},
@@ -71,6 +71,10 @@ type Test struct {
 	// Collect lists remote paths to fetch from each tag's node after the
 	// body, into <output_dir>/cluster/<tag>/.
 	Collect map[string][]string
+	// Resources are the volumes and ports the test uses (see
+	// ResourceSpec); the runner acquires them before the body and
+	// removes them after.
+	Resources []ResourceSpec
 }
 
 // NodeSpec is one role of a test.
@@ -273,11 +277,7 @@ func (l *specLoader) test(v *jsonValue, at string) *Test {
 		case "params":
 			params = m.val
 		case "resources":
-			if m.val.kind != jsonArray {
-				l.errorf(p, "expected a list, got %s", m.val.describe())
-			} else if len(m.val.arr) > 0 {
-				l.errorf(p, "resources need the resource manager, not built yet; leave the list empty")
-			}
+			// checked below, once the tags are known
 		case "body":
 			body, bodyPath = m.val, p
 		case "timeout":
@@ -308,6 +308,9 @@ func (l *specLoader) test(v *jsonValue, at string) *Test {
 	}
 	if c := v.get("collect"); c != nil {
 		t.Collect = l.collect(c, jsonPath(at, "collect"), t)
+	}
+	if rv := v.get("resources"); rv != nil {
+		t.Resources = l.resources(rv, jsonPath(at, "resources"), t)
 	}
 	if len(l.errs) > nerr {
 		return nil
