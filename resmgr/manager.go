@@ -9,6 +9,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/tidwall/gjson"
 
@@ -67,6 +68,8 @@ type Resource struct {
 	// job's by Teardown.
 	Partition string `json:"partition,omitempty"`
 	Job       string `json:"job,omitempty"`
+	// Use is how the owning test declared it.
+	Use *Use `json:"use,omitempty"`
 }
 
 type record struct {
@@ -121,6 +124,9 @@ type Manager struct {
 	st   cluster.Store
 	dial Dialer
 	log  *slog.Logger
+
+	mu    sync.Mutex
+	conns map[string]Conn // kept until Close: one login per node, not per call
 }
 
 // NewManager returns a manager on st reaching nodes with dial.
@@ -128,7 +134,33 @@ func NewManager(st cluster.Store, dial Dialer, log *slog.Logger) *Manager {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Manager{st: st, dial: dial, log: log}
+	return &Manager{st: st, dial: dial, log: log, conns: map[string]Conn{}}
+}
+
+// Close closes the node connections the manager opened.
+func (m *Manager) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k, c := range m.conns {
+		c.Close()
+		delete(m.conns, k)
+	}
+	return nil
+}
+
+// conn returns node's connection, dialing it once.
+func (m *Manager) conn(ctx context.Context, n cluster.Node) (Conn, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if c := m.conns[n.Name]; c != nil {
+		return c, nil
+	}
+	c, err := m.dial(ctx, n)
+	if err != nil {
+		return nil, fmt.Errorf("resmgr: node %s: %w", n.Name, err)
+	}
+	m.conns[n.Name] = c
+	return c, nil
 }
 
 func (m *Manager) update(ctx context.Context, fn func(s *cluster.State, r *record) error) error {
@@ -160,11 +192,10 @@ func (m *Manager) call(ctx context.Context, s *cluster.State, node, method strin
 	if n == nil {
 		return nil, fmt.Errorf("resmgr: node %q: %w", node, cluster.ErrNodeNotFound)
 	}
-	c, err := m.dial(ctx, *n)
+	c, err := m.conn(ctx, *n)
 	if err != nil {
-		return nil, fmt.Errorf("resmgr: node %s: %w", node, err)
+		return nil, err
 	}
-	defer c.Close()
 	v, err := c.Call(ctx, "resource."+method, args...)
 	if err != nil {
 		return nil, fmt.Errorf("resmgr: node %s: %w", node, err)
@@ -602,7 +633,7 @@ func poolProps(c PoolConfig) map[string]any {
 // selectPool is the first pool (configured first, then defaults) that
 // holds resType and matches the selectors; a "nodes" selector's value is
 // a space-separated list, as upstream writes it.
-func selectPool(r *record, resType string, sels []cluster.Selector) (*Pool, error) {
+func selectPool(r *record, resType string, sels []cluster.Selector, need ...string) (*Pool, error) {
 	for i := range sels {
 		if sels[i].Key == "nodes" {
 			if s, ok := sels[i].Values.(string); ok {
@@ -620,6 +651,9 @@ func selectPool(r *record, resType string, sels []cluster.Selector) (*Pool, erro
 	}
 	for _, p := range r.Pools {
 		if !supports(p.Config.Meta.Type, resType) {
+			continue
+		}
+		if slices.ContainsFunc(need, func(n string) bool { return !slices.Contains(p.Config.Meta.Access.Nodes, n) }) {
 			continue
 		}
 		ok, err := cluster.MatchAll(sels, poolProps(p.Config))
@@ -1180,12 +1214,10 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 }
 
 func (m *Manager) queryBacking(ctx context.Context, s *cluster.State, node, resID string) (string, error) {
-	n := s.Node(node)
-	c, err := m.dial(ctx, *n)
+	c, err := m.conn(ctx, *s.Node(node))
 	if err != nil {
-		return "", fmt.Errorf("resmgr: node %s: %w", node, err)
+		return "", err
 	}
-	defer c.Close()
 	v, err := c.Call(ctx, "resource.query_resource_backing", resID)
 	if err != nil {
 		return "", fmt.Errorf("resmgr: node %s: %w", node, err)
