@@ -9,6 +9,7 @@ import (
 	"github.com/urfave/cli/v3"
 
 	"github.com/vtcluster/vtcluster/cluster"
+	"github.com/vtcluster/vtcluster/resmgr"
 )
 
 const flagClusterConfig = "vt-cluster-config"
@@ -92,6 +93,12 @@ func runBootstrap(ctx context.Context, e *env, cmd *cli.Command) error {
 	}
 	if err := resultsError("bootstrap", results, err); err != nil {
 		return err
+	}
+	// upstream's _setup_managers: the pools section plus default pools.
+	m := resmgr.NewManager(st, resmgr.ConnectDialer(cfg.Connect), stderrLogger(e))
+	defer m.Close()
+	if err := m.Setup(ctx, conf.Pools); err != nil {
+		return fmt.Errorf("bootstrap: pools: %w", err)
 	}
 	if !cmd.Bool(flagJSON) {
 		fmt.Fprintf(e.stderr, "registered %d nodes in %s; start their agents with: vtcluster agents start\n", len(results), st.Path())

@@ -120,7 +120,9 @@ func hooksPreTests(ctx context.Context, e *env, cmd *cli.Command) error {
 	}
 	results, err := ctl.StartAgents(ctx)
 	if err == nil {
-		return nil
+		if err = resourcesStartup(ctx, e, cmd); err == nil {
+			return nil
+		}
 	}
 	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer ccancel()
@@ -183,6 +185,9 @@ func hooksPostTests(ctx context.Context, e *env, cmd *cli.Command) error {
 			fmt.Fprintf(e.stderr, "vtcluster: released partition %s left by test %s\n", p.ID, p.Owner.TestID)
 		}
 	}
+	if err := resourcesRemoveJob(ctx, e, cmd, jobID); err != nil {
+		errs = append(errs, err)
+	}
 	logdir := cmd.String("job-logdir")
 	if _, err := ctl.FetchLogs(ctx, func(node string) string {
 		return filepath.Join(logdir, "cluster", node)
@@ -211,6 +216,9 @@ func hooksPostTests(ctx context.Context, e *env, cmd *cli.Command) error {
 	case len(held) > 0:
 		fmt.Fprintf(e.stderr, "vtcluster: agents left running: partition %s is held by %s\n", held[0].ID, held[0].Owner)
 	default:
+		if err := resourcesTeardown(ctx, e, cmd, jobID); err != nil {
+			errs = append(errs, err)
+		}
 		if _, err := ctl.StopAgents(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("stopping agents: %w", err))
 		}

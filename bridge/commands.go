@@ -36,6 +36,8 @@ func rootCommand(e *env) *cli.Command {
 			logsCommand(e),
 			nodeCommand(e),
 			partitionCommand(e),
+			poolCommand(e),
+			resourceCommand(e),
 			selectCommand(e),
 			statusCommand(e),
 			testsCommand(e),

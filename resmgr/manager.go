@@ -306,10 +306,9 @@ func (m *Manager) Startup(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// Teardown destroys what the job jobID still holds (every resource when
-// jobID is empty), detaches every pool and stops the backing services
-// (upstream's teardown, which left resources behind).
-func (m *Manager) Teardown(ctx context.Context, jobID string) error {
+// RemoveJob removes on the nodes every resource the job jobID still holds
+// (all resources when jobID is empty), and what reclaimed partitions left.
+func (m *Manager) RemoveJob(ctx context.Context, jobID string) error {
 	_, r, err := m.snapshot(ctx)
 	if err != nil {
 		return err
@@ -325,8 +324,21 @@ func (m *Manager) Teardown(ctx context.Context, jobID string) error {
 	if err := m.Sweep(ctx); err != nil {
 		errs = append(errs, err)
 	}
-	if _, r, err = m.snapshot(ctx); err != nil {
-		return err
+	return errors.Join(errs...)
+}
+
+// Teardown is upstream's teardown, run by the last job's post hook: it
+// removes what the job jobID still holds (upstream left it behind), then
+// detaches the pools no resource uses and, when no resource is left at
+// all, stops the nodes' backing services.
+func (m *Manager) Teardown(ctx context.Context, jobID string) error {
+	var errs []error
+	if err := m.RemoveJob(ctx, jobID); err != nil {
+		errs = append(errs, err)
+	}
+	s, r, err := m.snapshot(ctx)
+	if err != nil {
+		return errors.Join(append(errs, err)...)
 	}
 	busy := map[string]bool{}
 	for _, x := range r.Resources {
@@ -334,11 +346,18 @@ func (m *Manager) Teardown(ctx context.Context, jobID string) error {
 	}
 	for _, p := range r.Pools {
 		if busy[p.Config.Meta.UUID] {
-			// Another job's resources still use it.
+			// Resources of another job still use it.
 			continue
 		}
 		if err := m.DetachPool(ctx, p.Config.Meta.UUID); err != nil {
 			errs = append(errs, err)
+		}
+	}
+	if len(r.Resources) == 0 {
+		for _, n := range s.Nodes {
+			if _, err := m.call(ctx, s, n.Name, "stop_resource_backing_service"); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	return errors.Join(errs...)
