@@ -88,6 +88,9 @@ type PartitionNode struct {
 	// Properties are the collected node properties and labels
 	// (hostname, arch, cpu_count, ...).
 	Properties map[string]any
+	// Resources are the test's resources on this node by name: a
+	// volume's path, a tap port's interface name.
+	Resources map[string]string
 }
 
 // ExecOptions tune Cluster.Exec.
@@ -383,6 +386,14 @@ func (r *testRun) resourcesStage(ctx context.Context, rs *runState) (Outcome, bo
 	rs.resources = got
 	for _, a := range got {
 		r.logf(ctx, "resource %s (%s) on %s: %s", a.Name, a.Type, a.Tag, a.Value)
+		for i := range rs.part.Nodes {
+			if n := &rs.part.Nodes[i]; n.Tag == a.Tag {
+				if n.Resources == nil {
+					n.Resources = map[string]string{}
+				}
+				n.Resources[a.Name] = a.Value
+			}
+		}
 	}
 	return Outcome{}, true
 }

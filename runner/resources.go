@@ -14,6 +14,8 @@ import (
 //	  {"name": "net", "type": "port", "on": "*", "params": {"network_type": "linux_bridge"}}
 //	]
 //
+// Steps reach a resource as {tag.resource_NAME}; the command as
+// $VTCLUSTER_RESOURCE_<NAME>_<TAG> and in the partition file.
 // A volume is one resource bound to every tag of "on" and allocated on
 // "allocate" (default: the first of "on"). A port is one tap port per tag
 // of "on", each allocated on its own node. "params" are upstream's
@@ -44,7 +46,9 @@ type AcquiredResource struct {
 	Value string
 }
 
-var resourceNameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+// resourceNameRE: names are also placeholder fields ({tag.resource_NAME})
+// and environment variable parts.
+var resourceNameRE = regexp.MustCompile(`^[A-Za-z0-9_]{1,64}$`)
 
 // resourceParamRE is upstream's parameter-name shape (image_size,
 // volume_pool_selectors_image1, ...).
@@ -74,7 +78,7 @@ func (l *specLoader) resources(v *jsonValue, p string, t *Test) []ResourceSpec {
 			case "name":
 				rs.Name = l.str(m.val, mp)
 				if m.val.kind == jsonString && !resourceNameRE.MatchString(rs.Name) {
-					l.errorf(mp, "must be 1-64 letters, digits, '_' or '-'")
+					l.errorf(mp, "must be 1-64 letters, digits or '_'")
 				}
 				if names[rs.Name] {
 					l.errorf(mp, "resource %q declared twice", rs.Name)

@@ -64,7 +64,8 @@ const resourceSpec = `{"tests": [
  {"name": "ok", "nodes": {"src": null, "dst": null},
   "resources": [{"name": "disk", "type": "volume", "on": "*", "params": {"image_size": "1M"}},
                 {"name": "net", "type": "port", "on": ["dst"]}],
-  "body": {"command": ["sh", "-c", "echo disk=$VTCLUSTER_RESOURCE_DISK_DST net=$VTCLUSTER_RESOURCE_NET_DST; cat $VTCLUSTER_PARTITION_FILE"]}},
+  "body": {"steps": [{"on": "dst", "run": ["echo", "step disk={dst.resource_disk} net={dst.resource_net}"]}],
+           "command": ["sh", "-c", "echo disk=$VTCLUSTER_RESOURCE_DISK_DST net=$VTCLUSTER_RESOURCE_NET_DST; cat $VTCLUSTER_PARTITION_FILE"]}},
  {"name": "fail", "nodes": {"src": null},
   "resources": [{"name": "disk", "type": "volume", "on": "*"}],
   "body": {"command": ["false"]}},
@@ -92,7 +93,7 @@ func TestLifecycle_resourcesStageOnEveryPath_fakeCluster(t *testing.T) {
 				return
 			}
 			stdout := outputOf(msgs, "stdout")
-			if !strings.Contains(stdout, "disk=/pool/disk.raw net=tap_dst\n") {
+			if !strings.Contains(stdout, "disk=/pool/disk.raw net=tap_dst\n") || !strings.Contains(stdout, "step disk=/pool/disk.raw net=tap_dst\n") {
 				t.Errorf("environment: %s", stdout)
 			}
 			data, err := os.ReadFile(filepath.Join(out, "partition.json"))
