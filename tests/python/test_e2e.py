@@ -533,3 +533,55 @@ def test_node_death_errors_naming_the_node_and_releases_the_others(cluster, tmp_
         pids = [int(p) for p in (logdir / "pids").read_text().split()]
         assert len(pids) == 2 and [p for p in pids if alive(p)] == []
     assert cluster.partitions() == []
+
+
+# --- resources: a volume two nodes share, a tap port on each ------------------
+
+RESOURCES = E2E / "resources.json"
+
+
+def test_resources_shared_volume_and_taps_leave_nothing(cluster, tmp_path):
+    """Lab hosts share this machine's filesystem, so a filesystem pool at one
+    path stands in for shared storage; the taps are real, on a bridge inside
+    each node's namespace."""
+    hosts = cluster.lab.hosts
+
+    def netns(host, *argv, check=True):
+        return subprocess.run(["ip", "netns", "exec", hosts[host]["netns"], *argv],
+                              capture_output=True, text=True, check=check)
+
+    shared = tmp_path / "shared"
+    for host in hosts:
+        netns(host, "ip", "link", "add", "br-e2e", "type", "bridge")
+    try:
+        cluster.vtcluster("pool", "create", "e2e-shared",
+                          json.dumps({"type": "filesystem", "path": str(shared)}))
+        cluster.vtcluster("pool", "create", "e2e-br", json.dumps(
+            {"type": "linux_bridge", "switch": {h: {"ifname": "br-e2e"} for h in hosts}}))
+        cli = cluster.avocado(tmp_path / "avocado")
+        result = cli("run", "--job-results-dir", str(cli.results), str(RESOURCES), env=cluster.env)
+        output = result.stdout + result.stderr
+        results = load_results(cli)
+        tests = by_test_name(results)
+        entry = tests["shared-disk-and-taps"]
+        assert entry["status"] == "PASS", f"{summary(results)}\n{debug_tail(entry)}"
+        partition = json.loads((Path(entry["logdir"]) / "partition.json").read_text(encoding="utf-8"))
+        disk = partition["resources"]["disk"]["nodes"]
+        assert disk["src"] == disk["dst"] and disk["src"].startswith(str(shared) + "/"), partition
+        taps = partition["resources"]["net"]["nodes"]
+        assert set(taps) == {"src", "dst"} and all(t.startswith("tap_") for t in taps.values()), partition
+
+        # Nothing is left: no volume file, no tap, no resource record, no claim.
+        assert not shared.exists() or list(shared.iterdir()) == [], list(shared.iterdir())
+        for host in hosts:
+            links = netns(host, "ip", "-o", "link", "show").stdout
+            assert "tap_" not in links, f"{host}: {links}"
+        assert json.loads(cluster.vtcluster("resource", "list", "--json").stdout) == []
+        pools = json.loads(cluster.vtcluster("pool", "list", "--json").stdout)
+        assert all(p["connected_nodes"] == [] for p in pools), pools
+        assert_cluster_clean(cluster, output)
+    finally:
+        cluster.vtcluster("pool", "destroy", "e2e-shared", check=False)
+        cluster.vtcluster("pool", "destroy", "e2e-br", check=False)
+        for host in hosts:
+            netns(host, "ip", "link", "del", "br-e2e", check=False)
