@@ -70,6 +70,13 @@ func runBootstrap(ctx context.Context, e *env, cmd *cli.Command) error {
 	if len(conf.Hosts) == 0 {
 		return fmt.Errorf("bootstrap: %s has no hosts", conf.File)
 	}
+	hostNames := make([]string, len(conf.Hosts))
+	for i, h := range conf.Hosts {
+		hostNames[i] = h.Name
+	}
+	if err := resmgr.ValidatePools(conf.Pools, hostNames); err != nil {
+		return fmt.Errorf("bootstrap: invalid cluster config, nothing was done: %s: %w", conf.File, err)
+	}
 	st, err := openStore(cmd)
 	if err != nil {
 		return err

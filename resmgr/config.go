@@ -4,7 +4,9 @@ import (
 	crand "crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/tidwall/gjson"
@@ -234,4 +236,33 @@ func checkPoolPath(p string) error {
 		return checkAbsPath(p)
 	}
 	return checkFilename(p)
+}
+
+// ValidatePools checks a cluster config's "pools" section against the
+// names of its hosts, before anything is deployed: every pool's type and
+// parameters, and that each access node is one of the hosts.
+func ValidatePools(raw []byte, hosts []string) error {
+	params, err := parsePools(raw)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	seen := map[string]bool{}
+	for _, np := range params {
+		if seen[np.Name] {
+			errs = append(errs, &ConfigError{Path: np.Name, Msg: "pool name used twice"})
+		}
+		seen[np.Name] = true
+		c, err := poolFromParams(np.Name, np.Params, hosts)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, n := range c.Meta.Access.Nodes {
+			if !slices.Contains(hosts, n) {
+				errs = append(errs, &ConfigError{Path: np.Name + ".access.nodes", Msg: fmt.Sprintf("%q is not a host of this config", n)})
+			}
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -239,6 +239,9 @@ func (m *Manager) Setup(ctx context.Context, pools json.RawMessage) error {
 		for i, n := range s.Nodes {
 			names[i] = n.Name
 		}
+		if err := ValidatePools(pools, names); err != nil {
+			return fmt.Errorf("resmgr: %w", err)
+		}
 		r.Pools = nil
 		covered := map[string]bool{}
 		for _, np := range params {

@@ -2,12 +2,18 @@ package runner
 
 import (
 	"context"
+	"fmt"
+	"time"
 
 	"github.com/vtcluster/vtcluster/cluster"
 	"github.com/vtcluster/vtcluster/resmgr"
 )
 
 var _ resourceCluster = (*Backend)(nil)
+
+// sweepTimeout bounds the removal of reclaimed partitions' resources that
+// each allocation does; what is left is tried again by the next one.
+const sweepTimeout = 20 * time.Second
 
 // wants converts a spec's resources for resmgr.
 func wants(specs []ResourceSpec) []resmgr.Want {
@@ -23,8 +29,12 @@ func wants(specs []ResourceSpec) []resmgr.Want {
 func (b *Backend) manager() *resmgr.Manager {
 	return resmgr.NewManager(b.store, func(ctx context.Context, n cluster.Node) (resmgr.Conn, error) {
 		b.mu.Lock()
-		nc := b.conns[n.Name]
+		nc, lost := b.conns[n.Name], b.lost[n.Name]
 		b.mu.Unlock()
+		if lost != nil {
+			// Its resources stay claimed and are swept once it is back.
+			return nil, fmt.Errorf("node %s was lost: %w", n.Name, lost)
+		}
 		if nc != nil {
 			return sharedConn{nc}, nil
 		}
@@ -64,6 +74,9 @@ func (b *Backend) ReleaseResources(ctx context.Context, p *Partition) error {
 // SIGKILL never released its volumes and taps); failures only log, the
 // next allocation tries again.
 func (b *Backend) sweep(ctx context.Context) {
+	// A node that stays down must not hold every allocation up for long.
+	ctx, cancel := context.WithTimeout(ctx, sweepTimeout)
+	defer cancel()
 	m := b.manager()
 	defer m.Close()
 	if err := m.Sweep(ctx); err != nil {
