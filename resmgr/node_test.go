@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/vtcluster/vtcluster/agent"
 	"github.com/vtcluster/vtcluster/cluster/lab"
 )
@@ -322,6 +324,23 @@ func TestNodeService_tapPortsOnBridge(t *testing.T) {
 	}
 }
 
+// attachTap opens the tap the way QEMU's -netdev tap,ifname=NAME does
+// (qemu-system is not installed here): TUNSETIFF on /dev/net/tun with
+// IFF_TAP|IFF_NO_PI attaches to the existing persistent device.
+func attachTap(name string) error {
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		return err
+	}
+	ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI)
+	return unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr)
+}
+
 func tapHelper(t *testing.T) {
 	if out, err := exec.Command("ip", "link", "add", "br-test", "type", "bridge").CombinedOutput(); err != nil {
 		t.Fatalf("%v: %s", err, out)
@@ -352,6 +371,9 @@ func tapHelper(t *testing.T) {
 		}
 		if flags, _ := os.ReadFile("/sys/class/net/" + ifname + "/tun_flags"); !strings.HasPrefix(string(flags), "0x1") {
 			t.Errorf("%s tun_flags %q: not a tap", ifname, flags)
+		}
+		if err := attachTap(ifname); err != nil {
+			t.Errorf("%s cannot be opened as QEMU's -netdev tap,ifname=%s,script=no does: %v", ifname, ifname, err)
 		}
 		mustOK(t, call(t, s, "update_resource_by_backing", b["backing"], "release", nil))
 		if _, err := os.Stat("/sys/class/net/" + ifname); !errors.Is(err, os.ErrNotExist) {
