@@ -458,3 +458,17 @@ func resourcesTeardown(ctx context.Context, e *env, cmd *cli.Command, jobID stri
 	}
 	return nil
 }
+
+// sweepResources removes on the nodes what released or reclaimed
+// partitions still claimed; a failure is only a warning, since the next
+// allocation and the job's post hook try again.
+func sweepResources(ctx context.Context, e *env, cmd *cli.Command) {
+	m, _, err := openManager(e, cmd)
+	if err == nil {
+		defer m.Close()
+		err = m.Sweep(ctx)
+	}
+	if err != nil {
+		fmt.Fprintf(e.stderr, "vtcluster: warning: removing resources of released partitions: %v (the next allocation tries again)\n", err)
+	}
+}
