@@ -884,8 +884,17 @@ func (m *Manager) BindResource(ctx context.Context, id string, nodes []string) e
 	if len(denied) > 0 {
 		return fmt.Errorf("resmgr: Pool %s cannot be accessed from {%s}", p.Config.Meta.Name, strings.Join(denied, ", "))
 	}
-	if x.Config.Meta.Type == TypePort && len(nodes)+len(x.Bindings) > 1 {
-		return fmt.Errorf("resmgr: port %s: a tap port lives on one node", x.Config.Meta.Name)
+	if x.Config.Meta.Type == TypePort {
+		all := map[string]bool{}
+		for _, b := range x.Bindings {
+			all[b.Node] = true
+		}
+		for _, n := range nodes {
+			all[n] = true
+		}
+		if len(all) > 1 {
+			return fmt.Errorf("resmgr: port %s: a tap port lives on one node", x.Config.Meta.Name)
+		}
 	}
 	var errs []error
 	for _, n := range nodes {
