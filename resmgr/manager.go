@@ -228,11 +228,12 @@ func (m *Manager) Setup(ctx context.Context, pools json.RawMessage) error {
 	}
 	return m.update(ctx, func(s *cluster.State, r *record) error {
 		if len(r.Resources) > 0 {
-			return fmt.Errorf("resmgr: setup: %d resources still exist; destroy them first", len(r.Resources))
+			return fmt.Errorf("resmgr: setup: %d resources still exist; remove them first (vtcluster resource list, vtcluster resource destroy --force)", len(r.Resources))
 		}
 		for _, p := range r.Pools {
 			if len(p.Connected) > 0 {
-				return fmt.Errorf("resmgr: setup: pool %s: %w", p.Config.Meta.Name, ErrPoolBusy)
+				return fmt.Errorf("resmgr: setup: pool %s is attached to %s (vtcluster pool detach %s): %w",
+					p.Config.Meta.Name, strings.Join(p.Connected, ", "), p.Config.Meta.Name, ErrPoolBusy)
 			}
 		}
 		names := make([]string, len(s.Nodes))
