@@ -48,7 +48,7 @@ go-test: build
 # with-avocado-vt tests drive .venv-vt from the main venv.
 py-test: build venv venv-vt
 	PATH="$(CURDIR)/bin:$$PATH" VTCLUSTER_BIN="$(CURDIR)/$(BIN)" $(PY) -m pytest -q tests/python
-	PATH="$(CURDIR)/bin:$$PATH" VTCLUSTER_BIN="$(CURDIR)/$(BIN)" .venv-vt/bin/python -m pytest -q tests/python/test_upstream_proxy.py
+	PATH="$(CURDIR)/bin:$$PATH" VTCLUSTER_BIN="$(CURDIR)/$(BIN)" .venv-vt/bin/python -m pytest -q tests/python/test_upstream_proxy.py tests/python/test_upstream_resmgr.py
 
 # The README's test command: everything, Go (with -race) and Python.
 test: fmt-check vet go-test py-test

@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vtcluster/vtcluster/agent"
+	"github.com/vtcluster/vtcluster/resmgr"
 )
 
 // The agent command is a drop-in for upstream's
@@ -456,7 +457,11 @@ func registerAgentServices(srv *agent.Server, dd *agent.DataDir, streamer *agent
 	if err != nil {
 		return err
 	}
-	for _, s := range []agent.Service{core, examples, host, proc} {
+	res, err := resmgr.NewNodeService(resmgr.NodeConfig{DataDir: dd.Path(), Logger: svcLogger("resource")})
+	if err != nil {
+		return err
+	}
+	for _, s := range []agent.Service{core, examples, host, proc, res} {
 		if err := srv.Register(s); err != nil {
 			return err
 		}

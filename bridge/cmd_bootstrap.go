@@ -9,6 +9,7 @@ import (
 	"github.com/urfave/cli/v3"
 
 	"github.com/vtcluster/vtcluster/cluster"
+	"github.com/vtcluster/vtcluster/resmgr"
 )
 
 const flagClusterConfig = "vt-cluster-config"
@@ -69,6 +70,13 @@ func runBootstrap(ctx context.Context, e *env, cmd *cli.Command) error {
 	if len(conf.Hosts) == 0 {
 		return fmt.Errorf("bootstrap: %s has no hosts", conf.File)
 	}
+	hostNames := make([]string, len(conf.Hosts))
+	for i, h := range conf.Hosts {
+		hostNames[i] = h.Name
+	}
+	if err := resmgr.ValidatePools(conf.Pools, hostNames); err != nil {
+		return fmt.Errorf("bootstrap: invalid cluster config, nothing was done: %s: %w", conf.File, err)
+	}
 	st, err := openStore(cmd)
 	if err != nil {
 		return err
@@ -92,6 +100,12 @@ func runBootstrap(ctx context.Context, e *env, cmd *cli.Command) error {
 	}
 	if err := resultsError("bootstrap", results, err); err != nil {
 		return err
+	}
+	// upstream's _setup_managers: the pools section plus default pools.
+	m := resmgr.NewManager(st, resmgr.ConnectDialer(cfg.Connect), stderrLogger(e))
+	defer m.Close()
+	if err := m.Setup(ctx, conf.Pools); err != nil {
+		return fmt.Errorf("bootstrap: pools: %w", err)
 	}
 	if !cmd.Bool(flagJSON) {
 		fmt.Fprintf(e.stderr, "registered %d nodes in %s; start their agents with: vtcluster agents start\n", len(results), st.Path())

@@ -123,7 +123,9 @@ func hooksPreTests(ctx context.Context, e *env, cmd *cli.Command) error {
 	}
 	results, err := ctl.StartAgents(ctx)
 	if err == nil {
-		return nil
+		if err = resourcesStartup(ctx, e, cmd); err == nil {
+			return nil
+		}
 	}
 	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer ccancel()
@@ -192,6 +194,9 @@ func hooksPostTests(ctx context.Context, e *env, cmd *cli.Command) error {
 			fmt.Fprintf(e.stderr, "vtcluster: released partition %s left by test %s\n", p.ID, p.Owner.TestID)
 		}
 	}
+	if err := resourcesRemoveJob(ctx, e, cmd, jobID); err != nil {
+		errs = append(errs, err)
+	}
 	logdir := cmd.String("job-logdir")
 	// One quick probe finds the nodes that are gone, so that log fetch
 	// and agent stop, each parallel over nodes, do not each wait a full
@@ -235,7 +240,13 @@ func hooksPostTests(ctx context.Context, e *env, cmd *cli.Command) error {
 		fmt.Fprintf(e.stderr, "vtcluster: agents left running for job %s (%s)\n", left[0].JobID, left[0])
 	case len(held) > 0:
 		fmt.Fprintf(e.stderr, "vtcluster: agents left running: partition %s is held by %s\n", held[0].ID, held[0].Owner)
-	case len(up) > 0:
+	default:
+		if err := resourcesTeardown(ctx, e, cmd, jobID, down); err != nil {
+			errs = append(errs, err)
+		}
+		if len(up) == 0 {
+			break
+		}
 		if _, err := ctl.StopAgents(ctx, up...); err != nil {
 			errs = append(errs, fmt.Errorf("stopping agents: %w", err))
 		}

@@ -304,6 +304,8 @@ func partitionReleaseCommand(e *env) *cli.Command {
 			if err != nil {
 				return err
 			}
+			// Volumes and taps the released partitions still claimed.
+			defer sweepResources(ctx, e, cmd)
 			if allDead {
 				gone, err := cluster.Reclaim(ctx, st, time.Now())
 				if err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v3"
@@ -30,13 +31,17 @@ Examples:
 			if err != nil {
 				return err
 			}
+			pools, holds, err := nodeHoldings(ctx, cmd)
+			if err != nil {
+				return err
+			}
 			if cmd.Bool(flagJSON) {
 				out := make([]statusJSON, len(rows))
 				for i, r := range rows {
 					out[i] = statusJSON{
 						Node: r.Name, Address: r.Address, AgentBind: r.Bind, AgentUp: r.AgentUp,
 						AgentError: r.AgentError, Properties: r.Properties, Partition: r.Partition,
-						Tag: r.Tag, Owner: r.Owner, OwnerHost: r.OwnerHost,
+						Tag: r.Tag, Owner: r.Owner, OwnerHost: r.OwnerHost, Pools: pools[r.Name], Resources: holds[r.Name],
 					}
 					if r.Partition != "" {
 						left := r.LeaseLeft
@@ -46,15 +51,16 @@ Examples:
 				return writeJSON(e.stdout, out)
 			}
 			tw := newTable(e.stdout)
-			fmt.Fprintln(tw, "NODE\tADDRESS\tAGENT\tHOSTNAME\tARCH\tCPUS\tMEMORY\tKVM\tPARTITION\tTAG\tHELD FROM\tLEASE LEFT")
+			fmt.Fprintln(tw, "NODE\tADDRESS\tAGENT\tHOSTNAME\tARCH\tCPUS\tMEMORY\tKVM\tPARTITION\tTAG\tHELD FROM\tLEASE LEFT\tPOOLS\tRESOURCES")
 			for _, r := range rows {
 				p := r.Properties
 				part, tag, from, lease := "-", "-", "-", "-"
 				if r.Partition != "" {
 					part, tag, from, lease = r.Partition, r.Tag, r.OwnerHost, formatLease(r.LeaseLeft)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Address, upDown(r.AgentUp),
-					prop(p, "hostname"), prop(p, "arch"), prop(p, "cpu_count"), memory(p), prop(p, "kvm"), part, tag, from, lease)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Address, upDown(r.AgentUp),
+					prop(p, "hostname"), prop(p, "arch"), prop(p, "cpu_count"), memory(p), prop(p, "kvm"), part, tag, from, lease,
+					dash(strings.Join(pools[r.Name], ",")), dash(strings.Join(holds[r.Name], ",")))
 			}
 			return tw.Flush()
 		},
@@ -74,6 +80,10 @@ type statusJSON struct {
 	Owner            string         `json:"owner,omitempty"`
 	OwnerHost        string         `json:"owner_host,omitempty"`
 	LeaseSecondsLeft *float64       `json:"lease_seconds_left,omitempty"`
+	// Pools attached on the node; Resources bound to it as TYPE:NAME,
+	// with "*" when allocated.
+	Pools     []string `json:"pools,omitempty"`
+	Resources []string `json:"resources,omitempty"`
 }
 
 // prop renders one property for the table; "-" when not collected.

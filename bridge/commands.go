@@ -37,6 +37,8 @@ func rootCommand(e *env) *cli.Command {
 			logsCommand(e),
 			nodeCommand(e),
 			partitionCommand(e),
+			poolCommand(e),
+			resourceCommand(e),
 			selectCommand(e),
 			stateCommand(e),
 			statusCommand(e),

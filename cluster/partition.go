@@ -4,6 +4,7 @@ import (
 	"context"
 	crand "crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -127,6 +128,34 @@ type Partition struct {
 	Created time.Time    `json:"created"`
 	Renewed time.Time    `json:"renewed"`
 	Expires time.Time    `json:"expires"`
+	// Claims are what else the owner holds with the nodes (volumes, tap
+	// ports, ...). They are recorded in the same Update as the nodes, so a
+	// crash can never leave one reserved without the other, and when the
+	// partition is reclaimed they move to State.Released for their owner
+	// package to remove on the nodes.
+	Claims []Claim `json:"claims,omitempty"`
+}
+
+// Claim is one thing a partition holds besides its nodes. cluster does not
+// interpret it: Kind names the package that does (e.g. "resource"), ID
+// that package's identifier, Node the node it lives on (empty when it
+// spans nodes) and Spec whatever that package needs to remove it. Spec
+// must be a JSON value; cluster stores it as is.
+type Claim struct {
+	Kind string          `json:"kind"`
+	ID   string          `json:"id"`
+	Node string          `json:"node,omitempty"`
+	Spec json.RawMessage `json:"spec,omitempty"`
+}
+
+// ReleasedClaim is a claim whose partition was reclaimed (its owner died or
+// its lease ran out) but whose owner package has not removed it yet.
+type ReleasedClaim struct {
+	Claim
+	Partition string    `json:"partition"`
+	Owner     Owner     `json:"owner"`
+	Reason    string    `json:"reason"`
+	At        time.Time `json:"at"`
 }
 
 // Live reports whether the lease still runs at now.
@@ -185,6 +214,13 @@ type AllocRequest struct {
 	// Logger receives "waiting for idle nodes" and reclaim messages; nil
 	// discards them.
 	Logger *slog.Logger
+	// Reserve, when set, runs inside the same Update as the node choice,
+	// after the nodes are chosen and before the partition is recorded. It
+	// may add Claims to p and change s (e.g. the resource records under
+	// State.Resources); an error aborts the whole allocation and nothing
+	// is saved. Like Choose it may run several times (once per attempt),
+	// each time on a fresh state, so it must not act outside s and p.
+	Reserve func(s *State, p *Partition) error
 }
 
 // Allocate reserves nodes for req.Tags. Within one Store.Update it first
@@ -315,6 +351,11 @@ func tryAllocate(ctx context.Context, st Store, req *AllocRequest, log *slog.Log
 		for _, tag := range req.Tags {
 			part.Nodes = append(part.Nodes, Assignment{Tag: tag, Node: choice[tag]})
 		}
+		if req.Reserve != nil {
+			if err := req.Reserve(s, &part); err != nil {
+				return fmt.Errorf("cluster: allocate %s: reserve: %w", strings.Join(req.Tags, " "), err)
+			}
+		}
 		s.Partitions = append(s.Partitions, part)
 		p = &part
 		return nil
@@ -419,7 +460,8 @@ type reclaimed struct {
 }
 
 // reclaim removes from s the partitions whose lease expired at now or whose
-// owner is gone.
+// owner is gone, and moves their claims to s.Released, where the package
+// that made them finds them (see SweepReleased).
 func reclaimDead(s *State, now time.Time) []reclaimed {
 	var out []reclaimed
 	s.Partitions = slices.DeleteFunc(s.Partitions, func(p Partition) bool {
@@ -429,6 +471,32 @@ func reclaimDead(s *State, now time.Time) []reclaimed {
 		}
 		if gone, why := p.Owner.gone(); gone {
 			out = append(out, reclaimed{p, why})
+			return true
+		}
+		return false
+	})
+	for _, r := range out {
+		s.releaseClaims(&r.part, r.reason, now)
+	}
+	return out
+}
+
+// releaseClaims moves p's claims to s.Released.
+func (s *State) releaseClaims(p *Partition, reason string, now time.Time) {
+	for _, c := range p.Claims {
+		s.Released = append(s.Released, ReleasedClaim{Claim: c, Partition: p.ID, Owner: p.Owner, Reason: reason, At: now})
+	}
+	p.Claims = nil
+}
+
+// TakeReleased removes from s and returns the released claims of kind, for
+// the package that owns them to remove on the nodes. A caller that fails
+// to remove one puts it back with s.Released = append(s.Released, c).
+func (s *State) TakeReleased(kind string) []ReleasedClaim {
+	var out []ReleasedClaim
+	s.Released = slices.DeleteFunc(s.Released, func(c ReleasedClaim) bool {
+		if c.Kind == kind {
+			out = append(out, c)
 			return true
 		}
 		return false
@@ -491,6 +559,9 @@ func Release(ctx context.Context, st Store, id string) error {
 		if i < 0 {
 			return fmt.Errorf("cluster: release partition %s: %w", id, ErrPartitionNotFound)
 		}
+		// Claims the owner did not give back itself are not forgotten:
+		// they are swept like a dead owner's.
+		s.releaseClaims(&s.Partitions[i], "released with claims", time.Now().UTC())
 		s.Partitions = slices.Delete(s.Partitions, i, i+1)
 		return nil
 	})

@@ -46,6 +46,15 @@ type State struct {
 	// stops them, so one job's end never pulls the agents from under
 	// another job still running.
 	AgentUsers []Owner `json:"agent_users,omitempty"`
+	// Released are the claims of partitions that ended without giving
+	// them back (see Partition.Claims); the package of each claim's Kind
+	// removes them on the nodes and drops them from here.
+	Released []ReleasedClaim `json:"released,omitempty"`
+	// Resources is the resource manager's record (pools, resources,
+	// bindings), kept here so that it shares the store, lock and atomic
+	// writes of the partitions it is reserved with. cluster treats it as
+	// an opaque JSON value; package resmgr owns its shape.
+	Resources json.RawMessage `json:"resources,omitempty"`
 
 	// Revision is the store's version of this snapshot, for stores that
 	// version their data (etcd's revision); zero for FileStore. It is
@@ -309,6 +318,29 @@ func (s *State) validate() error {
 			}
 			holder[a.Node] = p.ID
 		}
+		for _, c := range p.Claims {
+			if err := validateClaim(c); err != nil {
+				return fmt.Errorf("partition %s: %w", p.ID, err)
+			}
+		}
+	}
+	for _, c := range s.Released {
+		if err := validateClaim(c.Claim); err != nil {
+			return fmt.Errorf("released claims: %w", err)
+		}
+	}
+	if len(s.Resources) > 0 && !json.Valid(s.Resources) {
+		return errors.New("resources is not valid JSON")
+	}
+	return nil
+}
+
+func validateClaim(c Claim) error {
+	if c.Kind == "" || c.ID == "" {
+		return fmt.Errorf("claim %q of kind %q: kind and id are required", c.ID, c.Kind)
+	}
+	if len(c.Spec) > 0 && !json.Valid(c.Spec) {
+		return fmt.Errorf("claim %s %s: spec is not valid JSON", c.Kind, c.ID)
 	}
 	return nil
 }
@@ -570,10 +602,35 @@ func decodeState(data []byte) (*State, error) {
 			return nil, fmt.Errorf("node %q properties: %w", n.Name, err)
 		}
 	}
+	// The file is indented; opaque values are handed back compact, as
+	// their owners wrote them.
+	st.Resources = compactJSON(st.Resources)
+	for i := range st.Partitions {
+		for j := range st.Partitions[i].Claims {
+			c := &st.Partitions[i].Claims[j]
+			c.Spec = compactJSON(c.Spec)
+		}
+	}
+	for i := range st.Released {
+		st.Released[i].Spec = compactJSON(st.Released[i].Spec)
+	}
 	if err := st.validate(); err != nil {
 		return nil, err
 	}
 	return st, nil
+}
+
+// compactJSON returns raw without insignificant space; invalid input is
+// returned as is for validate to report.
+func compactJSON(raw json.RawMessage) json.RawMessage {
+	if len(raw) == 0 {
+		return raw
+	}
+	var b bytes.Buffer
+	if err := json.Compact(&b, raw); err != nil {
+		return raw
+	}
+	return b.Bytes()
 }
 
 func describeJSONError(data []byte, err error) error {

@@ -1,5 +1,17 @@
-// Package resmgr will hold the distributed resource manager (storage pools
-// and volumes, network ports) and its node-side backings, which register
-// into the agent through agent.Service. No issue has scheduled it yet; the
-// cluster config's "pools" section is validated and kept for it.
+// Package resmgr is the resource manager: storage pools (filesystem, NFS),
+// networks (Linux bridges), the file volumes and tap ports in them, across
+// nodes and per test, with avocado-vt's vt_resmgr API and wire.
+//
+// The node side (node.go, node_backing.go) is the agent's "resource"
+// service, registered by bridge: upstream's RPC names, arguments and
+// [code, {"out": ...}] replies, its connections and backings kept as JSON
+// in the agent's data dir. External commands (qemu-img, ip, mount, cp) go
+// through one Commander (command.go).
+//
+// The controller side (manager.go, config.go) keeps pools and resources in
+// cluster.State.Resources, the same store and lock as the partitions. A
+// test's resources are reserved in the same Update as its nodes (Reserve,
+// partition.go), recorded as the partition's claims, made real on the
+// nodes by Acquire and removed by ReleasePartition; the claims of a
+// partition reclaimed from a dead owner are removed by Sweep.
 package resmgr

@@ -26,6 +26,7 @@ import (
 	"github.com/vtcluster/vtcluster/agent/py"
 	"github.com/vtcluster/vtcluster/cluster"
 	"github.com/vtcluster/vtcluster/cluster/etcdstore"
+	"github.com/vtcluster/vtcluster/resmgr"
 )
 
 // renewEvery is the fraction of the lease after which it is renewed, so a
@@ -118,8 +119,12 @@ func (b *Backend) Allocate(ctx context.Context, req AllocRequest) (*Partition, e
 	if len(s.Nodes) == 0 {
 		return nil, cluster.ErrNoNodes
 	}
+	var reserve func(*cluster.State, *cluster.Partition) error
+	if len(req.Resources) > 0 {
+		reserve = resmgr.Reserve(wants(req.Resources))
+	}
 	p, err := cluster.Allocate(ctx, b.store, cluster.AllocRequest{
-		Owner: owner, Tags: tags, Lease: lease, Wait: wait, Logger: b.log,
+		Owner: owner, Tags: tags, Lease: lease, Wait: wait, Logger: b.log, Reserve: reserve,
 		Choose: func(idle []cluster.Node) (map[string]string, error) {
 			cands := make([]cluster.Candidate, len(idle))
 			for i, n := range idle {
@@ -131,6 +136,7 @@ func (b *Backend) Allocate(ctx context.Context, req AllocRequest) (*Partition, e
 	if err != nil {
 		return nil, err
 	}
+	b.sweep(ctx)
 	b.keepRenewed(p.ID, lease)
 	out := &Partition{ID: p.ID}
 	ok := false

@@ -1,6 +1,9 @@
 // Package runner implements Avocado's nrunner runner protocol for the
-// "multihost" kind and the per-test lifecycle: partition, logs, body,
-// collection and teardown.
+// "multihost" kind and the per-test lifecycle: partition, logs, resources,
+// body, collection and teardown. The lifecycle is an ordered list of
+// stages (lifecycle.go, testRun.stages); each has a setup and a teardown,
+// and the teardowns of the stages that set up run in reverse order on
+// every path, so a new concern is one more stage, not another defer.
 //
 // The vtcluster binary behaves as this runner when started as
 // avocado-runner-multihost (Main). Avocado runs
@@ -19,7 +22,10 @@
 // Files: args.go/usage.go (argparse-compatible command line), runnable.go
 // (decoding -a/-c/KEY=VAL and recipes), message.go (messages on the
 // wire; printed with py.Repr), status.go/report.go (delivery), spec.go
-// and jsontree.go (test files, read through py's JSON tree), lifecycle.go (the Cluster seam and the per-test sequence),
+// and jsontree.go (test files, read through py's JSON tree), resources.go
+// (a spec's volumes and tap ports), lifecycle.go (the Cluster seam and the
+// per-test stages),
 // body.go (the controller-side body process), app.go (Main), backend.go
-// (the Cluster over package cluster).
+// (the Cluster over package cluster), backend_resources.go (its resources
+// through package resmgr).
 package runner

@@ -62,6 +62,9 @@ type AllocRequest struct {
 	Nodes []NodeSpec
 	// Lease is the lease to ask for; zero means the cluster default.
 	Lease time.Duration
+	// Resources are reserved with the nodes, in the same step, by a
+	// cluster that implements resourceCluster; others refuse them.
+	Resources []ResourceSpec
 }
 
 // Partition is the set of nodes a test holds.
@@ -89,6 +92,9 @@ type PartitionNode struct {
 	// Properties are the collected node properties and labels
 	// (hostname, arch, cpu_count, ...).
 	Properties map[string]any
+	// Resources are the test's resources on this node by name: a
+	// volume's path, a tap port's interface name.
+	Resources map[string]string
 }
 
 // ExecOptions tune Cluster.Exec.
@@ -214,69 +220,242 @@ func interruptOutcome(ctx context.Context) Outcome {
 	return Outcome{Result: ResultInterrupted, Reason: fmt.Sprintf("Test interrupted: %v", cause)}
 }
 
-// execute runs the whole lifecycle: allocate, logs, partition file,
-// steps, command, collect, teardown. Every path that allocated releases.
-func (r *testRun) execute(ctx context.Context) (out Outcome) {
-	part := &Partition{}
-	var cl Cluster
+// stage is one step of a test's life. execute runs the setups in order
+// and, on every path (pass, fail, error, timeout, signal, node loss), the
+// teardowns of the stages whose setup succeeded, in reverse order, so each
+// stage undoes exactly what it did. A teardown may turn a passing outcome
+// into an error (a partition that cannot be released), never hide a
+// failure.
+type stage struct {
+	name string
+	// setup does the stage's work; a false ok ends the test with out
+	// (the teardowns of the earlier stages still run).
+	setup func(ctx context.Context, rs *runState) (out Outcome, ok bool)
+	// teardown undoes setup; nil if there is nothing to undo. out is the
+	// outcome so far.
+	teardown func(ctx context.Context, rs *runState, out *Outcome)
+}
+
+// runState is what the stages hand on to each other.
+type runState struct {
+	cl   Cluster
+	part *Partition
+	// resources describe what the resource stage acquired, for the
+	// partition file and the environment.
+	resources []AcquiredResource
+	env       []string
+	// stopLogs stops log forwarding; nil when it did not start.
+	stopLogs func()
+}
+
+// resourceCluster is implemented by clusters that provide the resources a
+// test declares (volumes, tap ports). Reserving them is part of Allocate
+// (see AllocRequest.Resources); Acquire makes them real on the nodes and
+// Release removes them there. Release must be safe to call whatever
+// Acquire did, and must be called once per partition.
+type resourceCluster interface {
+	AcquireResources(ctx context.Context, p *Partition, specs []ResourceSpec) ([]AcquiredResource, error)
+	ReleaseResources(ctx context.Context, p *Partition) error
+}
+
+// stages is the per-test lifecycle, in setup order.
+func (r *testRun) stages() []stage {
+	var st []stage
 	if len(r.test.Nodes) > 0 {
-		if r.newCluster == nil {
-			return Outcome{Result: ResultError, Reason: "runner: this test needs nodes but the runner has no cluster backend"}
+		st = append(st,
+			stage{name: "cluster", setup: r.openCluster, teardown: r.closeCluster},
+			stage{name: "partition", setup: r.allocateStage, teardown: r.releaseStage},
+			stage{name: "logs", setup: r.logsStage, teardown: func(_ context.Context, rs *runState, _ *Outcome) {
+				if rs.stopLogs != nil {
+					rs.stopLogs()
+				}
+			}},
+			stage{name: "resources", setup: r.resourcesStage, teardown: r.releaseResourcesStage},
+			// Collecting is undone last before the resources go, so
+			// files on a volume can still be fetched.
+			stage{name: "collect", setup: func(context.Context, *runState) (Outcome, bool) { return Outcome{}, true }, teardown: r.collectStage},
+		)
+	}
+	return append(st,
+		stage{name: "partition file", setup: r.partitionFileStage},
+		stage{name: "body", setup: r.bodyStage},
+	)
+}
+
+// execute runs the stages; see stage.
+func (r *testRun) execute(ctx context.Context) (out Outcome) {
+	rs := &runState{part: &Partition{}}
+	stages := r.stages()
+	done := 0
+	defer func() {
+		for i := done - 1; i >= 0; i-- {
+			if td := stages[i].teardown; td != nil {
+				td(ctx, rs, &out)
+			}
 		}
-		var err error
-		if cl, err = r.newCluster(ctx, r.cfg); err != nil {
-			return Outcome{Result: ResultError, Reason: fmt.Sprintf("runner: opening the cluster: %v", err)}
-		}
-		if c, ok := cl.(io.Closer); ok {
-			defer c.Close()
-		}
-		p, o, ok := r.allocate(ctx, cl)
+	}()
+	for _, s := range stages {
+		o, ok := s.setup(ctx, rs)
+		// A stage that failed has undone its own work.
 		if !ok {
 			return o
 		}
-		part = p
-		defer func() {
-			rctx, cancel := teardownCtx(ctx, releaseTimeout)
-			defer cancel()
-			if err := cl.Release(rctx, part); err != nil {
-				r.logf(rctx, "releasing partition %s: %v", part.ID, err)
-				if out.Result == ResultPass {
-					out = Outcome{Result: ResultError, Reason: fmt.Sprintf("runner: releasing partition %s: %v", part.ID, err)}
-				}
-			} else {
-				r.logf(rctx, "released partition %s", part.ID)
-			}
+		done++
+		out = o
+	}
+	return out
+}
+
+func (r *testRun) openCluster(ctx context.Context, rs *runState) (Outcome, bool) {
+	if r.newCluster == nil {
+		return Outcome{Result: ResultError, Reason: "runner: this test needs nodes but the runner has no cluster backend"}, false
+	}
+	cl, err := r.newCluster(ctx, r.cfg)
+	if err != nil {
+		return Outcome{Result: ResultError, Reason: fmt.Sprintf("runner: opening the cluster: %v", err)}, false
+	}
+	rs.cl = cl
+	return Outcome{}, true
+}
+
+func (r *testRun) closeCluster(_ context.Context, rs *runState, _ *Outcome) {
+	if c, ok := rs.cl.(io.Closer); ok {
+		c.Close()
+	}
+}
+
+func (r *testRun) allocateStage(ctx context.Context, rs *runState) (Outcome, bool) {
+	p, o, ok := r.allocate(ctx, rs.cl)
+	if ok {
+		rs.part = p
+	}
+	return o, ok
+}
+
+func (r *testRun) releaseStage(ctx context.Context, rs *runState, out *Outcome) {
+	rctx, cancel := teardownCtx(ctx, releaseTimeout)
+	defer cancel()
+	if err := rs.cl.Release(rctx, rs.part); err != nil {
+		r.logf(rctx, "releasing partition %s: %v", rs.part.ID, err)
+		if out.Result == ResultPass {
+			*out = Outcome{Result: ResultError, Reason: fmt.Sprintf("runner: releasing partition %s: %v", rs.part.ID, err)}
+		}
+		return
+	}
+	r.logf(rctx, "released partition %s", rs.part.ID)
+}
+
+// logsStage starts log forwarding. It never fails the test: upstream
+// treats log forwarding as best effort.
+func (r *testRun) logsStage(ctx context.Context, rs *runState) (Outcome, bool) {
+	stop := r.startLogs(ctx, rs.cl, rs.part)
+	if stop == nil {
+		return Outcome{}, true
+	}
+	rs.stopLogs = func() {
+		done := make(chan struct{})
+		go func() {
+			defer r.trap.catch()
+			defer close(done)
+			stop()
 		}()
-		if stop := r.startLogs(ctx, cl, part); stop != nil {
-			defer func() {
-				done := make(chan struct{})
-				go func() {
-					defer r.trap.catch()
-					defer close(done)
-					stop()
-				}()
-				sctx, cancel := teardownCtx(ctx, logStopTimeout)
-				defer cancel()
-				select {
-				case <-done:
-				case <-sctx.Done():
-					r.logf(sctx, "log forwarding did not stop in time")
-				}
-			}()
+		sctx, cancel := teardownCtx(ctx, logStopTimeout)
+		defer cancel()
+		select {
+		case <-done:
+		case <-sctx.Done():
+			r.logf(sctx, "log forwarding did not stop in time")
 		}
 	}
-	env, err := r.writePartition(part)
-	if err != nil {
-		return Outcome{Result: ResultError, Reason: err.Error()}
+	return Outcome{}, true
+}
+
+func (r *testRun) resourcesStage(ctx context.Context, rs *runState) (Outcome, bool) {
+	if len(r.test.Resources) == 0 {
+		return Outcome{}, true
 	}
+	rc, ok := rs.cl.(resourceCluster)
+	if !ok {
+		return Outcome{Result: ResultError, Reason: "runner: this test declares resources but the cluster backend has no resource manager"}, false
+	}
+	r.logf(ctx, "acquiring %d resources", len(r.test.Resources))
+	got, err := rc.AcquireResources(ctx, rs.part, r.test.Resources)
+	if err != nil {
+		// Whatever was made before the error goes now: this stage's
+		// teardown will not run.
+		r.releaseResourcesStage(ctx, rs, &Outcome{})
+		if ctx.Err() != nil {
+			return interruptOutcome(ctx), false
+		}
+		return Outcome{Result: ResultError, Reason: fmt.Sprintf("runner: acquiring resources: %v", err)}, false
+	}
+	rs.resources = got
+	for _, a := range got {
+		r.logf(ctx, "resource %s (%s) on %s: %s", a.Name, a.Type, a.Tag, a.Value)
+		for i := range rs.part.Nodes {
+			if n := &rs.part.Nodes[i]; n.Tag == a.Tag {
+				if n.Resources == nil {
+					n.Resources = map[string]string{}
+				}
+				n.Resources[a.Name] = a.Value
+			}
+		}
+	}
+	return Outcome{}, true
+}
+
+func (r *testRun) releaseResourcesStage(ctx context.Context, rs *runState, out *Outcome) {
+	if len(r.test.Resources) == 0 {
+		return
+	}
+	rc, ok := rs.cl.(resourceCluster)
+	if !ok {
+		return
+	}
+	rctx, cancel := teardownCtx(ctx, releaseTimeout)
+	defer cancel()
+	if err := rc.ReleaseResources(rctx, rs.part); err != nil {
+		r.logf(rctx, "releasing resources of partition %s: %v", rs.part.ID, err)
+		if out.Result == ResultPass {
+			*out = Outcome{Result: ResultError, Reason: fmt.Sprintf("runner: releasing resources: %v", err)}
+		}
+		return
+	}
+	r.logf(rctx, "released resources of partition %s", rs.part.ID)
+}
+
+func (r *testRun) collectStage(ctx context.Context, rs *runState, _ *Outcome) {
+	if ctx.Err() != nil {
+		return
+	}
+	cctx, cancel := teardownCtx(ctx, collectTimeout)
+	defer cancel()
+	if err := rs.cl.Collect(cctx, rs.part, r.test.Collect, filepath.Join(r.outputDir, "cluster")); err != nil {
+		// Missing logs do not change what the test did.
+		r.logf(cctx, "collecting files from the nodes: %v", err)
+	}
+}
+
+func (r *testRun) partitionFileStage(_ context.Context, rs *runState) (Outcome, bool) {
+	env, err := r.writePartition(rs.part, rs.resources)
+	if err != nil {
+		return Outcome{Result: ResultError, Reason: err.Error()}, false
+	}
+	rs.env = env
+	return Outcome{}, true
+}
+
+// bodyStage runs the body under the test's timeout and, when the cluster
+// can tell, ends it at once when a node dies.
+func (r *testRun) bodyStage(ctx context.Context, rs *runState) (Outcome, bool) {
 	bctx, cancel := ctx, context.CancelFunc(func() {})
 	if r.test.Timeout > 0 {
 		bctx, cancel = context.WithTimeoutCause(ctx, r.test.Timeout,
 			&interruptedError{reason: fmt.Sprintf("Test interrupted: test timeout of %s s reached", seconds(r.test.Timeout))})
 	}
-	if w, ok := cl.(nodeWatcher); ok {
+	if w, ok := rs.cl.(nodeWatcher); ok {
 		wctx, wcancel := context.WithCancelCause(bctx)
-		lost := w.Watch(wctx, part)
+		lost := w.Watch(wctx, rs.part)
 		go func() {
 			select {
 			case err := <-lost:
@@ -287,24 +466,15 @@ func (r *testRun) execute(ctx context.Context) (out Outcome) {
 		prev := cancel
 		bctx, cancel = wctx, func() { wcancel(nil); prev() }
 	}
-	out = r.body(bctx, cl, part, env)
-	cancel()
-	if cl != nil && ctx.Err() == nil {
-		cctx, ccancel := teardownCtx(ctx, collectTimeout)
-		if err := cl.Collect(cctx, part, r.test.Collect, filepath.Join(r.outputDir, "cluster")); err != nil {
-			// Missing logs do not change what the test did.
-			r.logf(cctx, "collecting files from the nodes: %v", err)
-		}
-		ccancel()
-	}
-	return out
+	defer cancel()
+	return r.body(bctx, rs.cl, rs.part, rs.env), true
 }
 
 func (r *testRun) allocate(ctx context.Context, cl Cluster) (*Partition, Outcome, bool) {
 	actx, cancel := context.WithTimeout(ctx, r.cfg.AllocTimeout)
 	defer cancel()
 	r.logf(ctx, "allocating nodes %s", strings.Join(r.test.NodeTags(), ", "))
-	p, err := cl.Allocate(actx, AllocRequest{JobID: r.jobID, TestID: r.taskID, Nodes: r.test.Nodes, Lease: r.cfg.Lease})
+	p, err := cl.Allocate(actx, AllocRequest{JobID: r.jobID, TestID: r.taskID, Nodes: r.test.Nodes, Lease: r.cfg.Lease, Resources: r.test.Resources})
 	switch {
 	case err != nil && ctx.Err() != nil:
 		return nil, interruptOutcome(ctx), false
@@ -407,7 +577,7 @@ func writePrivateFile(path string, data []byte) error {
 
 // writePartition writes <output_dir>/partition.json and returns the
 // environment for the body.
-func (r *testRun) writePartition(p *Partition) ([]string, error) {
+func (r *testRun) writePartition(p *Partition, res []AcquiredResource) ([]string, error) {
 	nodes := Message{}
 	for _, n := range p.Nodes {
 		props := n.Properties
@@ -416,7 +586,11 @@ func (r *testRun) writePartition(p *Partition) ([]string, error) {
 		}
 		nodes = append(nodes, Field{Key: n.Tag, Value: Message{{Key: "name", Value: n.Name}, {Key: "address", Value: n.Address}, {Key: "agent_url", Value: n.AgentURL}, {Key: "properties", Value: props}}})
 	}
-	data, err := marshalMessage(Message{{Key: "id", Value: p.ID}, {Key: "nodes", Value: nodes}})
+	pf := Message{{Key: "id", Value: p.ID}, {Key: "nodes", Value: nodes}}
+	if len(res) > 0 {
+		pf = append(pf, Field{Key: "resources", Value: resourceMessage(res)})
+	}
+	data, err := marshalMessage(pf)
 	if err != nil {
 		return nil, fmt.Errorf("runner: partition file: %w", err)
 	}
@@ -447,6 +621,7 @@ func (r *testRun) writePartition(p *Partition) ([]string, error) {
 		vars["VTCLUSTER_NODE_"+t+"_NAME"] = n.Name
 		vars["VTCLUSTER_NODE_"+t+"_URL"] = n.AgentURL
 	}
+	resourceEnv(vars, res)
 	vars[cluster.EnvPartitionFile] = path
 	vars["VTCLUSTER_PARTITION_ID"] = p.ID
 	vars["VTCLUSTER_NODES"] = strings.Join(tags, " ")
@@ -479,7 +654,8 @@ func mergeEnv(base []string, vars map[string]string) []string {
 	out := make([]string, 0, len(base)+len(vars))
 	for _, kv := range base {
 		k, _, _ := strings.Cut(kv, "=")
-		if _, set := vars[k]; set || strings.HasPrefix(k, "VTCLUSTER_NODE_") || strings.HasPrefix(k, "VTCLUSTER_PARTITION_") {
+		if _, set := vars[k]; set || strings.HasPrefix(k, "VTCLUSTER_NODE_") || strings.HasPrefix(k, "VTCLUSTER_PARTITION_") ||
+			strings.HasPrefix(k, "VTCLUSTER_RESOURCE_") {
 			continue
 		}
 		out = append(out, kv)

@@ -157,6 +157,14 @@ const twoNodeSpec = `{"tests": [
 // runInProcess runs Main as task-run against a real unix status server.
 func runInProcess(t *testing.T, ctx context.Context, spec, test string, cl *fakeCluster) (int, []map[string]any, string) {
 	t.Helper()
+	if cl == nil {
+		return runInProcessWith(t, ctx, spec, test, nil)
+	}
+	return runInProcessWith(t, ctx, spec, test, cl)
+}
+
+func runInProcessWith(t *testing.T, ctx context.Context, spec, test string, cl Cluster) (int, []map[string]any, string) {
+	t.Helper()
 	s := newUnixStatusServer(t)
 	out := filepath.Join(t.TempDir(), "out")
 	var stderr bytes.Buffer

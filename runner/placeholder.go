@@ -101,10 +101,18 @@ func expandArgv(argv []string, p *Partition) ([]string, error) {
 	return out, nil
 }
 
-// field returns the text of a placeholder field: address, name
-// or a node property (hostname is one). Strings are used as they are,
-// other values as JSON (true, 4, 15.5).
+// field returns the text of a placeholder field: address, name,
+// resource_<name> (a declared resource on this node: a volume's path, a tap
+// port's interface name) or a node property (hostname is one). Strings are
+// used as they are, other values as JSON (true, 4, 15.5).
 func (n PartitionNode) field(name string) (string, error) {
+	if r, ok := strings.CutPrefix(name, "resource_"); ok {
+		v, ok := n.Resources[r]
+		if !ok {
+			return "", fmt.Errorf("runner: placeholder {%s.%s}: the test declares no resource %q on %s", n.Tag, name, r, n.Tag)
+		}
+		return v, nil
+	}
 	switch name {
 	case "address":
 		return n.Address, nil

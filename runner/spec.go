@@ -27,7 +27,7 @@ import (
 //	            "obs": null},                  // selectors; null or "" = any node
 //	  "params": {"nodes": "src dst", "node_selectors_src": "..."},
 //	                                           // upstream's spelling of "nodes"
-//	  "resources": [],                         // must be empty for now
+//	  "resources": [RESOURCE, ...],            // volumes, tap ports: see resources.go
 //	  "body": {
 //	    "command": ["./check.py", "--fast"],   // runs on the controller
 //	    "env": {"K": "V"},
@@ -75,6 +75,10 @@ type Test struct {
 	// Collect lists remote paths to fetch from each tag's node after the
 	// body, into <output_dir>/cluster/<tag>/.
 	Collect map[string][]string
+	// Resources are the volumes and ports the test uses (see
+	// ResourceSpec); the runner acquires them before the body and
+	// removes them after.
+	Resources []ResourceSpec
 }
 
 // NodeSpec is one role of a test.
@@ -298,11 +302,7 @@ func (l *specLoader) test(v *jsonValue, at string) *Test {
 		case "params":
 			params = m.Value
 		case "resources":
-			if m.Value.Kind != py.JSONArray {
-				l.errorf(p, "expected a list, got %s", m.Value.Describe())
-			} else if len(m.Value.Elems) > 0 {
-				l.errorf(p, "resources need the resource manager, not built yet; leave the list empty")
-			}
+			// checked below, once the tags are known
 		case "body":
 			body, bodyPath = m.Value, p
 		case "timeout":
@@ -333,6 +333,9 @@ func (l *specLoader) test(v *jsonValue, at string) *Test {
 	}
 	if c := v.Get("collect"); c != nil {
 		t.Collect = l.collect(c, jsonPath(at, "collect"), t)
+	}
+	if rv := v.Get("resources"); rv != nil {
+		t.Resources = l.resources(rv, jsonPath(at, "resources"), t)
 	}
 	if len(l.errs) > nerr {
 		return nil

@@ -39,7 +39,7 @@ VENV_VT = REPO_ROOT / ".venv-vt"
 NODE_SLEEP = ["sleep", "7919"]  # interrupt.json node-sleep, through the agent
 CONTROLLER_SLEEP = ["sleep", "7907"]  # bodies/sleep_controller.sh
 DEATH_SLEEPS = (["sleep", "7901"], ["sleep", "7927"])  # node-death.json
-MARKERS = (NODE_SLEEP, CONTROLLER_SLEEP, *DEATH_SLEEPS)
+MARKERS = (NODE_SLEEP, CONTROLLER_SLEEP, *DEATH_SLEEPS, ["sleep", "7949"])
 
 #: --job-timeout for the interrupt test: long enough for the job's set-up
 #: (agents, sysinfo, allocation) on a busy two-core machine, after which
@@ -543,3 +543,116 @@ def test_node_death_errors_naming_the_node_and_releases_the_others(cluster, tmp_
         pids = [int(p) for p in (logdir / "pids").read_text().split()]
         assert len(pids) == 2 and [p for p in pids if alive(p)] == []
     assert cluster.partitions() == []
+
+
+# --- resources: a volume two nodes share, a tap port on each ------------------
+
+RESOURCES = E2E / "resources.json"
+#: the body of resources.json's "killed" test, so it can be found and reaped.
+RESOURCE_SLEEP = ["sleep", "7949"]
+
+
+def netns(cluster, host, *argv, check=True):
+    return subprocess.run(["ip", "netns", "exec", cluster.lab.hosts[host]["netns"], *argv],
+                          capture_output=True, text=True, check=check)
+
+
+@pytest.fixture
+def resource_pools(cluster, tmp_path):
+    """A filesystem pool at one path every lab host reaches (lab hosts share
+    this machine's filesystem, so it stands in for shared storage) and a
+    linux_bridge pool on a real bridge inside each host's namespace."""
+    shared = tmp_path / "shared"
+    hosts = cluster.lab.hosts
+    for host in hosts:
+        netns(cluster, host, "ip", "link", "add", "br-e2e", "type", "bridge")
+    try:
+        cluster.vtcluster("pool", "create", "e2e-shared",
+                          json.dumps({"type": "filesystem", "path": str(shared)}))
+        cluster.vtcluster("pool", "create", "e2e-br", json.dumps(
+            {"type": "linux_bridge", "switch": {h: {"ifname": "br-e2e"} for h in hosts}}))
+        yield shared
+    finally:
+        for pid, _ in processes_with_argv(RESOURCE_SLEEP):
+            os.kill(pid, signal.SIGKILL)
+        cluster.vtcluster("resource", "list", check=False)
+        cluster.vtcluster("pool", "destroy", "e2e-shared", check=False)
+        cluster.vtcluster("pool", "destroy", "e2e-br", check=False)
+        for host in hosts:
+            netns(cluster, host, "ip", "link", "del", "br-e2e", check=False)
+
+
+def assert_no_resources_left(cluster, shared, output=""):
+    """No volume file, tap, resource record, claim or attached pool left."""
+    assert not shared.exists() or list(shared.iterdir()) == [], list(shared.iterdir())
+    for host in cluster.lab.hosts:
+        links = netns(cluster, host, "ip", "-o", "link", "show").stdout
+        assert "tap_" not in links, f"{host}: {links}"
+    assert json.loads(cluster.vtcluster("resource", "list", "--json").stdout) == [], output
+    pools = json.loads(cluster.vtcluster("pool", "list", "--json").stdout)
+    assert all(p["connected_nodes"] == [] for p in pools), pools
+    assert_cluster_clean(cluster, output)
+
+
+def test_resources_shared_volume_and_taps_leave_nothing(cluster, resource_pools, tmp_path):
+    shared = resource_pools
+    cli = cluster.avocado(tmp_path / "avocado")
+    result = cli("run", "--job-results-dir", str(cli.results), f"{RESOURCES}:shared-disk-and-taps",
+                 env=cluster.env)
+    output = result.stdout + result.stderr
+    results = load_results(cli)
+    entry = by_test_name(results)["shared-disk-and-taps"]
+    assert entry["status"] == "PASS", f"{summary(results)}\n{debug_tail(entry)}"
+    partition = json.loads((Path(entry["logdir"]) / "partition.json").read_text(encoding="utf-8"))
+    disk = partition["resources"]["disk"]["nodes"]
+    assert disk["src"] == disk["dst"] and disk["src"].startswith(str(shared) + "/"), partition
+    taps = partition["resources"]["net"]["nodes"]
+    assert set(taps) == {"src", "dst"} and all(t.startswith("tap_") for t in taps.values()), partition
+    assert_no_resources_left(cluster, shared, output)
+
+
+def test_resources_of_a_killed_runner_are_removed_by_the_next_allocation(cluster, resource_pools, tmp_path):
+    """kill -9 of the runner mid-test (and of its avocado job, as a crashed
+    controller would be): nobody releases anything, yet the next job
+    reclaims the dead runner's partition and removes its volume and taps on
+    the nodes (its first allocation sweeps; its post hook would too)."""
+    shared = resource_pools
+    cli = cluster.avocado(tmp_path / "killed")
+    proc = subprocess.Popen(
+        cli.argv("run", "--job-results-dir", str(cli.results), f"{RESOURCES}:killed"),
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=cluster.run_env(cli),
+    )
+    try:
+        deadline = time.monotonic() + RUN_TIMEOUT_SECONDS
+        runners = []
+        while proc.poll() is None and time.monotonic() < deadline:
+            if processes_with_argv(RESOURCE_SLEEP):
+                runners = [pid for pid, _, argv in read_proc_table()
+                           if argv and argv[0].endswith("avocado-runner-multihost") and "task-run" in argv]
+                break
+            time.sleep(0.2)
+        assert runners, "the test body never started"
+        killed = list(shared.iterdir())
+        assert len(killed) == 1, killed
+        taps = {h: netns(cluster, h, "ip", "-o", "link", "show").stdout.count("tap_") for h in cluster.lab.hosts}
+        assert sum(taps.values()) == 2, taps
+        for pid in runners:
+            os.kill(pid, signal.SIGKILL)
+        proc.kill()
+        proc.wait()
+        for pid, _ in processes_with_argv(RESOURCE_SLEEP):
+            os.kill(pid, signal.SIGKILL)  # the body outlived its runner
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert killed[0].exists(), "nothing should have removed it yet"
+
+    cli = cluster.avocado(tmp_path / "next")
+    result = cli("run", "--job-results-dir", str(cli.results), f"{RESOURCES}:shared-disk-and-taps",
+                 env=cluster.env)
+    output = result.stdout + result.stderr
+    assert by_test_name(load_results(cli))["shared-disk-and-taps"]["status"] == "PASS", output
+    assert not killed[0].exists(), "the killed test's volume is still there"
+    assert_no_resources_left(cluster, shared, output)

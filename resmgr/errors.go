@@ -1,0 +1,48 @@
+package resmgr
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Errors with upstream's texts where they are sensible.
+var (
+	// ErrPoolBusy: a pool still attached to nodes cannot be destroyed.
+	ErrPoolBusy = errors.New("The pool is still in use")
+	// ErrPoolNotAvailable: no pool meets a resource's request.
+	ErrPoolNotAvailable = errors.New("Cannot find available pools")
+	// ErrAllocated and ErrBound: destroy refused.
+	ErrAllocated = errors.New("Cannot destroy an allocated resource object")
+	ErrBound     = errors.New("Cannot destroy a bound resource object")
+)
+
+// NotFoundError is an unknown pool or resource id (upstream raised
+// AttributeError on None).
+type NotFoundError struct {
+	Kind, ID string
+}
+
+func (e *NotFoundError) Error() string { return fmt.Sprintf("no %s %q", e.Kind, e.ID) }
+
+// UnknownPoolTypeError is upstream's UnknownPoolType.
+type UnknownPoolTypeError struct{ Type string }
+
+func (e *UnknownPoolTypeError) Error() string { return "Unknown pool type " + e.Type }
+
+// UnsupportedCommandError is upstream's "Unsupported command X for a Y
+// resource".
+type UnsupportedCommandError struct{ Command, Type string }
+
+func (e *UnsupportedCommandError) Error() string {
+	return fmt.Sprintf("Unsupported command %s for a %s resource", e.Command, e.Type)
+}
+
+// NodeError is a failure reported by a node's resource service.
+type NodeError struct {
+	Node, Method string
+	Msg          string
+}
+
+func (e *NodeError) Error() string {
+	return fmt.Sprintf("node %s: resource.%s: %s", e.Node, e.Method, e.Msg)
+}
