@@ -150,6 +150,24 @@ func (m *Manager) SkipNode(node string) {
 // ErrNodeSkipped is the cause of a call to a node given to SkipNode.
 var ErrNodeSkipped = errors.New("node is unreachable; not contacted")
 
+// withoutSkipped drops from err (a tree of joined errors) the failures
+// caused by ErrNodeSkipped: whoever skipped the node has reported it.
+func withoutSkipped(err error) error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var kept []error
+		for _, e := range j.Unwrap() {
+			if e = withoutSkipped(e); e != nil {
+				kept = append(kept, e)
+			}
+		}
+		return errors.Join(kept...)
+	}
+	if errors.Is(err, ErrNodeSkipped) {
+		return nil
+	}
+	return err
+}
+
 // Close closes the node connections the manager opened.
 func (m *Manager) Close() error {
 	m.mu.Lock()
@@ -383,7 +401,8 @@ func (m *Manager) Teardown(ctx context.Context, jobID string) error {
 			}
 		}
 	}
-	return errors.Join(errs...)
+	// A node given to SkipNode was reported by whoever skipped it.
+	return withoutSkipped(errors.Join(errs...))
 }
 
 // CreatePoolFromParams registers a pool from upstream's pool parameters.
