@@ -950,7 +950,7 @@ func TestNewProcessService_config(t *testing.T) {
 	if err := r.Register(s); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"process.kill", "process.list", "process.poll", "process.remove", "process.run", "process.start", "process.wait"}
+	want := []string{"process.kill", "process.list", "process.poll", "process.remove", "process.run", "process.start", "process.stop_others", "process.wait"}
 	if got := r.Names(); !slices.Equal(got, want) {
 		t.Fatalf("methods %v", got)
 	}

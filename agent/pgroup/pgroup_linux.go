@@ -305,31 +305,33 @@ func parseStat(stat []byte) (procStat, bool) {
 // StopLeftover stops what is left of a group that an earlier supervisor
 // process started and could not stop itself (it was SIGKILLed or crashed),
 // and returns the pids it signalled. Nothing here holds the group id, so
-// every process is checked against id before it is signalled: the leader,
-// if it still runs, must have id's start time; any other member must be in
-// group id.Pgid and have started no earlier than the leader did. A pid or
-// group id reused since then is therefore left alone, except in one case
-// no record can tell apart: the old group emptied, the pid counter wrapped
-// round to exactly id.Pgid, and that new leader has exited too. Processes
-// are signalled one by one, never the group, for the same reason.
+// it is checked against id first: if a process with the leader's pid runs
+// with another start time, the number was reused and nothing is touched;
+// otherwise the members of group id.Pgid that started no earlier than the
+// leader did are stopped. One case no record can tell apart remains: the
+// old group emptied, the pid counter wrapped round to exactly id.Pgid, and
+// that new leader has exited too while its group lives on. Processes are
+// signalled one by one, never as a group, so that a process that joins
+// the group meanwhile is not hit unchecked.
 func StopLeftover(id Ident, grace time.Duration) ([]int, error) {
 	if id.Pgid <= 1 {
 		return nil, fmt.Errorf("pgroup: invalid process group id %d", id.Pgid)
 	}
 	members := func() ([]int, error) {
 		var out []int
+		reused := false
 		err := eachProc(func(pid int, st procStat) {
-			if st.pgrp != id.Pgid || st.state == 'Z' || st.state == 'X' {
-				return
-			}
 			if pid == id.Pgid && st.startTick != id.StartTick {
-				return // the leader's pid, reused by a new leader
+				reused = true
 			}
-			if st.startTick < id.StartTick {
-				return // older than our leader: not ours
+			if st.pgrp != id.Pgid || st.state == 'Z' || st.state == 'X' || st.startTick < id.StartTick {
+				return
 			}
 			out = append(out, pid)
 		})
+		if reused {
+			return nil, err
+		}
 		return out, err
 	}
 	pids, err := members()
