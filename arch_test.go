@@ -24,11 +24,13 @@ var forbidden = map[string][]string{
 }
 
 var execAllowed = map[string]bool{
-	"agent/svc_process.go": true, // the process service runs commands on nodes
-	"agent/proc_linux.go":  true,
-	"runner/body.go":       true, // the test body on the controller
-	"bridge/cmd_agent.go":  true, // --detach re-executes the agent
-	"cluster/lab/netns.go": true, // the test lab drives ip(8) and sshd(8)
+	// The one process-group supervisor: the process service's commands,
+	// the runner's test bodies and the resource backings all start
+	// processes through it.
+	"agent/pgroup/pgroup_linux.go": true,
+	"bridge/cmd_agent.go":          true, // --detach re-executes the agent
+	"cluster/lab/netns.go":         true, // the test lab drives ip(8) and sshd(8)
+	"internal/testbin/testbin.go":  true, // builds the binary that tests run
 }
 
 func TestArchitecture_ImportDirection(t *testing.T) {

@@ -20,41 +20,19 @@ import (
 
 	"github.com/kolo/xmlrpc"
 	"golang.org/x/sys/unix"
+
+	"github.com/vtcluster/vtcluster/internal/testbin"
 )
 
 // hangGuard bounds waits that only run out when a test fails; no test
 // asserts on how fast something happens.
 const hangGuard = 60 * time.Second
 
-// binPath is the vtcluster binary built once for the package's tests.
-var binPath string
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "vtcluster-bridge-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binPath = filepath.Join(dir, "vtcluster")
-	build := exec.Command("go", "build", "-o", binPath, "..")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building vtcluster:", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-// vtclusterBinary returns the binary built by TestMain.
+// vtclusterBinary returns the vtcluster binary, built at most once per go
+// test run.
 func vtclusterBinary(tb testing.TB) string {
 	tb.Helper()
-	if binPath == "" {
-		tb.Fatal("vtcluster binary not built (TestMain did not run)")
-	}
-	return binPath
+	return testbin.Path(tb)
 }
 
 func freeTCPPort(tb testing.TB) int {
