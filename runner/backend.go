@@ -35,6 +35,7 @@ type Backend struct {
 
 	mu       sync.Mutex
 	conns    map[string]*cluster.NodeConn // by node name, for this test
+	owners   map[string]string            // partition id by node name: the owner of what Exec starts
 	proxies  []*http.Server
 	renewals map[string]context.CancelFunc
 	// lost are nodes Watch found dead; teardown does not wait on them.
@@ -60,6 +61,7 @@ func OpenBackend(_ context.Context, cfg RunConfig) (Cluster, error) {
 		store:    st,
 		log:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 		conns:    map[string]*cluster.NodeConn{},
+		owners:   map[string]string{},
 		renewals: map[string]context.CancelFunc{},
 		lost:     map[string]error{},
 	}, nil
@@ -136,7 +138,13 @@ func (b *Backend) Allocate(ctx context.Context, req AllocRequest) (*Partition, e
 		}
 		b.mu.Lock()
 		b.conns[n.Name] = nc
+		b.owners[n.Name] = p.ID
 		b.mu.Unlock()
+		stopped, err := handOver(ctx, nc, p.ID)
+		if err != nil {
+			return nil, err
+		}
+		out.HandOver = append(out.HandOver, stopped...)
 		u, err := b.agentProxy(nc)
 		if err != nil {
 			return nil, err
@@ -144,6 +152,31 @@ func (b *Backend) Allocate(ctx context.Context, req AllocRequest) (*Partition, e
 		out.Nodes = append(out.Nodes, PartitionNode{Tag: a.Tag, Name: n.Name, Address: n.Host(), AgentURL: u, Properties: nodeProps(*n)})
 	}
 	ok = true
+	return out, nil
+}
+
+// handOver makes the node clean for partition id: its agent stops every
+// process started for another owner (an earlier test whose teardown could
+// not reach the node, say) and says what they were, for the test's log.
+func handOver(ctx context.Context, nc *cluster.NodeConn, id string) ([]string, error) {
+	v, err := nc.Call(ctx, "process.stop_others", id)
+	if err != nil {
+		return nil, fmt.Errorf("node %q: stopping what earlier tests left running: %w", nc.Node().Name, err)
+	}
+	list, _ := v.([]any)
+	var out []string
+	for _, x := range list {
+		st, _ := x.(map[string]any)
+		get := func(k string) any { return st[k] }
+		owner, _ := get("owner").(string)
+		if owner == "" {
+			owner = "no owner"
+		} else {
+			owner = "owner " + owner
+		}
+		out = append(out, fmt.Sprintf("node %s: stopped %v (pid %v, %s, exit status %v), left by an earlier test",
+			nc.Node().Name, get("argv"), get("pid"), owner, get("exit_code")))
+	}
 	return out, nil
 }
 
@@ -345,7 +378,10 @@ func (b *Backend) Exec(ctx context.Context, node PartitionNode, argv []string, o
 	if err != nil {
 		return ExecResult{}, err
 	}
-	o := map[string]any{"log_output": true}
+	b.mu.Lock()
+	owner := b.owners[node.Name]
+	b.mu.Unlock()
+	o := map[string]any{"log_output": true, "owner": owner}
 	if opts.Timeout > 0 {
 		o["timeout"] = opts.Timeout.Seconds()
 	}
