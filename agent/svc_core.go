@@ -648,11 +648,16 @@ func appendPyJSON(b []byte, v any, depth int) ([]byte, error) {
 		}
 		b = indent(b, depth)
 		return append(b, '}'), nil
+	// These messages are Python's json.dumps TypeError, word for word:
+	// callers compare them with what upstream's agent says.
 	case []byte:
+		//lint:ignore ST1005 Python's exception text, capital included
 		return nil, errors.New("Object of type Binary is not JSON serializable")
 	case time.Time:
+		//lint:ignore ST1005 Python's exception text, capital included
 		return nil, errors.New("Object of type DateTime is not JSON serializable")
 	}
+	//lint:ignore ST1005 Python's exception text, capital included
 	return nil, fmt.Errorf("Object of type %T is not JSON serializable", v)
 }
 

@@ -331,7 +331,7 @@ func TestProcessService_Run_exitCode(t *testing.T) {
 	pid := procMember(t, r, "pid").(int)
 	want := []string{
 		fmt.Sprintf("INFO run ['sh', '-c', 'echo oops >&2; exit 3'] (pid %d)", pid),
-		fmt.Sprintf("WARN exit status 3 after "),
+		"WARN exit status 3 after ",
 	}
 	lines := log.lines()
 	if len(lines) != 2 || lines[0] != want[0] || !strings.HasPrefix(lines[1], want[1]) || !strings.HasSuffix(lines[1], fmt.Sprintf(" s (pid %d)", pid)) {
