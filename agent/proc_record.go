@@ -62,7 +62,7 @@ func openProcRecord(path string, grace time.Duration, log *slog.Logger) (*procRe
 	case err != nil:
 		return nil, err
 	case old.Agent != r.rec.Agent && pgroup.Alive(old.Agent):
-		return nil, fmt.Errorf("process record %s belongs to agent pid %d, which is still running", path, old.Agent.Pgid)
+		return nil, fmt.Errorf("another agent (pid %d) runs with this data dir: its process record is %s", old.Agent.Pgid, path)
 	case old.BootID != r.rec.BootID:
 		// Written before a reboot: nothing it names can still run.
 	default:

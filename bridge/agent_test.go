@@ -524,9 +524,10 @@ func TestAgent_detach(t *testing.T) {
 		t.Fatalf("detached agent: %v, %v", alive, err)
 	}
 
-	// A second detached start fails with the child's status and reason.
+	// A second detached start fails with the child's status and reason:
+	// the data dir's process record names the running agent.
 	code, _, stderr = runVtcluster(t, nil, "agent", "--detach", "--port", strconv.Itoa(port), "--pid-file", pidFile, "--data-dir", dataDir)
-	if code != 1 || !strings.Contains(stderr, "address already in use") {
+	if code != 1 || !strings.Contains(stderr, fmt.Sprintf("another agent (pid %d) runs with this data dir", pid)) {
 		t.Errorf("second --detach: exit %d, stderr %q", code, stderr)
 	}
 

@@ -203,6 +203,24 @@ func stopGroup(pgid int, grace time.Duration) {
 		<-t.C
 	}
 	_ = signalGroup(pgid, unix.SIGKILL)
+	// kill returns before the processes are gone; the caller's next step
+	// (reaping the leader, which frees the group id) must come after.
+	waitGone(func() ([]int, error) { return liveMembers(pgid) })
+}
+
+// killWait bounds the wait for SIGKILLed processes to die: only one in
+// uninterruptible sleep (a hung NFS server, say) takes longer, and no
+// signal can do more for it.
+const killWait = 5 * time.Second
+
+func waitGone(members func() ([]int, error)) {
+	deadline := time.Now().Add(killWait)
+	for time.Now().Before(deadline) {
+		if left, err := members(); err == nil && len(left) == 0 {
+			return
+		}
+		time.Sleep(pollInterval)
+	}
 }
 
 // waitExited blocks until process pid has exited but leaves it a zombie.
@@ -354,6 +372,7 @@ func StopLeftover(id Ident, grace time.Duration) ([]int, error) {
 		time.Sleep(pollInterval)
 	}
 	signal(unix.SIGKILL)
+	waitGone(members)
 	return pids, nil
 }
 
