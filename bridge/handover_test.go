@@ -4,11 +4,14 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/kolo/xmlrpc"
+	"golang.org/x/sys/unix"
 
 	"github.com/vtcluster/vtcluster/runner"
 )
@@ -77,5 +80,55 @@ func TestHandOver_earlierTestsLeftoverIsStopped(t *testing.T) {
 	want := "stopped [sleep 600] (pid " + strconv.Itoa(left) + ", owner " + p1.ID + ", exit status -15), left by an earlier test"
 	if len(p2.HandOver) != 1 || !strings.Contains(p2.HandOver[0], want) || !strings.HasPrefix(p2.HandOver[0], "node "+h.Name+": ") {
 		t.Fatalf("hand-over report %q, want one line containing %q", p2.HandOver, want)
+	}
+}
+
+// TestHandOver_agentKilledThenRestarted: what a SIGKILLed agent started
+// does not outlive it. The command's first process dies with the agent
+// (parent-death signal); the rest of its group is stopped by the next
+// agent, from the record in the data dir, and the next agent logs it.
+func TestHandOver_agentKilledThenRestarted(t *testing.T) {
+	c := newCLICluster(t, 1, nil)
+	c.bootstrap(t)
+	c.mustCLI(t, "agents", "start")
+	h := c.lab.Hosts[0]
+	// The leader (sh) waits on a sleep in its group; a second sleep is
+	// detached by the user and must survive everything.
+	c.mustCLI(t, "call", h.Name, "process.start", `["sh", "-c", "setsid sleep 601 & sleep 600 & wait"]`, `{"owner": "p-killed"}`)
+	waitFor(t, "both sleeps on the node", func() bool {
+		return len(netnsProcs(t, h, "sleep", "600")) == 1 && len(netnsProcs(t, h, "sleep", "601")) == 1
+	})
+	detached := netnsProcs(t, h, "sleep", "601")[0]
+	t.Cleanup(func() { _ = unix.Kill(detached, unix.SIGKILL) })
+	left := netnsProcs(t, h, "sleep", "600")[0]
+	for _, pid := range agentPIDs(t, h) {
+		if err := unix.Kill(pid, unix.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the agent and its command's first process gone", func() bool {
+		return len(agentPIDs(t, h)) == 0 && len(netnsProcs(t, h, "sh", "-c", "setsid sleep 601 & sleep 600 & wait")) == 0
+	})
+	if pids := netnsProcs(t, h, "sleep", "600"); len(pids) != 1 {
+		t.Fatalf("precondition: the group member should outlive the agent alone, got %v", pids)
+	}
+
+	c.mustCLI(t, "agents", "start")
+	if pids := netnsProcs(t, h, "sleep", "600"); len(pids) != 0 {
+		t.Fatalf("what the dead agent started still runs after a new agent started: %v", pids)
+	}
+	if pids := netnsProcs(t, h, "sleep", "601"); len(pids) != 1 || pids[0] != detached {
+		t.Fatalf("the process the user detached with setsid was stopped: %v", pids)
+	}
+	dir := t.TempDir()
+	c.mustCLI(t, "logs", "fetch", "--dir", dir, h.Name)
+	var logs strings.Builder
+	files, _ := filepath.Glob(filepath.Join(dir, h.Name, "*"))
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		logs.Write(b)
+	}
+	if !strings.Contains(logs.String(), "left by the previous agent") || !strings.Contains(logs.String(), "pids ["+strconv.Itoa(left)+"], started") {
+		t.Fatalf("the new agent's log does not say what it stopped (%v):\n%s", files, logs.String())
 	}
 }
