@@ -284,6 +284,20 @@ type procStat struct {
 	startTick uint64
 }
 
+// Stat is what /proc/PID/stat says of a process that supervisors need.
+type Stat struct {
+	State     byte   // R, S, D, Z, X, ...
+	Pgrp      int    // process group id
+	StartTick uint64 // start time in clock ticks after boot
+}
+
+// ReadStat reads /proc/PID/stat. A process that does not exist gives an
+// error matching fs.ErrNotExist.
+func ReadStat(pid int) (Stat, error) {
+	st, err := readStat(pid)
+	return Stat{State: st.state, Pgrp: st.pgrp, StartTick: st.startTick}, err
+}
+
 func readStat(pid int) (procStat, error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {

@@ -36,6 +36,15 @@ func (g *Group) Signal(sig syscall.Signal) (bool, error)        { return false, 
 func (g *Group) Wait(ctx context.Context) Result                { return Result{Err: errUnsupported} }
 func LiveMembers(pgid int) ([]int, error)                       { return nil, errUnsupported }
 func StopLeftover(id Ident, grace time.Duration) ([]int, error) { return nil, errUnsupported }
-func BootID() string                                            { return "" }
-func Self() Ident                                               { return Ident{} }
-func Alive(id Ident) bool                                       { return false }
+
+// Stat is what /proc/PID/stat says of a process.
+type Stat struct {
+	State     byte
+	Pgrp      int
+	StartTick uint64
+}
+
+func ReadStat(pid int) (Stat, error) { return Stat{}, errUnsupported }
+func BootID() string                 { return "" }
+func Self() Ident                    { return Ident{} }
+func Alive(id Ident) bool            { return false }
