@@ -553,7 +553,17 @@ func TestAgent_detach(t *testing.T) {
 func TestAgent_defaultDataDirBesideExecutable(t *testing.T) {
 	pidFile := filepath.Join(t.TempDir(), "agent.pid")
 	port := freeTCPPort(t)
-	cmd := exec.Command(vtclusterBinary(t), "agent", "--port", strconv.Itoa(port), "--pid-file", pidFile)
+	// A private copy: the shared binary's directory (bin/, or the test
+	// build cache) must not collect a data dir.
+	data, err := os.ReadFile(vtclusterBinary(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "vtcluster")
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "agent", "--port", strconv.Itoa(port), "--pid-file", pidFile)
 	pipe, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -566,7 +576,7 @@ func TestAgent_defaultDataDirBesideExecutable(t *testing.T) {
 	if !strings.HasPrefix(line, "Agent daemon starting with PID") {
 		t.Fatalf("no banner: %q", line)
 	}
-	want := filepath.Join(filepath.Dir(vtclusterBinary(t)), "data", "log", "agent.log")
+	want := filepath.Join(filepath.Dir(bin), "data", "log", "agent.log")
 	if _, err := os.Stat(want); err != nil {
 		t.Fatalf("default data dir not beside the executable: %v", err)
 	}
