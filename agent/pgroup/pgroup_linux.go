@@ -38,6 +38,8 @@ type Group struct {
 }
 
 // Start starts argv in a new process group whose id is the leader's pid.
+// The caller must call Wait, once or more: until then the leader is not
+// reaped, which is what keeps its group id from being reused.
 func Start(argv []string, o Options) (*Group, error) {
 	if len(argv) == 0 {
 		return nil, errors.New("pgroup: empty argv")
