@@ -464,7 +464,8 @@ func (s *ProcessService) stopOthers(ctx context.Context, args Args) (any, error)
 	return out, nil
 }
 
-// list() describes every tracked background process, oldest first.
+// list() describes every tracked background process, oldest first, with
+// the owner it was started for ("" for none).
 func (s *ProcessService) list(_ context.Context, args Args) (any, error) {
 	if err := args.Want(0, 0); err != nil {
 		return nil, err
@@ -481,6 +482,7 @@ func (s *ProcessService) list(_ context.Context, args Args) (any, error) {
 			{"id", c.id},
 			{"pid", c.pid},
 			{"argv", c.argv},
+			{"owner", c.owner},
 			{"running", running},
 			{"exit_code", code},
 		})

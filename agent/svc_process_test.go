@@ -828,7 +828,7 @@ func TestProcessService_Start_timeout(t *testing.T) {
 
 func TestProcessService_ListRemove(t *testing.T) {
 	s, _ := newProcSvc(t, nil)
-	a := mustProcCall(t, s, "start", procArgv("sleep", "100")).(string)
+	a := mustProcCall(t, s, "start", procArgv("sleep", "100"), map[string]any{"owner": "p1"}).(string)
 	b := mustProcCall(t, s, "start", procArgv("sh", "-c", "exit 4")).(string)
 	mustProcCall(t, s, "wait", b, 60)
 
@@ -838,6 +838,9 @@ func TestProcessService_ListRemove(t *testing.T) {
 	}
 	if procMember(t, l[0], "running") != true || procMember(t, l[0], "exit_code") != nil || !slices.Equal(procMember(t, l[0], "argv").([]string), []string{"sleep", "100"}) {
 		t.Fatalf("running entry: %v", l[0])
+	}
+	if procMember(t, l[0], "owner") != "p1" || procMember(t, l[1], "owner") != "" {
+		t.Fatalf("owners: %v", l)
 	}
 	if procMember(t, l[1], "running") != false || procMember(t, l[1], "exit_code") != 4 {
 		t.Fatalf("finished entry: %v", l[1])
