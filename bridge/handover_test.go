@@ -77,7 +77,7 @@ func TestHandOver_earlierTestsLeftoverIsStopped(t *testing.T) {
 	if pids := netnsProcs(t, h, "sleep", "600"); len(pids) != 0 {
 		t.Fatalf("the earlier test's sleep still runs on the next test's node: %v", pids)
 	}
-	want := "stopped [sleep 600] (pid " + strconv.Itoa(left) + ", owner " + p1.ID + ", exit status -15), left by an earlier test"
+	want := "stopped ['sleep', '600'] (pid " + strconv.Itoa(left) + ", owner " + p1.ID + ", exit status -15), left by an earlier test"
 	if len(p2.HandOver) != 1 || !strings.Contains(p2.HandOver[0], want) || !strings.HasPrefix(p2.HandOver[0], "node "+h.Name+": ") {
 		t.Fatalf("hand-over report %q, want one line containing %q", p2.HandOver, want)
 	}

@@ -174,10 +174,30 @@ func handOver(ctx context.Context, nc *cluster.NodeConn, id string) ([]string, e
 		} else {
 			owner = "owner " + owner
 		}
-		out = append(out, fmt.Sprintf("node %s: stopped %v (pid %v, %s, exit status %v), left by an earlier test",
-			nc.Node().Name, get("argv"), get("pid"), owner, get("exit_code")))
+		var argv []string
+		for _, a := range asList(get("argv")) {
+			s, _ := a.(string)
+			argv = append(argv, PyRepr(s))
+		}
+		out = append(out, fmt.Sprintf("node %s: stopped [%s] (pid %v, %s, exit status %v), left by an earlier test",
+			nc.Node().Name, strings.Join(argv, ", "), get("pid"), owner, get("exit_code")))
 	}
 	return out, nil
+}
+
+// asList reads an XML-RPC array as the client decodes it.
+func asList(v any) []any {
+	switch l := v.(type) {
+	case []any:
+		return l
+	case []string:
+		out := make([]any, len(l))
+		for i, s := range l {
+			out[i] = s
+		}
+		return out
+	}
+	return nil
 }
 
 func nodeProps(n cluster.Node) map[string]any {

@@ -193,7 +193,7 @@ func logText(msgs []map[string]any) string {
 
 func TestLifecycle_nodesStepsBodyCollectRelease_fakeCluster(t *testing.T) {
 	cl := &fakeCluster{nodes: twoNodes(), logs: []LogRecord{{Tag: "src", Node: "node1", Logger: "avocado.service.process", Level: "INFO", Text: "process started"}},
-		handOver: []string{"node node1: stopped [sleep 600] (pid 42, owner old, exit status -15), left by an earlier test"}}
+		handOver: []string{"node node1: stopped ['sleep', '600'] (pid 42, owner old, exit status -15), left by an earlier test"}}
 	spec := writeSpec(t, twoNodeSpec)
 	code, msgs, out := runInProcess(t, context.Background(), spec, "ok", cl)
 	if fin := finishedOf(msgs); code != 0 || fin["result"] != "pass" {
