@@ -294,8 +294,11 @@ func (nc *NodeConn) StartAgent(ctx context.Context) (AgentInfo, error) {
 	if nc.node.AgentBind == AgentBindDirect {
 		argv = append(argv, "--token-file", path.Join(dir, agentTokenName))
 	}
-	var out strings.Builder
-	if err := ssh.Run(ctx, argv, RunOptions{Stdout: &out, Stderr: &out}); err != nil {
+	// One writer for both streams, which ssh copies from two goroutines:
+	// it must lock. The agent's start-up output is short; the tail is what
+	// explains a failure.
+	out := &tailBuffer{max: 64 << 10}
+	if err := ssh.Run(ctx, argv, RunOptions{Stdout: out, Stderr: out}); err != nil {
 		// Another controller (a second job's hook) may have started the
 		// agent between our check and our start; then ours lost the bind
 		// and theirs is the one to use.
