@@ -7,7 +7,13 @@ PY        := $(VENV)/bin/python
 VERSION   ?= $(shell cat VERSION 2>/dev/null || echo 0.1.0)
 GOFLAGS_BUILD := -trimpath -ldflags "-s -w -X github.com/vtcluster/vtcluster/bridge.Version=$(VERSION)"
 
-.PHONY: all build build-agent install test go-test py-test vet fmt-check demo venv bench bench-compare fuzz clean
+# staticcheck runs from the Go module proxy at a pinned version, so a fresh
+# machine needs nothing but Go.
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+# How long each fuzz target runs under make fuzz.
+FUZZTIME  ?= 30s
+
+.PHONY: all build build-agent install test go-test unit lint py-test vet fmt-check demo venv bench bench-compare fuzz clean
 
 all: build
 
@@ -40,8 +46,16 @@ vet:
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
+# Tests run the binary make build made (internal/testbin), not one of their own.
 go-test: build
-	$(GO) test -race -count=1 ./...
+	VTCLUSTER_BIN="$(CURDIR)/$(BIN)" $(GO) test -race -count=1 ./...
+
+# The fast loop: no lab hosts (they skip under -short), no race detector.
+unit: build
+	VTCLUSTER_BIN="$(CURDIR)/$(BIN)" $(GO) test -short -count=1 ./...
+
+lint:
+	$(GO) run $(STATICCHECK) ./...
 
 # The upstream-interop tests import avocado-vt's own controller code
 # (virttest.vt_cluster), so they run in .venv-vt, which has it; the shim's
@@ -51,7 +65,7 @@ py-test: build venv venv-vt
 	PATH="$(CURDIR)/bin:$$PATH" VTCLUSTER_BIN="$(CURDIR)/$(BIN)" .venv-vt/bin/python -m pytest -q tests/python/test_upstream_proxy.py tests/python/test_upstream_resmgr.py
 
 # The README's test command: everything, Go (with -race) and Python.
-test: fmt-check vet go-test py-test
+test: fmt-check vet lint go-test py-test
 
 # The main job end to end on a local embedded three-host lab.
 demo: build venv
@@ -64,8 +78,15 @@ bench: build
 bench-compare:
 	bash scripts/bench/run.sh
 
+# Every fuzz target of every package, FUZZTIME each (go test -fuzz takes
+# one target at a time).
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 60s ./agent
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "fuzz $$pkg $$target ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
 
 clean:
 	rm -rf bin $(VENV) .venv-vt

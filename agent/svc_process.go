@@ -7,9 +7,16 @@ package agent
 // Every command runs in its own process group, and the group, not just
 // the first process, is what the service owns: a timeout, kill or Close
 // signals the whole group, and when the first process exits, whatever it
-// left running in its group is stopped too. A command that means to leave
-// a daemon behind must detach it (setsid); a process meant to keep running
-// under the agent's control is started with start.
+// left running in its group is stopped too (agent/pgroup). A command that
+// means to leave a daemon behind must detach it (setsid) before it exits;
+// a process meant to keep running under the agent's control is started
+// with start. Nothing else outlives the agent: leaders get a parent-death
+// signal, and the groups a dead agent left are stopped by the next one
+// from the record in its data dir (proc_record.go).
+//
+// Each command may carry an owner (the partition it was started for);
+// stop_others, called when a node is handed to a new test, stops whatever
+// any other owner left running.
 
 import (
 	"bytes"
@@ -22,7 +29,6 @@ import (
 	"maps"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -31,6 +37,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vtcluster/vtcluster/agent/pgroup"
 	"github.com/vtcluster/vtcluster/agent/py"
 )
 
@@ -64,6 +71,11 @@ type ProcessConfig struct {
 	// which holds the agent's token. Default PATH (the usual system
 	// directories), HOME (the agent user's) and LANG=C.UTF-8.
 	BaseEnv map[string]string
+	// RecordFile, when set, is where the service records the process
+	// groups it started (normally ProcessRecordName in the data dir).
+	// NewProcessService first stops what a dead agent's record there
+	// names. Empty: no record.
+	RecordFile string
 }
 
 const (
@@ -79,9 +91,8 @@ const (
 	maxTimeout = 365 * 24 * time.Hour
 	// maxLogLine splits endless lines when output is logged.
 	maxLogLine = 4096
-	// groupPollInterval is how often a stopping group is checked for
-	// members that have not exited yet.
-	groupPollInterval = 20 * time.Millisecond
+	// maxOwner bounds the owner option, a partition id.
+	maxOwner = 256
 )
 
 // DefaultProcessConfig returns the defaults documented on ProcessConfig.
@@ -110,6 +121,7 @@ func DefaultProcessConfig() ProcessConfig {
 type ProcessService struct {
 	cfg    ProcessConfig
 	log    *slog.Logger
+	record *procRecord     // nil without RecordFile
 	ctx    context.Context // cancelled by Close, ending every process
 	cancel context.CancelCauseFunc
 	wg     sync.WaitGroup // run calls in flight and background supervisors
@@ -118,6 +130,9 @@ type ProcessService struct {
 	mu     sync.Mutex
 	closed bool
 	procs  map[string]*child // background processes by id
+	// live are the children not reaped yet (run calls and background),
+	// with what stops each; stop_others goes through them.
+	live map[*child]context.CancelCauseFunc
 }
 
 var _ Service = (*ProcessService)(nil)
@@ -173,8 +188,16 @@ func NewProcessService(cfg ProcessConfig, logger *slog.Logger) (*ProcessService,
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	var rec *procRecord
+	if cfg.RecordFile != "" {
+		var err error
+		if rec, err = openProcRecord(cfg.RecordFile, cfg.KillGrace, logger); err != nil {
+			return nil, fmt.Errorf("agent: process: %w", err)
+		}
+	}
 	ctx, cancel := context.WithCancelCause(context.Background())
-	return &ProcessService{cfg: cfg, log: logger, ctx: ctx, cancel: cancel, procs: map[string]*child{},
+	return &ProcessService{cfg: cfg, log: logger, record: rec, ctx: ctx, cancel: cancel,
+		procs: map[string]*child{}, live: map[*child]context.CancelCauseFunc{},
 		runs: make(chan struct{}, maxConcurrentRuns)}, nil
 }
 
@@ -191,6 +214,8 @@ func (s *ProcessService) Methods() map[string]Method {
 		"kill":   s.kill,
 		"list":   s.list,
 		"remove": s.remove,
+
+		"stop_others": s.stopOthers,
 	}
 }
 
@@ -204,6 +229,7 @@ func (s *ProcessService) Close() error {
 	s.mu.Unlock()
 	s.cancel(errShutdown)
 	s.wg.Wait()
+	s.record.close()
 	return nil
 }
 
@@ -246,11 +272,16 @@ func (s *ProcessService) run(ctx context.Context, args Args) (any, error) {
 		defer cancelT()
 	}
 
+	s.mu.Lock()
 	c, err := s.launch(sp, "")
 	if err != nil {
+		s.mu.Unlock()
 		return nil, err
 	}
+	s.live[c] = cancel
+	s.mu.Unlock()
 	s.supervise(ctx, c)
+	s.forget(c)
 	if c.stopCause != nil && !c.timedOut {
 		// The caller went away or the agent is shutting down; nobody
 		// wants the result.
@@ -298,15 +329,19 @@ func (s *ProcessService) start(_ context.Context, args Args) (any, error) {
 	s.procs[id] = c
 
 	// Not the request's context: the process outlives this call.
-	ctx, cancel := s.ctx, context.CancelFunc(func() {})
+	ctx, cancel := context.WithCancelCause(s.ctx)
+	s.live[c] = cancel
+	cancelT := context.CancelFunc(func() {})
 	if sp.opts.timeout > 0 {
-		ctx, cancel = context.WithTimeoutCause(s.ctx, sp.opts.timeout, errTimedOut)
+		ctx, cancelT = context.WithTimeoutCause(ctx, sp.opts.timeout, errTimedOut)
 	}
 	s.wg.Add(1) // under s.mu and after the closed check, like enter
 	go func() {
 		defer s.wg.Done()
-		defer cancel()
+		defer cancel(nil)
+		defer cancelT()
 		s.supervise(ctx, c)
+		s.forget(c)
 	}()
 	return id, nil
 }
@@ -372,19 +407,79 @@ func (s *ProcessService) kill(_ context.Context, args Args) (any, error) {
 	if sig < 1 || sig > 64 {
 		return nil, Faultf("ValueError", "argument 'signal' must be a signal number within 1..64, got %d", sig)
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.reaped {
-		return false, nil
-	}
-	if err := signalGroup(c.pid, syscall.Signal(sig)); err != nil {
+	sent, err := c.grp.Signal(syscall.Signal(sig))
+	if err != nil {
 		return nil, osFault(err, strconv.Itoa(c.pid))
+	}
+	if !sent {
+		return false, nil
 	}
 	s.log.Info(fmt.Sprintf("signal %d sent to process group %d (id %s)", sig, c.pid, c.id))
 	return true, nil
 }
 
-// list() describes every tracked background process, oldest first.
+// forget drops a reaped child from the live set.
+func (s *ProcessService) forget(c *child) {
+	s.mu.Lock()
+	delete(s.live, c)
+	s.mu.Unlock()
+}
+
+// handedOver is the stop cause of processes stop_others ends.
+type handedOver struct{ to string }
+
+func (h *handedOver) Error() string {
+	return fmt.Sprintf("the node was handed over to owner %s", py.Repr(h.to))
+}
+
+// stop_others(owner) stops every process (run calls in flight and
+// background processes) started for an owner other than owner, those
+// started without one included, and returns what it stopped, oldest
+// first: [{'id', 'pid', 'argv', 'owner', 'exit_code'}]. The controller
+// calls it before it hands the node to a new test, so that nothing an
+// earlier test left (its teardown could not reach the node) runs on.
+func (s *ProcessService) stopOthers(ctx context.Context, args Args) (any, error) {
+	if err := args.Want(1, 1); err != nil {
+		return nil, err
+	}
+	owner, err := args.String(0, "owner")
+	if err != nil {
+		return nil, err
+	}
+	cause := &handedOver{to: owner}
+	var stopped []*child
+	s.mu.Lock()
+	for c, cancel := range s.live {
+		if c.owner != owner {
+			stopped = append(stopped, c)
+			cancel(cause)
+		}
+	}
+	s.mu.Unlock()
+	slices.SortFunc(stopped, func(a, b *child) int { return a.start.Compare(b.start) })
+	out := make([]any, 0, len(stopped))
+	for _, c := range stopped {
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("agent: process: stop_others: %w", context.Cause(ctx))
+		}
+		out = append(out, Struct{
+			{Key: "id", Value: c.id},
+			{Key: "pid", Value: c.pid},
+			{Key: "argv", Value: c.argv},
+			{Key: "owner", Value: c.owner},
+			{Key: "exit_code", Value: c.exitCode},
+		})
+	}
+	if len(stopped) > 0 {
+		s.log.Warn(fmt.Sprintf("stopped %d process group(s) of other owners before handing the node to %s", len(stopped), py.Repr(owner)))
+	}
+	return out, nil
+}
+
+// list() describes every tracked background process, oldest first, with
+// the owner it was started for ("" for none).
 func (s *ProcessService) list(_ context.Context, args Args) (any, error) {
 	if err := args.Want(0, 0); err != nil {
 		return nil, err
@@ -401,6 +496,7 @@ func (s *ProcessService) list(_ context.Context, args Args) (any, error) {
 			{Key: "id", Value: c.id},
 			{Key: "pid", Value: c.pid},
 			{Key: "argv", Value: c.argv},
+			{Key: "owner", Value: c.owner},
 			{Key: "running", Value: running},
 			{Key: "exit_code", Value: code},
 		})
@@ -488,6 +584,7 @@ type procOptions struct {
 	stdin     []byte // nil: /dev/null
 	maxOutput int
 	logOutput bool
+	owner     string // "" : none
 }
 
 // procSpec is a validated command, ready to launch.
@@ -499,7 +596,7 @@ type procSpec struct {
 	opts procOptions
 }
 
-var optionNames = "cwd, env, log_output, max_output, stdin, timeout"
+var optionNames = "cwd, env, log_output, max_output, owner, stdin, timeout"
 
 // prepare validates the (argv, options) params of run and start, and
 // resolves the working directory and executable the way the child will,
@@ -592,6 +689,15 @@ func (s *ProcessService) parseOptions(m map[string]any) (procOptions, error) {
 				err = Faultf("ValueError", "option 'max_output' must be within 0..%d bytes, got %d", maxOutputCeiling, n)
 			}
 			o.maxOutput = int(n)
+		case "owner":
+			owner, ok := v.(string)
+			switch {
+			case !ok:
+				err = Faultf("TypeError", "option 'owner' must be str, not %s", py.TypeName(v))
+			case len(owner) > maxOwner || strings.IndexByte(owner, 0) >= 0:
+				err = Faultf("ValueError", "option 'owner' must be at most %d bytes without NUL, got %d bytes", maxOwner, len(owner))
+			}
+			o.owner = owner
 		case "log_output":
 			b, ok := v.(bool)
 			if !ok {
@@ -710,23 +816,18 @@ func osFault(err error, name string) *Fault {
 	return Faultf(typ, "[Errno %d] %s: %s", int(errno), msg, py.Repr(name))
 }
 
-// argvRepr is how argv shows in the agent's log: as Python's repr(list).
-func argvRepr(argv []string) string { return py.Repr(argv) }
-
 // child is one launched process group and what it has produced.
 type child struct {
 	id     string // background id; "" for run
 	argv   []string
-	cmd    *exec.Cmd
+	owner  string
+	grp    *pgroup.Group
 	pid    int // also the process group id
 	start  time.Time
 	stdout *ring
 	stderr *ring
 	lines  []*lineLogger
 	done   chan struct{} // closed once reaped and all output is in
-
-	mu     sync.Mutex
-	reaped bool // from then on the pid may be reused: never signal it
 
 	// Written by supervise before done is closed, read only after.
 	exitCode  int
@@ -742,6 +843,10 @@ func stopReason(cause error) string {
 		return "timed out"
 	case errors.Is(cause, errShutdown):
 		return "the agent is shutting down"
+	}
+	var h *handedOver
+	if errors.As(cause, &h) {
+		return h.Error()
 	}
 	return fmt.Sprintf("the caller went away (%v)", cause)
 }

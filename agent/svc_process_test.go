@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vtcluster/vtcluster/agent/pgroup"
 )
 
 // procLog records what the service logs.
@@ -91,7 +93,7 @@ func procGoroutines() string {
 	buf = buf[:runtime.Stack(buf, true)]
 	var out []string
 	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "agent.(*ProcessService)") || strings.Contains(g, "agent.waitExited") ||
+		if strings.Contains(g, "agent.(*ProcessService)") || strings.Contains(g, "pgroup.waitExited") || strings.Contains(g, "pgroup.(*Group)") ||
 			strings.Contains(g, "os/exec.") {
 			out = append(out, g)
 		}
@@ -155,13 +157,17 @@ func procPidAlive(pid int) bool {
 	if err != nil {
 		return false
 	}
-	st, _, ok := parseProcStat(b)
-	return ok && st != 'Z' && st != 'X'
+	// "pid (comm) state ...": comm may hold ") ", so look after the last.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 >= len(b) {
+		return false
+	}
+	return b[i+2] != 'Z' && b[i+2] != 'X'
 }
 
 func procWantGroupGone(tb testing.TB, pgid int) {
 	tb.Helper()
-	left, err := liveGroupMembers(pgid)
+	left, err := pgroup.LiveMembers(pgid)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -325,7 +331,7 @@ func TestProcessService_Run_exitCode(t *testing.T) {
 	pid := procMember(t, r, "pid").(int)
 	want := []string{
 		fmt.Sprintf("INFO run ['sh', '-c', 'echo oops >&2; exit 3'] (pid %d)", pid),
-		fmt.Sprintf("WARN exit status 3 after "),
+		"WARN exit status 3 after ",
 	}
 	lines := log.lines()
 	if len(lines) != 2 || lines[0] != want[0] || !strings.HasPrefix(lines[1], want[1]) || !strings.HasSuffix(lines[1], fmt.Sprintf(" s (pid %d)", pid)) {
@@ -407,9 +413,16 @@ func TestProcessService_Run_strayBackgroundJobIsStopped(t *testing.T) {
 
 func TestProcessService_Run_detachedOutputHolderDoesNotHang(t *testing.T) {
 	s, _ := newProcSvc(t, nil)
-	// setsid leaves the group on purpose, so it survives; but it still
-	// holds stdout, and run must not wait for it to close.
-	r := mustProcCall(t, s, "run", procArgv("sh", "-c", "setsid sleep 100 & echo $!"))
+	// The rule has no timing window: a process that left the group before
+	// the first one exited is not stopped, whatever the load. So the
+	// command waits until its background child has left the group (setsid
+	// runs in the child, after the fork) before it exits. The detached
+	// process still holds stdout, and run must not wait for it to close.
+	script := `setsid sleep 100 & p=$!
+while [ "$(cut -d' ' -f5 /proc/$p/stat)" = "$$" ]; do :; done
+echo $p`
+	start := time.Now()
+	r := mustProcCall(t, s, "run", procArgv("sh", "-c", script))
 	pid, err := strconv.Atoi(strings.TrimSpace(string(procMember(t, r, "stdout").([]byte))))
 	if err != nil {
 		t.Fatal(err)
@@ -420,6 +433,26 @@ func TestProcessService_Run_detachedOutputHolderDoesNotHang(t *testing.T) {
 	}
 	if !procPidAlive(pid) {
 		t.Fatalf("detached process %d was stopped", pid)
+	}
+	// Bounded by KillGrace (300 ms here), not by the 100 s sleep.
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("run took %v", d)
+	}
+}
+
+// TestProcessService_Run_undetachedBackgroundIsStopped is the other half of
+// the rule: a background process still in the group when the first one
+// exits is stopped, even if it is about to detach.
+func TestProcessService_Run_undetachedBackgroundIsStopped(t *testing.T) {
+	s, _ := newProcSvc(t, nil)
+	r := mustProcCall(t, s, "run", procArgv("sh", "-c", "sleep 100 & echo $!"))
+	pid, err := strconv.Atoi(strings.TrimSpace(string(procMember(t, r, "stdout").([]byte))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if procPidAlive(pid) {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		t.Fatalf("background process %d left in the group survived", pid)
 	}
 }
 
@@ -795,7 +828,7 @@ func TestProcessService_Start_timeout(t *testing.T) {
 
 func TestProcessService_ListRemove(t *testing.T) {
 	s, _ := newProcSvc(t, nil)
-	a := mustProcCall(t, s, "start", procArgv("sleep", "100")).(string)
+	a := mustProcCall(t, s, "start", procArgv("sleep", "100"), map[string]any{"owner": "p1"}).(string)
 	b := mustProcCall(t, s, "start", procArgv("sh", "-c", "exit 4")).(string)
 	mustProcCall(t, s, "wait", b, 60)
 
@@ -805,6 +838,9 @@ func TestProcessService_ListRemove(t *testing.T) {
 	}
 	if procMember(t, l[0], "running") != true || procMember(t, l[0], "exit_code") != nil || !slices.Equal(procMember(t, l[0], "argv").([]string), []string{"sleep", "100"}) {
 		t.Fatalf("running entry: %v", l[0])
+	}
+	if procMember(t, l[0], "owner") != "p1" || procMember(t, l[1], "owner") != "" {
+		t.Fatalf("owners: %v", l)
 	}
 	if procMember(t, l[1], "running") != false || procMember(t, l[1], "exit_code") != 4 {
 		t.Fatalf("finished entry: %v", l[1])
@@ -917,7 +953,7 @@ func TestNewProcessService_config(t *testing.T) {
 	if err := r.Register(s); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"process.kill", "process.list", "process.poll", "process.remove", "process.run", "process.start", "process.wait"}
+	want := []string{"process.kill", "process.list", "process.poll", "process.remove", "process.run", "process.start", "process.stop_others", "process.wait"}
 	if got := r.Names(); !slices.Equal(got, want) {
 		t.Fatalf("methods %v", got)
 	}
@@ -960,18 +996,6 @@ func TestRing_Write_keepsTail(t *testing.T) {
 				}
 				all, dropped = nil, 0
 			}
-		}
-	}
-}
-
-func TestParseProcStat(t *testing.T) {
-	st, pg, ok := parseProcStat([]byte("1234 (a (b) c) S 1 1230 1230 0 -1 4194560 ..."))
-	if !ok || st != 'S' || pg != 1230 {
-		t.Fatalf("got %c %d %v", st, pg, ok)
-	}
-	for _, bad := range []string{"", "1 (x", "1 (x) S 1", "1 (x) S 1 y"} {
-		if _, _, ok := parseProcStat([]byte(bad)); ok {
-			t.Errorf("%q parsed", bad)
 		}
 	}
 }

@@ -21,41 +21,19 @@ import (
 
 	"github.com/kolo/xmlrpc"
 	"golang.org/x/sys/unix"
+
+	"github.com/vtcluster/vtcluster/internal/testbin"
 )
 
 // hangGuard bounds waits that only run out when a test fails; no test
 // asserts on how fast something happens.
 const hangGuard = 60 * time.Second
 
-// binPath is the vtcluster binary built once for the package's tests.
-var binPath string
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "vtcluster-bridge-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binPath = filepath.Join(dir, "vtcluster")
-	build := exec.Command("go", "build", "-o", binPath, "..")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building vtcluster:", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-// vtclusterBinary returns the binary built by TestMain.
+// vtclusterBinary returns the vtcluster binary, built at most once per go
+// test run.
 func vtclusterBinary(tb testing.TB) string {
 	tb.Helper()
-	if binPath == "" {
-		tb.Fatal("vtcluster binary not built (TestMain did not run)")
-	}
-	return binPath
+	return testbin.Path(tb)
 }
 
 func freeTCPPort(tb testing.TB) int {
@@ -584,9 +562,10 @@ func TestAgent_detach(t *testing.T) {
 		t.Fatalf("detached agent: %v, %v", alive, err)
 	}
 
-	// A second detached start fails with the child's status and reason.
+	// A second detached start fails with the child's status and reason:
+	// the data dir's process record names the running agent.
 	code, _, stderr = runVtcluster(t, tokenEnv, "agent", "--detach", "--port", strconv.Itoa(port), "--pid-file", pidFile, "--data-dir", dataDir)
-	if code != 1 || !strings.Contains(stderr, "address already in use") {
+	if code != 1 || !strings.Contains(stderr, fmt.Sprintf("another agent (pid %d) runs with this data dir", pid)) {
 		t.Errorf("second --detach: exit %d, stderr %q", code, stderr)
 	}
 
@@ -612,7 +591,17 @@ func TestAgent_detach(t *testing.T) {
 func TestAgent_defaultDataDirBesideExecutable(t *testing.T) {
 	pidFile := filepath.Join(t.TempDir(), "agent.pid")
 	port := freeTCPPort(t)
-	cmd := exec.Command(vtclusterBinary(t), "agent", "--port", strconv.Itoa(port), "--pid-file", pidFile)
+	// A private copy: the shared binary's directory (bin/, or the test
+	// build cache) must not collect a data dir.
+	data, err := os.ReadFile(vtclusterBinary(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "vtcluster")
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "agent", "--port", strconv.Itoa(port), "--pid-file", pidFile)
 	cmd.Env = append(os.Environ(), "VTCLUSTER_AGENT_TOKEN="+testAgentToken)
 	pipe, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
@@ -626,7 +615,7 @@ func TestAgent_defaultDataDirBesideExecutable(t *testing.T) {
 	if !strings.HasPrefix(line, "Agent daemon starting with PID") {
 		t.Fatalf("no banner: %q", line)
 	}
-	want := filepath.Join(filepath.Dir(vtclusterBinary(t)), "data", "log", "agent.log")
+	want := filepath.Join(filepath.Dir(bin), "data", "log", "agent.log")
 	if _, err := os.Stat(want); err != nil {
 		t.Fatalf("default data dir not beside the executable: %v", err)
 	}

@@ -29,7 +29,7 @@ import (
 
 // These tests run the vtcluster CLI against a real cluster: a lab of
 // network namespaces, each with its own address, hostname and sshd, and the
-// vtcluster binary (built by TestMain) deployed to them as the agent. The
+// vtcluster binary (internal/testbin) deployed to them as the agent. The
 // CLI runs in-process (Main) where that is enough, and as the built binary
 // where a separate process is the point.
 

@@ -365,7 +365,9 @@ func runAgent(ctx context.Context, e *env, o agentOptions) (err error) {
 	if err != nil {
 		return exitError{1, err}
 	}
-	proc, err := agent.NewProcessService(agent.ProcessConfig{}, svcLogger("process"))
+	// The record lets the next agent stop what this one started, should
+	// it die without stopping it.
+	proc, err := agent.NewProcessService(agent.ProcessConfig{RecordFile: filepath.Join(dd.Path(), agent.ProcessRecordName)}, svcLogger("process"))
 	if err != nil {
 		return exitError{1, err}
 	}

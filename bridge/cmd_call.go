@@ -470,6 +470,12 @@ Examples:
 			if cwd := cmd.String("cwd"); cwd != "" {
 				opts["cwd"] = cwd
 			}
+			// Inside a test body: the command belongs to the test's
+			// partition, so the next test's hand-over stops it if it
+			// outlives this test.
+			if id := os.Getenv("VTCLUSTER_PARTITION_ID"); id != "" {
+				opts["owner"] = id
+			}
 			argv := make([]any, len(args)-1)
 			for i, a := range args[1:] {
 				argv[i] = a

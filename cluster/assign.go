@@ -44,7 +44,9 @@ type NoMatchError struct {
 }
 
 func (e *NoMatchError) Error() string {
-	msg := fmt.Sprintf("cluster: tag %q (selectors %s): %s", e.Tag, e.Selectors, e.Reason)
+	// No "cluster:" prefix: Allocate, which the error leaves cluster
+	// through, adds it once (see partition.go).
+	msg := fmt.Sprintf("tag %q (selectors %s): %s", e.Tag, e.Selectors, e.Reason)
 	if e.Reason == ReasonTaken {
 		msg += fmt.Sprintf(" (could use %s; also wanted by tags %s)", strings.Join(e.CouldMatch, ", "), strings.Join(e.Rivals, ", "))
 	}

@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
-	"strings"
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vtcluster/vtcluster/agent/pgroup"
 )
 
 // flockFile takes a flock(2) on path (created 0600 if missing) and returns
@@ -73,43 +73,18 @@ func fsyncDir(dir string) error {
 }
 
 // procStat returns a process's state letter and start time (clock ticks
-// after boot) from /proc/<pid>/stat.
+// after boot).
 func procStat(pid int) (state byte, start uint64, err error) {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	st, err := pgroup.ReadStat(pid)
 	if err != nil {
 		return 0, 0, err
 	}
-	return parseProcStat(string(data))
-}
-
-// parseProcStat reads fields 3 (state) and 22 (starttime) of proc(5)'s
-// stat line. The command name in field 2 may hold blanks and parentheses, so
-// the fields are counted from the last ')'.
-func parseProcStat(line string) (state byte, start uint64, err error) {
-	i := strings.LastIndexByte(line, ')')
-	if i < 0 {
-		return 0, 0, fmt.Errorf("cluster: malformed /proc stat line %q", line)
-	}
-	f := strings.Fields(line[i+1:])
-	if len(f) < 20 || len(f[0]) != 1 {
-		return 0, 0, fmt.Errorf("cluster: malformed /proc stat line %q", line)
-	}
-	start, err = strconv.ParseUint(f[19], 10, 64)
-	if err != nil {
-		return 0, 0, fmt.Errorf("cluster: malformed /proc stat start time %q", f[19])
-	}
-	return f[0][0], start, nil
+	return st.State, st.StartTick, nil
 }
 
 // hostBootID identifies the current boot; a process recorded under another boot
 // is gone, whatever its pid says now.
-var hostBootID = sync.OnceValue(func() string {
-	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
-	if err != nil {
-		return ""
-	}
-	return strings.TrimSpace(string(b))
-})
+var hostBootID = sync.OnceValue(pgroup.BootID)
 
 var ownHostname = sync.OnceValue(func() string {
 	h, err := os.Hostname()

@@ -330,8 +330,11 @@ func (nc *NodeConn) StartAgent(ctx context.Context) (AgentInfo, error) {
 		// of a node, the socket's directory is.
 		argv = append(argv, "--unix-socket", AgentSocket(nc.node))
 	}
-	var out strings.Builder
-	if err := ssh.Run(ctx, argv, RunOptions{Stdout: &out, Stderr: &out}); err != nil {
+	// One writer for both streams, which ssh copies from two goroutines:
+	// it must lock. The agent's start-up output is short; the tail is what
+	// explains a failure.
+	out := &tailBuffer{max: 64 << 10}
+	if err := ssh.Run(ctx, argv, RunOptions{Stdout: out, Stderr: out}); err != nil {
 		// Another controller (a second job's hook) may have started the
 		// agent between our check and our start; then ours lost the bind
 		// and theirs is the one to use.

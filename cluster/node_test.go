@@ -16,7 +16,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,45 +23,16 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/vtcluster/vtcluster/cluster/lab"
+
+	"github.com/vtcluster/vtcluster/internal/testbin"
 )
 
 // The tests in this file drive real agents (the vtcluster binary itself,
 // built once per test binary) on real SSH hosts of a lab.
 
-// testAgentBinary builds the vtcluster binary once, into build/test/ at the
-// top of the module (ignored by git), replacing it atomically so that test
-// binaries running at the same time never see half a file.
-var testAgentBinary = sync.OnceValues(func() (string, error) {
-	root, err := filepath.Abs("..")
-	if err != nil {
-		return "", err
-	}
-	dir := filepath.Join(root, "build", "test")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
-	tmp := filepath.Join(dir, fmt.Sprintf(".vtcluster-%d", os.Getpid()))
-	cmd := exec.Command("go", "build", "-o", tmp, ".")
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		os.Remove(tmp)
-		return "", fmt.Errorf("building vtcluster: %v\n%s", err, out)
-	}
-	bin := filepath.Join(dir, "vtcluster")
-	if err := os.Rename(tmp, bin); err != nil {
-		return "", err
-	}
-	return bin, nil
-})
-
 func agentBinaryForTest(tb testing.TB) string {
 	tb.Helper()
-	bin, err := testAgentBinary()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return bin
+	return testbin.Path(tb)
 }
 
 // labNodes returns the lab's hosts as registered nodes, through the

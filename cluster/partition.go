@@ -189,7 +189,7 @@ type LeaseHeldError struct {
 }
 
 func (e *LeaseHeldError) Error() string {
-	return fmt.Sprintf("cluster: node %q is held by partition %s of %s until %s",
+	return fmt.Sprintf("node %q is held by partition %s of %s until %s",
 		e.Node, e.Partition, e.Owner, e.Expires.UTC().Format(time.RFC3339))
 }
 

@@ -433,7 +433,7 @@ func TestAssign_noNodeMatches(t *testing.T) {
 	if nm.Tag != "dst" || nm.Reason != ReasonNoNode || len(nm.CouldMatch) != 0 || len(nm.Rivals) != 0 {
 		t.Errorf("got %+v", nm)
 	}
-	want := `cluster: tag "dst" (selectors [{'key': 'memory_gb', 'operator': '>=', 'values': 64}]): no node matches`
+	want := `tag "dst" (selectors [{'key': 'memory_gb', 'operator': '>=', 'values': 64}]): no node matches`
 	if err.Error() != want {
 		t.Errorf("error:\n got  %s\n want %s", err, want)
 	}
@@ -455,7 +455,7 @@ func TestAssign_nodesTakenByOtherTags(t *testing.T) {
 	if nm.Tag != "c" || nm.Reason != ReasonTaken || !reflect.DeepEqual(nm.CouldMatch, []string{"n1", "n2"}) || !reflect.DeepEqual(nm.Rivals, []string{"a", "b"}) {
 		t.Errorf("got %+v", nm)
 	}
-	want := `cluster: tag "c" (selectors [{'key': 'cpu_vendor_id', 'operator': 'eq', 'values': 'AuthenticAMD'}]): matching nodes are all taken by other tags (could use n1, n2; also wanted by tags a, b)`
+	want := `tag "c" (selectors [{'key': 'cpu_vendor_id', 'operator': 'eq', 'values': 'AuthenticAMD'}]): matching nodes are all taken by other tags (could use n1, n2; also wanted by tags a, b)`
 	if err.Error() != want {
 		t.Errorf("error:\n got  %s\n want %s", err, want)
 	}

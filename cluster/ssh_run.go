@@ -17,7 +17,9 @@ import (
 // RunOptions are the standard streams of a remote command. Nil Stdin
 // sends nothing (EOF at once); nil writers discard.
 type RunOptions struct {
-	Stdin          io.Reader
+	Stdin io.Reader
+	// Stdout and Stderr are written from two goroutines: one writer given
+	// as both must be safe for concurrent use.
 	Stdout, Stderr io.Writer
 }
 

@@ -564,19 +564,6 @@ func TestState_queries(t *testing.T) {
 	}
 }
 
-func TestParseProcStat(t *testing.T) {
-	line := "1234 (we ird) (x) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 100\n"
-	state, start, err := parseProcStat(line)
-	if err != nil || state != 'S' || start != 987654 {
-		t.Errorf("got %c %d %v, want S 987654", state, start, err)
-	}
-	for _, bad := range []string{"", "1234 (x) S 1", "1 (x) S 1 1 1 0 -1 0 0 0 0 0 1 2 0 0 20 0 1 0 notanumber 1 1"} {
-		if _, _, err := parseProcStat(bad); err == nil {
-			t.Errorf("parseProcStat(%q) accepted", bad)
-		}
-	}
-}
-
 // readLine reads one line from a helper's stdout.
 func readLine(tb testing.TB, r *bufio.Reader) string {
 	tb.Helper()

@@ -42,6 +42,7 @@ type Backend struct {
 
 	mu       sync.Mutex
 	conns    map[string]*cluster.NodeConn // by node name, for this test
+	owners   map[string]string            // partition id by node name: the owner of what Exec starts
 	proxies  []*http.Server
 	renewals map[string]context.CancelFunc
 	// leaseLost receives, once, why a partition's lease was lost.
@@ -78,6 +79,7 @@ func OpenBackend(_ context.Context, cfg RunConfig) (Cluster, error) {
 		store:     st,
 		log:       slog.New(slog.NewTextHandler(io.Discard, nil)),
 		conns:     map[string]*cluster.NodeConn{},
+		owners:    map[string]string{},
 		renewals:  map[string]context.CancelFunc{},
 		leaseLost: map[string]chan error{},
 		lost:      map[string]error{},
@@ -160,7 +162,13 @@ func (b *Backend) Allocate(ctx context.Context, req AllocRequest) (*Partition, e
 		}
 		b.mu.Lock()
 		b.conns[n.Name] = nc
+		b.owners[n.Name] = p.ID
 		b.mu.Unlock()
+		stopped, err := handOver(ctx, nc, p.ID)
+		if err != nil {
+			return nil, err
+		}
+		out.HandOver = append(out.HandOver, stopped...)
 		u, err := b.agentProxy(nc)
 		if err != nil {
 			return nil, err
@@ -169,6 +177,51 @@ func (b *Backend) Allocate(ctx context.Context, req AllocRequest) (*Partition, e
 	}
 	ok = true
 	return out, nil
+}
+
+// handOver makes the node clean for partition id: its agent stops every
+// process started for another owner (an earlier test whose teardown could
+// not reach the node, say) and says what they were, for the test's log.
+func handOver(ctx context.Context, nc *cluster.NodeConn, id string) ([]string, error) {
+	v, err := nc.Call(ctx, "process.stop_others", id)
+	if err != nil {
+		return nil, fmt.Errorf("node %q: stopping what earlier tests left running: %w", nc.Node().Name, err)
+	}
+	list, _ := v.([]any)
+	var out []string
+	for _, x := range list {
+		st, _ := x.(map[string]any)
+		get := func(k string) any { return st[k] }
+		owner, _ := get("owner").(string)
+		if owner == "" {
+			owner = "no owner"
+		} else {
+			owner = "owner " + owner
+		}
+		var argv []string
+		for _, a := range asList(get("argv")) {
+			s, _ := a.(string)
+			argv = append(argv, py.Repr(s))
+		}
+		out = append(out, fmt.Sprintf("node %s: stopped [%s] (pid %v, %s, exit status %v), left by an earlier test",
+			nc.Node().Name, strings.Join(argv, ", "), get("pid"), owner, get("exit_code")))
+	}
+	return out, nil
+}
+
+// asList reads an XML-RPC array as the client decodes it.
+func asList(v any) []any {
+	switch l := v.(type) {
+	case []any:
+		return l
+	case []string:
+		out := make([]any, len(l))
+		for i, s := range l {
+			out[i] = s
+		}
+		return out
+	}
+	return nil
 }
 
 func nodeProps(n cluster.Node) map[string]any {
@@ -531,7 +584,10 @@ func (b *Backend) Exec(ctx context.Context, node PartitionNode, argv []string, o
 	if err != nil {
 		return ExecResult{}, err
 	}
-	o := map[string]any{"log_output": true}
+	b.mu.Lock()
+	owner := b.owners[node.Name]
+	b.mu.Unlock()
+	o := map[string]any{"log_output": true, "owner": owner}
 	if opts.Timeout > 0 {
 		o["timeout"] = opts.Timeout.Seconds()
 	}

@@ -9,49 +9,22 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vtcluster/vtcluster/internal/testbin"
 )
 
 // These tests run the real vtcluster binary under the name
 // avocado-runner-multihost, as Avocado does, against a real status server
 // on a unix socket.
 
-var (
-	binOnce sync.Once
-	binDir  string
-	binErr  error
-)
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
-	os.Exit(code)
-}
-
-// runnerBinary builds the vtcluster binary once per test process and
-// returns the path of its avocado-runner-multihost symlink.
+// runnerBinary returns the avocado-runner-multihost symlink to the
+// vtcluster binary, built at most once per go test run.
 func runnerBinary(tb testing.TB) string {
 	tb.Helper()
-	binOnce.Do(func() {
-		if binDir, binErr = os.MkdirTemp("", "runner-bin-"); binErr != nil {
-			return
-		}
-		out, err := exec.Command("go", "build", "-o", filepath.Join(binDir, "vtcluster"), "..").CombinedOutput()
-		if err != nil {
-			binErr = fmt.Errorf("go build: %v\n%s", err, out)
-			return
-		}
-		binErr = os.Symlink("vtcluster", filepath.Join(binDir, "avocado-runner-multihost"))
-	})
-	if binErr != nil {
-		tb.Fatal(binErr)
-	}
-	return filepath.Join(binDir, "avocado-runner-multihost")
+	return testbin.RunnerPath(tb)
 }
 
 type runResult struct {

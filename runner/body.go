@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vtcluster/vtcluster/agent/py"
+	"github.com/vtcluster/vtcluster/agent/pgroup"
 )
 
 // commandSpec is the controller-side body command.
@@ -49,7 +49,7 @@ func interrupted(ctx context.Context) bool {
 
 // runCommand runs the body command in its own process group, streams its
 // output as stdout/stderr messages, and on ctx's end terminates the whole
-// group. Whatever the body leaves running in its group is killed when it
+// group. Whatever the body leaves running in its group is stopped when it
 // exits.
 func runCommand(ctx context.Context, spec commandSpec, rep *Reporter, procs *procGroups, trap *panicTrap) commandResult {
 	path, err := resolveCommand(spec.argv[0], spec.dir, spec.env)
@@ -66,22 +66,19 @@ func runCommand(ctx context.Context, spec commandSpec, rep *Reporter, procs *pro
 		wOut.Close()
 		return commandResult{startErr: fmt.Errorf("runner: %w", err)}
 	}
-	cmd := &exec.Cmd{
-		Path:   path,
-		Args:   spec.argv,
-		Dir:    spec.dir,
-		Env:    spec.env,
-		Stdout: wOut,
-		Stderr: wErr,
-		// Stdin stays nil (/dev/null): the runner's stdin is Avocado's.
-		SysProcAttr: &syscall.SysProcAttr{
-			Setpgid: true,
-			// A safety net for the one case nothing else covers: the
-			// runner SIGKILLed.
-			Pdeathsig: syscall.SIGKILL,
+	// Stdin stays nil (/dev/null): the runner's stdin is Avocado's.
+	g, err := pgroup.Start(spec.argv, pgroup.Options{
+		Path: path, Dir: spec.dir, Env: spec.env, Stdout: wOut, Stderr: wErr,
+		Grace: func(cause error) time.Duration {
+			if interrupted(ctx) || errors.Is(cause, pgroup.ErrLeaderExited) {
+				return termGraceInterrupted
+			}
+			return termGrace
 		},
-	}
-	err = cmd.Start()
+		// A safety net for the one case nothing else covers: the
+		// runner SIGKILLed.
+		DieWithParent: true,
+	})
 	wOut.Close()
 	wErr.Close()
 	if err != nil {
@@ -89,8 +86,7 @@ func runCommand(ctx context.Context, spec commandSpec, rep *Reporter, procs *pro
 		rErr.Close()
 		return commandResult{startErr: fmt.Errorf("runner: starting %s: %w", py.Repr(spec.argv[0]), err)}
 	}
-	pgid := cmd.Process.Pid
-	procs.add(pgid)
+	procs.add(g)
 
 	send := func(m Message) { rep.Send(ctx, m) }
 	var readers sync.WaitGroup
@@ -117,37 +113,10 @@ func runCommand(ctx context.Context, spec commandSpec, rep *Reporter, procs *pro
 		}()
 	}
 
-	exited := make(chan struct{})
-	go func() {
-		defer close(exited)
-		// WNOWAIT leaves the leader a zombie, so its pid (= the group id)
-		// cannot be reused while the rest of the group is killed below.
-		var info unix.Siginfo
-		for {
-			if err := unix.Waitid(unix.P_PID, pgid, &info, unix.WEXITED|unix.WNOWAIT, nil); err != unix.EINTR {
-				return
-			}
-		}
-	}()
-	select {
-	case <-exited:
-	case <-ctx.Done():
-		grace := termGrace
-		if interrupted(ctx) {
-			grace = termGraceInterrupted
-		}
-		procs.signal(pgid, syscall.SIGTERM)
-		t := time.NewTimer(grace)
-		select {
-		case <-exited:
-		case <-t.C:
-		}
-		t.Stop()
-		procs.signal(pgid, syscall.SIGKILL)
-		<-exited
-	}
-	procs.remove(pgid) // SIGKILLs what is left of the group
-	werr := cmd.Wait()
+	// The whole group is stopped on ctx's end and whatever the body left
+	// in it once it exits; see agent/pgroup.
+	pres := g.Wait(ctx)
+	procs.remove(g)
 
 	drained := make(chan struct{})
 	go func() {
@@ -171,13 +140,9 @@ func runCommand(ctx context.Context, spec commandSpec, rep *Reporter, procs *pro
 	rOut.Close()
 	rErr.Close()
 
-	res := commandResult{exitCode: cmd.ProcessState.ExitCode()}
-	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		res.signal = ws.Signal()
-		res.exitCode = -int(res.signal) // as Python's returncode
-	}
-	if werr != nil && cmd.ProcessState == nil {
-		res.startErr = fmt.Errorf("runner: waiting for %s: %w", py.Repr(spec.argv[0]), werr)
+	res := commandResult{exitCode: pres.ExitCode, signal: pres.Signal}
+	if pres.Err != nil {
+		res.startErr = fmt.Errorf("runner: waiting for %s: %w", py.Repr(spec.argv[0]), pres.Err)
 	}
 	return res
 }
@@ -230,51 +195,38 @@ func signalName(sig syscall.Signal) string {
 // signal path can kill them even when the lifecycle goroutine is stuck.
 type procGroups struct {
 	mu     sync.Mutex
-	pgids  map[int]bool
+	groups map[*pgroup.Group]bool
 	closed bool
 }
 
-func newProcGroups() *procGroups { return &procGroups{pgids: map[int]bool{}} }
+func newProcGroups() *procGroups { return &procGroups{groups: map[*pgroup.Group]bool{}} }
 
-func (g *procGroups) add(pgid int) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.closed {
+func (p *procGroups) add(g *pgroup.Group) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
 		// killAll ran before this group existed.
-		unix.Kill(-pgid, unix.SIGKILL)
+		_, _ = g.Signal(syscall.SIGKILL)
 		return
 	}
-	g.pgids[pgid] = true
+	p.groups[g] = true
 }
 
-// signal sends sig to a registered group; unregistered ones may have been
-// reaped and their id reused, so they are left alone.
-func (g *procGroups) signal(pgid int, sig syscall.Signal) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.pgids[pgid] {
-		unix.Kill(-pgid, sig)
-	}
+// remove forgets a group once it has been reaped.
+func (p *procGroups) remove(g *pgroup.Group) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.groups, g)
 }
 
-// remove kills what is left of a group and forgets it; the caller reaps
-// the leader afterwards.
-func (g *procGroups) remove(pgid int) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.pgids[pgid] {
-		unix.Kill(-pgid, unix.SIGKILL)
-		delete(g.pgids, pgid)
-	}
-}
-
-// killAll SIGKILLs every registered group and any added later.
-func (g *procGroups) killAll() {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.closed = true
-	for pgid := range g.pgids {
-		unix.Kill(-pgid, unix.SIGKILL)
+// killAll SIGKILLs every registered group and any added later. A group
+// already reaped is left alone by Signal: its id may be someone else's.
+func (p *procGroups) killAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	for g := range p.groups {
+		_, _ = g.Signal(syscall.SIGKILL)
 	}
 }
 

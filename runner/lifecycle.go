@@ -71,6 +71,9 @@ type AllocRequest struct {
 type Partition struct {
 	ID    string
 	Nodes []PartitionNode
+	// HandOver names what earlier owners left running on the nodes and
+	// was stopped before the nodes were handed to this test.
+	HandOver []string
 }
 
 // Node returns the node with tag.
@@ -491,6 +494,9 @@ func (r *testRun) allocate(ctx context.Context, cl Cluster) (*Partition, Outcome
 	}
 	for _, n := range p.Nodes {
 		r.logf(ctx, "partition %s: %s = %s (%s)", p.ID, n.Tag, n.Name, n.Address)
+	}
+	for _, h := range p.HandOver {
+		r.logf(ctx, "%s", h)
 	}
 	return p, Outcome{}, true
 }

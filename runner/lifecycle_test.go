@@ -32,6 +32,8 @@ type fakeCluster struct {
 	closed    bool
 	// onAllocate runs after each successful allocation.
 	onAllocate func()
+	// handOver is what the partition reports as stopped at hand-over.
+	handOver []string
 }
 
 func (f *fakeCluster) Allocate(ctx context.Context, req AllocRequest) (*Partition, error) {
@@ -44,7 +46,7 @@ func (f *fakeCluster) Allocate(ctx context.Context, req AllocRequest) (*Partitio
 	if f.allocErr != nil {
 		return nil, f.allocErr
 	}
-	p := &Partition{ID: "0123456789abcdef0123456789abcdef"}
+	p := &Partition{ID: "0123456789abcdef0123456789abcdef", HandOver: f.handOver}
 	for i, ns := range req.Nodes {
 		n := f.nodes[i]
 		n.Tag = ns.Tag
@@ -198,11 +200,15 @@ func logText(msgs []map[string]any) string {
 }
 
 func TestLifecycle_nodesStepsBodyCollectRelease_fakeCluster(t *testing.T) {
-	cl := &fakeCluster{nodes: twoNodes(), logs: []LogRecord{{Tag: "src", Node: "node1", Logger: "avocado.service.process", Level: "INFO", Text: "process started"}}}
+	cl := &fakeCluster{nodes: twoNodes(), logs: []LogRecord{{Tag: "src", Node: "node1", Logger: "avocado.service.process", Level: "INFO", Text: "process started"}},
+		handOver: []string{"node node1: stopped ['sleep', '600'] (pid 42, owner old, exit status -15), left by an earlier test"}}
 	spec := writeSpec(t, twoNodeSpec)
 	code, msgs, out := runInProcess(t, context.Background(), spec, "ok", cl)
 	if fin := finishedOf(msgs); code != 0 || fin["result"] != "pass" {
 		t.Fatalf("exit %d, finished %v\nlog:\n%s", code, fin, logText(msgs))
+	}
+	if !strings.Contains(logText(msgs), cl.handOver[0]) {
+		t.Errorf("the test's log does not name what was stopped at hand-over:\n%s", logText(msgs))
 	}
 	wantReq := AllocRequest{JobID: "job", TestID: "1-ok", Nodes: []NodeSpec{{"src", "[{'key': 'arch', 'operator': '==', 'values': 'x86_64'}]"}, {"dst", ""}}}
 	if len(cl.requests) != 1 || !reflect.DeepEqual(cl.requests[0], wantReq) {

@@ -3,6 +3,7 @@ package py
 import (
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
 	"strings"
 	"testing"
@@ -143,7 +144,7 @@ func TestParseLiteral_errors(t *testing.T) {
 
 func TestRepr_literalRoundTrip(t *testing.T) {
 	values := []any{
-		nil, true, false, int64(0), int64(-9223372036854775808), 1.5, 1e16, 1e-5, -0.0, 100.0,
+		nil, true, false, int64(0), int64(-9223372036854775808), 1.5, 1e16, 1e-5, math.Copysign(0, -1), 100.0,
 		"", "it's", `say "hi"`, `both ' and "`, "tab\tnl\nbs\\", "\x00\x7f\u0085\u200b", "é😀",
 		[]any{}, []any{int64(1), []any{"a", nil}}, map[string]any{"b": 1.25, "a": []any{false}},
 	}
@@ -157,6 +158,13 @@ func TestRepr_literalRoundTrip(t *testing.T) {
 		if !reflect.DeepEqual(back, v) {
 			t.Errorf("Repr(%#v) = %s, parses back as %#v", v, text, back)
 		}
+		// DeepEqual compares floats with ==, for which -0.0 == 0.0.
+		if f, ok := v.(float64); ok && math.Signbit(f) != math.Signbit(back.(float64)) {
+			t.Errorf("Repr(%#v) = %s loses the sign of zero", v, text)
+		}
+	}
+	if got := Repr(math.Copysign(0, -1)); got != "-0.0" {
+		t.Errorf("Repr(-0.0) = %s, want -0.0", got)
 	}
 	for v, want := range map[any]string{
 		"it's": `"it's"`, 1e16: "1e+16", 100.0: "100.0", 1e-5: "1e-05", int64(7): "7",

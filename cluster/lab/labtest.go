@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"flag"
 	"os"
 	"sync"
 )
@@ -25,6 +26,13 @@ const testPrefix = "vtt"
 
 var reapOnce sync.Once
 
+// shortTest is testing.Short() without importing package testing into the
+// binary: the flag exists only in test binaries.
+func shortTest() bool {
+	f := flag.Lookup("test.short")
+	return f != nil && f.Value.String() == "true"
+}
+
 // Start builds a lab of n hosts for a test and tears it down in Cleanup. It
 // skips the test, with the reason, when the machine cannot build labs (not
 // root, no ip or sshd). The first call in a test binary also reaps stale
@@ -38,6 +46,9 @@ func Start(tb TB, n int) *Lab {
 // in when empty.
 func StartSpec(tb TB, spec Spec) *Lab {
 	tb.Helper()
+	if shortTest() {
+		tb.Skipf("lab: real hosts take seconds each; skipped under -short (make unit)")
+	}
 	if err := CheckTools(spec.SSHD); err != nil {
 		tb.Skipf("%v", err)
 	}
