@@ -41,9 +41,6 @@ var execAllowed = map[string]bool{
 	"internal/testbin/testbin.go":  true, // builds the binary that tests run
 	// tests of the etcd state store run real etcd servers
 	"cluster/etcdstore/etcdtest/etcd.go": true,
-	// Node-side backings run qemu-img, ip, mount, cp; one function, so it
-	// switches to agent/pgroup's supervisor in one place once that lands.
-	"resmgr/command.go": true,
 }
 
 func TestArchitecture_ImportDirection(t *testing.T) {

@@ -5,10 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os/exec"
+	"os"
+	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/vtcluster/vtcluster/agent/pgroup"
 )
 
 // Commander runs one external command on the node: argv only, never a
@@ -46,29 +48,58 @@ func (e *CommandError) Unwrap() error { return e.Err }
 // ErrToolMissing is wrapped when the command's program is not installed.
 var ErrToolMissing = errors.New("not installed on this node")
 
-// runCommand is the Commander used on real nodes. The child gets its own
-// process group, so a timeout kills whatever it started too.
-// TODO(house-proc): switch to agent/pgroup once it lands.
+// runCommand is the Commander used on real nodes, on the one process-group
+// supervisor the agent's process service uses: a timeout stops whatever
+// the command started, and the command dies with the agent.
 func runCommand(ctx context.Context, argv []string) error {
 	if len(argv) == 0 {
 		return errors.New("empty command")
 	}
-	if _, err := exec.LookPath(argv[0]); err != nil {
+	path, err := lookPath(argv[0])
+	if err != nil {
 		return &CommandError{Argv: argv, Err: fmt.Errorf("%s: %w", argv[0], ErrToolMissing)}
 	}
 	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
 	var out capped
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"}
-	if err := cmd.Run(); err != nil {
-		return &CommandError{Argv: argv, Output: strings.TrimSpace(out.String()), Err: err}
+	res, err := pgroup.Run(ctx, argv, pgroup.Options{
+		Path: path, Stdout: &out, Stderr: &out, DieWithParent: true,
+		Env: []string{"PATH=" + toolPath, "LC_ALL=C"},
+	})
+	switch {
+	case err != nil:
+		return &CommandError{Argv: argv, Err: err}
+	case res.Err != nil:
+		return &CommandError{Argv: argv, Output: strings.TrimSpace(out.String()), Err: res.Err}
+	case res.Stopped != nil:
+		return &CommandError{Argv: argv, Output: strings.TrimSpace(out.String()), Err: fmt.Errorf("stopped: %w", res.Stopped)}
+	case res.Signal != 0:
+		return &CommandError{Argv: argv, Output: strings.TrimSpace(out.String()), Err: fmt.Errorf("killed by %v", res.Signal)}
+	case res.ExitCode != 0:
+		return &CommandError{Argv: argv, Output: strings.TrimSpace(out.String()), Err: fmt.Errorf("exit status %d", res.ExitCode)}
 	}
 	return nil
+}
+
+// toolPath is where node tools are looked for: the system's directories,
+// whatever PATH the agent was started with.
+const toolPath = "/usr/sbin:/usr/bin:/sbin:/bin"
+
+// lookPath finds name in toolPath (a name with a slash is used as given).
+func lookPath(name string) (string, error) {
+	if strings.Contains(name, "/") {
+		if st, err := os.Stat(name); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
+			return "", fmt.Errorf("%s: not an executable file", name)
+		}
+		return name, nil
+	}
+	for _, dir := range filepath.SplitList(toolPath) {
+		p := filepath.Join(dir, name)
+		if st, err := os.Stat(p); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s: not found in %s", name, toolPath)
 }
 
 // capped keeps the first maxCommandOutput bytes written to it.
