@@ -92,8 +92,31 @@ class Cluster:
         return cli.env(dict(self.env, **extra))
 
 
+#: What marks a process as this session's, so that two suites running at
+#: once on one machine never count or kill each other's sleeps: the network
+#: namespaces of this session's lab hosts (commands on nodes), and this
+#: session's state dir in the environment (bodies on the controller).
+_SESSION = {"netns": set(), "environ": None}
+
+
+def _claim_session(lab, env):
+    _SESSION["netns"] = {os.stat(f"/run/netns/{h['netns']}").st_ino for h in lab.hosts.values()}
+    _SESSION["environ"] = f"VTCLUSTER_STATE_DIR={env['VTCLUSTER_STATE_DIR']}".encode()
+
+
+def _ours(pid):
+    try:
+        if os.stat(f"/proc/{pid}/ns/net").st_ino in _SESSION["netns"]:
+            return True
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return _SESSION["environ"] in f.read().split(b"\0")
+    except OSError:
+        return False  # exited while we looked
+
+
 def processes_with_argv(argv):
-    return [(pid, ppid) for pid, ppid, a in read_proc_table() if a == argv]
+    """This session's live processes running argv, as (pid, ppid)."""
+    return [(pid, ppid) for pid, ppid, a in read_proc_table() if a == argv and _ours(pid)]
 
 
 def alive(pid):
@@ -177,6 +200,7 @@ def bootstrapped(lab, cluster_bin_dir, tmp_path_factory):
     """The lab's hosts registered in a session state dir (vtcluster bootstrap)."""
     env = cluster_env_for(tmp_path_factory.mktemp("cluster") / "state", cluster_bin_dir)
     cluster = Cluster(lab, env)
+    _claim_session(lab, env)
     cluster.vtcluster(
         "bootstrap", "--vt-cluster-config", str(lab.cluster_config), "--accept-new-host-keys"
     )
