@@ -28,6 +28,7 @@ var execAllowed = map[string]bool{
 	"agent/proc_linux.go":  true,
 	"runner/body.go":       true, // the test body on the controller
 	"bridge/cmd_agent.go":  true, // --detach re-executes the agent
+	"bridge/agentbin.go":   true, // asks the agent-only build which build it is
 	"cluster/lab/netns.go": true, // the test lab drives ip(8) and sshd(8)
 	// tests of the etcd state store run real etcd servers
 	"cluster/etcdstore/etcdtest/etcd.go": true,

@@ -4,6 +4,9 @@ package etcdstore
 
 import "errors"
 
+// Linked says whether this build has the etcd client.
+const Linked = false
+
 // openEtcd of a build without the etcd client (make build-agent: an
 // agent-only binary whose memory the client's packages do not grow).
 func openEtcd(Config) (Opened, error) {
