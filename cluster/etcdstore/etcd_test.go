@@ -8,12 +8,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -363,6 +366,118 @@ func TestEtcd_unknownOutcomeCleansItself(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := cluster.Release(ctx, st, p.ID); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// answerDropper forwards connections to etcd and, once drop is set,
+// stops passing etcd's answers back: requests still arrive and are
+// applied, as when the network fails after a request went out.
+type answerDropper struct {
+	addr string
+	drop atomic.Bool
+}
+
+func newAnswerDropper(t *testing.T, target string) *answerDropper {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &answerDropper{addr: ln.Addr().String()}
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			mu.Lock()
+			conns = append(conns, c, s)
+			mu.Unlock()
+			go io.Copy(s, c)
+			go func() {
+				buf := make([]byte, 32<<10)
+				for {
+					n, err := s.Read(buf)
+					if n > 0 && !d.drop.Load() {
+						c.Write(buf[:n])
+					}
+					if err != nil {
+						c.Close()
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return d
+}
+
+// The network fails after an allocation's transaction went out: etcd
+// applies it, the writer never hears so and fails within one timeout.
+// The keys it wrote go by themselves when the provisional lease ends,
+// not when the wanted minute does.
+func TestEtcd_lostAnswerCleansItself(t *testing.T) {
+	members := startEtcd(t, 1)
+	labStore(t, members, 2)
+	proxy := newAnswerDropper(t, members[0].Client)
+	cfg, _ := ParseURL("etcd://" + proxy.addr + "/vtc-test")
+	cfg.Cluster, cfg.Timeout = "lab", 3*time.Second
+	st, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	st.beforeTxn = func() { proxy.drop.Store(true) }
+	ctx := context.Background()
+	start := time.Now()
+	_, err = cluster.Allocate(ctx, st, cluster.AllocRequest{Owner: testOwner("a", 1), Tags: []string{"x", "y"}, Lease: time.Minute})
+	took := time.Since(start)
+	if err == nil {
+		t.Fatal("allocation succeeded without etcd's answer")
+	}
+	t.Logf("error after %s: %v", took.Round(time.Millisecond), err)
+	if !strings.Contains(err.Error(), "save state") || took > 3*time.Second+2*time.Second {
+		t.Errorf("want the save to fail within the 3s timeout, got after %s: %v", took, err)
+	}
+
+	direct := openTestStore(t, members, "lab")
+	s, err := direct.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Partitions) != 1 {
+		t.Fatalf("etcd did not apply the transaction whose answer was lost: %+v", s.Partitions)
+	}
+	if left := time.Until(s.Partitions[0].Expires); left > time.Duration(direct.provisionalTTL())*time.Second {
+		t.Errorf("the unconfirmed partition has %s left, want at most the provisional %ds", left, direct.provisionalTTL())
+	}
+	// Its nodes are free once the provisional lease ends: an allocation
+	// waiting for them gets them well before the minute.
+	p, err := cluster.Allocate(ctx, direct, cluster.AllocRequest{
+		Owner: testOwner("b", 2), Tags: []string{"x", "y"}, Lease: time.Minute,
+		Wait: time.Duration(direct.provisionalTTL())*time.Second + 5*time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("nodes free again %s after the failed allocation began", time.Since(start).Round(time.Millisecond))
+	if err := cluster.Release(ctx, direct, p.ID); err != nil {
 		t.Fatal(err)
 	}
 }
