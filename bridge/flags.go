@@ -142,7 +142,7 @@ func timeoutFlag(def time.Duration) cli.Flag {
 func agentBinaryFlag() cli.Flag {
 	return &cli.StringFlag{
 		Name: flagAgentBinary, Sources: cli.EnvVars(envAgentBinary), TakesFile: true,
-		Usage: "vtcluster executable to deploy as the nodes' agent, built for their architecture (default: this executable)",
+		Usage: "vtcluster executable to deploy as the nodes' agent, built for their architecture (default: the agent-only build vtcluster-agent beside this executable when it is the same build, else this executable)",
 	}
 }
 
