@@ -5,7 +5,11 @@ BIN       := bin/vtcluster
 VENV      := .venv
 PY        := $(VENV)/bin/python
 VERSION   ?= $(shell cat VERSION 2>/dev/null || echo 0.1.0)
-GOFLAGS_BUILD := -trimpath -ldflags "-s -w -X github.com/vtcluster/vtcluster/bridge.Version=$(VERSION)"
+# One random id per make run, in both binaries of a build: the deployer
+# uploads bin/vtcluster-agent only when its id is the running vtcluster's,
+# so a stale agent-only binary is never deployed.
+BUILD_ID  := $(shell od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
+GOFLAGS_BUILD := -trimpath -ldflags "-s -w -X github.com/vtcluster/vtcluster/bridge.Version=$(VERSION) -X github.com/vtcluster/vtcluster/bridge.BuildID=$(BUILD_ID)"
 
 # staticcheck runs from the Go module proxy at a pinned version, so a fresh
 # machine needs nothing but Go.
@@ -17,21 +21,24 @@ FUZZTIME  ?= 30s
 
 all: build
 
-# Static, so the same file runs on every node it is uploaded to.
+# Static, so the same file runs on every node it is uploaded to. Beside it
+# the agent-only build (tag vtcluster_noetcd: no etcd client, whose package
+# initialisation Go runs at every start-up and which would grow every
+# agent's memory); bootstrap and agents deploy it by default.
 build:
-	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN) .
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN).new .
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -tags vtcluster_noetcd -o bin/vtcluster-agent.new .
+	mv -f $(BIN).new $(BIN)
+	mv -f bin/vtcluster-agent.new bin/vtcluster-agent
 	ln -sf vtcluster bin/avocado-runner-multihost
 
-# An agent-only binary without the etcd client: deploy it with
-# --agent-binary bin/vtcluster-agent where node memory counts. The full
-# binary links the client, and Go initialises every linked package at
-# start-up, agent included.
-build-agent:
-	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -tags vtcluster_noetcd -o bin/vtcluster-agent .
+# Kept for scripts that name it; make build builds both.
+build-agent: build
 
 install: build
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/vtcluster
+	install -m 0755 bin/vtcluster-agent $(DESTDIR)$(PREFIX)/bin/vtcluster-agent
 	ln -sf vtcluster $(DESTDIR)$(PREFIX)/bin/avocado-runner-multihost
 
 venv:

@@ -149,7 +149,7 @@ func runAgentsOp(ctx context.Context, e *env, cmd *cli.Command, what string, op 
 		return err
 	}
 	if hasFlag(cmd, flagAgentBinary) {
-		if cfg.Binary, err = agentBinary(cmd); err != nil {
+		if cfg.Binary, err = agentBinary(ctx, e, cmd); err != nil {
 			return err
 		}
 	}

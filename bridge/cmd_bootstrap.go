@@ -85,7 +85,7 @@ func runBootstrap(ctx context.Context, e *env, cmd *cli.Command) error {
 	if err != nil {
 		return err
 	}
-	if cfg.Binary, err = agentBinary(cmd); err != nil {
+	if cfg.Binary, err = agentBinary(ctx, e, cmd); err != nil {
 		return err
 	}
 	cfg.InstallKeys = cmd.Bool("install-key")

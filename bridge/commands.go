@@ -29,6 +29,7 @@ func rootCommand(e *env) *cli.Command {
 			agentCommand(e),
 			agentsCommand(e),
 			bootstrapCommand(e),
+			buildInfoCommand(e),
 			callCommand(e),
 			cpCommand(e),
 			execCommand(e),

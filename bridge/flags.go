@@ -142,7 +142,7 @@ func timeoutFlag(def time.Duration) cli.Flag {
 func agentBinaryFlag() cli.Flag {
 	return &cli.StringFlag{
 		Name: flagAgentBinary, Sources: cli.EnvVars(envAgentBinary), TakesFile: true,
-		Usage: "vtcluster executable to deploy as the nodes' agent, built for their architecture (default: this executable)",
+		Usage: "vtcluster executable to deploy as the nodes' agent, built for their architecture (default: the agent-only build vtcluster-agent beside this executable when it is the same build, else this executable)",
 	}
 }
 
@@ -307,8 +307,10 @@ func controllerConfig(e *env, cmd *cli.Command) (cluster.ControllerConfig, error
 	return cfg, nil
 }
 
-// agentBinary is --agent-binary, or the running executable.
-func agentBinary(cmd *cli.Command) (string, error) {
+// agentBinary is --agent-binary, or the agent-only build beside the
+// running executable when it is the same build, or the running executable
+// (chooseAgentBinary); it says which on stderr.
+func agentBinary(ctx context.Context, e *env, cmd *cli.Command) (string, error) {
 	if p := cmd.String(flagAgentBinary); p != "" {
 		abs, err := filepath.Abs(p)
 		if err != nil {
@@ -323,7 +325,9 @@ func agentBinary(cmd *cli.Command) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("cannot locate this executable to deploy it as the agent (%w): pass --%s", err, flagAgentBinary)
 	}
-	return exe, nil
+	bin, why := chooseAgentBinary(ctx, exe)
+	fmt.Fprintf(e.stderr, "vtcluster: agent binary %s: %s\n", bin, why)
+	return bin, nil
 }
 
 // hasFlag reports whether cmd itself defines the flag.

@@ -17,6 +17,9 @@ import (
 	"github.com/vtcluster/vtcluster/cluster"
 )
 
+// Linked says whether this build has the etcd client.
+const Linked = true
+
 func openEtcd(cfg Config) (Opened, error) { return Open(cfg) }
 
 // Open connects to etcd. It does not wait for etcd to answer: the first

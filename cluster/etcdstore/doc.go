@@ -27,8 +27,18 @@
 // nodes and partitions are stored whole, and every other top-level field
 // goes into the doc key.
 //
-// Built with the tag vtcluster_noetcd (make build-agent), the package
-// leaves the etcd client out, so an agent-only binary keeps the memory it
-// had before: Go runs every linked package's initialisation at start-up,
-// whichever command runs.
+// Built with the tag vtcluster_noetcd (bin/vtcluster-agent of make
+// build, the binary deployed as the nodes' agent), the package leaves the
+// etcd client out, so the agent keeps the memory it had before: Go runs
+// every linked package's initialisation at start-up, whichever command
+// runs.
+//
+// A transaction whose answer never comes (etcd stopped, the network
+// lost) may still be applied, and its writer, which reported an error,
+// will never release what it wrote. New partitions are therefore written
+// with a provisional lease, a second longer than the timeout, and moved
+// to a lease of their wanted TTL once the writer knows the transaction
+// committed: keys of a save that failed go by themselves within seconds.
+// The one exception is an answer lost on that second transaction, which
+// may leave the partition until its wanted TTL.
 package etcdstore

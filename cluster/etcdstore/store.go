@@ -32,6 +32,9 @@ type Store struct {
 	location string // etcd://endpoints/prefix/cluster, for messages
 	timeout  time.Duration
 	tls      bool
+	// beforeTxn, set by tests, runs before each transaction is sent:
+	// it freezes etcd at the one moment whose outcome is unknown.
+	beforeTxn func()
 }
 
 var (
@@ -83,6 +86,7 @@ type snapshot struct {
 	parts   map[string]*mvccpb.KeyValue
 	holders map[string]*mvccpb.KeyValue
 	seqs    map[string]int64 // by key
+	ttl     map[string]int64 // partition id -> seconds its lease has left
 	maxNode int64
 	maxPart int64
 }
@@ -94,10 +98,10 @@ func (sn *snapshot) modRev(kv *mvccpb.KeyValue) int64 {
 	return kv.ModRevision
 }
 
-// read fetches the whole cluster at one revision.
-func (s *Store) read(ctx context.Context) (*snapshot, error) {
-	octx, cancel := s.opCtx(ctx)
-	defer cancel()
+// read fetches the whole cluster at one revision. ctx is the caller's;
+// octx carries the deadline of the whole operation, so a store call takes
+// one timeout however many requests it makes.
+func (s *Store) read(ctx, octx context.Context) (*snapshot, error) {
 	resp, err := s.cli.Get(octx, s.root, clientv3.WithPrefix())
 	if err != nil {
 		return nil, s.failed("read state", ctx, octx, err)
@@ -105,7 +109,7 @@ func (s *Store) read(ctx context.Context) (*snapshot, error) {
 	sn := &snapshot{
 		rev:   resp.Header.Revision,
 		nodes: map[string]*mvccpb.KeyValue{}, parts: map[string]*mvccpb.KeyValue{},
-		holders: map[string]*mvccpb.KeyValue{}, seqs: map[string]int64{},
+		holders: map[string]*mvccpb.KeyValue{}, seqs: map[string]int64{}, ttl: map[string]int64{},
 	}
 	for _, kv := range resp.Kvs {
 		rel := strings.TrimPrefix(string(kv.Key), s.root)
@@ -128,7 +132,7 @@ func (s *Store) read(ctx context.Context) (*snapshot, error) {
 // with cluster.UnmarshalState, so it gets the file store's checks. A
 // partition's Expires is when its lease ends as etcd counts it, seen from
 // this host's clock, so no clock but etcd's decides who holds a node.
-func (s *Store) state(ctx context.Context, sn *snapshot) (*cluster.State, error) {
+func (s *Store) state(ctx, octx context.Context, sn *snapshot) (*cluster.State, error) {
 	doc := map[string]json.RawMessage{}
 	if sn.doc != nil {
 		if err := json.Unmarshal(sn.doc.Value, &doc); err != nil {
@@ -195,15 +199,14 @@ func (s *Store) state(ctx context.Context, sn *snapshot) (*cluster.State, error)
 		if kv == nil || kv.Lease == 0 {
 			continue
 		}
-		octx, cancel := s.opCtx(ctx)
 		ttl, err := s.cli.TimeToLive(octx, clientv3.LeaseID(kv.Lease))
-		cancel()
 		if err != nil {
 			return nil, s.failed("read lease of partition "+p.ID, ctx, octx, err)
 		}
 		p.Expires = now
 		if ttl.TTL > 0 {
 			p.Expires = now.Add(time.Duration(ttl.TTL) * time.Second)
+			sn.ttl[p.ID] = ttl.TTL
 		}
 	}
 	st.Revision = sn.rev
@@ -216,11 +219,13 @@ func (s *Store) corrupt(key string, err error) error {
 
 // Load implements cluster.Store.
 func (s *Store) Load(ctx context.Context) (*cluster.State, error) {
-	sn, err := s.read(ctx)
+	octx, cancel := s.opCtx(ctx)
+	defer cancel()
+	sn, err := s.read(ctx, octx)
 	if err != nil {
 		return nil, err
 	}
-	return s.state(ctx, sn)
+	return s.state(ctx, octx, sn)
 }
 
 // encoded is a state split into what the keys hold.
@@ -276,18 +281,32 @@ func encode(st *cluster.State) (*encoded, error) {
 
 // plan is one transaction: guards, writes, and the leases it needs.
 type plan struct {
-	cmps    map[string]int64 // key -> mod revision it must still have (0: absent)
-	ops     []clientv3.Op
-	grant   map[string]int64            // partition id -> TTL seconds of its new lease
-	kept    map[string]clientv3.LeaseID // partition id -> the lease it keeps
-	revoke  []clientv3.LeaseID
-	pending []func(map[string]clientv3.LeaseID) // ops that need the leases
+	cmps   map[string]int64 // key -> mod revision it must still have (0: absent)
+	ops    []clientv3.Op
+	grant  map[string]int64            // partition id -> TTL seconds of its new lease
+	kept   map[string]clientv3.LeaseID // partition id -> the lease it keeps
+	revoke []clientv3.LeaseID
+	leased []leasedPut // puts that carry a partition's lease
 	// partsRev, when set, is the revision after which no partition may
 	// have been created or changed: see diff.
 	partsRev int64
 }
 
 func (pl *plan) guard(key string, rev int64) { pl.cmps[key] = rev }
+
+// leasedPut is a key of partition id, written with the partition's lease.
+type leasedPut struct{ id, key, val string }
+
+// leasedOps are the puts of the partitions in leases, each with its lease.
+func (pl *plan) leasedOps(leases map[string]clientv3.LeaseID) []clientv3.Op {
+	var ops []clientv3.Op
+	for _, p := range pl.leased {
+		if l, ok := leases[p.id]; ok {
+			ops = append(ops, clientv3.OpPut(p.key, p.val, clientv3.WithLease(l)))
+		}
+	}
+	return ops
+}
 
 // diff plans the writes that turn before into after.
 func (s *Store) diff(sn *snapshot, before, after *encoded) (*plan, error) {
@@ -368,9 +387,7 @@ func (s *Store) diff(sn *snapshot, before, after *encoded) (*plan, error) {
 		if err != nil {
 			return nil, err
 		}
-		pl.pending = append(pl.pending, func(l map[string]clientv3.LeaseID) {
-			pl.ops = append(pl.ops, clientv3.OpPut(k, string(v), clientv3.WithLease(l[id])))
-		})
+		pl.leased = append(pl.leased, leasedPut{id, k, string(v)})
 	}
 	for id := range before.parts {
 		if _, ok := after.parts[id]; ok {
@@ -403,9 +420,7 @@ func (s *Store) diff(sn *snapshot, before, after *encoded) (*plan, error) {
 		}
 		guardNode(n)
 		k := s.holderKey(n)
-		pl.pending = append(pl.pending, func(l map[string]clientv3.LeaseID) {
-			pl.ops = append(pl.ops, clientv3.OpPut(k, id, clientv3.WithLease(l[id])))
-		})
+		pl.leased = append(pl.leased, leasedPut{id, k, id})
 	}
 	for n := range sn.holders {
 		if _, ok := want[n]; !ok {
@@ -416,48 +431,22 @@ func (s *Store) diff(sn *snapshot, before, after *encoded) (*plan, error) {
 	return pl, nil
 }
 
-func (pl *plan) empty() bool { return len(pl.ops) == 0 && len(pl.pending) == 0 }
+func (pl *plan) empty() bool { return len(pl.ops) == 0 && len(pl.leased) == 0 }
 
-// Update implements cluster.Store; see the package comment. Errors: fn's
-// error as is, *cluster.StateError for records that cannot be used, a
-// validation error if fn broke an invariant (nothing is written), etcd
-// and context errors.
+// Update implements cluster.Store; see the package comment. Each attempt
+// (read, grant, transaction) runs within one timeout, so an unreachable
+// etcd fails it within that timeout; another attempt only follows an
+// answer from etcd that another writer came first. Errors: fn's error as
+// is, *cluster.StateError for records that cannot be used, a validation
+// error if fn broke an invariant (nothing is written), etcd and context
+// errors.
 func (s *Store) Update(ctx context.Context, fn func(*cluster.State) error) error {
 	for attempt := 0; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		sn, err := s.read(ctx)
-		if err != nil {
-			return err
-		}
-		st, err := s.state(ctx, sn)
-		if err != nil {
-			return err
-		}
-		before, err := encode(st)
-		if err != nil {
-			return err
-		}
-		if err := fn(st); err != nil {
-			return err
-		}
-		if err := st.Validate(); err != nil {
-			return fmt.Errorf("refusing to save an invalid state: %w", err)
-		}
-		after, err := encode(st)
-		if err != nil {
-			return err
-		}
-		pl, err := s.diff(sn, before, after)
-		if err != nil {
-			return err
-		}
-		if pl.empty() {
-			return nil
-		}
-		ok, err := s.commit(ctx, pl)
-		if err != nil || ok {
+		done, err := s.updateOnce(ctx, fn)
+		if err != nil || done {
 			return err
 		}
 		if attempt+1 >= maxAttempts {
@@ -475,31 +464,83 @@ func (s *Store) Update(ctx context.Context, fn func(*cluster.State) error) error
 	}
 }
 
-// commit grants the plan's leases and runs its transaction. It reports
-// whether the guards held. Leases of a transaction that did not commit are
-// revoked; if even that fails they expire by themselves with nothing
-// attached.
-func (s *Store) commit(ctx context.Context, pl *plan) (bool, error) {
-	leases := maps.Clone(pl.kept)
-	var granted []clientv3.LeaseID
-	revokeGranted := func() {
-		for _, l := range granted {
-			s.revoke(l)
-		}
+// updateOnce is one attempt of Update; done is false when another writer
+// committed first.
+func (s *Store) updateOnce(ctx context.Context, fn func(*cluster.State) error) (done bool, err error) {
+	octx, cancel := s.opCtx(ctx)
+	defer cancel()
+	sn, err := s.read(ctx, octx)
+	if err != nil {
+		return false, err
 	}
+	st, err := s.state(ctx, octx, sn)
+	if err != nil {
+		return false, err
+	}
+	before, err := encode(st)
+	if err != nil {
+		return false, err
+	}
+	if err := fn(st); err != nil {
+		return false, err
+	}
+	if err := st.Validate(); err != nil {
+		return false, fmt.Errorf("refusing to save an invalid state: %w", err)
+	}
+	after, err := encode(st)
+	if err != nil {
+		return false, err
+	}
+	pl, err := s.diff(sn, before, after)
+	if err != nil {
+		return false, err
+	}
+	if pl.empty() {
+		return true, nil
+	}
+	return s.commit(ctx, octx, sn, pl)
+}
+
+// provisionalTTL is the TTL, in seconds, of the lease a partition's keys
+// are first written with: long enough to outlast the attempt (whose
+// deadline is the timeout), short enough that keys written by a
+// transaction whose outcome the writer never learnt (etcd stopped
+// answering while it was in flight, and applied it later) go soon by
+// themselves.
+func (s *Store) provisionalTTL() int64 {
+	return int64((s.timeout+time.Second-1)/time.Second) + 1
+}
+
+// commit grants the plan's leases and runs its transaction, within octx's
+// deadline. It reports whether the guards held.
+//
+// A transaction whose answer does not come may still be applied later,
+// when etcd answers again, and the writer, gone by then or holding an
+// error, will never release what it wrote. So a partition's keys are
+// first written with a provisional lease of at most provisionalTTL (or
+// what the partition's old lease had left, for a renewal: no shorter
+// than if the renewal had not happened), and moved to a lease of the
+// wanted TTL only once the writer knows the transaction committed.
+func (s *Store) commit(ctx, octx context.Context, sn *snapshot, pl *plan) (bool, error) {
+	leases := maps.Clone(pl.kept)
+	provisional := map[string]clientv3.LeaseID{}
+	var granted, fresh []clientv3.LeaseID
 	for id, ttl := range pl.grant {
-		octx, cancel := s.opCtx(ctx)
-		g, err := s.cli.Grant(octx, ttl)
-		cancel()
+		first := min(ttl, max(s.provisionalTTL(), sn.ttl[id]))
+		g, err := s.cli.Grant(octx, first)
 		if err != nil {
-			revokeGranted()
+			// Leases granted so far carry nothing; they expire soon.
+			s.revoke(octx, granted...)
 			return false, s.failed("grant lease for partition "+id, ctx, octx, err)
 		}
 		leases[id] = g.ID
 		granted = append(granted, g.ID)
-	}
-	for _, f := range pl.pending {
-		f(leases)
+		if sn.parts[id] == nil {
+			fresh = append(fresh, g.ID)
+		}
+		if first < ttl {
+			provisional[id] = g.ID
+		}
 	}
 	cmps := make([]clientv3.Cmp, 0, len(pl.cmps))
 	for k, rev := range pl.cmps {
@@ -508,31 +549,87 @@ func (s *Store) commit(ctx context.Context, pl *plan) (bool, error) {
 	if pl.partsRev > 0 {
 		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.root+"partitions/"), "<", pl.partsRev+1).WithPrefix())
 	}
-	octx, cancel := s.opCtx(ctx)
-	resp, err := s.cli.Txn(octx).If(cmps...).Then(pl.ops...).Commit()
-	cancel()
+	if s.beforeTxn != nil {
+		s.beforeTxn()
+	}
+	resp, err := s.cli.Txn(octx).If(cmps...).Then(append(slices.Clip(pl.ops), pl.leasedOps(leases)...)...).Commit()
 	if err != nil {
-		// The outcome is unknown; revoking our new leases makes sure
-		// nothing written with them stays.
-		revokeGranted()
+		// The outcome is unknown. Revoking the leases of new
+		// partitions, if etcd still answers within the deadline,
+		// removes what they carry; otherwise their provisional leases
+		// end it soon. A renewal's lease stays: it lasts as long as
+		// the old one would have.
+		s.revoke(octx, fresh...)
 		return false, s.failed("save state", ctx, octx, err)
 	}
 	if !resp.Succeeded {
-		revokeGranted()
+		s.revoke(octx, granted...)
 		return false, nil
 	}
-	for _, l := range pl.revoke {
-		s.revoke(l)
+	if len(provisional) > 0 {
+		if err := s.extend(ctx, octx, pl, provisional, resp.Header.Revision); err != nil {
+			// The caller learns the save failed, so new partitions
+			// must go: if etcd answers within the deadline, now;
+			// otherwise when their provisional leases end, unless
+			// etcd applies the extension after this error (the one
+			// case that leaves one until its wanted TTL).
+			s.revoke(octx, fresh...)
+			return false, err
+		}
 	}
+	s.revoke(octx, pl.revoke...)
 	return true, nil
 }
 
-// revoke ends a lease whose keys are gone or were moved to a new lease.
-// Failure is harmless: the lease then expires with nothing attached.
-func (s *Store) revoke(l clientv3.LeaseID) {
-	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
-	defer cancel()
-	s.cli.Revoke(ctx, l)
+// extend moves the keys of the partitions written with a provisional
+// lease, at revision rev, to leases of their wanted TTL. If a key changed
+// since rev, its partition was renewed or released meanwhile, and that
+// write stands.
+func (s *Store) extend(ctx, octx context.Context, pl *plan, provisional map[string]clientv3.LeaseID, rev int64) error {
+	leases := map[string]clientv3.LeaseID{}
+	var granted []clientv3.LeaseID
+	for id := range provisional {
+		g, err := s.cli.Grant(octx, pl.grant[id])
+		if err != nil {
+			s.revoke(octx, granted...)
+			return s.failed("grant lease for partition "+id, ctx, octx, err)
+		}
+		leases[id] = g.ID
+		granted = append(granted, g.ID)
+	}
+	ops := pl.leasedOps(leases)
+	var cmps []clientv3.Cmp
+	for _, p := range pl.leased {
+		if _, ok := leases[p.id]; ok {
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(p.key), "=", rev))
+		}
+	}
+	if s.beforeTxn != nil {
+		s.beforeTxn()
+	}
+	resp, err := s.cli.Txn(octx).If(cmps...).Then(ops...).Commit()
+	if err != nil {
+		s.revoke(octx, granted...)
+		return s.failed("extend the lease of a new partition", ctx, octx, err)
+	}
+	if !resp.Succeeded {
+		s.revoke(octx, granted...)
+		return nil
+	}
+	s.revoke(octx, slices.Collect(maps.Values(provisional))...)
+	return nil
+}
+
+// revoke ends leases whose keys are gone, were moved to another lease, or
+// were never written, within what is left of octx. Failure is harmless:
+// such a lease expires with nothing, or only a provisional write, on it.
+func (s *Store) revoke(octx context.Context, ls ...clientv3.LeaseID) {
+	for _, l := range ls {
+		if octx.Err() != nil {
+			return
+		}
+		s.cli.Revoke(octx, l)
+	}
 }
 
 // WaitChange implements cluster.ChangeWaiter with an etcd watch from the

@@ -209,6 +209,55 @@ func (m *Member) Stop() {
 	<-m.done
 }
 
+// Freeze stops the member (SIGSTOP: its connections hang, as with a lost
+// network) and returns once every one of its threads is stopped. kill
+// returns before that: on a busy machine the thread that takes the signal
+// may not run for a while, and the others go on serving requests.
+func (m *Member) Freeze(t *testing.T) {
+	t.Helper()
+	if err := m.Cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	tasks := fmt.Sprintf("/proc/%d/task", m.Cmd.Process.Pid)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		stopped, err := allStopped(tasks)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if stopped {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("etcd %s: still running 10s after SIGSTOP", m.Name)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Thaw resumes a frozen member.
+func (m *Member) Thaw() { m.Cmd.Process.Signal(syscall.SIGCONT) }
+
+func allStopped(tasks string) (bool, error) {
+	ents, err := os.ReadDir(tasks)
+	if err != nil {
+		return false, err
+	}
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(tasks, e.Name(), "stat"))
+		if err != nil {
+			continue // the thread ended
+		}
+		// "pid (comm) state ...", and comm may hold ") " itself.
+		st := string(b)
+		rest := st[strings.LastIndex(st, ") ")+2:]
+		if !strings.HasPrefix(rest, "T") && !strings.HasPrefix(rest, "t") {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
 func waitHealthy(t *testing.T, members []*Member, tc *tls.Config) {
 	t.Helper()
 	cli, err := clientv3.New(clientv3.Config{Endpoints: Endpoints(members), DialTimeout: 5 * time.Second, Logger: zap.NewNop(), TLS: tc})
