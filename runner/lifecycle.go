@@ -145,9 +145,19 @@ func (o Outcome) message() Message { return FinishedMessage(o.Result, o.Reason, 
 type interruptedError struct {
 	reason   string
 	bySignal bool
+
+	once     sync.Once
+	deadline time.Time
 }
 
 func (e *interruptedError) Error() string { return e.reason }
+
+// teardownDeadline is when the teardown after this interruption must be
+// over: interruptTeardown after the first teardown step asked.
+func (e *interruptedError) teardownDeadline() time.Time {
+	e.once.Do(func() { e.deadline = time.Now().Add(interruptTeardown) })
+	return e.deadline
+}
 
 // Budgets for the end of a test. After a signal everything must fit well
 // under the second Avocado waits before SIGKILL.
@@ -181,12 +191,17 @@ type testRun struct {
 // teardownCtx returns the context for cleanup after the body: a short
 // budget when the run was interrupted by a signal, the normal one
 // otherwise; never the (possibly cancelled) run context itself.
+//
+// After a signal the budget is one for the whole teardown, not one per
+// stage: every stage's teardown shares the deadline the first one set, so
+// the stages together fit in what Avocado waits before SIGKILL.
 func teardownCtx(ctx context.Context, normal time.Duration) (context.Context, context.CancelFunc) {
-	budget := normal
 	if interrupted(ctx) {
-		budget = interruptTeardown
+		var ie *interruptedError
+		errors.As(context.Cause(ctx), &ie)
+		return context.WithDeadline(context.WithoutCancel(ctx), ie.teardownDeadline())
 	}
-	return context.WithTimeout(context.WithoutCancel(ctx), budget)
+	return context.WithTimeout(context.WithoutCancel(ctx), normal)
 }
 
 func (r *testRun) logf(ctx context.Context, format string, args ...any) {

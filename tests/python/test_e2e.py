@@ -450,8 +450,10 @@ def test_job_timeout_interrupts_and_leaves_nothing_behind(cluster, tmp_path):
     code, output, results, watch = run_interrupt_job(cluster, tmp_path)
     assert_interrupted_cleanly(cluster, code, output, results, watch)
     # Said as the job timeout, not as the SIGTERM Avocado delivers it with.
+    # (A machine too busy to tear down within the runner's budget adds a
+    # note to the reason; what was left is checked above either way.)
     for entry in results["tests"]:
-        assert entry["fail_reason"] == (
+        assert entry["fail_reason"].startswith(
             f"Test interrupted: Timeout reached (the job timeout of {JOB_TIMEOUT_SECONDS} s, --job-timeout)"
         ), entry["fail_reason"]
 
