@@ -378,22 +378,23 @@ def vm_hwm_kib(pid):
 
 def test_job_data_amplification_is_capped(vtcluster_bin, tmp_path):
     # Security audit M3: indent=4 costs four bytes per nesting level on every
-    # line, so this 4 MiB call (525,000 empty values 98 levels deep) would be a
-    # 200 MB state.json; the agent used to build it in memory (580 MiB peak).
-    # Now the text is streamed to disk and stops at 16 MiB: False, as for any
-    # state upstream cannot serialise, and nothing is left behind.
+    # line, so this 1.9 MB call (250,000 empty values 98 levels deep, under
+    # the agent's cap on values per call) would be a 100 MB state.json; the
+    # agent used to build it in memory. Now the text is streamed to disk and
+    # stops at 16 MiB: False, as for any state upstream cannot serialise,
+    # and nothing is left behind.
     a = Agent(vtcluster_bin, tmp_path)
     try:
-        depth, leaves = 98, 525_000
+        depth, leaves = 98, 250_000
         body = (
             "<?xml version='1.0'?>\n<methodCall>\n<methodName>core.save_job_data</methodName>\n<params>\n"
             "<param>\n<value><string>big</string></value>\n</param>\n<param>\n"
             + "<value><array><data>\n" * depth + "<value/>" * leaves + "</data></array></value>\n" * depth
             + "</param>\n</params>\n</methodCall>\n"
         )
-        assert len(body) > 4 << 20
+        assert len(body) > 1 << 20
         conn = http.client.HTTPConnection("127.0.0.1", a.port, timeout=HANG_GUARD)
-        conn.request("POST", "/", body, {"Content-Type": "text/xml"})
+        conn.request("POST", "/", body, {"Content-Type": "text/xml", **a.auth})
         resp = conn.getresponse()
         reply = resp.read()
         conn.close()
