@@ -1,3 +1,5 @@
+//lint:file-ignore ST1005 these errors reach users as upstream worded them (callers and tests compare the texts)
+
 package resmgr
 
 import (

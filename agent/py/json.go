@@ -170,6 +170,7 @@ func (e *encoder) value(v any, depth int) error {
 		return e.value(float64(x), depth)
 	case float64:
 		if !e.o.AllowNaN && (math.IsNaN(x) || math.IsInf(x, 0)) {
+			//lint:ignore ST1005 Python's ValueError text, word for word
 			return fmt.Errorf("Out of range float values are not JSON compliant: %s", FloatRepr(x))
 		}
 		e.buf = AppendJSONFloat(e.buf, x)

@@ -47,7 +47,7 @@ func (d Dict) With(key string, v any) Dict {
 // "int" for every Go integer type, and so on. Types outside the model
 // are named by Go (%T) so a mistake is visible rather than disguised.
 func TypeName(v any) string {
-	switch v.(type) {
+	switch x := v.(type) {
 	case nil:
 		return "NoneType"
 	case bool:
@@ -67,7 +67,7 @@ func TypeName(v any) string {
 	case time.Time:
 		return "datetime"
 	case json.Number:
-		if isJSONInt(string(v.(json.Number))) {
+		if isJSONInt(string(x)) {
 			return "int"
 		}
 		return "float"
