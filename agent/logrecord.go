@@ -1,20 +1,16 @@
 package agent
 
 import (
-	"bufio"
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"math"
-	"slices"
 	"strconv"
 	"strings"
-	"time"
 	"unicode/utf8"
+
+	"github.com/tidwall/gjson"
 
 	"github.com/vtcluster/vtcluster/agent/py"
 )
@@ -53,145 +49,6 @@ type LogRecord struct {
 type ExtraField struct {
 	Key   string
 	Value json.RawMessage
-}
-
-// DefaultMaxFrame bounds a frame's JSON body when the caller gives no limit.
-// Upstream has no limit; ours sends at most MaxForwardFrame, and the margin
-// above it is for other senders' extra keys.
-const DefaultMaxFrame = MaxForwardFrame + 100<<10
-
-// asctimeLayout is Python logging's default "%Y-%m-%d %H:%M:%S"; the
-// ",mmm" milliseconds suffix is appended separately.
-const asctimeLayout = "2006-01-02 15:04:05"
-
-// FrameTooLargeError reports a frame whose announced length exceeds the
-// reader's limit. The stream cannot be resynchronised after it.
-type FrameTooLargeError struct {
-	Size uint32 // announced length
-	Max  int    // the limit in force
-}
-
-func (e *FrameTooLargeError) Error() string {
-	return fmt.Sprintf("agent: log frame: length %d exceeds limit %d", e.Size, e.Max)
-}
-
-// FrameDecodeError reports a frame that was read completely but whose body
-// is not a valid record. The frame boundary is intact, so the reader may
-// carry on with the next frame.
-type FrameDecodeError struct {
-	Err error
-}
-
-func (e *FrameDecodeError) Error() string { return e.Err.Error() }
-func (e *FrameDecodeError) Unwrap() error { return e.Err }
-
-// Python's standard levels, for records built from slog.
-const (
-	PyDebug    = 10
-	PyInfo     = 20
-	PyWarning  = 30
-	PyError    = 40
-	PyCritical = 50
-)
-
-// LevelCritical is the slog level that maps to Python's CRITICAL; slog has
-// no name for it.
-const LevelCritical = slog.LevelError + 4
-
-// PyLevel maps a slog level to Python's level number and name. Levels
-// between the standard ones round down, as Python's level checks would.
-func PyLevel(l slog.Level) (int, string) {
-	switch {
-	case l >= LevelCritical:
-		return PyCritical, "CRITICAL"
-	case l >= slog.LevelError:
-		return PyError, "ERROR"
-	case l >= slog.LevelWarn:
-		return PyWarning, "WARNING"
-	case l >= slog.LevelInfo:
-		return PyInfo, "INFO"
-	default:
-		return PyDebug, "DEBUG"
-	}
-}
-
-// SlogLevel maps a Python level number to the slog level a receiver logs at.
-func SlogLevel(levelno int) slog.Level {
-	switch {
-	case levelno >= PyCritical:
-		return LevelCritical
-	case levelno >= PyError:
-		return slog.LevelError
-	case levelno >= PyWarning:
-		return slog.LevelWarn
-	case levelno >= PyInfo:
-		return slog.LevelInfo
-	default:
-		return slog.LevelDebug
-	}
-}
-
-// pyLevelName is Python's logging.getLevelName for a level number.
-func pyLevelName(levelno int) string {
-	switch levelno {
-	case 0:
-		return "NOTSET"
-	case PyDebug:
-		return "DEBUG"
-	case PyInfo:
-		return "INFO"
-	case PyWarning:
-		return "WARNING"
-	case PyError:
-		return "ERROR"
-	case PyCritical:
-		return "CRITICAL"
-	}
-	return fmt.Sprintf("Level %d", levelno)
-}
-
-// PyLevelNo is the number of a Python logging level name (upper case,
-// as logging.getLevelName takes it), and whether the name is known.
-func PyLevelNo(name string) (int, bool) {
-	switch name {
-	case "NOTSET":
-		return 0, true
-	case "DEBUG":
-		return PyDebug, true
-	case "INFO":
-		return PyInfo, true
-	case "WARNING", "WARN":
-		return PyWarning, true
-	case "ERROR":
-		return PyError, true
-	case "CRITICAL", "FATAL":
-		return PyCritical, true
-	}
-	return 0, false
-}
-
-// FormatAsctime renders t as Python logging's default asctime,
-// "YYYY-MM-DD HH:MM:SS,mmm", in local time.
-func FormatAsctime(t time.Time) string {
-	t = t.Local()
-	b := make([]byte, 0, 23)
-	b = t.AppendFormat(b, asctimeLayout)
-	ms := t.Nanosecond() / int(time.Millisecond)
-	return string(append(b, ',', byte('0'+ms/100), byte('0'+ms/10%10), byte('0'+ms%10)))
-}
-
-// asctimeFromCreated does what Python's Formatter does with record.created:
-// local time of the whole seconds, then the truncated milliseconds.
-func asctimeFromCreated(created float64) string {
-	if math.IsNaN(created) || math.IsInf(created, 0) || math.Abs(created) > 1e15 {
-		return ""
-	}
-	sec := math.Floor(created)
-	ms := int((created - sec) * 1000)
-	if ms > 999 {
-		ms = 999
-	}
-	return FormatAsctime(time.Unix(int64(sec), int64(ms)*int64(time.Millisecond)))
 }
 
 // MarshalJSON encodes r exactly as Python's json.dumps encodes upstream's
@@ -255,157 +112,6 @@ func (r *LogRecord) AppendJSON(dst []byte) []byte {
 	return append(dst, '}')
 }
 
-// EncodeFrame writes r as one frame: a 4-byte big-endian length, then the
-// JSON body. The frame goes out in a single Write so that concurrent writers
-// on a shared connection cannot interleave halves of two frames.
-func EncodeFrame(w io.Writer, r *LogRecord) error {
-	buf := AppendFrame(make([]byte, 0, 512), r)
-	if _, err := w.Write(buf); err != nil {
-		return fmt.Errorf("agent: log frame: write: %w", err)
-	}
-	return nil
-}
-
-// AppendFrame appends r's frame (length header and JSON body) to dst.
-func AppendFrame(dst []byte, r *LogRecord) []byte {
-	start := len(dst)
-	dst = append(dst, 0, 0, 0, 0)
-	dst = r.AppendJSON(dst)
-	binary.BigEndian.PutUint32(dst[start:], uint32(len(dst)-start-4))
-	return dst
-}
-
-// ReadFrame reads one frame from r and decodes its body. max bounds the
-// body length (0 or less means DefaultMaxFrame). It returns the decoded
-// record and the raw body.
-//
-// Errors: io.EOF when r ends cleanly between frames; io.ErrUnexpectedEOF
-// when it ends inside a frame; *FrameTooLargeError (the body is not read);
-// *FrameDecodeError when the body was read but is not a record (the raw
-// body is still returned and the next frame can be read).
-func ReadFrame(r io.Reader, max int) (*LogRecord, []byte, error) {
-	if max <= 0 {
-		max = DefaultMaxFrame
-	}
-	var hdr [4]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		return nil, nil, err
-	}
-	n := binary.BigEndian.Uint32(hdr[:])
-	if uint64(n) > uint64(max) {
-		return nil, nil, &FrameTooLargeError{Size: n, Max: max}
-	}
-	body, err := readBody(r, nil, int(n))
-	if err != nil {
-		return nil, nil, fullReadErr(err, 1)
-	}
-	rec, err := DecodeLogRecord(body)
-	if err != nil {
-		return nil, body, &FrameDecodeError{Err: err}
-	}
-	return rec, body, nil
-}
-
-// FrameReader reads a stream of frames through one buffer and decodes each
-// body where it lies in that buffer, with the strings of the stream's
-// previous record at hand to reuse. It is ReadFrame for a long-lived
-// connection: no allocation for the body, and most fields of a record from
-// the same sender as the last one cost nothing.
-type FrameReader struct {
-	br    *bufio.Reader
-	max   int
-	cache strCache
-}
-
-// NewFrameReader reads frames from r with a buffer of bufSize bytes (at
-// least 4 KiB); frames above maxFrame bytes (0 or less: DefaultMaxFrame)
-// are errors as for ReadFrame. Frames larger than the buffer are read whole
-// into memory of their own.
-func NewFrameReader(r io.Reader, bufSize, maxFrame int) *FrameReader {
-	if maxFrame <= 0 {
-		maxFrame = DefaultMaxFrame
-	}
-	return &FrameReader{br: bufio.NewReaderSize(r, max(bufSize, 4<<10)), max: maxFrame}
-}
-
-// Next reads and decodes the next frame, with ReadFrame's results and
-// errors. The returned body is only valid until the next call.
-func (fr *FrameReader) Next() (*LogRecord, []byte, error) {
-	hdr, err := fr.br.Peek(4)
-	if err != nil {
-		return nil, nil, fullReadErr(err, len(hdr))
-	}
-	n := binary.BigEndian.Uint32(hdr)
-	if uint64(n) > uint64(fr.max) {
-		return nil, nil, &FrameTooLargeError{Size: n, Max: fr.max}
-	}
-	var body []byte
-	if size := 4 + int(n); size <= fr.br.Size() {
-		frame, err := fr.br.Peek(size)
-		if err != nil {
-			return nil, nil, fullReadErr(err, 1)
-		}
-		body = frame[4:]
-		// Discard only moves the buffer's read index: the bytes stay where
-		// they are until the next read into the buffer.
-		_, _ = fr.br.Discard(size)
-	} else {
-		_, _ = fr.br.Discard(4)
-		if body, err = readBody(fr.br, nil, int(n)); err != nil {
-			return nil, nil, fullReadErr(err, 1)
-		}
-	}
-	rec, err := decodeLogRecord(body, &fr.cache)
-	if err != nil {
-		return nil, body, &FrameDecodeError{Err: err}
-	}
-	return rec, body, nil
-}
-
-// readBody reads an n-byte frame body into buf, growing it only as bytes
-// arrive (at most doubling what is already there), so that a header
-// claiming a large frame costs nothing until the sender actually sends it.
-func readBody(r io.Reader, buf []byte, n int) ([]byte, error) {
-	const minChunk = 64 << 10
-	buf = buf[:0]
-	for len(buf) < n {
-		chunk := min(n-len(buf), max(len(buf), minChunk))
-		buf = slices.Grow(buf, chunk)
-		got, err := io.ReadFull(r, buf[len(buf):len(buf)+chunk])
-		buf = buf[:len(buf)+got]
-		if err != nil {
-			return nil, err
-		}
-	}
-	return buf, nil
-}
-
-// Buffered returns how many bytes were read from the underlying reader
-// but not yet consumed as frames: the start of the next frame, if any.
-func (fr *FrameReader) Buffered() int { return fr.br.Buffered() }
-
-// FrameBuffered reports whether a whole frame (or a header announcing a
-// frame above the limit) is already buffered, so that Next returns without
-// reading from the underlying reader, that is, without waiting.
-func (fr *FrameReader) FrameBuffered() bool {
-	b := fr.br.Buffered()
-	if b < 4 {
-		return false
-	}
-	hdr, _ := fr.br.Peek(4)
-	n := binary.BigEndian.Uint32(hdr)
-	return uint64(n) > uint64(fr.max) || uint64(b) >= 4+uint64(n)
-}
-
-// fullReadErr turns a short read of got bytes into io.ReadFull's errors:
-// io.EOF only when nothing of the frame was read.
-func fullReadErr(err error, got int) error {
-	if errors.Is(err, io.EOF) && got > 0 {
-		return io.ErrUnexpectedEOF
-	}
-	return err
-}
-
 // UnmarshalJSON decodes a record with DecodeLogRecord's tolerance.
 func (r *LogRecord) UnmarshalJSON(data []byte) error {
 	rec, err := DecodeLogRecord(data)
@@ -416,33 +122,31 @@ func (r *LogRecord) UnmarshalJSON(data []byte) error {
 	return nil
 }
 
+// maxBrackets is how many '[' and '{' a body may hold for gjson's validator
+// to check it. That validator recurses once per nesting level, so a frame
+// of nothing but brackets would grow the stack by hundreds of megabytes;
+// below this count the nesting is also within encoding/json's own limit,
+// so both validators accept the same bodies.
+const maxBrackets = 10000
+
 // DecodeLogRecord decodes one record body. It is tolerant the way Python's
 // logging.makeLogRecord is: unknown keys are kept in Extra, a null value
 // sets the field to its zero value, "args" is ignored (upstream always
 // sends null), a missing asctime is rebuilt from created, and a missing
 // levelname or levelno is derived from the other. Invalid JSON, or a value
 // of the wrong type, is an error naming the key.
+//
+// The record's strings share one copy of body, so body may be reused as
+// soon as DecodeLogRecord returns.
 func DecodeLogRecord(body []byte) (*LogRecord, error) {
-	return decodeLogRecord(body, nil)
-}
-
-// decodeLogRecord is DecodeLogRecord with the strings of the previous
-// record of the same stream at hand (cache may be nil).
-func decodeLogRecord(body []byte, cache *strCache) (*LogRecord, error) {
-	// Records of upstream's shape, nearly all of them, take one pass; a
-	// controller ingests every agent's records.
-	if r, ok := decodeFast(body, cache); ok {
-		return r, nil
+	valid := false
+	if bytes.Count(body, []byte{'['})+bytes.Count(body, []byte{'{'}) <= maxBrackets {
+		valid = gjson.ValidBytes(body)
+	} else {
+		valid = json.Valid(body)
 	}
-	return decodeTolerant(body)
-}
-
-// decodeTolerant decodes any JSON object, and words the error for anything
-// that is not a record.
-func decodeTolerant(body []byte) (*LogRecord, error) {
-	// Validating first lets the walk below trust the structure; walking by
-	// hand is several times faster than json.Decoder's token API.
-	if !json.Valid(body) {
+	if !valid {
+		// encoding/json words the error, with the offset.
 		var v any
 		err := json.Unmarshal(body, &v)
 		if err == nil {
@@ -450,76 +154,73 @@ func decodeTolerant(body []byte) (*LogRecord, error) {
 		}
 		return nil, fmt.Errorf("agent: log record: %w", err)
 	}
-	i := skipSpace(body, 0)
-	if body[i] != '{' {
-		return nil, fmt.Errorf("agent: log record: expected a JSON object, got %s", rawKind(body[i:]))
+	doc := gjson.Parse(string(body))
+	if !doc.IsObject() {
+		return nil, fmt.Errorf("agent: log record: expected a JSON object, got %s", rawKind(doc.Raw))
 	}
 	r := &LogRecord{}
 	var seen struct{ asctime, levelno, levelname bool }
-	i = skipSpace(body, i+1)
-	for i < len(body) && body[i] != '}' {
-		end := skipValue(body, i)
-		key, err := decodeRawString(body[i:end])
-		if err != nil {
-			return nil, fmt.Errorf("agent: log record: %w", err)
+	var err error
+	var key string
+	doc.ForEach(func(k, v gjson.Result) bool {
+		if key, err = str(k); err != nil {
+			return false
 		}
-		i = skipSpace(body, end)
-		i = skipSpace(body, i+1) // the colon
-		end = skipValue(body, i)
-		v := body[i:end]
+		raw := v.Raw
 		switch key {
 		case "name":
-			err = rawString(v, &r.Name)
+			err = stringField(v, &r.Name)
 		case "levelno":
 			seen.levelno = true
-			err = rawInt(v, &r.Levelno)
+			err = intField(raw, &r.Levelno)
 		case "levelname":
 			seen.levelname = true
-			err = rawString(v, &r.Levelname)
+			err = stringField(v, &r.Levelname)
 		case "pathname":
-			err = rawString(v, &r.Pathname)
+			err = stringField(v, &r.Pathname)
 		case "filename":
-			err = rawString(v, &r.Filename)
+			err = stringField(v, &r.Filename)
 		case "module":
-			err = rawString(v, &r.Module)
+			err = stringField(v, &r.Module)
 		case "lineno":
-			err = rawInt(v, &r.Lineno)
+			err = intField(raw, &r.Lineno)
 		case "funcName":
-			err = rawString(v, &r.FuncName)
+			err = stringField(v, &r.FuncName)
 		case "created":
-			err = rawFloat(v, &r.Created)
+			err = floatField(raw, &r.Created)
 		case "asctime":
 			seen.asctime = true
-			err = rawString(v, &r.Asctime)
+			err = stringField(v, &r.Asctime)
 		case "thread":
-			err = rawInt64(v, &r.Thread)
+			err = int64Field(raw, &r.Thread)
 		case "threadName":
-			err = rawString(v, &r.ThreadName)
+			err = stringField(v, &r.ThreadName)
 		case "process":
-			err = rawInt64(v, &r.Process)
+			err = int64Field(raw, &r.Process)
 		case "msg":
 			// A sender that forwards record.msg instead of getMessage() may
 			// send a non-string; Python's receiver would print str() of it.
-			if v[0] == '"' || v[0] == 'n' {
-				err = rawString(v, &r.Msg)
+			if v.Type == gjson.String || v.Type == gjson.Null {
+				err = stringField(v, &r.Msg)
 			} else {
-				r.Msg = string(v)
+				r.Msg = raw
 			}
 		case "args":
 		case "exc_info":
-			err = rawExcInfo(v, &r.ExcInfo)
+			err = excInfoField(v, &r.ExcInfo)
 		case "stack_info":
-			err = rawString(v, &r.StackInfo)
+			err = stringField(v, &r.StackInfo)
 		default:
-			r.Extra = append(r.Extra, ExtraField{Key: key, Value: append(json.RawMessage(nil), v...)})
+			r.Extra = append(r.Extra, ExtraField{Key: key, Value: json.RawMessage(raw)})
 		}
 		if err != nil {
-			return nil, fmt.Errorf("agent: log record: key %q: %w", key, err)
+			err = fmt.Errorf("agent: log record: key %q: %w", key, err)
+			return false
 		}
-		i = skipSpace(body, end)
-		if i < len(body) && body[i] == ',' {
-			i = skipSpace(body, i+1)
-		}
+		return true
+	})
+	if err != nil {
+		return nil, err
 	}
 	if !seen.asctime || r.Asctime == "" {
 		r.Asctime = asctimeFromCreated(r.Created)
@@ -533,60 +234,10 @@ func decodeTolerant(body []byte) (*LogRecord, error) {
 	return r, nil
 }
 
-// The helpers below walk JSON that json.Valid has accepted; they still
-// check bounds so that a mistake can never become a panic.
-
-func skipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-// skipValue returns the index just past the value starting at b[i].
-func skipValue(b []byte, i int) int {
-	if i >= len(b) {
-		return len(b)
-	}
-	switch b[i] {
-	case '"':
-		return skipString(b, i)
-	case '{', '[':
-		depth := 0
-		for ; i < len(b); i++ {
-			switch b[i] {
-			case '"':
-				i = skipString(b, i) - 1
-			case '{', '[':
-				depth++
-			case '}', ']':
-				if depth--; depth == 0 {
-					return i + 1
-				}
-			}
-		}
-		return len(b)
-	}
-	for i < len(b) && !strings.ContainsRune(",:}] \t\r\n", rune(b[i])) {
-		i++
-	}
-	return i
-}
-
-func skipString(b []byte, i int) int {
-	for i++; i < len(b); i++ {
-		switch b[i] {
-		case '\\':
-			i++
-		case '"':
-			return i + 1
-		}
-	}
-	return len(b)
-}
+// The helpers below read raw values of a document the validator accepted.
 
 // rawKind names the JSON type of a raw value, for errors.
-func rawKind(v []byte) string {
+func rawKind(v string) string {
 	if len(v) == 0 {
 		return "nothing"
 	}
@@ -605,41 +256,46 @@ func rawKind(v []byte) string {
 	return "number"
 }
 
-func decodeRawString(v []byte) (string, error) {
-	if len(v) >= 2 && v[0] == '"' && bytes.IndexByte(v, '\\') < 0 && utf8.Valid(v) {
-		return string(v[1 : len(v)-1]), nil
+// str is the value of a JSON string. gjson has already unescaped it, and
+// a plain one is a substring of the document; one with a \u escape or
+// invalid UTF-8 goes through encoding/json instead, whose reading (U+FFFD
+// for a lone surrogate or a bad byte) is what every other reader of these
+// records sees and gjson's is not.
+func str(v gjson.Result) (string, error) {
+	if strings.Contains(v.Raw, `\u`) || !utf8.ValidString(v.Raw) {
+		var s string
+		if err := json.Unmarshal([]byte(v.Raw), &s); err != nil {
+			return "", err
+		}
+		return s, nil
 	}
-	var s string
-	if err := json.Unmarshal(v, &s); err != nil {
-		return "", err
-	}
-	return s, nil
+	return v.Str, nil
 }
 
-// rawString stores a string value; null stores "" (a later duplicate key
-// wins, as in Python).
-func rawString(v []byte, dst *string) error {
-	switch v[0] {
-	case 'n':
+// stringField stores a string value; null stores "" (a later duplicate
+// key wins, as in Python).
+func stringField(v gjson.Result, dst *string) error {
+	switch rawKind(v.Raw) {
+	case "null":
 		*dst = ""
 		return nil
-	case '"':
-		s, err := decodeRawString(v)
+	case "string":
+		s, err := str(v)
 		if err == nil {
 			*dst = s
 		}
 		return err
 	}
-	return fmt.Errorf("expected a string, got %s", rawKind(v))
+	return fmt.Errorf("expected a string, got %s", rawKind(v.Raw))
 }
 
-func rawInt64(v []byte, dst *int64) error {
+func int64Field(v string, dst *int64) error {
 	switch k := rawKind(v); k {
 	case "null":
 		*dst = 0
 		return nil
 	case "number":
-		n, err := strconv.ParseInt(string(v), 10, 64)
+		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
 			return fmt.Errorf("expected an integer, got %s", v)
 		}
@@ -650,9 +306,9 @@ func rawInt64(v []byte, dst *int64) error {
 	}
 }
 
-func rawInt(v []byte, dst *int) error {
+func intField(v string, dst *int) error {
 	var n int64
-	if err := rawInt64(v, &n); err != nil {
+	if err := int64Field(v, &n); err != nil {
 		return err
 	}
 	if n < math.MinInt32 || n > math.MaxInt32 {
@@ -662,13 +318,13 @@ func rawInt(v []byte, dst *int) error {
 	return nil
 }
 
-func rawFloat(v []byte, dst *float64) error {
+func floatField(v string, dst *float64) error {
 	switch k := rawKind(v); k {
 	case "null":
 		*dst = 0
 		return nil
 	case "number":
-		f, err := strconv.ParseFloat(string(v), 64)
+		f, err := strconv.ParseFloat(v, 64)
 		if err != nil {
 			return fmt.Errorf("expected a float, got %s", v)
 		}
@@ -679,38 +335,45 @@ func rawFloat(v []byte, dst *float64) error {
 	}
 }
 
-// rawExcInfo accepts upstream's list of strings, and a single string from
-// senders that pre-join the traceback.
-func rawExcInfo(v []byte, dst *[]string) error {
-	switch v[0] {
-	case 'n':
+// excInfoField accepts upstream's list of strings, and a single string
+// from senders that pre-join the traceback.
+func excInfoField(v gjson.Result, dst *[]string) error {
+	switch k := rawKind(v.Raw); k {
+	case "null":
 		*dst = nil
 		return nil
-	case '"':
-		var s string
-		if err := rawString(v, &s); err != nil {
+	case "string":
+		s, err := str(v)
+		if err != nil {
 			return err
 		}
 		*dst = []string{s}
 		return nil
-	case '[':
-		var items []json.RawMessage
-		if err := json.Unmarshal(v, &items); err != nil {
+	case "array":
+		lines := []string{}
+		var err error
+		v.ForEach(func(_, item gjson.Result) bool {
+			i := len(lines)
+			if k := rawKind(item.Raw); k != "string" {
+				err = fmt.Errorf("[%d]: expected a string, got %s", i, k)
+				return false
+			}
+			var s string
+			if s, err = str(item); err != nil {
+				err = fmt.Errorf("[%d]: %w", i, err)
+				return false
+			}
+			lines = append(lines, s)
+			return true
+		})
+		if err != nil {
 			return err
-		}
-		lines := make([]string, len(items))
-		for i, item := range items {
-			if item[0] != '"' {
-				return fmt.Errorf("[%d]: expected a string, got %s", i, rawKind(item))
-			}
-			if err := rawString(item, &lines[i]); err != nil {
-				return fmt.Errorf("[%d]: %w", i, err)
-			}
 		}
 		*dst = lines
 		return nil
+	default:
+		return fmt.Errorf("expected a list of strings, got %s", k)
 	}
-	return fmt.Errorf("expected a list of strings, got %s", rawKind(v))
 }
 
 // appendPyRaw re-encodes an arbitrary JSON value in json.dumps style, keeping
