@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vtcluster/vtcluster/agent/xmlrpc"
 )
 
 // testService is a table of methods built by each test.
@@ -34,7 +36,7 @@ func echoService() Service {
 		"echo": func(_ context.Context, a Args) (any, error) { return []any(a), nil },
 		"fail": func(context.Context, Args) (any, error) { return nil, errors.New("plain failure") },
 		"value_error": func(context.Context, Args) (any, error) {
-			return nil, Faultf("ValueError", "bad value %d", 7)
+			return nil, xmlrpc.Faultf("ValueError", "bad value %d", 7)
 		},
 		"panic": func(context.Context, Args) (any, error) { panic("boom") },
 		"chan":  func(context.Context, Args) (any, error) { return make(chan int), nil },
@@ -128,7 +130,7 @@ func encodeCall(tb testing.TB, method string, params ...any) []byte {
 	if params == nil {
 		params = []any{}
 	}
-	body, err := EncodeCall(method, params)
+	body, err := xmlrpc.EncodeCall(method, params)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -142,20 +144,20 @@ func rpc(tb testing.TB, url, method string, params ...any) (any, error) {
 	if resp.StatusCode != http.StatusOK {
 		tb.Fatalf("%s: HTTP %s: %s", method, resp.Status, data)
 	}
-	return DecodeResponse(data)
+	return xmlrpc.DecodeResponse(data)
 }
 
 // wantFault checks err is avocado-vt's fault: code 1, JSON string.
-func wantFault(tb testing.TB, err error, excType, excValue string) *Fault {
+func wantFault(tb testing.TB, err error, excType, excValue string) *xmlrpc.Fault {
 	tb.Helper()
-	var w *WireFault
+	var w *xmlrpc.WireFault
 	if !errors.As(err, &w) {
 		tb.Fatalf("got %v, want a fault", err)
 	}
 	if w.Code != 1 {
 		tb.Errorf("faultCode = %d, want 1", w.Code)
 	}
-	f, ok := AsFault(err)
+	f, ok := xmlrpc.AsFault(err)
 	if !ok {
 		tb.Fatalf("fault string is not avocado-vt JSON: %q", w.String)
 	}
@@ -183,9 +185,9 @@ func TestServer_Call_unknownMethod(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/xml" {
 		t.Fatalf("HTTP %s, Content-Type %q; want 200 text/xml", resp.Status, resp.Header.Get("Content-Type"))
 	}
-	_, err := DecodeResponse(data)
+	_, err := xmlrpc.DecodeResponse(data)
 	f := wantFault(t, err, "Exception", `method "x.y" is not supported`)
-	if !IsUnsupportedMethod(err) {
+	if !xmlrpc.IsUnsupportedMethod(err) {
 		t.Errorf("IsUnsupportedMethod is false for %v", f)
 	}
 }
@@ -226,7 +228,7 @@ func TestServer_Call_malformedDocument(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("HTTP %s", resp.Status)
 	}
-	_, err := DecodeResponse(data)
+	_, err := xmlrpc.DecodeResponse(data)
 	wantFault(t, err, "xml.parsers.expat.ExpatError", "")
 }
 
@@ -271,7 +273,7 @@ func TestServer_ServeHTTP_gzipReply(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if v, err := DecodeResponse(plain); err != nil || v != strings.Repeat("x", n) {
+		if v, err := xmlrpc.DecodeResponse(plain); err != nil || v != strings.Repeat("x", n) {
 			t.Fatalf("gunzipped reply of %d: %.40v, %v", n, v, err)
 		}
 	}
@@ -288,7 +290,7 @@ func TestServer_ServeHTTP_gzipReply(t *testing.T) {
 		if resp.Header.Get("Content-Encoding") != "" {
 			t.Errorf("%s: reply gzipped", name)
 		}
-		if _, err := DecodeResponse(data); err != nil {
+		if _, err := xmlrpc.DecodeResponse(data); err != nil {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
@@ -304,7 +306,7 @@ func TestServer_ServeHTTP_gzipRequest(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("HTTP %s: %s", resp.Status, data)
 	}
-	if v, err := DecodeResponse(data); err != nil || fmt.Sprint(v) != "[zipped]" {
+	if v, err := xmlrpc.DecodeResponse(data); err != nil || fmt.Sprint(v) != "[zipped]" {
 		t.Fatalf("reply %v, %v", v, err)
 	}
 	resp, _ = post(t, url, encodeCall(t, "t.echo"), map[string]string{"Content-Encoding": "br"})
@@ -654,7 +656,7 @@ func BenchmarkServer_Ping(b *testing.B) {
 				b.Error(err)
 				return
 			}
-			if _, err := DecodeResponse(data); err != nil {
+			if _, err := xmlrpc.DecodeResponse(data); err != nil {
 				b.Error(err)
 				return
 			}
