@@ -29,6 +29,7 @@ var leaves = map[string]bool{
 	"agent/py":         true, // what Python writes and reads
 	"agent/pgroup":     true,
 	"agent/xmlrpc":     true, // the wire, for the daemon and the controller
+	"agent/logframe":   true, // the log wire, likewise
 	"internal/testbin": true,
 }
 

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vtcluster/vtcluster/agent/logframe"
 	"github.com/vtcluster/vtcluster/agent/py"
 	"github.com/vtcluster/vtcluster/agent/xmlrpc"
 )
@@ -159,9 +160,9 @@ func TestCoreService_startLogRedirection_forwards(t *testing.T) {
 	}
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(hangGuard))
-	var rec *LogRecord
+	var rec *logframe.LogRecord
 	for {
-		rec, _, err = ReadFrame(conn, DefaultMaxFrame)
+		rec, _, err = logframe.ReadFrame(conn, logframe.DefaultMaxFrame)
 		if err != nil {
 			t.Fatalf("reading a frame: %v", err)
 		}

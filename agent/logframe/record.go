@@ -1,4 +1,4 @@
-package agent
+package logframe
 
 import (
 	"bytes"
@@ -152,11 +152,11 @@ func DecodeLogRecord(body []byte) (*LogRecord, error) {
 		if err == nil {
 			err = errors.New("invalid JSON")
 		}
-		return nil, fmt.Errorf("agent: log record: %w", err)
+		return nil, fmt.Errorf("logframe: record: %w", err)
 	}
 	doc := gjson.Parse(string(body))
 	if !doc.IsObject() {
-		return nil, fmt.Errorf("agent: log record: expected a JSON object, got %s", rawKind(doc.Raw))
+		return nil, fmt.Errorf("logframe: record: expected a JSON object, got %s", rawKind(doc.Raw))
 	}
 	r := &LogRecord{}
 	var seen struct{ asctime, levelno, levelname bool }
@@ -214,7 +214,7 @@ func DecodeLogRecord(body []byte) (*LogRecord, error) {
 			r.Extra = append(r.Extra, ExtraField{Key: key, Value: json.RawMessage(raw)})
 		}
 		if err != nil {
-			err = fmt.Errorf("agent: log record: key %q: %w", key, err)
+			err = fmt.Errorf("logframe: record: key %q: %w", key, err)
 			return false
 		}
 		return true

@@ -1,4 +1,4 @@
-package agent
+package logframe
 
 import (
 	"bufio"
@@ -8,6 +8,11 @@ import (
 	"io"
 	"slices"
 )
+
+// MaxForwardFrame bounds the body of every frame agent's streamer sends,
+// after JSON escaping (which may make a message six times longer), so that
+// a reader with DefaultMaxFrame accepts every record an agent sends.
+const MaxForwardFrame = 1 << 20
 
 // DefaultMaxFrame bounds a frame's JSON body when the caller gives no limit.
 // Upstream has no limit; ours sends at most MaxForwardFrame, and the margin
@@ -22,7 +27,7 @@ type FrameTooLargeError struct {
 }
 
 func (e *FrameTooLargeError) Error() string {
-	return fmt.Sprintf("agent: log frame: length %d exceeds limit %d", e.Size, e.Max)
+	return fmt.Sprintf("frame length %d exceeds limit %d", e.Size, e.Max)
 }
 
 // FrameDecodeError reports a frame that was read completely but whose body
@@ -41,7 +46,7 @@ func (e *FrameDecodeError) Unwrap() error { return e.Err }
 func EncodeFrame(w io.Writer, r *LogRecord) error {
 	buf := AppendFrame(make([]byte, 0, 512), r)
 	if _, err := w.Write(buf); err != nil {
-		return fmt.Errorf("agent: log frame: write: %w", err)
+		return fmt.Errorf("logframe: write: %w", err)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package agent
+package logframe
 
 import (
 	"bufio"
@@ -22,7 +22,7 @@ import (
 	"github.com/vtcluster/vtcluster/agent/py"
 )
 
-const logframesDir = "../testdata/logframes"
+const logframesDir = "../../testdata/logframes"
 
 // readFixtureFrames splits a fixture file into raw frames (header included)
 // without using ReadFrame, so the fixture check does not depend on the code
@@ -296,7 +296,7 @@ func TestDecodeLogRecord_errors(t *testing.T) {
 		{`{"name": }`, "invalid character"},
 	} {
 		_, err := DecodeLogRecord([]byte(tc.body))
-		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), "agent: log record: ") {
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), "logframe: record: ") {
 			t.Errorf("DecodeLogRecord(%s): err %v, want it to contain %q", tc.body, err, tc.want)
 		}
 	}
@@ -402,7 +402,7 @@ func checkAgainstStdlib(t *testing.T, body []byte) {
 	rec, err := DecodeLogRecord(body)
 	valid := json.Valid(body)
 	if err != nil {
-		if valid && !strings.Contains(err.Error(), "expected a JSON object") && !strings.Contains(err.Error(), "log record: key ") {
+		if valid && !strings.Contains(err.Error(), "expected a JSON object") && !strings.Contains(err.Error(), "record: key ") {
 			t.Fatalf("rejected JSON that encoding/json accepts: %v", err)
 		}
 		return
@@ -719,26 +719,6 @@ func TestFrameReader_Next_allocatesWhatArrived(t *testing.T) {
 		runtime.ReadMemStats(&after)
 		if per := (after.TotalAlloc - before.TotalAlloc) / runs; per > 256<<10 {
 			t.Errorf("%s: %d bytes allocated per partial frame announcing %d, want at most 256 KiB", name, per, DefaultMaxFrame)
-		}
-	}
-}
-
-// Every frame our streamer sends fits the reader's default limit, however
-// its message escapes.
-func TestForwardFrame_fitsDefaultMaxFrame(t *testing.T) {
-	for name, msg := range map[string]string{
-		"control characters": strings.Repeat("\x01", 4<<20),
-		"astral":             strings.Repeat("\U0001F600", 1<<20),
-		"plain":              strings.Repeat("x", 3<<20),
-	} {
-		f := forwardFrame(&LogRecord{Name: "n", Levelname: "INFO", Msg: msg, StackInfo: msg, ExcInfo: []string{msg}})
-		if f == nil || len(f)-4 > MaxForwardFrame || MaxForwardFrame > DefaultMaxFrame {
-			t.Errorf("%s: frame of %d bytes, limit %d", name, len(f), MaxForwardFrame)
-			continue
-		}
-		rec, _, err := ReadFrame(bytes.NewReader(f), 0)
-		if err != nil || !strings.HasSuffix(rec.Msg, " bytes truncated]") {
-			t.Errorf("%s: %v, message ends %q", name, err, rec.Msg[max(0, len(rec.Msg)-30):])
 		}
 	}
 }
