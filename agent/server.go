@@ -152,7 +152,8 @@ type Server struct {
 	ln       net.Listener
 	serving  bool
 	shutdown bool
-	done     chan struct{} // closed once Shutdown has finished
+	abort    context.CancelFunc // ends the running Shutdown's grace; set with shutdown
+	done     chan struct{}      // closed once Shutdown has finished
 	shutErr  error
 }
 
@@ -243,6 +244,17 @@ func (s *Server) Register(svc Service) error {
 		return fmt.Errorf("agent: cannot register service %q: the server is already listening", svc.Name())
 	}
 	return s.reg.Register(svc)
+}
+
+// RegisterAs adds every method of svc under another prefix, for aliases
+// such as upstream's "agent.services.core", with Register's checks.
+func (s *Server) RegisterAs(prefix string, svc Service) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln != nil || s.serving || s.shutdown {
+		return fmt.Errorf("agent: cannot register service %q as %q: the server is already listening", svc.Name(), prefix)
+	}
+	return s.reg.RegisterAs(prefix, svc)
 }
 
 // Listen binds the configured address or Unix socket. It is separate from
@@ -343,6 +355,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 	}
 	s.shutdown = true
+	// Close ends the grace early through abort.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s.abort = cancel
 	ln, serving := s.ln, s.serving
 	s.mu.Unlock()
 
@@ -365,6 +381,24 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	close(s.done)
 	return err
 }
+
+// Close stops the server at once: calls in flight are cancelled and every
+// connection is closed, also when a graceful Shutdown is already waiting
+// for them. It returns once the server is down.
+func (s *Server) Close() {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = s.Shutdown(ctx) // no grace, or at once if a shutdown is under way
+	s.mu.Lock()
+	abort := s.abort
+	s.mu.Unlock()
+	abort()
+	<-s.done
+}
+
+// shutdownErr is the first Shutdown's result; call it only once Serve or
+// Shutdown has returned.
+func (s *Server) shutdownErr() error { return s.shutErr }
 
 // refusedConn logs refused connections, at most once per interval.
 func (s *Server) refusedConn(reason string, err error) {

@@ -573,6 +573,88 @@ func TestServer_Serve_contextEndsServing(t *testing.T) {
 	}
 }
 
+// TestServer_Close_cutsGraceShort is the agent's second SIGTERM: a
+// graceful shutdown waiting for a call that never ends is cut short, the
+// call's context is cancelled and Serve returns.
+func TestServer_Close_cutsGraceShort(t *testing.T) {
+	entered, cancelled := make(chan struct{}), make(chan struct{})
+	svc := testService{name: "s", methods: map[string]Method{
+		"stuck": func(ctx context.Context, _ Args) (any, error) {
+			close(entered)
+			<-ctx.Done()
+			close(cancelled)
+			return nil, ctx.Err()
+		},
+	}}
+	cfg := testConfig()
+	cfg.ShutdownTimeout = time.Hour
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Register(svc); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	url := testURL(s)
+	ctx, stop := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ctx) }()
+	callDone := make(chan error, 1)
+	body := encodeCall(t, "s.stuck")
+	go func() {
+		resp, err := http.Post(url, "text/xml", bytes.NewReader(body))
+		if err == nil {
+			resp.Body.Close()
+		}
+		callDone <- err
+	}()
+	<-entered
+	stop() // graceful: an hour for the call
+	select {
+	case <-served:
+		t.Fatal("Serve returned while the call was still running")
+	case <-time.After(100 * time.Millisecond):
+	}
+	s.Close()
+	<-cancelled
+	<-callDone // its connection is closed rather than answered
+	if err := <-served; err != nil {
+		t.Fatalf("Serve: %v", err)
+	}
+	if s.shutdownErr() == nil {
+		t.Error("a shutdown cut short reports no error")
+	}
+}
+
+func TestServer_RegisterAs(t *testing.T) {
+	s, err := New(testConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Register(echoService()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RegisterAs("alias.t", echoService()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RegisterAs("alias.t", echoService()); err == nil {
+		t.Error("a second alias of the same name succeeded")
+	}
+	if err := s.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Shutdown(context.Background())
+	if err := s.RegisterAs("late", echoService()); err == nil {
+		t.Error("RegisterAs after Listen succeeded")
+	}
+	if _, ok := s.Registry().Lookup("alias.t.echo"); !ok {
+		t.Error("alias.t.echo is not registered")
+	}
+}
+
 // syncBuffer is a log sink safe for the server's concurrent handlers.
 type syncBuffer struct {
 	mu sync.Mutex

@@ -452,7 +452,7 @@ func TestCoreService_servedWithAlias(t *testing.T) {
 		if err := s.Register(c); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.Registry().RegisterAs(CoreAlias, c); err != nil {
+		if err := s.RegisterAs(CoreAlias, c); err != nil {
 			t.Fatal(err)
 		}
 	})
