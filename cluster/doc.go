@@ -27,7 +27,8 @@
 //   - Selector (selector.go) and the properties (properties.go): what a
 //     test may ask of a node, as upstream's selectors write it.
 //   - LogServer (logserver.go): every agent's records, read as
-//     agent/logframe frames and written to the test's logs.
+//     agent/logframe frames, tagged with their node and handed on (the
+//     runner writes them to the test's logs).
 //
 // Files: ssh.go, ssh_hostkey.go and ssh_run.go (SSH with known_hosts and
 // remote commands, RemoteExitError), sftp.go and copy.go (copies to and
