@@ -41,8 +41,11 @@ type CallError struct {
 	Err    error
 }
 
+// Error names the node and the method; the package prefix is the
+// wrapper's to add, so that a call failing inside a cluster operation
+// does not read "cluster: …: cluster: …".
 func (e *CallError) Error() string {
-	return fmt.Sprintf("cluster: node %q: %s: %v", e.Node, e.Method, e.Err)
+	return fmt.Sprintf("node %q: %s: %v", e.Node, e.Method, e.Err)
 }
 
 func (e *CallError) Unwrap() error { return e.Err }
