@@ -154,6 +154,9 @@ func DecodeLogRecord(body []byte) (*LogRecord, error) {
 		}
 		return nil, fmt.Errorf("logframe: record: %w", err)
 	}
+	// Checked once for the whole body rather than per string: gjson's own
+	// unescaping is then exact for every string (see str).
+	plain := utf8.Valid(body) && !bytes.Contains(body, []byte(`\u`))
 	doc := gjson.Parse(string(body))
 	if !doc.IsObject() {
 		return nil, fmt.Errorf("logframe: record: expected a JSON object, got %s", rawKind(doc.Raw))
@@ -163,53 +166,53 @@ func DecodeLogRecord(body []byte) (*LogRecord, error) {
 	var err error
 	var key string
 	doc.ForEach(func(k, v gjson.Result) bool {
-		if key, err = str(k); err != nil {
+		if key, err = str(k, plain); err != nil {
 			return false
 		}
 		raw := v.Raw
 		switch key {
 		case "name":
-			err = stringField(v, &r.Name)
+			err = stringField(v, plain, &r.Name)
 		case "levelno":
 			seen.levelno = true
 			err = intField(raw, &r.Levelno)
 		case "levelname":
 			seen.levelname = true
-			err = stringField(v, &r.Levelname)
+			err = stringField(v, plain, &r.Levelname)
 		case "pathname":
-			err = stringField(v, &r.Pathname)
+			err = stringField(v, plain, &r.Pathname)
 		case "filename":
-			err = stringField(v, &r.Filename)
+			err = stringField(v, plain, &r.Filename)
 		case "module":
-			err = stringField(v, &r.Module)
+			err = stringField(v, plain, &r.Module)
 		case "lineno":
 			err = intField(raw, &r.Lineno)
 		case "funcName":
-			err = stringField(v, &r.FuncName)
+			err = stringField(v, plain, &r.FuncName)
 		case "created":
-			err = floatField(raw, &r.Created)
+			err = floatField(v, &r.Created)
 		case "asctime":
 			seen.asctime = true
-			err = stringField(v, &r.Asctime)
+			err = stringField(v, plain, &r.Asctime)
 		case "thread":
 			err = int64Field(raw, &r.Thread)
 		case "threadName":
-			err = stringField(v, &r.ThreadName)
+			err = stringField(v, plain, &r.ThreadName)
 		case "process":
 			err = int64Field(raw, &r.Process)
 		case "msg":
 			// A sender that forwards record.msg instead of getMessage() may
 			// send a non-string; Python's receiver would print str() of it.
 			if v.Type == gjson.String || v.Type == gjson.Null {
-				err = stringField(v, &r.Msg)
+				err = stringField(v, plain, &r.Msg)
 			} else {
 				r.Msg = raw
 			}
 		case "args":
 		case "exc_info":
-			err = excInfoField(v, &r.ExcInfo)
+			err = excInfoField(v, plain, &r.ExcInfo)
 		case "stack_info":
-			err = stringField(v, &r.StackInfo)
+			err = stringField(v, plain, &r.StackInfo)
 		default:
 			r.Extra = append(r.Extra, ExtraField{Key: key, Value: json.RawMessage(raw)})
 		}
@@ -257,12 +260,12 @@ func rawKind(v string) string {
 }
 
 // str is the value of a JSON string. gjson has already unescaped it, and
-// a plain one is a substring of the document; one with a \u escape or
-// invalid UTF-8 goes through encoding/json instead, whose reading (U+FFFD
-// for a lone surrogate or a bad byte) is what every other reader of these
-// records sees and gjson's is not.
-func str(v gjson.Result) (string, error) {
-	if strings.Contains(v.Raw, `\u`) || !utf8.ValidString(v.Raw) {
+// a plain one is a substring of the document. In a body with a \u escape
+// or invalid UTF-8 (plain false) strings go through encoding/json instead,
+// whose reading (U+FFFD for a lone surrogate or a bad byte) is what every
+// other reader of these records sees and gjson's is not.
+func str(v gjson.Result, plain bool) (string, error) {
+	if !plain && (strings.Contains(v.Raw, `\u`) || !utf8.ValidString(v.Raw)) {
 		var s string
 		if err := json.Unmarshal([]byte(v.Raw), &s); err != nil {
 			return "", err
@@ -274,13 +277,13 @@ func str(v gjson.Result) (string, error) {
 
 // stringField stores a string value; null stores "" (a later duplicate
 // key wins, as in Python).
-func stringField(v gjson.Result, dst *string) error {
+func stringField(v gjson.Result, plain bool, dst *string) error {
 	switch rawKind(v.Raw) {
 	case "null":
 		*dst = ""
 		return nil
 	case "string":
-		s, err := str(v)
+		s, err := str(v, plain)
 		if err == nil {
 			*dst = s
 		}
@@ -318,17 +321,18 @@ func intField(v string, dst *int) error {
 	return nil
 }
 
-func floatField(v string, dst *float64) error {
-	switch k := rawKind(v); k {
+func floatField(v gjson.Result, dst *float64) error {
+	switch k := rawKind(v.Raw); k {
 	case "null":
 		*dst = 0
 		return nil
 	case "number":
-		f, err := strconv.ParseFloat(v, 64)
-		if err != nil {
-			return fmt.Errorf("expected a float, got %s", v)
+		// gjson parsed it with strconv.ParseFloat already; out of range
+		// is the one error a valid JSON number can give.
+		if math.IsInf(v.Num, 0) {
+			return fmt.Errorf("expected a float, got %s", v.Raw)
 		}
-		*dst = f
+		*dst = v.Num
 		return nil
 	default:
 		return fmt.Errorf("expected a number, got %s", k)
@@ -337,13 +341,13 @@ func floatField(v string, dst *float64) error {
 
 // excInfoField accepts upstream's list of strings, and a single string
 // from senders that pre-join the traceback.
-func excInfoField(v gjson.Result, dst *[]string) error {
+func excInfoField(v gjson.Result, plain bool, dst *[]string) error {
 	switch k := rawKind(v.Raw); k {
 	case "null":
 		*dst = nil
 		return nil
 	case "string":
-		s, err := str(v)
+		s, err := str(v, plain)
 		if err != nil {
 			return err
 		}
@@ -359,7 +363,7 @@ func excInfoField(v gjson.Result, dst *[]string) error {
 				return false
 			}
 			var s string
-			if s, err = str(item); err != nil {
+			if s, err = str(item, plain); err != nil {
 				err = fmt.Errorf("[%d]: %w", i, err)
 				return false
 			}
