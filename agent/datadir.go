@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/vtcluster/vtcluster/agent/xmlrpc"
 )
 
 // The agent's data directory has upstream's layout:
@@ -167,13 +169,13 @@ func (d *DataDir) removeStaleTmp(started time.Time) {
 func CheckID(kind, id string) error {
 	switch {
 	case id == "":
-		return Faultf("ValueError", "%s must not be empty", kind)
+		return xmlrpc.Faultf("ValueError", "%s must not be empty", kind)
 	case id == "." || id == "..":
-		return Faultf("ValueError", "%s %q is not allowed", kind, id)
+		return xmlrpc.Faultf("ValueError", "%s %q is not allowed", kind, id)
 	case strings.ContainsAny(id, "/\\\x00"):
-		return Faultf("ValueError", "%s %q must not contain a path separator or NUL", kind, id)
+		return xmlrpc.Faultf("ValueError", "%s %q must not contain a path separator or NUL", kind, id)
 	case len(id) > 255:
-		return Faultf("ValueError", "%s is %d bytes long, at most 255 allowed", kind, len(id))
+		return xmlrpc.Faultf("ValueError", "%s is %d bytes long, at most 255 allowed", kind, len(id))
 	}
 	return nil
 }

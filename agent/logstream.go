@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/vtcluster/vtcluster/agent/logframe"
 )
 
 // ErrInvalidLogTarget is wrapped by Start's errors for a host or port that
@@ -32,11 +34,6 @@ const dropLoggerName = "avocado.service.logstream"
 // connection on an oversize frame, which would lose the records behind it;
 // service.log still gets the whole message.
 const maxForwardMsg = 1 << 20
-
-// MaxForwardFrame bounds the body of every frame the streamer sends, after
-// JSON escaping (which may make a message six times longer), so that a log
-// server with DefaultMaxFrame accepts every record we send.
-const MaxForwardFrame = 1 << 20
 
 // LogStreamerConfig tunes a LogStreamer. Start from DefaultLogStreamerConfig.
 type LogStreamerConfig struct {
@@ -312,7 +309,7 @@ func (s *LogStreamer) Handler(loggerName string) slog.Handler {
 }
 
 // emit writes one record to service.log and, while forwarding, queues it.
-func (s *LogStreamer) emit(rec *LogRecord) error {
+func (s *LogStreamer) emit(rec *logframe.LogRecord) error {
 	line := serviceLogLine(rec)
 	s.fileMu.Lock()
 	if s.file == nil {
@@ -380,7 +377,7 @@ func (s *LogStreamer) take(b *batch) {
 		var pcs [1]uintptr
 		runtime.Callers(1, pcs[:])
 		warn := s.newRecord(dropLoggerName, slog.LevelWarn, time.Now(), pcs[0], fmt.Sprintf("%d log records dropped", b.warnFor))
-		b.buf = AppendFrame(b.buf, warn)
+		b.buf = logframe.AppendFrame(b.buf, warn)
 		b.warnLen = len(b.buf)
 	}
 	for s.queue.n > 0 && (len(b.frames) == 0 || len(b.buf)+len(s.queue.front()) <= maxBatchBytes) {
@@ -506,12 +503,12 @@ func (s *LogStreamer) serveConn(sess *streamSession, conn net.Conn, b *batch) er
 }
 
 // newRecord builds a record the way Python's logging would for a call at pc.
-func (s *LogStreamer) newRecord(name string, level slog.Level, t time.Time, pc uintptr, msg string) *LogRecord {
+func (s *LogStreamer) newRecord(name string, level slog.Level, t time.Time, pc uintptr, msg string) *logframe.LogRecord {
 	if t.IsZero() {
 		t = time.Now()
 	}
-	levelno, levelname := PyLevel(level)
-	rec := &LogRecord{
+	levelno, levelname := logframe.PyLevel(level)
+	rec := &logframe.LogRecord{
 		Name:      name,
 		Levelno:   levelno,
 		Levelname: levelname,
@@ -521,7 +518,7 @@ func (s *LogStreamer) newRecord(name string, level slog.Level, t time.Time, pc u
 		Module:     "(unknown file)",
 		FuncName:   "(unknown function)",
 		Created:    float64(t.UnixNano()) / 1e9,
-		Asctime:    FormatAsctime(t),
+		Asctime:    logframe.FormatAsctime(t),
 		Thread:     s.pid, // a Go program has no Python thread ident; its main thread's id is the pid
 		ThreadName: "MainThread",
 		Process:    s.pid,
@@ -557,7 +554,7 @@ func shortFuncName(fn string) string {
 // serviceLogLine formats rec as avocado-vt's agent format
 // "%(asctime)s %(name)s %(levelname)-5.5s| %(message)s", with the traceback
 // and stack on the following lines as Python's Formatter adds them.
-func serviceLogLine(rec *LogRecord) string {
+func serviceLogLine(rec *logframe.LogRecord) string {
 	var sb strings.Builder
 	level := rec.Levelname
 	if utf8.RuneCountInString(level) > 5 {
@@ -591,9 +588,9 @@ func serviceLogLine(rec *LogRecord) string {
 // MaxForwardFrame bytes, cutting the message, traceback and stack (halving
 // their allowance until it fits) rather than losing the record; nil only if
 // even the bare record is too large.
-func forwardFrame(rec *LogRecord) []byte {
-	frame := AppendFrame(nil, rec)
-	if len(frame)-4 <= MaxForwardFrame && len(rec.Msg) <= maxForwardMsg {
+func forwardFrame(rec *logframe.LogRecord) []byte {
+	frame := logframe.AppendFrame(nil, rec)
+	if len(frame)-4 <= logframe.MaxForwardFrame && len(rec.Msg) <= maxForwardMsg {
 		return frame
 	}
 	for limit := maxForwardMsg; ; limit /= 2 {
@@ -606,8 +603,8 @@ func forwardFrame(rec *LogRecord) []byte {
 		if limit < maxForwardMsg {
 			cut.Extra = nil
 		}
-		frame = AppendFrame(frame[:0], &cut)
-		if len(frame)-4 <= MaxForwardFrame {
+		frame = logframe.AppendFrame(frame[:0], &cut)
+		if len(frame)-4 <= logframe.MaxForwardFrame {
 			return frame
 		}
 		if limit == 0 {

@@ -22,6 +22,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/vtcluster/vtcluster/agent/logframe"
 )
 
 var updateLogframes = flag.Bool("update-logframes", false, "rewrite testdata/logframes/go_streamer.bin from a live LogStreamer")
@@ -32,6 +34,8 @@ const hangGuard = 30 * time.Second
 
 // testStreamerConfig is the default with short waits, so a test that stops
 // a streamer facing a dead server does not sit out production timeouts.
+const logframesDir = "../testdata/logframes"
+
 func testStreamerConfig(tb testing.TB) LogStreamerConfig {
 	tb.Helper()
 	cfg := DefaultLogStreamerConfig(filepath.Join(tb.TempDir(), "service.log"))
@@ -84,7 +88,7 @@ func assertNoStreamerGoroutines(tb testing.TB) {
 // connections and decodes their frames with ReadFrame.
 type frameSink struct {
 	ln      net.Listener
-	records chan *LogRecord
+	records chan *logframe.LogRecord
 	raw     chan []byte   // each frame as received, header included
 	conns   chan net.Conn // every accepted connection
 	ended   chan error    // one per connection, when it ends
@@ -101,7 +105,7 @@ func newFrameSink(tb testing.TB, addr string) *frameSink {
 	}
 	k := &frameSink{
 		ln:      ln,
-		records: make(chan *LogRecord, 100000),
+		records: make(chan *logframe.LogRecord, 100000),
 		raw:     make(chan []byte, 100000),
 		conns:   make(chan net.Conn, 100),
 		ended:   make(chan error, 100),
@@ -130,7 +134,7 @@ func (k *frameSink) read(c net.Conn) {
 	defer k.wg.Done()
 	br := bufio.NewReader(c)
 	for {
-		rec, body, err := ReadFrame(br, 0)
+		rec, body, err := logframe.ReadFrame(br, 0)
 		if err != nil {
 			k.ended <- err
 			return
@@ -153,7 +157,7 @@ func (k *frameSink) Close() {
 	k.wg.Wait()
 }
 
-func (k *frameSink) next(tb testing.TB) *LogRecord {
+func (k *frameSink) next(tb testing.TB) *logframe.LogRecord {
 	tb.Helper()
 	select {
 	case r := <-k.records:
@@ -201,7 +205,7 @@ func logSamples(s *LogStreamer) int {
 	svc.Info("started process", "argv", []string{"sleep", "1"})
 	svc.Warn("unicode \u00e9 \u4e2d\u6587 \U0001F600 \"quoted\" \\ back\tslash")
 	svc.Error("command failed", "err", sampleTraceback)
-	svc.Log(context.Background(), LevelCritical, "critical state")
+	svc.Log(context.Background(), logframe.LevelCritical, "critical state")
 	slog.New(s.Handler("avocado.virttest.qemu")).WithGroup("vm").Info("booted", "name", "vm1")
 	return 6
 }
@@ -213,7 +217,7 @@ func TestLogStreamer_Start_forwardsRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := logSamples(s)
-	var got []*LogRecord
+	var got []*logframe.LogRecord
 	for range n {
 		got = append(got, sink.next(t))
 	}
@@ -569,8 +573,8 @@ func TestLogStreamer_emit_truncatesHugeMessage(t *testing.T) {
 		!strings.HasSuffix(r.Msg, " ["+strconv.Itoa(len(huge)-len(kept))+" bytes truncated]") {
 		t.Errorf("forwarded message of %d bytes: %.40q...%q", len(r.Msg), r.Msg, r.Msg[max(0, len(r.Msg)-40):])
 	}
-	if n := len(AppendFrame(nil, r)) - 4; n > MaxForwardFrame {
-		t.Errorf("forwarded frame of %d bytes, above MaxForwardFrame %d", n, MaxForwardFrame)
+	if n := len(logframe.AppendFrame(nil, r)) - 4; n > logframe.MaxForwardFrame {
+		t.Errorf("forwarded frame of %d bytes, above MaxForwardFrame %d", n, logframe.MaxForwardFrame)
 	}
 	if info, _ := os.Stat(cfg.ServiceLogPath); info.Size() < int64(len(huge)) {
 		t.Errorf("service.log has %d bytes, want the whole message", info.Size())
@@ -758,7 +762,7 @@ func TestLogStreamer_goldenCapture(t *testing.T) {
 		var out []string
 		br := bytes.NewReader(data)
 		for {
-			r, _, err := ReadFrame(br, 0)
+			r, _, err := logframe.ReadFrame(br, 0)
 			if err == io.EOF {
 				return out
 			}
@@ -775,5 +779,25 @@ func TestLogStreamer_goldenCapture(t *testing.T) {
 	}
 	if g, w := stable(fresh.Bytes()), stable(want); !reflect.DeepEqual(g, w) {
 		t.Errorf("%s is stale; rerun with -update-logframes\n got %q\nwant %q", golden, g, w)
+	}
+}
+
+// Every frame our streamer sends fits the reader's default limit, however
+// its message escapes.
+func TestForwardFrame_fitsDefaultMaxFrame(t *testing.T) {
+	for name, msg := range map[string]string{
+		"control characters": strings.Repeat("\x01", 4<<20),
+		"astral":             strings.Repeat("\U0001F600", 1<<20),
+		"plain":              strings.Repeat("x", 3<<20),
+	} {
+		f := forwardFrame(&logframe.LogRecord{Name: "n", Levelname: "INFO", Msg: msg, StackInfo: msg, ExcInfo: []string{msg}})
+		if f == nil || len(f)-4 > logframe.MaxForwardFrame || logframe.MaxForwardFrame > logframe.DefaultMaxFrame {
+			t.Errorf("%s: frame of %d bytes, limit %d", name, len(f), logframe.MaxForwardFrame)
+			continue
+		}
+		rec, _, err := logframe.ReadFrame(bytes.NewReader(f), 0)
+		if err != nil || !strings.HasSuffix(rec.Msg, " bytes truncated]") {
+			t.Errorf("%s: %v, message ends %q", name, err, rec.Msg[max(0, len(rec.Msg)-30):])
+		}
 	}
 }

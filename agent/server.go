@@ -17,6 +17,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/vtcluster/vtcluster/agent/xmlrpc"
 )
 
 // Config configures a Server. Start from DefaultConfig.
@@ -150,7 +152,8 @@ type Server struct {
 	ln       net.Listener
 	serving  bool
 	shutdown bool
-	done     chan struct{} // closed once Shutdown has finished
+	abort    context.CancelFunc // ends the running Shutdown's grace; set with shutdown
+	done     chan struct{}      // closed once Shutdown has finished
 	shutErr  error
 }
 
@@ -241,6 +244,17 @@ func (s *Server) Register(svc Service) error {
 		return fmt.Errorf("agent: cannot register service %q: the server is already listening", svc.Name())
 	}
 	return s.reg.Register(svc)
+}
+
+// RegisterAs adds every method of svc under another prefix, for aliases
+// such as upstream's "agent.services.core", with Register's checks.
+func (s *Server) RegisterAs(prefix string, svc Service) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln != nil || s.serving || s.shutdown {
+		return fmt.Errorf("agent: cannot register service %q as %q: the server is already listening", svc.Name(), prefix)
+	}
+	return s.reg.RegisterAs(prefix, svc)
 }
 
 // Listen binds the configured address or Unix socket. It is separate from
@@ -341,6 +355,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 	}
 	s.shutdown = true
+	// Close ends the grace early through abort.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s.abort = cancel
 	ln, serving := s.ln, s.serving
 	s.mu.Unlock()
 
@@ -363,6 +381,24 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	close(s.done)
 	return err
 }
+
+// Close stops the server at once: calls in flight are cancelled and every
+// connection is closed, also when a graceful Shutdown is already waiting
+// for them. It returns once the server is down.
+func (s *Server) Close() {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = s.Shutdown(ctx) // no grace, or at once if a shutdown is under way
+	s.mu.Lock()
+	abort := s.abort
+	s.mu.Unlock()
+	abort()
+	<-s.done
+}
+
+// shutdownErr is the first Shutdown's result; call it only once Serve or
+// Shutdown has returned.
+func (s *Server) shutdownErr() error { return s.shutErr }
 
 // refusedConn logs refused connections, at most once per interval.
 func (s *Server) refusedConn(reason string, err error) {
@@ -395,7 +431,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// A DNS-rebinding page reaches us under its own name.
 	if !s.hosts.allowed(r.Host) {
 		s.refusedRequest(r, "Host header names neither this agent's addresses nor its names (add a name callers use with --allow-host)")
-		refuse(w, http.StatusForbidden, fmt.Sprintf("403 forbidden: Host %q is not an address or name of this agent; a name callers use must be given to the agent with --allow-host", truncate(r.Host, 80)))
+		refuse(w, http.StatusForbidden, fmt.Sprintf("403 forbidden: Host %q is not an address or name of this agent; a name callers use must be given to the agent with --allow-host", truncateField(r.Host, 80)))
 		return
 	}
 	if s.cfg.Token != "" {
@@ -458,7 +494,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) refusedRequest(r *http.Request, reason string) {
 	if ok, n := s.warnRef.allow(time.Now()); ok {
-		s.log.Warn("agent: request refused: "+reason, "addr", r.RemoteAddr, "host", truncate(r.Host, 80), "suppressed_since_last", n)
+		s.log.Warn("agent: request refused: "+reason, "addr", r.RemoteAddr, "host", truncateField(r.Host, 80), "suppressed_since_last", n)
 	}
 }
 
@@ -507,7 +543,7 @@ func (s *Server) readCall(w http.ResponseWriter, r *http.Request) (decoded, int,
 	if err != nil {
 		return decoded{}, status, err
 	}
-	m, p, err := DecodeCallLimited(body, CallLimits{
+	m, p, err := xmlrpc.DecodeCallLimited(body, xmlrpc.CallLimits{
 		MaxValues:      s.cfg.MaxValues,
 		MaxStringBytes: s.cfg.MaxStringBytes,
 		Known: func(name string) bool {
@@ -606,33 +642,33 @@ func acceptsGzip(header string) bool {
 func (s *Server) dispatch(ctx context.Context, c decoded) []byte {
 	start := time.Now()
 	method, params, err := c.method, c.params, c.err
-	var unknown *UnknownMethodError
+	var unknown *xmlrpc.UnknownMethodError
 	switch {
 	case errors.As(err, &unknown):
 		s.log.Debug("agent: call", "method", method, "outcome", "fault", "err", err)
-		return EncodeFaultResponse(1, FaultFromError(UnsupportedMethodFault(method)).FaultString(method))
-	case errors.Is(err, ErrCallTooLarge):
-		f := &Fault{ExcType: "ValueError", ExcValue: err.Error()}
+		return xmlrpc.EncodeFaultResponse(1, xmlrpc.FaultFromError(xmlrpc.UnsupportedMethodFault(method)).FaultString(method))
+	case errors.Is(err, xmlrpc.ErrCallTooLarge):
+		f := &xmlrpc.Fault{ExcType: "ValueError", ExcValue: err.Error()}
 		s.log.Debug("agent: call too large", "method", method, "err", err)
-		return EncodeFaultResponse(1, f.FaultString(method))
+		return xmlrpc.EncodeFaultResponse(1, f.FaultString(method))
 	case err != nil:
 		// Python's loads raises ExpatError for a malformed document.
-		f := &Fault{ExcType: "xml.parsers.expat.ExpatError", ExcValue: err.Error()}
+		f := &xmlrpc.Fault{ExcType: "xml.parsers.expat.ExpatError", ExcValue: err.Error()}
 		s.log.Debug("agent: malformed call", "err", err, "duration_seconds", time.Since(start).Seconds())
-		return EncodeFaultResponse(1, f.FaultString("<request>"))
+		return xmlrpc.EncodeFaultResponse(1, f.FaultString("<request>"))
 	}
 	log := s.serviceLogger(method)
 	result, err := s.call(ctx, method, params)
 	var reply []byte
 	if err == nil {
-		reply, err = EncodeResponse(result)
+		reply, err = xmlrpc.EncodeResponse(result)
 		if err != nil {
-			err = &Fault{ExcType: "TypeError", ExcValue: fmt.Sprintf("cannot marshal the result: %v", err)}
+			err = &xmlrpc.Fault{ExcType: "TypeError", ExcValue: fmt.Sprintf("cannot marshal the result: %v", err)}
 		}
 	}
 	d := time.Since(start).Seconds()
 	if err != nil {
-		f := FaultFromError(err)
+		f := xmlrpc.FaultFromError(err)
 		outcome := "fault"
 		var p *panicError
 		if errors.As(err, &p) {
@@ -641,7 +677,7 @@ func (s *Server) dispatch(ctx context.Context, c decoded) []byte {
 		} else {
 			log.Debug("agent: call", "method", method, "duration_seconds", d, "outcome", outcome, "err", f.Error())
 		}
-		return EncodeFaultResponse(1, f.FaultString(method))
+		return xmlrpc.EncodeFaultResponse(1, f.FaultString(method))
 	}
 	log.Debug("agent: call", "method", method, "duration_seconds", d, "outcome", "ok")
 	return reply
@@ -658,7 +694,7 @@ type panicError struct {
 func (e *panicError) Error() string { return fmt.Sprintf("panic in %s: %v", e.method, e.value) }
 
 func (e *panicError) Unwrap() error {
-	return &Fault{
+	return &xmlrpc.Fault{
 		ExcType:  "RuntimeError",
 		ExcValue: fmt.Sprintf("agent: method %s panicked: %v", e.method, e.value),
 		TbInfo:   fmt.Sprintf("Go panic in method %s: %v\n\n%s\nRuntimeError: agent: method %s panicked\n", e.method, e.value, e.stack, e.method),
@@ -668,7 +704,7 @@ func (e *panicError) Unwrap() error {
 func (s *Server) call(ctx context.Context, method string, params []any) (result any, err error) {
 	m, ok := s.reg.Lookup(method)
 	if !ok {
-		return nil, UnsupportedMethodFault(method)
+		return nil, xmlrpc.UnsupportedMethodFault(method)
 	}
 	defer func() {
 		if v := recover(); v != nil {

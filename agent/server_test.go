@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vtcluster/vtcluster/agent/xmlrpc"
 )
 
 // testService is a table of methods built by each test.
@@ -34,7 +36,7 @@ func echoService() Service {
 		"echo": func(_ context.Context, a Args) (any, error) { return []any(a), nil },
 		"fail": func(context.Context, Args) (any, error) { return nil, errors.New("plain failure") },
 		"value_error": func(context.Context, Args) (any, error) {
-			return nil, Faultf("ValueError", "bad value %d", 7)
+			return nil, xmlrpc.Faultf("ValueError", "bad value %d", 7)
 		},
 		"panic": func(context.Context, Args) (any, error) { panic("boom") },
 		"chan":  func(context.Context, Args) (any, error) { return make(chan int), nil },
@@ -128,7 +130,7 @@ func encodeCall(tb testing.TB, method string, params ...any) []byte {
 	if params == nil {
 		params = []any{}
 	}
-	body, err := EncodeCall(method, params)
+	body, err := xmlrpc.EncodeCall(method, params)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -142,20 +144,20 @@ func rpc(tb testing.TB, url, method string, params ...any) (any, error) {
 	if resp.StatusCode != http.StatusOK {
 		tb.Fatalf("%s: HTTP %s: %s", method, resp.Status, data)
 	}
-	return DecodeResponse(data)
+	return xmlrpc.DecodeResponse(data)
 }
 
 // wantFault checks err is avocado-vt's fault: code 1, JSON string.
-func wantFault(tb testing.TB, err error, excType, excValue string) *Fault {
+func wantFault(tb testing.TB, err error, excType, excValue string) *xmlrpc.Fault {
 	tb.Helper()
-	var w *WireFault
+	var w *xmlrpc.WireFault
 	if !errors.As(err, &w) {
 		tb.Fatalf("got %v, want a fault", err)
 	}
 	if w.Code != 1 {
 		tb.Errorf("faultCode = %d, want 1", w.Code)
 	}
-	f, ok := AsFault(err)
+	f, ok := xmlrpc.AsFault(err)
 	if !ok {
 		tb.Fatalf("fault string is not avocado-vt JSON: %q", w.String)
 	}
@@ -183,9 +185,9 @@ func TestServer_Call_unknownMethod(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/xml" {
 		t.Fatalf("HTTP %s, Content-Type %q; want 200 text/xml", resp.Status, resp.Header.Get("Content-Type"))
 	}
-	_, err := DecodeResponse(data)
+	_, err := xmlrpc.DecodeResponse(data)
 	f := wantFault(t, err, "Exception", `method "x.y" is not supported`)
-	if !IsUnsupportedMethod(err) {
+	if !xmlrpc.IsUnsupportedMethod(err) {
 		t.Errorf("IsUnsupportedMethod is false for %v", f)
 	}
 }
@@ -226,7 +228,7 @@ func TestServer_Call_malformedDocument(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("HTTP %s", resp.Status)
 	}
-	_, err := DecodeResponse(data)
+	_, err := xmlrpc.DecodeResponse(data)
 	wantFault(t, err, "xml.parsers.expat.ExpatError", "")
 }
 
@@ -271,7 +273,7 @@ func TestServer_ServeHTTP_gzipReply(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if v, err := DecodeResponse(plain); err != nil || v != strings.Repeat("x", n) {
+		if v, err := xmlrpc.DecodeResponse(plain); err != nil || v != strings.Repeat("x", n) {
 			t.Fatalf("gunzipped reply of %d: %.40v, %v", n, v, err)
 		}
 	}
@@ -288,7 +290,7 @@ func TestServer_ServeHTTP_gzipReply(t *testing.T) {
 		if resp.Header.Get("Content-Encoding") != "" {
 			t.Errorf("%s: reply gzipped", name)
 		}
-		if _, err := DecodeResponse(data); err != nil {
+		if _, err := xmlrpc.DecodeResponse(data); err != nil {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
@@ -304,7 +306,7 @@ func TestServer_ServeHTTP_gzipRequest(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("HTTP %s: %s", resp.Status, data)
 	}
-	if v, err := DecodeResponse(data); err != nil || fmt.Sprint(v) != "[zipped]" {
+	if v, err := xmlrpc.DecodeResponse(data); err != nil || fmt.Sprint(v) != "[zipped]" {
 		t.Fatalf("reply %v, %v", v, err)
 	}
 	resp, _ = post(t, url, encodeCall(t, "t.echo"), map[string]string{"Content-Encoding": "br"})
@@ -571,6 +573,88 @@ func TestServer_Serve_contextEndsServing(t *testing.T) {
 	}
 }
 
+// TestServer_Close_cutsGraceShort is the agent's second SIGTERM: a
+// graceful shutdown waiting for a call that never ends is cut short, the
+// call's context is cancelled and Serve returns.
+func TestServer_Close_cutsGraceShort(t *testing.T) {
+	entered, cancelled := make(chan struct{}), make(chan struct{})
+	svc := testService{name: "s", methods: map[string]Method{
+		"stuck": func(ctx context.Context, _ Args) (any, error) {
+			close(entered)
+			<-ctx.Done()
+			close(cancelled)
+			return nil, ctx.Err()
+		},
+	}}
+	cfg := testConfig()
+	cfg.ShutdownTimeout = time.Hour
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Register(svc); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	url := testURL(s)
+	ctx, stop := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ctx) }()
+	callDone := make(chan error, 1)
+	body := encodeCall(t, "s.stuck")
+	go func() {
+		resp, err := http.Post(url, "text/xml", bytes.NewReader(body))
+		if err == nil {
+			resp.Body.Close()
+		}
+		callDone <- err
+	}()
+	<-entered
+	stop() // graceful: an hour for the call
+	select {
+	case <-served:
+		t.Fatal("Serve returned while the call was still running")
+	case <-time.After(100 * time.Millisecond):
+	}
+	s.Close()
+	<-cancelled
+	<-callDone // its connection is closed rather than answered
+	if err := <-served; err != nil {
+		t.Fatalf("Serve: %v", err)
+	}
+	if s.shutdownErr() == nil {
+		t.Error("a shutdown cut short reports no error")
+	}
+}
+
+func TestServer_RegisterAs(t *testing.T) {
+	s, err := New(testConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Register(echoService()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RegisterAs("alias.t", echoService()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RegisterAs("alias.t", echoService()); err == nil {
+		t.Error("a second alias of the same name succeeded")
+	}
+	if err := s.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Shutdown(context.Background())
+	if err := s.RegisterAs("late", echoService()); err == nil {
+		t.Error("RegisterAs after Listen succeeded")
+	}
+	if _, ok := s.Registry().Lookup("alias.t.echo"); !ok {
+		t.Error("alias.t.echo is not registered")
+	}
+}
+
 // syncBuffer is a log sink safe for the server's concurrent handlers.
 type syncBuffer struct {
 	mu sync.Mutex
@@ -654,7 +738,7 @@ func BenchmarkServer_Ping(b *testing.B) {
 				b.Error(err)
 				return
 			}
-			if _, err := DecodeResponse(data); err != nil {
+			if _, err := xmlrpc.DecodeResponse(data); err != nil {
 				b.Error(err)
 				return
 			}

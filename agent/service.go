@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/vtcluster/vtcluster/agent/py"
+	"github.com/vtcluster/vtcluster/agent/xmlrpc"
 )
 
 // Method is one XML-RPC method. args are the decoded positional params;
@@ -84,9 +85,9 @@ func (a Args) Len() int { return len(a) }
 func (a Args) Want(min, max int) error {
 	if len(a) < min || len(a) > max {
 		if min == max {
-			return Faultf("TypeError", "takes %d positional arguments but %d were given", min, len(a))
+			return xmlrpc.Faultf("TypeError", "takes %d positional arguments but %d were given", min, len(a))
 		}
-		return Faultf("TypeError", "takes from %d to %d positional arguments but %d were given", min, max, len(a))
+		return xmlrpc.Faultf("TypeError", "takes from %d to %d positional arguments but %d were given", min, max, len(a))
 	}
 	return nil
 }
@@ -102,11 +103,11 @@ func (a Args) Value(i int) any {
 // String returns param i as a string.
 func (a Args) String(i int, name string) (string, error) {
 	if i >= len(a) {
-		return "", Faultf("TypeError", "missing required argument: '%s'", name)
+		return "", xmlrpc.Faultf("TypeError", "missing required argument: '%s'", name)
 	}
 	s, ok := a[i].(string)
 	if !ok {
-		return "", Faultf("TypeError", "argument '%s' must be str, not %s", name, py.TypeName(a[i]))
+		return "", xmlrpc.Faultf("TypeError", "argument '%s' must be str, not %s", name, py.TypeName(a[i]))
 	}
 	return s, nil
 }
@@ -123,11 +124,11 @@ func (a Args) OptString(i int, name, def string) (string, error) {
 // them here would hide caller bugs, so they are refused.
 func (a Args) Int(i int, name string) (int, error) {
 	if i >= len(a) {
-		return 0, Faultf("TypeError", "missing required argument: '%s'", name)
+		return 0, xmlrpc.Faultf("TypeError", "missing required argument: '%s'", name)
 	}
 	n, ok := py.Int(a[i])
 	if !ok {
-		return 0, Faultf("TypeError", "argument '%s' must be int, not %s", name, py.TypeName(a[i]))
+		return 0, xmlrpc.Faultf("TypeError", "argument '%s' must be int, not %s", name, py.TypeName(a[i]))
 	}
 	return int(n), nil
 }
@@ -139,7 +140,7 @@ func (a Args) Struct(i int, name string) (map[string]any, error) {
 	}
 	m, ok := a[i].(map[string]any)
 	if !ok {
-		return nil, Faultf("TypeError", "argument '%s' must be dict, not %s", name, py.TypeName(a[i]))
+		return nil, xmlrpc.Faultf("TypeError", "argument '%s' must be dict, not %s", name, py.TypeName(a[i]))
 	}
 	return m, nil
 }
@@ -147,17 +148,17 @@ func (a Args) Struct(i int, name string) (map[string]any, error) {
 // StringList returns param i as a list of strings.
 func (a Args) StringList(i int, name string) ([]string, error) {
 	if i >= len(a) {
-		return nil, Faultf("TypeError", "missing required argument: '%s'", name)
+		return nil, xmlrpc.Faultf("TypeError", "missing required argument: '%s'", name)
 	}
 	l, ok := a[i].([]any)
 	if !ok {
-		return nil, Faultf("TypeError", "argument '%s' must be list, not %s", name, py.TypeName(a[i]))
+		return nil, xmlrpc.Faultf("TypeError", "argument '%s' must be list, not %s", name, py.TypeName(a[i]))
 	}
 	out := make([]string, len(l))
 	for j, v := range l {
 		s, ok := v.(string)
 		if !ok {
-			return nil, Faultf("TypeError", "argument '%s' item %d must be str, not %s", name, j, py.TypeName(v))
+			return nil, xmlrpc.Faultf("TypeError", "argument '%s' item %d must be str, not %s", name, j, py.TypeName(v))
 		}
 		out[j] = s
 	}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/vtcluster/vtcluster/agent/py"
+	"github.com/vtcluster/vtcluster/agent/xmlrpc"
 )
 
 // LogRedirector forwards the services' log records to a controller's log
@@ -108,7 +109,7 @@ func (c *coreService) quitMethod(_ context.Context, args Args) (any, error) {
 		return nil, err
 	}
 	if c.quit == nil {
-		return nil, Faultf("RuntimeError", "this agent cannot be stopped remotely")
+		return nil, xmlrpc.Faultf("RuntimeError", "this agent cannot be stopped remotely")
 	}
 	c.log.Info("requesting agent daemon to terminate", "pid", os.Getpid())
 	go c.quit()
@@ -133,25 +134,25 @@ func (c *coreService) startLogRedirection(ctx context.Context, args Args) (any, 
 	}
 	host, ok := args[0].(string)
 	if !ok || host == "" {
-		return nil, Faultf("ValueError", "Invalid host parameter: %s", py.Str(args[0]))
+		return nil, xmlrpc.Faultf("ValueError", "Invalid host parameter: %s", py.Str(args[0]))
 	}
 	port64, ok := py.Int(args[1])
 	if !ok || port64 < 1 || port64 > 65535 {
-		return nil, Faultf("ValueError", "Invalid port parameter: %s", py.Str(args[1]))
+		return nil, xmlrpc.Faultf("ValueError", "Invalid port parameter: %s", py.Str(args[1]))
 	}
 	port := int(port64)
 	if strings.ContainsAny(host, ";&|`$") {
-		return nil, Faultf("ValueError", "Host parameter contains invalid characters: %s", host)
+		return nil, xmlrpc.Faultf("ValueError", "Host parameter contains invalid characters: %s", host)
 	}
 	if c.logs == nil {
-		return nil, Faultf("RuntimeError", "log redirection is not available on this agent")
+		return nil, xmlrpc.Faultf("RuntimeError", "log redirection is not available on this agent")
 	}
 	if err := c.logs.Start(ctx, host, port); err != nil {
 		switch {
 		case errors.Is(err, ErrInvalidLogTarget):
-			return nil, Faultf("ValueError", "%v", err)
+			return nil, xmlrpc.Faultf("ValueError", "%v", err)
 		case errors.Is(err, ErrStreamerClosed):
-			return nil, Faultf("RuntimeError", "%v", err)
+			return nil, xmlrpc.Faultf("RuntimeError", "%v", err)
 		}
 		return nil, err
 	}
@@ -168,16 +169,16 @@ func (c *coreService) startLogRedirectionUnix(ctx context.Context, args Args) (a
 	}
 	p, ok := args[0].(string)
 	if !ok {
-		return nil, Faultf("ValueError", "Invalid socket path parameter: %s", py.Str(args[0]))
+		return nil, xmlrpc.Faultf("ValueError", "Invalid socket path parameter: %s", py.Str(args[0]))
 	}
 	if c.logs == nil {
-		return nil, Faultf("RuntimeError", "log redirection is not available on this agent")
+		return nil, xmlrpc.Faultf("RuntimeError", "log redirection is not available on this agent")
 	}
 	if err := c.logs.StartUnix(ctx, p); err != nil {
 		if errors.Is(err, ErrInvalidLogTarget) {
-			return nil, Faultf("ValueError", "%v", err)
+			return nil, xmlrpc.Faultf("ValueError", "%v", err)
 		}
-		return nil, Faultf("RuntimeError", "%v", err)
+		return nil, xmlrpc.Faultf("RuntimeError", "%v", err)
 	}
 	c.log.Info("started the logger client", "socket", p)
 	return nil, nil
@@ -339,7 +340,7 @@ func (c *coreService) saveJobData(_ context.Context, args Args) (any, error) {
 		return nil, err
 	}
 	if job == latestName {
-		return nil, Faultf("ValueError", "job_id %q is reserved for the link to the last saved job", job)
+		return nil, xmlrpc.Faultf("ValueError", "job_id %q is reserved for the link to the last saved job", job)
 	}
 	c.jobMu.Lock()
 	defer c.jobMu.Unlock()
@@ -420,7 +421,7 @@ func (c *coreService) deleteJobData(_ context.Context, args Args) (any, error) {
 		return nil, err
 	}
 	if job == latestName {
-		return nil, Faultf("ValueError", "job_id %q is the link to the last saved job; delete the job by its id", job)
+		return nil, xmlrpc.Faultf("ValueError", "job_id %q is the link to the last saved job; delete the job by its id", job)
 	}
 	c.jobMu.Lock()
 	defer c.jobMu.Unlock()
@@ -503,12 +504,12 @@ func (c *coreService) loadSuiteData(_ context.Context, args Args) (any, error) {
 	c.jobMu.Lock()
 	defer c.jobMu.Unlock()
 	dir := jobRel(job, "test_results", suite)
-	var out Struct
+	var out xmlrpc.Struct
 	if v, ok := c.readJSON(path.Join(dir, "state.json")); ok {
-		out = append(out, Member{Key: "state", Value: v})
+		out = append(out, xmlrpc.Member{Key: "state", Value: v})
 	}
 	if v, ok := c.readJSON(path.Join(dir, "result.json")); ok {
-		out = append(out, Member{Key: "results", Value: v})
+		out = append(out, xmlrpc.Member{Key: "results", Value: v})
 	}
 	if len(out) == 0 {
 		return nil, nil

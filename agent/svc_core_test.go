@@ -14,7 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vtcluster/vtcluster/agent/logframe"
 	"github.com/vtcluster/vtcluster/agent/py"
+	"github.com/vtcluster/vtcluster/agent/xmlrpc"
 )
 
 // newTestCore returns a core service over a fresh data dir and its quit
@@ -60,7 +62,7 @@ func mustCore(tb testing.TB, c *coreService, method string, args ...any) any {
 
 func wantExc(tb testing.TB, err error, excType string) {
 	tb.Helper()
-	var f *Fault
+	var f *xmlrpc.Fault
 	if !errors.As(err, &f) || f.ExcType != excType {
 		tb.Fatalf("error = %v, want a %s fault", err, excType)
 	}
@@ -126,7 +128,7 @@ func TestCoreService_startLogRedirection_invalid(t *testing.T) {
 		{"a b", 5000}, // refused by the streamer's stricter check
 	} {
 		_, err := callCore(t, c, "start_log_redirection", args...)
-		var f *Fault
+		var f *xmlrpc.Fault
 		if !errors.As(err, &f) || f.ExcType != "ValueError" {
 			t.Errorf("start_log_redirection%v: %v, want ValueError", args, err)
 		}
@@ -158,9 +160,9 @@ func TestCoreService_startLogRedirection_forwards(t *testing.T) {
 	}
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(hangGuard))
-	var rec *LogRecord
+	var rec *logframe.LogRecord
 	for {
-		rec, _, err = ReadFrame(conn, DefaultMaxFrame)
+		rec, _, err = logframe.ReadFrame(conn, logframe.DefaultMaxFrame)
 		if err != nil {
 			t.Fatalf("reading a frame: %v", err)
 		}
@@ -315,13 +317,13 @@ func TestCoreService_suiteData(t *testing.T) {
 	if got, _ := os.ReadFile(filepath.Join(suiteDir, "service.log")); string(got) != "svc\n" {
 		t.Errorf("service.log not copied into the suite: %q", got)
 	}
-	want := Struct{{Key: "state", Value: state}, {Key: "results", Value: result}}
+	want := xmlrpc.Struct{{Key: "state", Value: state}, {Key: "results", Value: result}}
 	for _, args := range [][]any{{"s1"}, {"s1", nil}, {"s1", "job1"}, {"s1", "latest"}} {
 		if v := mustCore(t, c, "load_suite_data", args...); py.Repr(v) != py.Repr(want) {
 			t.Errorf("load_suite_data%v = %#v, want %#v", args, v, want)
 		}
 	}
-	if v := mustCore(t, c, "load_suite_data", "s2", "job1"); py.Repr(v) != py.Repr(Struct{{Key: "state", Value: state}, {Key: "results", Value: nil}}) {
+	if v := mustCore(t, c, "load_suite_data", "s2", "job1"); py.Repr(v) != py.Repr(xmlrpc.Struct{{Key: "state", Value: state}, {Key: "results", Value: nil}}) {
 		t.Errorf("load_suite_data(s2) = %#v", v)
 	}
 	if v := mustCore(t, c, "get_test_result_log_dir", "s1"); v != suiteDir {
@@ -377,7 +379,7 @@ func TestCoreService_ids_refuseEscape(t *testing.T) {
 				continue // an empty job id means "latest" for suite calls, as upstream
 			}
 			_, err := callCore(t, c, call.method, args...)
-			var f *Fault
+			var f *xmlrpc.Fault
 			if !errors.As(err, &f) || f.ExcType != "ValueError" {
 				t.Errorf("%s%q: %v, want ValueError", call.method, args, err)
 			}
@@ -450,7 +452,7 @@ func TestCoreService_servedWithAlias(t *testing.T) {
 		if err := s.Register(c); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.Registry().RegisterAs(CoreAlias, c); err != nil {
+		if err := s.RegisterAs(CoreAlias, c); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -614,7 +616,7 @@ func TestCoreService_saveJobData_amplificationIsCapped(t *testing.T) {
 	}
 	// Decoding is the server's concern (and bounded there); what is
 	// measured is the save.
-	_, params, err := DecodeCall([]byte(body.String()))
+	_, params, err := xmlrpc.DecodeCall([]byte(body.String()))
 	if err != nil {
 		t.Fatal(err)
 	}

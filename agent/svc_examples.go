@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"os"
+
+	"github.com/vtcluster/vtcluster/agent/xmlrpc"
 )
 
 // examplesService is upstream's examples.hello, the call controllers use
@@ -33,7 +35,7 @@ func (e *examplesService) ping(_ context.Context, args Args) (any, error) {
 	}
 	name, err := e.hostname()
 	if err != nil {
-		return nil, Faultf("OSError", "gethostname: %v", err)
+		return nil, xmlrpc.Faultf("OSError", "gethostname: %v", err)
 	}
 	e.log.Info(name + ": Executing ping")
 	return "Pong from " + name, nil

@@ -11,6 +11,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/vtcluster/vtcluster/agent/xmlrpc"
 )
 
 // Host facts are read below a movable root ("/" on a node, a fixture tree
@@ -91,9 +93,9 @@ func (h *hostService) read(p string) (string, error) {
 	if err != nil {
 		h.log.Debug("host fact source unreadable", "path", h.path(p), "err", err)
 		if errors.Is(err, fs.ErrNotExist) {
-			return "", Faultf("FileNotFoundError", "[Errno 2] No such file or directory: '%s'", p)
+			return "", xmlrpc.Faultf("FileNotFoundError", "[Errno 2] No such file or directory: '%s'", p)
 		}
-		return "", Faultf("OSError", "cannot read %s: %v", p, errors.Unwrap(err))
+		return "", xmlrpc.Faultf("OSError", "cannot read %s: %v", p, errors.Unwrap(err))
 	}
 	return string(data), nil
 }
@@ -102,10 +104,10 @@ func (h *hostService) read(p string) (string, error) {
 func (h *hostService) noData(what string, err error) error {
 	if errors.Is(err, errNoData) {
 		h.log.Debug("host fact not found", "fact", what)
-		return Faultf("OSError", "The %s was NOT found!", what)
+		return xmlrpc.Faultf("OSError", "The %s was NOT found!", what)
 	}
 	h.log.Debug("host fact unparsable", "fact", what, "err", err)
-	return Faultf("OSError", "%s: %v", what, err)
+	return xmlrpc.Faultf("OSError", "%s: %v", what, err)
 }
 
 func (h *hostService) cpuVendorID() (any, error) {
@@ -189,7 +191,7 @@ func (h *hostService) hasKVM() (any, error) {
 func (h *hostService) arch() (any, error) {
 	m, err := h.machine()
 	if err != nil {
-		return nil, Faultf("OSError", "uname: %v", err)
+		return nil, xmlrpc.Faultf("OSError", "uname: %v", err)
 	}
 	return m, nil
 }
@@ -197,7 +199,7 @@ func (h *hostService) arch() (any, error) {
 func (h *hostService) hostnameFact() (any, error) {
 	n, err := h.hostname()
 	if err != nil {
-		return nil, Faultf("OSError", "gethostname: %v", err)
+		return nil, xmlrpc.Faultf("OSError", "gethostname: %v", err)
 	}
 	return n, nil
 }

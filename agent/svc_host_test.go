@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/vtcluster/vtcluster/agent/xmlrpc"
 )
 
 func hostFixture(name string) string { return filepath.Join("..", "testdata", "host", name) }
@@ -77,7 +79,7 @@ func TestHostService_fixtures(t *testing.T) {
 			for method, w := range want {
 				got, err := callHost(t, svc, method)
 				if exc, ok := w.(string); ok && strings.HasPrefix(exc, "!") {
-					var f *Fault
+					var f *xmlrpc.Fault
 					if !errors.As(err, &f) || f.ExcType != exc[1:] {
 						t.Errorf("%s = %v, %v; want a %s fault", method, got, err, exc[1:])
 					}
@@ -89,7 +91,7 @@ func TestHostService_fixtures(t *testing.T) {
 			}
 			// Encodable as the wire carries it, big sizes included.
 			if v, err := callHost(t, svc, "memory.get_mem_total"); err == nil {
-				if _, err := EncodeResponse(v); err != nil {
+				if _, err := xmlrpc.EncodeResponse(v); err != nil {
 					t.Errorf("mem total %v does not encode: %v", v, err)
 				}
 			}

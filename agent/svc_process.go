@@ -39,6 +39,7 @@ import (
 
 	"github.com/vtcluster/vtcluster/agent/pgroup"
 	"github.com/vtcluster/vtcluster/agent/py"
+	"github.com/vtcluster/vtcluster/agent/xmlrpc"
 )
 
 // ProcessConfig configures the process service. A zero field takes its
@@ -139,7 +140,7 @@ var _ Service = (*ProcessService)(nil)
 
 // errShutdown ends the processes of a closed service; as a Fault it tells
 // the caller why.
-var errShutdown = &Fault{ExcType: "RuntimeError", ExcValue: "process service is shut down"}
+var errShutdown = &xmlrpc.Fault{ExcType: "RuntimeError", ExcValue: "process service is shut down"}
 
 // errTimedOut is the cause of a context that ran out of its timeout option.
 var errTimedOut = errors.New("agent: process: timed out")
@@ -255,7 +256,7 @@ func (s *ProcessService) run(ctx context.Context, args Args) (any, error) {
 	case s.runs <- struct{}{}:
 		defer func() { <-s.runs }()
 	default:
-		return nil, Faultf("RuntimeError", "too many process.run calls in flight (at most %d); retry when some have finished", maxConcurrentRuns)
+		return nil, xmlrpc.Faultf("RuntimeError", "too many process.run calls in flight (at most %d); retry when some have finished", maxConcurrentRuns)
 	}
 	if err := s.enter(); err != nil {
 		return nil, err
@@ -289,7 +290,7 @@ func (s *ProcessService) run(ctx context.Context, args Args) (any, error) {
 	}
 	stdout, outDropped := c.stdout.drain()
 	stderr, errDropped := c.stderr.drain()
-	return Struct{
+	return xmlrpc.Struct{
 		{Key: "exit_code", Value: c.exitCode},
 		{Key: "stdout", Value: stdout},
 		{Key: "stderr", Value: stderr},
@@ -316,7 +317,7 @@ func (s *ProcessService) start(_ context.Context, args Args) (any, error) {
 	}
 	s.pruneLocked()
 	if len(s.procs) >= s.cfg.MaxBackground && !s.evictOldestFinishedLocked() {
-		return nil, Faultf("RuntimeError", "too many background processes: %d running (limit %d); kill and remove some first", len(s.procs), s.cfg.MaxBackground)
+		return nil, xmlrpc.Faultf("RuntimeError", "too many background processes: %d running (limit %d); kill and remove some first", len(s.procs), s.cfg.MaxBackground)
 	}
 	id, err := s.newIDLocked()
 	if err != nil {
@@ -405,7 +406,7 @@ func (s *ProcessService) kill(_ context.Context, args Args) (any, error) {
 		}
 	}
 	if sig < 1 || sig > 64 {
-		return nil, Faultf("ValueError", "argument 'signal' must be a signal number within 1..64, got %d", sig)
+		return nil, xmlrpc.Faultf("ValueError", "argument 'signal' must be a signal number within 1..64, got %d", sig)
 	}
 	sent, err := c.grp.Signal(syscall.Signal(sig))
 	if err != nil {
@@ -464,7 +465,7 @@ func (s *ProcessService) stopOthers(ctx context.Context, args Args) (any, error)
 		case <-ctx.Done():
 			return nil, fmt.Errorf("agent: process: stop_others: %w", context.Cause(ctx))
 		}
-		out = append(out, Struct{
+		out = append(out, xmlrpc.Struct{
 			{Key: "id", Value: c.id},
 			{Key: "pid", Value: c.pid},
 			{Key: "argv", Value: c.argv},
@@ -492,7 +493,7 @@ func (s *ProcessService) list(_ context.Context, args Args) (any, error) {
 	out := make([]any, 0, len(cs))
 	for _, c := range cs {
 		running, code := c.state()
-		out = append(out, Struct{
+		out = append(out, xmlrpc.Struct{
 			{Key: "id", Value: c.id},
 			{Key: "pid", Value: c.pid},
 			{Key: "argv", Value: c.argv},
@@ -514,7 +515,7 @@ func (s *ProcessService) remove(_ context.Context, args Args) (any, error) {
 		return nil, err
 	}
 	if running, _ := c.state(); running {
-		return nil, Faultf("ValueError", "process %s (pid %d) is still running; kill it and wait for it first", py.Repr(c.id), c.pid)
+		return nil, xmlrpc.Faultf("ValueError", "process %s (pid %d) is still running; kill it and wait for it first", py.Repr(c.id), c.pid)
 	}
 	s.mu.Lock()
 	delete(s.procs, c.id)
@@ -532,7 +533,7 @@ func (s *ProcessService) lookup(args Args) (*child, error) {
 	defer s.mu.Unlock()
 	c, ok := s.procs[id]
 	if !ok {
-		return nil, Faultf("KeyError", "no background process with id %s (finished processes are forgotten after %v or once removed)", py.Repr(id), s.cfg.RetainFinished)
+		return nil, xmlrpc.Faultf("KeyError", "no background process with id %s (finished processes are forgotten after %v or once removed)", py.Repr(id), s.cfg.RetainFinished)
 	}
 	return c, nil
 }
@@ -610,15 +611,15 @@ func (s *ProcessService) prepare(args Args) (*procSpec, error) {
 		return nil, err
 	}
 	if len(argv) == 0 {
-		return nil, Faultf("ValueError", "argument 'argv' must not be empty")
+		return nil, xmlrpc.Faultf("ValueError", "argument 'argv' must not be empty")
 	}
 	for i, a := range argv {
 		if strings.IndexByte(a, 0) >= 0 {
-			return nil, Faultf("ValueError", "argument 'argv' item %d contains a NUL byte", i)
+			return nil, xmlrpc.Faultf("ValueError", "argument 'argv' item %d contains a NUL byte", i)
 		}
 	}
 	if argv[0] == "" {
-		return nil, Faultf("ValueError", "argument 'argv' item 0 (the program) is empty")
+		return nil, xmlrpc.Faultf("ValueError", "argument 'argv' item 0 (the program) is empty")
 	}
 	m, err := args.Struct(1, "options")
 	if err != nil {
@@ -666,9 +667,9 @@ func (s *ProcessService) parseOptions(m map[string]any) (procOptions, error) {
 			cwd, ok := v.(string)
 			switch {
 			case !ok:
-				err = Faultf("TypeError", "option 'cwd' must be str, not %s", py.TypeName(v))
+				err = xmlrpc.Faultf("TypeError", "option 'cwd' must be str, not %s", py.TypeName(v))
 			case !filepath.IsAbs(cwd) || strings.IndexByte(cwd, 0) >= 0:
-				err = Faultf("ValueError", "option 'cwd' must be an absolute path, got %s", py.Repr(cwd))
+				err = xmlrpc.Faultf("ValueError", "option 'cwd' must be an absolute path, got %s", py.Repr(cwd))
 			}
 			o.cwd = cwd
 		case "stdin":
@@ -678,34 +679,34 @@ func (s *ProcessService) parseOptions(m map[string]any) (procOptions, error) {
 			case string:
 				o.stdin = []byte(x)
 			default:
-				err = Faultf("TypeError", "option 'stdin' must be bytes or str, not %s", py.TypeName(v))
+				err = xmlrpc.Faultf("TypeError", "option 'stdin' must be bytes or str, not %s", py.TypeName(v))
 			}
 		case "max_output":
 			n, ok := py.Int(v)
 			switch {
 			case !ok:
-				err = Faultf("TypeError", "option 'max_output' must be int, not %s", py.TypeName(v))
+				err = xmlrpc.Faultf("TypeError", "option 'max_output' must be int, not %s", py.TypeName(v))
 			case n < 0 || n > maxOutputCeiling:
-				err = Faultf("ValueError", "option 'max_output' must be within 0..%d bytes, got %d", maxOutputCeiling, n)
+				err = xmlrpc.Faultf("ValueError", "option 'max_output' must be within 0..%d bytes, got %d", maxOutputCeiling, n)
 			}
 			o.maxOutput = int(n)
 		case "owner":
 			owner, ok := v.(string)
 			switch {
 			case !ok:
-				err = Faultf("TypeError", "option 'owner' must be str, not %s", py.TypeName(v))
+				err = xmlrpc.Faultf("TypeError", "option 'owner' must be str, not %s", py.TypeName(v))
 			case len(owner) > maxOwner || strings.IndexByte(owner, 0) >= 0:
-				err = Faultf("ValueError", "option 'owner' must be at most %d bytes without NUL, got %d bytes", maxOwner, len(owner))
+				err = xmlrpc.Faultf("ValueError", "option 'owner' must be at most %d bytes without NUL, got %d bytes", maxOwner, len(owner))
 			}
 			o.owner = owner
 		case "log_output":
 			b, ok := v.(bool)
 			if !ok {
-				err = Faultf("TypeError", "option 'log_output' must be bool, not %s", py.TypeName(v))
+				err = xmlrpc.Faultf("TypeError", "option 'log_output' must be bool, not %s", py.TypeName(v))
 			}
 			o.logOutput = b
 		default:
-			err = Faultf("TypeError", "unexpected option %s (options are %s)", py.Repr(k), optionNames)
+			err = xmlrpc.Faultf("TypeError", "unexpected option %s (options are %s)", py.Repr(k), optionNames)
 		}
 		if err != nil {
 			return procOptions{}, err
@@ -717,18 +718,18 @@ func (s *ProcessService) parseOptions(m map[string]any) (procOptions, error) {
 func envArg(v any) (map[string]string, error) {
 	m, ok := v.(map[string]any)
 	if !ok {
-		return nil, Faultf("TypeError", "option 'env' must be dict, not %s", py.TypeName(v))
+		return nil, xmlrpc.Faultf("TypeError", "option 'env' must be dict, not %s", py.TypeName(v))
 	}
 	out := make(map[string]string, len(m))
 	for _, k := range slices.Sorted(maps.Keys(m)) {
 		s, ok := m[k].(string)
 		switch {
 		case !validEnvName(k):
-			return nil, Faultf("ValueError", "option 'env' key %s is not a valid variable name", py.Repr(k))
+			return nil, xmlrpc.Faultf("ValueError", "option 'env' key %s is not a valid variable name", py.Repr(k))
 		case !ok:
-			return nil, Faultf("TypeError", "option 'env' value of %s must be str, not %s", py.Repr(k), py.TypeName(m[k]))
+			return nil, xmlrpc.Faultf("TypeError", "option 'env' value of %s must be str, not %s", py.Repr(k), py.TypeName(m[k]))
 		case strings.IndexByte(s, 0) >= 0:
-			return nil, Faultf("ValueError", "option 'env' value of %s contains a NUL byte", py.Repr(k))
+			return nil, xmlrpc.Faultf("ValueError", "option 'env' value of %s contains a NUL byte", py.Repr(k))
 		}
 		out[k] = s
 	}
@@ -751,10 +752,10 @@ func durationArg(v any, what string, limit time.Duration) (time.Duration, error)
 	case float64:
 		f = x
 	default:
-		return 0, Faultf("TypeError", "%s must be int or float, not %s", what, py.TypeName(v))
+		return 0, xmlrpc.Faultf("TypeError", "%s must be int or float, not %s", what, py.TypeName(v))
 	}
 	if math.IsNaN(f) || f < 0 || f > limit.Seconds() {
-		return 0, Faultf("ValueError", "%s must be within 0..%g seconds, got %g", what, limit.Seconds(), f)
+		return 0, xmlrpc.Faultf("ValueError", "%s must be within 0..%g seconds, got %g", what, limit.Seconds(), f)
 	}
 	return time.Duration(f * float64(time.Second)), nil
 }
@@ -791,10 +792,10 @@ func lookPath(name, pathEnv string) (string, error) {
 
 // osFault words an OS error as Python's OSError subclasses do:
 // "[Errno 2] No such file or directory: 'name'".
-func osFault(err error, name string) *Fault {
+func osFault(err error, name string) *xmlrpc.Fault {
 	var errno syscall.Errno
 	if !errors.As(err, &errno) {
-		return Faultf("OSError", "%s: %v", py.Repr(name), err)
+		return xmlrpc.Faultf("OSError", "%s: %v", py.Repr(name), err)
 	}
 	typ := "OSError"
 	switch errno {
@@ -813,7 +814,7 @@ func osFault(err error, name string) *Fault {
 	if msg != "" {
 		msg = strings.ToUpper(msg[:1]) + msg[1:]
 	}
-	return Faultf(typ, "[Errno %d] %s: %s", int(errno), msg, py.Repr(name))
+	return xmlrpc.Faultf(typ, "[Errno %d] %s: %s", int(errno), msg, py.Repr(name))
 }
 
 // child is one launched process group and what it has produced.
@@ -872,7 +873,7 @@ func (c *child) finishedAt() (time.Time, bool) {
 
 // report is the reply of poll and wait. done is checked before the output
 // is drained, so a finished report always carries the last bytes.
-func (c *child) report() Struct {
+func (c *child) report() xmlrpc.Struct {
 	running, code := c.state()
 	timedOut, dur := false, time.Since(c.start)
 	if !running {
@@ -880,7 +881,7 @@ func (c *child) report() Struct {
 	}
 	stdout, outDropped := c.stdout.drain()
 	stderr, errDropped := c.stderr.drain()
-	return Struct{
+	return xmlrpc.Struct{
 		{Key: "id", Value: c.id},
 		{Key: "pid", Value: c.pid},
 		{Key: "running", Value: running},

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/vtcluster/vtcluster/agent/pgroup"
+	"github.com/vtcluster/vtcluster/agent/xmlrpc"
 )
 
 // procLog records what the service logs.
@@ -129,7 +130,7 @@ func procArgv(a ...string) []any {
 
 func procMember(tb testing.TB, v any, name string) any {
 	tb.Helper()
-	st, ok := v.(Struct)
+	st, ok := v.(xmlrpc.Struct)
 	if !ok {
 		tb.Fatalf("result is %T, not Struct", v)
 	}
@@ -142,7 +143,7 @@ func procMember(tb testing.TB, v any, name string) any {
 
 func procWantFault(tb testing.TB, err error, excType, substr string) {
 	tb.Helper()
-	f, ok := AsFault(err)
+	f, ok := xmlrpc.AsFault(err)
 	if !ok {
 		tb.Fatalf("error %v (%T) is not a Fault", err, err)
 	}
@@ -617,11 +618,11 @@ func TestProcessService_Run_logOutput(t *testing.T) {
 func TestProcessService_Run_wireEncodable(t *testing.T) {
 	s, _ := newProcSvc(t, nil)
 	r := mustProcCall(t, s, "run", procArgv("sh", "-c", `printf '\000<&>\377'; printf 'e\033' >&2; exit 2`))
-	body, err := EncodeResponse(r)
+	body, err := xmlrpc.EncodeResponse(r)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := DecodeResponse(body)
+	got, err := xmlrpc.DecodeResponse(body)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -652,7 +653,7 @@ func TestProcessService_Run_concurrent(t *testing.T) {
 				errs <- err
 				return
 			}
-			st := v.(Struct)
+			st := v.(xmlrpc.Struct)
 			out, _ := st.Get("stdout")
 			errOut, _ := st.Get("stderr")
 			if string(out.([]byte)) != want || string(errOut.([]byte)) != want {
@@ -845,7 +846,7 @@ func TestProcessService_ListRemove(t *testing.T) {
 	if procMember(t, l[1], "running") != false || procMember(t, l[1], "exit_code") != 4 {
 		t.Fatalf("finished entry: %v", l[1])
 	}
-	if _, err := EncodeResponse(l); err != nil {
+	if _, err := xmlrpc.EncodeResponse(l); err != nil {
 		t.Fatalf("list is not wire-encodable: %v", err)
 	}
 

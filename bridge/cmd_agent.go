@@ -6,17 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"regexp"
-	"runtime/debug"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -33,7 +29,6 @@ import (
 // the "Agent daemon starting with PID" line upstream controllers wait for.
 const (
 	agentVersionString = "Avocado VT Agent v0.1.0" // upstream's --version
-	agentBanner        = "Agent daemon starting with PID"
 	agentTokenEnv      = "VTCLUSTER_AGENT_TOKEN"
 	// agentReadyFDEnv tells a detached child which inherited fd to write
 	// its banner to, so the parent knows when it is serving.
@@ -44,12 +39,6 @@ const (
 	agentDetachTimeout = 30 * time.Second
 	// agentMinTokenBytes: a shorter token can be guessed over the network.
 	agentMinTokenBytes = 16
-	// agentGCPercent lets the heap grow to 1.5× what is live before a
-	// collection instead of Go's 2×: the agent shares its host with the
-	// VMs under test and is idle most of the time, and under a storm of
-	// calls this keeps about 2 MiB less resident for a few percent more
-	// CPU. GOGC in the environment still decides when set.
-	agentGCPercent = 50
 )
 
 func agentCommand(e *env) *cli.Command {
@@ -307,159 +296,62 @@ func readPrivateFile(path string, max int64) ([]byte, error) {
 	return data, nil
 }
 
-// runAgent is the daemon: bind, write the pid file, announce, serve until
-// a signal or core.quit, then clean up. Exit status 0 after a graceful
-// stop, 1 when it cannot start or is stopped by a second signal.
-func runAgent(ctx context.Context, e *env, o agentOptions) (err error) {
-	started := time.Now()
-	if _, set := os.LookupEnv("GOGC"); !set {
-		debug.SetGCPercent(agentGCPercent)
+// runAgent runs the daemon with the services of this binary.
+func runAgent(ctx context.Context, e *env, o agentOptions) error {
+	var ready io.WriteCloser
+	if f := takeReadyFD(); f != nil {
+		ready = f
 	}
-	pid := os.Getpid()
-	ready := takeReadyFD()
-	defer func() {
-		if ready != nil {
-			ready.Close()
-		}
-	}()
 	if o.token != "" {
 		os.Unsetenv(agentTokenEnv)
 	}
-
-	dd, err := agent.OpenDataDir(o.dataDir, started, nil)
-	if err != nil {
-		return exitError{1, err}
-	}
-	defer dd.Close()
-	logger, closeLog, err := openAgentLog(dd.AgentLog(), e.stderr)
-	if err != nil {
-		return exitError{1, err}
-	}
-	defer closeLog()
-	defer func() {
-		if err != nil {
-			logger.Error("agent: stopped with an error", "err", err)
-		}
-	}()
-	logger.Info("agent: starting", "pid", pid, "addr", o.where(), "data_dir", dd.Path(), "version", Version)
-
-	streamer, err := agent.NewLogStreamer(dd.ServiceLog(), logger.With("component", "logstream"))
-	if err != nil {
-		return exitError{1, err}
-	}
-	defer streamer.Close()
-	svcLogger := func(name string) *slog.Logger {
-		return slog.New(streamer.Handler("avocado.service." + name))
-	}
-
-	quitCh := make(chan struct{})
-	quit := sync.OnceFunc(func() { close(quitCh) })
 	cfg := agent.DefaultConfig()
 	cfg.Addr = o.addr()
 	cfg.SocketPath = o.socket
 	cfg.AllowedHosts = o.allowHost
 	cfg.Token = o.token
 	cfg.ShutdownTimeout = agentShutdownTimeout
-	cfg.Logger = logger
-	srv, err := agent.New(cfg)
-	if err != nil {
-		return exitError{1, err}
-	}
-	// The record lets the next agent stop what this one started, should
-	// it die without stopping it.
-	proc, err := agent.NewProcessService(agent.ProcessConfig{RecordFile: filepath.Join(dd.Path(), agent.ProcessRecordName)}, svcLogger("process"))
-	if err != nil {
-		return exitError{1, err}
-	}
-	defer proc.Close()
-	if err := registerAgentServices(srv, dd, streamer, quit, svcLogger, proc); err != nil {
-		return exitError{1, err}
-	}
-
-	if err := srv.Listen(); err != nil {
-		var dirErr *agent.SocketDirError
-		switch {
-		case errors.As(err, &dirErr):
-			return exitError{1, fmt.Errorf("agent: refusing to listen on %s: %w", o.socket, dirErr)}
-		case errors.Is(err, syscall.EADDRINUSE):
-			return exitError{1, fmt.Errorf("agent: cannot bind to %s: address already in use; another agent instance may be running", o.where())}
-		}
-		return exitError{1, fmt.Errorf("agent: cannot bind to %s: %w", o.where(), err)}
-	}
-	if err := writePidFile(o.pidFile, pid); err != nil {
-		_ = srv.Shutdown(context.Background())
-		return exitError{1, err}
-	}
-	defer removePidFile(o.pidFile, pid, logger)
-
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	defer signal.Stop(sigs)
-
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(context.Background()) }()
-
-	banner := fmt.Sprintf("%s %d", agentBanner, pid)
-	fmt.Fprintln(e.stdout, banner)
-	logger.Info(banner, "addr", srv.Addr().String())
-	if ready != nil {
-		fmt.Fprintln(ready, banner)
-		ready.Close()
-		ready = nil
-	}
-
-	select {
-	case s := <-sigs:
-		logger.Info("agent: received "+signalName(s)+", shutting down gracefully", "timeout_seconds", agentShutdownTimeout.Seconds())
-	case <-quitCh:
-		logger.Info("agent: core.quit called, shutting down gracefully")
-	case <-ctx.Done():
-		logger.Info("agent: context ended, shutting down gracefully")
-	case err := <-served:
-		_ = srv.Shutdown(context.Background())
-		return exitError{1, fmt.Errorf("agent: server stopped: %w", err)}
-	}
-
-	shutCtx, cancel := context.WithTimeout(context.Background(), agentShutdownTimeout)
-	defer cancel()
-	shut := make(chan error, 1)
-	go func() { shut <- srv.Shutdown(shutCtx) }()
-	select {
-	case err := <-shut:
-		if err != nil {
-			logger.Warn("agent: calls did not finish in time", "err", err)
-		}
-		<-served
-	case s := <-sigs:
-		// The operator insists: skip the grace period, keep only the pid
-		// file cleanup (deferred above).
-		logger.Warn("agent: received " + signalName(s) + " again, exiting at once")
-		cancel()
+	err := agent.Run(ctx, agent.DaemonConfig{
+		DataDir:  o.dataDir,
+		Server:   cfg,
+		PidFile:  o.pidFile,
+		Version:  Version,
+		Stdout:   e.stdout,
+		Stderr:   e.stderr,
+		Ready:    ready,
+		Services: registerAgentServices,
+	})
+	switch {
+	case errors.Is(err, agent.ErrStoppedAtOnce):
 		return exitError{1, nil}
+	case err != nil:
+		return exitError{1, err}
 	}
-	// Stop what process.start left running before the pid file goes, so a
-	// controller that sees it gone finds the node quiet.
-	_ = proc.Close()
-	logger.Info("agent: stopped")
 	return nil
 }
 
 // registerAgentServices registers every service the daemon offers.
-func registerAgentServices(srv *agent.Server, dd *agent.DataDir, streamer *agent.LogStreamer, quit func(),
-	svcLogger func(string) *slog.Logger, proc *agent.ProcessService) error {
-	core, err := agent.NewCoreService(agent.CoreConfig{Data: dd, Logs: streamer, Quit: quit, Logger: svcLogger("core")})
+func registerAgentServices(d *agent.Daemon, srv *agent.Server) error {
+	core, err := agent.NewCoreService(agent.CoreConfig{Data: d.Data, Logs: d.Logs, Quit: d.Quit, Logger: d.ServiceLogger("core")})
 	if err != nil {
 		return err
 	}
-	examples, err := agent.NewExamplesService(svcLogger("examples"))
+	examples, err := agent.NewExamplesService(d.ServiceLogger("examples"))
 	if err != nil {
 		return err
 	}
-	host, err := agent.NewHostService("/", svcLogger("host"))
+	host, err := agent.NewHostService("/", d.ServiceLogger("host"))
 	if err != nil {
 		return err
 	}
-	res, err := resmgr.NewNodeService(resmgr.NodeConfig{DataDir: dd.Path(), Logger: svcLogger("resource")})
+	// The record lets the next agent stop what this one started, should
+	// it die without stopping it.
+	proc, err := agent.NewProcessService(agent.ProcessConfig{RecordFile: filepath.Join(d.Data.Path(), agent.ProcessRecordName)}, d.ServiceLogger("process"))
+	if err != nil {
+		return err
+	}
+	d.CloseOnStop(proc)
+	res, err := resmgr.NewNodeService(resmgr.NodeConfig{DataDir: d.Data.Path(), Logger: d.ServiceLogger("resource")})
 	if err != nil {
 		return err
 	}
@@ -468,67 +360,7 @@ func registerAgentServices(srv *agent.Server, dd *agent.DataDir, streamer *agent
 			return err
 		}
 	}
-	return srv.Registry().RegisterAs(agent.CoreAlias, core)
-}
-
-func signalName(s os.Signal) string {
-	if sig, ok := s.(syscall.Signal); ok {
-		if n := unix.SignalName(sig); n != "" {
-			return n
-		}
-	}
-	return s.String()
-}
-
-// openAgentLog logs Debug and up to agent.log and Info and up to stderr,
-// as text. agent.log rotates by size while the agent runs (upstream rotates
-// at 10 MiB too), so a long-lived node does not fill its disk.
-func openAgentLog(path string, stderr io.Writer) (*slog.Logger, func(), error) {
-	f, err := agent.OpenRotatingFile(path, agent.LogMaxBytes, agent.LogGenerations)
-	if err != nil {
-		return nil, nil, err
-	}
-	h := slog.NewMultiHandler(
-		slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug}),
-		slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}),
-	)
-	return slog.New(h), func() { f.Close() }, nil
-}
-
-// writePidFile writes "<pid>\n" atomically, so a reader never sees a
-// partial file.
-func writePidFile(path string, pid int) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".vtc-agent-pid-*")
-	if err != nil {
-		return fmt.Errorf("agent: pid file: %w", err)
-	}
-	_, werr := fmt.Fprintf(tmp, "%d\n", pid)
-	cerr := tmp.Close()
-	if err := errors.Join(werr, cerr, os.Chmod(tmp.Name(), 0o644)); err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("agent: pid file %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("agent: pid file: %w", err)
-	}
-	return nil
-}
-
-// removePidFile removes the pid file only while it still holds our pid:
-// another agent may have taken it over since.
-func removePidFile(path string, pid int, logger *slog.Logger) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return
-	}
-	if strings.TrimSpace(string(data)) != strconv.Itoa(pid) {
-		logger.Info("agent: pid file now belongs to another process; leaving it", "path", path)
-		return
-	}
-	if err := os.Remove(path); err != nil {
-		logger.Warn("agent: cannot remove pid file", "path", path, "err", err)
-	}
+	return srv.RegisterAs(agent.CoreAlias, core)
 }
 
 // takeReadyFD returns the pipe a detaching parent waits on, if any, and
@@ -614,7 +446,7 @@ func detachAgent(ctx context.Context, e *env, o agentOptions) error {
 	defer timer.Stop()
 	select {
 	case l := <-line:
-		if strings.HasPrefix(l, agentBanner) {
+		if strings.HasPrefix(l, agent.Banner) {
 			fmt.Fprintln(e.stdout, l)
 			return nil
 		}

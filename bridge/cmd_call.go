@@ -18,8 +18,8 @@ import (
 	"github.com/tidwall/gjson"
 	"github.com/urfave/cli/v3"
 
-	"github.com/vtcluster/vtcluster/agent"
 	"github.com/vtcluster/vtcluster/agent/py"
+	"github.com/vtcluster/vtcluster/agent/xmlrpc"
 	"github.com/vtcluster/vtcluster/cluster"
 )
 
@@ -161,8 +161,8 @@ func callParams(e *env, cmd *cli.Command, args []string) ([]any, error) {
 // faultExit prints a remote exception the way Python shows one and exits
 // 1; other errors go through as they are.
 func faultExit(e *env, cmd *cli.Command, err error) error {
-	f, ok := agent.AsFault(err)
-	var wf *agent.WireFault
+	f, ok := xmlrpc.AsFault(err)
+	var wf *xmlrpc.WireFault
 	if !ok && cmd.Bool(flagJSON) && errors.As(err, &wf) {
 		// Not avocado-vt's JSON fault: hand over code and string as they
 		// came, as Python's xmlrpc.client.Fault would.
@@ -318,7 +318,7 @@ func toJSONValue(v any) (any, error) {
 			}
 		}
 		return out, nil
-	case agent.Struct:
+	case xmlrpc.Struct:
 		out := make(map[string]any, len(t))
 		for _, m := range t {
 			var err error

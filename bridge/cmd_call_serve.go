@@ -11,7 +11,7 @@ import (
 	"github.com/tidwall/gjson"
 	"github.com/urfave/cli/v3"
 
-	"github.com/vtcluster/vtcluster/agent"
+	"github.com/vtcluster/vtcluster/agent/xmlrpc"
 )
 
 // maxServeInFlight bounds the requests "call --serve" runs at once; more
@@ -76,11 +76,11 @@ func serveCalls(ctx context.Context, e *env, cmd *cli.Command, target string) er
 		}
 		defer cancel()
 		res, err := nc.Call(cctx, req.Method, params...)
-		if f, ok := agent.AsFault(err); ok {
+		if f, ok := xmlrpc.AsFault(err); ok {
 			reply(req.ID, "fault", map[string]string{"exc_type": f.ExcType, "exc_value": f.ExcValue, "tb_info": f.TbInfo})
 			return
 		}
-		var wf *agent.WireFault
+		var wf *xmlrpc.WireFault
 		if errors.As(err, &wf) {
 			reply(req.ID, "wire_fault", map[string]any{"code": wf.Code, "string": wf.String})
 			return

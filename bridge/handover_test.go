@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vtcluster/vtcluster/agent"
+	"github.com/vtcluster/vtcluster/agent/logframe"
 	"github.com/vtcluster/vtcluster/cluster/lab"
 )
 
@@ -273,8 +273,8 @@ func TestCLI_logsServe_workerOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	rec := &agent.LogRecord{Name: "avocado.service.x", Levelno: 40, Levelname: "ERROR", Asctime: "2026-12-01 10:00:00,001", Msg: "boom"}
-	if err := agent.EncodeFrame(conn, rec); err != nil {
+	rec := &logframe.LogRecord{Name: "avocado.service.x", Levelno: 40, Levelname: "ERROR", Asctime: "2026-12-01 10:00:00,001", Msg: "boom"}
+	if err := logframe.EncodeFrame(conn, rec); err != nil {
 		t.Fatal(err)
 	}
 	want := "n1(127.0.0.1) 2026-12-01 10:00:00,001 avocado.service.x ERROR | boom\n"

@@ -10,7 +10,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/vtcluster/vtcluster/agent"
+	"github.com/vtcluster/vtcluster/agent/xmlrpc"
 )
 
 // DefaultCallTimeout bounds a call whose context has no deadline: Python's
@@ -33,7 +33,7 @@ type Client struct {
 }
 
 // CallError is returned for every failed call; it names the node and the
-// method. Err is an *agent.Fault when the agent raised, otherwise the
+// method. Err is an *xmlrpc.Fault when the agent raised, otherwise the
 // transport or protocol error.
 type CallError struct {
 	Node   string
@@ -41,8 +41,11 @@ type CallError struct {
 	Err    error
 }
 
+// Error names the node and the method; the package prefix is the
+// wrapper's to add, so that a call failing inside a cluster operation
+// does not read "cluster: …: cluster: …".
 func (e *CallError) Error() string {
-	return fmt.Sprintf("cluster: node %q: %s: %v", e.Node, e.Method, e.Err)
+	return fmt.Sprintf("node %q: %s: %v", e.Node, e.Method, e.Err)
 }
 
 func (e *CallError) Unwrap() error { return e.Err }
@@ -77,7 +80,7 @@ func NewClient(node string, t Transport, token string) *Client {
 func (c *Client) Node() string { return c.node }
 
 // Call invokes method with positional args and returns the decoded result.
-// Errors are *CallError; errors.As(err, **agent.Fault) finds a remote
+// Errors are *CallError; errors.As(err, **xmlrpc.Fault) finds a remote
 // exception.
 func (c *Client) Call(ctx context.Context, method string, args ...any) (any, error) {
 	if _, ok := ctx.Deadline(); !ok {
@@ -89,7 +92,7 @@ func (c *Client) Call(ctx context.Context, method string, args ...any) (any, err
 	if args == nil {
 		args = []any{}
 	}
-	body, err := agent.EncodeCall(method, args)
+	body, err := xmlrpc.EncodeCall(method, args)
 	if err != nil {
 		return nil, wrap(err)
 	}
@@ -121,9 +124,9 @@ func (c *Client) Call(ctx context.Context, method string, args ...any) (any, err
 	default:
 		return nil, wrap(fmt.Errorf("agent answered HTTP %s", resp.Status))
 	}
-	v, err := agent.DecodeResponse(data)
+	v, err := xmlrpc.DecodeResponse(data)
 	if err != nil {
-		if f, ok := agent.AsFault(err); ok {
+		if f, ok := xmlrpc.AsFault(err); ok {
 			return nil, wrap(f)
 		}
 		return nil, wrap(err)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/vtcluster/vtcluster/agent"
+	"github.com/vtcluster/vtcluster/agent/xmlrpc"
 )
 
 // dialer is a Transport to a local listener: the stand-in for the SSH
@@ -121,7 +122,7 @@ func TestClient_acceptsTheLargestProcessReply(t *testing.T) {
 	argv := []any{"sh", "-c", "head -c 17000000 /dev/urandom; head -c 17000000 /dev/urandom >&2"}
 	// The reply is measured on the wire: decoding 43 MiB of base64 through
 	// encoding/xml would only test the race detector's patience.
-	body, err := agent.EncodeCall("process.run", []any{argv, map[string]any{"max_output": most}})
+	body, err := xmlrpc.EncodeCall("process.run", []any{argv, map[string]any{"max_output": most}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +149,7 @@ func TestClient_acceptsTheLargestProcessReply(t *testing.T) {
 	c := NewClient("n", dialer{"tcp", s.Addr().String()}, token)
 	defer c.Close()
 	_, err = c.Call(ctx, "process.run", argv, map[string]any{"max_output": most + 1})
-	if f, ok := agent.AsFault(err); !ok || f.ExcType != "ValueError" {
+	if f, ok := xmlrpc.AsFault(err); !ok || f.ExcType != "ValueError" {
 		t.Fatalf("max_output %d: %v, want a ValueError", most+1, err)
 	}
 }

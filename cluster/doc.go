@@ -3,6 +3,38 @@
 // partitions with leases, node properties and selectors, and the central
 // log server that receives every agent's log records.
 //
+// Where to start reading, in the order a command meets the types:
+//
+//   - Config and HostConfig (config.go): the cluster file, loaded by
+//     LoadConfig; a bad file is a ConfigError naming file, line and key.
+//   - State, Node and AgentInfo (state.go): what is registered and where
+//     each node's agent runs. A Store keeps the State between processes:
+//     FileStore here (one file under a lock), package etcdstore for
+//     controllers on several machines.
+//   - Controller (controller.go): the cluster-wide operations the CLI runs
+//     (Bootstrap, Deploy, StartAgents, StopAgents, Status, FetchLogs), each
+//     reporting one NodeResult per node.
+//   - NodeConn (node.go): one node, live: its agent Client and, when
+//     needed, its SSHClient. The agent is reached through a Transport
+//     (transport.go): over an SSH tunnel to its Unix socket, or directly.
+//   - Client (client.go): XML-RPC calls to an agent through package
+//     agent/xmlrpc, without importing the daemon; a failed call is a
+//     CallError.
+//   - Partition, AllocRequest and Allocate/Renew/Release (partition.go):
+//     nodes reserved for one owner under a lease, with the claims of other
+//     packages reserved in the same locked update; assign.go matches the
+//     request's tags to nodes (NoMatchError when none can).
+//   - Selector (selector.go) and the properties (properties.go): what a
+//     test may ask of a node, as upstream's selectors write it.
+//   - LogServer (logserver.go): every agent's records, read as
+//     agent/logframe frames, tagged with their node and handed on (the
+//     runner writes them to the test's logs).
+//
+// Files: ssh.go, ssh_hostkey.go and ssh_run.go (SSH with known_hosts and
+// remote commands, RemoteExitError), sftp.go and copy.go (copies to and
+// from nodes), lock_linux.go (the state file's lock), paths.go (default
+// state dir, cluster name and environment variables).
+//
 // A partition may hold claims besides its nodes (Partition.Claims, e.g.
 // the resource manager's volumes and tap ports), reserved in the same
 // locked Update as the nodes through AllocRequest.Reserve. When a dead

@@ -17,7 +17,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/vtcluster/vtcluster/agent"
+	"github.com/vtcluster/vtcluster/agent/logframe"
 )
 
 // unknownTag names records from an address no node was registered for, as
@@ -55,9 +55,9 @@ type LogServerConfig struct {
 	NodeDir func(tag string) string
 	// OnRecord, if set, is called for every record with the node's tag and
 	// address, from the connection's goroutine; it must not block long.
-	OnRecord func(tag, ip string, rec *agent.LogRecord)
+	OnRecord func(tag, ip string, rec *logframe.LogRecord)
 	// MaxFrame bounds a frame's JSON body in bytes; a larger frame closes
-	// its connection. 0 means agent.DefaultMaxFrame.
+	// its connection. 0 means logframe.DefaultMaxFrame.
 	MaxFrame int
 	// Lookup, if set, names the node at an address no RegisterNode call
 	// named, like upstream's LoggerServer looking the sender up per
@@ -94,8 +94,8 @@ const (
 // DefaultLogServerConfig listens on a free loopback port.
 func DefaultLogServerConfig() LogServerConfig {
 	return LogServerConfig{
-		Addr:         "127.0.0.1:0",         // agents reach it through SSH tunnels, not the LAN
-		MaxFrame:     agent.DefaultMaxFrame, // above every frame our agents send
+		Addr:         "127.0.0.1:0",            // agents reach it through SSH tunnels, not the LAN
+		MaxFrame:     logframe.DefaultMaxFrame, // above every frame our agents send
 		MaxConns:     DefaultMaxLogConns,
 		FrameTimeout: DefaultLogFrameTimeout,
 	}
@@ -159,7 +159,7 @@ func NewLogServer(cfg LogServerConfig) (*LogServer, error) {
 		return nil, fmt.Errorf("cluster: log server: max conns %d, frame timeout %v: want 0 (default) or positive", cfg.MaxConns, cfg.FrameTimeout)
 	}
 	if cfg.MaxFrame == 0 {
-		cfg.MaxFrame = agent.DefaultMaxFrame
+		cfg.MaxFrame = logframe.DefaultMaxFrame
 	}
 	if cfg.MaxConns == 0 {
 		cfg.MaxConns = DefaultMaxLogConns
@@ -395,7 +395,7 @@ func (s *LogServer) serve(conn net.Conn, tag string) {
 		_ = conn.Close()
 	})
 	defer deadline.Stop()
-	fr := agent.NewFrameReader(cr, readBufSize, s.cfg.MaxFrame)
+	fr := logframe.NewFrameReader(cr, readBufSize, s.cfg.MaxFrame)
 	var ipTag string
 	ipTagGen := ^uint64(0)
 	for {
@@ -408,8 +408,8 @@ func (s *LogServer) serve(conn net.Conn, tag string) {
 		deadline.Reset(s.cfg.FrameTimeout)
 		rec, body, err := fr.Next()
 		if err != nil {
-			var decErr *agent.FrameDecodeError
-			var bigErr *agent.FrameTooLargeError
+			var decErr *logframe.FrameDecodeError
+			var bigErr *logframe.FrameTooLargeError
 			switch {
 			case errors.As(err, &decErr):
 				// The frame's length was honoured, so the next one is intact.
@@ -510,7 +510,7 @@ func remoteIP(a net.Addr) string {
 // UnifiedLine formats a record as avocado-vt's LoggerServer does,
 // "<tag>(<ip>) <asctime> <name> <levelname> | <msg>", followed by the
 // traceback and stack, which upstream drops, on indented lines.
-func UnifiedLine(tag, ip string, rec *agent.LogRecord) string {
+func UnifiedLine(tag, ip string, rec *logframe.LogRecord) string {
 	return string(appendUnifiedLine(nil, tag, ip, rec))
 }
 
@@ -518,7 +518,7 @@ func UnifiedLine(tag, ip string, rec *agent.LogRecord) string {
 // message "x\nnode2(...) ERROR | fake" must not read as node2's record), so
 // the message's further lines are indented as tracebacks are, and control
 // characters anywhere are escaped.
-func appendUnifiedLine(b []byte, tag, ip string, rec *agent.LogRecord) []byte {
+func appendUnifiedLine(b []byte, tag, ip string, rec *logframe.LogRecord) []byte {
 	b = appendLogSafe(b, tag, false)
 	b = append(b, '(')
 	b = appendLogSafe(b, ip, false)
@@ -640,12 +640,12 @@ func (w *warnLimiter) Warn(logger *slog.Logger, kind, msg string, args ...any) {
 // deliver hands one record to OnRecord and the Logger, and adds its line to
 // the connection's batch. The record is counted once its line is written
 // (see flush), so a caller that sees the count has also seen the output.
-func (s *LogServer) deliver(batch *lineBatch, tag, ip string, rec *agent.LogRecord) {
+func (s *LogServer) deliver(batch *lineBatch, tag, ip string, rec *logframe.LogRecord) {
 	if s.cfg.OnRecord != nil {
 		s.cfg.OnRecord(tag, ip, rec)
 	}
 	ctx := context.Background()
-	level := agent.SlogLevel(rec.Levelno)
+	level := logframe.SlogLevel(rec.Levelno)
 	logged := s.logger.Enabled(ctx, level)
 	writes := s.cfg.Out != nil || s.cfg.NodeDir != nil
 	if !logged && !writes {

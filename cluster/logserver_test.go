@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/vtcluster/vtcluster/agent"
+	"github.com/vtcluster/vtcluster/agent/logframe"
 )
 
 // logSrvGuard bounds waits that only run out when a test has failed.
@@ -202,7 +203,7 @@ func TestLogServer_endToEnd(t *testing.T) {
 	log.Info("info line", "k", "v")
 	log.Warn("warning line")
 	log.Error("error line", "err", traceback)
-	log.Log(t.Context(), agent.LevelCritical, "critical line")
+	log.Log(t.Context(), logframe.LevelCritical, "critical line")
 	waitStats(t, f.srv, "5 records", func(st LogServerStats) bool { return st.Records == 5 })
 
 	ts := `\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}`
@@ -220,7 +221,7 @@ func TestLogServer_endToEnd(t *testing.T) {
 	if !want.MatchString(out) {
 		t.Errorf("unified lines:\n%s", out)
 	}
-	levels := []slog.Level{slog.LevelDebug, slog.LevelInfo, slog.LevelWarn, slog.LevelError, agent.LevelCritical}
+	levels := []slog.Level{slog.LevelDebug, slog.LevelInfo, slog.LevelWarn, slog.LevelError, logframe.LevelCritical}
 	recs := f.rec.records()
 	if len(recs) != len(levels) {
 		t.Fatalf("logger got %d records, want %d", len(recs), len(levels))
@@ -322,7 +323,7 @@ func TestLogServer_RegisterNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := dialLogServer(t, f.port)
-	if err := agent.EncodeFrame(c, &agent.LogRecord{Name: "n", Levelname: "INFO", Levelno: 20, Msg: "hi", Asctime: "A"}); err != nil {
+	if err := logframe.EncodeFrame(c, &logframe.LogRecord{Name: "n", Levelname: "INFO", Levelno: 20, Msg: "hi", Asctime: "A"}); err != nil {
 		t.Fatal(err)
 	}
 	waitStats(t, f.srv, "1 record", func(st LogServerStats) bool { return st.Records == 1 })
@@ -516,7 +517,7 @@ func dialLogServerFrom(tb testing.TB, port int, from string) net.Conn {
 func numberedFrames(conn, n int) []byte {
 	var b []byte
 	for i := range n {
-		b = agent.AppendFrame(b, &agent.LogRecord{
+		b = logframe.AppendFrame(b, &logframe.LogRecord{
 			Name: "avocado.service.batch", Levelno: 20, Levelname: "INFO", Asctime: "T",
 			Msg: fmt.Sprintf("c=%d n=%d %s", conn, i, strings.Repeat("x", 200)),
 		})
@@ -585,7 +586,7 @@ func TestLogServer_RegisterNode_retagsOpenConnection(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if err := agent.EncodeFrame(c, &agent.LogRecord{Name: "n", Levelname: "INFO", Asctime: "A", Msg: strconv.Itoa(i)}); err != nil {
+		if err := logframe.EncodeFrame(c, &logframe.LogRecord{Name: "n", Levelname: "INFO", Asctime: "A", Msg: strconv.Itoa(i)}); err != nil {
 			t.Fatal(err)
 		}
 		waitStats(t, f.srv, "the record", func(st LogServerStats) bool { return st.Records == uint64(i+1) })
@@ -603,7 +604,7 @@ func TestLogServer_Close_writesWhatWasRead(t *testing.T) {
 	var handed atomic.Int64
 	first, release := make(chan struct{}), make(chan struct{})
 	f := startLogServer(t, func(c *LogServerConfig) {
-		c.OnRecord = func(string, string, *agent.LogRecord) {
+		c.OnRecord = func(string, string, *logframe.LogRecord) {
 			if handed.Add(1) == 1 {
 				close(first)
 				<-release
@@ -667,14 +668,14 @@ func TestSafeFileName(t *testing.T) {
 // BenchmarkLogServer_Ingest measures records/s through one loopback
 // connection, and checks that every record sent was received.
 func BenchmarkLogServer_Ingest(b *testing.B) {
-	rec := &agent.LogRecord{
+	rec := &logframe.LogRecord{
 		Name: "avocado.service.process", Levelno: 20, Levelname: "INFO",
 		Pathname: "/usr/lib/vtcluster/agent/svc_process.go", Filename: "svc_process.go", Module: "svc_process",
 		Lineno: 120, FuncName: "(*processService).run", Created: 1763775795.1784096,
 		Asctime: "2025-11-22 01:43:15,178", Thread: 4242, ThreadName: "MainThread", Process: 4242,
 		Msg: "process exited argv=\"[qemu-img info /var/lib/images/disk.qcow2]\" exit_code=0 duration=0.013",
 	}
-	frame := agent.AppendFrame(nil, rec)
+	frame := logframe.AppendFrame(nil, rec)
 	raw := func(b *testing.B, mutate func(*LogServerConfig)) {
 		f := startLogServer(b, func(c *LogServerConfig) {
 			c.Logger, c.Out, c.NodeDir = nil, io.Discard, nil
@@ -755,7 +756,7 @@ func TestLogServer_Lookup_perConnectionAndCached(t *testing.T) {
 	})
 	send := func(i int) {
 		c := dialLogServer(t, f.port)
-		if err := agent.EncodeFrame(c, &agent.LogRecord{Name: "n", Levelname: "INFO", Asctime: "A", Msg: strconv.Itoa(i)}); err != nil {
+		if err := logframe.EncodeFrame(c, &logframe.LogRecord{Name: "n", Levelname: "INFO", Asctime: "A", Msg: strconv.Itoa(i)}); err != nil {
 			t.Fatal(err)
 		}
 		waitStats(t, f.srv, "the record", func(st LogServerStats) bool { return st.Records == uint64(i+1) })
@@ -782,7 +783,7 @@ func TestLogServer_ControllerHalf(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := dialLogServer(t, f.port)
-	if err := agent.EncodeFrame(c, &agent.LogRecord{Name: "avocado.service.x", Levelno: 30, Levelname: "WARNING", Asctime: "2026-12-01 10:00:00,001", Msg: "careful"}); err != nil {
+	if err := logframe.EncodeFrame(c, &logframe.LogRecord{Name: "avocado.service.x", Levelno: 30, Levelname: "WARNING", Asctime: "2026-12-01 10:00:00,001", Msg: "careful"}); err != nil {
 		t.Fatal(err)
 	}
 	waitStats(t, f.srv, "the record", func(st LogServerStats) bool { return st.Records == 1 })
@@ -801,7 +802,7 @@ func TestLogServer_ControllerHalf(t *testing.T) {
 }
 
 func TestUnifiedLine_noFieldStartsALineOfItsOwn(t *testing.T) {
-	rec := &agent.LogRecord{
+	rec := &logframe.LogRecord{
 		Name:      "svc\nnode9(1.2.3.4) x",
 		Levelname: "INFO\r",
 		Asctime:   "2026-12-01 00:00:00,000",
@@ -828,9 +829,9 @@ func TestLogServer_serve_forgedLinesIndented(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := dialLogServer(t, f.port)
-	rec := &agent.LogRecord{Name: "avocado.service.core", Levelno: 20, Levelname: "INFO", Asctime: "2026-12-01 00:00:00,000",
+	rec := &logframe.LogRecord{Name: "avocado.service.core", Levelno: 20, Levelname: "INFO", Asctime: "2026-12-01 00:00:00,000",
 		Msg: "ok\nnode2(10.0.0.3) 2026-12-01 00:00:00,000 avocado.service.core ERROR | fake failure"}
-	if err := agent.EncodeFrame(c, rec); err != nil {
+	if err := logframe.EncodeFrame(c, rec); err != nil {
 		t.Fatal(err)
 	}
 	waitStats(t, f.srv, "1 record", func(st LogServerStats) bool { return st.Records == 1 })
@@ -870,7 +871,7 @@ func TestLogServer_connectionCap(t *testing.T) {
 		t.Errorf("%d warnings for 5 refused connections within %v, want 1", n, warnEvery)
 	}
 	// The held connections still deliver.
-	if err := agent.EncodeFrame(held[1], &agent.LogRecord{Name: "svc", Levelno: 20, Levelname: "INFO", Msg: "still here"}); err != nil {
+	if err := logframe.EncodeFrame(held[1], &logframe.LogRecord{Name: "svc", Levelno: 20, Levelname: "INFO", Msg: "still here"}); err != nil {
 		t.Fatal(err)
 	}
 	waitStats(t, f.srv, "1 record", func(st LogServerStats) bool { return st.Records == 1 })
@@ -892,7 +893,7 @@ func TestLogServer_frameTimeoutClosesPartialFramesOnly(t *testing.T) {
 	// The idle peer, an agent with nothing to log, stays through several
 	// timeouts and still delivers.
 	time.Sleep(1 * time.Second)
-	if err := agent.EncodeFrame(idle, &agent.LogRecord{Name: "svc", Levelno: 20, Levelname: "INFO", Msg: "after a pause"}); err != nil {
+	if err := logframe.EncodeFrame(idle, &logframe.LogRecord{Name: "svc", Levelno: 20, Levelname: "INFO", Msg: "after a pause"}); err != nil {
 		t.Fatal(err)
 	}
 	st := waitStats(t, f.srv, "1 record", func(st LogServerStats) bool { return st.Records == 1 })
@@ -942,7 +943,7 @@ func TestLogServer_NoListener(t *testing.T) {
 	a, b := net.Pipe()
 	go srv.ServeConn(a, "node1")
 	go func() {
-		_ = agent.EncodeFrame(b, &agent.LogRecord{Name: "svc", Levelno: 20, Levelname: "INFO", Msg: "through the forward"})
+		_ = logframe.EncodeFrame(b, &logframe.LogRecord{Name: "svc", Levelno: 20, Levelname: "INFO", Msg: "through the forward"})
 		b.Close()
 	}()
 	waitStats(t, srv, "1 record", func(st LogServerStats) bool { return st.Records == 1 })

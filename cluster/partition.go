@@ -258,7 +258,8 @@ func Allocate(ctx context.Context, st Store, req AllocRequest) (*Partition, erro
 			if req.Wait > 0 {
 				waited = fmt.Sprintf(" after waiting %s", req.Wait)
 			}
-			return nil, fmt.Errorf("cluster: allocate %s: %w%s: %w", strings.Join(req.Tags, " "), ErrBusy, waited, busy)
+			// The held nodes name themselves; the tags are the caller's.
+			return nil, fmt.Errorf("cluster: %w%s: %w", ErrBusy, waited, busy)
 		}
 		if attempt == 0 {
 			log.Info("waiting for idle nodes", "tags", req.Tags, "wait_seconds", req.Wait.Seconds(), "err", busy)
@@ -379,7 +380,7 @@ func whyBusy(s *State, now time.Time, tags []string, choose func([]Node) (map[st
 	all, err := choose(slices.Clone(s.Nodes))
 	var nm *NoMatchError
 	if errors.As(err, &nm) {
-		return nil, fmt.Errorf("cluster: allocate %s: %w: %w", strings.Join(tags, " "), ErrUnsatisfiable, err)
+		return nil, fmt.Errorf("cluster: %w: %w", ErrUnsatisfiable, err) // err names the tag
 	}
 	if err != nil {
 		return nil, fmt.Errorf("cluster: allocate %s: choose nodes: %w", strings.Join(tags, " "), err)

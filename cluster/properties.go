@@ -8,8 +8,8 @@ import (
 	"sort"
 	"sync"
 
-	"github.com/vtcluster/vtcluster/agent"
 	"github.com/vtcluster/vtcluster/agent/py"
+	"github.com/vtcluster/vtcluster/agent/xmlrpc"
 )
 
 // Caller invokes one agent method; *Client is the real one.
@@ -118,14 +118,14 @@ func CollectProperties(ctx context.Context, c Caller) (map[string]any, error) {
 }
 
 // unsupportedMethod reports whether err says the agent has no such method:
-// the fault both agents send (see agent.IsUnsupportedMethod), or any error
+// the fault both agents send (see xmlrpc.IsUnsupportedMethod), or any error
 // that says so itself, for Callers that are not XML-RPC clients.
 func unsupportedMethod(err error) bool {
 	var u interface{ Unsupported() bool }
 	if errors.As(err, &u) && u.Unsupported() {
 		return true
 	}
-	return agent.IsUnsupportedMethod(err)
+	return xmlrpc.IsUnsupportedMethod(err)
 }
 
 // callError keeps a *CallError as it is, since it already names the node

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vtcluster/vtcluster/agent"
+	"github.com/vtcluster/vtcluster/agent/xmlrpc"
 )
 
 // fakeAgent is an in-memory Caller: a method table, for testing how
@@ -35,7 +35,7 @@ func (f *fakeAgent) Call(ctx context.Context, method string, args ...any) (any, 
 	}
 	v, ok := f.methods[method]
 	if !ok {
-		return nil, agent.UnsupportedMethodFault(method)
+		return nil, xmlrpc.UnsupportedMethodFault(method)
 	}
 	if err, ok := v.(error); ok {
 		return nil, err
@@ -113,7 +113,7 @@ func TestCollectProperties_fakeAgent_errors(t *testing.T) {
 	methods := allMethods()
 	delete(methods, "host.platform.get_arch") // upstream agents have it: required
 	methods["host.cpu.get_cpu_count"] = "8"
-	methods["host.platform.has_kvm"] = &agent.Fault{ExcType: "PermissionError", ExcValue: "/dev/kvm: denied"}
+	methods["host.platform.has_kvm"] = &xmlrpc.Fault{ExcType: "PermissionError", ExcValue: "/dev/kvm: denied"}
 	methods["host.memory.get_mem_total"] = 1.5
 	_, err := CollectProperties(context.Background(), &fakeAgent{methods: methods})
 	if err == nil {
@@ -129,7 +129,7 @@ func TestCollectProperties_fakeAgent_errors(t *testing.T) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}
 	}
-	var f *agent.Fault
+	var f *xmlrpc.Fault
 	if !errors.As(err, &f) {
 		t.Error("the joined error must still let callers find the agent's fault")
 	}
@@ -193,20 +193,20 @@ func TestCollectProperties_upstreamLikeAgentOverHTTP(t *testing.T) {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		method, _, err := agent.DecodeCall(body)
+		method, _, err := xmlrpc.DecodeCall(body)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
 		var reply []byte
 		if v, ok := upstreamMethods()[method]; ok {
-			reply, err = agent.EncodeResponse(v)
+			reply, err = xmlrpc.EncodeResponse(v)
 			if err != nil {
 				http.Error(w, err.Error(), http.StatusInternalServerError)
 				return
 			}
 		} else {
-			reply = agent.EncodeFaultResponse(1, agent.UnsupportedMethodFault(method).FaultString(method))
+			reply = xmlrpc.EncodeFaultResponse(1, xmlrpc.UnsupportedMethodFault(method).FaultString(method))
 		}
 		w.Header().Set("Content-Type", "text/xml")
 		_, _ = w.Write(reply)

@@ -110,14 +110,16 @@ type SelectorError struct {
 	Err error
 }
 
+// Error names the selector at fault, not the package: the caller says
+// where the selectors came from (a flag, a spec key, a node's tag).
 func (e *SelectorError) Error() string {
 	switch {
 	case e.Index >= 0:
-		return fmt.Sprintf("cluster: selectors[%d] %s: %s", e.Index, e.Selector, e.Msg)
+		return fmt.Sprintf("selectors[%d] %s: %s", e.Index, e.Selector, e.Msg)
 	case e.Selector != "":
-		return fmt.Sprintf("cluster: selector %s: %s", e.Selector, e.Msg)
+		return fmt.Sprintf("selector %s: %s", e.Selector, e.Msg)
 	}
-	return "cluster: selectors: " + e.Msg
+	return e.Msg
 }
 
 func (e *SelectorError) Unwrap() error { return e.Err }

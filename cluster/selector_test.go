@@ -199,33 +199,33 @@ func TestParseSelectors_errors(t *testing.T) {
 		index int
 		want  string
 	}{
-		{``, -1, `cluster: selectors: empty input, expected a list of selector dicts (use [] to select any node)`},
-		{`[{'key': 'a', 'operator': '==', 'values': 'x'}`, -1, `cluster: selectors: neither valid JSON nor a Python literal: line 1, column 1: '[' is never closed`},
-		{`[{"key": "a", "operator": "==", "values": true},]`, -1, `cluster: selectors: neither valid JSON nor a Python literal: line 1, column 43: name "true" is not a Python literal (write True, False or None; JSON input must be valid JSON as a whole)`},
-		{`{'key': 'a', 'operator': '==', 'values': 'x'}`, -1, `cluster: selectors: expected a list of selector dicts, got dict`},
-		{`"[]"`, -1, `cluster: selectors: expected a list of selector dicts, got str`},
-		{`5`, -1, `cluster: selectors: expected a list of selector dicts, got int`},
-		{`{"a": 1.5}`, -1, `cluster: selectors: expected a list of selector dicts, got dict`},
-		{`[1]`, 0, `cluster: selectors[0] 1: expected a dict with 'key', 'operator' and 'values', got int`},
-		{`[{'operator': '<', 'values': 1}]`, 0, `cluster: selectors[0] {'operator': '<', 'values': 1}: missing 'key'`},
-		{`[{'key': '', 'operator': '<', 'values': 1}]`, 0, `cluster: selectors[0] {'key': '', 'operator': '<', 'values': 1}: 'key' must not be empty`},
-		{`[{'key': 1, 'operator': '<', 'values': 1}]`, 0, `cluster: selectors[0] {'key': 1, 'operator': '<', 'values': 1}: 'key' must be a string, got int`},
-		{`[{'key': 'a', 'values': 1}]`, 0, `cluster: selectors[0] {'key': 'a', 'values': 1}: missing 'operator'`},
-		{`[{'key': 'a', 'operator': None, 'values': 1}]`, 0, `cluster: selectors[0] {'key': 'a', 'operator': None, 'values': 1}: 'operator' must be a string, got NoneType`},
-		{`[{'key': 'a', 'operator': '<'}]`, 0, `cluster: selectors[0] {'key': 'a', 'operator': '<'}: missing 'values'`},
-		{`[{'key': 'a', 'operator': '==', 'values': 'x'}, {'key': 'b', 'operator': '==', 'values': None}]`, 1, `cluster: selectors[1] {'key': 'b', 'operator': '==', 'values': None}: 'values' must not be empty or None`},
-		{`[{"key": "b", "operator": "==", "values": null}]`, 0, `cluster: selectors[0] {'key': 'b', 'operator': '==', 'values': None}: 'values' must not be empty or None`},
-		{`[{'key': 'b', 'operator': 'contains', 'values': ''}]`, 0, `cluster: selectors[0] {'key': 'b', 'operator': 'contains', 'values': ''}: 'values' must not be empty or None`},
-		{`[{'key': 'b', 'operator': 'contains', 'values': []}]`, 0, `cluster: selectors[0] {'key': 'b', 'operator': 'contains', 'values': []}: 'values' must not be empty or None`},
-		{`[{'key': 'b', 'operator': '==', 'values': {}}]`, 0, `cluster: selectors[0] {'key': 'b', 'operator': '==', 'values': {}}: 'values' must not be empty or None`},
-		{`[{'key': 'a', 'operator': '=>', 'values': 1}]`, 0, `cluster: selectors[0] {'key': 'a', 'operator': '=>', 'values': 1}: unknown operator '=>' (known: <, lt, >, gt, ==, eq, !=, ne, contains, not contains, >=, ge, <=, le, in, not in, matches)`},
-		{`[{'key': 'a', 'operator': 'EQ', 'values': 1}]`, 0, `cluster: selectors[0] {'key': 'a', 'operator': 'EQ', 'values': 1}: unknown operator 'EQ' (known: <, lt, >, gt, ==, eq, !=, ne, contains, not contains, >=, ge, <=, le, in, not in, matches)`},
-		{`[{'key': 'a', 'operator': '<', 'values': 1, 'value': 2}]`, 0, `cluster: selectors[0] {'key': 'a', 'operator': '<', 'value': 2, 'values': 1}: unknown key 'value' (allowed: 'key', 'operator', 'values')`},
-		{`[{'key': 'a', 'operator': 'matches', 'values': 'x('}]`, 0, "cluster: selectors[0] {'key': 'a', 'operator': 'matches', 'values': 'x('}: 'values' is not a valid regular expression: error parsing regexp: missing closing ): `x(`"},
-		{`[{'key': 'a', 'operator': 'matches', 'values': 5}]`, 0, `cluster: selectors[0] {'key': 'a', 'operator': 'matches', 'values': 5}: operator 'matches' needs a regular expression string in 'values', got int`},
-		{`[{'key': 'a', 'operator': 'in', 'values': 'x'}]`, 0, `cluster: selectors[0] {'key': 'a', 'operator': 'in', 'values': 'x'}: operator 'in' needs a list in 'values', got str`},
-		{`[{'key': 'a', 'operator': 'lt', 'values': [1]}]`, 0, `cluster: selectors[0] {'key': 'a', 'operator': 'lt', 'values': [1]}: operator 'lt' needs a number, string or bool in 'values', got list`},
-		{`[{"key": "a", "operator": "==", "values": 99999999999999999999}]`, 0, `cluster: selectors[0] {'key': 'a', 'operator': '==', 'values': 99999999999999999999}: integer 99999999999999999999 does not fit in 64 bits`},
+		{``, -1, `empty input, expected a list of selector dicts (use [] to select any node)`},
+		{`[{'key': 'a', 'operator': '==', 'values': 'x'}`, -1, `neither valid JSON nor a Python literal: line 1, column 1: '[' is never closed`},
+		{`[{"key": "a", "operator": "==", "values": true},]`, -1, `neither valid JSON nor a Python literal: line 1, column 43: name "true" is not a Python literal (write True, False or None; JSON input must be valid JSON as a whole)`},
+		{`{'key': 'a', 'operator': '==', 'values': 'x'}`, -1, `expected a list of selector dicts, got dict`},
+		{`"[]"`, -1, `expected a list of selector dicts, got str`},
+		{`5`, -1, `expected a list of selector dicts, got int`},
+		{`{"a": 1.5}`, -1, `expected a list of selector dicts, got dict`},
+		{`[1]`, 0, `selectors[0] 1: expected a dict with 'key', 'operator' and 'values', got int`},
+		{`[{'operator': '<', 'values': 1}]`, 0, `selectors[0] {'operator': '<', 'values': 1}: missing 'key'`},
+		{`[{'key': '', 'operator': '<', 'values': 1}]`, 0, `selectors[0] {'key': '', 'operator': '<', 'values': 1}: 'key' must not be empty`},
+		{`[{'key': 1, 'operator': '<', 'values': 1}]`, 0, `selectors[0] {'key': 1, 'operator': '<', 'values': 1}: 'key' must be a string, got int`},
+		{`[{'key': 'a', 'values': 1}]`, 0, `selectors[0] {'key': 'a', 'values': 1}: missing 'operator'`},
+		{`[{'key': 'a', 'operator': None, 'values': 1}]`, 0, `selectors[0] {'key': 'a', 'operator': None, 'values': 1}: 'operator' must be a string, got NoneType`},
+		{`[{'key': 'a', 'operator': '<'}]`, 0, `selectors[0] {'key': 'a', 'operator': '<'}: missing 'values'`},
+		{`[{'key': 'a', 'operator': '==', 'values': 'x'}, {'key': 'b', 'operator': '==', 'values': None}]`, 1, `selectors[1] {'key': 'b', 'operator': '==', 'values': None}: 'values' must not be empty or None`},
+		{`[{"key": "b", "operator": "==", "values": null}]`, 0, `selectors[0] {'key': 'b', 'operator': '==', 'values': None}: 'values' must not be empty or None`},
+		{`[{'key': 'b', 'operator': 'contains', 'values': ''}]`, 0, `selectors[0] {'key': 'b', 'operator': 'contains', 'values': ''}: 'values' must not be empty or None`},
+		{`[{'key': 'b', 'operator': 'contains', 'values': []}]`, 0, `selectors[0] {'key': 'b', 'operator': 'contains', 'values': []}: 'values' must not be empty or None`},
+		{`[{'key': 'b', 'operator': '==', 'values': {}}]`, 0, `selectors[0] {'key': 'b', 'operator': '==', 'values': {}}: 'values' must not be empty or None`},
+		{`[{'key': 'a', 'operator': '=>', 'values': 1}]`, 0, `selectors[0] {'key': 'a', 'operator': '=>', 'values': 1}: unknown operator '=>' (known: <, lt, >, gt, ==, eq, !=, ne, contains, not contains, >=, ge, <=, le, in, not in, matches)`},
+		{`[{'key': 'a', 'operator': 'EQ', 'values': 1}]`, 0, `selectors[0] {'key': 'a', 'operator': 'EQ', 'values': 1}: unknown operator 'EQ' (known: <, lt, >, gt, ==, eq, !=, ne, contains, not contains, >=, ge, <=, le, in, not in, matches)`},
+		{`[{'key': 'a', 'operator': '<', 'values': 1, 'value': 2}]`, 0, `selectors[0] {'key': 'a', 'operator': '<', 'value': 2, 'values': 1}: unknown key 'value' (allowed: 'key', 'operator', 'values')`},
+		{`[{'key': 'a', 'operator': 'matches', 'values': 'x('}]`, 0, "selectors[0] {'key': 'a', 'operator': 'matches', 'values': 'x('}: 'values' is not a valid regular expression: error parsing regexp: missing closing ): `x(`"},
+		{`[{'key': 'a', 'operator': 'matches', 'values': 5}]`, 0, `selectors[0] {'key': 'a', 'operator': 'matches', 'values': 5}: operator 'matches' needs a regular expression string in 'values', got int`},
+		{`[{'key': 'a', 'operator': 'in', 'values': 'x'}]`, 0, `selectors[0] {'key': 'a', 'operator': 'in', 'values': 'x'}: operator 'in' needs a list in 'values', got str`},
+		{`[{'key': 'a', 'operator': 'lt', 'values': [1]}]`, 0, `selectors[0] {'key': 'a', 'operator': 'lt', 'values': [1]}: operator 'lt' needs a number, string or bool in 'values', got list`},
+		{`[{"key": "a", "operator": "==", "values": 99999999999999999999}]`, 0, `selectors[0] {'key': 'a', 'operator': '==', 'values': 99999999999999999999}: integer 99999999999999999999 does not fit in 64 bits`},
 	}
 	for _, c := range cases {
 		sels, err := ParseSelectors(c.in)
@@ -261,7 +261,7 @@ func TestNewSelector_validates(t *testing.T) {
 		t.Errorf("[]string values: %#v, %v", s.Values, err)
 	}
 	_, err = NewSelector("a", "==", struct{}{})
-	if err == nil || err.Error() != `cluster: selector {'key': 'a', 'operator': '==', 'values': <struct {} {}>}: 'values': unsupported Go type struct {}` {
+	if err == nil || err.Error() != `selector {'key': 'a', 'operator': '==', 'values': <struct {} {}>}: 'values': unsupported Go type struct {}` {
 		t.Errorf("got %v", err)
 	}
 	// A struct literal is checked when used.
@@ -473,7 +473,7 @@ func TestAssign_badInput(t *testing.T) {
 		{[]TagRequest{{Tag: "a"}}, []Candidate{{Name: "n1"}, {Name: "n1"}}, `cluster: assign: candidate "n1" is listed twice`},
 		{[]TagRequest{{Tag: "a"}}, []Candidate{{}}, `cluster: assign: candidate 0 has an empty name`},
 		{[]TagRequest{{Tag: "a", Selectors: []Selector{{Key: "k", Operator: "nope", Values: 1}}}}, cands,
-			`cluster: tag "a": cluster: selectors[0] {'key': 'k', 'operator': 'nope', 'values': 1}: unknown operator 'nope' (known: ` + operatorList + `)`},
+			`cluster: tag "a": selectors[0] {'key': 'k', 'operator': 'nope', 'values': 1}: unknown operator 'nope' (known: ` + operatorList + `)`},
 	}
 	for _, c := range cases {
 		_, err := Assign(c.reqs, c.cands)

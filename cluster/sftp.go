@@ -82,9 +82,9 @@ func (s *sftpConn) close() {
 // "connection lost" or EOF, which would hide the reason.
 func (c *SSHClient) ctxErr(ctx context.Context, what string, err error) error {
 	if ctx.Err() != nil {
-		return fmt.Errorf("cluster: ssh %s: %s: %w", c.addr, what, ctx.Err())
+		return fmt.Errorf("ssh %s: %s: %w", c.addr, what, ctx.Err())
 	}
-	return fmt.Errorf("cluster: ssh %s: %s: %w", c.addr, what, err)
+	return fmt.Errorf("ssh %s: %s: %w", c.addr, what, err)
 }
 
 // withSFTP runs fn with a fresh SFTP client. Callers never hold one while
@@ -116,26 +116,26 @@ type UploadResult struct {
 func (c *SSHClient) Upload(ctx context.Context, localPath, remotePath string, mode os.FileMode) (UploadResult, error) {
 	f, err := os.Open(localPath)
 	if err != nil {
-		return UploadResult{}, fmt.Errorf("cluster: upload: %w", err)
+		return UploadResult{}, fmt.Errorf("upload: %w", err)
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return UploadResult{}, fmt.Errorf("cluster: upload: %w", err)
+		return UploadResult{}, fmt.Errorf("upload: %w", err)
 	}
 	if !st.Mode().IsRegular() {
-		return UploadResult{}, fmt.Errorf("cluster: upload %s: not a regular file", localPath)
+		return UploadResult{}, fmt.Errorf("upload %s: not a regular file", localPath)
 	}
 	if mode == 0 {
 		mode = st.Mode().Perm()
 	}
 	h := sha256.New()
 	if _, err := io.Copy(h, f); err != nil {
-		return UploadResult{}, fmt.Errorf("cluster: upload: read %s: %w", localPath, err)
+		return UploadResult{}, fmt.Errorf("upload: read %s: %w", localPath, err)
 	}
 	want := hex.EncodeToString(h.Sum(nil))
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return UploadResult{}, fmt.Errorf("cluster: upload: %w", err)
+		return UploadResult{}, fmt.Errorf("upload: %w", err)
 	}
 
 	have, err := c.remoteSHA256(ctx, remotePath)
@@ -169,7 +169,7 @@ func (c *SSHClient) Upload(ctx context.Context, localPath, remotePath string, mo
 	if err == nil {
 		var got string
 		if got, err = c.remoteSHA256(ctx, tmp); err == nil && got != want {
-			err = fmt.Errorf("cluster: ssh %s: upload: %s has SHA-256 %q after writing, want %s", c.addr, tmp, got, want)
+			err = fmt.Errorf("ssh %s: upload: %s has SHA-256 %q after writing, want %s", c.addr, tmp, got, want)
 		}
 	}
 	if err == nil {
@@ -220,7 +220,7 @@ func (c *SSHClient) removeTemp(ctx context.Context, tmp string) error {
 		if terr := sc.Truncate(tmp, 0); terr == nil {
 			return nil
 		}
-		return fmt.Errorf("cluster: ssh %s: remove temporary %s: %w", c.addr, tmp, err)
+		return fmt.Errorf("ssh %s: remove temporary %s: %w", c.addr, tmp, err)
 	})
 }
 
@@ -272,7 +272,7 @@ func (c *SSHClient) remoteSHA256(ctx context.Context, p string) (string, error) 
 func (c *SSHClient) CopyTo(ctx context.Context, local, remote string) error {
 	st, err := os.Stat(local)
 	if err != nil {
-		return fmt.Errorf("cluster: copy to %s: %w", c.addr, err)
+		return fmt.Errorf("copy to %s: %w", c.addr, err)
 	}
 	sc, err := c.openSFTP(ctx)
 	if err != nil {
@@ -284,7 +284,7 @@ func (c *SSHClient) CopyTo(ctx context.Context, local, remote string) error {
 	}
 	// WalkDir does not descend into a root that is a symlink.
 	if local, err = filepath.EvalSymlinks(local); err != nil {
-		return fmt.Errorf("cluster: copy to %s: %w", c.addr, err)
+		return fmt.Errorf("copy to %s: %w", c.addr, err)
 	}
 	var errs []error
 	walkErr := filepath.WalkDir(local, func(lp string, d fs.DirEntry, err error) error {
@@ -292,7 +292,7 @@ func (c *SSHClient) CopyTo(ctx context.Context, local, remote string) error {
 			return ctx.Err()
 		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("cluster: copy to %s: %w", c.addr, err))
+			errs = append(errs, fmt.Errorf("copy to %s: %w", c.addr, err))
 			return nil
 		}
 		rel, err := filepath.Rel(local, lp)
@@ -303,7 +303,7 @@ func (c *SSHClient) CopyTo(ctx context.Context, local, remote string) error {
 		rp := path.Join(remote, filepath.ToSlash(rel))
 		info, err := d.Info()
 		if err != nil {
-			errs = append(errs, fmt.Errorf("cluster: copy to %s: %w", c.addr, err))
+			errs = append(errs, fmt.Errorf("copy to %s: %w", c.addr, err))
 			return nil
 		}
 		switch {
@@ -334,7 +334,7 @@ func (c *SSHClient) CopyTo(ctx context.Context, local, remote string) error {
 				errs = append(errs, err)
 			}
 		default:
-			errs = append(errs, fmt.Errorf("cluster: copy to %s: %s: %s is not a regular file, directory or symlink", c.addr, lp, info.Mode().Type()))
+			errs = append(errs, fmt.Errorf("copy to %s: %s: %s is not a regular file, directory or symlink", c.addr, lp, info.Mode().Type()))
 		}
 		return nil
 	})
@@ -364,7 +364,7 @@ func (c *SSHClient) CopyTo(ctx context.Context, local, remote string) error {
 func (c *SSHClient) putFile(ctx context.Context, sc *sftpConn, local, remote string, perm os.FileMode) error {
 	lf, err := os.Open(local)
 	if err != nil {
-		return fmt.Errorf("cluster: copy to %s: %w", c.addr, err)
+		return fmt.Errorf("copy to %s: %w", c.addr, err)
 	}
 	defer lf.Close()
 	rf, err := sc.OpenFile(remote, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
@@ -421,28 +421,28 @@ func (c *SSHClient) CopyFrom(ctx context.Context, remote, local string) error {
 	budget := &copyBudget{left: MaxCopyFromTotal}
 	if !st.IsDir() {
 		if !st.Mode().IsRegular() {
-			return fmt.Errorf("cluster: ssh %s: copy from %s: not a regular file or directory", c.addr, remote)
+			return fmt.Errorf("ssh %s: copy from %s: not a regular file or directory", c.addr, remote)
 		}
 		if err := budget.take(c.addr, remote, st.Size()); err != nil {
 			return err
 		}
 		parent := filepath.Dir(local)
 		if err := os.MkdirAll(parent, 0o755); err != nil {
-			return fmt.Errorf("cluster: copy from %s: %w", c.addr, err)
+			return fmt.Errorf("copy from %s: %w", c.addr, err)
 		}
 		root, err := os.OpenRoot(parent)
 		if err != nil {
-			return fmt.Errorf("cluster: copy from %s: %w", c.addr, err)
+			return fmt.Errorf("copy from %s: %w", c.addr, err)
 		}
 		defer root.Close()
 		return c.getFile(ctx, sc, remote, root, filepath.Base(local), st.Mode().Perm(), budget)
 	}
 	if err := os.MkdirAll(local, st.Mode().Perm()|0o700); err != nil {
-		return fmt.Errorf("cluster: copy from %s: %w", c.addr, err)
+		return fmt.Errorf("copy from %s: %w", c.addr, err)
 	}
 	root, err := os.OpenRoot(local)
 	if err != nil {
-		return fmt.Errorf("cluster: copy from %s: %w", c.addr, err)
+		return fmt.Errorf("copy from %s: %w", c.addr, err)
 	}
 	defer root.Close()
 	var errs []error
@@ -450,7 +450,7 @@ func (c *SSHClient) CopyFrom(ctx context.Context, remote, local string) error {
 	c.getDir(ctx, sc, remote, root, ".", &errs, links, budget)
 	if len(links) > 0 {
 		if err := writeSymlinkManifest(root, links); err != nil {
-			errs = append(errs, fmt.Errorf("cluster: copy from %s: %s: %w", c.addr, remote, err))
+			errs = append(errs, fmt.Errorf("copy from %s: %s: %w", c.addr, remote, err))
 		}
 	}
 	return errors.Join(errs...)
@@ -480,9 +480,9 @@ type copyBudget struct{ left int64 }
 func (b *copyBudget) take(addr, remote string, size int64) error {
 	switch {
 	case size > MaxCopyFromFile:
-		return fmt.Errorf("cluster: ssh %s: copy from %s: %d bytes, above the %d a collected file may have", addr, remote, size, int64(MaxCopyFromFile))
+		return fmt.Errorf("ssh %s: copy from %s: %d bytes, above the %d a collected file may have", addr, remote, size, int64(MaxCopyFromFile))
 	case size > b.left:
-		return fmt.Errorf("cluster: ssh %s: copy from %s: %d bytes would pass the %d one copy may bring", addr, remote, size, int64(MaxCopyFromTotal))
+		return fmt.Errorf("ssh %s: copy from %s: %d bytes would pass the %d one copy may bring", addr, remote, size, int64(MaxCopyFromTotal))
 	}
 	b.left -= size
 	return nil
@@ -502,25 +502,25 @@ func (c *SSHClient) getDir(ctx context.Context, sc *sftpConn, rdir string, root 
 		name := e.Name()
 		rp := path.Join(rdir, name)
 		if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
-			*errs = append(*errs, fmt.Errorf("cluster: ssh %s: copy from %s: refusing entry name %q", c.addr, rdir, name))
+			*errs = append(*errs, fmt.Errorf("ssh %s: copy from %s: refusing entry name %q", c.addr, rdir, name))
 			continue
 		}
 		lp := filepath.Join(ldir, name)
 		if lp == SymlinkManifest {
-			*errs = append(*errs, fmt.Errorf("cluster: ssh %s: copy from %s: entry %q not copied: the name is reserved for the symlink manifest", c.addr, rdir, name))
+			*errs = append(*errs, fmt.Errorf("ssh %s: copy from %s: entry %q not copied: the name is reserved for the symlink manifest", c.addr, rdir, name))
 			continue
 		}
 		switch m := e.Mode(); {
 		case m.IsDir():
 			if err := root.Mkdir(lp, m.Perm()|0o700); err != nil && !errors.Is(err, fs.ErrExist) {
-				*errs = append(*errs, fmt.Errorf("cluster: copy from %s: %s: %w", c.addr, rp, err))
+				*errs = append(*errs, fmt.Errorf("copy from %s: %s: %w", c.addr, rp, err))
 				continue
 			}
 			c.getDir(ctx, sc, rp, root, lp, errs, links, budget)
 		case m&fs.ModeSymlink != 0:
 			target, err := sc.ReadLink(rp)
 			if err != nil {
-				*errs = append(*errs, fmt.Errorf("cluster: copy from %s: %s: %w", c.addr, rp, err))
+				*errs = append(*errs, fmt.Errorf("copy from %s: %s: %w", c.addr, rp, err))
 				continue
 			}
 			links[filepath.ToSlash(lp)] = target
@@ -533,7 +533,7 @@ func (c *SSHClient) getDir(ctx context.Context, sc *sftpConn, rdir string, root 
 				*errs = append(*errs, err)
 			}
 		default:
-			*errs = append(*errs, fmt.Errorf("cluster: ssh %s: copy from %s: %s is not a regular file, directory or symlink", c.addr, rp, m.Type()))
+			*errs = append(*errs, fmt.Errorf("ssh %s: copy from %s: %s is not a regular file, directory or symlink", c.addr, rp, m.Type()))
 		}
 	}
 }
@@ -554,18 +554,18 @@ func (c *SSHClient) getFile(ctx context.Context, sc *sftpConn, remote string, ro
 	// The link was checked by name; what was opened must still be a file
 	// (a swapped-in FIFO or device would never end).
 	if !st.Mode().IsRegular() {
-		return fmt.Errorf("cluster: ssh %s: copy from %s: not a regular file", c.addr, remote)
+		return fmt.Errorf("ssh %s: copy from %s: not a regular file", c.addr, remote)
 	}
 	// Whatever is left of the budget, and never past the per-file cap,
 	// covers a file that grows while it is copied.
 	limit := min(st.Size()+budget.left, MaxCopyFromFile)
 	// Remove first: a symlink already at name is replaced, not followed.
 	if rerr := root.Remove(name); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
-		return fmt.Errorf("cluster: copy from %s: %s: %w", c.addr, remote, rerr)
+		return fmt.Errorf("copy from %s: %s: %w", c.addr, remote, rerr)
 	}
 	lf, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
 	if err != nil {
-		return fmt.Errorf("cluster: copy from %s: %s: %w", c.addr, remote, err)
+		return fmt.Errorf("copy from %s: %s: %w", c.addr, remote, err)
 	}
 	// WriteTo keeps SFTP's concurrent reads; the writer enforces the limit.
 	w := &cappedWriter{w: lf, left: limit}
@@ -607,10 +607,10 @@ func (c *cappedWriter) Write(p []byte) (int, error) {
 func (c *SSHClient) InstallAuthorizedKey(ctx context.Context, pubKey []byte) error {
 	key, comment, options, rest, err := ssh.ParseAuthorizedKey(pubKey)
 	if err != nil {
-		return fmt.Errorf("cluster: ssh %s: install key: %w", c.addr, err)
+		return fmt.Errorf("ssh %s: install key: %w", c.addr, err)
 	}
 	if len(bytes.TrimSpace(rest)) > 0 {
-		return fmt.Errorf("cluster: ssh %s: install key: want exactly one key line", c.addr)
+		return fmt.Errorf("ssh %s: install key: want exactly one key line", c.addr)
 	}
 	line := strings.TrimSuffix(string(ssh.MarshalAuthorizedKey(key)), "\n")
 	if len(options) > 0 {

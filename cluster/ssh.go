@@ -116,7 +116,7 @@ func (cfg SSHConfig) validate() error {
 		errs = append(errs, "no credentials: set KeyFiles or Password, or UseAgent with SSH_AUTH_SOCK")
 	}
 	if len(errs) > 0 {
-		return fmt.Errorf("cluster: ssh config for %q: %s", cfg.Address, strings.Join(errs, "; "))
+		return fmt.Errorf("ssh config for %q: %s", cfg.Address, strings.Join(errs, "; "))
 	}
 	return nil
 }
@@ -124,12 +124,12 @@ func (cfg SSHConfig) validate() error {
 var (
 	// ErrSSHClosed is returned by calls on a client that was closed, or
 	// whose connection was lost.
-	ErrSSHClosed = errors.New("cluster: ssh connection closed")
+	ErrSSHClosed = errors.New("ssh connection closed")
 	// ErrKeepaliveTimeout is Err's value when the node stopped answering
 	// keepalives and the connection was closed for it.
-	ErrKeepaliveTimeout = errors.New("cluster: ssh keepalive timeout: node stopped answering")
+	ErrKeepaliveTimeout = errors.New("ssh keepalive timeout: node stopped answering")
 	// ErrSSHAuth marks a failed login: no offered credential was accepted.
-	ErrSSHAuth = errors.New("cluster: ssh authentication failed")
+	ErrSSHAuth = errors.New("ssh authentication failed")
 )
 
 // SSHClient is one authenticated SSH connection to a node. Commands, SFTP
@@ -193,7 +193,7 @@ func DialSSH(ctx context.Context, cfg SSHConfig, logger *slog.Logger) (*SSHClien
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("cluster: ssh %s: connect: %w", addr, err)
+		return nil, fmt.Errorf("ssh %s: connect: %w", addr, err)
 	}
 	// ssh.NewClientConn takes no context: a deadline on the socket bounds
 	// it, and cancellation moves that deadline into the past.
@@ -243,12 +243,12 @@ func dialError(ctx context.Context, cfg SSHConfig, addr string, hk *hostKeyCheck
 		ctxErr = context.DeadlineExceeded
 	}
 	if ctxErr != nil {
-		return fmt.Errorf("cluster: ssh %s: handshake: %w (%v)", addr, ctxErr, err)
+		return fmt.Errorf("ssh %s: handshake: %w (%v)", addr, ctxErr, err)
 	}
 	if strings.Contains(err.Error(), "unable to authenticate") {
 		return fmt.Errorf("%w as %s@%s: %w", ErrSSHAuth, cfg.User, addr, err)
 	}
-	return fmt.Errorf("cluster: ssh %s: %w", addr, err)
+	return fmt.Errorf("ssh %s: %w", addr, err)
 }
 
 // authMethods builds the auth methods in order: agent and key files (one
@@ -261,15 +261,15 @@ func authMethods(ctx context.Context, cfg SSHConfig, logger *slog.Logger) ([]ssh
 	for _, f := range cfg.KeyFiles {
 		b, err := os.ReadFile(f)
 		if err != nil {
-			return nil, closeAgent, fmt.Errorf("cluster: ssh key file: %w", err)
+			return nil, closeAgent, fmt.Errorf("ssh key file: %w", err)
 		}
 		s, err := ssh.ParsePrivateKey(b)
 		var pm *ssh.PassphraseMissingError
 		if errors.As(err, &pm) {
-			return nil, closeAgent, fmt.Errorf("cluster: ssh key file %s is passphrase-protected; load it into ssh-agent (ssh-add %s) and use the agent instead", f, f)
+			return nil, closeAgent, fmt.Errorf("ssh key file %s is passphrase-protected; load it into ssh-agent (ssh-add %s) and use the agent instead", f, f)
 		}
 		if err != nil {
-			return nil, closeAgent, fmt.Errorf("cluster: ssh key file %s: %w", f, err)
+			return nil, closeAgent, fmt.Errorf("ssh key file %s: %w", f, err)
 		}
 		fileSigners = append(fileSigners, s)
 	}
@@ -401,7 +401,7 @@ func (c *SSHClient) Close() error {
 	c.closeOnce.Do(func() {
 		close(c.closing)
 		if cerr := c.client.Close(); cerr != nil && !errors.Is(cerr, net.ErrClosed) {
-			err = fmt.Errorf("cluster: ssh %s: close: %w", c.addr, cerr)
+			err = fmt.Errorf("ssh %s: close: %w", c.addr, cerr)
 		}
 		<-c.done
 	})
@@ -416,7 +416,7 @@ func (c *SSHClient) acquire(ctx context.Context) (func(), error) {
 	case <-c.done:
 		return nil, c.closedErr()
 	case <-ctx.Done():
-		return nil, fmt.Errorf("cluster: ssh %s: waiting for a free session: %w", c.addr, ctx.Err())
+		return nil, fmt.Errorf("ssh %s: waiting for a free session: %w", c.addr, ctx.Err())
 	}
 }
 
@@ -433,7 +433,7 @@ func (c *SSHClient) closedErr() error {
 func (c *SSHClient) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	conn, err := c.client.DialContext(ctx, network, addr)
 	if err != nil {
-		return nil, fmt.Errorf("cluster: ssh %s: forward to %s: %w", c.addr, addr, err)
+		return nil, fmt.Errorf("ssh %s: forward to %s: %w", c.addr, addr, err)
 	}
 	return conn, nil
 }
@@ -473,7 +473,7 @@ func (c *SSHClient) listenRemote(ctx context.Context, network, addr string) (net
 	select {
 	case r := <-ch:
 		if r.err != nil {
-			return nil, fmt.Errorf("cluster: ssh %s: listen on node at %s: %w", c.addr, addr, r.err)
+			return nil, fmt.Errorf("ssh %s: listen on node at %s: %w", c.addr, addr, r.err)
 		}
 		return r.l, nil
 	case <-ctx.Done():
@@ -482,6 +482,6 @@ func (c *SSHClient) listenRemote(ctx context.Context, network, addr string) (net
 				r.l.Close()
 			}
 		}()
-		return nil, fmt.Errorf("cluster: ssh %s: listen on node at %s: %w", c.addr, addr, ctx.Err())
+		return nil, fmt.Errorf("ssh %s: listen on node at %s: %w", c.addr, addr, ctx.Err())
 	}
 }

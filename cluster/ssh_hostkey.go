@@ -40,12 +40,12 @@ func (e *HostKeyError) Error() string {
 		host, port = e.Host, "22"
 	}
 	if e.Mismatch {
-		return fmt.Sprintf("cluster: ssh %s: HOST KEY MISMATCH: the host offered %s but %s records %s; "+
+		return fmt.Sprintf("ssh %s: HOST KEY MISMATCH: the host offered %s but %s records %s; "+
 			"someone may be intercepting the connection, or the host was reinstalled. "+
 			"If you verified the new key, remove the old entry (ssh-keygen -R %s -f %s) and connect again",
 			e.Host, e.Got, e.File, strings.Join(e.Want, ", "), knownhosts.Normalize(e.Host), e.File)
 	}
-	return fmt.Sprintf("cluster: ssh %s: host key %s is not known (no entry in %s); "+
+	return fmt.Sprintf("ssh %s: host key %s is not known (no entry in %s); "+
 		"verify the fingerprint out of band, then add it (ssh-keyscan -p %s %s >> %s) "+
 		"or connect once accepting new host keys (bootstrap --accept-new-host-keys)",
 		e.Host, e.Got, e.File, port, host, e.File)
@@ -72,13 +72,13 @@ func newHostKeyChecker(file string, accept bool, logger *slog.Logger) (*hostKeyC
 	if _, err := os.Stat(file); err == nil {
 		files = append(files, file)
 	} else if !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("cluster: ssh known_hosts: %w", err)
+		return nil, fmt.Errorf("ssh known_hosts: %w", err)
 	}
 	// With no files the callback knows no host, which is what a missing
 	// file means.
 	cb, err := knownhosts.New(files...)
 	if err != nil {
-		return nil, fmt.Errorf("cluster: ssh known_hosts %s: %w", file, err)
+		return nil, fmt.Errorf("ssh known_hosts %s: %w", file, err)
 	}
 	return &hostKeyChecker{file: file, accept: accept, logger: logger, cb: cb}, nil
 }
@@ -92,9 +92,9 @@ func (h *hostKeyChecker) check(host string, remote net.Addr, key ssh.PublicKey) 
 	if !errors.As(err, &ke) {
 		var re *knownhosts.RevokedError
 		if errors.As(err, &re) {
-			return fmt.Errorf("cluster: ssh %s: host key %s is revoked (%s)", host, keyDesc(key), re.Revoked.String())
+			return fmt.Errorf("ssh %s: host key %s is revoked (%s)", host, keyDesc(key), re.Revoked.String())
 		}
-		return fmt.Errorf("cluster: ssh %s: host key check: %w", host, err)
+		return fmt.Errorf("ssh %s: host key check: %w", host, err)
 	}
 	if len(ke.Want) == 0 && h.accept {
 		if err := h.record(host, key); err != nil {
@@ -128,11 +128,11 @@ func (h *hostKeyChecker) record(host string, key ssh.PublicKey) error {
 	recordMu.Lock()
 	defer recordMu.Unlock()
 	if err := os.MkdirAll(filepath.Dir(h.file), 0o700); err != nil {
-		return fmt.Errorf("cluster: ssh record host key: %w", err)
+		return fmt.Errorf("ssh record host key: %w", err)
 	}
 	f, err := os.OpenFile(h.file, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
-		return fmt.Errorf("cluster: ssh record host key: %w", err)
+		return fmt.Errorf("ssh record host key: %w", err)
 	}
 	line := knownhosts.Line([]string{knownhosts.Normalize(host)}, key) + "\n"
 	// A file whose last line lacks its newline would swallow ours.
@@ -150,7 +150,7 @@ func (h *hostKeyChecker) record(host string, key ssh.PublicKey) error {
 		werr = cerr
 	}
 	if werr != nil {
-		return fmt.Errorf("cluster: ssh record host key in %s: %w", h.file, werr)
+		return fmt.Errorf("ssh record host key in %s: %w", h.file, werr)
 	}
 	return nil
 }

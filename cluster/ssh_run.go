@@ -41,7 +41,7 @@ func (e *RemoteExitError) Error() string {
 	if e.Signal != "" {
 		how = "killed by signal " + e.Signal
 	}
-	msg := fmt.Sprintf("cluster: ssh %s: %s %s", e.Node, argvSummary(e.Argv), how)
+	msg := fmt.Sprintf("ssh %s: %s %s", e.Node, argvSummary(e.Argv), how)
 	if s := strings.TrimSpace(e.Stderr); s != "" {
 		if len(s) > 512 {
 			s = "..." + s[len(s)-512:]
@@ -109,16 +109,16 @@ const pidPreamble = `printf 'vtc-pid %s\n' "$$" >&2; exec `
 // process group is killed, the session closed, and ctx's error returned.
 func (c *SSHClient) Run(ctx context.Context, argv []string, opt RunOptions) error {
 	if len(argv) == 0 {
-		return fmt.Errorf("cluster: ssh %s: run: empty argv", c.addr)
+		return fmt.Errorf("ssh %s: run: empty argv", c.addr)
 	}
 	for _, w := range argv {
 		if strings.IndexByte(w, 0) >= 0 {
-			return fmt.Errorf("cluster: ssh %s: run %s: argument contains a NUL byte", c.addr, argvSummary(argv))
+			return fmt.Errorf("ssh %s: run %s: argument contains a NUL byte", c.addr, argvSummary(argv))
 		}
 	}
 	if argv[0] == "" || argv[0][0] == '-' {
 		// The shell's exec would take it as an option (dash has no "--").
-		return fmt.Errorf("cluster: ssh %s: run %s: program name must not be empty or start with '-'", c.addr, argvSummary(argv))
+		return fmt.Errorf("ssh %s: run %s: program name must not be empty or start with '-'", c.addr, argvSummary(argv))
 	}
 	release, err := c.acquire(ctx)
 	if err != nil {
@@ -147,7 +147,7 @@ func (c *SSHClient) Run(ctx context.Context, argv []string, opt RunOptions) erro
 		return c.sessionErr(err)
 	}
 	if err := sess.Start(pidPreamble + QuoteArgv(argv)); err != nil {
-		return fmt.Errorf("cluster: ssh %s: start %s: %w", c.addr, argvSummary(argv), err)
+		return fmt.Errorf("ssh %s: start %s: %w", c.addr, argvSummary(argv), err)
 	}
 	go func() {
 		if opt.Stdin != nil {
@@ -173,7 +173,7 @@ func (c *SSHClient) Run(ctx context.Context, argv []string, opt RunOptions) erro
 	releaseOnce.Do(release)
 	c.killRemote(ctx, pid.get(), argv)
 	c.logger.Debug("ssh command cancelled", "argv", argv, "duration_seconds", time.Since(start).Seconds())
-	return fmt.Errorf("cluster: ssh %s: %s: %w", c.addr, argvSummary(argv), ctx.Err())
+	return fmt.Errorf("ssh %s: %s: %w", c.addr, argvSummary(argv), ctx.Err())
 }
 
 // killRemote kills a cancelled command's process group, with a short
@@ -247,7 +247,7 @@ func (c *SSHClient) sessionErr(err error) error {
 	case <-c.done:
 		return c.closedErr()
 	default:
-		return fmt.Errorf("cluster: ssh %s: open session: %w", c.addr, err)
+		return fmt.Errorf("ssh %s: open session: %w", c.addr, err)
 	}
 }
 
@@ -261,9 +261,9 @@ func (c *SSHClient) waitErr(argv []string, err error, tail *tailBuffer) error {
 	}
 	var missing *ssh.ExitMissingError
 	if errors.As(err, &missing) {
-		return fmt.Errorf("cluster: ssh %s: %s: connection ended without an exit status: %w", c.addr, argvSummary(argv), err)
+		return fmt.Errorf("ssh %s: %s: connection ended without an exit status: %w", c.addr, argvSummary(argv), err)
 	}
-	return fmt.Errorf("cluster: ssh %s: %s: %w", c.addr, argvSummary(argv), err)
+	return fmt.Errorf("ssh %s: %s: %w", c.addr, argvSummary(argv), err)
 }
 
 // Output runs argv and returns its standard output, also when it fails.
@@ -282,7 +282,7 @@ func (c *SSHClient) RemoteArch(ctx context.Context) (string, error) {
 	}
 	arch := strings.TrimSpace(string(out))
 	if arch == "" || strings.ContainsAny(arch, " \n") {
-		return "", fmt.Errorf("cluster: ssh %s: uname -m printed %q, want one word", c.addr, out)
+		return "", fmt.Errorf("ssh %s: uname -m printed %q, want one word", c.addr, out)
 	}
 	return arch, nil
 }

@@ -16,6 +16,7 @@ import (
 	"sync"
 
 	"github.com/vtcluster/vtcluster/agent"
+	"github.com/vtcluster/vtcluster/agent/xmlrpc"
 )
 
 // The node side: the agent's "resource" service, with upstream's RPC
@@ -163,13 +164,13 @@ func (s *NodeService) Methods() map[string]agent.Method {
 // reply builds upstream's [code, {"out": ...}].
 func ok(out any) []any {
 	if out == nil {
-		return []any{0, agent.Struct{}}
+		return []any{0, xmlrpc.Struct{}}
 	}
-	return []any{0, agent.Struct{{Key: "out", Value: out}}}
+	return []any{0, xmlrpc.Struct{{Key: "out", Value: out}}}
 }
 
 func failed(err error) []any {
-	return []any{1, agent.Struct{{Key: "out", Value: err.Error()}}}
+	return []any{1, xmlrpc.Struct{{Key: "out", Value: err.Error()}}}
 }
 
 // save writes the record atomically; callers hold mu.
@@ -238,7 +239,7 @@ func (s *NodeService) rpcStop(ctx context.Context, args agent.Args) (any, error)
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
-		return nil, agent.Faultf("RuntimeError", "%v", err)
+		return nil, xmlrpc.Faultf("RuntimeError", "%v", err)
 	}
 	return nil, nil
 }
@@ -354,13 +355,13 @@ func pickString(v any) string {
 func poolReply(c *poolConn) any {
 	switch c.Type {
 	case PoolFilesystem:
-		return agent.Struct{{Key: "spec", Value: agent.Struct{{Key: "path", Value: c.Root}}}}
+		return xmlrpc.Struct{{Key: "spec", Value: xmlrpc.Struct{{Key: "path", Value: c.Root}}}}
 	case PoolNFS:
 		var opts any
 		if c.MountOptions != "" {
 			opts = c.MountOptions
 		}
-		return agent.Struct{{Key: "spec", Value: agent.Struct{{Key: "mount", Value: c.Root}, {Key: "mount-options", Value: opts}}}}
+		return xmlrpc.Struct{{Key: "spec", Value: xmlrpc.Struct{{Key: "mount", Value: c.Root}, {Key: "mount-options", Value: opts}}}}
 	}
 	return nil
 }
@@ -505,7 +506,7 @@ func (s *NodeService) rpcCreateBacking(ctx context.Context, args agent.Args) (an
 		return failed(err), nil
 	}
 	info := s.sync(b)
-	return ok(agent.Struct{{Key: "backing", Value: b.ID}, info[0], info[1]}), nil
+	return ok(xmlrpc.Struct{{Key: "backing", Value: b.ID}, info[0], info[1]}), nil
 }
 
 func (s *NodeService) newBacking(cfg map[string]any) (*backing, error) {
@@ -672,7 +673,7 @@ func (s *NodeService) rpcUpdate(ctx context.Context, args agent.Args) (any, erro
 		return failed(err), nil
 	}
 	info := s.sync(b)
-	return ok(agent.Struct(info)), nil
+	return ok(xmlrpc.Struct(info)), nil
 }
 
 func (s *NodeService) rpcClone(ctx context.Context, args agent.Args) (any, error) {
@@ -712,5 +713,5 @@ func (s *NodeService) rpcClone(ctx context.Context, args agent.Args) (any, error
 		os.Remove(b.Path)
 		return failed(err), nil
 	}
-	return ok(agent.Struct(s.sync(b))), nil
+	return ok(xmlrpc.Struct(s.sync(b))), nil
 }

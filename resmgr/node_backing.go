@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/vtcluster/vtcluster/agent"
+	"github.com/vtcluster/vtcluster/agent/xmlrpc"
 )
 
 // volumeFormat is the image format a volume's file name says, as
@@ -22,16 +22,16 @@ func volumeFormat(path string) string {
 }
 
 // sync is upstream's sync reply for b: meta and spec members.
-func (s *NodeService) sync(b *backing) []agent.Member {
+func (s *NodeService) sync(b *backing) []xmlrpc.Member {
 	if b.Type == TypePort {
 		_, err := os.Stat(filepath.Join(s.sysNet, b.Ifname))
 		br := ""
 		if c := s.st.Pools[b.Pool]; c != nil {
 			br = c.Bridge
 		}
-		return []agent.Member{
-			{Key: "meta", Value: agent.Struct{{Key: "port-type", Value: "tap"}, {Key: "allocated", Value: err == nil}}},
-			{Key: "spec", Value: agent.Struct{{Key: "switch", Value: br}, {Key: "fds", Value: []any{}}, {Key: "ifname", Value: b.Ifname}}},
+		return []xmlrpc.Member{
+			{Key: "meta", Value: xmlrpc.Struct{{Key: "port-type", Value: "tap"}, {Key: "allocated", Value: err == nil}}},
+			{Key: "spec", Value: xmlrpc.Struct{{Key: "switch", Value: br}, {Key: "fds", Value: []any{}}, {Key: "ifname", Value: b.Ifname}}},
 		}
 	}
 	var alloc any
@@ -39,9 +39,9 @@ func (s *NodeService) sync(b *backing) []agent.Member {
 	if err == nil {
 		alloc = fi.Size()
 	}
-	return []agent.Member{
-		{Key: "meta", Value: agent.Struct{{Key: "allocated", Value: err == nil}}},
-		{Key: "spec", Value: agent.Struct{{Key: "uri", Value: b.Path}, {Key: "allocation", Value: alloc}}},
+	return []xmlrpc.Member{
+		{Key: "meta", Value: xmlrpc.Struct{{Key: "allocated", Value: err == nil}}},
+		{Key: "spec", Value: xmlrpc.Struct{{Key: "uri", Value: b.Path}, {Key: "allocation", Value: alloc}}},
 	}
 }
 

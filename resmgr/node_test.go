@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vtcluster/vtcluster/agent"
+	"github.com/vtcluster/vtcluster/agent/xmlrpc"
 	"github.com/vtcluster/vtcluster/cluster/lab"
 )
 
@@ -39,14 +40,14 @@ func out(t *testing.T, v any) (int, any) {
 	if !ok || len(r) != 2 {
 		t.Fatalf("reply %#v is not [code, {...}]", v)
 	}
-	o, _ := r[1].(agent.Struct).Get("out")
+	o, _ := r[1].(xmlrpc.Struct).Get("out")
 	return r[0].(int), plain(o)
 }
 
-// plain turns agent.Struct trees into maps for comparison.
+// plain turns xmlrpc.Struct trees into maps for comparison.
 func plain(v any) any {
 	switch x := v.(type) {
-	case agent.Struct:
+	case xmlrpc.Struct:
 		m := map[string]any{}
 		for _, mem := range x {
 			m[mem.Key] = plain(mem.Value)

@@ -22,7 +22,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/vtcluster/vtcluster/agent"
+	"github.com/vtcluster/vtcluster/agent/logframe"
 	"github.com/vtcluster/vtcluster/agent/py"
 	"github.com/vtcluster/vtcluster/cluster"
 	"github.com/vtcluster/vtcluster/cluster/etcdstore"
@@ -429,7 +429,7 @@ func (b *Backend) StartLogs(ctx context.Context, p *Partition, sink LogSink) (fu
 	cfg.NoListener = true
 	cfg.MaxConns = 4 * len(p.Nodes) // an agent reconnecting while its old connection winds down
 	cfg.Logger = b.log
-	cfg.OnRecord = func(tag, _ string, rec *agent.LogRecord) {
+	cfg.OnRecord = func(tag, _ string, rec *logframe.LogRecord) {
 		node := ""
 		if pn, ok := p.Node(tag); ok {
 			node = pn.Name

@@ -15,8 +15,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/vtcluster/vtcluster/agent/py"
 	"github.com/vtcluster/vtcluster/agent/pgroup"
+	"github.com/vtcluster/vtcluster/agent/py"
 )
 
 // commandSpec is the controller-side body command.

@@ -7,7 +7,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/vtcluster/vtcluster/agent"
+	"github.com/vtcluster/vtcluster/agent/logframe"
 	"github.com/vtcluster/vtcluster/agent/py"
 )
 
@@ -123,10 +123,10 @@ func LogMessage(logger, level, text string) Message {
 // pyLogLevel maps a Python level name to its number; an unknown name is
 // INFO, the level LogMessage defaults to.
 func pyLogLevel(name string) int {
-	if n, ok := agent.PyLevelNo(strings.ToUpper(name)); ok {
+	if n, ok := logframe.PyLevelNo(strings.ToUpper(name)); ok {
 		return n
 	}
-	return agent.PyInfo
+	return logframe.PyInfo
 }
 
 // FinishedMessage is the last message of a test. reason and returnCode are

@@ -147,8 +147,11 @@ type SpecError struct {
 	Msg          string
 }
 
+// Error places the problem in the file; it names no package, since the
+// file is what the user has to fix (and a list of them reads as one line
+// per problem).
 func (e *SpecError) Error() string {
-	return "runner: spec " + py.Locate(e.File, e.Line, e.Column, e.Path, e.Msg)
+	return "spec " + py.Locate(e.File, e.Line, e.Column, e.Path, e.Msg)
 }
 
 // maxSpecErrors keeps the report of a badly broken file readable.
@@ -491,7 +494,7 @@ func (l *specLoader) selectors(s, at string) {
 		return
 	}
 	if _, err := cluster.ParseSelectors(s); err != nil {
-		l.errorf(at, "%s", strings.TrimPrefix(err.Error(), "cluster: "))
+		l.errorf(at, "%s", err)
 	}
 }
 

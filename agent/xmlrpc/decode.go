@@ -1,4 +1,4 @@
-package agent
+package xmlrpc
 
 // Decoding accepts everything CPython's xmlrpc unmarshaller accepts: the
 // int, i1, i2, i4, i8 and biginteger spellings, bare <value>text</value>

@@ -1,4 +1,4 @@
-package agent
+package xmlrpc
 
 // The XML-RPC codec. It mirrors CPython's xmlrpc.client byte for byte on
 // the way out (so Python peers and our fixtures agree exactly) and accepts

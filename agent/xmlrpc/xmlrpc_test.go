@@ -1,4 +1,4 @@
-package agent
+package xmlrpc
 
 import (
 	"bytes"
@@ -15,7 +15,7 @@ import (
 	"time"
 )
 
-const fixtureDir = "../testdata/xmlrpc"
+const fixtureDir = "../../testdata/xmlrpc"
 
 // tagged is the type-tagged JSON written by testdata/xmlrpc/gen_fixtures.py.
 type tagged struct {

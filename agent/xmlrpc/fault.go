@@ -1,4 +1,4 @@
-package agent
+package xmlrpc
 
 import (
 	"encoding/json"
