@@ -107,14 +107,6 @@ type agentOptions struct {
 
 func (o agentOptions) addr() string { return net.JoinHostPort(o.host, strconv.Itoa(o.port)) }
 
-// where names what the agent listens on, for messages.
-func (o agentOptions) where() string {
-	if o.socket != "" {
-		return "unix:" + o.socket
-	}
-	return o.addr()
-}
-
 // upstream's hostname pattern: RFC 1123 labels separated by dots.
 var hostnameRE = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9\-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9\-]{0,61}[a-zA-Z0-9])?)*$`)
 
