@@ -281,6 +281,9 @@ func (r *testRun) execute(ctx context.Context) (out Outcome) {
 			select {
 			case err := <-lost:
 				wcancel(&nodeLostError{err})
+				// Logged when seen, so debug.log shows how long detection
+				// took even if the teardown that follows is cut short.
+				r.logf(wctx, "%v", err)
 			case <-wctx.Done():
 			}
 		}()
