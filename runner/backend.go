@@ -719,9 +719,18 @@ func (b *Backend) Watch(ctx context.Context, p *Partition) <-chan error {
 func watchNode(ctx context.Context, nc *cluster.NodeConn) error {
 	var sshDone <-chan struct{}
 	if nc.Node().AgentBind != cluster.AgentBindDirect {
-		if ssh, err := nc.SSH(ctx); err == nil {
-			sshDone = ssh.Done()
+		// Dials again only if the connection died since the allocation;
+		// the node gets no more time for that than for an answer.
+		sctx, cancel := context.WithTimeout(ctx, healthDeadline)
+		ssh, err := nc.SSH(sctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("its SSH connection is gone: %w", err)
 		}
+		sshDone = ssh.Done()
 	}
 	type answer struct {
 		sent time.Time
