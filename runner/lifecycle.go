@@ -478,6 +478,9 @@ func (r *testRun) bodyStage(ctx context.Context, rs *runState) (Outcome, bool) {
 			select {
 			case err := <-lost:
 				wcancel(&nodeLostError{err})
+				// Logged when seen, so debug.log shows how long detection
+				// took even if the teardown that follows is cut short.
+				r.logf(wctx, "%v", err)
 			case <-wctx.Done():
 			}
 		}()
