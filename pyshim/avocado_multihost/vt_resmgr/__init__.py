@@ -12,14 +12,17 @@ Names and signatures are upstream's (section 7.2 of the reference):
 ``create_resource_from_params(resource_name, resource_type,
 resource_params)``, ``bind_resource(resource_id, node_names=None)``,
 ``update_resource(resource_id, command, arguments=None)`` with
-``arguments["node"]`` selecting the node, and so on. Node names are the
-names nodes are registered under (``vtcluster node list``).
+``arguments["node"]`` selecting the node, and so on. Node names are, as
+upstream, the tags of the test's partition inside a test body
+($VTCLUSTER_PARTITION_FILE), and registered names elsewhere;
+get_resource_binding_nodes answers in the same terms.
 """
 
 import json
 
 from ..vt_cluster import ClusterError
 from ..vt_cluster import _binary
+from ..vt_cluster import _test_partition_tags
 
 __all__ = ["resmgr", "ResourceManagerError"]
 
@@ -43,8 +46,23 @@ def _run(args, payload=None):
     return json.loads(out) if out.strip() else None
 
 
+def _node_name(tag):
+    """The registered name of a node: a tag of the test's partition inside a test."""
+    tags = _test_partition_tags()
+    if not tags:
+        return tag
+    if tag not in tags:
+        raise ValueError(f"Wrong node name {tag}")  # upstream's error
+    return tags[tag]
+
+
 def _nodes(node_names):
-    return [arg for name in (node_names or []) for arg in ("--node", name)]
+    return [arg for tag in (node_names or []) for arg in ("--node", _node_name(tag))]
+
+
+def _node(arguments):
+    node = arguments.pop("node", None)
+    return ["--node", _node_name(node)] if node else []
 
 
 class _VTResourceManager:
@@ -99,24 +117,22 @@ class _VTResourceManager:
         _run(["resource", "unbind", resource_id, *_nodes(node_names)])
 
     def get_resource_binding_nodes(self, resource_id):
-        return _run(["resource", "nodes", resource_id])
+        names = _run(["resource", "nodes", resource_id])
+        tag_of = {name: tag for tag, name in _test_partition_tags().items()}
+        return [tag_of.get(name, name) for name in names]
 
     def get_resource_info(self, resource_id, request=None):
         return _run(["resource", "info", resource_id, *(["--request", request] if request is not None else [])])
 
     def clone_resource(self, source_resource_id, arguments=None):
         arguments = dict(arguments or {})
-        node = arguments.pop("node", None)
-        return _run(["resource", "update", source_resource_id, "clone", *(["--node", node] if node else [])])["uuid"]
+        return _run(["resource", "update", source_resource_id, "clone", *_node(arguments)])["uuid"]
 
     def update_resource(self, resource_id, command, arguments=None):
         """Run command on one binding; None, as upstream (clone_resource returns the clone)."""
         arguments = dict(arguments or {})
-        node = arguments.pop("node", None)
-        args = ["resource", "update", resource_id, command, "--arguments-stdin"]
-        if node:
-            args += ["--node", node]
-        _run(args, arguments)
+        node = _node(arguments)
+        _run(["resource", "update", resource_id, command, "--arguments-stdin", *node], arguments)
 
 
 resmgr = _VTResourceManager()
