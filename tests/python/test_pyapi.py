@@ -456,7 +456,8 @@ def test_resource_management_example_runs_unchanged(site, pooled):
 
 def test_resmgr_errors_carry_vtcluster_message(site, pooled):
     """A refused call raises ResourceManagerError with vtcluster's reason;
-    select_pool returns None when no pool fits, as upstream."""
+    select_pool returns None when no pool fits, and inside a test node
+    names are the partition's tags, as upstream."""
     res = site.python("-c", """
 import json
 from avocado_multihost.vt_resmgr import resmgr, ResourceManagerError
@@ -481,6 +482,16 @@ try:
     resmgr.get_resource_info(rid)
 except ResourceManagerError as e:
     out["gone"] = str(e)
+# Inside a test body: tags, and no names binds the partition's nodes only.
+import os, tempfile
+with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+    json.dump({"nodes": {"src": {"name": "node3"}}}, f)
+os.environ["VTCLUSTER_PARTITION_FILE"] = f.name
+rid = resmgr.create_resource_from_params("e", "volume", {"image_size": "1M"})
+resmgr.bind_resource(rid)
+out["in_test_nodes"] = resmgr.get_resource_binding_nodes(rid)
+resmgr.unbind_resource(rid)
+resmgr.destroy_resource(rid)
 print(json.dumps(out))
 """)
     assert res.returncode == 0, res.stdout + res.stderr
@@ -493,6 +504,7 @@ print(json.dumps(out))
     assert out["select_nfs"] is None
     assert out["select_fs"] == {"name": "shared"}
     assert "no resource" in out["gone"], out
+    assert out["in_test_nodes"] == ["src"]
     assert site.json("resource", "list") == []
 
 

@@ -111,6 +111,17 @@ class _VTResourceManager:
         _run(["resource", "destroy", resource_id])
 
     def bind_resource(self, resource_id, node_names=None):
+        """Bind on node_names; with none, inside a test, on the nodes of the
+        test's partition the resource's pool reaches (as upstream), else on
+        every node of the pool."""
+        if not node_names and _test_partition_tags():
+            pool = _run(["resource", "info", resource_id, "--request", "meta.pool"])["pool"]
+            access = _run(["pool", "info", pool, "--request", "meta.access.nodes"])["nodes"]
+            names = [n for n in _test_partition_tags().values() if n in access]
+            if not names:
+                raise ResourceManagerError(f"vtcluster resource bind: pool {pool} reaches no node of this test")
+            _run(["resource", "bind", resource_id, *[a for n in names for a in ("--node", n)]])
+            return
         _run(["resource", "bind", resource_id, *_nodes(node_names)])
 
     def unbind_resource(self, resource_id, node_names=None):
