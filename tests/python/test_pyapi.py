@@ -496,7 +496,7 @@ print(json.dumps(out))
 """)
     assert res.returncode == 0, res.stdout + res.stderr
     out = json.loads(res.stdout.strip().splitlines()[-1])
-    assert out["destroy"].startswith("vtcluster resource destroy: "), out
+    assert out["destroy"].startswith("vtcluster resource destroy: resmgr: "), out
     assert "Cannot destroy an allocated resource object" in out["destroy"], out
     assert out["nodes"] == ["node2"]
     assert out["size"] == {"size": "1048576"}

@@ -42,6 +42,8 @@ def _run(args, payload=None):
                                  stdin=stdin, timeout=TIMEOUT_SECONDS)
     if code != 0:
         detail = " ".join(line.strip() for line in err.splitlines() if line.strip())
+        if detail.startswith("vtcluster: "):  # the message names the command already
+            detail = detail[len("vtcluster: "):]
         raise ResourceManagerError(f"vtcluster {' '.join(args[:2])}: {detail}")
     return json.loads(out) if out.strip() else None
 
