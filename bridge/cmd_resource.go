@@ -1,11 +1,14 @@
 package bridge
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -54,9 +57,35 @@ func withManager(e *env, nargs int, argsUsage string, fn func(ctx context.Contex
 	}
 }
 
-// params reads repeated --param KEY=VALUE.
-func params(cmd *cli.Command) (map[string]string, error) {
+// params reads repeated --param KEY=VALUE, or with --params-stdin one
+// JSON object of them from stdin: upstream's params can be large, and
+// argv is visible to every user of the machine.
+func params(e *env, cmd *cli.Command) (map[string]string, error) {
 	out := map[string]string{}
+	if cmd.Bool("params-stdin") {
+		if len(cmd.StringSlice("param")) > 0 {
+			return nil, flagError("params-stdin", "the parameters come from stdin; give no --param")
+		}
+		obj, err := stdinObject(e, "params-stdin")
+		if err != nil {
+			return nil, err
+		}
+		for k, raw := range obj {
+			var v any
+			json.Unmarshal(raw, &v)
+			switch x := v.(type) {
+			case string:
+				out[k] = x
+			case float64, bool:
+				// Cartesian params are text; a number or a bool written
+				// as such is taken as its JSON text, as upstream's str().
+				out[k] = string(bytes.TrimSpace(raw))
+			default:
+				return nil, flagError("params-stdin", "key %q: want a string, number or bool, not %s", k, bytes.TrimSpace(raw))
+			}
+		}
+		return out, nil
+	}
 	for _, kv := range cmd.StringSlice("param") {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
@@ -65,6 +94,31 @@ func params(cmd *cli.Command) (map[string]string, error) {
 		out[k] = v
 	}
 	return out, nil
+}
+
+// maxStdinObject bounds what --params-stdin and --arguments-stdin read:
+// parameters that large are a mistake, not a use.
+const maxStdinObject = 4 << 20
+
+// stdinObject reads one JSON object from stdin for flag.
+func stdinObject(e *env, flag string) (map[string]json.RawMessage, error) {
+	data, err := io.ReadAll(io.LimitReader(e.stdin, maxStdinObject+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading stdin for --%s: %w", flag, err)
+	}
+	if len(data) > maxStdinObject {
+		return nil, flagError(flag, "stdin holds more than %d bytes", maxStdinObject)
+	}
+	var obj map[string]json.RawMessage
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&obj); err != nil || obj == nil || dec.More() {
+		return nil, flagError(flag, "stdin is not one JSON object")
+	}
+	return obj, nil
+}
+
+func paramsStdinFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "params-stdin", Usage: "read the parameters as one JSON object from stdin instead of --param"}
 }
 
 func paramFlag() cli.Flag {
@@ -157,15 +211,31 @@ Examples:
 				}),
 			},
 			{
-				Name: "create", Usage: "register one pool from avocado-vt pool parameters (JSON)", ArgsUsage: "NAME PARAMS_JSON",
-				Flags: resmgrFlags(),
-				Action: withManager(e, 2, "NAME and PARAMS_JSON", func(ctx context.Context, cmd *cli.Command, m *resmgr.Manager, a []string) error {
-					id, err := m.CreatePoolFromParams(ctx, a[0], json.RawMessage(a[1]))
-					if err != nil {
-						return err
+				Name: "create", Usage: "register one pool from avocado-vt pool parameters (JSON)", ArgsUsage: "NAME PARAMS_JSON | NAME --params-stdin",
+				Flags: append(resmgrFlags(), &cli.BoolFlag{Name: "params-stdin", Usage: "read PARAMS_JSON (one JSON object) from stdin"}),
+				Action: func(ctx context.Context, cmd *cli.Command) error {
+					n, usage := 2, "NAME and PARAMS_JSON"
+					if cmd.Bool("params-stdin") {
+						n, usage = 1, "NAME (the parameters come from stdin)"
 					}
-					return printID(e, cmd, id)
-				}),
+					return withManager(e, n, usage, func(ctx context.Context, cmd *cli.Command, m *resmgr.Manager, a []string) error {
+						var raw json.RawMessage
+						if cmd.Bool("params-stdin") {
+							obj, err := stdinObject(e, "params-stdin")
+							if err != nil {
+								return err
+							}
+							raw, _ = json.Marshal(obj)
+						} else {
+							raw = json.RawMessage(a[1])
+						}
+						id, err := m.CreatePoolFromParams(ctx, a[0], raw)
+						if err != nil {
+							return err
+						}
+						return printID(e, cmd, id)
+					})(ctx, cmd)
+				},
 			},
 			{
 				Name: "attach", Usage: "connect a pool on each of its access nodes", ArgsUsage: "POOL", Flags: resmgrFlags(),
@@ -198,9 +268,9 @@ Examples:
 			},
 			{
 				Name: "select", Usage: "print the pool a resource with these parameters would go to",
-				Flags: append(resmgrFlags(), paramFlag(), &cli.StringFlag{Name: "type", Value: resmgr.TypeVolume, Usage: "`TYPE`: volume or port"}),
+				Flags: append(resmgrFlags(), paramFlag(), paramsStdinFlag(), &cli.StringFlag{Name: "type", Value: resmgr.TypeVolume, Usage: "`TYPE`: volume or port"}),
 				Action: withManager(e, 0, "no arguments", func(ctx context.Context, cmd *cli.Command, m *resmgr.Manager, _ []string) error {
-					p, err := params(cmd)
+					p, err := params(e, cmd)
 					if err != nil {
 						return err
 					}
@@ -262,7 +332,7 @@ Examples:
 		Commands: []*cli.Command{
 			{
 				Name: "create", Usage: "define a resource from parameters, or copy one (--from)", ArgsUsage: "NAME | --from RESOURCE",
-				Flags: append(resmgrFlags(), paramFlag(),
+				Flags: append(resmgrFlags(), paramFlag(), paramsStdinFlag(),
 					&cli.StringFlag{Name: "type", Value: resmgr.TypeVolume, Usage: "`TYPE`: volume or port"},
 					&cli.StringFlag{Name: "from", Usage: "`RESOURCE` to copy the definition of"},
 					&cli.StringFlag{Name: "pool", Usage: "`POOL` for the copy (default: the source's)"}),
@@ -278,7 +348,7 @@ Examples:
 							id, err = m.CreateResourceFromSource(ctx, src, cmd.String("pool"))
 						} else {
 							var p map[string]string
-							if p, err = params(cmd); err != nil {
+							if p, err = params(e, cmd); err != nil {
 								return err
 							}
 							id, err = m.CreateResourceFromParams(ctx, a[0], cmd.String("type"), p)
@@ -324,11 +394,12 @@ Examples:
 				Name: "update", Usage: "run allocate, release, sync, resize or clone on one node's backing", ArgsUsage: "RESOURCE COMMAND",
 				Flags: append(resmgrFlags(),
 					&cli.StringFlag{Name: "node", Usage: "`NAME` of the bound node to run on (default: the first binding)"},
-					&cli.StringFlag{Name: "size", Usage: "`SIZE` for resize (bytes, or with a unit: 30G)"}),
+					&cli.StringFlag{Name: "size", Usage: "`SIZE` for resize (bytes, or with a unit: 30G)"},
+					&cli.BoolFlag{Name: "arguments-stdin", Usage: "read the command's arguments (upstream's arguments dict, without \"node\") as one JSON object from stdin"}),
 				Action: withManager(e, 2, "RESOURCE and COMMAND", func(ctx context.Context, cmd *cli.Command, m *resmgr.Manager, a []string) error {
-					var args map[string]any
-					if s := cmd.String("size"); s != "" {
-						args = map[string]any{"size": s}
+					args, err := updateArguments(e, cmd)
+					if err != nil {
+						return err
 					}
 					id, err := m.UpdateResource(ctx, a[0], a[1], cmd.String("node"), args)
 					if err != nil {
@@ -368,6 +439,43 @@ Examples:
 			}, &cli.BoolFlag{Name: "force", Usage: "release and unbind on every node first"}),
 		},
 	}
+}
+
+// updateArguments is the arguments dict of "resource update": --size, or
+// the object --arguments-stdin reads, whole numbers as int64 (what resmgr's
+// size check takes), other values as encoding/json decodes them.
+func updateArguments(e *env, cmd *cli.Command) (map[string]any, error) {
+	args := map[string]any{}
+	if cmd.Bool("arguments-stdin") {
+		obj, err := stdinObject(e, "arguments-stdin")
+		if err != nil {
+			return nil, err
+		}
+		for k, raw := range obj {
+			if k == "node" {
+				return nil, flagError("arguments-stdin", "give the node with --node, not in the arguments")
+			}
+			dec := json.NewDecoder(bytes.NewReader(raw))
+			dec.UseNumber()
+			var v any
+			dec.Decode(&v)
+			if n, ok := v.(json.Number); ok {
+				if i, err := strconv.ParseInt(string(n), 10, 64); err == nil {
+					v = i
+				} else {
+					v, _ = n.Float64()
+				}
+			}
+			args[k] = v
+		}
+	}
+	if s := cmd.String("size"); s != "" {
+		if _, dup := args["size"]; dup {
+			return nil, flagError("size", "the arguments on stdin give a size too; give one")
+		}
+		args["size"] = s
+	}
+	return args, nil
 }
 
 type resourceJSON struct {

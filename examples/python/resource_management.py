@@ -1,9 +1,11 @@
 # The "Resource Management Example" of avocado-vt's
 # docs/source/MultiHostTesting.rst (avocado-vt 113.0, GPLv2, Red Hat Inc.),
-# with `virttest.` replaced by `avocado_multihost.` and nothing else changed.
-# It needs the resource manager's CLI (vtcluster resource/pool), which is
-# not merged yet, and nodes tagged node1 and node2 (run it inside a test,
-# or with nodes registered under those names).
+# with `virttest.` replaced by `avocado_multihost.` and nothing else changed
+# but the line marked "vtcluster:". It drives vtcluster's resource manager
+# (`vtcluster resource ...`) and needs nodes registered as node1 and node2
+# and a volume pool both reach, attached (tests/python/test_pyapi.py sets
+# that up). The params' "size"/"format" are ignored, as upstream, whose
+# volumes read image_size/image_format: the volume is a 20G qcow2 file.
 import logging  # vtcluster: the original uses logging without importing it
 from avocado_multihost.vt_resmgr import resmgr
 

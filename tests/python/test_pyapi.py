@@ -410,17 +410,102 @@ def test_avocado_run_python_class_every_ending(registered, tmp_path):
         assert leftovers.stdout.strip() == "", f"{pattern} outlived its test"
 
 
-def test_resmgr_reports_a_missing_cli_clearly(site):
-    """vt_resmgr depends on `vtcluster resource`/`pool` (the resource
-    manager's CLI, built separately). Until that CLI is on this branch the
-    API must fail with a message naming it; once it is, this test must be
-    replaced by one running examples/python/resource_management.py."""
-    if site.vtcluster("resource", "--help", check=False).returncode == 0:
-        pytest.skip("vtcluster resource exists: run examples/python/resource_management.py instead")
-    res = site.python("-c", "from avocado_multihost.vt_resmgr import resmgr\n"
-                            "resmgr.create_resource_from_params('d', 'volume', {'image_size': '1M'})")
-    assert res.returncode == 1
-    assert "no `resource create` command yet (resource manager CLI not merged)" in res.stderr, res.stderr
+@pytest.fixture
+def pooled(site, tmp_path):
+    """The site's lab hosts registered, with one filesystem pool every node
+    reaches (lab hosts share this machine's filesystem) attached."""
+    shared = tmp_path / "shared"
+    config = json.loads(site.lab.cluster_config.read_text(encoding="utf-8"))
+    config["pools"] = {"storage": {"shared": {"type": "filesystem", "path": str(shared)}}}
+    config_path = tmp_path / "cluster.json"
+    config_path.write_text(json.dumps(config), encoding="utf-8")
+    site.vtcluster("bootstrap", "--vt-cluster-config", str(config_path), "--accept-new-host-keys")
+    site.vtcluster("agents", "start")
+    site.vtcluster("pool", "attach", "shared")
+    yield shared
+    site.vtcluster("pool", "detach", "shared", check=False)
+
+
+def test_resource_management_example_runs_unchanged(site, pooled):
+    """docs/source/MultiHostTesting.rst's resource management example: a
+    volume defined from params, bound to node1 and node2, allocated on
+    node1, read back, released, unbound and destroyed through the real
+    `vtcluster resource` CLI."""
+    # The example logs its result with logging.info on an unconfigured root
+    # logger; configure it here rather than change the example.
+    res = site.python("-c", "import logging, runpy, sys\n"
+                            "logging.basicConfig(level=logging.INFO, stream=sys.stdout, format='%(message)s')\n"
+                            "runpy.run_path(sys.argv[1], run_name='__main__')\n",
+                      str(EXAMPLES / "resource_management.py"))
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out
+    info = [line for line in res.stdout.splitlines() if line.startswith("Resource info: ")]
+    assert len(info) == 1, out
+    spec = eval(info[0][len("Resource info: "):], {})  # pylint: disable=eval-used  # a printed dict
+    assert set(spec) == {"spec"}, spec
+    # upstream's volume params are image_size/image_format (the example's
+    # "size"/"format" are ignored upstream too): a 20G qcow2 file.
+    assert spec["spec"]["size"] == str(20 << 30), spec
+    assert spec["spec"]["filename"] == "image.qcow2", spec
+    assert spec["spec"]["allocation"] is not None, spec
+    assert spec["spec"]["uri"]["node1"] == str(pooled / "image.qcow2"), spec
+    # Released, unbound and destroyed: nothing left in the state or the pool.
+    assert site.json("resource", "list") == []
+    assert list(pooled.iterdir()) == []
+
+
+def test_resmgr_errors_carry_vtcluster_message(site, pooled):
+    """A refused call raises ResourceManagerError with vtcluster's reason;
+    select_pool returns None when no pool fits, and inside a test node
+    names are the partition's tags, as upstream."""
+    res = site.python("-c", """
+import json
+from avocado_multihost.vt_resmgr import resmgr, ResourceManagerError
+out = {}
+rid = resmgr.create_resource_from_params("d", "volume", {"image_size": "1M", "image_format": "raw"})
+resmgr.bind_resource(rid, node_names=["node2"])
+resmgr.update_resource(rid, "allocate", arguments={"node": "node2"})
+try:
+    resmgr.destroy_resource(rid)
+except ResourceManagerError as e:
+    out["destroy"] = str(e)
+out["nodes"] = resmgr.get_resource_binding_nodes(rid)
+out["size"] = resmgr.get_resource_info(rid, request="spec.size")
+resmgr.update_resource(rid, "resize", arguments={"size": 2 << 20})
+out["resized"] = resmgr.get_resource_info(rid, request="spec.size")
+out["select_nfs"] = resmgr.select_pool("volume", {"storage_type": "nfs"})
+out["select_fs"] = resmgr.get_pool_info(resmgr.select_pool("volume", {"storage_type": "filesystem"}), request="meta.name")
+resmgr.update_resource(rid, "release")
+resmgr.unbind_resource(rid)
+resmgr.destroy_resource(rid)
+try:
+    resmgr.get_resource_info(rid)
+except ResourceManagerError as e:
+    out["gone"] = str(e)
+# Inside a test body: tags, and no names binds the partition's nodes only.
+import os, tempfile
+with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+    json.dump({"nodes": {"src": {"name": "node3"}}}, f)
+os.environ["VTCLUSTER_PARTITION_FILE"] = f.name
+rid = resmgr.create_resource_from_params("e", "volume", {"image_size": "1M"})
+resmgr.bind_resource(rid)
+out["in_test_nodes"] = resmgr.get_resource_binding_nodes(rid)
+resmgr.unbind_resource(rid)
+resmgr.destroy_resource(rid)
+print(json.dumps(out))
+""")
+    assert res.returncode == 0, res.stdout + res.stderr
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["destroy"].startswith("vtcluster resource destroy: resmgr: "), out
+    assert "Cannot destroy an allocated resource object" in out["destroy"], out
+    assert out["nodes"] == ["node2"]
+    assert out["size"] == {"size": "1048576"}
+    assert out["resized"] == {"size": "2097152"}
+    assert out["select_nfs"] is None
+    assert out["select_fs"] == {"name": "shared"}
+    assert "no resource" in out["gone"], out
+    assert out["in_test_nodes"] == ["src"]
+    assert site.json("resource", "list") == []
 
 
 def test_copy_files_to_and_from_a_node(site, tmp_path):

@@ -165,3 +165,21 @@ def test_logger_server_lines_with_or_without_the_controller_half():
         stripped = logger._CONTROLLER_PREFIX_RE.sub("", line, count=1)  # pylint: disable=protected-access
         assert stripped == worker
         assert logger._LEVEL_RE.match(stripped).group(1) == "WARNING"  # pylint: disable=protected-access
+
+
+def test_resmgr_node_names_are_partition_tags_inside_a_test(tmp_path, monkeypatch):
+    """Inside a test body vt_resmgr takes and gives tags, as upstream; the
+    CLI gets registered names."""
+    from avocado_multihost import vt_resmgr  # pylint: disable=import-outside-toplevel
+
+    monkeypatch.delenv("VTCLUSTER_PARTITION_FILE", raising=False)
+    assert vt_resmgr._nodes(["node1"]) == ["--node", "node1"]  # pylint: disable=protected-access
+    partition = tmp_path / "partition.json"
+    partition.write_text(json.dumps({"nodes": {"src": {"name": "host-a"}, "dst": {"name": "host-b"}}}))
+    monkeypatch.setenv("VTCLUSTER_PARTITION_FILE", str(partition))
+    assert vt_resmgr._nodes(["dst", "src"]) == ["--node", "host-b", "--node", "host-a"]  # pylint: disable=protected-access
+    arguments = {"node": "src", "size": "1M"}
+    assert vt_resmgr._node(arguments) == ["--node", "host-a"]  # pylint: disable=protected-access
+    assert arguments == {"size": "1M"}
+    with pytest.raises(ValueError, match="Wrong node name host-a"):
+        vt_resmgr._nodes(["host-a"])  # pylint: disable=protected-access

@@ -1,28 +1,34 @@
 """avocado-vt's ``virttest.vt_resmgr`` API (``resmgr``), backed by vtcluster.
 
-DEPENDS ON A CLI THAT IS NOT MERGED YET: every call shells out to
-``vtcluster resource ...`` / ``vtcluster pool ...`` with ``--json``, the
-command-line face of the resource manager (resmgr/ in the Go tree, built
-in parallel). The verbs used here are the contract this module expects
-from that CLI; until it exists every call raises ResourceManagerError
-saying the command is missing. Like the rest of the shim, it keeps no
-state: pools and resources live in vtcluster's state.
+Every call runs ``vtcluster resource ...`` / ``vtcluster pool ...`` with
+``--json``, the command-line face of the resource manager (resmgr/ in the
+Go tree). Parameters and arguments go to it as one JSON object on stdin
+(``--params-stdin``, ``--arguments-stdin``): upstream's params can be
+large, and a command line is visible to every user of the machine. Like
+the rest of the shim, it keeps no state: pools and resources live in
+vtcluster's state.
 
 Names and signatures are upstream's (section 7.2 of the reference):
 ``create_resource_from_params(resource_name, resource_type,
 resource_params)``, ``bind_resource(resource_id, node_names=None)``,
 ``update_resource(resource_id, command, arguments=None)`` with
-``arguments["node"]`` a tag, and so on. Node names are tags of the
-test's partition inside a test, registered names elsewhere, as with
-``vtcluster call``.
+``arguments["node"]`` selecting the node, and so on. Node names are, as
+upstream, the tags of the test's partition inside a test body
+($VTCLUSTER_PARTITION_FILE), and registered names elsewhere;
+get_resource_binding_nodes answers in the same terms.
 """
 
 import json
 
 from ..vt_cluster import ClusterError
 from ..vt_cluster import _binary
+from ..vt_cluster import _test_partition_tags
 
 __all__ = ["resmgr", "ResourceManagerError"]
+
+#: Seconds one resource manager command may take (its --timeout): an
+#: allocation writes a whole volume on a node.
+TIMEOUT_SECONDS = 600
 
 
 class ResourceManagerError(ClusterError):
@@ -30,15 +36,35 @@ class ResourceManagerError(ClusterError):
 
 
 def _run(args, payload=None):
-    """Run ``vtcluster ARGS --json`` (payload as JSON on stdin) and decode it."""
+    """Run ``vtcluster ARGS --json`` (payload as JSON on stdin) and decode its output."""
     stdin = None if payload is None else json.dumps(payload)
-    code, out, err = _binary.run([*args, "--json"], stdin=stdin, timeout=600)
+    code, out, err = _binary.run([*args, "--json", "--timeout", f"{TIMEOUT_SECONDS}s"],
+                                 stdin=stdin, timeout=TIMEOUT_SECONDS)
     if code != 0:
         detail = " ".join(line.strip() for line in err.splitlines() if line.strip())
-        if _binary.run([args[0], "--help"])[0] != 0:
-            detail = f"this vtcluster has no `{' '.join(args[:2])}` command yet (resource manager CLI not merged): {detail}"
+        if detail.startswith("vtcluster: "):  # the message names the command already
+            detail = detail[len("vtcluster: "):]
         raise ResourceManagerError(f"vtcluster {' '.join(args[:2])}: {detail}")
     return json.loads(out) if out.strip() else None
+
+
+def _node_name(tag):
+    """The registered name of a node: a tag of the test's partition inside a test."""
+    tags = _test_partition_tags()
+    if not tags:
+        return tag
+    if tag not in tags:
+        raise ValueError(f"Wrong node name {tag}")  # upstream's error
+    return tags[tag]
+
+
+def _nodes(node_names):
+    return [arg for tag in (node_names or []) for arg in ("--node", _node_name(tag))]
+
+
+def _node(arguments):
+    node = arguments.pop("node", None)
+    return ["--node", _node_name(node)] if node else []
 
 
 class _VTResourceManager:
@@ -47,7 +73,7 @@ class _VTResourceManager:
     # --- pools ---------------------------------------------------------------
 
     def create_pool_from_params(self, pool_name, pool_params):
-        return _run(["pool", "create", pool_name, "--params-stdin"], pool_params)["id"]
+        return _run(["pool", "create", pool_name, "--params-stdin"], dict(pool_params))["uuid"]
 
     def destroy_pool(self, pool_id):
         _run(["pool", "destroy", pool_id])
@@ -59,51 +85,67 @@ class _VTResourceManager:
         _run(["pool", "detach", pool_id])
 
     def get_pool_info(self, pool_id, request=None):
-        return _run(["pool", "info", pool_id, *(["--request", request] if request else [])])
+        return _run(["pool", "info", pool_id, *(["--request", request] if request is not None else [])])
 
     def select_pool(self, resource_type, resource_params):
-        return _run(["pool", "select", "--type", resource_type, "--params-stdin"], resource_params).get("id")
+        """The uuid of the pool a resource would go to, or None (as upstream) when none fits."""
+        try:
+            return _run(["pool", "select", "--type", resource_type, "--params-stdin"],
+                        dict(resource_params))["uuid"]
+        except ResourceManagerError as e:
+            if "Cannot find available pools" in str(e):
+                return None
+            raise
 
     # --- resources -----------------------------------------------------------
 
     def create_resource_from_params(self, resource_name, resource_type, resource_params):
         return _run(["resource", "create", resource_name, "--type", resource_type, "--params-stdin"],
-                    dict(resource_params))["id"]
+                    dict(resource_params))["uuid"]
 
     def create_resource_from_source(self, source_resource_id, target_pool_id=None):
-        args = ["resource", "copy", source_resource_id]
+        args = ["resource", "create", "--from", source_resource_id]
         if target_pool_id:
             args += ["--pool", target_pool_id]
-        return _run(args)["id"]
+        return _run(args)["uuid"]
 
     def destroy_resource(self, resource_id):
         _run(["resource", "destroy", resource_id])
 
     def bind_resource(self, resource_id, node_names=None):
-        _run(["resource", "bind", resource_id, *(node_names or [])])
+        """Bind on node_names; with none, inside a test, on the nodes of the
+        test's partition the resource's pool reaches (as upstream), else on
+        every node of the pool."""
+        if not node_names and _test_partition_tags():
+            pool = _run(["resource", "info", resource_id, "--request", "meta.pool"])["pool"]
+            access = _run(["pool", "info", pool, "--request", "meta.access.nodes"])["nodes"]
+            names = [n for n in _test_partition_tags().values() if n in access]
+            if not names:
+                raise ResourceManagerError(f"vtcluster resource bind: pool {pool} reaches no node of this test")
+            _run(["resource", "bind", resource_id, *[a for n in names for a in ("--node", n)]])
+            return
+        _run(["resource", "bind", resource_id, *_nodes(node_names)])
 
     def unbind_resource(self, resource_id, node_names=None):
-        _run(["resource", "unbind", resource_id, *(node_names or [])])
+        _run(["resource", "unbind", resource_id, *_nodes(node_names)])
 
     def get_resource_binding_nodes(self, resource_id):
-        return _run(["resource", "nodes", resource_id])
+        names = _run(["resource", "nodes", resource_id])
+        tag_of = {name: tag for tag, name in _test_partition_tags().items()}
+        return [tag_of.get(name, name) for name in names]
 
     def get_resource_info(self, resource_id, request=None):
-        return _run(["resource", "info", resource_id, *(["--request", request] if request else [])])
+        return _run(["resource", "info", resource_id, *(["--request", request] if request is not None else [])])
 
     def clone_resource(self, source_resource_id, arguments=None):
         arguments = dict(arguments or {})
-        node = arguments.pop("node", None)
-        return _run(["resource", "clone", source_resource_id, *(["--node", node] if node else [])])["id"]
+        return _run(["resource", "update", source_resource_id, "clone", *_node(arguments)])["uuid"]
 
     def update_resource(self, resource_id, command, arguments=None):
+        """Run command on one binding; None, as upstream (clone_resource returns the clone)."""
         arguments = dict(arguments or {})
-        node = arguments.pop("node", None)
-        args = ["resource", "update", resource_id, command, "--arguments-stdin"]
-        if node:
-            args += ["--node", node]
-        reply = _run(args, arguments)
-        return None if reply is None else reply.get("out")
+        node = _node(arguments)
+        _run(["resource", "update", resource_id, command, "--arguments-stdin", *node], arguments)
 
 
 resmgr = _VTResourceManager()
