@@ -37,7 +37,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/vtcluster/vtcluster/agent"
+	"github.com/vtcluster/vtcluster/agent/xmlrpc"
 )
 
 type result struct {
@@ -66,7 +66,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "rpcload: want -addr, -clients >= 1 and 0 < -duration <= 10m")
 		os.Exit(2)
 	}
-	body, err := agent.EncodeCall(*method, nil)
+	body, err := xmlrpc.EncodeCall(*method, nil)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "rpcload: encode call: %v\n", err)
 		os.Exit(2)
@@ -241,7 +241,7 @@ func readResponse(br *bufio.Reader) (body []byte, keepAlive bool, err error) {
 }
 
 func check(reply []byte, expect string) error {
-	v, err := agent.DecodeResponse(reply)
+	v, err := xmlrpc.DecodeResponse(reply)
 	if err != nil {
 		return err
 	}
