@@ -19,6 +19,7 @@ not an error.
 import argparse
 import json
 import os
+import secrets
 import shlex
 import sys
 import tempfile
@@ -47,16 +48,19 @@ def one_run(args, name, prefix, clients, repeat, workdir):
     argv = agent_argv(prefix, port, pid_file, os.path.join(run_dir, "data"))
     load = [args.rpcload, "-addr", f"127.0.0.1:{port}", "-clients", str(clients)]
     rec = {"server": name, "clients": clients, "repeat": repeat, "loadavg_before": bl.loadavg()}
-    with bl.Server(argv, port, run_dir, pid_file=pid_file) as srv:
+    # Our agent refuses TCP without a token; every server gets the same
+    # request bytes (the others ignore the Authorization header).
+    env = dict(os.environ, VTCLUSTER_AGENT_TOKEN=secrets.token_hex(16))
+    with bl.Server(argv, port, run_dir, env=env, pid_file=pid_file) as srv:
         rec["rss_idle_kb"] = bl.proc_status(srv.pid)["VmRSS"]
         if args.warmup > 0:
-            warm = bl.run_tool(load + ["-duration", f"{args.warmup}s"], timeout=args.warmup + 60)
+            warm = bl.run_tool(load + ["-duration", f"{args.warmup}s"], timeout=args.warmup + 60, env=env)
             if warm["errors"]:
                 rec["warmup_errors"] = warm["errors"]
         st = bl.proc_status(srv.pid)
         rec["rss_warm_kb"], rec["rss_anon_warm_kb"] = st["VmRSS"], st["RssAnon"]
         cpu0 = bl.proc_cpu_seconds(srv.pid)
-        res = bl.run_tool(load + ["-duration", f"{args.seconds}s"], timeout=args.seconds + 60)
+        res = bl.run_tool(load + ["-duration", f"{args.seconds}s"], timeout=args.seconds + 60, env=env)
         cpu = bl.proc_cpu_seconds(srv.pid) - cpu0
         st = bl.proc_status(srv.pid)
         rec["hwm_kb"], rec["rss_end_kb"] = st["VmHWM"], st["VmRSS"]
