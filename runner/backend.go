@@ -26,6 +26,7 @@ import (
 	"github.com/vtcluster/vtcluster/agent/py"
 	"github.com/vtcluster/vtcluster/cluster"
 	"github.com/vtcluster/vtcluster/cluster/etcdstore"
+	"github.com/vtcluster/vtcluster/cluster/sshx"
 	"github.com/vtcluster/vtcluster/resmgr"
 )
 
@@ -516,7 +517,7 @@ func (b *Backend) startNodeLogs(ctx context.Context, nc *cluster.NodeConn, tag s
 		cleanup := func(ctx context.Context) {
 			ln.Close()
 			// sshd may leave the socket file behind; it is ours to remove.
-			_ = ssh.Run(ctx, []string{"rm", "-f", "--", sock}, cluster.RunOptions{})
+			_ = ssh.Run(ctx, []string{"rm", "-f", "--", sock}, sshx.RunOptions{})
 		}
 		if _, err := nc.Call(ctx, "core.start_log_redirection_unix", sock); err != nil {
 			return cleanup, err
