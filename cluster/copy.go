@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vtcluster/vtcluster/cluster/sshx"
 )
 
 // A copy (vtcluster cp) runs between two file systems: this machine's, or a
@@ -32,8 +34,8 @@ import (
 type CopyFS struct {
 	// Name is "" for this machine, else the node name, for messages.
 	Name string
-	ssh  *SSHClient
-	sc   *sftpConn // nil for local
+	ssh  *sshx.Client
+	sc   *sshx.SFTP // nil for local
 	// helper is the vtcluster binary deployed on the node, asked where a
 	// file's data lies (see remoteExtents); "" when it is not there.
 	helper string
@@ -48,7 +50,7 @@ func (nc *NodeConn) OpenCopyFS(ctx context.Context) (*CopyFS, error) {
 	if err != nil {
 		return nil, err
 	}
-	sc, err := c.openSFTP(ctx)
+	sc, err := c.OpenSFTP(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("node %q: %w", nc.node.Name, err)
 	}
@@ -63,7 +65,7 @@ func (nc *NodeConn) OpenCopyFS(ctx context.Context) (*CopyFS, error) {
 // Close ends a node's SFTP session; closing LocalFS does nothing.
 func (f *CopyFS) Close() {
 	if f.sc != nil {
-		f.sc.close()
+		f.sc.Close()
 	}
 }
 
@@ -215,7 +217,7 @@ func (f *CopyFS) create(p string, perm fs.FileMode) (copyDest, error) {
 // sha256 hashes a file as it now is on this side.
 func (f *CopyFS) sha256(ctx context.Context, p string) (string, error) {
 	if f.sc != nil {
-		return f.ssh.remoteSHA256(ctx, p)
+		return f.ssh.RemoteSHA256(ctx, p)
 	}
 	fh, err := os.Open(p)
 	if err != nil {
@@ -268,7 +270,7 @@ func (f *CopyFS) remoteExtents(ctx context.Context, p string, size int64) [][2]i
 	}
 	var out cappedBuffer
 	out.max = maxExtents*48 + 256
-	if err := f.ssh.Run(ctx, []string{f.helper, "cp", "--extents", "--", p}, RunOptions{Stdout: &out}); err != nil || out.over {
+	if err := f.ssh.Run(ctx, []string{f.helper, "cp", "--extents", "--", p}, sshx.RunOptions{Stdout: &out}); err != nil || out.over {
 		return nil
 	}
 	var ans struct {

@@ -15,7 +15,7 @@
 //     (Bootstrap, Deploy, StartAgents, StopAgents, Status, FetchLogs), each
 //     reporting one NodeResult per node.
 //   - NodeConn (node.go): one node, live: its agent Client and, when
-//     needed, its SSHClient. The agent is reached through a Transport
+//     needed, its sshx.Client. The agent is reached through a Transport
 //     (transport.go): over an SSH tunnel to its Unix socket, or directly.
 //   - Client (client.go): XML-RPC calls to an agent through package
 //     agent/xmlrpc, without importing the daemon; a failed call is a
@@ -30,9 +30,9 @@
 //     agent/logframe frames, tagged with their node and handed on (the
 //     runner writes them to the test's logs).
 //
-// Files: ssh.go, ssh_hostkey.go and ssh_run.go (SSH with known_hosts and
-// remote commands, RemoteExitError), sftp.go and copy.go (copies to and
-// from nodes), lock_linux.go (the state file's lock), paths.go (default
+// Files: the SSH/SFTP layer is the subpackage sshx (sshx.Client: known_hosts,
+// remote commands, sshx.RemoteExitError, uploads); copy.go (copies to and
+// from nodes over sshx.SFTP), lock_linux.go (the state file's lock), paths.go (default
 // state dir, cluster name and environment variables).
 //
 // A partition may hold claims besides its nodes (Partition.Claims, e.g.

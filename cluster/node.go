@@ -16,6 +16,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/vtcluster/vtcluster/cluster/sshx"
 )
 
 // Agent layout on a node, under Node.AgentDir(): the binary, its pid file,
@@ -76,7 +78,7 @@ type NodeConn struct {
 	log  *slog.Logger
 
 	mu     sync.Mutex
-	ssh    *SSHClient
+	ssh    *sshx.Client
 	agent  *Client
 	closed bool
 }
@@ -131,11 +133,11 @@ func (nc *NodeConn) Call(ctx context.Context, method string, args ...any) (any, 
 }
 
 // SSH returns the node's SSH connection, dialing it on first use.
-func (nc *NodeConn) SSH(ctx context.Context) (*SSHClient, error) {
+func (nc *NodeConn) SSH(ctx context.Context) (*sshx.Client, error) {
 	nc.mu.Lock()
 	defer nc.mu.Unlock()
 	if nc.closed {
-		return nil, fmt.Errorf("cluster: node %q: %w", nc.node.Name, ErrSSHClosed)
+		return nil, fmt.Errorf("cluster: node %q: %w", nc.node.Name, sshx.ErrClosed)
 	}
 	if nc.ssh != nil {
 		select {
@@ -145,7 +147,7 @@ func (nc *NodeConn) SSH(ctx context.Context) (*SSHClient, error) {
 			return nc.ssh, nil
 		}
 	}
-	cfg := DefaultSSHConfig()
+	cfg := sshx.DefaultConfig()
 	cfg.Address = nc.node.Host()
 	cfg.Port = nc.node.ShellPort
 	cfg.User = nc.node.User
@@ -167,7 +169,7 @@ func (nc *NodeConn) SSH(ctx context.Context) (*SSHClient, error) {
 	if nc.opts.ConnectTimeout > 0 {
 		cfg.ConnectTimeout = nc.opts.ConnectTimeout
 	}
-	c, err := DialSSH(ctx, cfg, nc.log)
+	c, err := sshx.Dial(ctx, cfg, nc.log)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: node %q: %w", nc.node.Name, err)
 	}
@@ -247,38 +249,38 @@ func BinaryArch(path string) (string, error) {
 // into <agent_base_dir>/<name>/ over SFTP, skipping the upload when the
 // node already has the same SHA-256. It refuses a node of another
 // architecture. In direct mode it also installs the token (0600).
-// Errors: *ArchError, *RemoteExitError, SSH and SFTP errors.
-func (nc *NodeConn) SetupAgentEnv(ctx context.Context, binary string) (UploadResult, error) {
+// Errors: *ArchError, *sshx.RemoteExitError, SSH and SFTP errors.
+func (nc *NodeConn) SetupAgentEnv(ctx context.Context, binary string) (sshx.UploadResult, error) {
 	ssh, err := nc.SSH(ctx)
 	if err != nil {
-		return UploadResult{}, err
+		return sshx.UploadResult{}, err
 	}
 	arch, err := ssh.RemoteArch(ctx)
 	if err != nil {
-		return UploadResult{}, fmt.Errorf("cluster: node %q: %w", nc.node.Name, err)
+		return sshx.UploadResult{}, fmt.Errorf("cluster: node %q: %w", nc.node.Name, err)
 	}
 	if nc.node.Arch != "" && nc.node.Arch != arch {
-		return UploadResult{}, fmt.Errorf("cluster: node %q: config says arch %q but the node reports %q", nc.node.Name, nc.node.Arch, arch)
+		return sshx.UploadResult{}, fmt.Errorf("cluster: node %q: config says arch %q but the node reports %q", nc.node.Name, nc.node.Arch, arch)
 	}
 	binArch, err := BinaryArch(binary)
 	if err != nil {
-		return UploadResult{}, fmt.Errorf("cluster: node %q: %w", nc.node.Name, err)
+		return sshx.UploadResult{}, fmt.Errorf("cluster: node %q: %w", nc.node.Name, err)
 	}
 	ok := false
 	for _, a := range goarchToUname[binArch] {
 		ok = ok || a == arch
 	}
 	if !ok {
-		return UploadResult{}, &ArchError{Node: nc.node.Name, NodeArch: arch, BinaryArch: binArch}
+		return sshx.UploadResult{}, &ArchError{Node: nc.node.Name, NodeArch: arch, BinaryArch: binArch}
 	}
 	dir := nc.node.AgentDir()
-	if err := ssh.Run(ctx, []string{"mkdir", "-p", "-m", "0700", "--", dir}, RunOptions{}); err != nil {
-		return UploadResult{}, fmt.Errorf("cluster: node %q: create agent dir: %w", nc.node.Name, err)
+	if err := ssh.Run(ctx, []string{"mkdir", "-p", "-m", "0700", "--", dir}, sshx.RunOptions{}); err != nil {
+		return sshx.UploadResult{}, fmt.Errorf("cluster: node %q: create agent dir: %w", nc.node.Name, err)
 	}
 	// mkdir -m leaves an existing directory's mode alone, and the agent's
 	// socket is private only inside a private directory.
-	if err := ssh.Run(ctx, []string{"chmod", "0700", "--", dir}, RunOptions{}); err != nil {
-		return UploadResult{}, fmt.Errorf("cluster: node %q: make agent dir private: %w", nc.node.Name, err)
+	if err := ssh.Run(ctx, []string{"chmod", "0700", "--", dir}, sshx.RunOptions{}); err != nil {
+		return sshx.UploadResult{}, fmt.Errorf("cluster: node %q: make agent dir private: %w", nc.node.Name, err)
 	}
 	res, err := ssh.Upload(ctx, binary, path.Join(dir, agentBinaryName), 0o755)
 	if err != nil {
@@ -333,8 +335,8 @@ func (nc *NodeConn) StartAgent(ctx context.Context) (AgentInfo, error) {
 	// One writer for both streams, which ssh copies from two goroutines:
 	// it must lock. The agent's start-up output is short; the tail is what
 	// explains a failure.
-	out := &tailBuffer{max: 64 << 10}
-	if err := ssh.Run(ctx, argv, RunOptions{Stdout: out, Stderr: out}); err != nil {
+	out := sshx.NewTailBuffer(64 << 10)
+	if err := ssh.Run(ctx, argv, sshx.RunOptions{Stdout: out, Stderr: out}); err != nil {
 		// Another controller (a second job's hook) may have started the
 		// agent between our check and our start; then ours lost the bind
 		// and theirs is the one to use.
@@ -425,17 +427,17 @@ func (nc *NodeConn) StopAgent(ctx context.Context) error {
 		if convErr != nil || pid <= 1 {
 			return fmt.Errorf("cluster: node %q: pid file %s holds %q", nc.node.Name, pidFile, strings.TrimSpace(string(out)))
 		}
-		if err := ssh.Run(ctx, []string{"kill", "-0", strconv.Itoa(pid)}, RunOptions{}); err != nil {
+		if err := ssh.Run(ctx, []string{"kill", "-0", strconv.Itoa(pid)}, sshx.RunOptions{}); err != nil {
 			return nil // process gone
 		}
 		if time.Now().After(deadline) {
 			nc.log.Warn("agent did not quit; killing it", "pid", pid)
-			_ = ssh.Run(ctx, []string{"kill", "-KILL", strconv.Itoa(pid)}, RunOptions{})
-			_ = ssh.Run(ctx, []string{"rm", "-f", "--", pidFile}, RunOptions{})
+			_ = ssh.Run(ctx, []string{"kill", "-KILL", strconv.Itoa(pid)}, sshx.RunOptions{})
+			_ = ssh.Run(ctx, []string{"rm", "-f", "--", pidFile}, sshx.RunOptions{})
 			return nil
 		}
 		if time.Now().After(deadline.Add(-3 * time.Second)) {
-			_ = ssh.Run(ctx, []string{"kill", "-TERM", strconv.Itoa(pid)}, RunOptions{})
+			_ = ssh.Run(ctx, []string{"kill", "-TERM", strconv.Itoa(pid)}, sshx.RunOptions{})
 		}
 		select {
 		case <-ctx.Done():
@@ -458,7 +460,7 @@ func (nc *NodeConn) CleanupAgentEnv(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := ssh.Run(ctx, []string{"rm", "-rf", "--", dir}, RunOptions{}); err != nil {
+	if err := ssh.Run(ctx, []string{"rm", "-rf", "--", dir}, sshx.RunOptions{}); err != nil {
 		return fmt.Errorf("cluster: node %q: cleanup: %w", nc.node.Name, err)
 	}
 	return nil

@@ -25,6 +25,8 @@ import (
 	"github.com/vtcluster/vtcluster/cluster/lab"
 
 	"github.com/vtcluster/vtcluster/internal/testbin"
+
+	"github.com/vtcluster/vtcluster/cluster/sshx"
 )
 
 // The tests in this file drive real agents (the vtcluster binary itself,
@@ -200,9 +202,9 @@ func TestConnect_hostKeyMismatchRefused(t *testing.T) {
 	}
 	for _, accept := range []bool{false, true} {
 		_, err := Connect(testCtx(t), n, ConnectOptions{AcceptNewHostKeys: accept})
-		var hk *HostKeyError
+		var hk *sshx.HostKeyError
 		if !errors.As(err, &hk) || !hk.Mismatch {
-			t.Fatalf("accept new keys %v: err = %v, want a *HostKeyError with Mismatch", accept, err)
+			t.Fatalf("accept new keys %v: err = %v, want a *sshx.HostKeyError with Mismatch", accept, err)
 		}
 	}
 	if got := string(mustRead(t, l.KnownHosts)); got != line+"\n" {
@@ -503,4 +505,19 @@ func keepHosts(tb testing.TB, data []byte, n int) []byte {
 		tb.Fatal(err)
 	}
 	return out
+}
+
+func testCtx(tb testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	tb.Cleanup(cancel)
+	return ctx
+}
+
+func mustRead(tb testing.TB, p string) []byte {
+	tb.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
 }

@@ -28,7 +28,7 @@ type Options struct {
 	// such tests end in error.
 	NewCluster ClusterFactory
 	// Status tunes the status server client; zero means
-	// DefaultStatusConfig().
+	// defaultStatusConfig().
 	Status StatusConfig
 }
 
@@ -57,9 +57,9 @@ func Main(ctx context.Context, opts Options) int {
 		opts.Environ = os.Environ()
 	}
 	if opts.Status == (StatusConfig{}) {
-		opts.Status = DefaultStatusConfig()
+		opts.Status = defaultStatusConfig()
 	}
-	inv, err := ParseCommandLine(opts.Args)
+	inv, err := parseCommandLine(opts.Args)
 	if err != nil {
 		fmt.Fprintln(opts.Stderr, err)
 		return 2
@@ -70,26 +70,26 @@ func Main(ctx context.Context, opts Options) int {
 	}
 	a := &app{opts: opts}
 	switch inv.Command {
-	case CmdCapabilities:
+	case cmdCapabilities:
 		return a.capabilities()
-	case CmdRunnableRun, CmdTaskRun:
-		r, err := RunnableFromArgs(inv.Args)
+	case cmdRunnableRun, cmdTaskRun:
+		r, err := runnableFromArgs(inv.Args)
 		if err != nil {
 			return a.fail(err)
 		}
-		if inv.Command == CmdRunnableRun {
-			return a.run(ctx, Task{Runnable: r}, false)
+		if inv.Command == cmdRunnableRun {
+			return a.run(ctx, task{Runnable: r}, false)
 		}
-		return a.run(ctx, Task{ID: inv.Args.Identifier, JobID: inv.Args.JobID, Category: inv.Args.Category,
+		return a.run(ctx, task{ID: inv.Args.Identifier, JobID: inv.Args.JobID, Category: inv.Args.Category,
 			StatusURIs: inv.Args.StatusURIs, Runnable: r}, true)
-	case CmdRunnableRunRecipe:
-		r, err := LoadRunnableRecipe(inv.Recipe)
+	case cmdRunnableRunRecipe:
+		r, err := loadRunnableRecipe(inv.Recipe)
 		if err != nil {
 			return a.fail(err)
 		}
-		return a.run(ctx, Task{Runnable: r}, false)
-	case CmdTaskRunRecipe:
-		t, err := LoadTaskRecipe(inv.Recipe)
+		return a.run(ctx, task{Runnable: r}, false)
+	case cmdTaskRunRecipe:
+		t, err := loadTaskRecipe(inv.Recipe)
 		if err != nil {
 			return a.fail(err)
 		}
@@ -103,7 +103,7 @@ type app struct {
 }
 
 func (a *app) fail(err error) int {
-	fmt.Fprintf(a.opts.Stderr, "%s: %v\n", ProgName, err)
+	fmt.Fprintf(a.opts.Stderr, "%s: %v\n", progName, err)
 	return 1
 }
 
@@ -111,10 +111,10 @@ func (a *app) fail(err error) int {
 // must stay fast and print nothing else: it runs whenever a Runnable of
 // the kind is built, even by "avocado list".
 func (a *app) capabilities() int {
-	line, err := encodeLine(Message{
-		{Key: "runnables", Value: []string{Kind}},
-		{Key: "commands", Value: Commands},
-		{Key: "configuration_used", Value: ConfigurationUsed},
+	line, err := encodeLine(message{
+		{Key: "runnables", Value: []string{kind}},
+		{Key: "commands", Value: commands},
+		{Key: "configuration_used", Value: configurationUsed},
 	})
 	if err != nil {
 		return a.fail(err)
@@ -132,14 +132,14 @@ type prepared struct {
 	cfg  RunConfig
 }
 
-func (a *app) prepare(r Runnable) (prepared, error) {
+func (a *app) prepare(r runnable) (prepared, error) {
 	var p prepared
 	var err error
-	if p.cfg, err = RunConfigFromSettings(r.Config); err != nil {
+	if p.cfg, err = runConfigFromSettings(r.Config); err != nil {
 		return p, err
 	}
-	if r.Kind != Kind {
-		return p, fmt.Errorf("runner: unsupported kind of runnable %q (this runner handles %q)", r.Kind, Kind)
+	if r.Kind != kind {
+		return p, fmt.Errorf("runner: unsupported kind of runnable %q (this runner handles %q)", r.Kind, kind)
 	}
 	if r.URI == "" {
 		return p, errors.New("runner: no test given: the runnable's uri must be a multihost spec file (with the keyword argument test=NAME)")
@@ -170,7 +170,7 @@ func oneLine(err error) string {
 	return strings.ReplaceAll(err.Error(), "\n", "; ")
 }
 
-func (a *app) run(ctx context.Context, task Task, taskMode bool) (code int) {
+func (a *app) run(ctx context.Context, task task, taskMode bool) (code int) {
 	// Signals are caught before anything else: from here on, every way
 	// out sends a finished message.
 	sigs := make(chan os.Signal, 4)
@@ -190,7 +190,7 @@ func (a *app) run(ctx context.Context, task Task, taskMode bool) (code int) {
 	if len(uris) == 0 && prep.cfg.StatusServerURI != "" {
 		uris = []string{prep.cfg.StatusServerURI}
 	}
-	status, err := NewStatusClient(uris, a.opts.Status)
+	status, err := newStatusClient(uris, a.opts.Status)
 	if err != nil {
 		return a.fail(err)
 	}
@@ -207,15 +207,15 @@ func (a *app) run(ctx context.Context, task Task, taskMode bool) (code int) {
 			defer os.Remove(outputDir)
 		}
 	}
-	rep := NewReporter(ReporterConfig{Status: status, Stdout: a.opts.Stdout, Task: taskMode,
+	rep := newReporter(reporterConfig{Status: status, Stdout: a.opts.Stdout, Task: taskMode,
 		ID: task.ID, JobID: task.JobID, OutputDir: outputDir})
 	defer rep.Close()
 	procs := newProcGroups()
 	defer func() {
 		if p := recover(); p != nil {
 			procs.killAll()
-			rep.Finish(ctx, FinishedMessage(ResultError, fmt.Sprintf("runner internal error: panic: %v", p), nil))
-			fmt.Fprintf(a.opts.Stderr, "%s: internal error: panic: %v\n", ProgName, p)
+			rep.Finish(ctx, finishedMessage(resultError, fmt.Sprintf("runner internal error: panic: %v", p), nil))
+			fmt.Fprintf(a.opts.Stderr, "%s: internal error: panic: %v\n", progName, p)
 			code = 1
 		}
 	}()
@@ -224,17 +224,17 @@ func (a *app) run(ctx context.Context, task Task, taskMode bool) (code int) {
 		if taskMode {
 			// A started message without output_dir would hang Avocado;
 			// a lone finished is fine.
-			rep.Finish(ctx, FinishedMessage(ResultError, err.Error(), nil))
+			rep.Finish(ctx, finishedMessage(resultError, err.Error(), nil))
 			return a.fail(err)
 		}
 		prepErr = err
 	}
-	rep.Send(ctx, StartedMessage())
+	rep.Send(ctx, startedMessage())
 	if !status.Usable() {
 		return a.fail(fmt.Errorf("runner: cannot report to any status server: %w", rep.Err()))
 	}
 	if prepErr != nil {
-		rep.Finish(ctx, FinishedMessage(ResultError, oneLine(prepErr), nil))
+		rep.Finish(ctx, finishedMessage(resultError, oneLine(prepErr), nil))
 		return a.exitCode(rep, 0)
 	}
 
@@ -244,7 +244,7 @@ func (a *app) run(ctx context.Context, task Task, taskMode bool) (code int) {
 		defer close(hbDone)
 		defer trap.catch()
 		// Like Avocado's runners: one at once, then every 0.5 s.
-		rep.Send(ctx, HeartbeatMessage())
+		rep.Send(ctx, heartbeatMessage())
 		t := time.NewTicker(500 * time.Millisecond)
 		defer t.Stop()
 		for {
@@ -252,7 +252,7 @@ func (a *app) run(ctx context.Context, task Task, taskMode bool) (code int) {
 			case <-hbStop:
 				return
 			case <-t.C:
-				rep.Send(ctx, HeartbeatMessage())
+				rep.Send(ctx, heartbeatMessage())
 			}
 		}
 	}()
@@ -283,14 +283,14 @@ func (a *app) run(ctx context.Context, task Task, taskMode bool) (code int) {
 
 	runCtx, cancelRun := context.WithCancelCause(ctx)
 	defer cancelRun(nil)
-	done := make(chan Outcome, 1)
+	done := make(chan outcome, 1)
 	go func() {
 		defer trap.catch()
 		done <- tr.execute(runCtx)
 	}()
 
 	internal := ""
-	var out Outcome
+	var out outcome
 	select {
 	case out = <-done:
 	case internal = <-trap.ch:
@@ -307,12 +307,12 @@ func (a *app) run(ctx context.Context, task Task, taskMode bool) (code int) {
 		}
 	}
 	if internal != "" {
-		out = Outcome{Result: ResultError, Reason: strings.SplitN(internal, "\n", 2)[0]}
+		out = outcome{Result: resultError, Reason: strings.SplitN(internal, "\n", 2)[0]}
 	}
 	stopHeartbeat()
 	rep.Finish(ctx, out.message())
 	if internal != "" {
-		fmt.Fprintf(a.opts.Stderr, "%s: %s\n", ProgName, internal)
+		fmt.Fprintf(a.opts.Stderr, "%s: %s\n", progName, internal)
 		return 1
 	}
 	return a.exitCode(rep, 0)
@@ -322,11 +322,11 @@ func (a *app) run(ctx context.Context, task Task, taskMode bool) (code int) {
 // process group gets SIGTERM, then SIGKILL; teardown gets a short budget)
 // and the outcome is awaited within interruptBudget. Whatever happens,
 // every body process group is killed before it returns.
-func (a *app) stop(ctx context.Context, cancel context.CancelCauseFunc, reason string, done <-chan Outcome,
-	sigs <-chan os.Signal, trap *panicTrap, procs *procGroups) Outcome {
+func (a *app) stop(ctx context.Context, cancel context.CancelCauseFunc, reason string, done <-chan outcome,
+	sigs <-chan os.Signal, trap *panicTrap, procs *procGroups) outcome {
 	defer procs.killAll()
 	cancel(&interruptedError{reason: reason, bySignal: true})
-	out := Outcome{Result: ResultInterrupted, Reason: reason}
+	out := outcome{Result: resultInterrupted, Reason: reason}
 	t := time.NewTimer(interruptBudget)
 	defer t.Stop()
 	select {
@@ -347,9 +347,9 @@ func (a *app) stop(ctx context.Context, cancel context.CancelCauseFunc, reason s
 	return out
 }
 
-func (a *app) exitCode(rep *Reporter, code int) int {
+func (a *app) exitCode(rep *reporter, code int) int {
 	if err := rep.Err(); err != nil {
-		fmt.Fprintf(a.opts.Stderr, "%s: %v\n", ProgName, err)
+		fmt.Fprintf(a.opts.Stderr, "%s: %v\n", progName, err)
 		return 1
 	}
 	return code

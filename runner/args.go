@@ -30,46 +30,46 @@ import (
 
 // Subcommand names, in the order argparse lists them.
 const (
-	CmdCapabilities      = "capabilities"
-	CmdRunnableRun       = "runnable-run"
-	CmdRunnableRunRecipe = "runnable-run-recipe"
-	CmdTaskRun           = "task-run"
-	CmdTaskRunRecipe     = "task-run-recipe"
+	cmdCapabilities      = "capabilities"
+	cmdRunnableRun       = "runnable-run"
+	cmdRunnableRunRecipe = "runnable-run-recipe"
+	cmdTaskRun           = "task-run"
+	cmdTaskRunRecipe     = "task-run-recipe"
 )
 
-// Kind is the runnable kind this runner handles.
-const Kind = "multihost"
+// kind is the runnable kind this runner handles.
+const kind = "multihost"
 
-// Commands lists the subcommands, as reported by capabilities.
-var Commands = []string{CmdCapabilities, CmdRunnableRun, CmdRunnableRunRecipe, CmdTaskRun, CmdTaskRunRecipe}
+// commands lists the subcommands, as reported by capabilities.
+var commands = []string{cmdCapabilities, cmdRunnableRun, cmdRunnableRunRecipe, cmdTaskRun, cmdTaskRunRecipe}
 
-// UsageError is a command line mistake: the runner prints Error() on
+// usageError is a command line mistake: the runner prints Error() on
 // stderr and exits 2, like argparse.
-type UsageError struct {
+type usageError struct {
 	Prog  string // "avocado-runner-multihost task-run"
 	Usage string // the argparse usage block, starting with "usage: "
 	Msg   string
 }
 
-func (e *UsageError) Error() string {
+func (e *usageError) Error() string {
 	return fmt.Sprintf("%s\n%s: error: %s", e.Usage, e.Prog, e.Msg)
 }
 
-// Invocation is a parsed runner command line.
-type Invocation struct {
-	// Command is one of Commands.
+// invocation is a parsed runner command line.
+type invocation struct {
+	// Command is one of commands.
 	Command string
 	// Help is set when -h/--help was given: print it on stdout, exit 0.
 	Help string
 	// Args holds the option values of runnable-run and task-run.
-	Args CommandArgs
+	Args commandArgs
 	// Recipe is the recipe path of the *-recipe commands.
 	Recipe string
 }
 
-// CommandArgs are the raw values of runnable-run and task-run, before
+// commandArgs are the raw values of runnable-run and task-run, before
 // decoding (base64:, json:, -c).
-type CommandArgs struct {
+type commandArgs struct {
 	Kind       string
 	URI        *string
 	Config     string // JSON text, default "{}"
@@ -120,12 +120,12 @@ type parser struct {
 	width       int // argparse's formatter width (COLUMNS-2)
 }
 
-// ProgName is the program name shown in usage text whatever argv[0] is,
+// progName is the program name shown in usage text whatever argv[0] is,
 // like PROG_NAME of Avocado's runners.
-const ProgName = "avocado-runner-" + Kind
+const progName = "avocado-runner-" + kind
 
 func newParser(argv0 string) *parser {
-	p := &parser{prog: ProgName, width: 78}
+	p := &parser{prog: progName, width: 78}
 	base := argv0
 	if i := strings.LastIndexByte(base, '/'); i >= 0 {
 		base = base[i+1:]
@@ -155,19 +155,19 @@ func newParser(argv0 string) *parser {
 		{short: "-j", long: "--job-id", dest: "job_id", metavar: "JOB_ID", help: "Identifier of Job this task belongs to"},
 	}
 	p.cmds = []*cmdSpec{
-		{name: CmdCapabilities, help: "Outputs capabilities, including runnables and commands", opts: []*optSpec{helpOpt}},
-		{name: CmdRunnableRun, help: "Runs a runnable definition from arguments", opts: append([]*optSpec{helpOpt}, runnableOpts...), pos: keyVal},
-		{name: CmdRunnableRunRecipe, help: "Runs a runnable definition from a recipe", opts: []*optSpec{helpOpt}, pos: &posSpec{metavar: "recipe", help: "Path to the runnable recipe file"}},
-		{name: CmdTaskRun, help: "Runs a task from arguments", opts: append(append([]*optSpec{helpOpt}, taskOpts...), runnableOpts...), pos: keyVal},
-		{name: CmdTaskRunRecipe, help: "Runs a task from a recipe", opts: []*optSpec{helpOpt}, pos: &posSpec{metavar: "recipe", help: "Path to the task recipe file"}},
+		{name: cmdCapabilities, help: "Outputs capabilities, including runnables and commands", opts: []*optSpec{helpOpt}},
+		{name: cmdRunnableRun, help: "Runs a runnable definition from arguments", opts: append([]*optSpec{helpOpt}, runnableOpts...), pos: keyVal},
+		{name: cmdRunnableRunRecipe, help: "Runs a runnable definition from a recipe", opts: []*optSpec{helpOpt}, pos: &posSpec{metavar: "recipe", help: "Path to the runnable recipe file"}},
+		{name: cmdTaskRun, help: "Runs a task from arguments", opts: append(append([]*optSpec{helpOpt}, taskOpts...), runnableOpts...), pos: keyVal},
+		{name: cmdTaskRunRecipe, help: "Runs a task from a recipe", opts: []*optSpec{helpOpt}, pos: &posSpec{metavar: "recipe", help: "Path to the task recipe file"}},
 	}
 	return p
 }
 
-// ParseCommandLine parses argv (argv[0] is the program path) the way
-// Avocado's argparse-based runners do. It returns a *UsageError for
+// parseCommandLine parses argv (argv[0] is the program path) the way
+// Avocado's argparse-based runners do. It returns a *usageError for
 // command line mistakes.
-func ParseCommandLine(argv []string) (*Invocation, error) {
+func parseCommandLine(argv []string) (*invocation, error) {
 	if len(argv) == 0 {
 		argv = []string{""}
 	}
@@ -175,11 +175,11 @@ func ParseCommandLine(argv []string) (*Invocation, error) {
 	return p.parse(argv[1:])
 }
 
-func (p *parser) topUsageError(msg string) *UsageError {
-	return &UsageError{Prog: p.prog, Usage: p.topUsage(), Msg: msg}
+func (p *parser) topUsageError(msg string) *usageError {
+	return &usageError{Prog: p.prog, Usage: p.topUsage(), Msg: msg}
 }
 
-func (p *parser) parse(args []string) (*Invocation, error) {
+func (p *parser) parse(args []string) (*invocation, error) {
 	top := &cmdSpec{opts: []*optSpec{{short: "-h", long: "--help", isHelp: true}}}
 	var unknown []string
 	for i, a := range args {
@@ -201,7 +201,7 @@ func (p *parser) parse(args []string) (*Invocation, error) {
 			if explicit != nil {
 				return nil, p.topUsageError(fmt.Sprintf("argument -h/--help: ignored explicit argument %s", py.Repr(*explicit)))
 			}
-			return &Invocation{Help: p.topHelp()}, nil
+			return &invocation{Help: p.topHelp()}, nil
 		default:
 			unknown = append(unknown, a)
 		}
@@ -209,7 +209,7 @@ func (p *parser) parse(args []string) (*Invocation, error) {
 	return nil, p.topUsageError("the following arguments are required: subcommand")
 }
 
-func (p *parser) parseSub(name string, args, unknown []string) (*Invocation, error) {
+func (p *parser) parseSub(name string, args, unknown []string) (*invocation, error) {
 	var cmd *cmdSpec
 	for _, c := range p.cmds {
 		if c.name == name {
@@ -225,7 +225,7 @@ func (p *parser) parseSub(name string, args, unknown []string) (*Invocation, err
 	}
 	prog := p.prog + " " + cmd.name
 	usageErr := func(msg string) error {
-		return &UsageError{Prog: prog, Usage: p.subUsage(cmd), Msg: msg}
+		return &usageError{Prog: prog, Usage: p.subUsage(cmd), Msg: msg}
 	}
 	values := map[string][]string{}
 	var positionals []string
@@ -254,7 +254,7 @@ func (p *parser) parseSub(name string, args, unknown []string) (*Invocation, err
 				if explicit != nil {
 					return nil, usageErr(fmt.Sprintf("argument %s: ignored explicit argument %s", opt.names(), py.Repr(*explicit)))
 				}
-				return &Invocation{Command: cmd.name, Help: p.subHelp(cmd)}, nil
+				return &invocation{Command: cmd.name, Help: p.subHelp(cmd)}, nil
 			}
 			var v string
 			switch {
@@ -276,7 +276,7 @@ func (p *parser) parseSub(name string, args, unknown []string) (*Invocation, err
 			}
 		}
 	}
-	inv := &Invocation{Command: cmd.name}
+	inv := &invocation{Command: cmd.name}
 	if cmd.pos != nil && cmd.pos.many {
 		for _, kv := range positionals {
 			if !strings.Contains(kv, "=") {
@@ -311,7 +311,7 @@ func (p *parser) parseSub(name string, args, unknown []string) (*Invocation, err
 		}
 		return def
 	}
-	inv.Args = CommandArgs{
+	inv.Args = commandArgs{
 		Kind:       last("kind", p.defaultKind),
 		Config:     last("config", "{}"),
 		Args:       values["arg"],

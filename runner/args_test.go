@@ -17,35 +17,35 @@ func TestParseCommandLine_accepted(t *testing.T) {
 	cases := []struct {
 		name string
 		argv []string
-		want CommandArgs
+		want commandArgs
 	}{
 		{"avocado task-run argv, -s last",
 			[]string{"task-run", "-i", "1-spec.json:t", "-j", "abc", "-k", "multihost", "-u", "spec.json", "-c", `{"run.keep_tmp": false}`, "tags=json:{}", "output_dir=/r/1", "test=t", "-s", "/tmp/a/.status_server.sock", "-s", "127.0.0.1:8888"},
-			CommandArgs{Kind: "multihost", URI: strp("spec.json"), Config: `{"run.keep_tmp": false}`, KeyVals: []string{"tags=json:{}", "output_dir=/r/1", "test=t"}, Identifier: "1-spec.json:t", Category: "test", StatusURIs: []string{"/tmp/a/.status_server.sock", "127.0.0.1:8888"}, JobID: strp("abc")}},
+			commandArgs{Kind: "multihost", URI: strp("spec.json"), Config: `{"run.keep_tmp": false}`, KeyVals: []string{"tags=json:{}", "output_dir=/r/1", "test=t"}, Identifier: "1-spec.json:t", Category: "test", StatusURIs: []string{"/tmp/a/.status_server.sock", "127.0.0.1:8888"}, JobID: strp("abc")}},
 		{"long option with =", []string{"task-run", "--identifier=x", "--status-uri=/a", "--job-id=J"},
-			CommandArgs{Kind: "multihost", Config: "{}", Identifier: "x", Category: "test", StatusURIs: []string{"/a"}, JobID: strp("J")}},
+			commandArgs{Kind: "multihost", Config: "{}", Identifier: "x", Category: "test", StatusURIs: []string{"/a"}, JobID: strp("J")}},
 		{"--arg=-c is a value", []string{"runnable-run", "--arg=-c", "-a", "echo", "FOO=bar"},
-			CommandArgs{Kind: "multihost", Config: "{}", Args: []string{"-c", "echo"}, KeyVals: []string{"FOO=bar"}, Category: "test"}},
+			commandArgs{Kind: "multihost", Config: "{}", Args: []string{"-c", "echo"}, KeyVals: []string{"FOO=bar"}, Category: "test"}},
 		{"glued short values", []string{"task-run", "-ix", "-kfoo", "-ab", "-i=y"},
-			CommandArgs{Kind: "foo", Config: "{}", Args: []string{"b"}, Identifier: "y", Category: "test"}},
+			commandArgs{Kind: "foo", Config: "{}", Args: []string{"b"}, Identifier: "y", Category: "test"}},
 		{"unambiguous long prefixes", []string{"task-run", "--ident", "x", "--ar", "a", "--j", "J", "--ur=u", "--k=kk"},
-			CommandArgs{Kind: "kk", URI: strp("u"), Config: "{}", Args: []string{"a"}, Identifier: "x", Category: "test", JobID: strp("J")}},
+			commandArgs{Kind: "kk", URI: strp("u"), Config: "{}", Args: []string{"a"}, Identifier: "x", Category: "test", JobID: strp("J")}},
 		{"negative numbers and spaced words are values", []string{"runnable-run", "-a", "-1", "-a", "-1.5", "-a", "-x y", "-a", "-", "-a", " -c"},
-			CommandArgs{Kind: "multihost", Config: "{}", Args: []string{"-1", "-1.5", "-x y", "-", " -c"}, Category: "test"}},
+			commandArgs{Kind: "multihost", Config: "{}", Args: []string{"-1", "-1.5", "-x y", "-", " -c"}, Category: "test"}},
 		{"last single value wins", []string{"runnable-run", "-u", "u1", "-u", "u2", "--kind", "a", "--kind=b", "--kind="},
-			CommandArgs{Kind: "", URI: strp("u2"), Config: "{}", Category: "test"}},
+			commandArgs{Kind: "", URI: strp("u2"), Config: "{}", Category: "test"}},
 		{"KEY=VAL split later; empty key allowed", []string{"runnable-run", "a=b=c", "=v"},
-			CommandArgs{Kind: "multihost", Config: "{}", KeyVals: []string{"a=b=c", "=v"}, Category: "test"}},
+			commandArgs{Kind: "multihost", Config: "{}", KeyVals: []string{"a=b=c", "=v"}, Category: "test"}},
 		{"-- ends options", []string{"task-run", "-i", "x", "--", "a=1"},
-			CommandArgs{Kind: "multihost", Config: "{}", KeyVals: []string{"a=1"}, Identifier: "x", Category: "test"}},
+			commandArgs{Kind: "multihost", Config: "{}", KeyVals: []string{"a=1"}, Identifier: "x", Category: "test"}},
 		{"options and KEY=VAL interleaved (argparse refuses c=3)", []string{"task-run", "-i", "x", "a=1", "-s", "s", "c=3"},
-			CommandArgs{Kind: "multihost", Config: "{}", KeyVals: []string{"a=1", "c=3"}, Identifier: "x", Category: "test", StatusURIs: []string{"s"}}},
+			commandArgs{Kind: "multihost", Config: "{}", KeyVals: []string{"a=1", "c=3"}, Identifier: "x", Category: "test", StatusURIs: []string{"s"}}},
 		{"runnable-run without args", []string{"runnable-run"},
-			CommandArgs{Kind: "multihost", Config: "{}", Category: "test"}},
+			commandArgs{Kind: "multihost", Config: "{}", Category: "test"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			inv, err := ParseCommandLine(append([]string{runnerArgv0}, c.argv...))
+			inv, err := parseCommandLine(append([]string{runnerArgv0}, c.argv...))
 			if err != nil {
 				t.Fatalf("unexpected error: %v", err)
 			}
@@ -90,8 +90,8 @@ func TestParseCommandLine_usageErrors(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.argv, " "), func(t *testing.T) {
-			_, err := ParseCommandLine(append([]string{c.argv0}, c.argv...))
-			var ue *UsageError
+			_, err := parseCommandLine(append([]string{c.argv0}, c.argv...))
+			var ue *usageError
 			if !errors.As(err, &ue) {
 				t.Fatalf("want a usage error, got %v", err)
 			}
@@ -106,7 +106,7 @@ func TestParseCommandLine_usageErrors(t *testing.T) {
 }
 
 func TestParseCommandLine_recipe(t *testing.T) {
-	inv, err := ParseCommandLine([]string{runnerArgv0, "runnable-run-recipe", "--", "-x.json"})
+	inv, err := parseCommandLine([]string{runnerArgv0, "runnable-run-recipe", "--", "-x.json"})
 	if err != nil || inv.Recipe != "-x.json" {
 		t.Fatalf("got %+v, %v", inv, err)
 	}
@@ -114,7 +114,7 @@ func TestParseCommandLine_recipe(t *testing.T) {
 
 func TestParseCommandLine_help(t *testing.T) {
 	for _, argv := range [][]string{{"-h"}, {"--help"}, {"--he"}, {"task-run", "-i", "x", "-h"}, {"task-run", "-h", "-i"}, {"runnable-run-recipe", "x", "-h"}} {
-		inv, err := ParseCommandLine(append([]string{runnerArgv0}, argv...))
+		inv, err := parseCommandLine(append([]string{runnerArgv0}, argv...))
 		if err != nil || inv.Help == "" {
 			t.Errorf("%v: got %+v, %v; want help", argv, inv, err)
 		}
@@ -126,7 +126,7 @@ func TestParseCommandLine_help(t *testing.T) {
 // runner looking like its Python siblings).
 func TestParseCommandLine_helpText(t *testing.T) {
 	t.Setenv("COLUMNS", "80")
-	inv, err := ParseCommandLine([]string{runnerArgv0, "--help"})
+	inv, err := parseCommandLine([]string{runnerArgv0, "--help"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +151,7 @@ options:
 	if inv.Help != want {
 		t.Errorf("got\n%s\nwant\n%s", inv.Help, want)
 	}
-	inv, err = ParseCommandLine([]string{runnerArgv0, "runnable-run", "-h"})
+	inv, err = parseCommandLine([]string{runnerArgv0, "runnable-run", "-h"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/vtcluster/vtcluster/agent/py"
 	"github.com/vtcluster/vtcluster/cluster"
 	"github.com/vtcluster/vtcluster/cluster/etcdstore"
+	"github.com/vtcluster/vtcluster/cluster/sshx"
 	"github.com/vtcluster/vtcluster/resmgr"
 )
 
@@ -33,10 +34,10 @@ import (
 // slow renewal still lands well before expiry.
 const renewEvery = 3
 
-// Backend is the Cluster of a vtcluster state directory: partitions in the
+// backend is the Cluster of a vtcluster state directory: partitions in the
 // shared state file, nodes reached over SSH (or directly), logs through the
 // agents' log redirection, commands through their process service.
-type Backend struct {
+type backend struct {
 	store cluster.Store
 	log   *slog.Logger
 
@@ -52,8 +53,8 @@ type Backend struct {
 	closed bool
 }
 
-var _ Cluster = (*Backend)(nil)
-var _ io.Closer = (*Backend)(nil)
+var _ Cluster = (*backend)(nil)
+var _ io.Closer = (*backend)(nil)
 
 // OpenBackend is the ClusterFactory the vtcluster binary uses.
 func OpenBackend(_ context.Context, cfg RunConfig) (Cluster, error) {
@@ -75,7 +76,7 @@ func OpenBackend(_ context.Context, cfg RunConfig) (Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Backend{
+	return &backend{
 		store:     st,
 		log:       slog.New(slog.NewTextHandler(io.Discard, nil)),
 		conns:     map[string]*cluster.NodeConn{},
@@ -88,7 +89,7 @@ func OpenBackend(_ context.Context, cfg RunConfig) (Cluster, error) {
 
 // Allocate reserves one node per tag, choosing among idle nodes with every
 // tag's selectors at once, and keeps the lease renewed until Release.
-func (b *Backend) Allocate(ctx context.Context, req AllocRequest) (*Partition, error) {
+func (b *backend) Allocate(ctx context.Context, req AllocRequest) (*Partition, error) {
 	owner, err := cluster.CurrentOwner(req.JobID, req.TestID)
 	if err != nil {
 		return nil, err
@@ -243,7 +244,7 @@ func nodeProps(n cluster.Node) map[string]any {
 // gone, or renewals failed until the lease ran out, as when etcd is
 // unreachable), the nodes may be given to another test: Watch then ends
 // this test, naming the cause.
-func (b *Backend) keepRenewed(id string, lease time.Duration) {
+func (b *backend) keepRenewed(id string, lease time.Duration) {
 	ctx, cancel := context.WithCancel(context.Background())
 	lost := make(chan error, 1)
 	b.mu.Lock()
@@ -285,7 +286,7 @@ func (b *Backend) keepRenewed(id string, lease time.Duration) {
 // this host, so the proxy demands a secret of its own, made for this test
 // and handed only to the body (partition.json, 0600, and its environment):
 // the URL it returns is http://vtc:SECRET@127.0.0.1:PORT/.
-func (b *Backend) agentProxy(nc *cluster.NodeConn) (string, error) {
+func (b *backend) agentProxy(nc *cluster.NodeConn) (string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err
@@ -404,7 +405,7 @@ func hasSecFetch(h http.Header) bool {
 	return false
 }
 
-func (b *Backend) conn(name string) (*cluster.NodeConn, error) {
+func (b *backend) conn(name string) (*cluster.NodeConn, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.lost[name]; err != nil {
@@ -424,7 +425,7 @@ func (b *Backend) conn(name string) (*cluster.NodeConn, error) {
 // so nothing is opened on the controller or on the node's network; in
 // direct mode a listener on the interface that routes to the node takes
 // connections from the partition's node addresses only.
-func (b *Backend) StartLogs(ctx context.Context, p *Partition, sink LogSink) (func(), error) {
+func (b *backend) StartLogs(ctx context.Context, p *Partition, sink LogSink) (func(), error) {
 	cfg := cluster.DefaultLogServerConfig()
 	cfg.NoListener = true
 	cfg.MaxConns = 4 * len(p.Nodes) // an agent reconnecting while its old connection winds down
@@ -497,7 +498,7 @@ func hostOf(p *Partition, tag string) string {
 // startNodeLogs opens the way from the node's agent to srv and points the
 // agent at it. The returned cleanup (non-nil even with an error once
 // something was opened) closes that way again.
-func (b *Backend) startNodeLogs(ctx context.Context, nc *cluster.NodeConn, tag string, srv *cluster.LogServer) (func(context.Context), error) {
+func (b *backend) startNodeLogs(ctx context.Context, nc *cluster.NodeConn, tag string, srv *cluster.LogServer) (func(context.Context), error) {
 	n := nc.Node()
 	if n.AgentBind != cluster.AgentBindDirect {
 		ssh, err := nc.SSH(ctx)
@@ -516,7 +517,7 @@ func (b *Backend) startNodeLogs(ctx context.Context, nc *cluster.NodeConn, tag s
 		cleanup := func(ctx context.Context) {
 			ln.Close()
 			// sshd may leave the socket file behind; it is ours to remove.
-			_ = ssh.Run(ctx, []string{"rm", "-f", "--", sock}, cluster.RunOptions{})
+			_ = ssh.Run(ctx, []string{"rm", "-f", "--", sock}, sshx.RunOptions{})
 		}
 		if _, err := nc.Call(ctx, "core.start_log_redirection_unix", sock); err != nil {
 			return cleanup, err
@@ -579,7 +580,7 @@ func peerAllowed(a net.Addr, allowed []netip.Addr) bool {
 }
 
 // Exec runs argv on the node through the agent's process service.
-func (b *Backend) Exec(ctx context.Context, node PartitionNode, argv []string, opts ExecOptions) (ExecResult, error) {
+func (b *backend) Exec(ctx context.Context, node PartitionNode, argv []string, opts ExecOptions) (ExecResult, error) {
 	nc, err := b.conn(node.Name)
 	if err != nil {
 		return ExecResult{}, err
@@ -634,7 +635,7 @@ func (b *Backend) Exec(ctx context.Context, node PartitionNode, argv []string, o
 
 // Collect fetches each node's service log and the paths the test asked
 // for into dir/<tag>/.
-func (b *Backend) Collect(ctx context.Context, p *Partition, paths map[string][]string, dir string) error {
+func (b *backend) Collect(ctx context.Context, p *Partition, paths map[string][]string, dir string) error {
 	var errs []error
 	for _, pn := range p.Nodes {
 		nc, err := b.conn(pn.Name)
@@ -679,7 +680,7 @@ func (b *Backend) Collect(ctx context.Context, p *Partition, paths map[string][]
 }
 
 // Release stops renewing, gives the nodes back and closes connections.
-func (b *Backend) Release(ctx context.Context, p *Partition) error {
+func (b *backend) Release(ctx context.Context, p *Partition) error {
 	if p == nil || p.ID == "" {
 		return nil
 	}
@@ -698,7 +699,7 @@ func (b *Backend) Release(ctx context.Context, p *Partition) error {
 }
 
 // Close shuts the agent proxies and node connections of this test.
-func (b *Backend) Close() error {
+func (b *backend) Close() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
@@ -735,7 +736,7 @@ const (
 // Watch reports the first node of p that is lost, until ctx ends. A lost
 // node's connection is closed at once, so that nothing of the test's
 // teardown (log forwarding, process calls, the agent proxy) waits on it.
-func (b *Backend) Watch(ctx context.Context, p *Partition) <-chan error {
+func (b *backend) Watch(ctx context.Context, p *Partition) <-chan error {
 	lost := make(chan error, 1)
 	report := func(nc *cluster.NodeConn, err error) {
 		b.mu.Lock()

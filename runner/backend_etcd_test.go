@@ -21,7 +21,7 @@ func TestBackend_lostLeaseEndsTheTest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := cl.(*Backend)
+	b := cl.(*backend)
 	defer b.Close()
 	ctx := context.Background()
 	err = b.store.Update(ctx, func(s *cluster.State) error {

@@ -9,7 +9,7 @@ import (
 	"github.com/vtcluster/vtcluster/resmgr"
 )
 
-var _ resourceCluster = (*Backend)(nil)
+var _ resourceCluster = (*backend)(nil)
 
 // sweepTimeout bounds the removal of reclaimed partitions' resources that
 // each allocation does; what is left is tried again by the next one.
@@ -26,7 +26,7 @@ func wants(specs []ResourceSpec) []resmgr.Want {
 
 // manager is the resource manager on this backend's store, reaching nodes
 // through the test's connections when it has them.
-func (b *Backend) manager() *resmgr.Manager {
+func (b *backend) manager() *resmgr.Manager {
 	return resmgr.NewManager(b.store, func(ctx context.Context, n cluster.Node) (resmgr.Conn, error) {
 		b.mu.Lock()
 		nc, lost := b.conns[n.Name], b.lost[n.Name]
@@ -48,23 +48,23 @@ type sharedConn struct{ *cluster.NodeConn }
 func (sharedConn) Close() error { return nil }
 
 // AcquireResources binds and allocates what Allocate reserved.
-func (b *Backend) AcquireResources(ctx context.Context, p *Partition, _ []ResourceSpec) ([]AcquiredResource, error) {
+func (b *backend) AcquireResources(ctx context.Context, p *Partition, _ []ResourceSpec) ([]acquiredResource, error) {
 	m := b.manager()
 	defer m.Close()
 	got, err := m.Acquire(ctx, p.ID)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]AcquiredResource, len(got))
+	out := make([]acquiredResource, len(got))
 	for i, g := range got {
-		out[i] = AcquiredResource{Name: g.Name, Type: g.Type, Tag: g.Tag, ID: g.ID, Value: g.Value}
+		out[i] = acquiredResource{Name: g.Name, Type: g.Type, Tag: g.Tag, ID: g.ID, Value: g.Value}
 	}
 	return out, nil
 }
 
 // ReleaseResources removes the partition's resources on the nodes; what
 // fails stays claimed and is swept after the partition is released.
-func (b *Backend) ReleaseResources(ctx context.Context, p *Partition) error {
+func (b *backend) ReleaseResources(ctx context.Context, p *Partition) error {
 	m := b.manager()
 	defer m.Close()
 	return m.ReleasePartition(ctx, p.ID)
@@ -73,7 +73,7 @@ func (b *Backend) ReleaseResources(ctx context.Context, p *Partition) error {
 // sweep removes what reclaimed partitions left (a runner killed with
 // SIGKILL never released its volumes and taps); failures only log, the
 // next allocation tries again.
-func (b *Backend) sweep(ctx context.Context) {
+func (b *backend) sweep(ctx context.Context) {
 	// A node that stays down must not hold every allocation up for long.
 	ctx, cancel := context.WithTimeout(ctx, sweepTimeout)
 	defer cancel()

@@ -13,10 +13,10 @@ import (
 	"github.com/vtcluster/vtcluster/cluster/lab"
 )
 
-// labBackend returns a Backend holding connections to every host of l,
+// labBackend returns a backend holding connections to every host of l,
 // each with a running agent (this repository's binary), and the partition
 // of them, tagged "node1", "node2", ... as the hosts are named.
-func labBackend(t *testing.T, l *lab.Lab) (*Backend, *Partition) {
+func labBackend(t *testing.T, l *lab.Lab) (*backend, *Partition) {
 	t.Helper()
 	data, err := l.ClusterConfig()
 	if err != nil {
@@ -31,7 +31,7 @@ func labBackend(t *testing.T, l *lab.Lab) (*Backend, *Partition) {
 		t.Fatal(err)
 	}
 	bin := filepath.Join(filepath.Dir(runnerBinary(t)), "vtcluster")
-	b := &Backend{
+	b := &backend{
 		log:       slog.New(slog.DiscardHandler),
 		conns:     map[string]*cluster.NodeConn{},
 		renewals:  map[string]context.CancelFunc{},

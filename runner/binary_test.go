@@ -225,9 +225,9 @@ func TestRunnerBinary_taskRun_bigOutputIsChunked(t *testing.T) {
 		b := c["log"].([]byte)
 		last := i == len(chunks)-1
 		switch {
-		case len(b) > MaxChunk:
+		case len(b) > maxChunk:
 			t.Errorf("chunk %d has %d bytes", i, len(b))
-		case !last && b[len(b)-1] != '\n' && len(b) != MaxChunk:
+		case !last && b[len(b)-1] != '\n' && len(b) != maxChunk:
 			t.Errorf("chunk %d (%d bytes) neither ends a line nor is full", i, len(b))
 		case !last && c["encoding"] != nil:
 			t.Errorf("chunk %d has an encoding", i)

@@ -51,7 +51,7 @@ func interrupted(ctx context.Context) bool {
 // output as stdout/stderr messages, and on ctx's end terminates the whole
 // group. Whatever the body leaves running in its group is stopped when it
 // exits.
-func runCommand(ctx context.Context, spec commandSpec, rep *Reporter, procs *procGroups, trap *panicTrap) commandResult {
+func runCommand(ctx context.Context, spec commandSpec, rep *reporter, procs *procGroups, trap *panicTrap) commandResult {
 	path, err := resolveCommand(spec.argv[0], spec.dir, spec.env)
 	if err != nil {
 		return commandResult{startErr: err}
@@ -88,7 +88,7 @@ func runCommand(ctx context.Context, spec commandSpec, rep *Reporter, procs *pro
 	}
 	procs.add(g)
 
-	send := func(m Message) { rep.Send(ctx, m) }
+	send := func(m message) { rep.Send(ctx, m) }
 	var readers sync.WaitGroup
 	for _, s := range []struct {
 		name string
@@ -231,33 +231,33 @@ func (p *procGroups) killAll() {
 }
 
 // outputStream cuts a byte stream into stdout/stderr messages of at most
-// MaxChunk bytes, ending each at a newline where possible: Avocado's
+// maxChunk bytes, ending each at a newline where possible: Avocado's
 // debug.log keeps an unterminated line in a buffer shared by all tests of
 // the job. The final partial line goes out with an encoding (when it is
 // UTF-8) so that Avocado terminates it instead.
 type outputStream struct {
 	name    string
-	send    func(Message)
+	send    func(message)
 	pending []byte
 }
 
-func newOutputStream(name string, send func(Message)) *outputStream {
+func newOutputStream(name string, send func(message)) *outputStream {
 	return &outputStream{name: name, send: send}
 }
 
 func (s *outputStream) Write(p []byte) (int, error) {
 	s.pending = append(s.pending, p...)
 	for len(s.pending) > 0 {
-		window := s.pending[:min(len(s.pending), MaxChunk)]
+		window := s.pending[:min(len(s.pending), maxChunk)]
 		cut := 0
 		if i := lastNewline(window); i >= 0 {
 			cut = i + 1
-		} else if len(window) == MaxChunk {
-			cut = MaxChunk
+		} else if len(window) == maxChunk {
+			cut = maxChunk
 		} else {
 			break
 		}
-		s.send(OutputMessage(s.name, append([]byte(nil), s.pending[:cut]...)))
+		s.send(outputMessage(s.name, append([]byte(nil), s.pending[:cut]...)))
 		s.pending = s.pending[cut:]
 	}
 	if len(s.pending) == 0 {
@@ -281,9 +281,9 @@ func (s *outputStream) Close() error {
 		return nil
 	}
 	if utf8.Valid(s.pending) {
-		s.send(TextOutputMessage(s.name, string(s.pending)))
+		s.send(textOutputMessage(s.name, string(s.pending)))
 	} else {
-		s.send(OutputMessage(s.name, s.pending))
+		s.send(outputMessage(s.name, s.pending))
 	}
 	s.pending = nil
 	return nil

@@ -6,9 +6,9 @@ import (
 	"testing"
 )
 
-func collectStream(writes ...[]byte) []Message {
-	var got []Message
-	s := newOutputStream("stdout", func(m Message) { got = append(got, m) })
+func collectStream(writes ...[]byte) []message {
+	var got []message
+	s := newOutputStream("stdout", func(m message) { got = append(got, m) })
 	for _, w := range writes {
 		s.Write(w)
 	}
@@ -16,7 +16,7 @@ func collectStream(writes ...[]byte) []Message {
 	return got
 }
 
-func chunkLog(m Message) []byte { v, _ := m.Get("log"); return v.([]byte) }
+func chunkLog(m message) []byte { v, _ := m.Get("log"); return v.([]byte) }
 
 func TestOutputStream_splitsAtNewlines(t *testing.T) {
 	got := collectStream([]byte("a\nb"), []byte("c\nd"))
@@ -32,9 +32,9 @@ func TestOutputStream_splitsAtNewlines(t *testing.T) {
 }
 
 func TestOutputStream_longLineAndBinaryTail(t *testing.T) {
-	long := bytes.Repeat([]byte("y"), MaxChunk+10)
+	long := bytes.Repeat([]byte("y"), maxChunk+10)
 	got := collectStream(long, []byte("\xff\xfe"))
-	if len(got) != 2 || len(chunkLog(got[0])) != MaxChunk {
+	if len(got) != 2 || len(chunkLog(got[0])) != maxChunk {
 		t.Fatalf("%d chunks", len(got))
 	}
 	if tail := chunkLog(got[1]); string(tail) != strings.Repeat("y", 10)+"\xff\xfe" {
@@ -52,7 +52,7 @@ func TestOutputStream_manyLinesStayUnderLimit(t *testing.T) {
 	total := 0
 	for _, m := range got {
 		b := chunkLog(m)
-		if len(b) > MaxChunk || b[len(b)-1] != '\n' {
+		if len(b) > maxChunk || b[len(b)-1] != '\n' {
 			t.Fatalf("chunk of %d bytes ending %q", len(b), b[len(b)-1])
 		}
 		total += len(b)

@@ -9,11 +9,11 @@ import (
 	"github.com/vtcluster/vtcluster/agent/py"
 )
 
-// ConfigurationUsed lists the Avocado settings the runner reads from -c.
+// configurationUsed lists the Avocado settings the runner reads from -c.
 // capabilities reports it, and Avocado then passes exactly these keys (plus
 // runner.identifier_format). The Python shim registers the multihost.*
 // ones; keep the two lists in step.
-var ConfigurationUsed = []string{
+var configurationUsed = []string{
 	"job.run.timeout",
 	"multihost.alloc_timeout",
 	"multihost.binary",
@@ -59,18 +59,18 @@ type RunConfig struct {
 	JobTimeout, TaskTimeout time.Duration
 }
 
-// DefaultRunConfig returns the settings used for keys that are absent or
+// defaultRunConfig returns the settings used for keys that are absent or
 // null.
-func DefaultRunConfig() RunConfig {
+func defaultRunConfig() RunConfig {
 	return RunConfig{
 		AllocTimeout: 5 * time.Minute, // nodes held by other tests free up within minutes
 	}
 }
 
-// RunConfigFromSettings reads the settings Avocado passed with -c. Keys it
+// runConfigFromSettings reads the settings Avocado passed with -c. Keys it
 // does not know are ignored, as Avocado passes more than asked for.
-func RunConfigFromSettings(settings map[string]any) (RunConfig, error) {
-	c := DefaultRunConfig()
+func runConfigFromSettings(settings map[string]any) (RunConfig, error) {
+	c := defaultRunConfig()
 	str := func(key string, dst *string) error {
 		switch v := settings[key].(type) {
 		case nil:

@@ -9,7 +9,7 @@ import (
 )
 
 // FuzzParseCommandLine: no argument list panics the parser, and every
-// refusal is a *UsageError, which the binary turns into exit status 2 and
+// refusal is a *usageError, which the binary turns into exit status 2 and
 // a usage line.
 func FuzzParseCommandLine(f *testing.F) {
 	for _, seed := range []string{
@@ -26,9 +26,9 @@ func FuzzParseCommandLine(f *testing.F) {
 		if !strings.Contains(line, "\x00") {
 			argv = append(argv[:1], strings.Fields(line)...)
 		}
-		inv, err := ParseCommandLine(argv)
+		inv, err := parseCommandLine(argv)
 		if err != nil {
-			var ue *UsageError
+			var ue *usageError
 			if !errors.As(err, &ue) {
 				t.Fatalf("%q: error %v (%T) is not a *UsageError", argv, err, err)
 			}
@@ -41,7 +41,7 @@ func FuzzParseCommandLine(f *testing.F) {
 }
 
 // FuzzParseSpec: no spec text panics the loader, and every refusal is made
-// of *SpecError values naming the file.
+// of *specError values naming the file.
 func FuzzParseSpec(f *testing.F) {
 	files, _ := filepath.Glob(filepath.Join("..", "testdata", "multihost", "*.json"))
 	for _, file := range files {
@@ -54,9 +54,9 @@ func FuzzParseSpec(f *testing.F) {
 	f.Add([]byte(`{"tests": []}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		const path = "fuzz/spec.json"
-		sf, err := ParseSpec(path, data)
+		sf, err := parseSpec(path, data)
 		if err != nil {
-			var se *SpecError
+			var se *specError
 			if !errors.As(err, &se) || !strings.Contains(err.Error(), path) {
 				t.Fatalf("error %v (%T) is not a *SpecError naming the file", err, err)
 			}

@@ -131,14 +131,14 @@ type LogRecord struct {
 // LogSink receives forwarded log records.
 type LogSink func(LogRecord)
 
-// Outcome is a test's result.
-type Outcome struct {
+// outcome is a test's result.
+type outcome struct {
 	Result     string
 	Reason     string
 	ReturnCode *int
 }
 
-func (o Outcome) message() Message { return FinishedMessage(o.Result, o.Reason, o.ReturnCode) }
+func (o outcome) message() message { return finishedMessage(o.Result, o.Reason, o.ReturnCode) }
 
 // interruptedError is the cause of a run cancelled by a signal or by the
 // test's timeout; reason becomes the finished message's fail_reason.
@@ -175,14 +175,14 @@ func seconds(d time.Duration) string { return strconv.FormatFloat(d.Seconds(), '
 type testRun struct {
 	spec       *SpecFile
 	test       *Test
-	runnable   Runnable
+	runnable   runnable
 	cfg        RunConfig
 	outputDir  string
 	workDir    string
 	jobID      string
 	taskID     string
 	environ    []string
-	rep        *Reporter
+	rep        *reporter
 	newCluster ClusterFactory
 	procs      *procGroups
 	trap       *panicTrap
@@ -208,7 +208,7 @@ func (r *testRun) logf(ctx context.Context, format string, args ...any) {
 	// Errors may quote what a node chose (file names, faults): none of it
 	// may start a line of the test's log.
 	text := time.Now().Format("2006-01-02 15:04:05") + " | " + cluster.LogSafe(fmt.Sprintf(format, args...))
-	r.rep.Send(ctx, LogMessage("", "", text))
+	r.rep.Send(ctx, logMessage("", "", text))
 }
 
 // nodeWatcher is implemented by clusters that notice a node dying while a
@@ -225,17 +225,17 @@ func (e *nodeLostError) Error() string { return e.err.Error() }
 func (e *nodeLostError) Unwrap() error { return e.err }
 
 // interruptOutcome turns a cancelled context into the test's outcome.
-func interruptOutcome(ctx context.Context) Outcome {
+func interruptOutcome(ctx context.Context) outcome {
 	cause := context.Cause(ctx)
 	var lost *nodeLostError
 	if errors.As(cause, &lost) {
-		return Outcome{Result: ResultError, Reason: "runner: " + lost.Error()}
+		return outcome{Result: resultError, Reason: "runner: " + lost.Error()}
 	}
 	var ie *interruptedError
 	if errors.As(cause, &ie) {
-		return Outcome{Result: ResultInterrupted, Reason: ie.reason}
+		return outcome{Result: resultInterrupted, Reason: ie.reason}
 	}
-	return Outcome{Result: ResultInterrupted, Reason: fmt.Sprintf("Test interrupted: %v", cause)}
+	return outcome{Result: resultInterrupted, Reason: fmt.Sprintf("Test interrupted: %v", cause)}
 }
 
 // stage is one step of a test's life. execute runs the setups in order
@@ -248,10 +248,10 @@ type stage struct {
 	name string
 	// setup does the stage's work; a false ok ends the test with out
 	// (the teardowns of the earlier stages still run).
-	setup func(ctx context.Context, rs *runState) (out Outcome, ok bool)
+	setup func(ctx context.Context, rs *runState) (out outcome, ok bool)
 	// teardown undoes setup; nil if there is nothing to undo. out is the
 	// outcome so far.
-	teardown func(ctx context.Context, rs *runState, out *Outcome)
+	teardown func(ctx context.Context, rs *runState, out *outcome)
 }
 
 // runState is what the stages hand on to each other.
@@ -260,7 +260,7 @@ type runState struct {
 	part *Partition
 	// resources describe what the resource stage acquired, for the
 	// partition file and the environment.
-	resources []AcquiredResource
+	resources []acquiredResource
 	env       []string
 	// stopLogs stops log forwarding; nil when it did not start.
 	stopLogs func()
@@ -272,7 +272,7 @@ type runState struct {
 // Release removes them there. Release must be safe to call whatever
 // Acquire did, and must be called once per partition.
 type resourceCluster interface {
-	AcquireResources(ctx context.Context, p *Partition, specs []ResourceSpec) ([]AcquiredResource, error)
+	AcquireResources(ctx context.Context, p *Partition, specs []ResourceSpec) ([]acquiredResource, error)
 	ReleaseResources(ctx context.Context, p *Partition) error
 }
 
@@ -283,7 +283,7 @@ func (r *testRun) stages() []stage {
 		st = append(st,
 			stage{name: "cluster", setup: r.openCluster, teardown: r.closeCluster},
 			stage{name: "partition", setup: r.allocateStage, teardown: r.releaseStage},
-			stage{name: "logs", setup: r.logsStage, teardown: func(_ context.Context, rs *runState, _ *Outcome) {
+			stage{name: "logs", setup: r.logsStage, teardown: func(_ context.Context, rs *runState, _ *outcome) {
 				if rs.stopLogs != nil {
 					rs.stopLogs()
 				}
@@ -291,7 +291,7 @@ func (r *testRun) stages() []stage {
 			stage{name: "resources", setup: r.resourcesStage, teardown: r.releaseResourcesStage},
 			// Collecting is undone last before the resources go, so
 			// files on a volume can still be fetched.
-			stage{name: "collect", setup: func(context.Context, *runState) (Outcome, bool) { return Outcome{}, true }, teardown: r.collectStage},
+			stage{name: "collect", setup: func(context.Context, *runState) (outcome, bool) { return outcome{}, true }, teardown: r.collectStage},
 		)
 	}
 	return append(st,
@@ -301,7 +301,7 @@ func (r *testRun) stages() []stage {
 }
 
 // execute runs the stages; see stage.
-func (r *testRun) execute(ctx context.Context) (out Outcome) {
+func (r *testRun) execute(ctx context.Context) (out outcome) {
 	rs := &runState{part: &Partition{}}
 	stages := r.stages()
 	done := 0
@@ -324,25 +324,25 @@ func (r *testRun) execute(ctx context.Context) (out Outcome) {
 	return out
 }
 
-func (r *testRun) openCluster(ctx context.Context, rs *runState) (Outcome, bool) {
+func (r *testRun) openCluster(ctx context.Context, rs *runState) (outcome, bool) {
 	if r.newCluster == nil {
-		return Outcome{Result: ResultError, Reason: "runner: this test needs nodes but the runner has no cluster backend"}, false
+		return outcome{Result: resultError, Reason: "runner: this test needs nodes but the runner has no cluster backend"}, false
 	}
 	cl, err := r.newCluster(ctx, r.cfg)
 	if err != nil {
-		return Outcome{Result: ResultError, Reason: fmt.Sprintf("runner: opening the cluster: %v", err)}, false
+		return outcome{Result: resultError, Reason: fmt.Sprintf("runner: opening the cluster: %v", err)}, false
 	}
 	rs.cl = cl
-	return Outcome{}, true
+	return outcome{}, true
 }
 
-func (r *testRun) closeCluster(_ context.Context, rs *runState, _ *Outcome) {
+func (r *testRun) closeCluster(_ context.Context, rs *runState, _ *outcome) {
 	if c, ok := rs.cl.(io.Closer); ok {
 		c.Close()
 	}
 }
 
-func (r *testRun) allocateStage(ctx context.Context, rs *runState) (Outcome, bool) {
+func (r *testRun) allocateStage(ctx context.Context, rs *runState) (outcome, bool) {
 	p, o, ok := r.allocate(ctx, rs.cl)
 	if ok {
 		rs.part = p
@@ -350,13 +350,13 @@ func (r *testRun) allocateStage(ctx context.Context, rs *runState) (Outcome, boo
 	return o, ok
 }
 
-func (r *testRun) releaseStage(ctx context.Context, rs *runState, out *Outcome) {
+func (r *testRun) releaseStage(ctx context.Context, rs *runState, out *outcome) {
 	rctx, cancel := teardownCtx(ctx, releaseTimeout)
 	defer cancel()
 	if err := rs.cl.Release(rctx, rs.part); err != nil {
 		r.logf(rctx, "releasing partition %s: %v", rs.part.ID, err)
-		if out.Result == ResultPass {
-			*out = Outcome{Result: ResultError, Reason: fmt.Sprintf("runner: releasing partition %s: %v", rs.part.ID, err)}
+		if out.Result == resultPass {
+			*out = outcome{Result: resultError, Reason: fmt.Sprintf("runner: releasing partition %s: %v", rs.part.ID, err)}
 		}
 		return
 	}
@@ -365,10 +365,10 @@ func (r *testRun) releaseStage(ctx context.Context, rs *runState, out *Outcome) 
 
 // logsStage starts log forwarding. It never fails the test: upstream
 // treats log forwarding as best effort.
-func (r *testRun) logsStage(ctx context.Context, rs *runState) (Outcome, bool) {
+func (r *testRun) logsStage(ctx context.Context, rs *runState) (outcome, bool) {
 	stop := r.startLogs(ctx, rs.cl, rs.part)
 	if stop == nil {
-		return Outcome{}, true
+		return outcome{}, true
 	}
 	rs.stopLogs = func() {
 		done := make(chan struct{})
@@ -385,27 +385,27 @@ func (r *testRun) logsStage(ctx context.Context, rs *runState) (Outcome, bool) {
 			r.logf(sctx, "log forwarding did not stop in time")
 		}
 	}
-	return Outcome{}, true
+	return outcome{}, true
 }
 
-func (r *testRun) resourcesStage(ctx context.Context, rs *runState) (Outcome, bool) {
+func (r *testRun) resourcesStage(ctx context.Context, rs *runState) (outcome, bool) {
 	if len(r.test.Resources) == 0 {
-		return Outcome{}, true
+		return outcome{}, true
 	}
 	rc, ok := rs.cl.(resourceCluster)
 	if !ok {
-		return Outcome{Result: ResultError, Reason: "runner: this test declares resources but the cluster backend has no resource manager"}, false
+		return outcome{Result: resultError, Reason: "runner: this test declares resources but the cluster backend has no resource manager"}, false
 	}
 	r.logf(ctx, "acquiring %d resources", len(r.test.Resources))
 	got, err := rc.AcquireResources(ctx, rs.part, r.test.Resources)
 	if err != nil {
 		// Whatever was made before the error goes now: this stage's
 		// teardown will not run.
-		r.releaseResourcesStage(ctx, rs, &Outcome{})
+		r.releaseResourcesStage(ctx, rs, &outcome{})
 		if ctx.Err() != nil {
 			return interruptOutcome(ctx), false
 		}
-		return Outcome{Result: ResultError, Reason: fmt.Sprintf("runner: acquiring resources: %v", err)}, false
+		return outcome{Result: resultError, Reason: fmt.Sprintf("runner: acquiring resources: %v", err)}, false
 	}
 	rs.resources = got
 	for _, a := range got {
@@ -419,10 +419,10 @@ func (r *testRun) resourcesStage(ctx context.Context, rs *runState) (Outcome, bo
 			}
 		}
 	}
-	return Outcome{}, true
+	return outcome{}, true
 }
 
-func (r *testRun) releaseResourcesStage(ctx context.Context, rs *runState, out *Outcome) {
+func (r *testRun) releaseResourcesStage(ctx context.Context, rs *runState, out *outcome) {
 	if len(r.test.Resources) == 0 {
 		return
 	}
@@ -434,15 +434,15 @@ func (r *testRun) releaseResourcesStage(ctx context.Context, rs *runState, out *
 	defer cancel()
 	if err := rc.ReleaseResources(rctx, rs.part); err != nil {
 		r.logf(rctx, "releasing resources of partition %s: %v", rs.part.ID, err)
-		if out.Result == ResultPass {
-			*out = Outcome{Result: ResultError, Reason: fmt.Sprintf("runner: releasing resources: %v", err)}
+		if out.Result == resultPass {
+			*out = outcome{Result: resultError, Reason: fmt.Sprintf("runner: releasing resources: %v", err)}
 		}
 		return
 	}
 	r.logf(rctx, "released resources of partition %s", rs.part.ID)
 }
 
-func (r *testRun) collectStage(ctx context.Context, rs *runState, _ *Outcome) {
+func (r *testRun) collectStage(ctx context.Context, rs *runState, _ *outcome) {
 	if ctx.Err() != nil {
 		return
 	}
@@ -454,18 +454,18 @@ func (r *testRun) collectStage(ctx context.Context, rs *runState, _ *Outcome) {
 	}
 }
 
-func (r *testRun) partitionFileStage(_ context.Context, rs *runState) (Outcome, bool) {
+func (r *testRun) partitionFileStage(_ context.Context, rs *runState) (outcome, bool) {
 	env, err := r.writePartition(rs.part, rs.resources)
 	if err != nil {
-		return Outcome{Result: ResultError, Reason: err.Error()}, false
+		return outcome{Result: resultError, Reason: err.Error()}, false
 	}
 	rs.env = env
-	return Outcome{}, true
+	return outcome{}, true
 }
 
 // bodyStage runs the body under the test's timeout and, when the cluster
 // can tell, ends it at once when a node dies.
-func (r *testRun) bodyStage(ctx context.Context, rs *runState) (Outcome, bool) {
+func (r *testRun) bodyStage(ctx context.Context, rs *runState) (outcome, bool) {
 	bctx, cancel := ctx, context.CancelFunc(func() {})
 	if r.test.Timeout > 0 {
 		bctx, cancel = context.WithTimeoutCause(ctx, r.test.Timeout,
@@ -491,7 +491,7 @@ func (r *testRun) bodyStage(ctx context.Context, rs *runState) (Outcome, bool) {
 	return r.body(bctx, rs.cl, rs.part, rs.env), true
 }
 
-func (r *testRun) allocate(ctx context.Context, cl Cluster) (*Partition, Outcome, bool) {
+func (r *testRun) allocate(ctx context.Context, cl Cluster) (*Partition, outcome, bool) {
 	actx, cancel := context.WithTimeout(ctx, r.cfg.AllocTimeout)
 	defer cancel()
 	r.logf(ctx, "allocating nodes %s", strings.Join(r.test.NodeTags(), ", "))
@@ -500,14 +500,14 @@ func (r *testRun) allocate(ctx context.Context, cl Cluster) (*Partition, Outcome
 	case err != nil && ctx.Err() != nil:
 		return nil, interruptOutcome(ctx), false
 	case err != nil:
-		return nil, Outcome{Result: ResultError, Reason: fmt.Sprintf("runner: allocating nodes: %v", err)}, false
+		return nil, outcome{Result: resultError, Reason: fmt.Sprintf("runner: allocating nodes: %v", err)}, false
 	}
 	for _, ns := range r.test.Nodes {
 		if _, ok := p.Node(ns.Tag); !ok {
 			rctx, rcancel := teardownCtx(ctx, releaseTimeout)
 			defer rcancel()
 			cl.Release(rctx, p)
-			return nil, Outcome{Result: ResultError, Reason: fmt.Sprintf("runner: partition %s has no node for tag %q", p.ID, ns.Tag)}, false
+			return nil, outcome{Result: resultError, Reason: fmt.Sprintf("runner: partition %s has no node for tag %q", p.ID, ns.Tag)}, false
 		}
 	}
 	for _, n := range p.Nodes {
@@ -516,7 +516,7 @@ func (r *testRun) allocate(ctx context.Context, cl Cluster) (*Partition, Outcome
 	for _, h := range p.HandOver {
 		r.logf(ctx, "%s", h)
 	}
-	return p, Outcome{}, true
+	return p, outcome{}, true
 }
 
 // startLogs forwards node logs into debug.log (as log messages on the
@@ -558,7 +558,7 @@ func (r *testRun) startLogs(ctx context.Context, cl Cluster, p *Partition) func(
 		if logger == "" {
 			logger = "avocado.service"
 		}
-		r.rep.Send(ctx, LogMessage(logger, rec.Level, text))
+		r.rep.Send(ctx, logMessage(logger, rec.Level, text))
 		mu.Lock()
 		if f := files[rec.Tag]; f != nil {
 			fmt.Fprintf(f, "%s %s %s: %s\n", time.Now().Format("2006-01-02 15:04:05.000"), rec.Level, logger, rec.Text)
@@ -601,18 +601,18 @@ func writePrivateFile(path string, data []byte) error {
 
 // writePartition writes <output_dir>/partition.json and returns the
 // environment for the body.
-func (r *testRun) writePartition(p *Partition, res []AcquiredResource) ([]string, error) {
-	nodes := Message{}
+func (r *testRun) writePartition(p *Partition, res []acquiredResource) ([]string, error) {
+	nodes := message{}
 	for _, n := range p.Nodes {
 		props := n.Properties
 		if props == nil {
 			props = map[string]any{}
 		}
-		nodes = append(nodes, Field{Key: n.Tag, Value: Message{{Key: "name", Value: n.Name}, {Key: "address", Value: n.Address}, {Key: "agent_url", Value: n.AgentURL}, {Key: "properties", Value: props}}})
+		nodes = append(nodes, field{Key: n.Tag, Value: message{{Key: "name", Value: n.Name}, {Key: "address", Value: n.Address}, {Key: "agent_url", Value: n.AgentURL}, {Key: "properties", Value: props}}})
 	}
-	pf := Message{{Key: "id", Value: p.ID}, {Key: "nodes", Value: nodes}}
+	pf := message{{Key: "id", Value: p.ID}, {Key: "nodes", Value: nodes}}
 	if len(res) > 0 {
-		pf = append(pf, Field{Key: "resources", Value: resourceMessage(res)})
+		pf = append(pf, field{Key: "resources", Value: resourceMessage(res)})
 	}
 	data, err := marshalMessage(pf)
 	if err != nil {
@@ -640,7 +640,7 @@ func (r *testRun) writePartition(p *Partition, res []AcquiredResource) ([]string
 	tags := make([]string, len(p.Nodes))
 	for i, n := range p.Nodes {
 		tags[i] = n.Tag
-		t := EnvTag(n.Tag)
+		t := envTag(n.Tag)
 		vars["VTCLUSTER_NODE_"+t+"_ADDRESS"] = n.Address
 		vars["VTCLUSTER_NODE_"+t+"_NAME"] = n.Name
 		vars["VTCLUSTER_NODE_"+t+"_URL"] = n.AgentURL
@@ -696,7 +696,7 @@ func mergeEnv(base []string, vars map[string]string) []string {
 }
 
 // body runs the steps, then the command.
-func (r *testRun) body(ctx context.Context, cl Cluster, p *Partition, env []string) Outcome {
+func (r *testRun) body(ctx context.Context, cl Cluster, p *Partition, env []string) outcome {
 	for i, st := range r.test.Body.Steps {
 		if o, ok := r.step(ctx, cl, p, i+1, st); !ok {
 			return o
@@ -706,28 +706,28 @@ func (r *testRun) body(ctx context.Context, cl Cluster, p *Partition, env []stri
 		if ctx.Err() != nil {
 			return interruptOutcome(ctx)
 		}
-		return Outcome{Result: ResultPass}
+		return outcome{Result: resultPass}
 	}
 	argv := append(append([]string(nil), r.test.Body.Command...), r.runnable.Args...)
 	res := runCommand(ctx, commandSpec{argv: argv, dir: r.spec.Dir, env: env}, r.rep, r.procs, r.trap)
 	switch {
 	case res.startErr != nil:
-		return Outcome{Result: ResultError, Reason: res.startErr.Error()}
+		return outcome{Result: resultError, Reason: res.startErr.Error()}
 	case ctx.Err() != nil:
 		return interruptOutcome(ctx)
 	case r.test.ResultFile != "":
 		return r.pyClassOutcome(ctx, res)
 	case res.signal != 0:
-		return Outcome{Result: ResultFail, Reason: fmt.Sprintf("command %s was killed by signal %s", py.Repr(argv[0]), signalName(res.signal)), ReturnCode: &res.exitCode}
+		return outcome{Result: resultFail, Reason: fmt.Sprintf("command %s was killed by signal %s", py.Repr(argv[0]), signalName(res.signal)), ReturnCode: &res.exitCode}
 	case res.exitCode != 0:
-		return Outcome{Result: ResultFail, Reason: fmt.Sprintf("command %s exited with status %d", py.Repr(argv[0]), res.exitCode), ReturnCode: &res.exitCode}
+		return outcome{Result: resultFail, Reason: fmt.Sprintf("command %s exited with status %d", py.Repr(argv[0]), res.exitCode), ReturnCode: &res.exitCode}
 	}
 	rc := 0
-	return Outcome{Result: ResultPass, ReturnCode: &rc}
+	return outcome{Result: resultPass, ReturnCode: &rc}
 }
 
 // step runs one step on its nodes; ok is false when the test must stop.
-func (r *testRun) step(ctx context.Context, cl Cluster, p *Partition, n int, st Step) (Outcome, bool) {
+func (r *testRun) step(ctx context.Context, cl Cluster, p *Partition, n int, st Step) (outcome, bool) {
 	type nodeResult struct {
 		tag string
 		res ExecResult
@@ -776,15 +776,15 @@ func (r *testRun) step(ctx context.Context, cl Cluster, p *Partition, n int, st 
 		prefix := fmt.Sprintf("step %d on %s", n, res.tag)
 		switch {
 		case res.err != nil:
-			return Outcome{Result: ResultError, Reason: fmt.Sprintf("%s: %v", prefix, res.err)}, false
+			return outcome{Result: resultError, Reason: fmt.Sprintf("%s: %v", prefix, res.err)}, false
 		case res.res.TimedOut:
-			return Outcome{Result: ResultFail, Reason: fmt.Sprintf("%s: %s timed out after %s s", prefix, py.Repr(st.Run[0]), seconds(st.Timeout))}, false
+			return outcome{Result: resultFail, Reason: fmt.Sprintf("%s: %s timed out after %s s", prefix, py.Repr(st.Run[0]), seconds(st.Timeout))}, false
 		case res.res.ExitCode != 0:
 			rc := res.res.ExitCode
-			return Outcome{Result: ResultFail, Reason: fmt.Sprintf("%s: %s exited with status %d", prefix, py.Repr(st.Run[0]), rc), ReturnCode: &rc}, false
+			return outcome{Result: resultFail, Reason: fmt.Sprintf("%s: %s exited with status %d", prefix, py.Repr(st.Run[0]), rc), ReturnCode: &rc}, false
 		}
 	}
-	return Outcome{}, true
+	return outcome{}, true
 }
 
 // stepOutput sends a remote command's output as the test's stdout and
@@ -799,7 +799,7 @@ func (r *testRun) stepOutput(ctx context.Context, n int, tag string, res ExecRes
 		if len(s.data) == 0 {
 			continue
 		}
-		out := newOutputStream(s.name, func(m Message) { r.rep.Send(ctx, m) })
+		out := newOutputStream(s.name, func(m message) { r.rep.Send(ctx, m) })
 		out.Write(s.data)
 		out.Close()
 		if s.truncated {

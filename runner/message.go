@@ -13,28 +13,28 @@ import (
 
 // Results a finished message may carry (avocado/core/teststatus.py).
 const (
-	ResultPass        = "pass"
-	ResultFail        = "fail"
-	ResultError       = "error"
-	ResultSkip        = "skip"
-	ResultWarn        = "warn"
-	ResultCancel      = "cancel"
-	ResultInterrupted = "interrupted"
+	resultPass        = "pass"
+	resultFail        = "fail"
+	resultError       = "error"
+	resultSkip        = "skip"
+	resultWarn        = "warn"
+	resultCancel      = "cancel"
+	resultInterrupted = "interrupted"
 )
 
-// MaxChunk is the largest payload put in one stdout/stderr message. Avocado
+// maxChunk is the largest payload put in one stdout/stderr message. Avocado
 // drops a connection on a line over 32 MiB (after base64), and then the job
 // hangs; 1 MiB keeps far away from that.
-const MaxChunk = 1 << 20
+const maxChunk = 1 << 20
 
-// Field is one key of a Message.
-type Field = py.Item
+// field is one key of a message.
+type field = py.Item
 
-// Message is one status message. It is a dict in insertion order because
+// message is one status message. It is a dict in insertion order because
 // Avocado's runners print their dicts that way and the printed form
 // (py.Repr) is compared by Avocado's selftests. Values are in py's model;
 // []byte travels as {"__base64_encoded__": ...}.
-type Message = py.Dict
+type message = py.Dict
 
 // messageJSON is how Avocado's status client writes a message:
 // json.dumps's defaults, bytes as base64 objects, finite floats only.
@@ -46,7 +46,7 @@ var messageJSON = py.Options{Default: func(v any) (any, error) {
 }}
 
 // marshalMessage encodes m as one JSON object in key order.
-func marshalMessage(m Message) ([]byte, error) {
+func marshalMessage(m message) ([]byte, error) {
 	b, err := py.AppendJSON(nil, m, messageJSON)
 	if err != nil {
 		return nil, fmt.Errorf("runner: message: %w", err)
@@ -56,7 +56,7 @@ func marshalMessage(m Message) ([]byte, error) {
 
 // encodeLine returns m as one newline-terminated JSON line for the status
 // server.
-func encodeLine(m Message) ([]byte, error) {
+func encodeLine(m message) ([]byte, error) {
 	b, err := marshalMessage(m)
 	if err != nil {
 		return nil, err
@@ -64,11 +64,11 @@ func encodeLine(m Message) ([]byte, error) {
 	return append(b, '\n'), nil
 }
 
-// Monotonic returns CLOCK_MONOTONIC in seconds, the clock behind Python's
+// monotonic returns CLOCK_MONOTONIC in seconds, the clock behind Python's
 // time.monotonic(). Avocado mixes its own monotonic readings with the
 // runner's (it injects finished messages on timeouts), so no other clock
 // will do; Go's time package does not expose this value.
-func Monotonic() float64 {
+func monotonic() float64 {
 	var ts unix.Timespec
 	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
 		// Cannot happen on Linux; a zero time would make Avocado ignore
@@ -84,44 +84,44 @@ func Monotonic() float64 {
 	return float64(ns) / 1e9
 }
 
-// StartedMessage is the first message of a test.
-func StartedMessage() Message { return Message{{Key: "status", Value: "started"}} }
+// startedMessage is the first message of a test.
+func startedMessage() message { return message{{Key: "status", Value: "started"}} }
 
-// HeartbeatMessage is a typeless running message: progress only.
-func HeartbeatMessage() Message { return Message{{Key: "status", Value: "running"}} }
+// heartbeatMessage is a typeless running message: progress only.
+func heartbeatMessage() message { return message{{Key: "status", Value: "running"}} }
 
-// OutputMessage carries raw bytes of the body's stdout or stderr (stream is
+// outputMessage carries raw bytes of the body's stdout or stderr (stream is
 // "stdout" or "stderr"). Without an encoding Avocado copies the bytes
 // unchanged into the stdout/stderr files.
-func OutputMessage(stream string, data []byte) Message {
-	return Message{{Key: "type", Value: stream}, {Key: "log", Value: data}, {Key: "status", Value: "running"}}
+func outputMessage(stream string, data []byte) message {
+	return message{{Key: "type", Value: stream}, {Key: "log", Value: data}, {Key: "status", Value: "running"}}
 }
 
-// TextOutputMessage carries a final, unterminated piece of output that is
+// textOutputMessage carries a final, unterminated piece of output that is
 // valid UTF-8. The encoding makes Avocado terminate the line in debug.log;
 // without it the partial line would stay in a line buffer that Avocado
 // shares between all tests of a job and leak into the next test's log.
-func TextOutputMessage(stream string, text string) Message {
-	return Message{{Key: "type", Value: stream}, {Key: "log", Value: []byte(text)}, {Key: "encoding", Value: "utf-8"}, {Key: "status", Value: "running"}}
+func textOutputMessage(stream string, text string) message {
+	return message{{Key: "type", Value: stream}, {Key: "log", Value: []byte(text)}, {Key: "encoding", Value: "utf-8"}, {Key: "status", Value: "running"}}
 }
 
-// LogMessage is a line for the test's debug.log. logger and level are
+// logMessage is a line for the test's debug.log. logger and level are
 // optional; when logger is set Avocado also re-emits the line on that
 // Python logger, which requires both the encoding and the level name (it
 // crashes its status updater otherwise), so they always come together.
-func LogMessage(logger, level, text string) Message {
-	var m Message
+func logMessage(logger, level, text string) message {
+	var m message
 	if logger != "" {
 		if level == "" {
 			level = "INFO"
 		}
-		m = append(m, Field{Key: "log_name", Value: logger}, Field{Key: "log_level", Value: pyLogLevel(level)}, Field{Key: "log_levelname", Value: level})
+		m = append(m, field{Key: "log_name", Value: logger}, field{Key: "log_level", Value: pyLogLevel(level)}, field{Key: "log_levelname", Value: level})
 	}
-	return append(m, Field{Key: "type", Value: "log"}, Field{Key: "log", Value: []byte(text)}, Field{Key: "encoding", Value: "utf-8"}, Field{Key: "status", Value: "running"})
+	return append(m, field{Key: "type", Value: "log"}, field{Key: "log", Value: []byte(text)}, field{Key: "encoding", Value: "utf-8"}, field{Key: "status", Value: "running"})
 }
 
 // pyLogLevel maps a Python level name to its number; an unknown name is
-// INFO, the level LogMessage defaults to.
+// INFO, the level logMessage defaults to.
 func pyLogLevel(name string) int {
 	if n, ok := logframe.PyLevelNo(strings.ToUpper(name)); ok {
 		return n
@@ -129,15 +129,15 @@ func pyLogLevel(name string) int {
 	return logframe.PyInfo
 }
 
-// FinishedMessage is the last message of a test. reason and returnCode are
+// finishedMessage is the last message of a test. reason and returnCode are
 // left out when empty / nil, as Avocado's helpers drop None values.
-func FinishedMessage(result, reason string, returnCode *int) Message {
-	m := Message{{Key: "result", Value: result}}
+func finishedMessage(result, reason string, returnCode *int) message {
+	m := message{{Key: "result", Value: result}}
 	if reason != "" {
-		m = append(m, Field{Key: "fail_reason", Value: reason})
+		m = append(m, field{Key: "fail_reason", Value: reason})
 	}
 	if returnCode != nil {
-		m = append(m, Field{Key: "returncode", Value: *returnCode})
+		m = append(m, field{Key: "returncode", Value: *returnCode})
 	}
-	return append(m, Field{Key: "status", Value: "finished"})
+	return append(m, field{Key: "status", Value: "finished"})
 }

@@ -10,7 +10,7 @@ import (
 )
 
 func TestEncodeLine_bytesAndOrder(t *testing.T) {
-	m := OutputMessage("stdout", []byte("hello\n")).With("time", 845.667312717).With("id", "1-x")
+	m := outputMessage("stdout", []byte("hello\n")).With("time", 845.667312717).With("id", "1-x")
 	line, err := encodeLine(m)
 	if err != nil {
 		t.Fatal(err)
@@ -22,7 +22,7 @@ func TestEncodeLine_bytesAndOrder(t *testing.T) {
 }
 
 func TestEncodeLine_emptyBytes(t *testing.T) {
-	line, err := encodeLine(OutputMessage("stderr", nil))
+	line, err := encodeLine(outputMessage("stderr", nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +32,7 @@ func TestEncodeLine_emptyBytes(t *testing.T) {
 }
 
 func TestEncodeLine_asciiEscapes(t *testing.T) {
-	m := Message{{Key: "fail_reason", Value: "é \"q\" \x01 \U0001F600 \xff"}}
+	m := message{{Key: "fail_reason", Value: "é \"q\" \x01 \U0001F600 \xff"}}
 	line, err := encodeLine(m)
 	if err != nil {
 		t.Fatal(err)
@@ -54,14 +54,14 @@ func TestEncodeLine_asciiEscapes(t *testing.T) {
 func TestEncodeLine_rejectsNaN(t *testing.T) {
 	nan := 0.0
 	nan /= nan
-	if _, err := encodeLine(Message{{Key: "time", Value: nan}}); err == nil {
+	if _, err := encodeLine(message{{Key: "time", Value: nan}}); err == nil {
 		t.Fatal("NaN encoded without error")
 	}
 }
 
 func TestEncodeLine_decodesLikeAvocado(t *testing.T) {
 	data := []byte{0, 1, 2, 0xff, '\n'}
-	line, err := encodeLine(OutputMessage("stdout", data))
+	line, err := encodeLine(outputMessage("stdout", data))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,12 +80,12 @@ func TestEncodeLine_decodesLikeAvocado(t *testing.T) {
 }
 
 func TestLogMessage_nameImpliesEncodingAndLevel(t *testing.T) {
-	m := LogMessage("avocado.service.process", "", "hello")
+	m := logMessage("avocado.service.process", "", "hello")
 	want := `{'log_name': 'avocado.service.process', 'log_level': 20, 'log_levelname': 'INFO', 'type': 'log', 'log': b'hello', 'encoding': 'utf-8', 'status': 'running'}`
 	if got := py.Repr(m); got != want {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}
-	plain := py.Repr(LogMessage("", "", "x"))
+	plain := py.Repr(logMessage("", "", "x"))
 	if strings.Contains(plain, "log_name") || !strings.Contains(plain, "'encoding': 'utf-8'") {
 		t.Errorf("plain log message = %s", plain)
 	}
@@ -93,25 +93,25 @@ func TestLogMessage_nameImpliesEncodingAndLevel(t *testing.T) {
 
 func TestFinishedMessage_optionalKeys(t *testing.T) {
 	rc := 3
-	if got, want := py.Repr(FinishedMessage(ResultFail, "why", &rc)), `{'result': 'fail', 'fail_reason': 'why', 'returncode': 3, 'status': 'finished'}`; got != want {
+	if got, want := py.Repr(finishedMessage(resultFail, "why", &rc)), `{'result': 'fail', 'fail_reason': 'why', 'returncode': 3, 'status': 'finished'}`; got != want {
 		t.Errorf("got %s, want %s", got, want)
 	}
-	if got, want := py.Repr(FinishedMessage(ResultPass, "", nil)), `{'result': 'pass', 'status': 'finished'}`; got != want {
+	if got, want := py.Repr(finishedMessage(resultPass, "", nil)), `{'result': 'pass', 'status': 'finished'}`; got != want {
 		t.Errorf("got %s, want %s", got, want)
 	}
 }
 
 func TestMonotonic_positiveAndNonDecreasing(t *testing.T) {
-	a := Monotonic()
-	b := Monotonic()
+	a := monotonic()
+	b := monotonic()
 	if a <= 0 || b < a {
 		t.Fatalf("Monotonic() gave %v then %v", a, b)
 	}
 }
 
 func TestMessage_With_doesNotAlias(t *testing.T) {
-	base := make(Message, 1, 4)
-	base[0] = Field{Key: "status", Value: "running"}
+	base := make(message, 1, 4)
+	base[0] = field{Key: "status", Value: "running"}
 	a := base.With("id", "a")
 	b := base.With("id", "b")
 	if v, _ := a.Get("id"); v != "a" {
@@ -125,7 +125,7 @@ func TestMessage_With_doesNotAlias(t *testing.T) {
 // The line Avocado's helpers print for a message with every kind of value
 // (nrunner-protocol §2.6).
 func TestMessage_repr(t *testing.T) {
-	m := Message{
+	m := message{
 		{Key: "log", Value: []byte("quote' and \"dq\" \x00\xff\t")},
 		{Key: "s", Value: "it's"},
 		{Key: "f", Value: 1e-05},

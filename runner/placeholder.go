@@ -121,7 +121,7 @@ func (n PartitionNode) field(name string) (string, error) {
 	case "agent_url":
 		// Command lines are readable by every user of the host (ps), and the
 		// URL carries the proxy's secret.
-		return "", fmt.Errorf("runner: placeholder {%s.agent_url}: the agent URL carries this test's secret and must not appear in a command line: read $VTCLUSTER_NODE_%s_URL or partition.json instead", n.Tag, EnvTag(n.Tag))
+		return "", fmt.Errorf("runner: placeholder {%s.agent_url}: the agent URL carries this test's secret and must not appear in a command line: read $VTCLUSTER_NODE_%s_URL or partition.json instead", n.Tag, envTag(n.Tag))
 	}
 	v, ok := n.Properties[name]
 	if !ok {

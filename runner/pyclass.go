@@ -33,11 +33,11 @@ const pyResultFile = "multihost-result.json"
 func isPythonTestFile(path string) bool { return strings.HasSuffix(path, ".py") }
 
 // pythonClassSpec builds the one-test spec of a Python class test. The
-// declaration goes through ParseSpec, so tags and selectors are checked
+// declaration goes through parseSpec, so tags and selectors are checked
 // exactly as in a JSON spec.
-func pythonClassSpec(r Runnable, file, name string) (*SpecFile, error) {
+func pythonClassSpec(r runnable, file, name string) (*SpecFile, error) {
 	bad := func(format string, args ...any) error {
-		return &SpecError{File: file, Msg: fmt.Sprintf(format, args...)}
+		return &specError{File: file, Msg: fmt.Sprintf(format, args...)}
 	}
 	if cls, method, ok := strings.Cut(name, "."); !ok || cls == "" || !strings.HasPrefix(method, "test") {
 		return nil, bad("test=%s: want Class.test_method", py.Repr(name))
@@ -103,7 +103,7 @@ func pythonClassSpec(r Runnable, file, name string) (*SpecFile, error) {
 	if err != nil {
 		return nil, bad("%v", err)
 	}
-	spec, err := ParseSpec(file, data)
+	spec, err := parseSpec(file, data)
 	if err != nil {
 		return nil, err
 	}
@@ -113,11 +113,11 @@ func pythonClassSpec(r Runnable, file, name string) (*SpecFile, error) {
 
 // pyClassOutcome is the outcome of a Python class test's body: the status
 // its child reported, and its whiteboard sent on to Avocado.
-func (r *testRun) pyClassOutcome(ctx context.Context, res commandResult) Outcome {
+func (r *testRun) pyClassOutcome(ctx context.Context, res commandResult) outcome {
 	o, whiteboard := readPyResult(filepath.Join(r.outputDir, r.test.ResultFile), res)
 	if whiteboard != "" {
 		// Avocado keeps it in results.json and <task dir>/whiteboard.
-		r.rep.Send(ctx, Message{{Key: "type", Value: "whiteboard"}, {Key: "log", Value: []byte(whiteboard)}, {Key: "encoding", Value: "utf-8"}, {Key: "status", Value: "running"}})
+		r.rep.Send(ctx, message{{Key: "type", Value: "whiteboard"}, {Key: "log", Value: []byte(whiteboard)}, {Key: "encoding", Value: "utf-8"}, {Key: "status", Value: "running"}})
 	}
 	return o
 }
@@ -125,7 +125,7 @@ func (r *testRun) pyClassOutcome(ctx context.Context, res commandResult) Outcome
 // readPyResult reads the status and whiteboard the Python child wrote; a
 // child that wrote none (it crashed, or could not load the test) is an
 // ERROR.
-func readPyResult(path string, res commandResult) (Outcome, string) {
+func readPyResult(path string, res commandResult) (outcome, string) {
 	rc := res.exitCode
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -136,7 +136,7 @@ func readPyResult(path string, res commandResult) (Outcome, string) {
 		if !errors.Is(err, os.ErrNotExist) {
 			why += fmt.Sprintf(" (%v)", err)
 		}
-		return Outcome{Result: ResultError, Reason: "the Python test process " + why + " without reporting a result; see its stderr", ReturnCode: &rc}, ""
+		return outcome{Result: resultError, Reason: "the Python test process " + why + " without reporting a result; see its stderr", ReturnCode: &rc}, ""
 	}
 	var out struct {
 		Status     string  `json:"status"`
@@ -144,17 +144,17 @@ func readPyResult(path string, res commandResult) (Outcome, string) {
 		Whiteboard string  `json:"whiteboard"`
 	}
 	if err := json.Unmarshal(data, &out); err != nil {
-		return Outcome{Result: ResultError, Reason: fmt.Sprintf("%s: %v", path, err), ReturnCode: &rc}, ""
+		return outcome{Result: resultError, Reason: fmt.Sprintf("%s: %v", path, err), ReturnCode: &rc}, ""
 	}
 	results := map[string]string{
-		"PASS": ResultPass, "FAIL": ResultFail, "ERROR": ResultError, "SKIP": ResultSkip,
-		"CANCEL": ResultCancel, "WARN": ResultWarn, "INTERRUPTED": ResultInterrupted,
+		"PASS": resultPass, "FAIL": resultFail, "ERROR": resultError, "SKIP": resultSkip,
+		"CANCEL": resultCancel, "WARN": resultWarn, "INTERRUPTED": resultInterrupted,
 	}
 	result, ok := results[out.Status]
 	if !ok {
-		return Outcome{Result: ResultError, Reason: fmt.Sprintf("%s: unknown status %s", path, py.Repr(out.Status)), ReturnCode: &rc}, out.Whiteboard
+		return outcome{Result: resultError, Reason: fmt.Sprintf("%s: unknown status %s", path, py.Repr(out.Status)), ReturnCode: &rc}, out.Whiteboard
 	}
-	o := Outcome{Result: result, ReturnCode: &rc}
+	o := outcome{Result: result, ReturnCode: &rc}
 	if out.FailReason != nil {
 		o.Reason = *out.FailReason
 	}

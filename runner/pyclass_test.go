@@ -8,8 +8,8 @@ import (
 	"time"
 )
 
-func pyRunnable(kwargs map[string]any) Runnable {
-	return Runnable{Kind: Kind, Kwargs: kwargs}
+func pyRunnable(kwargs map[string]any) runnable {
+	return runnable{Kind: kind, Kwargs: kwargs}
 }
 
 func TestPythonClassSpec(t *testing.T) {
@@ -79,10 +79,10 @@ func TestPythonClassSpec_rejects(t *testing.T) {
 func TestPyClassOutcome(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, pyResultFile)
-	if o, _ := readPyResult(path, commandResult{exitCode: 2}); o.Result != ResultError || !strings.Contains(o.Reason, "exited with status 2 without reporting a result") {
+	if o, _ := readPyResult(path, commandResult{exitCode: 2}); o.Result != resultError || !strings.Contains(o.Reason, "exited with status 2 without reporting a result") {
 		t.Errorf("no file: %+v", o)
 	}
-	for status, want := range map[string]string{"PASS": ResultPass, "FAIL": ResultFail, "CANCEL": ResultCancel, "SKIP": ResultSkip, "ERROR": ResultError} {
+	for status, want := range map[string]string{"PASS": resultPass, "FAIL": resultFail, "CANCEL": resultCancel, "SKIP": resultSkip, "ERROR": resultError} {
 		if err := os.WriteFile(path, []byte(`{"status": "`+status+`", "fail_reason": "why", "whiteboard": "wb"}`), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -93,7 +93,7 @@ func TestPyClassOutcome(t *testing.T) {
 	if err := os.WriteFile(path, []byte(`{"status": "MAYBE"}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if o, _ := readPyResult(path, commandResult{}); o.Result != ResultError || !strings.Contains(o.Reason, "unknown status 'MAYBE'") {
+	if o, _ := readPyResult(path, commandResult{}); o.Result != resultError || !strings.Contains(o.Reason, "unknown status 'MAYBE'") {
 		t.Errorf("unknown status: %+v", o)
 	}
 }

@@ -11,15 +11,15 @@ import (
 	"github.com/vtcluster/vtcluster/agent/py"
 )
 
-// Reporter stamps and delivers the status messages of one task: to every
+// reporter stamps and delivers the status messages of one task: to every
 // status server and, as Python repr lines, to stdout. It guarantees what
 // Avocado 113.0 cannot survive without: every message has a non-zero
 // CLOCK_MONOTONIC time and the task's id/job_id, and exactly one finished
-// message is sent, after everything else. Reporter is safe for concurrent
+// message is sent, after everything else. A reporter is safe for concurrent
 // use.
-type Reporter struct {
+type reporter struct {
 	mu        sync.Mutex
-	status    *StatusClient
+	status    *statusClient
 	out       *bufio.Writer
 	task      bool
 	id        any
@@ -31,13 +31,13 @@ type Reporter struct {
 	errs      []error
 }
 
-// ReporterConfig says where messages go and what identity they carry.
-type ReporterConfig struct {
+// reporterConfig says where messages go and what identity they carry.
+type reporterConfig struct {
 	// Status receives every message; nil for none.
-	Status *StatusClient
+	Status *statusClient
 	// Stdout receives one Python repr line per message; nil for none.
 	Stdout io.Writer
-	// Task selects task mode: id (and job_id when JobID is set) are added
+	// task selects task mode: id (and job_id when JobID is set) are added
 	// to every message.
 	Task  bool
 	ID    any
@@ -48,9 +48,9 @@ type ReporterConfig struct {
 	OutputDir string
 }
 
-// NewReporter returns a Reporter for one task.
-func NewReporter(cfg ReporterConfig) *Reporter {
-	r := &Reporter{status: cfg.Status, task: cfg.Task, id: cfg.ID, jobID: cfg.JobID, outputDir: cfg.OutputDir}
+// newReporter returns a reporter for one task.
+func newReporter(cfg reporterConfig) *reporter {
+	r := &reporter{status: cfg.Status, task: cfg.Task, id: cfg.ID, jobID: cfg.JobID, outputDir: cfg.OutputDir}
 	if cfg.Stdout != nil {
 		r.out = bufio.NewWriter(cfg.Stdout)
 	}
@@ -66,7 +66,7 @@ const finishTimeout = 500 * time.Millisecond
 // m was dropped because the task has already finished. Delivery failures
 // are collected in Err, not returned: a test keeps running when one of
 // several status servers goes away.
-func (r *Reporter) Send(ctx context.Context, m Message) bool {
+func (r *reporter) Send(ctx context.Context, m message) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.finished {
@@ -81,7 +81,7 @@ func (r *Reporter) Send(ctx context.Context, m Message) bool {
 // Finish delivers the finished message m. Only the first call sends;
 // later calls report false and send nothing, so every exit path may call
 // it without risking a second finished message.
-func (r *Reporter) Finish(ctx context.Context, m Message) bool {
+func (r *reporter) Finish(ctx context.Context, m message) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.finished {
@@ -98,40 +98,40 @@ func (r *Reporter) Finish(ctx context.Context, m Message) bool {
 }
 
 // Finished reports whether Finish has been called.
-func (r *Reporter) Finished() bool {
+func (r *reporter) Finished() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.finished
 }
 
 // Err returns the delivery failures so far.
-func (r *Reporter) Err() error {
+func (r *reporter) Err() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return errors.Join(r.errs...)
 }
 
 // Sent returns how many messages were delivered or attempted.
-func (r *Reporter) Sent() int {
+func (r *reporter) Sent() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.sent
 }
 
-func (r *Reporter) deliver(ctx context.Context, m Message) {
-	t := Monotonic()
+func (r *reporter) deliver(ctx context.Context, m message) {
+	t := monotonic()
 	if t < r.lastTime {
 		t = r.lastTime // never let time run backwards within a task
 	}
 	r.lastTime = t
-	m = append(m[:len(m):len(m)], Field{Key: "time", Value: t})
+	m = append(m[:len(m):len(m)], field{Key: "time", Value: t})
 	if status, _ := m.Get("status"); status == "started" && r.outputDir != "" {
-		m = append(m, Field{Key: "output_dir", Value: r.outputDir})
+		m = append(m, field{Key: "output_dir", Value: r.outputDir})
 	}
 	if r.task {
-		m = append(m, Field{Key: "id", Value: r.id})
+		m = append(m, field{Key: "id", Value: r.id})
 		if r.jobID != nil {
-			m = append(m, Field{Key: "job_id", Value: *r.jobID})
+			m = append(m, field{Key: "job_id", Value: *r.jobID})
 		}
 	}
 	r.sent++
@@ -154,7 +154,7 @@ func (r *Reporter) deliver(ctx context.Context, m Message) {
 }
 
 // Close closes the status connections.
-func (r *Reporter) Close() error {
+func (r *reporter) Close() error {
 	if r.status == nil {
 		return nil
 	}

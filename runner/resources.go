@@ -37,8 +37,8 @@ type ResourceSpec struct {
 	Params map[string]string
 }
 
-// AcquiredResource is one resource as the test sees it on one node.
-type AcquiredResource struct {
+// acquiredResource is one resource as the test sees it on one node.
+type acquiredResource struct {
 	Name, Type, Tag string
 	// ID is the resource manager's uuid.
 	ID string
@@ -148,30 +148,30 @@ func (l *specLoader) resourceParams(v *jsonValue, p string) map[string]string {
 
 // resourceEnv adds VTCLUSTER_RESOURCE_<NAME>_<TAG>=<path or ifname> for
 // each acquired resource.
-func resourceEnv(vars map[string]string, got []AcquiredResource) {
+func resourceEnv(vars map[string]string, got []acquiredResource) {
 	for _, a := range got {
-		vars["VTCLUSTER_RESOURCE_"+EnvTag(a.Name)+"_"+EnvTag(a.Tag)] = a.Value
+		vars["VTCLUSTER_RESOURCE_"+envTag(a.Name)+"_"+envTag(a.Tag)] = a.Value
 	}
 }
 
 // resourceMessage is the partition file's "resources" object:
 // {name: {"type", "id", "nodes": {tag: path or ifname}}}.
-func resourceMessage(got []AcquiredResource) Message {
-	byName := map[string]*Message{}
+func resourceMessage(got []acquiredResource) message {
+	byName := map[string]*message{}
 	var order []string
 	ids := map[string]map[string]bool{}
 	typ := map[string]string{}
 	for _, a := range got {
 		if _, ok := byName[a.Name]; !ok {
-			byName[a.Name] = &Message{}
+			byName[a.Name] = &message{}
 			order = append(order, a.Name)
 			ids[a.Name] = map[string]bool{}
 		}
-		*byName[a.Name] = append(*byName[a.Name], Field{Key: a.Tag, Value: a.Value})
+		*byName[a.Name] = append(*byName[a.Name], field{Key: a.Tag, Value: a.Value})
 		ids[a.Name][a.ID] = true
 		typ[a.Name] = a.Type
 	}
-	out := Message{}
+	out := message{}
 	for _, n := range order {
 		var idl []any
 		var sorted []string
@@ -182,7 +182,7 @@ func resourceMessage(got []AcquiredResource) Message {
 		for _, id := range sorted {
 			idl = append(idl, id)
 		}
-		out = append(out, Field{Key: n, Value: Message{{Key: "type", Value: typ[n]}, {Key: "ids", Value: idl}, {Key: "nodes", Value: *byName[n]}}})
+		out = append(out, field{Key: n, Value: message{{Key: "type", Value: typ[n]}, {Key: "ids", Value: idl}, {Key: "nodes", Value: *byName[n]}}})
 	}
 	return out
 }

@@ -37,19 +37,19 @@ func (f *resourceFakeCluster) Collect(ctx context.Context, p *Partition, paths m
 	return f.fakeCluster.Collect(ctx, p, paths, dir)
 }
 
-func (f *resourceFakeCluster) AcquireResources(ctx context.Context, p *Partition, specs []ResourceSpec) ([]AcquiredResource, error) {
+func (f *resourceFakeCluster) AcquireResources(ctx context.Context, p *Partition, specs []ResourceSpec) ([]acquiredResource, error) {
 	f.event("acquire")
 	if f.acquireErr != nil {
 		return nil, f.acquireErr
 	}
-	var out []AcquiredResource
+	var out []acquiredResource
 	for _, s := range specs {
 		for _, tag := range s.On {
 			v := "/pool/" + s.Name + ".raw"
 			if s.Type == "port" {
 				v = "tap_" + tag
 			}
-			out = append(out, AcquiredResource{Name: s.Name, Type: s.Type, Tag: tag, ID: "id-" + s.Name, Value: v})
+			out = append(out, acquiredResource{Name: s.Name, Type: s.Type, Tag: tag, ID: "id-" + s.Name, Value: v})
 		}
 	}
 	return out, nil

@@ -11,7 +11,7 @@ import (
 	"github.com/vtcluster/vtcluster/agent/py"
 )
 
-// Runnable is what Avocado asks the runner to run.
+// runnable is what Avocado asks the runner to run.
 //
 // For kind "multihost" a Runnable names one test of a spec file: URI is the
 // spec file path (relative paths are resolved against the runner's working
@@ -19,7 +19,7 @@ import (
 // test's name. Avocado shows it under the identifier "<file>:<name>".
 // Without a "test" keyword the URI may itself be "<file>:<name>", and a
 // spec file holding a single test needs no name at all.
-type Runnable struct {
+type runnable struct {
 	Kind string
 	// URI is "" when Avocado sent no -u.
 	URI string
@@ -41,7 +41,7 @@ type Runnable struct {
 }
 
 // TestName returns the spec file path and test name the runnable names.
-func (r *Runnable) TestName() (file, name string) {
+func (r *runnable) TestName() (file, name string) {
 	if v, ok := r.Kwargs["test"].(string); ok {
 		return r.URI, v
 	}
@@ -53,8 +53,8 @@ func (r *Runnable) TestName() (file, name string) {
 	return r.URI, ""
 }
 
-// Task is a Runnable plus the identity its status messages carry.
-type Task struct {
+// task is a runnable plus the identity its status messages carry.
+type task struct {
 	// ID is echoed as "id" in every message: the -i string, or whatever
 	// JSON value a task recipe holds.
 	ID any
@@ -62,28 +62,28 @@ type Task struct {
 	JobID      *string
 	Category   string
 	StatusURIs []string
-	Runnable   Runnable
+	Runnable   runnable
 }
 
-// RuntimeError is an invocation that parses but cannot run (bad base64,
+// runtimeError is an invocation that parses but cannot run (bad base64,
 // bad json: value, unreadable recipe). The runner prints it on stderr and
 // exits 1, as Avocado's runners do on the same exceptions.
-type RuntimeError struct{ Err error }
+type runtimeError struct{ Err error }
 
-func (e *RuntimeError) Error() string { return e.Err.Error() }
-func (e *RuntimeError) Unwrap() error { return e.Err }
+func (e *runtimeError) Error() string { return e.Err.Error() }
+func (e *runtimeError) Unwrap() error { return e.Err }
 
 func runtimeErrorf(format string, args ...any) error {
-	return &RuntimeError{fmt.Errorf(format, args...)}
+	return &runtimeError{fmt.Errorf(format, args...)}
 }
 
-// reservedKwargs become Runnable fields instead of staying in Kwargs.
+// reservedKwargs become runnable fields instead of staying in Kwargs.
 var reservedKwargs = map[string]bool{"output_dir": true, "tags": true, "variant": true, "dependencies": true, "assets": true, "identifier": true}
 
-// RunnableFromArgs decodes the command line values of runnable-run and
+// runnableFromArgs decodes the command line values of runnable-run and
 // task-run.
-func RunnableFromArgs(a CommandArgs) (Runnable, error) {
-	r := Runnable{Kind: a.Kind, Kwargs: map[string]any{}}
+func runnableFromArgs(a commandArgs) (runnable, error) {
+	r := runnable{Kind: a.Kind, Kwargs: map[string]any{}}
 	if a.URI != nil {
 		r.URI = *a.URI
 	}
@@ -125,7 +125,7 @@ func RunnableFromArgs(a CommandArgs) (Runnable, error) {
 	return r, nil
 }
 
-func (r *Runnable) setKwarg(key string, v any) error {
+func (r *runnable) setKwarg(key string, v any) error {
 	if !reservedKwargs[key] {
 		if key == "config" {
 			return errors.New("reserved name (settings go in -c)")
@@ -156,25 +156,25 @@ func (r *Runnable) setKwarg(key string, v any) error {
 	return nil
 }
 
-// LoadRunnableRecipe reads a runnable recipe (runnable-run-recipe), a JSON
+// loadRunnableRecipe reads a runnable recipe (runnable-run-recipe), a JSON
 // object with kind (required), uri, args, kwargs, config and identifier.
 // Like Avocado's schema it refuses any other key.
-func LoadRunnableRecipe(path string) (Runnable, error) {
+func loadRunnableRecipe(path string) (runnable, error) {
 	root, err := readJSONFile(path)
 	if err != nil {
-		return Runnable{}, err
+		return runnable{}, err
 	}
 	return runnableFromRecipe(path, root, "", true)
 }
 
-func runnableFromRecipe(path string, v *jsonValue, at string, strict bool) (Runnable, error) {
+func runnableFromRecipe(path string, v *jsonValue, at string, strict bool) (runnable, error) {
 	bad := func(p, format string, args ...any) error {
 		if p == "" {
 			return runtimeErrorf("runner: recipe %s: %s", path, fmt.Sprintf(format, args...))
 		}
 		return runtimeErrorf("runner: recipe %s: %s: %s", path, p, fmt.Sprintf(format, args...))
 	}
-	r := Runnable{Kwargs: map[string]any{}, Config: map[string]any{}}
+	r := runnable{Kwargs: map[string]any{}, Config: map[string]any{}}
 	if v.Kind != py.JSONObject {
 		return r, bad(at, "expected an object, got %s", v.Describe())
 	}
@@ -240,13 +240,13 @@ func runnableFromRecipe(path string, v *jsonValue, at string, strict bool) (Runn
 	return r, nil
 }
 
-// LoadTaskRecipe reads a task recipe (task-run-recipe): {"id": any,
+// loadTaskRecipe reads a task recipe (task-run-recipe): {"id": any,
 // "runnable": {...}, "status_uris": [...], "category": str, "job_id": str}.
 // Avocado never writes these; they exist for its interface selftests.
 // Unlike Avocado 113.0, a "job_id" key is honoured: without it a real
 // status server drops every message.
-func LoadTaskRecipe(path string) (Task, error) {
-	var t Task
+func loadTaskRecipe(path string) (task, error) {
+	var t task
 	root, err := readJSONFile(path)
 	if err != nil {
 		return t, err
@@ -287,7 +287,7 @@ func LoadTaskRecipe(path string) (Task, error) {
 func readJSONFile(path string) (*jsonValue, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, &RuntimeError{fmt.Errorf("runner: %w", err)}
+		return nil, &runtimeError{fmt.Errorf("runner: %w", err)}
 	}
 	root, jerr := parseJSONTree(data)
 	if jerr != nil {

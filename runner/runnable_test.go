@@ -12,7 +12,7 @@ import (
 
 func TestRunnableFromArgs_decoding(t *testing.T) {
 	uri := "spec.json"
-	r, err := RunnableFromArgs(CommandArgs{
+	r, err := runnableFromArgs(commandArgs{
 		Kind: "multihost", URI: &uri,
 		Config:  `{"run.keep_tmp": true, "core.show": {"__encoded_set__": ["app"]}, "fake.option": null}`,
 		Args:    []string{"base64:LWM=", "plain", "-1"},
@@ -40,7 +40,7 @@ func TestRunnableFromArgs_decoding(t *testing.T) {
 }
 
 func TestRunnableFromArgs_errors(t *testing.T) {
-	for _, a := range []CommandArgs{
+	for _, a := range []commandArgs{
 		{Config: "{}", Args: []string{"base64:!!"}},
 		{Config: "{"},
 		{Config: "[]"},
@@ -48,8 +48,8 @@ func TestRunnableFromArgs_errors(t *testing.T) {
 		{Config: "{}", KeyVals: []string{"output_dir=json:3"}},
 		{Config: "{}", KeyVals: []string{"config=x"}},
 	} {
-		_, err := RunnableFromArgs(a)
-		var re *RuntimeError
+		_, err := runnableFromArgs(a)
+		var re *runtimeError
 		if !errors.As(err, &re) || !strings.HasPrefix(err.Error(), "runner: ") {
 			t.Errorf("%+v: got %v, want a *RuntimeError", a, err)
 		}
@@ -57,7 +57,7 @@ func TestRunnableFromArgs_errors(t *testing.T) {
 }
 
 func TestRunnable_TestName_uriWithName(t *testing.T) {
-	r := Runnable{URI: "/nonexistent/spec.json:migrate"}
+	r := runnable{URI: "/nonexistent/spec.json:migrate"}
 	if f, n := r.TestName(); f != "/nonexistent/spec.json" || n != "migrate" {
 		t.Errorf("got %q %q", f, n)
 	}
@@ -70,7 +70,7 @@ func TestLoadRunnableRecipe(t *testing.T) {
 		os.WriteFile(p, []byte(body), 0o644)
 		return p
 	}
-	r, err := LoadRunnableRecipe(write("ok.json", `{"kind": "multihost", "uri": "s.json", "args": ["a"], "kwargs": {"test": "t", "output_dir": "/o"}, "config": {"run.keep_tmp": false}, "identifier": "s.json:t"}`))
+	r, err := loadRunnableRecipe(write("ok.json", `{"kind": "multihost", "uri": "s.json", "args": ["a"], "kwargs": {"test": "t", "output_dir": "/o"}, "config": {"run.keep_tmp": false}, "identifier": "s.json:t"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +84,7 @@ func TestLoadRunnableRecipe(t *testing.T) {
 		`{"kind": 1}`:                        "kind: expected a string",
 		`{"kind": "x"`:                       "unexpected end of file",
 	} {
-		_, err := LoadRunnableRecipe(write("bad.json", body))
+		_, err := loadRunnableRecipe(write("bad.json", body))
 		if err == nil || !strings.Contains(err.Error(), "bad.json") || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: got %v, want %q", body, err, want)
 		}
@@ -94,7 +94,7 @@ func TestLoadRunnableRecipe(t *testing.T) {
 func TestLoadTaskRecipe(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "task.json")
 	os.WriteFile(p, []byte(`{"id": 2, "job_id": "J", "runnable": {"kind": "multihost", "uri": "s.json:t", "kwargs": {"ignored": 1}}, "status_uris": ["127.0.0.1:9"], "category": "test", "other": 1}`), 0o644)
-	task, err := LoadTaskRecipe(p)
+	task, err := loadTaskRecipe(p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +105,7 @@ func TestLoadTaskRecipe(t *testing.T) {
 }
 
 func TestRunConfigFromSettings(t *testing.T) {
-	c, err := RunConfigFromSettings(map[string]any{
+	c, err := runConfigFromSettings(map[string]any{
 		"multihost.state_dir": "/s", "multihost.cluster": "lab", "multihost.alloc_timeout": int64(30),
 		"multihost.lease": "90.5", "multihost.binary": nil, "run.keep_tmp": true, "runner.identifier_format": "{uri}",
 	})
@@ -115,14 +115,14 @@ func TestRunConfigFromSettings(t *testing.T) {
 	if c.StateDir != "/s" || c.Cluster != "lab" || c.AllocTimeout != 30*time.Second || c.Lease != 90500*time.Millisecond || !c.KeepTmp || c.Binary != "" {
 		t.Errorf("got %+v", c)
 	}
-	if d := DefaultRunConfig(); d.AllocTimeout <= 0 {
+	if d := defaultRunConfig(); d.AllocTimeout <= 0 {
 		t.Errorf("default alloc timeout %v", d.AllocTimeout)
 	}
 	for _, bad := range []map[string]any{
 		{"multihost.alloc_timeout": "soon"}, {"multihost.alloc_timeout": int64(0)}, {"multihost.lease": -1.0},
 		{"multihost.cluster": int64(1)}, {"run.keep_tmp": "yes"},
 	} {
-		if _, err := RunConfigFromSettings(bad); err == nil {
+		if _, err := runConfigFromSettings(bad); err == nil {
 			t.Errorf("%v accepted", bad)
 		}
 	}

@@ -135,8 +135,8 @@ func (f *SpecFile) Test(name string) (*Test, error) {
 	return nil, fmt.Errorf("runner: spec %s: no test named %q (have: %s)", f.Path, name, strings.Join(names, ", "))
 }
 
-// SpecError is one problem in a spec file.
-type SpecError struct {
+// specError is one problem in a spec file.
+type specError struct {
 	File string
 	// Path is the JSON path of the offending value, e.g.
 	// "tests[1].nodes.src"; empty for the file as a whole.
@@ -150,7 +150,7 @@ type SpecError struct {
 // Error places the problem in the file; it names no package, since the
 // file is what the user has to fix (and a list of them reads as one line
 // per problem).
-func (e *SpecError) Error() string {
+func (e *specError) Error() string {
 	return "spec " + py.Locate(e.File, e.Line, e.Column, e.Path, e.Msg)
 }
 
@@ -161,23 +161,23 @@ const maxSpecErrors = 20
 const maxSpecSize = 16 << 20
 
 // LoadSpecFile reads and validates a spec file. Every problem found is
-// returned, joined, as *SpecError values (errors.As finds the first).
+// returned, joined, as *specError values (errors.As finds the first).
 func LoadSpecFile(path string) (*SpecFile, error) {
 	st, err := os.Stat(path)
 	if err != nil {
-		return nil, &SpecError{File: path, Msg: unwrapPathError(err)}
+		return nil, &specError{File: path, Msg: unwrapPathError(err)}
 	}
 	if !st.Mode().IsRegular() {
-		return nil, &SpecError{File: path, Msg: "not a regular file"}
+		return nil, &specError{File: path, Msg: "not a regular file"}
 	}
 	if st.Size() > maxSpecSize {
-		return nil, &SpecError{File: path, Msg: fmt.Sprintf("file is larger than %d bytes", maxSpecSize)}
+		return nil, &specError{File: path, Msg: fmt.Sprintf("file is larger than %d bytes", maxSpecSize)}
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, &SpecError{File: path, Msg: unwrapPathError(err)}
+		return nil, &specError{File: path, Msg: unwrapPathError(err)}
 	}
-	return ParseSpec(path, data)
+	return parseSpec(path, data)
 }
 
 func unwrapPathError(err error) string {
@@ -188,21 +188,21 @@ func unwrapPathError(err error) string {
 	return err.Error()
 }
 
-// ParseSpec validates data as the spec file path (path is used for error
+// parseSpec validates data as the spec file path (path is used for error
 // messages and to resolve body commands).
-func ParseSpec(path string, data []byte) (*SpecFile, error) {
+func parseSpec(path string, data []byte) (*SpecFile, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
-		return nil, &SpecError{File: path, Msg: err.Error()}
+		return nil, &specError{File: path, Msg: err.Error()}
 	}
 	l := &specLoader{file: path, data: data, byPath: map[string]*jsonValue{}}
 	root, err := parseJSONTree(data)
 	if err != nil {
 		var te *py.TreeError
 		if errors.As(err, &te) {
-			return nil, &SpecError{File: path, Path: te.Path, Line: te.Line, Column: te.Column, Msg: te.Msg}
+			return nil, &specError{File: path, Path: te.Path, Line: te.Line, Column: te.Column, Msg: te.Msg}
 		}
-		return nil, &SpecError{File: path, Msg: err.Error()}
+		return nil, &specError{File: path, Msg: err.Error()}
 	}
 	l.index(root)
 	f := &SpecFile{Path: path, Dir: filepath.Dir(abs)}
@@ -268,12 +268,12 @@ func (l *specLoader) index(v *jsonValue) {
 
 func (l *specLoader) errorf(path, format string, args ...any) {
 	if len(l.errs) == maxSpecErrors {
-		l.errs = append(l.errs, &SpecError{File: l.file, Msg: "too many errors; stopping"})
+		l.errs = append(l.errs, &specError{File: l.file, Msg: "too many errors; stopping"})
 	}
 	if len(l.errs) > maxSpecErrors {
 		return
 	}
-	e := &SpecError{File: l.file, Path: path, Msg: fmt.Sprintf(format, args...)}
+	e := &specError{File: l.file, Path: path, Msg: fmt.Sprintf(format, args...)}
 	if n := l.byPath[path]; n != nil && path != "" {
 		e.Line, e.Column = py.LineCol(l.data, n.Start)
 	}
@@ -478,7 +478,7 @@ func (l *specLoader) tag(tag, at string, envNames map[string]string) bool {
 		l.errorf(at, "invalid node tag %q: use letters, digits, '_' and '-' (at most 64)", tag)
 		return false
 	}
-	env := EnvTag(tag)
+	env := envTag(tag)
 	if other, dup := envNames[env]; dup {
 		l.errorf(at, "node tags %q and %q both become VTCLUSTER_NODE_%s_* in the environment", other, tag, env)
 		return false
@@ -773,9 +773,9 @@ func (l *specLoader) collect(v *jsonValue, p string, t *Test) map[string][]strin
 	return out
 }
 
-// EnvTag turns a node tag into the part of environment variable names:
+// envTag turns a node tag into the part of environment variable names:
 // upper case, anything but letters and digits as '_'.
-func EnvTag(tag string) string {
+func envTag(tag string) string {
 	b := []byte(strings.ToUpper(tag))
 	for i, c := range b {
 		if !(c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {

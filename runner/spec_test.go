@@ -107,7 +107,7 @@ func TestLoadSpecFile_bad(t *testing.T) {
 			if err == nil {
 				t.Fatal("accepted")
 			}
-			var se *SpecError
+			var se *specError
 			if !errors.As(err, &se) || se.File != file {
 				t.Errorf("error is not a *SpecError naming the file: %#v", err)
 			}
@@ -172,7 +172,7 @@ func TestParsePlaceholders(t *testing.T) {
 
 func TestEnvTag(t *testing.T) {
 	for in, want := range map[string]string{"src": "SRC", "dst-1": "DST_1", "a_b": "A_B"} {
-		if got := EnvTag(in); got != want {
+		if got := envTag(in); got != want {
 			t.Errorf("EnvTag(%q) = %q, want %q", in, got, want)
 		}
 	}

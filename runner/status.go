@@ -26,8 +26,8 @@ type StatusConfig struct {
 	TCPRetryInterval time.Duration
 }
 
-// DefaultStatusConfig returns the settings the runner uses.
-func DefaultStatusConfig() StatusConfig {
+// defaultStatusConfig returns the settings the runner uses.
+func defaultStatusConfig() StatusConfig {
 	return StatusConfig{
 		DialTimeout:      5 * time.Second,  // local sockets answer at once
 		WriteTimeout:     30 * time.Second, // far beyond a healthy server
@@ -36,52 +36,52 @@ func DefaultStatusConfig() StatusConfig {
 	}
 }
 
-// StatusURI is one -s value: a colon means TCP host:port (exactly one
+// statusURI is one -s value: a colon means TCP host:port (exactly one
 // colon, so no IPv6, like Avocado), anything else a unix socket path.
-type StatusURI struct {
+type statusURI struct {
 	Raw     string
 	Network string // "tcp" or "unix"
 	Address string
 }
 
-// ParseStatusURI validates one -s value.
-func ParseStatusURI(s string) (StatusURI, error) {
+// parseStatusURI validates one -s value.
+func parseStatusURI(s string) (statusURI, error) {
 	if s == "" {
-		return StatusURI{}, errors.New("runner: empty status server URI")
+		return statusURI{}, errors.New("runner: empty status server URI")
 	}
 	if !strings.Contains(s, ":") {
-		return StatusURI{Raw: s, Network: "unix", Address: s}, nil
+		return statusURI{Raw: s, Network: "unix", Address: s}, nil
 	}
 	host, port, ok := strings.Cut(s, ":")
 	if !ok || strings.Contains(port, ":") || port == "" {
-		return StatusURI{}, fmt.Errorf("runner: status server URI %q: expected HOST:PORT (one colon) or a unix socket path", s)
+		return statusURI{}, fmt.Errorf("runner: status server URI %q: expected HOST:PORT (one colon) or a unix socket path", s)
 	}
-	return StatusURI{Raw: s, Network: "tcp", Address: net.JoinHostPort(host, port)}, nil
+	return statusURI{Raw: s, Network: "tcp", Address: net.JoinHostPort(host, port)}, nil
 }
 
-// StatusClient posts message lines to every status server of a task,
+// statusClient posts message lines to every status server of a task,
 // mirroring Avocado's TaskStatusService: one connection per URI, opened on
 // the first message and kept for the task; a broken pipe reconnects once
 // and resends, and a URI that fails again is given up for the rest of the
 // task.
-type StatusClient struct {
+type statusClient struct {
 	cfg   StatusConfig
 	mu    sync.Mutex
 	conns []*statusConn
 }
 
 type statusConn struct {
-	uri  StatusURI
+	uri  statusURI
 	conn net.Conn
 	dead error // set once the URI has been given up
 }
 
-// NewStatusClient validates uris and returns a client; nothing is dialed
+// newStatusClient validates uris and returns a client; nothing is dialed
 // yet.
-func NewStatusClient(uris []string, cfg StatusConfig) (*StatusClient, error) {
-	c := &StatusClient{cfg: cfg}
+func newStatusClient(uris []string, cfg StatusConfig) (*statusClient, error) {
+	c := &statusClient{cfg: cfg}
 	for _, s := range uris {
-		u, err := ParseStatusURI(s)
+		u, err := parseStatusURI(s)
 		if err != nil {
 			return nil, err
 		}
@@ -93,7 +93,7 @@ func NewStatusClient(uris []string, cfg StatusConfig) (*StatusClient, error) {
 // Post writes line (one JSON message with its newline) to every URI. The
 // error joins the failures of all URIs; URIs that failed before are
 // skipped silently, their error was already returned once.
-func (c *StatusClient) Post(ctx context.Context, line []byte) error {
+func (c *statusClient) Post(ctx context.Context, line []byte) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var errs []error
@@ -113,7 +113,7 @@ func (c *StatusClient) Post(ctx context.Context, line []byte) error {
 	return errors.Join(errs...)
 }
 
-func (c *StatusClient) post(ctx context.Context, sc *statusConn, line []byte) error {
+func (c *statusClient) post(ctx context.Context, sc *statusConn, line []byte) error {
 	if sc.conn == nil {
 		conn, err := c.dial(ctx, sc.uri, true)
 		if err != nil {
@@ -137,7 +137,7 @@ func (c *StatusClient) post(ctx context.Context, sc *statusConn, line []byte) er
 	return c.write(ctx, conn, line)
 }
 
-func (c *StatusClient) write(ctx context.Context, conn net.Conn, line []byte) error {
+func (c *statusClient) write(ctx context.Context, conn net.Conn, line []byte) error {
 	deadline := time.Now().Add(c.cfg.WriteTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
@@ -151,7 +151,7 @@ func (c *StatusClient) write(ctx context.Context, conn net.Conn, line []byte) er
 	return err
 }
 
-func (c *StatusClient) dial(ctx context.Context, u StatusURI, retry bool) (net.Conn, error) {
+func (c *statusClient) dial(ctx context.Context, u statusURI, retry bool) (net.Conn, error) {
 	d := net.Dialer{Timeout: c.cfg.DialTimeout}
 	for attempt := 0; ; attempt++ {
 		conn, err := d.DialContext(ctx, u.Network, u.Address)
@@ -173,7 +173,7 @@ func (c *StatusClient) dial(ctx context.Context, u StatusURI, retry bool) (net.C
 
 // Usable reports whether messages can still reach someone: there are no
 // URIs (stdout only) or at least one has not been given up.
-func (c *StatusClient) Usable() bool {
+func (c *statusClient) Usable() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.conns) == 0 {
@@ -188,7 +188,7 @@ func (c *StatusClient) Usable() bool {
 }
 
 // Close closes every connection. It is safe to call more than once.
-func (c *StatusClient) Close() error {
+func (c *statusClient) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var errs []error

@@ -23,7 +23,7 @@ func TestParseStatusURI(t *testing.T) {
 		{"", "", "", true},
 	}
 	for _, c := range cases {
-		u, err := ParseStatusURI(c.in)
+		u, err := parseStatusURI(c.in)
 		if c.bad {
 			if err == nil {
 				t.Errorf("%q: accepted as %+v", c.in, u)
@@ -39,13 +39,13 @@ func TestParseStatusURI(t *testing.T) {
 func TestStatusClient_Post_unixAndTCP(t *testing.T) {
 	us := newUnixStatusServer(t)
 	ts := newTCPStatusServer(t)
-	c, err := NewStatusClient([]string{us.URI, ts.URI}, DefaultStatusConfig())
+	c, err := newStatusClient([]string{us.URI, ts.URI}, defaultStatusConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	for i := 0; i < 3; i++ {
-		line, _ := encodeLine(HeartbeatMessage().With("n", i))
+		line, _ := encodeLine(heartbeatMessage().With("n", i))
 		if err := c.Post(context.Background(), line); err != nil {
 			t.Fatal(err)
 		}
@@ -62,11 +62,11 @@ func TestStatusClient_Post_unixAndTCP(t *testing.T) {
 }
 
 func TestStatusClient_Post_unreachableUnixSocketFails(t *testing.T) {
-	c, err := NewStatusClient([]string{filepath.Join(t.TempDir(), "nothing.sock")}, DefaultStatusConfig())
+	c, err := newStatusClient([]string{filepath.Join(t.TempDir(), "nothing.sock")}, defaultStatusConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
-	line, _ := encodeLine(HeartbeatMessage())
+	line, _ := encodeLine(heartbeatMessage())
 	if err := c.Post(context.Background(), line); err == nil {
 		t.Fatal("posting to a missing unix socket succeeded")
 	}
@@ -83,16 +83,16 @@ func TestStatusClient_Post_retriesRefusedTCP(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close() // refused until the server below starts
-	cfg := DefaultStatusConfig()
+	cfg := defaultStatusConfig()
 	cfg.TCPRetryInterval = 20 * time.Millisecond
-	c, err := NewStatusClient([]string{addr}, cfg)
+	c, err := newStatusClient([]string{addr}, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	done := make(chan error, 1)
 	go func() {
-		line, _ := encodeLine(HeartbeatMessage())
+		line, _ := encodeLine(heartbeatMessage())
 		done <- c.Post(context.Background(), line)
 	}()
 	time.Sleep(100 * time.Millisecond) // let a few attempts be refused
@@ -114,11 +114,11 @@ func TestStatusClient_Post_retryBounded(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	cfg := DefaultStatusConfig()
+	cfg := defaultStatusConfig()
 	cfg.TCPRetries = 2
 	cfg.TCPRetryInterval = time.Millisecond
-	c, _ := NewStatusClient([]string{addr}, cfg)
-	line, _ := encodeLine(HeartbeatMessage())
+	c, _ := newStatusClient([]string{addr}, cfg)
+	line, _ := encodeLine(heartbeatMessage())
 	if err := c.Post(context.Background(), line); err == nil || !strings.Contains(err.Error(), "refused") {
 		t.Fatalf("got %v, want connection refused after the retries", err)
 	}
@@ -127,12 +127,12 @@ func TestStatusClient_Post_retryBounded(t *testing.T) {
 func TestStatusClient_Post_reconnectsOnceAfterBrokenPipe(t *testing.T) {
 	s := newUnixStatusServer(t)
 	s.setCloseAfter(1) // every connection is dropped after its first line
-	c, err := NewStatusClient([]string{s.URI}, DefaultStatusConfig())
+	c, err := newStatusClient([]string{s.URI}, defaultStatusConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	line1, _ := encodeLine(HeartbeatMessage().With("n", 1))
+	line1, _ := encodeLine(heartbeatMessage().With("n", 1))
 	if err := c.Post(context.Background(), line1); err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +141,7 @@ func TestStatusClient_Post_reconnectsOnceAfterBrokenPipe(t *testing.T) {
 	// first write after a close may still land in the socket buffer).
 	var err2 error
 	for i := 2; i < 10 && len(s.messages()) < 2 && err2 == nil; i++ {
-		line, _ := encodeLine(HeartbeatMessage().With("n", i))
+		line, _ := encodeLine(heartbeatMessage().With("n", i))
 		err2 = c.Post(context.Background(), line)
 	}
 	if err2 != nil {
@@ -155,23 +155,23 @@ func TestStatusClient_Post_reconnectsOnceAfterBrokenPipe(t *testing.T) {
 
 func TestReporter_taskModeStampsAndFinishesOnce(t *testing.T) {
 	s := newUnixStatusServer(t)
-	sc, err := NewStatusClient([]string{s.URI}, DefaultStatusConfig())
+	sc, err := newStatusClient([]string{s.URI}, defaultStatusConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
 	job := "0123456789abcdef"
-	r := NewReporter(ReporterConfig{Status: sc, Stdout: &out, Task: true, ID: "1-mytest", JobID: &job, OutputDir: "/res/1"})
+	r := newReporter(reporterConfig{Status: sc, Stdout: &out, Task: true, ID: "1-mytest", JobID: &job, OutputDir: "/res/1"})
 	ctx := context.Background()
-	r.Send(ctx, StartedMessage())
-	r.Send(ctx, OutputMessage("stdout", []byte("hello\n")))
-	if !r.Finish(ctx, FinishedMessage(ResultPass, "", nil)) {
+	r.Send(ctx, startedMessage())
+	r.Send(ctx, outputMessage("stdout", []byte("hello\n")))
+	if !r.Finish(ctx, finishedMessage(resultPass, "", nil)) {
 		t.Fatal("first Finish refused")
 	}
-	if r.Finish(ctx, FinishedMessage(ResultFail, "late", nil)) {
+	if r.Finish(ctx, finishedMessage(resultFail, "late", nil)) {
 		t.Error("second Finish sent")
 	}
-	if r.Send(ctx, HeartbeatMessage()) {
+	if r.Send(ctx, heartbeatMessage()) {
 		t.Error("message after finished was sent")
 	}
 	r.Close()
@@ -206,11 +206,11 @@ func TestReporter_taskModeStampsAndFinishesOnce(t *testing.T) {
 
 func TestReporter_Finish_afterCancelStillDelivers(t *testing.T) {
 	s := newUnixStatusServer(t)
-	sc, _ := NewStatusClient([]string{s.URI}, DefaultStatusConfig())
-	r := NewReporter(ReporterConfig{Status: sc, Task: true, ID: "x"})
+	sc, _ := newStatusClient([]string{s.URI}, defaultStatusConfig())
+	r := newReporter(reporterConfig{Status: sc, Task: true, ID: "x"})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	r.Finish(ctx, FinishedMessage(ResultInterrupted, "interrupted by SIGTERM", nil))
+	r.Finish(ctx, finishedMessage(resultInterrupted, "interrupted by SIGTERM", nil))
 	r.Close()
 	msgs := s.waitFor(func(m []map[string]any) bool { return len(m) == 1 })
 	if msgs[0]["result"] != "interrupted" {

@@ -132,10 +132,10 @@ class Server:
         return self.exit_code
 
 
-def run_tool(argv, timeout):
+def run_tool(argv, timeout, env=None):
     """Run a load generator and return its JSON line."""
     try:
-        cp = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+        cp = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False, env=env)
     except subprocess.TimeoutExpired as exc:
         raise BenchError(f"{argv[0]} did not finish within {timeout}s") from exc
     if cp.returncode != 0:

@@ -6,7 +6,11 @@ For every repeat, connection count and server, a fresh server writes its
 lines to a fresh file; logload sends for --seconds over K connections, then
 reads the file until every record arrived (or nothing came for --stall
 seconds) and checks each record was written exactly once. Records/s is
-records written / time from the first send to the last line.
+records written / time from the first send to the last line. Server CPU
+per record is the server process's utime+stime (/proc/PID/stat) over the run
+divided by the records it wrote; logload sends one write per record, as
+agents send them, so it counts the per-record syscalls and wake-ups a real
+agent causes.
 
 Upstream's server is run from a venv with avocado-framework-plugin-vt
 installed (--upstream-python); ours is --go-server, an argv prefix that gets
@@ -30,6 +34,7 @@ import benchlib as bl
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TARGET_SPEEDUP = 5.0
+TARGET_CPU_RATIO = 5.0  # upstream's server CPU per record over ours
 
 
 def one_run(args, name, conns, repeat, workdir):
@@ -87,6 +92,8 @@ def summarize(runs, conns_list):
                 "hwm_kb": max(r["hwm_kb"] for r in rs),
             }
         row["speedup"] = row["go"]["records_per_sec"] / row["upstream"]["records_per_sec"]
+        up_cpu, go_cpu = row["upstream"]["server_cpu_us_per_record"], row["go"]["server_cpu_us_per_record"]
+        row["cpu_ratio"] = up_cpu / go_cpu if up_cpu and go_cpu else None
         rows.append(row)
     return rows
 
@@ -95,16 +102,19 @@ def print_table(rows, go_label, repeats, frame_bytes):
     print(f"\nLog ingest: {frame_bytes}-byte frames, median of {repeats} runs (min..max); "
           f"go = {go_label}, upstream = virttest.vt_cluster.logger.LoggerServer 113.0")
     print(f"{'conns':>5} | {'upstream records/s':>24} | {'go records/s':>26} | {'go/upstream':>11} | "
-          f"{'target':>6} | {'CPU us/rec up / go':>18} | {'upstream lost (runs)':>26} | {'go lost':>7}")
+          f"{'target':>6} | {'CPU us/rec up / go':>18} | {'up/go CPU':>9} | {'target':>6} | "
+          f"{'upstream lost (runs)':>26} | {'go lost':>7}")
     for r in rows:
         up, go = r["upstream"], r["go"]
         ur, gr = up["records_per_sec_range"], go["records_per_sec_range"]
         ok = "met" if r["speedup"] >= TARGET_SPEEDUP and go["runs_with_loss"] == 0 else "MISSED"
+        cpu_ok = "met" if r["cpu_ratio"] is not None and r["cpu_ratio"] >= TARGET_CPU_RATIO else "MISSED"
+        cpu_ratio = f"{r['cpu_ratio']:>8.1f}x" if r["cpu_ratio"] is not None else f"{'n/a':>9}"
         lost = f"{up['missing']}/{up['sent']} ({up['runs_with_loss']}/{up['runs']})"
         print(f"{r['conns']:>5} | {up['records_per_sec']:>8.0f} ({ur[0]:>6.0f}..{ur[1]:>6.0f}) | "
               f"{go['records_per_sec']:>8.0f} ({gr[0]:>7.0f}..{gr[1]:>7.0f}) | {r['speedup']:>10.1f}x | "
               f"{ok:>6} | {up['server_cpu_us_per_record']:>8.1f} / {go['server_cpu_us_per_record']:>5.1f} | "
-              f"{lost:>26} | {go['missing'] + go['duplicated']:>7}")
+              f"{cpu_ratio} | {cpu_ok:>6} | {lost:>26} | {go['missing'] + go['duplicated']:>7}")
 
 
 def main(argv=None):

@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Agent RPC throughput and memory: our Go agent against a Python agent in
-upstream's design (pyagent.py), under the same load (rpcload).
+upstream's design (pyagent.py), under the same load (rpcload); and, at
+--floor-clients, the agent's latency against the floor: a bare net/http
+server answering a fixed reply (floor/main.go), measured by the same rpcload.
 
 For every repeat, client count and server, a fresh server is started, warmed
 up for --warmup seconds with the same load, its memory read, then loaded for
@@ -10,13 +12,14 @@ machine's load does not favour one. Exits 1 if any run failed (a server did
 not start or exited badly, or any call failed); a missed target is reported,
 not an error.
 
-    rpc_bench.py --rpcload bin/bench/rpcload --go-agent "bin/vtcluster agent" \\
-        --clients 1,4,16 --seconds 5 --repeats 3 --json rpc.json
+    rpc_bench.py --rpcload bin/bench/rpcload --go-agent "bin/vtcluster-agent agent" \\
+        --floor bin/bench/floor --clients 1,4,16 --seconds 5 --repeats 3 --json rpc.json
 """
 
 import argparse
 import json
 import os
+import secrets
 import shlex
 import sys
 import tempfile
@@ -26,6 +29,7 @@ import benchlib as bl
 HERE = os.path.dirname(os.path.abspath(__file__))
 TARGET_SPEEDUP = 10.0
 TARGET_RSS_FRACTION = 1 / 3
+TARGET_FLOOR_RATIO = 1.3
 
 
 def agent_argv(prefix, port, pid_file, data_dir):
@@ -44,16 +48,19 @@ def one_run(args, name, prefix, clients, repeat, workdir):
     argv = agent_argv(prefix, port, pid_file, os.path.join(run_dir, "data"))
     load = [args.rpcload, "-addr", f"127.0.0.1:{port}", "-clients", str(clients)]
     rec = {"server": name, "clients": clients, "repeat": repeat, "loadavg_before": bl.loadavg()}
-    with bl.Server(argv, port, run_dir, pid_file=pid_file) as srv:
+    # Our agent refuses TCP without a token; every server gets the same
+    # request bytes (the others ignore the Authorization header).
+    env = dict(os.environ, VTCLUSTER_AGENT_TOKEN=secrets.token_hex(16))
+    with bl.Server(argv, port, run_dir, env=env, pid_file=pid_file) as srv:
         rec["rss_idle_kb"] = bl.proc_status(srv.pid)["VmRSS"]
         if args.warmup > 0:
-            warm = bl.run_tool(load + ["-duration", f"{args.warmup}s"], timeout=args.warmup + 60)
+            warm = bl.run_tool(load + ["-duration", f"{args.warmup}s"], timeout=args.warmup + 60, env=env)
             if warm["errors"]:
                 rec["warmup_errors"] = warm["errors"]
         st = bl.proc_status(srv.pid)
         rec["rss_warm_kb"], rec["rss_anon_warm_kb"] = st["VmRSS"], st["RssAnon"]
         cpu0 = bl.proc_cpu_seconds(srv.pid)
-        res = bl.run_tool(load + ["-duration", f"{args.seconds}s"], timeout=args.seconds + 60)
+        res = bl.run_tool(load + ["-duration", f"{args.seconds}s"], timeout=args.seconds + 60, env=env)
         cpu = bl.proc_cpu_seconds(srv.pid) - cpu0
         st = bl.proc_status(srv.pid)
         rec["hwm_kb"], rec["rss_end_kb"] = st["VmHWM"], st["VmRSS"]
@@ -83,6 +90,7 @@ def summarize(runs, labels, clients_list):
             row[name] = {
                 "calls_per_sec": bl.median([r["calls_per_sec"] for r in rs]),
                 "calls_per_sec_range": bl.spread([r["calls_per_sec"] for r in rs]),
+                "p50_ms": bl.median([r["p50_ms"] for r in rs]),
                 "p99_ms": bl.median([r["p99_ms"] for r in rs]),
                 "server_cpu_us_per_call": bl.median([r["server_cpu_us_per_call"] for r in rs]),
                 "client_cpu_share": bl.median([r["client_cpu_seconds"] / r["seconds"] for r in rs]),
@@ -107,6 +115,41 @@ def summarize(runs, labels, clients_list):
     mem["rss_warm_ratio"] = mem["go"]["rss_warm_kb"] / mem["python"]["rss_warm_kb"]
     mem["hwm_ratio"] = mem["go"]["hwm_kb"] / mem["python"]["hwm_kb"]
     return rows, mem
+
+
+def summarize_floor(runs, floor_clients):
+    """Per client count, the agent's median p50 over the floor's."""
+    rows = []
+    for clients in floor_clients:
+        row = {"clients": clients}
+        for name in ("go", "floor"):
+            rs = [r for r in runs if r["server"] == name and r["clients"] == clients]
+            row[name] = {
+                "p50_ms": bl.median([r["p50_ms"] for r in rs]),
+                "p50_ms_range": bl.spread([r["p50_ms"] for r in rs]),
+                "p99_ms": bl.median([r["p99_ms"] for r in rs]),
+                "calls_per_sec": bl.median([r["calls_per_sec"] for r in rs]),
+                "server_cpu_us_per_call": bl.median([r["server_cpu_us_per_call"] for r in rs]),
+            }
+        row["p50_ratio"] = row["go"]["p50_ms"] / row["floor"]["p50_ms"]
+        rows.append(row)
+    return rows
+
+
+def print_floor_table(rows, go_label, repeats):
+    print(f"\nAgent RPC against the floor: p50 latency, median of {repeats} runs (min..max); "
+          f"go = {go_label}, floor = bare net/http answering a fixed reply (floor/main.go)")
+    print(f"{'clients':>7} | {'floor p50 us':>20} | {'go p50 us':>20} | {'go/floor':>8} | "
+          f"{'target':>6} | {'CPU us/call floor / go':>22} | {'p99 us floor / go':>17}")
+    for r in rows:
+        fl, go = r["floor"], r["go"]
+        fr, gr = fl["p50_ms_range"], go["p50_ms_range"]
+        ok = "met" if r["p50_ratio"] <= TARGET_FLOOR_RATIO else "MISSED"
+        print(f"{r['clients']:>7} | {fl['p50_ms'] * 1e3:>6.0f} ({fr[0] * 1e3:>5.0f}..{fr[1] * 1e3:>5.0f}) | "
+              f"{go['p50_ms'] * 1e3:>6.0f} ({gr[0] * 1e3:>5.0f}..{gr[1] * 1e3:>5.0f}) | "
+              f"{r['p50_ratio']:>7.2f}x | {ok:>6} | "
+              f"{fl['server_cpu_us_per_call']:>10.0f} / {go['server_cpu_us_per_call']:>9.0f} | "
+              f"{fl['p99_ms'] * 1e3:>7.0f} / {go['p99_ms'] * 1e3:>7.0f}")
 
 
 def print_table(rows, mem, go_label, repeats):
@@ -138,6 +181,8 @@ def main(argv=None):
     p.add_argument("--go-agent", required=True, help='argv prefix of our agent, e.g. "bin/vtcluster agent"')
     p.add_argument("--go-label", default=None, help="how the table names our agent")
     p.add_argument("--python", default=sys.executable, help="interpreter for pyagent.py")
+    p.add_argument("--floor", help="the built floor program (bare net/http server); omit to skip the floor")
+    p.add_argument("--floor-clients", default="1", help="client counts at which the floor is measured")
     p.add_argument("--clients", default="1,4,16")
     p.add_argument("--seconds", type=float, default=5)
     p.add_argument("--warmup", type=float, default=1)
@@ -154,6 +199,13 @@ def main(argv=None):
         "go": shlex.split(args.go_agent),
     }
     go_label = args.go_label or args.go_agent
+    floor_clients = []
+    if args.floor:
+        floor_clients = [c for c in (int(c) for c in args.floor_clients.split(",")) if c in clients_list]
+        if not floor_clients:
+            print(f"rpc_bench: no floor run: --floor-clients {args.floor_clients} is not among "
+                  f"--clients {args.clients}", file=sys.stderr)
+        servers["floor"] = [args.floor]
     tmp = None
     workdir = args.workdir
     if workdir is None:
@@ -162,9 +214,11 @@ def main(argv=None):
     runs, failures = [], []
     try:
         for repeat in range(args.repeats):
-            order = ["python", "go"] if repeat % 2 == 0 else ["go", "python"]
+            order = ["python", "go", "floor"] if repeat % 2 == 0 else ["floor", "go", "python"]
             for clients in clients_list:
                 for name in order:
+                    if name == "floor" and clients not in floor_clients:
+                        continue
                     try:
                         rec = one_run(args, name, servers[name], clients, repeat, workdir)
                     except bl.BenchError as exc:
@@ -189,12 +243,17 @@ def main(argv=None):
     summary = None
     complete = all(
         any(r["server"] == n and r["clients"] == c for r in runs)
-        for n in servers for c in clients_list
+        for n in ("python", "go") for c in clients_list
     )
     if complete:
-        rows, mem = summarize(runs, list(servers), clients_list)
+        rows, mem = summarize(runs, ["python", "go"], clients_list)
         summary = {"rows": rows, "memory": mem}
         print_table(rows, mem, go_label, args.repeats)
+    if complete and floor_clients and all(
+        any(r["server"] == "floor" and r["clients"] == c for r in runs) for c in floor_clients
+    ):
+        summary["floor"] = summarize_floor(runs, floor_clients)
+        print_floor_table(summary["floor"], go_label, args.repeats)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump({"machine": bl.machine(), "go_label": go_label, "args": vars(args),

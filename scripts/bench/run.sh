@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Compare vtcluster with upstream avocado-vt's Python design on this machine
 # (`make bench-compare`): agent RPC calls/s and memory against a Python
-# SimpleXMLRPCServer+ThreadingMixIn agent (pyagent.py), and log ingest
-# records/s against upstream's own LoggerServer. Prints the machine and a
-# table per benchmark, with each ratio against its target.
+# SimpleXMLRPCServer+ThreadingMixIn agent (pyagent.py) and, at 1 client, its
+# p50 latency against a bare net/http server answering a fixed reply
+# (floor/main.go); log ingest records/s and server CPU per record against
+# upstream's own LoggerServer. Prints the machine and a table per benchmark,
+# with each ratio against its target. The agent measured is the one deployed
+# to nodes: bin/vtcluster-agent (make build makes it), else bin/vtcluster.
 #
 #   scripts/bench/run.sh            3 repeats of 5 s per point (about 6 minutes)
 #   scripts/bench/run.sh --quick    1 repeat of 2 s per point, to check the harness
@@ -43,7 +46,7 @@ go=${GO:-go}
 mkdir -p "$out"
 echo "bench: building"
 make --no-print-directory build >/dev/null || die "make build failed"
-for tool in rpcload logload; do
+for tool in rpcload logload floor; do
 	CGO_ENABLED=0 "$go" build -trimpath -o "$out/$tool" "$here/$tool/main.go" ||
 		die "building $here/$tool failed"
 done
@@ -64,6 +67,10 @@ if ! HOME=$probe_home "$venv/bin/python" -c 'import virttest.vt_cluster.logger' 
 	HOME=$probe_home "$venv/bin/python" -c 'import virttest.vt_cluster.logger' ||
 		die "virttest.vt_cluster.logger does not import from $venv"
 fi
+# Nodes run the lean agent build; measure that one when it is there.
+agent_bin=$root/bin/vtcluster-agent
+[ -x "$agent_bin" ] || agent_bin=$root/bin/vtcluster
+
 # "vtcluster logs serve" reads the registered nodes: give it an empty state.
 export VTCLUSTER_STATE_DIR=$state
 
@@ -73,7 +80,8 @@ echo "bench: $repeats repeat(s) of ${seconds}s per point; clients $clients; log 
 
 status=0
 "$python" "$here/rpc_bench.py" --rpcload "$out/rpcload" \
-	--go-agent "$root/bin/vtcluster agent" --go-label "vtcluster agent" --python "$python" \
+	--go-agent "$agent_bin agent" --go-label "$(basename "$agent_bin") agent" --python "$python" \
+	--floor "$out/floor" --floor-clients 1 \
 	--clients "$clients" --seconds "$seconds" --repeats "$repeats" --json "$out/rpc.json" || status=1
 "$python" "$here/log_bench.py" --logload "$out/logload" \
 	--go-server "$root/bin/vtcluster logs serve" --go-label "vtcluster logs serve" \

@@ -29,7 +29,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/vtcluster/vtcluster/agent"
+	"github.com/vtcluster/vtcluster/agent/logframe"
 )
 
 // marker starts every benchmark message: "vtcbench c=<conn> n=<seq> ...".
@@ -147,7 +147,7 @@ func run(addr, out string, conns int, duration time.Duration, msgBytes int, stal
 func send(c net.Conn, id int, deadline time.Time, msgBytes, batch int, frameBytes *int) (int64, error) {
 	exe, _ := os.Executable()
 	pid := int64(os.Getpid())
-	rec := &agent.LogRecord{
+	rec := &logframe.LogRecord{
 		Name:       "avocado.service.bench",
 		Levelno:    20,
 		Levelname:  "INFO",
@@ -177,7 +177,7 @@ func send(c net.Conn, id int, deadline time.Time, msgBytes, batch int, frameByte
 				return n, nil
 			}
 			rec.Created = float64(now.UnixNano()) / 1e9
-			rec.Asctime = agent.FormatAsctime(now)
+			rec.Asctime = logframe.FormatAsctime(now)
 		}
 		msg = append(msg[:0], marker...)
 		msg = strconv.AppendInt(msg, int64(id), 10)
@@ -192,7 +192,7 @@ func send(c net.Conn, id int, deadline time.Time, msgBytes, batch int, frameByte
 			frame = frame[:0]
 		}
 		before := len(frame)
-		frame = agent.AppendFrame(frame, rec)
+		frame = logframe.AppendFrame(frame, rec)
 		if id == 0 && n == 0 {
 			*frameBytes = len(frame) - before
 		}

@@ -16,6 +16,10 @@
 //	go build -o bin/bench/rpcload scripts/bench/rpcload/main.go
 //	bin/bench/rpcload -addr 127.0.0.1:9999 -clients 4 -duration 5s
 //
+// When VTCLUSTER_AGENT_TOKEN is set, every call carries it as the HTTP
+// Basic auth password, as the controller sends it to an agent on TCP (the
+// environment, not argv, so the token is not in the process list).
+//
 // The process reports its own CPU time, so a reader can see how much of the
 // machine the load generator took.
 package main
@@ -23,6 +27,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -37,7 +42,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/vtcluster/vtcluster/agent"
+	"github.com/vtcluster/vtcluster/agent/xmlrpc"
 )
 
 type result struct {
@@ -66,12 +71,16 @@ func main() {
 		fmt.Fprintln(os.Stderr, "rpcload: want -addr, -clients >= 1 and 0 < -duration <= 10m")
 		os.Exit(2)
 	}
-	body, err := agent.EncodeCall(*method, nil)
+	body, err := xmlrpc.EncodeCall(*method, nil)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "rpcload: encode call: %v\n", err)
 		os.Exit(2)
 	}
-	req := fmt.Appendf(nil, "POST / HTTP/1.1\r\nHost: %s\r\nUser-Agent: rpcload\r\nContent-Type: text/xml\r\nContent-Length: %d\r\n\r\n%s", *addr, len(body), body)
+	auth := ""
+	if tok := os.Getenv("VTCLUSTER_AGENT_TOKEN"); tok != "" {
+		auth = "Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte("vtcluster:"+tok)) + "\r\n"
+	}
+	req := fmt.Appendf(nil, "POST / HTTP/1.1\r\nHost: %s\r\nUser-Agent: rpcload\r\n%sContent-Type: text/xml\r\nContent-Length: %d\r\n\r\n%s", *addr, auth, len(body), body)
 
 	cpu0 := cpuSeconds()
 	start := time.Now()
@@ -241,7 +250,7 @@ func readResponse(br *bufio.Reader) (body []byte, keepAlive bool, err error) {
 }
 
 func check(reply []byte, expect string) error {
-	v, err := agent.DecodeResponse(reply)
+	v, err := xmlrpc.DecodeResponse(reply)
 	if err != nil {
 		return err
 	}

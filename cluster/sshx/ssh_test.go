@@ -1,4 +1,4 @@
-package cluster
+package sshx
 
 import (
 	"bytes"
@@ -95,19 +95,19 @@ func assertSplit(tb testing.TB, what string, out []byte, want []string) {
 
 func TestSSHConfig_validate(t *testing.T) {
 	t.Setenv("SSH_AUTH_SOCK", "")
-	good := DefaultSSHConfig()
+	good := DefaultConfig()
 	good.Address, good.KeyFiles = "10.0.0.1", []string{"/k"}
 	if err := good.validate(); err != nil {
 		t.Fatalf("valid config: %v", err)
 	}
-	for name, mut := range map[string]func(*SSHConfig){
-		"address":     func(c *SSHConfig) { c.Address = "" },
-		"Port":        func(c *SSHConfig) { c.Port = 0 },
-		"User":        func(c *SSHConfig) { c.User = "" },
-		"KnownHosts":  func(c *SSHConfig) { c.KnownHostsFile = "" },
-		"KeepaliveMa": func(c *SSHConfig) { c.KeepaliveMaxMissed = 0 },
-		"MaxSessions": func(c *SSHConfig) { c.MaxSessions = 0 },
-		"credentials": func(c *SSHConfig) { c.KeyFiles = nil },
+	for name, mut := range map[string]func(*Config){
+		"address":     func(c *Config) { c.Address = "" },
+		"Port":        func(c *Config) { c.Port = 0 },
+		"User":        func(c *Config) { c.User = "" },
+		"KnownHosts":  func(c *Config) { c.KnownHostsFile = "" },
+		"KeepaliveMa": func(c *Config) { c.KeepaliveMaxMissed = 0 },
+		"MaxSessions": func(c *Config) { c.MaxSessions = 0 },
+		"credentials": func(c *Config) { c.KeyFiles = nil },
 	} {
 		c := good
 		mut(&c)
@@ -119,8 +119,8 @@ func TestSSHConfig_validate(t *testing.T) {
 }
 
 // labConfig returns a key-auth config for host i of l with strict host keys.
-func labConfig(l *lab.Lab, i int) SSHConfig {
-	cfg := DefaultSSHConfig()
+func labConfig(l *lab.Lab, i int) Config {
+	cfg := DefaultConfig()
 	cfg.Address = l.Hosts[i].Address
 	cfg.Port = l.Hosts[i].Port
 	cfg.KeyFiles = []string{l.ClientKey}
@@ -129,13 +129,13 @@ func labConfig(l *lab.Lab, i int) SSHConfig {
 	return cfg
 }
 
-func dialLab(tb testing.TB, cfg SSHConfig) *SSHClient {
+func dialLab(tb testing.TB, cfg Config) *Client {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := DialSSH(ctx, cfg, nil)
+	c, err := Dial(ctx, cfg, nil)
 	if err != nil {
-		tb.Fatalf("DialSSH: %v", err)
+		tb.Fatalf("Dial: %v", err)
 	}
 	tb.Cleanup(func() { c.Close() })
 	return c
@@ -184,9 +184,9 @@ func TestDialSSH_passwordAuth(t *testing.T) {
 	}
 
 	cfg.Password = "wrong" + cfg.Password
-	_, err = DialSSH(testCtx(t), cfg, nil)
-	if !errors.Is(err, ErrSSHAuth) {
-		t.Fatalf("wrong password: err = %v, want ErrSSHAuth", err)
+	_, err = Dial(testCtx(t), cfg, nil)
+	if !errors.Is(err, ErrAuth) {
+		t.Fatalf("wrong password: err = %v, want ErrAuth", err)
 	}
 	if !strings.Contains(err.Error(), l.User.Name+"@"+l.Hosts[0].Addr()) {
 		t.Errorf("auth error %q does not name user@host", err)
@@ -229,9 +229,9 @@ func TestDialSSH_passphraseKeyRefused(t *testing.T) {
 	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-a", "1", "-N", "secret", "-f", key).CombinedOutput(); err != nil {
 		t.Skipf("ssh-keygen: %v %s", err, out)
 	}
-	cfg := DefaultSSHConfig()
+	cfg := DefaultConfig()
 	cfg.Address, cfg.KeyFiles, cfg.UseAgent = "127.0.0.1", []string{key}, false
-	_, err := DialSSH(testCtx(t), cfg, nil)
+	_, err := Dial(testCtx(t), cfg, nil)
 	if err == nil || !strings.Contains(err.Error(), "passphrase-protected") || !strings.Contains(err.Error(), key) {
 		t.Fatalf("err = %v, want a passphrase error naming %s", err, key)
 	}
@@ -241,7 +241,7 @@ func TestDialSSH_unknownHostRefused(t *testing.T) {
 	l := lab.Start(t, 1)
 	cfg := labConfig(l, 0)
 	cfg.KnownHostsFile = filepath.Join(t.TempDir(), "known_hosts") // absent
-	_, err := DialSSH(testCtx(t), cfg, nil)
+	_, err := Dial(testCtx(t), cfg, nil)
 	var hkErr *HostKeyError
 	if !errors.As(err, &hkErr) || hkErr.Mismatch {
 		t.Fatalf("err = %v, want *HostKeyError for an unknown host", err)
@@ -312,7 +312,7 @@ func TestDialSSH_hostKeyMismatchRefused(t *testing.T) {
 	cfg := labConfig(l, 0)
 	cfg.KnownHostsFile = kh
 	cfg.AcceptNewHostKeys = true // must not matter for a mismatch
-	_, err = DialSSH(testCtx(t), cfg, nil)
+	_, err = Dial(testCtx(t), cfg, nil)
 	var hkErr *HostKeyError
 	if !errors.As(err, &hkErr) || !hkErr.Mismatch {
 		t.Fatalf("err = %v, want a host key mismatch", err)
@@ -841,8 +841,8 @@ func TestSSHClient_keepaliveClosesDeadConnection(t *testing.T) {
 		t.Fatalf("Err = %v, want ErrKeepaliveTimeout", c.Err())
 	}
 	_, err := c.Output(testCtx(t), []string{"true"})
-	if !errors.Is(err, ErrSSHClosed) {
-		t.Fatalf("Run on dead connection: %v, want ErrSSHClosed", err)
+	if !errors.Is(err, ErrClosed) {
+		t.Fatalf("Run on dead connection: %v, want ErrClosed", err)
 	}
 }
 
@@ -858,11 +858,11 @@ func TestSSHClient_Close_idempotent(t *testing.T) {
 	if c.Err() != nil {
 		t.Errorf("Err after Close = %v, want nil", c.Err())
 	}
-	if err := c.Run(testCtx(t), []string{"true"}, RunOptions{}); !errors.Is(err, ErrSSHClosed) {
-		t.Errorf("Run after Close = %v, want ErrSSHClosed", err)
+	if err := c.Run(testCtx(t), []string{"true"}, RunOptions{}); !errors.Is(err, ErrClosed) {
+		t.Errorf("Run after Close = %v, want ErrClosed", err)
 	}
-	if _, err := c.Upload(testCtx(t), "/etc/hostname", filepath.Join(l.Dir, "x"), 0); !errors.Is(err, ErrSSHClosed) {
-		t.Errorf("Upload after Close = %v, want ErrSSHClosed", err)
+	if _, err := c.Upload(testCtx(t), "/etc/hostname", filepath.Join(l.Dir, "x"), 0); !errors.Is(err, ErrClosed) {
+		t.Errorf("Upload after Close = %v, want ErrClosed", err)
 	}
 }
 
@@ -884,14 +884,14 @@ func TestDialSSH_contextBoundsHandshake(t *testing.T) {
 		}
 	}()
 	host, port, _ := net.SplitHostPort(ln.Addr().String())
-	cfg := DefaultSSHConfig()
+	cfg := DefaultConfig()
 	cfg.Address, cfg.KeyFiles, cfg.UseAgent = host, nil, false
 	cfg.Port, _ = strconv.Atoi(port)
 	cfg.Password = "x"
 	cfg.KnownHostsFile = filepath.Join(t.TempDir(), "kh")
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	_, err = DialSSH(ctx, cfg, nil)
+	_, err = Dial(ctx, cfg, nil)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v, want DeadlineExceeded", err)
 	}
@@ -900,7 +900,7 @@ func TestDialSSH_contextBoundsHandshake(t *testing.T) {
 	ctx2, cancel2 := context.WithCancel(context.Background())
 	cfg.ConnectTimeout = 0
 	go func() { time.Sleep(100 * time.Millisecond); cancel2() }()
-	if _, err := DialSSH(ctx2, cfg, nil); !errors.Is(err, context.Canceled) {
+	if _, err := Dial(ctx2, cfg, nil); !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want Canceled", err)
 	}
 }

@@ -1,4 +1,4 @@
-package cluster
+package sshx
 
 import (
 	"bytes"
@@ -22,18 +22,18 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
-// sftpConn is an SFTP client on its own session, so that cancelling one
+// SFTP is an SFTP client on its own session, so that cancelling one
 // transfer (closing its session) leaves other users of the connection alone.
-type sftpConn struct {
+type SFTP struct {
 	*sftp.Client
 	sess    *ssh.Session
 	stop    func() bool
 	release func()
 }
 
-// openSFTP starts the sftp subsystem on a new session. Every operation on
+// OpenSFTP starts the sftp subsystem on a new session. Every operation on
 // the returned client fails promptly once ctx ends: the session is closed.
-func (c *SSHClient) openSFTP(ctx context.Context) (*sftpConn, error) {
+func (c *Client) OpenSFTP(ctx context.Context) (*SFTP, error) {
 	release, err := c.acquire(ctx)
 	if err != nil {
 		return nil, err
@@ -44,7 +44,7 @@ func (c *SSHClient) openSFTP(ctx context.Context) (*sftpConn, error) {
 		return nil, c.sessionErr(err)
 	}
 	stop := context.AfterFunc(ctx, func() { sess.Close() })
-	fail := func(err error) (*sftpConn, error) {
+	fail := func(err error) (*SFTP, error) {
 		stop()
 		sess.Close()
 		release()
@@ -68,10 +68,11 @@ func (c *SSHClient) openSFTP(ctx context.Context) (*sftpConn, error) {
 	if err != nil {
 		return fail(err)
 	}
-	return &sftpConn{Client: cl, sess: sess, stop: stop, release: release}, nil
+	return &SFTP{Client: cl, sess: sess, stop: stop, release: release}, nil
 }
 
-func (s *sftpConn) close() {
+// Close ends the SFTP client and its session and frees its session slot.
+func (s *SFTP) Close() {
 	s.stop()
 	s.Client.Close()
 	s.sess.Close()
@@ -80,7 +81,7 @@ func (s *sftpConn) close() {
 
 // ctxErr prefers the context's error: once ctx ends, SFTP calls fail with
 // "connection lost" or EOF, which would hide the reason.
-func (c *SSHClient) ctxErr(ctx context.Context, what string, err error) error {
+func (c *Client) ctxErr(ctx context.Context, what string, err error) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("ssh %s: %s: %w", c.addr, what, ctx.Err())
 	}
@@ -90,12 +91,12 @@ func (c *SSHClient) ctxErr(ctx context.Context, what string, err error) error {
 // withSFTP runs fn with a fresh SFTP client. Callers never hold one while
 // waiting for another session (such as a command), so concurrent callers
 // cannot deadlock on the MaxSessions slots.
-func (c *SSHClient) withSFTP(ctx context.Context, fn func(*sftpConn) error) error {
-	sc, err := c.openSFTP(ctx)
+func (c *Client) withSFTP(ctx context.Context, fn func(*SFTP) error) error {
+	sc, err := c.OpenSFTP(ctx)
 	if err != nil {
 		return err
 	}
-	defer sc.close()
+	defer sc.Close()
 	return fn(sc)
 }
 
@@ -113,7 +114,7 @@ type UploadResult struct {
 // file in the same remote directory, checks its SHA-256, and renames it
 // into place. It does nothing but fix the mode when the remote file
 // already has the same SHA-256. The parent directory is created if needed.
-func (c *SSHClient) Upload(ctx context.Context, localPath, remotePath string, mode os.FileMode) (UploadResult, error) {
+func (c *Client) Upload(ctx context.Context, localPath, remotePath string, mode os.FileMode) (UploadResult, error) {
 	f, err := os.Open(localPath)
 	if err != nil {
 		return UploadResult{}, fmt.Errorf("upload: %w", err)
@@ -138,12 +139,12 @@ func (c *SSHClient) Upload(ctx context.Context, localPath, remotePath string, mo
 		return UploadResult{}, fmt.Errorf("upload: %w", err)
 	}
 
-	have, err := c.remoteSHA256(ctx, remotePath)
+	have, err := c.RemoteSHA256(ctx, remotePath)
 	if err != nil {
 		return UploadResult{}, err
 	}
 	if have == want {
-		err := c.withSFTP(ctx, func(sc *sftpConn) error {
+		err := c.withSFTP(ctx, func(sc *SFTP) error {
 			if err := sc.Chmod(remotePath, mode); err != nil {
 				return c.ctxErr(ctx, "upload: chmod "+remotePath, err)
 			}
@@ -160,7 +161,7 @@ func (c *SSHClient) Upload(ctx context.Context, localPath, remotePath string, mo
 	var rnd [6]byte
 	_, _ = rand.Read(rnd[:])
 	tmp := path.Join(dir, "."+path.Base(remotePath)+".vtc-"+hex.EncodeToString(rnd[:])+".tmp")
-	err = c.withSFTP(ctx, func(sc *sftpConn) error {
+	err = c.withSFTP(ctx, func(sc *SFTP) error {
 		if err := sc.MkdirAll(dir); err != nil {
 			return c.ctxErr(ctx, "upload: mkdir "+dir, err)
 		}
@@ -168,12 +169,12 @@ func (c *SSHClient) Upload(ctx context.Context, localPath, remotePath string, mo
 	})
 	if err == nil {
 		var got string
-		if got, err = c.remoteSHA256(ctx, tmp); err == nil && got != want {
+		if got, err = c.RemoteSHA256(ctx, tmp); err == nil && got != want {
 			err = fmt.Errorf("ssh %s: upload: %s has SHA-256 %q after writing, want %s", c.addr, tmp, got, want)
 		}
 	}
 	if err == nil {
-		err = c.withSFTP(ctx, func(sc *sftpConn) error {
+		err = c.withSFTP(ctx, func(sc *SFTP) error {
 			if err := sc.PosixRename(tmp, remotePath); err != nil {
 				return c.ctxErr(ctx, "upload: rename into "+remotePath, err)
 			}
@@ -187,7 +188,7 @@ func (c *SSHClient) Upload(ctx context.Context, localPath, remotePath string, mo
 	return UploadResult{SHA256: want}, nil
 }
 
-func (c *SSHClient) writeTemp(ctx context.Context, sc *sftpConn, src *os.File, tmp string, mode os.FileMode) error {
+func (c *Client) writeTemp(ctx context.Context, sc *SFTP, src *os.File, tmp string, mode os.FileMode) error {
 	rf, err := sc.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
 	if err != nil {
 		return c.ctxErr(ctx, "upload: create "+tmp, err)
@@ -209,10 +210,10 @@ func (c *SSHClient) writeTemp(ctx context.Context, sc *sftpConn, src *os.File, t
 // removeTemp removes a failed upload's temporary file, also after ctx
 // ended (with a short deadline of its own). Should removal fail, it
 // truncates the file so no partial binary lingers at full size.
-func (c *SSHClient) removeTemp(ctx context.Context, tmp string) error {
+func (c *Client) removeTemp(ctx context.Context, tmp string) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	return c.withSFTP(ctx, func(sc *sftpConn) error {
+	return c.withSFTP(ctx, func(sc *SFTP) error {
 		err := sc.Remove(tmp)
 		if err == nil || errors.Is(err, fs.ErrNotExist) {
 			return nil
@@ -224,10 +225,10 @@ func (c *SSHClient) removeTemp(ctx context.Context, tmp string) error {
 	})
 }
 
-// remoteSHA256 returns the hex SHA-256 of a remote file, or "" when there
+// RemoteSHA256 returns the hex SHA-256 of a remote file, or "" when there
 // is no readable file. It asks sha256sum on the node, and reads the file
 // back over SFTP when the node has no sha256sum.
-func (c *SSHClient) remoteSHA256(ctx context.Context, p string) (string, error) {
+func (c *Client) RemoteSHA256(ctx context.Context, p string) (string, error) {
 	out, err := c.Output(ctx, append(slices.Clip(c.sha256Argv), p))
 	var ee *RemoteExitError
 	switch {
@@ -245,7 +246,7 @@ func (c *SSHClient) remoteSHA256(ctx context.Context, p string) (string, error) 
 		return "", err
 	}
 	var sum string
-	err = c.withSFTP(ctx, func(sc *sftpConn) error {
+	err = c.withSFTP(ctx, func(sc *SFTP) error {
 		rf, err := sc.Open(p)
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil
@@ -269,16 +270,16 @@ func (c *SSHClient) remoteSHA256(ctx context.Context, p string) (string, error) 
 // directories keep their permission bits; symlinks are recreated as
 // symlinks. Failures are collected per file and returned joined; the copy
 // goes on with the other files unless ctx ends.
-func (c *SSHClient) CopyTo(ctx context.Context, local, remote string) error {
+func (c *Client) CopyTo(ctx context.Context, local, remote string) error {
 	st, err := os.Stat(local)
 	if err != nil {
 		return fmt.Errorf("copy to %s: %w", c.addr, err)
 	}
-	sc, err := c.openSFTP(ctx)
+	sc, err := c.OpenSFTP(ctx)
 	if err != nil {
 		return err
 	}
-	defer sc.close()
+	defer sc.Close()
 	if !st.IsDir() {
 		return c.putFile(ctx, sc, local, remote, st.Mode().Perm())
 	}
@@ -361,7 +362,7 @@ func (c *SSHClient) CopyTo(ctx context.Context, local, remote string) error {
 	return errors.Join(errs...)
 }
 
-func (c *SSHClient) putFile(ctx context.Context, sc *sftpConn, local, remote string, perm os.FileMode) error {
+func (c *Client) putFile(ctx context.Context, sc *SFTP, local, remote string, perm os.FileMode) error {
 	lf, err := os.Open(local)
 	if err != nil {
 		return fmt.Errorf("copy to %s: %w", c.addr, err)
@@ -408,12 +409,12 @@ const SymlinkManifest = "vtcluster-symlinks.json"
 // controller's own files. Files above MaxCopyFromFile, and files past
 // MaxCopyFromTotal, are refused. Failures are collected per file and
 // returned joined.
-func (c *SSHClient) CopyFrom(ctx context.Context, remote, local string) error {
-	sc, err := c.openSFTP(ctx)
+func (c *Client) CopyFrom(ctx context.Context, remote, local string) error {
+	sc, err := c.OpenSFTP(ctx)
 	if err != nil {
 		return err
 	}
-	defer sc.close()
+	defer sc.Close()
 	st, err := sc.Stat(remote)
 	if err != nil {
 		return c.ctxErr(ctx, "copy from "+remote, err)
@@ -488,7 +489,7 @@ func (b *copyBudget) take(addr, remote string, size int64) error {
 	return nil
 }
 
-func (c *SSHClient) getDir(ctx context.Context, sc *sftpConn, rdir string, root *os.Root, ldir string, errs *[]error, links map[string]string, budget *copyBudget) {
+func (c *Client) getDir(ctx context.Context, sc *SFTP, rdir string, root *os.Root, ldir string, errs *[]error, links map[string]string, budget *copyBudget) {
 	ents, err := sc.ReadDir(rdir)
 	if err != nil {
 		*errs = append(*errs, c.ctxErr(ctx, "copy from "+rdir, err))
@@ -541,7 +542,7 @@ func (c *SSHClient) getDir(ctx context.Context, sc *sftpConn, rdir string, root 
 // getFile copies one regular file, which the caller has charged to budget
 // at its listed size; a file that grew since is cut at that size plus what
 // the budget has left, and refused.
-func (c *SSHClient) getFile(ctx context.Context, sc *sftpConn, remote string, root *os.Root, name string, perm os.FileMode, budget *copyBudget) error {
+func (c *Client) getFile(ctx context.Context, sc *SFTP, remote string, root *os.Root, name string, perm os.FileMode, budget *copyBudget) error {
 	rf, err := sc.Open(remote)
 	if err != nil {
 		return c.ctxErr(ctx, "copy from "+remote, err)
@@ -604,7 +605,7 @@ func (c *cappedWriter) Write(p []byte) (int, error) {
 // user's ~/.ssh/authorized_keys unless that key is already there, creating
 // ~/.ssh (0700) and the file (0600) as needed, like ssh-copy-id. It works
 // over SFTP, so no shell command is built from the key.
-func (c *SSHClient) InstallAuthorizedKey(ctx context.Context, pubKey []byte) error {
+func (c *Client) InstallAuthorizedKey(ctx context.Context, pubKey []byte) error {
 	key, comment, options, rest, err := ssh.ParseAuthorizedKey(pubKey)
 	if err != nil {
 		return fmt.Errorf("ssh %s: install key: %w", c.addr, err)
@@ -619,11 +620,11 @@ func (c *SSHClient) InstallAuthorizedKey(ctx context.Context, pubKey []byte) err
 	if comment != "" {
 		line += " " + comment
 	}
-	sc, err := c.openSFTP(ctx)
+	sc, err := c.OpenSFTP(ctx)
 	if err != nil {
 		return err
 	}
-	defer sc.close()
+	defer sc.Close()
 	home, err := sc.Getwd() // sftp sessions start in the login user's home
 	if err != nil {
 		return c.ctxErr(ctx, "install key: home directory", err)

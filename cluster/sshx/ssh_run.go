@@ -1,4 +1,4 @@
-package cluster
+package sshx
 
 import (
 	"bytes"
@@ -107,7 +107,7 @@ const pidPreamble = `printf 'vtc-pid %s\n' "$$" >&2; exec `
 // (the login shell execs it), not a shell builtin such as cd. A non-zero
 // exit returns a *RemoteExitError. When ctx ends first, the command's
 // process group is killed, the session closed, and ctx's error returned.
-func (c *SSHClient) Run(ctx context.Context, argv []string, opt RunOptions) error {
+func (c *Client) Run(ctx context.Context, argv []string, opt RunOptions) error {
 	if len(argv) == 0 {
 		return fmt.Errorf("ssh %s: run: empty argv", c.addr)
 	}
@@ -132,7 +132,7 @@ func (c *SSHClient) Run(ctx context.Context, argv []string, opt RunOptions) erro
 	}
 	defer sess.Close()
 
-	tail := &tailBuffer{max: 4096}
+	tail := &TailBuffer{max: 4096}
 	var stderr io.Writer = tail
 	if opt.Stderr != nil {
 		stderr = io.MultiWriter(tail, opt.Stderr)
@@ -178,7 +178,7 @@ func (c *SSHClient) Run(ctx context.Context, argv []string, opt RunOptions) erro
 
 // killRemote kills a cancelled command's process group, with a short
 // deadline of its own since ctx is already done.
-func (c *SSHClient) killRemote(ctx context.Context, pid int, argv []string) {
+func (c *Client) killRemote(ctx context.Context, pid int, argv []string) {
 	if pid <= 1 {
 		c.logger.Warn("ssh command cancelled before reporting its pid; it may still run", "argv", argv)
 		return
@@ -242,7 +242,7 @@ func (p *pidSniffer) get() int {
 	return p.pid
 }
 
-func (c *SSHClient) sessionErr(err error) error {
+func (c *Client) sessionErr(err error) error {
 	select {
 	case <-c.done:
 		return c.closedErr()
@@ -251,7 +251,7 @@ func (c *SSHClient) sessionErr(err error) error {
 	}
 }
 
-func (c *SSHClient) waitErr(argv []string, err error, tail *tailBuffer) error {
+func (c *Client) waitErr(argv []string, err error, tail *TailBuffer) error {
 	if err == nil {
 		return nil
 	}
@@ -267,7 +267,7 @@ func (c *SSHClient) waitErr(argv []string, err error, tail *tailBuffer) error {
 }
 
 // Output runs argv and returns its standard output, also when it fails.
-func (c *SSHClient) Output(ctx context.Context, argv []string) ([]byte, error) {
+func (c *Client) Output(ctx context.Context, argv []string) ([]byte, error) {
 	var out bytes.Buffer
 	err := c.Run(ctx, argv, RunOptions{Stdout: &out})
 	return out.Bytes(), err
@@ -275,7 +275,7 @@ func (c *SSHClient) Output(ctx context.Context, argv []string) ([]byte, error) {
 
 // RemoteArch returns the node's machine hardware name (uname -m), e.g.
 // "x86_64" or "aarch64".
-func (c *SSHClient) RemoteArch(ctx context.Context) (string, error) {
+func (c *Client) RemoteArch(ctx context.Context) (string, error) {
 	out, err := c.Output(ctx, []string{"uname", "-m"})
 	if err != nil {
 		return "", err
@@ -287,14 +287,18 @@ func (c *SSHClient) RemoteArch(ctx context.Context) (string, error) {
 	return arch, nil
 }
 
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
+// TailBuffer keeps the last max bytes written to it; it is safe for the
+// two goroutines that copy a command's stdout and stderr.
+type TailBuffer struct {
 	mu  sync.Mutex
 	max int
 	buf []byte
 }
 
-func (t *tailBuffer) Write(p []byte) (int, error) {
+// NewTailBuffer returns a TailBuffer that keeps the last max bytes.
+func NewTailBuffer(max int) *TailBuffer { return &TailBuffer{max: max} }
+
+func (t *TailBuffer) Write(p []byte) (int, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.buf = append(t.buf, p...)
@@ -304,7 +308,7 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (t *tailBuffer) String() string {
+func (t *TailBuffer) String() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return string(t.buf)

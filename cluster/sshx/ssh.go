@@ -1,4 +1,4 @@
-package cluster
+package sshx
 
 import (
 	"context"
@@ -15,12 +15,12 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
-	"golang.org/x/crypto/ssh/agent"
+	sshagent "golang.org/x/crypto/ssh/agent"
 )
 
-// SSHConfig says how to reach one node over SSH. Start from
-// DefaultSSHConfig and set Address plus at least one credential.
-type SSHConfig struct {
+// Config says how to reach one node over SSH. Start from
+// DefaultConfig and set Address plus at least one credential.
+type Config struct {
 	// Address is the node's host name or IP address. Required.
 	Address string
 	// Port is the SSH port, 1 to 65535.
@@ -37,7 +37,7 @@ type SSHConfig struct {
 	// "keyboard-interactive" (each prompt answered with it). Empty skips both.
 	Password string
 	// KnownHostsFile holds the host keys that are trusted. A missing file
-	// trusts nothing. Required (DefaultSSHConfig uses ~/.ssh/known_hosts).
+	// trusts nothing. Required (DefaultConfig uses ~/.ssh/known_hosts).
 	KnownHostsFile string
 	// AcceptNewHostKeys records the key of a host that KnownHostsFile does
 	// not list yet and proceeds (trust on first use). A key that differs
@@ -58,15 +58,15 @@ type SSHConfig struct {
 	MaxSessions int
 }
 
-// DefaultSSHConfig returns the defaults for every field except Address and
+// DefaultConfig returns the defaults for every field except Address and
 // the credentials.
-func DefaultSSHConfig() SSHConfig {
+func DefaultConfig() Config {
 	known := ""
 	if home, err := os.UserHomeDir(); err == nil {
 		// Where OpenSSH looks, so keys already accepted by ssh(1) work.
 		known = filepath.Join(home, ".ssh", "known_hosts")
 	}
-	return SSHConfig{
+	return Config{
 		Port: 22,
 		// avocado-vt's node default.
 		User: "root",
@@ -86,7 +86,7 @@ func DefaultSSHConfig() SSHConfig {
 	}
 }
 
-func (cfg SSHConfig) validate() error {
+func (cfg Config) validate() error {
 	var errs []string
 	if cfg.Address == "" {
 		errs = append(errs, "Address is empty")
@@ -122,20 +122,20 @@ func (cfg SSHConfig) validate() error {
 }
 
 var (
-	// ErrSSHClosed is returned by calls on a client that was closed, or
+	// ErrClosed is returned by calls on a client that was closed, or
 	// whose connection was lost.
-	ErrSSHClosed = errors.New("ssh connection closed")
+	ErrClosed = errors.New("ssh connection closed")
 	// ErrKeepaliveTimeout is Err's value when the node stopped answering
 	// keepalives and the connection was closed for it.
 	ErrKeepaliveTimeout = errors.New("ssh keepalive timeout: node stopped answering")
-	// ErrSSHAuth marks a failed login: no offered credential was accepted.
-	ErrSSHAuth = errors.New("ssh authentication failed")
+	// ErrAuth marks a failed login: no offered credential was accepted.
+	ErrAuth = errors.New("ssh authentication failed")
 )
 
-// SSHClient is one authenticated SSH connection to a node. Commands, SFTP
+// Client is one authenticated SSH connection to a node. Commands, SFTP
 // and TCP forwards share it. Safe for concurrent use.
-type SSHClient struct {
-	cfg    SSHConfig
+type Client struct {
+	cfg    Config
 	addr   string
 	logger *slog.Logger
 	client *ssh.Client
@@ -153,11 +153,11 @@ type SSHClient struct {
 	reason error // why the connection ended, read after done
 }
 
-// DialSSH connects and authenticates to a node. The context bounds the TCP
+// Dial connects and authenticates to a node. The context bounds the TCP
 // connect, the handshake and authentication; cfg.ConnectTimeout applies when
 // it has no deadline. An unknown or changed host key fails with a
-// *HostKeyError (see SSHConfig.AcceptNewHostKeys).
-func DialSSH(ctx context.Context, cfg SSHConfig, logger *slog.Logger) (*SSHClient, error) {
+// *HostKeyError (see Config.AcceptNewHostKeys).
+func Dial(ctx context.Context, cfg Config, logger *slog.Logger) (*Client, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
@@ -213,7 +213,7 @@ func DialSSH(ctx context.Context, cfg SSHConfig, logger *slog.Logger) (*SSHClien
 	}
 	conn.SetDeadline(time.Time{})
 
-	sc := &SSHClient{
+	sc := &Client{
 		cfg:        cfg,
 		addr:       addr,
 		logger:     logger,
@@ -233,7 +233,7 @@ func DialSSH(ctx context.Context, cfg SSHConfig, logger *slog.Logger) (*SSHClien
 
 // dialError turns a handshake failure into the most useful error: the
 // typed host key error, the context's error, or an authentication failure.
-func dialError(ctx context.Context, cfg SSHConfig, addr string, hk *hostKeyChecker, err error) error {
+func dialError(ctx context.Context, cfg Config, addr string, hk *hostKeyChecker, err error) error {
 	if hkErr := hk.failure(); hkErr != nil {
 		return hkErr
 	}
@@ -246,7 +246,7 @@ func dialError(ctx context.Context, cfg SSHConfig, addr string, hk *hostKeyCheck
 		return fmt.Errorf("ssh %s: handshake: %w (%v)", addr, ctxErr, err)
 	}
 	if strings.Contains(err.Error(), "unable to authenticate") {
-		return fmt.Errorf("%w as %s@%s: %w", ErrSSHAuth, cfg.User, addr, err)
+		return fmt.Errorf("%w as %s@%s: %w", ErrAuth, cfg.User, addr, err)
 	}
 	return fmt.Errorf("ssh %s: %w", addr, err)
 }
@@ -255,7 +255,7 @@ func dialError(ctx context.Context, cfg SSHConfig, addr string, hk *hostKeyCheck
 // "publickey" method, since the client tries each method name only once),
 // then password and keyboard-interactive. The returned func closes the
 // agent connection.
-func authMethods(ctx context.Context, cfg SSHConfig, logger *slog.Logger) ([]ssh.AuthMethod, func(), error) {
+func authMethods(ctx context.Context, cfg Config, logger *slog.Logger) ([]ssh.AuthMethod, func(), error) {
 	closeAgent := func() {}
 	var fileSigners []ssh.Signer
 	for _, f := range cfg.KeyFiles {
@@ -273,14 +273,14 @@ func authMethods(ctx context.Context, cfg SSHConfig, logger *slog.Logger) ([]ssh
 		}
 		fileSigners = append(fileSigners, s)
 	}
-	var agentClient agent.ExtendedAgent
+	var agentClient sshagent.ExtendedAgent
 	if sock := os.Getenv("SSH_AUTH_SOCK"); cfg.UseAgent && sock != "" {
 		var d net.Dialer
 		conn, err := d.DialContext(ctx, "unix", sock)
 		if err != nil {
 			logger.Warn("ssh-agent unreachable; continuing without it", "err", err)
 		} else {
-			agentClient = agent.NewClient(conn)
+			agentClient = sshagent.NewClient(conn)
 			closeAgent = func() { conn.Close() }
 		}
 	}
@@ -317,21 +317,21 @@ func authMethods(ctx context.Context, cfg SSHConfig, logger *slog.Logger) ([]ssh
 }
 
 // Address returns the node's "host:port".
-func (c *SSHClient) Address() string { return c.addr }
+func (c *Client) Address() string { return c.addr }
 
 // Done is closed when the connection is gone: closed, lost, or declared
 // dead by keepalives.
-func (c *SSHClient) Done() <-chan struct{} { return c.done }
+func (c *Client) Done() <-chan struct{} { return c.done }
 
 // Err says why the connection ended once Done is closed: nil after Close,
 // ErrKeepaliveTimeout, or the transport's error. Before that it is nil.
-func (c *SSHClient) Err() error {
+func (c *Client) Err() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.reason
 }
 
-func (c *SSHClient) setReason(err error) {
+func (c *Client) setReason(err error) {
 	c.mu.Lock()
 	if c.reason == nil {
 		c.reason = err
@@ -339,13 +339,13 @@ func (c *SSHClient) setReason(err error) {
 	c.mu.Unlock()
 }
 
-func (c *SSHClient) watch() {
+func (c *Client) watch() {
 	err := c.client.Wait()
 	select {
 	case <-c.closing:
 	default:
 		if err == nil || errors.Is(err, io.EOF) {
-			err = fmt.Errorf("%w: %s: remote end closed the connection", ErrSSHClosed, c.addr)
+			err = fmt.Errorf("%w: %s: remote end closed the connection", ErrClosed, c.addr)
 		}
 		c.setReason(err)
 		c.logger.Warn("ssh connection lost", "err", err)
@@ -357,7 +357,7 @@ func (c *SSHClient) watch() {
 // request in flight, and closes the connection after maxMissed intervals
 // in a row without an answer. Any answer, even a refusal, proves the peer
 // alive.
-func (c *SSHClient) keepalive(interval time.Duration, maxMissed int) {
+func (c *Client) keepalive(interval time.Duration, maxMissed int) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	var (
@@ -396,7 +396,7 @@ func (c *SSHClient) keepalive(interval time.Duration, maxMissed int) {
 }
 
 // Close closes the connection and everything on it. Later calls return nil.
-func (c *SSHClient) Close() error {
+func (c *Client) Close() error {
 	var err error
 	c.closeOnce.Do(func() {
 		close(c.closing)
@@ -409,7 +409,7 @@ func (c *SSHClient) Close() error {
 }
 
 // acquire takes a session slot, waiting for ctx, and returns its release.
-func (c *SSHClient) acquire(ctx context.Context) (func(), error) {
+func (c *Client) acquire(ctx context.Context) (func(), error) {
 	select {
 	case c.sessions <- struct{}{}:
 		return func() { <-c.sessions }, nil
@@ -420,17 +420,17 @@ func (c *SSHClient) acquire(ctx context.Context) (func(), error) {
 	}
 }
 
-func (c *SSHClient) closedErr() error {
-	if r := c.Err(); r != nil && !errors.Is(r, ErrSSHClosed) {
-		return fmt.Errorf("%w: %s: %w", ErrSSHClosed, c.addr, r)
+func (c *Client) closedErr() error {
+	if r := c.Err(); r != nil && !errors.Is(r, ErrClosed) {
+		return fmt.Errorf("%w: %s: %w", ErrClosed, c.addr, r)
 	}
-	return fmt.Errorf("%w: %s", ErrSSHClosed, c.addr)
+	return fmt.Errorf("%w: %s", ErrClosed, c.addr)
 }
 
 // DialContext opens a connection from the node to addr through the SSH
 // connection: network "tcp" (direct-tcpip, e.g. "127.0.0.1:9999") or
 // "unix" (direct-streamlocal, a socket path such as the agent's).
-func (c *SSHClient) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+func (c *Client) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	conn, err := c.client.DialContext(ctx, network, addr)
 	if err != nil {
 		return nil, fmt.Errorf("ssh %s: forward to %s: %w", c.addr, addr, err)
@@ -442,7 +442,7 @@ func (c *SSHClient) DialContext(ctx context.Context, network, addr string) (net.
 // "127.0.0.1:0"; Addr() reports the chosen port) and returns the listener:
 // connections made on the node arrive through the SSH connection. Close
 // the listener to cancel the forward.
-func (c *SSHClient) ListenRemote(ctx context.Context, addr string) (net.Listener, error) {
+func (c *Client) ListenRemote(ctx context.Context, addr string) (net.Listener, error) {
 	return c.listenRemote(ctx, "tcp", addr)
 }
 
@@ -450,11 +450,11 @@ func (c *SSHClient) ListenRemote(ctx context.Context, addr string) (net.Listener
 // (streamlocal-forward@openssh.com). sshd creates it as the SSH user with
 // its StreamLocalBindMask (0177 by default), so in a 0700 directory only
 // that user, and root, can connect. The path must not exist yet.
-func (c *SSHClient) ListenRemoteUnix(ctx context.Context, path string) (net.Listener, error) {
+func (c *Client) ListenRemoteUnix(ctx context.Context, path string) (net.Listener, error) {
 	return c.listenRemote(ctx, "unix", path)
 }
 
-func (c *SSHClient) listenRemote(ctx context.Context, network, addr string) (net.Listener, error) {
+func (c *Client) listenRemote(ctx context.Context, network, addr string) (net.Listener, error) {
 	type result struct {
 		l   net.Listener
 		err error

@@ -1,4 +1,4 @@
-package cluster
+package sshx
 
 import (
 	"crypto/ed25519"
@@ -64,7 +64,7 @@ type hostKeyChecker struct {
 	cb     ssh.HostKeyCallback
 
 	mu  sync.Mutex
-	err *HostKeyError // last refusal, for DialSSH to return typed
+	err *HostKeyError // last refusal, for Dial to return typed
 }
 
 func newHostKeyChecker(file string, accept bool, logger *slog.Logger) (*hostKeyChecker, error) {
