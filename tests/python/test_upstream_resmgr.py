@@ -40,7 +40,7 @@ def agent(vtcluster_bin, tmp_path):
 
 
 def test_upstream_dir_pool_lifecycle_on_our_agent(agent):
-    node = Node("node1", f"http://127.0.0.1:{agent.port}/")
+    node = Node("node1", agent.url)  # with the token: our agent serves no one without it
     assert node.proxy.resource.start_resource_backing_service() is None
 
     config = DirPool.define_default_config(["node1"])
