@@ -284,6 +284,28 @@ TRANSFER = EXAMPLES / "transfer_test.py"
 PYCLASS = REPO_ROOT / "testdata" / "multihost" / "pyclass" / "lifecycle_test.py"
 
 
+def session_pids(cluster, pattern):
+    """pids matching pattern (as pgrep -f) that belong to this session: in
+    one of its lab hosts' network namespaces (commands on nodes), or with
+    its state dir in their environment (processes on the controller). Two
+    suites running at once on one machine never count each other's."""
+    found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True, check=False)
+    netns = {os.stat(f"/run/netns/{h['netns']}").st_ino for h in cluster.lab.hosts.values()}
+    mark = f"VTCLUSTER_STATE_DIR={cluster.env['VTCLUSTER_STATE_DIR']}".encode()
+    ours = []
+    for pid in found.stdout.split():
+        try:
+            if os.stat(f"/proc/{pid}/ns/net").st_ino in netns:
+                ours.append(pid)
+                continue
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if mark in f.read().split(b"\0"):
+                    ours.append(pid)
+        except OSError:
+            pass  # exited while we looked
+    return ours
+
+
 @pytest.fixture
 def registered(lab, cluster_bin_dir, tmp_path):
     """The lab's hosts registered (vtcluster bootstrap) in a private state."""
@@ -406,8 +428,8 @@ def test_avocado_run_python_class_every_ending(registered, tmp_path):
         assert marker.read_text(encoding="utf-8") == name, name
     assert registered.partitions() == []
     for pattern in ("avocado_multihost.mhtest", f"{registered.lab.binary} call --serve", "^sleep 7933$"):
-        leftovers = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True, check=False)
-        assert leftovers.stdout.strip() == "", f"{pattern} outlived its test"
+        leftovers = session_pids(registered, pattern)
+        assert leftovers == [], f"{pattern} outlived its test: {leftovers}"
 
 
 @pytest.fixture
