@@ -386,7 +386,7 @@ class SleepWatch:
         for pid, ppid, argv in read_proc_table():
             if argv == NODE_SLEEP and ppid in agents:
                 self.node.add(pid)
-            elif argv == CONTROLLER_SLEEP:
+            elif argv == CONTROLLER_SLEEP and _ours(pid):
                 self.controller.add(pid)
         return bool(self.node and self.controller)
 
@@ -655,7 +655,8 @@ def test_resources_of_a_killed_runner_are_removed_by_the_next_allocation(cluster
         while proc.poll() is None and time.monotonic() < deadline:
             if processes_with_argv(RESOURCE_SLEEP):
                 runners = [pid for pid, _, argv in read_proc_table()
-                           if argv and argv[0].endswith("avocado-runner-multihost") and "task-run" in argv]
+                           if argv and argv[0].endswith("avocado-runner-multihost") and "task-run" in argv
+                           and _ours(pid)]
                 break
             time.sleep(0.2)
         assert runners, "the test body never started"
