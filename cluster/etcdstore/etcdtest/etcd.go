@@ -36,8 +36,13 @@ type Member struct {
 }
 
 // Binary is the etcd server, or a skip: these tests need a real one.
+// Under -short (make unit) they skip, as the lab tests do: starting real
+// servers is the slow part of this package's tests.
 func Binary(t *testing.T) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("real etcd servers are not started under -short")
+	}
 	p, err := exec.LookPath("etcd")
 	if err != nil {
 		if _, serr := os.Stat("/usr/bin/etcd"); serr == nil {
