@@ -17,6 +17,7 @@ import (
 	"github.com/urfave/cli/v3"
 
 	"github.com/vtcluster/vtcluster/cluster"
+	"github.com/vtcluster/vtcluster/cluster/logserver"
 )
 
 func logsCommand(e *env) *cli.Command {
@@ -78,7 +79,7 @@ what LoggerServer's own message is.`,
 			if _, err := st.Load(ctx); err != nil {
 				return err // a broken state is said now, not per connection
 			}
-			cfg := cluster.DefaultLogServerConfig()
+			cfg := logserver.DefaultConfig()
 			cfg.Lookup = stateLookup(ctx, st, stderrLogger(e))
 			cfg.ControllerHalf = !cmd.Bool("worker-only")
 			cfg.Addr = cmd.String("listen")
@@ -91,7 +92,7 @@ what LoggerServer's own message is.`,
 				}
 				cfg.NodeDir = func(string) string { return abs }
 			}
-			srv, err := cluster.NewLogServer(cfg)
+			srv, err := logserver.New(cfg)
 			if err != nil {
 				return fmt.Errorf("logs serve: %w", err)
 			}

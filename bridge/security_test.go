@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vtcluster/vtcluster/cluster"
 	"github.com/vtcluster/vtcluster/cluster/lab"
+	"github.com/vtcluster/vtcluster/cluster/logserver"
 )
 
 // These tests are attacks by a local user without privileges, `nobody`, on
@@ -425,7 +425,7 @@ for i in range(100):
     conns.append(s)
 time.sleep(2)
 print("sent")
-`, logSock, cluster.DefaultLogServerConfig().MaxFrame-1)
+`, logSock, logserver.DefaultConfig().MaxFrame-1)
 	if out, err := exec.Command("ip", "netns", "exec", h.Netns, "/usr/bin/python3", "-c", flood).CombinedOutput(); err != nil || string(out) != "sent\n" {
 		t.Fatalf("flood: %v\n%s", err, out)
 	}

@@ -26,9 +26,10 @@
 //     request's tags to nodes (NoMatchError when none can).
 //   - Selector (selector.go) and the properties (properties.go): what a
 //     test may ask of a node, as upstream's selectors write it.
-//   - LogServer (logserver.go): every agent's records, read as
-//     agent/logframe frames, tagged with their node and handed on (the
-//     runner writes them to the test's logs).
+//
+// The central log server (every agent's records, read as agent/logframe
+// frames, tagged with their node and handed on) is the subpackage
+// logserver; it uses nothing else of cluster.
 //
 // Files: the SSH/SFTP layer is the subpackage sshx (sshx.Client: known_hosts,
 // remote commands, sshx.RemoteExitError, uploads); copy.go (copies to and

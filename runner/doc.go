@@ -25,7 +25,11 @@
 // and jsontree.go (test files, read through py's JSON tree), resources.go
 // (a spec's volumes and tap ports), lifecycle.go (the Cluster seam and the
 // per-test stages),
-// body.go (the controller-side body process), app.go (Main), backend.go
-// (the Cluster over package cluster), backend_resources.go (its resources
+// body.go (the controller-side body process), app.go (Main), and the
+// Cluster over package cluster split by concern: backend.go (open,
+// allocate, hand-over, lease renewal, release), agentproxy.go (the body's
+// per-test, secret-guarded proxy to each agent), backend_logs.go (log
+// forwarding into the test), backend_exec.go (commands and collection),
+// backend_watch.go (health checks) and backend_resources.go (resources
 // through package resmgr).
 package runner

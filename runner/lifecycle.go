@@ -17,6 +17,7 @@ import (
 
 	"github.com/vtcluster/vtcluster/agent/py"
 	"github.com/vtcluster/vtcluster/cluster"
+	"github.com/vtcluster/vtcluster/cluster/logserver"
 )
 
 // Cluster is what a multihost test needs from the cluster: nodes, their
@@ -207,7 +208,7 @@ func teardownCtx(ctx context.Context, normal time.Duration) (context.Context, co
 func (r *testRun) logf(ctx context.Context, format string, args ...any) {
 	// Errors may quote what a node chose (file names, faults): none of it
 	// may start a line of the test's log.
-	text := time.Now().Format("2006-01-02 15:04:05") + " | " + cluster.LogSafe(fmt.Sprintf(format, args...))
+	text := time.Now().Format("2006-01-02 15:04:05") + " | " + logserver.LogSafe(fmt.Sprintf(format, args...))
 	r.rep.Send(ctx, logMessage("", "", text))
 }
 

@@ -1,4 +1,4 @@
-package cluster
+package logserver
 
 import (
 	"bufio"
@@ -79,25 +79,25 @@ func (h *levelRecorder) find(level slog.Level, substr string) bool {
 }
 
 type logSrvFixture struct {
-	srv  *LogServer
+	srv  *Server
 	out  *lockedBuffer
 	rec  *levelRecorder
 	dir  string
 	port int
 }
 
-// startLogServer runs a LogServer on loopback with every output captured.
-func startLogServer(tb testing.TB, mutate func(*LogServerConfig)) *logSrvFixture {
+// startLogServer runs a Server on loopback with every output captured.
+func startLogServer(tb testing.TB, mutate func(*Config)) *logSrvFixture {
 	tb.Helper()
 	f := &logSrvFixture{out: &lockedBuffer{}, rec: &levelRecorder{}, dir: tb.TempDir()}
-	cfg := DefaultLogServerConfig()
+	cfg := DefaultConfig()
 	cfg.Logger = slog.New(f.rec)
 	cfg.Out = f.out
 	cfg.NodeDir = func(tag string) string { return filepath.Join(f.dir, tag) }
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	srv, err := NewLogServer(cfg)
+	srv, err := New(cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -116,7 +116,7 @@ func startLogServer(tb testing.TB, mutate func(*LogServerConfig)) *logSrvFixture
 }
 
 // waitStats waits until cond holds for the server's counters.
-func waitStats(tb testing.TB, srv *LogServer, what string, cond func(LogServerStats) bool) LogServerStats {
+func waitStats(tb testing.TB, srv *Server, what string, cond func(Stats) bool) Stats {
 	tb.Helper()
 	deadline := time.Now().Add(logSrvGuard)
 	for {
@@ -139,7 +139,7 @@ func assertNoLogServerGoroutines(tb testing.TB) {
 		buf = buf[:runtime.Stack(buf, true)]
 		left = left[:0]
 		for _, g := range bytes.Split(buf, []byte("\n\n")) {
-			if bytes.Contains(g, []byte("cluster.(*LogServer).")) {
+			if bytes.Contains(g, []byte("logserver.(*Server).")) {
 				left = append(left, g)
 			}
 		}
@@ -176,7 +176,7 @@ func dialLogServer(tb testing.TB, port int) net.Conn {
 
 func fixtureBytes(tb testing.TB, name string) []byte {
 	tb.Helper()
-	data, err := os.ReadFile(filepath.Join("../testdata/logframes", name))
+	data, err := os.ReadFile(filepath.Join("../../testdata/logframes", name))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -204,7 +204,7 @@ func TestLogServer_endToEnd(t *testing.T) {
 	log.Warn("warning line")
 	log.Error("error line", "err", traceback)
 	log.Log(t.Context(), logframe.LevelCritical, "critical line")
-	waitStats(t, f.srv, "5 records", func(st LogServerStats) bool { return st.Records == 5 })
+	waitStats(t, f.srv, "5 records", func(st Stats) bool { return st.Records == 5 })
 
 	ts := `\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}`
 	want := regexp.MustCompile(`^` +
@@ -251,7 +251,7 @@ func TestLogServer_upstreamFixtures(t *testing.T) {
 	if _, err := c.Write(frames); err != nil {
 		t.Fatal(err)
 	}
-	waitStats(t, f.srv, "8 records", func(st LogServerStats) bool { return st.Records == 8 })
+	waitStats(t, f.srv, "8 records", func(st Stats) bool { return st.Records == 8 })
 	lines := strings.Split(f.out.String(), "\n")
 	for i, want := range []string{
 		"Unknown(127.0.0.1) 2025-11-22 01:43:15,178 avocado.service.emit INFO | svc hello 5",
@@ -296,7 +296,7 @@ func TestLogServer_ServeConn_tagFromTunnel(t *testing.T) {
 		t.Fatal(err)
 	}
 	slog.New(s.Handler("avocado.service.core")).Warn("through the tunnel")
-	waitStats(t, f.srv, "1 record", func(st LogServerStats) bool { return st.Records == 1 })
+	waitStats(t, f.srv, "1 record", func(st Stats) bool { return st.Records == 1 })
 	if out := f.out.String(); !regexp.MustCompile(`^vm-host\(127\.0\.0\.1\) \S+ \S+ avocado\.service\.core WARNING \| through the tunnel\n$`).MatchString(out) {
 		t.Errorf("line %q", out)
 	}
@@ -326,7 +326,7 @@ func TestLogServer_RegisterNode(t *testing.T) {
 	if err := logframe.EncodeFrame(c, &logframe.LogRecord{Name: "n", Levelname: "INFO", Levelno: 20, Msg: "hi", Asctime: "A"}); err != nil {
 		t.Fatal(err)
 	}
-	waitStats(t, f.srv, "1 record", func(st LogServerStats) bool { return st.Records == 1 })
+	waitStats(t, f.srv, "1 record", func(st Stats) bool { return st.Records == 1 })
 	if out := f.out.String(); out != "mapped(127.0.0.1) A n INFO | hi\n" {
 		t.Errorf("line %q", out)
 	}
@@ -341,7 +341,7 @@ func TestLogServer_serve_partialFrames(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitStats(t, f.srv, "5 records", func(st LogServerStats) bool { return st.Records == 5 })
+	waitStats(t, f.srv, "5 records", func(st Stats) bool { return st.Records == 5 })
 	if n := strings.Count(f.out.String(), "avocado.service.demo"); n != 5 {
 		t.Errorf("%d lines:\n%s", n, f.out.String())
 	}
@@ -357,7 +357,7 @@ func TestLogServer_serve_peerClosesMidFrame(t *testing.T) {
 		}
 		_ = c.Close()
 	}
-	st := waitStats(t, f.srv, "3 truncated connections gone", func(st LogServerStats) bool {
+	st := waitStats(t, f.srv, "3 truncated connections gone", func(st Stats) bool {
 		return st.Truncated == 3 && st.Active == 0
 	})
 	if st.Records != 0 {
@@ -371,11 +371,11 @@ func TestLogServer_serve_peerClosesMidFrame(t *testing.T) {
 	if _, err := c.Write(frame); err != nil {
 		t.Fatal(err)
 	}
-	waitStats(t, f.srv, "1 record", func(st LogServerStats) bool { return st.Records == 1 })
+	waitStats(t, f.srv, "1 record", func(st Stats) bool { return st.Records == 1 })
 }
 
 func TestLogServer_serve_oversizeFrame(t *testing.T) {
-	f := startLogServer(t, func(c *LogServerConfig) { c.MaxFrame = 1024 })
+	f := startLogServer(t, func(c *Config) { c.MaxFrame = 1024 })
 	c := dialLogServer(t, f.port)
 	if _, err := c.Write(binary.BigEndian.AppendUint32(nil, 1<<30)); err != nil {
 		t.Fatal(err)
@@ -385,7 +385,7 @@ func TestLogServer_serve_oversizeFrame(t *testing.T) {
 	if n, err := c.Read(make([]byte, 1)); err != io.EOF {
 		t.Errorf("read after an oversize frame: %d, %v; want EOF", n, err)
 	}
-	waitStats(t, f.srv, "oversize counted", func(st LogServerStats) bool { return st.Oversize == 1 && st.Active == 0 })
+	waitStats(t, f.srv, "oversize counted", func(st Stats) bool { return st.Oversize == 1 && st.Active == 0 })
 	if !f.rec.find(slog.LevelWarn, "frame too large") {
 		t.Error("no warning for the oversize frame")
 	}
@@ -403,7 +403,7 @@ func TestLogServer_serve_invalidJSONSkipped(t *testing.T) {
 	if _, err := c.Write(stream); err != nil {
 		t.Fatal(err)
 	}
-	st := waitStats(t, f.srv, "the record after 4 bad frames", func(st LogServerStats) bool { return st.Records == 1 })
+	st := waitStats(t, f.srv, "the record after 4 bad frames", func(st Stats) bool { return st.Records == 1 })
 	if st.Invalid != 4 || st.Active != 1 {
 		t.Errorf("stats %+v, want 4 invalid frames and the connection still open", st)
 	}
@@ -425,7 +425,7 @@ func TestLogServer_Close_withPeersConnected(t *testing.T) {
 	if _, err := peers[2].Write([]byte{0, 0, 1}); err != nil {
 		t.Fatal(err)
 	}
-	waitStats(t, f.srv, "3 active connections", func(st LogServerStats) bool { return st.Active == 3 })
+	waitStats(t, f.srv, "3 active connections", func(st Stats) bool { return st.Active == 3 })
 	if err := f.srv.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -454,7 +454,7 @@ func TestLogServer_Close_withPeersConnected(t *testing.T) {
 }
 
 func TestLogServer_Start_contextEndsServer(t *testing.T) {
-	srv, err := NewLogServer(DefaultLogServerConfig())
+	srv, err := New(DefaultConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -486,15 +486,15 @@ func TestLogServer_streamerReconnectsAfterRestart(t *testing.T) {
 	}
 	log := slog.New(s.Handler("avocado.service.core"))
 	log.Info("before restart")
-	waitStats(t, first.srv, "1 record", func(st LogServerStats) bool { return st.Records == 1 })
+	waitStats(t, first.srv, "1 record", func(st Stats) bool { return st.Records == 1 })
 	if err := first.srv.Close(); err != nil {
 		t.Fatal(err)
 	}
 
-	second := startLogServer(t, func(c *LogServerConfig) { c.Addr = "127.0.0.1:" + strconv.Itoa(port) })
-	waitStats(t, second.srv, "the streamer to reconnect", func(st LogServerStats) bool { return st.Active == 1 })
+	second := startLogServer(t, func(c *Config) { c.Addr = "127.0.0.1:" + strconv.Itoa(port) })
+	waitStats(t, second.srv, "the streamer to reconnect", func(st Stats) bool { return st.Active == 1 })
 	log.Info("after restart")
-	waitStats(t, second.srv, "1 record", func(st LogServerStats) bool { return st.Records == 1 })
+	waitStats(t, second.srv, "1 record", func(st Stats) bool { return st.Records == 1 })
 	if out := second.out.String(); !strings.HasSuffix(out, "| after restart\n") {
 		t.Errorf("second server got %q", out)
 	}
@@ -545,7 +545,7 @@ func TestLogServer_serve_batchesWholeLinesPerNode(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	waitStats(t, f.srv, "every record", func(st LogServerStats) bool { return st.Records == uint64(len(froms)*perConn) })
+	waitStats(t, f.srv, "every record", func(st Stats) bool { return st.Records == uint64(len(froms)*perConn) })
 
 	line := regexp.MustCompile(`^(n2|n3)\((127\.0\.0\.[23])\) T avocado\.service\.batch INFO \| c=(\d) n=(\d+) x{200}$`)
 	next := make([]int, len(froms))
@@ -589,7 +589,7 @@ func TestLogServer_RegisterNode_retagsOpenConnection(t *testing.T) {
 		if err := logframe.EncodeFrame(c, &logframe.LogRecord{Name: "n", Levelname: "INFO", Asctime: "A", Msg: strconv.Itoa(i)}); err != nil {
 			t.Fatal(err)
 		}
-		waitStats(t, f.srv, "the record", func(st LogServerStats) bool { return st.Records == uint64(i+1) })
+		waitStats(t, f.srv, "the record", func(st Stats) bool { return st.Records == uint64(i+1) })
 	}
 	want := "Unknown(127.0.0.1) A n INFO | 0\nfirst(127.0.0.1) A n INFO | 1\nsecond(127.0.0.1) A n INFO | 2\n"
 	if out := f.out.String(); out != want {
@@ -603,7 +603,7 @@ func TestLogServer_Close_writesWhatWasRead(t *testing.T) {
 	// written, whole, to Out and the node file.
 	var handed atomic.Int64
 	first, release := make(chan struct{}), make(chan struct{})
-	f := startLogServer(t, func(c *LogServerConfig) {
+	f := startLogServer(t, func(c *Config) {
 		c.OnRecord = func(string, string, *logframe.LogRecord) {
 			if handed.Add(1) == 1 {
 				close(first)
@@ -639,15 +639,15 @@ func TestLogServer_Close_writesWhatWasRead(t *testing.T) {
 }
 
 func TestNewLogServer_invalid(t *testing.T) {
-	for _, cfg := range []LogServerConfig{
+	for _, cfg := range []Config{
 		{Addr: "127.0.0.1:99999"},
 		{Addr: "no-such-host.invalid:0"},
 		{Addr: "127.0.0.1:0", MaxFrame: -1},
 	} {
-		srv, err := NewLogServer(cfg)
+		srv, err := New(cfg)
 		if err == nil {
 			_ = srv.Close()
-			t.Errorf("NewLogServer(%+v) succeeded", cfg)
+			t.Errorf("New(%+v) succeeded", cfg)
 		} else if !strings.HasPrefix(err.Error(), "cluster: log server: ") {
 			t.Errorf("error %q lacks the package prefix", err)
 		}
@@ -676,8 +676,8 @@ func BenchmarkLogServer_Ingest(b *testing.B) {
 		Msg: "process exited argv=\"[qemu-img info /var/lib/images/disk.qcow2]\" exit_code=0 duration=0.013",
 	}
 	frame := logframe.AppendFrame(nil, rec)
-	raw := func(b *testing.B, mutate func(*LogServerConfig)) {
-		f := startLogServer(b, func(c *LogServerConfig) {
+	raw := func(b *testing.B, mutate func(*Config)) {
+		f := startLogServer(b, func(c *Config) {
 			c.Logger, c.Out, c.NodeDir = nil, io.Discard, nil
 			if mutate != nil {
 				mutate(c)
@@ -695,7 +695,7 @@ func BenchmarkLogServer_Ingest(b *testing.B) {
 		if err := w.Flush(); err != nil {
 			b.Fatal(err)
 		}
-		waitStats(b, f.srv, "every record", func(st LogServerStats) bool { return st.Records == uint64(b.N) })
+		waitStats(b, f.srv, "every record", func(st Stats) bool { return st.Records == uint64(b.N) })
 		b.StopTimer()
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
 	}
@@ -709,13 +709,13 @@ func BenchmarkLogServer_Ingest(b *testing.B) {
 			b.Fatal(err)
 		}
 		defer out.Close()
-		raw(b, func(c *LogServerConfig) {
+		raw(b, func(c *Config) {
 			c.Out = out
 			c.NodeDir = func(string) string { return dir }
 		})
 	})
 	b.Run("streamer", func(b *testing.B) {
-		f := startLogServer(b, func(c *LogServerConfig) {
+		f := startLogServer(b, func(c *Config) {
 			c.Logger, c.Out, c.NodeDir = nil, io.Discard, nil
 		})
 		cfg := agent.DefaultLogStreamerConfig(filepath.Join(b.TempDir(), "service.log"))
@@ -734,7 +734,7 @@ func BenchmarkLogServer_Ingest(b *testing.B) {
 		for i := range b.N {
 			log.Info("process exited", "i", i)
 		}
-		waitStats(b, f.srv, "every record", func(st LogServerStats) bool { return st.Records == uint64(b.N) })
+		waitStats(b, f.srv, "every record", func(st Stats) bool { return st.Records == uint64(b.N) })
 		b.StopTimer()
 		if _, dropped := s.Stats(); dropped != 0 {
 			b.Fatalf("%d records dropped", dropped)
@@ -748,7 +748,7 @@ func BenchmarkLogServer_Ingest(b *testing.B) {
 func TestLogServer_Lookup_perConnectionAndCached(t *testing.T) {
 	var calls atomic.Int32
 	var known atomic.Bool
-	f := startLogServer(t, func(cfg *LogServerConfig) {
+	f := startLogServer(t, func(cfg *Config) {
 		cfg.Lookup = func(ip string) (string, bool) {
 			calls.Add(1)
 			return "late", known.Load() && ip == "127.0.0.1"
@@ -759,7 +759,7 @@ func TestLogServer_Lookup_perConnectionAndCached(t *testing.T) {
 		if err := logframe.EncodeFrame(c, &logframe.LogRecord{Name: "n", Levelname: "INFO", Asctime: "A", Msg: strconv.Itoa(i)}); err != nil {
 			t.Fatal(err)
 		}
-		waitStats(t, f.srv, "the record", func(st LogServerStats) bool { return st.Records == uint64(i+1) })
+		waitStats(t, f.srv, "the record", func(st Stats) bool { return st.Records == uint64(i+1) })
 		c.Close()
 	}
 	send(0)
@@ -778,7 +778,7 @@ func TestLogServer_Lookup_perConnectionAndCached(t *testing.T) {
 // ControllerHalf prefixes the written lines with upstream's controller half
 // at the record's level; the Logger still gets the worker half alone.
 func TestLogServer_ControllerHalf(t *testing.T) {
-	f := startLogServer(t, func(cfg *LogServerConfig) { cfg.ControllerHalf = true })
+	f := startLogServer(t, func(cfg *Config) { cfg.ControllerHalf = true })
 	if err := f.srv.RegisterNode("127.0.0.1", "n1"); err != nil {
 		t.Fatal(err)
 	}
@@ -786,7 +786,7 @@ func TestLogServer_ControllerHalf(t *testing.T) {
 	if err := logframe.EncodeFrame(c, &logframe.LogRecord{Name: "avocado.service.x", Levelno: 30, Levelname: "WARNING", Asctime: "2026-12-01 10:00:00,001", Msg: "careful"}); err != nil {
 		t.Fatal(err)
 	}
-	waitStats(t, f.srv, "the record", func(st LogServerStats) bool { return st.Records == 1 })
+	waitStats(t, f.srv, "the record", func(st Stats) bool { return st.Records == 1 })
 	line := regexp.MustCompile(`^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} logserver L\d{4} WARNING \| n1\(127\.0\.0\.1\) 2026-12-01 10:00:00,001 avocado\.service\.x WARNING \| careful\n$`)
 	if out := f.out.String(); !line.MatchString(out) {
 		t.Errorf("line %q does not match %s", out, line)
@@ -834,7 +834,7 @@ func TestLogServer_serve_forgedLinesIndented(t *testing.T) {
 	if err := logframe.EncodeFrame(c, rec); err != nil {
 		t.Fatal(err)
 	}
-	waitStats(t, f.srv, "1 record", func(st LogServerStats) bool { return st.Records == 1 })
+	waitStats(t, f.srv, "1 record", func(st Stats) bool { return st.Records == 1 })
 	want := "node1(127.0.0.1) 2026-12-01 00:00:00,000 avocado.service.core INFO | ok\n" +
 		"    node2(10.0.0.3) 2026-12-01 00:00:00,000 avocado.service.core ERROR | fake failure\n"
 	if got := f.out.String(); got != want {
@@ -846,9 +846,9 @@ func TestLogServer_serve_forgedLinesIndented(t *testing.T) {
 }
 
 func TestLogServer_connectionCap(t *testing.T) {
-	f := startLogServer(t, func(c *LogServerConfig) { c.MaxConns = 2 })
+	f := startLogServer(t, func(c *Config) { c.MaxConns = 2 })
 	held := []net.Conn{dialLogServer(t, f.port), dialLogServer(t, f.port)}
-	waitStats(t, f.srv, "2 active", func(st LogServerStats) bool { return st.Active == 2 })
+	waitStats(t, f.srv, "2 active", func(st Stats) bool { return st.Active == 2 })
 	for range 5 {
 		c := dialLogServer(t, f.port)
 		_ = c.SetReadDeadline(time.Now().Add(logSrvGuard))
@@ -856,7 +856,7 @@ func TestLogServer_connectionCap(t *testing.T) {
 			t.Errorf("read on a connection over the cap: %d, %v; want EOF", n, err)
 		}
 	}
-	st := waitStats(t, f.srv, "5 refused", func(st LogServerStats) bool { return st.Refused == 5 })
+	st := waitStats(t, f.srv, "5 refused", func(st Stats) bool { return st.Refused == 5 })
 	if st.Active != 2 {
 		t.Errorf("stats %+v: want the 2 first still served", st)
 	}
@@ -874,11 +874,11 @@ func TestLogServer_connectionCap(t *testing.T) {
 	if err := logframe.EncodeFrame(held[1], &logframe.LogRecord{Name: "svc", Levelno: 20, Levelname: "INFO", Msg: "still here"}); err != nil {
 		t.Fatal(err)
 	}
-	waitStats(t, f.srv, "1 record", func(st LogServerStats) bool { return st.Records == 1 })
+	waitStats(t, f.srv, "1 record", func(st Stats) bool { return st.Records == 1 })
 }
 
 func TestLogServer_frameTimeoutClosesPartialFramesOnly(t *testing.T) {
-	f := startLogServer(t, func(c *LogServerConfig) { c.FrameTimeout = 300 * time.Millisecond })
+	f := startLogServer(t, func(c *Config) { c.FrameTimeout = 300 * time.Millisecond })
 	idle := dialLogServer(t, f.port)
 	partial := dialLogServer(t, f.port)
 	// A frame's header and part of its body, then nothing.
@@ -889,14 +889,14 @@ func TestLogServer_frameTimeoutClosesPartialFramesOnly(t *testing.T) {
 	if n, err := partial.Read(make([]byte, 1)); err != io.EOF {
 		t.Errorf("read on a peer holding a partial frame: %d, %v; want EOF", n, err)
 	}
-	waitStats(t, f.srv, "1 timed out", func(st LogServerStats) bool { return st.TimedOut == 1 && st.Active == 1 })
+	waitStats(t, f.srv, "1 timed out", func(st Stats) bool { return st.TimedOut == 1 && st.Active == 1 })
 	// The idle peer, an agent with nothing to log, stays through several
 	// timeouts and still delivers.
 	time.Sleep(1 * time.Second)
 	if err := logframe.EncodeFrame(idle, &logframe.LogRecord{Name: "svc", Levelno: 20, Levelname: "INFO", Msg: "after a pause"}); err != nil {
 		t.Fatal(err)
 	}
-	st := waitStats(t, f.srv, "1 record", func(st LogServerStats) bool { return st.Records == 1 })
+	st := waitStats(t, f.srv, "1 record", func(st Stats) bool { return st.Records == 1 })
 	if st.TimedOut != 1 {
 		t.Errorf("stats %+v: the idle peer was timed out", st)
 	}
@@ -912,7 +912,7 @@ func TestLogServer_invalidFrameWarningsRateLimited(t *testing.T) {
 	if _, err := c.Write(stream); err != nil {
 		t.Fatal(err)
 	}
-	waitStats(t, f.srv, "10000 invalid", func(st LogServerStats) bool { return st.Invalid == 10000 })
+	waitStats(t, f.srv, "10000 invalid", func(st Stats) bool { return st.Invalid == 10000 })
 	n := 0
 	for _, r := range f.rec.records() {
 		if strings.Contains(r.Message, "not a log record") {
@@ -926,10 +926,10 @@ func TestLogServer_invalidFrameWarningsRateLimited(t *testing.T) {
 
 func TestLogServer_NoListener(t *testing.T) {
 	out := &lockedBuffer{}
-	cfg := DefaultLogServerConfig()
+	cfg := DefaultConfig()
 	cfg.NoListener = true
 	cfg.Out = out
-	srv, err := NewLogServer(cfg)
+	srv, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -946,7 +946,7 @@ func TestLogServer_NoListener(t *testing.T) {
 		_ = logframe.EncodeFrame(b, &logframe.LogRecord{Name: "svc", Levelno: 20, Levelname: "INFO", Msg: "through the forward"})
 		b.Close()
 	}()
-	waitStats(t, srv, "1 record", func(st LogServerStats) bool { return st.Records == 1 })
+	waitStats(t, srv, "1 record", func(st Stats) bool { return st.Records == 1 })
 	if o := out.String(); !strings.HasPrefix(o, "node1(") || !strings.HasSuffix(o, " svc INFO | through the forward\n") {
 		t.Errorf("out %q", out.String())
 	}

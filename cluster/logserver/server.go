@@ -1,4 +1,4 @@
-package cluster
+package logserver
 
 import (
 	"context"
@@ -36,8 +36,8 @@ const (
 	warnEvery = 10 * time.Second
 )
 
-// LogServerConfig configures a LogServer. Start from DefaultLogServerConfig.
-type LogServerConfig struct {
+// Config configures a Server. Start from DefaultConfig.
+type Config struct {
 	// Addr is the listen address; port 0 picks a free port (see Addr()).
 	Addr string
 	// Logger receives one record per received log record: the unified line
@@ -85,15 +85,15 @@ type LogServerConfig struct {
 	FrameTimeout time.Duration
 }
 
-// Bounds of a log server's peers; see LogServerConfig.
+// Bounds of a log server's peers; see Config.
 const (
 	DefaultMaxLogConns     = 64          // a partition has a few agents, a `logs serve` a few dozen
 	DefaultLogFrameTimeout = time.Minute // a frame is at most 1.1 MiB; our agents write one in a single call
 )
 
-// DefaultLogServerConfig listens on a free loopback port.
-func DefaultLogServerConfig() LogServerConfig {
-	return LogServerConfig{
+// DefaultConfig listens on a free loopback port.
+func DefaultConfig() Config {
+	return Config{
 		Addr:         "127.0.0.1:0",            // agents reach it through SSH tunnels, not the LAN
 		MaxFrame:     logframe.DefaultMaxFrame, // above every frame our agents send
 		MaxConns:     DefaultMaxLogConns,
@@ -101,8 +101,8 @@ func DefaultLogServerConfig() LogServerConfig {
 	}
 }
 
-// LogServerStats counts what a LogServer has seen since it was created.
-type LogServerStats struct {
+// Stats counts what a Server has seen since it was created.
+type Stats struct {
 	Connections uint64 // connections served, over the listener or ServeConn
 	Active      uint64 // connections being served now
 	Records     uint64 // records delivered: passed to OnRecord and Logger, and written to Out and the node files
@@ -113,14 +113,14 @@ type LogServerStats struct {
 	TimedOut    uint64 // connections closed for holding a partial frame over FrameTimeout
 }
 
-// LogServer receives the log records agents stream with avocado-vt's frame
+// Server receives the log records agents stream with avocado-vt's frame
 // format (see agent.LogStreamer, and upstream's core.start_log_redirection)
 // and writes each as upstream's unified line
 // "<tag>(<ip>) <asctime> <name> <levelname> | <msg>". Unlike upstream's
 // LoggerServer it keeps each record's level and traceback, survives bad
 // peers, and closes everything it opened on Close.
-type LogServer struct {
-	cfg    LogServerConfig
+type Server struct {
+	cfg    Config
 	logger *slog.Logger
 	ln     net.Listener
 
@@ -146,11 +146,11 @@ type LogServer struct {
 	nConns, nActive, nRecords, nInvalid, nOversize, nTruncated, nRefused, nTimedOut atomic.Uint64
 }
 
-// NewLogServer validates cfg and binds the listening socket, so Addr is known
+// New validates cfg and binds the listening socket, so Addr is known
 // before Start. Records are only read once Start is called.
-func NewLogServer(cfg LogServerConfig) (*LogServer, error) {
+func New(cfg Config) (*Server, error) {
 	if cfg.Addr == "" {
-		cfg.Addr = DefaultLogServerConfig().Addr
+		cfg.Addr = DefaultConfig().Addr
 	}
 	if cfg.MaxFrame < 0 {
 		return nil, fmt.Errorf("cluster: log server: max frame %d: want 0 (default) or a positive size", cfg.MaxFrame)
@@ -178,7 +178,7 @@ func NewLogServer(cfg LogServerConfig) (*LogServer, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &LogServer{
+	return &Server{
 		cfg:      cfg,
 		logger:   logger,
 		ln:       ln,
@@ -191,7 +191,7 @@ func NewLogServer(cfg LogServerConfig) (*LogServer, error) {
 }
 
 // Addr returns the listening address; nil with NoListener.
-func (s *LogServer) Addr() net.Addr {
+func (s *Server) Addr() net.Addr {
 	if s.ln == nil {
 		return nil
 	}
@@ -200,7 +200,7 @@ func (s *LogServer) Addr() net.Addr {
 
 // Start accepts connections in the background until Close, or until ctx
 // is done, which closes the server.
-func (s *LogServer) Start(ctx context.Context) error {
+func (s *Server) Start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
@@ -221,7 +221,7 @@ func (s *LogServer) Start(ctx context.Context) error {
 // RegisterNode makes records from ip carry tag. Nodes configured by host
 // name are resolved by the caller and registered by address. An address
 // may be registered again to change its tag.
-func (s *LogServer) RegisterNode(ip, tag string) error {
+func (s *Server) RegisterNode(ip, tag string) error {
 	addr, err := netip.ParseAddr(ip)
 	if err != nil {
 		return fmt.Errorf("cluster: log server: register node %q: %w", tag, err)
@@ -238,7 +238,7 @@ func (s *LogServer) RegisterNode(ip, tag string) error {
 // them with tag (an empty tag falls back to the peer address's node). It
 // blocks until the connection ends or the server closes, and always closes
 // conn.
-func (s *LogServer) ServeConn(conn net.Conn, tag string) {
+func (s *Server) ServeConn(conn net.Conn, tag string) {
 	if !s.track(conn) {
 		_ = conn.Close()
 		return
@@ -249,7 +249,7 @@ func (s *LogServer) ServeConn(conn net.Conn, tag string) {
 
 // Close stops accepting, closes every connection, waits for their readers
 // and closes the node files. It is idempotent and safe to call concurrently.
-func (s *LogServer) Close() error {
+func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
 		s.closed = true
@@ -289,8 +289,8 @@ func (s *LogServer) Close() error {
 }
 
 // Stats returns the server's counters.
-func (s *LogServer) Stats() LogServerStats {
-	return LogServerStats{
+func (s *Server) Stats() Stats {
+	return Stats{
 		Connections: s.nConns.Load(),
 		Active:      s.nActive.Load(),
 		Records:     s.nRecords.Load(),
@@ -302,7 +302,7 @@ func (s *LogServer) Stats() LogServerStats {
 	}
 }
 
-func (s *LogServer) acceptLoop() {
+func (s *Server) acceptLoop() {
 	defer s.wg.Done()
 	backoff := 5 * time.Millisecond
 	for {
@@ -338,7 +338,7 @@ func (s *LogServer) acceptLoop() {
 
 // track registers a connection to be served; false once the server closed
 // or when it serves MaxConns already. On true the caller owes s.wg.Done().
-func (s *LogServer) track(conn net.Conn) bool {
+func (s *Server) track(conn net.Conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -365,7 +365,7 @@ type lineBatch struct {
 }
 
 // serve reads frames until the peer goes away or the server closes.
-func (s *LogServer) serve(conn net.Conn, tag string) {
+func (s *Server) serve(conn net.Conn, tag string) {
 	var batch lineBatch
 	defer func() {
 		s.flush(&batch)
@@ -442,7 +442,7 @@ func (s *LogServer) serve(conn net.Conn, tag string) {
 	}
 }
 
-func (s *LogServer) isClosed() bool {
+func (s *Server) isClosed() bool {
 	select {
 	case <-s.done:
 		return true
@@ -451,7 +451,7 @@ func (s *LogServer) isClosed() bool {
 	}
 }
 
-func (s *LogServer) tagFor(ip string) string {
+func (s *Server) tagFor(ip string) string {
 	s.mu.Lock()
 	tag, ok := s.nodes[ip]
 	s.mu.Unlock()
@@ -640,7 +640,7 @@ func (w *warnLimiter) Warn(logger *slog.Logger, kind, msg string, args ...any) {
 // deliver hands one record to OnRecord and the Logger, and adds its line to
 // the connection's batch. The record is counted once its line is written
 // (see flush), so a caller that sees the count has also seen the output.
-func (s *LogServer) deliver(batch *lineBatch, tag, ip string, rec *logframe.LogRecord) {
+func (s *Server) deliver(batch *lineBatch, tag, ip string, rec *logframe.LogRecord) {
 	if s.cfg.OnRecord != nil {
 		s.cfg.OnRecord(tag, ip, rec)
 	}
@@ -676,7 +676,7 @@ func (s *LogServer) deliver(batch *lineBatch, tag, ip string, rec *logframe.LogR
 
 // flush writes a connection's batch to Out and its node's file, then counts
 // its records as delivered.
-func (s *LogServer) flush(batch *lineBatch) {
+func (s *Server) flush(batch *lineBatch) {
 	if batch.records == 0 {
 		return
 	}
@@ -704,7 +704,7 @@ func (s *LogServer) flush(batch *lineBatch) {
 
 // nodeFile returns the open log file of a node, opening it on first use; nil
 // if it cannot be opened (logged once). Called with outMu held.
-func (s *LogServer) nodeFile(tag string) *os.File {
+func (s *Server) nodeFile(tag string) *os.File {
 	name := safeFileName(tag)
 	dir := s.cfg.NodeDir(tag)
 	if dir == "" {
@@ -727,7 +727,7 @@ func (s *LogServer) nodeFile(tag string) *os.File {
 	return f
 }
 
-func (s *LogServer) warnIO(sink string, err error) {
+func (s *Server) warnIO(sink string, err error) {
 	if s.warnedIO[sink] {
 		return
 	}

@@ -1,0 +1,113 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"time"
+
+	"github.com/vtcluster/vtcluster/agent/py"
+)
+
+// Exec runs argv on the node through the agent's process service.
+func (b *backend) Exec(ctx context.Context, node PartitionNode, argv []string, opts ExecOptions) (ExecResult, error) {
+	nc, err := b.conn(node.Name)
+	if err != nil {
+		return ExecResult{}, err
+	}
+	b.mu.Lock()
+	owner := b.owners[node.Name]
+	b.mu.Unlock()
+	o := map[string]any{"log_output": true, "owner": owner}
+	if opts.Timeout > 0 {
+		o["timeout"] = opts.Timeout.Seconds()
+	}
+	if len(opts.Env) > 0 {
+		env := map[string]any{}
+		for k, v := range opts.Env {
+			env[k] = v
+		}
+		o["env"] = env
+	}
+	args := make([]any, len(argv))
+	for i, a := range argv {
+		args[i] = a
+	}
+	// The agent enforces the timeout; give the call a little longer.
+	cctx := ctx
+	if opts.Timeout > 0 {
+		var cancel context.CancelFunc
+		cctx, cancel = context.WithTimeout(ctx, opts.Timeout+30*time.Second)
+		defer cancel()
+	}
+	v, err := nc.Call(cctx, "process.run", args, o)
+	if err != nil {
+		return ExecResult{}, err
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return ExecResult{}, fmt.Errorf("node %q: process.run returned %T", node.Name, v)
+	}
+	res := ExecResult{}
+	if code, ok := py.Int(m["exit_code"]); ok {
+		res.ExitCode = int(code)
+	}
+	res.Stdout, _ = m["stdout"].([]byte)
+	res.Stderr, _ = m["stderr"].([]byte)
+	res.StdoutTruncated, _ = m["stdout_truncated"].(bool)
+	res.StderrTruncated, _ = m["stderr_truncated"].(bool)
+	res.TimedOut, _ = m["timed_out"].(bool)
+	if d, ok := m["duration"].(float64); ok {
+		res.Duration = time.Duration(d * float64(time.Second))
+	}
+	return res, nil
+}
+
+// Collect fetches each node's service log and the paths the test asked
+// for into dir/<tag>/.
+func (b *backend) Collect(ctx context.Context, p *Partition, paths map[string][]string, dir string) error {
+	var errs []error
+	for _, pn := range p.Nodes {
+		nc, err := b.conn(pn.Name)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		local := filepath.Join(dir, pn.Tag)
+		if err := os.MkdirAll(local, 0o755); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		want := append([]string(nil), paths[pn.Tag]...)
+		if v, err := nc.Call(ctx, "core.get_service_log_filename"); err == nil {
+			if s, ok := v.(string); ok && s != "" {
+				want = append([]string{s}, want...)
+			}
+		}
+		if n := nc.Node(); n.Unauthenticated() {
+			if len(paths[pn.Tag]) > 0 {
+				errs = append(errs, fmt.Errorf("node %q: files cannot be fetched from a direct-mode node without SSH", pn.Name))
+			}
+			continue
+		}
+		ssh, err := nc.SSH(ctx)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, rp := range want {
+			name := path.Base(path.Clean(rp))
+			if name == "/" || name == "." || name == ".." {
+				errs = append(errs, fmt.Errorf("node %q: cannot collect %q", pn.Name, rp))
+				continue
+			}
+			if err := ssh.CopyFrom(ctx, rp, filepath.Join(local, name)); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}

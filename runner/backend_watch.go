@@ -1,0 +1,154 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/vtcluster/vtcluster/cluster"
+)
+
+// Health checks of a test's nodes: a node whose agent stops answering
+// (host down, agent killed, network cut) ends the test instead of letting
+// it run into its timeout.
+//
+// A node is lost when healthDeadline has passed since the sending of the
+// last probe it answered. That deadline is one timer, armed anew by each
+// answer: how long probes take, how late they start on a loaded machine,
+// or whether a probe to a black hole ever returns does not move it. At
+// most one probe per node is in flight, so slow ones cannot pile up.
+const (
+	healthInterval = time.Second
+	healthDeadline = 6 * time.Second
+)
+
+// Watch reports the first node of p that is lost, until ctx ends. A lost
+// node's connection is closed at once, so that nothing of the test's
+// teardown (log forwarding, process calls, the agent proxy) waits on it.
+func (b *backend) Watch(ctx context.Context, p *Partition) <-chan error {
+	lost := make(chan error, 1)
+	report := func(nc *cluster.NodeConn, err error) {
+		b.mu.Lock()
+		b.lost[nc.Node().Name] = err
+		b.mu.Unlock()
+		select {
+		case lost <- err:
+		default:
+		}
+		nc.Close()
+	}
+	b.mu.Lock()
+	leaseLost := b.leaseLost[p.ID]
+	b.mu.Unlock()
+	if leaseLost != nil {
+		go func() {
+			select {
+			case err := <-leaseLost:
+				select {
+				case lost <- err:
+				default:
+				}
+			case <-ctx.Done():
+			}
+		}()
+	}
+	for _, pn := range p.Nodes {
+		nc, err := b.conn(pn.Name)
+		if err != nil {
+			continue
+		}
+		go func() {
+			if err := watchNode(ctx, nc); err != nil {
+				report(nc, fmt.Errorf("node %q (tag %s) lost: %w", pn.Name, pn.Tag, err))
+			}
+		}()
+	}
+	return lost
+}
+
+// watchNode probes nc's agent until ctx ends (nil) or the node is lost
+// (why).
+func watchNode(ctx context.Context, nc *cluster.NodeConn) error {
+	var sshDone <-chan struct{}
+	if nc.Node().AgentBind != cluster.AgentBindDirect {
+		// Dials again only if the connection died since the allocation;
+		// the node gets no more time for that than for an answer.
+		sctx, cancel := context.WithTimeout(ctx, healthDeadline)
+		ssh, err := nc.SSH(sctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("its SSH connection is gone: %w", err)
+		}
+		sshDone = ssh.Done()
+	}
+	type answer struct {
+		sent time.Time
+		err  error
+	}
+	answers := make(chan answer, 1)
+	probe := func() {
+		sent := time.Now()
+		// A probe outliving the deadline is of no use: the node is lost by then.
+		cctx, cancel := context.WithTimeout(ctx, healthDeadline)
+		_, err := nc.Call(cctx, "core.is_alive")
+		cancel()
+		answers <- answer{sent, err}
+	}
+	lastOK := time.Now()
+	var lastErr error
+	deadline := time.NewTimer(healthDeadline)
+	defer deadline.Stop()
+	tick := time.NewTicker(healthInterval)
+	defer tick.Stop()
+	inFlight := true
+	go probe()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-sshDone:
+			return errors.New("its SSH connection closed")
+		case a := <-answers:
+			inFlight = false
+			if a.err != nil {
+				lastErr = a.err
+				continue
+			}
+			lastOK, lastErr = a.sent, nil
+			deadline.Reset(time.Until(lastOK.Add(healthDeadline)))
+		case <-tick.C:
+			if !inFlight {
+				inFlight = true
+				go probe()
+			}
+		case <-deadline.C:
+			// The runner itself may have been starved past the deadline
+			// with the answer waiting: an answer sent in time counts.
+			select {
+			case a := <-answers:
+				inFlight = false
+				if a.err == nil && time.Since(a.sent) < healthDeadline {
+					lastOK = a.sent
+					deadline.Reset(time.Until(lastOK.Add(healthDeadline)))
+					continue
+				}
+				if a.err != nil {
+					lastErr = a.err
+				}
+			default:
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			why := fmt.Sprintf("its agent has not answered for %s", time.Since(lastOK).Round(100*time.Millisecond))
+			if lastErr != nil {
+				return fmt.Errorf("%s: %w", why, lastErr)
+			}
+			return errors.New(why)
+		}
+	}
+}
