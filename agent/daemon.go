@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -17,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vtcluster/vtcluster/internal/atomicfile"
 )
 
 // Banner starts the line an agent prints once it serves, followed by its
@@ -248,19 +249,10 @@ func openDaemonLog(path string, stderr io.Writer) (*slog.Logger, func(), error) 
 // writePidFile writes "<pid>\n" atomically, so a reader never sees a
 // partial file.
 func writePidFile(path string, pid int) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".vtc-agent-pid-*")
-	if err != nil {
-		return fmt.Errorf("agent: pid file: %w", err)
-	}
-	_, werr := fmt.Fprintf(tmp, "%d\n", pid)
-	cerr := tmp.Close()
-	if err := errors.Join(werr, cerr, os.Chmod(tmp.Name(), 0o644)); err != nil {
-		os.Remove(tmp.Name())
+	// Not durable: a pid outlives no reboot.
+	data := strconv.AppendInt(nil, int64(pid), 10)
+	if err := atomicfile.WriteFile(path, append(data, '\n'), 0o644, atomicfile.NotDurable()); err != nil {
 		return fmt.Errorf("agent: pid file %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("agent: pid file: %w", err)
 	}
 	return nil
 }

@@ -10,14 +10,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/vtcluster/vtcluster/agent/py"
 	"io/fs"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/vtcluster/vtcluster/agent/py"
+	"github.com/vtcluster/vtcluster/internal/atomicfile"
 
 	"github.com/vtcluster/vtcluster/agent/pgroup"
 )
@@ -162,18 +163,9 @@ func (r *procRecord) writeLocked() error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(r.path), "."+filepath.Base(r.path)+".*")
-	if err != nil {
-		return fmt.Errorf("process record: %w", err)
-	}
-	_, werr := tmp.Write(append(b, '\n'))
-	cerr := tmp.Close()
-	if err := errors.Join(werr, cerr); err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("process record: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), r.path); err != nil {
-		os.Remove(tmp.Name())
+	// Not durable: after a reboot every recorded process is gone anyway,
+	// and an fsync on each process start would slow every call.
+	if err := atomicfile.WriteFile(r.path, append(b, '\n'), 0o600, atomicfile.NotDurable()); err != nil {
 		return fmt.Errorf("process record: %w", err)
 	}
 	return nil

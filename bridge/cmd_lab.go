@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v3"
 
 	"github.com/vtcluster/vtcluster/cluster/lab"
+	"github.com/vtcluster/vtcluster/internal/atomicfile"
 )
 
 // labCommand is hidden: it exists for "make demo" and the Python
@@ -88,7 +89,7 @@ func writeLabClusterConfig(l *lab.Lab, path string) error {
 			return fmt.Errorf("lab: cluster config: %w", err)
 		}
 	}
-	if err := os.WriteFile(path, b, 0o644); err != nil {
+	if err := atomicfile.WriteFile(path, b, 0o644); err != nil {
 		return fmt.Errorf("lab: cluster config: %w", err)
 	}
 	return nil

@@ -62,16 +62,6 @@ func flockRetry(fd, how int) error {
 	}
 }
 
-// fsyncDir makes a rename in dir durable.
-func fsyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
-
 // procStat returns a process's state letter and start time (clock ticks
 // after boot).
 func procStat(pid int) (state byte, start uint64, err error) {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/vtcluster/vtcluster/agent/py"
+	"github.com/vtcluster/vtcluster/internal/atomicfile"
 )
 
 // StateVersion is the state file format this package reads and writes.
@@ -510,36 +511,11 @@ func (s *FileStore) read() (*State, []byte, error) {
 	return st, data, nil
 }
 
-func (s *FileStore) tempPattern() string { return "." + filepath.Base(s.path) + ".tmp-" }
-
+// write replaces the state file durably: it is the only record of who
+// holds which node.
 func (s *FileStore) write(data []byte) error {
-	f, err := os.CreateTemp(s.dir, s.tempPattern()+"*") // created 0600
-	if err != nil {
+	if err := atomicfile.WriteFile(s.path, data, 0o600); err != nil {
 		return fmt.Errorf("cluster: write state: %w", err)
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("cluster: write state: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("cluster: write state: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("cluster: write state: %w", err)
-	}
-	if err := os.Rename(tmp, s.path); err != nil {
-		return fmt.Errorf("cluster: write state: %w", err)
-	}
-	ok = true
-	if err := fsyncDir(s.dir); err != nil {
-		return fmt.Errorf("cluster: write state: sync %s: %w", s.dir, err)
 	}
 	return nil
 }
@@ -548,7 +524,7 @@ func (s *FileStore) write(data []byte) error {
 // their rename. Only called under the exclusive lock, when no writer can be
 // using one.
 func (s *FileStore) removeStaleTemps() {
-	matches, _ := filepath.Glob(filepath.Join(s.dir, s.tempPattern()+"*"))
+	matches, _ := filepath.Glob(atomicfile.TempGlob(s.path))
 	for _, m := range matches {
 		os.Remove(m)
 	}

@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vtcluster/vtcluster/internal/atomicfile"
 )
 
 // registryDir records every lab on this machine, one JSON file per prefix,
@@ -147,27 +149,8 @@ func writeStateFile(path string, l *Lab) error {
 	if err != nil {
 		return fmt.Errorf("lab: encode %s: %w", path, err)
 	}
-	b = append(b, '\n')
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".lab-*.tmp")
-	if err != nil {
+	if err := atomicfile.WriteFile(path, append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("lab: write %s: %w", path, err)
-	}
-	_, werr := tmp.Write(b)
-	if werr == nil {
-		werr = tmp.Chmod(0o600)
-	}
-	if werr == nil {
-		werr = tmp.Sync()
-	}
-	if cerr := tmp.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Rename(tmp.Name(), path)
-	}
-	if werr != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("lab: write %s: %w", path, werr)
 	}
 	return nil
 }
