@@ -13,7 +13,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/tidwall/gjson"
 	"github.com/urfave/cli/v3"
@@ -448,44 +447,32 @@ Examples:
 			if timeout <= 0 || timeout > maxExecTimeout {
 				return flagError(flagTimeout, "%s is not between 1s and %s", timeout, maxExecTimeout)
 			}
-			opts := map[string]any{"timeout": timeout.Seconds()}
-			// The agent kills the command at the timeout; the reply
-			// still needs a moment after that. An interrupt ends the call
-			// early, and the agent then kills the command too.
+			opts := cluster.RunOptions{Timeout: timeout, Cwd: cmd.String("cwd")}
+			// An interrupt ends the call early, and the agent then kills
+			// the command too. (Run gives the call the timeout and the
+			// moment the reply needs after it.)
 			ctx, stop := withSignals(ctx)
 			defer stop()
-			ctx, cancel := context.WithTimeout(ctx, timeout+30*time.Second)
-			defer cancel()
 			if envs := cmd.StringSlice("env"); len(envs) > 0 {
-				m := map[string]any{}
+				opts.Env = map[string]string{}
 				for _, kv := range envs {
 					k, v, ok := strings.Cut(kv, "=")
 					if !ok || k == "" {
 						return flagError("env", "%q is not KEY=VALUE", kv)
 					}
-					m[k] = v
+					opts.Env[k] = v
 				}
-				opts["env"] = m
-			}
-			if cwd := cmd.String("cwd"); cwd != "" {
-				opts["cwd"] = cwd
 			}
 			// Inside a test body: the command belongs to the test's
 			// partition, so the next test's hand-over stops it if it
 			// outlives this test.
-			if id := os.Getenv("VTCLUSTER_PARTITION_ID"); id != "" {
-				opts["owner"] = id
-			}
-			argv := make([]any, len(args)-1)
-			for i, a := range args[1:] {
-				argv[i] = a
-			}
+			opts.Owner = os.Getenv(cluster.EnvPartitionID)
 			nc, err := connectTarget(ctx, e, cmd, args[0])
 			if err != nil {
 				return err
 			}
 			defer nc.Close()
-			res, err := nc.Call(ctx, "process.run", argv, opts)
+			res, err := nc.Run(ctx, args[1:], opts)
 			if err != nil && ctx.Err() != nil {
 				return fmt.Errorf("exec: %w; the agent stops the command when its caller goes away", context.Cause(ctx))
 			}
@@ -499,60 +486,34 @@ Examples:
 
 // execResult copies a process.run result to our streams and picks the
 // exit code.
-func execResult(e *env, res any, timeout time.Duration) error {
-	m, ok := res.(map[string]any)
-	if !ok {
-		return fmt.Errorf("exec: process.run returned %T, want a struct", res)
-	}
-	for _, s := range []struct {
-		key string
-		w   io.Writer
-	}{{"stdout", e.stdout}, {"stderr", e.stderr}} {
-		b, err := bytesField(m, s.key)
-		if err != nil {
-			return err
+func execResult(e *env, res cluster.RunResult, timeout time.Duration) error {
+	for _, out := range []struct {
+		name      string
+		b         []byte
+		truncated bool
+		w         io.Writer
+	}{{"stdout", res.Stdout, res.StdoutTruncated, e.stdout}, {"stderr", res.Stderr, res.StderrTruncated, e.stderr}} {
+		if _, err := out.w.Write(out.b); err != nil {
+			return fmt.Errorf("exec: writing the command's %s: %w", out.name, err)
 		}
-		if _, err := s.w.Write(b); err != nil {
-			return fmt.Errorf("exec: writing the command's %s: %w", s.key, err)
-		}
-		if t, _ := m[s.key+"_truncated"].(bool); t {
-			fmt.Fprintf(e.stderr, "vtcluster: exec: the command's %s was truncated by the agent\n", s.key)
+		if out.truncated {
+			fmt.Fprintf(e.stderr, "vtcluster: exec: the command's %s was truncated by the agent\n", out.name)
 		}
 	}
-	if t, _ := m["timed_out"].(bool); t {
+	if res.TimedOut {
 		fmt.Fprintf(e.stderr, "vtcluster: exec: the command ran out of its %s timeout and was killed\n", timeout)
 		return exitError{code: 124}
 	}
-	code64, ok := py.Int(m["exit_code"])
-	code := int(code64)
-	if !ok {
-		return fmt.Errorf("exec: process.run returned exit_code %v (%T), want an int", m["exit_code"], m["exit_code"])
-	}
-	switch {
+	switch code := res.ExitCode; {
 	case code == 0:
 		return nil
 	case code < 0:
 		return exitError{code: 128 - code} // Python's -N: killed by signal N
 	case code > 255:
 		return exitError{code: 1}
+	default:
+		return exitError{code: code}
 	}
-	return exitError{code: code}
-}
-
-// bytesField reads a bytes member; Python agents may send text as str.
-func bytesField(m map[string]any, key string) ([]byte, error) {
-	switch v := m[key].(type) {
-	case []byte:
-		return v, nil
-	case string:
-		if !utf8.ValidString(v) {
-			return nil, fmt.Errorf("exec: process.run %s is not valid text", key)
-		}
-		return []byte(v), nil
-	case nil:
-		return nil, nil
-	}
-	return nil, fmt.Errorf("exec: process.run returned %s of type %T, want bytes", key, m[key])
 }
 
 // maxExecTimeout bounds exec's --timeout: every call has a deadline.

@@ -20,6 +20,10 @@ const (
 	// EnvPartitionFile names the partition file of the running test; the
 	// CLI resolves partition tags (vtcluster exec TAG, cp TAG:PATH) through it.
 	EnvPartitionFile = "VTCLUSTER_PARTITION_FILE"
+	// EnvPartitionID names the running test's partition; commands a body
+	// starts on nodes carry it as their owner, so the next test's
+	// hand-over stops what outlives the test.
+	EnvPartitionID = "VTCLUSTER_PARTITION_ID"
 )
 
 // DefaultStateDir is Avocado's default data dir plus "vtcluster"

@@ -7,9 +7,8 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"time"
 
-	"github.com/vtcluster/vtcluster/agent/py"
+	"github.com/vtcluster/vtcluster/cluster"
 )
 
 // Exec runs argv on the node through the agent's process service.
@@ -21,49 +20,13 @@ func (b *backend) Exec(ctx context.Context, node PartitionNode, argv []string, o
 	b.mu.Lock()
 	owner := b.owners[node.Name]
 	b.mu.Unlock()
-	o := map[string]any{"log_output": true, "owner": owner}
-	if opts.Timeout > 0 {
-		o["timeout"] = opts.Timeout.Seconds()
-	}
-	if len(opts.Env) > 0 {
-		env := map[string]any{}
-		for k, v := range opts.Env {
-			env[k] = v
-		}
-		o["env"] = env
-	}
-	args := make([]any, len(argv))
-	for i, a := range argv {
-		args[i] = a
-	}
-	// The agent enforces the timeout; give the call a little longer.
-	cctx := ctx
-	if opts.Timeout > 0 {
-		var cancel context.CancelFunc
-		cctx, cancel = context.WithTimeout(ctx, opts.Timeout+30*time.Second)
-		defer cancel()
-	}
-	v, err := nc.Call(cctx, "process.run", args, o)
+	r, err := nc.Run(ctx, argv, cluster.RunOptions{
+		Timeout: opts.Timeout, Env: opts.Env, Owner: owner, LogOutput: true,
+	})
 	if err != nil {
 		return ExecResult{}, err
 	}
-	m, ok := v.(map[string]any)
-	if !ok {
-		return ExecResult{}, fmt.Errorf("node %q: process.run returned %T", node.Name, v)
-	}
-	res := ExecResult{}
-	if code, ok := py.Int(m["exit_code"]); ok {
-		res.ExitCode = int(code)
-	}
-	res.Stdout, _ = m["stdout"].([]byte)
-	res.Stderr, _ = m["stderr"].([]byte)
-	res.StdoutTruncated, _ = m["stdout_truncated"].(bool)
-	res.StderrTruncated, _ = m["stderr_truncated"].(bool)
-	res.TimedOut, _ = m["timed_out"].(bool)
-	if d, ok := m["duration"].(float64); ok {
-		res.Duration = time.Duration(d * float64(time.Second))
-	}
-	return res, nil
+	return ExecResult(r), nil
 }
 
 // Collect fetches each node's service log and the paths the test asked
