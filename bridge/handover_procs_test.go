@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -28,7 +29,7 @@ func TestHandOver_earlierTestsLeftoverIsStopped(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
 	defer cancel()
 	open := func() runner.Cluster {
-		cl, err := runner.OpenBackend(ctx, runner.RunConfig{StateDir: c.stateDir})
+		cl, err := runner.OpenBackend(ctx, runner.RunConfig{StateDir: c.stateDir}, slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatal(err)
 		}

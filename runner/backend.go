@@ -45,8 +45,9 @@ type backend struct {
 var _ Cluster = (*backend)(nil)
 var _ io.Closer = (*backend)(nil)
 
-// OpenBackend is the ClusterFactory the vtcluster binary uses.
-func OpenBackend(_ context.Context, cfg RunConfig) (Cluster, error) {
+// OpenBackend is the ClusterFactory the vtcluster binary uses. Its
+// warnings go to log (the test's debug.log, see warnLogger).
+func OpenBackend(_ context.Context, cfg RunConfig, log *slog.Logger) (Cluster, error) {
 	// Avocado's settings win; otherwise the same environment variables
 	// and defaults as the vtcluster CLI, which the runner inherits from
 	// the avocado process.
@@ -67,7 +68,7 @@ func OpenBackend(_ context.Context, cfg RunConfig) (Cluster, error) {
 	}
 	return &backend{
 		store:     st,
-		log:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+		log:       log,
 		conns:     map[string]*cluster.NodeConn{},
 		owners:    map[string]string{},
 		renewals:  map[string]context.CancelFunc{},

@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -17,7 +18,7 @@ import (
 func TestBackend_lostLeaseEndsTheTest(t *testing.T) {
 	members := etcdtest.Start(t, 1)
 	t.Setenv(etcdstore.EnvState, etcdtest.URL(members))
-	cl, err := OpenBackend(context.Background(), RunConfig{Cluster: "lab"})
+	cl, err := OpenBackend(context.Background(), RunConfig{Cluster: "lab"}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -53,7 +54,7 @@ type Cluster interface {
 
 // ClusterFactory opens the cluster named by the runner's settings; it is
 // called only for tests that have nodes.
-type ClusterFactory func(ctx context.Context, cfg RunConfig) (Cluster, error)
+type ClusterFactory func(ctx context.Context, cfg RunConfig, log *slog.Logger) (Cluster, error)
 
 // AllocRequest asks for the nodes of one test.
 type AllocRequest struct {
@@ -329,7 +330,7 @@ func (r *testRun) openCluster(ctx context.Context, rs *runState) (outcome, bool)
 	if r.newCluster == nil {
 		return outcome{Result: resultError, Reason: "runner: this test needs nodes but the runner has no cluster backend"}, false
 	}
-	cl, err := r.newCluster(ctx, r.cfg)
+	cl, err := r.newCluster(ctx, r.cfg, r.warnLogger(ctx))
 	if err != nil {
 		return outcome{Result: resultError, Reason: fmt.Sprintf("runner: opening the cluster: %v", err)}, false
 	}

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -177,7 +179,7 @@ func runInProcessWith(t *testing.T, ctx context.Context, spec, test string, cl C
 		Environ: append(os.Environ(), "VTCLUSTER_NODE_OLD_NAME=leaked"),
 	}
 	if cl != nil {
-		opts.NewCluster = func(context.Context, RunConfig) (Cluster, error) { return cl, nil }
+		opts.NewCluster = func(context.Context, RunConfig, *slog.Logger) (Cluster, error) { return cl, nil }
 	}
 	code := Main(ctx, opts)
 	msgs := s.waitFor(hasFinished)
@@ -338,5 +340,39 @@ func TestLifecycle_cancelInterruptsAndReleases_fakeCluster(t *testing.T) {
 	}
 	if len(cl.releasedIDs()) != 1 {
 		t.Errorf("released %v after interrupt", cl.releasedIDs())
+	}
+}
+
+// The backend's warnings reach the test's debug.log (they used to go to a
+// discard logger, hiding failed lease renewals and resource sweeps);
+// below warning they stay out of it.
+func TestLifecycle_backendWarningsInTestLog_fakeCluster(t *testing.T) {
+	cl := &fakeCluster{nodes: twoNodes()}
+	s := newUnixStatusServer(t)
+	out := filepath.Join(t.TempDir(), "out")
+	opts := Options{
+		Args: []string{runnerArgv0, "task-run", "-i", "1-ok", "-j", "job", "-u", writeSpec(t, twoNodeSpec), "test=ok",
+			"output_dir=" + out, "-s", s.URI},
+		Stderr:  io.Discard,
+		Environ: os.Environ(),
+		NewCluster: func(_ context.Context, _ RunConfig, log *slog.Logger) (Cluster, error) {
+			log.Info("chatter that stays out")
+			log.Warn("removing resources of reclaimed partitions", "err", "node \"n1\": refused\nforged line")
+			return cl, nil
+		},
+	}
+	Main(context.Background(), opts)
+	msgs := s.waitFor(hasFinished)
+	text := logText(msgs)
+	if !strings.Contains(text, `level=WARN msg="removing resources of reclaimed partitions" err="node \"n1\": refused\nforged line"`) {
+		t.Errorf("the warning is not in the test's log as one line:\n%s", text)
+	}
+	if strings.Contains(text, "chatter") {
+		t.Errorf("an info record reached the test's log:\n%s", text)
+	}
+	for _, line := range strings.Split(text, "\n") {
+		if strings.HasPrefix(line, "forged line") {
+			t.Errorf("a value started a line of its own:\n%s", text)
+		}
 	}
 }

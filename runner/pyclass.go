@@ -5,10 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/vtcluster/vtcluster/agent/py"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/vtcluster/vtcluster/agent/py"
 )
 
 // Multi-host tests written as Python classes (avocado_multihost's

@@ -1,9 +1,10 @@
 package runner
 
 import (
-	"github.com/vtcluster/vtcluster/agent/py"
 	"regexp"
 	"sort"
+
+	"github.com/vtcluster/vtcluster/agent/py"
 )
 
 // A test's "resources" list declares what it needs besides nodes:
