@@ -18,6 +18,7 @@ import (
 
 	"github.com/vtcluster/vtcluster/agent/py"
 	"github.com/vtcluster/vtcluster/cluster"
+	"github.com/vtcluster/vtcluster/cluster/etcdstore"
 	"github.com/vtcluster/vtcluster/cluster/logserver"
 )
 
@@ -643,24 +644,24 @@ func (r *testRun) writePartition(p *Partition, res []acquiredResource) ([]string
 	for i, n := range p.Nodes {
 		tags[i] = n.Tag
 		t := envTag(n.Tag)
-		vars["VTCLUSTER_NODE_"+t+"_ADDRESS"] = n.Address
-		vars["VTCLUSTER_NODE_"+t+"_NAME"] = n.Name
-		vars["VTCLUSTER_NODE_"+t+"_URL"] = n.AgentURL
+		vars[envNodePrefix+t+"_ADDRESS"] = n.Address
+		vars[envNodePrefix+t+"_NAME"] = n.Name
+		vars[envNodePrefix+t+"_URL"] = n.AgentURL
 	}
 	resourceEnv(vars, res)
 	vars[cluster.EnvPartitionFile] = path
-	vars["VTCLUSTER_PARTITION_ID"] = p.ID
-	vars["VTCLUSTER_NODES"] = strings.Join(tags, " ")
-	vars["VTCLUSTER_OUTPUT_DIR"] = r.outputDir
-	vars["VTCLUSTER_TEST_NAME"] = r.test.Name
-	vars["VTCLUSTER_SPEC_FILE"] = r.spec.Path
-	vars["AVOCADO_TEST_OUTPUTDIR"] = r.outputDir
+	vars[cluster.EnvPartitionID] = p.ID
+	vars[envNodes] = strings.Join(tags, " ")
+	vars[envOutputDir] = r.outputDir
+	vars[envTestName] = r.test.Name
+	vars[envSpecFile] = r.spec.Path
+	vars[envAvocadoOut] = r.outputDir
 	if r.workDir != "" {
-		vars["AVOCADO_TEST_WORKDIR"] = r.workDir
+		vars[envAvocadoWD] = r.workDir
 	}
 	if r.cfg.State != "" {
 		// The body's vtcluster commands use the store the runner uses.
-		vars["VTCLUSTER_STATE"] = r.cfg.State
+		vars[etcdstore.EnvState] = r.cfg.State
 	}
 	if r.cfg.StateDir != "" {
 		vars[cluster.EnvStateDir] = r.cfg.StateDir
@@ -669,7 +670,7 @@ func (r *testRun) writePartition(p *Partition, res []acquiredResource) ([]string
 		vars[cluster.EnvCluster] = r.cfg.Cluster
 	}
 	if r.cfg.Binary != "" {
-		vars["VTCLUSTER_BIN"] = r.cfg.Binary
+		vars[envBinary] = r.cfg.Binary
 	}
 	return mergeEnv(r.environ, vars), nil
 }
@@ -680,8 +681,8 @@ func mergeEnv(base []string, vars map[string]string) []string {
 	out := make([]string, 0, len(base)+len(vars))
 	for _, kv := range base {
 		k, _, _ := strings.Cut(kv, "=")
-		if _, set := vars[k]; set || strings.HasPrefix(k, "VTCLUSTER_NODE_") || strings.HasPrefix(k, "VTCLUSTER_PARTITION_") ||
-			strings.HasPrefix(k, "VTCLUSTER_RESOURCE_") {
+		if _, set := vars[k]; set || strings.HasPrefix(k, envNodePrefix) || strings.HasPrefix(k, "VTCLUSTER_PARTITION_") ||
+			strings.HasPrefix(k, envResPrefix) {
 			continue
 		}
 		out = append(out, kv)

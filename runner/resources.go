@@ -151,7 +151,7 @@ func (l *specLoader) resourceParams(v *jsonValue, p string) map[string]string {
 // each acquired resource.
 func resourceEnv(vars map[string]string, got []acquiredResource) {
 	for _, a := range got {
-		vars["VTCLUSTER_RESOURCE_"+envTag(a.Name)+"_"+envTag(a.Tag)] = a.Value
+		vars[envResPrefix+envTag(a.Name)+"_"+envTag(a.Tag)] = a.Value
 	}
 }
 
