@@ -14,6 +14,9 @@ GOFLAGS_BUILD := -trimpath -ldflags "-s -w -X github.com/vtcluster/vtcluster/bri
 # staticcheck runs from the Go module proxy at a pinned version, so a fresh
 # machine needs nothing but Go.
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+# goimports, likewise: the format check keeps this module's imports in a
+# group of their own after the standard library's and the others'.
+GOIMPORTS ?= golang.org/x/tools/cmd/goimports@v0.53.0
 # How long each fuzz target runs under make fuzz.
 FUZZTIME  ?= 30s
 
@@ -52,6 +55,7 @@ vet:
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@out=$$($(GO) run $(GOIMPORTS) -local github.com/vtcluster/vtcluster -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "goimports -local github.com/vtcluster/vtcluster needed:"; echo "$$out"; exit 1; fi
 
 # Tests run the binary make build made (internal/testbin), not one of their own.
 go-test: build

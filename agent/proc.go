@@ -1,24 +1,24 @@
 package agent
 
-// How the process service runs one command: started and supervised by
-// agent/pgroup (a process group of its own, stopped as a whole, the leader
-// reaped last), tied to the agent's life by the parent-death signal and by
-// the on-node record (proc_record.go).
-
 import (
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"github.com/vtcluster/vtcluster/agent/py"
 	"io"
 	"log/slog"
 	"os"
 	"time"
 
 	"github.com/vtcluster/vtcluster/agent/pgroup"
+	"github.com/vtcluster/vtcluster/agent/py"
 )
 
+// How the process service runs one command: started and supervised by
+// agent/pgroup (a process group of its own, stopped as a whole, the leader
+// reaped last), tied to the agent's life by the parent-death signal and by
+// the on-node record (proc_record.go).
+//
 // launch starts the command in a new process group.
 func (s *ProcessService) launch(sp *procSpec, id string) (*child, error) {
 	c := &child{

@@ -1,11 +1,5 @@
 package agent
 
-// The on-node record of the process groups an agent started. The
-// parent-death signal kills a group's leader when the agent dies, but not
-// the rest of its group; the record lets the next agent on the node stop
-// those at start-up. Each group is recorded with its leader's start time,
-// so that a pid reused since then is never signalled (pgroup.StopLeftover).
-
 import (
 	"encoding/json"
 	"errors"
@@ -44,6 +38,12 @@ type recordedGroup struct {
 	Started time.Time `json:"started"`
 }
 
+// The on-node record of the process groups an agent started. The
+// parent-death signal kills a group's leader when the agent dies, but not
+// the rest of its group; the record lets the next agent on the node stop
+// those at start-up. Each group is recorded with its leader's start time,
+// so that a pid reused since then is never signalled (pgroup.StopLeftover).
+//
 // procRecord keeps the file in step with the running groups. A nil
 // *procRecord (no RecordFile configured) records nothing.
 type procRecord struct {

@@ -1,23 +1,5 @@
 package agent
 
-// The process service runs commands on the node for multi-host tests.
-// Upstream planned a shell service and never built one; this one takes
-// argv lists only, so no caller input ever reaches a shell unquoted.
-//
-// Every command runs in its own process group, and the group, not just
-// the first process, is what the service owns: a timeout, kill or Close
-// signals the whole group, and when the first process exits, whatever it
-// left running in its group is stopped too (agent/pgroup). A command that
-// means to leave a daemon behind must detach it (setsid) before it exits;
-// a process meant to keep running under the agent's control is started
-// with start. Nothing else outlives the agent: leaders get a parent-death
-// signal, and the groups a dead agent left are stopped by the next one
-// from the record in its data dir (proc_record.go).
-//
-// Each command may carry an owner (the partition it was started for);
-// stop_others, called when a node is handed to a new test, stops whatever
-// any other owner left running.
-
 import (
 	"bytes"
 	"context"
@@ -117,6 +99,24 @@ func DefaultProcessConfig() ProcessConfig {
 	}
 }
 
+// The process service runs commands on the node for multi-host tests.
+// Upstream planned a shell service and never built one; this one takes
+// argv lists only, so no caller input ever reaches a shell unquoted.
+//
+// Every command runs in its own process group, and the group, not just
+// the first process, is what the service owns: a timeout, kill or Close
+// signals the whole group, and when the first process exits, whatever it
+// left running in its group is stopped too (agent/pgroup). A command that
+// means to leave a daemon behind must detach it (setsid) before it exits;
+// a process meant to keep running under the agent's control is started
+// with start. Nothing else outlives the agent: leaders get a parent-death
+// signal, and the groups a dead agent left are stopped by the next one
+// from the record in its data dir (proc_record.go).
+//
+// Each command may carry an owner (the partition it was started for);
+// stop_others, called when a node is handed to a new test, stops whatever
+// any other owner left running.
+//
 // ProcessService is the agent's "process" service. Close stops every
 // process it started.
 type ProcessService struct {

@@ -1,10 +1,5 @@
 package cluster
 
-// Assignment of nodes to a test's tags: every tag gets a distinct node
-// that satisfies its selectors, found for all tags at once (bipartite
-// matching), so a tag with narrow selectors is not starved by a greedy
-// first choice for another tag.
-
 import (
 	"fmt"
 	"strings"
@@ -53,6 +48,11 @@ func (e *NoMatchError) Error() string {
 	return msg
 }
 
+// Assignment of nodes to a test's tags: every tag gets a distinct node
+// that satisfies its selectors, found for all tags at once (bipartite
+// matching), so a tag with narrow selectors is not starved by a greedy
+// first choice for another tag.
+//
 // Assign chooses a distinct candidate for every tag, or explains why it
 // cannot. It solves the whole set at once (bipartite matching), so a tag
 // with a narrow selector still gets its one suitable node when a tag with a

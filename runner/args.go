@@ -1,23 +1,5 @@
 package runner
 
-// The runner command line is parsed by hand instead of with urfave/cli v3
-// (which the rest of vtcluster uses). Avocado drives runners through
-// Python argparse semantics that urfave/cli does not have, and Avocado's
-// interface selftests check them:
-//   - "-a -c" must be a usage error ("expected one argument"): urfave/cli
-//     takes "-c" as the value;
-//   - "-kVALUE" and "-ab" (value glued to a short option) are accepted by
-//     argparse and rejected by urfave/cli ("flag provided but not defined");
-//   - argparse accepts unambiguous prefixes of long options ("--ident x")
-//     and reports ambiguous ones;
-//   - values starting with "-" that look like negative numbers, or contain
-//     a space, are arguments, not options;
-//   - usage errors print argparse's usage block and exit 2.
-// This file implements exactly that subset of argparse (Python 3.11) for
-// the five runner subcommands. One deliberate difference: argparse rejects
-// KEY=VAL positionals that come after an option once earlier positionals
-// were consumed ("a=1 -s S b=2"); here positionals and options mix freely.
-
 import (
 	"fmt"
 	"os"
@@ -164,6 +146,25 @@ func newParser(argv0 string) *parser {
 	return p
 }
 
+// The runner command line is parsed by hand instead of with urfave/cli v3
+// (which the rest of vtcluster uses). Avocado drives runners through
+// Python argparse semantics that urfave/cli does not have, and Avocado's
+// interface selftests check them:
+//   - "-a -c" must be a usage error ("expected one argument"): urfave/cli
+//     takes "-c" as the value;
+//   - "-kVALUE" and "-ab" (value glued to a short option) are accepted by
+//     argparse and rejected by urfave/cli ("flag provided but not defined");
+//   - argparse accepts unambiguous prefixes of long options ("--ident x")
+//     and reports ambiguous ones;
+//   - values starting with "-" that look like negative numbers, or contain
+//     a space, are arguments, not options;
+//   - usage errors print argparse's usage block and exit 2.
+//
+// It implements exactly that subset of argparse (Python 3.11) for
+// the five runner subcommands. One deliberate difference: argparse rejects
+// KEY=VAL positionals that come after an option once earlier positionals
+// were consumed ("a=1 -s S b=2"); here positionals and options mix freely.
+//
 // parseCommandLine parses argv (argv[0] is the program path) the way
 // Avocado's argparse-based runners do. It returns a *usageError for
 // command line mistakes.

@@ -1,11 +1,5 @@
 package xmlrpc
 
-// Decoding accepts everything CPython's xmlrpc unmarshaller accepts: the
-// int, i1, i2, i4, i8 and biginteger spellings, bare <value>text</value>
-// strings, empty values, namespaced tags (ex:nil), base64 with line
-// breaks. It refuses DOCTYPEs and bounds depth and size, because agents
-// face callers they do not control.
-
 import (
 	"bytes"
 	"encoding/base64"
@@ -51,6 +45,12 @@ func (e *UnknownMethodError) Error() string {
 	return fmt.Sprintf("method %q is not supported", e.Method)
 }
 
+// Decoding accepts everything CPython's xmlrpc unmarshaller accepts: the
+// int, i1, i2, i4, i8 and biginteger spellings, bare <value>text</value>
+// strings, empty values, namespaced tags (ex:nil), base64 with line
+// breaks. It refuses DOCTYPEs and bounds depth and size, because agents
+// face callers they do not control.
+//
 // DecodeCall parses a methodCall document.
 func DecodeCall(body []byte) (method string, params []any, err error) {
 	return DecodeCallLimited(body, CallLimits{})

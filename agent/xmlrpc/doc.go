@@ -11,4 +11,7 @@
 // encode.go writes calls and responses, decode.go reads them within the
 // limits a server sets (CallLimits), and fault.go holds Fault, the
 // exception a method raises, as avocado-vt's JSON fault string.
+//
+// Why a codec of our own: kolo/xmlrpc is client-only and marshals nil as
+// an empty string, which Python reads as ” instead of None.
 package xmlrpc

@@ -1,11 +1,5 @@
 package xmlrpc
 
-// The XML-RPC codec. It mirrors CPython's xmlrpc.client byte for byte on
-// the way out (so Python peers and our fixtures agree exactly) and accepts
-// everything Python's unmarshaller accepts on the way in. kolo/xmlrpc is
-// client-only and marshals nil as an empty string, which Python reads as
-// '' instead of None; that is why this codec exists.
-
 import (
 	"bytes"
 	"encoding/base64"
