@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/vtcluster/vtcluster/agent/pgroup"
+	"github.com/vtcluster/vtcluster/internal/testutil"
 )
 
 func TestProcessService_stopOthers(t *testing.T) {
@@ -47,8 +48,8 @@ func TestProcessService_stopOthers(t *testing.T) {
 	if running := procMember(t, mustProcCall(t, s, "poll", mine), "running"); running != true {
 		t.Fatal("the new owner's process was stopped")
 	}
-	if !slicesContainsPrefix(log.lines(), "WARN stopping process group "+strconv.Itoa(oldPid)) {
-		t.Fatalf("no stop logged:\n%s", strings.Join(log.lines(), "\n"))
+	if !slicesContainsPrefix(log.Lines(), "WARN stopping process group "+strconv.Itoa(oldPid)) {
+		t.Fatalf("no stop logged:\n%s", strings.Join(log.Lines(), "\n"))
 	}
 	if got := mustProcCall(t, s, "stop_others", "partition-new").([]any); len(got) != 0 {
 		t.Fatalf("second call stopped %v", got)
@@ -160,7 +161,7 @@ func TestProcessRecord_newAgentStopsWhatADeadOneLeft(t *testing.T) {
 		t.Fatalf("precondition: the grandchild %d should have outlived the agent", sleepPid)
 	}
 
-	log := &procLog{}
+	log := &testutil.LogRecorder{}
 	s, err := NewProcessService(ProcessConfig{RecordFile: record, KillGrace: 300 * time.Millisecond}, slog.New(log))
 	if err != nil {
 		t.Fatal(err)
@@ -171,13 +172,13 @@ func TestProcessRecord_newAgentStopsWhatADeadOneLeft(t *testing.T) {
 	}
 	want := "WARN stopped ['sh', '-c',"
 	found := false
-	for _, l := range log.lines() {
+	for _, l := range log.Lines() {
 		if strings.HasPrefix(l, want) && strings.Contains(l, fmt.Sprintf("process group %d, pids [%d]", leader, sleepPid)) && strings.Contains(l, "owner 'p1'") {
 			found = true
 		}
 	}
 	if !found {
-		t.Fatalf("no log line names what was stopped:\n%s", strings.Join(log.lines(), "\n"))
+		t.Fatalf("no log line names what was stopped:\n%s", strings.Join(log.Lines(), "\n"))
 	}
 	if err := json.Unmarshal(mustRead(t, record), &rec); err != nil || len(rec.Groups) != 0 || rec.Agent != pgroup.Self() {
 		t.Fatalf("record not taken over: %+v %v", rec, err)

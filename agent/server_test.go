@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/vtcluster/vtcluster/agent/xmlrpc"
+	"github.com/vtcluster/vtcluster/internal/testutil"
 )
 
 // testService is a table of methods built by each test.
@@ -655,26 +656,8 @@ func TestServer_RegisterAs(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log sink safe for the server's concurrent handlers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestServer_dispatch_logsEveryCall(t *testing.T) {
-	var buf syncBuffer
+	var buf testutil.SyncBuffer
 	logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	_, url := startTestServer(t, func(c *Config) { c.Logger = logger }, echoService())
 	rpc(t, url, "t.echo")

@@ -22,38 +22,12 @@ import (
 
 	"github.com/vtcluster/vtcluster/agent/pgroup"
 	"github.com/vtcluster/vtcluster/agent/xmlrpc"
+	"github.com/vtcluster/vtcluster/internal/testutil"
 )
-
-// procLog records what the service logs.
-type procLog struct {
-	mu   sync.Mutex
-	recs []slog.Record
-}
-
-func (h *procLog) Enabled(context.Context, slog.Level) bool { return true }
-func (h *procLog) Handle(_ context.Context, r slog.Record) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.recs = append(h.recs, r.Clone())
-	return nil
-}
-func (h *procLog) WithAttrs([]slog.Attr) slog.Handler { return h }
-func (h *procLog) WithGroup(string) slog.Handler      { return h }
-
-// lines returns "LEVEL message" for every record.
-func (h *procLog) lines() []string {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	var out []string
-	for _, r := range h.recs {
-		out = append(out, r.Level.String()+" "+r.Message)
-	}
-	return out
-}
 
 // newProcSvc returns a service with a short kill grace whose Close, and a
 // check that no goroutine of it is left, run at the end of the test.
-func newProcSvc(tb testing.TB, mod func(*ProcessConfig)) (*ProcessService, *procLog) {
+func newProcSvc(tb testing.TB, mod func(*ProcessConfig)) (*ProcessService, *testutil.LogRecorder) {
 	tb.Helper()
 	checkProcGoroutinesSettle(tb)
 	cfg := DefaultProcessConfig()
@@ -61,7 +35,7 @@ func newProcSvc(tb testing.TB, mod func(*ProcessConfig)) (*ProcessService, *proc
 	if mod != nil {
 		mod(&cfg)
 	}
-	log := &procLog{}
+	log := &testutil.LogRecorder{}
 	s, err := NewProcessService(cfg, slog.New(log))
 	if err != nil {
 		tb.Fatal(err)
@@ -334,7 +308,7 @@ func TestProcessService_Run_exitCode(t *testing.T) {
 		fmt.Sprintf("INFO run ['sh', '-c', 'echo oops >&2; exit 3'] (pid %d)", pid),
 		"WARN exit status 3 after ",
 	}
-	lines := log.lines()
+	lines := log.Lines()
 	if len(lines) != 2 || lines[0] != want[0] || !strings.HasPrefix(lines[1], want[1]) || !strings.HasSuffix(lines[1], fmt.Sprintf(" s (pid %d)", pid)) {
 		t.Fatalf("log %q, want %q", lines, want)
 	}
@@ -370,10 +344,10 @@ func TestProcessService_Run_timeoutKillsGroup(t *testing.T) {
 		t.Fatalf("background child %d survived the timeout", bg)
 	}
 	procWantGroupGone(t, procMember(t, r, "pid").(int))
-	if !slices.ContainsFunc(log.lines(), func(l string) bool {
+	if !slices.ContainsFunc(log.Lines(), func(l string) bool {
 		return strings.HasPrefix(l, "WARN stopping process group") && strings.HasSuffix(l, ": timed out")
 	}) {
-		t.Fatalf("no warning about the timeout in %q", log.lines())
+		t.Fatalf("no warning about the timeout in %q", log.Lines())
 	}
 }
 
@@ -593,7 +567,7 @@ func TestProcessService_Run_logOutput(t *testing.T) {
 	r := mustProcCall(t, s, "run", procArgv("sh", "-c", script), map[string]any{"log_output": true})
 	pid := procMember(t, r, "pid").(int)
 	p := func(stream, text string) string { return fmt.Sprintf("INFO [pid %d %s] %s", pid, stream, text) }
-	lines := log.lines()
+	lines := log.Lines()
 	for _, want := range []string{
 		p("stdout", "one"), p("stdout", "two"), p("stderr", "err"),
 		p("stdout", strings.Repeat("a", maxLogLine)), p("stdout", strings.Repeat("a", 5000-maxLogLine)),
@@ -604,11 +578,9 @@ func TestProcessService_Run_logOutput(t *testing.T) {
 		}
 	}
 
-	log.mu.Lock()
-	log.recs = nil
-	log.mu.Unlock()
+	before := len(log.Records())
 	mustProcCall(t, s, "run", procArgv("echo", "quiet"))
-	for _, l := range log.lines() {
+	for _, l := range log.Lines()[before:] {
 		if strings.Contains(l, "quiet") && !strings.Contains(l, "run [") {
 			t.Fatalf("output logged without log_output: %q", l)
 		}
@@ -757,7 +729,7 @@ func TestProcessService_Wait_timeoutThenKill(t *testing.T) {
 	}
 	procWantGroupGone(t, pid)
 	want := fmt.Sprintf("INFO start ['sleep', '100'] (pid %d, id %s)", pid, id)
-	if lines := log.lines(); !slices.Contains(lines, want) {
+	if lines := log.Lines(); !slices.Contains(lines, want) {
 		t.Fatalf("no %q in %q", want, lines)
 	}
 

@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vtcluster/vtcluster/internal/testbin"
+	"github.com/vtcluster/vtcluster/internal/testutil"
 )
 
 // hangGuard bounds waits that only run out when a test fails; no test
@@ -44,24 +45,6 @@ func freeTCPPort(tb testing.TB) int {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// lockedBuffer collects a child's output while it runs.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // runVtcluster runs the binary to completion and returns its exit code.
@@ -94,8 +77,8 @@ type agentProc struct {
 	dataDir string
 	url     string
 	token   string // sent by kolo when no user info is given
-	stdout  *lockedBuffer
-	stderr  *lockedBuffer
+	stdout  *testutil.SyncBuffer
+	stderr  *testutil.SyncBuffer
 	exited  chan struct{}
 	state   *os.ProcessState
 }
@@ -162,7 +145,7 @@ func launchAgent(tb testing.TB, spec agentSpec) (*agentProc, bool) {
 		token: token,
 		cmd:   cmd, port: spec.port, pidFile: spec.pidFile, dataDir: spec.dataDir,
 		url:    fmt.Sprintf("http://127.0.0.1:%d/", spec.port),
-		stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, exited: make(chan struct{}),
+		stdout: &testutil.SyncBuffer{}, stderr: &testutil.SyncBuffer{}, exited: make(chan struct{}),
 	}
 	cmd.Stderr = a.stderr
 	pipe, err := cmd.StdoutPipe()

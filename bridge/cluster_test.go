@@ -25,6 +25,7 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/vtcluster/vtcluster/cluster/lab"
+	"github.com/vtcluster/vtcluster/internal/testutil"
 )
 
 // These tests run the vtcluster CLI against a real cluster: a lab of
@@ -295,7 +296,7 @@ func TestCLI_bringUpCallExecStop(t *testing.T) {
 
 	t.Run("execInterruptedKillsRemoteCommand", func(t *testing.T) {
 		cmd := exec.Command(vtclusterBinary(t), "--state-dir", c.stateDir, "exec", "node1", "--", "sleep", "3017")
-		var errb lockedBuffer
+		var errb testutil.SyncBuffer
 		cmd.Stderr = &errb
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -501,7 +502,7 @@ func TestCLI_logsServe_realAgentLinesInUpstreamFormat(t *testing.T) {
 
 	nodeDir := t.TempDir()
 	srv := exec.Command(vtclusterBinary(t), "--state-dir", c.stateDir, "logs", "serve", "--listen", net.JoinHostPort(c.lab.Gateway, "0"), "--dir", nodeDir)
-	stdout := &lockedBuffer{}
+	stdout := &testutil.SyncBuffer{}
 	srv.Stdout = stdout
 	stderr, err := srv.StderrPipe()
 	if err != nil {
@@ -511,7 +512,7 @@ func TestCLI_logsServe_realAgentLinesInUpstreamFormat(t *testing.T) {
 		t.Fatal(err)
 	}
 	exited := make(chan struct{})
-	var errLines lockedBuffer
+	var errLines testutil.SyncBuffer
 	addrc := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
@@ -684,7 +685,7 @@ func startOwner(tb testing.TB, stateDir string, args ...string) (*exec.Cmd, stri
 	script := `"$0" partition create "$@" > "` + idFile + `.tmp" && mv "` + idFile + `.tmp" "` + idFile + `" && exec sleep 300`
 	cmd := exec.Command("sh", append([]string{"-c", script, vtclusterBinary(tb)}, args...)...)
 	cmd.Env = append(os.Environ(), "VTCLUSTER_STATE_DIR="+stateDir)
-	var errb lockedBuffer
+	var errb testutil.SyncBuffer
 	cmd.Stderr = &errb
 	if err := cmd.Start(); err != nil {
 		tb.Fatal(err)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/vtcluster/vtcluster/agent/logframe"
 	"github.com/vtcluster/vtcluster/cluster/lab"
+	"github.com/vtcluster/vtcluster/internal/testutil"
 )
 
 // setLink takes a lab host's link to the bridge down or up from the root
@@ -142,10 +143,10 @@ func TestCLI_agentsCleanup_andNodeRemoveCleanup(t *testing.T) {
 
 // startLogServe runs "vtcluster logs serve" as its own process, as a user
 // would in another terminal, and returns its address and output.
-func startLogServe(t *testing.T, stateDir, listenHost string, args ...string) (host, port string, stdout *lockedBuffer, stop func() string) {
+func startLogServe(t *testing.T, stateDir, listenHost string, args ...string) (host, port string, stdout *testutil.SyncBuffer, stop func() string) {
 	t.Helper()
 	srv := exec.Command(vtclusterBinary(t), append([]string{"--state-dir", stateDir, "logs", "serve", "--listen", net.JoinHostPort(listenHost, "0")}, args...)...)
-	stdout = &lockedBuffer{}
+	stdout = &testutil.SyncBuffer{}
 	srv.Stdout = stdout
 	stderr, err := srv.StderrPipe()
 	if err != nil {
@@ -155,7 +156,7 @@ func startLogServe(t *testing.T, stateDir, listenHost string, args ...string) (h
 		t.Fatal(err)
 	}
 	exited := make(chan struct{})
-	var errLines lockedBuffer
+	var errLines testutil.SyncBuffer
 	addrc := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)

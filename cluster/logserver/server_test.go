@@ -24,64 +24,16 @@ import (
 
 	"github.com/vtcluster/vtcluster/agent"
 	"github.com/vtcluster/vtcluster/agent/logframe"
+	"github.com/vtcluster/vtcluster/internal/testutil"
 )
 
 // logSrvGuard bounds waits that only run out when a test has failed.
 const logSrvGuard = 30 * time.Second
 
-// lockedBuffer is an io.Writer safe to read while the server writes to it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// levelRecorder is a slog.Handler keeping each record's level and message.
-type levelRecorder struct {
-	mu   sync.Mutex
-	recs []slog.Record
-}
-
-func (h *levelRecorder) Enabled(context.Context, slog.Level) bool { return true }
-func (h *levelRecorder) Handle(_ context.Context, r slog.Record) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.recs = append(h.recs, r.Clone())
-	return nil
-}
-func (h *levelRecorder) WithAttrs([]slog.Attr) slog.Handler { return h }
-func (h *levelRecorder) WithGroup(string) slog.Handler      { return h }
-
-func (h *levelRecorder) records() []slog.Record {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return append([]slog.Record(nil), h.recs...)
-}
-
-func (h *levelRecorder) find(level slog.Level, substr string) bool {
-	for _, r := range h.records() {
-		if r.Level == level && strings.Contains(r.Message, substr) {
-			return true
-		}
-	}
-	return false
-}
-
 type logSrvFixture struct {
 	srv  *Server
-	out  *lockedBuffer
-	rec  *levelRecorder
+	out  *testutil.SyncBuffer
+	rec  *testutil.LogRecorder
 	dir  string
 	port int
 }
@@ -89,7 +41,7 @@ type logSrvFixture struct {
 // startLogServer runs a Server on loopback with every output captured.
 func startLogServer(tb testing.TB, mutate func(*Config)) *logSrvFixture {
 	tb.Helper()
-	f := &logSrvFixture{out: &lockedBuffer{}, rec: &levelRecorder{}, dir: tb.TempDir()}
+	f := &logSrvFixture{out: &testutil.SyncBuffer{}, rec: &testutil.LogRecorder{}, dir: tb.TempDir()}
 	cfg := DefaultConfig()
 	cfg.Logger = slog.New(f.rec)
 	cfg.Out = f.out
@@ -222,7 +174,7 @@ func TestLogServer_endToEnd(t *testing.T) {
 		t.Errorf("unified lines:\n%s", out)
 	}
 	levels := []slog.Level{slog.LevelDebug, slog.LevelInfo, slog.LevelWarn, slog.LevelError, logframe.LevelCritical}
-	recs := f.rec.records()
+	recs := f.rec.Records()
 	if len(recs) != len(levels) {
 		t.Fatalf("logger got %d records, want %d", len(recs), len(levels))
 	}
@@ -363,7 +315,7 @@ func TestLogServer_serve_peerClosesMidFrame(t *testing.T) {
 	if st.Records != 0 {
 		t.Errorf("records from truncated frames: %+v", st)
 	}
-	if !f.rec.find(slog.LevelWarn, "connection ended inside a frame") {
+	if !f.rec.Find(slog.LevelWarn, "connection ended inside a frame") {
 		t.Error("no warning for a peer that vanished mid-frame")
 	}
 	// The server is still fine.
@@ -386,7 +338,7 @@ func TestLogServer_serve_oversizeFrame(t *testing.T) {
 		t.Errorf("read after an oversize frame: %d, %v; want EOF", n, err)
 	}
 	waitStats(t, f.srv, "oversize counted", func(st Stats) bool { return st.Oversize == 1 && st.Active == 0 })
-	if !f.rec.find(slog.LevelWarn, "frame too large") {
+	if !f.rec.Find(slog.LevelWarn, "frame too large") {
 		t.Error("no warning for the oversize frame")
 	}
 }
@@ -410,7 +362,7 @@ func TestLogServer_serve_invalidJSONSkipped(t *testing.T) {
 	if !strings.HasSuffix(f.out.String(), "| svc hello 5\n") {
 		t.Errorf("out %q", f.out.String())
 	}
-	if !f.rec.find(slog.LevelWarn, "not a log record") {
+	if !f.rec.Find(slog.LevelWarn, "not a log record") {
 		t.Error("no warning for invalid frames")
 	}
 }
@@ -795,9 +747,9 @@ func TestLogServer_ControllerHalf(t *testing.T) {
 	if err != nil || !line.Match(b) {
 		t.Errorf("node file: %v %q", err, b)
 	}
-	if !f.rec.find(slog.LevelWarn, "n1(127.0.0.1) 2026-12-01 10:00:00,001 avocado.service.x WARNING | careful") ||
-		f.rec.find(slog.LevelWarn, "logserver L") {
-		t.Errorf("logger records: %v", f.rec.records())
+	if !f.rec.Find(slog.LevelWarn, "n1(127.0.0.1) 2026-12-01 10:00:00,001 avocado.service.x WARNING | careful") ||
+		f.rec.Find(slog.LevelWarn, "logserver L") {
+		t.Errorf("logger records: %v", f.rec.Records())
 	}
 }
 
@@ -862,7 +814,7 @@ func TestLogServer_connectionCap(t *testing.T) {
 	}
 	// One warning for the burst, not one per refused peer.
 	n := 0
-	for _, r := range f.rec.records() {
+	for _, r := range f.rec.Records() {
 		if strings.Contains(r.Message, "too many open") {
 			n++
 		}
@@ -914,7 +866,7 @@ func TestLogServer_invalidFrameWarningsRateLimited(t *testing.T) {
 	}
 	waitStats(t, f.srv, "10000 invalid", func(st Stats) bool { return st.Invalid == 10000 })
 	n := 0
-	for _, r := range f.rec.records() {
+	for _, r := range f.rec.Records() {
 		if strings.Contains(r.Message, "not a log record") {
 			n++
 		}
@@ -925,7 +877,7 @@ func TestLogServer_invalidFrameWarningsRateLimited(t *testing.T) {
 }
 
 func TestLogServer_NoListener(t *testing.T) {
-	out := &lockedBuffer{}
+	out := &testutil.SyncBuffer{}
 	cfg := DefaultConfig()
 	cfg.NoListener = true
 	cfg.Out = out
