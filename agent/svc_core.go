@@ -240,6 +240,26 @@ func (c *coreService) jobArg(args Args, i int, optional bool) (string, error) {
 	return c.latestJob()
 }
 
+// ownJobArg checks that there are n arguments and reads the first as a
+// job's own id, as save_job_data and delete_job_data take it: "latest" is
+// refused (why, for this method).
+func ownJobArg(args Args, n int, whyNotLatest string) (string, error) {
+	if err := args.Want(n, n); err != nil {
+		return "", err
+	}
+	job, err := args.String(0, "job_id")
+	if err != nil {
+		return "", err
+	}
+	if err := CheckID("job_id", job); err != nil {
+		return "", err
+	}
+	if job == latestName {
+		return "", xmlrpc.Faultf("ValueError", "job_id %q %s", job, whyNotLatest)
+	}
+	return job, nil
+}
+
 var errNoJob = errors.New("no job data saved yet")
 
 // latestJob reads the latest link. Only a link to a sibling job dir is
@@ -308,14 +328,7 @@ func (c *coreService) getLatestJobResultsDir(_ context.Context, args Args) (any,
 }
 
 func (c *coreService) getTestResultLogDir(_ context.Context, args Args) (any, error) {
-	if err := args.Want(1, 2); err != nil {
-		return nil, err
-	}
-	suite, err := suiteArg(args, 0)
-	if err != nil {
-		return nil, err
-	}
-	job, err := c.jobArg(args, 1, true)
+	suite, job, err := c.suiteJobArgs(args, 2)
 	if errors.Is(err, errNoJob) {
 		return nil, nil
 	} else if err != nil {
@@ -329,18 +342,9 @@ func (c *coreService) getTestResultLogDir(_ context.Context, args Args) (any, er
 // when the state cannot be written, e.g. it holds bytes, and also when its
 // JSON would exceed maxSavedJSON.
 func (c *coreService) saveJobData(_ context.Context, args Args) (any, error) {
-	if err := args.Want(2, 2); err != nil {
-		return nil, err
-	}
-	job, err := args.String(0, "job_id")
+	job, err := ownJobArg(args, 2, "is reserved for the link to the last saved job")
 	if err != nil {
 		return nil, err
-	}
-	if err := CheckID("job_id", job); err != nil {
-		return nil, err
-	}
-	if job == latestName {
-		return nil, xmlrpc.Faultf("ValueError", "job_id %q is reserved for the link to the last saved job", job)
 	}
 	c.jobMu.Lock()
 	defer c.jobMu.Unlock()
@@ -410,18 +414,9 @@ func (c *coreService) loadJobData(_ context.Context, args Args) (any, error) {
 }
 
 func (c *coreService) deleteJobData(_ context.Context, args Args) (any, error) {
-	if err := args.Want(1, 1); err != nil {
-		return nil, err
-	}
-	job, err := args.String(0, "job_id")
+	job, err := ownJobArg(args, 1, "is the link to the last saved job; delete the job by its id")
 	if err != nil {
 		return nil, err
-	}
-	if err := CheckID("job_id", job); err != nil {
-		return nil, err
-	}
-	if job == latestName {
-		return nil, xmlrpc.Faultf("ValueError", "job_id %q is the link to the last saved job; delete the job by its id", job)
 	}
 	c.jobMu.Lock()
 	defer c.jobMu.Unlock()
@@ -444,14 +439,7 @@ func (c *coreService) deleteJobData(_ context.Context, args Args) (any, error) {
 }
 
 func (c *coreService) saveSuiteData(_ context.Context, args Args) (any, error) {
-	if err := args.Want(3, 4); err != nil {
-		return nil, err
-	}
-	suite, err := suiteArg(args, 0)
-	if err != nil {
-		return nil, err
-	}
-	job, err := c.jobArg(args, 3, true)
+	suite, job, err := c.suiteJobArgs(args, 4)
 	if errors.Is(err, errNoJob) {
 		// Upstream would create a real "latest" directory here, which then
 		// breaks every later save_job_data.
@@ -481,21 +469,23 @@ func (c *coreService) saveSuiteData(_ context.Context, args Args) (any, error) {
 	return true, nil
 }
 
-// suiteJobArgs reads (suite_id, job_id=None) as load_suite_data and
-// delete_suite_data take them; errNoJob when no job is named or saved.
-func (c *coreService) suiteJobArgs(args Args) (suite, job string, err error) {
-	if err := args.Want(1, 2); err != nil {
+// suiteJobArgs reads the suite_id first and the optional job_id last of
+// n arguments, as the suite methods take them (n-1 are required):
+// (suite_id, job_id=None) for most, (suite_id, state, results,
+// job_id=None) for save_suite_data. errNoJob when no job is named or saved.
+func (c *coreService) suiteJobArgs(args Args, n int) (suite, job string, err error) {
+	if err := args.Want(n-1, n); err != nil {
 		return "", "", err
 	}
 	if suite, err = suiteArg(args, 0); err != nil {
 		return "", "", err
 	}
-	job, err = c.jobArg(args, 1, true)
+	job, err = c.jobArg(args, n-1, true)
 	return suite, job, err
 }
 
 func (c *coreService) loadSuiteData(_ context.Context, args Args) (any, error) {
-	suite, job, err := c.suiteJobArgs(args)
+	suite, job, err := c.suiteJobArgs(args, 2)
 	if errors.Is(err, errNoJob) {
 		return nil, nil
 	} else if err != nil {
@@ -518,7 +508,7 @@ func (c *coreService) loadSuiteData(_ context.Context, args Args) (any, error) {
 }
 
 func (c *coreService) deleteSuiteData(_ context.Context, args Args) (any, error) {
-	suite, job, err := c.suiteJobArgs(args)
+	suite, job, err := c.suiteJobArgs(args, 2)
 	if errors.Is(err, errNoJob) {
 		return false, nil
 	} else if err != nil {
