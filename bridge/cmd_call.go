@@ -354,11 +354,7 @@ func resolveNode(ctx context.Context, cmd *cli.Command, name string) (cluster.No
 		}
 		tags = slices.Sorted(maps.Keys(p.Nodes))
 	}
-	st, err := openStore(cmd)
-	if err != nil {
-		return cluster.Node{}, err
-	}
-	s, err := st.Load(ctx)
+	st, s, err := loadState(ctx, cmd)
 	if err != nil {
 		return cluster.Node{}, err
 	}

@@ -62,11 +62,7 @@ Both do nothing and exit 0 when no node is registered.`,
 // hooksController opens the state and reports whether any node is
 // registered; without nodes the hooks have nothing to do.
 func hooksController(ctx context.Context, e *env, cmd *cli.Command) (*cluster.Controller, []cluster.Node, error) {
-	st, err := openStore(cmd)
-	if err != nil {
-		return nil, nil, err
-	}
-	s, err := st.Load(ctx)
+	st, s, err := loadState(ctx, cmd)
 	if err != nil {
 		return nil, nil, err
 	}

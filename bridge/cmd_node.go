@@ -262,11 +262,7 @@ func nodeListCommand(e *env) *cli.Command {
 			if err := noArgs(cmd); err != nil {
 				return err
 			}
-			st, err := openStore(cmd)
-			if err != nil {
-				return err
-			}
-			s, err := st.Load(ctx)
+			st, s, err := loadState(ctx, cmd)
 			if err != nil {
 				return err
 			}

@@ -252,11 +252,7 @@ func partitionListCommand(e *env) *cli.Command {
 			if err := noArgs(cmd); err != nil {
 				return err
 			}
-			st, err := openStore(cmd)
-			if err != nil {
-				return err
-			}
-			s, err := st.Load(ctx)
+			_, s, err := loadState(ctx, cmd)
 			if err != nil {
 				return err
 			}

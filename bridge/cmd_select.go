@@ -55,11 +55,7 @@ Examples:
 				return usageError{errors.New("select: give --selectors LIST (use '[]' to match every node)")}
 			}
 			tags := cmd.StringSlice("tag")
-			st, err := openStore(cmd)
-			if err != nil {
-				return err
-			}
-			s, err := st.Load(ctx)
+			st, s, err := loadState(ctx, cmd)
 			if err != nil {
 				return err
 			}

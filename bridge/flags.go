@@ -225,6 +225,17 @@ func openStore(cmd *cli.Command) (etcdstore.Opened, error) {
 	return st, nil
 }
 
+// loadState opens the store the command names (closed with the root
+// command, as openStore's are) and reads its state.
+func loadState(ctx context.Context, cmd *cli.Command) (etcdstore.Opened, *cluster.State, error) {
+	st, err := openStore(cmd)
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := st.Load(ctx)
+	return st, s, err
+}
+
 // metaStores is the root command's metadata key listing the stores its
 // commands opened, closed by closeStores.
 const metaStores = "vtcluster.stores"
