@@ -140,11 +140,7 @@ func ownPartitions(ctx context.Context, st cluster.Store) ([]string, error) {
 type agentsOp func(c *cluster.Controller, ctx context.Context, names []string) ([]cluster.NodeResult, error)
 
 func runAgentsOp(ctx context.Context, e *env, cmd *cli.Command, what string, op agentsOp) error {
-	st, err := openStore(cmd)
-	if err != nil {
-		return err
-	}
-	cfg, err := controllerConfig(e, cmd)
+	st, cfg, err := storeAndConfig(e, cmd)
 	if err != nil {
 		return err
 	}
@@ -223,11 +219,7 @@ type agentStatusJSON struct {
 // probeNodes asks every node's agent whether it is alive and returns the
 // rows of the nodes named on the command line (all when none is).
 func probeNodes(ctx context.Context, e *env, cmd *cli.Command) ([]cluster.NodeStatus, error) {
-	st, err := openStore(cmd)
-	if err != nil {
-		return nil, err
-	}
-	cfg, err := controllerConfig(e, cmd)
+	st, cfg, err := storeAndConfig(e, cmd)
 	if err != nil {
 		return nil, err
 	}

@@ -77,11 +77,7 @@ func runBootstrap(ctx context.Context, e *env, cmd *cli.Command) error {
 	if err := resmgr.ValidatePools(conf.Pools, hostNames); err != nil {
 		return fmt.Errorf("bootstrap: invalid cluster config, nothing was done: %s: %w", conf.File, err)
 	}
-	st, err := openStore(cmd)
-	if err != nil {
-		return err
-	}
-	cfg, err := controllerConfig(e, cmd)
+	st, cfg, err := storeAndConfig(e, cmd)
 	if err != nil {
 		return err
 	}

@@ -287,6 +287,17 @@ func expandHome(p string) string {
 	return p
 }
 
+// storeAndConfig opens the command's store and reads its controller
+// settings, what every command that drives nodes starts with.
+func storeAndConfig(e *env, cmd *cli.Command) (etcdstore.Opened, cluster.ControllerConfig, error) {
+	st, err := openStore(cmd)
+	if err != nil {
+		return nil, cluster.ControllerConfig{}, err
+	}
+	cfg, err := controllerConfig(e, cmd)
+	return st, cfg, err
+}
+
 // controllerConfig builds the controller settings from the flags the
 // command has: SSH, parallelism and timeout. Progress lines go to stderr.
 func controllerConfig(e *env, cmd *cli.Command) (cluster.ControllerConfig, error) {
