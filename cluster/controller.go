@@ -86,6 +86,19 @@ type NodeResult struct {
 // Err returns the node's error, nil if it succeeded.
 func (r NodeResult) Err() error { return r.err }
 
+// forEachConn is forEach with a connection to each node, closed when fn
+// returns.
+func (c *Controller) forEachConn(ctx context.Context, what string, nodes []Node, fn func(ctx context.Context, n Node, nc *NodeConn) (string, error)) []NodeResult {
+	return c.forEach(ctx, what, nodes, func(ctx context.Context, n Node) (string, error) {
+		nc, err := c.Connect(ctx, n)
+		if err != nil {
+			return "", err
+		}
+		defer nc.Close()
+		return fn(ctx, n, nc)
+	})
+}
+
 // forEach runs fn on every node, at most cfg.Parallel at once, printing a
 // progress line as each finishes. Results come back in the nodes' order.
 func (c *Controller) forEach(ctx context.Context, what string, nodes []Node, fn func(ctx context.Context, n Node) (string, error)) []NodeResult {
@@ -360,12 +373,7 @@ func (c *Controller) StopAgents(ctx context.Context, names ...string) ([]NodeRes
 	if err != nil {
 		return nil, err
 	}
-	results := c.forEach(ctx, "stop agent", nodes, func(ctx context.Context, n Node) (string, error) {
-		nc, err := c.Connect(ctx, n)
-		if err != nil {
-			return "", err
-		}
-		defer nc.Close()
+	results := c.forEachConn(ctx, "stop agent", nodes, func(ctx context.Context, n Node, nc *NodeConn) (string, error) {
 		return "stopped", nc.StopAgent(ctx)
 	})
 	uerr := c.st.Update(ctx, func(s *State) error {
@@ -385,12 +393,7 @@ func (c *Controller) FetchLogs(ctx context.Context, dir func(node string) string
 	if err != nil {
 		return nil, err
 	}
-	results := c.forEach(ctx, "fetch logs", nodes, func(ctx context.Context, n Node) (string, error) {
-		nc, err := c.Connect(ctx, n)
-		if err != nil {
-			return "", err
-		}
-		defer nc.Close()
+	results := c.forEachConn(ctx, "fetch logs", nodes, func(ctx context.Context, n Node, nc *NodeConn) (string, error) {
 		return dir(n.Name), nc.FetchAgentLogs(ctx, dir(n.Name))
 	})
 	return results, joinResults(results)
@@ -536,12 +539,7 @@ func (c *Controller) CleanupAgents(ctx context.Context, own []string, names ...s
 	if len(held) > 0 {
 		return nil, errors.Join(held...)
 	}
-	results := c.forEach(ctx, "clean up agent", nodes, func(ctx context.Context, n Node) (string, error) {
-		nc, err := c.Connect(ctx, n)
-		if err != nil {
-			return "", err
-		}
-		defer nc.Close()
+	results := c.forEachConn(ctx, "clean up agent", nodes, func(ctx context.Context, n Node, nc *NodeConn) (string, error) {
 		if err := nc.StopAgent(ctx); err != nil {
 			return "", err
 		}
