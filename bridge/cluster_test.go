@@ -1,7 +1,6 @@
 package bridge
 
 import (
-	"bufio"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
@@ -501,46 +500,7 @@ func TestCLI_logsServe_realAgentLinesInUpstreamFormat(t *testing.T) {
 	h := c.lab.Hosts[0]
 
 	nodeDir := t.TempDir()
-	srv := exec.Command(vtclusterBinary(t), "--state-dir", c.stateDir, "logs", "serve", "--listen", net.JoinHostPort(c.lab.Gateway, "0"), "--dir", nodeDir)
-	stdout := &testutil.SyncBuffer{}
-	srv.Stdout = stdout
-	stderr, err := srv.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	var errLines testutil.SyncBuffer
-	addrc := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			fmt.Fprintln(&errLines, sc.Text())
-			if a, ok := strings.CutPrefix(sc.Text(), "vtcluster: log server listening on "); ok {
-				addrc <- a
-			}
-		}
-		srv.Wait()
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		srv.Process.Kill()
-		<-exited
-	})
-	var addr string
-	select {
-	case addr = <-addrc:
-	case <-exited:
-		t.Fatalf("logs serve exited:\n%s", errLines.String())
-	case <-time.After(hangGuard):
-		t.Fatalf("logs serve printed no address:\n%s", errLines.String())
-	}
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	host, port, stdout, stop := startLogServe(t, c.stateDir, c.lab.Gateway, "--dir", nodeDir)
 	c.bootstrap(t)
 	c.mustCLI(t, "agents", "start")
 	t.Cleanup(func() { c.cli(t, "agents", "stop") })
@@ -554,20 +514,13 @@ func TestCLI_logsServe_realAgentLinesInUpstreamFormat(t *testing.T) {
 	deadline := time.Now().Add(hangGuard)
 	for !line.MatchString(stdout.String()) {
 		if time.Now().After(deadline) {
-			t.Fatalf("no unified line for the command's output; logs serve printed:\n%s\nstderr:\n%s", stdout.String(), errLines.String())
+			t.Fatalf("no unified line for the command's output; logs serve printed:\n%s", stdout.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if err := srv.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-exited:
-	case <-time.After(hangGuard):
-		t.Fatal("logs serve ignored SIGINT")
-	}
-	if code := srv.ProcessState.ExitCode(); code != 0 || !strings.Contains(errLines.String(), "log server stopped") {
-		t.Errorf("logs serve after SIGINT: exit %d, stderr:\n%s", code, errLines.String())
+	// stop sends SIGINT and checks the exit code.
+	if errLines := stop(); !strings.Contains(errLines, "log server stopped") {
+		t.Errorf("logs serve after SIGINT did not say it stopped; stderr:\n%s", errLines)
 	}
 	if b, err := os.ReadFile(filepath.Join(nodeDir, "node1.log")); err != nil || !line.Match(b) {
 		t.Errorf("per-node log file: %v\n%s", err, b)
