@@ -113,42 +113,29 @@ func (c *cliCluster) bootstrap(tb testing.TB, extra ...string) {
 // them apart.
 func agentPIDs(tb testing.TB, h lab.Host) []int {
 	tb.Helper()
-	out, err := exec.Command("ip", "netns", "pids", h.Netns).Output()
-	if err != nil {
-		tb.Fatalf("ip netns pids %s: %v", h.Netns, err)
-	}
-	var pids []int
-	for _, f := range strings.Fields(string(out)) {
-		cmdline, err := os.ReadFile("/proc/" + f + "/cmdline")
-		if err != nil {
-			continue // exited meanwhile
-		}
-		argv := strings.Split(string(cmdline), "\x00")
-		if len(argv) > 1 && filepath.Base(argv[0]) == "vtcluster" && argv[1] == "agent" {
-			pid, _ := strconv.Atoi(f)
-			pids = append(pids, pid)
-		}
-	}
-	return pids
+	return labPIDs(tb, h, func(p lab.Proc) bool {
+		return len(p.Argv) > 1 && filepath.Base(p.Argv[0]) == "vtcluster" && p.Argv[1] == "agent"
+	})
 }
 
 // netnsProcs lists the processes in a lab host's network namespace whose
 // argv is exactly argv.
 func netnsProcs(tb testing.TB, h lab.Host, argv ...string) []int {
 	tb.Helper()
-	out, err := exec.Command("ip", "netns", "pids", h.Netns).Output()
+	return labPIDs(tb, h, func(p lab.Proc) bool { return slices.Equal(p.Argv, argv) })
+}
+
+// labPIDs lists the processes of a lab host that match.
+func labPIDs(tb testing.TB, h lab.Host, match func(lab.Proc) bool) []int {
+	tb.Helper()
+	procs, err := h.Procs()
 	if err != nil {
-		tb.Fatalf("ip netns pids %s: %v", h.Netns, err)
+		tb.Fatal(err)
 	}
 	var pids []int
-	for _, f := range strings.Fields(string(out)) {
-		cmdline, err := os.ReadFile("/proc/" + f + "/cmdline")
-		if err != nil {
-			continue
-		}
-		if slices.Equal(strings.Split(strings.TrimSuffix(string(cmdline), "\x00"), "\x00"), argv) {
-			pid, _ := strconv.Atoi(f)
-			pids = append(pids, pid)
+	for _, p := range procs {
+		if match(p) {
+			pids = append(pids, p.PID)
 		}
 	}
 	return pids

@@ -488,16 +488,7 @@ func proxyPost(tb testing.TB, rawURL, header, value string) int {
 // parent is not an sshd).
 func netnsSSHD(tb testing.TB, h lab.Host) int {
 	tb.Helper()
-	out, err := exec.Command("ip", "netns", "pids", h.Netns).Output()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for _, f := range strings.Fields(string(out)) {
-		comm, _ := os.ReadFile("/proc/" + f + "/comm")
-		if strings.TrimSpace(string(comm)) != "sshd" {
-			continue
-		}
-		pid, _ := strconv.Atoi(f)
+	for _, pid := range labPIDs(tb, h, func(p lab.Proc) bool { return p.Comm == "sshd" }) {
 		// The session's own sshd process holds the forward.
 		if ux := listening(tb, h.Netns, false, pid); len(ux) > 0 {
 			return pid

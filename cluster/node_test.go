@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -97,23 +96,14 @@ func connectNode(tb testing.TB, n Node, opts ConnectOptions) *NodeConn {
 // namespace tells them apart.
 func agentPIDs(tb testing.TB, h lab.Host) []int {
 	tb.Helper()
-	out, err := exec.Command("ip", "netns", "pids", h.Netns).Output()
+	procs, err := h.Procs()
 	if err != nil {
-		tb.Fatalf("ip netns pids %s: %v", h.Netns, err)
+		tb.Fatal(err)
 	}
 	var pids []int
-	for _, f := range strings.Fields(string(out)) {
-		pid, err := strconv.Atoi(f)
-		if err != nil {
-			tb.Fatalf("ip netns pids: %q", f)
-		}
-		cmdline, err := os.ReadFile("/proc/" + f + "/cmdline")
-		if err != nil {
-			continue // exited meanwhile
-		}
-		argv := strings.Split(string(cmdline), "\x00")
-		if len(argv) > 1 && filepath.Base(argv[0]) == agentBinaryName && argv[1] == "agent" {
-			pids = append(pids, pid)
+	for _, p := range procs {
+		if len(p.Argv) > 1 && filepath.Base(p.Argv[0]) == agentBinaryName && p.Argv[1] == "agent" {
+			pids = append(pids, p.PID)
 		}
 	}
 	return pids

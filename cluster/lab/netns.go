@@ -207,3 +207,42 @@ func killNetnsProcs(ctx context.Context, ns string) error {
 	pids, _ := netnsPids(ctx, ns)
 	return fmt.Errorf("lab: processes %v in %s survive SIGKILL", pids, ns)
 }
+
+// Proc is a process running in a lab host's network namespace.
+type Proc struct {
+	PID  int
+	Argv []string
+	// Comm is the kernel's short name for it (/proc/PID/comm).
+	Comm string
+}
+
+// Procs lists the processes in the host's network namespace: lab hosts
+// share the machine's process table, so only the namespace tells a host's
+// processes (its sshd, agents, test commands) from every other's. One that
+// exits while the list is made is left out.
+func (h Host) Procs() ([]Proc, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pids, err := netnsPids(ctx, h.Netns)
+	if err != nil {
+		return nil, err
+	}
+	var out []Proc
+	for _, pid := range pids {
+		dir := "/proc/" + strconv.Itoa(pid)
+		cmdline, err := os.ReadFile(dir + "/cmdline")
+		if err != nil {
+			continue // exited meanwhile
+		}
+		comm, err := os.ReadFile(dir + "/comm")
+		if err != nil {
+			continue
+		}
+		var argv []string
+		if s := strings.TrimSuffix(string(cmdline), "\x00"); s != "" {
+			argv = strings.Split(s, "\x00")
+		}
+		out = append(out, Proc{PID: pid, Argv: argv, Comm: strings.TrimSpace(string(comm))})
+	}
+	return out, nil
+}
