@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/vtcluster/vtcluster/internal/testbin"
 )
 
 // makeBuild is what `make build` makes, built once for the package's
@@ -27,6 +29,13 @@ var makeBuild struct {
 func makeBuildDir(tb testing.TB) (dir, id string) {
 	tb.Helper()
 	makeBuild.once.Do(func() {
+		// Under make (VTCLUSTER_BIN set), bin/ already holds such a pair:
+		// use it rather than link two more binaries, which costs most of
+		// make unit's time.
+		if dir, id, ok := madePair(); ok {
+			makeBuild.dir, makeBuild.id = dir, id
+			return
+		}
 		makeBuild.dir = filepath.Join(filepath.Dir(vtclusterBinary(tb)), "make-build")
 		makeBuild.id = "test-" + rand.Text()[:12]
 		ld := "-X github.com/vtcluster/vtcluster/bridge.BuildID=" + makeBuild.id
@@ -46,6 +55,23 @@ func makeBuildDir(tb testing.TB) (dir, id string) {
 		tb.Fatalf("go %s: %v", makeBuild.failArgs, makeBuild.err)
 	}
 	return makeBuild.dir, makeBuild.id
+}
+
+// madePair reports the directory of the binary make built, when it holds
+// the agent-only build beside it and both say the same build id.
+func madePair() (dir, id string, ok bool) {
+	bin := os.Getenv(testbin.Env)
+	if bin == "" {
+		return "", "", false
+	}
+	dir = filepath.Dir(bin)
+	ctx := context.Background()
+	full, err1 := probeBuild(ctx, filepath.Join(dir, "vtcluster"))
+	lean, err2 := probeBuild(ctx, filepath.Join(dir, LeanAgentName))
+	if err1 != nil || err2 != nil || full.BuildID == "" || full.BuildID != lean.BuildID || full.Version != Version || lean.Version != Version {
+		return "", "", false
+	}
+	return dir, full.BuildID, true
 }
 
 // The deployer picks the agent-only build beside the running binary only
