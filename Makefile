@@ -17,7 +17,7 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # How long each fuzz target runs under make fuzz.
 FUZZTIME  ?= 30s
 
-.PHONY: all build build-agent install test go-test unit lint py-test vet fmt-check demo venv bench bench-compare fuzz clean
+.PHONY: all build build-agent install test go-test unit lint py-test vet fmt-check demo venv bench bench-compare fuzz clean system-packages
 
 all: build
 
@@ -41,6 +41,12 @@ install: build
 	install -m 0755 bin/vtcluster-agent $(DESTDIR)$(PREFIX)/bin/vtcluster-agent
 	ln -sf vtcluster $(DESTDIR)$(PREFIX)/bin/avocado-runner-multihost
 
+# The Debian packages of scripts/system-packages.txt that are missing:
+# installed when root with apt-get, otherwise named (the tests that need
+# them skip, saying why). VTCLUSTER_INSTALL=no only names them.
+system-packages:
+	@bash scripts/install-packages.sh
+
 venv:
 	bash scripts/venv.sh
 
@@ -54,7 +60,7 @@ fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 # Tests run the binary make build made (internal/testbin), not one of their own.
-go-test: build
+go-test: build system-packages
 	VTCLUSTER_BIN="$(CURDIR)/$(BIN)" $(GO) test -race -count=1 ./...
 
 # The fast loop: no lab hosts (they skip under -short), no race detector.
@@ -67,7 +73,7 @@ lint:
 # The upstream-interop tests import avocado-vt's own controller code
 # (virttest.vt_cluster), so they run in .venv-vt, which has it; the shim's
 # with-avocado-vt tests drive .venv-vt from the main venv.
-py-test: build venv venv-vt
+py-test: build venv venv-vt system-packages
 	PATH="$(CURDIR)/bin:$$PATH" VTCLUSTER_BIN="$(CURDIR)/$(BIN)" $(PY) -m pytest -q tests/python
 	PATH="$(CURDIR)/bin:$$PATH" VTCLUSTER_BIN="$(CURDIR)/$(BIN)" .venv-vt/bin/python -m pytest -q tests/python/test_upstream_proxy.py tests/python/test_upstream_resmgr.py
 

@@ -11,14 +11,8 @@ cd "$(dirname "$0")/.."
 root=$PWD
 
 [ "$(id -u)" = 0 ] || { echo "demo: needs root (network namespaces and sshd)" >&2; exit 1; }
-need=()
-[ -x /usr/sbin/sshd ] || need+=(openssh-server)
-command -v ip >/dev/null 2>&1 || need+=(iproute2)
-command -v ping >/dev/null 2>&1 || need+=(iputils-ping)
-if [ ${#need[@]} -gt 0 ]; then
-  echo "demo: installing ${need[*]}"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
-fi
+# The lab's part of the one package list (the demo needs no etcd or QEMU).
+bash scripts/install-packages.sh --require openssh-server openssh-client iproute2 iputils-ping
 [ -x bin/vtcluster ] || make build
 [ -x .venv/bin/avocado ] || bash scripts/venv.sh
 
