@@ -92,7 +92,7 @@ func TestLabCommand_usageErrors(t *testing.T) {
 	if code, _, _ := runMain(t, "lab", "up", "--hosts", "2"); code != 2 {
 		t.Errorf("lab up without --dir: exit %d, want 2", code)
 	}
-	if code, _, errOut := runMain(t, "lab", "up", "--dir", t.TempDir(), "--hosts", "0"); code != 1 || !strings.Contains(errOut, "Hosts is 0") {
+	if code, _, errOut := runMain(t, "lab", "up", "--dir", t.TempDir(), "--hosts", "0"); code != 2 || !strings.Contains(errOut, "--hosts 0: want 1 to 200") {
 		t.Errorf("lab up --hosts 0: exit %d, %q", code, errOut)
 	}
 }
@@ -101,7 +101,6 @@ func TestLabCommand_usageErrors(t *testing.T) {
 // usage errors (exit 2) naming the flag, before anything is built.
 func TestLabCommand_subnet(t *testing.T) {
 	for _, args := range [][]string{
-		{"--hosts", "0"},
 		{"--subnet", "fd00::/64"},
 		{"--subnet", "10.124.0.0/25"},
 		{"--subnet", "ten"},
