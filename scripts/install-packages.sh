@@ -57,9 +57,9 @@ if [ -z "$why" ]; then
   echo "install-packages: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   log=$(mktemp)
-  if apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$log" 2>&1 ||
+  if apt-get install -y -qq -o DPkg::Lock::Timeout=120 --no-install-recommends "${missing[@]}" >"$log" 2>&1 ||
     { apt-get update -qq >>"$log" 2>&1 &&
-      apt-get install -y -qq --no-install-recommends "${missing[@]}" >>"$log" 2>&1; }; then
+      apt-get install -y -qq -o DPkg::Lock::Timeout=120 --no-install-recommends "${missing[@]}" >>"$log" 2>&1; }; then
     rm -f "$log"
     exit 0
   fi

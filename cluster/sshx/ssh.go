@@ -246,9 +246,29 @@ func dialError(ctx context.Context, cfg Config, addr string, hk *hostKeyChecker,
 		return fmt.Errorf("ssh %s: handshake: %w (%v)", addr, ctxErr, err)
 	}
 	if strings.Contains(err.Error(), "unable to authenticate") {
-		return fmt.Errorf("%w as %s@%s: %w", ErrAuth, cfg.User, addr, err)
+		return fmt.Errorf("%w as %s@%s (tried %s; is the public key in the node's ~%s/.ssh/authorized_keys?): %w",
+			ErrAuth, cfg.User, addr, triedCredentials(cfg), cfg.User, err)
 	}
 	return fmt.Errorf("ssh %s: %w", addr, err)
+}
+
+// triedCredentials names what a login offered, so a failed one says which
+// key files to look at.
+func triedCredentials(cfg Config) string {
+	var tried []string
+	if cfg.UseAgent && os.Getenv("SSH_AUTH_SOCK") != "" {
+		tried = append(tried, "the keys of ssh-agent at $SSH_AUTH_SOCK")
+	}
+	if len(cfg.KeyFiles) > 0 {
+		tried = append(tried, "key files "+strings.Join(cfg.KeyFiles, ", "))
+	}
+	if cfg.Password != "" {
+		tried = append(tried, "a password")
+	}
+	if len(tried) == 0 {
+		return "no credentials"
+	}
+	return strings.Join(tried, "; ")
 }
 
 // authMethods builds the auth methods in order: agent and key files (one
