@@ -378,6 +378,10 @@ func TestCLI_bringUpCallExecStop(t *testing.T) {
 		if r.Get("up").Bool() {
 			t.Errorf("agent still up: %s", r.Raw)
 		}
+		// A stopped agent is said to be not running, not a tunnel failure.
+		if e := r.Get("error").String(); !strings.Contains(e, "the agent is not running on the node") || strings.Contains(e, "tunnel") {
+			t.Errorf("stopped agent's error: %s", e)
+		}
 	}
 }
 

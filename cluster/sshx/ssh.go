@@ -130,6 +130,9 @@ var (
 	ErrKeepaliveTimeout = errors.New("ssh keepalive timeout: node stopped answering")
 	// ErrAuth marks a failed login: no offered credential was accepted.
 	ErrAuth = errors.New("ssh authentication failed")
+	// ErrNothingListens marks a forward sshd could not connect on the
+	// node: nothing listens at that address or socket.
+	ErrNothingListens = errors.New("nothing listens there on the node")
 )
 
 // Client is one authenticated SSH connection to a node. Commands, SFTP
@@ -453,6 +456,13 @@ func (c *Client) closedErr() error {
 func (c *Client) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	conn, err := c.client.DialContext(ctx, network, addr)
 	if err != nil {
+		// sshd answers "connect failed" when its own connect is refused
+		// (or the socket is missing): typed, so callers can say what
+		// should have been listening.
+		var oce *ssh.OpenChannelError
+		if errors.As(err, &oce) && oce.Reason == ssh.ConnectionFailed {
+			return nil, fmt.Errorf("ssh %s: forward to %s: %w (%w)", c.addr, addr, ErrNothingListens, err)
+		}
 		return nil, fmt.Errorf("ssh %s: forward to %s: %w", c.addr, addr, err)
 	}
 	return conn, nil
