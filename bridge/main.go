@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
-	"strings"
 )
 
 // Version is the vtcluster release, printed by --version.
@@ -62,6 +61,7 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		return runnerMain(ctx, e, args)
 	}
 	root := rootCommand(e)
+	routeUsageErrors(root)
 	err := root.Run(ctx, args)
 	closeStores(root)
 	return exitCode(e, err)
@@ -81,14 +81,6 @@ func exitCode(e *env, err error) int {
 	var ue usageError
 	if errors.As(err, &ue) {
 		fmt.Fprintf(e.stderr, "vtcluster: %v\n", ue.err)
-		return 2
-	}
-	msg := err.Error()
-	// urfave/cli reports flag problems as plain errors; treat them as usage errors.
-	if strings.Contains(msg, "flag provided but not defined") ||
-		strings.Contains(msg, "Required flag") || strings.Contains(msg, "invalid value") ||
-		strings.Contains(msg, "No help topic") || strings.Contains(msg, "flag needs an argument") {
-		fmt.Fprintf(e.stderr, "vtcluster: %v\n", err)
 		return 2
 	}
 	fmt.Fprintf(e.stderr, "vtcluster: %v\n", err)
