@@ -19,11 +19,19 @@ bash scripts/install-packages.sh --require openssh-server openssh-client iproute
 work=$(mktemp -d /tmp/vtcluster-demo.XXXXXX)
 export VTCLUSTER_STATE_DIR=$work/state   # never touch the user's own cluster state
 export PATH="$root/bin:$root/.venv/bin:$PATH"
+# The work dir holds the lab's private key and state as well as the
+# results: removed at the end unless KEEP=1 (make demo KEEP=1).
 cleanup() {
   status=$?
   echo "== tearing the lab down"
   vtcluster agents stop >/dev/null 2>&1 || true
   vtcluster lab down --dir "$work/lab" || true
+  if [ "${KEEP:-0}" = 1 ]; then
+    echo "demo: kept $work (results, logs, and the lab's key and state): remove it with rm -rf $work"
+  else
+    rm -rf -- "$work"
+    echo "demo: removed $work (make demo KEEP=1 keeps the results and logs)"
+  fi
   exit $status
 }
 trap cleanup EXIT INT TERM
@@ -60,6 +68,7 @@ PY
 
 echo
 echo "== results: $job"
+[ "${KEEP:-0}" = 1 ] || echo "   (removed when the demo ends; make demo KEEP=1 keeps them)"
 echo "   per-test node logs:  $job/test-results/*/cluster/<tag>/"
 echo "   per-node agent logs: $job/cluster/<node>/"
 echo "   node log lines in the ping test's debug.log (upstream's unified format):"
