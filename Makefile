@@ -17,7 +17,7 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # How long each fuzz target runs under make fuzz.
 FUZZTIME  ?= 30s
 
-.PHONY: all build build-agent install test go-test unit lint py-test vet fmt-check demo venv bench bench-compare fuzz clean system-packages
+.PHONY: all build build-agent install test go-test unit lint py-test vet fmt-check demo venv bench bench-compare fuzz clean system-packages install-plugin
 
 all: build
 
@@ -46,6 +46,16 @@ install: build
 # them skip, saying why). VTCLUSTER_INSTALL=no only names them.
 system-packages:
 	@bash scripts/install-packages.sh
+
+# The Avocado plugin (pyshim/) into your own Avocado: PYTHON is the
+# interpreter that runs it (make install-plugin PYTHON=~/venv/bin/python).
+# Built from a copy, so the source tree gets no build/ or egg-info.
+PYTHON ?= python3
+install-plugin:
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && cp -R pyshim "$$tmp/" && \
+	rm -rf "$$tmp"/pyshim/build "$$tmp"/pyshim/*.egg-info && \
+	$(PYTHON) -m pip install --quiet "$$tmp/pyshim" && \
+	echo "installed the multihost plugins into $$($(PYTHON) -c 'import sys; print(sys.prefix)'); check with: avocado plugins | grep multihost"
 
 venv:
 	bash scripts/venv.sh
@@ -87,7 +97,7 @@ demo: build venv
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
-# vtcluster against upstream's Python design on this machine (README, "Performance").
+# vtcluster against upstream's Python design on this machine (docs/performance.md).
 bench-compare:
 	bash scripts/bench/run.sh
 
