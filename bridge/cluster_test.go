@@ -287,9 +287,19 @@ func TestCLI_bringUpCallExecStop(t *testing.T) {
 		if code != 128+int(syscall.SIGTERM) {
 			t.Errorf("exec killed by SIGTERM: exit %d, stderr %q; want %d", code, errOut, 128+int(syscall.SIGTERM))
 		}
+		// As a shell says it: 127 for no such command, 126 for one that
+		// cannot be executed.
 		code, _, errOut = c.cli(t, "exec", "node1", "--", "/no/such/program")
-		if code != 1 || !strings.Contains(errOut, "/no/such/program") {
-			t.Errorf("exec of a missing program: exit %d, stderr %q", code, errOut)
+		if code != 127 || !strings.Contains(errOut, "/no/such/program") || strings.Contains(errOut, "FileNotFoundError") {
+			t.Errorf("exec of a missing program: exit %d, stderr %q; want 127", code, errOut)
+		}
+		noExec := filepath.Join(t.TempDir(), "not-executable") // lab hosts share this file system
+		if err := os.WriteFile(noExec, []byte("#!/bin/sh\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		code, _, errOut = c.cli(t, "exec", "node1", "--", noExec)
+		if code != 126 || !strings.Contains(errOut, noExec) {
+			t.Errorf("exec of a file that is not executable: exit %d, stderr %q; want 126", code, errOut)
 		}
 	})
 
