@@ -275,6 +275,10 @@ Examples:
 						return err
 					}
 					id, err := m.SelectPool(ctx, cmd.String("type"), p)
+					if errors.Is(err, resmgr.ErrPoolNotAvailable) {
+						// Nothing matched: 2, as for select.
+						return exitError{code: 2, err: fmt.Errorf("pool select: %w", err)}
+					}
 					if err != nil {
 						return err
 					}
