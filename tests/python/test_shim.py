@@ -536,7 +536,7 @@ def test_run_invalid_spec_shows_file_line_column(binary_with_tests, avocado, tmp
     result = avocado("run", "--job-results-dir", str(avocado.results), str(bad))
     out = result.stdout + result.stderr
     assert result.returncode != 0, out
-    assert f"spec {bad}:4:14: tests[0].timout: unknown key" in out, out
+    assert f"spec {bad}:4:4: tests[0].timout: unknown key" in out, out
 
 
 # --- vt-bootstrap --------------------------------------------------------------
