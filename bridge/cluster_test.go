@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"net"
 	"net/http"
@@ -908,18 +907,7 @@ func TestCLI_bootstrap_installKeyThenNoPassword(t *testing.T) {
 	l := lab.StartSpec(t, lab.Spec{Hosts: 1, PasswordUser: true})
 	// A key of our own: the lab's shared authorized_keys does not list it,
 	// so only an installed ~/.ssh/authorized_keys entry can let it in.
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, err := ssh.MarshalPrivateKey(priv, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyFile := filepath.Join(t.TempDir(), "id_ed25519")
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(block), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	keyFile := lab.StrangerKey(t)
 	// The agent runs as the lab user, who cannot enter the test's private
 	// temporary directories.
 	base, err := os.MkdirTemp("", "vtc-agents-")

@@ -198,20 +198,9 @@ func TestDialSSH_passwordAuth(t *testing.T) {
 func TestDialSSH_wrongKeyNamesKeyFile(t *testing.T) {
 	l := lab.Start(t, 1)
 	cfg := labConfig(l, 0)
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, err := ssh.MarshalPrivateKey(priv, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	stranger := filepath.Join(t.TempDir(), "stranger_key")
-	if err := os.WriteFile(stranger, pem.EncodeToMemory(block), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	stranger := lab.StrangerKey(t)
 	cfg.KeyFiles, cfg.UseAgent = []string{stranger}, false
-	_, err = Dial(testCtx(t), cfg, nil)
+	_, err := Dial(testCtx(t), cfg, nil)
 	if !errors.Is(err, ErrAuth) || !strings.Contains(err.Error(), "tried key files "+stranger) {
 		t.Fatalf("wrong key: err = %v, want ErrAuth naming %s", err, stranger)
 	}
