@@ -103,6 +103,7 @@ test's own.
 
 Example:
    timeout 90 vtcluster agents cleanup --partition "$id" node1`,
+		DisableSliceFlagSeparator: true,
 		Flags: slices.Concat(sshFlags(), []cli.Flag{
 			parallelFlag(), timeoutFlag(2 * time.Minute), jsonFlag(),
 			&cli.StringSliceFlag{Name: "partition", Usage: "partition `ID` that is the caller's own (repeatable; also $VTCLUSTER_PARTITION_ID)"},
