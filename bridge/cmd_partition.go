@@ -169,8 +169,11 @@ func partitionCreateCommand(e *env) *cli.Command {
 			if isNoMatch(err) {
 				return exitError{code: 2, err: fmt.Errorf("partition create: %w", err)}
 			}
-			if errors.Is(err, cluster.ErrBusy) {
+			if errors.Is(err, cluster.ErrBusy) && wait == 0 {
 				return fmt.Errorf("partition create: %w (wait with --wait DURATION)", err)
+			}
+			if errors.Is(err, cluster.ErrBusy) {
+				return fmt.Errorf("partition create: %w (still busy after --wait %s)", err, wait)
 			}
 			if err != nil {
 				return fmt.Errorf("partition create: %w", err)
