@@ -439,7 +439,11 @@ Examples:
 				if cmd.Bool("force") {
 					return m.Remove(ctx, id)
 				}
-				return m.DestroyResource(ctx, id)
+				err := m.DestroyResource(ctx, id)
+				if errors.Is(err, resmgr.ErrAllocated) {
+					return fmt.Errorf("%w (release and unbind it first, or: vtcluster resource destroy --force %s)", err, id)
+				}
+				return err
 			}, &cli.BoolFlag{Name: "force", Usage: "release and unbind on every node first"}),
 		},
 	}
