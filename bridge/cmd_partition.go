@@ -161,7 +161,7 @@ func partitionCreateCommand(e *env) *cli.Command {
 				Owner: owner, Tags: tags, Lease: lease, Wait: wait,
 				// Reclaims and waits are worth a line: they explain where
 				// nodes came from, or why the command is not done yet.
-				Logger: slog.New(slog.NewTextHandler(e.stderr, nil)),
+				Logger: newLineLogger(e.stderr, slog.LevelInfo),
 				Choose: func(idle []cluster.Node) (map[string]string, error) {
 					return cluster.Assign(reqs, candidates(idle))
 				},

@@ -19,4 +19,9 @@ func TestCLI_partitionCreate_busyMessageNamesTheWait(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, "still busy after --wait 1s") || strings.Contains(errOut, "wait with --wait") {
 		t.Errorf("busy after --wait 1s: exit %d, stderr %q", code, errOut)
 	}
+	// The wait is reported as a line for a person, its reasons below it,
+	// not as slog's key=value text with escaped newlines.
+	if !strings.Contains(errOut, "vtcluster: waiting for idle nodes (tags: b; wait_seconds: 1)\n  node \"node1\" is held by") {
+		t.Errorf("waiting message: %q", errOut)
+	}
 }
