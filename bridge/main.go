@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+
+	"github.com/urfave/cli/v3"
 )
 
 // Version is the vtcluster release, printed by --version.
@@ -81,6 +83,13 @@ func exitCode(e *env, err error) int {
 	var ue usageError
 	if errors.As(err, &ue) {
 		fmt.Fprintf(e.stderr, "vtcluster: %v\n", ue.err)
+		return 2
+	}
+	// The library's own exit errors come from its help command (help
+	// TOPIC for no such topic): a usage error.
+	var ec cli.ExitCoder
+	if errors.As(err, &ec) {
+		fmt.Fprintf(e.stderr, "vtcluster: %v (see vtcluster --help)\n", err)
 		return 2
 	}
 	fmt.Fprintf(e.stderr, "vtcluster: %v\n", err)

@@ -21,6 +21,7 @@ func TestUsageErrors_exit2OneLine(t *testing.T) {
 		{[]string{"lab", "up", "--dir", "x", "--hosts", "many"}, `invalid value "many"`},
 		{[]string{"agents", "status", "--bogus"}, "agents status: flag provided but not defined: -bogus"},
 		{[]string{"--bogus", "node", "list"}, "flag provided but not defined: -bogus (see vtcluster --help)"},
+		{[]string{"help", "foo"}, "No help topic for 'foo' (see vtcluster --help)"},
 	} {
 		code, out, errOut := runMain(t, c.args...)
 		if code != 2 || out != "" || !strings.Contains(errOut, c.want) || strings.Count(errOut, "\n") != 1 {
