@@ -19,8 +19,7 @@ func TestCLI_agentsCleanup_ownPartitionThroughWrappers(t *testing.T) {
 	c := newCLICluster(t, 2, nil)
 	h1, h2 := c.lab.Hosts[0], c.lab.Hosts[1]
 	c.bootstrap(t)
-	c.mustCLI(t, "agents", "start")
-	t.Cleanup(func() { c.cli(t, "agents", "stop") })
+	c.startAgents(t)
 	sel := func(hostname string) string {
 		return fmt.Sprintf("[{'key': 'hostname', 'operator': '==', 'values': '%s'}]", hostname)
 	}

@@ -90,6 +90,13 @@ func (c *cliCluster) bin(tb testing.TB, env []string, args ...string) (int, stri
 	return runVtcluster(tb, append([]string{"VTCLUSTER_STATE_DIR=" + c.stateDir}, env...), args...)
 }
 
+// startAgents starts every node's agent, stopped again when the test ends.
+func (c *cliCluster) startAgents(t *testing.T) {
+	t.Helper()
+	c.mustCLI(t, "agents", "start")
+	t.Cleanup(func() { c.cli(t, "agents", "stop") })
+}
+
 // mustCLI runs cli and fails the test unless it exits 0.
 func (c *cliCluster) mustCLI(tb testing.TB, args ...string) string {
 	tb.Helper()
@@ -554,8 +561,7 @@ func TestCLI_logsServe_realAgentLinesInUpstreamFormat(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.bootstrap(t)
-	c.mustCLI(t, "agents", "start")
-	t.Cleanup(func() { c.cli(t, "agents", "stop") })
+	c.startAgents(t)
 	c.mustCLI(t, "call", h.Name, "core.start_log_redirection", strconv.Quote(host), port)
 	c.mustCLI(t, "call", h.Name, "process.run", `["echo", "hello from the node"]`, `{"log_output": true}`)
 	c.mustCLI(t, "call", h.Name, "core.stop_log_redirection")
@@ -931,8 +937,7 @@ func TestCLI_bootstrap_installKeyThenNoPassword(t *testing.T) {
 		t.Fatalf("agents start without an installed key: exit %d, stderr:\n%s", code, errOut)
 	}
 	c.bootstrap(t, "--install-key")
-	c.mustCLI(t, "agents", "start")
-	t.Cleanup(func() { c.cli(t, "agents", "stop") })
+	c.startAgents(t)
 	if code, out, errOut := c.cli(t, "exec", "node1", "--", "id", "-un"); code != 0 || out != l.User.Name+"\n" {
 		t.Errorf("exec id -un: exit %d, %q, %q", code, out, errOut)
 	}
