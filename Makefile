@@ -20,7 +20,7 @@ GOIMPORTS ?= golang.org/x/tools/cmd/goimports@v0.53.0
 # How long each fuzz target runs under make fuzz.
 FUZZTIME  ?= 30s
 
-.PHONY: all build build-agent install test go-test unit lint py-test vet fmt-check demo venv bench bench-compare fuzz clean
+.PHONY: all build build-agent install test go-test unit lint py-test vet fmt-check demo venv bench bench-compare fuzz clean system-packages install-plugin
 
 all: build
 
@@ -44,6 +44,22 @@ install: build
 	install -m 0755 bin/vtcluster-agent $(DESTDIR)$(PREFIX)/bin/vtcluster-agent
 	ln -sf vtcluster $(DESTDIR)$(PREFIX)/bin/avocado-runner-multihost
 
+# The Debian packages of scripts/system-packages.txt that are missing:
+# installed when root with apt-get, otherwise named (the tests that need
+# them skip, saying why). VTCLUSTER_INSTALL=no only names them.
+system-packages:
+	@bash scripts/install-packages.sh
+
+# The Avocado plugin (pyshim/) into your own Avocado: PYTHON is the
+# interpreter that runs it (make install-plugin PYTHON=~/venv/bin/python).
+# Built from a copy, so the source tree gets no build/ or egg-info.
+PYTHON ?= python3
+install-plugin:
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && cp -R pyshim "$$tmp/" && \
+	rm -rf "$$tmp"/pyshim/build "$$tmp"/pyshim/*.egg-info && \
+	$(PYTHON) -m pip install --quiet "$$tmp/pyshim" && \
+	echo "installed the multihost plugins into $$($(PYTHON) -c 'import sys; print(sys.prefix)'); check with: avocado plugins | grep multihost"
+
 venv:
 	bash scripts/venv.sh
 
@@ -58,7 +74,7 @@ fmt-check:
 	@out=$$($(GO) run $(GOIMPORTS) -local github.com/vtcluster/vtcluster -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "goimports -local github.com/vtcluster/vtcluster needed:"; echo "$$out"; exit 1; fi
 
 # Tests run the binary make build made (internal/testbin), not one of their own.
-go-test: build
+go-test: build system-packages
 	VTCLUSTER_BIN="$(CURDIR)/$(BIN)" $(GO) test -race -count=1 ./...
 
 # The fast loop: no lab hosts (they skip under -short), no race detector.
@@ -71,7 +87,7 @@ lint:
 # The upstream-interop tests import avocado-vt's own controller code
 # (virttest.vt_cluster), so they run in .venv-vt, which has it; the shim's
 # with-avocado-vt tests drive .venv-vt from the main venv.
-py-test: build venv venv-vt
+py-test: build venv venv-vt system-packages
 	PATH="$(CURDIR)/bin:$$PATH" VTCLUSTER_BIN="$(CURDIR)/$(BIN)" $(PY) -m pytest -q tests/python
 	PATH="$(CURDIR)/bin:$$PATH" VTCLUSTER_BIN="$(CURDIR)/$(BIN)" .venv-vt/bin/python -m pytest -q tests/python/test_upstream_proxy.py tests/python/test_upstream_resmgr.py
 
@@ -85,7 +101,7 @@ demo: build venv
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
-# vtcluster against upstream's Python design on this machine (README, "Performance").
+# vtcluster against upstream's Python design on this machine (docs/performance.md).
 bench-compare:
 	bash scripts/bench/run.sh
 

@@ -4,7 +4,6 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"net"
 	"net/http"
@@ -89,6 +88,13 @@ func (c *cliCluster) cli(tb testing.TB, args ...string) (int, string, string) {
 func (c *cliCluster) bin(tb testing.TB, env []string, args ...string) (int, string, string) {
 	tb.Helper()
 	return runVtcluster(tb, append([]string{"VTCLUSTER_STATE_DIR=" + c.stateDir}, env...), args...)
+}
+
+// startAgents starts every node's agent, stopped again when the test ends.
+func (c *cliCluster) startAgents(t *testing.T) {
+	t.Helper()
+	c.mustCLI(t, "agents", "start")
+	t.Cleanup(func() { c.cli(t, "agents", "stop") })
 }
 
 // mustCLI runs cli and fails the test unless it exits 0.
@@ -274,9 +280,19 @@ func TestCLI_bringUpCallExecStop(t *testing.T) {
 		if code != 128+int(syscall.SIGTERM) {
 			t.Errorf("exec killed by SIGTERM: exit %d, stderr %q; want %d", code, errOut, 128+int(syscall.SIGTERM))
 		}
+		// As a shell says it: 127 for no such command, 126 for one that
+		// cannot be executed.
 		code, _, errOut = c.cli(t, "exec", "node1", "--", "/no/such/program")
-		if code != 1 || !strings.Contains(errOut, "/no/such/program") {
-			t.Errorf("exec of a missing program: exit %d, stderr %q", code, errOut)
+		if code != 127 || !strings.Contains(errOut, "/no/such/program") || strings.Contains(errOut, "FileNotFoundError") {
+			t.Errorf("exec of a missing program: exit %d, stderr %q; want 127", code, errOut)
+		}
+		noExec := filepath.Join(t.TempDir(), "not-executable") // lab hosts share this file system
+		if err := os.WriteFile(noExec, []byte("#!/bin/sh\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		code, _, errOut = c.cli(t, "exec", "node1", "--", noExec)
+		if code != 126 || !strings.Contains(errOut, noExec) {
+			t.Errorf("exec of a file that is not executable: exit %d, stderr %q; want 126", code, errOut)
 		}
 	})
 
@@ -364,6 +380,10 @@ func TestCLI_bringUpCallExecStop(t *testing.T) {
 	for _, r := range jsonOut(t, out).Array() {
 		if r.Get("up").Bool() {
 			t.Errorf("agent still up: %s", r.Raw)
+		}
+		// A stopped agent is said to be not running, not a tunnel failure.
+		if e := r.Get("error").String(); !strings.Contains(e, "the agent is not running on the node") || strings.Contains(e, "tunnel") {
+			t.Errorf("stopped agent's error: %s", e)
 		}
 	}
 }
@@ -489,8 +509,7 @@ func TestCLI_logsServe_realAgentLinesInUpstreamFormat(t *testing.T) {
 	nodeDir := t.TempDir()
 	host, port, stdout, stop := startLogServe(t, c.stateDir, c.lab.Gateway, "--dir", nodeDir)
 	c.bootstrap(t)
-	c.mustCLI(t, "agents", "start")
-	t.Cleanup(func() { c.cli(t, "agents", "stop") })
+	c.startAgents(t)
 	c.mustCLI(t, "call", h.Name, "core.start_log_redirection", strconv.Quote(host), port)
 	c.mustCLI(t, "call", h.Name, "process.run", `["echo", "hello from the node"]`, `{"log_output": true}`)
 	c.mustCLI(t, "call", h.Name, "core.stop_log_redirection")
@@ -835,18 +854,7 @@ func TestCLI_bootstrap_installKeyThenNoPassword(t *testing.T) {
 	l := lab.StartSpec(t, lab.Spec{Hosts: 1, PasswordUser: true})
 	// A key of our own: the lab's shared authorized_keys does not list it,
 	// so only an installed ~/.ssh/authorized_keys entry can let it in.
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, err := ssh.MarshalPrivateKey(priv, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyFile := filepath.Join(t.TempDir(), "id_ed25519")
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(block), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	keyFile := lab.StrangerKey(t)
 	// The agent runs as the lab user, who cannot enter the test's private
 	// temporary directories.
 	base, err := os.MkdirTemp("", "vtc-agents-")
@@ -870,8 +878,7 @@ func TestCLI_bootstrap_installKeyThenNoPassword(t *testing.T) {
 		t.Fatalf("agents start without an installed key: exit %d, stderr:\n%s", code, errOut)
 	}
 	c.bootstrap(t, "--install-key")
-	c.mustCLI(t, "agents", "start")
-	t.Cleanup(func() { c.cli(t, "agents", "stop") })
+	c.startAgents(t)
 	if code, out, errOut := c.cli(t, "exec", "node1", "--", "id", "-un"); code != 0 || out != l.User.Name+"\n" {
 		t.Errorf("exec id -un: exit %d, %q, %q", code, out, errOut)
 	}

@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -94,26 +95,50 @@ The nodes stay registered ("vtcluster node remove --cleanup" does both).
 
 Refused, before any node is touched, while a live partition of someone else
 holds one of the nodes: a test may be using its agent. Partitions of the
-caller are fine: those created by "vtcluster partition create" from the same
-parent process (a script's shell), and, inside a test body, the test's own.`,
-		Flags: slices.Concat(sshFlags(), []cli.Flag{parallelFlag(), timeoutFlag(2 * time.Minute), jsonFlag()}),
+caller are fine: those whose owner (by default the shell that ran
+"vtcluster partition create") is this command or one of its ancestors, so
+wrappers such as timeout or nice change nothing; those named with
+--partition or in $VTCLUSTER_PARTITION_ID; and, inside a test body, the
+test's own.
+
+Example:
+   timeout 90 vtcluster agents cleanup --partition "$id" node1`,
+		DisableSliceFlagSeparator: true,
+		Flags: slices.Concat(sshFlags(), []cli.Flag{
+			parallelFlag(), timeoutFlag(2 * time.Minute), jsonFlag(),
+			&cli.StringSliceFlag{Name: "partition", Usage: "partition `ID` that is the caller's own (repeatable; also $VTCLUSTER_PARTITION_ID)"},
+		}),
 		Action: func(ctx context.Context, cmd *cli.Command) error {
 			return runAgentsOp(ctx, e, cmd, "agents cleanup", func(c *cluster.Controller, ctx context.Context, names []string) ([]cluster.NodeResult, error) {
-				own, err := ownPartitions(ctx, c.Store())
-				if err != nil {
-					return nil, err
-				}
-				return c.CleanupAgents(ctx, own, names...)
+				return cleanupOwnAgents(ctx, c, cmd.StringSlice("partition"), names)
 			})
 		},
 	}
 }
 
-// ownPartitions lists the live partitions the caller holds: created with
-// "partition create" by the same parent process (whose owner that command
-// records by default), or the test's own inside a test body.
-func ownPartitions(ctx context.Context, st cluster.Store) ([]string, error) {
-	var own []string
+// cleanupOwnAgents is CleanupAgents with the caller's own partitions
+// (ownPartitions, plus named); a refusal says how to claim one's own.
+func cleanupOwnAgents(ctx context.Context, c *cluster.Controller, named, names []string) ([]cluster.NodeResult, error) {
+	own, err := ownPartitions(ctx, c.Store(), named)
+	if err != nil {
+		return nil, err
+	}
+	res, err := c.CleanupAgents(ctx, own, names...)
+	var held *cluster.NodeHeldError
+	if errors.As(err, &held) {
+		err = fmt.Errorf("%w\nif that partition is yours, name it: VTCLUSTER_PARTITION_ID=%s, or vtcluster agents cleanup --partition %s (one created from this shell or a parent of it is recognised as yours)", err, held.Partition, held.Partition)
+	}
+	return res, err
+}
+
+// ownPartitions lists the live partitions the caller holds: named (flag or
+// $VTCLUSTER_PARTITION_ID), the test's own inside a test body, and those
+// whose owner process is this one or an ancestor of it.
+func ownPartitions(ctx context.Context, st cluster.Store, named []string) ([]string, error) {
+	own := slices.Clone(named)
+	if id := os.Getenv("VTCLUSTER_PARTITION_ID"); id != "" {
+		own = append(own, id)
+	}
 	if pf := os.Getenv(envPartitionFile); pf != "" {
 		p, err := readPartitionFile(pf)
 		if err != nil {
@@ -121,16 +146,12 @@ func ownPartitions(ctx context.Context, st cluster.Store) ([]string, error) {
 		}
 		own = append(own, p.ID)
 	}
-	me, err := cluster.ProcessOwner(os.Getppid(), "", "")
-	if err != nil {
-		return own, nil // no owner to match: only the test's own
-	}
 	parts, err := cluster.ListPartitions(ctx, st)
 	if err != nil {
 		return nil, err
 	}
 	for _, p := range parts {
-		if o := p.Owner; o.Host == me.Host && o.PID == me.PID && o.PIDStart == me.PIDStart {
+		if p.Owner.IsAncestorOf(os.Getpid()) {
 			own = append(own, p.ID)
 		}
 	}

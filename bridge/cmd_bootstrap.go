@@ -21,9 +21,10 @@ func bootstrapCommand(e *env) *cli.Command {
 		UsageText: "vtcluster bootstrap --vt-cluster-config FILE [--accept-new-host-keys] [options]",
 		Description: `Reads an avocado-vt cluster config (the file given to vt-bootstrap
 --vt-cluster-config), validates all of it, then logs into every host in
-parallel and uploads this vtcluster executable into
-<agent_base_dir>/<name>/ as the host's agent. A host that already has the
-same binary (same SHA-256) is not uploaded to again.
+parallel and uploads the agent into <agent_base_dir>/<name>/ on the
+host: the agent-only build vtcluster-agent beside this executable when it
+is the same build, else this executable (--agent-binary chooses). A host
+that already has the same binary (same SHA-256) is not uploaded to again.
 
 Hosts that succeed are registered in the cluster state even when others
 fail; the command then exits 1. Passwords in the config are used for this

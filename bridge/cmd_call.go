@@ -472,12 +472,25 @@ Examples:
 			if err != nil && ctx.Err() != nil {
 				return fmt.Errorf("exec: %w; the agent stops the command when its caller goes away", context.Cause(ctx))
 			}
+			if f, ok := xmlrpc.AsFault(err); ok && !cmd.Bool(flagJSON) {
+				if code, ok := execStartFaults[f.ExcType]; ok {
+					// The command did not start: a shell's exit codes.
+					return exitError{code: code, err: fmt.Errorf("exec: %s: %s", args[0], f.ExcValue)}
+				}
+			}
 			if err != nil {
 				return faultExit(e, cmd, err)
 			}
 			return execResult(e, res, timeout)
 		},
 	}
+}
+
+// execStartFaults are the exception types the agent answers when the
+// command could not be started, with the exit code a shell gives then.
+var execStartFaults = map[string]int{
+	"FileNotFoundError": 127, // no such command
+	"PermissionError":   126, // not executable
 }
 
 // execResult copies a process.run result to our streams and picks the

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 
@@ -14,19 +15,19 @@ import (
 	"github.com/vtcluster/vtcluster/internal/atomicfile"
 )
 
-// labCommand is hidden: it exists for "make demo" and the Python
-// end-to-end tests, which need real SSH hosts on one machine.
+// labCommand is what "make demo" and the tests build their hosts with, and
+// the quickest way to try the CLI without machines of one's own.
 func labCommand(e *env) *cli.Command {
 	return &cli.Command{
-		Name:   "lab",
-		Usage:  "build or tear down a local lab of SSH hosts in network namespaces (demos and tests; needs root)",
-		Hidden: true,
+		Name:  "lab",
+		Usage: "build or tear down a local lab of SSH hosts in network namespaces (to try vtcluster, demos and tests; needs root)",
 		Description: `Each lab host is a network namespace with its own address, hostname and
 sshd, reachable from this machine through a bridge. Hosts share this
 machine's filesystem and processes; only network and hostname differ.
 
 Examples:
    vtcluster lab up --hosts 2 --dir /tmp/lab --cluster-config /tmp/lab/cluster.json
+   vtcluster lab up --hosts 3 --subnet 10.124.0.0/16 --dir /tmp/lab3
    vtcluster lab status --dir /tmp/lab
    vtcluster lab down --dir /tmp/lab
    vtcluster lab reap`,
@@ -46,6 +47,7 @@ func labUpCommand(e *env) *cli.Command {
 			labDirFlag(),
 			&cli.IntFlag{Name: "hosts", Value: 2, Usage: "number of hosts (1..200)"},
 			&cli.StringFlag{Name: "prefix", Usage: "name prefix for namespaces and interfaces (default: random vtl...)"},
+			&cli.StringFlag{Name: "subnet", Usage: "IPv4 `PREFIX` for the lab's addresses: a /24 used as is, or a wider prefix searched for a free /24 (default: a free /24 of 10.250.0.0/16)"},
 			&cli.BoolFlag{Name: "password-user", Usage: "also create a throwaway user with a random password (see the lab's password file)"},
 			&cli.StringFlag{Name: "cluster-config", Usage: "write a cluster JSON file for the lab to `PATH`", TakesFile: true},
 			&cli.BoolFlag{Name: "json", Usage: "print the lab as JSON (the content of lab.json)"},
@@ -54,11 +56,23 @@ func labUpCommand(e *env) *cli.Command {
 			if cmd.Args().Len() > 0 {
 				return usageError{fmt.Errorf("lab up: unexpected arguments %q", cmd.Args().Slice())}
 			}
+			if n := cmd.Int("hosts"); n < 1 || n > 200 {
+				return usageError{fmt.Errorf("lab up: --hosts %d: want 1 to 200", n)}
+			}
+			var subnet netip.Prefix
+			if s := cmd.String("subnet"); s != "" {
+				p, err := netip.ParsePrefix(s)
+				if err != nil || !p.Addr().Is4() || p.Bits() > 24 {
+					return usageError{fmt.Errorf("lab up: --subnet %q: want an IPv4 prefix of /24 or wider, e.g. 10.124.0.0/16", s)}
+				}
+				subnet = p.Masked()
+			}
 			l, err := lab.Up(ctx, lab.Spec{
 				Dir:          cmd.String("dir"),
 				Hosts:        int(cmd.Int("hosts")),
 				Prefix:       cmd.String("prefix"),
 				PasswordUser: cmd.Bool("password-user"),
+				Subnet:       subnet,
 			})
 			if err != nil {
 				return err

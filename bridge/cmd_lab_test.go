@@ -92,7 +92,38 @@ func TestLabCommand_usageErrors(t *testing.T) {
 	if code, _, _ := runMain(t, "lab", "up", "--hosts", "2"); code != 2 {
 		t.Errorf("lab up without --dir: exit %d, want 2", code)
 	}
-	if code, _, errOut := runMain(t, "lab", "up", "--dir", t.TempDir(), "--hosts", "0"); code != 1 || !strings.Contains(errOut, "Hosts is 0") {
+	if code, _, errOut := runMain(t, "lab", "up", "--dir", t.TempDir(), "--hosts", "0"); code != 2 || !strings.Contains(errOut, "--hosts 0: want 1 to 200") {
 		t.Errorf("lab up --hosts 0: exit %d, %q", code, errOut)
+	}
+}
+
+// lab up --subnet puts the lab inside the prefix asked for; bad values are
+// usage errors (exit 2) naming the flag, before anything is built.
+func TestLabCommand_subnet(t *testing.T) {
+	for _, args := range [][]string{
+		{"--subnet", "fd00::/64"},
+		{"--subnet", "10.124.0.0/25"},
+		{"--subnet", "ten"},
+	} {
+		code, _, errOut := runMain(t, append([]string{"lab", "up", "--dir", t.TempDir()}, args...)...)
+		if code != 2 || !strings.Contains(errOut, args[0]) {
+			t.Errorf("lab up %q: exit %d: %s", args, code, errOut)
+		}
+	}
+	if err := lab.CheckTools(""); err != nil {
+		t.Skip(err)
+	}
+	dir := t.TempDir()
+	t.Cleanup(func() { lab.Down(dir) })
+	code, out, errOut := runMain(t, "lab", "up", "--hosts", "1", "--subnet", "10.124.0.0/16", "--dir", dir, "--json")
+	if code != 0 {
+		t.Fatalf("lab up: exit %d: %s", code, errOut)
+	}
+	var l lab.Lab
+	if err := json.Unmarshal([]byte(out), &l); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(l.Subnet, "10.124.") || !strings.HasPrefix(l.Hosts[0].Address, "10.124.") {
+		t.Errorf("lab in 10.124.0.0/16: subnet %s, host %s", l.Subnet, l.Hosts[0].Address)
 	}
 }

@@ -180,11 +180,7 @@ and the nodes are unregistered only if that worked on all of them.`,
 			}
 			if cmd.Bool("cleanup") {
 				if err := runAgentsOp(ctx, e, cmd, "node remove --cleanup", func(c *cluster.Controller, ctx context.Context, _ []string) ([]cluster.NodeResult, error) {
-					own, err := ownPartitions(ctx, c.Store())
-					if err != nil {
-						return nil, err
-					}
-					return c.CleanupAgents(ctx, own, names...)
+					return cleanupOwnAgents(ctx, c, nil, names)
 				}); err != nil {
 					return fmt.Errorf("%w (nothing was unregistered)", err)
 				}

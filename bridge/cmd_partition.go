@@ -161,7 +161,7 @@ func partitionCreateCommand(e *env) *cli.Command {
 				Owner: owner, Tags: tags, Lease: lease, Wait: wait,
 				// Reclaims and waits are worth a line: they explain where
 				// nodes came from, or why the command is not done yet.
-				Logger: slog.New(slog.NewTextHandler(e.stderr, nil)),
+				Logger: newLineLogger(e.stderr, slog.LevelInfo),
 				Choose: func(idle []cluster.Node) (map[string]string, error) {
 					return cluster.Assign(reqs, candidates(idle))
 				},
@@ -169,8 +169,11 @@ func partitionCreateCommand(e *env) *cli.Command {
 			if isNoMatch(err) {
 				return exitError{code: 2, err: fmt.Errorf("partition create: %w", err)}
 			}
-			if errors.Is(err, cluster.ErrBusy) {
+			if errors.Is(err, cluster.ErrBusy) && wait == 0 {
 				return fmt.Errorf("partition create: %w (wait with --wait DURATION)", err)
+			}
+			if errors.Is(err, cluster.ErrBusy) {
+				return fmt.Errorf("partition create: %w (still busy after --wait %s)", err, wait)
 			}
 			if err != nil {
 				return fmt.Errorf("partition create: %w", err)

@@ -275,6 +275,10 @@ Examples:
 						return err
 					}
 					id, err := m.SelectPool(ctx, cmd.String("type"), p)
+					if errors.Is(err, resmgr.ErrPoolNotAvailable) {
+						// Nothing matched: 2, as for select.
+						return exitError{code: 2, err: fmt.Errorf("pool select: %w", err)}
+					}
 					if err != nil {
 						return err
 					}
@@ -435,7 +439,11 @@ Examples:
 				if cmd.Bool("force") {
 					return m.Remove(ctx, id)
 				}
-				return m.DestroyResource(ctx, id)
+				err := m.DestroyResource(ctx, id)
+				if errors.Is(err, resmgr.ErrAllocated) {
+					return fmt.Errorf("%w (release and unbind it first, or: vtcluster resource destroy --force %s)", err, id)
+				}
+				return err
 			}, &cli.BoolFlag{Name: "force", Usage: "release and unbind on every node first"}),
 		},
 	}

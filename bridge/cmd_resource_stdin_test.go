@@ -35,7 +35,7 @@ func TestCLI_resourceParamsFromStdin(t *testing.T) {
 		!strings.Contains(out, `"size":"1048576"`) || !strings.Contains(out, `"filename":"image.raw"`) {
 		t.Errorf("resource info: exit %d: %s", code, out)
 	}
-	if code, out, errOut = run(`{"storage_type": "nfs"}`, "pool", "select", "--params-stdin"); code != 1 || !strings.Contains(errOut, "pool") {
+	if code, out, errOut = run(`{"storage_type": "nfs"}`, "pool", "select", "--params-stdin"); code != 2 || !strings.Contains(errOut, "pool select") {
 		t.Errorf("pool select of a missing type: exit %d: %s%s", code, out, errOut)
 	}
 

@@ -13,8 +13,15 @@ import (
 
 func stateCommand(e *env) *cli.Command {
 	return &cli.Command{
-		Name:     "state",
-		Usage:    "manage where the cluster state lives",
+		Name:  "state",
+		Usage: "manage where the cluster state lives",
+		Description: `The state (registered nodes, partitions, pools, resources) lives in a
+JSON file per cluster under --state-dir (default ~/avocado/data/vtcluster),
+or in etcd with --state etcd://HOST:PORT[,HOST:PORT...]/PREFIX, which
+several controllers can share.
+
+Examples:
+   vtcluster state migrate --from file:///root/avocado/data/vtcluster --to etcd://10.0.0.5:2379/vt`,
 		Commands: []*cli.Command{stateMigrateCommand(e)},
 	}
 }

@@ -367,7 +367,7 @@ func hasFlag(cmd *cli.Command, name string) bool {
 // stderrLogger shows the cluster package's warnings (an agent that had to
 // be killed, a reclaimed partition) without its routine information.
 func stderrLogger(e *env) *slog.Logger {
-	return slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return newLineLogger(e.stderr, slog.LevelWarn)
 }
 
 // noArgs rejects positional arguments on commands that take none.

@@ -81,8 +81,7 @@ func TestCLI_agentsCleanup_andNodeRemoveCleanup(t *testing.T) {
 	c := newCLICluster(t, 2, nil)
 	h1, h2 := c.lab.Hosts[0], c.lab.Hosts[1]
 	c.bootstrap(t)
-	c.mustCLI(t, "agents", "start")
-	t.Cleanup(func() { c.cli(t, "agents", "stop") })
+	c.startAgents(t)
 	agentDir := func(h lab.Host) string {
 		out := c.mustCLI(t, "node", "list", "--json")
 		for _, n := range jsonOut(t, out).Array() {

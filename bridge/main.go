@@ -9,7 +9,8 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
-	"strings"
+
+	"github.com/urfave/cli/v3"
 )
 
 // Version is the vtcluster release, printed by --version.
@@ -62,6 +63,7 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		return runnerMain(ctx, e, args)
 	}
 	root := rootCommand(e)
+	routeUsageErrors(root)
 	err := root.Run(ctx, args)
 	closeStores(root)
 	return exitCode(e, err)
@@ -83,12 +85,11 @@ func exitCode(e *env, err error) int {
 		fmt.Fprintf(e.stderr, "vtcluster: %v\n", ue.err)
 		return 2
 	}
-	msg := err.Error()
-	// urfave/cli reports flag problems as plain errors; treat them as usage errors.
-	if strings.Contains(msg, "flag provided but not defined") ||
-		strings.Contains(msg, "Required flag") || strings.Contains(msg, "invalid value") ||
-		strings.Contains(msg, "No help topic") || strings.Contains(msg, "flag needs an argument") {
-		fmt.Fprintf(e.stderr, "vtcluster: %v\n", err)
+	// The library's own exit errors come from its help command (help
+	// TOPIC for no such topic): a usage error.
+	var ec cli.ExitCoder
+	if errors.As(err, &ec) {
+		fmt.Fprintf(e.stderr, "vtcluster: %v (see vtcluster --help)\n", err)
 		return 2
 	}
 	fmt.Fprintf(e.stderr, "vtcluster: %v\n", err)

@@ -52,7 +52,7 @@ func TestCLI_poolsAndResources(t *testing.T) {
 		t.Errorf("status pools of node2 = %q", got)
 	}
 	code, _, errOut := c.cli(t, "resource", "destroy", id)
-	if code != 1 || !strings.Contains(errOut, "Cannot destroy an allocated resource object") {
+	if code != 1 || !strings.Contains(errOut, "Cannot destroy an allocated resource object") || !strings.Contains(errOut, "resource destroy --force "+id) {
 		t.Errorf("destroy allocated: exit %d: %s", code, errOut)
 	}
 	code, _, errOut = c.cli(t, "pool", "destroy", "shared")

@@ -178,7 +178,8 @@ type ConfigError struct {
 	// hosts["n1.example.com"]. Empty for file-level problems.
 	Path string
 	// Line and Column locate the problem (1-based, column in characters);
-	// zero when unknown. They are printed only when Path is empty.
+	// zero when unknown. Printed with the path: an editor jumps to the
+	// line, a reader sees the key.
 	Line, Column int
 	// Msg says what is wrong and what was expected.
 	Msg string
@@ -187,11 +188,7 @@ type ConfigError struct {
 }
 
 func (e *ConfigError) Error() string {
-	line := e.Line
-	if e.Path != "" {
-		line = 0 // the path says where
-	}
-	return py.Locate(e.File, line, e.Column, e.Path, e.Msg)
+	return py.Locate(e.File, e.Line, e.Column, e.Path, e.Msg)
 }
 
 func (e *ConfigError) Unwrap() error { return e.Err }
@@ -278,8 +275,13 @@ func cfgTreePath(parent string, key any) string {
 	return cfgPath(parent, key.(string))
 }
 
-func (l *configLoader) warn(path, format string, args ...any) {
-	l.warns = append(l.warns, (&ConfigError{File: l.file, Path: path, Msg: fmt.Sprintf(format, args...)}).Error())
+// warn records a warning at byte offset off of the file (-1: no place).
+func (l *configLoader) warn(off int, path, format string, args ...any) {
+	line, col := 0, 0
+	if off >= 0 {
+		line, col = py.LineCol(l.data, off)
+	}
+	l.warns = append(l.warns, (&ConfigError{File: l.file, Path: path, Line: line, Column: col, Msg: fmt.Sprintf(format, args...)}).Error())
 }
 
 func (l *configLoader) load() *Config {
@@ -311,11 +313,11 @@ func (l *configLoader) load() *Config {
 				cfg.Pools = json.RawMessage(l.data[m.Value.Start:m.Value.End])
 			}
 		default:
-			l.warn(cfgPath("", m.Key), "unknown key ignored (upstream reads only \"hosts\" and \"pools\")")
+			l.warn(m.Start, cfgPath("", m.Key), "unknown key ignored (upstream reads only \"hosts\" and \"pools\")")
 		}
 	}
 	if hosts == nil {
-		l.warn("", "no \"hosts\": the cluster has no nodes")
+		l.warn(-1, "", "no \"hosts\": the cluster has no nodes")
 	}
 	return cfg
 }
@@ -326,7 +328,7 @@ func (l *configLoader) hosts(v *py.Node) []HostConfig {
 		return nil
 	}
 	if len(v.Members) == 0 {
-		l.warn("hosts", "no hosts: the cluster has no nodes")
+		l.warn(v.Start, "hosts", "no hosts: the cluster has no nodes")
 	}
 	var out []HostConfig
 	for _, m := range v.Members {
@@ -418,7 +420,7 @@ func (l *configLoader) host(name string, v *py.Node) (HostConfig, bool) {
 			labels = m.Value
 			h.Labels = l.labels(m.Value, kp)
 		default:
-			l.warn(kp, "unknown host parameter ignored%s", suggestKey(m.Key, hostKeys))
+			l.warn(m.Start, kp, "unknown host parameter ignored%s", suggestKey(m.Key, hostKeys))
 		}
 		typeErr[m.Key] = len(l.errs) > before
 	}
@@ -455,7 +457,7 @@ func (l *configLoader) host(name string, v *py.Node) (HostConfig, bool) {
 	})
 	if h.AgentBind == AgentBindDirect && h.TokenFile == "" {
 		h.Unauthenticated = true
-		l.warn(path, "agent_bind \"direct\" without token_file: only an already running upstream agent (no authentication) can serve this node")
+		l.warn(v.Start, path, "agent_bind \"direct\" without token_file: only an already running upstream agent (no authentication) can serve this node")
 	}
 	return h, len(l.errs) == nerr
 }

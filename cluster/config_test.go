@@ -137,7 +137,7 @@ func TestLoadConfig_errorIsTyped(t *testing.T) {
 	if ce.File != path || ce.Path != "hosts.node1.shell_port" || ce.Line != 3 || ce.Column != 53 {
 		t.Errorf("got File=%q Path=%q at %d:%d", ce.File, ce.Path, ce.Line, ce.Column)
 	}
-	want := path + `: hosts.node1.shell_port: expected a port number (1-65535) as integer or string, got "abc"`
+	want := path + `:3:53: hosts.node1.shell_port: expected a port number (1-65535) as integer or string, got "abc"`
 	if ce.Error() != want {
 		t.Errorf("message\n got %s\nwant %s", ce.Error(), want)
 	}

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -181,7 +182,7 @@ func (c *Controller) Nodes(ctx context.Context, names ...string) ([]Node, error)
 	for _, name := range names {
 		n := s.Node(name)
 		if n == nil {
-			return nil, fmt.Errorf("cluster: no node named %q (registered: %v)", name, s.SortedNames())
+			return nil, fmt.Errorf("cluster: no node named %q (registered: %s)", name, strings.Join(s.SortedNames(), ", "))
 		}
 		out = append(out, *n)
 	}

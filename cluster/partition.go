@@ -15,6 +15,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/vtcluster/vtcluster/agent/pgroup"
 )
 
 // DefaultLease is the lease a partition gets when AllocRequest.Lease or
@@ -79,6 +81,32 @@ func ProcessOwner(pid int, jobID, testID string) (Owner, error) {
 		return Owner{}, errors.New("cluster: cannot determine this host's name")
 	}
 	return Owner{JobID: jobID, TestID: testID, Host: host, PID: pid, PIDStart: start, BootID: hostBootID()}, nil
+}
+
+// IsAncestorOf reports whether the owner is process pid of this host or
+// one of its ancestors: a partition created from a script's shell belongs
+// to every command that shell runs, through whatever wrappers (timeout,
+// nice, env, sudo) it runs them, which a parent pid match would miss.
+func (o Owner) IsAncestorOf(pid int) bool {
+	if o.Host != ownHostname() || o.PID <= 0 {
+		return false
+	}
+	// Bounded: a pid chain is short, and a cycle cannot happen, but a
+	// malformed /proc must not loop.
+	for range 128 {
+		if pid <= 1 {
+			return false
+		}
+		st, err := pgroup.ReadStat(pid)
+		if err != nil {
+			return false
+		}
+		if pid == o.PID && (o.PIDStart == 0 || o.PIDStart == st.StartTick) {
+			return true
+		}
+		pid = st.Ppid
+	}
+	return false
 }
 
 func (o Owner) String() string {

@@ -7,6 +7,8 @@ import (
 	"net"
 	"strconv"
 	"sync"
+
+	"github.com/vtcluster/vtcluster/cluster/sshx"
 )
 
 // Transport reaches one node's agent. Implementations decide how the bytes
@@ -23,6 +25,11 @@ type Transport interface {
 
 // ErrTransportClosed is returned by DialAgent after Close.
 var ErrTransportClosed = errors.New("cluster: transport closed")
+
+// ErrAgentNotRunning marks a node whose SSH login works but whose agent
+// socket has nothing listening: the agent is not running, which is not
+// a transport failure.
+var ErrAgentNotRunning = errors.New("the agent is not running on the node (start it with: vtcluster agents start)")
 
 // contextDialer is what the tunnel needs from an SSH connection.
 type contextDialer interface {
@@ -60,6 +67,9 @@ func (t *TunnelTransport) DialAgent(ctx context.Context) (net.Conn, error) {
 		return nil, ErrTransportClosed
 	}
 	conn, err := t.ssh.DialContext(ctx, "unix", t.socket)
+	if errors.Is(err, sshx.ErrNothingListens) {
+		return nil, fmt.Errorf("cluster: %w: nothing listens on %s", ErrAgentNotRunning, t.socket)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("cluster: tunnel to agent socket %s: %w", t.socket, err)
 	}

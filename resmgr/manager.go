@@ -725,7 +725,23 @@ func selectPool(r *record, resType string, sels []cluster.Selector, need ...stri
 			return p, nil
 		}
 	}
-	return nil, ErrPoolNotAvailable
+	// Upstream's message first (callers match on it), then what was
+	// asked and what there is, so the reader can see why.
+	var have []string
+	for _, p := range r.Pools {
+		have = append(have, fmt.Sprintf("%s (%s, nodes %s)", p.Config.Meta.Name, p.Config.Meta.Type, strings.Join(p.Config.Meta.Access.Nodes, " ")))
+	}
+	if len(have) == 0 {
+		have = []string{"none; define them under \"pools\" in the cluster config, or vtcluster pool create"}
+	}
+	want := fmt.Sprintf("a %s", resType)
+	if len(sels) > 0 {
+		want += fmt.Sprintf(" with selectors %s", cluster.FormatSelectors(sels))
+	}
+	if len(need) > 0 {
+		want += " reaching " + strings.Join(need, ", ")
+	}
+	return nil, fmt.Errorf("%w for %s; pools: %s", ErrPoolNotAvailable, want, strings.Join(have, "; "))
 }
 
 // SelectPool returns the uuid of the pool a resource would be created in.

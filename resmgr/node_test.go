@@ -176,10 +176,17 @@ func TestNodeService_dirPoolVolumeLifecycle(t *testing.T) {
 	mustFail(t, call(t, s2, "destroy_pool_connection", "p1"), "'p1'")
 }
 
-func TestNodeService_qcow2VolumeIsRealImage(t *testing.T) {
+// needQemuImg skips t where qemu-img is missing, as make test leaves it
+// when it cannot install the package (scripts/install-packages.sh).
+func needQemuImg(t *testing.T) {
+	t.Helper()
 	if _, err := exec.LookPath("qemu-img"); err != nil {
-		t.Skip("qemu-img not installed")
+		t.Skip("qemu-img not installed (apt-get install qemu-utils): qcow2 volumes are made with it")
 	}
+}
+
+func TestNodeService_qcow2VolumeIsRealImage(t *testing.T) {
+	needQemuImg(t)
 	s := newNode(t, t.TempDir(), nil)
 	mustOK(t, call(t, s, "create_pool_connection", dirPool("p1", "")))
 	b := mustOK(t, call(t, s, "create_resource_backing", volume("r1", "p1", "disk.qcow2"))).(map[string]any)

@@ -33,6 +33,24 @@ const pyResultFile = "multihost-result.json"
 // isPythonTestFile tells a Python test class file from a JSON spec.
 func isPythonTestFile(path string) bool { return strings.HasSuffix(path, ".py") }
 
+// unplaced drops the line and column of spec errors about a class's
+// attributes: they would point into the JSON built from them, not into
+// the Python file; the path (nodes.dst) names the attribute.
+func unplaced(err error) error {
+	var errs []error
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	} else {
+		errs = []error{err}
+	}
+	for _, e := range errs {
+		if se, ok := e.(*specError); ok {
+			se.Line, se.Column = 0, 0
+		}
+	}
+	return err
+}
+
 // pythonClassSpec builds the one-test spec of a Python class test. The
 // declaration goes through parseSpec, so tags and selectors are checked
 // exactly as in a JSON spec.
@@ -106,7 +124,7 @@ func pythonClassSpec(r runnable, file, name string) (*SpecFile, error) {
 	}
 	spec, err := parseSpec(file, data)
 	if err != nil {
-		return nil, err
+		return nil, unplaced(err)
 	}
 	spec.Tests[0].ResultFile = pyResultFile
 	return spec, nil

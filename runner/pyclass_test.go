@@ -59,7 +59,9 @@ func TestPythonClassSpec_rejects(t *testing.T) {
 		{"not a method", "Transfer", map[string]any{"nodes": good}, "want Class.test_method"},
 		{"no nodes", "T.test_a", map[string]any{}, "nodes: want a non-empty list"},
 		{"bad pair", "T.test_a", map[string]any{"nodes": []any{"src"}}, "nodes[0]: want [tag, selectors]"},
-		{"bad selectors", "T.test_a", map[string]any{"nodes": []any{[]any{"src", "[{'key': 1"}}}, "src"},
+		// No line:column: it would point into the JSON built from the
+		// class, not into the Python file.
+		{"bad selectors", "T.test_a", map[string]any{"nodes": []any{[]any{"src", "[{'key': 1"}}}, "spec " + file + ": nodes.src: "},
 		{"bad tag", "T.test_a", map[string]any{"nodes": []any{[]any{"a b", ""}}}, "a b"},
 		{"bad timeout", "T.test_a", map[string]any{"nodes": good, "timeout": "soon"}, "timeout: want a number"},
 		{"resources go through the spec loader", "T.test_a", map[string]any{"nodes": good, "resources": "disk"}, "resources"},

@@ -1,7 +1,6 @@
 package runner
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -20,7 +19,7 @@ import (
 type reporter struct {
 	mu        sync.Mutex
 	status    *statusClient
-	out       *bufio.Writer
+	out       io.Writer
 	task      bool
 	id        any
 	jobID     *string
@@ -51,9 +50,7 @@ type reporterConfig struct {
 // newReporter returns a reporter for one task.
 func newReporter(cfg reporterConfig) *reporter {
 	r := &reporter{status: cfg.Status, task: cfg.Task, id: cfg.ID, jobID: cfg.JobID, outputDir: cfg.OutputDir}
-	if cfg.Stdout != nil {
-		r.out = bufio.NewWriter(cfg.Stdout)
-	}
+	r.out = cfg.Stdout
 	return r
 }
 
@@ -147,9 +144,8 @@ func (r *reporter) deliver(ctx context.Context, m message) {
 	if r.out != nil {
 		// Printing is a courtesy for humans and Avocado's selftests;
 		// Avocado itself sends stdout to /dev/null. Errors are ignored.
-		r.out.WriteString(py.Repr(m))
-		r.out.WriteByte('\n')
-		r.out.Flush()
+		// One write per line, so a reader never sees half of one.
+		r.out.Write([]byte(py.Repr(m) + "\n"))
 	}
 }
 

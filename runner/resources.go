@@ -98,7 +98,7 @@ func (l *specLoader) resources(v *jsonValue, p string, t *Test) []ResourceSpec {
 			case "params":
 				rs.Params = l.resourceParams(m.Value, mp)
 			default:
-				l.errorf(mp, "unknown key (allowed: name, type, on, allocate, params)")
+				l.unknownKey(m, mp, "allowed: name, type, on, allocate, params")
 			}
 		}
 		for _, k := range []string{"name", "type", "on"} {

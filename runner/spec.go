@@ -212,7 +212,7 @@ func parseSpec(path string, data []byte) (*SpecFile, error) {
 	case root.Get("tests") != nil:
 		for _, m := range root.Members {
 			if m.Key != "tests" {
-				l.errorf(jsonPath("", m.Key), "unknown key (a file with \"tests\" has nothing else)")
+				l.unknownKey(m, jsonPath("", m.Key), "a file with \"tests\" has nothing else")
 			}
 		}
 		tests := root.Get("tests")
@@ -280,6 +280,17 @@ func (l *specLoader) errorf(path, format string, args ...any) {
 	l.errs = append(l.errs, e)
 }
 
+// unknownKey reports key m as not allowed, located at the key itself
+// (the value may be many lines down, or fine).
+func (l *specLoader) unknownKey(m py.Member, path, allowed string) {
+	n := len(l.errs)
+	l.errorf(path, "unknown key (%s)", allowed)
+	if len(l.errs) > n {
+		e := l.errs[len(l.errs)-1].(*specError)
+		e.Line, e.Column = py.LineCol(l.data, m.Start)
+	}
+}
+
 // tagRE: tags appear in placeholders ({tag.address}, so no dots), in
 // environment variable names and in result directory names.
 var tagRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -315,7 +326,7 @@ func (l *specLoader) test(v *jsonValue, at string) *Test {
 		case "collect":
 			// checked below, once the tags are known
 		default:
-			l.errorf(p, "unknown key (allowed: name, description, nodes, params, resources, body, timeout, tags, collect)")
+			l.unknownKey(m, p, "allowed: name, description, nodes, params, resources, body, timeout, tags, collect")
 		}
 	}
 	if v.Get("name") == nil {
@@ -602,7 +613,7 @@ func (l *specLoader) body(v *jsonValue, p string, t *Test) Body {
 				b.Steps = append(b.Steps, l.step(sv, jsonPath(at, i), t))
 			}
 		default:
-			l.errorf(at, "unknown key (allowed: command, env, steps)")
+			l.unknownKey(m, at, "allowed: command, env, steps")
 		}
 	}
 	if len(b.Command) == 0 && len(b.Steps) == 0 {
@@ -686,7 +697,7 @@ func (l *specLoader) step(v *jsonValue, p string, t *Test) Step {
 		case "timeout":
 			s.Timeout = l.seconds(m.Value, at)
 		default:
-			l.errorf(at, "unknown key (allowed: on, run, parallel, timeout)")
+			l.unknownKey(m, at, "allowed: on, run, parallel, timeout")
 		}
 	}
 	if v.Get("on") == nil {

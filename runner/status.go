@@ -145,10 +145,7 @@ func (c *statusClient) write(ctx context.Context, conn net.Conn, line []byte) er
 	if err := conn.SetWriteDeadline(deadline); err != nil {
 		return err
 	}
-	// net.Conn.Write writes everything or returns an error (unlike
-	// Python's socket.send, which Avocado uses).
-	_, err := conn.Write(line)
-	return err
+	return writeWhole(conn, line, deadline)
 }
 
 func (c *statusClient) dial(ctx context.Context, u statusURI, retry bool) (net.Conn, error) {

@@ -11,25 +11,27 @@ cd "$(dirname "$0")/.."
 root=$PWD
 
 [ "$(id -u)" = 0 ] || { echo "demo: needs root (network namespaces and sshd)" >&2; exit 1; }
-need=()
-[ -x /usr/sbin/sshd ] || need+=(openssh-server)
-command -v ip >/dev/null 2>&1 || need+=(iproute2)
-command -v ping >/dev/null 2>&1 || need+=(iputils-ping)
-if [ ${#need[@]} -gt 0 ]; then
-  echo "demo: installing ${need[*]}"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
-fi
+# The lab's part of the one package list (the demo needs no etcd or QEMU).
+bash scripts/install-packages.sh --require openssh-server openssh-client iproute2 iputils-ping
 [ -x bin/vtcluster ] || make build
 [ -x .venv/bin/avocado ] || bash scripts/venv.sh
 
 work=$(mktemp -d /tmp/vtcluster-demo.XXXXXX)
 export VTCLUSTER_STATE_DIR=$work/state   # never touch the user's own cluster state
 export PATH="$root/bin:$root/.venv/bin:$PATH"
+# The work dir holds the lab's private key and state as well as the
+# results: removed at the end unless KEEP=1 (make demo KEEP=1).
 cleanup() {
   status=$?
   echo "== tearing the lab down"
   vtcluster agents stop >/dev/null 2>&1 || true
   vtcluster lab down --dir "$work/lab" || true
+  if [ "${KEEP:-0}" = 1 ]; then
+    echo "demo: kept $work (results, logs, and the lab's key and state): remove it with rm -rf $work"
+  else
+    rm -rf -- "$work"
+    echo "demo: removed $work (make demo KEEP=1 keeps the results and logs)"
+  fi
   exit $status
 }
 trap cleanup EXIT INT TERM
@@ -66,6 +68,7 @@ PY
 
 echo
 echo "== results: $job"
+[ "${KEEP:-0}" = 1 ] || echo "   (removed when the demo ends; make demo KEEP=1 keeps them)"
 echo "   per-test node logs:  $job/test-results/*/cluster/<tag>/"
 echo "   per-node agent logs: $job/cluster/<node>/"
 echo "   node log lines in the ping test's debug.log (upstream's unified format):"

@@ -282,6 +282,7 @@ func eachProc(f func(pid int, st procStat)) error {
 
 type procStat struct {
 	state     byte
+	ppid      int
 	pgrp      int
 	startTick uint64
 }
@@ -289,6 +290,7 @@ type procStat struct {
 // Stat is what /proc/PID/stat says of a process that supervisors need.
 type Stat struct {
 	State     byte   // R, S, D, Z, X, ...
+	Ppid      int    // parent process id
 	Pgrp      int    // process group id
 	StartTick uint64 // start time in clock ticks after boot
 }
@@ -297,7 +299,7 @@ type Stat struct {
 // error matching fs.ErrNotExist.
 func ReadStat(pid int) (Stat, error) {
 	st, err := readStat(pid)
-	return Stat{State: st.state, Pgrp: st.pgrp, StartTick: st.startTick}, err
+	return Stat{State: st.state, Ppid: st.ppid, Pgrp: st.pgrp, StartTick: st.startTick}, err
 }
 
 func readStat(pid int) (procStat, error) {
@@ -325,6 +327,10 @@ func parseStat(stat []byte) (procStat, bool) {
 	if len(f) < 20 || len(f[0]) != 1 {
 		return procStat{}, false
 	}
+	ppid, err := strconv.Atoi(string(f[1]))
+	if err != nil {
+		return procStat{}, false
+	}
 	pg, err := strconv.Atoi(string(f[2]))
 	if err != nil {
 		return procStat{}, false
@@ -333,7 +339,7 @@ func parseStat(stat []byte) (procStat, bool) {
 	if err != nil {
 		return procStat{}, false
 	}
-	return procStat{state: f[0][0], pgrp: pg, startTick: start}, true
+	return procStat{state: f[0][0], ppid: ppid, pgrp: pg, startTick: start}, true
 }
 
 // StopLeftover stops what is left of a group that an earlier supervisor

@@ -40,6 +40,7 @@ func StopLeftover(id Ident, grace time.Duration) ([]int, error) { return nil, er
 // Stat is what /proc/PID/stat says of a process.
 type Stat struct {
 	State     byte
+	Ppid      int
 	Pgrp      int
 	StartTick uint64
 }

@@ -42,6 +42,11 @@ type Spec struct {
 	// PasswordUser creates a throwaway local user with a random password
 	// that may log in with it (root itself only takes keys). Down removes it.
 	PasswordUser bool
+	// Subnet, when valid, is where the lab's /24 comes from: a /24 is used
+	// as is (refused when another lab or an interface of this machine has
+	// it), a wider IPv4 prefix is searched for a free /24. The zero value
+	// searches 10.250.0.0/16.
+	Subnet netip.Prefix
 	// OwnerPID, when non-zero, ties the lab to that process: DownAll reaps
 	// the lab once the process is gone. Zero means the lab lives until Down,
 	// or until its Dir disappears.
@@ -231,7 +236,11 @@ func plan(spec Spec) (*Lab, error) {
 		if err != nil {
 			return err
 		}
-		subnet, err := pickSubnet(defaultBase, takenSubnets(labs), addrs)
+		base := defaultBase
+		if spec.Subnet.IsValid() {
+			base = spec.Subnet
+		}
+		subnet, err := pickSubnet(base, takenSubnets(labs), addrs)
 		if err != nil {
 			return err
 		}

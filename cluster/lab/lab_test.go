@@ -55,6 +55,19 @@ func TestPickSubnet_exhausted(t *testing.T) {
 	}
 }
 
+// A /24 asked for by name (lab up --subnet) is that /24 or an error that
+// says it is taken.
+func TestPickSubnet_exactSubnet(t *testing.T) {
+	want := netip.MustParsePrefix("10.124.7.0/24")
+	if got, err := pickSubnet(want, nil, nil); err != nil || got != want {
+		t.Fatalf("pickSubnet(%s) = %v, %v", want, got, err)
+	}
+	_, err := pickSubnet(want, nil, []netip.Addr{netip.MustParseAddr("10.124.7.1")})
+	if err == nil || !strings.Contains(err.Error(), "subnet 10.124.7.0/24 is in use") {
+		t.Fatalf("taken /24: %v", err)
+	}
+}
+
 func TestPickSubnet_badBase(t *testing.T) {
 	for _, b := range []string{"10.250.0.0/25", "fd00::/64"} {
 		if _, err := pickSubnet(netip.MustParsePrefix(b), nil, nil); err == nil {

@@ -81,3 +81,16 @@ func StartSpec(tb TB, spec Spec) *Lab {
 	})
 	return l
 }
+
+// StrangerKey writes a new ed25519 private key (OpenSSH format, 0600) that
+// no lab authorizes, and returns its path: for tests of a refused login,
+// or of a key installed on purpose.
+func StrangerKey(tb TB) string {
+	tb.Helper()
+	dir := tb.TempDir()
+	priv := dir + "/stranger_key"
+	if _, err := genKey(priv, priv+".pub", "stranger"); err != nil {
+		tb.Fatalf("%v", err)
+	}
+	return priv
+}

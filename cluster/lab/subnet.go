@@ -59,6 +59,9 @@ func pickSubnet(base netip.Prefix, taken []netip.Prefix, addrs []netip.Addr) (ne
 			return cand, nil
 		}
 	}
+	if n == 1 {
+		return netip.Prefix{}, fmt.Errorf("lab: subnet %s is in use by another lab or an interface of this machine; pick another (or a wider prefix to search, e.g. %s/16)", base, netip.PrefixFrom(base.Addr(), 16).Masked().Addr())
+	}
 	return netip.Prefix{}, fmt.Errorf("lab: no free /24 left in %s (%d labs or interfaces use it); run \"vtcluster lab reap\" or remove stale labs", base, len(taken))
 }
 

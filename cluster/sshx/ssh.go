@@ -130,6 +130,9 @@ var (
 	ErrKeepaliveTimeout = errors.New("ssh keepalive timeout: node stopped answering")
 	// ErrAuth marks a failed login: no offered credential was accepted.
 	ErrAuth = errors.New("ssh authentication failed")
+	// ErrNothingListens marks a forward sshd could not connect on the
+	// node: nothing listens at that address or socket.
+	ErrNothingListens = errors.New("nothing listens there on the node")
 )
 
 // Client is one authenticated SSH connection to a node. Commands, SFTP
@@ -246,9 +249,29 @@ func dialError(ctx context.Context, cfg Config, addr string, hk *hostKeyChecker,
 		return fmt.Errorf("ssh %s: handshake: %w (%v)", addr, ctxErr, err)
 	}
 	if strings.Contains(err.Error(), "unable to authenticate") {
-		return fmt.Errorf("%w as %s@%s: %w", ErrAuth, cfg.User, addr, err)
+		return fmt.Errorf("%w as %s@%s (tried %s; is the public key in the node's ~%s/.ssh/authorized_keys?): %w",
+			ErrAuth, cfg.User, addr, triedCredentials(cfg), cfg.User, err)
 	}
 	return fmt.Errorf("ssh %s: %w", addr, err)
+}
+
+// triedCredentials names what a login offered, so a failed one says which
+// key files to look at.
+func triedCredentials(cfg Config) string {
+	var tried []string
+	if cfg.UseAgent && os.Getenv("SSH_AUTH_SOCK") != "" {
+		tried = append(tried, "the keys of ssh-agent at $SSH_AUTH_SOCK")
+	}
+	if len(cfg.KeyFiles) > 0 {
+		tried = append(tried, "key files "+strings.Join(cfg.KeyFiles, ", "))
+	}
+	if cfg.Password != "" {
+		tried = append(tried, "a password")
+	}
+	if len(tried) == 0 {
+		return "no credentials"
+	}
+	return strings.Join(tried, "; ")
 }
 
 // authMethods builds the auth methods in order: agent and key files (one
@@ -433,6 +456,13 @@ func (c *Client) closedErr() error {
 func (c *Client) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	conn, err := c.client.DialContext(ctx, network, addr)
 	if err != nil {
+		// sshd answers "connect failed" when its own connect is refused
+		// (or the socket is missing): typed, so callers can say what
+		// should have been listening.
+		var oce *ssh.OpenChannelError
+		if errors.As(err, &oce) && oce.Reason == ssh.ConnectionFailed {
+			return nil, fmt.Errorf("ssh %s: forward to %s: %w (%w)", c.addr, addr, ErrNothingListens, err)
+		}
 		return nil, fmt.Errorf("ssh %s: forward to %s: %w", c.addr, addr, err)
 	}
 	return conn, nil

@@ -193,6 +193,19 @@ func TestDialSSH_passwordAuth(t *testing.T) {
 	}
 }
 
+// A key the node does not accept: the error names the key file tried, so
+// the user knows which one to put in authorized_keys.
+func TestDialSSH_wrongKeyNamesKeyFile(t *testing.T) {
+	l := lab.Start(t, 1)
+	cfg := labConfig(l, 0)
+	stranger := lab.StrangerKey(t)
+	cfg.KeyFiles, cfg.UseAgent = []string{stranger}, false
+	_, err := Dial(testCtx(t), cfg, nil)
+	if !errors.Is(err, ErrAuth) || !strings.Contains(err.Error(), "tried key files "+stranger) {
+		t.Fatalf("wrong key: err = %v, want ErrAuth naming %s", err, stranger)
+	}
+}
+
 func TestDialSSH_agentAuth(t *testing.T) {
 	l := lab.Start(t, 1)
 	if _, err := exec.LookPath("ssh-agent"); err != nil {

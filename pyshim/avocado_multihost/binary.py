@@ -1,18 +1,20 @@
-"""Finding and running the vtcluster binary.
+"""Finding and running the vtcluster binary, for the Avocado plugins.
 
-The plugins never do cluster work themselves: they build an argv list (no
-shell) and run ``vtcluster``. Which binary is decided once per process, by
-:func:`locate`, from the ``multihost.binary`` setting or else ``vtcluster``
-on PATH.
+An adapter over :mod:`avocado_multihost.vt_cluster._binary`, the one way
+the shim runs the binary: this module adds what comes from Avocado (the
+``multihost.*`` settings). The plugins never do cluster work themselves:
+they build an argv list (no shell) and run ``vtcluster``. Which binary is
+decided once per process, by :func:`locate`, from the ``multihost.binary``
+setting or else ``vtcluster`` on PATH.
 """
 
 import os
-import shutil
-import signal
 import subprocess
 import sys
 
 from avocado.core.settings import settings
+
+from avocado_multihost.vt_cluster import _binary
 
 #: Message given whenever the binary is needed but missing; the resolver
 #: uses it as its NOTFOUND info.
@@ -32,28 +34,13 @@ VTCLUSTER_BIN = UNSET
 #: was found or nothing was configured.
 LOCATE_DETAIL = ""
 
-#: How long a terminated vtcluster gets to clean up before SIGKILL.
-_TERM_GRACE_SECONDS = 10
-
-
 class BinaryNotFound(Exception):
     """The vtcluster binary is not available; str() says how to fix it."""
 
 
 def _find(configured):
     """Return (path or None, detail) for the configured value or PATH."""
-    configured = os.path.expanduser(configured or "")
-    if not configured:
-        found = shutil.which("vtcluster")
-        return found, ("" if found else "no vtcluster on PATH")
-    if os.sep in configured:
-        if os.path.isfile(configured) and os.access(configured, os.X_OK):
-            return os.path.abspath(configured), ""
-        return None, f'multihost.binary "{configured}" is not an executable file'
-    found = shutil.which(configured)
-    if found:
-        return found, ""
-    return None, f'multihost.binary "{configured}" is not on PATH'
+    return _binary.find(configured, "multihost.binary")
 
 
 def locate():
@@ -109,18 +96,6 @@ def command(*args, config=None, select_state=True):
     return head + [str(arg) for arg in args]
 
 
-def _stop(proc):
-    """SIGTERM the child, then SIGKILL if it ignores it; reap it either way."""
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=_TERM_GRACE_SECONDS)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 def run_captured(argv, timeout):
     """Run argv with stdin closed and output captured.
 
@@ -128,22 +103,7 @@ def run_captured(argv, timeout):
     :raises subprocess.TimeoutExpired: after the child was stopped.
     :raises OSError: when it cannot be started.
     """
-    with subprocess.Popen(
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        errors="replace",
-    ) as proc:
-        try:
-            stdout, stderr = proc.communicate(timeout=timeout)
-        except BaseException:
-            # Timeouts, Ctrl-C and Avocado's SIGTERM handler (SystemExit)
-            # all land here: the child must not outlive us.
-            _stop(proc)
-            raise
-        return proc.returncode, stdout, stderr
+    return _binary.communicate(argv, timeout=timeout)
 
 
 def run_inherited(argv):
@@ -161,7 +121,7 @@ def run_inherited(argv):
         try:
             returncode = proc.wait()
         except BaseException:
-            _stop(proc)
+            _binary.stop(proc)
             raise
     if returncode < 0:
         return 128 - returncode

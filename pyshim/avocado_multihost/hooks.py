@@ -22,9 +22,11 @@ def _has_multihost_tests(job):
 
 
 def _log_output(stdout, stderr):
+    """Log vtcluster's output lines in job.log, each saying it is
+    vtcluster's once (its own messages already start so)."""
     for line in (stdout + stderr).splitlines():
         if line.strip():
-            LOG_JOB.info("vtcluster: %s", line)
+            LOG_JOB.info("%s", line if line.startswith("vtcluster: ") else f"vtcluster: {line}")
 
 
 class MultihostJobHooks(JobPreTests, JobPostTests):

@@ -17,6 +17,7 @@ could not even start the test (the runner then reports ERROR).
 import importlib.util
 import json
 import logging
+import multiprocessing
 import os
 import shutil
 import signal
@@ -142,7 +143,19 @@ def run(path, name, partition, output_dir, log):
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def force_fork_start_method():
+    """Make multiprocessing fork, whatever this Python's default: test code
+    (avocado-vt's helpers among it) relies on children that inherit the
+    test's state, Python 3.14 made forkserver the default on Linux, and
+    Avocado and avocado-vt force fork for the same reason."""
+    try:
+        multiprocessing.set_start_method("fork", force=True)
+    except ValueError:
+        pass  # a platform without fork: its default is all there is
+
+
 def main(argv=None):
+    force_fork_start_method()
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 2:
         print("usage: python -m avocado_multihost.mhtest FILE Class.method", file=sys.stderr)

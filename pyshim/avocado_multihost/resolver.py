@@ -125,7 +125,10 @@ class MultihostResolver(Resolver):
 
     Anything that is not a spec is NOTFOUND, so executables and Avocado's
     own JSON recipes still reach their resolvers. A spec that vtcluster
-    rejects is ERROR with vtcluster's message as info.
+    rejects is CORRUPT with vtcluster's message (file, line, column and
+    what is wrong) as info: Avocado prints a CORRUPT resolution's info as a
+    warning under ``avocado run`` too, where an ERROR's shows only under
+    ``avocado -V list``. Failing to run vtcluster at all stays ERROR.
     """
 
     name = "multihost"
@@ -166,7 +169,7 @@ class MultihostResolver(Resolver):
             return self._result(reference, error, info=f"running {argv[0]}: {details}")
         if returncode != 0:
             message = binary.last_lines(stderr) or f"exit status {returncode}"
-            return self._result(reference, error, info=message)
+            return self._result(reference, ReferenceResolutionResult.CORRUPT, info=message)
         try:
             tests = parse_listing(stdout)
         except ValueError as details:
@@ -202,7 +205,8 @@ class MultihostResolver(Resolver):
         try:
             tests = discovery.discover(path)
         except discovery.DiscoveryError as details:
-            return self._result(reference, ReferenceResolutionResult.ERROR, info=str(details))
+            # Ours, and wrong: shown under avocado run (see the class doc).
+            return self._result(reference, ReferenceResolutionResult.CORRUPT, info=str(details))
         except (OSError, SyntaxError, ValueError) as details:
             info = f"{path}: not a Python file with multihost tests: {details}"
             return self._result(reference, ReferenceResolutionResult.NOTFOUND, info=info)

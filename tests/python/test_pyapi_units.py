@@ -5,6 +5,8 @@ and role synchronisation."""
 import datetime
 import json
 import math
+import os
+import subprocess
 import sys
 import threading
 import time
@@ -13,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "pyshim"))
+PYSHIM = Path(__file__).resolve().parents[2] / "pyshim"
+sys.path.insert(0, str(PYSHIM))
 
 from avocado_multihost import discovery  # noqa: E402
 from avocado_multihost import mhtest  # noqa: E402
@@ -183,3 +186,17 @@ def test_resmgr_node_names_are_partition_tags_inside_a_test(tmp_path, monkeypatc
     assert arguments == {"size": "1M"}
     with pytest.raises(ValueError, match="Wrong node name host-a"):
         vt_resmgr._nodes(["host-a"])  # pylint: disable=protected-access
+
+
+def test_test_child_forces_fork_start_method():
+    """The test child makes multiprocessing fork even where the default is
+    another method (Python 3.14: forkserver); spawn stands in for it here."""
+    code = ("import multiprocessing, sys\n"
+            "multiprocessing.set_start_method('spawn')\n"
+            "from avocado_multihost import mhtest\n"
+            "assert mhtest.main([]) == 2\n"
+            "print(multiprocessing.get_start_method())\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=False, env=dict(os.environ, PYTHONPATH=str(PYSHIM)))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "fork"

@@ -443,7 +443,7 @@ def test_resolver_one_test_of_spec(binary_with_tests, spec_file, located):
     assert 'no test named "nosuch"' in resolution.info
 
 
-def test_resolver_invalid_spec_is_error_with_binary_message(
+def test_resolver_invalid_spec_is_corrupt_with_binary_message(
     binary_with_tests, tmp_path, located
 ):
     bad = write_json(tmp_path / "bad.json", BAD_SPEC)
@@ -460,7 +460,7 @@ def test_resolver_invalid_spec_is_error_with_binary_message(
     ), f"vtcluster accepted an invalid spec: {direct.stdout}"
     located(binary_with_tests)
     resolution = MultihostResolver().resolve(str(bad))
-    assert resolution.result == ReferenceResolutionResult.ERROR
+    assert resolution.result == ReferenceResolutionResult.CORRUPT
     assert resolution.info == binary.last_lines(direct.stderr)
 
 
@@ -517,6 +517,26 @@ def test_list_invalid_spec_shows_binary_error_fake_vtcluster(
     result = avocado("-V", "list", str(bad), env=fake_vtcluster.env)
     assert listed(result.stdout) == []
     assert f"vtcluster: {bad}: tests[0].nodes: expected an object" in result.stdout
+
+
+def test_run_invalid_spec_shows_file_line_column(binary_with_tests, avocado, tmp_path):
+    """A typo in a spec shows under a plain `avocado run` where it is (file,
+    line, column) and what is wrong, not only "No tests found"."""
+    bad = tmp_path / "typo.json"
+    bad.write_text(
+        '{"tests": [\n'
+        '  {"name": "t1",\n'
+        '   "nodes": {"src": null},\n'
+        '   "timout": 5,\n'
+        '   "body": {"command": ["true"]}}\n'
+        "]}\n",
+        encoding="utf-8",
+    )
+    avocado.configure(binary=binary_with_tests)
+    result = avocado("run", "--job-results-dir", str(avocado.results), str(bad))
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out
+    assert f"spec {bad}:4:4: tests[0].timout: unknown key" in out, out
 
 
 # --- vt-bootstrap --------------------------------------------------------------

@@ -39,17 +39,34 @@ class CommandError(Exception):
         )
 
 
+def find(configured, what):
+    """Return (path or None, why not) for a configured binary, else PATH.
+
+    :param configured: a path, a command name looked up on PATH, or ""
+        for ``vtcluster`` on PATH.
+    :param what: the setting it came from, for the message
+        ("$VTCLUSTER_BIN", "multihost.binary").
+    """
+    configured = os.path.expanduser(configured or "")
+    if not configured:
+        found = shutil.which("vtcluster")
+        return found, ("" if found else "no vtcluster on PATH")
+    if os.sep in configured:
+        if os.path.isfile(configured) and os.access(configured, os.X_OK):
+            return os.path.abspath(configured), ""
+        return None, f'{what} "{configured}" is not an executable file'
+    found = shutil.which(configured)
+    if found:
+        return found, ""
+    return None, f'{what} "{configured}" is not on PATH'
+
+
 def locate():
     """Path of the vtcluster binary; raises CommandError when there is none."""
-    configured = os.environ.get("VTCLUSTER_BIN", "")
-    if configured:
-        if os.path.isfile(configured) and os.access(configured, os.X_OK):
-            return configured
-        raise CommandError(["vtcluster"], 127, f"$VTCLUSTER_BIN={configured!r} is not an executable file")
-    found = shutil.which("vtcluster")
-    if not found:
-        raise CommandError(["vtcluster"], 127, "no vtcluster on PATH (or set $VTCLUSTER_BIN)")
-    return found
+    path, why = find(os.environ.get("VTCLUSTER_BIN", ""), "$VTCLUSTER_BIN")
+    if path is None:
+        raise CommandError(["vtcluster"], 127, why + " (set $VTCLUSTER_BIN or put vtcluster on PATH)")
+    return path
 
 
 def die_with_parent():
@@ -97,7 +114,8 @@ def spawn_long_lived(*args, **kwargs):
     return box[0]
 
 
-def _stop(proc):
+def stop(proc):
+    """SIGTERM the child, then SIGKILL if it ignores it; reap it either way."""
     if proc.poll() is not None:
         return
     proc.send_signal(signal.SIGTERM)
@@ -106,6 +124,35 @@ def _stop(proc):
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def communicate(argv, stdin=None, timeout=None, env=None):
+    """Run argv (a list, no shell) with its output captured: the one way
+    the shim and the API run the binary and wait for it.
+
+    :param stdin: text for the child's stdin (None: stdin closed).
+    :param timeout: seconds to wait (None: no limit).
+    :returns: (returncode, stdout, stderr), text decoded leniently.
+    :raises subprocess.TimeoutExpired: after the child was stopped. On
+        Ctrl-C or Avocado's SIGTERM handler (SystemExit) the child is
+        stopped too: it never outlives the call.
+    :raises OSError: when it cannot be started.
+    """
+    with subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        errors="replace",
+        env=env,
+    ) as proc:
+        try:
+            out, err = proc.communicate(input=stdin, timeout=timeout)
+        except BaseException:
+            stop(proc)
+            raise
+    return proc.returncode, out, err
 
 
 def env_without_partition():
@@ -124,26 +171,11 @@ def run(args, stdin=None, timeout=None, env=None):
     :param env: the child's environment (default: ours).
     """
     argv = [locate()] + [str(a) for a in args]
-    with subprocess.Popen(
-        argv,
-        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        errors="replace",
-        env=env,
-    ) as proc:
-        try:
-            out, err = proc.communicate(
-                input=stdin, timeout=None if timeout is None else timeout + _GRACE_SECONDS
-            )
-        except subprocess.TimeoutExpired:
-            _stop(proc)
-            raise CommandError(argv, -1, f"did not finish within {timeout + _GRACE_SECONDS:.0f}s")
-        except BaseException:
-            _stop(proc)
-            raise
-    return proc.returncode, out, err
+    limit = None if timeout is None else timeout + _GRACE_SECONDS
+    try:
+        return communicate(argv, stdin=stdin, timeout=limit, env=env)
+    except subprocess.TimeoutExpired:
+        raise CommandError(argv, -1, f"did not finish within {limit:.0f}s") from None
 
 
 def check(args, stdin=None, timeout=None, env=None):

@@ -32,7 +32,12 @@ TIMEOUT_SECONDS = 600
 
 
 class ResourceManagerError(ClusterError):
-    """A resource manager call failed; str() is vtcluster's message."""
+    """A resource manager call failed; str() is vtcluster's message and
+    returncode its exit status (2: nothing matched)."""
+
+    def __init__(self, message, returncode=1):
+        super().__init__(message)
+        self.returncode = returncode
 
 
 def _run(args, payload=None):
@@ -44,7 +49,7 @@ def _run(args, payload=None):
         detail = " ".join(line.strip() for line in err.splitlines() if line.strip())
         if detail.startswith("vtcluster: "):  # the message names the command already
             detail = detail[len("vtcluster: "):]
-        raise ResourceManagerError(f"vtcluster {' '.join(args[:2])}: {detail}")
+        raise ResourceManagerError(f"vtcluster {' '.join(args[:2])}: {detail}", code)
     return json.loads(out) if out.strip() else None
 
 
@@ -93,7 +98,7 @@ class _VTResourceManager:
             return _run(["pool", "select", "--type", resource_type, "--params-stdin"],
                         dict(resource_params))["uuid"]
         except ResourceManagerError as e:
-            if "Cannot find available pools" in str(e):
+            if e.returncode == 2:  # no pool matched
                 return None
             raise
 
