@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/tidwall/gjson"
+
+	"github.com/vtcluster/vtcluster/resmgr/node"
 )
 
 // PoolConfig is a pool as upstream's controller keeps it; the field order
@@ -176,7 +178,7 @@ func parsePools(raw []byte) ([]namedParams, error) {
 // poolFromParams builds a pool's config from upstream's pool parameters.
 func poolFromParams(name string, p gjson.Result, allNodes []string) (PoolConfig, error) {
 	at := func(msg string, a ...any) error { return &ConfigError{Path: name, Msg: fmt.Sprintf(msg, a...)} }
-	if !nameRE.MatchString(name) {
+	if !node.ValidName(name) {
 		return PoolConfig{}, at("pool name must be letters, digits, '_', '.', '+' or '-'")
 	}
 	c := PoolConfig{Meta: PoolMeta{Name: name, UUID: newUUID(), Type: p.Get("type").String()}}
@@ -199,10 +201,10 @@ func poolFromParams(name string, p gjson.Result, allNodes []string) (PoolConfig,
 	case PoolNFS:
 		c.Spec.Server = p.Get("server").String()
 		c.Spec.Export = p.Get("export").String()
-		if !hostRE.MatchString(c.Spec.Server) {
+		if !node.ValidHost(c.Spec.Server) {
 			return c, at("server %q is not a host name or address", c.Spec.Server)
 		}
-		if err := checkAbsPath(c.Spec.Export.(string)); err != nil {
+		if err := node.CheckAbsPath(c.Spec.Export.(string)); err != nil {
 			return c, at("export: %v", err)
 		}
 		opts, mnt := map[string]any{}, map[string]any{}
@@ -233,9 +235,9 @@ func poolFromParams(name string, p gjson.Result, allNodes []string) (PoolConfig,
 
 func checkPoolPath(p string) error {
 	if strings.HasPrefix(p, "/") {
-		return checkAbsPath(p)
+		return node.CheckAbsPath(p)
 	}
-	return checkFilename(p)
+	return node.CheckFilename(p)
 }
 
 // ValidatePools checks a cluster config's "pools" section against the

@@ -1,12 +1,8 @@
-// Package resmgr is the resource manager: storage pools (filesystem, NFS),
-// networks (Linux bridges), the file volumes and tap ports in them, across
-// nodes and per test, with avocado-vt's vt_resmgr API and wire.
-//
-// The node side (node.go, node_backing.go) is the agent's "resource"
-// service, registered by bridge: upstream's RPC names, arguments and
-// [code, {"out": ...}] replies, its connections and backings kept as JSON
-// in the agent's data dir. External commands (qemu-img, ip, mount, cp) go
-// through one Commander (command.go).
+// Package resmgr is the resource manager's controller side: storage pools
+// (filesystem, NFS), networks (Linux bridges), the file volumes and tap
+// ports in them, across nodes and per test, with avocado-vt's vt_resmgr
+// API and wire. The node side, the agent's "resource" service, is
+// resmgr/node.
 //
 // The controller side (manager.go, config.go) keeps pools and resources in
 // cluster.State.Resources, the same store and lock as the partitions. A

@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/vtcluster/vtcluster/agent/py"
 	"log/slog"
 	"path"
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/vtcluster/vtcluster/agent/py"
+	"github.com/vtcluster/vtcluster/resmgr/node"
 
 	"github.com/tidwall/gjson"
 
@@ -550,7 +552,7 @@ func (m *Manager) DetachPool(ctx context.Context, id string) error {
 	for _, n := range p.Connected {
 		_, err := m.call(ctx, s, n, "destroy_pool_connection", p.Config.Meta.UUID)
 		var ne *NodeError
-		if err != nil && !(errors.As(err, &ne) && ne.Msg == "'"+p.Config.Meta.UUID+"'") {
+		if err != nil && !(errors.As(err, &ne) && node.IsKeyError(ne.Msg, p.Config.Meta.UUID)) {
 			errs = append(errs, err)
 			continue
 		}
@@ -769,7 +771,7 @@ func defineResource(name, resType string, p *Pool, params map[string]string) (Re
 			img = "image"
 		}
 		if strings.HasPrefix(img, "/") {
-			if err := checkAbsPath(img); err != nil {
+			if err := node.CheckAbsPath(img); err != nil {
 				return c, fmt.Errorf("image_name: %w", err)
 			}
 			c.Spec.Filename = path.Base(img)
@@ -783,7 +785,7 @@ func defineResource(name, resType string, p *Pool, params map[string]string) (Re
 				return c, fmt.Errorf("image_format %q: only qcow2 and raw file volumes are supported", format)
 			}
 			c.Spec.Filename = img + "." + format
-			if err := checkFilename(c.Spec.Filename); err != nil {
+			if err := node.CheckFilename(c.Spec.Filename); err != nil {
 				return c, fmt.Errorf("image_name: %w", err)
 			}
 		}
@@ -797,7 +799,7 @@ func defineResource(name, resType string, p *Pool, params map[string]string) (Re
 	return c, nil
 }
 
-func resourceNameOK(n string) bool { return nameRE.MatchString(n) && len(n) <= 128 }
+func resourceNameOK(n string) bool { return node.ValidName(n) && len(n) <= 128 }
 
 // CreateResourceFromParams defines a resource in the pool its parameters
 // select; like upstream it is neither bound nor allocated.
@@ -1018,7 +1020,7 @@ func (m *Manager) UnbindResource(ctx context.Context, id string, nodes []string)
 		}
 		_, err := m.call(ctx, s, b.Node, "destroy_resource_backing", b.Backing)
 		var ne *NodeError
-		if err != nil && !(errors.As(err, &ne) && ne.Msg == "'"+b.Backing+"'") {
+		if err != nil && !(errors.As(err, &ne) && node.IsKeyError(ne.Msg, b.Backing)) {
 			errs = append(errs, err)
 			continue
 		}
@@ -1075,9 +1077,9 @@ func (m *Manager) ResourceInfo(ctx context.Context, id, request string) (json.Ra
 // UpdateResource runs command (allocate, release, sync, resize, clone) on
 // node's backing (the first binding's node when empty). arguments are
 // the command's: resize takes {"size": ...}. clone returns the new uuid.
-func (m *Manager) UpdateResource(ctx context.Context, id, command, node string, arguments map[string]any) (string, error) {
+func (m *Manager) UpdateResource(ctx context.Context, id, command, onNode string, arguments map[string]any) (string, error) {
 	if command == "clone" {
-		return m.CloneResource(ctx, id, node)
+		return m.CloneResource(ctx, id, onNode)
 	}
 	s, r, err := m.snapshot(ctx)
 	if err != nil {
@@ -1096,7 +1098,7 @@ func (m *Manager) UpdateResource(ctx context.Context, id, command, node string, 
 	default:
 		return "", fmt.Errorf("resmgr: %w", &UnsupportedCommandError{command, x.Config.Meta.Type})
 	}
-	b, err := x.binding(node)
+	b, err := x.binding(onNode)
 	if err != nil {
 		return "", err
 	}
@@ -1107,7 +1109,7 @@ func (m *Manager) UpdateResource(ctx context.Context, id, command, node string, 
 			args["size"] = *x.Config.Spec.Size
 		}
 	case "resize":
-		size, err := sizeArg(arguments["size"])
+		size, err := node.SizeArg(arguments["size"])
 		if err != nil {
 			return "", fmt.Errorf("resmgr: resize %s: %w", x.Config.Meta.Name, err)
 		}

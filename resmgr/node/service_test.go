@@ -1,4 +1,4 @@
-package resmgr
+package node
 
 import (
 	"context"
@@ -20,7 +20,7 @@ import (
 )
 
 // call invokes one RPC the way the agent's dispatcher does.
-func call(t *testing.T, s *NodeService, name string, args ...any) any {
+func call(t *testing.T, s *Service, name string, args ...any) any {
 	t.Helper()
 	m, ok := s.Methods()[name]
 	if !ok {
@@ -80,9 +80,9 @@ func mustFail(t *testing.T, v any, want string) {
 	}
 }
 
-func newNode(t *testing.T, dir string, run Commander) *NodeService {
+func newNode(t *testing.T, dir string, run Commander) *Service {
 	t.Helper()
-	s, err := NewNodeService(NodeConfig{DataDir: dir, Run: run})
+	s, err := New(Config{DataDir: dir, Run: run})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,49 @@
+//lint:file-ignore ST1005 these errors reach users as upstream worded them (callers and tests compare the texts)
+
+package node
+
+import (
+	"errors"
+	"fmt"
+)
+
+// ErrPoolInUse is destroy_pool_connection's refusal of a pool that still
+// has backings on this node (upstream closed it anyway).
+var ErrPoolInUse = errors.New("The pool is still in use")
+
+// BusyError is an operation that could not take the lock of what it
+// works on before its call ended: another operation on the same pool or
+// backing (a slow mount, a long copy) still runs.
+type BusyError struct {
+	What string
+	Err  error
+}
+
+func (e *BusyError) Error() string {
+	return fmt.Sprintf("%s is busy with another operation (%v); try again when it is done", e.What, e.Err)
+}
+
+func (e *BusyError) Unwrap() error { return e.Err }
+
+// RefusedError is an operation the node will not do because it could be
+// turned against the node or another resource: a symlink in a pool, a
+// file or interface that is not this backing's, a pool directory others
+// may write.
+type RefusedError struct{ Msg string }
+
+func (e *RefusedError) Error() string { return e.Msg + ": refused" }
+
+func refusedf(format string, a ...any) error { return &RefusedError{Msg: fmt.Sprintf(format, a...)} }
+
+// DisabledError answers every call of a service whose record could not
+// be read: the rest of the agent runs on.
+type DisabledError struct {
+	File string
+	Err  error
+}
+
+func (e *DisabledError) Error() string {
+	return fmt.Sprintf("the resource service is disabled: %s: %v; move the file away and restart the agent to start empty (the volumes and taps it lists are then not cleaned up)", e.File, e.Err)
+}
+
+func (e *DisabledError) Unwrap() error { return e.Err }
