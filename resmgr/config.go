@@ -44,6 +44,10 @@ type PoolSpec struct {
 	Export       any             `json:"export,omitempty"`
 	MountOptions *map[string]any `json:"mount-options,omitempty"`
 	Mount        *map[string]any `json:"mount,omitempty"`
+	// AllowOtherWriters (ours; the config's allow_other_writers) accepts
+	// a pool directory others may write, such as an NFS export with
+	// root_squash; without it the node refuses such a pool at attach.
+	AllowOtherWriters bool `json:"allow-other-writers,omitempty"`
 }
 
 // ResourceConfig is a resource as upstream's controller keeps it.
@@ -189,6 +193,7 @@ func poolFromParams(name string, p gjson.Result, allNodes []string) (PoolConfig,
 		// upstream: an empty access list means every registered node.
 		c.Meta.Access.Nodes = append([]string{}, allNodes...)
 	}
+	c.Spec.AllowOtherWriters = p.Get("allow_other_writers").Bool()
 	switch c.Meta.Type {
 	case PoolFilesystem:
 		path := p.Get("path").String()

@@ -48,3 +48,17 @@ type NodeError struct {
 func (e *NodeError) Error() string {
 	return fmt.Sprintf("node %s: resource.%s: %s", e.Node, e.Method, e.Msg)
 }
+
+// RefusedError is a request the manager will not carry out because it
+// would hurt another resource or the node (two resources on one file).
+type RefusedError struct{ Msg string }
+
+func (e *RefusedError) Error() string { return e.Msg }
+
+// NotConnectedError is a pool that is not attached to a node that needs
+// it; Hint is the command that attaches it.
+type NotConnectedError struct{ Pool, Node string }
+
+func (e *NotConnectedError) Error() string {
+	return fmt.Sprintf("pool %s is not connected on node %s; attach it with: vtcluster pool attach %s", e.Pool, e.Node, e.Pool)
+}

@@ -462,6 +462,9 @@ func customize(c PoolConfig, node string) map[string]any {
 		spec := map[string]any{"server": c.Spec.Server, "export": c.Spec.Export}
 		spec["mount-options"] = pick(*c.Spec.MountOptions)
 		spec["mount"] = pick(*c.Spec.Mount)
+		if c.Spec.AllowOtherWriters {
+			spec["allow-other-writers"] = true
+		}
 		return map[string]any{"meta": map[string]any{"uuid": c.Meta.UUID, "type": c.Meta.Type}, "spec": spec}
 	case PoolLinuxBridge:
 		ex, _ := c.Spec.Export.(map[string]any)
@@ -830,8 +833,35 @@ func (r *record) newResource(name, resType string, params map[string]string) (*R
 		return nil, fmt.Errorf("resmgr: resource %s: %w", name, err)
 	}
 	x := &Resource{Config: c, Bindings: []Binding{}}
-	r.Resources = append(r.Resources, x)
+	if err := r.add(x); err != nil {
+		return nil, fmt.Errorf("resmgr: %w", err)
+	}
 	return x, nil
+}
+
+// volumeFile is what a volume's file is called in its pool: its absolute
+// image_name, or its file name there.
+func volumeFile(c ResourceConfig) string {
+	if u := c.Spec.URI["*"]; u != "" {
+		return u
+	}
+	return c.Spec.Filename
+}
+
+// add records x, refusing a volume whose file another resource of the
+// same pool already has: releasing one would remove the other's data
+// (audit H2). The first is named so the caller can pick another name.
+func (r *record) add(x *Resource) error {
+	if x.Config.Meta.Type == TypeVolume {
+		f := volumeFile(x.Config)
+		for _, o := range r.Resources {
+			if o.Config.Meta.Type == TypeVolume && o.Config.Meta.Pool == x.Config.Meta.Pool && volumeFile(o.Config) == f {
+				return &RefusedError{Msg: fmt.Sprintf("resource %s: file %s of its pool is already resource %s's (%s); give this one another image_name", x.Config.Meta.Name, f, o.Config.Meta.Name, o.Config.Meta.UUID)}
+			}
+		}
+	}
+	r.Resources = append(r.Resources, x)
+	return nil
 }
 
 // CreateResourceFromSource defines a copy of a volume (upstream's
@@ -861,7 +891,9 @@ func (m *Manager) CreateResourceFromSource(ctx context.Context, sourceID, target
 			c.Spec.URI = nil
 			c.Spec.Allocation = nil
 		}
-		r.Resources = append(r.Resources, &Resource{Config: c, Bindings: []Binding{}, Partition: src.Partition, Job: src.Job})
+		if err := r.add(&Resource{Config: c, Bindings: []Binding{}, Partition: src.Partition, Job: src.Job}); err != nil {
+			return fmt.Errorf("resmgr: %w", err)
+		}
 		id = c.Meta.UUID
 		return nil
 	})
@@ -1181,7 +1213,9 @@ func (m *Manager) CloneResource(ctx context.Context, id, node string) (string, e
 		c.Meta.UUID, c.Meta.Name, c.Meta.Allocated = newUUID(), c.Meta.Name+suffix, false
 		c.Spec.Filename += suffix
 		c.Spec.URI, c.Spec.Allocation = nil, nil
-		r.Resources = append(r.Resources, &Resource{Config: c, Bindings: []Binding{}, Partition: src.Partition, Job: src.Job})
+		if err := r.add(&Resource{Config: c, Bindings: []Binding{}, Partition: src.Partition, Job: src.Job}); err != nil {
+			return fmt.Errorf("resmgr: %w", err)
+		}
 		newID = c.Meta.UUID
 		if src.Partition != "" {
 			if p := s.Partition(src.Partition); p != nil {

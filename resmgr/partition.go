@@ -96,8 +96,10 @@ func Reserve(wants []Want) func(*cluster.State, *cluster.Partition) error {
 				if err != nil {
 					return fmt.Errorf("resource %s: %w", w.Name, err)
 				}
-				r.Resources = append(r.Resources, &Resource{Config: c, Bindings: []Binding{},
-					Partition: p.ID, Job: p.Owner.JobID, Use: use})
+				if err := r.add(&Resource{Config: c, Bindings: []Binding{},
+					Partition: p.ID, Job: p.Owner.JobID, Use: use}); err != nil {
+					return err
+				}
 				claimNode := ""
 				if len(need) == 1 {
 					claimNode = need[0]
