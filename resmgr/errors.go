@@ -62,3 +62,12 @@ type NotConnectedError struct{ Pool, Node string }
 func (e *NotConnectedError) Error() string {
 	return fmt.Sprintf("pool %s is not connected on node %s; attach it with: vtcluster pool attach %s", e.Pool, e.Node, e.Pool)
 }
+
+// Error is what the package's public methods return: the cause, with
+// the package's prefix added once; errors.As and errors.Is see through it
+// to the typed cause.
+type Error struct{ Err error }
+
+func (e *Error) Error() string { return "resmgr: " + e.Err.Error() }
+
+func (e *Error) Unwrap() error { return e.Err }

@@ -489,13 +489,13 @@ func (m *Manager) AttachPool(ctx context.Context, id string) error {
 	}
 	type done struct {
 		node string
-		out  any
+		out  node.PoolReply
 	}
 	var ok []done
 	var errs []error
 	for _, n := range p.Config.Meta.Access.Nodes {
-		out, err := m.call(ctx, s, n, "create_pool_connection", customize(p.Config, n))
-		if err != nil {
+		var out node.PoolReply
+		if err := m.callInto(ctx, s, n, &out, node.MethodCreatePool, customize(p.Config, n)); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -510,10 +510,10 @@ func (m *Manager) AttachPool(ctx context.Context, id string) error {
 			if !slices.Contains(p.Connected, d.node) {
 				p.Connected = append(p.Connected, d.node)
 			}
-			spec := gjsonOf(d.out).Get("spec")
+			spec := d.out.Spec
 			switch p.Config.Meta.Type {
 			case PoolFilesystem:
-				if path := spec.Get("path").String(); path != "" {
+				if path := spec.Path; path != "" {
 					if p.Paths == nil {
 						p.Paths = map[string]string{}
 					}
@@ -525,8 +525,8 @@ func (m *Manager) AttachPool(ctx context.Context, id string) error {
 				}
 			case PoolNFS:
 				mnt := *p.Config.Spec.Mount
-				if _, star := mnt["*"]; !star && spec.Get("mount").Exists() {
-					mnt[d.node] = spec.Get("mount").String()
+				if _, star := mnt["*"]; !star && spec.Mount != "" {
+					mnt[d.node] = spec.Mount
 				}
 			}
 		}
@@ -535,10 +535,6 @@ func (m *Manager) AttachPool(ctx context.Context, id string) error {
 	return errors.Join(append(errs, uerr)...)
 }
 
-func gjsonOf(v any) gjson.Result {
-	data, _ := json.Marshal(v)
-	return gjson.ParseBytes(data)
-}
 
 // DetachPool disconnects the pool from every node it is attached to.
 func (m *Manager) DetachPool(ctx context.Context, id string) error {
@@ -932,18 +928,27 @@ func dropClaim(s *cluster.State, x *Resource) {
 // BindResource makes a backing of the resource on each node (registration
 // names; all the pool's nodes when none are given). Nodes already bound
 // are skipped.
-func (m *Manager) BindResource(ctx context.Context, id string, nodes []string) error {
+func (m *Manager) BindResource(ctx context.Context, id string, nodes []string) (err error) {
+	defer wrapErr(&err)
 	s, r, err := m.snapshot(ctx)
 	if err != nil {
 		return err
 	}
 	x, err := r.resource(id)
 	if err != nil {
-		return fmt.Errorf("resmgr: %w", err)
+		return err
 	}
+	// The backings made are recorded even when another node failed.
+	return errors.Join(m.bind(ctx, s, r, x, nodes), m.commit(ctx, x))
+}
+
+// bind makes x's backings on nodes (all the pool's nodes when none are
+// given; bound ones are skipped), changing x, a snapshot's copy, which the
+// caller commits.
+func (m *Manager) bind(ctx context.Context, s *cluster.State, r *record, x *Resource, nodes []string) error {
 	p, err := r.pool(x.Config.Meta.Pool)
 	if err != nil {
-		return fmt.Errorf("resmgr: %w", err)
+		return err
 	}
 	if len(nodes) == 0 {
 		nodes = p.Config.Meta.Access.Nodes
@@ -955,7 +960,7 @@ func (m *Manager) BindResource(ctx context.Context, id string, nodes []string) e
 		}
 	}
 	if len(denied) > 0 {
-		return fmt.Errorf("resmgr: Pool %s cannot be accessed from {%s}", p.Config.Meta.Name, strings.Join(denied, ", "))
+		return fmt.Errorf("Pool %s cannot be accessed from {%s}", p.Config.Meta.Name, strings.Join(denied, ", "))
 	}
 	if x.Config.Meta.Type == TypePort {
 		all := map[string]bool{}
@@ -966,7 +971,7 @@ func (m *Manager) BindResource(ctx context.Context, id string, nodes []string) e
 			all[n] = true
 		}
 		if len(all) > 1 {
-			return fmt.Errorf("resmgr: port %s: a tap port lives on one node", x.Config.Meta.Name)
+			return fmt.Errorf("port %s: a tap port lives on one node", x.Config.Meta.Name)
 		}
 	}
 	var errs []error
@@ -974,64 +979,90 @@ func (m *Manager) BindResource(ctx context.Context, id string, nodes []string) e
 		if slices.ContainsFunc(x.Bindings, func(b Binding) bool { return b.Node == n }) {
 			continue
 		}
-		spec := map[string]any{"filename": x.Config.Spec.Filename, "uri": nil}
-		if u := x.Config.Spec.URI["*"]; u != "" {
-			spec["uri"] = u
-		} else if u := x.Config.Spec.URI[n]; u != "" {
-			spec["uri"] = u
+		if !slices.Contains(p.Connected, n) {
+			errs = append(errs, &NotConnectedError{Pool: p.Config.Meta.Name, Node: n})
+			continue
 		}
-		if x.Config.Meta.Type == TypePort {
-			spec = map[string]any{}
+		spec := map[string]any{}
+		if x.Config.Meta.Type == TypeVolume {
+			spec = map[string]any{"filename": x.Config.Spec.Filename, "uri": nil}
+			if u := x.Config.Spec.URI["*"]; u != "" {
+				spec["uri"] = u
+			} else if u := x.Config.Spec.URI[n]; u != "" {
+				spec["uri"] = u
+			}
 		}
 		cfg := map[string]any{"meta": map[string]any{"uuid": x.Config.Meta.UUID, "type": x.Config.Meta.Type, "pool": x.Config.Meta.Pool}, "spec": spec}
-		out, err := m.call(ctx, s, n, "create_resource_backing", cfg)
-		if err != nil {
+		var o node.SyncReply
+		if err := m.callInto(ctx, s, n, &o, node.MethodCreateBacking, cfg); err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		o := gjsonOf(out)
-		bid := o.Get("backing").String()
-		uerr := m.update(ctx, func(s *cluster.State, r *record) error {
-			x, err := r.resource(id)
-			if err != nil {
-				return err
-			}
-			x.Bindings = append(x.Bindings, Binding{Node: n, Backing: bid})
-			applySync(x, n, o)
-			return nil
-		})
-		if uerr != nil {
-			errs = append(errs, uerr)
-		}
+		x.Bindings = append(x.Bindings, Binding{Node: n, Backing: o.Backing})
+		applySync(x, n, o)
 	}
 	return errors.Join(errs...)
 }
 
-// applySync copies a node's sync reply into the config.
-func applySync(x *Resource, node string, o gjson.Result) {
-	if a := o.Get("meta.allocated"); a.Exists() {
-		x.Config.Meta.Allocated = a.Bool()
+// commit stores the configs and bindings of the given resources (changed
+// copies of a snapshot's) in one update.
+func (m *Manager) commit(ctx context.Context, xs ...*Resource) error {
+	return m.update(ctx, func(s *cluster.State, r *record) error {
+		for _, x := range xs {
+			y, err := r.resource(x.Config.Meta.UUID)
+			if err != nil {
+				return err
+			}
+			y.Config, y.Bindings = x.Config, x.Bindings
+		}
+		return nil
+	})
+}
+
+// callInto is call with the reply's "out" decoded into v.
+func (m *Manager) callInto(ctx context.Context, s *cluster.State, n string, v any, method string, args ...any) error {
+	out, err := m.call(ctx, s, n, method, args...)
+	if err != nil {
+		return err
 	}
-	spec := o.Get("spec")
+	if err := node.DecodeOut(out, v); err != nil {
+		return &NodeError{Node: n, Method: method, Msg: err.Error()}
+	}
+	return nil
+}
+
+// applySync copies a node's sync reply into the config.
+func applySync(x *Resource, n string, o node.SyncReply) {
+	if a := o.Meta.Allocated; a != nil {
+		x.Config.Meta.Allocated = *a
+	}
 	if x.Config.Meta.Type == TypePort {
-		sw, ifn := spec.Get("switch").String(), spec.Get("ifname").String()
-		if ifn != "" {
-			x.Config.Spec.Switch, x.Config.Spec.Ifname = &sw, &ifn
+		if o.Spec.Ifname != nil && *o.Spec.Ifname != "" {
+			sw := ""
+			if o.Spec.Switch != nil {
+				sw = *o.Spec.Switch
+			}
+			x.Config.Spec.Switch, x.Config.Spec.Ifname = &sw, o.Spec.Ifname
 		}
 		return
 	}
-	if u := spec.Get("uri"); u.Exists() && x.Config.Spec.URI["*"] == "" {
+	if u := o.Spec.URI; u != nil && x.Config.Spec.URI["*"] == "" {
 		if x.Config.Spec.URI == nil {
 			x.Config.Spec.URI = map[string]string{}
 		}
-		x.Config.Spec.URI[node] = u.String()
+		x.Config.Spec.URI[n] = *u
 	}
-	if a := spec.Get("allocation"); a.Exists() {
-		if a.Type == gjson.Null {
-			x.Config.Spec.Allocation = nil
-		} else {
-			x.Config.Spec.Allocation = a.Int()
-		}
+	if a := o.Spec.Allocation; a != nil {
+		x.Config.Spec.Allocation = *a
+	} else {
+		x.Config.Spec.Allocation = nil
+	}
+}
+
+// wrapErr adds the package's prefix to a public method's error, once.
+func wrapErr(err *error) {
+	if *err != nil && !strings.HasPrefix((*err).Error(), "resmgr: ") {
+		*err = &Error{Err: *err}
 	}
 }
 
@@ -1109,30 +1140,41 @@ func (m *Manager) ResourceInfo(ctx context.Context, id, request string) (json.Ra
 // UpdateResource runs command (allocate, release, sync, resize, clone) on
 // node's backing (the first binding's node when empty). arguments are
 // the command's: resize takes {"size": ...}. clone returns the new uuid.
-func (m *Manager) UpdateResource(ctx context.Context, id, command, onNode string, arguments map[string]any) (string, error) {
+func (m *Manager) UpdateResource(ctx context.Context, id, command, onNode string, arguments map[string]any) (_ string, err error) {
 	if command == "clone" {
 		return m.CloneResource(ctx, id, onNode)
 	}
+	defer wrapErr(&err)
 	s, r, err := m.snapshot(ctx)
 	if err != nil {
 		return "", err
 	}
 	x, err := r.resource(id)
 	if err != nil {
-		return "", fmt.Errorf("resmgr: %w", err)
+		return "", err
 	}
+	if err := m.runCommand(ctx, s, x, command, onNode, arguments); err != nil {
+		return "", err
+	}
+	return "", m.commit(ctx, x)
+}
+
+// runCommand runs command on x's backing on onNode (the first binding's
+// node when empty), changing x, a snapshot's copy, which the caller
+// commits.
+func (m *Manager) runCommand(ctx context.Context, s *cluster.State, x *Resource, command, onNode string, arguments map[string]any) error {
 	switch command {
 	case "allocate", "release", "sync":
 	case "resize":
 		if x.Config.Meta.Type != TypeVolume {
-			return "", fmt.Errorf("resmgr: %w", &UnsupportedCommandError{command, x.Config.Meta.Type})
+			return &UnsupportedCommandError{command, x.Config.Meta.Type}
 		}
 	default:
-		return "", fmt.Errorf("resmgr: %w", &UnsupportedCommandError{command, x.Config.Meta.Type})
+		return &UnsupportedCommandError{command, x.Config.Meta.Type}
 	}
 	b, err := x.binding(onNode)
 	if err != nil {
-		return "", err
+		return err
 	}
 	args := map[string]any{}
 	switch command {
@@ -1143,39 +1185,32 @@ func (m *Manager) UpdateResource(ctx context.Context, id, command, onNode string
 	case "resize":
 		size, err := node.SizeArg(arguments["size"])
 		if err != nil {
-			return "", fmt.Errorf("resmgr: resize %s: %w", x.Config.Meta.Name, err)
+			return fmt.Errorf("resize %s: %w", x.Config.Meta.Name, err)
 		}
 		args["size"] = size
 	}
-	out, err := m.call(ctx, s, b.Node, "update_resource_by_backing", b.Backing, command, args)
-	if err != nil {
-		return "", err
+	var o node.SyncReply
+	if err := m.callInto(ctx, s, b.Node, &o, node.MethodUpdate, b.Backing, command, args); err != nil {
+		return err
 	}
-	return "", m.update(ctx, func(s *cluster.State, r *record) error {
-		x, err := r.resource(id)
-		if err != nil {
-			return err
-		}
-		switch command {
-		case "release":
-			x.Config.Meta.Allocated = false
-			if x.Config.Meta.Type == TypeVolume {
-				x.Config.Spec.Allocation = nil
-			}
-		case "resize":
-			size := fmt.Sprint(args["size"])
-			x.Config.Spec.Size = &size
-		}
-		if out != nil {
-			applySync(x, b.Node, gjsonOf(out))
+	switch command {
+	case "release":
+		x.Config.Meta.Allocated = false
+		if x.Config.Meta.Type == TypeVolume {
+			x.Config.Spec.Allocation = nil
 		}
 		return nil
-	})
+	case "resize":
+		size := fmt.Sprint(args["size"])
+		x.Config.Spec.Size = &size
+	}
+	applySync(x, b.Node, o)
+	return nil
 }
 
 func (x *Resource) binding(node string) (Binding, error) {
 	if len(x.Bindings) == 0 {
-		return Binding{}, fmt.Errorf("resmgr: resource %s is not bound to any node", x.Config.Meta.Name)
+		return Binding{}, fmt.Errorf("resource %s is not bound to any node; bind it first (vtcluster resource bind %s)", x.Config.Meta.Name, x.Config.Meta.UUID)
 	}
 	if node == "" {
 		return x.Bindings[0], nil
@@ -1185,12 +1220,13 @@ func (x *Resource) binding(node string) (Binding, error) {
 			return b, nil
 		}
 	}
-	return Binding{}, fmt.Errorf("resmgr: resource %s is not bound to node %s", x.Config.Meta.Name, node)
+	return Binding{}, fmt.Errorf("resource %s is not bound to node %s", x.Config.Meta.Name, node)
 }
 
 // CloneResource makes an allocated copy of a volume named
 // <name>_clone_<8 alnum>, bound to the same nodes, copied on node.
-func (m *Manager) CloneResource(ctx context.Context, id, node string) (string, error) {
+func (m *Manager) CloneResource(ctx context.Context, id, onNode string) (_ string, err error) {
+	defer wrapErr(&err)
 	s, r, err := m.snapshot(ctx)
 	if err != nil {
 		return "", err
@@ -1202,7 +1238,7 @@ func (m *Manager) CloneResource(ctx context.Context, id, node string) (string, e
 	if src.Config.Meta.Type != TypeVolume {
 		return "", fmt.Errorf("resmgr: %w", &UnsupportedCommandError{"clone", src.Config.Meta.Type})
 	}
-	sb, err := src.binding(node)
+	sb, err := src.binding(onNode)
 	if err != nil {
 		return "", err
 	}
@@ -1246,8 +1282,8 @@ func (m *Manager) CloneResource(ctx context.Context, id, node string) (string, e
 	if err != nil {
 		return newID, err
 	}
-	out, err := m.call(ctx, s, sb.Node, "clone_resource_by_backing", db.Backing, map[string]any{"source": sb.Backing})
-	if err != nil {
+	var o node.SyncReply
+	if err := m.callInto(ctx, s, sb.Node, &o, node.MethodClone, db.Backing, map[string]any{"source": sb.Backing}); err != nil {
 		return newID, err
 	}
 	return newID, m.update(ctx, func(s *cluster.State, r *record) error {
@@ -1255,7 +1291,7 @@ func (m *Manager) CloneResource(ctx context.Context, id, node string) (string, e
 		if err != nil {
 			return err
 		}
-		applySync(x, sb.Node, gjsonOf(out))
+		applySync(x, sb.Node, o)
 		return nil
 	})
 }

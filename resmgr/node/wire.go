@@ -161,3 +161,50 @@ func IsKeyError(msg, key string) bool { return msg == (&KeyError{Key: key}).Erro
 // IsBusy reports whether a failure's text is destroy_pool_connection's
 // refusal of a pool that still has backings.
 func IsBusy(msg string) bool { return strings.HasPrefix(msg, ErrPoolInUse.Error()) }
+
+// SyncReply is the "out" of create_resource_backing (with Backing),
+// update_resource_by_backing and clone_resource_by_backing: a volume's
+// {allocated} and {uri, allocation}, a port's {port-type, allocated} and
+// {switch, fds, ifname}.
+type SyncReply struct {
+	Backing string `json:"backing,omitempty"`
+	Meta    struct {
+		Allocated *bool `json:"allocated"`
+	} `json:"meta"`
+	Spec struct {
+		URI        *string `json:"uri"`
+		Allocation *int64  `json:"allocation"`
+		Switch     *string `json:"switch"`
+		Ifname     *string `json:"ifname"`
+	} `json:"spec"`
+}
+
+// PoolReply is create_pool_connection's "out": a filesystem pool's path
+// or an NFS pool's mount point on the node.
+type PoolReply struct {
+	Spec struct {
+		Path  string `json:"path"`
+		Mount string `json:"mount"`
+	} `json:"spec"`
+}
+
+// DecodeOut reads a reply's "out", as the XML-RPC client decoded it,
+// into v: the controller's one step from untyped values to the wire's
+// types.
+func DecodeOut(out any, v any) error {
+	if out == nil {
+		return nil
+	}
+	data, err := json.Marshal(out)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("unexpected reply %s: %w", data, err)
+	}
+	return nil
+}
+
+// VolumeFormat is the image format a volume's file name says, as
+// upstream names files <image_name>.<image_format>: qcow2, or raw.
+func VolumeFormat(path string) string { return volumeFormat(path) }
