@@ -535,7 +535,6 @@ func (m *Manager) AttachPool(ctx context.Context, id string) error {
 	return errors.Join(append(errs, uerr)...)
 }
 
-
 // DetachPool disconnects the pool from every node it is attached to.
 func (m *Manager) DetachPool(ctx context.Context, id string) error {
 	s, r, err := m.snapshot(ctx)

@@ -15,7 +15,6 @@ var _ resourceCluster = (*backend)(nil)
 // each allocation does; what is left is tried again by the next one.
 const sweepTimeout = 20 * time.Second
 
-
 // manager is the resource manager on this backend's store, reaching nodes
 // through the test's connections when it has them.
 func (b *backend) manager() *resmgr.Manager {
