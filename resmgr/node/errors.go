@@ -47,3 +47,28 @@ func (e *DisabledError) Error() string {
 }
 
 func (e *DisabledError) Unwrap() error { return e.Err }
+
+// NoRoomError is a volume larger than its pool's free space.
+type NoRoomError struct {
+	Path              string
+	Size, Free, Total int64
+}
+
+func (e *NoRoomError) Error() string {
+	return fmt.Sprintf("%s needs %s but its pool has %s free (of %s); choose a smaller image_size or another pool, free space, or set overcommit on the pool to allocate sparse volumes beyond it", e.Path, HumanSize(e.Size), HumanSize(e.Free), HumanSize(e.Total))
+}
+
+// HumanSize writes bytes as upstream's sizes read: 20 GiB, 512 MiB, and
+// the exact count of bytes.
+func HumanSize(n int64) string {
+	units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
+	f, i := float64(n), 0
+	for f >= 1024 && i < len(units)-1 {
+		f /= 1024
+		i++
+	}
+	if i == 0 {
+		return fmt.Sprintf("%d B", n)
+	}
+	return fmt.Sprintf("%.1f %s (%d bytes)", f, units[i], n)
+}

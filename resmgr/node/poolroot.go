@@ -61,7 +61,9 @@ func checkTrustedPath(path string, allowOthers bool) error {
 		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
 			return fmt.Errorf("pool directory %s: %s is not a directory", path, cur)
 		}
-		if st.Mode&0o022 != 0 && st.Mode&unix.S_ISVTX == 0 && !(last && allowOthers) {
+		// Sticky protects what root made in a directory above the pool;
+		// in the pool itself others could still plant names.
+		if st.Mode&0o022 != 0 && (last || st.Mode&unix.S_ISVTX == 0) && !(last && allowOthers) {
 			what := "a directory above it"
 			if last {
 				what = "it"

@@ -254,7 +254,7 @@ func (s *Service) createPool(ctx context.Context, req PoolRequest) (any, error) 
 		// Attaching twice (a second job's startup) keeps the connection.
 		return poolKinds[old.Type].reply(old), nil
 	}
-	c := &poolConn{UUID: id, Type: req.Meta.Type, AllowOtherWriters: req.Spec.AllowOtherWriters}
+	c := &poolConn{UUID: id, Type: req.Meta.Type, AllowOtherWriters: req.Spec.AllowOtherWriters, Overcommit: req.Spec.Overcommit}
 	if err := kind.open(ctx, s, c, req.Spec); err != nil {
 		return nil, err
 	}

@@ -22,6 +22,8 @@ type poolConn struct {
 	RootID *fileID `json:"root_id,omitempty"`
 	// AllowOtherWriters: the pool accepted a directory others may write.
 	AllowOtherWriters bool `json:"allow_other_writers,omitempty"`
+	// Overcommit: volumes may be allocated beyond the free space.
+	Overcommit bool `json:"overcommit,omitempty"`
 	// Made says whether we created Root, so closing removes it only then
 	// (and only when empty).
 	Made bool `json:"made,omitempty"`

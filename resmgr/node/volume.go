@@ -123,6 +123,9 @@ func allocateVolume(ctx context.Context, s *Service, c *poolConn, b *backing, ar
 	if err != nil {
 		return err
 	}
+	if err := checkRoom(c, b, size); err != nil {
+		return err
+	}
 	f, err := createFile(s, c, b)
 	if err != nil {
 		return err
@@ -244,6 +247,9 @@ func cloneVolume(ctx context.Context, s *Service, c *poolConn, dst *backing, src
 		return err
 	}
 	defer in.Close()
+	if err := checkRoom(c, dst, st.Size); err != nil {
+		return err
+	}
 	out, err := createFile(s, c, dst)
 	if err != nil {
 		return err
@@ -316,4 +322,21 @@ func syncVolume(s *Service, c *poolConn, b *backing) []xmlrpc.Member {
 		{Key: "meta", Value: xmlrpc.Struct{{Key: "allocated", Value: allocated}}},
 		{Key: "spec", Value: xmlrpc.Struct{{Key: "uri", Value: b.Path}, {Key: "allocation", Value: alloc}}},
 	}
+}
+
+// checkRoom refuses a volume the pool's filesystem cannot hold: a sparse
+// file would be made, and fail (or fill the disk under other tests) only
+// when the guest writes. A pool with overcommit takes it.
+func checkRoom(c *poolConn, b *backing, size int64) error {
+	if c.Overcommit {
+		return nil
+	}
+	cp, err := dirCapacity(c)
+	if err != nil {
+		return err
+	}
+	if size > cp.Free {
+		return &NoRoomError{Path: b.Path, Size: size, Free: cp.Free, Total: cp.Size}
+	}
+	return nil
 }

@@ -71,6 +71,10 @@ type PoolSpec struct {
 	// root may write (an NFS export with root_squash must be writable by
 	// the squashed uid). Ours; upstream had no such check.
 	AllowOtherWriters bool `json:"allow-other-writers,omitempty"`
+	// Overcommit lets volumes be allocated beyond the pool's free space
+	// (they are sparse until written). Ours; without it a volume counts
+	// its full size.
+	Overcommit bool `json:"overcommit,omitempty"`
 }
 
 // ifString is a string, or {"ifname": string} as upstream's linux_bridge
