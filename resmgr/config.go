@@ -48,6 +48,10 @@ type PoolSpec struct {
 	// a pool directory others may write, such as an NFS export with
 	// root_squash; without it the node refuses such a pool at attach.
 	AllowOtherWriters bool `json:"allow-other-writers,omitempty"`
+	// Overcommit (ours; the config's overcommit) lets volumes be made
+	// beyond the pool's free space; without it a volume counts its full
+	// size, sparse or not.
+	Overcommit bool `json:"overcommit,omitempty"`
 }
 
 // ResourceConfig is a resource as upstream's controller keeps it.
@@ -194,6 +198,7 @@ func poolFromParams(name string, p gjson.Result, allNodes []string) (PoolConfig,
 		c.Meta.Access.Nodes = append([]string{}, allNodes...)
 	}
 	c.Spec.AllowOtherWriters = p.Get("allow_other_writers").Bool()
+	c.Spec.Overcommit = p.Get("overcommit").Bool()
 	switch c.Meta.Type {
 	case PoolFilesystem:
 		path := p.Get("path").String()

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/vtcluster/vtcluster/agent"
 	"github.com/vtcluster/vtcluster/agent/xmlrpc"
 	"github.com/vtcluster/vtcluster/cluster"
@@ -143,5 +145,86 @@ func TestManager_acquireLoadsOnceWritesTwice(t *testing.T) {
 	}
 	if _, err := os.Stat(want); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("volume after the partition's release: %v", err)
+	}
+}
+
+// A 20 GiB volume on a pool with 1 GiB is refused at create, naming both
+// sizes, unless the pool allows overcommit. The pool is a real 1 GiB
+// tmpfs.
+func TestManager_volumeBeyondPoolCapacityRefusedAtCreate(t *testing.T) {
+	small := filepath.Join(t.TempDir(), "small")
+	if err := os.Mkdir(small, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", small, "tmpfs", 0, "size=1G,mode=0755"); err != nil {
+		t.Skipf("cannot mount a tmpfs here: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(small, unix.MNT_DETACH) })
+	os.Mkdir(filepath.Join(small, "strict"), 0o755)
+	os.Mkdir(filepath.Join(small, "lax"), 0o755)
+	_, m := fakeCluster(t, "node1")
+	ctx := context.Background()
+	pools := `{"storage": {"strict": {"type": "filesystem", "path": "` + small + `/strict"},
+	                       "lax": {"type": "filesystem", "path": "` + small + `/lax", "overcommit": true}}}`
+	if err := m.Setup(ctx, json.RawMessage(pools)); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Startup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	caps, err := m.PoolCapacity(ctx, "strict")
+	if err != nil || caps["node1"].Size != 1<<30 {
+		t.Errorf("capacity of strict: %v %v", caps, err)
+	}
+	_, err = m.CreateResourceFromParams(ctx, "big", TypeVolume, map[string]string{"image_size": "20G", "storage_type": "filesystem",
+		"volume_pool_selectors": `[{"key": "name", "operator": "==", "values": "strict"}]`})
+	var ce *CapacityError
+	if !errors.As(err, &ce) || ce.Size != 20<<30 || ce.Total != 1<<30 || !strings.Contains(err.Error(), "needs 20.0 GiB") || !strings.Contains(err.Error(), "of 1.0 GiB") {
+		t.Errorf("20 GiB on a 1 GiB pool: %v", err)
+	}
+	if _, rs, _ := m.Pools(ctx); len(rs) != 0 {
+		t.Errorf("a refused resource was recorded: %+v", rs)
+	}
+	id, err := m.CreateResourceFromParams(ctx, "big", TypeVolume, map[string]string{"image_size": "20G",
+		"volume_pool_selectors": `[{"key": "name", "operator": "==", "values": "lax"}]`})
+	if err != nil {
+		t.Fatalf("20 GiB on an overcommitted pool: %v", err)
+	}
+	if err := m.BindResource(ctx, id, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.UpdateResource(ctx, id, "allocate", "", nil); err != nil {
+		t.Fatalf("allocate on an overcommitted pool: %v", err)
+	}
+	if err := m.Teardown(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The errors say what to do.
+func TestManager_errorsSayWhatToDo(t *testing.T) {
+	_, m := fakeCluster(t, "node1")
+	ctx := context.Background()
+	if err := m.Setup(ctx, json.RawMessage(`{"storage": {"s": {"type": "filesystem", "path": "`+t.TempDir()+`"}}}`)); err != nil {
+		t.Fatal(err)
+	}
+	_, err := m.CreateResourceFromParams(ctx, "v", "volumne", nil)
+	var ut *UnknownResourceTypeError
+	if !errors.As(err, &ut) || err.Error() != `resmgr: unknown resource type "volumne" (known: volume, port)` {
+		t.Errorf("type typo: %v", err)
+	}
+	_, err = m.CreateResourceFromParams(ctx, "p", TypePort, nil)
+	if !errors.Is(err, ErrPoolNotAvailable) || !strings.Contains(err.Error(), "s (filesystem): holds no port") {
+		t.Errorf("no pool: %v", err)
+	}
+	// Not attached yet: bind names the pool and the command.
+	id, err := m.CreateResourceFromParams(ctx, "v", TypeVolume, map[string]string{"image_size": "1M"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = m.BindResource(ctx, id, nil)
+	var nc *NotConnectedError
+	if !errors.As(err, &nc) || !strings.Contains(err.Error(), "vtcluster pool attach s") || strings.Count(err.Error(), "resmgr:") != 1 {
+		t.Errorf("bind on an unattached pool: %v", err)
 	}
 }

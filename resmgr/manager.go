@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -465,6 +466,9 @@ func customize(c PoolConfig, node string) map[string]any {
 		if c.Spec.AllowOtherWriters {
 			spec["allow-other-writers"] = true
 		}
+		if c.Spec.Overcommit {
+			spec["overcommit"] = true
+		}
 		return map[string]any{"meta": map[string]any{"uuid": c.Meta.UUID, "type": c.Meta.Type}, "spec": spec}
 	case PoolLinuxBridge:
 		ex, _ := c.Spec.Export.(map[string]any)
@@ -634,21 +638,13 @@ func (m *Manager) Pools(ctx context.Context) ([]Pool, []Resource, error) {
 	return ps, rs, nil
 }
 
-// supports says which resource type a pool type holds.
-func supports(poolType, resType string) bool {
-	switch resType {
-	case TypeVolume:
-		return poolType == PoolFilesystem || poolType == PoolNFS
-	case TypePort:
-		return poolType == PoolLinuxBridge
-	}
-	return false
-}
-
 // poolSelectors derives the selectors for a resource as upstream does:
 // volume_pool_selectors, else storage_type; port_pool_selectors, else
 // network_type; none matches any pool of the right kind.
 func poolSelectors(resType string, params map[string]string) ([]cluster.Selector, error) {
+	if err := checkResourceType(resType); err != nil {
+		return nil, err
+	}
 	sel, typ := "volume_pool_selectors", "storage_type"
 	if resType == TypePort {
 		sel, typ = "port_pool_selectors", "network_type"
@@ -710,11 +706,15 @@ func selectPool(r *record, resType string, sels []cluster.Selector, need ...stri
 			}
 		}
 	}
+	np := &NoPoolError{Type: resType, Selectors: sels, Nodes: need}
 	for _, p := range r.Pools {
+		name := p.Config.Meta.Name + " (" + p.Config.Meta.Type + ")"
 		if !supports(p.Config.Meta.Type, resType) {
+			np.Considered = append(np.Considered, name+": holds no "+resType)
 			continue
 		}
-		if slices.ContainsFunc(need, func(n string) bool { return !slices.Contains(p.Config.Meta.Access.Nodes, n) }) {
+		if missing := slices.DeleteFunc(slices.Clone(need), func(n string) bool { return slices.Contains(p.Config.Meta.Access.Nodes, n) }); len(missing) > 0 {
+			np.Considered = append(np.Considered, name+": not reachable from "+strings.Join(missing, ", "))
 			continue
 		}
 		ok, err := cluster.MatchAll(sels, poolProps(p.Config))
@@ -724,8 +724,9 @@ func selectPool(r *record, resType string, sels []cluster.Selector, need ...stri
 		if ok {
 			return p, nil
 		}
+		np.Considered = append(np.Considered, name+": does not match the selectors")
 	}
-	return nil, ErrPoolNotAvailable
+	return nil, np
 }
 
 // SelectPool returns the uuid of the pool a resource would be created in.
@@ -792,7 +793,7 @@ func defineResource(name, resType string, p *Pool, params map[string]string) (Re
 		empty := ""
 		c.Spec.Switch, c.Spec.Ifname, c.Spec.FDs = &empty, &empty, []string{}
 	default:
-		return c, fmt.Errorf("unknown resource type %q (volume or port)", resType)
+		return c, &UnknownResourceTypeError{Type: resType}
 	}
 	return c, nil
 }
@@ -801,9 +802,25 @@ func resourceNameOK(n string) bool { return node.ValidName(n) && len(n) <= 128 }
 
 // CreateResourceFromParams defines a resource in the pool its parameters
 // select; like upstream it is neither bound nor allocated.
-func (m *Manager) CreateResourceFromParams(ctx context.Context, name, resType string, params map[string]string) (string, error) {
+//
+// A volume its pool cannot hold is refused here, naming both sizes: the
+// pool's free space is asked of a node it is attached to (none attached:
+// not checked; the node checks again at allocate).
+func (m *Manager) CreateResourceFromParams(ctx context.Context, name, resType string, params map[string]string) (_ string, err error) {
+	defer wrapErr(&err)
+	s, r, err := m.snapshot(ctx)
+	if err != nil {
+		return "", err
+	}
+	planned, err := r.newResource(name, resType, params)
+	if err != nil {
+		return "", err
+	}
+	if err := m.checkRoom(ctx, s, r, planned); err != nil {
+		return "", err
+	}
 	var id string
-	err := m.update(ctx, func(s *cluster.State, r *record) error {
+	err = m.update(ctx, func(s *cluster.State, r *record) error {
 		x, err := r.newResource(name, resType, params)
 		if err != nil {
 			return err
@@ -832,6 +849,64 @@ func (r *record) newResource(name, resType string, params map[string]string) (*R
 		return nil, fmt.Errorf("resmgr: %w", err)
 	}
 	return x, nil
+}
+
+// checkRoom refuses volume x when its pool (unless it allows overcommit)
+// has less free space than x's size on the first attached node that
+// answers.
+func (m *Manager) checkRoom(ctx context.Context, s *cluster.State, r *record, x *Resource) error {
+	if x.Config.Meta.Type != TypeVolume || x.Config.Spec.Size == nil {
+		return nil
+	}
+	p, err := r.pool(x.Config.Meta.Pool)
+	if err != nil || p.Config.Spec.Overcommit {
+		return err
+	}
+	size, err := strconv.ParseInt(*x.Config.Spec.Size, 10, 64)
+	if err != nil {
+		return err
+	}
+	for _, n := range p.Connected {
+		var c node.Capacity
+		if err := m.callInto(ctx, s, n, &c, node.MethodPoolCapacity, p.Config.Meta.UUID); err != nil {
+			m.log.Info("pool capacity unknown", "pool", p.Config.Meta.Name, "node", n, "err", err)
+			continue
+		}
+		if size > c.Free {
+			return &CapacityError{Resource: x.Config.Meta.Name, Pool: p.Config.Meta.Name, Node: n, Size: size, Free: c.Free, Total: c.Size}
+		}
+		return nil
+	}
+	return nil
+}
+
+// PoolCapacity is the size and free bytes of a pool's filesystem on each
+// node it is attached to that answers; a pool kind without capacity (a
+// bridge) has none.
+func (m *Manager) PoolCapacity(ctx context.Context, id string) (_ map[string]node.Capacity, err error) {
+	defer wrapErr(&err)
+	s, r, err := m.snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p, err := r.pool(id)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]node.Capacity{}
+	if !supports(p.Config.Meta.Type, TypeVolume) {
+		return out, nil
+	}
+	var errs []error
+	for _, n := range p.Connected {
+		var c node.Capacity
+		if err := m.callInto(ctx, s, n, &c, node.MethodPoolCapacity, p.Config.Meta.UUID); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out[n] = c
+	}
+	return out, errors.Join(errs...)
 }
 
 // volumeFile is what a volume's file is called in its pool: its absolute
