@@ -16,6 +16,7 @@ import (
 
 	"github.com/vtcluster/vtcluster/cluster"
 	"github.com/vtcluster/vtcluster/resmgr"
+	"github.com/vtcluster/vtcluster/resmgr/node"
 )
 
 // resmgrFlags are the flags of every pool and resource command.
@@ -194,18 +195,29 @@ Examples:
 					if err != nil {
 						return err
 					}
+					// Capacity comes from the nodes; one that does not
+					// answer is left out (and named on stderr), the list
+					// is still printed.
+					caps := make([]map[string]node.Capacity, len(pools))
+					for i, p := range pools {
+						var err error
+						if caps[i], err = m.PoolCapacity(ctx, p.Config.Meta.UUID); err != nil {
+							fmt.Fprintf(e.stderr, "vtcluster: pool %s: capacity: %v\n", p.Config.Meta.Name, err)
+						}
+					}
 					if cmd.Bool(flagJSON) {
 						out := make([]poolJSON, len(pools))
 						for i, p := range pools {
-							out[i] = poolJSON{Config: p.Config, Connected: p.Connected}
+							out[i] = poolJSON{Config: p.Config, Connected: p.Connected, Capacity: caps[i]}
 						}
 						return writeJSON(e.stdout, out)
 					}
 					tw := newTable(e.stdout)
-					fmt.Fprintln(tw, "NAME\tUUID\tTYPE\tACCESS\tATTACHED")
-					for _, p := range pools {
-						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", p.Config.Meta.Name, p.Config.Meta.UUID, p.Config.Meta.Type,
-							strings.Join(p.Config.Meta.Access.Nodes, ","), dash(strings.Join(p.Connected, ",")))
+					fmt.Fprintln(tw, "NAME\tUUID\tTYPE\tACCESS\tATTACHED\tSIZE\tFREE")
+					for i, p := range pools {
+						size, free := capacityColumns(caps[i])
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Config.Meta.Name, p.Config.Meta.UUID, p.Config.Meta.Type,
+							strings.Join(p.Config.Meta.Access.Nodes, ","), dash(strings.Join(p.Connected, ",")), size, free)
 					}
 					return tw.Flush()
 				}),
@@ -288,6 +300,26 @@ Examples:
 type poolJSON struct {
 	Config    resmgr.PoolConfig `json:"config"`
 	Connected []string          `json:"connected_nodes"`
+	// Capacity is each answering node's view of the pool's filesystem
+	// (bytes); a shared pool shows the same figures on every node.
+	Capacity map[string]node.Capacity `json:"capacity,omitempty"`
+}
+
+// capacityColumns are the SIZE and FREE of a pool in a table: the
+// smallest free space any node reports (a pool of per-node directories
+// is as full as its fullest node), "-" for none.
+func capacityColumns(caps map[string]node.Capacity) (size, free string) {
+	if len(caps) == 0 {
+		return "-", "-"
+	}
+	first := true
+	var c node.Capacity
+	for _, x := range caps {
+		if first || x.Free < c.Free {
+			c, first = x, false
+		}
+	}
+	return node.ShortSize(c.Size), node.ShortSize(c.Free)
 }
 
 func dash(s string) string {

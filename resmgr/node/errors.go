@@ -58,10 +58,18 @@ func (e *NoRoomError) Error() string {
 	return fmt.Sprintf("%s needs %s but its pool has %s free (of %s); choose a smaller image_size or another pool, free space, or set overcommit on the pool to allocate sparse volumes beyond it", e.Path, HumanSize(e.Size), HumanSize(e.Free), HumanSize(e.Total))
 }
 
-// HumanSize writes bytes as upstream's sizes read: 20 GiB, 512 MiB, and
-// the exact count of bytes.
+// HumanSize writes bytes for a message: 20.0 GiB (21474836480 bytes).
 func HumanSize(n int64) string {
-	units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
+	if n < 1024 {
+		return fmt.Sprintf("%d B", n)
+	}
+	return fmt.Sprintf("%s (%d bytes)", ShortSize(n), n)
+}
+
+// ShortSize writes bytes for a table: in the largest binary unit that
+// keeps the number at 1 or more, one decimal (20.0 GiB, 512 B).
+func ShortSize(n int64) string {
+	units := []string{"B", "KiB", "MiB", "GiB", "TiB", "PiB"}
 	f, i := float64(n), 0
 	for f >= 1024 && i < len(units)-1 {
 		f /= 1024
@@ -70,5 +78,5 @@ func HumanSize(n int64) string {
 	if i == 0 {
 		return fmt.Sprintf("%d B", n)
 	}
-	return fmt.Sprintf("%.1f %s (%d bytes)", f, units[i], n)
+	return fmt.Sprintf("%.1f %s", f, units[i])
 }
