@@ -140,8 +140,36 @@ func TestManager_acquireLoadsOnceWritesTwice(t *testing.T) {
 	if err != nil || string(info) != `{"allocated": true}` {
 		t.Errorf("recorded: %s %v", info, err)
 	}
+	// Every other operation: one read, one write (clone two: its record
+	// first, so a crash leaves it to Remove).
+	for _, op := range []struct {
+		name          string
+		loads, writes int32
+		run           func() error
+	}{
+		{"sync", 1, 1, func() error { _, err := m.UpdateResource(ctx, got[0].ID, "sync", "node2", nil); return err }},
+		{"resize", 1, 1, func() error {
+			_, err := m.UpdateResource(ctx, got[0].ID, "resize", "node1", map[string]any{"size": "2M"})
+			return err
+		}},
+		{"clone", 1, 2, func() error { _, err := m.UpdateResource(ctx, got[0].ID, "clone", "node1", nil); return err }},
+		{"unbind node2", 1, 1, func() error { return m.UnbindResource(ctx, got[0].ID, []string{"node2"}) }},
+		{"bind node2", 1, 1, func() error { return m.BindResource(ctx, got[0].ID, []string{"node2"}) }},
+	} {
+		st.loads.Store(0)
+		st.updates.Store(0)
+		if err := op.run(); err != nil {
+			t.Fatalf("%s: %v", op.name, err)
+		}
+		if l, u := st.loads.Load(), st.updates.Load(); l != op.loads || u != op.writes {
+			t.Errorf("%s: %d loads and %d writes, want %d and %d", op.name, l, u, op.loads, op.writes)
+		}
+	}
 	if err := m.ReleasePartition(ctx, p.ID); err != nil {
 		t.Fatal(err)
+	}
+	if entries, _ := os.ReadDir(shared); len(entries) != 0 {
+		t.Errorf("left in the pool after the partition's release: %v", entries)
 	}
 	if _, err := os.Stat(want); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("volume after the partition's release: %v", err)

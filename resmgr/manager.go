@@ -182,16 +182,25 @@ func (m *Manager) Close() error {
 	return nil
 }
 
-// conn returns node's connection, dialing it once.
+// conn returns node's connection, dialing it once. The dial (an SSH
+// login) runs without m.mu, so a slow node never holds up calls to the
+// others; two callers racing for one node keep the first connection.
 func (m *Manager) conn(ctx context.Context, n cluster.Node) (Conn, error) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	if c := m.conns[n.Name]; c != nil {
+	c := m.conns[n.Name]
+	m.mu.Unlock()
+	if c != nil {
 		return c, nil
 	}
 	c, err := m.dial(ctx, n)
 	if err != nil {
 		return nil, fmt.Errorf("resmgr: node %s: %w", n.Name, err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if old := m.conns[n.Name]; old != nil {
+		c.Close()
+		return old, nil
 	}
 	m.conns[n.Name] = c
 	return c, nil
@@ -1141,40 +1150,33 @@ func wrapErr(err *error) {
 }
 
 // UnbindResource destroys the backings on nodes (all when none given).
-func (m *Manager) UnbindResource(ctx context.Context, id string, nodes []string) error {
+// The backings that went are recorded in one write, also when another
+// node failed.
+func (m *Manager) UnbindResource(ctx context.Context, id string, nodes []string) (err error) {
+	defer wrapErr(&err)
 	s, r, err := m.snapshot(ctx)
 	if err != nil {
 		return err
 	}
 	x, err := r.resource(id)
 	if err != nil {
-		return fmt.Errorf("resmgr: %w", err)
+		return err
 	}
 	var errs []error
-	for _, b := range x.Bindings {
+	for _, b := range slices.Clone(x.Bindings) {
 		if len(nodes) > 0 && !slices.Contains(nodes, b.Node) {
 			continue
 		}
-		_, err := m.call(ctx, s, b.Node, "destroy_resource_backing", b.Backing)
+		_, err := m.call(ctx, s, b.Node, node.MethodDestroyBacking, b.Backing)
 		var ne *NodeError
 		if err != nil && !(errors.As(err, &ne) && node.IsKeyError(ne.Msg, b.Backing)) {
 			errs = append(errs, err)
 			continue
 		}
-		uerr := m.update(ctx, func(s *cluster.State, r *record) error {
-			x, err := r.resource(id)
-			if err != nil {
-				return err
-			}
-			x.Bindings = slices.DeleteFunc(x.Bindings, func(y Binding) bool { return y == b })
-			delete(x.Config.Spec.URI, b.Node)
-			return nil
-		})
-		if uerr != nil {
-			errs = append(errs, uerr)
-		}
+		x.Bindings = slices.DeleteFunc(x.Bindings, func(y Binding) bool { return y == b })
+		delete(x.Config.Spec.URI, b.Node)
 	}
-	return errors.Join(errs...)
+	return errors.Join(append(errs, m.commit(ctx, x))...)
 }
 
 // BindingNodes returns the nodes the resource is bound to.
@@ -1307,26 +1309,27 @@ func (m *Manager) CloneResource(ctx context.Context, id, onNode string) (_ strin
 	}
 	src, err := r.resource(id)
 	if err != nil {
-		return "", fmt.Errorf("resmgr: %w", err)
+		return "", err
 	}
 	if src.Config.Meta.Type != TypeVolume {
-		return "", fmt.Errorf("resmgr: %w", &UnsupportedCommandError{"clone", src.Config.Meta.Type})
+		return "", &UnsupportedCommandError{"clone", src.Config.Meta.Type}
 	}
 	sb, err := src.binding(onNode)
 	if err != nil {
 		return "", err
 	}
 	suffix := "_clone_" + alnum8()
-	var newID string
+	c := src.Config
+	c.Meta.UUID, c.Meta.Name, c.Meta.Allocated = newUUID(), c.Meta.Name+suffix, false
+	c.Spec.Filename += suffix
+	c.Spec.URI, c.Spec.Allocation = nil, nil
+	newID := c.Meta.UUID
+	// The new record is written first, so a crash leaves it (and what the
+	// nodes made) to Remove; then the bindings and the copy, written once.
 	err = m.update(ctx, func(s *cluster.State, r *record) error {
-		c := src.Config
-		c.Meta.UUID, c.Meta.Name, c.Meta.Allocated = newUUID(), c.Meta.Name+suffix, false
-		c.Spec.Filename += suffix
-		c.Spec.URI, c.Spec.Allocation = nil, nil
 		if err := r.add(&Resource{Config: c, Bindings: []Binding{}, Partition: src.Partition, Job: src.Job}); err != nil {
-			return fmt.Errorf("resmgr: %w", err)
+			return err
 		}
-		newID = c.Meta.UUID
 		if src.Partition != "" {
 			if p := s.Partition(src.Partition); p != nil {
 				p.Claims = append(p.Claims, cluster.Claim{Kind: ClaimKind, ID: newID})
@@ -1337,37 +1340,22 @@ func (m *Manager) CloneResource(ctx context.Context, id, onNode string) (_ strin
 	if err != nil {
 		return "", err
 	}
+	dst := &Resource{Config: c, Bindings: []Binding{}}
 	var nodes []string
 	for _, b := range src.Bindings {
 		nodes = append(nodes, b.Node)
 	}
-	if err := m.BindResource(ctx, newID, nodes); err != nil {
-		return newID, err
-	}
-	_, r, err = m.snapshot(ctx)
-	if err != nil {
-		return newID, err
-	}
-	dst, err := r.resource(newID)
-	if err != nil {
-		return newID, err
-	}
-	db, err := dst.binding(sb.Node)
-	if err != nil {
-		return newID, err
-	}
-	var o node.SyncReply
-	if err := m.callInto(ctx, s, sb.Node, &o, node.MethodClone, db.Backing, map[string]any{"source": sb.Backing}); err != nil {
-		return newID, err
-	}
-	return newID, m.update(ctx, func(s *cluster.State, r *record) error {
-		x, err := r.resource(newID)
-		if err != nil {
-			return err
+	err = m.bind(ctx, s, r, dst, nodes)
+	if err == nil {
+		var db Binding
+		if db, err = dst.binding(sb.Node); err == nil {
+			var o node.SyncReply
+			if err = m.callInto(ctx, s, sb.Node, &o, node.MethodClone, db.Backing, map[string]any{"source": sb.Backing}); err == nil {
+				applySync(dst, sb.Node, o)
+			}
 		}
-		applySync(x, sb.Node, o)
-		return nil
-	})
+	}
+	return newID, errors.Join(err, m.commit(ctx, dst))
 }
 
 // Remove releases, unbinds and destroys a resource whatever its state,
