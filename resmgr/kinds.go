@@ -1,8 +1,8 @@
 package resmgr
 
 import (
+	"maps"
 	"slices"
-	"sort"
 
 	"github.com/vtcluster/vtcluster/resmgr/node"
 )
@@ -51,11 +51,5 @@ func checkResourceType(t string) error {
 	return nil
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	k := make([]string, 0, len(m))
-	for x := range m {
-		k = append(k, x)
-	}
-	sort.Strings(k)
-	return k
-}
+// sortedKeys are m's keys in order.
+func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }

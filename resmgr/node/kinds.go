@@ -2,7 +2,8 @@ package node
 
 import (
 	"context"
-	"sort"
+	"maps"
+	"slices"
 
 	"github.com/vtcluster/vtcluster/agent/xmlrpc"
 )
@@ -53,11 +54,5 @@ var resourceKinds = map[string]resourceKind{
 	TypePort:   portKind,
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	k := make([]string, 0, len(m))
-	for x := range m {
-		k = append(k, x)
-	}
-	sort.Strings(k)
-	return k
-}
+// sortedKeys are m's keys in order.
+func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }

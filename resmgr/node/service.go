@@ -441,25 +441,33 @@ func (s *Service) rpcQuery(ctx context.Context, args agent.Args) (any, error) {
 	return nil, nil
 }
 
+// backingArgs reads update's and clone's backing id (argument 0) and
+// their arguments struct (argument i); a malformed one is a fault.
+func backingArgs(args agent.Args, i int) (id string, ua UpdateArgs, err error) {
+	if id, err = args.String(0, "backing_id"); err != nil {
+		return "", ua, err
+	}
+	raw, err := args.Struct(i, "arguments")
+	if err != nil {
+		return "", ua, err
+	}
+	if err := decode(raw, &ua); err != nil {
+		return "", ua, xmlrpc.Faultf("TypeError", "arguments: %v", err)
+	}
+	return id, ua, nil
+}
+
 func (s *Service) rpcUpdate(ctx context.Context, args agent.Args) (any, error) {
 	if err := args.Want(2, 3); err != nil {
 		return nil, err
 	}
-	id, err := args.String(0, "backing_id")
+	id, ua, err := backingArgs(args, 2)
 	if err != nil {
 		return nil, err
 	}
 	cmd, err := args.String(1, "command")
 	if err != nil {
 		return nil, err
-	}
-	raw, err := args.Struct(2, "arguments")
-	if err != nil {
-		return nil, err
-	}
-	var ua UpdateArgs
-	if err := decode(raw, &ua); err != nil {
-		return failed(err), nil
 	}
 	unlock, err := s.locks.lock(ctx, "backing/"+id)
 	if err != nil {
@@ -495,17 +503,9 @@ func (s *Service) rpcClone(ctx context.Context, args agent.Args) (any, error) {
 	if err := args.Want(2, 2); err != nil {
 		return nil, err
 	}
-	id, err := args.String(0, "backing_id")
+	id, ua, err := backingArgs(args, 1)
 	if err != nil {
 		return nil, err
-	}
-	raw, err := args.Struct(1, "arguments")
-	if err != nil {
-		return nil, err
-	}
-	var ua UpdateArgs
-	if err := decode(raw, &ua); err != nil {
-		return failed(err), nil
 	}
 	if ua.Source == id {
 		return failed(fmt.Errorf("cannot clone backing %s onto itself", id)), nil
