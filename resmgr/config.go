@@ -199,55 +199,14 @@ func poolFromParams(name string, p gjson.Result, allNodes []string) (PoolConfig,
 	}
 	c.Spec.AllowOtherWriters = p.Get("allow_other_writers").Bool()
 	c.Spec.Overcommit = p.Get("overcommit").Bool()
-	switch c.Meta.Type {
-	case PoolFilesystem:
-		path := p.Get("path").String()
-		if path != "" {
-			if err := checkPoolPath(path); err != nil {
-				return c, at("path: %v", err)
-			}
-		}
-		c.Spec.Path = &path
-	case PoolNFS:
-		c.Spec.Server = p.Get("server").String()
-		c.Spec.Export = p.Get("export").String()
-		if !node.ValidHost(c.Spec.Server) {
-			return c, at("server %q is not a host name or address", c.Spec.Server)
-		}
-		if err := node.CheckAbsPath(c.Spec.Export.(string)); err != nil {
-			return c, at("export: %v", err)
-		}
-		opts, mnt := map[string]any{}, map[string]any{}
-		if v := p.Get("mount_options"); v.IsObject() {
-			opts = v.Value().(map[string]any)
-		}
-		if v := p.Get("mount_point"); v.IsObject() {
-			mnt = v.Value().(map[string]any)
-		}
-		c.Spec.MountOptions, c.Spec.Mount = &opts, &mnt
-	case PoolLinuxBridge:
-		sw, ex := map[string]any{}, map[string]any{}
-		if v := p.Get("switch"); v.IsObject() {
-			sw = v.Value().(map[string]any)
-		}
-		if v := p.Get("export"); v.IsObject() {
-			ex = v.Value().(map[string]any)
-		}
-		if len(sw) == 0 {
-			return c, at("linux_bridge pool needs \"switch\": {<node>: {\"ifname\": <bridge>}}")
-		}
-		c.Spec.Switch, c.Spec.Export = sw, ex
-	default:
+	kind, known := poolKinds[c.Meta.Type]
+	if !known {
 		return c, &UnknownPoolTypeError{Type: c.Meta.Type}
 	}
-	return c, nil
-}
-
-func checkPoolPath(p string) error {
-	if strings.HasPrefix(p, "/") {
-		return node.CheckAbsPath(p)
+	if err := kind.fromParams(&c, p); err != nil {
+		return c, at("%v", err)
 	}
-	return node.CheckFilename(p)
+	return c, nil
 }
 
 // ValidatePools checks a cluster config's "pools" section against the

@@ -467,22 +467,8 @@ func customize(c PoolConfig, node string) map[string]any {
 		}
 		return m["*"]
 	}
-	switch c.Meta.Type {
-	case PoolNFS:
-		spec := map[string]any{"server": c.Spec.Server, "export": c.Spec.Export}
-		spec["mount-options"] = pick(*c.Spec.MountOptions)
-		spec["mount"] = pick(*c.Spec.Mount)
-		if c.Spec.AllowOtherWriters {
-			spec["allow-other-writers"] = true
-		}
-		if c.Spec.Overcommit {
-			spec["overcommit"] = true
-		}
-		return map[string]any{"meta": map[string]any{"uuid": c.Meta.UUID, "type": c.Meta.Type}, "spec": spec}
-	case PoolLinuxBridge:
-		ex, _ := c.Spec.Export.(map[string]any)
-		return map[string]any{"meta": map[string]any{"uuid": c.Meta.UUID, "type": c.Meta.Type, "name": c.Meta.Name},
-			"spec": map[string]any{"switch": pick(c.Spec.Switch), "export": pick(ex)}}
+	if nc := poolKinds[c.Meta.Type].nodeConfig; nc != nil {
+		return nc(c, pick)
 	}
 	var out map[string]any
 	data, _ := json.Marshal(c)
@@ -523,24 +509,8 @@ func (m *Manager) AttachPool(ctx context.Context, id string) error {
 			if !slices.Contains(p.Connected, d.node) {
 				p.Connected = append(p.Connected, d.node)
 			}
-			spec := d.out.Spec
-			switch p.Config.Meta.Type {
-			case PoolFilesystem:
-				if path := spec.Path; path != "" {
-					if p.Paths == nil {
-						p.Paths = map[string]string{}
-					}
-					p.Paths[d.node] = path
-					if len(p.Config.Meta.Access.Nodes) == 1 {
-						// As upstream shows it; per node in Paths.
-						p.Config.Spec.Path = &path
-					}
-				}
-			case PoolNFS:
-				mnt := *p.Config.Spec.Mount
-				if _, star := mnt["*"]; !star && spec.Mount != "" {
-					mnt[d.node] = spec.Mount
-				}
+			if at := poolKinds[p.Config.Meta.Type].attached; at != nil {
+				at(p, d.node, d.out)
 			}
 		}
 		return nil
