@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -526,23 +525,38 @@ func toResourceJSON(r resmgr.Resource) resourceJSON {
 }
 
 // nodeHoldings says, per node, which pools reach it and which resources
-// are bound to it, for "status".
-func nodeHoldings(ctx context.Context, cmd *cli.Command) (pools, holds map[string][]string, err error) {
-	st, err := openStore(cmd)
+// are bound to it, from the state; and, asked of the nodes that are up,
+// the size and free space of each volume pool attached there (a node
+// that does not answer is left out: status still prints).
+func nodeHoldings(ctx context.Context, e *env, cmd *cli.Command, up map[string]bool) (pools, holds map[string][]string, caps map[string]map[string]node.Capacity, err error) {
+	m, err := openManager(e, cmd)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	m := resmgr.NewManager(st, func(context.Context, cluster.Node) (resmgr.Conn, error) {
-		return nil, errors.New("status does not call nodes for resources")
-	}, nil)
+	defer m.Close()
 	ps, rs, err := m.Pools(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	pools, holds = map[string][]string{}, map[string][]string{}
+	pools, holds, caps = map[string][]string{}, map[string][]string{}, map[string]map[string]node.Capacity{}
+	for n, ok := range up {
+		if !ok {
+			m.SkipNode(n)
+		}
+	}
 	for _, p := range ps {
 		for _, n := range p.Connected {
 			pools[n] = append(pools[n], p.Config.Meta.Name)
+		}
+		if !slices.ContainsFunc(p.Connected, func(n string) bool { return up[n] }) {
+			continue
+		}
+		pc, _ := m.PoolCapacity(ctx, p.Config.Meta.UUID)
+		for n, c := range pc {
+			if caps[n] == nil {
+				caps[n] = map[string]node.Capacity{}
+			}
+			caps[n][p.Config.Meta.Name] = c
 		}
 	}
 	for _, r := range rs {
@@ -554,7 +568,20 @@ func nodeHoldings(ctx context.Context, cmd *cli.Command) (pools, holds map[strin
 			holds[b.Node] = append(holds[b.Node], what)
 		}
 	}
-	return pools, holds, nil
+	return pools, holds, caps, nil
+}
+
+// poolsColumn is a node's POOLS in the status table: each pool, with its
+// free space there when known.
+func poolsColumn(names []string, caps map[string]node.Capacity) string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = n
+		if c, ok := caps[n]; ok {
+			out[i] += "(" + node.ShortSize(c.Free) + " free)"
+		}
+	}
+	return dash(strings.Join(out, ","))
 }
 
 // resourcesStartup is the pre-tests hook's part: start the nodes' backing

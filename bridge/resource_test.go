@@ -58,6 +58,9 @@ func TestCLI_poolsAndResources(t *testing.T) {
 	if got := status.Get("1.pools.0").Str; got != "shared" {
 		t.Errorf("status pools of node2 = %q", got)
 	}
+	if free := status.Get("1.pool_capacity.shared.free").Int(); free <= 0 {
+		t.Errorf("status capacity of shared on node2: %s", status.Get("1.pool_capacity").Raw)
+	}
 	code, _, errOut := c.cli(t, "resource", "destroy", id)
 	if code != 1 || !strings.Contains(errOut, "Cannot destroy an allocated resource object") {
 		t.Errorf("destroy allocated: exit %d: %s", code, errOut)
