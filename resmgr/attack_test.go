@@ -134,13 +134,33 @@ func TestAttack_H2_releaseDeletesOnlyWhatTheAgentMade(t *testing.T) {
 	if data, err := os.ReadFile(golden); err != nil || string(data) != "precious base image" {
 		t.Errorf("pre-existing image after destroy --force: %q, %v", data, err)
 	}
+	// 1b. The same through a test's resources (the runner's path: Reserve
+	// with the partition, Acquire, ReleasePartition): the test fails, the
+	// partition's release leaves the image.
+	owner, _ := cluster.CurrentOwner("job-golden", "1-golden")
+	part, err := cluster.Allocate(ctx, m.st, cluster.AllocRequest{Owner: owner, Tags: []string{"a"},
+		Reserve: Reserve([]Want{{Name: "golden", Type: TypeVolume, On: []string{"a"}, Params: map[string]string{"image_name": "golden", "image_size": "1M"}}}),
+		Choose: func([]cluster.Node) (map[string]string, error) { return map[string]string{"a": "node1"}, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Acquire(ctx, part.ID); err == nil || !strings.Contains(err.Error(), "this agent did not make it") {
+		t.Errorf("acquire over a pre-existing image: %v", err)
+	}
+	if err := m.ReleasePartition(ctx, part.ID); err != nil {
+		t.Fatal(err)
+	}
+	cluster.Release(ctx, m.st, part.ID)
+	if data, err := os.ReadFile(golden); err != nil || string(data) != "precious base image" {
+		t.Errorf("pre-existing image after the test's release: %q, %v", data, err)
+	}
 	// 2. Two resources with the default image_name: the second is refused,
 	// naming the first.
 	a := volumeOn(t, ctx, m, "diskA", map[string]string{"image_format": "raw"}, "node1")
 	if _, err := m.UpdateResource(ctx, a, "allocate", "node1", nil); err != nil {
 		t.Fatal(err)
 	}
-	_, err := m.CreateResourceFromParams(ctx, "diskB", TypeVolume, map[string]string{"image_format": "raw", "image_size": "1M"})
+	_, err = m.CreateResourceFromParams(ctx, "diskB", TypeVolume, map[string]string{"image_format": "raw", "image_size": "1M"})
 	var refused *RefusedError
 	if !errors.As(err, &refused) || !strings.Contains(err.Error(), "diskA") {
 		t.Errorf("second resource on image.raw: %v, want a refusal naming diskA", err)

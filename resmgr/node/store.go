@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // poolConn is one pool as this node has it open. Once stored it is never
@@ -88,6 +89,14 @@ func loadState(file string) (state, error) {
 	}
 	if st.Backings == nil {
 		st.Backings = map[string]*backing{}
+	}
+	// A record of an agent before file identities: the path relative to
+	// the pool is derived; with no Made, release keeps such files (it
+	// cannot tell whose they are).
+	for _, b := range st.Backings {
+		if c := st.Pools[b.Pool]; b.Rel == "" && b.Path != "" && c != nil {
+			b.Rel = strings.TrimPrefix(b.Path, c.Root+"/")
+		}
 	}
 	return st, nil
 }
