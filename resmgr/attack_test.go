@@ -140,7 +140,7 @@ func TestAttack_H2_releaseDeletesOnlyWhatTheAgentMade(t *testing.T) {
 	owner, _ := cluster.CurrentOwner("job-golden", "1-golden")
 	part, err := cluster.Allocate(ctx, m.st, cluster.AllocRequest{Owner: owner, Tags: []string{"a"},
 		Reserve: Reserve([]Want{{Name: "golden", Type: TypeVolume, On: []string{"a"}, Params: map[string]string{"image_name": "golden", "image_size": "1M"}}}),
-		Choose: func([]cluster.Node) (map[string]string, error) { return map[string]string{"a": "node1"}, nil }})
+		Choose:  func([]cluster.Node) (map[string]string, error) { return map[string]string{"a": "node1"}, nil }})
 	if err != nil {
 		t.Fatal(err)
 	}
