@@ -92,6 +92,18 @@ func mkdirNew(dir string) (bool, error) {
 		}
 		return false, nil
 	}
+	// What is created must be created under directories only root can
+	// change, or it could be made through someone else's link.
+	anc := filepath.Dir(dir)
+	for {
+		if _, err := os.Lstat(anc); err == nil || anc == "/" {
+			break
+		}
+		anc = filepath.Dir(anc)
+	}
+	if _, err := checkPoolDir(anc, false); err != nil {
+		return false, err
+	}
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return false, err
 	}
