@@ -229,3 +229,38 @@ func (m *Manager) ReleasePartition(ctx context.Context, partitionID string) erro
 	}
 	return errors.Join(errs...)
 }
+
+// Sweep removes the resources of reclaimed partitions (their claims in
+// State.Released) on the nodes. A claim whose removal fails is put back
+// for the next sweep.
+func (m *Manager) Sweep(ctx context.Context) error {
+	var taken []cluster.ReleasedClaim
+	err := m.st.Update(ctx, func(s *cluster.State) error {
+		taken = s.TakeReleased(ClaimKind)
+		return nil
+	})
+	if err != nil || len(taken) == 0 {
+		return err
+	}
+	var failed []cluster.ReleasedClaim
+	var errs []error
+	for _, c := range taken {
+		err := m.Remove(ctx, c.ID)
+		var nf *NotFoundError
+		if err != nil && !errors.As(err, &nf) {
+			failed = append(failed, c)
+			errs = append(errs, fmt.Errorf("resource %s of partition %s: %w", c.ID, c.Partition, err))
+			continue
+		}
+		m.log.Info("removed resource of a reclaimed partition", "resource", c.ID, "partition", c.Partition, "owner", c.Owner.String(), "reason", c.Reason)
+	}
+	if len(failed) > 0 {
+		if err := m.st.Update(ctx, func(s *cluster.State) error {
+			s.Released = append(s.Released, failed...)
+			return nil
+		}); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
