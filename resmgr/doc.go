@@ -5,16 +5,23 @@
 // resmgr/node; this package imports it for the wire's names and types.
 //
 // Where to start:
-//   - manager.go: Manager, the public operations (pools, resources); each
-//     reads the state once, calls the nodes, and writes once (clone and
-//     Acquire twice, so a crash leaves what was made recorded).
+//   - manager.go: Manager, its node connections, and the read (snapshot),
+//     call (call, callInto) and write (update, commit) steps every
+//     operation is made of.
+//   - pools.go, resources.go: the public operations (upstream's vt_resmgr
+//     API and the job hooks); each reads the state once, calls the nodes,
+//     and writes once (clone and Acquire twice, so a crash leaves what was
+//     made recorded).
+//   - record.go: the persisted model (Pool, Resource, Binding) and the
+//     claims that tie resources to partitions.
 //   - partition.go: a test's resources. Reserve picks pools and records
 //     the resources in the same cluster Update as the partition's nodes
 //     (its claims); Acquire binds and allocates them and returns
 //     []Acquired; ReleasePartition removes them; Sweep removes those of
 //     partitions reclaimed from dead owners.
 //   - config.go: upstream's pool and resource configs, byte for byte.
-//   - kinds.go: the pool kinds the controller knows (what each holds).
+//   - kinds.go: the registry of pool kinds; kind_fs.go, kind_nfs.go and
+//     kind_bridge.go register the controller half of one kind each.
 //   - errors.go: the typed errors (NotFoundError, NoPoolError,
 //     NotConnectedError, CapacityError, RefusedError, ...); public
 //     methods add the "resmgr: " prefix once (Error).
