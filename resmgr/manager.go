@@ -247,3 +247,23 @@ func wrapErr(err *error) {
 		*err = &Error{Err: *err}
 	}
 }
+
+// viewResource is snapshot and the resource id in it.
+func (m *Manager) viewResource(ctx context.Context, id string) (*cluster.State, *record, *Resource, error) {
+	s, r, err := m.snapshot(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	x, err := r.resource(id)
+	return s, r, x, err
+}
+
+// viewPool is snapshot and the pool id in it.
+func (m *Manager) viewPool(ctx context.Context, id string) (*cluster.State, *record, *Pool, error) {
+	s, r, err := m.snapshot(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	p, err := r.pool(id)
+	return s, r, p, err
+}

@@ -231,14 +231,11 @@ func customize(c PoolConfig, node string) map[string]any {
 }
 
 // AttachPool connects the pool on each of its access nodes.
-func (m *Manager) AttachPool(ctx context.Context, id string) error {
-	s, r, err := m.snapshot(ctx)
+func (m *Manager) AttachPool(ctx context.Context, id string) (err error) {
+	defer wrapErr(&err)
+	s, _, p, err := m.viewPool(ctx, id)
 	if err != nil {
 		return err
-	}
-	p, err := r.pool(id)
-	if err != nil {
-		return fmt.Errorf("resmgr: %w", err)
 	}
 	type done struct {
 		node string
@@ -273,14 +270,11 @@ func (m *Manager) AttachPool(ctx context.Context, id string) error {
 }
 
 // DetachPool disconnects the pool from every node it is attached to.
-func (m *Manager) DetachPool(ctx context.Context, id string) error {
-	s, r, err := m.snapshot(ctx)
+func (m *Manager) DetachPool(ctx context.Context, id string) (err error) {
+	defer wrapErr(&err)
+	s, _, p, err := m.viewPool(ctx, id)
 	if err != nil {
 		return err
-	}
-	p, err := r.pool(id)
-	if err != nil {
-		return fmt.Errorf("resmgr: %w", err)
 	}
 	var gone []string
 	var errs []error
@@ -480,11 +474,7 @@ func (m *Manager) checkRoom(ctx context.Context, s *cluster.State, r *record, x 
 // bridge) has none.
 func (m *Manager) PoolCapacity(ctx context.Context, id string) (_ map[string]node.Capacity, err error) {
 	defer wrapErr(&err)
-	s, r, err := m.snapshot(ctx)
-	if err != nil {
-		return nil, err
-	}
-	p, err := r.pool(id)
+	s, _, p, err := m.viewPool(ctx, id)
 	if err != nil {
 		return nil, err
 	}

@@ -182,11 +182,7 @@ func (m *Manager) DestroyResource(ctx context.Context, id string) error {
 // are skipped.
 func (m *Manager) BindResource(ctx context.Context, id string, nodes []string) (err error) {
 	defer wrapErr(&err)
-	s, r, err := m.snapshot(ctx)
-	if err != nil {
-		return err
-	}
-	x, err := r.resource(id)
+	s, r, x, err := m.viewResource(ctx, id)
 	if err != nil {
 		return err
 	}
@@ -289,11 +285,7 @@ func applySync(x *Resource, n string, o node.SyncReply) {
 // node failed.
 func (m *Manager) UnbindResource(ctx context.Context, id string, nodes []string) (err error) {
 	defer wrapErr(&err)
-	s, r, err := m.snapshot(ctx)
-	if err != nil {
-		return err
-	}
-	x, err := r.resource(id)
+	s, _, x, err := m.viewResource(ctx, id)
 	if err != nil {
 		return err
 	}
@@ -356,11 +348,7 @@ func (m *Manager) UpdateResource(ctx context.Context, id, command, onNode string
 		return m.CloneResource(ctx, id, onNode)
 	}
 	defer wrapErr(&err)
-	s, r, err := m.snapshot(ctx)
-	if err != nil {
-		return "", err
-	}
-	x, err := r.resource(id)
+	s, _, x, err := m.viewResource(ctx, id)
 	if err != nil {
 		return "", err
 	}
@@ -423,11 +411,7 @@ func (m *Manager) runCommand(ctx context.Context, s *cluster.State, x *Resource,
 // <name>_clone_<8 alnum>, bound to the same nodes, copied on node.
 func (m *Manager) CloneResource(ctx context.Context, id, onNode string) (_ string, err error) {
 	defer wrapErr(&err)
-	s, r, err := m.snapshot(ctx)
-	if err != nil {
-		return "", err
-	}
-	src, err := r.resource(id)
+	s, r, src, err := m.viewResource(ctx, id)
 	if err != nil {
 		return "", err
 	}
@@ -481,14 +465,11 @@ func (m *Manager) CloneResource(ctx context.Context, id, onNode string) (_ strin
 // Remove releases, unbinds and destroys a resource whatever its state,
 // also finding backings a crash left unrecorded (query_resource_backing
 // on each node of its pool).
-func (m *Manager) Remove(ctx context.Context, id string) error {
-	s, r, err := m.snapshot(ctx)
+func (m *Manager) Remove(ctx context.Context, id string) (err error) {
+	defer wrapErr(&err)
+	s, r, x, err := m.viewResource(ctx, id)
 	if err != nil {
 		return err
-	}
-	x, err := r.resource(id)
-	if err != nil {
-		return fmt.Errorf("resmgr: %w", err)
 	}
 	nodes := map[string]bool{}
 	for _, b := range x.Bindings {

@@ -218,16 +218,9 @@ func (s *Service) rpcStop(ctx context.Context, args agent.Args) (any, error) {
 }
 
 func (s *Service) rpcCreatePool(ctx context.Context, args agent.Args) (any, error) {
-	if err := args.Want(1, 1); err != nil {
-		return nil, err
-	}
-	cfg, err := args.Struct(0, "pool_config")
-	if err != nil {
-		return nil, err
-	}
 	var req PoolRequest
-	if err := decode(cfg, &req); err != nil {
-		return failed(err), nil
+	if err := requestArg(args, "pool_config", &req); err != nil {
+		return nil, err
 	}
 	out, err := s.createPool(ctx, req)
 	if err != nil {
@@ -321,16 +314,9 @@ func hasBackings(st *state, pool string) bool {
 }
 
 func (s *Service) rpcCreateBacking(ctx context.Context, args agent.Args) (any, error) {
-	if err := args.Want(1, 1); err != nil {
-		return nil, err
-	}
-	cfg, err := args.Struct(0, "backing_config")
-	if err != nil {
-		return nil, err
-	}
 	var req BackingRequest
-	if err := decode(cfg, &req); err != nil {
-		return failed(err), nil
+	if err := requestArg(args, "backing_config", &req); err != nil {
+		return nil, err
 	}
 	b, c, err := s.createBacking(ctx, req)
 	if err != nil {
@@ -439,6 +425,22 @@ func (s *Service) rpcQuery(ctx context.Context, args agent.Args) (any, error) {
 		}
 	}
 	return nil, nil
+}
+
+// requestArg reads the one struct argument of create_pool_connection and
+// create_resource_backing into v; a malformed one is a fault.
+func requestArg(args agent.Args, name string, v any) error {
+	if err := args.Want(1, 1); err != nil {
+		return err
+	}
+	raw, err := args.Struct(0, name)
+	if err != nil {
+		return err
+	}
+	if err := decode(raw, v); err != nil {
+		return xmlrpc.Faultf("TypeError", "%s: %v", name, err)
+	}
+	return nil
 }
 
 // backingArgs reads update's and clone's backing id (argument 0) and
