@@ -60,12 +60,17 @@ type RefusedError struct{ Msg string }
 func (e *RefusedError) Error() string { return e.Msg }
 
 // NotConnectedError is a pool that is not attached to a node that needs
-// it; Hint is the command that attaches it.
-type NotConnectedError struct{ Pool, Node string }
+// it, and could not be attached there (Err says why).
+type NotConnectedError struct {
+	Pool, Node string
+	Err        error
+}
 
 func (e *NotConnectedError) Error() string {
-	return fmt.Sprintf("pool %s is not connected on node %s; attach it with: vtcluster pool attach %s", e.Pool, e.Node, e.Pool)
+	return fmt.Sprintf("pool %s is not connected on node %s and attaching it failed: %v; fix that, then attach it with: vtcluster pool attach %s", e.Pool, e.Node, e.Err, e.Pool)
 }
+
+func (e *NotConnectedError) Unwrap() error { return e.Err }
 
 // Error is what the package's public methods return: the cause, with
 // the package's prefix added once; errors.As and errors.Is see through it

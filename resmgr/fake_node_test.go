@@ -233,7 +233,12 @@ func TestManager_volumeBeyondPoolCapacityRefusedAtCreate(t *testing.T) {
 func TestManager_errorsSayWhatToDo(t *testing.T) {
 	_, m := fakeCluster(t, "node1")
 	ctx := context.Background()
-	if err := m.Setup(ctx, json.RawMessage(`{"storage": {"s": {"type": "filesystem", "path": "`+t.TempDir()+`"}}}`)); err != nil {
+	open := filepath.Join(t.TempDir(), "open")
+	os.Mkdir(open, 0o777)
+	os.Chmod(open, 0o777)
+	pools := `{"storage": {"s": {"type": "filesystem", "path": "` + t.TempDir() + `"},
+	                       "w": {"type": "filesystem", "path": "` + open + `"}}}`
+	if err := m.Setup(ctx, json.RawMessage(pools)); err != nil {
 		t.Fatal(err)
 	}
 	_, err := m.CreateResourceFromParams(ctx, "v", "volumne", nil)
@@ -245,14 +250,26 @@ func TestManager_errorsSayWhatToDo(t *testing.T) {
 	if !errors.Is(err, ErrPoolNotAvailable) || !strings.Contains(err.Error(), "s (filesystem): holds no port") {
 		t.Errorf("no pool: %v", err)
 	}
-	// Not attached yet: bind names the pool and the command.
+	// Binding on a node where the pool is not attached attaches it.
 	id, err := m.CreateResourceFromParams(ctx, "v", TypeVolume, map[string]string{"image_size": "1M"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.BindResource(ctx, id, nil); err != nil {
+		t.Fatalf("bind on a pool not attached yet: %v", err)
+	}
+	if ps, _, _ := m.Pools(ctx); len(ps[0].Connected) != 1 || ps[0].Connected[0] != "node1" {
+		t.Errorf("pool after bind: %+v", ps[0])
+	}
+	// One that cannot be attached is named, with why and the command.
+	id, err = m.CreateResourceFromParams(ctx, "w", TypeVolume, map[string]string{"image_size": "1M",
+		"volume_pool_selectors": `[{"key": "name", "operator": "==", "values": "w"}]`})
 	if err != nil {
 		t.Fatal(err)
 	}
 	err = m.BindResource(ctx, id, nil)
 	var nc *NotConnectedError
-	if !errors.As(err, &nc) || !strings.Contains(err.Error(), "vtcluster pool attach s") || strings.Count(err.Error(), "resmgr:") != 1 {
-		t.Errorf("bind on an unattached pool: %v", err)
+	if !errors.As(err, &nc) || !strings.Contains(err.Error(), "writable by others") || !strings.Contains(err.Error(), "vtcluster pool attach w") || strings.Count(err.Error(), "resmgr:") != 1 {
+		t.Errorf("bind on a pool that cannot be attached: %v", err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 
@@ -110,7 +111,7 @@ func (m *Manager) conn(ctx context.Context, n cluster.Node) (Conn, error) {
 	}
 	c, err := m.dial(ctx, n)
 	if err != nil {
-		return nil, fmt.Errorf("resmgr: node %s: %w", n.Name, err)
+		return nil, fmt.Errorf("node %s: %w", n.Name, err)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -149,13 +150,13 @@ func (m *Manager) snapshot(ctx context.Context) (*cluster.State, *record, error)
 func (m *Manager) call(ctx context.Context, s *cluster.State, node, method string, args ...any) (any, error) {
 	n := s.Node(node)
 	if n == nil {
-		return nil, fmt.Errorf("resmgr: node %q: %w", node, cluster.ErrNodeNotFound)
+		return nil, fmt.Errorf("node %q: %w", node, cluster.ErrNodeNotFound)
 	}
 	m.mu.Lock()
 	skipped := m.skip[node]
 	m.mu.Unlock()
 	if skipped {
-		return nil, fmt.Errorf("resmgr: node %s: %w", node, ErrNodeSkipped)
+		return nil, fmt.Errorf("node %s: %w", node, ErrNodeSkipped)
 	}
 	c, err := m.conn(ctx, *n)
 	if err != nil {
@@ -163,7 +164,7 @@ func (m *Manager) call(ctx context.Context, s *cluster.State, node, method strin
 	}
 	v, err := c.Call(ctx, "resource."+method, args...)
 	if err != nil {
-		return nil, fmt.Errorf("resmgr: node %s: %w", node, err)
+		return nil, fmt.Errorf("node %s: %w", node, err)
 	}
 	if v == nil {
 		return nil, nil
@@ -214,10 +215,35 @@ func gjsonPathEscape(p string) string {
 	return b.String()
 }
 
+// attachment is a pool attached on a node along the way (by bind), for
+// the record.
+type attachment struct {
+	pool, node string
+	out        node.PoolReply
+}
+
+// recordAttach records that pool p is attached on node n.
+func recordAttach(p *Pool, n string, out node.PoolReply) {
+	if !slices.Contains(p.Connected, n) {
+		p.Connected = append(p.Connected, n)
+	}
+	if at := poolKinds[p.Config.Meta.Type].attached; at != nil {
+		at(p, n, out)
+	}
+}
+
 // commit stores the configs and bindings of the given resources (changed
-// copies of a snapshot's) in one update.
-func (m *Manager) commit(ctx context.Context, xs ...*Resource) error {
+// copies of a snapshot's) and the pools attached along the way, in one
+// update.
+func (m *Manager) commit(ctx context.Context, att []attachment, xs ...*Resource) error {
 	return m.update(ctx, func(s *cluster.State, r *record) error {
+		for _, a := range att {
+			p, err := r.pool(a.pool)
+			if err != nil {
+				return err
+			}
+			recordAttach(p, a.node, a.out)
+		}
 		for _, x := range xs {
 			y, err := r.resource(x.Config.Meta.UUID)
 			if err != nil {

@@ -146,10 +146,12 @@ func (m *Manager) Acquire(ctx context.Context, partitionID string) (_ []Acquired
 		}
 	}
 	var errs []error
+	var att []attachment
 	for _, x := range xs {
-		errs = append(errs, m.bind(ctx, s, r, x, sortedKeys(x.Use.Tags)))
+		a, err := m.bind(ctx, s, r, x, sortedKeys(x.Use.Tags))
+		att, errs = append(att, a...), append(errs, err)
 	}
-	if err := errors.Join(append(errs, m.commit(ctx, xs...))...); err != nil {
+	if err := errors.Join(append(errs, m.commit(ctx, att, xs...))...); err != nil {
 		return nil, err
 	}
 	for _, x := range xs {
@@ -172,7 +174,7 @@ func (m *Manager) Acquire(ctx context.Context, partitionID string) (_ []Acquired
 			break
 		}
 	}
-	if err := errors.Join(err, m.commit(ctx, xs...)); err != nil {
+	if err := errors.Join(err, m.commit(ctx, nil, xs...)); err != nil {
 		return nil, err
 	}
 	var out []Acquired
@@ -213,7 +215,8 @@ func newMAC() string {
 // ReleasePartition removes every resource of the partition on the nodes
 // and drops its claims. What cannot be removed keeps its claim, so the
 // partition's release hands it to Sweep.
-func (m *Manager) ReleasePartition(ctx context.Context, partitionID string) error {
+func (m *Manager) ReleasePartition(ctx context.Context, partitionID string) (err error) {
+	defer wrapErr(&err)
 	_, r, err := m.snapshot(ctx)
 	if err != nil {
 		return err
@@ -223,7 +226,7 @@ func (m *Manager) ReleasePartition(ctx context.Context, partitionID string) erro
 		if x.Partition != partitionID {
 			continue
 		}
-		if err := m.Remove(ctx, x.Config.Meta.UUID); err != nil {
+		if err := m.remove(ctx, x.Config.Meta.UUID); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -233,9 +236,14 @@ func (m *Manager) ReleasePartition(ctx context.Context, partitionID string) erro
 // Sweep removes the resources of reclaimed partitions (their claims in
 // State.Released) on the nodes. A claim whose removal fails is put back
 // for the next sweep.
-func (m *Manager) Sweep(ctx context.Context) error {
+func (m *Manager) Sweep(ctx context.Context) (err error) {
+	defer wrapErr(&err)
+	return m.sweep(ctx)
+}
+
+func (m *Manager) sweep(ctx context.Context) (err error) {
 	var taken []cluster.ReleasedClaim
-	err := m.st.Update(ctx, func(s *cluster.State) error {
+	err = m.st.Update(ctx, func(s *cluster.State) error {
 		taken = s.TakeReleased(ClaimKind)
 		return nil
 	})
@@ -245,7 +253,7 @@ func (m *Manager) Sweep(ctx context.Context) error {
 	var failed []cluster.ReleasedClaim
 	var errs []error
 	for _, c := range taken {
-		err := m.Remove(ctx, c.ID)
+		err := m.remove(ctx, c.ID)
 		var nf *NotFoundError
 		if err != nil && !errors.As(err, &nf) {
 			failed = append(failed, c)

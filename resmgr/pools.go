@@ -24,18 +24,19 @@ import (
 // def_fs_pool_<node> for every node no configured filesystem pool
 // reaches. It replaces earlier pools, but refuses while resources exist or
 // pools are attached, since forgetting them would leak them on the nodes.
-func (m *Manager) Setup(ctx context.Context, pools json.RawMessage) error {
+func (m *Manager) Setup(ctx context.Context, pools json.RawMessage) (err error) {
+	defer wrapErr(&err)
 	params, err := parsePools(pools)
 	if err != nil {
-		return fmt.Errorf("resmgr: %w", err)
+		return err
 	}
 	return m.update(ctx, func(s *cluster.State, r *record) error {
 		if len(r.Resources) > 0 {
-			return fmt.Errorf("resmgr: setup: %d resources still exist; remove them first (vtcluster resource list, vtcluster resource destroy --force)", len(r.Resources))
+			return fmt.Errorf("setup: %d resources still exist; remove them first (vtcluster resource list, vtcluster resource destroy --force)", len(r.Resources))
 		}
 		for _, p := range r.Pools {
 			if len(p.Connected) > 0 {
-				return fmt.Errorf("resmgr: setup: pool %s is attached to %s (vtcluster pool detach %s): %w",
+				return fmt.Errorf("setup: pool %s is attached to %s (vtcluster pool detach %s): %w",
 					p.Config.Meta.Name, strings.Join(p.Connected, ", "), p.Config.Meta.Name, ErrPoolBusy)
 			}
 		}
@@ -44,18 +45,18 @@ func (m *Manager) Setup(ctx context.Context, pools json.RawMessage) error {
 			names[i] = n.Name
 		}
 		if err := ValidatePools(pools, names); err != nil {
-			return fmt.Errorf("resmgr: %w", err)
+			return err
 		}
 		r.Pools = nil
 		covered := map[string]bool{}
 		for _, np := range params {
 			c, err := poolFromParams(np.Name, np.Params, names)
 			if err != nil {
-				return fmt.Errorf("resmgr: %w", err)
+				return err
 			}
 			for _, n := range c.Meta.Access.Nodes {
 				if s.Node(n) == nil {
-					return fmt.Errorf("resmgr: pool %s: access node %q is not registered", np.Name, n)
+					return fmt.Errorf("pool %s: access node %q is not registered", np.Name, n)
 				}
 				if c.Meta.Type == PoolFilesystem {
 					covered[n] = true
@@ -77,14 +78,15 @@ func (m *Manager) Setup(ctx context.Context, pools json.RawMessage) error {
 }
 
 // Cleanup forgets every pool (upstream's cleanup), refusing like Setup.
-func (m *Manager) Cleanup(ctx context.Context) error {
+func (m *Manager) Cleanup(ctx context.Context) (err error) {
+	defer wrapErr(&err)
 	return m.update(ctx, func(s *cluster.State, r *record) error {
 		if len(r.Resources) > 0 {
-			return fmt.Errorf("resmgr: cleanup: %d resources still exist; destroy them first", len(r.Resources))
+			return fmt.Errorf("cleanup: %d resources still exist; destroy them first", len(r.Resources))
 		}
 		for _, p := range r.Pools {
 			if len(p.Connected) > 0 {
-				return fmt.Errorf("resmgr: cleanup: pool %s: %w", p.Config.Meta.Name, ErrPoolBusy)
+				return fmt.Errorf("cleanup: pool %s: %w", p.Config.Meta.Name, ErrPoolBusy)
 			}
 		}
 		r.Pools = nil
@@ -94,7 +96,8 @@ func (m *Manager) Cleanup(ctx context.Context) error {
 
 // Startup starts the backing service on every node and attaches every
 // pool (upstream's startup, run by the job's pre hook).
-func (m *Manager) Startup(ctx context.Context) error {
+func (m *Manager) Startup(ctx context.Context) (err error) {
+	defer wrapErr(&err)
 	s, r, err := m.snapshot(ctx)
 	if err != nil {
 		return err
@@ -106,7 +109,7 @@ func (m *Manager) Startup(ctx context.Context) error {
 		}
 	}
 	for _, p := range r.Pools {
-		if err := m.AttachPool(ctx, p.Config.Meta.UUID); err != nil {
+		if err := m.attachPool(ctx, p.Config.Meta.UUID); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -115,7 +118,12 @@ func (m *Manager) Startup(ctx context.Context) error {
 
 // RemoveJob removes on the nodes every resource the job jobID still holds
 // (all resources when jobID is empty), and what reclaimed partitions left.
-func (m *Manager) RemoveJob(ctx context.Context, jobID string) error {
+func (m *Manager) RemoveJob(ctx context.Context, jobID string) (err error) {
+	defer wrapErr(&err)
+	return m.removeJob(ctx, jobID)
+}
+
+func (m *Manager) removeJob(ctx context.Context, jobID string) (err error) {
 	_, r, err := m.snapshot(ctx)
 	if err != nil {
 		return err
@@ -123,12 +131,12 @@ func (m *Manager) RemoveJob(ctx context.Context, jobID string) error {
 	var errs []error
 	for _, x := range r.Resources {
 		if jobID == "" || x.Job == jobID {
-			if err := m.Remove(ctx, x.Config.Meta.UUID); err != nil {
+			if err := m.remove(ctx, x.Config.Meta.UUID); err != nil {
 				errs = append(errs, err)
 			}
 		}
 	}
-	if err := m.Sweep(ctx); err != nil {
+	if err := m.sweep(ctx); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
@@ -138,9 +146,10 @@ func (m *Manager) RemoveJob(ctx context.Context, jobID string) error {
 // removes what the job jobID still holds (upstream left it behind), then
 // detaches the pools no resource uses and, when no resource is left at
 // all, stops the nodes' backing services.
-func (m *Manager) Teardown(ctx context.Context, jobID string) error {
+func (m *Manager) Teardown(ctx context.Context, jobID string) (err error) {
+	defer wrapErr(&err)
 	var errs []error
-	if err := m.RemoveJob(ctx, jobID); err != nil {
+	if err := m.removeJob(ctx, jobID); err != nil {
 		errs = append(errs, err)
 	}
 	s, r, err := m.snapshot(ctx)
@@ -156,7 +165,7 @@ func (m *Manager) Teardown(ctx context.Context, jobID string) error {
 			// Resources of another job still use it.
 			continue
 		}
-		if err := m.DetachPool(ctx, p.Config.Meta.UUID); err != nil {
+		if err := m.detachPool(ctx, p.Config.Meta.UUID); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -172,22 +181,23 @@ func (m *Manager) Teardown(ctx context.Context, jobID string) error {
 }
 
 // CreatePoolFromParams registers a pool from upstream's pool parameters.
-func (m *Manager) CreatePoolFromParams(ctx context.Context, name string, params json.RawMessage) (string, error) {
+func (m *Manager) CreatePoolFromParams(ctx context.Context, name string, params json.RawMessage) (_ string, err error) {
+	defer wrapErr(&err)
 	if !gjson.ValidBytes(params) || !gjson.ParseBytes(params).IsObject() {
-		return "", fmt.Errorf("resmgr: pool %s: parameters must be a JSON object", name)
+		return "", fmt.Errorf("pool %s: parameters must be a JSON object", name)
 	}
 	var id string
-	err := m.update(ctx, func(s *cluster.State, r *record) error {
+	err = m.update(ctx, func(s *cluster.State, r *record) error {
 		if _, err := r.pool(name); err == nil {
-			return fmt.Errorf("resmgr: pool %q exists already", name)
+			return fmt.Errorf("pool %q exists already", name)
 		}
 		c, err := poolFromParams(name, gjson.ParseBytes(params), s.SortedNames())
 		if err != nil {
-			return fmt.Errorf("resmgr: %w", err)
+			return err
 		}
 		for _, n := range c.Meta.Access.Nodes {
 			if s.Node(n) == nil {
-				return fmt.Errorf("resmgr: pool %s: access node %q is not registered", name, n)
+				return fmt.Errorf("pool %s: access node %q is not registered", name, n)
 			}
 		}
 		r.Pools = append(r.Pools, &Pool{Config: c})
@@ -198,14 +208,15 @@ func (m *Manager) CreatePoolFromParams(ctx context.Context, name string, params 
 }
 
 // DestroyPool forgets a pool; ErrPoolBusy while attached or used.
-func (m *Manager) DestroyPool(ctx context.Context, id string) error {
+func (m *Manager) DestroyPool(ctx context.Context, id string) (err error) {
+	defer wrapErr(&err)
 	return m.update(ctx, func(s *cluster.State, r *record) error {
 		p, err := r.pool(id)
 		if err != nil {
-			return fmt.Errorf("resmgr: %w", err)
+			return err
 		}
 		if len(p.Connected) > 0 || slices.ContainsFunc(r.Resources, func(x *Resource) bool { return x.Config.Meta.Pool == p.Config.Meta.UUID }) {
-			return fmt.Errorf("resmgr: destroy pool %s: %w", p.Config.Meta.Name, ErrPoolBusy)
+			return fmt.Errorf("destroy pool %s: %w", p.Config.Meta.Name, ErrPoolBusy)
 		}
 		r.Pools = slices.DeleteFunc(r.Pools, func(x *Pool) bool { return x == p })
 		return nil
@@ -233,6 +244,10 @@ func customize(c PoolConfig, node string) map[string]any {
 // AttachPool connects the pool on each of its access nodes.
 func (m *Manager) AttachPool(ctx context.Context, id string) (err error) {
 	defer wrapErr(&err)
+	return m.attachPool(ctx, id)
+}
+
+func (m *Manager) attachPool(ctx context.Context, id string) (err error) {
 	s, _, p, err := m.viewPool(ctx, id)
 	if err != nil {
 		return err
@@ -257,12 +272,7 @@ func (m *Manager) AttachPool(ctx context.Context, id string) (err error) {
 			return err
 		}
 		for _, d := range ok {
-			if !slices.Contains(p.Connected, d.node) {
-				p.Connected = append(p.Connected, d.node)
-			}
-			if at := poolKinds[p.Config.Meta.Type].attached; at != nil {
-				at(p, d.node, d.out)
-			}
+			recordAttach(p, d.node, d.out)
 		}
 		return nil
 	})
@@ -272,6 +282,10 @@ func (m *Manager) AttachPool(ctx context.Context, id string) (err error) {
 // DetachPool disconnects the pool from every node it is attached to.
 func (m *Manager) DetachPool(ctx context.Context, id string) (err error) {
 	defer wrapErr(&err)
+	return m.detachPool(ctx, id)
+}
+
+func (m *Manager) detachPool(ctx context.Context, id string) (err error) {
 	s, _, p, err := m.viewPool(ctx, id)
 	if err != nil {
 		return err
@@ -299,24 +313,26 @@ func (m *Manager) DetachPool(ctx context.Context, id string) (err error) {
 }
 
 // PoolInfo is the pool's config, or the request path's slice of it.
-func (m *Manager) PoolInfo(ctx context.Context, id, request string) (json.RawMessage, error) {
+func (m *Manager) PoolInfo(ctx context.Context, id, request string) (_ json.RawMessage, err error) {
+	defer wrapErr(&err)
 	_, r, err := m.snapshot(ctx)
 	if err != nil {
 		return nil, err
 	}
 	p, err := r.pool(id)
 	if err != nil {
-		return nil, fmt.Errorf("resmgr: %w", err)
+		return nil, err
 	}
 	out, err := requestPath(p.Config, request, "Unknown key ")
 	if err != nil {
-		return nil, fmt.Errorf("resmgr: pool %s: %w", p.Config.Meta.Name, err)
+		return nil, fmt.Errorf("pool %s: %w", p.Config.Meta.Name, err)
 	}
 	return out, nil
 }
 
 // Pools returns the pool records in selection order.
-func (m *Manager) Pools(ctx context.Context) ([]Pool, []Resource, error) {
+func (m *Manager) Pools(ctx context.Context) (_ []Pool, _ []Resource, err error) {
+	defer wrapErr(&err)
 	_, r, err := m.snapshot(ctx)
 	if err != nil {
 		return nil, nil, err
@@ -424,18 +440,19 @@ func selectPool(r *record, resType string, sels []cluster.Selector, need ...stri
 }
 
 // SelectPool returns the uuid of the pool a resource would be created in.
-func (m *Manager) SelectPool(ctx context.Context, resType string, params map[string]string) (string, error) {
+func (m *Manager) SelectPool(ctx context.Context, resType string, params map[string]string) (_ string, err error) {
+	defer wrapErr(&err)
 	_, r, err := m.snapshot(ctx)
 	if err != nil {
 		return "", err
 	}
 	sels, err := poolSelectors(resType, params)
 	if err != nil {
-		return "", fmt.Errorf("resmgr: %w", err)
+		return "", err
 	}
 	p, err := selectPool(r, resType, sels)
 	if err != nil {
-		return "", fmt.Errorf("resmgr: %w", err)
+		return "", err
 	}
 	return p.Config.Meta.UUID, nil
 }

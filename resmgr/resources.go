@@ -105,19 +105,19 @@ func (m *Manager) CreateResourceFromParams(ctx context.Context, name, resType st
 func (r *record) newResource(name, resType string, params map[string]string) (*Resource, error) {
 	sels, err := poolSelectors(resType, params)
 	if err != nil {
-		return nil, fmt.Errorf("resmgr: %w", err)
+		return nil, err
 	}
 	p, err := selectPool(r, resType, sels)
 	if err != nil {
-		return nil, fmt.Errorf("resmgr: resource %s: %w", name, err)
+		return nil, fmt.Errorf("resource %s: %w", name, err)
 	}
 	c, err := defineResource(name, resType, p, params)
 	if err != nil {
-		return nil, fmt.Errorf("resmgr: resource %s: %w", name, err)
+		return nil, fmt.Errorf("resource %s: %w", name, err)
 	}
 	x := &Resource{Config: c, Bindings: []Binding{}}
 	if err := r.add(x); err != nil {
-		return nil, fmt.Errorf("resmgr: %w", err)
+		return nil, err
 	}
 	return x, nil
 }
@@ -125,22 +125,23 @@ func (r *record) newResource(name, resType string, params map[string]string) (*R
 // CreateResourceFromSource defines a copy of a volume (upstream's
 // define_config_by_self): new uuid, filename <filename>_<8 alnum>, not
 // allocated, in targetPool or the source's pool.
-func (m *Manager) CreateResourceFromSource(ctx context.Context, sourceID, targetPool string) (string, error) {
+func (m *Manager) CreateResourceFromSource(ctx context.Context, sourceID, targetPool string) (_ string, err error) {
+	defer wrapErr(&err)
 	var id string
-	err := m.update(ctx, func(s *cluster.State, r *record) error {
+	err = m.update(ctx, func(s *cluster.State, r *record) error {
 		src, err := r.resource(sourceID)
 		if err != nil {
-			return fmt.Errorf("resmgr: %w", err)
+			return err
 		}
 		c := src.Config
 		c.Meta.UUID, c.Meta.Allocated = newUUID(), false
 		if targetPool != "" {
 			p, err := r.pool(targetPool)
 			if err != nil {
-				return fmt.Errorf("resmgr: %w", err)
+				return err
 			}
 			if !supports(p.Config.Meta.Type, c.Meta.Type) {
-				return fmt.Errorf("resmgr: pool %s cannot hold a %s", p.Config.Meta.Name, c.Meta.Type)
+				return fmt.Errorf("pool %s cannot hold a %s", p.Config.Meta.Name, c.Meta.Type)
 			}
 			c.Meta.Pool = p.Config.Meta.UUID
 		}
@@ -150,7 +151,7 @@ func (m *Manager) CreateResourceFromSource(ctx context.Context, sourceID, target
 			c.Spec.Allocation = nil
 		}
 		if err := r.add(&Resource{Config: c, Bindings: []Binding{}, Partition: src.Partition, Job: src.Job}); err != nil {
-			return fmt.Errorf("resmgr: %w", err)
+			return err
 		}
 		id = c.Meta.UUID
 		return nil
@@ -159,17 +160,18 @@ func (m *Manager) CreateResourceFromSource(ctx context.Context, sourceID, target
 }
 
 // DestroyResource forgets an unbound, unallocated resource.
-func (m *Manager) DestroyResource(ctx context.Context, id string) error {
+func (m *Manager) DestroyResource(ctx context.Context, id string) (err error) {
+	defer wrapErr(&err)
 	return m.update(ctx, func(s *cluster.State, r *record) error {
 		x, err := r.resource(id)
 		if err != nil {
-			return fmt.Errorf("resmgr: %w", err)
+			return err
 		}
 		if x.Config.Meta.Allocated {
-			return fmt.Errorf("resmgr: resource %s: %w", x.Config.Meta.Name, ErrAllocated)
+			return fmt.Errorf("resource %s: %w", x.Config.Meta.Name, ErrAllocated)
 		}
 		if len(x.Bindings) > 0 {
-			return fmt.Errorf("resmgr: resource %s: %w", x.Config.Meta.Name, ErrBound)
+			return fmt.Errorf("resource %s: %w", x.Config.Meta.Name, ErrBound)
 		}
 		r.Resources = slices.DeleteFunc(r.Resources, func(y *Resource) bool { return y == x })
 		dropClaim(s, x)
@@ -187,16 +189,19 @@ func (m *Manager) BindResource(ctx context.Context, id string, nodes []string) (
 		return err
 	}
 	// The backings made are recorded even when another node failed.
-	return errors.Join(m.bind(ctx, s, r, x, nodes), m.commit(ctx, x))
+	att, err := m.bind(ctx, s, r, x, nodes)
+	return errors.Join(err, m.commit(ctx, att, x))
 }
 
 // bind makes x's backings on nodes (all the pool's nodes when none are
 // given; bound ones are skipped), changing x, a snapshot's copy, which the
-// caller commits.
-func (m *Manager) bind(ctx context.Context, s *cluster.State, r *record, x *Resource, nodes []string) error {
+// caller commits with the pools it attached on the way: a node of the
+// pool's access list where the pool is not attached yet gets it attached
+// first (binding there is the caller's right to use the pool).
+func (m *Manager) bind(ctx context.Context, s *cluster.State, r *record, x *Resource, nodes []string) (att []attachment, err error) {
 	p, err := r.pool(x.Config.Meta.Pool)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if len(nodes) == 0 {
 		nodes = p.Config.Meta.Access.Nodes
@@ -208,7 +213,7 @@ func (m *Manager) bind(ctx context.Context, s *cluster.State, r *record, x *Reso
 		}
 	}
 	if len(denied) > 0 {
-		return fmt.Errorf("Pool %s cannot be accessed from {%s}", p.Config.Meta.Name, strings.Join(denied, ", "))
+		return nil, fmt.Errorf("Pool %s cannot be accessed from {%s}", p.Config.Meta.Name, strings.Join(denied, ", "))
 	}
 	if x.Config.Meta.Type == TypePort {
 		all := map[string]bool{}
@@ -219,7 +224,7 @@ func (m *Manager) bind(ctx context.Context, s *cluster.State, r *record, x *Reso
 			all[n] = true
 		}
 		if len(all) > 1 {
-			return fmt.Errorf("port %s: a tap port lives on one node", x.Config.Meta.Name)
+			return nil, fmt.Errorf("port %s: a tap port lives on one node", x.Config.Meta.Name)
 		}
 	}
 	var errs []error
@@ -228,8 +233,13 @@ func (m *Manager) bind(ctx context.Context, s *cluster.State, r *record, x *Reso
 			continue
 		}
 		if !slices.Contains(p.Connected, n) {
-			errs = append(errs, &NotConnectedError{Pool: p.Config.Meta.Name, Node: n})
-			continue
+			var out node.PoolReply
+			if err := m.callInto(ctx, s, n, &out, node.MethodCreatePool, customize(p.Config, n)); err != nil {
+				errs = append(errs, &NotConnectedError{Pool: p.Config.Meta.Name, Node: n, Err: err})
+				continue
+			}
+			att = append(att, attachment{pool: p.Config.Meta.UUID, node: n, out: out})
+			recordAttach(p, n, out) // in the snapshot too: attached once per call
 		}
 		spec := map[string]any{}
 		if x.Config.Meta.Type == TypeVolume {
@@ -249,7 +259,7 @@ func (m *Manager) bind(ctx context.Context, s *cluster.State, r *record, x *Reso
 		x.Bindings = append(x.Bindings, Binding{Node: n, Backing: o.Backing})
 		applySync(x, n, o)
 	}
-	return errors.Join(errs...)
+	return att, errors.Join(errs...)
 }
 
 // applySync copies a node's sync reply into the config.
@@ -303,18 +313,19 @@ func (m *Manager) UnbindResource(ctx context.Context, id string, nodes []string)
 		x.Bindings = slices.DeleteFunc(x.Bindings, func(y Binding) bool { return y == b })
 		delete(x.Config.Spec.URI, b.Node)
 	}
-	return errors.Join(append(errs, m.commit(ctx, x))...)
+	return errors.Join(append(errs, m.commit(ctx, nil, x))...)
 }
 
 // BindingNodes returns the nodes the resource is bound to.
-func (m *Manager) BindingNodes(ctx context.Context, id string) ([]string, error) {
+func (m *Manager) BindingNodes(ctx context.Context, id string) (_ []string, err error) {
+	defer wrapErr(&err)
 	_, r, err := m.snapshot(ctx)
 	if err != nil {
 		return nil, err
 	}
 	x, err := r.resource(id)
 	if err != nil {
-		return nil, fmt.Errorf("resmgr: %w", err)
+		return nil, err
 	}
 	out := []string{}
 	for _, b := range x.Bindings {
@@ -324,18 +335,19 @@ func (m *Manager) BindingNodes(ctx context.Context, id string) ([]string, error)
 }
 
 // ResourceInfo is the resource's config, or the request path's slice.
-func (m *Manager) ResourceInfo(ctx context.Context, id, request string) (json.RawMessage, error) {
+func (m *Manager) ResourceInfo(ctx context.Context, id, request string) (_ json.RawMessage, err error) {
+	defer wrapErr(&err)
 	_, r, err := m.snapshot(ctx)
 	if err != nil {
 		return nil, err
 	}
 	x, err := r.resource(id)
 	if err != nil {
-		return nil, fmt.Errorf("resmgr: %w", err)
+		return nil, err
 	}
 	out, err := requestPath(x.Config, request, "Cannot find the requested options ")
 	if err != nil {
-		return nil, fmt.Errorf("resmgr: resource %s: %w", x.Config.Meta.Name, err)
+		return nil, fmt.Errorf("resource %s: %w", x.Config.Meta.Name, err)
 	}
 	return out, nil
 }
@@ -344,8 +356,9 @@ func (m *Manager) ResourceInfo(ctx context.Context, id, request string) (json.Ra
 // node's backing (the first binding's node when empty). arguments are
 // the command's: resize takes {"size": ...}. clone returns the new uuid.
 func (m *Manager) UpdateResource(ctx context.Context, id, command, onNode string, arguments map[string]any) (_ string, err error) {
+	defer wrapErr(&err)
 	if command == "clone" {
-		return m.CloneResource(ctx, id, onNode)
+		return m.cloneResource(ctx, id, onNode)
 	}
 	defer wrapErr(&err)
 	s, _, x, err := m.viewResource(ctx, id)
@@ -355,7 +368,7 @@ func (m *Manager) UpdateResource(ctx context.Context, id, command, onNode string
 	if err := m.runCommand(ctx, s, x, command, onNode, arguments); err != nil {
 		return "", err
 	}
-	return "", m.commit(ctx, x)
+	return "", m.commit(ctx, nil, x)
 }
 
 // runCommand runs command on x's backing on onNode (the first binding's
@@ -411,6 +424,10 @@ func (m *Manager) runCommand(ctx context.Context, s *cluster.State, x *Resource,
 // <name>_clone_<8 alnum>, bound to the same nodes, copied on node.
 func (m *Manager) CloneResource(ctx context.Context, id, onNode string) (_ string, err error) {
 	defer wrapErr(&err)
+	return m.cloneResource(ctx, id, onNode)
+}
+
+func (m *Manager) cloneResource(ctx context.Context, id, onNode string) (_ string, err error) {
 	s, r, src, err := m.viewResource(ctx, id)
 	if err != nil {
 		return "", err
@@ -449,7 +466,7 @@ func (m *Manager) CloneResource(ctx context.Context, id, onNode string) (_ strin
 	for _, b := range src.Bindings {
 		nodes = append(nodes, b.Node)
 	}
-	err = m.bind(ctx, s, r, dst, nodes)
+	att, err := m.bind(ctx, s, r, dst, nodes)
 	if err == nil {
 		var db Binding
 		if db, err = dst.binding(sb.Node); err == nil {
@@ -459,7 +476,7 @@ func (m *Manager) CloneResource(ctx context.Context, id, onNode string) (_ strin
 			}
 		}
 	}
-	return newID, errors.Join(err, m.commit(ctx, dst))
+	return newID, errors.Join(err, m.commit(ctx, att, dst))
 }
 
 // Remove releases, unbinds and destroys a resource whatever its state,
@@ -467,6 +484,10 @@ func (m *Manager) CloneResource(ctx context.Context, id, onNode string) (_ strin
 // on each node of its pool).
 func (m *Manager) Remove(ctx context.Context, id string) (err error) {
 	defer wrapErr(&err)
+	return m.remove(ctx, id)
+}
+
+func (m *Manager) remove(ctx context.Context, id string) (err error) {
 	s, r, x, err := m.viewResource(ctx, id)
 	if err != nil {
 		return err
@@ -525,7 +546,7 @@ func (m *Manager) queryBacking(ctx context.Context, s *cluster.State, node, resI
 	}
 	v, err := c.Call(ctx, "resource.query_resource_backing", resID)
 	if err != nil {
-		return "", fmt.Errorf("resmgr: node %s: %w", node, err)
+		return "", fmt.Errorf("node %s: %w", node, err)
 	}
 	id, _ := v.(string)
 	return id, nil
