@@ -315,11 +315,7 @@ func (m *Manager) detachPool(ctx context.Context, id string) (err error) {
 // PoolInfo is the pool's config, or the request path's slice of it.
 func (m *Manager) PoolInfo(ctx context.Context, id, request string) (_ json.RawMessage, err error) {
 	defer wrapErr(&err)
-	_, r, err := m.snapshot(ctx)
-	if err != nil {
-		return nil, err
-	}
-	p, err := r.pool(id)
+	_, _, p, err := m.viewPool(ctx, id)
 	if err != nil {
 		return nil, err
 	}

@@ -319,11 +319,7 @@ func (m *Manager) UnbindResource(ctx context.Context, id string, nodes []string)
 // BindingNodes returns the nodes the resource is bound to.
 func (m *Manager) BindingNodes(ctx context.Context, id string) (_ []string, err error) {
 	defer wrapErr(&err)
-	_, r, err := m.snapshot(ctx)
-	if err != nil {
-		return nil, err
-	}
-	x, err := r.resource(id)
+	_, _, x, err := m.viewResource(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -337,11 +333,7 @@ func (m *Manager) BindingNodes(ctx context.Context, id string) (_ []string, err 
 // ResourceInfo is the resource's config, or the request path's slice.
 func (m *Manager) ResourceInfo(ctx context.Context, id, request string) (_ json.RawMessage, err error) {
 	defer wrapErr(&err)
-	_, r, err := m.snapshot(ctx)
-	if err != nil {
-		return nil, err
-	}
-	x, err := r.resource(id)
+	_, _, x, err := m.viewResource(ctx, id)
 	if err != nil {
 		return nil, err
 	}

@@ -169,6 +169,19 @@ func (s *Service) backingOf(id string) (*backing, error) {
 	return &cp, nil
 }
 
+// backingAndPool returns copies of backing id and of its pool.
+func (s *Service) backingAndPool(id string) (*backing, *poolConn, error) {
+	b, err := s.backingOf(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := s.pool(b.Pool)
+	if err != nil {
+		return nil, nil, fmt.Errorf("pool %s of backing %s is not connected on this node", b.Pool, id)
+	}
+	return b, c, nil
+}
+
 // newBackingID is upstream's backing id: uuid4().hex.
 func newBackingID() string {
 	var b [16]byte
@@ -476,13 +489,9 @@ func (s *Service) rpcUpdate(ctx context.Context, args agent.Args) (any, error) {
 		return failed(err), nil
 	}
 	defer unlock()
-	b, err := s.backingOf(id)
+	b, c, err := s.backingAndPool(id)
 	if err != nil {
 		return failed(err), nil
-	}
-	c, err := s.pool(b.Pool)
-	if err != nil {
-		return failed(fmt.Errorf("pool %s of backing %s is not connected on this node", b.Pool, id)), nil
 	}
 	rk := resourceKinds[b.Type]
 	op := map[string]func(context.Context, *Service, *poolConn, *backing, UpdateArgs) error{
@@ -521,25 +530,17 @@ func (s *Service) rpcClone(ctx context.Context, args agent.Args) (any, error) {
 		return failed(err), nil
 	}
 	defer unlock()
-	b, err := s.backingOf(id)
+	b, c, err := s.backingAndPool(id)
 	if err != nil {
 		return failed(err), nil
 	}
-	src, err := s.backingOf(ua.Source)
+	src, sc, err := s.backingAndPool(ua.Source)
 	if err != nil {
 		return failed(err), nil
 	}
 	rk := resourceKinds[b.Type]
 	if rk.clone == nil || src.Type != b.Type {
 		return failed(fmt.Errorf("Unsupported command clone for a %s resource", b.Type)), nil
-	}
-	c, err := s.pool(b.Pool)
-	if err != nil {
-		return failed(err), nil
-	}
-	sc, err := s.pool(src.Pool)
-	if err != nil {
-		return failed(err), nil
 	}
 	if err := rk.clone(ctx, s, c, b, sc, src); err != nil {
 		return failed(err), nil
