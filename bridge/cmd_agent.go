@@ -20,7 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vtcluster/vtcluster/agent"
-	"github.com/vtcluster/vtcluster/resmgr"
+	resnode "github.com/vtcluster/vtcluster/resmgr/node"
 )
 
 // The agent command is a drop-in for upstream's
@@ -343,7 +343,9 @@ func registerAgentServices(d *agent.Daemon, srv *agent.Server) error {
 		return err
 	}
 	d.CloseOnStop(proc)
-	res, err := resmgr.NewNodeService(resmgr.NodeConfig{DataDir: d.Data.Path(), Logger: d.ServiceLogger("resource")})
+	// An unreadable resource record disables only the resource service
+	// (its calls name the file); the agent still starts.
+	res, err := resnode.New(resnode.Config{DataDir: d.Data.Path(), Logger: d.ServiceLogger("resource")})
 	if err != nil {
 		return err
 	}

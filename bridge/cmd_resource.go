@@ -16,6 +16,7 @@ import (
 
 	"github.com/vtcluster/vtcluster/cluster"
 	"github.com/vtcluster/vtcluster/resmgr"
+	"github.com/vtcluster/vtcluster/resmgr/node"
 )
 
 // resmgrFlags are the flags of every pool and resource command.
@@ -194,18 +195,29 @@ Examples:
 					if err != nil {
 						return err
 					}
+					// Capacity comes from the nodes; one that does not
+					// answer is left out (and named on stderr), the list
+					// is still printed.
+					caps := make([]map[string]node.Capacity, len(pools))
+					for i, p := range pools {
+						var err error
+						if caps[i], err = m.PoolCapacity(ctx, p.Config.Meta.UUID); err != nil {
+							fmt.Fprintf(e.stderr, "vtcluster: pool %s: capacity: %v\n", p.Config.Meta.Name, err)
+						}
+					}
 					if cmd.Bool(flagJSON) {
 						out := make([]poolJSON, len(pools))
 						for i, p := range pools {
-							out[i] = poolJSON{Config: p.Config, Connected: p.Connected}
+							out[i] = poolJSON{Config: p.Config, Connected: p.Connected, Capacity: caps[i]}
 						}
 						return writeJSON(e.stdout, out)
 					}
 					tw := newTable(e.stdout)
-					fmt.Fprintln(tw, "NAME\tUUID\tTYPE\tACCESS\tATTACHED")
-					for _, p := range pools {
-						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", p.Config.Meta.Name, p.Config.Meta.UUID, p.Config.Meta.Type,
-							strings.Join(p.Config.Meta.Access.Nodes, ","), dash(strings.Join(p.Connected, ",")))
+					fmt.Fprintln(tw, "NAME\tUUID\tTYPE\tACCESS\tATTACHED\tSIZE\tFREE")
+					for i, p := range pools {
+						size, free := capacityColumns(caps[i])
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Config.Meta.Name, p.Config.Meta.UUID, p.Config.Meta.Type,
+							strings.Join(p.Config.Meta.Access.Nodes, ","), dash(strings.Join(p.Connected, ",")), size, free)
 					}
 					return tw.Flush()
 				}),
@@ -292,6 +304,26 @@ Examples:
 type poolJSON struct {
 	Config    resmgr.PoolConfig `json:"config"`
 	Connected []string          `json:"connected_nodes"`
+	// Capacity is each answering node's view of the pool's filesystem
+	// (bytes); a shared pool shows the same figures on every node.
+	Capacity map[string]node.Capacity `json:"capacity,omitempty"`
+}
+
+// capacityColumns are the SIZE and FREE of a pool in a table: the
+// smallest free space any node reports (a pool of per-node directories
+// is as full as its fullest node), "-" for none.
+func capacityColumns(caps map[string]node.Capacity) (size, free string) {
+	if len(caps) == 0 {
+		return "-", "-"
+	}
+	first := true
+	var c node.Capacity
+	for _, x := range caps {
+		if first || x.Free < c.Free {
+			c, first = x, false
+		}
+	}
+	return node.ShortSize(c.Size), node.ShortSize(c.Free)
 }
 
 func dash(s string) string {
@@ -502,23 +534,38 @@ func toResourceJSON(r resmgr.Resource) resourceJSON {
 }
 
 // nodeHoldings says, per node, which pools reach it and which resources
-// are bound to it, for "status".
-func nodeHoldings(ctx context.Context, cmd *cli.Command) (pools, holds map[string][]string, err error) {
-	st, err := openStore(cmd)
+// are bound to it, from the state; and, asked of the nodes that are up,
+// the size and free space of each volume pool attached there (a node
+// that does not answer is left out: status still prints).
+func nodeHoldings(ctx context.Context, e *env, cmd *cli.Command, up map[string]bool) (pools, holds map[string][]string, caps map[string]map[string]node.Capacity, err error) {
+	m, err := openManager(e, cmd)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	m := resmgr.NewManager(st, func(context.Context, cluster.Node) (resmgr.Conn, error) {
-		return nil, errors.New("status does not call nodes for resources")
-	}, nil)
+	defer m.Close()
 	ps, rs, err := m.Pools(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	pools, holds = map[string][]string{}, map[string][]string{}
+	pools, holds, caps = map[string][]string{}, map[string][]string{}, map[string]map[string]node.Capacity{}
+	for n, ok := range up {
+		if !ok {
+			m.SkipNode(n)
+		}
+	}
 	for _, p := range ps {
 		for _, n := range p.Connected {
 			pools[n] = append(pools[n], p.Config.Meta.Name)
+		}
+		if !slices.ContainsFunc(p.Connected, func(n string) bool { return up[n] }) {
+			continue
+		}
+		pc, _ := m.PoolCapacity(ctx, p.Config.Meta.UUID)
+		for n, c := range pc {
+			if caps[n] == nil {
+				caps[n] = map[string]node.Capacity{}
+			}
+			caps[n][p.Config.Meta.Name] = c
 		}
 	}
 	for _, r := range rs {
@@ -530,7 +577,20 @@ func nodeHoldings(ctx context.Context, cmd *cli.Command) (pools, holds map[strin
 			holds[b.Node] = append(holds[b.Node], what)
 		}
 	}
-	return pools, holds, nil
+	return pools, holds, caps, nil
+}
+
+// poolsColumn is a node's POOLS in the status table: each pool, with its
+// free space there when known.
+func poolsColumn(names []string, caps map[string]node.Capacity) string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = n
+		if c, ok := caps[n]; ok {
+			out[i] += "(" + node.ShortSize(c.Free) + " free)"
+		}
+	}
+	return dash(strings.Join(out, ","))
 }
 
 // resourcesStartup is the pre-tests hook's part: start the nodes' backing

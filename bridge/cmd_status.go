@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v3"
+
+	"github.com/vtcluster/vtcluster/resmgr/node"
 )
 
 func statusCommand(e *env) *cli.Command {
@@ -31,7 +33,11 @@ Examples:
 			if err != nil {
 				return err
 			}
-			pools, holds, err := nodeHoldings(ctx, cmd)
+			up := map[string]bool{}
+			for _, r := range rows {
+				up[r.Name] = r.AgentUp
+			}
+			pools, holds, caps, err := nodeHoldings(ctx, e, cmd, up)
 			if err != nil {
 				return err
 			}
@@ -42,6 +48,7 @@ Examples:
 						Node: r.Name, Address: r.Address, AgentBind: r.Bind, AgentUp: r.AgentUp,
 						AgentError: r.AgentError, Properties: r.Properties, Partition: r.Partition,
 						Tag: r.Tag, Owner: r.Owner, OwnerHost: r.OwnerHost, Pools: pools[r.Name], Resources: holds[r.Name],
+						PoolCapacity: caps[r.Name],
 					}
 					if r.Partition != "" {
 						left := r.LeaseLeft
@@ -60,7 +67,7 @@ Examples:
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Address, upDown(r.AgentUp),
 					prop(p, "hostname"), prop(p, "arch"), prop(p, "cpu_count"), memory(p), prop(p, "kvm"), part, tag, from, lease,
-					dash(strings.Join(pools[r.Name], ",")), dash(strings.Join(holds[r.Name], ",")))
+					poolsColumn(pools[r.Name], caps[r.Name]), dash(strings.Join(holds[r.Name], ",")))
 			}
 			return tw.Flush()
 		},
@@ -84,6 +91,9 @@ type statusJSON struct {
 	// with "*" when allocated.
 	Pools     []string `json:"pools,omitempty"`
 	Resources []string `json:"resources,omitempty"`
+	// PoolCapacity is the size and free bytes of each volume pool on
+	// the node, as the node reports them.
+	PoolCapacity map[string]node.Capacity `json:"pool_capacity,omitempty"`
 }
 
 // prop renders one property for the table; "-" when not collected.

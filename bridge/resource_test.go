@@ -30,6 +30,13 @@ func TestCLI_poolsAndResources(t *testing.T) {
 		pools[0].Get("config.spec.path").Str != shared {
 		t.Fatalf("pool list: %v", pools)
 	}
+	// Capacity: each node's statfs of the pool, in the JSON and the table.
+	if size, free := pools[0].Get("capacity.node1.size").Int(), pools[0].Get("capacity.node2.free").Int(); size <= 0 || free <= 0 || free > size {
+		t.Errorf("pool list capacity: %s", pools[0].Get("capacity").Raw)
+	}
+	if table := c.mustCLI(t, "pool", "list"); !strings.Contains(table, "SIZE") || !strings.Contains(table, "GiB") {
+		t.Errorf("pool list table:\n%s", table)
+	}
 	id := strings.TrimSpace(c.mustCLI(t, "resource", "create", "big", "--param", "image_size=20G", "--param", "image_format=raw",
 		"--param", "volume_pool_selectors=[{'key': 'type', 'operator': '==', 'values': 'filesystem'}, {'key': 'nodes', 'operator': 'contains', 'values': 'node1 node2'}]"))
 	c.mustCLI(t, "resource", "bind", id)
@@ -50,6 +57,9 @@ func TestCLI_poolsAndResources(t *testing.T) {
 	}
 	if got := status.Get("1.pools.0").Str; got != "shared" {
 		t.Errorf("status pools of node2 = %q", got)
+	}
+	if free := status.Get("1.pool_capacity.shared.free").Int(); free <= 0 {
+		t.Errorf("status capacity of shared on node2: %s", status.Get("1.pool_capacity").Raw)
 	}
 	code, _, errOut := c.cli(t, "resource", "destroy", id)
 	if code != 1 || !strings.Contains(errOut, "Cannot destroy an allocated resource object") || !strings.Contains(errOut, "resource destroy --force "+id) {

@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/tidwall/gjson"
+
+	"github.com/vtcluster/vtcluster/resmgr/node"
 )
 
 // PoolConfig is a pool as upstream's controller keeps it; the field order
@@ -42,6 +44,14 @@ type PoolSpec struct {
 	Export       any             `json:"export,omitempty"`
 	MountOptions *map[string]any `json:"mount-options,omitempty"`
 	Mount        *map[string]any `json:"mount,omitempty"`
+	// AllowOtherWriters (ours; the config's allow_other_writers) accepts
+	// a pool directory others may write, such as an NFS export with
+	// root_squash; without it the node refuses such a pool at attach.
+	AllowOtherWriters bool `json:"allow-other-writers,omitempty"`
+	// Overcommit (ours; the config's overcommit) lets volumes be made
+	// beyond the pool's free space; without it a volume counts its full
+	// size, sparse or not.
+	Overcommit bool `json:"overcommit,omitempty"`
 }
 
 // ResourceConfig is a resource as upstream's controller keeps it.
@@ -176,7 +186,7 @@ func parsePools(raw []byte) ([]namedParams, error) {
 // poolFromParams builds a pool's config from upstream's pool parameters.
 func poolFromParams(name string, p gjson.Result, allNodes []string) (PoolConfig, error) {
 	at := func(msg string, a ...any) error { return &ConfigError{Path: name, Msg: fmt.Sprintf(msg, a...)} }
-	if !nameRE.MatchString(name) {
+	if !node.ValidName(name) {
 		return PoolConfig{}, at("pool name must be letters, digits, '_', '.', '+' or '-'")
 	}
 	c := PoolConfig{Meta: PoolMeta{Name: name, UUID: newUUID(), Type: p.Get("type").String()}}
@@ -187,55 +197,16 @@ func poolFromParams(name string, p gjson.Result, allNodes []string) (PoolConfig,
 		// upstream: an empty access list means every registered node.
 		c.Meta.Access.Nodes = append([]string{}, allNodes...)
 	}
-	switch c.Meta.Type {
-	case PoolFilesystem:
-		path := p.Get("path").String()
-		if path != "" {
-			if err := checkPoolPath(path); err != nil {
-				return c, at("path: %v", err)
-			}
-		}
-		c.Spec.Path = &path
-	case PoolNFS:
-		c.Spec.Server = p.Get("server").String()
-		c.Spec.Export = p.Get("export").String()
-		if !hostRE.MatchString(c.Spec.Server) {
-			return c, at("server %q is not a host name or address", c.Spec.Server)
-		}
-		if err := checkAbsPath(c.Spec.Export.(string)); err != nil {
-			return c, at("export: %v", err)
-		}
-		opts, mnt := map[string]any{}, map[string]any{}
-		if v := p.Get("mount_options"); v.IsObject() {
-			opts = v.Value().(map[string]any)
-		}
-		if v := p.Get("mount_point"); v.IsObject() {
-			mnt = v.Value().(map[string]any)
-		}
-		c.Spec.MountOptions, c.Spec.Mount = &opts, &mnt
-	case PoolLinuxBridge:
-		sw, ex := map[string]any{}, map[string]any{}
-		if v := p.Get("switch"); v.IsObject() {
-			sw = v.Value().(map[string]any)
-		}
-		if v := p.Get("export"); v.IsObject() {
-			ex = v.Value().(map[string]any)
-		}
-		if len(sw) == 0 {
-			return c, at("linux_bridge pool needs \"switch\": {<node>: {\"ifname\": <bridge>}}")
-		}
-		c.Spec.Switch, c.Spec.Export = sw, ex
-	default:
+	c.Spec.AllowOtherWriters = p.Get("allow_other_writers").Bool()
+	c.Spec.Overcommit = p.Get("overcommit").Bool()
+	kind, known := poolKinds[c.Meta.Type]
+	if !known {
 		return c, &UnknownPoolTypeError{Type: c.Meta.Type}
 	}
-	return c, nil
-}
-
-func checkPoolPath(p string) error {
-	if strings.HasPrefix(p, "/") {
-		return checkAbsPath(p)
+	if err := kind.fromParams(&c, p); err != nil {
+		return c, at("%v", err)
 	}
-	return checkFilename(p)
+	return c, nil
 }
 
 // ValidatePools checks a cluster config's "pools" section against the

@@ -123,7 +123,7 @@ func TestSelectPool_upstreamParams(t *testing.T) {
 	pick := func(typ string, params map[string]string, need ...string) string {
 		sels, err := poolSelectors(typ, params)
 		if err != nil {
-			t.Fatal(err)
+			return err.Error()
 		}
 		p, err := selectPool(r, typ, sels, need...)
 		if err != nil {
@@ -140,11 +140,10 @@ func TestSelectPool_upstreamParams(t *testing.T) {
 		{TypeVolume, nil, nil, "p0"}, // first in config order
 		{TypeVolume, map[string]string{"storage_type": "filesystem"}, nil, "p1"},
 		{TypeVolume, map[string]string{"volume_pool_selectors": `[{"key": "nodes", "operator": "contains", "values": "node2"}]`}, nil, "p0"},
-		{TypeVolume, map[string]string{"volume_pool_selectors": "[{'key': 'type', 'operator': '==', 'values': 'filesystem'}]"}, []string{"node2"},
-			// Upstream's words, then what was asked and what there is.
-			"Cannot find available pools for a volume with selectors [{'key': 'type', 'operator': '==', 'values': 'filesystem'}] reaching node2; pools: p0 (nfs, nodes node1 node2); p1 (filesystem, nodes node1); p2 (linux_bridge, nodes node1 node2)"},
+		{TypeVolume, map[string]string{"volume_pool_selectors": "[{'key': 'type', 'operator': '==', 'values': 'filesystem'}]"}, []string{"node2"}, "Cannot find available pools for a volume with selectors [type == filesystem] reachable from node2; pools considered: p0 (nfs): does not match the selectors; p1 (filesystem): not reachable from node2; p2 (linux_bridge): holds no volume"},
 		{TypePort, nil, nil, "p2"},
-		{TypePort, map[string]string{"network_type": "ovs"}, nil, "Cannot find available pools for a port with selectors [{'key': 'type', 'operator': '==', 'values': 'ovs'}]; pools: p0 (nfs, nodes node1 node2); p1 (filesystem, nodes node1); p2 (linux_bridge, nodes node1 node2)"},
+		{TypePort, map[string]string{"network_type": "ovs"}, nil, "Cannot find available pools for a port with selectors [type == ovs]; pools considered: p0 (nfs): holds no port; p1 (filesystem): holds no port; p2 (linux_bridge): does not match the selectors"},
+		{"gpu", nil, nil, `unknown resource type "gpu" (known: volume, port)`},
 	} {
 		if got := pick(tc.typ, tc.params, tc.need...); got != tc.want {
 			t.Errorf("select %s %v %v = %s, want %s", tc.typ, tc.params, tc.need, got, tc.want)

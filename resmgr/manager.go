@@ -5,16 +5,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/vtcluster/vtcluster/agent/py"
 	"log/slog"
-	"path"
 	"slices"
 	"strings"
 	"sync"
 
 	"github.com/tidwall/gjson"
 
+	"github.com/vtcluster/vtcluster/agent/py"
 	"github.com/vtcluster/vtcluster/cluster"
+	"github.com/vtcluster/vtcluster/resmgr/node"
 )
 
 // The controller side. Pools and resources live in cluster.State.Resources
@@ -38,86 +38,6 @@ func ConnectDialer(opts cluster.ConnectOptions) Dialer {
 	return func(ctx context.Context, n cluster.Node) (Conn, error) {
 		return cluster.Connect(ctx, n, opts)
 	}
-}
-
-// ClaimKind is the cluster.Claim kind of resources.
-const ClaimKind = "resource"
-
-// Pool is a pool's record.
-type Pool struct {
-	Config PoolConfig `json:"config"`
-	// Connected are the nodes the pool is attached to (upstream's
-	// connected_nodes).
-	Connected []string `json:"connected_nodes"`
-	// Paths are each node's root of a filesystem pool (upstream kept only
-	// the last node's).
-	Paths map[string]string `json:"paths,omitempty"`
-}
-
-// Binding is a resource's backing on one node.
-type Binding struct {
-	Node    string `json:"node"`
-	Backing string `json:"backing"`
-}
-
-// Resource is a resource's record.
-type Resource struct {
-	Config   ResourceConfig `json:"config"`
-	Bindings []Binding      `json:"bindings"`
-	// Partition and Job own the resource, when a test made it; a
-	// reclaimed partition's resources are removed by Sweep, a finished
-	// job's by Teardown.
-	Partition string `json:"partition,omitempty"`
-	Job       string `json:"job,omitempty"`
-	// Use is how the owning test declared it.
-	Use *Use `json:"use,omitempty"`
-}
-
-type record struct {
-	Pools     []*Pool     `json:"pools"`
-	Resources []*Resource `json:"resources"`
-}
-
-func loadRecord(s *cluster.State) (*record, error) {
-	r := &record{}
-	if len(s.Resources) == 0 {
-		return r, nil
-	}
-	if err := json.Unmarshal(s.Resources, r); err != nil {
-		return nil, fmt.Errorf("resmgr: state's resources record: %w", err)
-	}
-	return r, nil
-}
-
-func (r *record) store(s *cluster.State) error {
-	if len(r.Pools) == 0 && len(r.Resources) == 0 {
-		s.Resources = nil
-		return nil
-	}
-	data, err := json.Marshal(r)
-	if err != nil {
-		return err
-	}
-	s.Resources = data
-	return nil
-}
-
-func (r *record) pool(id string) (*Pool, error) {
-	for _, p := range r.Pools {
-		if p.Config.Meta.UUID == id || p.Config.Meta.Name == id {
-			return p, nil
-		}
-	}
-	return nil, &NotFoundError{Kind: "pool", ID: id}
-}
-
-func (r *record) resource(id string) (*Resource, error) {
-	for _, x := range r.Resources {
-		if x.Config.Meta.UUID == id {
-			return x, nil
-		}
-	}
-	return nil, &NotFoundError{Kind: "resource", ID: id}
 }
 
 // Manager is the controller-side resource manager.
@@ -179,16 +99,25 @@ func (m *Manager) Close() error {
 	return nil
 }
 
-// conn returns node's connection, dialing it once.
+// conn returns node's connection, dialing it once. The dial (an SSH
+// login) runs without m.mu, so a slow node never holds up calls to the
+// others; two callers racing for one node keep the first connection.
 func (m *Manager) conn(ctx context.Context, n cluster.Node) (Conn, error) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	if c := m.conns[n.Name]; c != nil {
+	c := m.conns[n.Name]
+	m.mu.Unlock()
+	if c != nil {
 		return c, nil
 	}
 	c, err := m.dial(ctx, n)
 	if err != nil {
-		return nil, fmt.Errorf("resmgr: node %s: %w", n.Name, err)
+		return nil, fmt.Errorf("node %s: %w", n.Name, err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if old := m.conns[n.Name]; old != nil {
+		c.Close()
+		return old, nil
 	}
 	m.conns[n.Name] = c
 	return c, nil
@@ -221,13 +150,13 @@ func (m *Manager) snapshot(ctx context.Context) (*cluster.State, *record, error)
 func (m *Manager) call(ctx context.Context, s *cluster.State, node, method string, args ...any) (any, error) {
 	n := s.Node(node)
 	if n == nil {
-		return nil, fmt.Errorf("resmgr: node %q: %w", node, cluster.ErrNodeNotFound)
+		return nil, fmt.Errorf("node %q: %w", node, cluster.ErrNodeNotFound)
 	}
 	m.mu.Lock()
 	skipped := m.skip[node]
 	m.mu.Unlock()
 	if skipped {
-		return nil, fmt.Errorf("resmgr: node %s: %w", node, ErrNodeSkipped)
+		return nil, fmt.Errorf("node %s: %w", node, ErrNodeSkipped)
 	}
 	c, err := m.conn(ctx, *n)
 	if err != nil {
@@ -235,7 +164,7 @@ func (m *Manager) call(ctx context.Context, s *cluster.State, node, method strin
 	}
 	v, err := c.Call(ctx, "resource."+method, args...)
 	if err != nil {
-		return nil, fmt.Errorf("resmgr: node %s: %w", node, err)
+		return nil, fmt.Errorf("node %s: %w", node, err)
 	}
 	if v == nil {
 		return nil, nil
@@ -251,320 +180,6 @@ func (m *Manager) call(ctx context.Context, s *cluster.State, node, method strin
 		return nil, &NodeError{Node: node, Method: method, Msg: fmt.Sprint(out)}
 	}
 	return out, nil
-}
-
-// Setup registers the configured pools (upstream's setup): the "pools"
-// section of the cluster config, then a default filesystem pool
-// def_fs_pool_<node> for every node no configured filesystem pool
-// reaches. It replaces earlier pools, but refuses while resources exist or
-// pools are attached, since forgetting them would leak them on the nodes.
-func (m *Manager) Setup(ctx context.Context, pools json.RawMessage) error {
-	params, err := parsePools(pools)
-	if err != nil {
-		return fmt.Errorf("resmgr: %w", err)
-	}
-	return m.update(ctx, func(s *cluster.State, r *record) error {
-		if len(r.Resources) > 0 {
-			return fmt.Errorf("resmgr: setup: %d resources still exist; remove them first (vtcluster resource list, vtcluster resource destroy --force)", len(r.Resources))
-		}
-		for _, p := range r.Pools {
-			if len(p.Connected) > 0 {
-				return fmt.Errorf("resmgr: setup: pool %s is attached to %s (vtcluster pool detach %s): %w",
-					p.Config.Meta.Name, strings.Join(p.Connected, ", "), p.Config.Meta.Name, ErrPoolBusy)
-			}
-		}
-		names := make([]string, len(s.Nodes))
-		for i, n := range s.Nodes {
-			names[i] = n.Name
-		}
-		if err := ValidatePools(pools, names); err != nil {
-			return fmt.Errorf("resmgr: %w", err)
-		}
-		r.Pools = nil
-		covered := map[string]bool{}
-		for _, np := range params {
-			c, err := poolFromParams(np.Name, np.Params, names)
-			if err != nil {
-				return fmt.Errorf("resmgr: %w", err)
-			}
-			for _, n := range c.Meta.Access.Nodes {
-				if s.Node(n) == nil {
-					return fmt.Errorf("resmgr: pool %s: access node %q is not registered", np.Name, n)
-				}
-				if c.Meta.Type == PoolFilesystem {
-					covered[n] = true
-				}
-			}
-			r.Pools = append(r.Pools, &Pool{Config: c})
-		}
-		for _, n := range names {
-			if !covered[n] {
-				empty := ""
-				r.Pools = append(r.Pools, &Pool{Config: PoolConfig{
-					Meta: PoolMeta{Name: "def_fs_pool_" + n, UUID: newUUID(), Type: PoolFilesystem, Access: PoolAccess{Nodes: []string{n}}},
-					Spec: PoolSpec{Path: &empty},
-				}})
-			}
-		}
-		return nil
-	})
-}
-
-// Cleanup forgets every pool (upstream's cleanup), refusing like Setup.
-func (m *Manager) Cleanup(ctx context.Context) error {
-	return m.update(ctx, func(s *cluster.State, r *record) error {
-		if len(r.Resources) > 0 {
-			return fmt.Errorf("resmgr: cleanup: %d resources still exist; destroy them first", len(r.Resources))
-		}
-		for _, p := range r.Pools {
-			if len(p.Connected) > 0 {
-				return fmt.Errorf("resmgr: cleanup: pool %s: %w", p.Config.Meta.Name, ErrPoolBusy)
-			}
-		}
-		r.Pools = nil
-		return nil
-	})
-}
-
-// Startup starts the backing service on every node and attaches every
-// pool (upstream's startup, run by the job's pre hook).
-func (m *Manager) Startup(ctx context.Context) error {
-	s, r, err := m.snapshot(ctx)
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, n := range s.Nodes {
-		if _, err := m.call(ctx, s, n.Name, "start_resource_backing_service"); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	for _, p := range r.Pools {
-		if err := m.AttachPool(ctx, p.Config.Meta.UUID); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// RemoveJob removes on the nodes every resource the job jobID still holds
-// (all resources when jobID is empty), and what reclaimed partitions left.
-func (m *Manager) RemoveJob(ctx context.Context, jobID string) error {
-	_, r, err := m.snapshot(ctx)
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, x := range r.Resources {
-		if jobID == "" || x.Job == jobID {
-			if err := m.Remove(ctx, x.Config.Meta.UUID); err != nil {
-				errs = append(errs, err)
-			}
-		}
-	}
-	if err := m.Sweep(ctx); err != nil {
-		errs = append(errs, err)
-	}
-	return errors.Join(errs...)
-}
-
-// Teardown is upstream's teardown, run by the last job's post hook: it
-// removes what the job jobID still holds (upstream left it behind), then
-// detaches the pools no resource uses and, when no resource is left at
-// all, stops the nodes' backing services.
-func (m *Manager) Teardown(ctx context.Context, jobID string) error {
-	var errs []error
-	if err := m.RemoveJob(ctx, jobID); err != nil {
-		errs = append(errs, err)
-	}
-	s, r, err := m.snapshot(ctx)
-	if err != nil {
-		return errors.Join(append(errs, err)...)
-	}
-	busy := map[string]bool{}
-	for _, x := range r.Resources {
-		busy[x.Config.Meta.Pool] = true
-	}
-	for _, p := range r.Pools {
-		if busy[p.Config.Meta.UUID] {
-			// Resources of another job still use it.
-			continue
-		}
-		if err := m.DetachPool(ctx, p.Config.Meta.UUID); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if len(r.Resources) == 0 {
-		for _, n := range s.Nodes {
-			if _, err := m.call(ctx, s, n.Name, "stop_resource_backing_service"); err != nil {
-				errs = append(errs, err)
-			}
-		}
-	}
-	// A node given to SkipNode was reported by whoever skipped it.
-	return withoutSkipped(errors.Join(errs...))
-}
-
-// CreatePoolFromParams registers a pool from upstream's pool parameters.
-func (m *Manager) CreatePoolFromParams(ctx context.Context, name string, params json.RawMessage) (string, error) {
-	if !gjson.ValidBytes(params) || !gjson.ParseBytes(params).IsObject() {
-		return "", fmt.Errorf("resmgr: pool %s: parameters must be a JSON object", name)
-	}
-	var id string
-	err := m.update(ctx, func(s *cluster.State, r *record) error {
-		if _, err := r.pool(name); err == nil {
-			return fmt.Errorf("resmgr: pool %q exists already", name)
-		}
-		c, err := poolFromParams(name, gjson.ParseBytes(params), s.SortedNames())
-		if err != nil {
-			return fmt.Errorf("resmgr: %w", err)
-		}
-		for _, n := range c.Meta.Access.Nodes {
-			if s.Node(n) == nil {
-				return fmt.Errorf("resmgr: pool %s: access node %q is not registered", name, n)
-			}
-		}
-		r.Pools = append(r.Pools, &Pool{Config: c})
-		id = c.Meta.UUID
-		return nil
-	})
-	return id, err
-}
-
-// DestroyPool forgets a pool; ErrPoolBusy while attached or used.
-func (m *Manager) DestroyPool(ctx context.Context, id string) error {
-	return m.update(ctx, func(s *cluster.State, r *record) error {
-		p, err := r.pool(id)
-		if err != nil {
-			return fmt.Errorf("resmgr: %w", err)
-		}
-		if len(p.Connected) > 0 || slices.ContainsFunc(r.Resources, func(x *Resource) bool { return x.Config.Meta.Pool == p.Config.Meta.UUID }) {
-			return fmt.Errorf("resmgr: destroy pool %s: %w", p.Config.Meta.Name, ErrPoolBusy)
-		}
-		r.Pools = slices.DeleteFunc(r.Pools, func(x *Pool) bool { return x == p })
-		return nil
-	})
-}
-
-// customize is the pool config one node is sent (upstream's
-// customize_pool_config).
-func customize(c PoolConfig, node string) map[string]any {
-	pick := func(m map[string]any) any {
-		if v, ok := m[node]; ok {
-			return v
-		}
-		return m["*"]
-	}
-	switch c.Meta.Type {
-	case PoolNFS:
-		spec := map[string]any{"server": c.Spec.Server, "export": c.Spec.Export}
-		spec["mount-options"] = pick(*c.Spec.MountOptions)
-		spec["mount"] = pick(*c.Spec.Mount)
-		return map[string]any{"meta": map[string]any{"uuid": c.Meta.UUID, "type": c.Meta.Type}, "spec": spec}
-	case PoolLinuxBridge:
-		ex, _ := c.Spec.Export.(map[string]any)
-		return map[string]any{"meta": map[string]any{"uuid": c.Meta.UUID, "type": c.Meta.Type, "name": c.Meta.Name},
-			"spec": map[string]any{"switch": pick(c.Spec.Switch), "export": pick(ex)}}
-	}
-	var out map[string]any
-	data, _ := json.Marshal(c)
-	json.Unmarshal(data, &out)
-	return out
-}
-
-// AttachPool connects the pool on each of its access nodes.
-func (m *Manager) AttachPool(ctx context.Context, id string) error {
-	s, r, err := m.snapshot(ctx)
-	if err != nil {
-		return err
-	}
-	p, err := r.pool(id)
-	if err != nil {
-		return fmt.Errorf("resmgr: %w", err)
-	}
-	type done struct {
-		node string
-		out  any
-	}
-	var ok []done
-	var errs []error
-	for _, n := range p.Config.Meta.Access.Nodes {
-		out, err := m.call(ctx, s, n, "create_pool_connection", customize(p.Config, n))
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		ok = append(ok, done{n, out})
-	}
-	uerr := m.update(ctx, func(s *cluster.State, r *record) error {
-		p, err := r.pool(id)
-		if err != nil {
-			return err
-		}
-		for _, d := range ok {
-			if !slices.Contains(p.Connected, d.node) {
-				p.Connected = append(p.Connected, d.node)
-			}
-			spec := gjsonOf(d.out).Get("spec")
-			switch p.Config.Meta.Type {
-			case PoolFilesystem:
-				if path := spec.Get("path").String(); path != "" {
-					if p.Paths == nil {
-						p.Paths = map[string]string{}
-					}
-					p.Paths[d.node] = path
-					if len(p.Config.Meta.Access.Nodes) == 1 {
-						// As upstream shows it; per node in Paths.
-						p.Config.Spec.Path = &path
-					}
-				}
-			case PoolNFS:
-				mnt := *p.Config.Spec.Mount
-				if _, star := mnt["*"]; !star && spec.Get("mount").Exists() {
-					mnt[d.node] = spec.Get("mount").String()
-				}
-			}
-		}
-		return nil
-	})
-	return errors.Join(append(errs, uerr)...)
-}
-
-func gjsonOf(v any) gjson.Result {
-	data, _ := json.Marshal(v)
-	return gjson.ParseBytes(data)
-}
-
-// DetachPool disconnects the pool from every node it is attached to.
-func (m *Manager) DetachPool(ctx context.Context, id string) error {
-	s, r, err := m.snapshot(ctx)
-	if err != nil {
-		return err
-	}
-	p, err := r.pool(id)
-	if err != nil {
-		return fmt.Errorf("resmgr: %w", err)
-	}
-	var gone []string
-	var errs []error
-	for _, n := range p.Connected {
-		_, err := m.call(ctx, s, n, "destroy_pool_connection", p.Config.Meta.UUID)
-		var ne *NodeError
-		if err != nil && !(errors.As(err, &ne) && ne.Msg == "'"+p.Config.Meta.UUID+"'") {
-			errs = append(errs, err)
-			continue
-		}
-		gone = append(gone, n)
-	}
-	uerr := m.update(ctx, func(s *cluster.State, r *record) error {
-		p, err := r.pool(id)
-		if err != nil {
-			return err
-		}
-		p.Connected = slices.DeleteFunc(p.Connected, func(n string) bool { return slices.Contains(gone, n) })
-		return nil
-	})
-	return errors.Join(append(errs, uerr)...)
 }
 
 // requestPath returns {last_key: value} for a dotted request path such as
@@ -600,749 +215,81 @@ func gjsonPathEscape(p string) string {
 	return b.String()
 }
 
-// PoolInfo is the pool's config, or the request path's slice of it.
-func (m *Manager) PoolInfo(ctx context.Context, id, request string) (json.RawMessage, error) {
-	_, r, err := m.snapshot(ctx)
+// attachment is a pool attached on a node along the way (by bind), for
+// the record.
+type attachment struct {
+	pool, node string
+	out        node.PoolReply
+}
+
+// recordAttach records that pool p is attached on node n.
+func recordAttach(p *Pool, n string, out node.PoolReply) {
+	if !slices.Contains(p.Connected, n) {
+		p.Connected = append(p.Connected, n)
+	}
+	if at := poolKinds[p.Config.Meta.Type].attached; at != nil {
+		at(p, n, out)
+	}
+}
+
+// commit stores the configs and bindings of the given resources (changed
+// copies of a snapshot's) and the pools attached along the way, in one
+// update.
+func (m *Manager) commit(ctx context.Context, att []attachment, xs ...*Resource) error {
+	return m.update(ctx, func(s *cluster.State, r *record) error {
+		for _, a := range att {
+			p, err := r.pool(a.pool)
+			if err != nil {
+				return err
+			}
+			recordAttach(p, a.node, a.out)
+		}
+		for _, x := range xs {
+			y, err := r.resource(x.Config.Meta.UUID)
+			if err != nil {
+				return err
+			}
+			y.Config, y.Bindings = x.Config, x.Bindings
+		}
+		return nil
+	})
+}
+
+// callInto is call with the reply's "out" decoded into v.
+func (m *Manager) callInto(ctx context.Context, s *cluster.State, n string, v any, method string, args ...any) error {
+	out, err := m.call(ctx, s, n, method, args...)
 	if err != nil {
-		return nil, err
+		return err
+	}
+	if err := node.DecodeOut(out, v); err != nil {
+		return &NodeError{Node: n, Method: method, Msg: err.Error()}
+	}
+	return nil
+}
+
+// wrapErr adds the package's prefix to a public method's error, once.
+func wrapErr(err *error) {
+	if *err != nil && !strings.HasPrefix((*err).Error(), "resmgr: ") {
+		*err = &Error{Err: *err}
+	}
+}
+
+// viewResource is snapshot and the resource id in it.
+func (m *Manager) viewResource(ctx context.Context, id string) (*cluster.State, *record, *Resource, error) {
+	s, r, err := m.snapshot(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	x, err := r.resource(id)
+	return s, r, x, err
+}
+
+// viewPool is snapshot and the pool id in it.
+func (m *Manager) viewPool(ctx context.Context, id string) (*cluster.State, *record, *Pool, error) {
+	s, r, err := m.snapshot(ctx)
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	p, err := r.pool(id)
-	if err != nil {
-		return nil, fmt.Errorf("resmgr: %w", err)
-	}
-	out, err := requestPath(p.Config, request, "Unknown key ")
-	if err != nil {
-		return nil, fmt.Errorf("resmgr: pool %s: %w", p.Config.Meta.Name, err)
-	}
-	return out, nil
-}
-
-// Pools returns the pool records in selection order.
-func (m *Manager) Pools(ctx context.Context) ([]Pool, []Resource, error) {
-	_, r, err := m.snapshot(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	var ps []Pool
-	for _, p := range r.Pools {
-		ps = append(ps, *p)
-	}
-	var rs []Resource
-	for _, x := range r.Resources {
-		rs = append(rs, *x)
-	}
-	return ps, rs, nil
-}
-
-// supports says which resource type a pool type holds.
-func supports(poolType, resType string) bool {
-	switch resType {
-	case TypeVolume:
-		return poolType == PoolFilesystem || poolType == PoolNFS
-	case TypePort:
-		return poolType == PoolLinuxBridge
-	}
-	return false
-}
-
-// poolSelectors derives the selectors for a resource as upstream does:
-// volume_pool_selectors, else storage_type; port_pool_selectors, else
-// network_type; none matches any pool of the right kind.
-func poolSelectors(resType string, params map[string]string) ([]cluster.Selector, error) {
-	sel, typ := "volume_pool_selectors", "storage_type"
-	if resType == TypePort {
-		sel, typ = "port_pool_selectors", "network_type"
-	}
-	if s := params[sel]; s != "" {
-		out, err := cluster.ParseSelectors(s)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", sel, err)
-		}
-		return out, nil
-	}
-	if t := params[typ]; t != "" {
-		s, err := cluster.NewSelector("type", "==", t)
-		if err != nil {
-			return nil, err
-		}
-		return []cluster.Selector{s}, nil
-	}
-	return nil, nil
-}
-
-// poolProps is what pool selectors match against: each key's first
-// occurrence in the pool config, as upstream's recursive lookup finds it
-// (type -> meta.type, nodes -> meta.access.nodes, server, path, ...).
-func poolProps(c PoolConfig) map[string]any {
-	props := map[string]any{"name": c.Meta.Name, "uuid": c.Meta.UUID, "type": c.Meta.Type}
-	nodes := make([]any, len(c.Meta.Access.Nodes))
-	for i, n := range c.Meta.Access.Nodes {
-		nodes[i] = n
-	}
-	props["nodes"] = nodes
-	var spec map[string]any
-	data, _ := json.Marshal(c.Spec)
-	json.Unmarshal(data, &spec)
-	for k, v := range spec {
-		if _, ok := props[k]; !ok {
-			props[k] = v
-		}
-	}
-	return props
-}
-
-// selectPool is the first pool (configured first, then defaults) that
-// holds resType and matches the selectors; a "nodes" selector's value is
-// a space-separated list, as upstream writes it.
-func selectPool(r *record, resType string, sels []cluster.Selector, need ...string) (*Pool, error) {
-	for i := range sels {
-		if sels[i].Key == "nodes" {
-			if s, ok := sels[i].Values.(string); ok {
-				var vals []any
-				for _, f := range strings.Fields(s) {
-					vals = append(vals, f)
-				}
-				ns, err := cluster.NewSelector("nodes", sels[i].Operator, vals)
-				if err != nil {
-					return nil, err
-				}
-				sels[i] = ns
-			}
-		}
-	}
-	for _, p := range r.Pools {
-		if !supports(p.Config.Meta.Type, resType) {
-			continue
-		}
-		if slices.ContainsFunc(need, func(n string) bool { return !slices.Contains(p.Config.Meta.Access.Nodes, n) }) {
-			continue
-		}
-		ok, err := cluster.MatchAll(sels, poolProps(p.Config))
-		if err != nil {
-			return nil, err
-		}
-		if ok {
-			return p, nil
-		}
-	}
-	// Upstream's message first (callers match on it), then what was
-	// asked and what there is, so the reader can see why.
-	var have []string
-	for _, p := range r.Pools {
-		have = append(have, fmt.Sprintf("%s (%s, nodes %s)", p.Config.Meta.Name, p.Config.Meta.Type, strings.Join(p.Config.Meta.Access.Nodes, " ")))
-	}
-	if len(have) == 0 {
-		have = []string{"none; define them under \"pools\" in the cluster config, or vtcluster pool create"}
-	}
-	want := fmt.Sprintf("a %s", resType)
-	if len(sels) > 0 {
-		want += fmt.Sprintf(" with selectors %s", cluster.FormatSelectors(sels))
-	}
-	if len(need) > 0 {
-		want += " reaching " + strings.Join(need, ", ")
-	}
-	return nil, fmt.Errorf("%w for %s; pools: %s", ErrPoolNotAvailable, want, strings.Join(have, "; "))
-}
-
-// SelectPool returns the uuid of the pool a resource would be created in.
-func (m *Manager) SelectPool(ctx context.Context, resType string, params map[string]string) (string, error) {
-	_, r, err := m.snapshot(ctx)
-	if err != nil {
-		return "", err
-	}
-	sels, err := poolSelectors(resType, params)
-	if err != nil {
-		return "", fmt.Errorf("resmgr: %w", err)
-	}
-	p, err := selectPool(r, resType, sels)
-	if err != nil {
-		return "", fmt.Errorf("resmgr: %w", err)
-	}
-	return p.Config.Meta.UUID, nil
-}
-
-// defineResource builds a resource config from upstream's parameters.
-func defineResource(name, resType string, p *Pool, params map[string]string) (ResourceConfig, error) {
-	if !resourceNameOK(name) {
-		return ResourceConfig{}, fmt.Errorf("resource name %q must be letters, digits, '_', '.', '+' or '-'", name)
-	}
-	c := ResourceConfig{Meta: ResourceMeta{UUID: newUUID(), Name: name, Type: resType, Pool: p.Config.Meta.UUID}}
-	switch resType {
-	case TypeVolume:
-		c.Meta.VolumeType = "file"
-		sizeText := params["image_size"]
-		if sizeText == "" {
-			sizeText = "20G"
-		}
-		size, err := ParseSize(sizeText)
-		if err != nil {
-			return c, fmt.Errorf("image_size: %w", err)
-		}
-		s := fmt.Sprint(size)
-		c.Spec.Size = &s
-		img := params["image_name"]
-		if img == "" {
-			img = "image"
-		}
-		if strings.HasPrefix(img, "/") {
-			if err := checkAbsPath(img); err != nil {
-				return c, fmt.Errorf("image_name: %w", err)
-			}
-			c.Spec.Filename = path.Base(img)
-			c.Spec.URI = map[string]string{"*": img}
-		} else {
-			format := params["image_format"]
-			if format == "" {
-				format = "qcow2"
-			}
-			if format != "qcow2" && format != "raw" {
-				return c, fmt.Errorf("image_format %q: only qcow2 and raw file volumes are supported", format)
-			}
-			c.Spec.Filename = img + "." + format
-			if err := checkFilename(c.Spec.Filename); err != nil {
-				return c, fmt.Errorf("image_name: %w", err)
-			}
-		}
-	case TypePort:
-		c.Meta.PortType = "tap"
-		empty := ""
-		c.Spec.Switch, c.Spec.Ifname, c.Spec.FDs = &empty, &empty, []string{}
-	default:
-		return c, fmt.Errorf("unknown resource type %q (volume or port)", resType)
-	}
-	return c, nil
-}
-
-func resourceNameOK(n string) bool { return nameRE.MatchString(n) && len(n) <= 128 }
-
-// CreateResourceFromParams defines a resource in the pool its parameters
-// select; like upstream it is neither bound nor allocated.
-func (m *Manager) CreateResourceFromParams(ctx context.Context, name, resType string, params map[string]string) (string, error) {
-	var id string
-	err := m.update(ctx, func(s *cluster.State, r *record) error {
-		x, err := r.newResource(name, resType, params)
-		if err != nil {
-			return err
-		}
-		id = x.Config.Meta.UUID
-		return nil
-	})
-	return id, err
-}
-
-func (r *record) newResource(name, resType string, params map[string]string) (*Resource, error) {
-	sels, err := poolSelectors(resType, params)
-	if err != nil {
-		return nil, fmt.Errorf("resmgr: %w", err)
-	}
-	p, err := selectPool(r, resType, sels)
-	if err != nil {
-		return nil, fmt.Errorf("resmgr: resource %s: %w", name, err)
-	}
-	c, err := defineResource(name, resType, p, params)
-	if err != nil {
-		return nil, fmt.Errorf("resmgr: resource %s: %w", name, err)
-	}
-	x := &Resource{Config: c, Bindings: []Binding{}}
-	r.Resources = append(r.Resources, x)
-	return x, nil
-}
-
-// CreateResourceFromSource defines a copy of a volume (upstream's
-// define_config_by_self): new uuid, filename <filename>_<8 alnum>, not
-// allocated, in targetPool or the source's pool.
-func (m *Manager) CreateResourceFromSource(ctx context.Context, sourceID, targetPool string) (string, error) {
-	var id string
-	err := m.update(ctx, func(s *cluster.State, r *record) error {
-		src, err := r.resource(sourceID)
-		if err != nil {
-			return fmt.Errorf("resmgr: %w", err)
-		}
-		c := src.Config
-		c.Meta.UUID, c.Meta.Allocated = newUUID(), false
-		if targetPool != "" {
-			p, err := r.pool(targetPool)
-			if err != nil {
-				return fmt.Errorf("resmgr: %w", err)
-			}
-			if !supports(p.Config.Meta.Type, c.Meta.Type) {
-				return fmt.Errorf("resmgr: pool %s cannot hold a %s", p.Config.Meta.Name, c.Meta.Type)
-			}
-			c.Meta.Pool = p.Config.Meta.UUID
-		}
-		if c.Meta.Type == TypeVolume {
-			c.Spec.Filename += "_" + alnum8()
-			c.Spec.URI = nil
-			c.Spec.Allocation = nil
-		}
-		r.Resources = append(r.Resources, &Resource{Config: c, Bindings: []Binding{}, Partition: src.Partition, Job: src.Job})
-		id = c.Meta.UUID
-		return nil
-	})
-	return id, err
-}
-
-// DestroyResource forgets an unbound, unallocated resource.
-func (m *Manager) DestroyResource(ctx context.Context, id string) error {
-	return m.update(ctx, func(s *cluster.State, r *record) error {
-		x, err := r.resource(id)
-		if err != nil {
-			return fmt.Errorf("resmgr: %w", err)
-		}
-		if x.Config.Meta.Allocated {
-			return fmt.Errorf("resmgr: resource %s: %w", x.Config.Meta.Name, ErrAllocated)
-		}
-		if len(x.Bindings) > 0 {
-			return fmt.Errorf("resmgr: resource %s: %w", x.Config.Meta.Name, ErrBound)
-		}
-		r.Resources = slices.DeleteFunc(r.Resources, func(y *Resource) bool { return y == x })
-		dropClaim(s, x)
-		return nil
-	})
-}
-
-// dropClaim removes x's claim from its partition: it was given back.
-func dropClaim(s *cluster.State, x *Resource) {
-	if x.Partition == "" {
-		return
-	}
-	if p := s.Partition(x.Partition); p != nil {
-		p.Claims = slices.DeleteFunc(p.Claims, func(c cluster.Claim) bool { return c.Kind == ClaimKind && c.ID == x.Config.Meta.UUID })
-	}
-}
-
-// BindResource makes a backing of the resource on each node (registration
-// names; all the pool's nodes when none are given). Nodes already bound
-// are skipped.
-func (m *Manager) BindResource(ctx context.Context, id string, nodes []string) error {
-	s, r, err := m.snapshot(ctx)
-	if err != nil {
-		return err
-	}
-	x, err := r.resource(id)
-	if err != nil {
-		return fmt.Errorf("resmgr: %w", err)
-	}
-	p, err := r.pool(x.Config.Meta.Pool)
-	if err != nil {
-		return fmt.Errorf("resmgr: %w", err)
-	}
-	if len(nodes) == 0 {
-		nodes = p.Config.Meta.Access.Nodes
-	}
-	var denied []string
-	for _, n := range nodes {
-		if !slices.Contains(p.Config.Meta.Access.Nodes, n) {
-			denied = append(denied, "'"+n+"'")
-		}
-	}
-	if len(denied) > 0 {
-		return fmt.Errorf("resmgr: Pool %s cannot be accessed from {%s}", p.Config.Meta.Name, strings.Join(denied, ", "))
-	}
-	if x.Config.Meta.Type == TypePort {
-		all := map[string]bool{}
-		for _, b := range x.Bindings {
-			all[b.Node] = true
-		}
-		for _, n := range nodes {
-			all[n] = true
-		}
-		if len(all) > 1 {
-			return fmt.Errorf("resmgr: port %s: a tap port lives on one node", x.Config.Meta.Name)
-		}
-	}
-	var errs []error
-	for _, n := range nodes {
-		if slices.ContainsFunc(x.Bindings, func(b Binding) bool { return b.Node == n }) {
-			continue
-		}
-		spec := map[string]any{"filename": x.Config.Spec.Filename, "uri": nil}
-		if u := x.Config.Spec.URI["*"]; u != "" {
-			spec["uri"] = u
-		} else if u := x.Config.Spec.URI[n]; u != "" {
-			spec["uri"] = u
-		}
-		if x.Config.Meta.Type == TypePort {
-			spec = map[string]any{}
-		}
-		cfg := map[string]any{"meta": map[string]any{"uuid": x.Config.Meta.UUID, "type": x.Config.Meta.Type, "pool": x.Config.Meta.Pool}, "spec": spec}
-		out, err := m.call(ctx, s, n, "create_resource_backing", cfg)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		o := gjsonOf(out)
-		bid := o.Get("backing").String()
-		uerr := m.update(ctx, func(s *cluster.State, r *record) error {
-			x, err := r.resource(id)
-			if err != nil {
-				return err
-			}
-			x.Bindings = append(x.Bindings, Binding{Node: n, Backing: bid})
-			applySync(x, n, o)
-			return nil
-		})
-		if uerr != nil {
-			errs = append(errs, uerr)
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// applySync copies a node's sync reply into the config.
-func applySync(x *Resource, node string, o gjson.Result) {
-	if a := o.Get("meta.allocated"); a.Exists() {
-		x.Config.Meta.Allocated = a.Bool()
-	}
-	spec := o.Get("spec")
-	if x.Config.Meta.Type == TypePort {
-		sw, ifn := spec.Get("switch").String(), spec.Get("ifname").String()
-		if ifn != "" {
-			x.Config.Spec.Switch, x.Config.Spec.Ifname = &sw, &ifn
-		}
-		return
-	}
-	if u := spec.Get("uri"); u.Exists() && x.Config.Spec.URI["*"] == "" {
-		if x.Config.Spec.URI == nil {
-			x.Config.Spec.URI = map[string]string{}
-		}
-		x.Config.Spec.URI[node] = u.String()
-	}
-	if a := spec.Get("allocation"); a.Exists() {
-		if a.Type == gjson.Null {
-			x.Config.Spec.Allocation = nil
-		} else {
-			x.Config.Spec.Allocation = a.Int()
-		}
-	}
-}
-
-// UnbindResource destroys the backings on nodes (all when none given).
-func (m *Manager) UnbindResource(ctx context.Context, id string, nodes []string) error {
-	s, r, err := m.snapshot(ctx)
-	if err != nil {
-		return err
-	}
-	x, err := r.resource(id)
-	if err != nil {
-		return fmt.Errorf("resmgr: %w", err)
-	}
-	var errs []error
-	for _, b := range x.Bindings {
-		if len(nodes) > 0 && !slices.Contains(nodes, b.Node) {
-			continue
-		}
-		_, err := m.call(ctx, s, b.Node, "destroy_resource_backing", b.Backing)
-		var ne *NodeError
-		if err != nil && !(errors.As(err, &ne) && ne.Msg == "'"+b.Backing+"'") {
-			errs = append(errs, err)
-			continue
-		}
-		uerr := m.update(ctx, func(s *cluster.State, r *record) error {
-			x, err := r.resource(id)
-			if err != nil {
-				return err
-			}
-			x.Bindings = slices.DeleteFunc(x.Bindings, func(y Binding) bool { return y == b })
-			delete(x.Config.Spec.URI, b.Node)
-			return nil
-		})
-		if uerr != nil {
-			errs = append(errs, uerr)
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// BindingNodes returns the nodes the resource is bound to.
-func (m *Manager) BindingNodes(ctx context.Context, id string) ([]string, error) {
-	_, r, err := m.snapshot(ctx)
-	if err != nil {
-		return nil, err
-	}
-	x, err := r.resource(id)
-	if err != nil {
-		return nil, fmt.Errorf("resmgr: %w", err)
-	}
-	out := []string{}
-	for _, b := range x.Bindings {
-		out = append(out, b.Node)
-	}
-	return out, nil
-}
-
-// ResourceInfo is the resource's config, or the request path's slice.
-func (m *Manager) ResourceInfo(ctx context.Context, id, request string) (json.RawMessage, error) {
-	_, r, err := m.snapshot(ctx)
-	if err != nil {
-		return nil, err
-	}
-	x, err := r.resource(id)
-	if err != nil {
-		return nil, fmt.Errorf("resmgr: %w", err)
-	}
-	out, err := requestPath(x.Config, request, "Cannot find the requested options ")
-	if err != nil {
-		return nil, fmt.Errorf("resmgr: resource %s: %w", x.Config.Meta.Name, err)
-	}
-	return out, nil
-}
-
-// UpdateResource runs command (allocate, release, sync, resize, clone) on
-// node's backing (the first binding's node when empty). arguments are
-// the command's: resize takes {"size": ...}. clone returns the new uuid.
-func (m *Manager) UpdateResource(ctx context.Context, id, command, node string, arguments map[string]any) (string, error) {
-	if command == "clone" {
-		return m.CloneResource(ctx, id, node)
-	}
-	s, r, err := m.snapshot(ctx)
-	if err != nil {
-		return "", err
-	}
-	x, err := r.resource(id)
-	if err != nil {
-		return "", fmt.Errorf("resmgr: %w", err)
-	}
-	switch command {
-	case "allocate", "release", "sync":
-	case "resize":
-		if x.Config.Meta.Type != TypeVolume {
-			return "", fmt.Errorf("resmgr: %w", &UnsupportedCommandError{command, x.Config.Meta.Type})
-		}
-	default:
-		return "", fmt.Errorf("resmgr: %w", &UnsupportedCommandError{command, x.Config.Meta.Type})
-	}
-	b, err := x.binding(node)
-	if err != nil {
-		return "", err
-	}
-	args := map[string]any{}
-	switch command {
-	case "allocate":
-		if x.Config.Spec.Size != nil {
-			args["size"] = *x.Config.Spec.Size
-		}
-	case "resize":
-		size, err := sizeArg(arguments["size"])
-		if err != nil {
-			return "", fmt.Errorf("resmgr: resize %s: %w", x.Config.Meta.Name, err)
-		}
-		args["size"] = size
-	}
-	out, err := m.call(ctx, s, b.Node, "update_resource_by_backing", b.Backing, command, args)
-	if err != nil {
-		return "", err
-	}
-	return "", m.update(ctx, func(s *cluster.State, r *record) error {
-		x, err := r.resource(id)
-		if err != nil {
-			return err
-		}
-		switch command {
-		case "release":
-			x.Config.Meta.Allocated = false
-			if x.Config.Meta.Type == TypeVolume {
-				x.Config.Spec.Allocation = nil
-			}
-		case "resize":
-			size := fmt.Sprint(args["size"])
-			x.Config.Spec.Size = &size
-		}
-		if out != nil {
-			applySync(x, b.Node, gjsonOf(out))
-		}
-		return nil
-	})
-}
-
-func (x *Resource) binding(node string) (Binding, error) {
-	if len(x.Bindings) == 0 {
-		return Binding{}, fmt.Errorf("resmgr: resource %s is not bound to any node", x.Config.Meta.Name)
-	}
-	if node == "" {
-		return x.Bindings[0], nil
-	}
-	for _, b := range x.Bindings {
-		if b.Node == node {
-			return b, nil
-		}
-	}
-	return Binding{}, fmt.Errorf("resmgr: resource %s is not bound to node %s", x.Config.Meta.Name, node)
-}
-
-// CloneResource makes an allocated copy of a volume named
-// <name>_clone_<8 alnum>, bound to the same nodes, copied on node.
-func (m *Manager) CloneResource(ctx context.Context, id, node string) (string, error) {
-	s, r, err := m.snapshot(ctx)
-	if err != nil {
-		return "", err
-	}
-	src, err := r.resource(id)
-	if err != nil {
-		return "", fmt.Errorf("resmgr: %w", err)
-	}
-	if src.Config.Meta.Type != TypeVolume {
-		return "", fmt.Errorf("resmgr: %w", &UnsupportedCommandError{"clone", src.Config.Meta.Type})
-	}
-	sb, err := src.binding(node)
-	if err != nil {
-		return "", err
-	}
-	suffix := "_clone_" + alnum8()
-	var newID string
-	err = m.update(ctx, func(s *cluster.State, r *record) error {
-		c := src.Config
-		c.Meta.UUID, c.Meta.Name, c.Meta.Allocated = newUUID(), c.Meta.Name+suffix, false
-		c.Spec.Filename += suffix
-		c.Spec.URI, c.Spec.Allocation = nil, nil
-		r.Resources = append(r.Resources, &Resource{Config: c, Bindings: []Binding{}, Partition: src.Partition, Job: src.Job})
-		newID = c.Meta.UUID
-		if src.Partition != "" {
-			if p := s.Partition(src.Partition); p != nil {
-				p.Claims = append(p.Claims, cluster.Claim{Kind: ClaimKind, ID: newID})
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return "", err
-	}
-	var nodes []string
-	for _, b := range src.Bindings {
-		nodes = append(nodes, b.Node)
-	}
-	if err := m.BindResource(ctx, newID, nodes); err != nil {
-		return newID, err
-	}
-	_, r, err = m.snapshot(ctx)
-	if err != nil {
-		return newID, err
-	}
-	dst, err := r.resource(newID)
-	if err != nil {
-		return newID, err
-	}
-	db, err := dst.binding(sb.Node)
-	if err != nil {
-		return newID, err
-	}
-	out, err := m.call(ctx, s, sb.Node, "clone_resource_by_backing", db.Backing, map[string]any{"source": sb.Backing})
-	if err != nil {
-		return newID, err
-	}
-	return newID, m.update(ctx, func(s *cluster.State, r *record) error {
-		x, err := r.resource(newID)
-		if err != nil {
-			return err
-		}
-		applySync(x, sb.Node, gjsonOf(out))
-		return nil
-	})
-}
-
-// Remove releases, unbinds and destroys a resource whatever its state,
-// also finding backings a crash left unrecorded (query_resource_backing
-// on each node of its pool).
-func (m *Manager) Remove(ctx context.Context, id string) error {
-	s, r, err := m.snapshot(ctx)
-	if err != nil {
-		return err
-	}
-	x, err := r.resource(id)
-	if err != nil {
-		return fmt.Errorf("resmgr: %w", err)
-	}
-	nodes := map[string]bool{}
-	for _, b := range x.Bindings {
-		nodes[b.Node] = true
-	}
-	if p, err := r.pool(x.Config.Meta.Pool); err == nil {
-		for _, n := range p.Connected {
-			nodes[n] = true
-		}
-	}
-	var errs []error
-	for _, n := range sortedKeys(nodes) {
-		if s.Node(n) == nil {
-			continue
-		}
-		for range 4 { // bounded: one backing per node is the rule
-			bid, err := m.queryBacking(ctx, s, n, id)
-			if err != nil {
-				errs = append(errs, err)
-				break
-			}
-			if bid == "" {
-				break
-			}
-			if _, err := m.call(ctx, s, n, "update_resource_by_backing", bid, "release", map[string]any{}); err != nil {
-				errs = append(errs, err)
-				break
-			}
-			if _, err := m.call(ctx, s, n, "destroy_resource_backing", bid); err != nil {
-				errs = append(errs, err)
-				break
-			}
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	return m.update(ctx, func(s *cluster.State, r *record) error {
-		x, err := r.resource(id)
-		if err != nil {
-			return nil
-		}
-		r.Resources = slices.DeleteFunc(r.Resources, func(y *Resource) bool { return y == x })
-		dropClaim(s, x)
-		return nil
-	})
-}
-
-func (m *Manager) queryBacking(ctx context.Context, s *cluster.State, node, resID string) (string, error) {
-	c, err := m.conn(ctx, *s.Node(node))
-	if err != nil {
-		return "", err
-	}
-	v, err := c.Call(ctx, "resource.query_resource_backing", resID)
-	if err != nil {
-		return "", fmt.Errorf("resmgr: node %s: %w", node, err)
-	}
-	id, _ := v.(string)
-	return id, nil
-}
-
-// Sweep removes the resources of reclaimed partitions (their claims in
-// State.Released) on the nodes. A claim whose removal fails is put back
-// for the next sweep.
-func (m *Manager) Sweep(ctx context.Context) error {
-	var taken []cluster.ReleasedClaim
-	err := m.st.Update(ctx, func(s *cluster.State) error {
-		taken = s.TakeReleased(ClaimKind)
-		return nil
-	})
-	if err != nil || len(taken) == 0 {
-		return err
-	}
-	var failed []cluster.ReleasedClaim
-	var errs []error
-	for _, c := range taken {
-		err := m.Remove(ctx, c.ID)
-		var nf *NotFoundError
-		if err != nil && !errors.As(err, &nf) {
-			failed = append(failed, c)
-			errs = append(errs, fmt.Errorf("resource %s of partition %s: %w", c.ID, c.Partition, err))
-			continue
-		}
-		m.log.Info("removed resource of a reclaimed partition", "resource", c.ID, "partition", c.Partition, "owner", c.Owner.String(), "reason", c.Reason)
-	}
-	if len(failed) > 0 {
-		if err := m.st.Update(ctx, func(s *cluster.State) error {
-			s.Released = append(s.Released, failed...)
-			return nil
-		}); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
+	return s, r, p, err
 }

@@ -10,42 +10,19 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/vtcluster/vtcluster/cluster"
 	"github.com/vtcluster/vtcluster/cluster/lab"
+	"github.com/vtcluster/vtcluster/internal/testbin"
+	"github.com/vtcluster/vtcluster/internal/testutil"
 )
 
 // The tests in this file drive real agents (the vtcluster binary) on the
 // SSH hosts of a lab. Lab hosts share this machine's filesystem, so a
 // filesystem pool at one absolute path stands in for shared storage.
-
-// testBinary builds the vtcluster binary once per test binary, or uses
-// VTCLUSTER_BIN.
-var testBinary = sync.OnceValues(func() (string, error) {
-	if b := os.Getenv("VTCLUSTER_BIN"); b != "" {
-		return b, nil
-	}
-	root, err := filepath.Abs("..")
-	if err != nil {
-		return "", err
-	}
-	dir, err := os.MkdirTemp("", "resmgr-test-bin-")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "vtcluster")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("building vtcluster: %v\n%s", err, out)
-	}
-	return bin, nil
-})
 
 func testCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -57,11 +34,16 @@ func testCtx(t *testing.T) context.Context {
 // store and a manager on it.
 func labCluster(t *testing.T, n int) (*cluster.FileStore, *Manager, *lab.Lab) {
 	t.Helper()
+	st, m, l, _ := labClusterCtl(t, n)
+	return st, m, l
+}
+
+// labClusterCtl is labCluster that also returns the controller, to stop
+// and start the agents.
+func labClusterCtl(t *testing.T, n int) (*cluster.FileStore, *Manager, *lab.Lab, *cluster.Controller) {
+	t.Helper()
 	l := lab.Start(t, n)
-	bin, err := testBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := testbin.Path(t)
 	data, err := l.ClusterConfig()
 	if err != nil {
 		t.Fatal(err)
@@ -89,7 +71,7 @@ func labCluster(t *testing.T, n int) (*cluster.FileStore, *Manager, *lab.Lab) {
 	t.Cleanup(func() { c.StopAgents(context.Background()) })
 	m := NewManager(st, ConnectDialer(cluster.ConnectOptions{}), nil)
 	t.Cleanup(func() { m.Close() })
-	return st, m, l
+	return st, m, l, c
 }
 
 func TestManager_filesystemPoolLifecycle(t *testing.T) {
@@ -275,7 +257,7 @@ func TestManager_sharedVolumes(t *testing.T) {
 	// qcow2 volumes are made by qemu-img on the node (the lab's nodes share
 	// this machine's /usr): a subtest, so the rest runs without it.
 	t.Run("qcow2", func(t *testing.T) {
-		needQemuImg(t)
+		testutil.NeedCommand(t, "qemu-img", "qemu-utils", "qcow2 volumes are made with it")
 		q, err := m.CreateResourceFromParams(ctx, "q", TypeVolume, map[string]string{"image_size": "5G", "image_name": "disk"})
 		if err != nil {
 			t.Fatal(err)

@@ -2,11 +2,13 @@ package resmgr
 
 import (
 	"context"
+	crand "crypto/rand"
 	"errors"
 	"fmt"
 	"slices"
 
 	"github.com/vtcluster/vtcluster/cluster"
+	"github.com/vtcluster/vtcluster/resmgr/node"
 )
 
 // Want is one resource a test declares (the runner's ResourceSpec with
@@ -26,13 +28,25 @@ type Use struct {
 	// Tags maps each bound node to its tag in the partition.
 	Tags     map[string]string `json:"tags"`
 	Allocate string            `json:"allocate,omitempty"`
+	// MAC is a port's guest NIC address, chosen at reservation.
+	MAC string `json:"mac,omitempty"`
 }
 
-// Got is one acquired resource as a test sees it on one node.
-type Got struct {
-	Name, Type, Tag, ID string
-	// Value is a volume's path on the node or a port's ifname.
+// Acquired is one acquired resource as a test sees it on one node; the
+// runner hands it to the test (environment, partition.json) and to the
+// VM service (a guest's disks and NICs).
+type Acquired struct {
+	// Name is the test's name of the resource, Tag the node's tag in the
+	// partition, Node its registration name; ID is the resource's uuid.
+	Name, Type, Tag, Node, ID string
+	// Value is what the test sees: a volume's path or a port's ifname.
 	Value string
+	// Path and Format are a volume's file on Node and its image format
+	// (qcow2 or raw).
+	Path, Format string
+	// Ifname is a port's tap device on Node and MAC the address for the
+	// guest NIC on it (unique per port, locally administered).
+	Ifname, MAC string
 }
 
 // Reserve returns the cluster.AllocRequest.Reserve hook for wants: inside
@@ -62,6 +76,9 @@ func Reserve(wants []Want) func(*cluster.State, *cluster.Partition) error {
 			}
 			for _, tags := range groups {
 				use := &Use{Name: w.Name, Tags: map[string]string{}}
+				if w.Type == TypePort {
+					use.MAC = newMAC()
+				}
 				var need []string
 				for _, t := range tags {
 					n, err := node(t)
@@ -96,8 +113,10 @@ func Reserve(wants []Want) func(*cluster.State, *cluster.Partition) error {
 				if err != nil {
 					return fmt.Errorf("resource %s: %w", w.Name, err)
 				}
-				r.Resources = append(r.Resources, &Resource{Config: c, Bindings: []Binding{},
-					Partition: p.ID, Job: p.Owner.JobID, Use: use})
+				if err := r.add(&Resource{Config: c, Bindings: []Binding{},
+					Partition: p.ID, Job: p.Owner.JobID, Use: use}); err != nil {
+					return err
+				}
 				claimNode := ""
 				if len(need) == 1 {
 					claimNode = need[0]
@@ -110,71 +129,94 @@ func Reserve(wants []Want) func(*cluster.State, *cluster.Partition) error {
 }
 
 // Acquire binds and allocates the partition's reserved resources on their
-// nodes and returns what the test sees. On error, what was made stays
-// recorded: Release (or a later Sweep) removes it.
-func (m *Manager) Acquire(ctx context.Context, partitionID string) ([]Got, error) {
-	_, r, err := m.snapshot(ctx)
+// nodes and returns what the test sees. It reads the state once and
+// writes it twice: after the bindings (so a crash still leaves them
+// recorded for Remove) and after the allocations. On error, what was made
+// stays recorded: Release (or a later Sweep) removes it.
+func (m *Manager) Acquire(ctx context.Context, partitionID string) (_ []Acquired, err error) {
+	defer wrapErr(&err)
+	s, r, err := m.snapshot(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var ids []string
+	var xs []*Resource
 	for _, x := range r.Resources {
 		if x.Partition == partitionID && x.Use != nil {
-			ids = append(ids, x.Config.Meta.UUID)
+			xs = append(xs, x)
 		}
 	}
-	for _, id := range ids {
-		x, _ := r.resource(id)
+	var errs []error
+	var att []attachment
+	for _, x := range xs {
+		a, err := m.bind(ctx, s, r, x, sortedKeys(x.Use.Tags))
+		att, errs = append(att, a...), append(errs, err)
+	}
+	if err := errors.Join(append(errs, m.commit(ctx, att, xs...))...); err != nil {
+		return nil, err
+	}
+	for _, x := range xs {
 		nodes := sortedKeys(x.Use.Tags)
-		if err := m.BindResource(ctx, id, nodes); err != nil {
-			return nil, err
-		}
 		alloc := x.Use.Allocate
 		if x.Config.Meta.Type == TypePort {
 			alloc = nodes[0]
 		}
-		if _, err := m.UpdateResource(ctx, id, "allocate", alloc, nil); err != nil {
-			return nil, err
-		}
+		err = m.runCommand(ctx, s, x, "allocate", alloc, nil)
 		for _, n := range nodes {
-			if n == alloc {
-				continue
+			if err != nil {
+				break
 			}
-			// Other nodes see the same file: record their view of it.
-			if _, err := m.UpdateResource(ctx, id, "sync", n, nil); err != nil {
-				return nil, err
+			if n != alloc {
+				// Other nodes see the same file: record their view of it.
+				err = m.runCommand(ctx, s, x, "sync", n, nil)
 			}
+		}
+		if err != nil {
+			break
 		}
 	}
-	_, r, err = m.snapshot(ctx)
-	if err != nil {
+	if err := errors.Join(err, m.commit(ctx, nil, xs...)); err != nil {
 		return nil, err
 	}
-	var out []Got
-	for _, id := range ids {
-		x, err := r.resource(id)
-		if err != nil {
-			return nil, err
-		}
+	var out []Acquired
+	for _, x := range xs {
 		for _, n := range sortedKeys(x.Use.Tags) {
-			g := Got{Name: x.Use.Name, Type: x.Config.Meta.Type, Tag: x.Use.Tags[n], ID: id}
-			if x.Config.Meta.Type == TypePort && x.Config.Spec.Ifname != nil {
-				g.Value = *x.Config.Spec.Ifname
-			} else if u := x.Config.Spec.URI["*"]; u != "" {
-				g.Value = u
-			} else {
-				g.Value = x.Config.Spec.URI[n]
-			}
-			out = append(out, g)
+			out = append(out, acquired(x, n))
 		}
 	}
 	return out, nil
 }
 
+// acquired is x as the test sees it on node n.
+func acquired(x *Resource, n string) Acquired {
+	a := Acquired{Name: x.Use.Name, Type: x.Config.Meta.Type, Tag: x.Use.Tags[n], Node: n, ID: x.Config.Meta.UUID}
+	if x.Config.Meta.Type == TypePort {
+		if x.Config.Spec.Ifname != nil {
+			a.Ifname = *x.Config.Spec.Ifname
+		}
+		a.Value, a.MAC = a.Ifname, x.Use.MAC
+		return a
+	}
+	a.Path = x.Config.Spec.URI["*"]
+	if a.Path == "" {
+		a.Path = x.Config.Spec.URI[n]
+	}
+	a.Value, a.Format = a.Path, node.VolumeFormat(x.Config.Spec.Filename)
+	return a
+}
+
+// newMAC is a random locally administered unicast address in QEMU's
+// 52:54:00 range.
+func newMAC() string {
+	var b [3]byte
+	crand.Read(b[:])
+	return fmt.Sprintf("52:54:00:%02x:%02x:%02x", b[0], b[1], b[2])
+}
+
 // ReleasePartition removes every resource of the partition on the nodes
 // and drops its claims. What cannot be removed keeps its claim, so the
 // partition's release hands it to Sweep.
-func (m *Manager) ReleasePartition(ctx context.Context, partitionID string) error {
+func (m *Manager) ReleasePartition(ctx context.Context, partitionID string) (err error) {
+	defer wrapErr(&err)
 	_, r, err := m.snapshot(ctx)
 	if err != nil {
 		return err
@@ -184,7 +226,47 @@ func (m *Manager) ReleasePartition(ctx context.Context, partitionID string) erro
 		if x.Partition != partitionID {
 			continue
 		}
-		if err := m.Remove(ctx, x.Config.Meta.UUID); err != nil {
+		if err := m.remove(ctx, x.Config.Meta.UUID); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Sweep removes the resources of reclaimed partitions (their claims in
+// State.Released) on the nodes. A claim whose removal fails is put back
+// for the next sweep.
+func (m *Manager) Sweep(ctx context.Context) (err error) {
+	defer wrapErr(&err)
+	return m.sweep(ctx)
+}
+
+func (m *Manager) sweep(ctx context.Context) (err error) {
+	var taken []cluster.ReleasedClaim
+	err = m.st.Update(ctx, func(s *cluster.State) error {
+		taken = s.TakeReleased(ClaimKind)
+		return nil
+	})
+	if err != nil || len(taken) == 0 {
+		return err
+	}
+	var failed []cluster.ReleasedClaim
+	var errs []error
+	for _, c := range taken {
+		err := m.remove(ctx, c.ID)
+		var nf *NotFoundError
+		if err != nil && !errors.As(err, &nf) {
+			failed = append(failed, c)
+			errs = append(errs, fmt.Errorf("resource %s of partition %s: %w", c.ID, c.Partition, err))
+			continue
+		}
+		m.log.Info("removed resource of a reclaimed partition", "resource", c.ID, "partition", c.Partition, "owner", c.Owner.String(), "reason", c.Reason)
+	}
+	if len(failed) > 0 {
+		if err := m.st.Update(ctx, func(s *cluster.State) error {
+			s.Released = append(s.Released, failed...)
+			return nil
+		}); err != nil {
 			errs = append(errs, err)
 		}
 	}

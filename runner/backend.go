@@ -114,7 +114,7 @@ func (b *backend) Allocate(ctx context.Context, req AllocRequest) (*Partition, e
 	}
 	var reserve func(*cluster.State, *cluster.Partition) error
 	if len(req.Resources) > 0 {
-		reserve = resmgr.Reserve(wants(req.Resources))
+		reserve = resmgr.Reserve(req.Resources)
 	}
 	p, err := cluster.Allocate(ctx, b.store, cluster.AllocRequest{
 		Owner: owner, Tags: tags, Lease: lease, Wait: wait, Logger: b.log, Reserve: reserve,

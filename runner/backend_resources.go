@@ -15,15 +15,6 @@ var _ resourceCluster = (*backend)(nil)
 // each allocation does; what is left is tried again by the next one.
 const sweepTimeout = 20 * time.Second
 
-// wants converts a spec's resources for resmgr.
-func wants(specs []ResourceSpec) []resmgr.Want {
-	out := make([]resmgr.Want, len(specs))
-	for i, s := range specs {
-		out[i] = resmgr.Want{Name: s.Name, Type: s.Type, On: s.On, Allocate: s.Allocate, Params: s.Params}
-	}
-	return out
-}
-
 // manager is the resource manager on this backend's store, reaching nodes
 // through the test's connections when it has them.
 func (b *backend) manager() *resmgr.Manager {
@@ -51,15 +42,7 @@ func (sharedConn) Close() error { return nil }
 func (b *backend) AcquireResources(ctx context.Context, p *Partition, _ []ResourceSpec) ([]acquiredResource, error) {
 	m := b.manager()
 	defer m.Close()
-	got, err := m.Acquire(ctx, p.ID)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]acquiredResource, len(got))
-	for i, g := range got {
-		out[i] = acquiredResource{Name: g.Name, Type: g.Type, Tag: g.Tag, ID: g.ID, Value: g.Value}
-	}
-	return out, nil
+	return m.Acquire(ctx, p.ID)
 }
 
 // ReleaseResources removes the partition's resources on the nodes; what

@@ -5,6 +5,7 @@ import (
 	"sort"
 
 	"github.com/vtcluster/vtcluster/agent/py"
+	"github.com/vtcluster/vtcluster/resmgr"
 )
 
 // A test's "resources" list declares what it needs besides nodes:
@@ -25,28 +26,17 @@ import (
 // image_name, volume_pool_selectors, storage_type, port_pool_selectors,
 // network_type), strings as upstream reads them.
 
-// ResourceSpec is one resource a test declares.
-type ResourceSpec struct {
-	Name string
-	// Type is "volume" or "port".
-	Type string
-	// On are the tags the resource is bound to, in the test's node order.
-	On []string
-	// Allocate is the tag whose node allocates a volume; empty for ports.
-	Allocate string
-	// Params are upstream's resource parameters.
-	Params map[string]string
-}
+// ResourceSpec is one resource a test declares: the resource manager's
+// own request type (Name; Type "volume" or "port"; On, the tags it is
+// bound to in the test's node order; Allocate, the tag whose node
+// allocates a volume; Params, upstream's parameters), carried through
+// unchanged.
+type ResourceSpec = resmgr.Want
 
-// acquiredResource is one resource as the test sees it on one node.
-type acquiredResource struct {
-	Name, Type, Tag string
-	// ID is the resource manager's uuid.
-	ID string
-	// Value is what the test uses: a volume's path on that node, a tap
-	// port's interface name.
-	Value string
-}
+// acquiredResource is one resource as the test sees it on one node: the
+// resource manager's own type, carried through unchanged (Value for the
+// test; Node, Path and Format, Ifname and MAC for the VM service).
+type acquiredResource = resmgr.Acquired
 
 // resourceNameRE: names are also placeholder fields ({tag.resource_NAME})
 // and environment variable parts.

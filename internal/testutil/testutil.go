@@ -8,8 +8,10 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"os/exec"
 	"strings"
 	"sync"
+	"testing"
 )
 
 // SyncBuffer is an io.Writer that may be read (String) while servers,
@@ -79,4 +81,16 @@ func (h *LogRecorder) Find(level slog.Level, substr string) bool {
 		}
 	}
 	return false
+}
+
+// NeedCommand skips tb when cmd is not on PATH, naming the Debian package
+// that brings it (make test installs scripts/system-packages.txt when it
+// can, and leaves the tests that need what it could not install to skip)
+// and what the test needs it for.
+func NeedCommand(tb testing.TB, cmd, pkg, why string) {
+	tb.Helper()
+	// LookPath only searches PATH; nothing is run.
+	if _, err := exec.LookPath(cmd); err != nil {
+		tb.Skipf("%s not installed (apt-get install %s): %s", cmd, pkg, why)
+	}
 }

@@ -1,4 +1,4 @@
-package resmgr
+package node
 
 import (
 	"context"
@@ -17,10 +17,11 @@ import (
 	"github.com/vtcluster/vtcluster/agent"
 	"github.com/vtcluster/vtcluster/agent/xmlrpc"
 	"github.com/vtcluster/vtcluster/cluster/lab"
+	"github.com/vtcluster/vtcluster/internal/testutil"
 )
 
 // call invokes one RPC the way the agent's dispatcher does.
-func call(t *testing.T, s *NodeService, name string, args ...any) any {
+func call(t *testing.T, s *Service, name string, args ...any) any {
 	t.Helper()
 	m, ok := s.Methods()[name]
 	if !ok {
@@ -80,9 +81,9 @@ func mustFail(t *testing.T, v any, want string) {
 	}
 }
 
-func newNode(t *testing.T, dir string, run Commander) *NodeService {
+func newNode(t *testing.T, dir string, run Commander) *Service {
 	t.Helper()
-	s, err := NewNodeService(NodeConfig{DataDir: dir, Run: run})
+	s, err := New(Config{DataDir: dir, Run: run})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,13 +177,9 @@ func TestNodeService_dirPoolVolumeLifecycle(t *testing.T) {
 	mustFail(t, call(t, s2, "destroy_pool_connection", "p1"), "'p1'")
 }
 
-// needQemuImg skips t where qemu-img is missing, as make test leaves it
-// when it cannot install the package (scripts/install-packages.sh).
+// needQemuImg skips t where qemu-img is missing.
 func needQemuImg(t *testing.T) {
-	t.Helper()
-	if _, err := exec.LookPath("qemu-img"); err != nil {
-		t.Skip("qemu-img not installed (apt-get install qemu-utils): qcow2 volumes are made with it")
-	}
+	testutil.NeedCommand(t, "qemu-img", "qemu-utils", "qcow2 volumes are made with it")
 }
 
 func TestNodeService_qcow2VolumeIsRealImage(t *testing.T) {

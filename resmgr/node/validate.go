@@ -1,6 +1,7 @@
-package resmgr
+package node
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"path/filepath"
@@ -52,12 +53,12 @@ func ParseSize(s string) (int64, error) {
 			return 0, fmt.Errorf("size %q is not a whole number of bytes", s)
 		}
 	}
-	return n, checkSize(n)
+	return n, CheckSize(n)
 }
 
 var sizeRE = regexp.MustCompile(`^([0-9]{1,20}(?:\.[0-9]{1,9})?)\s*(?i:([BKMGT])(?:i?B)?)?$`)
 
-func checkSize(n int64) error {
+func CheckSize(n int64) error {
 	if n <= 0 {
 		return fmt.Errorf("size %d must be above zero", n)
 	}
@@ -67,16 +68,22 @@ func checkSize(n int64) error {
 	return nil
 }
 
-// sizeArg reads a size from an RPC argument: an int, or a string as
+// SizeArg reads a size from an RPC argument: an int, or a string as
 // ParseSize reads it (upstream keeps sizes as strings of bytes).
-func sizeArg(v any) (int64, error) {
+func SizeArg(v any) (int64, error) {
 	switch x := v.(type) {
 	case int:
-		return int64(x), checkSize(int64(x))
+		return int64(x), CheckSize(int64(x))
 	case int64:
-		return x, checkSize(x)
+		return x, CheckSize(x)
 	case string:
 		return ParseSize(x)
+	case json.Number:
+		n, err := strconv.ParseInt(string(x), 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("size %s is not a whole number of bytes", x)
+		}
+		return n, CheckSize(n)
 	case nil:
 		return 0, fmt.Errorf("no size given")
 	}
@@ -87,8 +94,8 @@ func sizeArg(v any) (int64, error) {
 // metacharacters, no spaces, no leading '-' (it would read as an option).
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9_.+][A-Za-z0-9_.+-]{0,254}$`)
 
-// checkFilename accepts a relative path of plain names inside a pool.
-func checkFilename(name string) error {
+// CheckFilename accepts a relative path of plain names inside a pool.
+func CheckFilename(name string) error {
 	if name == "" {
 		return fmt.Errorf("empty file name")
 	}
@@ -103,28 +110,21 @@ func checkFilename(name string) error {
 	return nil
 }
 
-// checkAbsPath accepts a clean absolute path of plain names.
-func checkAbsPath(p string) error {
+// CheckAbsPath accepts a clean absolute path of plain names.
+func CheckAbsPath(p string) error {
 	if !filepath.IsAbs(p) || filepath.Clean(p) != p {
 		return fmt.Errorf("path %q must be absolute and clean", p)
 	}
 	if p == "/" {
 		return fmt.Errorf("path %q: the root directory cannot be a pool", p)
 	}
-	return checkFilename(strings.TrimPrefix(p, "/"))
-}
-
-// within reports whether p is root or below it, lexically; callers resolve
-// symlinks first.
-func within(root, p string) bool {
-	rel, err := filepath.Rel(root, p)
-	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../") && !filepath.IsAbs(rel)
+	return CheckFilename(strings.TrimPrefix(p, "/"))
 }
 
 // ifnameRE is a Linux interface name (IFNAMSIZ 16 with the NUL).
 var ifnameRE = regexp.MustCompile(`^[A-Za-z0-9_.][A-Za-z0-9_.-]{0,14}$`)
 
-func checkIfname(n string) error {
+func CheckIfname(n string) error {
 	if !ifnameRE.MatchString(n) {
 		return fmt.Errorf("interface name %q must be 1-15 letters, digits, '_', '.' or '-'", n)
 	}
@@ -137,3 +137,10 @@ var mountOptionsRE = regexp.MustCompile(`^[A-Za-z0-9_]+(=[A-Za-z0-9_.:/-]+)?(,[A
 
 // hostRE: an NFS server name or IPv4/IPv6 address.
 var hostRE = regexp.MustCompile(`^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]{0,252})$`)
+
+// ValidName reports whether n is a plain name: letters, digits, '_', '.',
+// '+' or '-', not starting with '-'.
+func ValidName(n string) bool { return nameRE.MatchString(n) }
+
+// ValidHost reports whether h is an NFS server name or address.
+func ValidHost(h string) bool { return hostRE.MatchString(h) }
