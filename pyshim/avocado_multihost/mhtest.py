@@ -144,6 +144,8 @@ def run(path, name, partition, output_dir, log):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--"]:  # the runner ends options before the names
+        argv = argv[1:]
     if len(argv) != 2:
         print("usage: python -m avocado_multihost.mhtest FILE Class.method", file=sys.stderr)
         return 2
