@@ -61,6 +61,8 @@ Examples:
 			// What a copy asks the binary deployed on a node about a file
 			// there, so the file's holes do not cross the network.
 			&cli.BoolFlag{Name: "extents", Hidden: true, Usage: "print where the data of the local file PATH lies, as JSON"},
+			// And what it asks it to check a copy written there.
+			&cli.BoolFlag{Name: "sha256", Hidden: true, Usage: "print the SHA-256 of the local file PATH"},
 			jsonFlag(),
 		}, sshFlags(), []cli.Flag{timeoutFlag(time.Hour)}),
 		Action: func(ctx context.Context, cmd *cli.Command) error { return runCp(ctx, e, cmd) },
@@ -133,6 +135,17 @@ func runCp(ctx context.Context, e *env, cmd *cli.Command) error {
 			return err
 		}
 		_, err = fmt.Fprintf(e.stdout, "%s\n", b)
+		return err
+	}
+	if cmd.Bool("sha256") {
+		if len(args) != 1 {
+			return usageError{errors.New("cp --sha256: want one PATH")}
+		}
+		sum, err := cluster.FileSHA256(args[0])
+		if err != nil {
+			return fmt.Errorf("cp --sha256: %w", err)
+		}
+		_, err = fmt.Fprintln(e.stdout, sum)
 		return err
 	}
 	if len(args) < 2 {

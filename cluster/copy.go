@@ -266,16 +266,45 @@ func (f *CopyFS) create(p string, perm fs.FileMode) (copyDest, error) {
 	return f.sc.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
 }
 
-// sha256 hashes a file as it now is on this side.
+// sha256 hashes a file as it now is on this side: on a node, with its
+// deployed vtcluster when there is one (Go's SHA-256 uses the CPU's SHA
+// instructions, several times faster than coreutils' sha256sum), else
+// with sha256sum.
 func (f *CopyFS) sha256(ctx context.Context, p string) (string, error) {
-	if f.sc != nil {
-		return f.ssh.RemoteSHA256(ctx, p)
+	if f.sc == nil {
+		return FileSHA256(p)
 	}
+	if f.helper != "" {
+		var out cappedBuffer
+		out.max = 256
+		err := f.ssh.Run(ctx, []string{f.helper, "cp", "--sha256", "--", p}, sshx.RunOptions{Stdout: &out})
+		if sum := strings.TrimSpace(out.String()); err == nil && !out.over && len(sum) == 64 {
+			if _, herr := hex.DecodeString(sum); herr == nil {
+				return sum, nil
+			}
+		}
+		if ctx.Err() != nil {
+			return "", ctx.Err()
+		}
+		// An older deployed binary: sha256sum says the same.
+	}
+	return f.ssh.RemoteSHA256(ctx, p)
+}
+
+// FileSHA256 is the hex SHA-256 of a local regular file: what "vtcluster
+// cp" asks a node's deployed binary to check a copy it wrote there.
+func FileSHA256(p string) (string, error) {
 	fh, err := os.Open(p)
 	if err != nil {
 		return "", err
 	}
 	defer fh.Close()
+	if st, err := fh.Stat(); err != nil || !st.Mode().IsRegular() {
+		if err == nil {
+			err = fmt.Errorf("%s is not a regular file", p)
+		}
+		return "", err
+	}
 	h := sha256.New()
 	if _, err := io.Copy(h, fh); err != nil {
 		return "", err
@@ -602,26 +631,85 @@ func (c *copier) file(src, dst string, it *CopyItem) error {
 	return nil
 }
 
+// copyChunk is one step of a file's copy: data read at off (buf[:n]), or
+// a hole of n bytes (buf nil) that is neither read nor written.
+type copyChunk struct {
+	off int64
+	buf []byte
+	n   int
+}
+
+// copyBuffers is how many blocks one file's copy has in flight: one being
+// read and hashed, one being written, one ready.
+const copyBuffers = 3
+
 // stream copies size bytes from in to out, hashing everything (holes as
-// zeros) and writing only blocks that are not all zeros.
+// zeros) and writing only blocks that are not all zeros. Reading and
+// hashing run beside writing, so the two sides (a disk, an SFTP channel)
+// are busy at once, and each run of data goes out as one write, which an
+// SFTP file sends as many packets in flight.
 func (c *copier) stream(in copySource, out copyDest, size int64, remote [][2]int64, h io.Writer, it *CopyItem) error {
-	buf := make([]byte, copyBlock)
+	ctx, cancel := context.WithCancel(c.ctx)
+	defer cancel()
+	free := make(chan []byte, copyBuffers)
+	for range copyBuffers {
+		free <- make([]byte, copyBlock)
+	}
+	chunks := make(chan copyChunk, copyBuffers)
+	var readErr error
+	go func() {
+		defer close(chunks)
+		readErr = c.readChunks(ctx, in, size, remote, h, it, free, chunks)
+	}()
+	var writeErr error
+	for ch := range chunks {
+		if writeErr == nil && ch.buf != nil {
+			writeErr = writeRuns(out, ch.buf[:ch.n], ch.off, it)
+		}
+		if ch.buf != nil {
+			free <- ch.buf
+		}
+		if writeErr != nil {
+			cancel() // the reader stops at its next step
+			continue
+		}
+		if c.opts.Progress != nil {
+			c.opts.Progress.Bytes(int64(ch.n))
+		}
+	}
+	if writeErr != nil {
+		return writeErr
+	}
+	return readErr
+}
+
+// readChunks reads and hashes a file in order, handing chunks to the
+// writer; holes are hashed as zeros and handed over as such.
+func (c *copier) readChunks(ctx context.Context, in copySource, size int64, remote [][2]int64, h io.Writer, it *CopyItem, free chan []byte, chunks chan<- copyChunk) error {
 	pos := int64(0)
-	hashZeros := func(n int64) {
+	hole := func(n int64) error {
 		for n > 0 {
 			k := min(n, int64(len(zeros)))
 			h.Write(zeros[:k])
-			n -= k
-			if c.opts.Progress != nil {
-				c.opts.Progress.Bytes(k)
+			select {
+			case chunks <- copyChunk{n: int(k)}:
+			case <-ctx.Done():
+				return ctx.Err()
 			}
+			n -= k
 		}
+		return nil
 	}
 	for _, ext := range dataExtents(in, size, remote) {
-		hashZeros(ext[0] - pos)
+		if err := hole(ext[0] - pos); err != nil {
+			return err
+		}
 		for off := ext[0]; off < ext[1]; {
-			if err := c.ctx.Err(); err != nil {
-				return err
+			var buf []byte
+			select {
+			case buf = <-free:
+			case <-ctx.Done():
+				return ctx.Err()
 			}
 			n, err := in.ReadAt(buf[:min(int64(len(buf)), ext[1]-off)], off)
 			if n == 0 && err != nil {
@@ -630,28 +718,59 @@ func (c *copier) stream(in copySource, out copyDest, size int64, remote [][2]int
 				}
 				return err
 			}
-			chunk := buf[:n]
 			it.Read += int64(n)
-			h.Write(chunk)
-			for b := 0; b < n; b += zeroBlock {
-				blk := chunk[b:min(b+zeroBlock, n)]
-				if bytes.Equal(blk, zeros[:len(blk)]) {
-					continue
-				}
-				if _, err := out.WriteAt(blk, off+int64(b)); err != nil {
-					return err
-				}
-				it.Written += int64(len(blk))
+			h.Write(buf[:n])
+			select {
+			case chunks <- copyChunk{off: off, buf: buf, n: n}:
+			case <-ctx.Done():
+				return ctx.Err()
 			}
 			off += int64(n)
-			if c.opts.Progress != nil {
-				c.opts.Progress.Bytes(int64(n))
-			}
 		}
 		pos = ext[1]
 	}
-	hashZeros(size - pos)
-	return nil
+	return hole(size - pos)
+}
+
+// localWriteMax is the largest write into a local file.
+const localWriteMax = 256 << 10
+
+// writeRuns writes the parts of data (at off) that are not runs of zeros
+// of zeroBlock or more, each run of data in one write.
+func writeRuns(out copyDest, data []byte, off int64, it *CopyItem) error {
+	start := -1 // of the data run being gathered
+	flush := func(end int) error {
+		if start < 0 {
+			return nil
+		}
+		// A local file takes the run in pieces: one write of megabytes
+		// costs more per byte in the kernel than several smaller ones.
+		piece := end - start
+		if _, local := out.(*os.File); local {
+			piece = localWriteMax
+		}
+		for p := start; p < end; p += piece {
+			if _, err := out.WriteAt(data[p:min(p+piece, end)], off+int64(p)); err != nil {
+				return err
+			}
+		}
+		it.Written += int64(end - start)
+		start = -1
+		return nil
+	}
+	for b := 0; b < len(data); b += zeroBlock {
+		blk := data[b:min(b+zeroBlock, len(data))]
+		if bytes.Equal(blk, zeros[:len(blk)]) {
+			if err := flush(b); err != nil {
+				return err
+			}
+			continue
+		}
+		if start < 0 {
+			start = b
+		}
+	}
+	return flush(len(data))
 }
 
 // TermProgress prints one updating line per large file to w (a terminal),
