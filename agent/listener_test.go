@@ -56,8 +56,11 @@ func TestGuardedListener_pendingEvictionAndAdmission(t *testing.T) {
 	if len(q) != 2 || q[0] != b || q[1] != c || a.state != connClosed {
 		t.Errorf("pending after eviction: %d conns, first evicted: %v", len(q), a.state == connClosed)
 	}
-	if !ln.admit(b) || !ln.admit(b) {
+	if !ln.admit(b) {
 		t.Fatal("admit refused with a free admitted slot")
+	}
+	if !ln.admit(b) {
+		t.Fatal("a second request on an admitted connection was refused")
 	}
 	if ln.admit(c) {
 		t.Error("admitted past the admitted cap")
