@@ -1,9 +1,6 @@
 package bridge
 
 import (
-	"bufio"
-	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -62,44 +59,8 @@ func TestCLI_logsServe_forgeryIdleHoldersAndLinksRefused(t *testing.T) {
 	if err := os.Symlink(outside, filepath.Join(nodeDir, "node1.log")); err != nil {
 		t.Fatal(err)
 	}
-	srv := exec.Command(vtclusterBinary(t), "--state-dir", c.stateDir, "logs", "serve", "--listen", net.JoinHostPort(c.lab.Gateway, "0"),
+	host, port, stdout, stop := startLogServe(t, c.stateDir, c.lab.Gateway,
 		"--dir", nodeDir, "--node", h.Address+"=node1", "--idle-timeout", "3s")
-	stdout := &lockedBuffer{}
-	srv.Stdout = stdout
-	stderr, err := srv.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	var errLines lockedBuffer
-	addrc := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			fmt.Fprintln(&errLines, sc.Text())
-			if a, ok := strings.CutPrefix(sc.Text(), "vtcluster: log server listening on "); ok {
-				addrc <- a
-			}
-		}
-		srv.Wait()
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		srv.Process.Kill()
-		<-exited
-	})
-	var addr string
-	select {
-	case addr = <-addrc:
-	case <-exited:
-		t.Fatalf("logs serve exited:\n%s", errLines.String())
-	case <-time.After(hangGuard):
-		t.Fatalf("logs serve printed no address:\n%s", errLines.String())
-	}
-	host, port, _ := net.SplitHostPort(addr)
 
 	// nobody on the controller opens 200 connections and sends nothing:
 	// beyond 8 they are closed at once, the 8 once idle for 3 s.
@@ -119,7 +80,7 @@ func TestCLI_logsServe_forgeryIdleHoldersAndLinksRefused(t *testing.T) {
 		deadline := time.Now().Add(hangGuard)
 		for !strings.Contains(stdout.String(), what) {
 			if time.Now().After(deadline) {
-				t.Fatalf("no %q in the output:\n%s\nstderr:\n%s", what, stdout.String(), errLines.String())
+				t.Fatalf("no %q in the output:\n%s\nstderr:\n%s", what, stdout.String(), stop())
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
@@ -146,7 +107,7 @@ func TestCLI_logsServe_forgeryIdleHoldersAndLinksRefused(t *testing.T) {
 	if b, _ := os.ReadFile(outside); string(b) != "precious\n" {
 		t.Errorf("written through the symlink planted in --dir: %q", b)
 	}
-	if !strings.Contains(errLines.String(), "is a symlink: not followed") {
-		t.Errorf("no warning about the planted symlink:\n%s", errLines.String())
+	if errOut := stop(); !strings.Contains(errOut, "is a symlink: not followed") {
+		t.Errorf("no warning about the planted symlink:\n%s", errOut)
 	}
 }
