@@ -181,6 +181,11 @@ func (f *CopyFS) enterDir(p string) error {
 	if uid, ok := fileOwner(st); !ok || uid != f.uid && uid != 0 {
 		return fmt.Errorf("directory is owned by uid %d, not by the copying user (uid %d): refusing to write into it (remove it, or copy elsewhere)", uid, f.uid)
 	}
+	if err == nil && f.sc != nil {
+		// SFTP's mkdir takes the server's umask, which may leave it
+		// open: ours, so closed now.
+		return f.sc.Chmod(p, 0o700)
+	}
 	if st.Mode().Perm()&0o022 != 0 {
 		return fmt.Errorf("directory is writable by other users (mode %04o): refusing to write into it (chmod go-w it, or copy elsewhere)", uint32(st.Mode().Perm()))
 	}
