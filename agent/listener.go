@@ -12,35 +12,48 @@ import (
 	"time"
 )
 
-// guardedListener bounds the connections a server holds: at most cap at
-// once (Accept waits for a free slot, as netutil.LimitListener does) and at
-// most perIP from one remote address (extra ones are closed at once, so one
-// remote client cannot take every slot). check, when set, vets each connection
-// before it counts (the peer credentials of a Unix socket); a refused
-// connection is closed and reported through refused.
+// guardedListener bounds the connections a server holds, in two classes.
+// A connection starts pending: nothing it sent has been authenticated
+// yet. At most pendingCap are pending at once (Accept waits for a free
+// slot, as netutil.LimitListener does), and at most perIP from one address,
+// loopback included (all of 127/8 and ::1 count as one address, so a local
+// user is one more address, not every slot): when an address has perIP
+// pending, its oldest pending connection is closed to make room, so a
+// holder of slots only ever pushes out its own, and a client that sends
+// its request at once gets it read. Once a request on a connection
+// carries the credential (admit), the connection leaves the pending class
+// for the admitted one, of admittedCap slots that no unauthenticated
+// connection can take. Unix-socket peers, already vetted by check (the
+// peer's uid), have no per-address cap. A refused connection is closed
+// and reported through refused.
 type guardedListener struct {
 	net.Listener
-	sem     chan struct{}
-	perIP   int
-	check   func(net.Conn) error
-	refused func(reason string, err error)
+	sem      chan struct{} // pending slots
+	admitted chan struct{} // admitted slots
+	perIP    int
+	check    func(net.Conn) error
+	refused  func(reason string, err error)
 
 	closeOnce sync.Once
 	done      chan struct{}
 
-	mu  sync.Mutex
-	ips map[string]int
+	mu      sync.Mutex
+	pending map[string][]*guardedConn // per address, oldest first
 }
 
-func newGuardedListener(ln net.Listener, capacity, perIP int, check func(net.Conn) error, refused func(string, error)) *guardedListener {
+func newGuardedListener(ln net.Listener, pendingCap, admittedCap, perIP int, check func(net.Conn) error, refused func(string, error)) *guardedListener {
+	if refused == nil {
+		refused = func(string, error) {}
+	}
 	return &guardedListener{
 		Listener: ln,
-		sem:      make(chan struct{}, capacity),
+		sem:      make(chan struct{}, pendingCap),
+		admitted: make(chan struct{}, admittedCap),
 		perIP:    perIP,
 		check:    check,
 		refused:  refused,
 		done:     make(chan struct{}),
-		ips:      map[string]int{},
+		pending:  map[string][]*guardedConn{},
 	}
 }
 
@@ -64,33 +77,72 @@ func (l *guardedListener) Accept() (net.Conn, error) {
 				continue
 			}
 		}
-		key := remoteKey(c.RemoteAddr())
+		key := connKey(c.RemoteAddr())
+		gc := &guardedConn{Conn: c, l: l, key: key}
 		l.mu.Lock()
-		// Loopback peers are local users and SSH forwards, which all share
-		// one address: a cap there would let one of them lock out the
-		// others, so only the global cap applies to them.
-		over := l.perIP > 0 && !isLoopbackKey(key) && l.ips[key] >= l.perIP
-		if !over {
-			l.ips[key]++
+		var evict *guardedConn
+		if q := l.pending[key]; l.perIP > 0 && key != "unix" && len(q) >= l.perIP {
+			evict = q[0]
 		}
+		l.pending[key] = append(l.pending[key], gc)
 		l.mu.Unlock()
-		if over {
-			c.Close()
-			<-l.sem
-			l.refused("too many connections from one address", fmt.Errorf("%s holds %d connections", key, l.perIP))
-			continue
-		}
-		gc := &guardedConn{Conn: c}
-		gc.release = func() {
-			l.mu.Lock()
-			if l.ips[key]--; l.ips[key] <= 0 {
-				delete(l.ips, key)
-			}
-			l.mu.Unlock()
-			<-l.sem
+		if evict != nil {
+			evict.Close()
+			l.refused("too many unauthenticated connections from one address", fmt.Errorf("%s holds %d; its oldest was closed", key, l.perIP))
 		}
 		return gc, nil
 	}
+}
+
+// admit moves c to the admitted class once a request on it carried the
+// credential; false when every admitted slot is taken (the caller refuses
+// the request).
+func (l *guardedListener) admit(c *guardedConn) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch c.state {
+	case connAdmitted:
+		return true
+	case connClosed:
+		return false
+	}
+	select {
+	case l.admitted <- struct{}{}:
+	default:
+		return false
+	}
+	l.dropPendingLocked(c)
+	c.state = connAdmitted
+	<-l.sem
+	return true
+}
+
+func (l *guardedListener) dropPendingLocked(c *guardedConn) {
+	q := l.pending[c.key]
+	for i, p := range q {
+		if p == c {
+			q = append(q[:i:i], q[i+1:]...)
+			break
+		}
+	}
+	if len(q) == 0 {
+		delete(l.pending, c.key)
+	} else {
+		l.pending[c.key] = q
+	}
+}
+
+func (l *guardedListener) release(c *guardedConn) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch c.state {
+	case connPending:
+		l.dropPendingLocked(c)
+		<-l.sem
+	case connAdmitted:
+		<-l.admitted
+	}
+	c.state = connClosed
 }
 
 func (l *guardedListener) Close() error {
@@ -98,16 +150,33 @@ func (l *guardedListener) Close() error {
 	return l.Listener.Close()
 }
 
+const (
+	connPending = iota
+	connAdmitted
+	connClosed
+)
+
 type guardedConn struct {
 	net.Conn
-	once    sync.Once
-	release func()
+	l     *guardedListener
+	key   string
+	state int // under l.mu
 }
 
 func (c *guardedConn) Close() error {
 	err := c.Conn.Close()
-	c.once.Do(c.release)
+	c.l.release(c)
 	return err
+}
+
+// connKey is the address a connection is counted under: remoteKey, with
+// every loopback address as one.
+func connKey(a net.Addr) string {
+	key := remoteKey(a)
+	if ip := net.ParseIP(key); ip != nil && ip.IsLoopback() {
+		return "loopback"
+	}
+	return key
 }
 
 // remoteKey is the address a connection is counted and throttled under:
@@ -187,9 +256,4 @@ func listenUnix(path string) (net.Listener, error) {
 		return nil, err
 	}
 	return ln, nil
-}
-
-func isLoopbackKey(key string) bool {
-	ip := net.ParseIP(key)
-	return key == "unix" || (ip != nil && ip.IsLoopback())
 }

@@ -46,11 +46,14 @@ type Config struct {
 	// MaxHeaderBytes bounds request headers, which are read before the
 	// token is checked; XML-RPC clients send well under 1 KiB.
 	MaxHeaderBytes int
-	// MaxConns bounds open connections (Accept waits for a free slot);
-	// MaxConnsPerIP bounds those from one remote address (extra ones are
-	// closed), so that one remote client cannot take them all. Loopback
-	// and Unix-socket peers share one address and only count against
-	// MaxConns.
+	// MaxConns bounds open connections: three quarters of it may be
+	// unauthenticated (Accept waits for a free slot), and connections
+	// that authenticated have MaxConns slots of their own, so no one
+	// without the token can take those. MaxConnsPerIP bounds the
+	// unauthenticated ones from one address, loopback as one address
+	// (the oldest is closed for a new one), so that one client, a local
+	// user included, cannot take them all. Unix-socket peers (this uid
+	// only) have no per-address cap.
 	MaxConns      int
 	MaxConnsPerIP int
 	// MinBodyRate is the slowest a request body may arrive, in bytes per
@@ -286,7 +289,8 @@ func (s *Server) Listen() error {
 			return fmt.Errorf("agent: listen on %s: %w", s.cfg.Addr, err)
 		}
 	}
-	s.ln = newGuardedListener(ln, s.cfg.MaxConns, s.cfg.MaxConnsPerIP, check, s.refusedConn)
+	s.ln = newGuardedListener(ln, max(1, s.cfg.MaxConns*3/4), s.cfg.MaxConns, s.cfg.MaxConnsPerIP, check, s.refusedConn)
+	s.httpSrv.ConnContext = withConn
 	return nil
 }
 
@@ -454,6 +458,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// A success does not clear the address's failures: a guesser
 		// sharing an address with a real client (loopback, NAT) would
 		// have its count reset by every real call.
+	}
+	if !Admit(r) {
+		refuse(w, http.StatusServiceUnavailable, "503 service unavailable: every connection slot of this agent is in use; retry later")
+		return
 	}
 	if r.Method != http.MethodPost {
 		// BaseHTTPRequestHandler answers unknown verbs with 501.

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vtcluster/vtcluster/cluster"
+	"github.com/vtcluster/vtcluster/resmgr"
 )
 
 func cpCommand(e *env) *cli.Command {
@@ -38,6 +39,14 @@ the copy once written; a mismatching copy is removed and the command fails.
 Runs of zeros are not written, so sparse files stay sparse, and holes in a
 local file are not even read.
 
+Where the copy writes, nothing that another user could have placed is
+followed: a symlink where a directory goes, or an existing directory owned
+by another user or writable by others, is refused (the rest of the copy goes
+on), files are replaced rather than written through a link, and modes are
+set on the open file. Copied directories lose group and other write bits.
+A file larger than --max-size (default 64G) is refused, and the whole copy
+gives up after --timeout (default 1h; 0 for none).
+
 Progress of large files goes to stderr when it is a terminal, or with
 --progress. --json prints what was copied.
 
@@ -48,11 +57,14 @@ Examples:
 		Flags: slices.Concat([]cli.Flag{
 			&cli.BoolFlag{Name: "recursive", Aliases: []string{"r"}, Usage: "copy directories and their content"},
 			&cli.BoolFlag{Name: "progress", Usage: "show progress on stderr even when it is not a terminal"},
+			&cli.StringFlag{Name: "max-size", Value: "64G", Usage: "refuse a file whose apparent size is above `SIZE` (K, M, G, T units)"},
 			// What a copy asks the binary deployed on a node about a file
 			// there, so the file's holes do not cross the network.
 			&cli.BoolFlag{Name: "extents", Hidden: true, Usage: "print where the data of the local file PATH lies, as JSON"},
+			// And what it asks it to check a copy written there.
+			&cli.BoolFlag{Name: "sha256", Hidden: true, Usage: "print the SHA-256 of the local file PATH"},
 			jsonFlag(),
-		}, sshFlags(), []cli.Flag{timeoutFlag(0)}),
+		}, sshFlags(), []cli.Flag{timeoutFlag(time.Hour)}),
 		Action: func(ctx context.Context, cmd *cli.Command) error { return runCp(ctx, e, cmd) },
 	}
 }
@@ -125,6 +137,17 @@ func runCp(ctx context.Context, e *env, cmd *cli.Command) error {
 		_, err = fmt.Fprintf(e.stdout, "%s\n", b)
 		return err
 	}
+	if cmd.Bool("sha256") {
+		if len(args) != 1 {
+			return usageError{errors.New("cp --sha256: want one PATH")}
+		}
+		sum, err := cluster.FileSHA256(args[0])
+		if err != nil {
+			return fmt.Errorf("cp --sha256: %w", err)
+		}
+		_, err = fmt.Fprintln(e.stdout, sum)
+		return err
+	}
 	if len(args) < 2 {
 		return usageError{errors.New("cp: want SRC... DST (see --help)")}
 	}
@@ -135,6 +158,10 @@ func runCp(ctx context.Context, e *env, cmd *cli.Command) error {
 			return usageError{fmt.Errorf("cp: %w", err)}
 		}
 		eps[i] = ep
+	}
+	maxSize, err := resmgr.ParseSize(cmd.String("max-size"))
+	if err != nil {
+		return flagError("max-size", "%v", err)
 	}
 	ctx, cancel, err := withTimeout(ctx, cmd)
 	if err != nil {
@@ -182,7 +209,7 @@ func runCp(ctx context.Context, e *env, cmd *cli.Command) error {
 		return fmt.Errorf("cp: %s: no such directory", to.Label(dst.path))
 	}
 
-	opts := cluster.CopyOptions{Recursive: cmd.Bool("recursive")}
+	opts := cluster.CopyOptions{Recursive: cmd.Bool("recursive"), MaxSize: maxSize}
 	var prog *cluster.TermProgress
 	if cmd.Bool("progress") || isTerminal(e.stderr) {
 		prog = &cluster.TermProgress{W: e.stderr, MinSize: 8 << 20, Interval: 200 * time.Millisecond}
@@ -231,9 +258,14 @@ func runCp(ctx context.Context, e *env, cmd *cli.Command) error {
 		if jerr := writeJSON(e.stdout, sum); jerr != nil {
 			return jerr
 		}
-	} else {
-		fmt.Fprintf(e.stderr, "vtcluster: copied %d files (%d bytes, SHA-256 checked), %d directories, %d symlinks in %.1fs\n",
-			sum.Files, sum.Bytes, sum.Dirs, sum.Symlinks, sum.Seconds)
+	} else if err == nil || len(items) > 0 {
+		// A failure with nothing copied says only what failed.
+		what := "copied"
+		if err != nil {
+			what = "partial copy:"
+		}
+		fmt.Fprintf(e.stderr, "vtcluster: %s %d files (%d bytes, SHA-256 checked), %d directories, %d symlinks in %.1fs\n",
+			what, sum.Files, sum.Bytes, sum.Dirs, sum.Symlinks, sum.Seconds)
 	}
 	if err != nil {
 		return fmt.Errorf("cp: %w", err)

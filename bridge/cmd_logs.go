@@ -57,12 +57,18 @@ stderr once the server is ready.
 Each line is the controller half (when this server got the record, its
 level) then the worker half, as avocado-vt's test logs show records from
 its LoggerServer; --worker-only prints the worker half alone, which is
-what LoggerServer's own message is.`,
+what LoggerServer's own message is.
+
+Anyone who can reach the address can send records, so every field of a
+record is escaped (none can start a line), one address holds at most 8
+connections, idle ones are closed after --idle-timeout, and --dir files are
+never opened through a symlink.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:0", Usage: "`ADDR` to listen on, host:port (port 0 picks a free one)"},
 			&cli.StringFlag{Name: "dir", TakesFile: true, Usage: "also append each node's lines to `DIR`/<tag>.log"},
 			&cli.StringSliceFlag{Name: "node", Usage: "tag records from `IP=TAG` (repeatable; overrides the registered name)"},
 			&cli.BoolFlag{Name: "worker-only", Usage: "print only the worker half of each line: <node>(<ip>) <asctime> <name> <levelname> | <msg>"},
+			&cli.StringFlag{Name: "idle-timeout", Value: "5m", Usage: "close a sender that sent no record for `DURATION` (0: never), so idle connections cannot hold every slot"},
 		},
 		Action: func(ctx context.Context, cmd *cli.Command) error {
 			if err := noArgs(cmd); err != nil {
@@ -83,6 +89,9 @@ what LoggerServer's own message is.`,
 			cfg.Lookup = stateLookup(ctx, st, stderrLogger(e))
 			cfg.ControllerHalf = !cmd.Bool("worker-only")
 			cfg.Addr = cmd.String("listen")
+			if cfg.IdleTimeout, err = durationFlag(cmd, "idle-timeout"); err != nil {
+				return err
+			}
 			cfg.Out = e.stdout
 			cfg.Logger = stderrLogger(e)
 			if d := cmd.String("dir"); d != "" {

@@ -53,7 +53,7 @@ const (
 var (
 	// A node name becomes a directory on the node (<agent_base_dir>/<name>)
 	// and a state file key, so it is a strict file-name alphabet.
-	nodeNameRE = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+	nodeNameRE = regexp.MustCompile(`^[A-Za-z0-9._][A-Za-z0-9._-]*$`)
 	labelKeyRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
 	archRE     = regexp.MustCompile(`^[A-Za-z0-9_]+$`)
 	plainKeyRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
@@ -494,7 +494,7 @@ func ValidateHost(h HostConfig) []*HostError {
 		errs = append(errs, &HostError{Host: h.Name, Field: field, Msg: fmt.Sprintf(format, args...)})
 	}
 	if !nodeNameRE.MatchString(h.Name) || h.Name == "." || h.Name == ".." {
-		bad("name", "node name %q must be made of letters, digits, '.', '_' and '-' (it names a directory on the node)", h.Name)
+		bad("name", "node name %q must be made of letters, digits, '.', '_' and '-', and not start with '-' (it names a directory on the node, and is passed in command lines)", h.Name)
 	}
 	if h.Address == "" && h.Hostname == "" {
 		bad("", "needs \"address\" or \"hostname\" to reach the node")

@@ -14,6 +14,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -39,10 +40,13 @@ type CopyFS struct {
 	// helper is the vtcluster binary deployed on the node, asked where a
 	// file's data lies (see remoteExtents); "" when it is not there.
 	helper string
+	// uid is the user this side writes as: only directories it (or root)
+	// owns are written into (see enterDir).
+	uid uint32
 }
 
 // LocalFS is this machine's file system.
-func LocalFS() *CopyFS { return &CopyFS{} }
+func LocalFS() *CopyFS { return &CopyFS{uid: uint32(os.Geteuid())} }
 
 // OpenCopyFS opens an SFTP session on the node for copies. Close it.
 func (nc *NodeConn) OpenCopyFS(ctx context.Context) (*CopyFS, error) {
@@ -55,6 +59,13 @@ func (nc *NodeConn) OpenCopyFS(ctx context.Context) (*CopyFS, error) {
 		return nil, fmt.Errorf("node %q: %w", nc.node.Name, err)
 	}
 	f := &CopyFS{Name: nc.node.Name, ssh: c, sc: sc}
+	// SFTP does not say who we are; the login user owns its home.
+	home, err := sc.Stat(".")
+	if err != nil {
+		sc.Close()
+		return nil, fmt.Errorf("node %q: sftp: stat of the login home: %w", nc.node.Name, err)
+	}
+	f.uid, _ = fileOwner(home)
 	bin := path.Join(nc.node.AgentDir(), agentBinaryName)
 	if st, err := sc.Stat(bin); err == nil && st.Mode().IsRegular() && st.Mode().Perm()&0o100 != 0 {
 		f.helper = bin
@@ -134,23 +145,70 @@ func (f *CopyFS) readLink(p string) (string, error) {
 	return f.sc.ReadLink(p)
 }
 
-func (f *CopyFS) mkdir(p string, perm fs.FileMode) error {
+// fileOwner is the uid owning a file of either side.
+func fileOwner(st fs.FileInfo) (uint32, bool) {
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		return sys.Uid, true
+	}
+	return sshx.Owner(st)
+}
+
+// enterDir makes p a directory this copy may write into, or says why it
+// is not one: p is created (0700 until the copy ends) when absent, and an
+// existing p must be a real directory (a symlink there is refused, never
+// followed), owned by this side's user or root and writable by no one
+// else. Then no other user can swap p or anything in it for a link while
+// the copy writes there: the check holds for the whole copy, over SFTP as
+// locally, without an openat the SFTP protocol does not have.
+func (f *CopyFS) enterDir(p string) error {
 	var err error
 	if f.sc == nil {
-		err = os.Mkdir(p, perm)
+		err = os.Mkdir(p, 0o700)
 	} else {
 		err = f.sc.Mkdir(p)
 	}
-	if errors.Is(err, fs.ErrExist) || err != nil && f.sc != nil {
-		// SFTP reports "exists" as a generic failure: look.
-		if st, serr := f.Stat(p); serr == nil && st.IsDir() {
-			return nil
-		}
+	st, serr := f.lstat(p)
+	switch {
+	case serr != nil && err != nil:
+		return err
+	case serr != nil:
+		return serr
+	case st.Mode()&fs.ModeSymlink != 0:
+		return fmt.Errorf("is a symlink where a directory goes: refusing to follow it (remove it, or copy elsewhere)")
+	case !st.IsDir():
+		return fmt.Errorf("exists and is not a directory")
 	}
-	return err
+	if uid, ok := fileOwner(st); !ok || uid != f.uid && uid != 0 {
+		return fmt.Errorf("directory is owned by uid %d, not by the copying user (uid %d): refusing to write into it (remove it, or copy elsewhere)", uid, f.uid)
+	}
+	if err == nil && f.sc != nil {
+		// SFTP's mkdir takes the server's umask, which may leave it
+		// open: ours, so closed now.
+		return f.sc.Chmod(p, 0o700)
+	}
+	if st.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("directory is writable by other users (mode %04o): refusing to write into it (chmod go-w it, or copy elsewhere)", uint32(st.Mode().Perm()))
+	}
+	if perm := st.Mode().Perm(); perm&0o700 != 0o700 {
+		// Ours, so no one can have swapped it since the look above.
+		if f.sc == nil {
+			return os.Chmod(p, perm|0o700)
+		}
+		return f.sc.Chmod(p, perm|0o700)
+	}
+	return nil
 }
 
-func (f *CopyFS) chmod(p string, perm fs.FileMode) error {
+// chmodDir puts a copied directory's own mode on at the end; p is
+// looked at again first, so a chmod never reaches through a link.
+func (f *CopyFS) chmodDir(p string, perm fs.FileMode) error {
+	st, err := f.lstat(p)
+	if err != nil {
+		return err
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("no longer a directory: mode not set")
+	}
 	if f.sc == nil {
 		return os.Chmod(p, perm)
 	}
@@ -187,6 +245,8 @@ type copyDest interface {
 	io.WriterAt
 	io.Closer
 	Truncate(size int64) error
+	// Chmod sets the mode of the open file, never of a link's target.
+	Chmod(mode fs.FileMode) error
 }
 
 func (f *CopyFS) open(p string) (copySource, error) {
@@ -196,34 +256,60 @@ func (f *CopyFS) open(p string) (copySource, error) {
 	return f.sc.Open(p)
 }
 
+// create makes p a new file: whatever is at p (a file, a symlink) is
+// removed first and the file is created exclusively, which never follows
+// a symlink, so a link planted at p is replaced, not written through.
 func (f *CopyFS) create(p string, perm fs.FileMode) (copyDest, error) {
-	if f.sc == nil {
-		// A symlink at the destination is replaced, not written through.
-		if st, err := os.Lstat(p); err == nil && st.Mode()&fs.ModeSymlink != 0 {
-			if err := os.Remove(p); err != nil {
-				return nil, err
-			}
-		}
-		return os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|unix.O_NOFOLLOW, perm|0o200)
-	}
-	if st, err := f.sc.Lstat(p); err == nil && st.Mode()&fs.ModeSymlink != 0 {
-		if err := f.sc.Remove(p); err != nil {
+	if st, err := f.lstat(p); err == nil && !st.IsDir() {
+		if err := f.remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, err
 		}
 	}
-	return f.sc.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
+	if f.sc == nil {
+		return os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
+	}
+	return f.sc.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
 }
 
-// sha256 hashes a file as it now is on this side.
+// sha256 hashes a file as it now is on this side: on a node, with its
+// deployed vtcluster when there is one (Go's SHA-256 uses the CPU's SHA
+// instructions, several times faster than coreutils' sha256sum), else
+// with sha256sum.
 func (f *CopyFS) sha256(ctx context.Context, p string) (string, error) {
-	if f.sc != nil {
-		return f.ssh.RemoteSHA256(ctx, p)
+	if f.sc == nil {
+		return FileSHA256(p)
 	}
+	if f.helper != "" {
+		var out cappedBuffer
+		out.max = 256
+		err := f.ssh.Run(ctx, []string{f.helper, "cp", "--sha256", "--", p}, sshx.RunOptions{Stdout: &out})
+		if sum := strings.TrimSpace(out.String()); err == nil && !out.over && len(sum) == 64 {
+			if _, herr := hex.DecodeString(sum); herr == nil {
+				return sum, nil
+			}
+		}
+		if ctx.Err() != nil {
+			return "", ctx.Err()
+		}
+		// An older deployed binary: sha256sum says the same.
+	}
+	return f.ssh.RemoteSHA256(ctx, p)
+}
+
+// FileSHA256 is the hex SHA-256 of a local regular file: what "vtcluster
+// cp" asks a node's deployed binary to check a copy it wrote there.
+func FileSHA256(p string) (string, error) {
 	fh, err := os.Open(p)
 	if err != nil {
 		return "", err
 	}
 	defer fh.Close()
+	if st, err := fh.Stat(); err != nil || !st.Mode().IsRegular() {
+		if err == nil {
+			err = fmt.Errorf("%s is not a regular file", p)
+		}
+		return "", err
+	}
 	h := sha256.New()
 	if _, err := io.Copy(h, fh); err != nil {
 		return "", err
@@ -372,7 +458,14 @@ type CopyOptions struct {
 	// Progress, if set, is told the bytes done (holes included) after
 	// each block, and when a file starts, its name and size.
 	Progress CopyProgress
+	// MaxSize, when above zero, refuses a file whose apparent size is
+	// larger: a node's 16 TiB sparse file costs hours of hashing zeros.
+	MaxSize int64
 }
+
+// DefaultCopyMaxSize is the largest file "vtcluster cp" copies unless told
+// otherwise (--max-size): room for disk images, not for a runaway file.
+const DefaultCopyMaxSize = 64 << 30
 
 // CopyProgress hears about a copy's progress; calls come from one goroutine.
 type CopyProgress interface {
@@ -408,7 +501,7 @@ func CopyTree(ctx context.Context, from *CopyFS, src string, to *CopyFS, dst str
 	// on last, deepest first.
 	for i := len(c.dirModes) - 1; i >= 0 && ctx.Err() == nil; i-- {
 		d := c.dirModes[i]
-		if err := to.chmod(d.path, d.mode); err != nil {
+		if err := to.chmodDir(d.path, d.mode); err != nil {
 			c.errs = append(c.errs, fmt.Errorf("%s: chmod: %w", to.Label(d.path), err))
 		}
 	}
@@ -440,14 +533,14 @@ func (c *copier) item(src, dst string, st fs.FileInfo) {
 	perm := st.Mode().Perm()
 	switch m := st.Mode(); {
 	case m.IsDir():
-		if err := c.to.mkdir(dst, perm|0o700); err != nil {
+		if err := c.to.enterDir(dst); err != nil {
 			fail(err)
 			return
 		}
-		if err := c.to.chmod(dst, perm|0o700); err != nil {
-			fail(err)
-			return
-		}
+		// A directory others may write into is one where they plant
+		// links for the next copy: its group and other write bits stay
+		// behind.
+		perm &^= 0o022
 		c.dirModes = append(c.dirModes, struct {
 			path string
 			mode fs.FileMode
@@ -479,6 +572,10 @@ func (c *copier) item(src, dst string, st fs.FileInfo) {
 		c.items = append(c.items, CopyItem{Src: c.from.Label(src), Dst: c.to.Label(dst), Kind: "symlink"})
 	case m.IsRegular():
 		it := CopyItem{Src: c.from.Label(src), Dst: c.to.Label(dst), Kind: "file", Mode: perm, Size: st.Size()}
+		if c.opts.MaxSize > 0 && it.Size > c.opts.MaxSize {
+			fail(fmt.Errorf("%d bytes, above the %d a copied file may have (raise --max-size to copy it)", it.Size, c.opts.MaxSize))
+			return
+		}
 		if err := c.file(src, dst, &it); err != nil {
 			fail(err)
 			return
@@ -516,11 +613,11 @@ func (c *copier) file(src, dst string, it *CopyItem) error {
 		// trailing holes.
 		werr = out.Truncate(size)
 	}
+	if werr == nil {
+		werr = out.Chmod(perm)
+	}
 	if cerr := out.Close(); werr == nil {
 		werr = cerr
-	}
-	if werr == nil {
-		werr = c.to.chmod(dst, perm)
 	}
 	if werr != nil {
 		_ = c.to.remove(dst) // a partial file must not pass for a copy
@@ -539,26 +636,85 @@ func (c *copier) file(src, dst string, it *CopyItem) error {
 	return nil
 }
 
+// copyChunk is one step of a file's copy: data read at off (buf[:n]), or
+// a hole of n bytes (buf nil) that is neither read nor written.
+type copyChunk struct {
+	off int64
+	buf []byte
+	n   int
+}
+
+// copyBuffers is how many blocks one file's copy has in flight: one being
+// read and hashed, one being written, one ready.
+const copyBuffers = 3
+
 // stream copies size bytes from in to out, hashing everything (holes as
-// zeros) and writing only blocks that are not all zeros.
+// zeros) and writing only blocks that are not all zeros. Reading and
+// hashing run beside writing, so the two sides (a disk, an SFTP channel)
+// are busy at once, and each run of data goes out as one write, which an
+// SFTP file sends as many packets in flight.
 func (c *copier) stream(in copySource, out copyDest, size int64, remote [][2]int64, h io.Writer, it *CopyItem) error {
-	buf := make([]byte, copyBlock)
+	ctx, cancel := context.WithCancel(c.ctx)
+	defer cancel()
+	free := make(chan []byte, copyBuffers)
+	for range copyBuffers {
+		free <- make([]byte, copyBlock)
+	}
+	chunks := make(chan copyChunk, copyBuffers)
+	var readErr error
+	go func() {
+		defer close(chunks)
+		readErr = c.readChunks(ctx, in, size, remote, h, it, free, chunks)
+	}()
+	var writeErr error
+	for ch := range chunks {
+		if writeErr == nil && ch.buf != nil {
+			writeErr = writeRuns(out, ch.buf[:ch.n], ch.off, it)
+		}
+		if ch.buf != nil {
+			free <- ch.buf
+		}
+		if writeErr != nil {
+			cancel() // the reader stops at its next step
+			continue
+		}
+		if c.opts.Progress != nil {
+			c.opts.Progress.Bytes(int64(ch.n))
+		}
+	}
+	if writeErr != nil {
+		return writeErr
+	}
+	return readErr
+}
+
+// readChunks reads and hashes a file in order, handing chunks to the
+// writer; holes are hashed as zeros and handed over as such.
+func (c *copier) readChunks(ctx context.Context, in copySource, size int64, remote [][2]int64, h io.Writer, it *CopyItem, free chan []byte, chunks chan<- copyChunk) error {
 	pos := int64(0)
-	hashZeros := func(n int64) {
+	hole := func(n int64) error {
 		for n > 0 {
 			k := min(n, int64(len(zeros)))
 			h.Write(zeros[:k])
-			n -= k
-			if c.opts.Progress != nil {
-				c.opts.Progress.Bytes(k)
+			select {
+			case chunks <- copyChunk{n: int(k)}:
+			case <-ctx.Done():
+				return ctx.Err()
 			}
+			n -= k
 		}
+		return nil
 	}
 	for _, ext := range dataExtents(in, size, remote) {
-		hashZeros(ext[0] - pos)
+		if err := hole(ext[0] - pos); err != nil {
+			return err
+		}
 		for off := ext[0]; off < ext[1]; {
-			if err := c.ctx.Err(); err != nil {
-				return err
+			var buf []byte
+			select {
+			case buf = <-free:
+			case <-ctx.Done():
+				return ctx.Err()
 			}
 			n, err := in.ReadAt(buf[:min(int64(len(buf)), ext[1]-off)], off)
 			if n == 0 && err != nil {
@@ -567,28 +723,59 @@ func (c *copier) stream(in copySource, out copyDest, size int64, remote [][2]int
 				}
 				return err
 			}
-			chunk := buf[:n]
 			it.Read += int64(n)
-			h.Write(chunk)
-			for b := 0; b < n; b += zeroBlock {
-				blk := chunk[b:min(b+zeroBlock, n)]
-				if bytes.Equal(blk, zeros[:len(blk)]) {
-					continue
-				}
-				if _, err := out.WriteAt(blk, off+int64(b)); err != nil {
-					return err
-				}
-				it.Written += int64(len(blk))
+			h.Write(buf[:n])
+			select {
+			case chunks <- copyChunk{off: off, buf: buf, n: n}:
+			case <-ctx.Done():
+				return ctx.Err()
 			}
 			off += int64(n)
-			if c.opts.Progress != nil {
-				c.opts.Progress.Bytes(int64(n))
-			}
 		}
 		pos = ext[1]
 	}
-	hashZeros(size - pos)
-	return nil
+	return hole(size - pos)
+}
+
+// localWriteMax is the largest write into a local file.
+const localWriteMax = 256 << 10
+
+// writeRuns writes the parts of data (at off) that are not runs of zeros
+// of zeroBlock or more, each run of data in one write.
+func writeRuns(out copyDest, data []byte, off int64, it *CopyItem) error {
+	start := -1 // of the data run being gathered
+	flush := func(end int) error {
+		if start < 0 {
+			return nil
+		}
+		// A local file takes the run in pieces: one write of megabytes
+		// costs more per byte in the kernel than several smaller ones.
+		piece := end - start
+		if _, local := out.(*os.File); local {
+			piece = localWriteMax
+		}
+		for p := start; p < end; p += piece {
+			if _, err := out.WriteAt(data[p:min(p+piece, end)], off+int64(p)); err != nil {
+				return err
+			}
+		}
+		it.Written += int64(end - start)
+		start = -1
+		return nil
+	}
+	for b := 0; b < len(data); b += zeroBlock {
+		blk := data[b:min(b+zeroBlock, len(data))]
+		if bytes.Equal(blk, zeros[:len(blk)]) {
+			if err := flush(b); err != nil {
+				return err
+			}
+			continue
+		}
+		if start < 0 {
+			start = b
+		}
+	}
+	return flush(len(data))
 }
 
 // TermProgress prints one updating line per large file to w (a terminal),

@@ -9,9 +9,9 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
+	"github.com/vtcluster/vtcluster/agent"
 	"github.com/vtcluster/vtcluster/cluster"
 )
 
@@ -37,7 +37,7 @@ func (b *backend) agentProxy(nc *cluster.NodeConn) (string, error) {
 		MaxHeaderBytes:    64 << 10, // XML-RPC clients send a handful of short headers
 		IdleTimeout:       2 * time.Minute,
 	}
-	go srv.Serve(&capListener{Listener: ln, slots: make(chan struct{}, maxProxyConns)})
+	go srv.Serve(agent.GuardConns(srv, ln, proxyPendingConns, proxyAdmittedConns, proxyPendingConns/2))
 	b.mu.Lock()
 	b.proxies = append(b.proxies, srv)
 	b.mu.Unlock()
@@ -45,41 +45,14 @@ func (b *backend) agentProxy(nc *cluster.NodeConn) (string, error) {
 	return u.String(), nil
 }
 
-// maxProxyConns bounds the connections one agent proxy serves at once: a
-// body uses a few, and every user of the host can open more.
-const maxProxyConns = 64
-
-// capListener closes connections that arrive while all its slots are
-// taken, so what a flood of connections costs is bounded.
-type capListener struct {
-	net.Listener
-	slots chan struct{}
-}
-
-func (l *capListener) Accept() (net.Conn, error) {
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		select {
-		case l.slots <- struct{}{}:
-			return &slotConn{Conn: c, release: sync.OnceFunc(func() { <-l.slots })}, nil
-		default:
-			c.Close()
-		}
-	}
-}
-
-type slotConn struct {
-	net.Conn
-	release func()
-}
-
-func (c *slotConn) Close() error {
-	c.release()
-	return c.Conn.Close()
-}
+// The proxy's connection slots: every user of the host can open
+// connections to it, and those without the secret only ever take pending
+// slots (the oldest of which a new connection pushes out), never the ones
+// of connections that showed it: a body uses a few.
+const (
+	proxyPendingConns  = 256
+	proxyAdmittedConns = 64
+)
 
 // proxyUser is the Basic-auth user name of the agent proxy's URL; only the
 // password (the secret) is checked, as for the agent's token.
@@ -96,13 +69,13 @@ type proxyGuard struct {
 }
 
 func (g *proxyGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	// The refused request's body is not read; the connection goes with it.
+	// The refused request's body is not read, nor drained: the
+	// connection goes with it at once.
 	refuse := func(code int, msg string) {
-		w.Header().Set("Connection", "close")
 		if code == http.StatusUnauthorized {
 			w.Header().Set("WWW-Authenticate", `Basic realm="vtcluster agent proxy"`)
 		}
-		http.Error(w, msg, code)
+		agent.Refuse(w, code, msg)
 	}
 	if r.Header.Get("Origin") != "" || hasSecFetch(r.Header) {
 		refuse(http.StatusForbidden, "requests from web pages are refused")
@@ -116,6 +89,10 @@ func (g *proxyGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	got := sha256.Sum256([]byte(pass))
 	if !ok || subtle.ConstantTimeCompare(got[:], g.secret[:]) != 1 {
 		refuse(http.StatusUnauthorized, "this test's agent proxy secret is required")
+		return
+	}
+	if !agent.Admit(r) {
+		refuse(http.StatusServiceUnavailable, "every connection slot of this proxy is in use; retry later")
 		return
 	}
 	// The secret is for this proxy only; the agent gets its own credential

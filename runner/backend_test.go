@@ -3,7 +3,6 @@ package runner
 import (
 	"crypto/sha256"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -11,7 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 // The guard in front of the agent proxy, on a real loopback server: only
@@ -106,59 +104,4 @@ func TestWritePrivateFile(t *testing.T) {
 	if st, err := os.Stat(dir); err != nil || st.Mode().Perm() != 0o700 {
 		t.Errorf("its dir: %v, %v; want 0700", st.Mode(), err)
 	}
-}
-
-func TestCapListener_closesConnectionsOverTheCap(t *testing.T) {
-	inner, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln := &capListener{Listener: inner, slots: make(chan struct{}, 2)}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 10)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepted <- c
-		}
-	}()
-	var clients []net.Conn
-	dial := func() net.Conn {
-		c, err := net.Dial("tcp", inner.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		clients = append(clients, c)
-		return c
-	}
-	defer func() {
-		for _, c := range clients {
-			c.Close()
-		}
-	}()
-	dial()
-	dial()
-	held := []net.Conn{<-accepted, <-accepted}
-	over := dial()
-	over.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if n, err := over.Read(make([]byte, 1)); err != io.EOF {
-		t.Errorf("connection over the cap: read %d, %v; want EOF", n, err)
-	}
-	// A slot freed is a slot for the next one.
-	held[0].Close()
-	held[0].Close() // twice: the slot is released once
-	dial()
-	select {
-	case c := <-accepted:
-		c.Close()
-	case <-time.After(5 * time.Second):
-		t.Fatal("no connection accepted after a slot was freed")
-	}
-	if n := len(ln.slots); n != 1 {
-		t.Errorf("%d slots taken, want 1 (the connection still held)", n)
-	}
-	held[1].Close()
 }

@@ -106,7 +106,7 @@ func pythonClassSpec(r runnable, file, name string) (*SpecFile, error) {
 		test[key] = b
 	}
 	put("name", name)
-	put("body", map[string]any{"command": []string{python, "-m", "avocado_multihost.mhtest", abs, name}})
+	put("body", map[string]any{"command": []string{python, "-m", "avocado_multihost.mhtest", "--", abs, name}})
 	if res, ok := r.Kwargs["resources"]; ok {
 		// Checked by the spec loader exactly as a JSON spec's resources.
 		put("resources", res)

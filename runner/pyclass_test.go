@@ -35,7 +35,7 @@ func TestPythonClassSpec(t *testing.T) {
 	if test.Timeout != 90*time.Second {
 		t.Errorf("timeout %v", test.Timeout)
 	}
-	want := []string{"/venv/bin/python", "-m", "avocado_multihost.mhtest", file, "Transfer.test_copy"}
+	want := []string{"/venv/bin/python", "-m", "avocado_multihost.mhtest", "--", file, "Transfer.test_copy"}
 	if strings.Join(test.Body.Command, "\x00") != strings.Join(want, "\x00") {
 		t.Errorf("command %q, want %q", test.Body.Command, want)
 	}

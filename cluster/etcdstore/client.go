@@ -22,6 +22,10 @@ const Linked = true
 
 func openEtcd(cfg Config) (Opened, error) { return Open(cfg) }
 
+// MaxReadBytes bounds one answer of etcd (a read of the whole cluster
+// state, a batch of watch events): a lab's state is a few hundred KiB.
+const MaxReadBytes = 32 << 20
+
 // Open connects to etcd. It does not wait for etcd to answer: the first
 // request does, within the timeout, so an unreachable etcd is reported by
 // the command that needed it.
@@ -46,6 +50,10 @@ func Open(cfg Config) (*Store, error) {
 		// The client's own logging would interleave with command
 		// output; errors reach the caller instead.
 		Logger: zap.NewNop(),
+		// Whoever can write under the prefix decides how much one read
+		// brings; the answer is refused from its length, before it is
+		// read into memory.
+		MaxCallRecvMsgSize: MaxReadBytes,
 	}
 	if cc.Username != "" && cc.Password == "" && cfg.Creds.PasswordFile != "" {
 		b, err := os.ReadFile(cfg.Creds.PasswordFile)

@@ -16,6 +16,8 @@ import (
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/vtcluster/vtcluster/cluster"
 )
@@ -103,6 +105,10 @@ func (sn *snapshot) modRev(kv *mvccpb.KeyValue) int64 {
 // one timeout however many requests it makes.
 func (s *Store) read(ctx, octx context.Context) (*snapshot, error) {
 	resp, err := s.cli.Get(octx, s.root, clientv3.WithPrefix())
+	if status.Code(err) == codes.ResourceExhausted {
+		return nil, fmt.Errorf("read state: etcd at %s: the keys under %q hold more than the %d MiB one read may bring; delete the keys there that are not vtcluster's (its own are doc, nodes/, partitions/ and holders/), or use another prefix or cluster name: %w",
+			s.location, s.root, MaxReadBytes>>20, err)
+	}
 	if err != nil {
 		return nil, s.failed("read state", ctx, octx, err)
 	}

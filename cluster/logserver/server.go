@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -81,14 +82,27 @@ type Config struct {
 	// FrameTimeout bounds how long a frame may take to arrive once its
 	// first byte has (more exactly: since the previous frame, checked
 	// every FrameTimeout); a peer that takes longer is closed. Idle peers
-	// between frames are kept. 0 means DefaultLogFrameTimeout.
+	// between frames are kept unless IdleTimeout says otherwise. 0 means
+	// DefaultLogFrameTimeout.
 	FrameTimeout time.Duration
+	// IdleTimeout, when above zero, closes a peer that sent no frame for
+	// that long (checked every FrameTimeout at most), so idle connections
+	// cannot hold every slot of a server anyone may connect to. 0 keeps
+	// idle peers: the runner's agents may have nothing to log for long.
+	IdleTimeout time.Duration
+	// MaxConnsPerAddr bounds the connections from one address over the
+	// listener (more are closed on arrival), so one sender cannot take
+	// the MaxConns slots of every other node. 0 means
+	// DefaultMaxLogConnsPerAddr.
+	MaxConnsPerAddr int
 }
 
 // Bounds of a log server's peers; see Config.
 const (
 	DefaultMaxLogConns     = 64          // a partition has a few agents, a `logs serve` a few dozen
 	DefaultLogFrameTimeout = time.Minute // a frame is at most 1.1 MiB; our agents write one in a single call
+	// An agent streams over one connection; a few more cover restarts.
+	DefaultMaxLogConnsPerAddr = 8
 )
 
 // DefaultConfig listens on a free loopback port.
@@ -109,8 +123,9 @@ type Stats struct {
 	Invalid     uint64 // frames skipped because their body is not a record
 	Oversize    uint64 // connections closed for a frame above MaxFrame
 	Truncated   uint64 // connections that ended inside a frame
-	Refused     uint64 // connections closed on arrival: MaxConns were open
+	Refused     uint64 // connections closed on arrival: MaxConns (or MaxConnsPerAddr from its address) were open
 	TimedOut    uint64 // connections closed for holding a partial frame over FrameTimeout
+	Idle        uint64 // connections closed for sending nothing over IdleTimeout
 }
 
 // Server receives the log records agents stream with avocado-vt's frame
@@ -128,6 +143,7 @@ type Server struct {
 	nodes     map[string]string // normalised IP → tag
 	nodesGen  atomic.Uint64     // bumped by RegisterNode, so connections can cache their tag
 	conns     map[net.Conn]struct{}
+	perAddr   map[string]int // listener connections per remote IP
 	started   bool
 	closed    bool
 	stopWatch func() bool // ends the Start context watch
@@ -143,7 +159,7 @@ type Server struct {
 
 	warn warnLimiter
 
-	nConns, nActive, nRecords, nInvalid, nOversize, nTruncated, nRefused, nTimedOut atomic.Uint64
+	nConns, nActive, nRecords, nInvalid, nOversize, nTruncated, nRefused, nTimedOut, nIdle atomic.Uint64
 }
 
 // New validates cfg and binds the listening socket, so Addr is known
@@ -155,7 +171,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxFrame < 0 {
 		return nil, fmt.Errorf("cluster: log server: max frame %d: want 0 (default) or a positive size", cfg.MaxFrame)
 	}
-	if cfg.MaxConns < 0 || cfg.FrameTimeout < 0 {
+	if cfg.MaxConns < 0 || cfg.FrameTimeout < 0 || cfg.IdleTimeout < 0 || cfg.MaxConnsPerAddr < 0 {
 		return nil, fmt.Errorf("cluster: log server: max conns %d, frame timeout %v: want 0 (default) or positive", cfg.MaxConns, cfg.FrameTimeout)
 	}
 	if cfg.MaxFrame == 0 {
@@ -163,6 +179,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.MaxConns == 0 {
 		cfg.MaxConns = DefaultMaxLogConns
+	}
+	if cfg.MaxConnsPerAddr == 0 {
+		cfg.MaxConnsPerAddr = DefaultMaxLogConnsPerAddr
 	}
 	if cfg.FrameTimeout == 0 {
 		cfg.FrameTimeout = DefaultLogFrameTimeout
@@ -184,6 +203,7 @@ func New(cfg Config) (*Server, error) {
 		ln:       ln,
 		nodes:    map[string]string{},
 		conns:    map[net.Conn]struct{}{},
+		perAddr:  map[string]int{},
 		done:     make(chan struct{}),
 		files:    map[string]*os.File{},
 		warnedIO: map[string]bool{},
@@ -239,12 +259,12 @@ func (s *Server) RegisterNode(ip, tag string) error {
 // blocks until the connection ends or the server closes, and always closes
 // conn.
 func (s *Server) ServeConn(conn net.Conn, tag string) {
-	if !s.track(conn) {
+	if !s.track(conn, "") {
 		_ = conn.Close()
 		return
 	}
 	defer s.wg.Done()
-	s.serve(conn, tag)
+	s.serve(conn, tag, "")
 }
 
 // Close stops accepting, closes every connection, waits for their readers
@@ -299,6 +319,7 @@ func (s *Server) Stats() Stats {
 		Truncated:   s.nTruncated.Load(),
 		Refused:     s.nRefused.Load(),
 		TimedOut:    s.nTimedOut.Load(),
+		Idle:        s.nIdle.Load(),
 	}
 }
 
@@ -322,7 +343,8 @@ func (s *Server) acceptLoop() {
 			continue
 		}
 		backoff = 5 * time.Millisecond
-		if !s.track(conn) {
+		key := remoteIP(conn.RemoteAddr())
+		if !s.track(conn, key) {
 			_ = conn.Close()
 			if s.isClosed() {
 				return
@@ -331,23 +353,28 @@ func (s *Server) acceptLoop() {
 		}
 		go func() {
 			defer s.wg.Done()
-			s.serve(conn, "")
+			s.serve(conn, "", key)
 		}()
 	}
 }
 
 // track registers a connection to be served; false once the server closed
-// or when it serves MaxConns already. On true the caller owes s.wg.Done().
-func (s *Server) track(conn net.Conn) bool {
+// or when it serves MaxConns already, or MaxConnsPerAddr from ip (a
+// listener connection's; "" for ServeConn's). On true the caller owes
+// s.wg.Done().
+func (s *Server) track(conn net.Conn, ip string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return false
 	}
-	if len(s.conns) >= s.cfg.MaxConns {
+	if len(s.conns) >= s.cfg.MaxConns || ip != "" && s.perAddr[ip] >= s.cfg.MaxConnsPerAddr {
 		s.nRefused.Add(1)
-		s.warn.Warn(s.logger, "cap", "cluster: log server: refusing a connection: too many open", "max", s.cfg.MaxConns, "addr", peerAddr(conn.RemoteAddr()))
+		s.warn.Warn(s.logger, "cap", "cluster: log server: refusing a connection: too many open", "max", s.cfg.MaxConns, "max_per_addr", s.cfg.MaxConnsPerAddr, "addr", peerAddr(conn.RemoteAddr()))
 		return false
+	}
+	if ip != "" {
+		s.perAddr[ip]++
 	}
 	s.conns[conn] = struct{}{}
 	s.wg.Add(1)
@@ -365,17 +392,23 @@ type lineBatch struct {
 }
 
 // serve reads frames until the peer goes away or the server closes.
-func (s *Server) serve(conn net.Conn, tag string) {
+// addrKey is what track counted conn under, "" for nothing.
+func (s *Server) serve(conn net.Conn, tag, addrKey string) {
 	var batch lineBatch
+	ip := remoteIP(conn.RemoteAddr())
 	defer func() {
 		s.flush(&batch)
 		_ = conn.Close()
 		s.mu.Lock()
 		delete(s.conns, conn)
+		if addrKey != "" {
+			if s.perAddr[addrKey]--; s.perAddr[addrKey] <= 0 {
+				delete(s.perAddr, addrKey)
+			}
+		}
 		s.mu.Unlock()
 		s.nActive.Add(^uint64(0))
 	}()
-	ip := remoteIP(conn.RemoteAddr())
 	addr := peerAddr(conn.RemoteAddr())
 	// A timer rather than read deadlines: SSH channels have none. It fires
 	// FrameTimeout after the last whole frame: a peer that has sent part of
@@ -384,14 +417,25 @@ func (s *Server) serve(conn net.Conn, tag string) {
 	// nothing to log, is left alone, and MaxConns bounds those.
 	cr := &countingReader{r: conn}
 	var frameEnd atomic.Int64 // bytes of conn that the frames read so far spanned
-	var timedOut atomic.Bool
+	var timedOut, idled atomic.Bool
+	var idleSince atomic.Int64 // unix nanoseconds of the last whole frame
+	idleSince.Store(time.Now().UnixNano())
+	check := s.cfg.FrameTimeout
+	if s.cfg.IdleTimeout > 0 {
+		check = min(check, s.cfg.IdleTimeout)
+	}
 	var deadline *time.Timer
-	deadline = time.AfterFunc(s.cfg.FrameTimeout, func() {
+	deadline = time.AfterFunc(check, func() {
 		if cr.n.Load() == frameEnd.Load() {
-			deadline.Reset(s.cfg.FrameTimeout) // idle between frames
-			return
+			// Idle between frames: kept, unless for too long.
+			if s.cfg.IdleTimeout <= 0 || time.Since(time.Unix(0, idleSince.Load())) < s.cfg.IdleTimeout {
+				deadline.Reset(check)
+				return
+			}
+			idled.Store(true)
+		} else {
+			timedOut.Store(true)
 		}
-		timedOut.Store(true)
 		_ = conn.Close()
 	})
 	defer deadline.Stop()
@@ -405,7 +449,8 @@ func (s *Server) serve(conn net.Conn, tag string) {
 			s.flush(&batch)
 		}
 		frameEnd.Store(cr.n.Load() - int64(fr.Buffered()))
-		deadline.Reset(s.cfg.FrameTimeout)
+		idleSince.Store(time.Now().UnixNano())
+		deadline.Reset(check)
 		rec, body, err := fr.Next()
 		if err != nil {
 			var decErr *logframe.FrameDecodeError
@@ -416,6 +461,9 @@ func (s *Server) serve(conn net.Conn, tag string) {
 				s.nInvalid.Add(1)
 				s.warn.Warn(s.logger, "invalid", "cluster: log server: skipped a frame that is not a log record", "err", err, "bytes", len(body), "addr", addr)
 				continue
+			case idled.Load():
+				s.nIdle.Add(1)
+				s.warn.Warn(s.logger, "idle", "cluster: log server: closing an idle connection", "idle_timeout", s.cfg.IdleTimeout, "addr", addr)
 			case timedOut.Load():
 				s.nTimedOut.Add(1)
 				s.warn.Warn(s.logger, "timeout", "cluster: log server: closing connection: no whole frame within the frame timeout", "timeout", s.cfg.FrameTimeout, "addr", addr)
@@ -547,7 +595,7 @@ func appendControllerHalf(b []byte, now time.Time, level string) []byte {
 	b = now.AppendFormat(b, "2006-01-02 15:04:05,000")
 	b = append(b, " logserver L"...)
 	b = fmt.Appendf(b, "%04d ", deliverLine)
-	b = append(b, level...)
+	b = appendLogSafe(b, level, false) // the peer's, as every field
 	return append(b, " | "...)
 }
 
@@ -717,7 +765,7 @@ func (s *Server) nodeFile(tag string) *os.File {
 	var f *os.File
 	err := os.MkdirAll(dir, 0o755)
 	if err == nil {
-		f, err = os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+		f, err = openNodeFile(path)
 	}
 	if err != nil {
 		s.warnIO(path, err)
@@ -725,6 +773,28 @@ func (s *Server) nodeFile(tag string) *os.File {
 	}
 	s.files[path] = f
 	return f
+}
+
+// openNodeFile opens a node's log file for appending, never through a
+// symlink nor into a FIFO or device that someone else put there (the
+// directory may be shared): the last element is not followed, and what is
+// opened must be a regular file.
+func openNodeFile(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o644)
+	if err != nil {
+		if errors.Is(err, syscall.ELOOP) {
+			return nil, fmt.Errorf("%s is a symlink: not followed (remove it)", path)
+		}
+		return nil, err
+	}
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		f.Close()
+		if err == nil {
+			err = fmt.Errorf("%s is not a regular file (remove it)", path)
+		}
+		return nil, err
+	}
+	return f, nil
 }
 
 func (s *Server) warnIO(sink string, err error) {

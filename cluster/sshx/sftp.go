@@ -71,6 +71,14 @@ func (c *Client) OpenSFTP(ctx context.Context) (*SFTP, error) {
 	return &SFTP{Client: cl, sess: sess, stop: stop, release: release}, nil
 }
 
+// Owner is the uid owning a file that SFTP listed or stat'ed.
+func Owner(st fs.FileInfo) (uint32, bool) {
+	if sys, ok := st.Sys().(*sftp.FileStat); ok {
+		return sys.UID, true
+	}
+	return 0, false
+}
+
 // Close ends the SFTP client and its session and frees its session slot.
 func (s *SFTP) Close() {
 	s.stop()

@@ -157,6 +157,8 @@ def force_fork_start_method():
 def main(argv=None):
     force_fork_start_method()
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--"]:  # the runner ends options before the names
+        argv = argv[1:]
     if len(argv) != 2:
         print("usage: python -m avocado_multihost.mhtest FILE Class.method", file=sys.stderr)
         return 2

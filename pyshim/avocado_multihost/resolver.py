@@ -151,7 +151,7 @@ class MultihostResolver(Resolver):
                 reference, ReferenceResolutionResult.NOTFOUND, info=info
             )
         try:
-            argv = binary.command("tests", "list", path, "--json", select_state=False)
+            argv = binary.command("tests", "list", "--json", "--", path, select_state=False)
         except binary.BinaryNotFound as details:
             return self._result(
                 reference, ReferenceResolutionResult.NOTFOUND, info=str(details)

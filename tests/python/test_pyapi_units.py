@@ -176,13 +176,13 @@ def test_resmgr_node_names_are_partition_tags_inside_a_test(tmp_path, monkeypatc
     from avocado_multihost import vt_resmgr  # pylint: disable=import-outside-toplevel
 
     monkeypatch.delenv("VTCLUSTER_PARTITION_FILE", raising=False)
-    assert vt_resmgr._nodes(["node1"]) == ["--node", "node1"]  # pylint: disable=protected-access
+    assert vt_resmgr._nodes(["node1"]) == ["--node=node1"]  # pylint: disable=protected-access
     partition = tmp_path / "partition.json"
     partition.write_text(json.dumps({"nodes": {"src": {"name": "host-a"}, "dst": {"name": "host-b"}}}))
     monkeypatch.setenv("VTCLUSTER_PARTITION_FILE", str(partition))
-    assert vt_resmgr._nodes(["dst", "src"]) == ["--node", "host-b", "--node", "host-a"]  # pylint: disable=protected-access
+    assert vt_resmgr._nodes(["dst", "src"]) == ["--node=host-b", "--node=host-a"]  # pylint: disable=protected-access
     arguments = {"node": "src", "size": "1M"}
-    assert vt_resmgr._node(arguments) == ["--node", "host-a"]  # pylint: disable=protected-access
+    assert vt_resmgr._node(arguments) == ["--node=host-a"]  # pylint: disable=protected-access
     assert arguments == {"size": "1M"}
     with pytest.raises(ValueError, match="Wrong node name host-a"):
         vt_resmgr._nodes(["host-a"])  # pylint: disable=protected-access

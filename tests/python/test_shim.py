@@ -82,6 +82,7 @@ FAKE_VTCLUSTER = textwrap.dedent("""\
     while args and args[0] in ("--state-dir", "--cluster"):
         args = args[2:]
     if args[:2] == ["tests", "list"]:
+        args = args[:2] + args[args.index("--") + 1:]  # the shim ends options before the path
         listing = []
         with open(args[2], encoding="utf-8") as spec:
             tests = json.load(spec)["tests"]
@@ -494,7 +495,7 @@ def test_list_spec_and_tag_filter_fake_vtcluster(avocado, fake_vtcluster, spec_f
     ]
     # Listing reads no cluster state, so no --state-dir/--cluster.
     assert fake_vtcluster.calls() == [
-        [str(fake_vtcluster.path), "tests", "list", str(spec_file), "--json"]
+        [str(fake_vtcluster.path), "tests", "list", "--json", "--", str(spec_file)]
     ]
     for tag, names in (
         ("net", ["ping"]),

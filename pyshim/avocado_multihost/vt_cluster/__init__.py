@@ -101,7 +101,7 @@ class _Partition:
         tag = node.tag or node.name
         try:
             _binary.check_json(
-                ["partition", "add", "--json", "--owner-pid", os.getpid(), self._uuid,
+                ["partition", "add", "--json", f"--owner-pid={os.getpid()}", "--", self._uuid,
                  f"{tag}={node.name}"]
             )
         except _binary.CommandError as exc:
@@ -114,7 +114,7 @@ class _Partition:
         if node not in self.nodes:
             raise ValueError(f"Node {node.name} is not in this partition")
         try:
-            _binary.check(["partition", "remove-node", self._uuid, node.name])
+            _binary.check(["partition", "remove-node", "--", self._uuid, node.name])
         except _binary.CommandError as exc:
             raise ClusterError(f"Failed to remove node {node.name} from partition {self._uuid}: {exc}") from exc
 
@@ -152,7 +152,7 @@ def _renew_forever():
         try:
             for p in _partitions_json():
                 if _own(p):
-                    _binary.run(["partition", "renew", p["id"]], timeout=60)
+                    _binary.run(["partition", "renew", "--", p["id"]], timeout=60)
         except Exception as exc:  # pylint: disable=broad-except
             LOG.warning("Renewing this process's partitions failed: %s", exc)
 
@@ -198,7 +198,7 @@ class _Cluster:
 
     def unregister_node(self, name):
         """Forget the node ``name``, taking it out of any partition."""
-        code, _, err = _binary.run(["node", "remove", "--force", name])
+        code, _, err = _binary.run(["node", "remove", "--force", "--", name])
         if code != 0:
             LOG.warning("Failed to unregister node %s: %s", name, err.strip())
 
@@ -241,7 +241,7 @@ class _Cluster:
     def remove_partition(self, partition):
         """Release ``partition``'s nodes; an unknown partition is only a warning."""
         _forget_empty(partition)
-        code, _, err = _binary.run(["partition", "release", partition.uuid])
+        code, _, err = _binary.run(["partition", "release", "--", partition.uuid])
         if code != 0:
             if "not found" in err:
                 LOG.warning("Partition %s is not in the cluster (empty, or already removed)", partition.uuid)

@@ -124,19 +124,19 @@ class Node:
     # --- state -------------------------------------------------------------
 
     def _add_args(self, name):
-        args = ["node", "add", name]
+        args = ["node", "add"]
         for key, flag in _ADD_FLAGS:
             value = self._params.get(key)
             if value not in (None, ""):
                 if key in ("key_file", "known_hosts", "token_file"):
                     value = os.path.abspath(os.path.expanduser(str(value)))
-                args += [flag, str(value)]
-        return args
+                args.append(f"{flag}={value}")
+        return args + ["--", name]
 
     def _register(self, name=None, replace=False):
         args = self._add_args(name or self._name)
         if replace:
-            args.append("--replace")
+            args.insert(2, "--replace")
         try:
             _binary.check(args)
         except _binary.CommandError as exc:
@@ -150,7 +150,7 @@ class Node:
 
     def _agents(self, verb, what, timeout):
         try:
-            _binary.check_json(["agents", verb, "--json", self._name], timeout=timeout,
+            _binary.check_json(["agents", verb, "--json", "--", self._name], timeout=timeout,
                                env=_binary.env_without_partition())
         except _binary.CommandError as exc:
             raise NodeError(f"Failed to {what} on {self._name}: {exc}") from exc
@@ -178,7 +178,7 @@ class Node:
     def cleanup_agent_env(self):
         """Remove the agent's files from the node (``vtcluster agents
         cleanup``); failures are logged, not raised, as upstream."""
-        code, _, err = _binary.run(["agents", "cleanup", self._name], timeout=300,
+        code, _, err = _binary.run(["agents", "cleanup", "--", self._name], timeout=300,
                                    env=_binary.env_without_partition())
         if code != 0:
             LOG.warning("Failed to clean up the agent environment on %s: %s", self._name, err.strip())
@@ -191,7 +191,7 @@ class Node:
         :raises NodeError: when the copy fails.
         """
         try:
-            _binary.check(["cp", "-r", local_path, f"{self._name}:{remote_path}"], timeout=timeout,
+            _binary.check(["cp", "-r", "--", local_path, f"{self._name}:{remote_path}"], timeout=timeout,
                           env=_binary.env_without_partition())
         except _binary.CommandError as exc:
             raise NodeError(f"SCP failed: {exc}") from exc
@@ -202,7 +202,7 @@ class Node:
         As upstream, a failure is logged and not raised; the return value
         says whether the copy worked.
         """
-        code, _, err = _binary.run(["cp", "-r", f"{self._name}:{remote_path}", local_path], timeout=timeout,
+        code, _, err = _binary.run(["cp", "-r", "--", f"{self._name}:{remote_path}", local_path], timeout=timeout,
                                    env=_binary.env_without_partition())
         if code != 0:
             LOG.error("Failed to copy %s from %s to %s: %s", remote_path, self._name, local_path, err.strip())

@@ -23,7 +23,7 @@ def save_properties():
     if not names:
         return
     try:
-        _binary.check_json(["agents", "start", "--json", *names], timeout=300)
+        _binary.check_json(["agents", "start", "--json", "--", *names], timeout=300)
     except _binary.CommandError as exc:
         raise ClusterError(f"Failed to collect node properties: {exc}") from exc
 

@@ -180,7 +180,7 @@ class _Channel:
         self._next_id = 0
 
     def _spawn(self):
-        argv = [_binary.locate(), "call", "--serve", "--timeout", f"{call_timeout()}s", self._node_name]
+        argv = [_binary.locate(), "call", "--serve", "--timeout", f"{call_timeout()}s", "--", self._node_name]
         # The node is named by its registered name; inside a test, the
         # partition file would let a tag of the same spelling win.
         env = _binary.env_without_partition()

@@ -47,7 +47,7 @@ def select_node(candidates, selectors=None):
         selectors = json.dumps(selectors)
     if not candidates:
         return None
-    code, out, err = _binary.run(["select", "--json", "--selectors", selectors])
+    code, out, err = _binary.run(["select", "--json", f"--selectors={selectors}"])
     if code == 2 and ("no node matches" in err or "no nodes registered" in err):
         return None
     if code != 0:

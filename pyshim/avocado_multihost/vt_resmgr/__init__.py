@@ -40,10 +40,15 @@ class ResourceManagerError(ClusterError):
         self.returncode = returncode
 
 
-def _run(args, payload=None):
-    """Run ``vtcluster ARGS --json`` (payload as JSON on stdin) and decode its output."""
+def _run(args, names=(), payload=None):
+    """Run ``vtcluster ARGS --json -- NAMES`` (payload as JSON on stdin) and decode its output.
+
+    Names (ids, names, commands) go after ``--``, and flag values are
+    joined to their flag (``--node=NAME``): a name starting with "-" can
+    then never be taken for a flag.
+    """
     stdin = None if payload is None else json.dumps(payload)
-    code, out, err = _binary.run([*args, "--json", "--timeout", f"{TIMEOUT_SECONDS}s"],
+    code, out, err = _binary.run([*args, "--json", "--timeout", f"{TIMEOUT_SECONDS}s", "--", *names],
                                  stdin=stdin, timeout=TIMEOUT_SECONDS)
     if code != 0:
         detail = " ".join(line.strip() for line in err.splitlines() if line.strip())
@@ -64,12 +69,16 @@ def _node_name(tag):
 
 
 def _nodes(node_names):
-    return [arg for tag in (node_names or []) for arg in ("--node", _node_name(tag))]
+    return [f"--node={_node_name(tag)}" for tag in (node_names or [])]
+
+
+def _request(request):
+    return [f"--request={request}"] if request is not None else []
 
 
 def _node(arguments):
     node = arguments.pop("node", None)
-    return ["--node", _node_name(node)] if node else []
+    return [f"--node={_node_name(node)}"] if node else []
 
 
 class _VTResourceManager:
@@ -78,25 +87,25 @@ class _VTResourceManager:
     # --- pools ---------------------------------------------------------------
 
     def create_pool_from_params(self, pool_name, pool_params):
-        return _run(["pool", "create", pool_name, "--params-stdin"], dict(pool_params))["uuid"]
+        return _run(["pool", "create", "--params-stdin"], [pool_name], dict(pool_params))["uuid"]
 
     def destroy_pool(self, pool_id):
-        _run(["pool", "destroy", pool_id])
+        _run(["pool", "destroy"], [pool_id])
 
     def attach_pool(self, pool_id):
-        _run(["pool", "attach", pool_id])
+        _run(["pool", "attach"], [pool_id])
 
     def detach_pool(self, pool_id):
-        _run(["pool", "detach", pool_id])
+        _run(["pool", "detach"], [pool_id])
 
     def get_pool_info(self, pool_id, request=None):
-        return _run(["pool", "info", pool_id, *(["--request", request] if request is not None else [])])
+        return _run(["pool", "info", *_request(request)], [pool_id])
 
     def select_pool(self, resource_type, resource_params):
         """The uuid of the pool a resource would go to, or None (as upstream) when none fits."""
         try:
-            return _run(["pool", "select", "--type", resource_type, "--params-stdin"],
-                        dict(resource_params))["uuid"]
+            return _run(["pool", "select", f"--type={resource_type}", "--params-stdin"],
+                        payload=dict(resource_params))["uuid"]
         except ResourceManagerError as e:
             if e.returncode == 2:  # no pool matched
                 return None
@@ -105,52 +114,52 @@ class _VTResourceManager:
     # --- resources -----------------------------------------------------------
 
     def create_resource_from_params(self, resource_name, resource_type, resource_params):
-        return _run(["resource", "create", resource_name, "--type", resource_type, "--params-stdin"],
+        return _run(["resource", "create", f"--type={resource_type}", "--params-stdin"], [resource_name],
                     dict(resource_params))["uuid"]
 
     def create_resource_from_source(self, source_resource_id, target_pool_id=None):
-        args = ["resource", "create", "--from", source_resource_id]
+        args = ["resource", "create", f"--from={source_resource_id}"]
         if target_pool_id:
-            args += ["--pool", target_pool_id]
+            args += [f"--pool={target_pool_id}"]
         return _run(args)["uuid"]
 
     def destroy_resource(self, resource_id):
-        _run(["resource", "destroy", resource_id])
+        _run(["resource", "destroy"], [resource_id])
 
     def bind_resource(self, resource_id, node_names=None):
         """Bind on node_names; with none, inside a test, on the nodes of the
         test's partition the resource's pool reaches (as upstream), else on
         every node of the pool."""
         if not node_names and _test_partition_tags():
-            pool = _run(["resource", "info", resource_id, "--request", "meta.pool"])["pool"]
-            access = _run(["pool", "info", pool, "--request", "meta.access.nodes"])["nodes"]
+            pool = _run(["resource", "info", "--request=meta.pool"], [resource_id])["pool"]
+            access = _run(["pool", "info", "--request=meta.access.nodes"], [pool])["nodes"]
             names = [n for n in _test_partition_tags().values() if n in access]
             if not names:
                 raise ResourceManagerError(f"vtcluster resource bind: pool {pool} reaches no node of this test")
-            _run(["resource", "bind", resource_id, *[a for n in names for a in ("--node", n)]])
+            _run(["resource", "bind", *[f"--node={n}" for n in names]], [resource_id])
             return
-        _run(["resource", "bind", resource_id, *_nodes(node_names)])
+        _run(["resource", "bind", *_nodes(node_names)], [resource_id])
 
     def unbind_resource(self, resource_id, node_names=None):
-        _run(["resource", "unbind", resource_id, *_nodes(node_names)])
+        _run(["resource", "unbind", *_nodes(node_names)], [resource_id])
 
     def get_resource_binding_nodes(self, resource_id):
-        names = _run(["resource", "nodes", resource_id])
+        names = _run(["resource", "nodes"], [resource_id])
         tag_of = {name: tag for tag, name in _test_partition_tags().items()}
         return [tag_of.get(name, name) for name in names]
 
     def get_resource_info(self, resource_id, request=None):
-        return _run(["resource", "info", resource_id, *(["--request", request] if request is not None else [])])
+        return _run(["resource", "info", *_request(request)], [resource_id])
 
     def clone_resource(self, source_resource_id, arguments=None):
         arguments = dict(arguments or {})
-        return _run(["resource", "update", source_resource_id, "clone", *_node(arguments)])["uuid"]
+        return _run(["resource", "update", *_node(arguments)], [source_resource_id, "clone"])["uuid"]
 
     def update_resource(self, resource_id, command, arguments=None):
         """Run command on one binding; None, as upstream (clone_resource returns the clone)."""
         arguments = dict(arguments or {})
         node = _node(arguments)
-        _run(["resource", "update", resource_id, command, "--arguments-stdin", *node], arguments)
+        _run(["resource", "update", "--arguments-stdin", *node], [resource_id, command], arguments)
 
 
 resmgr = _VTResourceManager()
