@@ -134,6 +134,9 @@ type Partition struct {
 	// partition is reclaimed they move to State.Released for their owner
 	// package to remove on the nodes.
 	Claims []Claim `json:"claims,omitempty"`
+	// Hold is set while the partition is kept for debugging after its
+	// test failed (hold.go); its owner is then no longer checked.
+	Hold *Hold `json:"hold,omitempty"`
 }
 
 // Claim is one thing a partition holds besides its nodes. cluster does not
@@ -467,10 +470,14 @@ func reclaimDead(s *State, now time.Time) []reclaimed {
 	var out []reclaimed
 	s.Partitions = slices.DeleteFunc(s.Partitions, func(p Partition) bool {
 		if !p.Live(now) {
-			out = append(out, reclaimed{p, "lease expired"})
+			why := "lease expired"
+			if p.Hold != nil {
+				why = "hold for debugging ended"
+			}
+			out = append(out, reclaimed{p, why})
 			return true
 		}
-		if gone, why := p.Owner.gone(); gone {
+		if gone, why := p.Owner.gone(); gone && p.Hold == nil {
 			out = append(out, reclaimed{p, why})
 			return true
 		}
@@ -540,7 +547,11 @@ func Renew(ctx context.Context, st Store, id string, lease time.Duration) (*Part
 			return fmt.Errorf("cluster: renew partition %s: %w", id, ErrPartitionNotFound)
 		}
 		now := time.Now().UTC()
-		p.Renewed, p.Expires = now, now.Add(lease)
+		// A hold is only ever lengthened: a renewal that was on its way
+		// when the test's runner held the partition must not cut it.
+		if p.Hold == nil || now.Add(lease).After(p.Expires) {
+			p.Renewed, p.Expires = now, now.Add(lease)
+		}
 		c := *p
 		out = &c
 		return nil

@@ -40,6 +40,9 @@ type backend struct {
 	// lost are nodes Watch found dead; teardown does not wait on them.
 	lost   map[string]error
 	closed bool
+	// cli is the vtcluster command line that names this state, for the
+	// commands printed when a partition is held (backend_hold.go).
+	cli []string
 }
 
 var _ Cluster = (*backend)(nil)
@@ -73,6 +76,7 @@ func OpenBackend(_ context.Context, cfg RunConfig) (Cluster, error) {
 		renewals:  map[string]context.CancelFunc{},
 		leaseLost: map[string]chan error{},
 		lost:      map[string]error{},
+		cli:       stateCommand(cfg.Binary, cmp.Or(cfg.State, os.Getenv(etcdstore.EnvState)), dir, name),
 	}, nil
 }
 
