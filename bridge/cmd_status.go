@@ -35,6 +35,11 @@ Examples:
 			if err != nil {
 				return err
 			}
+			now := time.Now()
+			debug, err := heldByNode(ctx, cmd, now)
+			if err != nil {
+				return err
+			}
 			if cmd.Bool(flagJSON) {
 				out := make([]statusJSON, len(rows))
 				for i, r := range rows {
@@ -47,6 +52,9 @@ Examples:
 						left := r.LeaseLeft
 						out[i].LeaseSecondsLeft = &left
 					}
+					if p, ok := debug[r.Name]; ok {
+						out[i].HeldForDebugging = toHeldJSON(p, now)
+					}
 				}
 				return writeJSON(e.stdout, out)
 			}
@@ -58,11 +66,17 @@ Examples:
 				if r.Partition != "" {
 					part, tag, from, lease = r.Partition, r.Tag, r.OwnerHost, formatLease(r.LeaseLeft)
 				}
+				if _, ok := debug[r.Name]; ok {
+					from = "debugging"
+				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Address, upDown(r.AgentUp),
 					prop(p, "hostname"), prop(p, "arch"), prop(p, "cpu_count"), memory(p), prop(p, "kvm"), part, tag, from, lease,
 					dash(strings.Join(pools[r.Name], ",")), dash(strings.Join(holds[r.Name], ",")))
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			return writeHeld(e.stdout, debug, now)
 		},
 	}
 }
@@ -84,6 +98,8 @@ type statusJSON struct {
 	// with "*" when allocated.
 	Pools     []string `json:"pools,omitempty"`
 	Resources []string `json:"resources,omitempty"`
+	// HeldForDebugging is set while a failed test's hold keeps the node.
+	HeldForDebugging *heldJSON `json:"held_for_debugging,omitempty"`
 }
 
 // prop renders one property for the table; "-" when not collected.
