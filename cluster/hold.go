@@ -90,7 +90,7 @@ func ReachCommands(p Partition, s *State, vtcluster []string) []string {
 		out = append(out, fmt.Sprintf("%s = %s (%s):", a.Tag, n.Name, n.Host()))
 		out = append(out,
 			"  "+q(slices.Concat(vtcluster, []string{"exec", a.Tag, "--", "sh", "-c", "ps -ef; ls -la /tmp"})),
-			"  "+q(slices.Concat(vtcluster, []string{"cp", a.Tag + ":/var/log/syslog", "."})))
+			"  "+q(slices.Concat(vtcluster, []string{"cp", a.Tag + ":/etc/os-release", "."})))
 		if n.AgentBind != AgentBindDirect {
 			ssh := []string{"ssh"}
 			if n.KeyFile != "" {
