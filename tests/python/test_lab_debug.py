@@ -149,6 +149,15 @@ def test_failed_test_has_timeline_bundle_and_is_held_until_released(cluster, res
     got = subprocess.run(shlex.split(release.split(": ", 1)[1]), env=env, capture_output=True, text=True,
                          timeout=RUN_TIMEOUT_SECONDS)
     assert got.returncode == 0, got.stderr
+    assert cluster.partitions() == []
+    assert list(shared.iterdir()) == [], "the held volume is still there after release"
+    assert json.loads(cluster.vtcluster("resource", "list", "--json").stdout) == []
+    # The job's post hook left the agents up and the pools attached for
+    # the hold; the next job's would stop and detach them, as this does.
+    for pool in json.loads(cluster.vtcluster("pool", "list", "--json").stdout):
+        if pool["connected_nodes"]:
+            cluster.vtcluster("pool", "detach", pool["config"]["meta"]["name"])
+    cluster.vtcluster("agents", "stop")
     assert_no_resources_left(cluster, shared, output)
 
 
