@@ -325,7 +325,9 @@ func (r *testRun) execute(ctx context.Context) (out outcome) {
 	done := 0
 	defer func() {
 		for i := done - 1; i >= 0; i-- {
-			if td := stages[i].teardown; td != nil {
+			if td := stages[i].teardown; td != nil && i == 0 {
+				td(ctx, rs, &out) // the record: it cannot record its own end
+			} else if td != nil {
 				end := r.events.Begin(Event{Kind: KindTeardown, Name: stages[i].name})
 				td(ctx, rs, &out)
 				end(SeverityInfo, "")
@@ -509,7 +511,7 @@ func (r *testRun) bodyStage(ctx context.Context, rs *runState) (outcome, bool) {
 			select {
 			case err := <-lost:
 				wcancel(&nodeLostError{err})
-				r.events.Add(Event{Kind: KindNodeLost, Name: "node lost", Detail: err.Error(), Severity: SeverityError})
+				r.events.Add(Event{Kind: KindNodeLost, Name: "test ended: node lost", Detail: err.Error(), Severity: SeverityError})
 				// Logged when seen, so debug.log shows how long detection
 				// took even if the teardown that follows is cut short.
 				r.logf(wctx, "%v", err)
