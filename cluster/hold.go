@@ -38,16 +38,23 @@ func HoldPartition(ctx context.Context, st Store, id string, h Hold, d time.Dura
 	if d <= 0 || d > MaxHold {
 		return nil, fmt.Errorf("cluster: hold partition %s: %s is not between 1s and %s", id, d, MaxHold)
 	}
+	return changePartition(ctx, st, "hold", id, func(p *Partition, now time.Time) {
+		h.Since = now
+		p.Hold = &h
+		p.Renewed, p.Expires = now, now.Add(d)
+	})
+}
+
+// changePartition applies change to partition id in one store update and
+// returns the partition as saved; op names the operation in errors.
+func changePartition(ctx context.Context, st Store, op, id string, change func(p *Partition, now time.Time)) (*Partition, error) {
 	var out *Partition
 	err := st.Update(ctx, func(s *State) error {
 		p := s.Partition(id)
 		if p == nil {
-			return fmt.Errorf("cluster: hold partition %s: %w", id, ErrPartitionNotFound)
+			return fmt.Errorf("cluster: %s partition %s: %w", op, id, ErrPartitionNotFound)
 		}
-		now := time.Now().UTC()
-		h.Since = now
-		p.Hold = &h
-		p.Renewed, p.Expires = now, now.Add(d)
+		change(p, time.Now().UTC())
 		c := *p
 		out = &c
 		return nil

@@ -540,26 +540,13 @@ func Renew(ctx context.Context, st Store, id string, lease time.Duration) (*Part
 	if lease == 0 {
 		lease = DefaultLease
 	}
-	var out *Partition
-	err := st.Update(ctx, func(s *State) error {
-		p := s.Partition(id)
-		if p == nil {
-			return fmt.Errorf("cluster: renew partition %s: %w", id, ErrPartitionNotFound)
-		}
-		now := time.Now().UTC()
+	return changePartition(ctx, st, "renew", id, func(p *Partition, now time.Time) {
 		// A hold is only ever lengthened: a renewal that was on its way
 		// when the test's runner held the partition must not cut it.
 		if p.Hold == nil || now.Add(lease).After(p.Expires) {
 			p.Renewed, p.Expires = now, now.Add(lease)
 		}
-		c := *p
-		out = &c
-		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
 }
 
 // Release frees partition id's nodes. Releasing twice is harmless: the

@@ -290,18 +290,23 @@ func (b *backend) Release(ctx context.Context, p *Partition) error {
 	if p == nil || p.ID == "" {
 		return nil
 	}
-	b.mu.Lock()
-	if cancel := b.renewals[p.ID]; cancel != nil {
-		cancel()
-		delete(b.renewals, p.ID)
-	}
-	delete(b.leaseLost, p.ID)
-	b.mu.Unlock()
+	b.stopRenewing(p.ID)
 	err := cluster.Release(ctx, b.store, p.ID)
 	if errors.Is(err, cluster.ErrPartitionNotFound) {
 		err = nil // reclaimed already: nothing of ours is held
 	}
 	return err
+}
+
+// stopRenewing ends the renewal of partition id's lease.
+func (b *backend) stopRenewing(id string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if cancel := b.renewals[id]; cancel != nil {
+		cancel()
+		delete(b.renewals, id)
+	}
+	delete(b.leaseLost, id)
 }
 
 // Close shuts the agent proxies and node connections of this test.

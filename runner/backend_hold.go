@@ -11,13 +11,7 @@ var _ holder = (*backend)(nil)
 // Hold records the hold in the state, where it outlives this process.
 func (b *backend) Hold(ctx context.Context, p *Partition, req HoldRequest) ([]string, error) {
 	// Renewals stop first, so that a late one cannot cut the hold short.
-	b.mu.Lock()
-	if cancel := b.renewals[p.ID]; cancel != nil {
-		cancel()
-		delete(b.renewals, p.ID)
-	}
-	delete(b.leaseLost, p.ID)
-	b.mu.Unlock()
+	b.stopRenewing(p.ID)
 	held, err := cluster.HoldPartition(ctx, b.store, p.ID, cluster.Hold{Test: req.Test, Reason: req.Reason, ResultsDir: req.ResultsDir}, req.For)
 	if err != nil {
 		return nil, err

@@ -271,6 +271,7 @@ def test_config_shows_multihost_settings_with_defaults(avocado):
         "multihost.alloc_timeout": "300",
         "multihost.binary": "",
         "multihost.cluster": "default",
+        "multihost.hold_on_failure": "0",
         "multihost.lease": "600",
         "multihost.state": "",
         "multihost.state_dir": "",
@@ -284,6 +285,7 @@ def test_config_shows_values_from_config_file(avocado, tmp_path):
         cluster="lab",
         alloc_timeout=42,
         lease=7,
+        hold_on_failure="2h",
     )
     values = config_values(avocado("config").stdout)
     assert values["multihost.binary"] == "/opt/x/vtcluster"
@@ -291,6 +293,7 @@ def test_config_shows_values_from_config_file(avocado, tmp_path):
     assert values["multihost.cluster"] == "lab"
     assert values["multihost.alloc_timeout"] == "42"
     assert values["multihost.lease"] == "7"
+    assert values["multihost.hold_on_failure"] == "2h"
 
 
 # --- locating the binary -----------------------------------------------------
