@@ -35,9 +35,16 @@ DEBUGGING = E2E / "debugging.json"
 FAILING = "fails-on-dst"
 
 
-def run_failing(cluster, tmp_path, hold):
-    cli = cluster.avocado(tmp_path / "avocado", hold_on_failure=hold)
-    result = cli("run", "--job-results-dir", str(cli.results), f"{DEBUGGING}:{FAILING}", env=cluster.env)
+def run_failing(cluster, tmp_path, hold, flag=False):
+    """Runs the failing test, held for hold (the setting, or with flag the
+    option of avocado run)."""
+    if flag:
+        cli = cluster.avocado(tmp_path / "avocado")
+        args = ["--multihost-hold-on-failure", hold]
+    else:
+        cli = cluster.avocado(tmp_path / "avocado", hold_on_failure=hold)
+        args = []
+    result = cli("run", "--job-results-dir", str(cli.results), *args, f"{DEBUGGING}:{FAILING}", env=cluster.env)
     output = result.stdout + result.stderr
     results = load_results(cli)
     entry = by_test_name(results)[FAILING]
@@ -165,7 +172,7 @@ def test_a_hold_ends_by_itself(cluster, resource_pools, tmp_path):
     """Nobody releases it: once its time is up the next allocation reclaims
     the partition and removes its volume."""
     shared = resource_pools
-    run_failing(cluster, tmp_path, "3s")
+    run_failing(cluster, tmp_path, "3s", flag=True)
     parts = cluster.partitions()
     assert len(parts) == 1 and parts[0]["held_for_debugging"], parts
     assert len(list(shared.iterdir())) == 1

@@ -233,6 +233,7 @@ def test_plugins_lists_every_multihost_plugin(avocado):
             group, []
         ), f"no multihost plugin in {group}: {groups.get(group)}"
     assert "vt-bootstrap" in groups.get("cli.cmd", [])
+    assert "multihost-run" in groups.get("cli", [])
     assert "avocado_multihost" not in result.stderr  # no load failure of ours
 
 
@@ -294,6 +295,12 @@ def test_config_shows_values_from_config_file(avocado, tmp_path):
     assert values["multihost.alloc_timeout"] == "42"
     assert values["multihost.lease"] == "7"
     assert values["multihost.hold_on_failure"] == "2h"
+
+
+def test_run_option_sets_hold_on_failure(avocado):
+    result = avocado("run", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "--multihost-hold-on-failure DURATION" in result.stdout
 
 
 # --- locating the binary -----------------------------------------------------
