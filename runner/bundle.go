@@ -73,7 +73,7 @@ func (r *testRun) bundleStage(ctx context.Context, rs *runState, out *outcome) {
 		go func() {
 			defer wg.Done()
 			defer r.trap.catch()
-			b := nodeBundle{ac: ac, node: n, owner: rs.part.ID, dir: filepath.Join(dir, n.Tag), since: r.events.Snapshot().Start.Add(-bundleLogSlack)}
+			b := nodeBundle{ac: ac, node: n, owner: rs.part.ID, dir: filepath.Join(dir, n.Tag), since: r.events.Start().Add(-bundleLogSlack)}
 			notes[i] = fmt.Sprintf("%s (%s): %s", n.Tag, n.Name, b.collect(bctx))
 		}()
 	}

@@ -94,6 +94,14 @@ const (
 // NewEvents starts a record at now.
 func NewEvents() *Events { return &Events{start: time.Now()} }
 
+// Start is when the record began: when the test's run did.
+func (e *Events) Start() time.Time {
+	if e == nil {
+		return time.Time{}
+	}
+	return e.start
+}
+
 // Add records ev. A zero Time is now and an empty Severity is info.
 func (e *Events) Add(ev Event) {
 	if e == nil {
