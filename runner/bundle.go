@@ -64,7 +64,6 @@ func (r *testRun) bundleStage(ctx context.Context, rs *runState, out *outcome) {
 	}
 	bctx, cancel := teardownCtx(ctx, bundleTimeout)
 	defer cancel()
-	end := r.events.Begin(Event{Kind: KindBundle, Name: "failure bundle"})
 	dir := filepath.Join(r.outputDir, bundleDir)
 	notes := make([]string, len(rs.part.Nodes))
 	var wg sync.WaitGroup
@@ -83,7 +82,9 @@ func (r *testRun) bundleStage(ctx context.Context, rs *runState, out *outcome) {
 	if err := os.MkdirAll(dir, 0o755); err == nil {
 		os.WriteFile(filepath.Join(dir, "README.txt"), []byte(summary), 0o644)
 	}
-	end(SeverityInfo, strings.Join(notes, "\n"))
+	// The teardown stage's span shows how long it took; this says what
+	// it got.
+	r.events.Add(Event{Kind: KindBundle, Name: "failure bundle", Detail: dir + "\n" + strings.Join(notes, "\n")})
 	r.logf(ctx, "failure bundle (what the nodes said when the test failed): %s", dir)
 	for _, n := range notes {
 		r.logf(ctx, "failure bundle: %s", n)
