@@ -38,7 +38,7 @@ func stateArgv(cmd *cli.Command) []string {
 // whose it is, until when, and the commands that reach its nodes.
 func printHolds(w io.Writer, held []cluster.Partition, s *cluster.State, argv []string, now time.Time) {
 	for _, p := range held {
-		fmt.Fprintf(w, "HOLD: test %s failed; partition %s is held for debugging until %s (%s left)\n",
+		fmt.Fprintf(w, "HOLD: test %s did not pass; partition %s is held for debugging until %s (%s left)\n",
 			p.Hold.Test, p.ID, p.Expires.Local().Format(time.DateTime), p.Expires.Sub(now).Round(time.Second))
 		for _, l := range cluster.ReachCommands(p, s, argv) {
 			fmt.Fprintf(w, "HOLD:   %s\n", l)

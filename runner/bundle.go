@@ -18,7 +18,8 @@ import (
 	"github.com/vtcluster/vtcluster/agent/py"
 )
 
-// The failure bundle: when a test fails, errors or loses a node, the
+// The failure bundle: when a test fails, errors, loses a node or runs
+// into its timeout (worthDebugging), the
 // runner gathers from every node it can still reach what usually explains
 // it, into <results>/failure/<tag>/, before anything is torn down:
 //
@@ -55,7 +56,7 @@ type agentCaller interface {
 // bundleStage is a teardown: it runs after the body and before the
 // collection, the resources and the partition go.
 func (r *testRun) bundleStage(ctx context.Context, rs *runState, out *outcome) {
-	if (out.Result != resultFail && out.Result != resultError) || len(rs.part.Nodes) == 0 {
+	if !worthDebugging(ctx, *out) || len(rs.part.Nodes) == 0 {
 		return
 	}
 	ac, ok := rs.cl.(agentCaller)

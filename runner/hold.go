@@ -87,7 +87,7 @@ func holdSetting(v any, dst *time.Duration) error {
 // rs.held.
 func (r *testRun) holdStage(ctx context.Context, rs *runState, out *outcome) {
 	d := r.cfg.HoldOnFailure
-	if d == 0 || (out.Result != resultFail && out.Result != resultError) || rs.part.ID == "" {
+	if d == 0 || !worthDebugging(ctx, *out) || rs.part.ID == "" {
 		return
 	}
 	h, ok := rs.cl.(holder)
@@ -109,12 +109,26 @@ func (r *testRun) holdStage(ctx context.Context, rs *runState, out *outcome) {
 	}
 	rs.held = true
 	until := time.Now().Add(d).Format(time.DateTime)
-	r.logf(ctx, "HOLD: the test failed: partition %s is kept for debugging until %s (multihost.hold_on_failure = %s), with its nodes, resources and VMs",
-		rs.part.ID, until, d)
+	r.logf(ctx, "HOLD: the test ended %s: partition %s is kept for debugging until %s (multihost.hold_on_failure = %s), with its nodes, resources and VMs",
+		strings.ToUpper(out.Result), rs.part.ID, until, d)
 	for _, l := range lines {
 		r.logf(ctx, "HOLD:   %s", l)
 	}
 	r.events.Add(Event{Kind: KindHold, Name: "held for debugging", Detail: "until " + until + "\n" + strings.Join(lines, "\n"), Severity: SeverityWarning})
+}
+
+// worthDebugging says whether a test's end calls for the failure bundle
+// and a hold: it failed, errored (a lost node included), or ran into its
+// own timeout (a hang is what one most wants to look at). A test stopped
+// by a signal (Ctrl-C, the job's timeout) is not: someone wants it over.
+func worthDebugging(ctx context.Context, out outcome) bool {
+	switch out.Result {
+	case resultFail, resultError:
+		return true
+	case resultInterrupted:
+		return ctx.Err() == nil
+	}
+	return false
 }
 
 // keepHeld is the partition stage's teardown when the partition is held.

@@ -87,7 +87,7 @@ func TestHoldOnFailure_keepsTheFailedTestsPartitionAndSaysHowToReachIt(t *testin
 	if len(cl.holds) != 1 || cl.holds[0].For != time.Hour || cl.holds[0].Test != "1-stepfail" || cl.holds[0].ResultsDir != out {
 		t.Fatalf("holds = %+v", cl.holds)
 	}
-	for _, want := range []string{"HOLD: the test failed: partition 0123456789abcdef0123456789abcdef is kept for debugging until",
+	for _, want := range []string{"HOLD: the test ended FAIL: partition 0123456789abcdef0123456789abcdef is kept for debugging until",
 		"HOLD:     vtcluster exec src -- sh", "is held for debugging: not released", "timeline of this test (open in a browser): " + filepath.Join(out, "timeline.html")} {
 		if !strings.Contains(log, want) {
 			t.Errorf("debug log lacks %q:\n%s", want, log)
@@ -165,5 +165,23 @@ func TestHoldOnFailure_badSettingErrorsTheTest(t *testing.T) {
 	last := msgs[len(msgs)-1]
 	if last["result"] != "error" || !strings.Contains(last["fail_reason"].(string), "multihost.hold_on_failure") {
 		t.Errorf("finished = %v", last)
+	}
+}
+
+// A test that runs into its own timeout is what one most wants to look
+// at: it is bundled and held. One stopped by a signal is not.
+func TestHoldOnFailure_aTestTimeoutIsHeld(t *testing.T) {
+	spec := writeSpec(t, `{"tests": [{"name": "hangs", "nodes": {"src": null},
+  "body": {"steps": [{"on": "src", "run": ["sleep", "30"]}]}, "timeout": 0.5}]}`)
+	cl := &debugCluster{fakeCluster: &fakeCluster{nodes: twoNodes()}}
+	msgs, out := runWithConfig(t, spec, "hangs", cl, `{"multihost.hold_on_failure": "10m"}`)
+	if last := msgs[len(msgs)-1]; last["result"] != "interrupted" {
+		t.Fatalf("finished = %v", last)
+	}
+	if len(cl.holds) != 1 || len(cl.releasedIDs()) != 0 {
+		t.Errorf("holds %v, released %v", cl.holds, cl.releasedIDs())
+	}
+	if _, err := os.Stat(filepath.Join(out, "failure", "src", "processes.txt")); err != nil {
+		t.Errorf("no bundle for a hung test: %v", err)
 	}
 }

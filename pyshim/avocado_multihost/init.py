@@ -87,8 +87,9 @@ class MultihostInit(Init):
             key="hold_on_failure",
             default="0",
             help_msg=(
-                "Keep a failed or errored multihost test's nodes, resources "
-                "and VMs this long for debugging (e.g. 2h, 30m, 90s; at "
+                "Keep the nodes, resources and VMs of a multihost test that "
+                "failed, errored or ran into its timeout this long for "
+                "debugging (e.g. 2h, 30m, 90s; at "
                 "most 72h) instead of tearing them down; 0 for never. The "
                 "test's log and the job's output say how to reach each "
                 "node; 'vtcluster partition release ID' ends a hold early, "
