@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/urfave/cli/v3"
@@ -167,6 +168,7 @@ func hooksPostTests(ctx context.Context, e *env, cmd *cli.Command) error {
 		return err
 	}
 	defer cancel()
+	writeJobTimelines(e, cmd.String("job-logdir"))
 	ctl, nodes, err := hooksController(ctx, e, cmd)
 	if err != nil {
 		return err
@@ -180,8 +182,14 @@ func hooksPostTests(ctx context.Context, e *env, cmd *cli.Command) error {
 	if err != nil {
 		errs = append(errs, err)
 	}
+	// Partitions held for debugging stay, with their resources (hold.go).
+	heldIDs := map[string]bool{}
 	for _, p := range parts {
 		if p.Owner.JobID != jobID {
+			continue
+		}
+		if p.Hold != nil && p.Live(time.Now()) {
+			heldIDs[p.ID] = true
 			continue
 		}
 		if err := cluster.Release(ctx, ctl.Store(), p.ID); err != nil && !errors.Is(err, cluster.ErrPartitionNotFound) {
@@ -190,7 +198,7 @@ func hooksPostTests(ctx context.Context, e *env, cmd *cli.Command) error {
 			fmt.Fprintf(e.stderr, "vtcluster: released partition %s left by test %s\n", p.ID, p.Owner.TestID)
 		}
 	}
-	if err := resourcesRemoveJob(ctx, e, cmd, jobID); err != nil {
+	if err := removeJobResourcesExcept(ctx, e, cmd, jobID, heldIDs); err != nil {
 		errs = append(errs, err)
 	}
 	logdir := cmd.String("job-logdir")
@@ -219,17 +227,23 @@ func hooksPostTests(ctx context.Context, e *env, cmd *cli.Command) error {
 	// partition someone still holds) keeps them up.
 	var left []cluster.Owner
 	var held []cluster.Partition
+	var debug []cluster.Partition
+	var state *cluster.State
 	if err := ctl.Store().Update(ctx, func(s *cluster.State) error {
 		left = s.RemoveAgentUser(jobID)
 		now := time.Now()
 		for _, p := range s.Partitions {
-			if gone, _ := p.Owner.Gone(); p.Live(now) && !gone && p.Owner.JobID != jobID {
+			if gone, _ := p.Owner.Gone(); p.Live(now) && (p.Hold != nil || !gone && p.Owner.JobID != jobID) {
 				held = append(held, p)
 			}
 		}
+		debug, state = s.Held(now), s
 		return nil
 	}); err != nil {
 		errs = append(errs, err)
+	}
+	if state != nil {
+		printHolds(e.stdout, slices.DeleteFunc(debug, func(p cluster.Partition) bool { return !heldIDs[p.ID] }), state, stateArgv(cmd), time.Now())
 	}
 	switch {
 	case len(left) > 0:

@@ -214,6 +214,8 @@ type partitionJSON struct {
 	Renewed          time.Time           `json:"renewed"`
 	Expires          time.Time           `json:"expires"`
 	LeaseSecondsLeft float64             `json:"lease_seconds_left"`
+	// Hold is set while the partition is held for debugging.
+	Hold *heldJSON `json:"held_for_debugging,omitempty"`
 }
 
 type ownerJSON struct {
@@ -235,6 +237,7 @@ func toPartitionJSON(p cluster.Partition, s *cluster.State, now time.Time) parti
 		Owner: ownerJSON{JobID: p.Owner.JobID, TestID: p.Owner.TestID, Host: p.Owner.Host, PID: p.Owner.PID},
 		Nodes: []partitionNodeJSON{}, Created: p.Created, Renewed: p.Renewed, Expires: p.Expires,
 		LeaseSecondsLeft: max(0, p.Expires.Sub(now).Seconds()),
+		Hold:             toHeldJSON(p, now),
 	}
 	for _, a := range p.Nodes {
 		pn := partitionNodeJSON{Tag: a.Tag, Node: a.Node}
@@ -278,7 +281,11 @@ func partitionListCommand(e *env) *cli.Command {
 				for _, a := range p.Nodes {
 					parts = append(parts, a.Tag+"="+a.Node)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.ID, strings.Join(parts, " "), p.Owner, formatLease(p.Expires.Sub(now).Seconds()))
+				owner := p.Owner.String()
+				if p.Hold != nil {
+					owner = "held for debugging: " + p.Hold.Test
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.ID, strings.Join(parts, " "), owner, formatLease(p.Expires.Sub(now).Seconds()))
 			}
 			return tw.Flush()
 		},

@@ -41,6 +41,11 @@ Examples:
 			if err != nil {
 				return err
 			}
+			now := time.Now()
+			debug, err := heldByNode(ctx, cmd, now)
+			if err != nil {
+				return err
+			}
 			if cmd.Bool(flagJSON) {
 				out := make([]statusJSON, len(rows))
 				for i, r := range rows {
@@ -54,6 +59,9 @@ Examples:
 						left := r.LeaseLeft
 						out[i].LeaseSecondsLeft = &left
 					}
+					if p, ok := debug[r.Name]; ok {
+						out[i].HeldForDebugging = toHeldJSON(p, now)
+					}
 				}
 				return writeJSON(e.stdout, out)
 			}
@@ -65,11 +73,17 @@ Examples:
 				if r.Partition != "" {
 					part, tag, from, lease = r.Partition, r.Tag, r.OwnerHost, formatLease(r.LeaseLeft)
 				}
+				if _, ok := debug[r.Name]; ok {
+					from = "debugging"
+				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Address, upDown(r.AgentUp),
 					prop(p, "hostname"), prop(p, "arch"), prop(p, "cpu_count"), memory(p), prop(p, "kvm"), part, tag, from, lease,
 					poolsColumn(pools[r.Name], caps[r.Name]), dash(strings.Join(holds[r.Name], ",")))
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			return writeHeld(e.stdout, debug, now)
 		},
 	}
 }
@@ -94,6 +108,8 @@ type statusJSON struct {
 	// PoolCapacity is the size and free bytes of each volume pool on
 	// the node, as the node reports them.
 	PoolCapacity map[string]node.Capacity `json:"pool_capacity,omitempty"`
+	// HeldForDebugging is set while a failed test's hold keeps the node.
+	HeldForDebugging *heldJSON `json:"held_for_debugging,omitempty"`
 }
 
 // prop renders one property for the table; "-" when not collected.

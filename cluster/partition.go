@@ -162,6 +162,9 @@ type Partition struct {
 	// partition is reclaimed they move to State.Released for their owner
 	// package to remove on the nodes.
 	Claims []Claim `json:"claims,omitempty"`
+	// Hold is set while the partition is kept for debugging after its
+	// test failed (hold.go); its owner is then no longer checked.
+	Hold *Hold `json:"hold,omitempty"`
 }
 
 // Claim is one thing a partition holds besides its nodes. cluster does not
@@ -495,10 +498,14 @@ func reclaimDead(s *State, now time.Time) []reclaimed {
 	var out []reclaimed
 	s.Partitions = slices.DeleteFunc(s.Partitions, func(p Partition) bool {
 		if !p.Live(now) {
-			out = append(out, reclaimed{p, "lease expired"})
+			why := "lease expired"
+			if p.Hold != nil {
+				why = "hold for debugging ended"
+			}
+			out = append(out, reclaimed{p, why})
 			return true
 		}
-		if gone, why := p.Owner.gone(); gone {
+		if gone, why := p.Owner.gone(); gone && p.Hold == nil {
 			out = append(out, reclaimed{p, why})
 			return true
 		}
@@ -561,22 +568,13 @@ func Renew(ctx context.Context, st Store, id string, lease time.Duration) (*Part
 	if lease == 0 {
 		lease = DefaultLease
 	}
-	var out *Partition
-	err := st.Update(ctx, func(s *State) error {
-		p := s.Partition(id)
-		if p == nil {
-			return fmt.Errorf("cluster: renew partition %s: %w", id, ErrPartitionNotFound)
+	return changePartition(ctx, st, "renew", id, func(p *Partition, now time.Time) {
+		// A hold is only ever lengthened: a renewal that was on its way
+		// when the test's runner held the partition must not cut it.
+		if p.Hold == nil || now.Add(lease).After(p.Expires) {
+			p.Renewed, p.Expires = now, now.Add(lease)
 		}
-		now := time.Now().UTC()
-		p.Renewed, p.Expires = now, now.Add(lease)
-		c := *p
-		out = &c
-		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
 }
 
 // Release frees partition id's nodes. Releasing twice is harmless: the

@@ -41,6 +41,7 @@ setup(
         ],
         "avocado.plugins.cli": [
             "multihost = avocado_multihost.bootstrap:VTBootstrapHook",
+            "multihost-run = avocado_multihost.cli_run:MultihostRunOptions",
         ],
         "avocado.plugins.result_events": [
             "multihost = avocado_multihost.hooks:MultihostJobHooks",

@@ -40,6 +40,9 @@ type backend struct {
 	// lost are nodes Watch found dead; teardown does not wait on them.
 	lost   map[string]error
 	closed bool
+	// cli is the vtcluster command line that names this state, for the
+	// commands printed when a partition is held (backend_hold.go).
+	cli []string
 }
 
 var _ Cluster = (*backend)(nil)
@@ -74,6 +77,7 @@ func OpenBackend(_ context.Context, cfg RunConfig, log *slog.Logger) (Cluster, e
 		renewals:  map[string]context.CancelFunc{},
 		leaseLost: map[string]chan error{},
 		lost:      map[string]error{},
+		cli:       stateCommand(cfg.Binary, cmp.Or(cfg.State, os.Getenv(etcdstore.EnvState)), dir, name),
 	}, nil
 }
 
@@ -287,18 +291,23 @@ func (b *backend) Release(ctx context.Context, p *Partition) error {
 	if p == nil || p.ID == "" {
 		return nil
 	}
-	b.mu.Lock()
-	if cancel := b.renewals[p.ID]; cancel != nil {
-		cancel()
-		delete(b.renewals, p.ID)
-	}
-	delete(b.leaseLost, p.ID)
-	b.mu.Unlock()
+	b.stopRenewing(p.ID)
 	err := cluster.Release(ctx, b.store, p.ID)
 	if errors.Is(err, cluster.ErrPartitionNotFound) {
 		err = nil // reclaimed already: nothing of ours is held
 	}
 	return err
+}
+
+// stopRenewing ends the renewal of partition id's lease.
+func (b *backend) stopRenewing(id string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if cancel := b.renewals[id]; cancel != nil {
+		cancel()
+		delete(b.renewals, id)
+	}
+	delete(b.leaseLost, id)
 }
 
 // Close shuts the agent proxies and node connections of this test.

@@ -60,6 +60,7 @@ func (b *backend) Watch(ctx context.Context, p *Partition) <-chan error {
 		}
 		go func() {
 			if err := watchNode(ctx, nc); err != nil {
+				EventsFrom(ctx).Add(Event{Tag: pn.Tag, Node: pn.Name, Kind: KindNodeLost, Name: "node lost", Detail: err.Error(), Severity: SeverityError})
 				report(nc, fmt.Errorf("node %q (tag %s) lost: %w", pn.Name, pn.Tag, err))
 			}
 		}()

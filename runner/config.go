@@ -18,6 +18,7 @@ var configurationUsed = []string{
 	"multihost.alloc_timeout",
 	"multihost.binary",
 	"multihost.cluster",
+	"multihost.hold_on_failure",
 	"multihost.lease",
 	"multihost.state",
 	"multihost.state_dir",
@@ -57,6 +58,10 @@ type RunConfig struct {
 	// runner only reads them to say which one ended a test (see
 	// interruptClock).
 	JobTimeout, TaskTimeout time.Duration
+	// HoldOnFailure keeps a failed or errored test's partition this long
+	// for debugging (multihost.hold_on_failure: "2h", "30m", seconds);
+	// zero tears it down as usual (hold.go).
+	HoldOnFailure time.Duration
 }
 
 // defaultRunConfig returns the settings used for keys that are absent or
@@ -116,6 +121,9 @@ func runConfigFromSettings(settings map[string]any) (RunConfig, error) {
 		if err != nil {
 			return c, err
 		}
+	}
+	if err := holdSetting(settings["multihost.hold_on_failure"], &c.HoldOnFailure); err != nil {
+		return c, err
 	}
 	// Only used to word an interruption: a value that does not read as
 	// seconds is ignored rather than failing the test.

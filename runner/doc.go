@@ -32,4 +32,11 @@
 // forwarding into the test), backend_exec.go (commands and collection),
 // backend_watch.go (health checks) and backend_resources.go (resources
 // through package resmgr).
+//
+// For whoever debugs a test: events.go (the per-test record of what
+// happened when and where; other code records through EventsFrom(ctx)),
+// record.go and timeline.go (events.json and the timeline page, written
+// for every test), bundle.go (what the nodes say when a test fails) and
+// hold.go (multihost.hold_on_failure keeps a failed test's partition);
+// docs/debugging-failures.md is the user's side.
 package runner

@@ -189,6 +189,8 @@ type testRun struct {
 	newCluster ClusterFactory
 	procs      *procGroups
 	trap       *panicTrap
+	// events is the record the timeline is drawn from (events.go).
+	events *Events
 }
 
 // teardownCtx returns the context for cleanup after the body: a short
@@ -210,7 +212,9 @@ func teardownCtx(ctx context.Context, normal time.Duration) (context.Context, co
 func (r *testRun) logf(ctx context.Context, format string, args ...any) {
 	// Errors may quote what a node chose (file names, faults): none of it
 	// may start a line of the test's log.
-	text := time.Now().Format("2006-01-02 15:04:05") + " | " + logserver.LogSafe(fmt.Sprintf(format, args...))
+	msg := logserver.LogSafe(fmt.Sprintf(format, args...))
+	r.events.Log("", "INFO", msg)
+	text := time.Now().Format("2006-01-02 15:04:05") + " | " + msg
 	r.rep.Send(ctx, logMessage("", "", text))
 }
 
@@ -267,6 +271,9 @@ type runState struct {
 	env       []string
 	// stopLogs stops log forwarding; nil when it did not start.
 	stopLogs func()
+	// held is set when the partition is kept for debugging (hold.go):
+	// the resources and the nodes are then not given back.
+	held bool
 }
 
 // resourceCluster is implemented by clusters that provide the resources a
@@ -281,7 +288,8 @@ type resourceCluster interface {
 
 // stages is the per-test lifecycle, in setup order.
 func (r *testRun) stages() []stage {
-	var st []stage
+	// The record is written last, whatever happened (timeline.go).
+	st := []stage{{name: "record", setup: noSetup, teardown: r.writeRecordStage}}
 	if len(r.test.Nodes) > 0 {
 		st = append(st,
 			stage{name: "cluster", setup: r.openCluster, teardown: r.closeCluster},
@@ -295,6 +303,11 @@ func (r *testRun) stages() []stage {
 			// Collecting is undone last before the resources go, so
 			// files on a volume can still be fetched.
 			stage{name: "collect", setup: func(context.Context, *runState) (outcome, bool) { return outcome{}, true }, teardown: r.collectStage},
+			// After a failure: first the evidence (bundle.go), then the
+			// decision to keep the nodes (hold.go), which the resources'
+			// and partition's teardowns respect.
+			stage{name: "hold", setup: noSetup, teardown: r.holdStage},
+			stage{name: "failure bundle", setup: noSetup, teardown: r.bundleStage},
 		)
 	}
 	return append(st,
@@ -305,13 +318,21 @@ func (r *testRun) stages() []stage {
 
 // execute runs the stages; see stage.
 func (r *testRun) execute(ctx context.Context) (out outcome) {
+	if r.events == nil {
+		r.events = NewEvents()
+	}
+	ctx = ContextWithEvents(ctx, r.events)
 	rs := &runState{part: &Partition{}}
 	stages := r.stages()
 	done := 0
 	defer func() {
 		for i := done - 1; i >= 0; i-- {
-			if td := stages[i].teardown; td != nil {
+			if td := stages[i].teardown; td != nil && i == 0 {
+				td(ctx, rs, &out) // the record: it cannot record its own end
+			} else if td != nil {
+				end := r.events.Begin(Event{Kind: KindTeardown, Name: stages[i].name})
 				td(ctx, rs, &out)
+				end(SeverityInfo, "")
 			}
 		}
 	}()
@@ -356,6 +377,10 @@ func (r *testRun) allocateStage(ctx context.Context, rs *runState) (outcome, boo
 func (r *testRun) releaseStage(ctx context.Context, rs *runState, out *outcome) {
 	rctx, cancel := teardownCtx(ctx, releaseTimeout)
 	defer cancel()
+	if rs.held {
+		r.keepHeld(rctx, rs)
+		return
+	}
 	if err := rs.cl.Release(rctx, rs.part); err != nil {
 		r.logf(rctx, "releasing partition %s: %v", rs.part.ID, err)
 		if out.Result == resultPass {
@@ -400,7 +425,9 @@ func (r *testRun) resourcesStage(ctx context.Context, rs *runState) (outcome, bo
 		return outcome{Result: resultError, Reason: "runner: this test declares resources but the cluster backend has no resource manager"}, false
 	}
 	r.logf(ctx, "acquiring %d resources", len(r.test.Resources))
+	endAcquire := r.events.Begin(Event{Kind: KindResource, Name: "acquire"})
 	got, err := rc.AcquireResources(ctx, rs.part, r.test.Resources)
+	endAcquire(severityOf(err), errText(err))
 	if err != nil {
 		// Whatever was made before the error goes now: this stage's
 		// teardown will not run.
@@ -413,6 +440,8 @@ func (r *testRun) resourcesStage(ctx context.Context, rs *runState) (outcome, bo
 	rs.resources = got
 	for _, a := range got {
 		r.logf(ctx, "resource %s (%s) on %s: %s", a.Name, a.Type, a.Tag, a.Value)
+		node, _ := rs.part.Node(a.Tag)
+		r.events.Add(Event{Tag: a.Tag, Node: node.Name, Kind: KindResource, Name: a.Name, Detail: a.Type + ": " + a.Value})
 		for i := range rs.part.Nodes {
 			if n := &rs.part.Nodes[i]; n.Tag == a.Tag {
 				if n.Resources == nil {
@@ -426,7 +455,7 @@ func (r *testRun) resourcesStage(ctx context.Context, rs *runState) (outcome, bo
 }
 
 func (r *testRun) releaseResourcesStage(ctx context.Context, rs *runState, out *outcome) {
-	if len(r.test.Resources) == 0 {
+	if len(r.test.Resources) == 0 || rs.held {
 		return
 	}
 	rc, ok := rs.cl.(resourceCluster)
@@ -435,7 +464,10 @@ func (r *testRun) releaseResourcesStage(ctx context.Context, rs *runState, out *
 	}
 	rctx, cancel := teardownCtx(ctx, releaseTimeout)
 	defer cancel()
-	if err := rc.ReleaseResources(rctx, rs.part); err != nil {
+	endRelease := r.events.Begin(Event{Kind: KindResource, Name: "release"})
+	err := rc.ReleaseResources(rctx, rs.part)
+	endRelease(severityOf(err), errText(err))
+	if err != nil {
 		r.logf(rctx, "releasing resources of partition %s: %v", rs.part.ID, err)
 		if out.Result == resultPass {
 			*out = outcome{Result: resultError, Reason: fmt.Sprintf("runner: releasing resources: %v", err)}
@@ -481,6 +513,7 @@ func (r *testRun) bodyStage(ctx context.Context, rs *runState) (outcome, bool) {
 			select {
 			case err := <-lost:
 				wcancel(&nodeLostError{err})
+				r.events.Add(Event{Kind: KindNodeLost, Name: "test ended: node lost", Detail: err.Error(), Severity: SeverityError})
 				// Logged when seen, so debug.log shows how long detection
 				// took even if the teardown that follows is cut short.
 				r.logf(wctx, "%v", err)
@@ -491,14 +524,23 @@ func (r *testRun) bodyStage(ctx context.Context, rs *runState) (outcome, bool) {
 		bctx, cancel = wctx, func() { wcancel(nil); prev() }
 	}
 	defer cancel()
-	return r.body(bctx, rs.cl, rs.part, rs.env), true
+	end := r.events.Begin(Event{Kind: KindBody, Name: "body"})
+	out := r.body(bctx, rs.cl, rs.part, rs.env)
+	end(outcomeSeverity(out), outcomeText(out))
+	return out, true
 }
 
 func (r *testRun) allocate(ctx context.Context, cl Cluster) (*Partition, outcome, bool) {
 	actx, cancel := context.WithTimeout(ctx, r.cfg.AllocTimeout)
 	defer cancel()
 	r.logf(ctx, "allocating nodes %s", strings.Join(r.test.NodeTags(), ", "))
+	endAlloc := r.events.Begin(Event{Kind: KindAllocation, Name: "allocation", Detail: "tags " + strings.Join(r.test.NodeTags(), ", ")})
 	p, err := cl.Allocate(actx, AllocRequest{JobID: r.jobID, TestID: r.taskID, Nodes: r.test.Nodes, Lease: r.cfg.Lease, Resources: r.test.Resources})
+	if err != nil {
+		endAlloc(SeverityError, err.Error())
+	} else {
+		endAlloc(SeverityInfo, "partition "+p.ID)
+	}
 	switch {
 	case err != nil && ctx.Err() != nil:
 		return nil, interruptOutcome(ctx), false
@@ -519,6 +561,7 @@ func (r *testRun) allocate(ctx context.Context, cl Cluster) (*Partition, outcome
 	for _, h := range p.HandOver {
 		r.logf(ctx, "%s", h)
 	}
+	r.recordHandOver(p)
 	return p, outcome{}, true
 }
 
@@ -562,6 +605,7 @@ func (r *testRun) startLogs(ctx context.Context, cl Cluster, p *Partition) func(
 			logger = "avocado.service"
 		}
 		r.rep.Send(ctx, logMessage(logger, rec.Level, text))
+		r.events.Log(rec.Tag, rec.Level, rec.Text)
 		mu.Lock()
 		if f := files[rec.Tag]; f != nil {
 			fmt.Fprintf(f, "%s %s %s: %s\n", time.Now().Format("2006-01-02 15:04:05.000"), rec.Level, logger, rec.Text)
@@ -747,7 +791,9 @@ func (r *testRun) step(ctx context.Context, cl Cluster, p *Partition, n int, st 
 			return
 		}
 		r.logf(ctx, "step %d on %s (%s): %s", n, tag, node.Name, py.Repr(argv))
+		end := r.events.Begin(Event{Tag: tag, Node: node.Name, Kind: KindStep, Name: fmt.Sprintf("step %d", n), Detail: py.Repr(argv)})
 		results[i].res, results[i].err = cl.Exec(ctx, node, argv, ExecOptions{Timeout: st.Timeout})
+		end(stepSeverity(results[i].res, results[i].err), stepText(results[i].res, results[i].err))
 		if results[i].err == nil {
 			r.stepOutput(ctx, n, tag, results[i].res)
 		}

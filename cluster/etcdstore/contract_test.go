@@ -216,6 +216,32 @@ func TestStoreContract(t *testing.T) {
 				}
 			})
 
+			t.Run("a hold is seen by other clients with its end as the lease", func(t *testing.T) {
+				st := open()
+				register(t, st, "held-node")
+				p, err := cluster.Allocate(ctx, st, cluster.AllocRequest{Owner: testOwner("ctl-a", 100), Tags: []string{"src"}, Lease: time.Minute})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := cluster.HoldPartition(ctx, st, p.ID, cluster.Hold{Test: "1-test", ResultsDir: "/r"}, time.Hour); err != nil {
+					t.Fatal(err)
+				}
+				s, err := open().Load(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				held := s.Held(time.Now())
+				if len(held) != 1 || held[0].Hold.Test != "1-test" || held[0].Hold.ResultsDir != "/r" {
+					t.Fatalf("another client sees holds %+v", held)
+				}
+				if left := time.Until(held[0].Expires); left < 59*time.Minute || left > 61*time.Minute {
+					t.Errorf("hold left %s, want about an hour", left)
+				}
+				if err := cluster.Release(ctx, open(), p.ID); err != nil {
+					t.Fatal(err)
+				}
+			})
+
 			t.Run("unregister refuses a held node", func(t *testing.T) {
 				st := open()
 				p, err := cluster.Allocate(ctx, st, cluster.AllocRequest{Owner: testOwner("ctl-a", 100), Tags: []string{"x"}, Lease: time.Minute})

@@ -29,6 +29,16 @@ def _log_output(stdout, stderr):
             LOG_JOB.info("%s", line if line.startswith("vtcluster: ") else f"vtcluster: {line}")
 
 
+def _show_holds_and_timelines(stdout):
+    """Shows, in the job's output, the partitions held for debugging (how
+    to reach their nodes) and the page linking the tests' timelines."""
+    for line in stdout.splitlines():
+        if line.startswith("HOLD: "):
+            LOG_UI.warning("%s", line[len("HOLD: "):])
+        elif line.startswith("TIMELINES: "):
+            LOG_UI.info("MULTIHOST TIMELINES: %s", line[len("TIMELINES: "):])
+
+
 class MultihostJobHooks(JobPreTests, JobPostTests):
     """Runs ``vtcluster hooks pre-tests``/``post-tests`` around a job.
 
@@ -114,6 +124,7 @@ class MultihostJobHooks(JobPreTests, JobPostTests):
             self._warn(str(details))
             return
         _log_output(stdout, stderr)
+        _show_holds_and_timelines(stdout)
         if returncode != 0:
             reason = binary.last_lines(stderr) or "no output"
             self._warn(f"vtcluster hooks post-tests exit status {returncode}: {reason}")

@@ -82,3 +82,17 @@ class MultihostInit(Init):
                 "(reclaims nodes of crashed runners)"
             ),
         )
+        settings.register_option(
+            section=section,
+            key="hold_on_failure",
+            default="0",
+            help_msg=(
+                "Keep the nodes, resources and VMs of a multihost test that "
+                "failed, errored or ran into its timeout this long for "
+                "debugging (e.g. 2h, 30m, 90s; at "
+                "most 72h) instead of tearing them down; 0 for never. The "
+                "test's log and the job's output say how to reach each "
+                "node; 'vtcluster partition release ID' ends a hold early, "
+                "and it ends by itself when its time is up"
+            ),
+        )

@@ -569,6 +569,15 @@ def test_node_death_errors_naming_the_node_and_releases_the_others(cluster, tmp_
         pids = [int(p) for p in (logdir / "pids").read_text().split()]
         assert len(pids) == 2 and [p for p in pids if alive(p)] == []
     assert cluster.partitions() == []
+    # The failure bundle has the survivor's side and says why not the
+    # victim's; the timeline marks the loss on the victim's lane.
+    readme = (logdir / "failure" / "README.txt").read_text(encoding="utf-8")
+    assert f"victim ({victim}): nothing collected; not: agent: " in readme, readme
+    assert (logdir / "failure" / "survivor" / "agent-service.log").exists(), readme
+    events = json.loads((logdir / "events.json").read_text(encoding="utf-8"))["events"]
+    lost = [(e["tag"], e["severity"]) for e in events if e["kind"] == "node-lost" and e.get("tag")]
+    assert lost == [("victim", "error")], lost
+    assert (logdir / "timeline.html").exists()
 
 
 # --- resources: a volume two nodes share, a tap port on each ------------------

@@ -234,6 +234,7 @@ def test_plugins_lists_every_multihost_plugin(avocado):
             group, []
         ), f"no multihost plugin in {group}: {groups.get(group)}"
     assert "vt-bootstrap" in groups.get("cli.cmd", [])
+    assert "multihost-run" in groups.get("cli", [])
     assert "avocado_multihost" not in result.stderr  # no load failure of ours
 
 
@@ -272,6 +273,7 @@ def test_config_shows_multihost_settings_with_defaults(avocado):
         "multihost.alloc_timeout": "300",
         "multihost.binary": "",
         "multihost.cluster": "default",
+        "multihost.hold_on_failure": "0",
         "multihost.lease": "600",
         "multihost.state": "",
         "multihost.state_dir": "",
@@ -285,6 +287,7 @@ def test_config_shows_values_from_config_file(avocado, tmp_path):
         cluster="lab",
         alloc_timeout=42,
         lease=7,
+        hold_on_failure="2h",
     )
     values = config_values(avocado("config").stdout)
     assert values["multihost.binary"] == "/opt/x/vtcluster"
@@ -292,6 +295,13 @@ def test_config_shows_values_from_config_file(avocado, tmp_path):
     assert values["multihost.cluster"] == "lab"
     assert values["multihost.alloc_timeout"] == "42"
     assert values["multihost.lease"] == "7"
+    assert values["multihost.hold_on_failure"] == "2h"
+
+
+def test_run_option_sets_hold_on_failure(avocado):
+    result = avocado("run", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "--multihost-hold-on-failure DURATION" in result.stdout
 
 
 # --- locating the binary -----------------------------------------------------
