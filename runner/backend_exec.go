@@ -18,24 +18,7 @@ func (b *backend) Exec(ctx context.Context, node PartitionNode, argv []string, o
 	if err != nil {
 		return ExecResult{}, err
 	}
-	b.mu.Lock()
-	owner := b.owners[node.Name]
-	b.mu.Unlock()
-	o := map[string]any{"log_output": true, "owner": owner}
-	if opts.Timeout > 0 {
-		o["timeout"] = opts.Timeout.Seconds()
-	}
-	if len(opts.Env) > 0 {
-		env := map[string]any{}
-		for k, v := range opts.Env {
-			env[k] = v
-		}
-		o["env"] = env
-	}
-	args := make([]any, len(argv))
-	for i, a := range argv {
-		args[i] = a
-	}
+	args, o := b.processCall(node, argv, opts)
 	// The agent enforces the timeout; give the call a little longer.
 	cctx := ctx
 	if opts.Timeout > 0 {
@@ -64,6 +47,30 @@ func (b *backend) Exec(ctx context.Context, node PartitionNode, argv []string, o
 		res.Duration = time.Duration(d * float64(time.Second))
 	}
 	return res, nil
+}
+
+// processCall is the (argv, options) params of process.run and
+// process.start for a command of the test's owner.
+func (b *backend) processCall(node PartitionNode, argv []string, opts ExecOptions) ([]any, map[string]any) {
+	b.mu.Lock()
+	owner := b.owners[node.Name]
+	b.mu.Unlock()
+	o := map[string]any{"log_output": true, "owner": owner}
+	if opts.Timeout > 0 {
+		o["timeout"] = opts.Timeout.Seconds()
+	}
+	if len(opts.Env) > 0 {
+		env := map[string]any{}
+		for k, v := range opts.Env {
+			env[k] = v
+		}
+		o["env"] = env
+	}
+	args := make([]any, len(argv))
+	for i, a := range argv {
+		args[i] = a
+	}
+	return args, o
 }
 
 // Collect fetches each node's service log and the paths the test asked

@@ -109,6 +109,8 @@ type Step struct {
 	// Timeout bounds the step on each node; zero means none (the test's
 	// timeout still applies).
 	Timeout time.Duration
+	// Sync, when set, makes this a synchronisation step (sync_spec.go).
+	Sync *SyncStep
 }
 
 // Identifier is how Avocado shows the test: "<file>:<name>".
@@ -254,6 +256,8 @@ type specLoader struct {
 	data   []byte
 	byPath map[string]*jsonValue // by path, to place errors that name one
 	errs   []error
+	// inGroup is set while the steps of a together group are read.
+	inGroup bool
 }
 
 func (l *specLoader) index(v *jsonValue) {
@@ -674,7 +678,7 @@ func (l *specLoader) step(v *jsonValue, p string, t *Test) Step {
 		case "run":
 			s.Run = l.argv(m.Value, at)
 			for i, a := range s.Run {
-				if _, err := parsePlaceholders(a, t.hasTag); err != nil {
+				if _, err := parsePlaceholders(a, t.placeholderTag); err != nil {
 					l.errorf(jsonPath(at, i), "%v", err)
 				}
 			}
@@ -686,10 +690,18 @@ func (l *specLoader) step(v *jsonValue, p string, t *Test) Step {
 		case "timeout":
 			s.Timeout = l.seconds(m.Value, at)
 		default:
-			l.errorf(at, "unknown key (allowed: on, run, parallel, timeout)")
+			if f := syncStepKeys[m.Key]; f != nil {
+				f(l, m.Value, at, t, &s)
+				continue
+			}
+			l.errorf(at, "unknown key (allowed: on, run, parallel, timeout, barrier, send, value, wait, tags, lock, unlock, background, together)")
 		}
 	}
-	if v.Get("on") == nil {
+	if s.Sync != nil {
+		l.checkSyncStep(v, p, t, &s)
+		return s
+	}
+	if v.Get("on") == nil && !l.inGroup {
 		l.errorf(p, "missing required key \"on\"")
 	}
 	if v.Get("run") == nil {
