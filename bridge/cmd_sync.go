@@ -58,6 +58,8 @@ func syncCommand(e *env) *cli.Command {
 	one := func(name, usage, arg string, flags []cli.Flag, do func(ctx context.Context, cmd *cli.Command, a []string) error, argNames ...string) *cli.Command {
 		return &cli.Command{
 			Name: name, Usage: usage, ArgsUsage: arg, Flags: append(flags, jsonFlag()),
+			// --tags a --tags b: tags never hold commas, but keep one rule.
+			DisableSliceFlagSeparator: true,
 			Action: func(ctx context.Context, cmd *cli.Command) error {
 				a, err := args(cmd, argNames...)
 				if err != nil {

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -98,7 +99,11 @@ func (r *testRun) syncStage(ctx context.Context, rs *runState) (outcome, bool) {
 		return fail(err)
 	}
 	s.srv.serve(ln)
-	rs.env = mergeEnv(rs.env, map[string]string{EnvSyncSocket: filepath.Join(dir, "s"), EnvSyncToken: s.srv.newToken("")})
+	// Not mergeEnv: that drops the partition's variables, which rs.env
+	// holds by now.
+	rs.env = append(slices.DeleteFunc(rs.env, func(kv string) bool {
+		return strings.HasPrefix(kv, EnvSyncSocket+"=") || strings.HasPrefix(kv, EnvSyncToken+"=")
+	}), EnvSyncSocket+"="+filepath.Join(dir, "s"), EnvSyncToken+"="+s.srv.newToken(""))
 	if fw, ok := rs.cl.(syncForwarder); ok {
 		for _, n := range rs.part.Nodes {
 			sock, binDir, cleanup, err := fw.ForwardSync(ctx, n, s.srv.serve)
