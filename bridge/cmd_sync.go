@@ -184,7 +184,8 @@ func installSyncAliases(dir string) error {
 	if !fi.IsDir() {
 		return fmt.Errorf("%s is not a directory", dir)
 	}
-	for _, name := range syncAliasNames() {
+	// vtcluster itself too: the agent's directory is not in PATH.
+	for _, name := range append(syncAliasNames(), "vtcluster") {
 		link := filepath.Join(dir, name)
 		tmp := link + ".new"
 		os.Remove(tmp)
