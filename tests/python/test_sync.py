@@ -157,3 +157,27 @@ def test_a_lost_peer_ends_the_wait_naming_it(cluster, tmp_path):  # noqa: F811
     assert (fail["t"] - lost["t"]).total_seconds() < 2, (lost, fail)
 
 
+
+
+PYSYNC = E2E.parent / "pyclass" / "sync_roles.py"
+
+
+def test_python_roles_use_the_runners_sync(cluster, tmp_path):  # noqa: F811
+    cli = cluster.avocado(tmp_path)
+    result = cli("run", "--job-results-dir", str(cli.results), str(PYSYNC), env=cluster.env)
+    tests = by_test_name(load_results(cli))
+    want = {f"SyncRoles.{m}" for m in ("test_lock_serialises", "test_node_process_and_python_exchange_values",
+                                        "test_role_ending_before_the_barrier_fails_the_waiter")}
+    assert set(tests) == want, result.stdout + result.stderr
+    for name, t in tests.items():
+        assert t["status"] == "PASS", (name, t["fail_reason"], debug_tail(t, 60))
+    t = tests["SyncRoles.test_lock_serialises"]
+    order = [(e["tag"], e["kind"]) for e in events(t) if e["name"] == "m"]
+    assert sorted(order) == sorted([(r, k) for r in "ab" for k in ("lock", "locked", "unlock")]), order
+    first = order[order.index(next(o for o in order if o[1] == "locked"))][0]
+    second = "b" if first == "a" else "a"
+    assert order.index((first, "unlock")) < order.index((second, "locked")), order
+    t = tests["SyncRoles.test_node_process_and_python_exchange_values"]
+    sends = {(e["tag"], e["name"]) for e in events(t) if e["kind"] == "send"}
+    assert sends == {("b", "from-python"), ("a", "from-node")}, sends
+    assert_cluster_clean(cluster, result.stdout + result.stderr)
