@@ -83,6 +83,8 @@ func (r *testRun) syncStage(ctx context.Context, rs *runState) (outcome, bool) {
 		}
 	}()
 	s.srv = newSyncServer(s.hub, members)
+	// Read only by the body (op env), which starts after this stage.
+	s.srv.envOf = func(tag string) map[string]string { return s.nodeEnv[tag] }
 	fail := func(err error) (outcome, bool) {
 		r.syncClose(ctx, s)
 		return outcome{Result: resultError, Reason: "runner: sync: " + err.Error()}, false
@@ -105,27 +107,44 @@ func (r *testRun) syncStage(ctx context.Context, rs *runState) (outcome, bool) {
 		return strings.HasPrefix(kv, EnvSyncSocket+"=") || strings.HasPrefix(kv, EnvSyncToken+"=")
 	}), EnvSyncSocket+"="+filepath.Join(dir, "s"), EnvSyncToken+"="+s.srv.newToken(""))
 	if fw, ok := rs.cl.(syncForwarder); ok {
-		for _, n := range rs.part.Nodes {
-			sock, binDir, cleanup, err := fw.ForwardSync(ctx, n, s.srv.serve)
-			if cleanup != nil {
-				s.cleanups = append(s.cleanups, cleanup)
+		// All nodes at once: each costs a few SSH round trips.
+		type fwd struct {
+			sock, binDir string
+			cleanup      func(context.Context)
+			err          error
+		}
+		got := make([]fwd, len(rs.part.Nodes))
+		var wg sync.WaitGroup
+		for i, n := range rs.part.Nodes {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer r.trap.catch()
+				got[i].sock, got[i].binDir, got[i].cleanup, got[i].err = fw.ForwardSync(ctx, n, s.srv.serve)
+			}()
+		}
+		wg.Wait()
+		for i := range rs.part.Nodes {
+			if got[i].cleanup != nil {
+				s.cleanups = append(s.cleanups, got[i].cleanup)
 			}
-			if err != nil {
-				if ctx.Err() != nil {
-					r.syncClose(ctx, s)
-					return interruptOutcome(ctx), false
-				}
+		}
+		if ctx.Err() != nil {
+			r.syncClose(ctx, s)
+			return interruptOutcome(ctx), false
+		}
+		for i, n := range rs.part.Nodes {
+			if err := got[i].err; err != nil {
 				r.logf(ctx, "sync: processes on %s (%s) cannot synchronise: %v", n.Tag, n.Name, err)
 				continue
 			}
 			path := agent.DefaultProcessConfig().BaseEnv["PATH"]
-			if binDir != "" {
-				path = binDir + ":" + path
+			if got[i].binDir != "" {
+				path = got[i].binDir + ":" + path
 			}
-			s.nodeEnv[n.Tag] = map[string]string{EnvSyncSocket: sock, EnvSyncToken: s.srv.newToken(n.Tag), EnvSyncTag: n.Tag, "PATH": path}
+			s.nodeEnv[n.Tag] = map[string]string{EnvSyncSocket: got[i].sock, EnvSyncToken: s.srv.newToken(n.Tag), EnvSyncTag: n.Tag, "PATH": path}
 		}
 	}
-	s.srv.envOf = func(tag string) map[string]string { return s.nodeEnv[tag] }
 	r.sync = s
 	return outcome{}, true
 }
@@ -197,8 +216,10 @@ func (r *testRun) syncLost(err error) {
 		return
 	}
 	for _, m := range r.sync.hub.members {
-		if strings.Contains(err.Error(), fmt.Sprintf("node %q", m.node)) {
-			r.sync.hub.SetLost(m.tag, err.Error())
+		// The watch names the node: `node "n2" (tag b) lost: why`.
+		prefix := fmt.Sprintf("node %q (tag %s) lost: ", m.node, m.tag)
+		if why, ok := strings.CutPrefix(err.Error(), prefix); ok {
+			r.sync.hub.SetLost(m.tag, why)
 		}
 	}
 	r.sync.hub.Abort(err.Error())

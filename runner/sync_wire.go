@@ -97,10 +97,10 @@ type syncServer struct {
 	lns     []net.Listener
 	// envOf returns the environment of tag's processes (op env, for the
 	// body to start node processes that can synchronise).
-	envOf func(tag string) map[string]string
-	ctx     context.Context
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	envOf  func(tag string) map[string]string
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
 func newSyncServer(hub *syncHub, members []SyncInfoMember) *syncServer {
