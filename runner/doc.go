@@ -32,4 +32,12 @@
 // forwarding into the test), backend_exec.go (commands and collection),
 // backend_watch.go (health checks) and backend_resources.go (resources
 // through package resmgr).
+//
+// Synchronisation (docs/sync.md): sync.go is the test's hub (barriers,
+// messages, mutexes that fail at once when a peer is lost or finished),
+// sync_wire.go its Unix-socket wire and client (`vtcluster sync`, the
+// LAVA/Beaker aliases and the Python body use it), sync_stage.go the
+// stage that serves it to the body and, through backend_sync.go, to the
+// nodes, and records sync.json; sync_spec.go and sync_steps.go are the
+// spec's barrier/send/wait/lock/background/together steps.
 package runner

@@ -46,6 +46,8 @@ import (
 // directory. Step argv elements may hold placeholders {tag.address},
 // {tag.name}, {tag.hostname} or {tag.<property>}, replaced inside the
 // element (never through a shell); "{{" and "}}" stand for literal braces.
+// Steps may also synchronise the tags (barrier, send/wait with {sync.KEY},
+// lock/unlock, background, together): see sync_spec.go.
 
 // SpecFile is a loaded spec file.
 type SpecFile struct {

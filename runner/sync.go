@@ -79,7 +79,10 @@ type syncMember struct {
 type syncBarrier struct {
 	gen     int
 	parties []string
-	arrived map[string]time.Time
+	// arrived counts, per tag, the callers waiting in this round: two
+	// processes of one tag may wait at once, and one giving up must not
+	// take the other's arrival with it.
+	arrived map[string]int
 }
 
 type syncValue struct {
@@ -344,7 +347,7 @@ func (h *syncHub) Barrier(ctx context.Context, tag, name string, parties []strin
 		h.mu.Unlock()
 		return syncErrorf("barrier %s: the test already has %d barriers", py.Repr(name), maxSyncKeys)
 	case b == nil:
-		b = &syncBarrier{parties: parties, arrived: map[string]time.Time{}}
+		b = &syncBarrier{parties: parties, arrived: map[string]int{}}
 		h.barriers[name] = b
 	case len(b.arrived) == 0:
 		b.parties = parties // a new round may name other parties
@@ -353,11 +356,11 @@ func (h *syncHub) Barrier(ctx context.Context, tag, name string, parties []strin
 		return syncErrorf("barrier %s: this round's parties are %s, not %s", py.Repr(name), strings.Join(b.parties, ", "), strings.Join(parties, ", "))
 	}
 	gen := b.gen
-	b.arrived[tag] = start
+	b.arrived[tag]++
 	h.record(tag, "arrive", name, "parties "+strings.Join(parties, ","), 0)
 	if len(b.arrived) == len(b.parties) {
 		b.gen++
-		b.arrived = map[string]time.Time{}
+		b.arrived = map[string]int{}
 		h.record(tag, "pass", name, "last to arrive", 0)
 		h.notify()
 		h.mu.Unlock()
@@ -383,9 +386,11 @@ func (h *syncHub) Barrier(ctx context.Context, tag, name string, parties []strin
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if err != nil {
-		// This tag no longer waits: it must not count as arrived.
+		// This caller no longer waits: it must not count as arrived.
 		if b.gen == gen {
-			delete(b.arrived, tag)
+			if b.arrived[tag]--; b.arrived[tag] <= 0 {
+				delete(b.arrived, tag)
+			}
 		}
 		h.record(tag, "fail", name, err.Error(), h.now().Sub(start))
 		return err
