@@ -33,20 +33,14 @@ func syncTagsFlag(usage string) cli.Flag {
 
 func syncCommand(e *env) *cli.Command {
 	call := func(ctx context.Context, cmd *cli.Command, req runner.SyncRequest) (runner.SyncReply, error) {
-		c, err := runner.SyncClientFromEnv()
-		if err != nil {
-			return runner.SyncReply{}, err
-		}
+		var d time.Duration
 		if hasFlag(cmd, flagSyncTimeout) {
-			d, err := durationFlag(cmd, flagSyncTimeout)
-			if err != nil {
+			var err error
+			if d, err = durationFlag(cmd, flagSyncTimeout); err != nil {
 				return runner.SyncReply{}, err
 			}
-			req.Timeout = d.Seconds()
 		}
-		ctx, stop := withSignals(ctx)
-		defer stop()
-		return c.Call(ctx, req)
+		return syncCall(ctx, req, d)
 	}
 	args := func(cmd *cli.Command, names ...string) ([]string, error) {
 		a := cmd.Args().Slice()

@@ -114,16 +114,9 @@ func (r *testRun) syncStage(ctx context.Context, rs *runState) (outcome, bool) {
 			err          error
 		}
 		got := make([]fwd, len(rs.part.Nodes))
-		var wg sync.WaitGroup
-		for i, n := range rs.part.Nodes {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer r.trap.catch()
-				got[i].sock, got[i].binDir, got[i].cleanup, got[i].err = fw.ForwardSync(ctx, n, s.srv.serve)
-			}()
-		}
-		wg.Wait()
+		r.atOnce(len(rs.part.Nodes), func(i int) {
+			got[i].sock, got[i].binDir, got[i].cleanup, got[i].err = fw.ForwardSync(ctx, rs.part.Nodes[i], s.srv.serve)
+		})
 		for i := range rs.part.Nodes {
 			if got[i].cleanup != nil {
 				s.cleanups = append(s.cleanups, got[i].cleanup)

@@ -51,16 +51,7 @@ func (r *testRun) syncStep(ctx context.Context, cl Cluster, p *Partition, n int,
 		}
 	}
 	// A barrier's tags arrive at once; the others act for one tag.
-	var wg sync.WaitGroup
-	for i := range st.On {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer r.trap.catch()
-			one(i)
-		}()
-	}
-	wg.Wait()
+	r.atOnce(len(st.On), one)
 	if ctx.Err() != nil && ctx.Value(inGroupKey{}) == nil {
 		return interruptOutcome(ctx), false
 	}
@@ -137,31 +128,25 @@ func (r *testRun) togetherStep(ctx context.Context, cl Cluster, p *Partition, n 
 	gctx := context.WithValue(ctx, inGroupKey{}, true)
 	outs := make([]outcome, len(roles))
 	oks := make([]bool, len(roles))
-	var wg sync.WaitGroup
-	for i, role := range roles {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer r.trap.catch()
-			oks[i] = true
-			for _, inner := range role.Steps {
-				var o outcome
-				var ok bool
-				if inner.Sync != nil {
-					o, ok = r.syncStep(gctx, cl, p, n, inner)
-				} else {
-					o, ok = r.step(gctx, cl, p, n, inner)
-				}
-				if !ok {
-					outs[i], oks[i] = o, false
-					hub.SetFinished(role.Tag, fmt.Sprintf("failed in step %d: %s", n, o.Reason))
-					return
-				}
+	r.atOnce(len(roles), func(i int) {
+		role := roles[i]
+		oks[i] = true
+		for _, inner := range role.Steps {
+			var o outcome
+			var ok bool
+			if inner.Sync != nil {
+				o, ok = r.syncStep(gctx, cl, p, n, inner)
+			} else {
+				o, ok = r.step(gctx, cl, p, n, inner)
 			}
-			hub.SetFinished(role.Tag, fmt.Sprintf("its steps in step %d ended", n))
-		}()
-	}
-	wg.Wait()
+			if !ok {
+				outs[i], oks[i] = o, false
+				hub.SetFinished(role.Tag, fmt.Sprintf("failed in step %d: %s", n, o.Reason))
+				return
+			}
+		}
+		hub.SetFinished(role.Tag, fmt.Sprintf("its steps in step %d ended", n))
+	})
 	if ctx.Err() != nil {
 		return interruptOutcome(ctx), false
 	}
@@ -183,6 +168,21 @@ func (r *testRun) togetherStep(ctx context.Context, cl Cluster, p *Partition, n 
 		return *consequence, false
 	}
 	return outcome{}, true
+}
+
+// atOnce runs f(0) ... f(n-1) each in its own goroutine and waits for
+// them all; a panic is the test's error, as everywhere in the run.
+func (r *testRun) atOnce(n int, f func(i int)) {
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer r.trap.catch()
+			f(i)
+		}()
+	}
+	wg.Wait()
 }
 
 // isPeerConsequence tells a sync failure caused by a peer that stopped
