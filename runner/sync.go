@@ -15,6 +15,7 @@ package runner
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -529,19 +530,9 @@ func (h *syncHub) Wait(ctx context.Context, tag string, o WaitOptions) (map[stri
 		h.record(tag, "fail", strings.Join(o.Keys, "|"), err.Error(), h.now().Sub(start))
 		return nil, err
 	}
-	senders := slices.Sorted(mapKeys(got))
+	senders := slices.Sorted(maps.Keys(got))
 	h.record(tag, "receive", strings.Join(o.Keys, "|"), "from "+strings.Join(senders, ","), h.now().Sub(start))
 	return got, nil
-}
-
-func mapKeys(m map[string]string) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 // Lock takes mutex name for tag, waiting while another tag holds it. A

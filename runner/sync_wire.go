@@ -119,7 +119,7 @@ func (s *syncServer) newToken(tag string) string {
 
 // identity returns the tag a token acts for; ok is false for an unknown
 // token. The comparison does not tell how much of a token matched.
-func (s *syncServer) identity(token string) (tag string, any, ok bool) {
+func (s *syncServer) identity(token string) (tag string, anyTag, ok bool) {
 	got := sha256.Sum256([]byte(token))
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -223,11 +223,10 @@ func (s *syncServer) handle(ctx context.Context, req SyncRequest) SyncReply {
 	if tag != "" && s.hub.member(tag) == nil {
 		return SyncReply{Error: fmt.Sprintf("sync: unknown tag %q", tag)}
 	}
-	timeout := time.Duration(0)
 	if req.Timeout < 0 || req.Timeout > maxSyncWait.Seconds() {
 		return SyncReply{Error: fmt.Sprintf("sync: timeout must be within 0..%s s", seconds(maxSyncWait))}
 	}
-	timeout = time.Duration(req.Timeout * float64(time.Second))
+	timeout := time.Duration(req.Timeout * float64(time.Second))
 	var err error
 	var rep SyncReply
 	switch req.Op {
