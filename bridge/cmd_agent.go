@@ -303,6 +303,7 @@ func runAgent(ctx context.Context, e *env, o agentOptions) error {
 	cfg.AllowedHosts = o.allowHost
 	cfg.Token = o.token
 	cfg.ShutdownTimeout = agentShutdownTimeout
+	placeSyncAliases(e, o.dataDir)
 	err := agent.Run(ctx, agent.DaemonConfig{
 		DataDir:  o.dataDir,
 		Server:   cfg,

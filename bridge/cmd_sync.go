@@ -146,18 +146,22 @@ func syncCommand(e *env) *cli.Command {
 					}
 					return nil
 				}),
-			{
-				Name: "install-aliases", Usage: "place links named lava-send, rhts-sync-set, ... to this binary in DIR",
-				ArgsUsage: "DIR", Hidden: true,
-				Action: func(_ context.Context, cmd *cli.Command) error {
-					a, err := args(cmd, "DIR")
-					if err != nil {
-						return err
-					}
-					return installSyncAliases(a[0])
-				},
-			},
 		},
+	}
+}
+
+// placeSyncAliases puts the sync aliases beside a deployed agent (its data
+// dir beside its executable: the layout vtcluster deploys), once per
+// agent start, so that a test pays nothing for them; the runner puts that
+// directory first in PATH of the test's processes. Without them a node's
+// processes only lack the command names, so a failure is a warning.
+func placeSyncAliases(e *env, dataDir string) {
+	exe, err := os.Executable()
+	if err != nil || filepath.Dir(exe) != filepath.Dir(dataDir) {
+		return
+	}
+	if err := installSyncAliases(filepath.Join(filepath.Dir(exe), runner.SyncAliasDir)); err != nil {
+		fmt.Fprintf(e.stderr, "vtcluster agent: the sync commands (lava-send, ...) are not available to tests: %v\n", err)
 	}
 }
 

@@ -54,9 +54,6 @@ func newSocketPath(n Node, prefix string) (string, error) {
 	return p, checkSocketPath(n.Name, p)
 }
 
-// AgentBinary is where the deployed binary is on the node.
-func AgentBinary(n Node) string { return path.Join(n.AgentDir(), agentBinaryName) }
-
 // checkSocketPath refuses a socket path the kernel would truncate.
 func checkSocketPath(node, p string) error {
 	if len(p) > maxSocketPath {

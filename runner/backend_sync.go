@@ -11,17 +11,16 @@ import (
 	"github.com/vtcluster/vtcluster/cluster/sshx"
 )
 
-// SyncAliasDir is the directory, in a node's agent directory, that holds
-// the sync command aliases (lava-send, rhts-sync-set, ...) as links to the
-// deployed binary; the test's processes get it first in PATH.
+// SyncAliasDir is the directory, in a node's agent directory, where the
+// agent places the sync command aliases (lava-send, rhts-sync-set, ...) as
+// links to itself; the test's processes get it first in PATH.
 const SyncAliasDir = "sync-bin"
 
 // ForwardSync opens the way from the node's processes to the test's sync
 // service as the log path does: an SSH remote forward of a fresh Unix
 // socket in the node's 0700 agent directory, so only the SSH user (the
 // agent's, whose processes the test starts) can connect, and nothing
-// listens on a network. It also has the deployed binary place its alias
-// links. Direct-mode nodes (no SSH) cannot.
+// listens on a network. Direct-mode nodes (no SSH) cannot.
 func (b *backend) ForwardSync(ctx context.Context, node PartitionNode, serve func(net.Listener)) (string, string, func(context.Context), error) {
 	nc, err := b.conn(node.Name)
 	if err != nil {
@@ -52,12 +51,8 @@ func (b *backend) ForwardSync(ctx context.Context, node PartitionNode, serve fun
 		// sshd may leave the socket file behind; it is ours to remove.
 		_ = ssh.Run(ctx, []string{"rm", "-f", "--", sock}, sshx.RunOptions{})
 	}
-	binDir := path.Join(n.AgentDir(), SyncAliasDir)
-	out := sshx.NewTailBuffer(4 << 10)
-	if err := ssh.Run(ctx, []string{cluster.AgentBinary(n), "sync", "install-aliases", binDir}, sshx.RunOptions{Stdout: out, Stderr: out}); err != nil {
-		return sock, "", cleanup, fmt.Errorf("placing the sync aliases in %s: %w: %s", binDir, err, out.String())
-	}
-	return sock, binDir, cleanup, nil
+	// The agent placed the aliases when it started (bridge's agent command).
+	return sock, path.Join(n.AgentDir(), SyncAliasDir), cleanup, nil
 }
 
 // StartBackground starts argv on the node with the agent's process.start,

@@ -62,6 +62,7 @@ func (r *testRun) syncStage(ctx context.Context, rs *runState) (outcome, bool) {
 	if len(rs.part.Nodes) == 0 {
 		return outcome{}, true
 	}
+	start := time.Now()
 	var tags, nodes []string
 	var members []SyncInfoMember
 	for _, n := range rs.part.Nodes {
@@ -139,6 +140,7 @@ func (r *testRun) syncStage(ctx context.Context, rs *runState) (outcome, bool) {
 		}
 	}
 	r.sync = s
+	r.logf(ctx, "sync: ready for %d nodes in %.3f s", len(s.nodeEnv), time.Since(start).Seconds())
 	return outcome{}, true
 }
 
