@@ -3,7 +3,6 @@ package runner
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strings"
 	"sync"
 
@@ -41,8 +40,8 @@ func (r *testRun) syncStep(ctx context.Context, cl Cluster, p *Partition, n int,
 		case "wait":
 			var vals map[string]string
 			vals, errs[i] = hub.Wait(ctx, tag, WaitOptions{Keys: []string{ss.Name}, From: ss.Tags, Timeout: st.Timeout})
-			if errs[i] == nil {
-				r.logf(ctx, "step %d on %s: %s = %s", n, tag, py.Repr(ss.Name), py.Repr(formatValues(vals)))
+			for sender, v := range vals { // one: a wait step waits for one sender
+				r.logf(ctx, "step %d on %s: %s = %s (from %s)", n, tag, py.Repr(ss.Name), py.Repr(v), sender)
 			}
 		case "lock":
 			errs[i] = hub.Lock(ctx, tag, ss.Name, st.Timeout)
@@ -61,24 +60,6 @@ func (r *testRun) syncStep(ctx context.Context, cl Cluster, p *Partition, n int,
 		}
 	}
 	return outcome{}, true
-}
-
-func formatValues(vals map[string]string) string {
-	if len(vals) == 1 {
-		for _, v := range vals {
-			return v
-		}
-	}
-	keys := make([]string, 0, len(vals))
-	for k := range vals {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var parts []string
-	for _, k := range keys {
-		parts = append(parts, k+"="+vals[k])
-	}
-	return strings.Join(parts, " ")
 }
 
 // backgroundStep starts a command on each tag of the step and goes on; the
