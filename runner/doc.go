@@ -34,7 +34,8 @@
 // through package resmgr).
 //
 // Synchronisation (docs/sync.md): sync.go is the test's hub (barriers,
-// messages, mutexes that fail at once when a peer is lost or finished),
+// messages and, in sync_mutex.go, mutexes, whose waits fail at once when
+// a peer is lost or finished),
 // sync_wire.go its Unix-socket wire and client (`vtcluster sync`, the
 // LAVA/Beaker aliases and the Python body use it), sync_stage.go the
 // stage that serves it to the body and, through backend_sync.go, to the
