@@ -303,6 +303,9 @@ func runAgent(ctx context.Context, e *env, o agentOptions) error {
 	cfg.AllowedHosts = o.allowHost
 	cfg.Token = o.token
 	cfg.ShutdownTimeout = agentShutdownTimeout
+	if o.socket != "" { // tunnel mode: the only one a test's processes can sync from
+		placeSyncAliases(e, o.dataDir)
+	}
 	err := agent.Run(ctx, agent.DaemonConfig{
 		DataDir:  o.dataDir,
 		Server:   cfg,

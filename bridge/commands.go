@@ -43,6 +43,7 @@ func rootCommand(e *env) *cli.Command {
 			selectCommand(e),
 			stateCommand(e),
 			statusCommand(e),
+			syncCommand(e),
 			testsCommand(e),
 		},
 	}

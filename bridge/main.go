@@ -62,6 +62,9 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	if filepath.Base(args[0]) == RunnerName {
 		return runnerMain(ctx, e, args)
 	}
+	if _, ok := syncAliases[filepath.Base(args[0])]; ok {
+		return syncAliasMain(ctx, e, filepath.Base(args[0]), args[1:])
+	}
 	root := rootCommand(e)
 	routeUsageErrors(root)
 	err := root.Run(ctx, args)

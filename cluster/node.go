@@ -43,8 +43,14 @@ func AgentSocket(n Node) string { return path.Join(n.AgentDir(), agentSocketName
 // the SSH remote forward its agent sends log records to: only the SSH user
 // can connect there, and a random name never meets a stale socket, which
 // sshd would not replace.
-func NewLogSocketPath(n Node) (string, error) {
-	p := path.Join(n.AgentDir(), "log-"+rand.Text()[:10]+".sock")
+func NewLogSocketPath(n Node) (string, error) { return newSocketPath(n, "log-") }
+
+// NewSyncSocketPath is NewLogSocketPath for the SSH remote forward the
+// test's processes on the node reach its sync service through.
+func NewSyncSocketPath(n Node) (string, error) { return newSocketPath(n, "sync-") }
+
+func newSocketPath(n Node, prefix string) (string, error) {
+	p := path.Join(n.AgentDir(), prefix+rand.Text()[:10]+".sock")
 	return p, checkSocketPath(n.Name, p)
 }
 

@@ -48,12 +48,45 @@ const RunGrace = 30 * time.Second
 // means the call itself failed (CallError, or a reply that is not what the
 // process service sends).
 func (c *Client) Run(ctx context.Context, argv []string, opts RunOptions) (RunResult, error) {
-	o := map[string]any{}
 	if opts.Timeout > 0 {
-		o["timeout"] = opts.Timeout.Seconds()
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, opts.Timeout+RunGrace)
 		defer cancel()
+	}
+	args, o := processParams(argv, opts)
+	v, err := c.Call(ctx, "process.run", args, o)
+	if err != nil {
+		return RunResult{}, err
+	}
+	res, err := decodeRunResult(v)
+	if err != nil {
+		return RunResult{}, &CallError{Node: c.node, Method: "process.run", Err: err}
+	}
+	return res, nil
+}
+
+// Start starts argv on the node with the agent's process.start and returns
+// the process id the agent gave it (for process.kill, process.wait). The
+// options are Run's; Timeout bounds the command, not the call.
+func (c *Client) Start(ctx context.Context, argv []string, opts RunOptions) (string, error) {
+	args, o := processParams(argv, opts)
+	v, err := c.Call(ctx, "process.start", args, o)
+	if err != nil {
+		return "", err
+	}
+	id, ok := v.(string)
+	if !ok {
+		return "", &CallError{Node: c.node, Method: "process.start", Err: fmt.Errorf("reply is %s, want str", py.TypeName(v))}
+	}
+	return id, nil
+}
+
+// processParams is the (argv, options) params of process.run and
+// process.start.
+func processParams(argv []string, opts RunOptions) ([]any, map[string]any) {
+	o := map[string]any{}
+	if opts.Timeout > 0 {
+		o["timeout"] = opts.Timeout.Seconds()
 	}
 	if len(opts.Env) > 0 {
 		env := make(map[string]any, len(opts.Env))
@@ -75,15 +108,7 @@ func (c *Client) Run(ctx context.Context, argv []string, opts RunOptions) (RunRe
 	for i, a := range argv {
 		args[i] = a
 	}
-	v, err := c.Call(ctx, "process.run", args, o)
-	if err != nil {
-		return RunResult{}, err
-	}
-	res, err := decodeRunResult(v)
-	if err != nil {
-		return RunResult{}, &CallError{Node: c.node, Method: "process.run", Err: err}
-	}
-	return res, nil
+	return args, o
 }
 
 // decodeRunResult reads process.run's reply. Output may come as bytes (our
@@ -134,4 +159,9 @@ func outputField(m map[string]any, key string) ([]byte, error) {
 // Run runs argv on the node; see Client.Run.
 func (nc *NodeConn) Run(ctx context.Context, argv []string, opts RunOptions) (RunResult, error) {
 	return nc.agent.Run(ctx, argv, opts)
+}
+
+// Start starts argv on the node; see Client.Start.
+func (nc *NodeConn) Start(ctx context.Context, argv []string, opts RunOptions) (string, error) {
+	return nc.agent.Start(ctx, argv, opts)
 }

@@ -17,16 +17,20 @@ func (b *backend) Exec(ctx context.Context, node PartitionNode, argv []string, o
 	if err != nil {
 		return ExecResult{}, err
 	}
-	b.mu.Lock()
-	owner := b.owners[node.Name]
-	b.mu.Unlock()
-	r, err := nc.Run(ctx, argv, cluster.RunOptions{
-		Timeout: opts.Timeout, Env: opts.Env, Owner: owner, LogOutput: true,
-	})
+	r, err := nc.Run(ctx, argv, b.runOptions(node, opts))
 	if err != nil {
 		return ExecResult{}, err
 	}
 	return ExecResult(r), nil
+}
+
+// runOptions are the options of a command the test starts on node: the
+// test's owner, so the next test's hand-over stops what outlives it.
+func (b *backend) runOptions(node PartitionNode, opts ExecOptions) cluster.RunOptions {
+	b.mu.Lock()
+	owner := b.owners[node.Name]
+	b.mu.Unlock()
+	return cluster.RunOptions{Timeout: opts.Timeout, Env: opts.Env, Owner: owner, LogOutput: true}
 }
 
 // Collect fetches each node's service log and the paths the test asked

@@ -39,4 +39,13 @@
 // for every test), bundle.go (what the nodes say when a test fails) and
 // hold.go (multihost.hold_on_failure keeps a failed test's partition);
 // docs/debugging-failures.md is the user's side.
+//
+// Synchronisation (docs/sync.md): sync.go is the test's hub (barriers,
+// messages and, in sync_mutex.go, mutexes, whose waits fail at once when
+// a peer is lost or finished),
+// sync_wire.go its Unix-socket wire and client (`vtcluster sync`, the
+// LAVA/Beaker aliases and the Python body use it), sync_stage.go the
+// stage that serves it to the body and, through backend_sync.go, to the
+// nodes, and records sync.json; sync_spec.go and sync_steps.go are the
+// spec's barrier/send/wait/lock/background/together steps.
 package runner

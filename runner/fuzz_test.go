@@ -50,6 +50,7 @@ func FuzzParseSpec(f *testing.F) {
 		}
 	}
 	f.Add([]byte(twoNodeSpec))
+	f.Add([]byte(syncSpec))
 	f.Add([]byte(`{"name": "t", "nodes": {"a": null}, "body": {"command": ["true"]}}`))
 	f.Add([]byte(`{"tests": []}`))
 	f.Fuzz(func(t *testing.T, data []byte) {

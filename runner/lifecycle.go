@@ -191,6 +191,8 @@ type testRun struct {
 	trap       *panicTrap
 	// events is the record the timeline is drawn from (events.go).
 	events *Events
+	// sync is the test's synchronisation (sync_stage.go); nil without nodes.
+	sync *syncRun
 }
 
 // teardownCtx returns the context for cleanup after the body: a short
@@ -312,6 +314,7 @@ func (r *testRun) stages() []stage {
 	}
 	return append(st,
 		stage{name: "partition file", setup: r.partitionFileStage},
+		stage{name: "sync", setup: r.syncStage, teardown: r.syncTeardown},
 		stage{name: "body", setup: r.bodyStage},
 	)
 }
@@ -512,6 +515,7 @@ func (r *testRun) bodyStage(ctx context.Context, rs *runState) (outcome, bool) {
 		go func() {
 			select {
 			case err := <-lost:
+				r.syncLost(err)
 				wcancel(&nodeLostError{err})
 				r.events.Add(Event{Kind: KindNodeLost, Name: "test ended: node lost", Detail: err.Error(), Severity: SeverityError})
 				// Logged when seen, so debug.log shows how long detection
@@ -745,7 +749,11 @@ func mergeEnv(base []string, vars map[string]string) []string {
 // body runs the steps, then the command.
 func (r *testRun) body(ctx context.Context, cl Cluster, p *Partition, env []string) outcome {
 	for i, st := range r.test.Body.Steps {
-		if o, ok := r.step(ctx, cl, p, i+1, st); !ok {
+		run := r.step
+		if st.Sync != nil {
+			run = r.syncStep
+		}
+		if o, ok := run(ctx, cl, p, i+1, st); !ok {
 			return o
 		}
 	}
@@ -781,19 +789,21 @@ func (r *testRun) step(ctx context.Context, cl Cluster, p *Partition, n int, st 
 		err error
 	}
 	results := make([]nodeResult, len(st.On))
+	r.syncStepStarts(ctx, n, st.On)
 	runOne := func(i int) {
 		tag := st.On[i]
 		node, _ := p.Node(tag)
 		results[i].tag = tag
-		argv, err := expandArgv(st.Run, p)
+		argv, err := r.expandStepArgv(ctx, tag, st.Run, st.Timeout, p)
 		if err != nil {
 			results[i].err = err
 			return
 		}
 		r.logf(ctx, "step %d on %s (%s): %s", n, tag, node.Name, py.Repr(argv))
 		end := r.events.Begin(Event{Tag: tag, Node: node.Name, Kind: KindStep, Name: fmt.Sprintf("step %d", n), Detail: py.Repr(argv)})
-		results[i].res, results[i].err = cl.Exec(ctx, node, argv, ExecOptions{Timeout: st.Timeout})
+		results[i].res, results[i].err = cl.Exec(ctx, node, argv, ExecOptions{Timeout: st.Timeout, Env: r.syncEnv(tag)})
 		end(stepSeverity(results[i].res, results[i].err), stepText(results[i].res, results[i].err))
+		r.syncExecDone(ctx, n, tag, results[i].res, results[i].err)
 		if results[i].err == nil {
 			r.stepOutput(ctx, n, tag, results[i].res)
 		}

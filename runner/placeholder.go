@@ -76,8 +76,16 @@ func parsePlaceholders(s string, knownTag func(string) bool) ([]argPart, error) 
 // expandArgv substitutes the placeholders of every element of argv with
 // the partition's node facts.
 func expandArgv(argv []string, p *Partition) ([]string, error) {
+	return expandArgvWith(argv, p, nil)
+}
+
+// expandArgvWith is expandArgv that also replaces {sync.KEY} (when no node
+// is tagged sync) with what message returns for KEY.
+func expandArgvWith(argv []string, p *Partition, message func(key string) (string, error)) ([]string, error) {
 	out := make([]string, len(argv))
-	known := func(tag string) bool { _, ok := p.Node(tag); return ok }
+	_, syncTag := p.Node(syncPlaceholder)
+	isMessage := func(tag string) bool { return message != nil && !syncTag && tag == syncPlaceholder }
+	known := func(tag string) bool { _, ok := p.Node(tag); return ok || isMessage(tag) }
 	for i, a := range argv {
 		parts, err := parsePlaceholders(a, known)
 		if err != nil {
@@ -87,6 +95,14 @@ func expandArgv(argv []string, p *Partition) ([]string, error) {
 		for _, part := range parts {
 			if part.tag == "" {
 				b.WriteString(part.lit)
+				continue
+			}
+			if isMessage(part.tag) {
+				v, err := message(part.field)
+				if err != nil {
+					return nil, fmt.Errorf("placeholder {%s.%s}: %w", part.tag, part.field, err)
+				}
+				b.WriteString(v)
 				continue
 			}
 			n, _ := p.Node(part.tag)

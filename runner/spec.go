@@ -46,6 +46,8 @@ import (
 // directory. Step argv elements may hold placeholders {tag.address},
 // {tag.name}, {tag.hostname} or {tag.<property>}, replaced inside the
 // element (never through a shell); "{{" and "}}" stand for literal braces.
+// Steps may also synchronise the tags (barrier, send/wait with {sync.KEY},
+// lock/unlock, background, together): see sync_spec.go.
 
 // SpecFile is a loaded spec file.
 type SpecFile struct {
@@ -109,6 +111,8 @@ type Step struct {
 	// Timeout bounds the step on each node; zero means none (the test's
 	// timeout still applies).
 	Timeout time.Duration
+	// Sync, when set, makes this a synchronisation step (sync_spec.go).
+	Sync *SyncStep
 }
 
 // Identifier is how Avocado shows the test: "<file>:<name>".
@@ -254,6 +258,8 @@ type specLoader struct {
 	data   []byte
 	byPath map[string]*jsonValue // by path, to place errors that name one
 	errs   []error
+	// inGroup is set while the steps of a together group are read.
+	inGroup bool
 }
 
 func (l *specLoader) index(v *jsonValue) {
@@ -685,7 +691,7 @@ func (l *specLoader) step(v *jsonValue, p string, t *Test) Step {
 		case "run":
 			s.Run = l.argv(m.Value, at)
 			for i, a := range s.Run {
-				if _, err := parsePlaceholders(a, t.hasTag); err != nil {
+				if _, err := parsePlaceholders(a, t.placeholderTag); err != nil {
 					l.errorf(jsonPath(at, i), "%v", err)
 				}
 			}
@@ -697,10 +703,18 @@ func (l *specLoader) step(v *jsonValue, p string, t *Test) Step {
 		case "timeout":
 			s.Timeout = l.seconds(m.Value, at)
 		default:
-			l.unknownKey(m, at, "allowed: on, run, parallel, timeout")
+			if f := syncStepKeys[m.Key]; f != nil {
+				f(l, m.Value, at, t, &s)
+				continue
+			}
+			l.unknownKey(m, at, "allowed: on, run, parallel, timeout, barrier, send, value, wait, tags, lock, unlock, background, together")
 		}
 	}
-	if v.Get("on") == nil {
+	if s.Sync != nil {
+		l.checkSyncStep(v, p, t, &s)
+		return s
+	}
+	if v.Get("on") == nil && !l.inGroup {
 		l.errorf(p, "missing required key \"on\"")
 	}
 	if v.Get("run") == nil {

@@ -27,7 +27,10 @@ into the test's debug.log, runs the method in a Python child
 Only the standard library is used here.
 """
 
+import json
 import logging
+import os
+import socket
 import threading
 import time
 import unittest
@@ -57,73 +60,106 @@ class SyncError(TestError):
 
 
 class _Sync:
-    """Barriers and a key/value exchange among the roles of one test.
+    """The test's barriers, messages and mutexes, held by the runner
+    (avocado-runner-multihost) for the test's whole life: the same service
+    JSON steps and the test's processes on its nodes use (docs/sync.md).
 
-    The roles are the functions ``run_roles`` runs at once, one thread
-    each, all in the test's Python process (which drives every node
-    through its agent). Waits end at the test's deadline, and at once when
-    another role has failed, so that a broken role never leaves the others
-    hanging until the runner's timeout.
+    The runner gives this process a Unix socket and a token in its
+    environment; each call is one JSON line each way. Inside ``run_roles``
+    every role thread acts for its tag; the runner knows when a role has
+    returned or failed, so a wait that needs it ends at once, naming it.
+    Waits also end at the test's deadline.
     """
 
-    def __init__(self, deadline):
+    #: bound of a reply line (values of every tag)
+    _MAX_REPLY = 8 << 20
+
+    def __init__(self, deadline, tags):
         self._deadline = deadline
-        self._cond = threading.Condition()
-        self._values = {}
-        self._arrived = {}
-        self._generation = {}
-        self._parties = 1
-        self._broken = None
+        self._tags = list(tags)
+        self._roles = None
+        self._local = threading.local()
+        self._socket = os.environ.get("VTCLUSTER_SYNC_SOCKET")
+        self._token = os.environ.get("VTCLUSTER_SYNC_TOKEN")
 
-    def _wait(self, done, what, timeout):
-        end = self._deadline
+    def tag(self):
+        """The tag this thread acts for: its role, else the test's first tag."""
+        return getattr(self._local, "tag", None) or (self._tags[0] if self._tags else "")
+
+    def call(self, op, what, timeout=None, **fields):
+        if not self._socket or not self._token:
+            raise SyncError(f"{what}: this test was not started by avocado-runner-multihost "
+                            "with synchronisation ($VTCLUSTER_SYNC_SOCKET is not set)")
+        left = None if self._deadline is None else max(self._deadline - time.monotonic(), 0.001)
         if timeout is not None:
-            end = min(end, time.monotonic() + timeout) if end is not None else time.monotonic() + timeout
-        while not done():
-            if self._broken is not None:
-                raise SyncError(f"{what}: given up, {self._broken}")
-            left = None if end is None else end - time.monotonic()
-            if left is not None and left <= 0:
-                raise SyncError(f"{what}: timed out")
-            self._cond.wait(timeout=left)
+            left = timeout if left is None else min(left, timeout)
+        req = dict(fields, token=self._token, op=op, tag=fields.get("tag") or self.tag(), timeout=left or 0)
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+                conn.connect(self._socket)
+                conn.sendall(json.dumps(req).encode() + b"\n")
+                buf = b""
+                while not buf.endswith(b"\n"):
+                    chunk = conn.recv(65536)
+                    if not chunk or len(buf) > self._MAX_REPLY:
+                        raise SyncError(f"{what}: the runner closed the connection without an answer")
+                    buf += chunk
+        except OSError as exc:
+            raise SyncError(f"{what}: cannot reach the test's runner: {exc}") from exc
+        reply = json.loads(buf)
+        if reply.get("error"):
+            raise SyncError(reply["error"])
+        return reply
 
-    def start(self, parties):
-        with self._cond:
-            self._parties, self._broken = parties, None
-            self._arrived.clear()
+    def start(self, roles):
+        """``run_roles`` begins: its tags run, the others take no part."""
+        self._roles = list(roles)
+        for tag in self._tags:
+            if tag in roles:
+                self.call("state", "run_roles", tag=tag, value="running")
+            else:
+                self.call("state", "run_roles", tag=tag, value="finished", name="not one of run_roles' roles")
 
-    def abort(self, why):
-        with self._cond:
-            self._broken = why
-            self._cond.notify_all()
+    def enter(self, tag):
+        self._local.tag = tag
+
+    def finish(self, tag, why):
+        """A role returned or failed: it will not arrive anywhere any more."""
+        self.call("state", "run_roles", tag=tag, value="finished", name=why)
+
+    def stop(self):
+        self._roles = None
+        for tag in self._tags:
+            self.call("state", "run_roles", tag=tag, value="running")
 
     def barrier(self, name, timeout):
-        with self._cond:
-            gen = self._generation.get(name, 0)
-            self._arrived[name] = self._arrived.get(name, 0) + 1
-            if self._arrived[name] >= self._parties:
-                self._arrived[name] = 0
-                self._generation[name] = gen + 1
-                self._cond.notify_all()
-                return
-            try:
-                self._wait(lambda: self._generation.get(name, 0) != gen,
-                           f"barrier {name!r} ({self._parties} roles)", timeout)
-            except SyncError:
-                # This role no longer waits: it must not count as arrived.
-                if self._generation.get(name, 0) == gen:
-                    self._arrived[name] -= 1
-                raise
+        self.call("barrier", f"barrier {name!r}", timeout, name=name, tags=self._roles)
 
     def send(self, key, value):
-        with self._cond:
-            self._values[key] = value
-            self._cond.notify_all()
+        text = value if isinstance(value, str) else json.dumps(value)
+        self.call("send", f"send {key!r}", name=key, value=text)
 
     def wait_for(self, key, timeout):
-        with self._cond:
-            self._wait(lambda: key in self._values, f"waiting for {key!r}", timeout)
-            return self._values[key]
+        # A role waits for the others: its own thread cannot send meanwhile.
+        reply = self.call("wait", f"waiting for {key!r}", timeout, name=key, others=self._roles is not None)
+        (value,) = reply["values"].values()
+        return _decode_value(value)
+
+    def lock(self, name, timeout):
+        self.call("lock", f"mutex {name!r}", timeout, name=name)
+
+    def unlock(self, name):
+        self.call("unlock", f"mutex {name!r}", name=name)
+
+
+def _decode_value(text):
+    """What ``send`` sent: strings as they are, other values as JSON."""
+    if text[:1] in "-0123456789[{" or text in ("true", "false", "null"):
+        try:
+            return json.loads(text)
+        except ValueError:
+            pass
+    return text
 
 
 class _Assertions(unittest.TestCase):
@@ -160,10 +196,10 @@ class MultiHostTest:
         self.whiteboard = ""
         self.params = dict(type(self).params or {})
         timeout = type(self).timeout
-        self._sync = _Sync(time.monotonic() + timeout if timeout else None)
         # Attributes shadowing class declarations keep the declaration
         # reachable for the runner while tests see live objects.
         self.nodes = self._load_nodes()
+        self._sync = _Sync(time.monotonic() + timeout if timeout else None, list((partition.get("nodes") or {})))
 
     def _load_nodes(self):
         by_name = {}
@@ -195,22 +231,32 @@ class MultiHostTest:
         function gets the tag's node. Returns ``{tag: return value}``.
 
         Inside the roles, ``self.sync(name)`` is a barrier of all of them,
-        ``self.send(key, value)``/``self.wait_for(key)`` pass values. If a
-        role raises, the others' waits end at once and the first error (in
-        argument order) is raised here once every role has returned.
+        ``self.send(key, value)``/``self.wait_for(key)`` pass values and
+        ``self.lock(name)``/``self.unlock(name)`` guard a section. A role
+        that returns or raises no longer counts as coming: waits that need
+        it end at once, naming it. The first error (in argument order, root
+        causes before the SyncErrors they caused) is raised here once every
+        role has returned.
         """
         if not roles:
             return {}
         nodes = {tag: self.get_node(tag) for tag in roles}
         results, errors = {}, {}
-        self._sync.start(len(roles))
+        self._sync.start(list(roles))
 
         def role(tag, fn):
+            self._sync.enter(tag)
+            why = "its role returned"
             try:
                 results[tag] = fn(nodes[tag])
             except BaseException as exc:  # pylint: disable=broad-except
                 errors[tag] = exc
-                self._sync.abort(f"role {tag} failed: {type(exc).__name__}: {exc}")
+                why = f"its role failed: {type(exc).__name__}: {exc}"
+            finally:
+                try:
+                    self._sync.finish(tag, why)
+                except (OSError, SyncError) as exc:
+                    errors.setdefault(tag, exc)
 
         threads = [threading.Thread(target=role, args=(tag, fn), name=f"role-{tag}", daemon=True)
                    for tag, fn in roles.items()]
@@ -218,7 +264,7 @@ class MultiHostTest:
             t.start()
         for t in threads:
             t.join()
-        self._sync.start(1)
+        self._sync.stop()
         for tag in roles:
             if tag in errors and not isinstance(errors[tag], SyncError):
                 raise errors[tag]
@@ -233,7 +279,9 @@ class MultiHostTest:
         self._sync.barrier(name, timeout)
 
     def send(self, key, value):
-        """Make ``value`` available to ``wait_for(key)`` in every role."""
+        """Make ``value`` available to ``wait_for(key)`` in every role, and to
+        the test's processes on its nodes (``vtcluster sync wait KEY``);
+        values other than strings travel as JSON."""
         self.log.debug("%s: sent %r = %r", threading.current_thread().name, key, value)
         self._sync.send(key, value)
 
@@ -241,6 +289,20 @@ class MultiHostTest:
         """The value sent under ``key``, waiting for it until the test's
         timeout (or ``timeout`` seconds); SyncError when it does not come."""
         return self._sync.wait_for(key, timeout)
+
+    def lock(self, name, timeout=None):
+        """Take mutex ``name`` for this role, waiting while another holds it."""
+        self._sync.lock(name, timeout)
+
+    def unlock(self, name):
+        """Free mutex ``name``, which this role holds."""
+        self._sync.unlock(name)
+
+    def sync_env(self, tag):
+        """The environment that lets a process started on ``tag``'s node
+        (``proxy.process.run(argv, {"env": ...})``) use ``vtcluster sync``
+        and the lava-*/rhts-* commands as one of this test's processes."""
+        return dict(self._sync.call("env", f"sync_env({tag!r})", tag=tag)["values"])
 
     def setUp(self):
         """Runs before the test method."""

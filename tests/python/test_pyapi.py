@@ -405,7 +405,7 @@ def test_avocado_run_python_class_every_ending(registered, tmp_path):
     broken = tests["TwoRoles.test_broken_role_releases_the_others"]
     assert reasons["TwoRoles.test_broken_role_releases_the_others"].startswith("role a on "), reasons
     assert broken["time_elapsed"] < 30, broken["time_elapsed"]
-    assert reasons["TwoRoles.test_wait_for_times_out"] == "waiting for 'never': timed out"
+    assert reasons["TwoRoles.test_wait_for_times_out"] == "waiting for 'never': timed out after 1 s"
     assert reasons["Lifecycle.test_setup_error"] == "setUp: ValueError: no such device in setUp"
     assert "1 != 2" in reasons["Lifecycle.test_assertion"]
     assert "timeout" in reasons["Slow.test_sleeps"], reasons["Slow.test_sleeps"]

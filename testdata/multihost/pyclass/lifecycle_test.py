@@ -75,4 +75,6 @@ class TwoRoles(MultiHostTest):
         self.run_roles(a=a, b=b)
 
     def test_wait_for_times_out(self):
-        self.run_roles(a=lambda node: self.wait_for("never", timeout=1), b=lambda node: None)
+        # b is still there (waiting itself), so a's wait can only time out.
+        self.run_roles(a=lambda node: self.wait_for("never", timeout=1),
+                       b=lambda node: self.wait_for("also-never", timeout=50))
