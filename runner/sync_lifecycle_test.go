@@ -2,6 +2,10 @@ package runner
 
 import (
 	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -37,12 +41,26 @@ func TestSyncSteps_fakeCluster(t *testing.T) {
 			t.Errorf("debug log lacks %q:\n%s", want, log)
 		}
 	}
-	_, msgs, _ = runInProcess(t, context.Background(), spec, "gone", &fakeCluster{nodes: twoNodes()})
+	_, msgs, out := runInProcess(t, context.Background(), spec, "gone", &fakeCluster{nodes: twoNodes()})
 	fin := finishedOf(msgs)
 	if fin["result"] != "fail" || fin["fail_reason"] != "step 1 on b: 'false' exited with status 1" {
 		t.Errorf("gone: %v", fin)
 	}
 	if log := logText(msgs); !strings.Contains(log, "sync: a (node1) fail 'x'") || !strings.Contains(log, "tag 'b' (node node2) finished without reaching it (failed in step 1: step 1 on b: 'false' exited with status 1)") {
 		t.Errorf("the waiter's release is not in the log:\n%s", log)
+	}
+	// The timeline shows the failed wait on the waiter's lane, in red.
+	data, err := os.ReadFile(filepath.Join(out, eventsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec struct{ Events []Event }
+	if err := json.Unmarshal(data, &rec); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(rec.Events, func(e Event) bool {
+		return e.Kind == KindSync && e.Tag == "a" && e.Name == "fail x" && e.Severity == SeverityError && strings.Contains(e.Detail, "finished without reaching it")
+	}) {
+		t.Errorf("events.json has no failed sync event on tag a: %s", data)
 	}
 }

@@ -72,6 +72,9 @@ func (r *testRun) syncStage(ctx context.Context, rs *runState) (outcome, bool) {
 	s := &syncRun{hub: newSyncHub(tags, nodes), nodeEnv: map[string]map[string]string{},
 		events: make(chan SyncEvent, 1024), logDone: make(chan struct{}), bgTags: map[string]bool{}}
 	s.hub.onEvent = func(ev SyncEvent) {
+		// The timeline shows who arrived where and when (a short lock of
+		// its own; never blocks the hub).
+		r.events.Add(syncTimelineEvent(ev))
 		select {
 		case s.events <- ev:
 		default: // the log falls behind; sync.json still has it
@@ -280,4 +283,18 @@ func (r *testRun) expandStepArgv(ctx context.Context, tag string, argv []string,
 		}
 		return "", nil
 	})
+}
+
+// syncTimelineEvent is a sync record as the timeline draws it: failures
+// (a peer lost or finished, a timeout) in red.
+func syncTimelineEvent(ev SyncEvent) Event {
+	sev := SeverityInfo
+	if ev.Kind == "fail" || ev.Kind == "lost" {
+		sev = SeverityError
+	}
+	detail := ev.Detail
+	if ev.Waited > 0 {
+		detail = strings.TrimSpace(fmt.Sprintf("%s (waited %.3fs)", detail, ev.Waited))
+	}
+	return Event{Time: ev.Time, Tag: ev.Tag, Node: ev.Node, Kind: KindSync, Name: ev.Kind + " " + ev.Name, Detail: detail, Severity: sev}
 }
