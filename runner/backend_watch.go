@@ -59,7 +59,7 @@ func (b *backend) Watch(ctx context.Context, p *Partition) <-chan error {
 			continue
 		}
 		go func() {
-			if err := watchNode(ctx, nc); err != nil {
+			if err := watchNode(ctx, nc, p.ID); err != nil {
 				report(nc, fmt.Errorf("node %q (tag %s) lost: %w", pn.Name, pn.Tag, err))
 			}
 		}()
@@ -68,8 +68,10 @@ func (b *backend) Watch(ctx context.Context, p *Partition) <-chan error {
 }
 
 // watchNode probes nc's agent until ctx ends (nil) or the node is lost
-// (why).
-func watchNode(ctx context.Context, nc *cluster.NodeConn) error {
+// (why). Each probe renews partition id's hold on the node's agent
+// (cluster.RenewNode), so the node refuses other controllers for as long
+// as this test runs, and no longer once it stops probing.
+func watchNode(ctx context.Context, nc *cluster.NodeConn, id string) error {
 	var sshDone <-chan struct{}
 	if nc.Node().AgentBind != cluster.AgentBindDirect {
 		// Dials again only if the connection died since the allocation;
@@ -94,7 +96,7 @@ func watchNode(ctx context.Context, nc *cluster.NodeConn) error {
 		sent := time.Now()
 		// A probe outliving the deadline is of no use: the node is lost by then.
 		cctx, cancel := context.WithTimeout(ctx, healthDeadline)
-		_, err := nc.Call(cctx, "core.is_alive")
+		err := cluster.RenewNode(cctx, nc, id, cluster.NodeLease)
 		cancel()
 		answers <- answer{sent, err}
 	}
@@ -114,6 +116,11 @@ func watchNode(ctx context.Context, nc *cluster.NodeConn) error {
 			return errors.New("its SSH connection closed")
 		case a := <-answers:
 			inFlight = false
+			if taken, ok := cluster.AsNodeTaken(a.err); ok {
+				// Another owner holds the node now (this one stopped
+				// renewing for longer than the lease): it is not ours.
+				return taken
+			}
 			if a.err != nil {
 				lastErr = a.err
 				continue
