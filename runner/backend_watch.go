@@ -32,11 +32,15 @@ func (b *backend) Watch(ctx context.Context, p *Partition) <-chan error {
 		b.mu.Lock()
 		b.lost[nc.Node().Name] = err
 		b.mu.Unlock()
+
 		select {
 		case lost <- err:
 		default:
 		}
 		nc.Close()
+		if _, taken := cluster.AsNodeTaken(err); !taken && b.store != nil {
+			b.nodeLost(nc.Node().Name, err)
+		}
 	}
 	b.mu.Lock()
 	leaseLost := b.leaseLost[p.ID]

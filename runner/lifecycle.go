@@ -66,6 +66,11 @@ type AllocRequest struct {
 	// Resources are reserved with the nodes, in the same step, by a
 	// cluster that implements resourceCluster; others refuse them.
 	Resources []ResourceSpec
+	// Priority ranks the request among waiting ones (multihost.priority).
+	Priority int
+	// Waiting, when set, is told why the request waits, in words for the
+	// test's log: when it starts waiting, then every so often.
+	Waiting func(msg string)
 }
 
 // Partition is the set of nodes a test holds.
@@ -137,9 +142,18 @@ type outcome struct {
 	Result     string
 	Reason     string
 	ReturnCode *int
+	// Class is the finished message's fail_class, which Avocado keeps in
+	// the test's result: InfraClass for infrastructure failures.
+	Class string
 }
 
-func (o outcome) message() message { return finishedMessage(o.Result, o.Reason, o.ReturnCode) }
+func (o outcome) message() message {
+	m := finishedMessage(o.Result, o.Reason, o.ReturnCode)
+	if o.Class != "" {
+		m = append(m, field{Key: "fail_class", Value: o.Class})
+	}
+	return m
+}
 
 // interruptedError is the cause of a run cancelled by a signal or by the
 // test's timeout; reason becomes the finished message's fail_reason.
@@ -230,7 +244,7 @@ func interruptOutcome(ctx context.Context) outcome {
 	cause := context.Cause(ctx)
 	var lost *nodeLostError
 	if errors.As(cause, &lost) {
-		return outcome{Result: resultError, Reason: "runner: " + lost.Error()}
+		return outcome{Result: resultError, Reason: InfraPrefix + lost.Error(), Class: InfraClass}
 	}
 	var ie *interruptedError
 	if errors.As(cause, &ie) {
@@ -496,10 +510,13 @@ func (r *testRun) allocate(ctx context.Context, cl Cluster) (*Partition, outcome
 	actx, cancel := context.WithTimeout(ctx, r.cfg.AllocTimeout)
 	defer cancel()
 	r.logf(ctx, "allocating nodes %s", strings.Join(r.test.NodeTags(), ", "))
-	p, err := cl.Allocate(actx, AllocRequest{JobID: r.jobID, TestID: r.taskID, Nodes: r.test.Nodes, Lease: r.cfg.Lease, Resources: r.test.Resources})
+	p, err := cl.Allocate(actx, AllocRequest{JobID: r.jobID, TestID: r.taskID, Nodes: r.test.Nodes, Lease: r.cfg.Lease, Resources: r.test.Resources,
+		Priority: r.cfg.Priority, Waiting: func(msg string) { r.logf(ctx, "%s", msg) }})
 	switch {
 	case err != nil && ctx.Err() != nil:
 		return nil, interruptOutcome(ctx), false
+	case err != nil && isInfra(err):
+		return nil, outcome{Result: resultError, Reason: InfraPrefix + "allocating nodes: " + err.Error(), Class: InfraClass}, false
 	case err != nil:
 		return nil, outcome{Result: resultError, Reason: fmt.Sprintf("runner: allocating nodes: %v", err)}, false
 	}
