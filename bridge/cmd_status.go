@@ -18,6 +18,9 @@ func statusCommand(e *env) *cli.Command {
 		Description: `Probes every registered node's agent in parallel and joins the answers with
 what the state records: collected properties, and the partition, tag and
 remaining lease of nodes that are held. --json prints every property.
+Nodes out of rotation (quarantined, or held by another controller) and
+the allocations waiting for nodes follow the table ("vtcluster queue
+--json" is the queue in JSON; status --json gives each node's health).
 
 Examples:
    vtcluster status
@@ -35,6 +38,10 @@ Examples:
 			if err != nil {
 				return err
 			}
+			health, queue, err := labSections(ctx, cmd)
+			if err != nil {
+				return err
+			}
 			if cmd.Bool(flagJSON) {
 				out := make([]statusJSON, len(rows))
 				for i, r := range rows {
@@ -47,6 +54,7 @@ Examples:
 						left := r.LeaseLeft
 						out[i].LeaseSecondsLeft = &left
 					}
+					out[i].healthJSON = healthJSONOf(health[r.Name])
 				}
 				return writeJSON(e.stdout, out)
 			}
@@ -62,7 +70,10 @@ Examples:
 					prop(p, "hostname"), prop(p, "arch"), prop(p, "cpu_count"), memory(p), prop(p, "kvm"), part, tag, from, lease,
 					dash(strings.Join(pools[r.Name], ",")), dash(strings.Join(holds[r.Name], ",")))
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			return writeLabSections(e.stdout, health, queue)
 		},
 	}
 }
@@ -84,6 +95,7 @@ type statusJSON struct {
 	// with "*" when allocated.
 	Pools     []string `json:"pools,omitempty"`
 	Resources []string `json:"resources,omitempty"`
+	healthJSON
 }
 
 // prop renders one property for the table; "-" when not collected.
