@@ -130,7 +130,7 @@ func hooksPreTests(ctx context.Context, e *env, cmd *cli.Command) error {
 	results, err := ctl.StartAgents(ctx, start...)
 	err = noteAgentFailures(ctx, e, ctl.Store(), results, err, int(cmd.Int(flagQuarantineAfter)))
 	if err == nil {
-		if err = resourcesStartup(ctx, e, cmd); err == nil {
+		if err = outOfRotation(ctx, ctl.Store(), resourcesStartup(ctx, e, cmd)); err == nil {
 			return nil
 		}
 	}

@@ -330,3 +330,37 @@ func noteAgentFailures(ctx context.Context, e *env, st cluster.Store, results []
 	}
 	return err
 }
+
+// outOfRotation drops from err (the resource manager's start-up, which
+// goes to every registered node) the parts about quarantined nodes, whose
+// agents were not started on purpose. The resource manager names the
+// node of each part ("resmgr: node NAME: ...").
+func outOfRotation(ctx context.Context, st cluster.Store, err error) error {
+	if err == nil {
+		return nil
+	}
+	s, lerr := st.Load(ctx)
+	if lerr != nil {
+		return err
+	}
+	parts := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		parts = j.Unwrap()
+	}
+	var kept []error
+	for _, p := range parts {
+		skip := false
+		for _, h := range s.NodeHealth {
+			if h.Quarantined && strings.Contains(p.Error(), "resmgr: node "+h.Node+": ") {
+				skip = true
+			}
+		}
+		if !skip {
+			kept = append(kept, p)
+		}
+	}
+	if len(kept) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w", errors.Join(kept...))
+}

@@ -24,7 +24,7 @@ import (
 const NodeLease = 30 * time.Second
 
 // nodeHeldFault is agent.NodeHeldFault, the fault of a refused hand-over.
-const nodeHeldFault = "NodeTakenError"
+const nodeHeldFault = "NodeHeldError"
 
 // NodeHolder is who a node's agent says holds it.
 type NodeHolder struct {

@@ -264,11 +264,16 @@ func Allocate(ctx context.Context, st Store, req AllocRequest) (*Partition, erro
 	req.ticket = newQueueTicket(&req)
 	defer leaveQueue(ctx, st, req.ticket)
 	var reported time.Time
+	var lastBusy error
 	for attempt := 0; ; attempt++ {
 		p, busy, rev, err := tryAllocate(ctx, st, &req, log)
+		if err != nil && ctx.Err() != nil && lastBusy != nil {
+			return nil, waitEnded(ctx, req.Tags, lastBusy)
+		}
 		if err != nil || p != nil {
 			return p, err
 		}
+		lastBusy = busy
 		reported = req.reportWait(ctx, st, busy, reported)
 		left := time.Until(deadline)
 		if left <= 0 {
@@ -289,7 +294,7 @@ func Allocate(ctx context.Context, st Store, req AllocRequest) (*Partition, erro
 			werr := w.WaitChange(wctx, rev)
 			cancel()
 			if ctx.Err() != nil {
-				return nil, fmt.Errorf("cluster: allocate %s: %w", strings.Join(req.Tags, " "), ctx.Err())
+				return nil, waitEnded(ctx, req.Tags, busy)
 			}
 			if werr == nil || errors.Is(werr, context.DeadlineExceeded) {
 				continue
@@ -303,7 +308,7 @@ func Allocate(ctx context.Context, st Store, req AllocRequest) (*Partition, erro
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, fmt.Errorf("cluster: allocate %s: %w", strings.Join(req.Tags, " "), ctx.Err())
+			return nil, waitEnded(ctx, req.Tags, busy)
 		case <-t.C:
 		}
 		backoff = min(2*backoff, time.Second)

@@ -22,6 +22,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -359,4 +360,14 @@ func (req *AllocRequest) reportWait(ctx context.Context, st Store, busy error, r
 	}
 	req.OnWait(w)
 	return time.Now()
+}
+
+// waitEnded is Allocate's error when ctx ends while it waits: a deadline
+// (the caller's allocation timeout) says which nodes were busy and why,
+// as ErrBusy does, so the caller can tell a lab too busy from a cancel.
+func waitEnded(ctx context.Context, tags []string, busy error) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) && busy != nil {
+		return fmt.Errorf("cluster: %w (allocation %w): %w", ErrBusy, ctx.Err(), busy)
+	}
+	return fmt.Errorf("cluster: allocate %s: %w", strings.Join(tags, " "), ctx.Err())
 }
