@@ -129,13 +129,13 @@ func (b *backend) allocate(ctx context.Context, req AllocRequest) (*Partition, e
 	p, err := cluster.Allocate(ctx, b.store, cluster.AllocRequest{
 		Owner: owner, Tags: tags, Lease: lease, Wait: wait, Logger: b.log, Reserve: reserve,
 		Want: treqs, Priority: req.Priority, OnWait: waitReporter(req.Waiting), ReportEvery: b.reportEvery,
-		Choose: func(idle []cluster.Node) (map[string]string, error) {
+		Choose: preferOthers(req.Avoid, func(idle []cluster.Node) (map[string]string, error) {
 			cands := make([]cluster.Candidate, len(idle))
 			for i, n := range idle {
 				cands[i] = cluster.Candidate{Name: n.Name, Props: nodeProps(n)}
 			}
 			return cluster.Assign(treqs, cands)
-		},
+		}),
 	})
 	if err != nil {
 		return nil, err

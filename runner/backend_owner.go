@@ -29,8 +29,12 @@ const InfraPrefix = "infrastructure: "
 // result, so that reports can sort them from the tests' own failures.
 const InfraClass = "InfrastructureError"
 
-// infraError marks an error as an infrastructure failure.
-type infraError struct{ err error }
+// infraError marks an error as an infrastructure failure, of node when
+// one node caused it.
+type infraError struct {
+	err  error
+	node string
+}
 
 func (e *infraError) Error() string { return e.err.Error() }
 func (e *infraError) Unwrap() error { return e.err }
@@ -61,7 +65,7 @@ func (b *backend) Allocate(ctx context.Context, req AllocRequest) (*Partition, e
 			req.Waiting(fmt.Sprintf("%v; trying other nodes or waiting for it", taken))
 		}
 		if ctx.Err() != nil {
-			return nil, &infraError{err}
+			return nil, &infraError{err: err, node: taken.Node}
 		}
 	}
 }
@@ -78,7 +82,7 @@ func (b *backend) nodeFailed(ctx context.Context, node string, err error) error 
 	if q, rerr := cluster.RecordFailure(rctx, b.store, node, err.Error(), b.quarantineAfter); rerr == nil && q {
 		err = fmt.Errorf("%w (node %s is now quarantined)", err, node)
 	}
-	return &infraError{err}
+	return &infraError{err: err, node: node}
 }
 
 // keepNodesHeld renews the partition's hold on its nodes' agents until

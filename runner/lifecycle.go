@@ -71,6 +71,9 @@ type AllocRequest struct {
 	// Waiting, when set, is told why the request waits, in words for the
 	// test's log: when it starts waiting, then every so often.
 	Waiting func(msg string)
+	// Avoid are nodes to use only when no others can serve (a retry
+	// after an infrastructure failure on them).
+	Avoid []string
 }
 
 // Partition is the set of nodes a test holds.
@@ -201,6 +204,9 @@ type testRun struct {
 	newCluster ClusterFactory
 	procs      *procGroups
 	trap       *panicTrap
+	// tried are the nodes an attempt used or failed on, which a retry
+	// after an infrastructure failure avoids (retry.go).
+	tried []string
 }
 
 // teardownCtx returns the context for cleanup after the body: a short
@@ -511,7 +517,8 @@ func (r *testRun) allocate(ctx context.Context, cl Cluster) (*Partition, outcome
 	defer cancel()
 	r.logf(ctx, "allocating nodes %s", strings.Join(r.test.NodeTags(), ", "))
 	p, err := cl.Allocate(actx, AllocRequest{JobID: r.jobID, TestID: r.taskID, Nodes: r.test.Nodes, Lease: r.cfg.Lease, Resources: r.test.Resources,
-		Priority: r.cfg.Priority, Waiting: func(msg string) { r.logf(ctx, "%s", msg) }})
+		Priority: r.cfg.Priority, Waiting: func(msg string) { r.logf(ctx, "%s", msg) }, Avoid: r.tried})
+	r.noteTried(p, err)
 	switch {
 	case err != nil && ctx.Err() != nil:
 		return nil, interruptOutcome(ctx), false
