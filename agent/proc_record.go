@@ -162,19 +162,34 @@ func (r *procRecord) writeLocked() error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(r.path), "."+filepath.Base(r.path)+".*")
+	if err := writeAtomic(r.path, append(b, '\n'), false); err != nil {
+		return fmt.Errorf("process record: %w", err)
+	}
+	return nil
+}
+
+// writeAtomic replaces path with data through a temporary file in the same
+// directory, so a crash leaves the old or the new content. sync also
+// flushes the data before the rename, for records that must survive a
+// power loss, not just a crash of the agent.
+func writeAtomic(path string, data []byte, sync bool) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
-		return fmt.Errorf("process record: %w", err)
+		return err
 	}
-	_, werr := tmp.Write(append(b, '\n'))
+	_, werr := tmp.Write(data)
+	var serr error
+	if sync {
+		serr = tmp.Sync()
+	}
 	cerr := tmp.Close()
-	if err := errors.Join(werr, cerr); err != nil {
+	if err := errors.Join(werr, serr, cerr); err != nil {
 		os.Remove(tmp.Name())
-		return fmt.Errorf("process record: %w", err)
+		return err
 	}
-	if err := os.Rename(tmp.Name(), r.path); err != nil {
+	if err := os.Rename(tmp.Name(), path); err != nil {
 		os.Remove(tmp.Name())
-		return fmt.Errorf("process record: %w", err)
+		return err
 	}
 	return nil
 }

@@ -232,18 +232,7 @@ func asList(v any) []any {
 	return nil
 }
 
-func nodeProps(n cluster.Node) map[string]any {
-	props := map[string]any{}
-	for k, v := range n.Properties {
-		props[k] = v
-	}
-	for k, v := range n.Labels {
-		if _, ok := props[k]; !ok {
-			props[k] = v
-		}
-	}
-	return props
-}
+func nodeProps(n cluster.Node) map[string]any { return n.SelectorProps() }
 
 // keepRenewed renews the partition's lease until Release; if this process
 // dies the lease runs out and the next allocation reclaims the nodes. If
