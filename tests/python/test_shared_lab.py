@@ -1,0 +1,106 @@
+"""A shared lab under ``avocado run`` (issue 20): the fair queue.
+
+A three-node test queued behind a running test is served before the
+two-node tests that arrived after it, each in its own Avocado job, and
+``vtcluster queue --json`` shows it waiting with the holder named. Uses the
+session lab and state of test_e2e (three hosts).
+"""
+
+import json
+import subprocess
+import time
+
+import pytest
+from conftest import RUN_TIMEOUT_SECONDS
+from test_e2e import (  # noqa: F401  (fixtures, shared with the session)
+    E2E,
+    assert_cluster_clean,
+    bootstrapped,
+    by_test_name,
+    cluster,
+    latest_job,
+    load_results,
+    summary,
+    wait_bounded,
+)
+
+
+def start_job(cluster, tmp_path, name, test, env):
+    cli = cluster.avocado(tmp_path / name, alloc_timeout=240)
+    proc = subprocess.Popen(
+        cli.argv("run", "--job-results-dir", str(cli.results), f"{E2E / 'queue.json'}:{test}"),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cluster.run_env(cli, **env),
+    )
+    return name, cli, proc
+
+
+def wait_until(what, cond, seconds=120):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.2)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def queue(cluster):
+    return json.loads(cluster.vtcluster("queue", "--json").stdout)
+
+
+def test_big_request_served_before_later_small_ones(cluster, tmp_path):
+    usage, go = tmp_path / "usage.jsonl", tmp_path / "go"
+    env = {"E2E_USAGE_LOG": str(usage), "E2E_GO": str(go)}
+    jobs = [start_job(cluster, tmp_path, "hold", "hold-1", env)]
+    try:
+        held = wait_until("the holding test's partition", lambda: cluster.partitions())
+        jobs.append(start_job(cluster, tmp_path, "big", "big-3", env))
+        wait_until("big-3 queued", lambda: len(queue(cluster)) == 1)
+        jobs.append(start_job(cluster, tmp_path, "small-a", "small-2", env))
+        wait_until("the first small-2 queued", lambda: len(queue(cluster)) == 2)
+        jobs.append(start_job(cluster, tmp_path, "small-b", "small-2", env))
+        waiting = wait_until("three requests queued", lambda: (lambda q: len(q) == 3 and q)(queue(cluster)))
+
+        first = waiting[0]
+        assert first["position"] == 1 and [t["tag"] for t in first["tags"]] == ["a", "b", "c"], waiting
+        assert first["test_id"].endswith("big-3"), waiting
+        held_node = held[0]["nodes"][0]["node"]
+        assert set(first["fit"]["a"]) == set(cluster.lab.hosts), first
+        assert f"partition {held[0]['id']}" in first["holders"][held_node], first
+        # The two idle nodes are kept for big-3: no small test got them.
+        assert len(cluster.partitions()) == 1
+        status = cluster.vtcluster("status").stdout
+        assert "Waiting for nodes (vtcluster queue):" in status, status
+        go.touch()
+
+        outcomes = {}
+        for name, cli, proc in jobs:
+            code, out, err = wait_bounded(proc, RUN_TIMEOUT_SECONDS, f"avocado {name}")
+            outcomes[name] = (code, out + err, cli)
+    finally:
+        go.touch()
+        for _, _, proc in jobs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+    for name, (code, output, cli) in outcomes.items():
+        results = load_results(cli)
+        assert [t["status"] for t in results["tests"]] == ["PASS"], f"{name}: {summary(results)}\n{output}"
+        assert code == 0, output
+    records = {r["test"]: r for r in map(json.loads, usage.read_text(encoding="utf-8").splitlines())}
+    # Each job's results, and so its test's output dir, is under tmp_path/<job>.
+    by_job = {name: next(r for t, r in records.items() if t.startswith(str(tmp_path / name) + "/")) for name in outcomes}
+    big = by_job["big"]
+    assert len(big["nodes"]) == 3
+    for small in ("small-a", "small-b"):
+        assert by_job[small]["start"] > big["end"], (by_job[small], big)
+    # The waiting test said why, in its own log.
+    big_log = (latest_job(outcomes["big"][2]) / "test-results").rglob("debug.log")
+    text = "".join(p.read_text(encoding="utf-8", errors="replace") for p in big_log)
+    assert "waiting for nodes since" in text and f'node "{held_node}" is held by partition' in text, text[-3000:]
+    assert_cluster_clean(cluster)
