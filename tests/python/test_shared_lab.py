@@ -2,8 +2,9 @@
 
 A three-node test queued behind a running test is served before the
 two-node tests that arrived after it, each in its own Avocado job, and
-``vtcluster queue --json`` shows it waiting with the holder named. Uses the
-session lab and state of test_e2e (three hosts).
+``vtcluster queue --json`` shows it waiting with the holder named: on one
+machine's state file (the session lab and state of test_e2e, three hosts),
+and across two controllers that share only etcd.
 """
 
 import json
@@ -11,9 +12,11 @@ import subprocess
 import time
 
 import pytest
-from conftest import RUN_TIMEOUT_SECONDS
+from conftest import RUN_TIMEOUT_SECONDS, cluster_env_for
+from test_etcd_e2e import etcd  # noqa: F401  (fixture)
 from test_e2e import (  # noqa: F401  (fixtures, shared with the session)
     E2E,
+    Cluster,
     assert_cluster_clean,
     bootstrapped,
     by_test_name,
@@ -25,8 +28,8 @@ from test_e2e import (  # noqa: F401  (fixtures, shared with the session)
 )
 
 
-def start_job(cluster, tmp_path, name, test, env):
-    cli = cluster.avocado(tmp_path / name, alloc_timeout=240)
+def start_job(cluster, tmp_path, name, test, env, settings):
+    cli = cluster.avocado(tmp_path / name, alloc_timeout=240, **settings)
     proc = subprocess.Popen(
         cli.argv("run", "--job-results-dir", str(cli.results), f"{E2E / 'queue.json'}:{test}"),
         stdin=subprocess.DEVNULL,
@@ -52,17 +55,26 @@ def queue(cluster):
     return json.loads(cluster.vtcluster("queue", "--json").stdout)
 
 
-def test_big_request_served_before_later_small_ones(cluster, tmp_path):
+def queue_scenario(cluster, tmp_path, controllers):
+    """Runs the jobs hold, big, small-a and small-b (in that order, each on
+    its (Cluster, Avocado settings) of controllers) and checks the queue
+    through cluster."""
     usage, go = tmp_path / "usage.jsonl", tmp_path / "go"
     env = {"E2E_USAGE_LOG": str(usage), "E2E_GO": str(go)}
-    jobs = [start_job(cluster, tmp_path, "hold", "hold-1", env)]
+    ctl = dict(zip(("hold", "big", "small-a", "small-b"), controllers))
+
+    def start(name, test):
+        on, settings = ctl[name]
+        return start_job(on, tmp_path, name, test, env, settings)
+
+    jobs = [start("hold", "hold-1")]
     try:
         held = wait_until("the holding test's partition", lambda: cluster.partitions())
-        jobs.append(start_job(cluster, tmp_path, "big", "big-3", env))
+        jobs.append(start("big", "big-3"))
         wait_until("big-3 queued", lambda: len(queue(cluster)) == 1)
-        jobs.append(start_job(cluster, tmp_path, "small-a", "small-2", env))
+        jobs.append(start("small-a", "small-2"))
         wait_until("the first small-2 queued", lambda: len(queue(cluster)) == 2)
-        jobs.append(start_job(cluster, tmp_path, "small-b", "small-2", env))
+        jobs.append(start("small-b", "small-2"))
         waiting = wait_until("three requests queued", lambda: (lambda q: len(q) == 3 and q)(queue(cluster)))
 
         first = waiting[0]
@@ -103,4 +115,21 @@ def test_big_request_served_before_later_small_ones(cluster, tmp_path):
     big_log = (latest_job(outcomes["big"][2]) / "test-results").rglob("debug.log")
     text = "".join(p.read_text(encoding="utf-8", errors="replace") for p in big_log)
     assert "waiting for nodes since" in text and f'node "{held_node}" is held by partition' in text, text[-3000:]
+
+
+def test_big_request_served_before_later_small_ones(cluster, tmp_path):
+    queue_scenario(cluster, tmp_path, [(cluster, {})] * 4)
     assert_cluster_clean(cluster)
+
+
+def test_queue_across_two_controllers_on_etcd(lab, cluster_bin_dir, etcd, tmp_path):  # noqa: F811
+    # Controller A reaches etcd by environment, B by Avocado's
+    # multihost.state; they share nothing else.
+    a = Cluster(lab, dict(cluster_env_for(tmp_path / "a" / "state", cluster_bin_dir), VTCLUSTER_STATE=etcd))
+    b = Cluster(lab, cluster_env_for(tmp_path / "b" / "state", cluster_bin_dir))
+    a.vtcluster("bootstrap", "--vt-cluster-config", str(lab.cluster_config), "--accept-new-host-keys")
+    try:
+        queue_scenario(a, tmp_path, [(a, {}), (b, {"state": etcd}), (a, {}), (b, {"state": etcd})])
+    finally:
+        a.vtcluster("agents", "stop", check=False)
+    assert json.loads(a.vtcluster("partition", "list", "--json").stdout) == []
