@@ -85,6 +85,16 @@ func TestSharedLab_twoControllersSeparateStates(t *testing.T) {
 		t.Errorf("status does not show the node held by the other controller:\n%s", out)
 	}
 
+	// Nor does the second controller's agent stop (a job's post-tests
+	// hook) pull the agent from under the first test.
+	code, out, errOut := c2.cli(t, "agents", "stop")
+	if code != 0 || !strings.Contains(out+errOut, "left running: held by controller host "+host+" (partition "+p1.ID) {
+		t.Errorf("agents stop of the second controller: exit %d\n%s%s", code, out, errOut)
+	}
+	if len(agentPIDs(t, h)) != 1 || len(netnsProcs(t, h, "sleep", "600")) != 1 {
+		t.Fatal("the second controller's agents stop stopped the first test's agent or process")
+	}
+
 	// The first test ends and releases the node; the second controller
 	// gets it once its note of the other holder ends.
 	if err := first.Release(ctx, p1); err != nil {

@@ -131,3 +131,19 @@ func AsNodeTaken(err error) (*NodeTakenError, bool) {
 	ok := errors.As(err, &e)
 	return e, ok
 }
+
+// heldElsewhere returns who holds nc's node when that is a live holder
+// this controller's state does not know: a test of another controller
+// whose agent must not be stopped under it. nil otherwise, and when the
+// agent cannot tell (an agent without the owner service).
+func (c *Controller) heldElsewhere(ctx context.Context, nc *NodeConn) *NodeHolder {
+	h, err := NodeHolderOf(ctx, nc)
+	if err != nil || h == nil || !time.Now().Before(h.Expires) {
+		return nil
+	}
+	s, err := c.st.Load(ctx)
+	if err != nil || s.Partition(h.ID) != nil {
+		return nil
+	}
+	return h
+}
