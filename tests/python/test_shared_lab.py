@@ -8,6 +8,7 @@ and across two controllers that share only etcd.
 """
 
 import json
+import socket
 import subprocess
 import time
 
@@ -133,3 +134,47 @@ def test_queue_across_two_controllers_on_etcd(lab, cluster_bin_dir, etcd, tmp_pa
     finally:
         a.vtcluster("agents", "stop", check=False)
     assert json.loads(a.vtcluster("partition", "list", "--json").stdout) == []
+
+
+def test_two_controllers_with_separate_states(lab, cluster_bin_dir, tmp_path):
+    """Two controllers on the same hosts with separate state files (a
+    plausible mistake): the second one's test, which its own state gives
+    the node the first one's test runs on, fails as an infrastructure
+    failure naming the other controller's host, and the first test passes
+    untouched (its body pings its agent at both ends)."""
+    a = Cluster(lab, cluster_env_for(tmp_path / "a" / "state", cluster_bin_dir))
+    b = Cluster(lab, cluster_env_for(tmp_path / "b" / "state", cluster_bin_dir))
+    for c in (a, b):
+        c.vtcluster("bootstrap", "--vt-cluster-config", str(lab.cluster_config), "--accept-new-host-keys")
+    usage, go = tmp_path / "usage.jsonl", tmp_path / "go"
+    env = {"E2E_USAGE_LOG": str(usage), "E2E_GO": str(go)}
+    hold = start_job(a, tmp_path, "hold", "hold-1", env, {})
+    try:
+        held = wait_until("the first controller's partition", lambda: a.partitions())
+        cli = b.avocado(tmp_path / "big", alloc_timeout=20)
+        proc = subprocess.Popen(
+            cli.argv("run", "--job-results-dir", str(cli.results), f"{E2E / 'queue.json'}:big-3"),
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=b.run_env(cli, **env),
+        )
+        _, out, err = wait_bounded(proc, RUN_TIMEOUT_SECONDS, "avocado on the second controller")
+        second = out + err
+        (entry,) = load_results(cli)["tests"]
+        assert entry["status"] == "ERROR", f"{summary(load_results(cli))}\n{out}{err}"
+        assert entry["fail_reason"].startswith("infrastructure: allocating nodes: "), entry["fail_reason"]
+        assert f"held by controller host {socket.gethostname()} (partition {held[0]['id']}" in entry["fail_reason"], entry["fail_reason"]
+        # The class of the failure is Avocado's fail_class, which its
+        # xunit result (results.xml) keeps as the error's type.
+        xunit = (latest_job(cli) / "results.xml").read_text(encoding="utf-8")
+        assert '<error type="InfrastructureError" message="infrastructure: ' in xunit, xunit
+        go.touch()
+        code, out, err = wait_bounded(hold[2], RUN_TIMEOUT_SECONDS, "avocado on the first controller")
+    finally:
+        go.touch()
+        if hold[2].poll() is None:
+            hold[2].kill()
+            hold[2].wait()
+        a.vtcluster("agents", "stop", check=False)
+    results = load_results(hold[1])
+    assert [t["status"] for t in results["tests"]] == ["PASS"], f"{summary(results)}\n{out}{err}\nsecond controller:\n{second}"
+    assert code == 0
