@@ -25,8 +25,10 @@
 //     service record to the controller's log server.
 //   - The services: core (svc_core.go: is_alive, log redirection, job
 //     and suite data, quit; also under upstream's agent.services.core),
-//     host (svc_host.go), examples (svc_examples.go) and process
-//     (svc_process.go).
+//     host (svc_host.go), examples (svc_examples.go), process
+//     (svc_process.go) and owner (svc_owner.go: the one test that holds
+//     the node, under a lease its controller renews; a hand-over to
+//     another owner is refused while it runs).
 //
 // Files: guard.go (the token throttle and refusal logging), listener.go
 // (TCP or a private Unix socket, peer credentials in peercred_*.go),

@@ -11,10 +11,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vtcluster/vtcluster/agent/pgroup"
 	"github.com/vtcluster/vtcluster/agent/py"
 	"github.com/vtcluster/vtcluster/internal/atomicfile"
-
-	"github.com/vtcluster/vtcluster/agent/pgroup"
 )
 
 // ProcessRecordName is the record's file name in the agent's data dir.

@@ -116,8 +116,11 @@ func TestProcessRecord_deadAgentHelper(t *testing.T) {
 	}
 	// The leader waits on a grandchild in its group: the parent-death
 	// signal reaches only the leader, the record has to do the rest.
+	// echo is a shell builtin writing the line at once, and the reader
+	// waits for its newline; an mv here would be a second process of the
+	// group that may still be exiting when the agent is killed.
 	pidFile := record + ".pid"
-	if _, err := procCall(t, s, "start", procArgv("sh", "-c", `sleep 600 & echo $! > "$0.tmp" && mv "$0.tmp" "$0"; wait`, pidFile), map[string]any{"owner": "p1"}); err != nil {
+	if _, err := procCall(t, s, "start", procArgv("sh", "-c", `sleep 600 & echo $! > "$0"; wait`, pidFile), map[string]any{"owner": "p1"}); err != nil {
 		t.Fatal(err)
 	}
 	select {} // until SIGKILLed

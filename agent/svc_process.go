@@ -134,6 +134,15 @@ type ProcessService struct {
 	// live are the children not reaped yet (run calls and background),
 	// with what stops each; stop_others goes through them.
 	live map[*child]context.CancelCauseFunc
+	// handOverGuard, when set, may refuse stop_others (see GuardHandOver).
+	handOverGuard func(owner string) error
+}
+
+// GuardHandOver makes stop_others ask guard first and fail with its error,
+// stopping nothing: the owner service refuses a hand-over while another
+// owner's lease runs (svc_owner.go). Call it before the server starts.
+func (s *ProcessService) GuardHandOver(guard func(owner string) error) {
+	s.handOverGuard = guard
 }
 
 var _ Service = (*ProcessService)(nil)
@@ -446,6 +455,11 @@ func (s *ProcessService) stopOthers(ctx context.Context, args Args) (any, error)
 	owner, err := args.String(0, "owner")
 	if err != nil {
 		return nil, err
+	}
+	if s.handOverGuard != nil {
+		if err := s.handOverGuard(owner); err != nil {
+			return nil, err
+		}
 	}
 	cause := &handedOver{to: owner}
 	var stopped []*child

@@ -346,13 +346,20 @@ func registerAgentServices(d *agent.Daemon, srv *agent.Server) error {
 		return err
 	}
 	d.CloseOnStop(proc)
+	// The node refuses a hand-over while another owner's lease runs, so
+	// two controllers with separate states cannot stop each other's tests.
+	owner, err := agent.NewOwnerService(filepath.Join(d.Data.Path(), agent.OwnerRecordName), d.ServiceLogger("owner"))
+	if err != nil {
+		return err
+	}
+	proc.GuardHandOver(owner.CheckHandOver)
 	// An unreadable resource record disables only the resource service
 	// (its calls name the file); the agent still starts.
 	res, err := resnode.New(resnode.Config{DataDir: d.Data.Path(), Logger: d.ServiceLogger("resource")})
 	if err != nil {
 		return err
 	}
-	for _, s := range []agent.Service{core, examples, host, proc, res} {
+	for _, s := range []agent.Service{core, examples, host, proc, owner, res} {
 		if err := srv.Register(s); err != nil {
 			return err
 		}

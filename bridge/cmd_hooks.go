@@ -47,7 +47,7 @@ Both do nothing and exit 0 when no node is registered.`,
 			{
 				Name:   "pre-tests",
 				Usage:  "start agents and collect node properties before a job's tests",
-				Flags:  jobFlags(),
+				Flags:  append(jobFlags(), quarantineAfterFlag()),
 				Action: func(ctx context.Context, cmd *cli.Command) error { return hooksPreTests(ctx, e, cmd) },
 			},
 			{
@@ -118,9 +118,16 @@ func hooksPreTests(ctx context.Context, e *env, cmd *cli.Command) error {
 			wasUp = append(wasUp, s.Name)
 		}
 	}
-	results, err := ctl.StartAgents(ctx)
+	// Quarantined nodes are left alone; agents that will not start count
+	// towards quarantine (cmd_queue.go).
+	start, err := nodesInRotation(ctx, e, ctl, nodes)
+	if err != nil {
+		return err
+	}
+	results, err := ctl.StartAgents(ctx, start...)
+	err = noteAgentFailures(ctx, e, ctl.Store(), results, err, int(cmd.Int(flagQuarantineAfter)))
 	if err == nil {
-		if err = resourcesStartup(ctx, e, cmd); err == nil {
+		if err = outOfRotation(ctx, ctl.Store(), resourcesStartup(ctx, e, cmd)); err == nil {
 			return nil
 		}
 	}

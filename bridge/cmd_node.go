@@ -19,7 +19,7 @@ func nodeCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:      "node",
 		Usage:     "register, unregister and list nodes one by one",
-		UsageText: "vtcluster node add|remove|list ...",
+		UsageText: "vtcluster node add|remove|list|resume|quarantine ...",
 		Description: `Edits the cluster state directly; "vtcluster bootstrap" does the same for
 every host of a cluster config at once, and also deploys the agent.
 
@@ -28,11 +28,14 @@ Examples:
    vtcluster agents deploy node4 --accept-new-host-keys && vtcluster agents start node4
    vtcluster node add py1 --address 10.0.0.5 --agent-bind direct   # an upstream agent already running there
    vtcluster node list --json
-   vtcluster node remove node4`,
+   vtcluster node remove node4
+   vtcluster node resume node3   # back from quarantine`,
 		Commands: []*cli.Command{
 			nodeAddCommand(e),
 			nodeListCommand(e),
 			nodeRemoveCommand(e),
+			nodeResumeCommand(e),
+			nodeQuarantineCommand(e),
 		},
 	}
 }

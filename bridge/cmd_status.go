@@ -20,6 +20,9 @@ func statusCommand(e *env) *cli.Command {
 		Description: `Probes every registered node's agent in parallel and joins the answers with
 what the state records: collected properties, and the partition, tag and
 remaining lease of nodes that are held. --json prints every property.
+Nodes out of rotation (quarantined, or held by another controller) and
+the allocations waiting for nodes follow the table ("vtcluster queue
+--json" is the queue in JSON; status --json gives each node's health).
 
 Examples:
    vtcluster status
@@ -46,6 +49,10 @@ Examples:
 			if err != nil {
 				return err
 			}
+			health, queue, err := labSections(ctx, cmd)
+			if err != nil {
+				return err
+			}
 			if cmd.Bool(flagJSON) {
 				out := make([]statusJSON, len(rows))
 				for i, r := range rows {
@@ -62,6 +69,7 @@ Examples:
 					if p, ok := debug[r.Name]; ok {
 						out[i].HeldForDebugging = toHeldJSON(p, now)
 					}
+					out[i].healthJSON = healthJSONOf(health[r.Name])
 				}
 				return writeJSON(e.stdout, out)
 			}
@@ -83,7 +91,10 @@ Examples:
 			if err := tw.Flush(); err != nil {
 				return err
 			}
-			return writeHeld(e.stdout, debug, now)
+			if err := writeHeld(e.stdout, debug, now); err != nil {
+				return err
+			}
+			return writeLabSections(e.stdout, health, queue)
 		},
 	}
 }
@@ -110,6 +121,7 @@ type statusJSON struct {
 	PoolCapacity map[string]node.Capacity `json:"pool_capacity,omitempty"`
 	// HeldForDebugging is set while a failed test's hold keeps the node.
 	HeldForDebugging *heldJSON `json:"held_for_debugging,omitempty"`
+	healthJSON
 }
 
 // prop renders one property for the table; "-" when not collected.

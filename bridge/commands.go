@@ -39,6 +39,7 @@ func rootCommand(e *env) *cli.Command {
 			nodeCommand(e),
 			partitionCommand(e),
 			poolCommand(e),
+			queueCommand(e),
 			resourceCommand(e),
 			selectCommand(e),
 			stateCommand(e),

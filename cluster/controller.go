@@ -375,6 +375,11 @@ func (c *Controller) StopAgents(ctx context.Context, names ...string) ([]NodeRes
 		return nil, err
 	}
 	results := c.forEachConn(ctx, "stop agent", nodes, func(ctx context.Context, n Node, nc *NodeConn) (string, error) {
+		if h := c.heldElsewhere(ctx, nc); h != nil {
+			// Another controller's test runs there (owner.go): stopping
+			// the agent would kill it.
+			return fmt.Sprintf("left running: held by controller host %s (partition %s of %s), outside this state", h.Owner.Host, h.ID, h.Owner), nil
+		}
 		return "stopped", nc.StopAgent(ctx)
 	})
 	uerr := c.st.Update(ctx, func(s *State) error {

@@ -26,6 +26,10 @@
 //     request's tags to nodes (NoMatchError when none can).
 //   - Selector (selector.go) and the properties (properties.go): what a
 //     test may ask of a node, as upstream's selectors write it.
+//   - The shared lab: the queue of waiting allocations (queue.go, Queue),
+//     node health and quarantine (quarantine.go, State.NodeHealth), and
+//     the nodes' own record of who holds them (owner.go, AcquireNode),
+//     which stops a controller with another state from taking them.
 //
 // The central log server (every agent's records, read as agent/logframe
 // frames, tagged with their node and handed on) is the subpackage

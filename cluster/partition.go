@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	crand "crypto/rand"
 	"encoding/hex"
@@ -252,6 +253,19 @@ type AllocRequest struct {
 	// is saved. Like Choose it may run several times (once per attempt),
 	// each time on a fresh state, so it must not act outside s and p.
 	Reserve func(s *State, p *Partition) error
+
+	// Want are the tags' selectors as Choose applies them, recorded in
+	// the queue while the request waits, so that every process can tell
+	// which nodes it needs (queue.go); nil means any node for each tag.
+	Want []TagRequest
+	// Priority ranks the request in the queue: higher is served first.
+	Priority int
+	// OnWait, when set, is told why the request waits: once when it
+	// starts waiting, then every ReportEvery (default one minute).
+	OnWait      func(Waiting)
+	ReportEvery time.Duration
+
+	ticket *queueTicket
 }
 
 // Allocate reserves nodes for req.Tags. Within one Store.Update it first
@@ -278,11 +292,20 @@ func Allocate(ctx context.Context, st Store, req AllocRequest) (*Partition, erro
 	}
 	deadline := time.Now().Add(req.Wait)
 	backoff := 20 * time.Millisecond
+	req.ticket = newQueueTicket(&req)
+	defer leaveQueue(ctx, st, req.ticket)
+	var reported time.Time
+	var lastBusy error
 	for attempt := 0; ; attempt++ {
 		p, busy, rev, err := tryAllocate(ctx, st, &req, log)
+		if err != nil && ctx.Err() != nil && lastBusy != nil {
+			return nil, waitEnded(ctx, req.Tags, lastBusy)
+		}
 		if err != nil || p != nil {
 			return p, err
 		}
+		lastBusy = busy
+		reported = req.reportWait(ctx, st, busy, reported)
 		left := time.Until(deadline)
 		if left <= 0 {
 			waited := ""
@@ -298,11 +321,11 @@ func Allocate(ctx context.Context, st Store, req AllocRequest) (*Partition, erro
 		if w, ok := st.(ChangeWaiter); ok && rev > 0 {
 			// Sleep until something changed instead of polling; the
 			// deadline check above ends the wait.
-			wctx, cancel := context.WithTimeout(ctx, left)
+			wctx, cancel := context.WithTimeout(ctx, min(left, queueRefresh))
 			werr := w.WaitChange(wctx, rev)
 			cancel()
 			if ctx.Err() != nil {
-				return nil, fmt.Errorf("cluster: allocate %s: %w", strings.Join(req.Tags, " "), ctx.Err())
+				return nil, waitEnded(ctx, req.Tags, busy)
 			}
 			if werr == nil || errors.Is(werr, context.DeadlineExceeded) {
 				continue
@@ -316,7 +339,7 @@ func Allocate(ctx context.Context, st Store, req AllocRequest) (*Partition, erro
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, fmt.Errorf("cluster: allocate %s: %w", strings.Join(req.Tags, " "), ctx.Err())
+			return nil, waitEnded(ctx, req.Tags, busy)
 		case <-t.C:
 		}
 		backoff = min(2*backoff, time.Second)
@@ -365,12 +388,25 @@ func tryAllocate(ctx context.Context, st Store, req *AllocRequest, log *slog.Log
 			log.Info("reclaimed partition", "partition", r.part.ID, "owner", r.part.Owner.String(), "reason", r.reason)
 		}
 		idle := s.IdleNodes(now)
+		// Nodes out of rotation, or kept for requests queued ahead of
+		// this one, are not on offer (quarantine.go, queue.go).
+		s.pruneQueue(now)
+		s.tidyHealth(now)
+		idle = s.servable(idle, now)
+		var kept map[string]string
+		if req.ticket != nil {
+			kept = s.keptForQueue(req.ticket, idle, now)
+			idle = slices.DeleteFunc(idle, func(n Node) bool { return kept[n.Name] != "" })
+		}
 		choice, cerr := choose(slices.Clone(idle))
 		var nm *NoMatchError
 		if errors.As(cerr, &nm) {
 			// Returning nil keeps what reclaim did, even though nothing
 			// is allocated this time.
-			busy, final = whyBusy(s, now, req.Tags, choose)
+			busy, final = whyBusy(s, now, req.Tags, choose, kept)
+			if final == nil && req.ticket != nil {
+				s.enqueue(req.ticket, now)
+			}
 			return nil
 		}
 		if cerr != nil {
@@ -389,6 +425,9 @@ func tryAllocate(ctx context.Context, st Store, req *AllocRequest, log *slog.Log
 			}
 		}
 		s.Partitions = append(s.Partitions, part)
+		if req.ticket != nil {
+			s.dequeue(req.ticket.id)
+		}
 		p = &part
 		return nil
 	})
@@ -407,7 +446,7 @@ func tryAllocate(ctx context.Context, st Store, req *AllocRequest, log *slog.Log
 // whyBusy asks the chooser again with every node. A match means the
 // shortage is only the busy nodes, reported per node; no match means no
 // amount of waiting helps, which is a final error.
-func whyBusy(s *State, now time.Time, tags []string, choose func([]Node) (map[string]string, error)) (busy, final error) {
+func whyBusy(s *State, now time.Time, tags []string, choose func([]Node) (map[string]string, error), kept map[string]string) (busy, final error) {
 	all, err := choose(slices.Clone(s.Nodes))
 	var nm *NoMatchError
 	if errors.As(err, &nm) {
@@ -425,6 +464,8 @@ func whyBusy(s *State, now time.Time, tags []string, choose func([]Node) (map[st
 	for _, n := range names {
 		if p := s.partitionOf(n); p != nil && p.Live(now) {
 			held = append(held, &LeaseHeldError{Node: n, Partition: p.ID, Owner: p.Owner, Expires: p.Expires})
+		} else if why := cmp.Or(s.unservable(n, now), kept[n]); why != "" {
+			held = append(held, &UnavailableError{Node: n, Reason: why})
 		}
 	}
 	if len(held) == 0 {

@@ -56,6 +56,11 @@ type State struct {
 	// writes of the partitions it is reserved with. cluster treats it as
 	// an opaque JSON value; package resmgr owns its shape.
 	Resources json.RawMessage `json:"resources,omitempty"`
+	// Queue are the allocations waiting for nodes, served in rank order
+	// (queue.go).
+	Queue []QueueEntry `json:"queue,omitempty"`
+	// NodeHealth are the nodes out of rotation or failing (quarantine.go).
+	NodeHealth []NodeHealth `json:"node_health,omitempty"`
 
 	// Revision is the store's version of this snapshot, for stores that
 	// version their data (etcd's revision); zero for FileStore. It is

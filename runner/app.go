@@ -286,7 +286,7 @@ func (a *app) run(ctx context.Context, task task, taskMode bool) (code int) {
 	done := make(chan outcome, 1)
 	go func() {
 		defer trap.catch()
-		done <- tr.execute(runCtx)
+		done <- tr.executeRetrying(runCtx)
 	}()
 
 	internal := ""

@@ -43,6 +43,13 @@ type backend struct {
 	// cli is the vtcluster command line that names this state, for the
 	// commands printed when a partition is held (backend_hold.go).
 	cli []string
+
+	// Shared-lab behaviour (backend_owner.go): how often a waiting test
+	// says why, how many failures quarantine a node, and the renewals of
+	// the nodes' own holds by partition id.
+	reportEvery     time.Duration
+	quarantineAfter int
+	nodeHolds       map[string]context.CancelFunc
 }
 
 var _ Cluster = (*backend)(nil)
@@ -78,12 +85,16 @@ func OpenBackend(_ context.Context, cfg RunConfig, log *slog.Logger) (Cluster, e
 		leaseLost: map[string]chan error{},
 		lost:      map[string]error{},
 		cli:       stateCommand(cfg.Binary, cmp.Or(cfg.State, os.Getenv(etcdstore.EnvState)), dir, name),
+
+		reportEvery: waitReportEvery, quarantineAfter: cfg.QuarantineAfter,
 	}, nil
 }
 
-// Allocate reserves one node per tag, choosing among idle nodes with every
+// allocate reserves one node per tag, choosing among idle nodes with every
 // tag's selectors at once, and keeps the lease renewed until Release.
-func (b *backend) Allocate(ctx context.Context, req AllocRequest) (*Partition, error) {
+// Allocate (backend_owner.go) calls it again when a node's agent says
+// another controller holds it.
+func (b *backend) allocate(ctx context.Context, req AllocRequest) (*Partition, error) {
 	owner, err := cluster.CurrentOwner(req.JobID, req.TestID)
 	if err != nil {
 		return nil, err
@@ -122,13 +133,14 @@ func (b *backend) Allocate(ctx context.Context, req AllocRequest) (*Partition, e
 	}
 	p, err := cluster.Allocate(ctx, b.store, cluster.AllocRequest{
 		Owner: owner, Tags: tags, Lease: lease, Wait: wait, Logger: b.log, Reserve: reserve,
-		Choose: func(idle []cluster.Node) (map[string]string, error) {
+		Want: treqs, Priority: req.Priority, OnWait: waitReporter(req.Waiting), ReportEvery: b.reportEvery,
+		Choose: preferOthers(req.Avoid, func(idle []cluster.Node) (map[string]string, error) {
 			cands := make([]cluster.Candidate, len(idle))
 			for i, n := range idle {
 				cands[i] = cluster.Candidate{Name: n.Name, Props: nodeProps(n)}
 			}
 			return cluster.Assign(treqs, cands)
-		},
+		}),
 	})
 	if err != nil {
 		return nil, err
@@ -153,15 +165,20 @@ func (b *backend) Allocate(ctx context.Context, req AllocRequest) (*Partition, e
 		}
 		nc, err := cluster.Connect(ctx, *n, cluster.ConnectOptions{Logger: b.log})
 		if err != nil {
-			return nil, err
+			return nil, b.nodeFailed(ctx, n.Name, err)
 		}
 		b.mu.Lock()
 		b.conns[n.Name] = nc
 		b.owners[n.Name] = p.ID
 		b.mu.Unlock()
+		// The node itself must agree first: another controller's test
+		// may hold it (backend_owner.go).
+		if err := cluster.AcquireNode(ctx, nc, p.ID, owner, storeName(b.store), cluster.NodeLease); err != nil {
+			return nil, b.nodeFailed(ctx, n.Name, err)
+		}
 		stopped, err := handOver(ctx, nc, p.ID)
 		if err != nil {
-			return nil, err
+			return nil, b.nodeFailed(ctx, n.Name, err)
 		}
 		out.HandOver = append(out.HandOver, stopped...)
 		u, err := b.agentProxy(nc)
@@ -171,6 +188,7 @@ func (b *backend) Allocate(ctx context.Context, req AllocRequest) (*Partition, e
 		out.Nodes = append(out.Nodes, PartitionNode{Tag: a.Tag, Name: n.Name, Address: n.Host(), AgentURL: u, Properties: nodeProps(*n)})
 	}
 	ok = true
+	b.keepNodesHeld(p.ID)
 	return out, nil
 }
 
@@ -219,18 +237,7 @@ func asList(v any) []any {
 	return nil
 }
 
-func nodeProps(n cluster.Node) map[string]any {
-	props := map[string]any{}
-	for k, v := range n.Properties {
-		props[k] = v
-	}
-	for k, v := range n.Labels {
-		if _, ok := props[k]; !ok {
-			props[k] = v
-		}
-	}
-	return props
-}
+func nodeProps(n cluster.Node) map[string]any { return n.SelectorProps() }
 
 // keepRenewed renews the partition's lease until Release; if this process
 // dies the lease runs out and the next allocation reclaims the nodes. If
@@ -292,6 +299,7 @@ func (b *backend) Release(ctx context.Context, p *Partition) error {
 		return nil
 	}
 	b.stopRenewing(p.ID)
+	b.releaseNodes(ctx, p.ID)
 	err := cluster.Release(ctx, b.store, p.ID)
 	if errors.Is(err, cluster.ErrPartitionNotFound) {
 		err = nil // reclaimed already: nothing of ours is held

@@ -32,11 +32,15 @@ func (b *backend) Watch(ctx context.Context, p *Partition) <-chan error {
 		b.mu.Lock()
 		b.lost[nc.Node().Name] = err
 		b.mu.Unlock()
+
 		select {
 		case lost <- err:
 		default:
 		}
 		nc.Close()
+		if _, taken := cluster.AsNodeTaken(err); !taken && b.store != nil {
+			b.nodeLost(nc.Node().Name, err)
+		}
 	}
 	b.mu.Lock()
 	leaseLost := b.leaseLost[p.ID]
@@ -59,7 +63,7 @@ func (b *backend) Watch(ctx context.Context, p *Partition) <-chan error {
 			continue
 		}
 		go func() {
-			if err := watchNode(ctx, nc); err != nil {
+			if err := watchNode(ctx, nc, p.ID); err != nil {
 				EventsFrom(ctx).Add(Event{Tag: pn.Tag, Node: pn.Name, Kind: KindNodeLost, Name: "node lost", Detail: err.Error(), Severity: SeverityError})
 				report(nc, fmt.Errorf("node %q (tag %s) lost: %w", pn.Name, pn.Tag, err))
 			}
@@ -69,8 +73,10 @@ func (b *backend) Watch(ctx context.Context, p *Partition) <-chan error {
 }
 
 // watchNode probes nc's agent until ctx ends (nil) or the node is lost
-// (why).
-func watchNode(ctx context.Context, nc *cluster.NodeConn) error {
+// (why). Each probe renews partition id's hold on the node's agent
+// (cluster.RenewNode), so the node refuses other controllers for as long
+// as this test runs, and no longer once it stops probing.
+func watchNode(ctx context.Context, nc *cluster.NodeConn, id string) error {
 	var sshDone <-chan struct{}
 	if nc.Node().AgentBind != cluster.AgentBindDirect {
 		// Dials again only if the connection died since the allocation;
@@ -95,7 +101,7 @@ func watchNode(ctx context.Context, nc *cluster.NodeConn) error {
 		sent := time.Now()
 		// A probe outliving the deadline is of no use: the node is lost by then.
 		cctx, cancel := context.WithTimeout(ctx, healthDeadline)
-		_, err := nc.Call(cctx, "core.is_alive")
+		err := cluster.RenewNode(cctx, nc, id, cluster.NodeLease)
 		cancel()
 		answers <- answer{sent, err}
 	}
@@ -115,6 +121,11 @@ func watchNode(ctx context.Context, nc *cluster.NodeConn) error {
 			return errors.New("its SSH connection closed")
 		case a := <-answers:
 			inFlight = false
+			if taken, ok := cluster.AsNodeTaken(a.err); ok {
+				// Another owner holds the node now (this one stopped
+				// renewing for longer than the lease): it is not ours.
+				return taken
+			}
 			if a.err != nil {
 				lastErr = a.err
 				continue

@@ -20,6 +20,9 @@ var configurationUsed = []string{
 	"multihost.cluster",
 	"multihost.hold_on_failure",
 	"multihost.lease",
+	"multihost.priority",
+	"multihost.quarantine_after",
+	"multihost.retry_infra",
 	"multihost.state",
 	"multihost.state_dir",
 	"run.keep_tmp",
@@ -48,6 +51,16 @@ type RunConfig struct {
 	// Lease is the partition lease to ask for (multihost.lease, seconds);
 	// zero means the cluster default.
 	Lease time.Duration
+	// Priority ranks the test's allocation among waiting ones
+	// (multihost.priority; higher first, default 0).
+	Priority int
+	// QuarantineAfter is how many infrastructure failures in a row take a
+	// node out of rotation (multihost.quarantine_after; 0 means the
+	// default, cluster.DefaultQuarantineAfter; negative never).
+	QuarantineAfter int
+	// RetryInfra runs a test that failed for an infrastructure reason once
+	// more, on other nodes (multihost.retry_infra).
+	RetryInfra bool
 	// KeepTmp keeps the body's scratch directory (run.keep_tmp).
 	KeepTmp bool
 	// StatusServerURI is run.status_server_uri, used like Avocado does
@@ -129,6 +142,31 @@ func runConfigFromSettings(settings map[string]any) (RunConfig, error) {
 	// seconds is ignored rather than failing the test.
 	_ = secs("job.run.timeout", &c.JobTimeout, true)
 	_ = secs("task.timeout.running", &c.TaskTimeout, true)
+	for key, dst := range map[string]*int{"multihost.priority": &c.Priority, "multihost.quarantine_after": &c.QuarantineAfter} {
+		switch v := settings[key].(type) {
+		case nil:
+		case int64:
+			if v < -1000 || v > 1000 {
+				return c, fmt.Errorf("runner: setting %s: %d is out of range (-1000..1000)", key, v)
+			}
+			*dst = int(v)
+		case string:
+			n, err := strconv.Atoi(v)
+			if err != nil || n < -1000 || n > 1000 {
+				return c, fmt.Errorf("runner: setting %s: expected an integer within -1000..1000, got %s", key, py.Repr(v))
+			}
+			*dst = n
+		default:
+			return c, fmt.Errorf("runner: setting %s: expected an integer, got %s", key, py.Repr(v))
+		}
+	}
+	switch v := settings["multihost.retry_infra"].(type) {
+	case nil:
+	case bool:
+		c.RetryInfra = v
+	default:
+		return c, fmt.Errorf("runner: setting multihost.retry_infra: expected true or false, got %s", py.Repr(v))
+	}
 	switch v := settings["run.keep_tmp"].(type) {
 	case nil:
 	case bool:

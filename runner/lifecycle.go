@@ -68,6 +68,14 @@ type AllocRequest struct {
 	// Resources are reserved with the nodes, in the same step, by a
 	// cluster that implements resourceCluster; others refuse them.
 	Resources []ResourceSpec
+	// Priority ranks the request among waiting ones (multihost.priority).
+	Priority int
+	// Waiting, when set, is told why the request waits, in words for the
+	// test's log: when it starts waiting, then every so often.
+	Waiting func(msg string)
+	// Avoid are nodes to use only when no others can serve (a retry
+	// after an infrastructure failure on them).
+	Avoid []string
 }
 
 // Partition is the set of nodes a test holds.
@@ -139,9 +147,18 @@ type outcome struct {
 	Result     string
 	Reason     string
 	ReturnCode *int
+	// Class is the finished message's fail_class, which Avocado keeps in
+	// the test's result: InfraClass for infrastructure failures.
+	Class string
 }
 
-func (o outcome) message() message { return finishedMessage(o.Result, o.Reason, o.ReturnCode) }
+func (o outcome) message() message {
+	m := finishedMessage(o.Result, o.Reason, o.ReturnCode)
+	if o.Class != "" {
+		m = append(m, field{Key: "fail_class", Value: o.Class})
+	}
+	return m
+}
 
 // interruptedError is the cause of a run cancelled by a signal or by the
 // test's timeout; reason becomes the finished message's fail_reason.
@@ -193,6 +210,9 @@ type testRun struct {
 	events *Events
 	// sync is the test's synchronisation (sync_stage.go); nil without nodes.
 	sync *syncRun
+	// tried are the nodes an attempt used or failed on, which a retry
+	// after an infrastructure failure avoids (retry.go).
+	tried []string
 }
 
 // teardownCtx returns the context for cleanup after the body: a short
@@ -238,7 +258,7 @@ func interruptOutcome(ctx context.Context) outcome {
 	cause := context.Cause(ctx)
 	var lost *nodeLostError
 	if errors.As(cause, &lost) {
-		return outcome{Result: resultError, Reason: "runner: " + lost.Error()}
+		return outcome{Result: resultError, Reason: InfraPrefix + lost.Error(), Class: InfraClass}
 	}
 	var ie *interruptedError
 	if errors.As(cause, &ie) {
@@ -539,7 +559,9 @@ func (r *testRun) allocate(ctx context.Context, cl Cluster) (*Partition, outcome
 	defer cancel()
 	r.logf(ctx, "allocating nodes %s", strings.Join(r.test.NodeTags(), ", "))
 	endAlloc := r.events.Begin(Event{Kind: KindAllocation, Name: "allocation", Detail: "tags " + strings.Join(r.test.NodeTags(), ", ")})
-	p, err := cl.Allocate(actx, AllocRequest{JobID: r.jobID, TestID: r.taskID, Nodes: r.test.Nodes, Lease: r.cfg.Lease, Resources: r.test.Resources})
+	p, err := cl.Allocate(actx, AllocRequest{JobID: r.jobID, TestID: r.taskID, Nodes: r.test.Nodes, Lease: r.cfg.Lease, Resources: r.test.Resources,
+		Priority: r.cfg.Priority, Waiting: func(msg string) { r.logf(ctx, "%s", msg) }, Avoid: r.tried})
+	r.noteTried(p, err)
 	if err != nil {
 		endAlloc(SeverityError, err.Error())
 	} else {
@@ -548,6 +570,8 @@ func (r *testRun) allocate(ctx context.Context, cl Cluster) (*Partition, outcome
 	switch {
 	case err != nil && ctx.Err() != nil:
 		return nil, interruptOutcome(ctx), false
+	case err != nil && isInfra(err):
+		return nil, outcome{Result: resultError, Reason: InfraPrefix + "allocating nodes: " + err.Error(), Class: InfraClass}, false
 	case err != nil:
 		return nil, outcome{Result: resultError, Reason: fmt.Sprintf("runner: allocating nodes: %v", err)}, false
 	}

@@ -213,6 +213,9 @@ func TestLifecycle_nodesStepsBodyCollectRelease_fakeCluster(t *testing.T) {
 		t.Errorf("the test's log does not name what was stopped at hand-over:\n%s", logText(msgs))
 	}
 	wantReq := AllocRequest{JobID: "job", TestID: "1-ok", Nodes: []NodeSpec{{"src", "[{'key': 'arch', 'operator': '==', 'values': 'x86_64'}]"}, {"dst", ""}}}
+	if len(cl.requests) == 1 {
+		cl.requests[0].Waiting = nil // a func: compared by the wait tests
+	}
 	if len(cl.requests) != 1 || !reflect.DeepEqual(cl.requests[0], wantReq) {
 		t.Errorf("allocation requests = %+v", cl.requests)
 	}

@@ -86,6 +86,11 @@ class MultihostJobHooks(JobPreTests, JobPostTests):
             return
         try:
             argv = self._argv("pre-tests", job)
+            # Agents that will not start count towards quarantine, at the
+            # job's multihost.quarantine_after (0: vtcluster's default).
+            after = int(job.config.get("multihost.quarantine_after") or 0)
+            if after:
+                argv += ["--quarantine-after", str(after)]
         except binary.BinaryNotFound as details:
             raise JobError(
                 f"multihost: the job has multihost tests but {details}"

@@ -74,6 +74,37 @@ class MultihostInit(Init):
         )
         settings.register_option(
             section=section,
+            key="priority",
+            default=0,
+            key_type=int,
+            help_msg=(
+                "Rank of this job's tests among allocations waiting for "
+                "nodes (higher first; every minute waited adds one)"
+            ),
+        )
+        settings.register_option(
+            section=section,
+            key="quarantine_after",
+            default=0,
+            key_type=int,
+            help_msg=(
+                "Infrastructure failures in a row that take a node out of "
+                "rotation (0: vtcluster's default of 3; -1: never)"
+            ),
+        )
+        settings.register_option(
+            section=section,
+            key="retry_infra",
+            default=False,
+            key_type=bool,
+            help_msg=(
+                "Run a test that failed for an infrastructure reason "
+                "(node lost, agent down, no node in time) once more on "
+                "other nodes"
+            ),
+        )
+        settings.register_option(
+            section=section,
             key="lease",
             default=DEFAULT_LEASE,
             key_type=int,

@@ -217,6 +217,9 @@ def cluster(bootstrapped):
     for host in bootstrapped.lab.hosts:
         bootstrapped.lab.set_link(host, up=True)
     bootstrapped.vtcluster("agents", "stop", check=False)
+    # Nodes a test made fail (lost, agent killed) count towards
+    # quarantine; the next test starts from healthy nodes.
+    bootstrapped.vtcluster("node", "resume", *bootstrapped.lab.hosts, check=False)
     for partition in bootstrapped.partitions():
         bootstrapped.vtcluster("partition", "release", partition["id"], check=False)
 
