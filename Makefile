@@ -17,7 +17,7 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # How long each fuzz target runs under make fuzz.
 FUZZTIME  ?= 30s
 
-.PHONY: all build build-agent install test go-test unit lint py-test vet fmt-check demo venv bench bench-compare fuzz clean
+.PHONY: guest all build build-agent install test go-test unit lint py-test vet fmt-check demo venv bench bench-compare fuzz clean
 
 all: build
 
@@ -73,6 +73,10 @@ py-test: build venv venv-vt
 
 # The README's test command: everything, Go (with -race) and Python.
 test: fmt-check vet lint go-test py-test
+
+# The tiny guest the VM tests and the demo boot (docs/vms.md), cached under build/guest.
+guest:
+	bash scripts/guest.sh
 
 # The main job end to end on a local embedded three-host lab.
 demo: build venv
