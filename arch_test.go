@@ -32,6 +32,7 @@ var leaves = map[string]bool{
 	"agent/logframe":   true, // the log wire, likewise
 	"cluster/sshx":     true, // SSH and SFTP to one host; knows no cluster type
 	"internal/testbin": true,
+	"internal/testguest": true, // the test guest of scripts/guest.sh, via pgroup
 }
 
 var execAllowed = map[string]bool{

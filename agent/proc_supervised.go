@@ -144,3 +144,9 @@ func (r *ring) peek() []byte {
 	out = append(out, r.buf[r.start:]...)
 	return append(out, r.buf[:r.start]...)
 }
+
+// LookPath finds name as a command started with StartSupervised would be
+// found: in the service's base PATH (not the agent's environment).
+func (s *ProcessService) LookPath(name string) (string, error) {
+	return lookPath(name, s.cfg.BaseEnv["PATH"])
+}
