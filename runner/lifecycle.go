@@ -187,6 +187,7 @@ type testRun struct {
 	newCluster ClusterFactory
 	procs      *procGroups
 	trap       *panicTrap
+	vms        *vmRun // set by the vms stage (vmstage.go)
 }
 
 // teardownCtx returns the context for cleanup after the body: a short
@@ -293,6 +294,8 @@ func (r *testRun) stages() []stage {
 			// Collecting is undone last before the resources go, so
 			// files on a volume can still be fetched.
 			stage{name: "collect", setup: func(context.Context, *runState) (outcome, bool) { return outcome{}, true }, teardown: r.collectStage},
+			// VMs stop before anything is collected or released.
+			stage{name: "vms", setup: r.vmsStage, teardown: r.stopVMsStage},
 		)
 	}
 	return append(st,
@@ -615,6 +618,14 @@ func (r *testRun) writePartition(p *Partition, res []acquiredResource) ([]string
 	if len(res) > 0 {
 		pf = append(pf, field{Key: "resources", Value: resourceMessage(res)})
 	}
+	if vms := r.vmPartitionSection(p); vms != nil {
+		b, _ := json.Marshal(vms)
+		v, err := py.Loads(b)
+		if err != nil {
+			return nil, fmt.Errorf("runner: partition file: vms: %w", err)
+		}
+		pf = append(pf, field{Key: "vms", Value: v})
+	}
 	data, err := marshalMessage(pf)
 	if err != nil {
 		return nil, fmt.Errorf("runner: partition file: %w", err)
@@ -733,6 +744,9 @@ func (r *testRun) step(ctx context.Context, cl Cluster, p *Partition, n int, st 
 		tag string
 		res ExecResult
 		err error
+	}
+	if st.VM != nil {
+		return r.runVMStep(ctx, cl, p, n, st.VM)
 	}
 	results := make([]nodeResult, len(st.On))
 	runOne := func(i int) {

@@ -79,6 +79,8 @@ type Test struct {
 	// ResourceSpec); the runner acquires them before the body and
 	// removes them after.
 	Resources []ResourceSpec
+	// VMs are the QEMU guests the test runs on its nodes (vms.go).
+	VMs []VMSpec
 }
 
 // NodeSpec is one role of a test.
@@ -109,6 +111,9 @@ type Step struct {
 	// Timeout bounds the step on each node; zero means none (the test's
 	// timeout still applies).
 	Timeout time.Duration
+	// VM, when set, makes this a step on a VM (vmsteps.go); On and Run
+	// are then empty.
+	VM *VMStep
 }
 
 // Identifier is how Avocado shows the test: "<file>:<name>".
@@ -312,10 +317,10 @@ func (l *specLoader) test(v *jsonValue, at string) *Test {
 			t.Timeout = l.seconds(m.Value, p)
 		case "tags":
 			t.Tags = l.tags(m.Value, p)
-		case "collect":
+		case "collect", "vms":
 			// checked below, once the tags are known
 		default:
-			l.errorf(p, "unknown key (allowed: name, description, nodes, params, resources, body, timeout, tags, collect)")
+			l.errorf(p, "unknown key (allowed: name, description, nodes, params, resources, vms, body, timeout, tags, collect)")
 		}
 	}
 	if v.Get("name") == nil {
@@ -329,6 +334,12 @@ func (l *specLoader) test(v *jsonValue, at string) *Test {
 	case nodes != nil:
 		t.Nodes = l.nodes(nodes, jsonPath(at, "nodes"))
 	}
+	if rv := v.Get("resources"); rv != nil {
+		t.Resources = l.resources(rv, jsonPath(at, "resources"), t)
+	}
+	if v.Get("vms") != nil || params != nil {
+		t.VMs = l.vms(v.Get("vms"), jsonPath(at, "vms"), params, jsonPath(at, "params"), t, l.dir())
+	}
 	if body == nil {
 		l.errorf(at, "missing required key \"body\"")
 	} else {
@@ -336,9 +347,6 @@ func (l *specLoader) test(v *jsonValue, at string) *Test {
 	}
 	if c := v.Get("collect"); c != nil {
 		t.Collect = l.collect(c, jsonPath(at, "collect"), t)
-	}
-	if rv := v.Get("resources"); rv != nil {
-		t.Resources = l.resources(rv, jsonPath(at, "resources"), t)
 	}
 	if len(l.errs) > nerr {
 		return nil
@@ -529,12 +537,12 @@ func (l *specLoader) params(v *jsonValue, p string) []NodeSpec {
 	}
 	for _, m := range v.Members {
 		at := jsonPath(p, m.Key)
-		if m.Key == "nodes" {
+		if m.Key == "nodes" || isVMParam(m.Key) {
 			continue
 		}
 		tag, ok := strings.CutPrefix(m.Key, "node_selectors_")
 		if !ok {
-			l.errorf(at, "unsupported parameter: only \"nodes\" and \"node_selectors_<tag>\" are understood")
+			l.errorf(at, "unsupported parameter: only \"nodes\", \"node_selectors_<tag>\", \"vms\", \"vm_node_<vm>\" and \"mig_dest_node_<vm>\" are understood")
 			continue
 		}
 		if !known[tag] {
@@ -666,6 +674,9 @@ func (l *specLoader) step(v *jsonValue, p string, t *Test) Step {
 		l.errorf(p, "expected a step object, got %s", v.Describe())
 		return s
 	}
+	if v.Get("vm") != nil {
+		return l.vmStep(v, p, t)
+	}
 	for _, m := range v.Members {
 		at := jsonPath(p, m.Key)
 		switch m.Key {
@@ -686,7 +697,7 @@ func (l *specLoader) step(v *jsonValue, p string, t *Test) Step {
 		case "timeout":
 			s.Timeout = l.seconds(m.Value, at)
 		default:
-			l.errorf(at, "unknown key (allowed: on, run, parallel, timeout)")
+			l.errorf(at, "unknown key (allowed: on, run, parallel, timeout; a VM step has vm)")
 		}
 	}
 	if v.Get("on") == nil {
