@@ -753,7 +753,7 @@ func (r *testRun) step(ctx context.Context, cl Cluster, p *Partition, n int, st 
 		tag := st.On[i]
 		node, _ := p.Node(tag)
 		results[i].tag = tag
-		argv, err := expandArgv(st.Run, p)
+		argv, err := r.expandStepArgv(st.Run, p)
 		if err != nil {
 			results[i].err = err
 			return

@@ -685,7 +685,7 @@ func (l *specLoader) step(v *jsonValue, p string, t *Test) Step {
 		case "run":
 			s.Run = l.argv(m.Value, at)
 			for i, a := range s.Run {
-				if _, err := parsePlaceholders(a, t.hasTag); err != nil {
+				if _, err := parsePlaceholders(a, t.hasPlaceholderName); err != nil {
 					l.errorf(jsonPath(at, i), "%v", err)
 				}
 			}

@@ -382,7 +382,7 @@ func (s *VMSpec) resolve(p *Partition, tag string) (vm.Spec, error) {
 	if err != nil {
 		return vm.Spec{}, err
 	}
-	cmd, err := expandVMText(s.Cmdline, p, s.Name, addr)
+	cmd, err := expandVMText(s.Cmdline, p, map[string]string{s.Name: addr})
 	if err != nil {
 		return vm.Spec{}, err
 	}
@@ -417,20 +417,27 @@ func (s *VMSpec) resolve(p *Partition, tag string) (vm.Spec, error) {
 	return out, nil
 }
 
-// expandVMText fills the placeholders of a VM's cmdline: node facts as in
-// steps, and {NAME.address} / {NAME.cidr} for the VM's own address.
-func expandVMText(s string, p *Partition, name, cidr string) (string, error) {
-	parts, err := parsePlaceholders(s, func(tag string) bool { _, ok := p.Node(tag); return ok || tag == name })
+// expandVMText fills the placeholders of a VM's cmdline or a step's
+// argv element: node facts as in steps, and {VM.address} / {VM.cidr} for
+// the addresses of the VMs in cidrs (name -> address with prefix, "" for
+// a VM without one).
+func expandVMText(s string, p *Partition, cidrs map[string]string) (string, error) {
+	parts, err := parsePlaceholders(s, func(tag string) bool {
+		_, node := p.Node(tag)
+		_, isVM := cidrs[tag]
+		return node || isVM
+	})
 	if err != nil {
 		return "", err
 	}
 	var b strings.Builder
 	for _, part := range parts {
+		cidr, isVM := cidrs[part.tag]
 		switch {
 		case part.tag == "":
 			b.WriteString(part.lit)
-		case part.tag == name:
-			v, err := vmField(name, cidr, part.field)
+		case isVM:
+			v, err := vmField(part.tag, cidr, part.field)
 			if err != nil {
 				return "", err
 			}
@@ -445,6 +452,38 @@ func expandVMText(s string, p *Partition, name, cidr string) (string, error) {
 		}
 	}
 	return b.String(), nil
+}
+
+// expandStepArgv is expandArgv with the test's VMs as placeholder names.
+func (r *testRun) expandStepArgv(argv []string, p *Partition) ([]string, error) {
+	if len(r.test.VMs) == 0 {
+		return expandArgv(argv, p)
+	}
+	cidrs := map[string]string{}
+	for i := range r.test.VMs {
+		s := &r.test.VMs[i]
+		a, err := s.guestAddress(p)
+		if err != nil {
+			return nil, err
+		}
+		cidrs[s.Name] = a
+	}
+	out := make([]string, len(argv))
+	for i, a := range argv {
+		v, err := expandVMText(a, p, cidrs)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
+// hasPlaceholderName tells the names a step's placeholders may use: node
+// tags and VM names.
+func (t *Test) hasPlaceholderName(name string) bool {
+	_, isVM := t.vmSpec(name)
+	return isVM || t.hasTag(name)
 }
 
 func vmField(name, cidr, field string) (string, error) {

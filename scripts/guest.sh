@@ -11,7 +11,7 @@
 # same line to sector 0 of /dev/vda.
 #
 # The result is cached under build/guest/<key>/ (vmlinux, initramfs.cpio.gz,
-# kernel-version), key = hash of this script, the kernel package's version
+# kernel-version; build/guest/current points to it), key = hash of this script, the kernel package's version
 # and the busybox binary, so a second run costs nothing. The last line of
 # stdout is that directory; tests take it from there.
 set -euo pipefail
@@ -37,6 +37,7 @@ key=$( { sha256sum "$0" | cut -c1-64; echo "$kpkg $kver"; sha256sum "$busybox" |
 out=$out_base/$key
 if [ -s "$out/vmlinux" ] && [ -s "$out/initramfs.cpio.gz" ]; then
   echo "guest: cached ($kpkg $kver)" >&2
+  ln -sfn "$key" "$out_base/current"
   echo "$out"
   exit 0
 fi
@@ -117,5 +118,12 @@ chmod 0755 "$ir/init"
 echo "$krel" >"$work/kernel-version"
 mkdir -p "$out"
 mv "$work/vmlinux" "$work/initramfs.cpio.gz" "$work/kernel-version" "$out/"
+# build/guest/current: what examples/ name, whatever the key. Guests of
+# other keys are stale: only one is kept.
+ln -sfn "$key" "$out_base/current"
+for d in "$out_base"/*/; do
+  d=${d%/}
+  case ${d##*/} in "$key" | current) ;; *) [ ${#d} -gt 0 ] && rm -rf "$d" ;; esac
+done
 echo "guest: built $out ($kpkg $kver)" >&2
 echo "$out"

@@ -69,6 +69,11 @@ func (s *Service) runMigration(ctx context.Context, m *machine, uri string, o Mi
 	if o.DowntimeLimitMs > 0 {
 		params["downtime-limit"] = o.DowntimeLimitMs
 	}
+	// MIGRATION and MIGRATION_PASS events in the event log.
+	caps := map[string]any{"capabilities": []any{map[string]any{"capability": "events", "state": true}}}
+	if _, err := q.execute(ctx, "migrate-set-capabilities", caps); err != nil {
+		return Migration{}, err
+	}
 	if len(params) > 0 {
 		if _, err := q.execute(ctx, "migrate-set-parameters", params); err != nil {
 			return Migration{}, err
@@ -100,6 +105,11 @@ func (s *Service) runMigration(ctx context.Context, m *machine, uri string, o Mi
 		}
 		out := Migration{Status: r.Status, Error: r.ErrorDesc, TotalTimeMs: r.TotalTime,
 			DowntimeMs: r.Downtime, SetupTimeMs: r.SetupTime, Transferred: r.RAM.Transferred}
+		// QEMU sets completed a moment before it computes the figures.
+		if r.Status == "completed" && r.TotalTime == 0 && time.Now().Before(deadline) {
+			time.Sleep(pollMigrate)
+			continue
+		}
 		switch r.Status {
 		case "completed", "failed", "cancelled":
 			s.log.Info(fmt.Sprintf("vm %s: migration %s: total %d ms, downtime %d ms, %d bytes%s", m.spec.Name, r.Status, r.TotalTime, r.Downtime, r.RAM.Transferred, errNote(r.ErrorDesc)))

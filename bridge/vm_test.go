@@ -1,0 +1,361 @@
+package bridge
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vtcluster/vtcluster/cluster/lab"
+	"github.com/vtcluster/vtcluster/internal/testbin"
+	"github.com/vtcluster/vtcluster/internal/testguest"
+)
+
+// vmLab is a two-host lab whose hosts each have a bridge br0 holding
+// their uplink and address (so a guest on a tap there is on the lab's
+// network), a filesystem pool both hosts reach (lab hosts share this
+// machine's filesystem) and a linux_bridge pool on br0, with agents
+// running and the pools attached.
+type vmLab struct {
+	*cliCluster
+	guest testguest.Guest
+	pool  string
+}
+
+func newVMLab(t *testing.T) *vmLab {
+	t.Helper()
+	g := testguest.Get(t)
+	c := newCLICluster(t, 2, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+	for i, h := range c.lab.Hosts {
+		for _, argv := range [][]string{
+			{"ip", "link", "add", "br0", "type", "bridge"},
+			{"ip", "link", "set", "eth0", "master", "br0"},
+			{"ip", "addr", "del", h.Address + "/24", "dev", "eth0"},
+			{"ip", "addr", "add", h.Address + "/24", "dev", "br0"},
+			{"ip", "link", "set", "br0", "up"},
+		} {
+			if _, err := c.lab.Exec(ctx, i, argv...); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	pool := filepath.Join(t.TempDir(), "pool")
+	var cfg map[string]any
+	data, _ := os.ReadFile(c.config)
+	json.Unmarshal(data, &cfg)
+	cfg["pools"] = map[string]any{
+		"storage": map[string]any{"shared": map[string]any{"type": "filesystem", "path": pool}},
+		"net": map[string]any{"br": map[string]any{"type": "linux_bridge",
+			"switch": map[string]any{"node1": map[string]any{"ifname": "br0"}, "node2": map[string]any{"ifname": "br0"}}}},
+	}
+	data, _ = json.Marshal(cfg)
+	os.WriteFile(c.config, data, 0o600)
+	c.bootstrap(t)
+	c.mustCLI(t, "hooks", "pre-tests", "--job-id", "job-vm", "--job-logdir", t.TempDir())
+	t.Cleanup(func() {
+		c.cli(t, "hooks", "post-tests", "--job-id", "job-vm")
+		c.cli(t, "agents", "stop")
+	})
+	return &vmLab{cliCluster: c, guest: g, pool: pool}
+}
+
+// migrationSpec is the example's test, with this machine's guest.
+func (v *vmLab) migrationSpec(t *testing.T, migrate map[string]any) string {
+	t.Helper()
+	ping := func(on ...string) map[string]any {
+		return map[string]any{"on": on, "run": []string{"ping", "-c", "1", "-w", "20", "-i", "0.2", "{vm1.address}"}, "timeout": 30}
+	}
+	steps := []any{
+		map[string]any{"vm": "vm1", "wait_console": "vtguest: net up", "timeout": 120},
+		map[string]any{"vm": "vm1", "wait_console": `tick 2 `, "timeout": 30},
+		ping("src", "dst"),
+		map[string]any{"vm": "vm1", "qmp": "query-status", "expect": map[string]any{"status": "running", "running": true}},
+		migrate,
+		map[string]any{"vm": "vm1", "wait_console": `tick [0-9]+ `, "timeout": 30},
+		map[string]any{"vm": "vm1", "qmp": "query-status", "expect": map[string]any{"status": "running"}},
+		ping("dst", "src"),
+		map[string]any{"on": "dst", "run": []string{"qemu-io", "-r", "-U", "-f", "qcow2", "-c", "read -v 0 48", "{dst.resource_disk}"}, "timeout": 30},
+	}
+	spec := map[string]any{
+		"name":  "migrate",
+		"nodes": map[string]any{"src": nil, "dst": nil},
+		"resources": []any{
+			map[string]any{"name": "disk", "type": "volume", "on": []string{"src", "dst"}, "allocate": "src",
+				"params": map[string]any{"image_size": "64M", "image_format": "qcow2",
+					"volume_pool_selectors": "[{'key': 'type', 'operator': '==', 'values': 'filesystem'}]"}},
+			map[string]any{"name": "net", "type": "port", "on": "*", "params": map[string]any{"network_type": "linux_bridge"}},
+		},
+		"vms": []any{map[string]any{
+			"name": "vm1", "on": "src", "migrate_to": "dst", "memory_mib": 256, "machine": "q35",
+			"kernel": v.guest.Vmlinux, "initrd": v.guest.Initrd, "cmdline": testguest.Cmdline("{vm1.cidr}"),
+			"address": map[string]any{"from": "src", "host": 200},
+			"disks":   []any{map[string]any{"resource": "disk"}},
+			"nics":    []any{map[string]any{"port": "net"}},
+		}},
+		"body":    map[string]any{"steps": steps},
+		"timeout": 300,
+	}
+	data, _ := json.MarshalIndent(spec, "", "  ")
+	p := filepath.Join(t.TempDir(), "vm.json")
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// runnerCmd is the runner as Avocado starts it, on the lab's state.
+func (v *vmLab) runnerCmd(t *testing.T, spec, out, id string) *exec.Cmd {
+	cmd := exec.Command(testbin.RunnerPath(t), "task-run", "-i", id, "-j", "job-vm", "-k", "multihost", "-u", spec,
+		"test=migrate", "output_dir="+out)
+	cmd.Env = append(os.Environ(), "VTCLUSTER_STATE_DIR="+v.stateDir)
+	return cmd
+}
+
+var (
+	finishedRE = regexp.MustCompile(`\{'result': '(\w+)'(?:, 'fail_reason': '((?:[^'\\]|\\.)*)')?.*'status': 'finished'`)
+	tickRE     = regexp.MustCompile(`tick (\d+) up=([0-9.]+)`)
+	hexLineRE  = regexp.MustCompile(`[0-9a-f]{8}:  ((?:[0-9a-f]{2} ){16})`)
+)
+
+func finished(t *testing.T, stdout string) (result, reason string) {
+	t.Helper()
+	m := finishedRE.FindStringSubmatch(stdout)
+	if m == nil {
+		t.Fatalf("no finished message in the runner's output:\n%s", tail(stdout, 4000))
+	}
+	return m[1], m[2]
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+func ticks(t *testing.T, path string) [][2]float64 {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out [][2]float64
+	for _, m := range tickRE.FindAllStringSubmatch(string(data), -1) {
+		n, _ := strconv.ParseFloat(m[1], 64)
+		up, _ := strconv.ParseFloat(m[2], 64)
+		out = append(out, [2]float64{n, up})
+	}
+	return out
+}
+
+// assertNothingLeft: no QEMU in either host, no tap on either bridge, no
+// volume in the pool, no VM directory in either agent's data dir.
+func (v *vmLab) assertNothingLeft(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+	for i, h := range v.lab.Hosts {
+		if pids := qemuPIDs(t, h); len(pids) > 0 {
+			t.Errorf("QEMU left on %s: %v", h.Name, pids)
+		}
+		out, err := v.lab.Exec(ctx, i, "ip", "-o", "link", "show", "master", "br0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			if line != "" && !strings.Contains(line, " eth0@") {
+				t.Errorf("link left on %s's br0: %s", h.Name, line)
+			}
+		}
+		dir := filepath.Join(v.lab.Dir, "agents", h.Name)
+		matches, _ := filepath.Glob(filepath.Join(dir, "*", "vm", "*"))
+		matches2, _ := filepath.Glob(filepath.Join(dir, "vm", "*"))
+		if len(matches)+len(matches2) > 0 {
+			t.Errorf("VM files left in %s's agent dir: %v %v", h.Name, matches, matches2)
+		}
+	}
+	if files, _ := filepath.Glob(filepath.Join(v.pool, "*", "*.qcow2")); len(files) > 0 {
+		t.Errorf("volumes left in the pool: %v", files)
+	}
+	if files, _ := filepath.Glob(filepath.Join(v.pool, "*.qcow2")); len(files) > 0 {
+		t.Errorf("volumes left in the pool: %v", files)
+	}
+}
+
+func qemuPIDs(t *testing.T, h lab.Host) []int {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "pids", h.Netns).Output()
+	if err != nil {
+		t.Fatalf("ip netns pids %s: %v", h.Netns, err)
+	}
+	var pids []int
+	for _, f := range strings.Fields(string(out)) {
+		comm, err := os.ReadFile("/proc/" + f + "/comm")
+		if err == nil && strings.HasPrefix(string(comm), "qemu-system") {
+			pid, _ := strconv.Atoi(f)
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// TestVM_liveMigrationBetweenLabHosts is the issue's scenario end to end
+// through the runner: the guest boots on src from a qcow2 volume on the
+// shared pool with a tap on src's bridge, both nodes ping it, it is
+// migrated to dst, where its counter and uptime go on, its disk writes
+// land in the same volume and it answers ping; the test passes with the
+// migration figures and leaves nothing behind.
+func TestVM_liveMigrationBetweenLabHosts(t *testing.T) {
+	v := newVMLab(t)
+	spec := v.migrationSpec(t, map[string]any{"vm": "vm1", "migrate": "dst", "max_bandwidth": 1000000000, "downtime_limit_ms": 300})
+	out := filepath.Join(t.TempDir(), "1-migrate")
+	stdout, err := v.runnerCmd(t, spec, out, "1-migrate").CombinedOutput()
+	if err != nil {
+		t.Fatalf("runner: %v\n%s", err, tail(string(stdout), 4000))
+	}
+	if res, reason := finished(t, string(stdout)); res != "pass" {
+		t.Fatalf("result %s: %s\n%s", res, reason, tail(string(stdout), 6000))
+	}
+
+	src := ticks(t, filepath.Join(out, "cluster", "src", "vm1.console"))
+	dst := ticks(t, filepath.Join(out, "cluster", "dst", "vm1.console"))
+	if len(src) < 2 || len(dst) < 1 {
+		t.Fatalf("ticks on src %v, on dst %v", src, dst)
+	}
+	last, first := src[len(src)-1], dst[0]
+	if first[0] != last[0]+1 || first[1] <= last[1] {
+		t.Errorf("the counter and uptime do not go on: src ends at %v, dst starts at %v", last, first)
+	}
+	// What the guest wrote to sector 0 after the migration, read from the
+	// volume on dst by the last step.
+	var disk []byte
+	for _, m := range hexLineRE.FindAllStringSubmatch(string(stdout), -1) {
+		b, _ := hex.DecodeString(strings.ReplaceAll(m[1], " ", ""))
+		disk = append(disk, b...)
+	}
+	dm := tickRE.FindStringSubmatch(string(disk))
+	if dm == nil {
+		t.Fatalf("no tick on the volume: %q", disk)
+	}
+	if n, _ := strconv.ParseFloat(dm[1], 64); n <= last[0] {
+		t.Errorf("the volume holds %q, written before the migration (src's last tick %v)", dm[0], last[0])
+	}
+
+	var figures struct {
+		Migrations []struct {
+			VM, From, To, Status string
+			TotalTimeMs          int64 `json:"total_time_ms"`
+			DowntimeMs           int64 `json:"downtime_ms"`
+			Transferred          int64
+		}
+	}
+	data, err := os.ReadFile(filepath.Join(out, "vm-migrations.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	json.Unmarshal(data, &figures)
+	if len(figures.Migrations) != 1 {
+		t.Fatalf("vm-migrations.json: %s", data)
+	}
+	m := figures.Migrations[0]
+	if m.VM != "vm1" || m.From != "src" || m.To != "dst" || m.Status != "completed" || m.TotalTimeMs <= 0 || m.Transferred <= 0 {
+		t.Errorf("figures: %+v", m)
+	}
+	t.Logf("migration: total %d ms, downtime %d ms, %d bytes", m.TotalTimeMs, m.DowntimeMs, m.Transferred)
+	if testing.Verbose() {
+		for _, l := range regexp.MustCompile(`[^\x27]*vm vm1[^\x27]*`).FindAllString(string(stdout), -1) {
+			t.Log(l)
+		}
+	}
+	for _, want := range []string{`vm vm1: running on src \(node\d\), QEMU pid \d+, accel tcg`, "migration completed: total [1-9]",
+		`source on src \(node\d\) stopped`, `vm vm1 on dst \(node\d\): stopped \(quit, was running\)`} {
+		if !regexp.MustCompile(want).Match(stdout) {
+			t.Errorf("the test's log lacks %q", want)
+		}
+	}
+	if events, err := os.ReadFile(filepath.Join(out, "cluster", "src", "vm1.events.jsonl")); err != nil || !strings.Contains(string(events), `"MIGRATION"`) {
+		t.Errorf("src's QMP event log: %v %s", err, events)
+	}
+	v.assertNothingLeft(t)
+}
+
+// TestVM_migrationThatCannotConnect: the destination listens elsewhere;
+// the test fails naming the VM, both nodes and QMP's error, and both
+// QEMUs are stopped.
+func TestVM_migrationThatCannotConnect(t *testing.T) {
+	v := newVMLab(t)
+	spec := v.migrationSpec(t, map[string]any{"vm": "vm1", "migrate": "dst", "port": 1})
+	out := filepath.Join(t.TempDir(), "1-migrate")
+	stdout, _ := v.runnerCmd(t, spec, out, "1-migrate").CombinedOutput()
+	res, reason := finished(t, string(stdout))
+	if res != "fail" {
+		t.Fatalf("result %s (%s), want fail", res, reason)
+	}
+	for _, want := range []string{"vm vm1", `src \(node\d\)`, `dst \(node\d\)`, "failed", "Connection refused"} {
+		if !regexp.MustCompile(want).MatchString(reason) {
+			t.Errorf("fail reason %q lacks %q", reason, want)
+		}
+	}
+	for _, tag := range []string{"src", "dst"} {
+		if !strings.Contains(string(stdout), "vm vm1 on "+tag) {
+			t.Errorf("the log does not say the VM on %s was stopped", tag)
+		}
+	}
+	v.assertNothingLeft(t)
+}
+
+// TestVM_interruptedAndKilledRunnersLeaveNoQEMU: SIGINT during the
+// migration test stops its VMs; a runner killed with SIGKILL leaves its
+// VM to the next allocation's hand-over, which stops it.
+func TestVM_interruptedAndKilledRunnersLeaveNoQEMU(t *testing.T) {
+	v := newVMLab(t)
+	spec := v.migrationSpec(t, map[string]any{"vm": "vm1", "migrate": "dst"})
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGKILL} {
+		out := filepath.Join(t.TempDir(), "run")
+		cmd := v.runnerCmd(t, spec, out, "1-"+sig.String())
+		var buf lockedBuffer
+		cmd.Stdout, cmd.Stderr = &buf, &buf
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the VM running", func() bool { return strings.Contains(buf.String(), "vm vm1: running on src") })
+		cmd.Process.Signal(sig)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(hangGuard):
+			cmd.Process.Kill()
+			t.Fatalf("runner did not end after %v", sig)
+		}
+		if sig == syscall.SIGINT {
+			if res, _ := finished(t, buf.String()); res != "interrupted" {
+				t.Errorf("after SIGINT: result %s", res)
+			}
+			waitFor(t, "no QEMU after SIGINT", func() bool {
+				return len(qemuPIDs(t, v.lab.Hosts[0]))+len(qemuPIDs(t, v.lab.Hosts[1])) == 0
+			})
+			continue
+		}
+		if len(qemuPIDs(t, v.lab.Hosts[0])) == 0 {
+			t.Fatal("precondition: the killed runner's VM should still run until the next allocation")
+		}
+		// The next test on these nodes: its allocation hands them over.
+		next := filepath.Join(t.TempDir(), "next")
+		stdout, _ := v.runnerCmd(t, spec, next, "2-next").CombinedOutput()
+		if !strings.Contains(string(stdout), "left by an earlier test") {
+			t.Errorf("the next test's log does not report the hand-over:\n%s", tail(string(stdout), 3000))
+		}
+	}
+	v.assertNothingLeft(t)
+}
