@@ -122,7 +122,7 @@ func (v *vmLab) runnerCmd(t *testing.T, spec, out, id string) *exec.Cmd {
 }
 
 var (
-	finishedRE = regexp.MustCompile(`\{'result': '(\w+)'(?:, 'fail_reason': '((?:[^'\\]|\\.)*)')?.*'status': 'finished'`)
+	finishedRE = regexp.MustCompile(`\{'result': '(\w+)'(?:, 'fail_reason': (?:'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)"))?.*'status': 'finished'`)
 	tickRE     = regexp.MustCompile(`tick (\d+) up=([0-9.]+)`)
 	hexLineRE  = regexp.MustCompile(`[0-9a-f]{8}:  ((?:[0-9a-f]{2} ){16})`)
 )
@@ -133,7 +133,7 @@ func finished(t *testing.T, stdout string) (result, reason string) {
 	if m == nil {
 		t.Fatalf("no finished message in the runner's output:\n%s", tail(stdout, 4000))
 	}
-	return m[1], m[2]
+	return m[1], m[2] + m[3]
 }
 
 func tail(s string, n int) string {
@@ -301,6 +301,7 @@ func TestVM_migrationThatCannotConnect(t *testing.T) {
 	if res != "fail" {
 		t.Fatalf("result %s (%s), want fail", res, reason)
 	}
+	t.Logf("fail reason: %s", reason)
 	for _, want := range []string{"vm vm1", `src \(node\d\)`, `dst \(node\d\)`, "failed", "Connection refused"} {
 		if !regexp.MustCompile(want).MatchString(reason) {
 			t.Errorf("fail reason %q lacks %q", reason, want)
@@ -347,7 +348,7 @@ func TestVM_interruptedAndKilledRunnersLeaveNoQEMU(t *testing.T) {
 			})
 			continue
 		}
-		if len(qemuPIDs(t, v.lab.Hosts[0])) == 0 {
+		if len(qemuPIDs(t, v.lab.Hosts[0]))+len(qemuPIDs(t, v.lab.Hosts[1])) == 0 {
 			t.Fatal("precondition: the killed runner's VM should still run until the next allocation")
 		}
 		// The next test on these nodes: its allocation hands them over.
