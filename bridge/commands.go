@@ -44,6 +44,7 @@ func rootCommand(e *env) *cli.Command {
 			stateCommand(e),
 			statusCommand(e),
 			testsCommand(e),
+			vmCommand(e),
 		},
 	}
 }
