@@ -92,7 +92,7 @@ func (r *testRun) vmsStage(ctx context.Context, rs *runState) (outcome, bool) {
 		spec, err := s.resolve(rs.part, s.On)
 		if err == nil {
 			raw, _ := json.Marshal(spec)
-			r.logf(ctx, "vm %s: starting on %s (%s): %d MiB, %d vcpu, accel %s, %d disk(s), %d nic(s)", s.Name, s.On, node.Name, spec.MemoryMiB, spec.VCPUs, orDefault(spec.Accel, "auto"), len(spec.Disks), len(spec.NICs))
+			r.logf(ctx, "vm %s: starting on %s (%s): %d disk(s), %d nic(s)", s.Name, s.On, node.Name, len(spec.Disks), len(spec.NICs))
 			r.vms.addPlace(s.Name, s.On)
 			var v any
 			if v, err = vc.CallAgent(ctx, node, "vm.start", string(raw)); err == nil {
@@ -112,13 +112,6 @@ func (r *testRun) vmsStage(ctx context.Context, rs *runState) (outcome, bool) {
 		return outcome{Result: resultError, Reason: fmt.Sprintf("runner: vm %s on %s (%s): %s", s.Name, s.On, node.Name, faultText(err))}, false
 	}
 	return outcome{}, true
-}
-
-func orDefault(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
 
 // stopVMsStage stops every VM the partition owns on every node of the

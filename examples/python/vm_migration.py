@@ -45,7 +45,8 @@ class Migration(MultiHostTest):
         path = self._partition["resources"]["disk"]["nodes"][tag]
         res = node.proxy.process.run(["qemu-io", "-r", "-U", "-f", "qcow2", "-c", "read -v 0 48", path], {"timeout": 30})
         self.assertEqual(res["exit_code"], 0)
-        raw = bytes.fromhex("".join(line[10:58] for line in res["stdout"].data.decode().splitlines()[:3]))
+        out = getattr(res["stdout"], "data", res["stdout"])  # bytes, or xmlrpc Binary
+        raw = bytes.fromhex("".join(line[10:58] for line in out.decode().splitlines()[:3]))
         return int(TICK.search(raw.decode(errors="replace")).group(1))
 
     def test_migrate(self):

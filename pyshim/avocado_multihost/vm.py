@@ -88,7 +88,7 @@ class VM:
         to = to or self.migrate_to
         if not to:
             raise VMError(f"vm {self.name}: migrate() needs a destination tag (or migrate_to in the declaration)")
-        args = ["migrate", self.name, "--from", self.tag, "--to", to, "--wait", str(timeout)]
+        args = ["vm", "migrate", self.name, "--from", self.tag, "--to", to, "--wait", str(timeout)]
         if max_bandwidth:
             args += ["--max-bandwidth", str(int(max_bandwidth))]
         if downtime_limit_ms:
