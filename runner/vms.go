@@ -79,6 +79,7 @@ func isVMParam(k string) bool {
 // vms reads the "vms" section and the tp-qemu VM parameters.
 func (l *specLoader) vms(v *jsonValue, p string, params *jsonValue, pp string, t *Test, dir string) []VMSpec {
 	var out []VMSpec
+	var paths []string // each VM's place in the file
 	byName := map[string]int{}
 	if v != nil {
 		if v.Kind != py.JSONArray {
@@ -97,6 +98,7 @@ func (l *specLoader) vms(v *jsonValue, p string, params *jsonValue, pp string, t
 			}
 			byName[vs.Name] = len(out)
 			out = append(out, vs)
+			paths = append(paths, at)
 		}
 	}
 	if params != nil && params.Kind == py.JSONObject {
@@ -137,7 +139,7 @@ func (l *specLoader) vms(v *jsonValue, p string, params *jsonValue, pp string, t
 	}
 	for i, vs := range out {
 		if vs.On == "" {
-			l.errorf(jsonPath(p, i), "VM %q has no node: give \"on\" (or params vm_node_%s)", vs.Name, vs.Name)
+			l.errorf(paths[i], "VM %q has no node: give \"on\" (or params vm_node_%s)", vs.Name, vs.Name)
 		}
 	}
 	return out
