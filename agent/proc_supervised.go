@@ -16,6 +16,9 @@ import (
 // SupervisedOptions describe a process another service starts through the
 // process service.
 type SupervisedOptions struct {
+	// ID names the process in the service's log and in stop_others'
+	// report (e.g. "vm:vm1"); it is not a process.poll id.
+	ID string
 	// Owner is the partition the process belongs to; stop_others ends it
 	// when the node is handed to another owner.
 	Owner string
@@ -75,7 +78,7 @@ func (s *ProcessService) StartSupervised(argv []string, opts SupervisedOptions) 
 		s.mu.Unlock()
 		return nil, errShutdown
 	}
-	c, err := s.launch(sp, "")
+	c, err := s.launch(sp, opts.ID)
 	if err != nil {
 		s.mu.Unlock()
 		return nil, err

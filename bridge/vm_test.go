@@ -360,3 +360,29 @@ func TestVM_interruptedAndKilledRunnersLeaveNoQEMU(t *testing.T) {
 	}
 	v.assertNothingLeft(t)
 }
+
+// TestVM_testTimeoutStopsTheVM: the test's timeout ends a step waiting on
+// the console; the teardown still stops the VM and removes its resources.
+func TestVM_testTimeoutStopsTheVM(t *testing.T) {
+	v := newVMLab(t)
+	path := v.migrationSpec(t, map[string]any{"vm": "vm1", "migrate": "dst"})
+	var spec map[string]any
+	data, _ := os.ReadFile(path)
+	json.Unmarshal(data, &spec)
+	spec["timeout"] = 15
+	spec["body"] = map[string]any{"steps": []any{map[string]any{"vm": "vm1", "wait_console": "never printed", "timeout": 120}}}
+	data, _ = json.Marshal(spec)
+	os.WriteFile(path, data, 0o644)
+	out := filepath.Join(t.TempDir(), "1-migrate")
+	stdout, _ := v.runnerCmd(t, path, out, "1-migrate").CombinedOutput()
+	if res, reason := finished(t, string(stdout)); res != "interrupted" || !strings.Contains(reason, "timeout") {
+		t.Fatalf("result %s (%s), want interrupted by the test's timeout", res, reason)
+	}
+	if !regexp.MustCompile(`vm vm1 on src \(node\d\): stopped \(quit, was running\)`).Match(stdout) {
+		t.Errorf("the log does not say the VM was stopped:\n%s", tail(string(stdout), 3000))
+	}
+	if _, err := os.Stat(filepath.Join(out, "cluster", "src", "vm1.console")); err != nil {
+		t.Errorf("the console was not collected: %v", err)
+	}
+	v.assertNothingLeft(t)
+}

@@ -197,7 +197,7 @@ func (s *Service) launch(ctx context.Context, m *machine, bin string) (Started, 
 	}
 	m.dirFD = d
 	argv := spec.argv(bin, m.accel, relFiles)
-	p, err := s.procs.StartSupervised(argv, agent.SupervisedOptions{Owner: spec.Owner, Dir: m.files.dir})
+	p, err := s.procs.StartSupervised(argv, agent.SupervisedOptions{ID: "vm:" + spec.Name, Owner: spec.Owner, Dir: m.files.dir})
 	if err != nil {
 		return Started{}, err
 	}
