@@ -82,6 +82,9 @@ func (v *vmLab) migrationSpec(t *testing.T, migrate map[string]any) string {
 		map[string]any{"vm": "vm1", "qmp": "query-status", "expect": map[string]any{"status": "running", "running": true}},
 		migrate,
 		map[string]any{"vm": "vm1", "wait_console": `tick [0-9]+ `, "timeout": 30},
+		// The guest prints a tick, then writes it: once the next tick is
+		// printed, the first one after the migration is on the volume.
+		map[string]any{"vm": "vm1", "wait_console": `tick [0-9]+ `, "timeout": 30},
 		map[string]any{"vm": "vm1", "qmp": "query-status", "expect": map[string]any{"status": "running"}},
 		ping("dst", "src"),
 		map[string]any{"on": "dst", "run": []string{"qemu-io", "-r", "-U", "-f", "qcow2", "-c", "read -v 0 48", "{dst.resource_disk}"}, "timeout": 30},

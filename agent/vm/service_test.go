@@ -23,6 +23,7 @@ type fixture struct {
 	svc   *vm.Service
 	m     map[string]agent.Method
 	pm    map[string]agent.Method
+	dir   string // the vm service's Dir
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -40,7 +41,7 @@ func newFixture(t *testing.T) *fixture {
 		svc.Close()
 		procs.Close()
 	})
-	return &fixture{t: t, procs: procs, svc: svc, m: svc.Methods(), pm: procs.Methods()}
+	return &fixture{t: t, procs: procs, svc: svc, m: svc.Methods(), pm: procs.Methods(), dir: filepath.Join(dir, "vm")}
 }
 
 func (f *fixture) call(method string, args ...any) (any, error) {
@@ -114,6 +115,12 @@ func TestVM_BootConsoleQMPMigrateStop(t *testing.T) {
 	st := decode[vm.Started](t, f.must("start", specJSON(t, src)))
 	if st.Accel != "tcg" || st.Pid <= 0 || st.Status != "running" {
 		t.Fatalf("start: %+v", st)
+	}
+	// Only the agent's user reaches the QMP socket and the console.
+	for _, d := range []string{f.dir, filepath.Join(f.dir, "src")} {
+		if fi, err := os.Stat(d); err != nil || fi.Mode().Perm() != 0o700 {
+			t.Errorf("%s: %v %v, want mode 0700", d, fi.Mode(), err)
+		}
 	}
 	// A second VM of the same name is refused while the first runs.
 	if _, err := f.call("start", specJSON(t, src)); faultOf(t, err).ExcType != "FileExistsError" {

@@ -65,4 +65,7 @@ class Migration(MultiHostTest):
         self.assertGreater(int(after.group(1)), int(before.group(1)))
         self.assertGreater(float(after.group(2)), float(before.group(2)))
         self.ping_from("dst", "src")
+        # The guest prints a tick, then writes it: once the next one is
+        # printed, the first tick after the migration is on the volume.
+        vm.wait_console(r"tick \d+ ", timeout=30)
         self.assertGreaterEqual(self.disk_tick("dst"), int(after.group(1)))
