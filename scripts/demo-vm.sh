@@ -45,7 +45,7 @@ import glob, json, sys
 job = sys.argv[1]
 res = json.load(open(f"{job}/results.json"))
 t = res["tests"][0]
-print(f"  {t['name']}: {t['status']} {t.get('fail_reason') or ''}".rstrip())
+print(f"  {t['name']}: {t['status']}" + (f" {t.get('fail_reason')}" if t['status'] != 'PASS' else ''))
 for f in glob.glob(f"{job}/test-results/*/vm-migrations.json"):
     for m in json.load(open(f))["migrations"]:
         print(f"  vm {m['vm']} {m['from']} ({m['from_node']}) -> {m['to']} ({m['to_node']}): "
