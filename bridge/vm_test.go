@@ -389,3 +389,63 @@ func TestVM_testTimeoutStopsTheVM(t *testing.T) {
 	}
 	v.assertNothingLeft(t)
 }
+
+// TestCLI_vm: `vtcluster vm` drives a guest on a lab host: start from a
+// spec file, wait for the console, QMP, console, list, stop and remove,
+// each with --json; bad input is a usage error that says what to give.
+func TestCLI_vm(t *testing.T) {
+	g := testguest.Get(t)
+	c := newCLICluster(t, 1, nil)
+	c.bootstrap(t)
+	c.mustCLI(t, "agents", "start")
+	t.Cleanup(func() { c.cli(t, "agents", "stop") })
+	node := c.lab.Hosts[0].Name
+	disk := filepath.Join(t.TempDir(), "d.qcow2")
+	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", disk, "16M").CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img: %v %s", err, out)
+	}
+	spec := filepath.Join(t.TempDir(), "vm.json")
+	data, _ := json.Marshal(map[string]any{"name": "cli1", "owner": "me", "accel": "tcg", "kernel": g.Vmlinux, "initrd": g.Initrd,
+		"cmdline": testguest.Cmdline("10.0.0.9/24"), "disks": []any{map[string]any{"path": disk, "format": "qcow2"}}})
+	os.WriteFile(spec, data, 0o644)
+
+	started := jsonOut(t, c.mustCLI(t, "vm", "start", node, spec, "--json"))
+	if started.Get("name").Str != "cli1" || started.Get("status").Str != "running" || started.Get("pid").Int() <= 0 {
+		t.Fatalf("vm start: %s", started.Raw)
+	}
+	if line := c.mustCLI(t, "vm", "wait-console", node, "cli1", `tick 1 `, "--wait", "90"); !strings.HasPrefix(line, "tick 1 up=") {
+		t.Errorf("vm wait-console printed %q", line)
+	}
+	if st := jsonOut(t, c.mustCLI(t, "vm", "qmp", node, "cli1", "query-status")); st.Get("status").Str != "running" {
+		t.Errorf("vm qmp query-status: %s", st.Raw)
+	}
+	if code, _, errOut := c.cli(t, "vm", "qmp", node, "cli1", "query-nothing"); code != 1 || !strings.Contains(errOut, "QMPError: vm cli1: CommandNotFound") {
+		t.Errorf("unknown QMP command: exit %d: %s", code, errOut)
+	}
+	if con := c.mustCLI(t, "vm", "console", node, "cli1"); !strings.Contains(con, "vtguest: net up ip=10.0.0.9/24") {
+		t.Errorf("vm console: %q", tail(con, 500))
+	}
+	list := jsonOut(t, c.mustCLI(t, "vm", "list", node, "--json")).Array()
+	if len(list) != 1 || list[0].Get("owner").Str != "me" || !list[0].Get("running").Bool() {
+		t.Errorf("vm list: %v", list)
+	}
+	if code, _, errOut := c.cli(t, "vm", "wait-console", node, "cli1", "never printed", "--wait", "1"); code != 1 || !strings.Contains(errOut, "did not appear") {
+		t.Errorf("wait-console without a match: exit %d: %s", code, errOut)
+	}
+	stopped := jsonOut(t, c.mustCLI(t, "vm", "stop", node, "cli1", "--powerdown-timeout", "0", "--remove", "--json"))
+	if stopped.Get("how").Str != "quit" {
+		t.Errorf("vm stop: %s", stopped.Raw)
+	}
+	if list := jsonOut(t, c.mustCLI(t, "vm", "list", node, "--json")).Array(); len(list) != 0 {
+		t.Errorf("vm list after stop --remove: %v", list)
+	}
+	if pids := qemuPIDs(t, c.lab.Hosts[0]); len(pids) != 0 {
+		t.Errorf("QEMU left: %v", pids)
+	}
+	if code, _, errOut := c.cli(t, "vm", "status", node); code != 2 || !strings.Contains(errOut, "want NODE|TAG NAME") {
+		t.Errorf("vm status without NAME: exit %d: %s", code, errOut)
+	}
+	if code, _, errOut := c.cli(t, "vm", "migrate", "cli1", "--from", node, "--to", node); code != 2 || !strings.Contains(errOut, "give --spec") {
+		t.Errorf("vm migrate without a spec: exit %d: %s", code, errOut)
+	}
+}
