@@ -181,10 +181,11 @@ func (v *vmLab) assertNothingLeft(t *testing.T) {
 			}
 		}
 		dir := filepath.Join(v.lab.Dir, "agents", h.Name)
-		matches, _ := filepath.Glob(filepath.Join(dir, "*", "vm", "*"))
-		matches2, _ := filepath.Glob(filepath.Join(dir, "vm", "*"))
-		if len(matches)+len(matches2) > 0 {
-			t.Errorf("VM files left in %s's agent dir: %v %v", h.Name, matches, matches2)
+		if dirs, _ := filepath.Glob(filepath.Join(dir, "*", "vm")); len(dirs) != 1 {
+			t.Errorf("%s: want one agent data dir with a vm directory, found %v", dir, dirs)
+		}
+		if matches, _ := filepath.Glob(filepath.Join(dir, "*", "vm", "*")); len(matches) > 0 {
+			t.Errorf("VM files left in %s's agent dir: %v", h.Name, matches)
 		}
 	}
 	if files, _ := filepath.Glob(filepath.Join(v.pool, "*", "*.qcow2")); len(files) > 0 {
@@ -447,5 +448,26 @@ func TestCLI_vm(t *testing.T) {
 	}
 	if code, _, errOut := c.cli(t, "vm", "migrate", "cli1", "--from", node, "--to", node); code != 2 || !strings.Contains(errOut, "give --spec") {
 		t.Errorf("vm migrate without a spec: exit %d: %s", code, errOut)
+	}
+	// A VM dies with its agent (SIGKILL), and the next agent starts with
+	// an empty vm directory.
+	c.mustCLI(t, "vm", "start", node, spec)
+	h := c.lab.Hosts[0]
+	if len(qemuPIDs(t, h)) != 1 {
+		t.Fatal("precondition: the VM runs")
+	}
+	for _, pid := range agentPIDs(t, h) {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	waitFor(t, "QEMU gone with its agent", func() bool { return len(qemuPIDs(t, h)) == 0 })
+	c.mustCLI(t, "agents", "start")
+	if list := jsonOut(t, c.mustCLI(t, "vm", "list", node, "--json")).Array(); len(list) != 0 {
+		t.Errorf("vm list after the agent's restart: %v", list)
+	}
+	if dirs, _ := filepath.Glob(filepath.Join(c.lab.Dir, "agents", node, "*", "vm")); len(dirs) != 1 {
+		t.Errorf("want one agent vm directory, found %v", dirs)
+	}
+	if files, _ := filepath.Glob(filepath.Join(c.lab.Dir, "agents", node, "*", "vm", "*")); len(files) != 0 {
+		t.Errorf("VM files left after the agent's restart: %v", files)
 	}
 }
