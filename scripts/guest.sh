@@ -30,8 +30,15 @@ file -L "$busybox" 2>/dev/null | grep -q 'statically linked' ||
   die "$busybox is not static: install busybox-static"
 
 # The kernel package the metapackage points to today, e.g. linux-image-6.1.0-57-amd64.
-kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
-[ -n "$kpkg" ] || die "apt-cache does not know linux-image-amd64 (run apt-get update)"
+kernel_package() { apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}'; }
+kpkg=$(kernel_package)
+if [ -z "$kpkg" ] && [ "$(id -u)" = 0 ]; then
+  # A fresh machine (a CI container) may have no package lists yet.
+  echo "guest: apt-get update (apt does not know linux-image-amd64 yet)" >&2
+  apt-get update -qq >&2 || true
+  kpkg=$(kernel_package)
+fi
+[ -n "$kpkg" ] || die "apt-cache does not know linux-image-amd64 (run apt-get update as root)"
 kver=$(apt-cache policy "$kpkg" | awk '/Candidate:/ {print $2}')
 key=$( { sha256sum "$0" | cut -c1-64; echo "$kpkg $kver"; sha256sum "$busybox" | cut -c1-64; } | sha256sum | cut -c1-16)
 out=$out_base/$key
