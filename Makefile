@@ -20,7 +20,7 @@ GOIMPORTS ?= golang.org/x/tools/cmd/goimports@v0.53.0
 # How long each fuzz target runs under make fuzz.
 FUZZTIME  ?= 30s
 
-.PHONY: all build build-agent install test go-test unit lint py-test vet fmt-check demo venv bench bench-compare fuzz clean system-packages install-plugin
+.PHONY: guest all build build-agent install test go-test unit lint py-test vet fmt-check demo venv bench bench-compare fuzz clean system-packages install-plugin
 
 all: build
 
@@ -93,6 +93,10 @@ py-test: build venv venv-vt system-packages
 
 # The README's test command: everything, Go (with -race) and Python.
 test: fmt-check vet lint go-test py-test
+
+# The tiny guest the VM tests and the demo boot (docs/vms.md), cached under build/guest.
+guest:
+	bash scripts/guest.sh
 
 # The main job end to end on a local embedded three-host lab.
 demo: build venv

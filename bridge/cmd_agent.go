@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vtcluster/vtcluster/agent"
+	"github.com/vtcluster/vtcluster/agent/vm"
 	resnode "github.com/vtcluster/vtcluster/resmgr/node"
 )
 
@@ -359,7 +360,14 @@ func registerAgentServices(d *agent.Daemon, srv *agent.Server) error {
 	if err != nil {
 		return err
 	}
-	for _, s := range []agent.Service{core, examples, host, proc, owner, res} {
+	// QEMU guests, supervised by proc; closed before it (last first), so
+	// each VM gets a QMP quit before the process service's SIGTERM.
+	vms, err := vm.NewService(vm.Config{Dir: filepath.Join(d.Data.Path(), "vm"), Procs: proc, Logger: d.ServiceLogger("vm")})
+	if err != nil {
+		return err
+	}
+	d.CloseOnStop(vms)
+	for _, s := range []agent.Service{core, examples, host, proc, owner, res, vms} {
 		if err := srv.Register(s); err != nil {
 			return err
 		}

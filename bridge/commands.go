@@ -46,6 +46,7 @@ func rootCommand(e *env) *cli.Command {
 			statusCommand(e),
 			syncCommand(e),
 			testsCommand(e),
+			vmCommand(e),
 		},
 	}
 }

@@ -33,6 +33,19 @@ func (b *backend) runOptions(node PartitionNode, opts ExecOptions) cluster.RunOp
 	return cluster.RunOptions{Timeout: opts.Timeout, Env: opts.Env, Owner: owner, LogOutput: true}
 }
 
+var _ agentCaller = (*backend)(nil)
+
+// CallAgent calls method on the agent of one of this test's nodes, over
+// the test's connection to it; a lost node answers at once with why it was
+// lost.
+func (b *backend) CallAgent(ctx context.Context, node PartitionNode, method string, args ...any) (any, error) {
+	nc, err := b.conn(node.Name)
+	if err != nil {
+		return nil, err
+	}
+	return nc.Call(ctx, method, args...)
+}
+
 // Collect fetches each node's service log and the paths the test asked
 // for into dir/<tag>/.
 func (b *backend) Collect(ctx context.Context, p *Partition, paths map[string][]string, dir string) error {

@@ -46,9 +46,9 @@ const (
 )
 
 // agentCaller is implemented by clusters that can call a node's agent
-// directly (backend_bundle.go); the bundle needs it for what Exec does not
-// give: the agent's paths, its process record, output not echoed into the
-// node's log.
+// directly (backend_exec.go): the VM service's calls (vmstage.go), and what
+// the failure bundle needs that Exec does not give: the agent's paths, its
+// process record, output not echoed into the node's log.
 type agentCaller interface {
 	CallAgent(ctx context.Context, node PartitionNode, method string, args ...any) (any, error)
 }

@@ -31,7 +31,11 @@
 // per-test, secret-guarded proxy to each agent), backend_logs.go (log
 // forwarding into the test), backend_exec.go (commands and collection),
 // backend_watch.go (health checks) and backend_resources.go (resources
-// through package resmgr).
+// through package resmgr). VMs (docs/vms.md): vms.go (a spec's "vms" and
+// their per-node agent spec), vmsteps.go (wait_console, qmp, migrate
+// steps), vmstage.go (start before the body, stop every VM of the
+// partition before the resources go), vmdriver.go (MigrateVM, also used by
+// `vtcluster vm migrate`) and backend_vms.go (agent calls).
 //
 // For whoever debugs a test: events.go (the per-test record of what
 // happened when and where; other code records through EventsFrom(ctx)),

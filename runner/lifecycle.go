@@ -213,6 +213,8 @@ type testRun struct {
 	// tried are the nodes an attempt used or failed on, which a retry
 	// after an infrastructure failure avoids (retry.go).
 	tried []string
+	// vms are the test's running VMs, set by the vms stage (vmstage.go).
+	vms *vmRun
 }
 
 // teardownCtx returns the context for cleanup after the body: a short
@@ -325,9 +327,12 @@ func (r *testRun) stages() []stage {
 			// Collecting is undone last before the resources go, so
 			// files on a volume can still be fetched.
 			stage{name: "collect", setup: func(context.Context, *runState) (outcome, bool) { return outcome{}, true }, teardown: r.collectStage},
-			// After a failure: first the evidence (bundle.go), then the
-			// decision to keep the nodes (hold.go), which the resources'
-			// and partition's teardowns respect.
+			// VMs stop before anything is collected or released.
+			stage{name: "vms", setup: r.vmsStage, teardown: r.stopVMsStage},
+			// After a failure: first the evidence (bundle.go, VM consoles
+			// included, while the VMs still run), then the decision to
+			// keep the nodes (hold.go), which the VMs', resources' and
+			// partition's teardowns respect.
 			stage{name: "hold", setup: noSetup, teardown: r.holdStage},
 			stage{name: "failure bundle", setup: noSetup, teardown: r.bundleStage},
 		)
@@ -689,6 +694,14 @@ func (r *testRun) writePartition(p *Partition, res []acquiredResource) ([]string
 	if len(res) > 0 {
 		pf = append(pf, field{Key: "resources", Value: resourceMessage(res)})
 	}
+	if vms := r.vmPartitionSection(p); vms != nil {
+		b, _ := json.Marshal(vms)
+		v, err := py.Loads(b)
+		if err != nil {
+			return nil, fmt.Errorf("runner: partition file: vms: %w", err)
+		}
+		pf = append(pf, field{Key: "vms", Value: v})
+	}
 	data, err := marshalMessage(pf)
 	if err != nil {
 		return nil, fmt.Errorf("runner: partition file: %w", err)
@@ -811,6 +824,9 @@ func (r *testRun) step(ctx context.Context, cl Cluster, p *Partition, n int, st 
 		tag string
 		res ExecResult
 		err error
+	}
+	if st.VM != nil {
+		return r.runVMStep(ctx, cl, p, n, st.VM)
 	}
 	results := make([]nodeResult, len(st.On))
 	r.syncStepStarts(ctx, n, st.On)

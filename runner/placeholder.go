@@ -79,13 +79,23 @@ func expandArgv(argv []string, p *Partition) ([]string, error) {
 	return expandArgvWith(argv, p, nil)
 }
 
-// expandArgvWith is expandArgv that also replaces {sync.KEY} (when no node
-// is tagged sync) with what message returns for KEY.
-func expandArgvWith(argv []string, p *Partition, message func(key string) (string, error)) ([]string, error) {
+// extraNames resolves placeholders whose name is not a node tag: a VM's
+// {VM.address} (vms.go), a message's {sync.KEY} (sync_stage.go). A node
+// tag always wins over an extra name of the same spelling.
+type extraNames struct {
+	has   func(name string) bool
+	value func(name, field string) (string, error)
+}
+
+// expandArgvWith is expandArgv that also replaces the extra names'
+// placeholders (none when extra is nil).
+func expandArgvWith(argv []string, p *Partition, extra *extraNames) ([]string, error) {
 	out := make([]string, len(argv))
-	_, syncTag := p.Node(syncPlaceholder)
-	isMessage := func(tag string) bool { return message != nil && !syncTag && tag == syncPlaceholder }
-	known := func(tag string) bool { _, ok := p.Node(tag); return ok || isMessage(tag) }
+	isExtra := func(name string) bool {
+		_, node := p.Node(name)
+		return extra != nil && !node && extra.has(name)
+	}
+	known := func(name string) bool { _, ok := p.Node(name); return ok || isExtra(name) }
 	for i, a := range argv {
 		parts, err := parsePlaceholders(a, known)
 		if err != nil {
@@ -97,8 +107,8 @@ func expandArgvWith(argv []string, p *Partition, message func(key string) (strin
 				b.WriteString(part.lit)
 				continue
 			}
-			if isMessage(part.tag) {
-				v, err := message(part.field)
+			if isExtra(part.tag) {
+				v, err := extra.value(part.tag, part.field)
 				if err != nil {
 					return nil, fmt.Errorf("placeholder {%s.%s}: %w", part.tag, part.field, err)
 				}

@@ -18,7 +18,7 @@ import (
 // without importing the file:
 //
 //	test=Class.method  nodes=[[tag, selectors], ...]  timeout=SECONDS|None
-//	resources=[...] (as a spec's)  python=INTERPRETER (the one with
+//	resources=[...] vms=[...] (as a spec's)  python=INTERPRETER (the one with
 //	avocado_multihost installed)
 //
 // Such a test becomes a Test whose body command is that interpreter
@@ -110,6 +110,10 @@ func pythonClassSpec(r runnable, file, name string) (*SpecFile, error) {
 	if res, ok := r.Kwargs["resources"]; ok {
 		// Checked by the spec loader exactly as a JSON spec's resources.
 		put("resources", res)
+	}
+	if vms, ok := r.Kwargs["vms"]; ok {
+		// Checked by the spec loader exactly as a JSON spec's VMs.
+		put("vms", vms)
 	}
 	switch t := r.Kwargs["timeout"].(type) {
 	case nil:

@@ -81,6 +81,8 @@ type Test struct {
 	// ResourceSpec); the runner acquires them before the body and
 	// removes them after.
 	Resources []ResourceSpec
+	// VMs are the QEMU guests the test runs on its nodes (vms.go).
+	VMs []VMSpec
 }
 
 // NodeSpec is one role of a test.
@@ -113,6 +115,9 @@ type Step struct {
 	Timeout time.Duration
 	// Sync, when set, makes this a synchronisation step (sync_spec.go).
 	Sync *SyncStep
+	// VM, when set, makes this a step on a VM (vmsteps.go); On and Run
+	// are then empty.
+	VM *VMStep
 }
 
 // Identifier is how Avocado shows the test: "<file>:<name>".
@@ -329,10 +334,10 @@ func (l *specLoader) test(v *jsonValue, at string) *Test {
 			t.Timeout = l.seconds(m.Value, p)
 		case "tags":
 			t.Tags = l.tags(m.Value, p)
-		case "collect":
+		case "collect", "vms":
 			// checked below, once the tags are known
 		default:
-			l.unknownKey(m, p, "allowed: name, description, nodes, params, resources, body, timeout, tags, collect")
+			l.unknownKey(m, p, "allowed: name, description, nodes, params, resources, vms, body, timeout, tags, collect")
 		}
 	}
 	if v.Get("name") == nil {
@@ -346,6 +351,12 @@ func (l *specLoader) test(v *jsonValue, at string) *Test {
 	case nodes != nil:
 		t.Nodes = l.nodes(nodes, jsonPath(at, "nodes"))
 	}
+	if rv := v.Get("resources"); rv != nil {
+		t.Resources = l.resources(rv, jsonPath(at, "resources"), t)
+	}
+	if v.Get("vms") != nil || params != nil {
+		t.VMs = l.vms(v.Get("vms"), jsonPath(at, "vms"), params, jsonPath(at, "params"), t, l.dir())
+	}
 	if body == nil {
 		l.errorf(at, "missing required key \"body\"")
 	} else {
@@ -353,9 +364,6 @@ func (l *specLoader) test(v *jsonValue, at string) *Test {
 	}
 	if c := v.Get("collect"); c != nil {
 		t.Collect = l.collect(c, jsonPath(at, "collect"), t)
-	}
-	if rv := v.Get("resources"); rv != nil {
-		t.Resources = l.resources(rv, jsonPath(at, "resources"), t)
 	}
 	if len(l.errs) > nerr {
 		return nil
@@ -546,12 +554,12 @@ func (l *specLoader) params(v *jsonValue, p string) []NodeSpec {
 	}
 	for _, m := range v.Members {
 		at := jsonPath(p, m.Key)
-		if m.Key == "nodes" {
+		if m.Key == "nodes" || isVMParam(m.Key) {
 			continue
 		}
 		tag, ok := strings.CutPrefix(m.Key, "node_selectors_")
 		if !ok {
-			l.errorf(at, "unsupported parameter: only \"nodes\" and \"node_selectors_<tag>\" are understood")
+			l.errorf(at, "unsupported parameter: only \"nodes\", \"node_selectors_<tag>\", \"vms\", \"vm_node_<vm>\" and \"mig_dest_node_<vm>\" are understood")
 			continue
 		}
 		if !known[tag] {
@@ -683,6 +691,9 @@ func (l *specLoader) step(v *jsonValue, p string, t *Test) Step {
 		l.errorf(p, "expected a step object, got %s", v.Describe())
 		return s
 	}
+	if v.Get("vm") != nil {
+		return l.vmStep(v, p, t)
+	}
 	for _, m := range v.Members {
 		at := jsonPath(p, m.Key)
 		switch m.Key {
@@ -691,7 +702,7 @@ func (l *specLoader) step(v *jsonValue, p string, t *Test) Step {
 		case "run":
 			s.Run = l.argv(m.Value, at)
 			for i, a := range s.Run {
-				if _, err := parsePlaceholders(a, t.placeholderTag); err != nil {
+				if _, err := parsePlaceholders(a, t.placeholderName); err != nil {
 					l.errorf(jsonPath(at, i), "%v", err)
 				}
 			}
@@ -707,7 +718,7 @@ func (l *specLoader) step(v *jsonValue, p string, t *Test) Step {
 				f(l, m.Value, at, t, &s)
 				continue
 			}
-			l.unknownKey(m, at, "allowed: on, run, parallel, timeout, barrier, send, value, wait, tags, lock, unlock, background, together")
+			l.unknownKey(m, at, "allowed: on, run, parallel, timeout, barrier, send, value, wait, tags, lock, unlock, background, together; a VM step has vm")
 		}
 	}
 	if s.Sync != nil {

@@ -105,7 +105,7 @@ func syncValueKey(l *specLoader, v *jsonValue, at string, t *Test, s *Step) {
 	if len(v.Str) > maxSyncValue {
 		l.errorf(at, "value of %d bytes is above the %d allowed", len(v.Str), maxSyncValue)
 	}
-	if _, err := parsePlaceholders(v.Str, t.placeholderTag); err != nil {
+	if _, err := parsePlaceholders(v.Str, t.placeholderName); err != nil {
 		l.errorf(at, "%v", err)
 	}
 	syncStepOf(s).Value = v.Str
@@ -242,12 +242,6 @@ func containsString(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-// placeholderTag accepts the test's tags and "sync" ({sync.KEY}: a
-// message's value) unless a node is tagged sync.
-func (t *Test) placeholderTag(tag string) bool {
-	return t.hasTag(tag) || tag == syncPlaceholder
 }
 
 const syncPlaceholder = "sync"

@@ -267,22 +267,38 @@ func (s *syncRun) hasBackground(tag string) bool {
 	return s.bgTags[tag]
 }
 
-// expandStepArgv is expandArgv with {sync.KEY}: the latest value of
-// message KEY, waited for as a wait step would.
+// expandStepArgv is expandArgv with the test's extra names: its VMs
+// ({VM.address}, vms.go) and {sync.KEY}, the latest value of message KEY,
+// waited for as a wait step would.
 func (r *testRun) expandStepArgv(ctx context.Context, tag string, argv []string, timeout time.Duration, p *Partition) ([]string, error) {
-	return expandArgvWith(argv, p, func(key string) (string, error) {
-		if r.sync == nil {
-			return "", errors.New("this test has no synchronisation")
-		}
-		vals, err := r.sync.hub.Wait(ctx, tag, WaitOptions{Keys: []string{key}, Timeout: timeout})
-		if err != nil {
-			return "", err
-		}
-		for _, v := range vals {
-			return v, nil
-		}
-		return "", nil
+	vms, err := r.vmNames(p)
+	if err != nil {
+		return nil, err
+	}
+	return expandArgvWith(argv, p, &extraNames{
+		has: func(name string) bool { return name == syncPlaceholder || vms.has(name) },
+		value: func(name, field string) (string, error) {
+			if name != syncPlaceholder {
+				return vms.value(name, field)
+			}
+			return r.syncMessage(ctx, tag, field, timeout)
+		},
 	})
+}
+
+// syncMessage is the latest value of message key, waited for.
+func (r *testRun) syncMessage(ctx context.Context, tag, key string, timeout time.Duration) (string, error) {
+	if r.sync == nil {
+		return "", errors.New("this test has no synchronisation")
+	}
+	vals, err := r.sync.hub.Wait(ctx, tag, WaitOptions{Keys: []string{key}, Timeout: timeout})
+	if err != nil {
+		return "", err
+	}
+	for _, v := range vals {
+		return v, nil
+	}
+	return "", nil
 }
 
 // syncTimelineEvent is a sync record as the timeline draws it: failures

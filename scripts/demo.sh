@@ -73,4 +73,7 @@ echo "   per-test node logs:  $job/test-results/*/cluster/<tag>/"
 echo "   per-node agent logs: $job/cluster/<node>/"
 echo "   node log lines in the ping test's debug.log (upstream's unified format):"
 grep -h ") [0-9-]* [0-9:,]* avocado\." "$job"/test-results/*_ping/debug.log | head -4 | sed 's/^/     /' || true
+
+# The VM live migration, on a lab of its own (it says why when it skips).
+bash scripts/demo-vm.sh
 echo "demo: ok"

@@ -9,6 +9,7 @@ attributes what it needs::
         nodes = {"src": "[{'key': 'arch', 'operator': '==', 'values': 'x86_64'}]", "dst": None}
         timeout = 120
         resources = []   # as a JSON spec's "resources" (the resource manager's)
+        vms = []         # as a JSON spec's "vms" (docs/vms.md)
 
         def test_copy(self): ...
 
@@ -80,7 +81,7 @@ def _class_attrs(path, cls):
             name, value = stmt.target.id, stmt.value
         else:
             continue
-        if name not in ("nodes", "timeout", "resources"):
+        if name not in ("nodes", "timeout", "resources", "vms"):
             continue
         try:
             attrs[name] = ast.literal_eval(value)
@@ -176,6 +177,9 @@ def discover(path, source=None):
         resources = attrs.get("resources") or []
         if not isinstance(resources, list) or not all(isinstance(r, dict) for r in resources):
             raise DiscoveryError(f"{path}: {cls.name}.resources must be a list of dicts (as a spec's \"resources\")")
+        vms = attrs.get("vms") or []
+        if not isinstance(vms, list) or not all(isinstance(v, dict) for v in vms):
+            raise DiscoveryError(f"{path}: {cls.name}.vms must be a list of dicts (as a spec's \"vms\")")
         class_tags = _merge_tags(*(_docstring_tags(c) for c in reversed(chain)))
         for name, method in methods.items():
             tests.append({
@@ -184,5 +188,6 @@ def discover(path, source=None):
                 "timeout": timeout,
                 "tags": _merge_tags(class_tags, _docstring_tags(method)),
                 "resources": resources,
+                "vms": vms,
             })
     return tests

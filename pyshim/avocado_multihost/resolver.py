@@ -223,6 +223,8 @@ class MultihostResolver(Resolver):
                 kwargs["timeout"] = test["timeout"]
             if test["resources"]:
                 kwargs["resources"] = test["resources"]
+            if test.get("vms"):
+                kwargs["vms"] = test["vms"]
             runnables.append(
                 Runnable(KIND, path, identifier=f"{path}:{test['name']}", tags=tags, **kwargs)
             )

@@ -35,6 +35,7 @@ import threading
 import time
 import unittest
 
+from . import vm as _vm
 from . import vt_cluster as _vt_cluster  # noqa: F401  (the API the test uses)
 from .vt_cluster.node import Node
 
@@ -180,7 +181,9 @@ class MultiHostTest:
     * ``nodes``: ``{tag: selectors}``, selectors being None (any node), a
       selector list, or its text (upstream's Python-literal syntax or JSON);
     * ``timeout``: seconds for the whole test, setUp and tearDown included;
-    * ``params``: default values of ``self.params``.
+    * ``params``: default values of ``self.params``;
+    * ``resources`` and ``vms``: as a JSON spec's (docs/vms.md); the VMs
+      are ``self.vms[name]`` (vm.py) and ``self.migrate(name)`` moves one.
     """
 
     nodes = None
@@ -200,6 +203,8 @@ class MultiHostTest:
         # reachable for the runner while tests see live objects.
         self.nodes = self._load_nodes()
         self._sync = _Sync(time.monotonic() + timeout if timeout else None, list((partition.get("nodes") or {})))
+        self.vms = _vm.load(partition)
+        self._migrations = []
 
     def _load_nodes(self):
         by_name = {}
@@ -223,6 +228,24 @@ class MultiHostTest:
             if node.tag == tag:
                 return node
         raise TestError(f"this test has no node tagged {tag!r} (tags: {', '.join(sorted(n.tag for n in self.nodes))})")
+
+    def migrate(self, name, to=None, **options):
+        """Live-migrate VM ``name`` to tag ``to`` (default: its migrate_to)
+        and return QMP's figures; they are also put in the whiteboard
+        (results.json) as ``{"migrations": [...]}``. Options: see
+        ``VM.migrate``."""
+        vm = self.vms.get(name)
+        if vm is None:
+            raise TestError(f"this test has no VM {name!r} (VMs: {', '.join(sorted(self.vms)) or 'none'})")
+        try:
+            res = vm.migrate(to, **options)
+        except _vm.VMError as exc:
+            raise TestFail(str(exc)) from None
+        self.log.info("vm %s migrated %s -> %s: total %s ms, downtime %s ms, %s bytes", name,
+                      res.get("from"), res.get("to"), res.get("total_time_ms"), res.get("downtime_ms"), res.get("transferred"))
+        self._migrations.append(res)
+        self.whiteboard = json.dumps({"migrations": self._migrations})
+        return res
 
     # --- roles and synchronisation -----------------------------------------
 

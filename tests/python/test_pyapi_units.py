@@ -66,6 +66,22 @@ def test_discovery_reads_classes_without_importing():
     assert own["tags"] == {"net": None, "arch": ["aarch64", "x86_64"], "slow": None}
 
 
+def test_discovery_reads_vms_and_tests_see_them():
+    source = (
+        "from avocado_multihost import MultiHostTest\n"
+        "class T(MultiHostTest):\n    nodes = {'a': None, 'b': None}\n"
+        "    vms = [{'name': 'vm1', 'on': 'a', 'migrate_to': 'b', 'kernel': '/k'}]\n"
+        "    def test_a(self):\n        pass\n"
+    )
+    (test,) = discovery.discover("v.py", source)
+    assert test["vms"] == [{"name": "vm1", "on": "a", "migrate_to": "b", "kernel": "/k"}]
+    from avocado_multihost import vm as vmmod
+    vms = vmmod.load({"vms": {"vm1": {"on": "a", "migrate_to": "b", "specs": {}}}})
+    assert vms["vm1"].tag == "a" and vms["vm1"].migrate_to == "b"
+    with pytest.raises(vmmod.VMError, match="needs a destination"):
+        vmmod.VM("vm2", "a").migrate()
+
+
 def test_discovery_follows_import_aliases():
     source = (
         "from avocado_multihost import MultiHostTest as MHT\n"
@@ -80,6 +96,7 @@ def test_discovery_follows_import_aliases():
     ("nodes = {'a': 3}", "Bad.nodes['a'] must be None, a selector list or its text"),
     ("nodes = {'a': None}\n    timeout = -1", "Bad.timeout must be a positive number"),
     ("pass", "Bad has test methods but no nodes"),
+    ("nodes = {'a': None}\n    vms = {'vm1': {}}", "Bad.vms must be a list of dicts"),
 ])
 def test_discovery_rejects_bad_declarations(body, message):
     source = f"class Bad(MultiHostTest):\n    {body}\n    def test_a(self):\n        pass\n"

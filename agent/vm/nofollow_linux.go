@@ -1,0 +1,5 @@
+package vm
+
+import "syscall"
+
+const noFollow = syscall.O_NOFOLLOW

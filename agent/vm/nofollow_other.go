@@ -1,0 +1,5 @@
+//go:build !linux
+
+package vm
+
+const noFollow = 0
