@@ -40,6 +40,7 @@ var execAllowed = map[string]bool{
 	// processes through it.
 	"agent/pgroup/pgroup_linux.go": true,
 	"bridge/cmd_agent.go":          true, // --detach re-executes the agent
+	"bridge/cmd_holder.go":         true, // the pre-tests hook starts the job's SSH connection holder
 	"cluster/lab/netns.go":         true, // the test lab drives ip(8) and sshd(8)
 	"internal/testbin/testbin.go":  true, // builds the binary that tests run
 	// tests of the etcd state store run real etcd servers

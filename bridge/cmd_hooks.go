@@ -55,6 +55,7 @@ Both do nothing and exit 0 when no node is registered.`,
 				Flags:  jobFlags(),
 				Action: func(ctx context.Context, cmd *cli.Command) error { return hooksPostTests(ctx, e, cmd) },
 			},
+			holderCommand(e),
 		},
 	}
 }
@@ -124,6 +125,9 @@ func hooksPreTests(ctx context.Context, e *env, cmd *cli.Command) error {
 	results, err := ctl.StartAgents(ctx)
 	if err == nil {
 		if err = resourcesStartup(ctx, e, cmd); err == nil {
+			if herr := startHolder(ctx, jobID, owner, cmd.String("job-logdir"), nodes); herr != nil {
+				fmt.Fprintf(e.stderr, "vtcluster: tests will connect to their nodes one by one: %v\n", herr)
+			}
 			return nil
 		}
 	}
@@ -179,6 +183,7 @@ func hooksPostTests(ctx context.Context, e *env, cmd *cli.Command) error {
 		return nil
 	}
 	jobID := cmd.String("job-id")
+	quitHolder(ctx, jobID)
 	var errs []error
 	parts, err := cluster.ListPartitions(ctx, ctl.Store())
 	if err != nil {

@@ -81,6 +81,9 @@ type NodeConn struct {
 	ssh    *sshx.Client
 	agent  *Client
 	closed bool
+	// held is the link through the job's SSH connection holder, for a
+	// connection made by ConnectHeld.
+	held *heldLink
 }
 
 // Connect reaches node n. In tunnel mode it dials SSH now, so host-key and
@@ -187,6 +190,9 @@ func (nc *NodeConn) Close() error {
 	nc.closed = true
 	if nc.agent != nil {
 		nc.agent.Close()
+	}
+	if nc.held != nil {
+		nc.held.Close()
 	}
 	if nc.ssh != nil {
 		return nc.ssh.Close()

@@ -40,6 +40,10 @@ type backend struct {
 	// lost are nodes Watch found dead; teardown does not wait on them.
 	lost   map[string]error
 	closed bool
+	// holder is the job's SSH connection holder, if it has one
+	// (backend_holder.go).
+	holder      *cluster.Holder
+	holderTried bool
 }
 
 var _ Cluster = (*backend)(nil)
@@ -104,7 +108,9 @@ func (b *backend) Allocate(ctx context.Context, req AllocRequest) (*Partition, e
 	if dl, ok := ctx.Deadline(); ok {
 		wait = time.Until(dl)
 	}
+	endLoad := timeSpan(ctx, "partition: load state")
 	s, err := b.store.Load(ctx)
+	endLoad()
 	if err != nil {
 		return nil, err
 	}
@@ -115,6 +121,7 @@ func (b *backend) Allocate(ctx context.Context, req AllocRequest) (*Partition, e
 	if len(req.Resources) > 0 {
 		reserve = resmgr.Reserve(wants(req.Resources))
 	}
+	endAlloc := timeSpan(ctx, "partition: store allocate")
 	p, err := cluster.Allocate(ctx, b.store, cluster.AllocRequest{
 		Owner: owner, Tags: tags, Lease: lease, Wait: wait, Logger: b.log, Reserve: reserve,
 		Choose: func(idle []cluster.Node) (map[string]string, error) {
@@ -125,10 +132,13 @@ func (b *backend) Allocate(ctx context.Context, req AllocRequest) (*Partition, e
 			return cluster.Assign(treqs, cands)
 		},
 	})
+	endAlloc()
 	if err != nil {
 		return nil, err
 	}
+	endSweep := timeSpan(ctx, "partition: sweep")
 	b.sweep(ctx)
+	endSweep()
 	b.keepRenewed(p.ID, lease)
 	out := &Partition{ID: p.ID}
 	ok := false
@@ -137,7 +147,9 @@ func (b *backend) Allocate(ctx context.Context, req AllocRequest) (*Partition, e
 			b.Release(context.WithoutCancel(ctx), out)
 		}
 	}()
+	endLoad = timeSpan(ctx, "partition: reload state")
 	s, err = b.store.Load(ctx)
+	endLoad()
 	if err != nil {
 		return nil, err
 	}
@@ -146,7 +158,9 @@ func (b *backend) Allocate(ctx context.Context, req AllocRequest) (*Partition, e
 		if n == nil {
 			return nil, fmt.Errorf("node %q vanished from the state", a.Node)
 		}
-		nc, err := cluster.Connect(ctx, *n, cluster.ConnectOptions{Logger: b.log})
+		endConn := timeSpan(ctx, "partition: connect")
+		nc, err := b.connect(ctx, req.JobID, *n)
+		endConn()
 		if err != nil {
 			return nil, err
 		}
@@ -154,7 +168,9 @@ func (b *backend) Allocate(ctx context.Context, req AllocRequest) (*Partition, e
 		b.conns[n.Name] = nc
 		b.owners[n.Name] = p.ID
 		b.mu.Unlock()
+		endHand := timeSpan(ctx, "partition: hand-over")
 		stopped, err := handOver(ctx, nc, p.ID)
+		endHand()
 		if err != nil {
 			return nil, err
 		}
@@ -293,7 +309,9 @@ func (b *backend) Release(ctx context.Context, p *Partition) error {
 	}
 	delete(b.leaseLost, p.ID)
 	b.mu.Unlock()
+	endRel := timeSpan(ctx, "partition: store release")
 	err := cluster.Release(ctx, b.store, p.ID)
+	endRel()
 	if errors.Is(err, cluster.ErrPartitionNotFound) {
 		err = nil // reclaimed already: nothing of ours is held
 	}

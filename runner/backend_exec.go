@@ -43,7 +43,9 @@ func (b *backend) Exec(ctx context.Context, node PartitionNode, argv []string, o
 		cctx, cancel = context.WithTimeout(ctx, opts.Timeout+30*time.Second)
 		defer cancel()
 	}
+	endRun := timeSpan(ctx, "body: process.run")
 	v, err := nc.Call(cctx, "process.run", args, o)
+	endRun()
 	if err != nil {
 		return ExecResult{}, err
 	}
@@ -82,7 +84,10 @@ func (b *backend) Collect(ctx context.Context, p *Partition, paths map[string][]
 			continue
 		}
 		want := append([]string(nil), paths[pn.Tag]...)
-		if v, err := nc.Call(ctx, "core.get_service_log_filename"); err == nil {
+		endName := timeSpan(ctx, "collect: service log name")
+		v, err := nc.Call(ctx, "core.get_service_log_filename")
+		endName()
+		if err == nil {
 			if s, ok := v.(string); ok && s != "" {
 				want = append([]string{s}, want...)
 			}
@@ -93,21 +98,23 @@ func (b *backend) Collect(ctx context.Context, p *Partition, paths map[string][]
 			}
 			continue
 		}
-		ssh, err := nc.SSH(ctx)
+		link, err := nc.Link(ctx)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
+		endCopy := timeSpan(ctx, "collect: copy")
 		for _, rp := range want {
 			name := path.Base(path.Clean(rp))
 			if name == "/" || name == "." || name == ".." {
 				errs = append(errs, fmt.Errorf("node %q: cannot collect %q", pn.Name, rp))
 				continue
 			}
-			if err := ssh.CopyFrom(ctx, rp, filepath.Join(local, name)); err != nil {
+			if err := link.CopyFrom(ctx, rp, filepath.Join(local, name)); err != nil {
 				errs = append(errs, err)
 			}
 		}
+		endCopy()
 	}
 	return errors.Join(errs...)
 }

@@ -303,18 +303,25 @@ func (r *testRun) stages() []stage {
 
 // execute runs the stages; see stage.
 func (r *testRun) execute(ctx context.Context) (out outcome) {
+	clock := newStageClock()
+	ctx = withClock(ctx, clock)
 	rs := &runState{part: &Partition{}}
 	stages := r.stages()
 	done := 0
 	defer func() {
 		for i := done - 1; i >= 0; i-- {
 			if td := stages[i].teardown; td != nil {
+				end := timeSpan(ctx, stages[i].name+" teardown")
 				td(ctx, rs, &out)
+				end()
 			}
 		}
+		r.reportTiming(ctx, clock)
 	}()
 	for _, s := range stages {
+		end := timeSpan(ctx, s.name)
 		o, ok := s.setup(ctx, rs)
+		end()
 		// A stage that failed has undone its own work.
 		if !ok {
 			return o

@@ -415,6 +415,15 @@ func (c *Client) CopyFrom(ctx context.Context, remote, local string) error {
 		return err
 	}
 	defer sc.Close()
+	return c.CopyFromSFTP(ctx, sc, remote, local)
+}
+
+// CopyFromSFTP is CopyFrom over an SFTP client the caller keeps open (one
+// of this connection's), so that a process copying often (the job's SSH
+// connection holder) does not start an sftp subsystem per copy. ctx is
+// checked between files only: an SFTP request in flight cannot be
+// withdrawn, so to cut a copy short the caller closes sc.
+func (c *Client) CopyFromSFTP(ctx context.Context, sc *SFTP, remote, local string) error {
 	st, err := sc.Stat(remote)
 	if err != nil {
 		return c.ctxErr(ctx, "copy from "+remote, err)

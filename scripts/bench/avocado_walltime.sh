@@ -12,7 +12,7 @@ root=$PWD
 n=${1:-20}
 [ -x bin/vtcluster ] || make build >/dev/null
 [ -x .venv/bin/avocado ] || bash scripts/venv.sh >/dev/null
-work=$(mktemp -d /tmp/vtcluster-walltime.XXXXXX)
+work=${WALLTIME_WORK:-$(mktemp -d /tmp/vtcluster-walltime.XXXXXX)}
 export VTCLUSTER_STATE_DIR=$work/state PATH="$root/bin:$root/.venv/bin:$PATH"
 trap 'vtcluster agents stop >/dev/null 2>&1 || true; vtcluster lab down --dir "$work/lab" >/dev/null || true' EXIT
 vtcluster lab up --hosts 1 --dir "$work/lab" --cluster-config "$work/cluster.json" >/dev/null
