@@ -345,6 +345,12 @@ func (h *holder) serve(c net.Conn) {
 		h.quitMu.Do(func() { close(h.quit) })
 		return
 	}
+	switch req.Op {
+	case "warm", "dial", "watch", "listen", "copy":
+	default:
+		reply(fmt.Errorf("unknown operation %q", req.Op))
+		return
+	}
 	if req.Node == nil || req.Node.AgentBind == AgentBindDirect {
 		reply(errors.New("a tunnel-mode node is required"))
 		return
@@ -378,8 +384,6 @@ func (h *holder) serve(c net.Conn) {
 	case "copy":
 		go func() { io.Copy(io.Discard, c); cancel() }()
 		reply(hn.withSFTP(ctx, ssh, func(sc *sshx.SFTP) error { return ssh.CopyFromSFTP(ctx, sc, req.Path, req.Local) }))
-	default:
-		reply(fmt.Errorf("unknown operation %q", req.Op))
 	}
 }
 
