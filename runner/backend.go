@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -122,9 +123,13 @@ func (b *backend) Allocate(ctx context.Context, req AllocRequest) (*Partition, e
 		reserve = resmgr.Reserve(wants(req.Resources))
 	}
 	endAlloc := timeSpan(ctx, "partition: store allocate")
+	// The records of the chosen nodes, as they were when chosen: no need
+	// to read the whole state again.
+	var chosenFrom []cluster.Node
 	p, err := cluster.Allocate(ctx, b.store, cluster.AllocRequest{
 		Owner: owner, Tags: tags, Lease: lease, Wait: wait, Logger: b.log, Reserve: reserve,
 		Choose: func(idle []cluster.Node) (map[string]string, error) {
+			chosenFrom = idle
 			cands := make([]cluster.Candidate, len(idle))
 			for i, n := range idle {
 				cands[i] = cluster.Candidate{Name: n.Name, Props: nodeProps(n)}
@@ -147,17 +152,12 @@ func (b *backend) Allocate(ctx context.Context, req AllocRequest) (*Partition, e
 			b.Release(context.WithoutCancel(ctx), out)
 		}
 	}()
-	endLoad = timeSpan(ctx, "partition: reload state")
-	s, err = b.store.Load(ctx)
-	endLoad()
-	if err != nil {
-		return nil, err
-	}
 	for _, a := range p.Nodes {
-		n := s.Node(a.Node)
-		if n == nil {
+		i := slices.IndexFunc(chosenFrom, func(n cluster.Node) bool { return n.Name == a.Node })
+		if i < 0 {
 			return nil, fmt.Errorf("node %q vanished from the state", a.Node)
 		}
+		n := &chosenFrom[i]
 		endConn := timeSpan(ctx, "partition: connect")
 		nc, err := b.connect(ctx, req.JobID, *n)
 		endConn()
