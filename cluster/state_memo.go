@@ -181,6 +181,11 @@ func plain(v any) bool {
 	return false
 }
 
+// SameNode reports whether a and b are the same record, for stores that
+// keep what they encoded (etcd): labels and properties holding more than
+// plain values never compare equal.
+func SameNode(a, b Node) bool { return nodeEqual(a, b) }
+
 func nodeEqual(a, b Node) bool {
 	return a.Name == b.Name && a.Address == b.Address && a.Hostname == b.Hostname && a.User == b.User &&
 		a.ShellPort == b.ShellPort && a.ProxyPort == b.ProxyPort && a.AgentBaseDir == b.AgentBaseDir &&
