@@ -185,6 +185,7 @@ func Run(ctx context.Context, cfg DaemonConfig) (err error) {
 		ready.Close()
 		ready = nil
 	}
+	releaseStartupPages()
 
 	grace := []any{"timeout_seconds", scfg.ShutdownTimeout.Seconds()}
 	select {
