@@ -693,3 +693,40 @@ func (c *Client) InstallAuthorizedKey(ctx context.Context, pubKey []byte) error 
 	c.logger.Info("installed authorized key", "key", keyDesc(key), "path", akPath)
 	return nil
 }
+
+// ReadSmallFile returns the content of the node's regular file p, which
+// must hold at most max bytes, over SFTP: no shell and no command process
+// on the node, which a loaded node starts slowly (an agent's pid file, say).
+func (c *Client) ReadSmallFile(ctx context.Context, p string, max int64) ([]byte, error) {
+	var out []byte
+	err := c.withSFTP(ctx, func(sc *SFTP) error {
+		var err error
+		out, err = ReadSmallFileSFTP(sc, p, max)
+		return err
+	})
+	if err != nil {
+		return nil, c.ctxErr(ctx, "read "+p, err)
+	}
+	return out, nil
+}
+
+// ReadSmallFileSFTP is ReadSmallFile on an open SFTP client.
+func ReadSmallFileSFTP(sc *SFTP, p string, max int64) ([]byte, error) {
+	f, err := sc.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", p)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err == nil && int64(len(data)) > max {
+		err = fmt.Errorf("%s is larger than %d bytes", p, max)
+	}
+	return data, err
+}
