@@ -19,8 +19,7 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/vtcluster/vtcluster/agent"
 	"github.com/vtcluster/vtcluster/cluster/sshx"
 )
 
@@ -270,22 +269,8 @@ func (h *holder) closeNodes() {
 // samePeerUID admits only processes of this user: the socket's directory
 // already keeps others out; this holds even if its mode were changed.
 func samePeerUID(c net.Conn) bool {
-	uc, ok := c.(*net.UnixConn)
-	if !ok {
-		return false
-	}
-	raw, err := uc.SyscallConn()
-	if err != nil {
-		return false
-	}
-	var cred *unix.Ucred
-	var cerr error
-	if err := raw.Control(func(fd uintptr) {
-		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	}); err != nil || cerr != nil {
-		return false
-	}
-	return int(cred.Uid) == os.Getuid()
+	cred, err := agent.PeerCred(c)
+	return err == nil && int(cred.UID) == os.Getuid()
 }
 
 // readLine reads one request or reply line byte by byte, so that nothing
