@@ -41,8 +41,10 @@ import (
 //	        connections the holder relays to the runner's local socket,
 //	        until the runner closes this connection; then the remote
 //	        socket is closed and its file removed
-//	copy    files from the node into a local path, over one SFTP session
-//	        per node kept for the job; the reply comes when it is done
+//	copy    files from the node into a local path (or, with tail, what a
+//	        file holds from an offset), over one SFTP session per node
+//	        kept for the job; the reply comes when it is done
+//	size    the size of a file on the node
 //	warm    connect to the node now (the pre-tests hook, for the first test)
 //	ping    nothing (is the holder there?); quit: the holder exits
 //
@@ -69,10 +71,15 @@ type holderRequest struct {
 	Path string `json:"path,omitempty"`
 	// Local is the runner's socket (listen) or the destination (copy).
 	Local string `json:"local,omitempty"`
+	// Tail makes a copy take only what the file holds from offset From.
+	Tail bool  `json:"tail,omitempty"`
+	From int64 `json:"from,omitempty"`
 }
 
 type holderReply struct {
 	Error string `json:"error,omitempty"`
+	// Size is the answer to "size".
+	Size int64 `json:"size,omitempty"`
 }
 
 // HolderDir returns this user's private directory for holder sockets,
@@ -331,7 +338,7 @@ func (h *holder) serve(c net.Conn) {
 		return
 	}
 	switch req.Op {
-	case "warm", "dial", "watch", "listen", "copy":
+	case "warm", "dial", "watch", "listen", "copy", "size":
 	default:
 		reply(fmt.Errorf("unknown operation %q", req.Op))
 		return
@@ -368,7 +375,26 @@ func (h *holder) serve(c net.Conn) {
 		h.listen(ctx, c, cancel, ssh, hn, n, req, reply)
 	case "copy":
 		go func() { io.Copy(io.Discard, c); cancel() }()
-		reply(hn.withSFTP(ctx, ssh, func(sc *sshx.SFTP) error { return ssh.CopyFromSFTP(ctx, sc, req.Path, req.Local) }))
+		reply(hn.withSFTP(ctx, ssh, func(sc *sshx.SFTP) error {
+			if req.Tail {
+				return ssh.CopyTailSFTP(ctx, sc, req.Path, req.Local, req.From)
+			}
+			return ssh.CopyFromSFTP(ctx, sc, req.Path, req.Local)
+		}))
+	case "size":
+		var size int64
+		err := hn.withSFTP(ctx, ssh, func(sc *sshx.SFTP) error {
+			st, err := sc.Stat(req.Path)
+			if err == nil {
+				size = st.Size()
+			}
+			return err
+		})
+		r := holderReply{Size: size}
+		if err != nil {
+			r.Error = err.Error()
+		}
+		writeJSONLine(c, r)
 	}
 }
 

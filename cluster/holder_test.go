@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -142,6 +143,26 @@ func TestHolder_testPathThroughOneConnection(t *testing.T) {
 	}
 	if st, err := os.Stat(local); err != nil || st.Size() == 0 {
 		t.Fatalf("collected service log: %v, %v", st, err)
+	}
+	// What the log gains from here on, alone.
+	mark, err := link.Size(ctx, v.(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nc.Call(ctx, "process.run", []any{"true"}, map[string]any{}); err != nil {
+		t.Fatal(err)
+	}
+	tail := filepath.Join(t.TempDir(), "tail.log")
+	if err := link.CopyTail(ctx, v.(string), tail, mark); err != nil {
+		t.Fatal(err)
+	}
+	whole := filepath.Join(t.TempDir(), "whole.log")
+	if err := link.CopyFrom(ctx, v.(string), whole); err != nil {
+		t.Fatal(err)
+	}
+	got, want := mustRead(t, tail), mustRead(t, whole)
+	if len(got) == 0 || int64(len(want)) < mark || !bytes.HasPrefix(want[mark:], got) {
+		t.Fatalf("tail from %d = %q; the whole log is %d bytes", mark, got, len(want))
 	}
 	if err := link.CopyFrom(ctx, path.Join(n.AgentDir(), "no-such-file"), filepath.Join(t.TempDir(), "x")); err == nil {
 		t.Fatal("copying a missing file through the holder succeeded")

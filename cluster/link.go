@@ -25,6 +25,11 @@ type Link interface {
 	ListenRemoteUnix(ctx context.Context, path string) (net.Listener, error)
 	// CopyFrom copies a file or tree from the node; see sshx.CopyFrom.
 	CopyFrom(ctx context.Context, remote, local string) error
+	// Size is the size of the node's regular file remote.
+	Size(ctx context.Context, remote string) (int64, error)
+	// CopyTail copies what the node's file remote holds from offset from;
+	// see sshx.CopyTailSFTP.
+	CopyTail(ctx context.Context, remote, local string, from int64) error
 	// Done is closed when the connection to the node ends.
 	Done() <-chan struct{}
 }
@@ -56,6 +61,31 @@ func (l sshLink) ListenRemoteUnix(ctx context.Context, p string) (net.Listener, 
 		// sshd leaves the socket file behind; it is ours to remove.
 		_ = l.Run(rctx, []string{"rm", "-f", "--", p}, sshx.RunOptions{})
 	}}, nil
+}
+
+func (l sshLink) Size(ctx context.Context, remote string) (int64, error) {
+	var size int64
+	err := l.withOneSFTP(ctx, func(sc *sshx.SFTP) error {
+		st, err := sc.Stat(remote)
+		if err == nil {
+			size = st.Size()
+		}
+		return err
+	})
+	return size, err
+}
+
+func (l sshLink) CopyTail(ctx context.Context, remote, local string, from int64) error {
+	return l.withOneSFTP(ctx, func(sc *sshx.SFTP) error { return l.CopyTailSFTP(ctx, sc, remote, local, from) })
+}
+
+func (l sshLink) withOneSFTP(ctx context.Context, fn func(*sshx.SFTP) error) error {
+	sc, err := l.OpenSFTP(ctx)
+	if err != nil {
+		return err
+	}
+	defer sc.Close()
+	return fn(sc)
 }
 
 type removingListener struct {
@@ -126,10 +156,16 @@ func (e *HolderError) Error() string {
 // request sends req on a new connection and returns it once the holder
 // has answered yes; ctx bounds the wait for that answer only.
 func (h *Holder) request(ctx context.Context, req holderRequest) (net.Conn, error) {
+	c, _, err := h.requestReply(ctx, req)
+	return c, err
+}
+
+// requestReply is request, returning the holder's reply too.
+func (h *Holder) requestReply(ctx context.Context, req holderRequest) (net.Conn, holderReply, error) {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "unix", h.socket)
 	if err != nil {
-		return nil, fmt.Errorf("ssh connection holder: %w", err)
+		return nil, holderReply{}, fmt.Errorf("ssh connection holder: %w", err)
 	}
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
@@ -146,7 +182,7 @@ func (h *Holder) request(ctx context.Context, req holderRequest) (net.Conn, erro
 		if ctx.Err() != nil {
 			err = ctx.Err()
 		}
-		return nil, fmt.Errorf("ssh connection holder: %s: %w", req.Op, err)
+		return nil, holderReply{}, fmt.Errorf("ssh connection holder: %s: %w", req.Op, err)
 	}
 	if rep.Error != "" {
 		c.Close()
@@ -154,13 +190,13 @@ func (h *Holder) request(ctx context.Context, req holderRequest) (net.Conn, erro
 		if req.Node != nil {
 			node = req.Node.Name
 		}
-		return nil, &HolderError{Op: req.Op, Node: node, Msg: rep.Error}
+		return nil, holderReply{}, &HolderError{Op: req.Op, Node: node, Msg: rep.Error}
 	}
 	if !stop() {
 		c.Close()
-		return nil, ctx.Err()
+		return nil, holderReply{}, ctx.Err()
 	}
-	return c, nil
+	return c, rep, nil
 }
 
 // heldLink is a Link, and the agent's dialer, through the holder.
@@ -231,6 +267,31 @@ func (l *heldLink) CopyFrom(ctx context.Context, remote, local string) error {
 	}
 	n := l.node
 	c, err := l.h.request(ctx, holderRequest{Op: "copy", Node: &n, Path: remote, Local: abs})
+	if err != nil {
+		return err
+	}
+	return c.Close()
+}
+
+// Size asks the holder for the size of remote.
+func (l *heldLink) Size(ctx context.Context, remote string) (int64, error) {
+	n := l.node
+	c, rep, err := l.h.requestReply(ctx, holderRequest{Op: "size", Node: &n, Path: remote})
+	if err != nil {
+		return 0, err
+	}
+	c.Close()
+	return rep.Size, nil
+}
+
+// CopyTail has the holder copy remote from offset from into local.
+func (l *heldLink) CopyTail(ctx context.Context, remote, local string, from int64) error {
+	abs, err := filepath.Abs(local)
+	if err != nil {
+		return err
+	}
+	n := l.node
+	c, err := l.h.request(ctx, holderRequest{Op: "copy", Node: &n, Path: remote, Local: abs, From: from, Tail: true})
 	if err != nil {
 		return err
 	}

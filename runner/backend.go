@@ -45,6 +45,9 @@ type backend struct {
 	// (backend_holder.go).
 	holder      *cluster.Holder
 	holderTried bool
+	// logMarks are where each node's service log stood when the test got
+	// the node: Collect takes what it gained since (backend_exec.go).
+	logMarks map[string]logMark
 }
 
 var _ Cluster = (*backend)(nil)
@@ -168,6 +171,8 @@ func (b *backend) Allocate(ctx context.Context, req AllocRequest) (*Partition, e
 		b.conns[n.Name] = nc
 		b.owners[n.Name] = p.ID
 		b.mu.Unlock()
+		// Before the hand-over, whose records belong to this test.
+		b.markServiceLog(ctx, nc)
 		endHand := timeSpan(ctx, "partition: hand-over")
 		stopped, err := handOver(ctx, nc, p.ID)
 		endHand()

@@ -730,3 +730,59 @@ func ReadSmallFileSFTP(sc *SFTP, p string, max int64) ([]byte, error) {
 	}
 	return data, err
 }
+
+// CopyTailSFTP copies the bytes of the node's regular file remote from
+// offset from to its end into the local file local, created anew (a
+// symlink there is replaced, not followed), at most MaxCopyFromFile bytes.
+// A file now shorter than from (rotated, truncated) is copied whole. It is
+// how a test collects only what a long-lived log gained while it ran.
+func (c *Client) CopyTailSFTP(ctx context.Context, sc *SFTP, remote, local string, from int64) error {
+	rf, err := sc.Open(remote)
+	if err != nil {
+		return c.ctxErr(ctx, "copy from "+remote, err)
+	}
+	defer rf.Close()
+	st, err := rf.Stat()
+	if err != nil {
+		return c.ctxErr(ctx, "copy from "+remote, err)
+	}
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("ssh %s: copy from %s: not a regular file", c.addr, remote)
+	}
+	if from < 0 || from > st.Size() {
+		from = 0
+	}
+	if st.Size()-from > MaxCopyFromFile {
+		from = st.Size() - MaxCopyFromFile
+	}
+	if _, err := rf.Seek(from, io.SeekStart); err != nil {
+		return c.ctxErr(ctx, "copy from "+remote, err)
+	}
+	parent := filepath.Dir(local)
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return fmt.Errorf("copy from %s: %w", c.addr, err)
+	}
+	root, err := os.OpenRoot(parent)
+	if err != nil {
+		return fmt.Errorf("copy from %s: %w", c.addr, err)
+	}
+	defer root.Close()
+	name := filepath.Base(local)
+	if rerr := root.Remove(name); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+		return fmt.Errorf("copy from %s: %s: %w", c.addr, remote, rerr)
+	}
+	lf, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return fmt.Errorf("copy from %s: %s: %w", c.addr, remote, err)
+	}
+	// The file may grow while it is copied: what was there is enough.
+	_, err = io.Copy(lf, io.LimitReader(rf, MaxCopyFromFile))
+	if cerr := lf.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		root.Remove(name)
+		return c.ctxErr(ctx, "copy from "+remote, err)
+	}
+	return nil
+}
