@@ -273,13 +273,15 @@ func validateNode(n *Node) error {
 
 // validate checks the invariants every saved state keeps, so that neither
 // a bug nor a hand edit can make two partitions share a node.
-func (s *State) validate() error {
+func (s *State) validate() error { return s.validateWith(memoHolds(s.Nodes)) }
+
+// validateWith is validate; checked says the nodes are the memo's (state_memo.go),
+// which passed already.
+func (s *State) validateWith(checked bool) error {
 	if s.Version != StateVersion {
 		return fmt.Errorf("version is %d, expected %d", s.Version, StateVersion)
 	}
 	names := make(map[string]bool, len(s.Nodes))
-	// Nodes just as they were read or last written passed already.
-	checked := memoHolds(s.Nodes)
 	for i := range s.Nodes {
 		n := &s.Nodes[i]
 		if !checked {
@@ -484,10 +486,13 @@ func (s *FileStore) Update(ctx context.Context, fn func(*State) error) error {
 	if err := fn(st); err != nil {
 		return err
 	}
-	if err := st.validate(); err != nil {
+	// Nodes just as they were read or last written passed already, and
+	// are written as they were.
+	m := memoOf(st.Nodes)
+	if err := st.validateWith(m != nil); err != nil {
 		return fmt.Errorf("cluster: refusing to save an invalid state: %w", err)
 	}
-	data, err := encodeState(st)
+	data, err := encodeStateWith(st, m)
 	if err != nil {
 		return fmt.Errorf("cluster: encode state: %w", err)
 	}

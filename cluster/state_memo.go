@@ -62,9 +62,14 @@ func remember(raw []byte, nodes []Node) {
 }
 
 // memoHolds reports whether nodes are the memoized nodes.
-func memoHolds(nodes []Node) bool {
-	m := currentMemo()
-	return m != nil && slices.EqualFunc(nodes, m.nodes, nodeEqual)
+func memoHolds(nodes []Node) bool { return memoOf(nodes) != nil }
+
+// memoOf returns the memo if nodes are its nodes, else nil.
+func memoOf(nodes []Node) *nodeMemo {
+	if m := currentMemo(); m != nil && slices.EqualFunc(nodes, m.nodes, nodeEqual) {
+		return m
+	}
+	return nil
 }
 
 // fileHead is how every document the file store writes begins; the nodes
@@ -93,7 +98,7 @@ func decodeFileDoc(data []byte) (st *State, ok bool) {
 		return nil, false
 	}
 	st.Nodes = cloneNodes(m.nodes)
-	if st.validate() != nil {
+	if st.validateWith(true) != nil {
 		return nil, false
 	}
 	return st, true
@@ -136,9 +141,12 @@ func decodeState(data []byte) (*State, error) {
 // comes first, then "nodes", both at depth 1.
 var nodesLine = []byte("\n  \"nodes\": []")
 
-func encodeState(st *State) ([]byte, error) {
-	m := currentMemo()
-	if m == nil || !slices.EqualFunc(st.Nodes, m.nodes, nodeEqual) {
+func encodeState(st *State) ([]byte, error) { return encodeStateWith(st, memoOf(st.Nodes)) }
+
+// encodeStateWith is encodeState; m is memoOf(st.Nodes), for a caller that
+// has just compared them (nil: they differ).
+func encodeStateWith(st *State, m *nodeMemo) ([]byte, error) {
+	if m == nil {
 		data, err := encodeStateFull(st)
 		if err == nil {
 			remember(nil, st.Nodes)
