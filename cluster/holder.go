@@ -410,15 +410,20 @@ func (h *holder) listen(ctx context.Context, c net.Conn, cancel func(), ssh *ssh
 		return
 	}
 	ln, err := ssh.ListenRemoteUnix(ctx, req.Path)
-	if !reply(err) {
-		if ln != nil {
-			ln.Close()
-		}
+	if err != nil {
+		reply(err)
 		return
+	}
+	// From here on the socket is closed and its file removed on every
+	// path, including a runner gone before it read the reply.
+	if !reply(nil) {
+		cancel()
 	}
 	go func() { io.Copy(io.Discard, c); cancel() }()
 	var wg sync.WaitGroup
+	accepting := make(chan struct{})
 	go func() {
+		defer close(accepting)
 		for {
 			rc, err := ln.Accept()
 			if err != nil {
@@ -439,6 +444,7 @@ func (h *holder) listen(ctx context.Context, c net.Conn, cancel func(), ssh *ssh
 	}()
 	<-ctx.Done()
 	ln.Close()
+	<-accepting // no relay starts after this
 	// sshd leaves the socket file behind; it is ours to remove.
 	rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer rcancel()
