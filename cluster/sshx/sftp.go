@@ -423,6 +423,15 @@ func (c *Client) CopyFrom(ctx context.Context, remote, local string) error {
 		return err
 	}
 	defer sc.Close()
+	return c.CopyFromSFTP(ctx, sc, remote, local)
+}
+
+// CopyFromSFTP is CopyFrom over an SFTP client the caller keeps open (one
+// of this connection's), so that a process copying often (the job's SSH
+// connection holder) does not start an sftp subsystem per copy. ctx is
+// checked between files only: an SFTP request in flight cannot be
+// withdrawn, so to cut a copy short the caller closes sc.
+func (c *Client) CopyFromSFTP(ctx context.Context, sc *SFTP, remote, local string) error {
 	st, err := sc.Stat(remote)
 	if err != nil {
 		return c.ctxErr(ctx, "copy from "+remote, err)
@@ -690,5 +699,98 @@ func (c *Client) InstallAuthorizedKey(ctx context.Context, pubKey []byte) error 
 		return c.ctxErr(ctx, "install key: write "+akPath, err)
 	}
 	c.logger.Info("installed authorized key", "key", keyDesc(key), "path", akPath)
+	return nil
+}
+
+// ReadSmallFile returns the content of the node's regular file p, which
+// must hold at most max bytes, over SFTP: no shell and no command process
+// on the node, which a loaded node starts slowly (an agent's pid file, say).
+func (c *Client) ReadSmallFile(ctx context.Context, p string, max int64) ([]byte, error) {
+	var out []byte
+	err := c.withSFTP(ctx, func(sc *SFTP) error {
+		var err error
+		out, err = ReadSmallFileSFTP(sc, p, max)
+		return err
+	})
+	if err != nil {
+		return nil, c.ctxErr(ctx, "read "+p, err)
+	}
+	return out, nil
+}
+
+// ReadSmallFileSFTP is ReadSmallFile on an open SFTP client.
+func ReadSmallFileSFTP(sc *SFTP, p string, max int64) ([]byte, error) {
+	f, err := sc.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", p)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err == nil && int64(len(data)) > max {
+		err = fmt.Errorf("%s is larger than %d bytes", p, max)
+	}
+	return data, err
+}
+
+// CopyTailSFTP copies the bytes of the node's regular file remote from
+// offset from to its end into the local file local, created anew (a
+// symlink there is replaced, not followed), at most MaxCopyFromFile bytes.
+// A file now shorter than from (rotated, truncated) is copied whole. It is
+// how a test collects only what a long-lived log gained while it ran.
+func (c *Client) CopyTailSFTP(ctx context.Context, sc *SFTP, remote, local string, from int64) error {
+	rf, err := sc.Open(remote)
+	if err != nil {
+		return c.ctxErr(ctx, "copy from "+remote, err)
+	}
+	defer rf.Close()
+	st, err := rf.Stat()
+	if err != nil {
+		return c.ctxErr(ctx, "copy from "+remote, err)
+	}
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("ssh %s: copy from %s: not a regular file", c.addr, remote)
+	}
+	if from < 0 || from > st.Size() {
+		from = 0
+	}
+	if st.Size()-from > MaxCopyFromFile {
+		from = st.Size() - MaxCopyFromFile
+	}
+	if _, err := rf.Seek(from, io.SeekStart); err != nil {
+		return c.ctxErr(ctx, "copy from "+remote, err)
+	}
+	parent := filepath.Dir(local)
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return fmt.Errorf("copy from %s: %w", c.addr, err)
+	}
+	root, err := os.OpenRoot(parent)
+	if err != nil {
+		return fmt.Errorf("copy from %s: %w", c.addr, err)
+	}
+	defer root.Close()
+	name := filepath.Base(local)
+	if rerr := root.Remove(name); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+		return fmt.Errorf("copy from %s: %s: %w", c.addr, remote, rerr)
+	}
+	lf, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return fmt.Errorf("copy from %s: %s: %w", c.addr, remote, err)
+	}
+	// The file may grow while it is copied: what was there is enough.
+	_, err = io.Copy(lf, io.LimitReader(rf, MaxCopyFromFile))
+	if cerr := lf.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		root.Remove(name)
+		return c.ctxErr(ctx, "copy from "+remote, err)
+	}
 	return nil
 }
