@@ -436,13 +436,9 @@ func (c *Client) CopyFromSFTP(ctx context.Context, sc *SFTP, remote, local strin
 		if err := budget.take(c.addr, remote, st.Size()); err != nil {
 			return err
 		}
-		parent := filepath.Dir(local)
-		if err := os.MkdirAll(parent, 0o755); err != nil {
-			return fmt.Errorf("copy from %s: %w", c.addr, err)
-		}
-		root, err := os.OpenRoot(parent)
+		root, err := c.openParent(local)
 		if err != nil {
-			return fmt.Errorf("copy from %s: %w", c.addr, err)
+			return err
 		}
 		defer root.Close()
 		return c.getFile(ctx, sc, remote, root, filepath.Base(local), st.Mode().Perm(), budget)
@@ -600,6 +596,20 @@ func (c *Client) openRegular(ctx context.Context, sc *SFTP, remote string) (*sft
 		return nil, nil, fmt.Errorf("ssh %s: copy from %s: not a regular file", c.addr, remote)
 	}
 	return rf, st, nil
+}
+
+// openParent creates the local directory a copied file goes into and
+// opens it as the root nothing of the copy may leave.
+func (c *Client) openParent(local string) (*os.Root, error) {
+	parent := filepath.Dir(local)
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return nil, fmt.Errorf("copy from %s: %w", c.addr, err)
+	}
+	root, err := os.OpenRoot(parent)
+	if err != nil {
+		return nil, fmt.Errorf("copy from %s: %w", c.addr, err)
+	}
+	return root, nil
 }
 
 // createLocal creates name in root anew for remote's content: whatever is
@@ -771,13 +781,9 @@ func (c *Client) CopyTailSFTP(ctx context.Context, sc *SFTP, remote, local strin
 	if _, err := rf.Seek(from, io.SeekStart); err != nil {
 		return c.ctxErr(ctx, "copy from "+remote, err)
 	}
-	parent := filepath.Dir(local)
-	if err := os.MkdirAll(parent, 0o755); err != nil {
-		return fmt.Errorf("copy from %s: %w", c.addr, err)
-	}
-	root, err := os.OpenRoot(parent)
+	root, err := c.openParent(local)
 	if err != nil {
-		return fmt.Errorf("copy from %s: %w", c.addr, err)
+		return err
 	}
 	defer root.Close()
 	name := filepath.Base(local)
