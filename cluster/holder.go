@@ -168,6 +168,7 @@ func ServeHolder(ctx context.Context, cfg HolderConfig, ready func()) error {
 		return fmt.Errorf("cluster: a holder already listens on %s", cfg.Socket)
 	}
 	os.Remove(cfg.Socket)
+	sweepDeadSockets(filepath.Dir(cfg.Socket))
 	ln, err := net.Listen("unix", cfg.Socket)
 	if err != nil {
 		return fmt.Errorf("cluster: holder: %w", err)
@@ -182,6 +183,7 @@ func ServeHolder(ctx context.Context, cfg HolderConfig, ready func()) error {
 		os.Remove(cfg.Socket)
 		wg.Wait()
 		h.closeNodes()
+		sweepDeadSockets(filepath.Dir(cfg.Socket))
 	}()
 	wg.Add(1)
 	go func() {
@@ -231,6 +233,33 @@ func ServeHolder(ctx context.Context, cfg HolderConfig, ready func()) error {
 				log.Info("holder: idle", "for", cfg.Idle)
 				return nil
 			}
+		}
+	}
+}
+
+// sweepDeadSockets removes the sockets in dir, the holders' and runners'
+// own directory, that nothing listens on any more: those of a holder or a
+// runner that was killed (SIGKILL leaves its socket file). A live
+// process's socket answers and is kept.
+func sweepDeadSockets(dir string) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		name := e.Name()
+		if e.Type()&fs.ModeSocket == 0 || !strings.HasSuffix(name, ".sock") ||
+			!(strings.HasPrefix(name, "l-") || strings.HasPrefix(name, "holder-")) {
+			continue
+		}
+		p := filepath.Join(dir, name)
+		c, err := net.DialTimeout("unix", p, 100*time.Millisecond)
+		if err == nil {
+			c.Close()
+			continue
+		}
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			os.Remove(p)
 		}
 	}
 }

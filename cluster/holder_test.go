@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"path"
@@ -208,6 +209,35 @@ func TestHolder_endsWithItsJob(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("the holder outlived its job's process")
+	}
+}
+
+func TestHolder_sweepsSocketsOfKilledProcesses(t *testing.T) {
+	shortTempDir(t)
+	dir, err := HolderDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A runner killed mid-test leaves its socket file; a live one answers.
+	dead := filepath.Join(dir, "l-DEAD.sock")
+	ln, err := net.Listen("unix", dead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	ln.Close()
+	live := filepath.Join(dir, "l-LIVE.sock")
+	ln2, err := net.Listen("unix", live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln2.Close()
+	sweepDeadSockets(dir)
+	if _, err := os.Stat(dead); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a dead runner's socket was kept: %v", err)
+	}
+	if _, err := os.Stat(live); err != nil {
+		t.Errorf("a live runner's socket was removed: %v", err)
 	}
 }
 

@@ -63,31 +63,6 @@ func (l sshLink) ListenRemoteUnix(ctx context.Context, p string) (net.Listener, 
 	}}, nil
 }
 
-func (l sshLink) Size(ctx context.Context, remote string) (int64, error) {
-	var size int64
-	err := l.withOneSFTP(ctx, func(sc *sshx.SFTP) error {
-		st, err := sc.Stat(remote)
-		if err == nil {
-			size = st.Size()
-		}
-		return err
-	})
-	return size, err
-}
-
-func (l sshLink) CopyTail(ctx context.Context, remote, local string, from int64) error {
-	return l.withOneSFTP(ctx, func(sc *sshx.SFTP) error { return l.CopyTailSFTP(ctx, sc, remote, local, from) })
-}
-
-func (l sshLink) withOneSFTP(ctx context.Context, fn func(*sshx.SFTP) error) error {
-	sc, err := l.OpenSFTP(ctx)
-	if err != nil {
-		return err
-	}
-	defer sc.Close()
-	return fn(sc)
-}
-
 type removingListener struct {
 	net.Listener
 	once   sync.Once

@@ -444,13 +444,9 @@ func (c *Client) CopyFromSFTP(ctx context.Context, sc *SFTP, remote, local strin
 		if err := budget.take(c.addr, remote, st.Size()); err != nil {
 			return err
 		}
-		parent := filepath.Dir(local)
-		if err := os.MkdirAll(parent, 0o755); err != nil {
-			return fmt.Errorf("copy from %s: %w", c.addr, err)
-		}
-		root, err := os.OpenRoot(parent)
+		root, err := c.openParent(local)
 		if err != nil {
-			return fmt.Errorf("copy from %s: %w", c.addr, err)
+			return err
 		}
 		defer root.Close()
 		return c.getFile(ctx, sc, remote, root, filepath.Base(local), st.Mode().Perm(), budget)
@@ -560,30 +556,17 @@ func (c *Client) getDir(ctx context.Context, sc *SFTP, rdir string, root *os.Roo
 // at its listed size; a file that grew since is cut at that size plus what
 // the budget has left, and refused.
 func (c *Client) getFile(ctx context.Context, sc *SFTP, remote string, root *os.Root, name string, perm os.FileMode, budget *copyBudget) error {
-	rf, err := sc.Open(remote)
+	rf, st, err := c.openRegular(ctx, sc, remote)
 	if err != nil {
-		return c.ctxErr(ctx, "copy from "+remote, err)
+		return err
 	}
 	defer rf.Close()
-	st, err := rf.Stat()
-	if err != nil {
-		return c.ctxErr(ctx, "copy from "+remote, err)
-	}
-	// The link was checked by name; what was opened must still be a file
-	// (a swapped-in FIFO or device would never end).
-	if !st.Mode().IsRegular() {
-		return fmt.Errorf("ssh %s: copy from %s: not a regular file", c.addr, remote)
-	}
 	// Whatever is left of the budget, and never past the per-file cap,
 	// covers a file that grows while it is copied.
 	limit := min(st.Size()+budget.left, MaxCopyFromFile)
-	// Remove first: a symlink already at name is replaced, not followed.
-	if rerr := root.Remove(name); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
-		return fmt.Errorf("copy from %s: %s: %w", c.addr, remote, rerr)
-	}
-	lf, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	lf, err := c.createLocal(root, name, perm, remote)
 	if err != nil {
-		return fmt.Errorf("copy from %s: %s: %w", c.addr, remote, err)
+		return err
 	}
 	// WriteTo keeps SFTP's concurrent reads; the writer enforces the limit.
 	w := &cappedWriter{w: lf, left: limit}
@@ -601,6 +584,53 @@ func (c *Client) getFile(ctx context.Context, sc *SFTP, remote string, root *os.
 		return c.ctxErr(ctx, "copy from "+remote, err)
 	}
 	return nil
+}
+
+// openRegular opens the node's file remote, which must be a regular file:
+// a link is checked by name, and a swapped-in FIFO or device would never
+// end.
+func (c *Client) openRegular(ctx context.Context, sc *SFTP, remote string) (*sftp.File, os.FileInfo, error) {
+	rf, err := sc.Open(remote)
+	if err != nil {
+		return nil, nil, c.ctxErr(ctx, "copy from "+remote, err)
+	}
+	st, err := rf.Stat()
+	if err != nil {
+		rf.Close()
+		return nil, nil, c.ctxErr(ctx, "copy from "+remote, err)
+	}
+	if !st.Mode().IsRegular() {
+		rf.Close()
+		return nil, nil, fmt.Errorf("ssh %s: copy from %s: not a regular file", c.addr, remote)
+	}
+	return rf, st, nil
+}
+
+// openParent creates the local directory a copied file goes into and
+// opens it as the root nothing of the copy may leave.
+func (c *Client) openParent(local string) (*os.Root, error) {
+	parent := filepath.Dir(local)
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return nil, fmt.Errorf("copy from %s: %w", c.addr, err)
+	}
+	root, err := os.OpenRoot(parent)
+	if err != nil {
+		return nil, fmt.Errorf("copy from %s: %w", c.addr, err)
+	}
+	return root, nil
+}
+
+// createLocal creates name in root anew for remote's content: whatever is
+// there first goes, so a symlink already at name is replaced, not followed.
+func (c *Client) createLocal(root *os.Root, name string, perm os.FileMode, remote string) (*os.File, error) {
+	if rerr := root.Remove(name); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+		return nil, fmt.Errorf("copy from %s: %s: %w", c.addr, remote, rerr)
+	}
+	lf, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return nil, fmt.Errorf("copy from %s: %s: %w", c.addr, remote, err)
+	}
+	return lf, nil
 }
 
 // cappedWriter fails a write that would pass left bytes.
@@ -745,18 +775,11 @@ func ReadSmallFileSFTP(sc *SFTP, p string, max int64) ([]byte, error) {
 // A file now shorter than from (rotated, truncated) is copied whole. It is
 // how a test collects only what a long-lived log gained while it ran.
 func (c *Client) CopyTailSFTP(ctx context.Context, sc *SFTP, remote, local string, from int64) error {
-	rf, err := sc.Open(remote)
+	rf, st, err := c.openRegular(ctx, sc, remote)
 	if err != nil {
-		return c.ctxErr(ctx, "copy from "+remote, err)
+		return err
 	}
 	defer rf.Close()
-	st, err := rf.Stat()
-	if err != nil {
-		return c.ctxErr(ctx, "copy from "+remote, err)
-	}
-	if !st.Mode().IsRegular() {
-		return fmt.Errorf("ssh %s: copy from %s: not a regular file", c.addr, remote)
-	}
 	if from < 0 || from > st.Size() {
 		from = 0
 	}
@@ -766,22 +789,15 @@ func (c *Client) CopyTailSFTP(ctx context.Context, sc *SFTP, remote, local strin
 	if _, err := rf.Seek(from, io.SeekStart); err != nil {
 		return c.ctxErr(ctx, "copy from "+remote, err)
 	}
-	parent := filepath.Dir(local)
-	if err := os.MkdirAll(parent, 0o755); err != nil {
-		return fmt.Errorf("copy from %s: %w", c.addr, err)
-	}
-	root, err := os.OpenRoot(parent)
+	root, err := c.openParent(local)
 	if err != nil {
-		return fmt.Errorf("copy from %s: %w", c.addr, err)
+		return err
 	}
 	defer root.Close()
 	name := filepath.Base(local)
-	if rerr := root.Remove(name); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
-		return fmt.Errorf("copy from %s: %s: %w", c.addr, remote, rerr)
-	}
-	lf, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	lf, err := c.createLocal(root, name, 0o644, remote)
 	if err != nil {
-		return fmt.Errorf("copy from %s: %s: %w", c.addr, remote, err)
+		return err
 	}
 	// The file may grow while it is copied: what was there is enough.
 	_, err = io.Copy(lf, io.LimitReader(rf, MaxCopyFromFile))
@@ -793,4 +809,25 @@ func (c *Client) CopyTailSFTP(ctx context.Context, sc *SFTP, remote, local strin
 		return c.ctxErr(ctx, "copy from "+remote, err)
 	}
 	return nil
+}
+
+// Size is the size of the node's file remote, over SFTP.
+func (c *Client) Size(ctx context.Context, remote string) (int64, error) {
+	var size int64
+	err := c.withSFTP(ctx, func(sc *SFTP) error {
+		st, err := sc.Stat(remote)
+		if err == nil {
+			size = st.Size()
+		}
+		return err
+	})
+	if err != nil {
+		return 0, c.ctxErr(ctx, "stat "+remote, err)
+	}
+	return size, nil
+}
+
+// CopyTail is CopyTailSFTP on a fresh SFTP client.
+func (c *Client) CopyTail(ctx context.Context, remote, local string, from int64) error {
+	return c.withSFTP(ctx, func(sc *SFTP) error { return c.CopyTailSFTP(ctx, sc, remote, local, from) })
 }
