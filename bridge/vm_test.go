@@ -348,6 +348,11 @@ func TestVM_interruptedAndKilledRunnersLeaveNoQEMU(t *testing.T) {
 			if res, _ := finished(t, buf.String()); res != "interrupted" {
 				t.Errorf("after SIGINT: result %s", res)
 			}
+			defer func() {
+				if t.Failed() {
+					t.Logf("runner output after SIGINT:\n%s", buf.String())
+				}
+			}()
 			waitFor(t, "no QEMU after SIGINT", func() bool {
 				return len(qemuPIDs(t, v.lab.Hosts[0]))+len(qemuPIDs(t, v.lab.Hosts[1])) == 0
 			})

@@ -7,7 +7,6 @@ import (
 	"path"
 
 	"github.com/vtcluster/vtcluster/cluster"
-	"github.com/vtcluster/vtcluster/cluster/sshx"
 )
 
 // SyncAliasDir is the directory, in a node's agent directory, where the
@@ -29,7 +28,9 @@ func (b *backend) ForwardSync(ctx context.Context, node PartitionNode, serve fun
 	if n.AgentBind == cluster.AgentBindDirect {
 		return "", "", nil, errors.New("a direct-mode node has no SSH connection to forward the sync socket over")
 	}
-	ssh, err := nc.SSH(ctx)
+	// The job's connection holder when there is one (no SSH command of
+	// this test's own to remove the socket afterwards).
+	link, err := nc.Link(ctx)
 	if err != nil {
 		return "", "", nil, err
 	}
@@ -37,18 +38,14 @@ func (b *backend) ForwardSync(ctx context.Context, node PartitionNode, serve fun
 	if err != nil {
 		return "", "", nil, err
 	}
-	ln, err := ssh.ListenRemoteUnix(ctx, sock)
+	ln, err := link.ListenRemoteUnix(ctx, sock)
 	if err != nil {
 		return "", "", nil, err
 	}
 	serve(ln)
-	cleanup := func(ctx context.Context) {
+	cleanup := func(context.Context) {
+		// Closing also removes the socket file, which sshd leaves behind.
 		ln.Close()
-		if _, err := b.conn(node.Name); err != nil {
-			return // lost: nothing to remove there, and no time to waste
-		}
-		// sshd may leave the socket file behind; it is ours to remove.
-		_ = ssh.Run(ctx, []string{"rm", "-f", "--", sock}, sshx.RunOptions{})
 	}
 	// The agent placed the aliases when it started (bridge's agent command).
 	return sock, path.Join(n.AgentDir(), SyncAliasDir), cleanup, nil

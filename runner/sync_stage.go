@@ -166,8 +166,15 @@ func (r *testRun) syncClose(ctx context.Context, s *syncRun) {
 	for _, stop := range bg {
 		stop(tctx)
 	}
-	s.srv.close()
+	s.srv.close(!interrupted(ctx))
 	for _, c := range s.cleanups {
+		if interrupted(ctx) {
+			// After a signal the teardown has a fraction of a second,
+			// which stopping the test's VMs and processes needs more than
+			// removing a socket file on a node; that goes on meanwhile.
+			go c(tctx)
+			continue
+		}
 		c(tctx)
 	}
 	if s.dir != "" {

@@ -277,7 +277,7 @@ func TestSyncWireTokens(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv.serve(ln)
-	defer srv.close()
+	defer srv.close(true)
 	body := &SyncClient{Socket: sock, Token: srv.newToken("")}
 	nodeA := &SyncClient{Socket: sock, Token: srv.newToken("a")}
 	stranger := &SyncClient{Socket: sock, Token: "guessed"}

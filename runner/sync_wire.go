@@ -22,6 +22,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"sync"
 	"time"
 )
@@ -162,13 +163,22 @@ func (s *syncServer) serve(ln net.Listener) {
 }
 
 // close stops serving; waits in progress end with the hub's abort.
-func (s *syncServer) close() {
+// close stops serving. Closing a node's listener also removes its socket
+// file over the node's connection (cluster.Link), which takes a round
+// trip or more; with wait false that removal goes on after close returns,
+// for a teardown after a signal, which has a fraction of a second.
+func (s *syncServer) close(wait bool) {
 	s.cancel()
 	s.mu.Lock()
-	for _, ln := range s.lns {
-		ln.Close()
-	}
+	lns := slices.Clone(s.lns)
 	s.mu.Unlock()
+	var closing sync.WaitGroup
+	for _, ln := range lns {
+		closing.Go(func() { ln.Close() })
+	}
+	if wait {
+		closing.Wait()
+	}
 	s.wg.Wait()
 }
 

@@ -12,6 +12,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -126,6 +127,14 @@ func (r *testRun) stopVMsStage(ctx context.Context, rs *runState, _ *outcome) {
 	}
 	tctx, cancel := teardownCtx(ctx, vmStopTimeout)
 	defer cancel()
+	if interrupted(ctx) && r.vms != nil {
+		// A signal leaves a fraction of a second: no listing first, one
+		// stop per VM and node at once (the agent kills a VM whose stop
+		// call goes away; an orphan left by a lost call is stopped by the
+		// next owner's hand-over).
+		r.stopKnownVMs(tctx, vc, rs.part)
+		return
+	}
 	var wg sync.WaitGroup
 	for _, n := range rs.part.Nodes {
 		wg.Add(1)
@@ -134,6 +143,33 @@ func (r *testRun) stopVMsStage(ctx context.Context, rs *runState, _ *outcome) {
 			defer r.trap.catch()
 			r.stopNodeVMs(tctx, ctx, vc, rs.part.ID, n)
 		}()
+	}
+	wg.Wait()
+}
+
+// stopKnownVMs stops every VM the test started, on every node it was
+// started on, all at once.
+func (r *testRun) stopKnownVMs(ctx context.Context, vc agentCaller, p *Partition) {
+	r.vms.mu.Lock()
+	places := maps.Clone(r.vms.places)
+	r.vms.mu.Unlock()
+	var wg sync.WaitGroup
+	for name, tags := range places {
+		for _, tag := range tags {
+			n, ok := p.Node(tag)
+			if !ok {
+				continue
+			}
+			wg.Go(func() {
+				defer r.trap.catch()
+				if _, err := vc.CallAgent(ctx, n, "vm.stop", name, 0); err != nil {
+					r.logf(ctx, "vm %s on %s (%s): stop: %s", name, tag, n.Name, faultText(err))
+					return
+				}
+				r.logf(ctx, "vm %s on %s (%s): stopped", name, tag, n.Name)
+				_, _ = vc.CallAgent(ctx, n, "vm.remove", name)
+			})
+		}
 	}
 	wg.Wait()
 }
