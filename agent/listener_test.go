@@ -51,7 +51,7 @@ func TestGuardedListener_pendingEvictionAndAdmission(t *testing.T) {
 		t.Errorf("oldest pending connection: read %d, %v; want EOF", n, err)
 	}
 	ln.mu.Lock()
-	q := ln.pending["loopback"]
+	q := ln.pending[b.key]
 	ln.mu.Unlock()
 	if len(q) != 2 || q[0] != b || q[1] != c || a.state != connClosed {
 		t.Errorf("pending after eviction: %d conns, first evicted: %v", len(q), a.state == connClosed)
