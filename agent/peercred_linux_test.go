@@ -125,20 +125,7 @@ func TestTCPPeerUID_closedPeerIsUnknown(t *testing.T) {
 // connections push out nobody's oldest, never root's, even when root's
 // is the oldest of all on loopback.
 func TestGuardedListener_localUsersCountApart(t *testing.T) {
-	inner, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln := newGuardedListener(inner, 8, 1, 1, nil, nil)
-	defer ln.Close()
-	accept := func() *guardedConn {
-		t.Helper()
-		c, err := ln.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c.(*guardedConn)
-	}
+	ln, inner, accept := newLoopbackGuard(t, 8, 1, 1)
 	addr := inner.Addr().String()
 	dialAs(t, 0, addr)
 	root := accept()
