@@ -186,6 +186,7 @@ func Run(ctx context.Context, cfg DaemonConfig) (err error) {
 		ready.Close()
 		ready = nil
 	}
+	releaseStartupPages()
 
 	grace := []any{"timeout_seconds", scfg.ShutdownTimeout.Seconds()}
 	select {

@@ -16,6 +16,11 @@ func checkPeerUID(c net.Conn) error {
 	return nil
 }
 
+// PeerCred is Linux's (peercred_linux.go): elsewhere no peer is known.
+func PeerCred(net.Conn) (PeerCredentials, error) {
+	return PeerCredentials{}, errors.New("peer credentials are only read on Linux")
+}
+
 // tcpPeerUID cannot tell who owns the far end of a local TCP connection
 // without sock_diag: such connections are counted under their address.
 func tcpPeerUID(local, remote *net.TCPAddr) (uint32, error) {

@@ -56,6 +56,7 @@ Both do nothing and exit 0 when no node is registered.`,
 				Flags:  jobFlags(),
 				Action: func(ctx context.Context, cmd *cli.Command) error { return hooksPostTests(ctx, e, cmd) },
 			},
+			holderCommand(e),
 		},
 	}
 }
@@ -128,6 +129,9 @@ func hooksPreTests(ctx context.Context, e *env, cmd *cli.Command) error {
 	err = noteAgentFailures(ctx, e, ctl.Store(), results, err, int(cmd.Int(flagQuarantineAfter)))
 	if err == nil {
 		if err = outOfRotation(ctx, ctl.Store(), resourcesStartup(ctx, e, cmd)); err == nil {
+			if herr := startHolder(ctx, jobID, owner, cmd.String("job-logdir"), nodes); herr != nil {
+				fmt.Fprintf(e.stderr, "vtcluster: tests will connect to their nodes one by one: %v\n", herr)
+			}
 			return nil
 		}
 	}
@@ -184,6 +188,7 @@ func hooksPostTests(ctx context.Context, e *env, cmd *cli.Command) error {
 		return nil
 	}
 	jobID := cmd.String("job-id")
+	quitHolder(ctx, jobID)
 	var errs []error
 	parts, err := cluster.ListPartitions(ctx, ctl.Store())
 	if err != nil {

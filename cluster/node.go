@@ -87,6 +87,9 @@ type NodeConn struct {
 	ssh    *sshx.Client
 	agent  *Client
 	closed bool
+	// held is the link through the job's SSH connection holder, for a
+	// connection made by ConnectHeld.
+	held *heldLink
 }
 
 // Connect reaches node n. In tunnel mode it dials SSH now, so host-key and
@@ -193,6 +196,9 @@ func (nc *NodeConn) Close() error {
 	nc.closed = true
 	if nc.agent != nil {
 		nc.agent.Close()
+	}
+	if nc.held != nil {
+		nc.held.Close()
 	}
 	if nc.ssh != nil {
 		return nc.ssh.Close()
@@ -379,7 +385,7 @@ func (nc *NodeConn) agentInfo(ctx context.Context) AgentInfo {
 		return info // an agent we did not start: no pid to read without SSH
 	}
 	if ssh, err := nc.SSH(ctx); err == nil {
-		if out, err := ssh.Output(ctx, []string{"cat", "--", path.Join(nc.node.AgentDir(), agentPIDName)}); err == nil {
+		if out, err := ssh.ReadSmallFile(ctx, path.Join(nc.node.AgentDir(), agentPIDName), 64); err == nil {
 			info.PID, _ = strconv.Atoi(strings.TrimSpace(string(out)))
 		}
 	}
@@ -424,8 +430,15 @@ func (nc *NodeConn) StopAgent(ctx context.Context) error {
 	}
 	pidFile := path.Join(nc.node.AgentDir(), agentPIDName)
 	deadline := time.Now().Add(5 * time.Second)
+	// The pid file and /proc are read over one SFTP session: a command
+	// per look would start a shell on the node each time.
+	sc, err := ssh.OpenSFTP(ctx)
+	if err != nil {
+		return fmt.Errorf("cluster: node %q: stop agent: %w", nc.node.Name, err)
+	}
+	defer sc.Close()
 	for {
-		out, err := ssh.Output(ctx, []string{"cat", "--", pidFile})
+		out, err := sshx.ReadSmallFileSFTP(sc, pidFile, 64)
 		if err != nil {
 			return nil // no pid file: the agent removed it on exit
 		}
@@ -433,7 +446,7 @@ func (nc *NodeConn) StopAgent(ctx context.Context) error {
 		if convErr != nil || pid <= 1 {
 			return fmt.Errorf("cluster: node %q: pid file %s holds %q", nc.node.Name, pidFile, strings.TrimSpace(string(out)))
 		}
-		if err := ssh.Run(ctx, []string{"kill", "-0", strconv.Itoa(pid)}, sshx.RunOptions{}); err != nil {
+		if _, err := sc.Stat("/proc/" + strconv.Itoa(pid)); err != nil {
 			return nil // process gone
 		}
 		if time.Now().After(deadline) {

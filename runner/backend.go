@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -50,6 +51,14 @@ type backend struct {
 	reportEvery     time.Duration
 	quarantineAfter int
 	nodeHolds       map[string]context.CancelFunc
+
+	// holder is the job's SSH connection holder, if it has one
+	// (backend_holder.go).
+	holder      *cluster.Holder
+	holderTried bool
+	// logMarks are where each node's service log stood when the test got
+	// the node: Collect takes what it gained since (backend_exec.go).
+	logMarks map[string]logMark
 }
 
 var _ Cluster = (*backend)(nil)
@@ -120,7 +129,9 @@ func (b *backend) allocate(ctx context.Context, req AllocRequest) (*Partition, e
 	if dl, ok := ctx.Deadline(); ok {
 		wait = time.Until(dl)
 	}
+	endLoad := timeSpan(ctx, "partition: load state")
 	s, err := b.store.Load(ctx)
+	endLoad()
 	if err != nil {
 		return nil, err
 	}
@@ -131,10 +142,15 @@ func (b *backend) allocate(ctx context.Context, req AllocRequest) (*Partition, e
 	if len(req.Resources) > 0 {
 		reserve = resmgr.Reserve(req.Resources)
 	}
+	endAlloc := timeSpan(ctx, "partition: store allocate")
+	// The records of the chosen nodes, as they were when chosen: no need
+	// to read the whole state again.
+	var chosenFrom []cluster.Node
 	p, err := cluster.Allocate(ctx, b.store, cluster.AllocRequest{
 		Owner: owner, Tags: tags, Lease: lease, Wait: wait, Logger: b.log, Reserve: reserve,
 		Want: treqs, Priority: req.Priority, OnWait: waitReporter(req.Waiting), ReportEvery: b.reportEvery,
 		Choose: preferOthers(req.Avoid, func(idle []cluster.Node) (map[string]string, error) {
+			chosenFrom = idle
 			cands := make([]cluster.Candidate, len(idle))
 			for i, n := range idle {
 				cands[i] = cluster.Candidate{Name: n.Name, Props: nodeProps(n)}
@@ -142,10 +158,13 @@ func (b *backend) allocate(ctx context.Context, req AllocRequest) (*Partition, e
 			return cluster.Assign(treqs, cands)
 		}),
 	})
+	endAlloc()
 	if err != nil {
 		return nil, err
 	}
+	endSweep := timeSpan(ctx, "partition: sweep")
 	b.sweep(ctx)
+	endSweep()
 	b.keepRenewed(p.ID, lease)
 	out := &Partition{ID: p.ID}
 	ok := false
@@ -154,16 +173,15 @@ func (b *backend) allocate(ctx context.Context, req AllocRequest) (*Partition, e
 			b.Release(context.WithoutCancel(ctx), out)
 		}
 	}()
-	s, err = b.store.Load(ctx)
-	if err != nil {
-		return nil, err
-	}
 	for _, a := range p.Nodes {
-		n := s.Node(a.Node)
-		if n == nil {
+		i := slices.IndexFunc(chosenFrom, func(n cluster.Node) bool { return n.Name == a.Node })
+		if i < 0 {
 			return nil, fmt.Errorf("node %q vanished from the state", a.Node)
 		}
-		nc, err := cluster.Connect(ctx, *n, cluster.ConnectOptions{Logger: b.log})
+		n := &chosenFrom[i]
+		endConn := timeSpan(ctx, "partition: connect")
+		nc, err := b.connect(ctx, req.JobID, *n)
+		endConn()
 		if err != nil {
 			return nil, b.nodeFailed(ctx, n.Name, err)
 		}
@@ -171,12 +189,16 @@ func (b *backend) allocate(ctx context.Context, req AllocRequest) (*Partition, e
 		b.conns[n.Name] = nc
 		b.owners[n.Name] = p.ID
 		b.mu.Unlock()
+		// Before the hand-over, whose records belong to this test.
+		b.markServiceLog(ctx, nc)
 		// The node itself must agree first: another controller's test
 		// may hold it (backend_owner.go).
 		if err := cluster.AcquireNode(ctx, nc, p.ID, owner, storeName(b.store), cluster.NodeLease); err != nil {
 			return nil, b.nodeFailed(ctx, n.Name, err)
 		}
+		endHand := timeSpan(ctx, "partition: hand-over")
 		stopped, err := handOver(ctx, nc, p.ID)
+		endHand()
 		if err != nil {
 			return nil, b.nodeFailed(ctx, n.Name, err)
 		}
@@ -300,7 +322,9 @@ func (b *backend) Release(ctx context.Context, p *Partition) error {
 	}
 	b.stopRenewing(p.ID)
 	b.releaseNodes(ctx, p.ID)
+	endRel := timeSpan(ctx, "partition: store release")
 	err := cluster.Release(ctx, b.store, p.ID)
+	endRel()
 	if errors.Is(err, cluster.ErrPartitionNotFound) {
 		err = nil // reclaimed already: nothing of ours is held
 	}

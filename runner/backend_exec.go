@@ -17,7 +17,9 @@ func (b *backend) Exec(ctx context.Context, node PartitionNode, argv []string, o
 	if err != nil {
 		return ExecResult{}, err
 	}
+	endRun := timeSpan(ctx, "body: process.run")
 	r, err := nc.Run(ctx, argv, b.runOptions(node, opts))
+	endRun()
 	if err != nil {
 		return ExecResult{}, err
 	}
@@ -62,9 +64,17 @@ func (b *backend) Collect(ctx context.Context, p *Partition, paths map[string][]
 			continue
 		}
 		want := append([]string(nil), paths[pn.Tag]...)
-		if v, err := nc.Call(ctx, "core.get_service_log_filename"); err == nil {
-			if s, ok := v.(string); ok && s != "" {
-				want = append([]string{s}, want...)
+		b.mu.Lock()
+		mark, marked := b.logMarks[pn.Name]
+		b.mu.Unlock()
+		if !marked {
+			endName := timeSpan(ctx, "collect: service log name")
+			v, err := nc.Call(ctx, "core.get_service_log_filename")
+			endName()
+			if err == nil {
+				if s, ok := v.(string); ok && s != "" {
+					want = append([]string{s}, want...)
+				}
 			}
 		}
 		if n := nc.Node(); n.Unauthenticated() {
@@ -73,10 +83,18 @@ func (b *backend) Collect(ctx context.Context, p *Partition, paths map[string][]
 			}
 			continue
 		}
-		ssh, err := nc.SSH(ctx)
+		link, err := nc.Link(ctx)
 		if err != nil {
 			errs = append(errs, err)
 			continue
+		}
+		endCopy := timeSpan(ctx, "collect: copy")
+		if marked {
+			// Only what the service log gained during the test: the whole
+			// log grows through the job (up to its 10 MiB rotation).
+			if err := link.CopyTail(ctx, mark.path, filepath.Join(local, path.Base(mark.path)), mark.size); err != nil {
+				errs = append(errs, err)
+			}
 		}
 		for _, rp := range want {
 			name := path.Base(path.Clean(rp))
@@ -84,10 +102,46 @@ func (b *backend) Collect(ctx context.Context, p *Partition, paths map[string][]
 				errs = append(errs, fmt.Errorf("node %q: cannot collect %q", pn.Name, rp))
 				continue
 			}
-			if err := ssh.CopyFrom(ctx, rp, filepath.Join(local, name)); err != nil {
+			if err := link.CopyFrom(ctx, rp, filepath.Join(local, name)); err != nil {
 				errs = append(errs, err)
 			}
 		}
+		endCopy()
 	}
 	return errors.Join(errs...)
+}
+
+// logMark is where a node's service log stood when a test got the node.
+type logMark struct {
+	path string
+	size int64
+}
+
+// markServiceLog notes the service log's size on a tunnel-mode node, so
+// Collect copies only this test's part of it. Without a mark (a failure
+// here, a direct-mode node) Collect copies the whole log, as before.
+func (b *backend) markServiceLog(ctx context.Context, nc *cluster.NodeConn) {
+	if nc.Node().AgentBind == cluster.AgentBindDirect {
+		return
+	}
+	defer timeSpan(ctx, "partition: mark service log")()
+	v, err := nc.Call(ctx, "core.get_service_log_filename")
+	p, _ := v.(string)
+	if err != nil || p == "" {
+		return
+	}
+	link, err := nc.Link(ctx)
+	if err != nil {
+		return
+	}
+	size, err := link.Size(ctx, p)
+	if err != nil {
+		return
+	}
+	b.mu.Lock()
+	if b.logMarks == nil {
+		b.logMarks = map[string]logMark{}
+	}
+	b.logMarks[nc.Node().Name] = logMark{p, size}
+	b.mu.Unlock()
 }

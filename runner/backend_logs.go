@@ -12,7 +12,6 @@ import (
 	"github.com/vtcluster/vtcluster/agent/logframe"
 	"github.com/vtcluster/vtcluster/cluster"
 	"github.com/vtcluster/vtcluster/cluster/logserver"
-	"github.com/vtcluster/vtcluster/cluster/sshx"
 )
 
 // StartLogs asks each node's agent to stream its log records to a log
@@ -62,13 +61,15 @@ func (b *backend) StartLogs(ctx context.Context, p *Partition, sink LogSink) (fu
 		started = append(started, nc)
 	}
 	stop := sync.OnceFunc(func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
 		defer cancel()
 		for _, nc := range started {
 			if _, err := b.conn(nc.Node().Name); err != nil {
 				continue // lost: nothing to stop there, and no time to waste
 			}
+			endStop := timeSpan(ctx, "logs: stop redirection")
 			_, _ = nc.Call(sctx, "core.stop_log_redirection")
+			endStop()
 		}
 		for _, c := range cleanups {
 			c(sctx)
@@ -98,7 +99,7 @@ func hostOf(p *Partition, tag string) string {
 func (b *backend) startNodeLogs(ctx context.Context, nc *cluster.NodeConn, tag string, srv *logserver.Server) (func(context.Context), error) {
 	n := nc.Node()
 	if n.AgentBind != cluster.AgentBindDirect {
-		ssh, err := nc.SSH(ctx)
+		link, err := nc.Link(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -106,16 +107,19 @@ func (b *backend) startNodeLogs(ctx context.Context, nc *cluster.NodeConn, tag s
 		if err != nil {
 			return nil, err
 		}
-		ln, err := ssh.ListenRemoteUnix(ctx, sock)
+		endListen := timeSpan(ctx, "logs: remote listen")
+		ln, err := link.ListenRemoteUnix(ctx, sock)
+		endListen()
 		if err != nil {
 			return nil, err
 		}
 		go serveLogListener(ln, srv, tag, nil)
 		cleanup := func(ctx context.Context) {
+			// Also removes the socket file, which sshd leaves behind.
+			defer timeSpan(ctx, "logs: close remote socket")()
 			ln.Close()
-			// sshd may leave the socket file behind; it is ours to remove.
-			_ = ssh.Run(ctx, []string{"rm", "-f", "--", sock}, sshx.RunOptions{})
 		}
+		defer timeSpan(ctx, "logs: start redirection")()
 		if _, err := nc.Call(ctx, "core.start_log_redirection_unix", sock); err != nil {
 			return cleanup, err
 		}

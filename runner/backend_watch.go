@@ -82,7 +82,7 @@ func watchNode(ctx context.Context, nc *cluster.NodeConn, id string) error {
 		// Dials again only if the connection died since the allocation;
 		// the node gets no more time for that than for an answer.
 		sctx, cancel := context.WithTimeout(ctx, healthDeadline)
-		ssh, err := nc.SSH(sctx)
+		link, err := nc.Link(sctx)
 		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
@@ -90,7 +90,7 @@ func watchNode(ctx context.Context, nc *cluster.NodeConn, id string) error {
 			}
 			return fmt.Errorf("its SSH connection is gone: %w", err)
 		}
-		sshDone = ssh.Done()
+		sshDone = link.Done()
 	}
 	type answer struct {
 		sent time.Time

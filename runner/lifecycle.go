@@ -350,6 +350,8 @@ func (r *testRun) execute(ctx context.Context) (out outcome) {
 		r.events = NewEvents()
 	}
 	ctx = ContextWithEvents(ctx, r.events)
+	clock := newStageClock()
+	ctx = withClock(ctx, clock)
 	rs := &runState{part: &Partition{}}
 	stages := r.stages()
 	done := 0
@@ -359,13 +361,18 @@ func (r *testRun) execute(ctx context.Context) (out outcome) {
 				td(ctx, rs, &out) // the record: it cannot record its own end
 			} else if td != nil {
 				end := r.events.Begin(Event{Kind: KindTeardown, Name: stages[i].name})
+				endSpan := timeSpan(ctx, stages[i].name+" teardown")
 				td(ctx, rs, &out)
+				endSpan()
 				end(SeverityInfo, "")
 			}
 		}
+		r.reportTiming(ctx, clock)
 	}()
 	for _, s := range stages {
+		end := timeSpan(ctx, s.name)
 		o, ok := s.setup(ctx, rs)
+		end()
 		// A stage that failed has undone its own work.
 		if !ok {
 			return o

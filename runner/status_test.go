@@ -137,6 +137,8 @@ func TestStatusClient_Post_reconnectsOnceAfterBrokenPipe(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.waitFor(func(m []map[string]any) bool { return len(m) == 1 })
+	// Posting before the server has closed would only fill its buffer.
+	s.waitClosed(1)
 	// The server has closed; keep posting until the broken pipe shows (the
 	// first write after a close may still land in the socket buffer).
 	var err2 error

@@ -22,7 +22,9 @@ type statusServer struct {
 	mu    sync.Mutex
 	msgs  []map[string]any
 	conns int
-	raw   []string
+	// closed counts connections the server has closed.
+	closed int
+	raw    []string
 	// closeAfter, when > 0, makes the server drop each connection after
 	// that many lines (to exercise reconnects).
 	closeAfter int
@@ -77,7 +79,13 @@ func (s *statusServer) accept() {
 
 func (s *statusServer) serve(conn net.Conn) {
 	defer s.wg.Done()
-	defer conn.Close()
+	defer func() {
+		conn.Close()
+		s.mu.Lock()
+		s.closed++
+		s.mu.Unlock()
+		s.signal()
+	}()
 	r := bufio.NewReaderSize(conn, 64<<10)
 	n := 0
 	for {
@@ -119,9 +127,34 @@ func (s *statusServer) record(line []byte) {
 	s.msgs = append(s.msgs, m)
 	s.raw = append(s.raw, string(line))
 	s.mu.Unlock()
+	s.signal()
+}
+
+// signal wakes a waitFor or waitClosed.
+func (s *statusServer) signal() {
 	select {
 	case s.changed <- struct{}{}:
 	default:
+	}
+}
+
+// waitClosed blocks until the server has closed n connections (a
+// synchronisation point, as waitFor).
+func (s *statusServer) waitClosed(n int) {
+	s.tb.Helper()
+	limit := time.After(60 * time.Second)
+	for {
+		s.mu.Lock()
+		closed := s.closed
+		s.mu.Unlock()
+		if closed >= n {
+			return
+		}
+		select {
+		case <-s.changed:
+		case <-limit:
+			s.tb.Fatalf("status server: %d connections closed, want %d", closed, n)
+		}
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -37,6 +38,11 @@ type Store struct {
 	// beforeTxn, set by tests, runs before each transaction is sent:
 	// it freezes etcd at the one moment whose outcome is unknown.
 	beforeTxn func()
+
+	encMu sync.Mutex
+	enc   map[string]encodedNode // by node name
+	entMu sync.Mutex
+	ents  map[string]cachedEntity // by key
 }
 
 var (
@@ -154,11 +160,8 @@ func (s *Store) state(ctx, octx context.Context, sn *snapshot) (*cluster.State, 
 		}
 		items := make([]item, 0, len(kvs))
 		for name, kv := range kvs {
-			var e entity
-			if err := json.Unmarshal(kv.Value, &e); err != nil || len(e.Value) == 0 {
-				if err == nil {
-					err = errors.New(`no "value"`)
-				}
+			e, err := s.entity(kv)
+			if err != nil {
 				return nil, s.corrupt(string(kv.Key), err)
 			}
 			sn.seqs[string(kv.Key)] = e.Seq
@@ -190,7 +193,8 @@ func (s *Store) state(ctx, octx context.Context, sn *snapshot) (*cluster.State, 
 	if doc["partitions"], err = list(sn.parts, &sn.maxPart); err != nil {
 		return nil, err
 	}
-	data, err := json.Marshal(doc)
+	s.pruneEntities(sn)
+	data, err := assemble(doc)
 	if err != nil {
 		return nil, s.corrupt(s.docKey(), err)
 	}
@@ -219,6 +223,87 @@ func (s *Store) state(ctx, octx context.Context, sn *snapshot) (*cluster.State, 
 	return st, nil
 }
 
+// cachedEntity is a record as decoded at one mod revision.
+type cachedEntity struct {
+	mod int64
+	e   entity
+}
+
+// entity decodes kv's record, once per revision of the key.
+func (s *Store) entity(kv *mvccpb.KeyValue) (entity, error) {
+	key := string(kv.Key)
+	s.entMu.Lock()
+	c, ok := s.ents[key]
+	s.entMu.Unlock()
+	if ok && c.mod == kv.ModRevision {
+		return c.e, nil
+	}
+	var e entity
+	if err := json.Unmarshal(kv.Value, &e); err != nil || len(e.Value) == 0 {
+		if err == nil {
+			err = errors.New(`no "value"`)
+		}
+		return e, err
+	}
+	s.entMu.Lock()
+	if s.ents == nil {
+		s.ents = map[string]cachedEntity{}
+	}
+	s.ents[key] = cachedEntity{kv.ModRevision, e}
+	s.entMu.Unlock()
+	return e, nil
+}
+
+// pruneEntities forgets records no longer in the store, so the cache
+// holds at most what the store does.
+func (s *Store) pruneEntities(sn *snapshot) {
+	s.entMu.Lock()
+	defer s.entMu.Unlock()
+	if len(s.ents) <= len(sn.nodes)+len(sn.parts) {
+		return
+	}
+	live := make(map[string]bool, len(sn.nodes)+len(sn.parts))
+	for _, kv := range sn.nodes {
+		live[string(kv.Key)] = true
+	}
+	for _, kv := range sn.parts {
+		live[string(kv.Key)] = true
+	}
+	for k := range s.ents {
+		if !live[k] {
+			delete(s.ents, k)
+		}
+	}
+}
+
+// assemble writes the state document from its parts, which are JSON
+// already (UnmarshalState checks them): what json.Marshal of the map would
+// write, without compacting every record again.
+func assemble(doc map[string]json.RawMessage) ([]byte, error) {
+	keys := slices.Sorted(maps.Keys(doc))
+	n := 2
+	for _, k := range keys {
+		n += len(k) + len(doc[k]) + 4
+	}
+	out := make([]byte, 0, n)
+	out = append(out, '{')
+	for i, k := range keys {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		kb, err := json.Marshal(k)
+		if err != nil {
+			return nil, err
+		}
+		v := doc[k]
+		if len(v) == 0 {
+			v = json.RawMessage("null")
+		}
+		out = append(append(append(out, kb...), ':'), v...)
+	}
+	return append(out, '}'), nil
+}
+
 func (s *Store) corrupt(key string, err error) error {
 	return &cluster.StateError{Path: s.location + " key " + key, Err: err}
 }
@@ -245,10 +330,35 @@ type encoded struct {
 	porder []string
 }
 
-func encode(st *cluster.State) (*encoded, error) {
+// encodedNode is a node as last encoded, so an update does not encode
+// again, twice, every node of the lab it did not touch.
+type encodedNode struct {
+	node cluster.Node
+	b    []byte
+}
+
+func (s *Store) encodeNode(n cluster.Node) ([]byte, error) {
+	s.encMu.Lock()
+	defer s.encMu.Unlock()
+	if c, ok := s.enc[n.Name]; ok && cluster.SameNode(c.node, n) {
+		return c.b, nil
+	}
+	b, err := json.Marshal(n)
+	if err != nil {
+		return nil, err
+	}
+	if s.enc == nil || len(s.enc) > 4096 {
+		s.enc = map[string]encodedNode{} // bounded: start again
+	}
+	n.Labels, n.Properties = maps.Clone(n.Labels), maps.Clone(n.Properties)
+	s.enc[n.Name] = encodedNode{n, b}
+	return b, nil
+}
+
+func (s *Store) encode(st *cluster.State) (*encoded, error) {
 	e := &encoded{nodes: map[string][]byte{}, parts: map[string][]byte{}, exp: map[string]time.Time{}, pnode: map[string][]string{}}
 	for _, n := range st.Nodes {
-		b, err := json.Marshal(n)
+		b, err := s.encodeNode(n)
 		if err != nil {
 			return nil, fmt.Errorf("encode node %q: %w", n.Name, err)
 		}
@@ -483,7 +593,7 @@ func (s *Store) updateOnce(ctx context.Context, fn func(*cluster.State) error) (
 	if err != nil {
 		return false, err
 	}
-	before, err := encode(st)
+	before, err := s.encode(st)
 	if err != nil {
 		return false, err
 	}
@@ -493,7 +603,7 @@ func (s *Store) updateOnce(ctx context.Context, fn func(*cluster.State) error) (
 	if err := st.Validate(); err != nil {
 		return false, fmt.Errorf("refusing to save an invalid state: %w", err)
 	}
-	after, err := encode(st)
+	after, err := s.encode(st)
 	if err != nil {
 		return false, err
 	}

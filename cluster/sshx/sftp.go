@@ -423,6 +423,15 @@ func (c *Client) CopyFrom(ctx context.Context, remote, local string) error {
 		return err
 	}
 	defer sc.Close()
+	return c.CopyFromSFTP(ctx, sc, remote, local)
+}
+
+// CopyFromSFTP is CopyFrom over an SFTP client the caller keeps open (one
+// of this connection's), so that a process copying often (the job's SSH
+// connection holder) does not start an sftp subsystem per copy. ctx is
+// checked between files only: an SFTP request in flight cannot be
+// withdrawn, so to cut a copy short the caller closes sc.
+func (c *Client) CopyFromSFTP(ctx context.Context, sc *SFTP, remote, local string) error {
 	st, err := sc.Stat(remote)
 	if err != nil {
 		return c.ctxErr(ctx, "copy from "+remote, err)
@@ -435,13 +444,9 @@ func (c *Client) CopyFrom(ctx context.Context, remote, local string) error {
 		if err := budget.take(c.addr, remote, st.Size()); err != nil {
 			return err
 		}
-		parent := filepath.Dir(local)
-		if err := os.MkdirAll(parent, 0o755); err != nil {
-			return fmt.Errorf("copy from %s: %w", c.addr, err)
-		}
-		root, err := os.OpenRoot(parent)
+		root, err := c.openParent(local)
 		if err != nil {
-			return fmt.Errorf("copy from %s: %w", c.addr, err)
+			return err
 		}
 		defer root.Close()
 		return c.getFile(ctx, sc, remote, root, filepath.Base(local), st.Mode().Perm(), budget)
@@ -551,30 +556,17 @@ func (c *Client) getDir(ctx context.Context, sc *SFTP, rdir string, root *os.Roo
 // at its listed size; a file that grew since is cut at that size plus what
 // the budget has left, and refused.
 func (c *Client) getFile(ctx context.Context, sc *SFTP, remote string, root *os.Root, name string, perm os.FileMode, budget *copyBudget) error {
-	rf, err := sc.Open(remote)
+	rf, st, err := c.openRegular(ctx, sc, remote)
 	if err != nil {
-		return c.ctxErr(ctx, "copy from "+remote, err)
+		return err
 	}
 	defer rf.Close()
-	st, err := rf.Stat()
-	if err != nil {
-		return c.ctxErr(ctx, "copy from "+remote, err)
-	}
-	// The link was checked by name; what was opened must still be a file
-	// (a swapped-in FIFO or device would never end).
-	if !st.Mode().IsRegular() {
-		return fmt.Errorf("ssh %s: copy from %s: not a regular file", c.addr, remote)
-	}
 	// Whatever is left of the budget, and never past the per-file cap,
 	// covers a file that grows while it is copied.
 	limit := min(st.Size()+budget.left, MaxCopyFromFile)
-	// Remove first: a symlink already at name is replaced, not followed.
-	if rerr := root.Remove(name); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
-		return fmt.Errorf("copy from %s: %s: %w", c.addr, remote, rerr)
-	}
-	lf, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	lf, err := c.createLocal(root, name, perm, remote)
 	if err != nil {
-		return fmt.Errorf("copy from %s: %s: %w", c.addr, remote, err)
+		return err
 	}
 	// WriteTo keeps SFTP's concurrent reads; the writer enforces the limit.
 	w := &cappedWriter{w: lf, left: limit}
@@ -592,6 +584,53 @@ func (c *Client) getFile(ctx context.Context, sc *SFTP, remote string, root *os.
 		return c.ctxErr(ctx, "copy from "+remote, err)
 	}
 	return nil
+}
+
+// openRegular opens the node's file remote, which must be a regular file:
+// a link is checked by name, and a swapped-in FIFO or device would never
+// end.
+func (c *Client) openRegular(ctx context.Context, sc *SFTP, remote string) (*sftp.File, os.FileInfo, error) {
+	rf, err := sc.Open(remote)
+	if err != nil {
+		return nil, nil, c.ctxErr(ctx, "copy from "+remote, err)
+	}
+	st, err := rf.Stat()
+	if err != nil {
+		rf.Close()
+		return nil, nil, c.ctxErr(ctx, "copy from "+remote, err)
+	}
+	if !st.Mode().IsRegular() {
+		rf.Close()
+		return nil, nil, fmt.Errorf("ssh %s: copy from %s: not a regular file", c.addr, remote)
+	}
+	return rf, st, nil
+}
+
+// openParent creates the local directory a copied file goes into and
+// opens it as the root nothing of the copy may leave.
+func (c *Client) openParent(local string) (*os.Root, error) {
+	parent := filepath.Dir(local)
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return nil, fmt.Errorf("copy from %s: %w", c.addr, err)
+	}
+	root, err := os.OpenRoot(parent)
+	if err != nil {
+		return nil, fmt.Errorf("copy from %s: %w", c.addr, err)
+	}
+	return root, nil
+}
+
+// createLocal creates name in root anew for remote's content: whatever is
+// there first goes, so a symlink already at name is replaced, not followed.
+func (c *Client) createLocal(root *os.Root, name string, perm os.FileMode, remote string) (*os.File, error) {
+	if rerr := root.Remove(name); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+		return nil, fmt.Errorf("copy from %s: %s: %w", c.addr, remote, rerr)
+	}
+	lf, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return nil, fmt.Errorf("copy from %s: %s: %w", c.addr, remote, err)
+	}
+	return lf, nil
 }
 
 // cappedWriter fails a write that would pass left bytes.
@@ -691,4 +730,104 @@ func (c *Client) InstallAuthorizedKey(ctx context.Context, pubKey []byte) error 
 	}
 	c.logger.Info("installed authorized key", "key", keyDesc(key), "path", akPath)
 	return nil
+}
+
+// ReadSmallFile returns the content of the node's regular file p, which
+// must hold at most max bytes, over SFTP: no shell and no command process
+// on the node, which a loaded node starts slowly (an agent's pid file, say).
+func (c *Client) ReadSmallFile(ctx context.Context, p string, max int64) ([]byte, error) {
+	var out []byte
+	err := c.withSFTP(ctx, func(sc *SFTP) error {
+		var err error
+		out, err = ReadSmallFileSFTP(sc, p, max)
+		return err
+	})
+	if err != nil {
+		return nil, c.ctxErr(ctx, "read "+p, err)
+	}
+	return out, nil
+}
+
+// ReadSmallFileSFTP is ReadSmallFile on an open SFTP client.
+func ReadSmallFileSFTP(sc *SFTP, p string, max int64) ([]byte, error) {
+	f, err := sc.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", p)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err == nil && int64(len(data)) > max {
+		err = fmt.Errorf("%s is larger than %d bytes", p, max)
+	}
+	return data, err
+}
+
+// CopyTailSFTP copies the bytes of the node's regular file remote from
+// offset from to its end into the local file local, created anew (a
+// symlink there is replaced, not followed), at most MaxCopyFromFile bytes.
+// A file now shorter than from (rotated, truncated) is copied whole. It is
+// how a test collects only what a long-lived log gained while it ran.
+func (c *Client) CopyTailSFTP(ctx context.Context, sc *SFTP, remote, local string, from int64) error {
+	rf, st, err := c.openRegular(ctx, sc, remote)
+	if err != nil {
+		return err
+	}
+	defer rf.Close()
+	if from < 0 || from > st.Size() {
+		from = 0
+	}
+	if st.Size()-from > MaxCopyFromFile {
+		from = st.Size() - MaxCopyFromFile
+	}
+	if _, err := rf.Seek(from, io.SeekStart); err != nil {
+		return c.ctxErr(ctx, "copy from "+remote, err)
+	}
+	root, err := c.openParent(local)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	name := filepath.Base(local)
+	lf, err := c.createLocal(root, name, 0o644, remote)
+	if err != nil {
+		return err
+	}
+	// The file may grow while it is copied: what was there is enough.
+	_, err = io.Copy(lf, io.LimitReader(rf, MaxCopyFromFile))
+	if cerr := lf.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		root.Remove(name)
+		return c.ctxErr(ctx, "copy from "+remote, err)
+	}
+	return nil
+}
+
+// Size is the size of the node's file remote, over SFTP.
+func (c *Client) Size(ctx context.Context, remote string) (int64, error) {
+	var size int64
+	err := c.withSFTP(ctx, func(sc *SFTP) error {
+		st, err := sc.Stat(remote)
+		if err == nil {
+			size = st.Size()
+		}
+		return err
+	})
+	if err != nil {
+		return 0, c.ctxErr(ctx, "stat "+remote, err)
+	}
+	return size, nil
+}
+
+// CopyTail is CopyTailSFTP on a fresh SFTP client.
+func (c *Client) CopyTail(ctx context.Context, remote, local string, from int64) error {
+	return c.withSFTP(ctx, func(sc *SFTP) error { return c.CopyTailSFTP(ctx, sc, remote, local, from) })
 }

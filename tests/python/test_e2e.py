@@ -11,6 +11,7 @@ node" is checked by scanning /proc; the sleeps the specs start have
 distinctive durations so they can be told apart from anything else.
 """
 
+import hashlib
 import json
 import os
 import re
@@ -177,6 +178,27 @@ def wait_bounded(proc, seconds, what):
         out, err = proc.communicate()
         pytest.fail(f"{what} did not finish within {seconds} s (hang); output:\n{out}{err}")
     return proc.returncode, out, err
+
+
+def assert_holder_came_and_went(job, test_dirs):
+    """The job's SSH connection holder served the tests and ended with the
+    job, leaving neither a process nor its socket."""
+    holder_log = (job / "cluster" / "holder.log").read_text(encoding="utf-8")
+    assert "holder: listening" in holder_log and "holder: asked to quit" in holder_log, holder_log
+    job_id = (job / "id").read_text(encoding="utf-8").strip()
+    sock = f"{os.environ.get('TMPDIR') or '/tmp'}/vtcluster-{os.getuid()}/holder-{hashlib.sha256(job_id.encode()).hexdigest()[:16]}.sock"
+    assert not os.path.exists(sock), f"holder socket {sock} left behind"
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        assert not (b"holder" in argv and job_id.encode() in argv), f"holder process {pid} outlived its job"
+    for d in test_dirs:
+        timing = json.loads((d / "timing.json").read_text(encoding="utf-8"))
+        names = {s["name"] for s in timing["spans"]}
+        assert {"partition", "body", "partition: connect", "partition: hand-over"} <= names, (d, names)
+        assert "timing: " in (d / "debug.log").read_text(encoding="utf-8"), d
 
 
 def assert_cluster_clean(cluster, job_output=""):
@@ -370,6 +392,7 @@ def test_examples_results_logs_and_cleanup(cluster, tmp_path):
     for node in cluster.lab.hosts:
         agent_log = job / "cluster" / node / "agent.log"
         assert agent_log.stat().st_size > 0, f"{agent_log} missing or empty"
+    assert_holder_came_and_went(job, [Path(t["logdir"]) for t in tests.values() if t["status"] == "PASS"])
     assert_cluster_clean(cluster, output)
 
 

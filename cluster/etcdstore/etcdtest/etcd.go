@@ -38,7 +38,7 @@ type Member struct {
 // Binary is the etcd server, or a skip: these tests need a real one.
 // Under -short (make unit) they skip, as the lab tests do: starting real
 // servers is the slow part of this package's tests.
-func Binary(t *testing.T) string {
+func Binary(t testing.TB) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("real etcd servers are not started under -short")
@@ -54,7 +54,7 @@ func Binary(t *testing.T) string {
 }
 
 // FreePorts returns n ports free right now on 127.0.0.1.
-func FreePorts(t *testing.T, n int) []string {
+func FreePorts(t testing.TB, n int) []string {
 	t.Helper()
 	var ls []net.Listener
 	var out []string
@@ -74,7 +74,7 @@ func FreePorts(t *testing.T, n int) []string {
 
 // Start starts an etcd cluster of size members on loopback, each with
 // its own data directory, and stops them all when the test ends.
-func Start(t *testing.T, size int) []*Member {
+func Start(t testing.TB, size int) []*Member {
 	t.Helper()
 	bin := Binary(t)
 	ports := FreePorts(t, 2*size)
@@ -100,7 +100,7 @@ type TLSFiles struct {
 
 // StartTLS starts one etcd member that serves clients over TLS only and
 // requires a client certificate signed by the test CA.
-func StartTLS(t *testing.T) ([]*Member, TLSFiles) {
+func StartTLS(t testing.TB) ([]*Member, TLSFiles) {
 	t.Helper()
 	bin := Binary(t)
 	files := newTLSFiles(t)
@@ -119,7 +119,7 @@ func StartTLS(t *testing.T) ([]*Member, TLSFiles) {
 	return []*Member{m}, files
 }
 
-func newTLSFiles(t *testing.T) TLSFiles {
+func newTLSFiles(t testing.TB) TLSFiles {
 	t.Helper()
 	dir := t.TempDir()
 	write := func(name, typ string, der []byte) string {
@@ -178,7 +178,7 @@ func newTLSFiles(t *testing.T) TLSFiles {
 	}
 }
 
-func (m *Member) start(t *testing.T, bin, initial, scheme string, extra ...string) {
+func (m *Member) start(t testing.TB, bin, initial, scheme string, extra ...string) {
 	t.Helper()
 	log, err := os.Create(filepath.Join(filepath.Dir(m.dir), "etcd.log"))
 	if err != nil {
@@ -218,7 +218,7 @@ func (m *Member) Stop() {
 // network) and returns once every one of its threads is stopped. kill
 // returns before that: on a busy machine the thread that takes the signal
 // may not run for a while, and the others go on serving requests.
-func (m *Member) Freeze(t *testing.T) {
+func (m *Member) Freeze(t testing.TB) {
 	t.Helper()
 	if err := m.Cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
@@ -263,7 +263,7 @@ func allStopped(tasks string) (bool, error) {
 	return true, nil
 }
 
-func waitHealthy(t *testing.T, members []*Member, tc *tls.Config) {
+func waitHealthy(t testing.TB, members []*Member, tc *tls.Config) {
 	t.Helper()
 	cli, err := clientv3.New(clientv3.Config{Endpoints: Endpoints(members), DialTimeout: 5 * time.Second, Logger: zap.NewNop(), TLS: tc})
 	if err != nil {

@@ -1,0 +1,6 @@
+//go:build !linux
+
+package agent
+
+// releaseStartupPages is Linux's (trim_linux.go).
+func releaseStartupPages() {}
