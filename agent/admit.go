@@ -13,8 +13,9 @@ import (
 
 // GuardConns wraps ln: at most pending connections that have not yet
 // authenticated (Accept waits beyond that), perAddr of them from one
-// address with loopback as one address (its oldest pending connection
-// makes room for a new one), and admitted more once a request on them
+// address with loopback as one address, and from this host per address
+// and local user (its oldest pending connection makes room for a new
+// one), and admitted more once a request on them
 // is admitted with Admit. Serve it with srv, which GuardConns fits with
 // the ConnContext Admit needs.
 func GuardConns(srv *http.Server, ln net.Listener, pending, admitted, perAddr int) net.Listener {

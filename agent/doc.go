@@ -31,7 +31,8 @@
 //     another owner is refused while it runs).
 //
 // Files: guard.go (the token throttle and refusal logging), listener.go
-// (TCP or a private Unix socket, peer credentials in peercred_*.go),
+// (TCP or a private Unix socket; peer identity, the uid of a Unix-socket
+// peer or of a local TCP peer's socket, in peercred_*.go),
 // host_*.go (uname's machine field for the host service).
 //
 // Commands on the node run under agent/pgroup, the one process-group

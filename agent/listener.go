@@ -7,7 +7,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -20,7 +22,11 @@ import (
 // user is one more address, not every slot): when an address has perIP
 // pending, its oldest pending connection is closed to make room, so a
 // holder of slots only ever pushes out its own, and a client that sends
-// its request at once gets it read. Once a request on a connection
+// its request at once gets it read. A connection from this host (from
+// loopback, or from the address it reached) is counted under its address
+// and the uid owning the peer's socket (ownerKey): one user's flood of
+// new connections would otherwise push out another's before its request
+// could be read, whatever the order of eviction. Once a request on a connection
 // carries the credential (admit), the connection leaves the pending class
 // for the admitted one, of admittedCap slots that no unauthenticated
 // connection can take. Unix-socket peers, already vetted by check (the
@@ -33,6 +39,10 @@ type guardedListener struct {
 	perIP    int
 	check    func(net.Conn) error
 	refused  func(reason string, err error)
+	// unowned is told of each local connection whose owner could not be
+	// found (nil: not told); unownedN counts them.
+	unowned  func(n uint64, err error)
+	unownedN atomic.Uint64
 
 	closeOnce sync.Once
 	done      chan struct{}
@@ -77,7 +87,7 @@ func (l *guardedListener) Accept() (net.Conn, error) {
 				continue
 			}
 		}
-		key := connKey(c.RemoteAddr())
+		key := l.ownerKey(c)
 		gc := &guardedConn{Conn: c, l: l, key: key}
 		l.mu.Lock()
 		var evict *guardedConn
@@ -177,6 +187,30 @@ func connKey(a net.Addr) string {
 		return "loopback"
 	}
 	return key
+}
+
+// ownerKey is the key c's pending slot is counted under: connKey, and
+// for a connection from this host the uid owning the peer's socket. When
+// that uid cannot be found the connection is counted under connKey alone
+// (where no one's connection of a known owner is), and l.unowned is told.
+func (l *guardedListener) ownerKey(c net.Conn) string {
+	key := connKey(c.RemoteAddr())
+	remote, ok := c.RemoteAddr().(*net.TCPAddr)
+	local, ok2 := c.LocalAddr().(*net.TCPAddr)
+	if !ok || !ok2 || !(remote.IP.IsLoopback() || remote.IP.Equal(local.IP)) {
+		return key
+	}
+	uid, err := tcpPeerUID(local, remote)
+	if err != nil {
+		if !errors.Is(err, errors.ErrUnsupported) {
+			n := l.unownedN.Add(1)
+			if l.unowned != nil {
+				l.unowned(n, err)
+			}
+		}
+		return key
+	}
+	return key + " uid " + strconv.FormatUint(uint64(uid), 10)
 }
 
 // remoteKey is the address a connection is counted and throttled under:

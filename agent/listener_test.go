@@ -11,20 +11,7 @@ import (
 // newest; an admitted connection no longer counts there and holds a slot
 // of its own; each slot is released once.
 func TestGuardedListener_pendingEvictionAndAdmission(t *testing.T) {
-	inner, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln := newGuardedListener(inner, 8, 1, 2, nil, nil)
-	defer ln.Close()
-	accept := func() *guardedConn {
-		t.Helper()
-		c, err := ln.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c.(*guardedConn)
-	}
+	ln, inner, accept := newLoopbackGuard(t, 8, 1, 2)
 	var clients []net.Conn
 	dial := func() net.Conn {
 		t.Helper()
@@ -51,7 +38,7 @@ func TestGuardedListener_pendingEvictionAndAdmission(t *testing.T) {
 		t.Errorf("oldest pending connection: read %d, %v; want EOF", n, err)
 	}
 	ln.mu.Lock()
-	q := ln.pending["loopback"]
+	q := ln.pending[b.key]
 	ln.mu.Unlock()
 	if len(q) != 2 || q[0] != b || q[1] != c || a.state != connClosed {
 		t.Errorf("pending after eviction: %d conns, first evicted: %v", len(q), a.state == connClosed)
@@ -74,4 +61,26 @@ func TestGuardedListener_pendingEvictionAndAdmission(t *testing.T) {
 	if len(ln.sem) != 0 || len(ln.admitted) != 0 {
 		t.Errorf("slots after close: %d pending, %d admitted; want none", len(ln.sem), len(ln.admitted))
 	}
+}
+
+// newLoopbackGuard is a guarded listener on a loopback port, closed at
+// the test's end, with what it listens on and a function accepting
+// one connection from it.
+func newLoopbackGuard(t *testing.T, pendingCap, admittedCap, perIP int) (*guardedListener, net.Listener, func() *guardedConn) {
+	t.Helper()
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := newGuardedListener(inner, pendingCap, admittedCap, perIP, nil, nil)
+	t.Cleanup(func() { ln.Close() })
+	accept := func() *guardedConn {
+		t.Helper()
+		c, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.(*guardedConn)
+	}
+	return ln, inner, accept
 }

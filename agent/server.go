@@ -145,6 +145,7 @@ type Server struct {
 	authT   authThrottle
 	warn401 warnLimiter
 	warnRef warnLimiter // refused connections and requests
+	warnOwn warnLimiter // local connections of an unknown owner
 
 	baseCtx    context.Context
 	cancelBase context.CancelFunc
@@ -202,6 +203,7 @@ func New(cfg Config) (*Server, error) {
 		large:   make(chan struct{}, cfg.MaxLargeCalls),
 		warn401: warnLimiter{every: 10 * time.Second},
 		warnRef: warnLimiter{every: 10 * time.Second},
+		warnOwn: warnLimiter{every: 10 * time.Second},
 	}
 	if cfg.Token != "" {
 		s.tokenH = sha256.Sum256([]byte(cfg.Token))
@@ -289,7 +291,9 @@ func (s *Server) Listen() error {
 			return fmt.Errorf("agent: listen on %s: %w", s.cfg.Addr, err)
 		}
 	}
-	s.ln = newGuardedListener(ln, max(1, s.cfg.MaxConns*3/4), s.cfg.MaxConns, s.cfg.MaxConnsPerIP, check, s.refusedConn)
+	gl := newGuardedListener(ln, max(1, s.cfg.MaxConns*3/4), s.cfg.MaxConns, s.cfg.MaxConnsPerIP, check, s.refusedConn)
+	gl.unowned = s.unownedConn
+	s.ln = gl
 	s.httpSrv.ConnContext = withConn
 	return nil
 }
@@ -408,6 +412,14 @@ func (s *Server) shutdownErr() error { return s.shutErr }
 func (s *Server) refusedConn(reason string, err error) {
 	if ok, n := s.warnRef.allow(time.Now()); ok {
 		s.log.Warn("agent: connection refused: "+reason, "err", err, "suppressed_since_last", n)
+	}
+}
+
+// unownedConn logs, at most once per interval, that a local connection
+// was counted under its address alone, its owner unknown.
+func (s *Server) unownedConn(n uint64, err error) {
+	if ok, _ := s.warnOwn.allow(time.Now()); ok {
+		s.log.Warn("agent: owner of a local connection unknown; counted with the others of its address", "err", err, "unknown_since_start", n)
 	}
 }
 
