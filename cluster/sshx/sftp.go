@@ -201,18 +201,24 @@ func (c *Client) writeTemp(ctx context.Context, sc *SFTP, src *os.File, tmp stri
 	if err != nil {
 		return c.ctxErr(ctx, "upload: create "+tmp, err)
 	}
+	if err := fill(rf, src, mode); err != nil {
+		return c.ctxErr(ctx, "upload: write "+tmp, err)
+	}
+	return nil
+}
+
+// fill writes src into the remote file rf, gives it perm and closes it;
+// the first error is returned.
+func fill(rf *sftp.File, src *os.File, perm os.FileMode) error {
 	// *os.File reveals its size, so the writes are pipelined.
-	_, err = rf.ReadFromWithConcurrency(src, 0)
+	_, err := rf.ReadFromWithConcurrency(src, 0)
 	if err == nil {
-		err = rf.Chmod(mode)
+		err = rf.Chmod(perm)
 	}
 	if cerr := rf.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil {
-		return c.ctxErr(ctx, "upload: write "+tmp, err)
-	}
-	return nil
+	return err
 }
 
 // removeTemp removes a failed upload's temporary file, also after ctx
@@ -380,14 +386,7 @@ func (c *Client) putFile(ctx context.Context, sc *SFTP, local, remote string, pe
 	if err != nil {
 		return c.ctxErr(ctx, "copy: create "+remote, err)
 	}
-	_, err = rf.ReadFromWithConcurrency(lf, 0)
-	if err == nil {
-		err = rf.Chmod(perm)
-	}
-	if cerr := rf.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := fill(rf, lf, perm); err != nil {
 		// A half-written file (possibly with holes) must not pass for a copy.
 		sc.Remove(remote)
 		return c.ctxErr(ctx, "copy "+local+" to "+remote, err)
@@ -444,23 +443,16 @@ func (c *Client) CopyFromSFTP(ctx context.Context, sc *SFTP, remote, local strin
 		if err := budget.take(c.addr, remote, st.Size()); err != nil {
 			return err
 		}
-		parent := filepath.Dir(local)
-		if err := os.MkdirAll(parent, 0o755); err != nil {
-			return fmt.Errorf("copy from %s: %w", c.addr, err)
-		}
-		root, err := os.OpenRoot(parent)
+		root, err := c.localRoot(filepath.Dir(local), 0o755)
 		if err != nil {
-			return fmt.Errorf("copy from %s: %w", c.addr, err)
+			return err
 		}
 		defer root.Close()
 		return c.getFile(ctx, sc, remote, root, filepath.Base(local), st.Mode().Perm(), budget)
 	}
-	if err := os.MkdirAll(local, st.Mode().Perm()|0o700); err != nil {
-		return fmt.Errorf("copy from %s: %w", c.addr, err)
-	}
-	root, err := os.OpenRoot(local)
+	root, err := c.localRoot(local, st.Mode().Perm()|0o700)
 	if err != nil {
-		return fmt.Errorf("copy from %s: %w", c.addr, err)
+		return err
 	}
 	defer root.Close()
 	var errs []error
@@ -472,6 +464,19 @@ func (c *Client) CopyFromSFTP(ctx context.Context, sc *SFTP, remote, local strin
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// localRoot makes the local directory dir (with perm) as needed and opens
+// an os.Root there, through which a copy from the node is written.
+func (c *Client) localRoot(dir string, perm os.FileMode) (*os.Root, error) {
+	if err := os.MkdirAll(dir, perm); err != nil {
+		return nil, fmt.Errorf("copy from %s: %w", c.addr, err)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("copy from %s: %w", c.addr, err)
+	}
+	return root, nil
 }
 
 // writeSymlinkManifest records the links CopyFrom did not recreate.
@@ -560,30 +565,17 @@ func (c *Client) getDir(ctx context.Context, sc *SFTP, rdir string, root *os.Roo
 // at its listed size; a file that grew since is cut at that size plus what
 // the budget has left, and refused.
 func (c *Client) getFile(ctx context.Context, sc *SFTP, remote string, root *os.Root, name string, perm os.FileMode, budget *copyBudget) error {
-	rf, err := sc.Open(remote)
+	rf, st, err := c.openRegular(ctx, sc, remote)
 	if err != nil {
-		return c.ctxErr(ctx, "copy from "+remote, err)
+		return err
 	}
 	defer rf.Close()
-	st, err := rf.Stat()
-	if err != nil {
-		return c.ctxErr(ctx, "copy from "+remote, err)
-	}
-	// The link was checked by name; what was opened must still be a file
-	// (a swapped-in FIFO or device would never end).
-	if !st.Mode().IsRegular() {
-		return fmt.Errorf("ssh %s: copy from %s: not a regular file", c.addr, remote)
-	}
 	// Whatever is left of the budget, and never past the per-file cap,
 	// covers a file that grows while it is copied.
 	limit := min(st.Size()+budget.left, MaxCopyFromFile)
-	// Remove first: a symlink already at name is replaced, not followed.
-	if rerr := root.Remove(name); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
-		return fmt.Errorf("copy from %s: %s: %w", c.addr, remote, rerr)
-	}
-	lf, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	lf, err := c.createLocal(root, name, perm, remote)
 	if err != nil {
-		return fmt.Errorf("copy from %s: %s: %w", c.addr, remote, err)
+		return err
 	}
 	// WriteTo keeps SFTP's concurrent reads; the writer enforces the limit.
 	w := &cappedWriter{w: lf, left: limit}
@@ -601,6 +593,40 @@ func (c *Client) getFile(ctx context.Context, sc *SFTP, remote string, root *os.
 		return c.ctxErr(ctx, "copy from "+remote, err)
 	}
 	return nil
+}
+
+// openRegular opens the node's file remote for a copy from it. A link
+// may have been checked by name; what was opened must still be a regular
+// file (a swapped-in FIFO or device would never end).
+func (c *Client) openRegular(ctx context.Context, sc *SFTP, remote string) (*sftp.File, fs.FileInfo, error) {
+	rf, err := sc.Open(remote)
+	if err != nil {
+		return nil, nil, c.ctxErr(ctx, "copy from "+remote, err)
+	}
+	st, err := rf.Stat()
+	if err != nil {
+		rf.Close()
+		return nil, nil, c.ctxErr(ctx, "copy from "+remote, err)
+	}
+	if !st.Mode().IsRegular() {
+		rf.Close()
+		return nil, nil, fmt.Errorf("ssh %s: copy from %s: not a regular file", c.addr, remote)
+	}
+	return rf, st, nil
+}
+
+// createLocal creates name in root anew for the copy of the node's file
+// remote: whatever is at name is removed first, so a symlink there is
+// replaced, not followed.
+func (c *Client) createLocal(root *os.Root, name string, perm os.FileMode, remote string) (*os.File, error) {
+	if err := root.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("copy from %s: %s: %w", c.addr, remote, err)
+	}
+	lf, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return nil, fmt.Errorf("copy from %s: %s: %w", c.addr, remote, err)
+	}
+	return lf, nil
 }
 
 // cappedWriter fails a write that would pass left bytes.
@@ -745,18 +771,11 @@ func ReadSmallFileSFTP(sc *SFTP, p string, max int64) ([]byte, error) {
 // A file now shorter than from (rotated, truncated) is copied whole. It is
 // how a test collects only what a long-lived log gained while it ran.
 func (c *Client) CopyTailSFTP(ctx context.Context, sc *SFTP, remote, local string, from int64) error {
-	rf, err := sc.Open(remote)
+	rf, st, err := c.openRegular(ctx, sc, remote)
 	if err != nil {
-		return c.ctxErr(ctx, "copy from "+remote, err)
+		return err
 	}
 	defer rf.Close()
-	st, err := rf.Stat()
-	if err != nil {
-		return c.ctxErr(ctx, "copy from "+remote, err)
-	}
-	if !st.Mode().IsRegular() {
-		return fmt.Errorf("ssh %s: copy from %s: not a regular file", c.addr, remote)
-	}
 	if from < 0 || from > st.Size() {
 		from = 0
 	}
@@ -766,22 +785,15 @@ func (c *Client) CopyTailSFTP(ctx context.Context, sc *SFTP, remote, local strin
 	if _, err := rf.Seek(from, io.SeekStart); err != nil {
 		return c.ctxErr(ctx, "copy from "+remote, err)
 	}
-	parent := filepath.Dir(local)
-	if err := os.MkdirAll(parent, 0o755); err != nil {
-		return fmt.Errorf("copy from %s: %w", c.addr, err)
-	}
-	root, err := os.OpenRoot(parent)
+	root, err := c.localRoot(filepath.Dir(local), 0o755)
 	if err != nil {
-		return fmt.Errorf("copy from %s: %w", c.addr, err)
+		return err
 	}
 	defer root.Close()
 	name := filepath.Base(local)
-	if rerr := root.Remove(name); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
-		return fmt.Errorf("copy from %s: %s: %w", c.addr, remote, rerr)
-	}
-	lf, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	lf, err := c.createLocal(root, name, 0o644, remote)
 	if err != nil {
-		return fmt.Errorf("copy from %s: %s: %w", c.addr, remote, err)
+		return err
 	}
 	// The file may grow while it is copied: what was there is enough.
 	_, err = io.Copy(lf, io.LimitReader(rf, MaxCopyFromFile))
