@@ -330,29 +330,28 @@ def test_find_bare_name_is_looked_up_in_path(tmp_path, monkeypatch):
     assert path is None and detail == "no vtcluster on PATH"
 
 
-def test_global_args_select_state_from_settings():
-    assert binary.global_args(
-        {"multihost.state_dir": "", "multihost.cluster": "default"}
-    ) == [
-        "--cluster",
-        "default",
-    ]
-    assert binary.global_args(
-        {"multihost.state_dir": "/s", "multihost.cluster": "lab"}
-    ) == [
-        "--state-dir",
-        "/s",
-        "--cluster",
-        "lab",
-    ]
-    assert binary.global_args(
-        {"multihost.state": "etcd://e1:2379,e2:2379/vt", "multihost.cluster": "lab"}
-    ) == [
-        "--state",
-        "etcd://e1:2379,e2:2379/vt",
-        "--cluster",
-        "lab",
-    ]
+@pytest.mark.parametrize(
+    "settings, argv",
+    [
+        (
+            {"multihost.state_dir": "", "multihost.cluster": "default"},
+            ["--cluster", "default"],
+        ),
+        (
+            {"multihost.state_dir": "/s", "multihost.cluster": "lab"},
+            ["--state-dir", "/s", "--cluster", "lab"],
+        ),
+        (
+            {
+                "multihost.state": "etcd://e1:2379,e2:2379/vt",
+                "multihost.cluster": "lab",
+            },
+            ["--state", "etcd://e1:2379,e2:2379/vt", "--cluster", "lab"],
+        ),
+    ],
+)
+def test_global_args_select_state_from_settings(settings, argv):
+    assert binary.global_args(settings) == argv
 
 
 # --- resolver ----------------------------------------------------------------
