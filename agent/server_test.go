@@ -73,18 +73,7 @@ func startTestServer(tb testing.TB, tweak func(*Config), svcs ...Service) (*Serv
 	if tweak != nil {
 		tweak(&cfg)
 	}
-	s, err := New(cfg)
-	if err != nil {
-		tb.Fatalf("New: %v", err)
-	}
-	for _, svc := range svcs {
-		if err := s.Register(svc); err != nil {
-			tb.Fatalf("Register: %v", err)
-		}
-	}
-	if err := s.Listen(); err != nil {
-		tb.Fatalf("Listen: %v", err)
-	}
+	s := listeningServer(tb, cfg, svcs...)
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(context.Background()) }()
 	tb.Cleanup(func() {
@@ -434,14 +423,36 @@ func TestServer_Register_afterServeRefused(t *testing.T) {
 	}
 }
 
-func TestServer_Register_duplicateRefused(t *testing.T) {
-	s, err := New(testConfig())
+// newServer is New(cfg) with svcs registered, not listening yet;
+// listeningServer also listens (on a free loopback port), not serving yet.
+func newServer(tb testing.TB, cfg Config, svcs ...Service) *Server {
+	tb.Helper()
+	s, err := New(cfg)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatalf("New: %v", err)
 	}
-	if err := s.Register(echoService()); err != nil {
-		t.Fatal(err)
+	for _, svc := range svcs {
+		if err := s.Register(svc); err != nil {
+			tb.Fatalf("Register: %v", err)
+		}
 	}
+	return s
+}
+
+func listeningServer(tb testing.TB, cfg Config, svcs ...Service) *Server {
+	tb.Helper()
+	s := newServer(tb, cfg, svcs...)
+	if err := s.Listen(); err != nil {
+		tb.Fatalf("Listen: %v", err)
+	}
+	return s
+}
+
+// newEchoServer is a server with echoService (t.*) registered.
+func newEchoServer(t *testing.T) *Server { return newServer(t, testConfig(), echoService()) }
+
+func TestServer_Register_duplicateRefused(t *testing.T) {
+	s := newEchoServer(t)
 	if err := s.Register(echoService()); err == nil {
 		t.Fatal("second registration of t.* succeeded")
 	}
@@ -514,17 +525,7 @@ func TestServer_Shutdown_finishesCallInFlight(t *testing.T) {
 			return "done", nil
 		},
 	}}
-	cfg := testConfig()
-	s, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Register(svc); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Listen(); err != nil {
-		t.Fatal(err)
-	}
+	s := listeningServer(t, testConfig(), svc)
 	url := testURL(s)
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(context.Background()) }()
@@ -589,16 +590,7 @@ func TestServer_Close_cutsGraceShort(t *testing.T) {
 	}}
 	cfg := testConfig()
 	cfg.ShutdownTimeout = time.Hour
-	s, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Register(svc); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Listen(); err != nil {
-		t.Fatal(err)
-	}
+	s := listeningServer(t, cfg, svc)
 	url := testURL(s)
 	ctx, stop := context.WithCancel(context.Background())
 	served := make(chan error, 1)
@@ -631,13 +623,7 @@ func TestServer_Close_cutsGraceShort(t *testing.T) {
 }
 
 func TestServer_RegisterAs(t *testing.T) {
-	s, err := New(testConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Register(echoService()); err != nil {
-		t.Fatal(err)
-	}
+	s := newEchoServer(t)
 	if err := s.RegisterAs("alias.t", echoService()); err != nil {
 		t.Fatal(err)
 	}

@@ -388,17 +388,24 @@ func TestCLI_bringUpCallExecStop(t *testing.T) {
 	}
 }
 
-func TestCLI_directModeWithToken(t *testing.T) {
+// directModeAgents is an n-node cluster whose agents are started in
+// direct mode (listening on the node's address) with a token file.
+func directModeAgents(t *testing.T, n int) *cliCluster {
 	tokenFile := filepath.Join(t.TempDir(), "token")
 	if err := os.WriteFile(tokenFile, []byte(rand.Text()+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c := newCLICluster(t, 2, func(_ string, h map[string]any) {
+	c := newCLICluster(t, n, func(_ string, h map[string]any) {
 		h["agent_bind"] = "direct"
 		h["token_file"] = tokenFile
 	})
 	c.bootstrap(t)
 	c.mustCLI(t, "agents", "start")
+	return c
+}
+
+func TestCLI_directModeWithToken(t *testing.T) {
+	c := directModeAgents(t, 2)
 	out := c.mustCLI(t, "agents", "status", "--json")
 	for _, r := range jsonOut(t, out).Array() {
 		if !r.Get("up").Bool() || r.Get("agent_bind").Str != "direct" {

@@ -93,19 +93,11 @@ each one. It ends at the end of its input.`,
 			if err != nil {
 				return err
 			}
-			ctx, cancel, err := withTimeout(ctx, cmd)
+			res, err := callNode(ctx, e, cmd, args[0], func(ctx context.Context, nc *cluster.NodeConn) (any, error) {
+				return nc.Call(ctx, args[1], params...)
+			})
 			if err != nil {
 				return err
-			}
-			defer cancel()
-			nc, err := connectTarget(ctx, e, cmd, args[0])
-			if err != nil {
-				return err
-			}
-			defer nc.Close()
-			res, err := nc.Call(ctx, args[1], params...)
-			if err != nil {
-				return faultExit(e, cmd, err)
 			}
 			out, err := toJSONValue(res)
 			if err != nil {
@@ -117,6 +109,27 @@ each one. It ends at the end of its input.`,
 			return writeJSON(e.stdout, out)
 		},
 	}
+}
+
+// callNode connects to the node target names (a node, or a tag of the
+// test's partition) within the command's --timeout and runs call there; a
+// fault the method raised is reported by faultExit.
+func callNode(ctx context.Context, e *env, cmd *cli.Command, target string, call func(context.Context, *cluster.NodeConn) (any, error)) (any, error) {
+	ctx, cancel, err := withTimeout(ctx, cmd)
+	if err != nil {
+		return nil, err
+	}
+	defer cancel()
+	nc, err := connectTarget(ctx, e, cmd, target)
+	if err != nil {
+		return nil, err
+	}
+	defer nc.Close()
+	res, err := call(ctx, nc)
+	if err != nil {
+		return nil, faultExit(e, cmd, err)
+	}
+	return res, nil
 }
 
 // maxStdinParams bounds --params-stdin; an XML-RPC request that large is

@@ -32,19 +32,11 @@ func vmCommand(e *env) *cli.Command {
 		if len(args) != want {
 			return usageError{fmt.Errorf("vm %s: want %s (see --help)", cmd.Name, usage)}
 		}
-		ctx, cancel, err := withTimeout(ctx, cmd)
+		res, err := callNode(ctx, e, cmd, args[0], func(ctx context.Context, nc *cluster.NodeConn) (any, error) {
+			return call(ctx, nc, args)
+		})
 		if err != nil {
 			return err
-		}
-		defer cancel()
-		nc, err := connectTarget(ctx, e, cmd, args[0])
-		if err != nil {
-			return err
-		}
-		defer nc.Close()
-		res, err := call(ctx, nc, args)
-		if err != nil {
-			return faultExit(e, cmd, err)
 		}
 		if cmd.Bool(flagJSON) || text == nil {
 			return writeJSON(e.stdout, res)

@@ -14,6 +14,7 @@ import (
 	"github.com/kolo/xmlrpc"
 	"golang.org/x/sys/unix"
 
+	"github.com/vtcluster/vtcluster/cluster/lab"
 	"github.com/vtcluster/vtcluster/runner"
 )
 
@@ -28,19 +29,11 @@ func TestHandOver_earlierTestsLeftoverIsStopped(t *testing.T) {
 	h := c.lab.Hosts[0]
 	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
 	defer cancel()
-	open := func() runner.Cluster {
-		cl, err := runner.OpenBackend(ctx, runner.RunConfig{StateDir: c.stateDir}, slog.New(slog.DiscardHandler))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cl.(io.Closer).Close() })
-		return cl
-	}
 	req := func(test string) runner.AllocRequest {
 		return runner.AllocRequest{JobID: "job-1", TestID: test, Nodes: []runner.NodeSpec{{Tag: "a"}}}
 	}
 
-	first := open()
+	first := openBackend(ctx, t, c)
 	p1, err := first.Allocate(ctx, req("1-first"))
 	if err != nil {
 		t.Fatal(err)
@@ -48,20 +41,7 @@ func TestHandOver_earlierTestsLeftoverIsStopped(t *testing.T) {
 	if len(p1.HandOver) != 0 {
 		t.Fatalf("a clean node reported leftovers: %v", p1.HandOver)
 	}
-	// The body starts a process for its partition, as `vtcluster exec`
-	// and the Python API do, through the test's agent proxy.
-	kc, err := xmlrpc.NewClient(p1.Nodes[0].AgentURL, &http.Transport{ResponseHeaderTimeout: hangGuard})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer kc.Close()
-	var id string
-	if err := kc.Call("process.start",
-		[]any{[]any{"sleep", "600"}, map[string]any{"owner": p1.ID}}, &id); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "sleep 600 on the node", func() bool { return len(netnsProcs(t, h, "sleep", "600")) == 1 })
-	left := netnsProcs(t, h, "sleep", "600")[0]
+	left := startTestSleep(t, p1, h)
 	// The link is lost: the test's teardown cannot reach the node, and
 	// its partition is released without anything being stopped there.
 	if err := first.Release(ctx, p1); err != nil {
@@ -71,7 +51,7 @@ func TestHandOver_earlierTestsLeftoverIsStopped(t *testing.T) {
 		t.Fatal("precondition: the leftover should still run")
 	}
 
-	p2, err := open().Allocate(ctx, req("2-second"))
+	p2, err := openBackend(ctx, t, c).Allocate(ctx, req("2-second"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,6 +62,34 @@ func TestHandOver_earlierTestsLeftoverIsStopped(t *testing.T) {
 	if len(p2.HandOver) != 1 || !strings.Contains(p2.HandOver[0], want) || !strings.HasPrefix(p2.HandOver[0], "node "+h.Name+": ") {
 		t.Fatalf("hand-over report %q, want one line containing %q", p2.HandOver, want)
 	}
+}
+
+// openBackend opens the runner's backend on c's state, as a job does,
+// closed when t ends.
+func openBackend(ctx context.Context, t *testing.T, c *cliCluster) runner.Cluster {
+	cl, err := runner.OpenBackend(ctx, runner.RunConfig{StateDir: c.stateDir}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.(io.Closer).Close() })
+	return cl
+}
+
+// startTestSleep starts `sleep 600` for partition p on its first node h,
+// as a test body does (`vtcluster exec`, the Python API: through the
+// test's agent proxy), and returns its pid once it runs.
+func startTestSleep(t *testing.T, p *runner.Partition, h lab.Host) int {
+	kc, err := xmlrpc.NewClient(p.Nodes[0].AgentURL, &http.Transport{ResponseHeaderTimeout: hangGuard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kc.Close()
+	var id string
+	if err := kc.Call("process.start", []any{[]any{"sleep", "600"}, map[string]any{"owner": p.ID}}, &id); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the test's sleep 600 on the node", func() bool { return len(netnsProcs(t, h, "sleep", "600")) == 1 })
+	return netnsProcs(t, h, "sleep", "600")[0]
 }
 
 // TestHandOver_agentKilledThenRestarted: what a SIGKILLed agent started

@@ -2,7 +2,6 @@ package bridge
 
 import (
 	"bufio"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -149,11 +148,19 @@ func listening(tb testing.TB, netns string, tcp bool, pid int) []string {
 	return lines
 }
 
-func TestSecurity_nodeUserCannotReachTheAgent(t *testing.T) {
-	base := worldTraversableDir(t)
-	c := newCLICluster(t, 1, func(_ string, h map[string]any) { h["agent_base_dir"] = base })
+// agentsUnderOpenDir is a one-node cluster with its agent started under
+// base, a worldTraversableDir: what keeps a node user out is then only
+// what vtcluster does.
+func agentsUnderOpenDir(t *testing.T) (c *cliCluster, base string) {
+	base = worldTraversableDir(t)
+	c = newCLICluster(t, 1, func(_ string, h map[string]any) { h["agent_base_dir"] = base })
 	c.bootstrap(t)
 	c.mustCLI(t, "agents", "start")
+	return c, base
+}
+
+func TestSecurity_nodeUserCannotReachTheAgent(t *testing.T) {
+	c, base := agentsUnderOpenDir(t)
 	h := c.lab.Hosts[0]
 	pids := agentPIDs(t, h)
 	if len(pids) != 1 {
@@ -314,10 +321,7 @@ func (ht *heldTest) finish(t *testing.T) string {
 }
 
 func TestSecurity_controllerUserCannotUseTheTestsListeners(t *testing.T) {
-	base := worldTraversableDir(t)
-	c := newCLICluster(t, 1, func(_ string, h map[string]any) { h["agent_base_dir"] = base })
-	c.bootstrap(t)
-	c.mustCLI(t, "agents", "start")
+	c, base := agentsUnderOpenDir(t)
 	h := c.lab.Hosts[0]
 	ht := startHeldTest(t, c)
 	hand, cmd := ht.hand, ht.cmd
@@ -543,17 +547,7 @@ except (ConnectionResetError, BrokenPipeError):
 // address and hangs up on everyone else, another host of the LAN or a
 // user of the controller.
 func TestSecurity_directModeLogListenerServesOnlyTheNode(t *testing.T) {
-	tokenFile := filepath.Join(t.TempDir(), "token")
-	writeFile(t, tokenFile, rand.Text()+"\n")
-	if err := os.Chmod(tokenFile, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	c := newCLICluster(t, 2, func(_ string, h map[string]any) {
-		h["agent_bind"] = "direct"
-		h["token_file"] = tokenFile
-	})
-	c.bootstrap(t)
-	c.mustCLI(t, "agents", "start")
+	c := directModeAgents(t, 2)
 	ht := startHeldTest(t, c)
 	if ht.hand.UID != "0" {
 		t.Errorf("the body's own call ran as uid %q, want 0", ht.hand.UID)

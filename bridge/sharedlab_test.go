@@ -5,14 +5,11 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/kolo/xmlrpc"
 
 	"github.com/vtcluster/vtcluster/cluster"
 	"github.com/vtcluster/vtcluster/runner"
@@ -35,33 +32,15 @@ func TestSharedLab_twoControllersSeparateStates(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
 	defer cancel()
-	open := func(c *cliCluster) runner.Cluster {
-		cl, err := runner.OpenBackend(ctx, runner.RunConfig{StateDir: c.stateDir}, slog.New(slog.DiscardHandler))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cl.(io.Closer).Close() })
-		return cl
-	}
 	req := func(test string) runner.AllocRequest {
 		return runner.AllocRequest{JobID: "job-" + test, TestID: test, Nodes: []runner.NodeSpec{{Tag: "a"}}}
 	}
-	first := open(c1)
+	first := openBackend(ctx, t, c1)
 	p1, err := first.Allocate(ctx, req("1-first"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	kc, err := xmlrpc.NewClient(p1.Nodes[0].AgentURL, &http.Transport{ResponseHeaderTimeout: hangGuard})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer kc.Close()
-	var id string
-	if err := kc.Call("process.start", []any{[]any{"sleep", "600"}, map[string]any{"owner": p1.ID}}, &id); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the first test's sleep on the node", func() bool { return len(netnsProcs(t, h, "sleep", "600")) == 1 })
-	pid := netnsProcs(t, h, "sleep", "600")[0]
+	pid := startTestSleep(t, p1, h)
 
 	// The second controller's state says the node is free; the node says
 	// otherwise.
@@ -69,7 +48,7 @@ func TestSharedLab_twoControllersSeparateStates(t *testing.T) {
 	r2 := req("2-second")
 	r2.Waiting = func(msg string) { said = append(said, msg) }
 	actx, acancel := context.WithTimeout(ctx, 5*time.Second)
-	_, err = open(c2).Allocate(actx, r2)
+	_, err = openBackend(ctx, t, c2).Allocate(actx, r2)
 	acancel()
 	host, _ := os.Hostname()
 	if err == nil || !errors.Is(err, cluster.ErrBusy) || !strings.Contains(err.Error(), "held by controller host "+host+" (partition "+p1.ID) {
@@ -103,7 +82,7 @@ func TestSharedLab_twoControllersSeparateStates(t *testing.T) {
 	}
 	actx, acancel = context.WithTimeout(ctx, cluster.NodeLease+30*time.Second)
 	defer acancel()
-	p2, err := open(c2).Allocate(actx, req("3-later"))
+	p2, err := openBackend(ctx, t, c2).Allocate(actx, req("3-later"))
 	if err != nil {
 		t.Fatalf("after the first controller released the node: %v", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -34,20 +35,26 @@ func testOwner(tb testing.TB) Owner {
 // hold: allocate the given tags, print the partition id, then wait for
 // stdin to close and release. Args: dir cluster lease tag...
 var _ = registerTestHelper("hold", func(args []string) int {
-	st, err := OpenFileStore(args[0], args[1])
-	if err != nil {
-		return helperFail("%v", err)
-	}
 	lease, err := time.ParseDuration(args[2])
 	if err != nil {
 		return helperFail("%v", err)
 	}
-	owner, err := CurrentOwner("job-hold", "")
+	return holdPartition(args[0], args[1], "job-hold", AllocRequest{Tags: args[3:], Lease: lease})
+})
+
+// holdPartition is the body of the hold and queue-alloc helpers: it
+// allocates req for job on the file store dir/name, prints the partition
+// id, and releases it when stdin closes.
+func holdPartition(dir, name, job string, req AllocRequest) int {
+	st, err := OpenFileStore(dir, name)
 	if err != nil {
 		return helperFail("%v", err)
 	}
+	if req.Owner, err = CurrentOwner(job, ""); err != nil {
+		return helperFail("%v", err)
+	}
 	ctx := context.Background()
-	p, err := Allocate(ctx, st, AllocRequest{Owner: owner, Tags: args[3:], Lease: lease})
+	p, err := Allocate(ctx, st, req)
 	if err != nil {
 		return helperFail("%v", err)
 	}
@@ -57,7 +64,7 @@ var _ = registerTestHelper("hold", func(args []string) int {
 		return helperFail("%v", err)
 	}
 	return 0
-})
+}
 
 // alloc-worker: rounds of allocate, log, release, each allocation taking
 // two random idle nodes. Args: dir cluster logfile rounds.
@@ -224,23 +231,30 @@ func TestAllocate_concurrentProcessesNeverDoubleBook(t *testing.T) {
 	}
 }
 
+// startPiped starts a helper command with pipes to its stdin (closing
+// it tells the helper to end) and from its stdout.
+func startPiped(tb testing.TB, c *exec.Cmd) (stdin io.WriteCloser, stdout io.ReadCloser) {
+	tb.Helper()
+	stdin, err := c.StdinPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if stdout, err = c.StdoutPipe(); err != nil {
+		tb.Fatal(err)
+	}
+	if err := c.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	return stdin, stdout
+}
+
 // startHolder runs the "hold" helper and returns it with its partition id.
 func startHolder(tb testing.TB, st *FileStore, lease string, tags ...string) (cmd interface {
 	Wait() error
 }, pid int, id string, stdin io.WriteCloser) {
 	tb.Helper()
 	c := helperCommand(tb, "hold", append([]string{filepath.Dir(st.Path()), "test", lease}, tags...)...)
-	stdin, err := c.StdinPipe()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	out, err := c.StdoutPipe()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := c.Start(); err != nil {
-		tb.Fatal(err)
-	}
+	stdin, out := startPiped(tb, c)
 	id = readLine(tb, bufio.NewReader(out))
 	if !partitionIDRE.MatchString(id) {
 		tb.Fatalf("holder printed %q, not a partition id", id)

@@ -6,38 +6,22 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vtcluster/vtcluster/internal/testutil"
 )
 
 // queue-alloc: allocate the given tags, waiting up to a minute, with a
 // priority; print the partition id, then release when stdin closes.
 // Args: dir cluster job priority tag...
 var _ = registerTestHelper("queue-alloc", func(args []string) int {
-	st, err := OpenFileStore(args[0], args[1])
-	if err != nil {
-		return helperFail("%v", err)
-	}
-	owner, err := CurrentOwner(args[2], "")
-	if err != nil {
-		return helperFail("%v", err)
-	}
 	prio, _ := strconv.Atoi(args[3])
-	ctx := context.Background()
-	p, err := Allocate(ctx, st, AllocRequest{Owner: owner, Tags: args[4:], Priority: prio, Lease: time.Hour, Wait: time.Minute})
-	if err != nil {
-		return helperFail("%v", err)
-	}
-	fmt.Println(p.ID)
-	io.Copy(io.Discard, os.Stdin)
-	if err := Release(ctx, st, p.ID); err != nil {
-		return helperFail("%v", err)
-	}
-	return 0
+	return holdPartition(args[0], args[1], args[2], AllocRequest{Tags: args[4:], Priority: prio, Lease: time.Hour, Wait: time.Minute})
 })
 
 type queued struct {
@@ -49,17 +33,7 @@ type queued struct {
 func startQueued(tb testing.TB, st *FileStore, job string, prio int, tags ...string) *queued {
 	tb.Helper()
 	c := helperCommand(tb, "queue-alloc", append([]string{filepath.Dir(st.Path()), "test", job, strconv.Itoa(prio)}, tags...)...)
-	stdin, err := c.StdinPipe()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	out, err := c.StdoutPipe()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := c.Start(); err != nil {
-		tb.Fatal(err)
-	}
+	stdin, out := startPiped(tb, c)
 	q := &queued{job: job, out: make(chan string, 1), stdin: stdin}
 	go func() {
 		line, _ := bufio.NewReader(out).ReadString('\n')
@@ -71,24 +45,19 @@ func startQueued(tb testing.TB, st *FileStore, job string, prio int, tags ...str
 // waitQueue waits until the queue holds exactly jobs, in that order.
 func waitQueue(tb testing.TB, st Store, jobs ...string) []QueueView {
 	tb.Helper()
-	deadline := time.Now().Add(time.Minute)
-	var got []string
-	for time.Now().Before(deadline) {
-		v, err := Queue(context.Background(), st)
-		if err != nil {
+	var v []QueueView
+	testutil.Poll(tb, time.Minute, func() (bool, string) {
+		var err error
+		if v, err = Queue(context.Background(), st); err != nil {
 			tb.Fatal(err)
 		}
-		got = got[:0]
+		var got []string
 		for _, e := range v {
 			got = append(got, e.Owner.JobID)
 		}
-		if strings.Join(got, " ") == strings.Join(jobs, " ") {
-			return v
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	tb.Fatalf("queue is %v, want %v", got, jobs)
-	return nil
+		return slices.Equal(got, jobs), fmt.Sprintf("queue is %v, want %v", got, jobs)
+	})
+	return v
 }
 
 func served(tb testing.TB, q *queued) string {

@@ -59,37 +59,30 @@ func (l *specLoader) resources(v *jsonValue, p string, t *Test) []ResourceSpec {
 	names := map[string]bool{}
 	for i, e := range v.Elems {
 		at := jsonPath(p, i)
-		if e.Kind != py.JSONObject {
-			l.errorf(at, "expected a resource object, got %s", e.Describe())
-			continue
-		}
 		var rs ResourceSpec
-		for _, m := range e.Members {
-			mp := jsonPath(at, m.Key)
-			switch m.Key {
-			case "name":
-				rs.Name = l.str(m.Value, mp)
-				if m.Value.Kind == py.JSONString && !resourceNameRE.MatchString(rs.Name) {
+		isObject := l.object(e, at, "a resource object", fields{
+			"name": func(v *jsonValue, mp string) {
+				rs.Name = l.str(v, mp)
+				if v.Kind == py.JSONString && !resourceNameRE.MatchString(rs.Name) {
 					l.errorf(mp, "must be 1-64 letters, digits or '_'")
 				}
 				if names[rs.Name] {
 					l.errorf(mp, "resource %q declared twice", rs.Name)
 				}
 				names[rs.Name] = true
-			case "type":
-				rs.Type = l.str(m.Value, mp)
-				if m.Value.Kind == py.JSONString && rs.Type != "volume" && rs.Type != "port" {
+			},
+			"type": func(v *jsonValue, mp string) {
+				rs.Type = l.str(v, mp)
+				if v.Kind == py.JSONString && rs.Type != "volume" && rs.Type != "port" {
 					l.errorf(mp, "expected \"volume\" or \"port\", got %q", rs.Type)
 				}
-			case "on":
-				rs.On = l.stepTargets(m.Value, mp, t)
-			case "allocate":
-				rs.Allocate = l.str(m.Value, mp)
-			case "params":
-				rs.Params = l.resourceParams(m.Value, mp)
-			default:
-				l.unknownKey(m, mp, "allowed: name, type, on, allocate, params")
-			}
+			},
+			"on":       func(v *jsonValue, mp string) { rs.On = l.stepTargets(v, mp, t) },
+			"allocate": set(&rs.Allocate, l.str),
+			"params":   set(&rs.Params, l.resourceParams),
+		}, l.atKey("allowed: name, type, on, allocate, params"))
+		if !isObject {
+			continue
 		}
 		for _, k := range []string{"name", "type", "on"} {
 			if e.Get(k) == nil {

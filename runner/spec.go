@@ -302,43 +302,79 @@ func (l *specLoader) unknownKey(m py.Member, path, allowed string) {
 	}
 }
 
+// fields are the known keys of a spec object, each with the reader of
+// its value (given the value's path, for errors). A nil reader accepts
+// the key and leaves its value to the caller, who reads it once the
+// other keys are known.
+type fields map[string]func(v *jsonValue, p string)
+
+// object reads the members of object v (at path at) in the file's order,
+// each with the reader of its key in fs; a key fs does not know is
+// reported by unknown (atKey or atValue). A v that is not an object is
+// reported as not being what (say "a test object"), and object returns
+// false.
+func (l *specLoader) object(v *jsonValue, at, what string, fs fields, unknown func(m py.Member, p string)) bool {
+	if v.Kind != py.JSONObject {
+		l.errorf(at, "expected %s, got %s", what, v.Describe())
+		return false
+	}
+	for _, m := range v.Members {
+		p := jsonPath(at, m.Key)
+		read, known := fs[m.Key]
+		switch {
+		case !known:
+			unknown(m, p)
+		case read != nil:
+			read(m.Value, p)
+		}
+	}
+	return true
+}
+
+// atKey reports an unknown key at the key itself (see unknownKey), with
+// the keys allowed.
+func (l *specLoader) atKey(allowed string) func(py.Member, string) {
+	return func(m py.Member, p string) { l.unknownKey(m, p, allowed) }
+}
+
+// atValue reports an unknown key at its value, as the VM loaders always
+// have (testdata/multihost/bad/vms.err holds it so).
+func (l *specLoader) atValue(allowed string) func(py.Member, string) {
+	return func(_ py.Member, p string) { l.errorf(p, "unknown key (%s)", allowed) }
+}
+
+// set is the reader that stores what read makes of the value in *dst.
+func set[T any](dst *T, read func(v *jsonValue, p string) T) func(*jsonValue, string) {
+	return func(v *jsonValue, p string) { *dst = read(v, p) }
+}
+
+// keep is the reader that keeps the value itself, to be read later.
+func keep(dst **jsonValue) func(*jsonValue, string) {
+	return func(v *jsonValue, _ string) { *dst = v }
+}
+
 // tagRE: tags appear in placeholders ({tag.address}, so no dots), in
 // environment variable names and in result directory names.
 var tagRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 func (l *specLoader) test(v *jsonValue, at string) *Test {
 	nerr := len(l.errs)
-	if v.Kind != py.JSONObject {
-		l.errorf(at, "expected a test object, got %s", v.Describe())
-		return nil
-	}
 	t := &Test{}
 	var params, nodes, body *jsonValue
 	var bodyPath string
-	for _, m := range v.Members {
-		p := jsonPath(at, m.Key)
-		switch m.Key {
-		case "name":
-			t.Name = l.name(m.Value, p)
-		case "description":
-			t.Description = l.str(m.Value, p)
-		case "nodes":
-			nodes = m.Value
-		case "params":
-			params = m.Value
-		case "resources":
-			// checked below, once the tags are known
-		case "body":
-			body, bodyPath = m.Value, p
-		case "timeout":
-			t.Timeout = l.seconds(m.Value, p)
-		case "tags":
-			t.Tags = l.tags(m.Value, p)
-		case "collect", "vms":
-			// checked below, once the tags are known
-		default:
-			l.unknownKey(m, p, "allowed: name, description, nodes, params, resources, vms, body, timeout, tags, collect")
-		}
+	isObject := l.object(v, at, "a test object", fields{
+		"name":        set(&t.Name, l.name),
+		"description": set(&t.Description, l.str),
+		"nodes":       keep(&nodes),
+		"params":      keep(&params),
+		"body":        func(v *jsonValue, p string) { body, bodyPath = v, p },
+		"timeout":     set(&t.Timeout, l.seconds),
+		"tags":        set(&t.Tags, l.tags),
+		// checked below, once the tags are known
+		"resources": nil, "vms": nil, "collect": nil,
+	}, l.atKey("allowed: name, description, nodes, params, resources, vms, body, timeout, tags, collect"))
+	if !isObject {
+		return nil
 	}
 	if v.Get("name") == nil {
 		l.errorf(at, "missing required key \"name\"")
@@ -607,28 +643,21 @@ func (t *Test) NodeTags() []string {
 
 func (l *specLoader) body(v *jsonValue, p string, t *Test) Body {
 	var b Body
-	if v.Kind != py.JSONObject {
-		l.errorf(p, "expected an object with \"command\" and/or \"steps\", got %s", v.Describe())
-		return b
-	}
-	for _, m := range v.Members {
-		at := jsonPath(p, m.Key)
-		switch m.Key {
-		case "command":
-			b.Command = l.argv(m.Value, at)
-		case "env":
-			b.Env = l.env(m.Value, at)
-		case "steps":
-			if m.Value.Kind != py.JSONArray {
-				l.errorf(at, "expected a list of steps, got %s", m.Value.Describe())
-				continue
+	isObject := l.object(v, p, "an object with \"command\" and/or \"steps\"", fields{
+		"command": set(&b.Command, l.argv),
+		"env":     set(&b.Env, l.env),
+		"steps": func(v *jsonValue, at string) {
+			if v.Kind != py.JSONArray {
+				l.errorf(at, "expected a list of steps, got %s", v.Describe())
+				return
 			}
-			for i, sv := range m.Value.Elems {
+			for i, sv := range v.Elems {
 				b.Steps = append(b.Steps, l.step(sv, jsonPath(at, i), t))
 			}
-		default:
-			l.unknownKey(m, at, "allowed: command, env, steps")
-		}
+		},
+	}, l.atKey("allowed: command, env, steps"))
+	if !isObject {
+		return b
 	}
 	if len(b.Command) == 0 && len(b.Steps) == 0 {
 		l.errorf(p, "nothing to run: give a \"command\" or \"steps\"")
@@ -686,40 +715,33 @@ func (l *specLoader) env(v *jsonValue, p string) map[string]string {
 }
 
 func (l *specLoader) step(v *jsonValue, p string, t *Test) Step {
-	var s Step
-	if v.Kind != py.JSONObject {
-		l.errorf(p, "expected a step object, got %s", v.Describe())
-		return s
-	}
-	if v.Get("vm") != nil {
+	if v.Kind == py.JSONObject && v.Get("vm") != nil {
 		return l.vmStep(v, p, t)
 	}
-	for _, m := range v.Members {
-		at := jsonPath(p, m.Key)
-		switch m.Key {
-		case "on":
-			s.On = l.stepTargets(m.Value, at, t)
-		case "run":
-			s.Run = l.argv(m.Value, at)
+	var s Step
+	fs := fields{
+		"on": func(v *jsonValue, at string) { s.On = l.stepTargets(v, at, t) },
+		"run": func(v *jsonValue, at string) {
+			s.Run = l.argv(v, at)
 			for i, a := range s.Run {
 				if _, err := parsePlaceholders(a, t.placeholderName); err != nil {
 					l.errorf(jsonPath(at, i), "%v", err)
 				}
 			}
-		case "parallel":
-			if m.Value.Kind != py.JSONBool {
-				l.errorf(at, "expected true or false, got %s", m.Value.Describe())
+		},
+		"parallel": func(v *jsonValue, at string) {
+			if v.Kind != py.JSONBool {
+				l.errorf(at, "expected true or false, got %s", v.Describe())
 			}
-			s.Parallel = m.Value.Bool
-		case "timeout":
-			s.Timeout = l.seconds(m.Value, at)
-		default:
-			if f := syncStepKeys[m.Key]; f != nil {
-				f(l, m.Value, at, t, &s)
-				continue
-			}
-			l.unknownKey(m, at, "allowed: on, run, parallel, timeout, barrier, send, value, wait, tags, lock, unlock, background, together; a VM step has vm")
-		}
+			s.Parallel = v.Bool
+		},
+		"timeout": set(&s.Timeout, l.seconds),
+	}
+	for k, f := range syncStepKeys { // sync_spec.go's keys (none of the above)
+		fs[k] = func(v *jsonValue, at string) { f(l, v, at, t, &s) }
+	}
+	if !l.object(v, p, "a step object", fs, l.atKey("allowed: on, run, parallel, timeout, barrier, send, value, wait, tags, lock, unlock, background, together; a VM step has vm")) {
+		return s
 	}
 	if s.Sync != nil {
 		l.checkSyncStep(v, p, t, &s)

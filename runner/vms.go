@@ -150,10 +150,6 @@ var vmKeys = "name, on, migrate_to, memory_mib, vcpus, machine, accel, kernel, i
 func (l *specLoader) vm(v *jsonValue, at string, t *Test, dir string) (VMSpec, bool) {
 	nerr := len(l.errs)
 	var s VMSpec
-	if v.Kind != py.JSONObject {
-		l.errorf(at, "expected a VM object, got %s", v.Describe())
-		return s, false
-	}
 	tagOf := func(x *jsonValue, p string) string {
 		tag := l.str(x, p)
 		if x.Kind == py.JSONString && !t.hasTag(tag) {
@@ -172,58 +168,40 @@ func (l *specLoader) vm(v *jsonValue, at string, t *Test, dir string) (VMSpec, b
 		}
 		return s
 	}
-	for _, m := range v.Members {
-		p := jsonPath(at, m.Key)
-		switch m.Key {
-		case "name":
-			s.Name = l.str(m.Value, p)
-			if m.Value.Kind == py.JSONString && !resourceNameRE.MatchString(s.Name) {
+	isObject := l.object(v, at, "a VM object", fields{
+		"name": func(x *jsonValue, p string) {
+			s.Name = l.str(x, p)
+			if x.Kind == py.JSONString && !resourceNameRE.MatchString(s.Name) {
 				l.errorf(p, "must be 1-64 letters, digits or '_' (it is a placeholder name)")
 			}
 			if t.hasTag(s.Name) {
 				l.errorf(p, "VM name %q is also a node tag; placeholders {%s.…} would be ambiguous", s.Name, s.Name)
 			}
-		case "on":
-			s.On = tagOf(m.Value, p)
-		case "migrate_to":
-			s.MigrateTo = tagOf(m.Value, p)
-		case "memory_mib":
-			s.MemoryMiB = l.intIn(m.Value, p, 16, 1<<20)
-		case "vcpus":
-			s.VCPUs = l.intIn(m.Value, p, 1, 256)
-		case "machine":
-			s.Machine = l.str(m.Value, p)
-		case "accel":
-			s.Accel = l.str(m.Value, p)
-			if m.Value.Kind == py.JSONString && s.Accel != "auto" && s.Accel != "kvm" && s.Accel != "tcg" {
+		},
+		"on":         set(&s.On, tagOf),
+		"migrate_to": set(&s.MigrateTo, tagOf),
+		"memory_mib": func(x *jsonValue, p string) { s.MemoryMiB = l.intIn(x, p, 16, 1<<20) },
+		"vcpus":      func(x *jsonValue, p string) { s.VCPUs = l.intIn(x, p, 1, 256) },
+		"machine":    set(&s.Machine, l.str),
+		"accel": func(x *jsonValue, p string) {
+			s.Accel = l.str(x, p)
+			if x.Kind == py.JSONString && s.Accel != "auto" && s.Accel != "kvm" && s.Accel != "tcg" {
 				l.errorf(p, "expected auto, kvm or tcg, got %q", s.Accel)
 			}
-		case "kernel":
-			s.Kernel = path(m.Value, p)
-		case "initrd":
-			s.Initrd = path(m.Value, p)
-		case "cmdline":
-			s.Cmdline = l.str(m.Value, p)
-		case "address":
-			l.vmAddress(m.Value, p, t, &s)
-		case "disks":
-			l.eachObject(m.Value, p, func(e *jsonValue, ep string) {
+		},
+		"kernel":  set(&s.Kernel, path),
+		"initrd":  set(&s.Initrd, path),
+		"cmdline": set(&s.Cmdline, l.str),
+		"address": func(x *jsonValue, p string) { l.vmAddress(x, p, t, &s) },
+		"disks": func(x *jsonValue, p string) {
+			l.eachObject(x, p, func(e *jsonValue, ep string) {
 				var d VMDisk
-				for _, dm := range e.Members {
-					dp := jsonPath(ep, dm.Key)
-					switch dm.Key {
-					case "resource":
-						d.Resource = l.str(dm.Value, dp)
-					case "path":
-						d.Path = path(dm.Value, dp)
-					case "format":
-						d.Format = l.str(dm.Value, dp)
-					case "cache":
-						d.Cache = l.str(dm.Value, dp)
-					default:
-						l.errorf(dp, "unknown key (allowed: resource, path, format, cache)")
-					}
-				}
+				l.object(e, ep, "an object", fields{
+					"resource": set(&d.Resource, l.str),
+					"path":     set(&d.Path, path),
+					"format":   set(&d.Format, l.str),
+					"cache":    set(&d.Cache, l.str),
+				}, l.atValue("allowed: resource, path, format, cache"))
 				if (d.Resource == "") == (d.Path == "") {
 					l.errorf(ep, "give exactly one of \"resource\" (a volume of the test) and \"path\"")
 				}
@@ -232,31 +210,28 @@ func (l *specLoader) vm(v *jsonValue, at string, t *Test, dir string) (VMSpec, b
 				}
 				s.Disks = append(s.Disks, d)
 			})
-		case "nics":
-			l.eachObject(m.Value, p, func(e *jsonValue, ep string) {
+		},
+		"nics": func(x *jsonValue, p string) {
+			l.eachObject(x, p, func(e *jsonValue, ep string) {
 				var n VMNIC
-				for _, nm := range e.Members {
-					np := jsonPath(ep, nm.Key)
-					switch nm.Key {
-					case "port":
-						n.Port = l.str(nm.Value, np)
-					case "mac":
-						n.MAC = l.str(nm.Value, np)
-						if nm.Value.Kind == py.JSONString && !macRE.MatchString(n.MAC) {
+				l.object(e, ep, "an object", fields{
+					"port": set(&n.Port, l.str),
+					"mac": func(x *jsonValue, np string) {
+						n.MAC = l.str(x, np)
+						if x.Kind == py.JSONString && !macRE.MatchString(n.MAC) {
 							l.errorf(np, "expected a MAC address xx:xx:xx:xx:xx:xx, got %q", n.MAC)
 						}
-					default:
-						l.errorf(np, "unknown key (allowed: port, mac)")
-					}
-				}
+					},
+				}, l.atValue("allowed: port, mac"))
 				if !t.hasResource(n.Port, "port") {
 					l.errorf(ep, "the test declares no port resource %q", n.Port)
 				}
 				s.NICs = append(s.NICs, n)
 			})
-		default:
-			l.errorf(p, "unknown key (allowed: %s)", vmKeys)
-		}
+		},
+	}, l.atValue("allowed: "+vmKeys))
+	if !isObject {
+		return s, false
 	}
 	if v.Get("name") == nil {
 		l.errorf(at, "missing required key \"name\"")
@@ -280,20 +255,15 @@ func (l *specLoader) vmAddress(v *jsonValue, p string, t *Test, s *VMSpec) {
 		}
 		s.Address = v.Str
 	case py.JSONObject:
-		for _, m := range v.Members {
-			mp := jsonPath(p, m.Key)
-			switch m.Key {
-			case "from":
-				s.AddressFrom = l.str(m.Value, mp)
+		l.object(v, p, "an object", fields{
+			"from": func(x *jsonValue, mp string) {
+				s.AddressFrom = l.str(x, mp)
 				if !t.hasTag(s.AddressFrom) {
 					l.errorf(mp, "unknown node tag %q (%s)", s.AddressFrom, t.nodeList())
 				}
-			case "host":
-				s.AddressHost = l.intIn(m.Value, mp, 1, 254)
-			default:
-				l.errorf(mp, "unknown key (allowed: from, host)")
-			}
-		}
+			},
+			"host": func(x *jsonValue, mp string) { s.AddressHost = l.intIn(x, mp, 1, 254) },
+		}, l.atValue("allowed: from, host"))
 		if s.AddressFrom == "" || s.AddressHost == 0 {
 			l.errorf(p, "give both \"from\" (a node tag) and \"host\" (1-254: the last number of the guest's address in that node's /24)")
 		}

@@ -4,11 +4,14 @@ package etcdstore
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/vtcluster/vtcluster/cluster"
+	"github.com/vtcluster/vtcluster/internal/testutil"
 )
 
 // The queue across controllers on etcd: a three-node request waiting
@@ -42,25 +45,19 @@ func TestEtcd_queueServesBigRequestFirstAcrossControllers(t *testing.T) {
 		}()
 		return other
 	}
-	waitJobs := func(want ...string) []cluster.QueueView {
+	waitJobs := func(want ...string) {
 		t.Helper()
-		var got []string
-		for range 500 {
+		testutil.Poll(t, time.Minute, func() (bool, string) {
 			v, err := cluster.Queue(ctx, st)
 			if err != nil {
 				t.Fatal(err)
 			}
-			got = got[:0]
+			var got []string
 			for _, e := range v {
 				got = append(got, e.Owner.JobID)
 			}
-			if strings.Join(got, " ") == strings.Join(want, " ") {
-				return v
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		t.Fatalf("queue %v, want %v", got, want)
-		return nil
+			return slices.Equal(got, want), fmt.Sprintf("queue %v, want %v", got, want)
+		})
 	}
 	start("big", "ctl-b", "x", "y", "z")
 	waitJobs("big")

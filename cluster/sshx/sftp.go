@@ -201,18 +201,24 @@ func (c *Client) writeTemp(ctx context.Context, sc *SFTP, src *os.File, tmp stri
 	if err != nil {
 		return c.ctxErr(ctx, "upload: create "+tmp, err)
 	}
+	if err := fill(rf, src, mode); err != nil {
+		return c.ctxErr(ctx, "upload: write "+tmp, err)
+	}
+	return nil
+}
+
+// fill writes src into the remote file rf, gives it perm and closes it;
+// the first error is returned.
+func fill(rf *sftp.File, src *os.File, perm os.FileMode) error {
 	// *os.File reveals its size, so the writes are pipelined.
-	_, err = rf.ReadFromWithConcurrency(src, 0)
+	_, err := rf.ReadFromWithConcurrency(src, 0)
 	if err == nil {
-		err = rf.Chmod(mode)
+		err = rf.Chmod(perm)
 	}
 	if cerr := rf.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil {
-		return c.ctxErr(ctx, "upload: write "+tmp, err)
-	}
-	return nil
+	return err
 }
 
 // removeTemp removes a failed upload's temporary file, also after ctx
@@ -380,14 +386,7 @@ func (c *Client) putFile(ctx context.Context, sc *SFTP, local, remote string, pe
 	if err != nil {
 		return c.ctxErr(ctx, "copy: create "+remote, err)
 	}
-	_, err = rf.ReadFromWithConcurrency(lf, 0)
-	if err == nil {
-		err = rf.Chmod(perm)
-	}
-	if cerr := rf.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := fill(rf, lf, perm); err != nil {
 		// A half-written file (possibly with holes) must not pass for a copy.
 		sc.Remove(remote)
 		return c.ctxErr(ctx, "copy "+local+" to "+remote, err)
@@ -444,19 +443,16 @@ func (c *Client) CopyFromSFTP(ctx context.Context, sc *SFTP, remote, local strin
 		if err := budget.take(c.addr, remote, st.Size()); err != nil {
 			return err
 		}
-		root, err := c.openParent(local)
+		root, err := c.localRoot(filepath.Dir(local), 0o755)
 		if err != nil {
 			return err
 		}
 		defer root.Close()
 		return c.getFile(ctx, sc, remote, root, filepath.Base(local), st.Mode().Perm(), budget)
 	}
-	if err := os.MkdirAll(local, st.Mode().Perm()|0o700); err != nil {
-		return fmt.Errorf("copy from %s: %w", c.addr, err)
-	}
-	root, err := os.OpenRoot(local)
+	root, err := c.localRoot(local, st.Mode().Perm()|0o700)
 	if err != nil {
-		return fmt.Errorf("copy from %s: %w", c.addr, err)
+		return err
 	}
 	defer root.Close()
 	var errs []error
@@ -468,6 +464,19 @@ func (c *Client) CopyFromSFTP(ctx context.Context, sc *SFTP, remote, local strin
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// localRoot makes the local directory dir (with perm) as needed and opens
+// an os.Root there, through which a copy from the node is written.
+func (c *Client) localRoot(dir string, perm os.FileMode) (*os.Root, error) {
+	if err := os.MkdirAll(dir, perm); err != nil {
+		return nil, fmt.Errorf("copy from %s: %w", c.addr, err)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("copy from %s: %w", c.addr, err)
+	}
+	return root, nil
 }
 
 // writeSymlinkManifest records the links CopyFrom did not recreate.
@@ -604,20 +613,6 @@ func (c *Client) openRegular(ctx context.Context, sc *SFTP, remote string) (*sft
 		return nil, nil, fmt.Errorf("ssh %s: copy from %s: not a regular file", c.addr, remote)
 	}
 	return rf, st, nil
-}
-
-// openParent creates the local directory a copied file goes into and
-// opens it as the root nothing of the copy may leave.
-func (c *Client) openParent(local string) (*os.Root, error) {
-	parent := filepath.Dir(local)
-	if err := os.MkdirAll(parent, 0o755); err != nil {
-		return nil, fmt.Errorf("copy from %s: %w", c.addr, err)
-	}
-	root, err := os.OpenRoot(parent)
-	if err != nil {
-		return nil, fmt.Errorf("copy from %s: %w", c.addr, err)
-	}
-	return root, nil
 }
 
 // createLocal creates name in root anew for remote's content: whatever is
@@ -789,7 +784,7 @@ func (c *Client) CopyTailSFTP(ctx context.Context, sc *SFTP, remote, local strin
 	if _, err := rf.Seek(from, io.SeekStart); err != nil {
 		return c.ctxErr(ctx, "copy from "+remote, err)
 	}
-	root, err := c.openParent(local)
+	root, err := c.localRoot(filepath.Dir(local), 0o755)
 	if err != nil {
 		return err
 	}

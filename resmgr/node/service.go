@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"sync"
 
 	"github.com/vtcluster/vtcluster/agent"
@@ -93,9 +94,9 @@ func (s *Service) Methods() map[string]agent.Method {
 		MethodStart:          s.rpcStart,
 		MethodStop:           s.rpcStop,
 		MethodCreatePool:     s.rpcCreatePool,
-		MethodDestroyPool:    s.rpcDestroyPool,
+		MethodDestroyPool:    byID("pool_id", s.destroyPool),
 		MethodCreateBacking:  s.rpcCreateBacking,
-		MethodDestroyBacking: s.rpcDestroyBacking,
+		MethodDestroyBacking: byID("backing_id", func(ctx context.Context, id string) error { return s.destroyBacking(ctx, id, false) }),
 		MethodUpdate:         s.rpcUpdate,
 		MethodClone:          s.rpcClone,
 		MethodQuery:          s.rpcQuery,
@@ -134,39 +135,86 @@ func (s *Service) commit(change func(st *state) (undo func(), err error)) error 
 func (s *Service) putBacking(b *backing) error {
 	c := *b
 	return s.commit(func(st *state) (func(), error) {
-		old, had := st.Backings[c.ID]
-		st.Backings[c.ID] = &c
-		return func() {
-			if had {
-				st.Backings[c.ID] = old
-			} else {
-				delete(st.Backings, c.ID)
-			}
-		}, nil
+		return put(st.Backings, c.ID, &c), nil
 	})
+}
+
+// put sets m[id] to v, remove deletes it; each returns its undo, for
+// commit.
+func put[T any](m map[string]*T, id string, v *T) (undo func()) {
+	old, had := m[id]
+	m[id] = v
+	return func() {
+		if had {
+			m[id] = old
+		} else {
+			delete(m, id)
+		}
+	}
+}
+
+func remove[T any](m map[string]*T, id string) (undo func()) {
+	old, had := m[id]
+	delete(m, id)
+	return func() {
+		if had {
+			m[id] = old
+		}
+	}
 }
 
 // pool and backingOf return copies of the records, or a KeyError.
 func (s *Service) pool(id string) (*poolConn, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c, found := s.st.Pools[id]
-	if !found {
-		return nil, &KeyError{Key: id}
-	}
-	cp := *c
-	return &cp, nil
+	return lookup(s, func(st *state) map[string]*poolConn { return st.Pools }, id)
 }
 
 func (s *Service) backingOf(id string) (*backing, error) {
+	return lookup(s, func(st *state) map[string]*backing { return st.Backings }, id)
+}
+
+// lookup copies record id out of the table of st that in picks, under mu:
+// callers work on the copy without the lock.
+func lookup[T any](s *Service, in func(*state) map[string]*T, id string) (*T, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	b, found := s.st.Backings[id]
+	r, found := in(&s.st)[id]
 	if !found {
 		return nil, &KeyError{Key: id}
 	}
-	cp := *b
+	cp := *r
 	return &cp, nil
+}
+
+// lockRecord takes the per-name lock of record kind/id ("pool" or
+// "backing") and reads a copy of it with get; the caller defers unlock.
+func lockRecord[T any](ctx context.Context, s *Service, kind, id string, get func(string) (*T, error)) (r *T, unlock func(), err error) {
+	if unlock, err = s.locks.lock(ctx, kind+"/"+id); err != nil {
+		return nil, nil, err
+	}
+	if r, err = get(id); err != nil {
+		unlock()
+		return nil, nil, err
+	}
+	return r, unlock, nil
+}
+
+// lockBackings takes the locks of backing id and of others (clone's
+// source; distinct from id), then reads copies of backing id and of its
+// pool; the caller defers unlock.
+func (s *Service) lockBackings(ctx context.Context, id string, others ...string) (b *backing, c *poolConn, unlock func(), err error) {
+	keys := []string{"backing/" + id}
+	for _, o := range others {
+		keys = append(keys, "backing/"+o)
+	}
+	slices.Sort(keys) // lockAll wants them sorted
+	if unlock, err = s.locks.lockAll(ctx, keys...); err != nil {
+		return nil, nil, nil, err
+	}
+	if b, c, err = s.backingAndPool(id); err != nil {
+		unlock()
+		return nil, nil, nil, err
+	}
+	return b, c, unlock, nil
 }
 
 // backingAndPool returns copies of backing id and of its pool.
@@ -265,8 +313,7 @@ func (s *Service) createPool(ctx context.Context, req PoolRequest) (any, error) 
 		return nil, err
 	}
 	err = s.commit(func(st *state) (func(), error) {
-		st.Pools[id] = c
-		return func() { delete(st.Pools, id) }, nil
+		return put(st.Pools, id, c), nil
 	})
 	if err != nil {
 		return nil, errors.Join(err, kind.close(context.WithoutCancel(ctx), s, c))
@@ -275,32 +322,14 @@ func (s *Service) createPool(ctx context.Context, req PoolRequest) (any, error) 
 	return kind.reply(c), nil
 }
 
-func (s *Service) rpcDestroyPool(ctx context.Context, args agent.Args) (any, error) {
-	if err := args.Want(1, 1); err != nil {
-		return nil, err
-	}
-	id, err := args.String(0, "pool_id")
-	if err != nil {
-		return nil, err
-	}
-	if err := s.destroyPool(ctx, id); err != nil {
-		return failed(err), nil
-	}
-	return ok(nil), nil
-}
-
 // destroyPool closes a pool without backings; one that has some is
 // refused (upstream closed it under them).
 func (s *Service) destroyPool(ctx context.Context, id string) error {
-	unlock, err := s.locks.lock(ctx, "pool/"+id)
+	c, unlock, err := lockRecord(ctx, s, "pool", id, s.pool)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	c, err := s.pool(id)
-	if err != nil {
-		return err
-	}
 	s.mu.Lock()
 	busy := hasBackings(&s.st, id)
 	s.mu.Unlock()
@@ -311,9 +340,7 @@ func (s *Service) destroyPool(ctx context.Context, id string) error {
 		return err
 	}
 	return s.commit(func(st *state) (func(), error) {
-		old := st.Pools[id]
-		delete(st.Pools, id)
-		return func() { st.Pools[id] = old }, nil
+		return remove(st.Pools, id), nil
 	})
 }
 
@@ -370,8 +397,7 @@ func (s *Service) createBacking(ctx context.Context, req BackingRequest) (*backi
 				return nil, refusedf("%s%s is already used by resource %s (backing %s) of this pool; two resources never share it", b.Path, b.Ifname, o.Resource, o.ID)
 			}
 		}
-		st.Backings[b.ID] = b
-		return func() { delete(st.Backings, b.ID) }, nil
+		return put(st.Backings, b.ID, b), nil
 	})
 	if err != nil {
 		return nil, nil, err
@@ -379,33 +405,15 @@ func (s *Service) createBacking(ctx context.Context, req BackingRequest) (*backi
 	return b, c, nil
 }
 
-func (s *Service) rpcDestroyBacking(ctx context.Context, args agent.Args) (any, error) {
-	if err := args.Want(1, 1); err != nil {
-		return nil, err
-	}
-	id, err := args.String(0, "backing_id")
-	if err != nil {
-		return nil, err
-	}
-	if err := s.destroyBacking(ctx, id, false); err != nil {
-		return failed(err), nil
-	}
-	return ok(nil), nil
-}
-
 // destroyBacking forgets a backing. A tap exists only through its
 // backing, so it goes with it; a volume's file is the resource's data and
 // is removed by release (or here when releaseAll, for stop).
 func (s *Service) destroyBacking(ctx context.Context, id string, releaseAll bool) error {
-	unlock, err := s.locks.lock(ctx, "backing/"+id)
+	b, unlock, err := lockRecord(ctx, s, "backing", id, s.backingOf)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	b, err := s.backingOf(id)
-	if err != nil {
-		return err
-	}
 	if b.Type == TypePort || releaseAll {
 		c, err := s.pool(b.Pool)
 		if err != nil {
@@ -416,17 +424,12 @@ func (s *Service) destroyBacking(ctx context.Context, id string, releaseAll bool
 		}
 	}
 	return s.commit(func(st *state) (func(), error) {
-		old := st.Backings[id]
-		delete(st.Backings, id)
-		return func() { st.Backings[id] = old }, nil
+		return remove(st.Backings, id), nil
 	})
 }
 
 func (s *Service) rpcQuery(ctx context.Context, args agent.Args) (any, error) {
-	if err := args.Want(1, 1); err != nil {
-		return nil, err
-	}
-	res, err := args.String(0, "resource_id")
+	res, err := idArg(args, "resource_id")
 	if err != nil {
 		return nil, err
 	}
@@ -440,13 +443,61 @@ func (s *Service) rpcQuery(ctx context.Context, args agent.Args) (any, error) {
 	return nil, nil
 }
 
+// The handlers' arguments, one helper per shape of request: a malformed
+// argument is a TypeError fault, as Python's would be.
+
+// idArg reads the one id argument of destroy_pool_connection,
+// destroy_resource_backing, query_resource_backing and pool_capacity.
+func idArg(args agent.Args, name string) (string, error) {
+	if err := args.Want(1, 1); err != nil {
+		return "", err
+	}
+	return args.String(0, name)
+}
+
+// byID is the method of a call that takes one id and answers upstream's
+// [0, {}] when do succeeds, [1, {"out": message}] when it fails.
+func byID(name string, do func(ctx context.Context, id string) error) agent.Method {
+	return func(ctx context.Context, args agent.Args) (any, error) {
+		id, err := idArg(args, name)
+		if err != nil {
+			return nil, err
+		}
+		if err := do(ctx, id); err != nil {
+			return failed(err), nil
+		}
+		return ok(nil), nil
+	}
+}
+
 // requestArg reads the one struct argument of create_pool_connection and
-// create_resource_backing into v; a malformed one is a fault.
+// create_resource_backing into v.
 func requestArg(args agent.Args, name string, v any) error {
 	if err := args.Want(1, 1); err != nil {
 		return err
 	}
-	raw, err := args.Struct(0, name)
+	return structArg(args, 0, name, v)
+}
+
+// backingArgs reads update's and clone's backing id (argument 0) and
+// their arguments struct (argument i, the last; update's command lies
+// between them).
+func backingArgs(args agent.Args, i int) (id string, ua UpdateArgs, err error) {
+	if err := args.Want(2, i+1); err != nil {
+		return "", ua, err
+	}
+	if id, err = args.String(0, "backing_id"); err != nil {
+		return "", ua, err
+	}
+	if err := structArg(args, i, "arguments", &ua); err != nil {
+		return "", ua, err
+	}
+	return id, ua, nil
+}
+
+// structArg decodes struct argument i, called name, into v.
+func structArg(args agent.Args, i int, name string, v any) error {
+	raw, err := args.Struct(i, name)
 	if err != nil {
 		return err
 	}
@@ -456,26 +507,7 @@ func requestArg(args agent.Args, name string, v any) error {
 	return nil
 }
 
-// backingArgs reads update's and clone's backing id (argument 0) and
-// their arguments struct (argument i); a malformed one is a fault.
-func backingArgs(args agent.Args, i int) (id string, ua UpdateArgs, err error) {
-	if id, err = args.String(0, "backing_id"); err != nil {
-		return "", ua, err
-	}
-	raw, err := args.Struct(i, "arguments")
-	if err != nil {
-		return "", ua, err
-	}
-	if err := decode(raw, &ua); err != nil {
-		return "", ua, xmlrpc.Faultf("TypeError", "arguments: %v", err)
-	}
-	return id, ua, nil
-}
-
 func (s *Service) rpcUpdate(ctx context.Context, args agent.Args) (any, error) {
-	if err := args.Want(2, 3); err != nil {
-		return nil, err
-	}
 	id, ua, err := backingArgs(args, 2)
 	if err != nil {
 		return nil, err
@@ -484,15 +516,11 @@ func (s *Service) rpcUpdate(ctx context.Context, args agent.Args) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	unlock, err := s.locks.lock(ctx, "backing/"+id)
+	b, c, unlock, err := s.lockBackings(ctx, id)
 	if err != nil {
 		return failed(err), nil
 	}
 	defer unlock()
-	b, c, err := s.backingAndPool(id)
-	if err != nil {
-		return failed(err), nil
-	}
 	rk := resourceKinds[b.Type]
 	op := map[string]func(context.Context, *Service, *poolConn, *backing, UpdateArgs) error{
 		"allocate": rk.allocate, "release": rk.release, "resize": rk.resize,
@@ -511,9 +539,6 @@ func (s *Service) rpcUpdate(ctx context.Context, args agent.Args) (any, error) {
 }
 
 func (s *Service) rpcClone(ctx context.Context, args agent.Args) (any, error) {
-	if err := args.Want(2, 2); err != nil {
-		return nil, err
-	}
 	id, ua, err := backingArgs(args, 1)
 	if err != nil {
 		return nil, err
@@ -521,19 +546,11 @@ func (s *Service) rpcClone(ctx context.Context, args agent.Args) (any, error) {
 	if ua.Source == id {
 		return failed(fmt.Errorf("cannot clone backing %s onto itself", id)), nil
 	}
-	keys := []string{"backing/" + id, "backing/" + ua.Source}
-	if keys[0] > keys[1] {
-		keys[0], keys[1] = keys[1], keys[0]
-	}
-	unlock, err := s.locks.lockAll(ctx, keys...)
+	b, c, unlock, err := s.lockBackings(ctx, id, ua.Source)
 	if err != nil {
 		return failed(err), nil
 	}
 	defer unlock()
-	b, c, err := s.backingAndPool(id)
-	if err != nil {
-		return failed(err), nil
-	}
 	src, sc, err := s.backingAndPool(ua.Source)
 	if err != nil {
 		return failed(err), nil
@@ -551,10 +568,7 @@ func (s *Service) rpcClone(ctx context.Context, args agent.Args) (any, error) {
 // rpcPoolCapacity answers {"size", "free"} in bytes for a pool with a
 // filesystem (statfs on the node), [1, ...] for one without.
 func (s *Service) rpcPoolCapacity(ctx context.Context, args agent.Args) (any, error) {
-	if err := args.Want(1, 1); err != nil {
-		return nil, err
-	}
-	id, err := args.String(0, "pool_id")
+	id, err := idArg(args, "pool_id")
 	if err != nil {
 		return nil, err
 	}

@@ -169,9 +169,9 @@ def located(monkeypatch):
     return set_binary
 
 
-def list_tests(vtcluster, spec):
-    """The binary's own listing of spec, or a failure explaining the fixture."""
-    result = subprocess.run(
+def run_tests_list(vtcluster, spec):
+    """`vtcluster tests list SPEC --json`, as it ran (not checked)."""
+    return subprocess.run(
         [vtcluster, "tests", "list", str(spec), "--json"],
         stdin=subprocess.DEVNULL,
         capture_output=True,
@@ -179,6 +179,11 @@ def list_tests(vtcluster, spec):
         timeout=RUN_TIMEOUT_SECONDS,
         check=False,
     )
+
+
+def list_tests(vtcluster, spec):
+    """The binary's own listing of spec, or a failure explaining the fixture."""
+    result = run_tests_list(vtcluster, spec)
     if result.returncode != 0:
         pytest.fail(
             f"vtcluster tests list rejected the test fixture SPEC (update it to the "
@@ -330,29 +335,28 @@ def test_find_bare_name_is_looked_up_in_path(tmp_path, monkeypatch):
     assert path is None and detail == "no vtcluster on PATH"
 
 
-def test_global_args_select_state_from_settings():
-    assert binary.global_args(
-        {"multihost.state_dir": "", "multihost.cluster": "default"}
-    ) == [
-        "--cluster",
-        "default",
-    ]
-    assert binary.global_args(
-        {"multihost.state_dir": "/s", "multihost.cluster": "lab"}
-    ) == [
-        "--state-dir",
-        "/s",
-        "--cluster",
-        "lab",
-    ]
-    assert binary.global_args(
-        {"multihost.state": "etcd://e1:2379,e2:2379/vt", "multihost.cluster": "lab"}
-    ) == [
-        "--state",
-        "etcd://e1:2379,e2:2379/vt",
-        "--cluster",
-        "lab",
-    ]
+@pytest.mark.parametrize(
+    "settings, argv",
+    [
+        (
+            {"multihost.state_dir": "", "multihost.cluster": "default"},
+            ["--cluster", "default"],
+        ),
+        (
+            {"multihost.state_dir": "/s", "multihost.cluster": "lab"},
+            ["--state-dir", "/s", "--cluster", "lab"],
+        ),
+        (
+            {
+                "multihost.state": "etcd://e1:2379,e2:2379/vt",
+                "multihost.cluster": "lab",
+            },
+            ["--state", "etcd://e1:2379,e2:2379/vt", "--cluster", "lab"],
+        ),
+    ],
+)
+def test_global_args_select_state_from_settings(settings, argv):
+    assert binary.global_args(settings) == argv
 
 
 # --- resolver ----------------------------------------------------------------
@@ -458,14 +462,7 @@ def test_resolver_invalid_spec_is_corrupt_with_binary_message(
     binary_with_tests, tmp_path, located
 ):
     bad = write_json(tmp_path / "bad.json", BAD_SPEC)
-    direct = subprocess.run(
-        [binary_with_tests, "tests", "list", str(bad), "--json"],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT_SECONDS,
-        check=False,
-    )
+    direct = run_tests_list(binary_with_tests, bad)
     assert (
         direct.returncode != 0
     ), f"vtcluster accepted an invalid spec: {direct.stdout}"
