@@ -89,9 +89,23 @@ func (d *frameDest) Close() error            { return nil }
 
 // receiveFrames writes one file's frames from r into out, hashing it in
 // order (gaps as zeros), and checks the sender's end frame: its size must
-// be size and its hash the one of what was written. Memory is one block.
+// be size and its hash the one of what was written. Reading the stream runs
+// beside hashing and writing, so the sender is not held up by either;
+// memory is copyBuffers blocks.
 func receiveFrames(ctx context.Context, r io.Reader, out copyDest, size int64, it *CopyItem, prog CopyProgress) (string, error) {
-	br := bufio.NewReaderSize(r, 64<<10)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	free := make(chan []byte, copyBuffers)
+	for range copyBuffers {
+		free <- make([]byte, copyBlock)
+	}
+	chunks := make(chan copyChunk, copyBuffers)
+	var end [40]byte
+	var readErr error
+	go func() {
+		defer close(chunks)
+		readErr = readFrames(ctx, r, size, &end, free, chunks)
+	}()
 	h := sha256.New()
 	pos := int64(0)
 	gap := func(to int64) {
@@ -99,57 +113,85 @@ func receiveFrames(ctx context.Context, r io.Reader, out copyDest, size int64, i
 			h.Write(zeros[:min(to-pos, int64(len(zeros)))])
 		}
 	}
-	var hdr [13]byte
-	buf := make([]byte, copyBlock)
-	for {
-		if err := ctx.Err(); err != nil {
-			return "", err
+	var writeErr error
+	for ch := range chunks {
+		if writeErr == nil {
+			if prog != nil {
+				prog.Bytes(ch.off + int64(ch.n) - pos)
+			}
+			gap(ch.off)
+			h.Write(ch.buf[:ch.n])
+			it.Read += int64(ch.n)
+			pos = ch.off + int64(ch.n)
+			if writeErr = writeRuns(out, ch.buf[:ch.n], ch.off, it); writeErr != nil {
+				cancel() // the reader stops at its next frame
+			}
 		}
+		free <- ch.buf
+	}
+	if writeErr != nil {
+		return "", writeErr
+	}
+	if readErr != nil {
+		return "", readErr
+	}
+	if prog != nil {
+		prog.Bytes(size - pos)
+	}
+	gap(size)
+	sent, written := hex.EncodeToString(end[8:]), hex.EncodeToString(h.Sum(nil))
+	if sent != written {
+		return "", &StreamMismatchError{Sent: sent, Written: written}
+	}
+	return written, nil
+}
+
+// readFrames parses the stream into chunks for receiveFrames, checking
+// that the frames stay inside the file and in order, until the end frame
+// (copied into end, its size checked).
+func readFrames(ctx context.Context, r io.Reader, size int64, end *[40]byte, free chan []byte, chunks chan<- copyChunk) error {
+	br := bufio.NewReaderSize(r, 64<<10)
+	var hdr [13]byte
+	pos := int64(0)
+	for {
 		if _, err := io.ReadFull(br, hdr[:1]); err != nil {
-			return "", fmt.Errorf("the stream ended before the file did (at byte %d of %d): %w", pos, size, err)
+			return fmt.Errorf("the stream ended before the file did (at byte %d of %d): %w", pos, size, err)
 		}
 		switch hdr[0] {
 		case frameData:
 			if _, err := io.ReadFull(br, hdr[1:]); err != nil {
-				return "", fmt.Errorf("the stream ended inside a frame: %w", err)
+				return fmt.Errorf("the stream ended inside a frame: %w", err)
 			}
 			off := int64(binary.BigEndian.Uint64(hdr[1:9]))
 			n := int64(binary.BigEndian.Uint32(hdr[9:13]))
 			if off < pos || n == 0 || n > copyBlock || off > size-n {
-				return "", fmt.Errorf("bad stream: %d bytes at %d after byte %d of a %d-byte file", n, off, pos, size)
+				return fmt.Errorf("bad stream: %d bytes at %d after byte %d of a %d-byte file", n, off, pos, size)
+			}
+			var buf []byte
+			select {
+			case buf = <-free:
+			case <-ctx.Done():
+				return ctx.Err()
 			}
 			if _, err := io.ReadFull(br, buf[:n]); err != nil {
-				return "", fmt.Errorf("the stream ended inside a frame: %w", err)
+				return fmt.Errorf("the stream ended inside a frame: %w", err)
 			}
-			if prog != nil {
-				prog.Bytes(off + n - pos)
+			select {
+			case chunks <- copyChunk{off: off, buf: buf, n: int(n)}:
+			case <-ctx.Done():
+				return ctx.Err()
 			}
-			gap(off)
-			h.Write(buf[:n])
-			it.Read += n
 			pos = off + n
-			if err := writeRuns(out, buf[:n], off, it); err != nil {
-				return "", err
-			}
 		case frameEnd:
-			var end [40]byte
 			if _, err := io.ReadFull(br, end[:]); err != nil {
-				return "", fmt.Errorf("the stream ended inside its end frame: %w", err)
+				return fmt.Errorf("the stream ended inside its end frame: %w", err)
 			}
 			if got := int64(binary.BigEndian.Uint64(end[:8])); got != size {
-				return "", fmt.Errorf("the source is %d bytes now, not %d: it changed while being copied", got, size)
+				return fmt.Errorf("the source is %d bytes now, not %d: it changed while being copied", got, size)
 			}
-			if prog != nil {
-				prog.Bytes(size - pos)
-			}
-			gap(size)
-			sent, written := hex.EncodeToString(end[8:]), hex.EncodeToString(h.Sum(nil))
-			if sent != written {
-				return "", &StreamMismatchError{Sent: sent, Written: written}
-			}
-			return written, nil
+			return nil
 		default:
-			return "", fmt.Errorf("bad stream: frame type %#x", hdr[0])
+			return fmt.Errorf("bad stream: frame type %#x", hdr[0])
 		}
 	}
 }
