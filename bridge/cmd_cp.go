@@ -168,11 +168,7 @@ func runCp(ctx context.Context, e *env, cmd *cli.Command) error {
 		}
 		eps[i] = ep
 	}
-	maxSize, err := resmgr.ParseSize(cmd.String("max-size"))
-	if err != nil {
-		return flagError("max-size", "%v", err)
-	}
-	ctx, cancel, err := withTimeout(ctx, cmd)
+	ctx, cancel, maxSize, err := cpLimits(ctx, cmd)
 	if err != nil {
 		return err
 	}
@@ -291,4 +287,15 @@ func isTerminal(w any) bool {
 	}
 	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
 	return err == nil
+}
+
+// cpLimits are cp's bounds, --timeout and --max-size, which hold on the
+// node's end of a streamed copy as on the controller's.
+func cpLimits(ctx context.Context, cmd *cli.Command) (context.Context, context.CancelFunc, int64, error) {
+	maxSize, err := resmgr.ParseSize(cmd.String("max-size"))
+	if err != nil {
+		return ctx, func() {}, 0, flagError("max-size", "%v", err)
+	}
+	ctx, cancel, err := withTimeout(ctx, cmd)
+	return ctx, cancel, maxSize, err
 }

@@ -10,7 +10,6 @@ import (
 	"github.com/urfave/cli/v3"
 
 	"github.com/vtcluster/vtcluster/cluster"
-	"github.com/vtcluster/vtcluster/resmgr"
 )
 
 // cpStreamed is the node's end of a streamed copy: "cp --receive --size N
@@ -21,11 +20,7 @@ func cpStreamed(ctx context.Context, e *env, cmd *cli.Command, args []string) er
 	if len(args) != 1 {
 		return usageError{errors.New("cp --receive/--send: want one PATH")}
 	}
-	maxSize, err := resmgr.ParseSize(cmd.String("max-size"))
-	if err != nil {
-		return flagError("max-size", "%v", err)
-	}
-	ctx, cancel, err := withTimeout(ctx, cmd)
+	ctx, cancel, maxSize, err := cpLimits(ctx, cmd)
 	if err != nil {
 		return err
 	}

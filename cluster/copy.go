@@ -576,7 +576,7 @@ func (c *copier) item(src, dst string, st fs.FileInfo) {
 	case m.IsRegular():
 		it := CopyItem{Src: c.from.Label(src), Dst: c.to.Label(dst), Kind: "file", Mode: perm, Size: st.Size()}
 		if c.opts.MaxSize > 0 && it.Size > c.opts.MaxSize {
-			fail(fmt.Errorf("%d bytes, above the %d a copied file may have (raise --max-size to copy it)", it.Size, c.opts.MaxSize))
+			fail(tooLarge(it.Size, c.opts.MaxSize))
 			return
 		}
 		if err := c.file(src, dst, &it); err != nil {

@@ -241,8 +241,11 @@ func writeLocalFile(ctx context.Context, r io.Reader, dst string, size int64, pe
 // ReceiveFile is "cp --receive" on a node: the file streamed on r becomes
 // dst; its SHA-256, as written, is returned for the sender to compare.
 func ReceiveFile(ctx context.Context, r io.Reader, dst string, size int64, perm fs.FileMode, maxSize int64) (string, error) {
-	if size < 0 || maxSize > 0 && size > maxSize {
-		return "", fmt.Errorf("%d bytes, above the %d a copied file may have (raise --max-size to copy it)", size, maxSize)
+	if size < 0 {
+		return "", fmt.Errorf("size %d: want the file's size in bytes", size)
+	}
+	if maxSize > 0 && size > maxSize {
+		return "", tooLarge(size, maxSize)
 	}
 	var it CopyItem
 	return writeLocalFile(ctx, r, dst, size, perm.Perm(), &it, nil)
@@ -263,7 +266,7 @@ func SendFile(ctx context.Context, w io.Writer, src string, maxSize int64) error
 		return fmt.Errorf("%s is not a regular file", src)
 	}
 	if maxSize > 0 && st.Size() > maxSize {
-		return fmt.Errorf("%d bytes, above the %d a copied file may have (raise --max-size to copy it)", st.Size(), maxSize)
+		return tooLarge(st.Size(), maxSize)
 	}
 	c := &copier{ctx: ctx}
 	d := newFrameDest(w)
@@ -273,6 +276,11 @@ func SendFile(ctx context.Context, w io.Writer, src string, maxSize int64) error
 		return err
 	}
 	return d.end(st.Size(), h.Sum(nil))
+}
+
+// tooLarge is a file above --max-size, refused before anything is read.
+func tooLarge(size, maxSize int64) error {
+	return fmt.Errorf("%d bytes, above the %d a copied file may have (raise --max-size to copy it)", size, maxSize)
 }
 
 // errStreamUnsupported is a node binary that does not know the streamed
