@@ -298,6 +298,15 @@ func unsupported(err error, answered bool) bool {
 	return !answered && errors.As(err, &ee) && ee.Status == usageStatus && ee.Signal == ""
 }
 
+// nodeMaxSize is the --max-size the node's end of a stream holds to: this
+// copy's, or without one the file's size (which must not change anyway).
+func (c *copier) nodeMaxSize(size int64) string {
+	if c.opts.MaxSize > 0 {
+		return strconv.FormatInt(c.opts.MaxSize, 10)
+	}
+	return strconv.FormatInt(max(size, 1), 10)
+}
+
 // fileUp streams a file to the node c.to with its deployed vtcluster.
 func (c *copier) fileUp(in copySource, src, dst string, remote [][2]int64, it *CopyItem) error {
 	ctx, cancel := context.WithCancel(c.ctx)
@@ -305,7 +314,7 @@ func (c *copier) fileUp(in copySource, src, dst string, remote [][2]int64, it *C
 	argv := []string{c.to.helper, "cp", "--receive",
 		"--size", strconv.FormatInt(it.Size, 10),
 		"--mode", fmt.Sprintf("%04o", uint32(it.Mode.Perm())),
-		"--max-size", strconv.FormatInt(max(c.opts.MaxSize, 0), 10),
+		"--max-size", c.nodeMaxSize(it.Size),
 		"--", dst}
 	pr, pw := io.Pipe()
 	var ans cappedBuffer
@@ -355,7 +364,7 @@ func (c *copier) fileDown(src, dst string, it *CopyItem) error {
 	ctx, cancel := context.WithCancel(c.ctx)
 	defer cancel()
 	argv := []string{c.from.helper, "cp", "--send",
-		"--max-size", strconv.FormatInt(max(c.opts.MaxSize, 0), 10),
+		"--max-size", c.nodeMaxSize(it.Size),
 		"--", src}
 	pr, pw := io.Pipe()
 	runc := make(chan error, 1)
