@@ -13,6 +13,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/vtcluster/vtcluster/cluster/sshx"
 )
@@ -210,10 +211,11 @@ func writeLocalFile(ctx context.Context, r io.Reader, dst string, size int64, pe
 		err error
 	}
 	done := make(chan result, 1)
+	var counts CopyItem // it's counts, copied once the goroutine is done
 	go func() {
 		// r may block past ctx's end (a node's stdin): the wait below
 		// does not wait for it.
-		sum, err := receiveFrames(ctx, r, out, size, it, prog)
+		sum, err := receiveFrames(ctx, r, out, size, &counts, prog)
 		if err == nil {
 			err = out.Truncate(size)
 		}
@@ -225,6 +227,7 @@ func writeLocalFile(ctx context.Context, r io.Reader, dst string, size int64, pe
 	var res result
 	select {
 	case res = <-done:
+		it.Read, it.Written = counts.Read, counts.Written
 	case <-ctx.Done():
 		res.err = ctx.Err()
 	}
@@ -338,15 +341,18 @@ func (c *copier) fileUp(in copySource, src, dst string, remote [][2]int64, it *C
 	if unsupported(rerr, ans.Len() > 0) {
 		return errStreamUnsupported
 	}
-	if rerr != nil {
-		if c.ctx.Err() != nil {
-			// The node's side was killed before it could clean up.
-			_ = c.to.remove(dst)
-			return c.ctx.Err()
-		}
-		return rerr
-	}
-	if werr != nil {
+	switch {
+	case c.ctx.Err() != nil:
+		// The node's side was killed before it could clean up.
+		_ = c.to.remove(dst)
+		return c.ctx.Err()
+	case werr != nil && !errors.Is(werr, io.ErrClosedPipe):
+		// Ours (reading the source): the node saw the stream end short
+		// and removed what it wrote.
+		return werr
+	case rerr != nil:
+		return rerr // the node's reason, its stderr included
+	case werr != nil:
 		return werr
 	}
 	want, got := hex.EncodeToString(h.Sum(nil)), strings.TrimSpace(ans.String())
@@ -381,18 +387,16 @@ func (c *copier) fileDown(src, dst string, it *CopyItem) error {
 		cancel()
 	}
 	rerr := <-runc
-	if unsupported(rerr, cr.n > 0) {
+	if unsupported(rerr, cr.n.Load() > 0) {
 		return errStreamUnsupported
 	}
-	if err == nil && rerr != nil {
+	switch {
+	case err == nil && rerr != nil:
 		_ = os.Remove(dst)
-		err = rerr
-	}
-	if err != nil {
-		var mm *StreamMismatchError
-		if rerr != nil && !errors.As(err, &mm) && c.ctx.Err() == nil {
-			return rerr // the node's reason, stderr included
-		}
+		return rerr
+	case err != nil && rerr != nil && errors.Is(err, io.ErrUnexpectedEOF) && c.ctx.Err() == nil:
+		return rerr // the node stopped sending: its reason, its stderr included
+	case err != nil:
 		return err
 	}
 	it.SHA256 = sum
@@ -402,11 +406,11 @@ func (c *copier) fileDown(src, dst string, it *CopyItem) error {
 // countingReader counts what was read through it.
 type countingReader struct {
 	r io.Reader
-	n int64
+	n atomic.Int64 // read after a reader left behind by ctx's end
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
-	c.n += int64(n)
+	c.n.Add(int64(n))
 	return n, err
 }
