@@ -84,6 +84,13 @@ func TestCLI_cp_streamedThroughTheNodeBinary(t *testing.T) {
 		t.Errorf("down: %+v, want via stream and the SHA-256 %s", down, up.SHA256)
 	}
 	sameFile(t, filepath.Join(dir, "down.bin"), data, 0o640)
+
+	// The node's end failing (no such directory) is said, with its reason.
+	missing := filepath.Join(dir, "no-such-dir", "f")
+	code, _, errOut := c.cli(t, "cp", src, "node1:"+missing)
+	if code == 0 || !strings.Contains(errOut, missing) || !strings.Contains(errOut, "no such file or directory") {
+		t.Errorf("cp into a missing directory on the node: exit %d, %s", code, errOut)
+	}
 }
 
 // A node whose vtcluster does not know the streamed modes (an older one,

@@ -13,6 +13,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/vtcluster/vtcluster/cluster/sshx"
@@ -319,25 +320,20 @@ func (c *copier) fileUp(in copySource, src, dst string, remote [][2]int64, it *C
 		"--mode", fmt.Sprintf("%04o", uint32(it.Mode.Perm())),
 		"--max-size", c.nodeMaxSize(it.Size),
 		"--", dst}
-	pr, pw := io.Pipe()
 	var ans cappedBuffer
 	ans.max = 256
-	runc := make(chan error, 1)
-	go func() {
-		err := c.to.ssh.Run(ctx, argv, sshx.RunOptions{Stdin: pr, Stdout: &ans})
-		// A node that stopped reading must not leave the writer blocked.
-		pr.CloseWithError(errors.Join(err, io.ErrClosedPipe))
-		runc <- err
-	}()
 	h := sha256.New()
-	d := newFrameDest(pw)
-	werr := c.stream(in, d, it.Size, remote, h, it)
-	if werr == nil {
-		werr = d.end(it.Size, h.Sum(nil))
-	}
-	// Without the end frame the node removes what it wrote.
-	pw.CloseWithError(werr)
-	rerr := <-runc
+	// The frames go straight into the channel's stdin, without a pipe's
+	// copies; without the end frame the node removes what it wrote.
+	srcFrames := &frameSource{done: make(chan struct{}), run: func(w io.Writer) error {
+		d := newFrameDest(w)
+		if err := c.stream(in, d, it.Size, remote, h, it); err != nil {
+			return err
+		}
+		return d.end(it.Size, h.Sum(nil))
+	}}
+	rerr := c.to.ssh.Run(ctx, argv, sshx.RunOptions{Stdin: srcFrames, Stdout: &ans})
+	werr := srcFrames.finish()
 	if unsupported(rerr, ans.Len() > 0) {
 		return errStreamUnsupported
 	}
@@ -346,7 +342,7 @@ func (c *copier) fileUp(in copySource, src, dst string, remote [][2]int64, it *C
 		// The node's side was killed before it could clean up.
 		_ = c.to.remove(dst)
 		return c.ctx.Err()
-	case werr != nil && !errors.Is(werr, io.ErrClosedPipe):
+	case werr != nil && rerr == nil || werr != nil && !errors.Is(werr, errWriteToChannel):
 		// Ours (reading the source): the node saw the stream end short
 		// and removed what it wrote.
 		return werr
@@ -362,6 +358,61 @@ func (c *copier) fileUp(in copySource, src, dst string, remote [][2]int64, it *C
 	}
 	it.SHA256 = want
 	return nil
+}
+
+// frameSource hands a stream's writer to the SSH channel's stdin copy as
+// an io.WriterTo (io.Copy prefers it), so frames are written into the
+// channel directly. finish waits for it, unless it never started.
+type frameSource struct {
+	run  func(w io.Writer) error
+	mu   sync.Mutex
+	ran  bool // started; or, with closed, never to start
+	shut bool
+	err  error
+	done chan struct{}
+}
+
+// errWriteToChannel marks a failed write into the channel: the node's end
+// stopped reading, and its own error says why.
+var errWriteToChannel = errors.New("the node stopped reading the stream")
+
+func (s *frameSource) WriteTo(w io.Writer) (int64, error) {
+	s.mu.Lock()
+	if s.shut {
+		s.mu.Unlock()
+		return 0, errWriteToChannel
+	}
+	s.ran = true
+	s.mu.Unlock()
+	defer close(s.done)
+	s.err = s.run(channelWriter{w})
+	return 0, s.err
+}
+
+// Read is never called: io.Copy uses WriteTo.
+func (s *frameSource) Read([]byte) (int, error) { return 0, errors.New("frameSource: Read") }
+
+func (s *frameSource) finish() error {
+	s.mu.Lock()
+	s.shut = true
+	ran := s.ran
+	s.mu.Unlock()
+	if !ran {
+		return errWriteToChannel
+	}
+	<-s.done
+	return s.err
+}
+
+// channelWriter tags write errors of the SSH channel as such.
+type channelWriter struct{ w io.Writer }
+
+func (c channelWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	if err != nil {
+		err = fmt.Errorf("%w: %w", errWriteToChannel, err)
+	}
+	return n, err
 }
 
 // fileDown streams a file from the node c.from, with its deployed
