@@ -63,6 +63,11 @@ Examples:
 			&cli.BoolFlag{Name: "extents", Hidden: true, Usage: "print where the data of the local file PATH lies, as JSON"},
 			// And what it asks it to check a copy written there.
 			&cli.BoolFlag{Name: "sha256", Hidden: true, Usage: "print the SHA-256 of the local file PATH"},
+			// And what streams a file to or from it (cluster/copy_stream.go).
+			&cli.BoolFlag{Name: "receive", Hidden: true, Usage: "write the file streamed on stdin to the local PATH, print its SHA-256"},
+			&cli.Int64Flag{Name: "size", Hidden: true, Usage: "with --receive: the file's size"},
+			&cli.StringFlag{Name: "mode", Hidden: true, Value: "0600", Usage: "with --receive: the file's permission bits, octal"},
+			&cli.BoolFlag{Name: "send", Hidden: true, Usage: "stream the local file PATH on stdout"},
 			jsonFlag(),
 		}, sshFlags(), []cli.Flag{timeoutFlag(time.Hour)}),
 		Action: func(ctx context.Context, cmd *cli.Command) error { return runCp(ctx, e, cmd) },
@@ -115,6 +120,7 @@ type cpItemJSON struct {
 	SHA256  string `json:"sha256,omitempty"`
 	Read    int64  `json:"read,omitempty"`
 	Written int64  `json:"written,omitempty"`
+	Via     string `json:"via,omitempty"` // "stream" or "sftp" for a file on a node
 }
 
 func runCp(ctx context.Context, e *env, cmd *cli.Command) error {
@@ -148,6 +154,9 @@ func runCp(ctx context.Context, e *env, cmd *cli.Command) error {
 		_, err = fmt.Fprintln(e.stdout, sum)
 		return err
 	}
+	if cmd.Bool("receive") || cmd.Bool("send") {
+		return cpStreamed(ctx, e, cmd, args)
+	}
 	if len(args) < 2 {
 		return usageError{errors.New("cp: want SRC... DST (see --help)")}
 	}
@@ -159,11 +168,7 @@ func runCp(ctx context.Context, e *env, cmd *cli.Command) error {
 		}
 		eps[i] = ep
 	}
-	maxSize, err := resmgr.ParseSize(cmd.String("max-size"))
-	if err != nil {
-		return flagError("max-size", "%v", err)
-	}
-	ctx, cancel, err := withTimeout(ctx, cmd)
+	ctx, cancel, maxSize, err := cpLimits(ctx, cmd)
 	if err != nil {
 		return err
 	}
@@ -235,7 +240,7 @@ func runCp(ctx context.Context, e *env, cmd *cli.Command) error {
 	}
 	sum := cpSummaryJSON{Items: []cpItemJSON{}, Seconds: time.Since(start).Seconds()}
 	for _, it := range items {
-		j := cpItemJSON{Src: it.Src, Dst: it.Dst, Kind: it.Kind, Size: it.Size, SHA256: it.SHA256, Read: it.Read, Written: it.Written}
+		j := cpItemJSON{Src: it.Src, Dst: it.Dst, Kind: it.Kind, Size: it.Size, SHA256: it.SHA256, Read: it.Read, Written: it.Written, Via: it.Via}
 		if it.Kind != "symlink" {
 			j.Mode = fmt.Sprintf("%04o", uint32(it.Mode.Perm()))
 		}
@@ -282,4 +287,15 @@ func isTerminal(w any) bool {
 	}
 	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
 	return err == nil
+}
+
+// cpLimits are cp's bounds, --timeout and --max-size, which hold on the
+// node's end of a streamed copy as on the controller's.
+func cpLimits(ctx context.Context, cmd *cli.Command) (context.Context, context.CancelFunc, int64, error) {
+	maxSize, err := resmgr.ParseSize(cmd.String("max-size"))
+	if err != nil {
+		return ctx, func() {}, 0, flagError("max-size", "%v", err)
+	}
+	ctx, cancel, err := withTimeout(ctx, cmd)
+	return ctx, cancel, maxSize, err
 }

@@ -449,6 +449,9 @@ type CopyItem struct {
 	// a file are not read when its side can tell where they are, zero
 	// runs are never written.
 	Read, Written int64
+	// Via is how a file crossed to or from a node: "stream" (the node's
+	// vtcluster, see copy_stream.go) or "sftp"; "" between local paths.
+	Via string
 }
 
 // CopyOptions tune CopyTree.
@@ -573,7 +576,7 @@ func (c *copier) item(src, dst string, st fs.FileInfo) {
 	case m.IsRegular():
 		it := CopyItem{Src: c.from.Label(src), Dst: c.to.Label(dst), Kind: "file", Mode: perm, Size: st.Size()}
 		if c.opts.MaxSize > 0 && it.Size > c.opts.MaxSize {
-			fail(fmt.Errorf("%d bytes, above the %d a copied file may have (raise --max-size to copy it)", it.Size, c.opts.MaxSize))
+			fail(tooLarge(it.Size, c.opts.MaxSize))
 			return
 		}
 		if err := c.file(src, dst, &it); err != nil {
@@ -590,21 +593,38 @@ func (c *copier) item(src, dst string, st fs.FileInfo) {
 // counts.
 func (c *copier) file(src, dst string, it *CopyItem) error {
 	size, perm := it.Size, it.Mode
+	if c.opts.Progress != nil {
+		c.opts.Progress.File(c.from.Label(src), size)
+	}
+	if c.from.helper != "" && c.to.sc == nil {
+		if err := c.fileDown(src, dst, it); !errors.Is(err, errStreamUnsupported) {
+			it.Via = "stream"
+			return err
+		}
+		it.Read, it.Written = 0, 0
+	}
 	in, err := c.from.open(src)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	out, err := c.to.create(dst, perm)
-	if err != nil {
-		return err
-	}
-	if c.opts.Progress != nil {
-		c.opts.Progress.File(c.from.Label(src), size)
-	}
 	var remote [][2]int64
 	if c.from.sc != nil {
 		remote = c.from.remoteExtents(c.ctx, src, size)
+	}
+	if c.to.helper != "" {
+		if err := c.fileUp(in, src, dst, remote, it); !errors.Is(err, errStreamUnsupported) {
+			it.Via = "stream"
+			return err
+		}
+		it.Read, it.Written = 0, 0
+	}
+	if c.from.sc != nil || c.to.sc != nil {
+		it.Via = "sftp"
+	}
+	out, err := c.to.create(dst, perm)
+	if err != nil {
+		return err
 	}
 	h := sha256.New()
 	werr := c.stream(in, out, size, remote, h, it)
