@@ -428,10 +428,10 @@ func (h *holder) serve(c net.Conn) {
 }
 
 func (h *holder) listen(ctx context.Context, c net.Conn, cancel func(), ssh *sshx.Client, hn *heldNode, n Node, req holderRequest, reply func(error) bool) {
-	// Only fresh log sockets in the agent's own directory, relayed only
-	// into this holder's own directory.
-	if path.Dir(req.Path) != n.AgentDir() || !strings.HasPrefix(path.Base(req.Path), "log-") {
-		reply(fmt.Errorf("listen: %s is not a log socket in %s", req.Path, n.AgentDir()))
+	// Only fresh log and sync sockets in the agent's own directory,
+	// relayed only into this holder's own directory.
+	if path.Dir(req.Path) != n.AgentDir() || !isTestSocketName(path.Base(req.Path)) {
+		reply(fmt.Errorf("listen: %s is not a test's log or sync socket in %s", req.Path, n.AgentDir()))
 		return
 	}
 	if filepath.Dir(req.Local) != filepath.Dir(h.cfg.Socket) {

@@ -49,6 +49,20 @@ func NewLogSocketPath(n Node) (string, error) { return newSocketPath(n, "log-") 
 // test's processes on the node reach its sync service through.
 func NewSyncSocketPath(n Node) (string, error) { return newSocketPath(n, "sync-") }
 
+// testSocketPrefixes name the sockets a test forwards from a node's agent
+// directory (its log stream, its sync service); isTestSocketName tells
+// them, for the job's connection holder, which forwards only those.
+var testSocketPrefixes = []string{"log-", "sync-"}
+
+func isTestSocketName(base string) bool {
+	for _, p := range testSocketPrefixes {
+		if strings.HasPrefix(base, p) {
+			return true
+		}
+	}
+	return false
+}
+
 func newSocketPath(n Node, prefix string) (string, error) {
 	p := path.Join(n.AgentDir(), prefix+rand.Text()[:10]+".sock")
 	return p, checkSocketPath(n.Name, p)

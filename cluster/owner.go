@@ -141,9 +141,25 @@ func (c *Controller) heldElsewhere(ctx context.Context, nc *NodeConn) *NodeHolde
 	if err != nil || h == nil || !time.Now().Before(h.Expires) {
 		return nil
 	}
+	if h.State != "" && h.State == StoreName(c.st) {
+		// Our own state's holder: its partition is live (and shown by
+		// this state), or was released or reclaimed here and its hold on
+		// the node is only waiting to lapse.
+		return nil
+	}
 	s, err := c.st.Load(ctx)
 	if err != nil || s.Partition(h.ID) != nil {
 		return nil
 	}
 	return h
+}
+
+// StoreName names a state store as the nodes' holders record it (its file
+// or its etcd prefix): how a controller tells its own holds from those of
+// a controller with another state.
+func StoreName(st Store) string {
+	if n, ok := st.(interface{ Path() string }); ok {
+		return n.Path()
+	}
+	return ""
 }

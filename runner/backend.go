@@ -193,7 +193,7 @@ func (b *backend) allocate(ctx context.Context, req AllocRequest) (*Partition, e
 		b.markServiceLog(ctx, nc)
 		// The node itself must agree first: another controller's test
 		// may hold it (backend_owner.go).
-		if err := cluster.AcquireNode(ctx, nc, p.ID, owner, storeName(b.store), cluster.NodeLease); err != nil {
+		if err := cluster.AcquireNode(ctx, nc, p.ID, owner, cluster.StoreName(b.store), cluster.NodeLease); err != nil {
 			return nil, b.nodeFailed(ctx, n.Name, err)
 		}
 		endHand := timeSpan(ctx, "partition: hand-over")

@@ -181,11 +181,3 @@ func waitReporter(say func(string)) func(cluster.Waiting) {
 			w.Since.Format(time.RFC3339), w.Position, w.Queued, why))
 	}
 }
-
-// storeName names the store for the nodes' owner records.
-func storeName(st cluster.Store) string {
-	if n, ok := st.(interface{ Path() string }); ok {
-		return n.Path()
-	}
-	return ""
-}

@@ -68,7 +68,10 @@ def test_resmgr_names_never_parsed_as_flags(recorded):
     for call in calls:
         with pytest.raises(vt_resmgr.ResourceManagerError):
             call()
-    assert rm.select_pool(EVIL, {}) is None  # no pool fits a type of that name
+    # A type of that name is taken as a type, and refused as an unknown one
+    # (not as a flag, and not as "no pool matches").
+    with pytest.raises(vt_resmgr.ResourceManagerError, match="unknown resource type"):
+        rm.select_pool(EVIL, {})
     argvs = recorded()
     assert len(argvs) == len(calls) + 1
     for argv in argvs:

@@ -280,6 +280,9 @@ def test_config_shows_multihost_settings_with_defaults(avocado):
         "multihost.cluster": "default",
         "multihost.hold_on_failure": "0",
         "multihost.lease": "600",
+        "multihost.priority": "0",
+        "multihost.quarantine_after": "0",
+        "multihost.retry_infra": "False",
         "multihost.state": "",
         "multihost.state_dir": "",
     }
