@@ -135,6 +135,9 @@ func TestSecurity_proxySlotsOfOthersDoNotStopTheBody(t *testing.T) {
 // the agent counted loopback per local user, those new connections
 // pushed out the caller's own before its headers were read, under load.
 func TestSecurity_tcpAgentSlotsOfALocalUser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a 25 s attack on a real agent: in make test, not in the fast loop (-short)")
+	}
 	a := startAgent(t, agentSpec{})
 	_, port, _ := strings.Cut(strings.TrimPrefix(strings.TrimSuffix(a.url, "/"), "http://"), ":")
 	stop := startHolders(t, "", "127.0.0.1", port, 1000, 25, "headers")
