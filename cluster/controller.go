@@ -405,9 +405,10 @@ func (c *Controller) FetchLogs(ctx context.Context, dir func(node string) string
 	return results, joinResults(results)
 }
 
-// NodeStatus is one row of `vtcluster status`.
+// NodeStatus is one row of `vtcluster status`; its JSON is that of
+// `vtcluster status --json`, which adds what other packages know.
 type NodeStatus struct {
-	Name       string         `json:"name"`
+	Name       string         `json:"node"`
 	Address    string         `json:"address"`
 	Bind       string         `json:"agent_bind"`
 	AgentUp    bool           `json:"agent_up"`
@@ -418,8 +419,11 @@ type NodeStatus struct {
 	Owner      string         `json:"owner,omitempty"`
 	// OwnerHost is the host of the partition's owner: with a shared
 	// (etcd) state, which controller machine holds the node.
-	OwnerHost string  `json:"owner_host,omitempty"`
-	LeaseLeft float64 `json:"lease_seconds_left,omitempty"`
+	OwnerHost string `json:"owner_host,omitempty"`
+	// LeaseLeft is in seconds. It is not in the JSON because 0 there must
+	// tell a lease that ran out from no partition: the CLI writes it as
+	// lease_seconds_left only with a partition.
+	LeaseLeft float64 `json:"-"`
 }
 
 // Status probes every node's agent in parallel and reports, with what the
