@@ -134,15 +134,9 @@ func netnsProcs(tb testing.TB, h lab.Host, argv ...string) []int {
 // labPIDs lists the processes of a lab host that match.
 func labPIDs(tb testing.TB, h lab.Host, match func(lab.Proc) bool) []int {
 	tb.Helper()
-	procs, err := h.Procs()
+	pids, err := h.PIDs(match)
 	if err != nil {
 		tb.Fatal(err)
-	}
-	var pids []int
-	for _, p := range procs {
-		if match(p) {
-			pids = append(pids, p.PID)
-		}
 	}
 	return pids
 }

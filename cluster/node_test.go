@@ -96,15 +96,11 @@ func connectNode(tb testing.TB, n Node, opts ConnectOptions) *NodeConn {
 // namespace tells them apart.
 func agentPIDs(tb testing.TB, h lab.Host) []int {
 	tb.Helper()
-	procs, err := h.Procs()
+	pids, err := h.PIDs(func(p lab.Proc) bool {
+		return len(p.Argv) > 1 && filepath.Base(p.Argv[0]) == agentBinaryName && p.Argv[1] == "agent"
+	})
 	if err != nil {
 		tb.Fatal(err)
-	}
-	var pids []int
-	for _, p := range procs {
-		if len(p.Argv) > 1 && filepath.Base(p.Argv[0]) == agentBinaryName && p.Argv[1] == "agent" {
-			pids = append(pids, p.PID)
-		}
 	}
 	return pids
 }
