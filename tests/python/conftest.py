@@ -6,6 +6,7 @@ runs them; ``make py-test`` does that through scripts/venv.sh.
 """
 
 import atexit
+import importlib
 import json
 import os
 import shutil
@@ -41,6 +42,19 @@ def binary_has_command(binary, *command):
         check=False,
     )
     return result.returncode == 0
+
+
+def import_virttest(*modules):
+    """The named virttest modules (avocado-framework-plugin-vt==113.0), or a
+    skip of the calling test module where they cannot be imported: the plain
+    test venv lacks virttest; ``scripts/venv.sh --vt`` builds one with it."""
+    try:
+        return [importlib.import_module(m) for m in modules]
+    except Exception as exc:  # ImportError, or virttest failing to initialise
+        pytest.skip(
+            f"virttest (avocado-framework-plugin-vt==113.0) is not importable: {exc!r}",
+            allow_module_level=True,
+        )
 
 
 @pytest.fixture(scope="session")

@@ -180,6 +180,30 @@ def wait_bounded(proc, seconds, what):
     return proc.returncode, out, err
 
 
+def run_jobs_together(jobs, spec):
+    """Run spec in one avocado job per (name, cli, env) at the same time and
+    wait for all; {name: (exit code, output, cli)}. A hang fails the test,
+    and no job outlives it."""
+    procs = []
+    try:
+        for name, cli, env in jobs:
+            proc = subprocess.Popen(
+                cli.argv("run", "--job-results-dir", str(cli.results), str(spec)),
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            )
+            procs.append((name, cli, proc))
+        outcomes = {}
+        for name, cli, proc in procs:
+            code, out, err = wait_bounded(proc, RUN_TIMEOUT_SECONDS, f"avocado {name}")
+            outcomes[name] = (code, out + err, cli)
+        return outcomes
+    finally:
+        for _, _, proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
 def assert_holder_came_and_went(job, test_dirs):
     """The job's SSH connection holder served the tests and ended with the
     job, leaving neither a process nor its socket."""
@@ -510,25 +534,8 @@ def test_parallel_jobs_never_share_a_node(cluster, tmp_path):
     jobs = []
     for name in ("job-a", "job-b"):
         cli = cluster.avocado(tmp_path / name, alloc_timeout=240)
-        proc = subprocess.Popen(
-            cli.argv("run", "--job-results-dir", str(cli.results), str(E2E / "pairs.json")),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=cluster.run_env(cli, E2E_USAGE_LOG=str(usage)),
-        )
-        jobs.append((name, cli, proc))
-    outcomes = {}
-    try:
-        for name, cli, proc in jobs:
-            code, out, err = wait_bounded(proc, RUN_TIMEOUT_SECONDS, f"avocado {name}")
-            outcomes[name] = (code, out + err, cli)
-    finally:
-        for _, _, proc in jobs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        jobs.append((name, cli, cluster.run_env(cli, E2E_USAGE_LOG=str(usage))))
+    outcomes = run_jobs_together(jobs, E2E / "pairs.json")
 
     for name, (code, output, cli) in outcomes.items():
         job = latest_job(cli)
