@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -18,12 +17,10 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/ssh"
-	"golang.org/x/crypto/ssh/knownhosts"
-
 	"github.com/vtcluster/vtcluster/cluster/lab"
 
 	"github.com/vtcluster/vtcluster/internal/testbin"
+	"github.com/vtcluster/vtcluster/internal/testutil"
 
 	"github.com/vtcluster/vtcluster/cluster/sshx"
 )
@@ -174,16 +171,8 @@ func TestConnect_hostKeyMismatchRefused(t *testing.T) {
 	n := labNodes(t, l, nil)[0]
 	// Record another key for the host, as if it had been reinstalled or
 	// someone were in the middle.
-	pub, _, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	line := knownhosts.Line([]string{knownhosts.Normalize(l.Hosts[0].Addr())}, other)
-	if err := os.WriteFile(l.KnownHosts, []byte(line+"\n"), 0o600); err != nil {
+	forged := testutil.ForgedKnownHost(t, l.Hosts[0].Addr())
+	if err := os.WriteFile(l.KnownHosts, []byte(forged), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	for _, accept := range []bool{false, true} {
@@ -193,7 +182,7 @@ func TestConnect_hostKeyMismatchRefused(t *testing.T) {
 			t.Fatalf("accept new keys %v: err = %v, want a *sshx.HostKeyError with Mismatch", accept, err)
 		}
 	}
-	if got := string(mustRead(t, l.KnownHosts)); got != line+"\n" {
+	if got := string(mustRead(t, l.KnownHosts)); got != forged {
 		t.Fatalf("known_hosts changed:\n%s", got)
 	}
 }

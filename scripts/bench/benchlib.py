@@ -166,6 +166,18 @@ def select(runs, server, key, value):
     return [r for r in runs if r["server"] == server and r[key] == value]
 
 
+def rows_by_load(runs, servers, key, values, stats):
+    """A row per load value: {key: value, server: stats(its runs at that
+    value) for each server}."""
+    rows = []
+    for value in values:
+        row = {key: value}
+        for name in servers:
+            row[name] = stats(select(runs, name, key, value))
+        rows.append(row)
+    return rows
+
+
 def medians(runs, *fields):
     """The median of each field over the runs, keyed by the field."""
     return {f: median([r[f] for r in runs]) for f in fields}
@@ -176,18 +188,23 @@ def covered(runs, servers, key, values):
     return all(select(runs, s, key, v) for s in servers for v in values)
 
 
-def add_common_args(p):
-    """The options every side-by-side benchmark takes."""
+def parse_args(p, argv):
+    """Parse argv with p's own options and those every side-by-side
+    benchmark takes."""
     p.add_argument("--go-label", default=None, help="how the table names ours")
     p.add_argument("--seconds", type=float, default=5)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--json", help="write every run and the summary here")
     p.add_argument("--workdir", help="keep the servers' files here (default: a temp dir, removed)")
-
-
-def check_seconds(p, args):
+    args = p.parse_args(argv)
     if args.seconds > 20 or args.seconds <= 0:
         p.error("--seconds must be in (0, 20]")
+    return args
+
+
+def int_list(text):
+    """A comma-separated list of counts ("1,4,16")."""
+    return [int(c) for c in text.split(",")]
 
 
 @contextlib.contextmanager

@@ -73,26 +73,25 @@ def one_run(args, name, conns, repeat, workdir):
     return rec
 
 
+def stats(rs):
+    return {
+        **bl.medians(rs, "records_per_sec", "server_cpu_us_per_record"),
+        "records_per_sec_range": bl.spread([r["records_per_sec"] for r in rs]),
+        "sent": sum(r["sent"] for r in rs),
+        "missing": sum(r["missing"] for r in rs),
+        "duplicated": sum(r["duplicated"] for r in rs),
+        "runs_with_loss": sum(1 for r in rs if not r["complete"]),
+        "runs": len(rs),
+        "hwm_kb": max(r["hwm_kb"] for r in rs),
+    }
+
+
 def summarize(runs, conns_list):
-    rows = []
-    for conns in conns_list:
-        row = {"conns": conns}
-        for name in ("upstream", "go"):
-            rs = bl.select(runs, name, "conns", conns)
-            row[name] = {
-                **bl.medians(rs, "records_per_sec", "server_cpu_us_per_record"),
-                "records_per_sec_range": bl.spread([r["records_per_sec"] for r in rs]),
-                "sent": sum(r["sent"] for r in rs),
-                "missing": sum(r["missing"] for r in rs),
-                "duplicated": sum(r["duplicated"] for r in rs),
-                "runs_with_loss": sum(1 for r in rs if not r["complete"]),
-                "runs": len(rs),
-                "hwm_kb": max(r["hwm_kb"] for r in rs),
-            }
+    rows = bl.rows_by_load(runs, ("upstream", "go"), "conns", conns_list, stats)
+    for row in rows:
         row["speedup"] = row["go"]["records_per_sec"] / row["upstream"]["records_per_sec"]
         up_cpu, go_cpu = row["upstream"]["server_cpu_us_per_record"], row["go"]["server_cpu_us_per_record"]
         row["cpu_ratio"] = up_cpu / go_cpu if up_cpu and go_cpu else None
-        rows.append(row)
     return rows
 
 
@@ -137,10 +136,8 @@ def main(argv=None):
     p.add_argument("--upstream-python", required=True, help="python of a venv with avocado-framework-plugin-vt")
     p.add_argument("--conns", default="1,4,16")
     p.add_argument("--stall", type=float, default=3)
-    bl.add_common_args(p)
-    args = p.parse_args(argv)
-    conns_list = [int(c) for c in args.conns.split(",")]
-    bl.check_seconds(p, args)
+    args = bl.parse_args(p, argv)
+    conns_list = bl.int_list(args.conns)
     go_label = args.go_label or args.go_server
 
     with bl.workdir(args.workdir, "vtc-logbench-") as workdir:

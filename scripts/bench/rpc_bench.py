@@ -82,24 +82,27 @@ def one_run(args, name, prefix, clients, repeat, workdir):
     return rec
 
 
+def stats(rs):
+    return {
+        **bl.medians(rs, *LATENCY, "rss_warm_kb", "rss_anon_warm_kb"),
+        "calls_per_sec_range": bl.spread([r["calls_per_sec"] for r in rs]),
+        "client_cpu_share": bl.median([r["client_cpu_seconds"] / r["seconds"] for r in rs]),
+        "hwm_kb": max(r["hwm_kb"] for r in rs),
+        "errors": sum(r["errors"] for r in rs),
+    }
+
+
+def floor_stats(rs):
+    return {**bl.medians(rs, *LATENCY), "p50_ms_range": bl.spread([r["p50_ms"] for r in rs])}
+
+
 def summarize(runs, labels, clients_list):
-    rows = []
-    for clients in clients_list:
-        row = {"clients": clients}
-        for name in labels:
-            rs = bl.select(runs, name, "clients", clients)
-            row[name] = {
-                **bl.medians(rs, *LATENCY, "rss_warm_kb", "rss_anon_warm_kb"),
-                "calls_per_sec_range": bl.spread([r["calls_per_sec"] for r in rs]),
-                "client_cpu_share": bl.median([r["client_cpu_seconds"] / r["seconds"] for r in rs]),
-                "hwm_kb": max(r["hwm_kb"] for r in rs),
-                "errors": sum(r["errors"] for r in rs),
-            }
+    rows = bl.rows_by_load(runs, labels, "clients", clients_list, stats)
+    for row in rows:
         row["speedup"] = row["go"]["calls_per_sec"] / row["python"]["calls_per_sec"]
         row["cpu_per_call_ratio"] = (
             row["python"]["server_cpu_us_per_call"] / row["go"]["server_cpu_us_per_call"]
         )
-        rows.append(row)
     mem = {}
     for name in labels:
         rs = [r for r in runs if r["server"] == name]
@@ -114,17 +117,9 @@ def summarize(runs, labels, clients_list):
 
 def summarize_floor(runs, floor_clients):
     """Per client count, the agent's median p50 over the floor's."""
-    rows = []
-    for clients in floor_clients:
-        row = {"clients": clients}
-        for name in ("go", "floor"):
-            rs = bl.select(runs, name, "clients", clients)
-            row[name] = {
-                **bl.medians(rs, *LATENCY),
-                "p50_ms_range": bl.spread([r["p50_ms"] for r in rs]),
-            }
+    rows = bl.rows_by_load(runs, ("go", "floor"), "clients", floor_clients, floor_stats)
+    for row in rows:
         row["p50_ratio"] = row["go"]["p50_ms"] / row["floor"]["p50_ms"]
-        rows.append(row)
     return rows
 
 
@@ -186,10 +181,8 @@ def main(argv=None):
     p.add_argument("--floor-clients", default="1", help="client counts at which the floor is measured")
     p.add_argument("--clients", default="1,4,16")
     p.add_argument("--warmup", type=float, default=1)
-    bl.add_common_args(p)
-    args = p.parse_args(argv)
-    clients_list = [int(c) for c in args.clients.split(",")]
-    bl.check_seconds(p, args)
+    args = bl.parse_args(p, argv)
+    clients_list = bl.int_list(args.clients)
 
     servers = {
         "python": [args.python, os.path.join(HERE, "pyagent.py")],
@@ -198,7 +191,7 @@ def main(argv=None):
     go_label = args.go_label or args.go_agent
     floor_clients = []
     if args.floor:
-        floor_clients = [c for c in (int(c) for c in args.floor_clients.split(",")) if c in clients_list]
+        floor_clients = [c for c in bl.int_list(args.floor_clients) if c in clients_list]
         if not floor_clients:
             print(f"rpc_bench: no floor run: --floor-clients {args.floor_clients} is not among "
                   f"--clients {args.clients}", file=sys.stderr)
