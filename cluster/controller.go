@@ -382,15 +382,7 @@ func (c *Controller) StopAgents(ctx context.Context, names ...string) ([]NodeRes
 		}
 		return "stopped", nc.StopAgent(ctx)
 	})
-	uerr := c.st.Update(ctx, func(s *State) error {
-		for _, r := range results {
-			if n := s.Node(r.Node); n != nil && r.OK {
-				n.Agent = AgentInfo{}
-			}
-		}
-		return nil
-	})
-	return results, errors.Join(joinResults(results), uerr)
+	return results, errors.Join(joinResults(results), c.forgetAgents(ctx, results))
 }
 
 // FetchLogs copies every named node's agent logs into dir/<node>/.
@@ -558,7 +550,13 @@ func (c *Controller) CleanupAgents(ctx context.Context, own []string, names ...s
 		}
 		return "agent stopped, " + n.AgentDir() + " removed", nil
 	})
-	uerr := c.st.Update(ctx, func(s *State) error {
+	return results, errors.Join(joinResults(results), c.forgetAgents(ctx, results))
+}
+
+// forgetAgents clears the agent record of every node whose result is OK:
+// its agent is stopped.
+func (c *Controller) forgetAgents(ctx context.Context, results []NodeResult) error {
+	return c.st.Update(ctx, func(s *State) error {
 		for _, r := range results {
 			if n := s.Node(r.Node); n != nil && r.OK {
 				n.Agent = AgentInfo{}
@@ -566,5 +564,4 @@ func (c *Controller) CleanupAgents(ctx context.Context, own []string, names ...s
 		}
 		return nil
 	})
-	return results, errors.Join(joinResults(results), uerr)
 }
