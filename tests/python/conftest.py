@@ -24,6 +24,14 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 RUN_TIMEOUT_SECONDS = 300
 
 
+def run_bounded(argv, timeout=RUN_TIMEOUT_SECONDS, **kwargs):
+    """Run argv to its end, without stdin and with its output captured as
+    text; a hang raises TimeoutExpired. The caller checks the exit status.
+    kwargs go to subprocess.run (env, cwd)."""
+    return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=timeout, check=False, **kwargs)
+
+
 def find_vtcluster():
     """Path of the built binary (env VTCLUSTER_BIN, else bin/vtcluster), or None."""
     candidate = os.environ.get("VTCLUSTER_BIN") or str(REPO_ROOT / "bin" / "vtcluster")
@@ -127,15 +135,10 @@ class AvocadoCLI:
 
     def __call__(self, *args, env=None, cwd=None):
         """Run avocado with args; return the CompletedProcess (text)."""
-        return subprocess.run(
+        return run_bounded(
             self.argv(*args),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
             env=self.env(env),
             cwd=cwd,
-            timeout=RUN_TIMEOUT_SECONDS,
-            check=False,
         )
 
 
@@ -221,23 +224,13 @@ class Lab:
 
     def status(self):
         """``vtcluster lab status`` as a CompletedProcess (exit 0 when all hosts are healthy)."""
-        return subprocess.run(
+        return run_bounded(
             [self.binary, "lab", "status", "--dir", str(self.dir)],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=RUN_TIMEOUT_SECONDS,
-            check=False,
         )
 
     def down(self):
-        return subprocess.run(
+        return run_bounded(
             [self.binary, "lab", "down", "--dir", str(self.dir)],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=RUN_TIMEOUT_SECONDS,
-            check=False,
         )
 
 
@@ -257,14 +250,9 @@ def lab(tmp_path_factory):
         pytest.skip("vtcluster binary not built: run `make build` or set VTCLUSTER_BIN")
     base = tmp_path_factory.mktemp("lab")
     directory, config = base / "lab", base / "cluster.json"
-    up = subprocess.run(
+    up = run_bounded(
         [binary, "lab", "up", "--hosts", str(LAB_HOSTS), "--dir", str(directory),
          "--cluster-config", str(config)],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT_SECONDS,
-        check=False,
     )
     down = [binary, "lab", "down", "--dir", str(directory)]
 

@@ -29,6 +29,7 @@ from conftest import (
     AvocadoCLI,
     cluster_env_for,
     read_proc_table,
+    run_bounded,
     venv_bin_dir,
 )
 
@@ -59,14 +60,9 @@ class Cluster:
         self.env = env
 
     def vtcluster(self, *args, check=True):
-        result = subprocess.run(
+        result = run_bounded(
             ["vtcluster", *args],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
             env=dict(os.environ, **self.env),
-            timeout=RUN_TIMEOUT_SECONDS,
-            check=False,
         )
         if check:
             assert result.returncode == 0, (
@@ -332,15 +328,10 @@ def test_vt_bootstrap_with_avocado_vt_registers_the_lab_and_upstream_does_not_de
         return cli, Cluster(lab, cluster_env_for(tmp_path / name / "state", cluster_bin_dir))
 
     def run(cli, cluster, *extra):
-        return subprocess.run(
+        return run_bounded(
             [cli.python, str(wrapper), "--config", str(cli.config), "vt-bootstrap",
              *upstream_args, "--vt-cluster-config", str(lab.cluster_config), *extra],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
             env=cli.env(dict(cluster.env, RECORD_FILE=str(record))),
-            timeout=RUN_TIMEOUT_SECONDS,
-            check=False,
         )
 
     # Control: with the shim's CLI plugin disabled, upstream gets the option
