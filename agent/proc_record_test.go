@@ -183,7 +183,7 @@ func TestProcessRecord_newAgentStopsWhatADeadOneLeft(t *testing.T) {
 	if !found {
 		t.Fatalf("no log line names what was stopped:\n%s", strings.Join(log.Lines(), "\n"))
 	}
-	if err := json.Unmarshal(mustRead(t, record), &rec); err != nil || len(rec.Groups) != 0 || rec.Agent != pgroup.Self() {
+	if err := json.Unmarshal(testutil.ReadFile(t, record), &rec); err != nil || len(rec.Groups) != 0 || rec.Agent != pgroup.Self() {
 		t.Fatalf("record not taken over: %+v %v", rec, err)
 	}
 	s.Close()
@@ -203,7 +203,7 @@ func TestProcessRecord_reusedPidIsNotStopped(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = other.Process.Kill(); _ = other.Wait() })
-	st := mustRead(t, fmt.Sprintf("/proc/%d/stat", other.Process.Pid))
+	st := testutil.ReadFile(t, fmt.Sprintf("/proc/%d/stat", other.Process.Pid))
 	f := strings.Fields(string(st[strings.LastIndexByte(string(st), ')')+1:]))
 	tick, _ := strconv.ParseUint(f[19], 10, 64)
 
@@ -232,13 +232,4 @@ func TestProcessRecord_badFile(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), record) {
 		t.Fatalf("got %v, want an error naming %s", err, record)
 	}
-}
-
-func mustRead(t *testing.T, path string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }

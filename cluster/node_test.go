@@ -134,7 +134,7 @@ func TestNodeConn_SetupAgentEnv_uploadsThenSkips(t *testing.T) {
 		t.Fatalf("first %+v, second %+v: want an upload, then a skip of the same content", first, second)
 	}
 	// Lab hosts share this machine's filesystem, so the copy is visible here.
-	want, got := mustRead(t, bin), mustRead(t, filepath.Join(n.AgentDir(), agentBinaryName))
+	want, got := testutil.ReadFile(t, bin), testutil.ReadFile(t, filepath.Join(n.AgentDir(), agentBinaryName))
 	if string(want) != string(got) {
 		t.Fatal("the deployed binary differs from the local one")
 	}
@@ -149,7 +149,7 @@ func TestNodeConn_SetupAgentEnv_refusesOtherArch_fakeELFHeader(t *testing.T) {
 	}
 	l := lab.Start(t, 1)
 	n := labNodes(t, l, nil)[0]
-	data := mustRead(t, agentBinaryForTest(t))
+	data := testutil.ReadFile(t, agentBinaryForTest(t))
 	data[18], data[19] = 0xb7, 0x00 // e_machine = EM_AARCH64, little endian
 	foreign := filepath.Join(t.TempDir(), "vtcluster-arm64")
 	if err := os.WriteFile(foreign, data, 0o755); err != nil {
@@ -182,7 +182,7 @@ func TestConnect_hostKeyMismatchRefused(t *testing.T) {
 			t.Fatalf("accept new keys %v: err = %v, want a *sshx.HostKeyError with Mismatch", accept, err)
 		}
 	}
-	if got := string(mustRead(t, l.KnownHosts)); got != forged {
+	if got := string(testutil.ReadFile(t, l.KnownHosts)); got != forged {
 		t.Fatalf("known_hosts changed:\n%s", got)
 	}
 }
@@ -310,7 +310,7 @@ func TestNodeConn_FetchAgentLogsAndCleanup(t *testing.T) {
 	if err := nc.FetchAgentLogs(ctx, local); err != nil {
 		t.Fatal(err)
 	}
-	if log := mustRead(t, filepath.Join(local, "agent.log")); !strings.Contains(string(log), "Agent daemon starting with PID") {
+	if log := testutil.ReadFile(t, filepath.Join(local, "agent.log")); !strings.Contains(string(log), "Agent daemon starting with PID") {
 		t.Fatalf("fetched agent.log lacks the start line:\n%s", log)
 	}
 	if err := nc.CleanupAgentEnv(ctx); err != nil {
@@ -406,6 +406,15 @@ func TestController_StartAgents_collectsPropertiesInParallel(t *testing.T) {
 			t.Errorf("%s: agent processes left: %v", h.Name, pids)
 		}
 	}
+	// The state forgets the stopped agents.
+	if s, err = st.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range s.Nodes {
+		if n.Agent != (AgentInfo{}) {
+			t.Errorf("%s: agent record %+v left after stop", n.Name, n.Agent)
+		}
+	}
 }
 
 // BenchmarkBringUp measures bringing up N hosts from nothing: deploy the
@@ -486,13 +495,4 @@ func testCtx(tb testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	tb.Cleanup(cancel)
 	return ctx
-}
-
-func mustRead(tb testing.TB, p string) []byte {
-	tb.Helper()
-	b, err := os.ReadFile(p)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return b
 }
