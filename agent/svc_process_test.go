@@ -11,7 +11,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -51,29 +50,8 @@ func newProcSvc(tb testing.TB, mod func(*ProcessConfig)) (*ProcessService, *test
 func checkProcGoroutinesSettle(tb testing.TB) {
 	tb.Helper()
 	tb.Cleanup(func() {
-		var leaked string
-		for range 500 {
-			leaked = procGoroutines()
-			if leaked == "" {
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		tb.Errorf("goroutines left behind:\n%s", leaked)
+		testutil.NoGoroutinesLeft(tb, 5*time.Second, "agent.(*ProcessService)", "pgroup.waitExited", "pgroup.(*Group)", "os/exec.")
 	})
-}
-
-func procGoroutines() string {
-	buf := make([]byte, 1<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	var out []string
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "agent.(*ProcessService)") || strings.Contains(g, "pgroup.waitExited") || strings.Contains(g, "pgroup.(*Group)") ||
-			strings.Contains(g, "os/exec.") {
-			out = append(out, g)
-		}
-	}
-	return strings.Join(out, "\n\n")
 }
 
 func procCall(tb testing.TB, s *ProcessService, method string, args ...any) (any, error) {
