@@ -1,9 +1,10 @@
 // Package testutil holds the helpers that tests of several packages need
 // alike: a buffer safe to read while another goroutine writes it, a slog
 // handler that records what a component logged, polling for a state
-// (Poll), goroutines left behind (NoGoroutinesLeft), reading a file
-// (ReadFile) and a forged known_hosts line (ForgedKnownHost). Only tests
-// import it (arch_test keeps it a leaf).
+// (Poll), goroutines left behind (NoGoroutinesLeft), XML-RPC replies as a
+// caller decodes them (Plain), reading a file (ReadFile) and a forged
+// known_hosts line (ForgedKnownHost). Only tests import it (arch_test keeps
+// it a leaf).
 package testutil
 
 import (
