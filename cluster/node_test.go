@@ -18,11 +18,9 @@ import (
 	"time"
 
 	"github.com/vtcluster/vtcluster/cluster/lab"
-
+	"github.com/vtcluster/vtcluster/cluster/sshx"
 	"github.com/vtcluster/vtcluster/internal/testbin"
 	"github.com/vtcluster/vtcluster/internal/testutil"
-
-	"github.com/vtcluster/vtcluster/cluster/sshx"
 )
 
 // The tests in this file drive real agents (the vtcluster binary itself,
