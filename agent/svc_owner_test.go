@@ -1,30 +1,11 @@
 package agent
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 )
-
-func ownerCall(tb testing.TB, s *OwnerService, method string, args ...any) (any, error) {
-	tb.Helper()
-	m, ok := s.Methods()[method]
-	if !ok {
-		tb.Fatalf("no method %q", method)
-	}
-	return m(context.Background(), Args(args))
-}
-
-func mustOwnerCall(tb testing.TB, s *OwnerService, method string, args ...any) any {
-	tb.Helper()
-	v, err := ownerCall(tb, s, method, args...)
-	if err != nil {
-		tb.Fatalf("%s: %v", method, err)
-	}
-	return v
-}
 
 // A clock the test moves, so lease expiry is checked without sleeping.
 type ownerClock struct{ t time.Time }
@@ -56,56 +37,56 @@ func TestOwnerService_defendsTheNode(t *testing.T) {
 	proc.GuardHandOver(s.CheckHandOver)
 
 	// Free node: the old protocol (stop_others alone) still works.
-	mustProcCall(t, proc, "stop_others", "p0")
-	mustOwnerCall(t, s, "acquire", "pa", ctlA, int64(30))
+	mustCall(t, proc, "stop_others", "p0")
+	mustCall(t, s, "acquire", "pa", ctlA, int64(30))
 	// The holder itself may hand over to itself (idempotent retry).
-	mustOwnerCall(t, s, "acquire", "pa", ctlA, int64(30))
-	mustProcCall(t, proc, "stop_others", "pa")
+	mustCall(t, s, "acquire", "pa", ctlA, int64(30))
+	mustCall(t, proc, "stop_others", "pa")
 
-	_, err := ownerCall(t, s, "acquire", "pb", ctlB, int64(30))
+	_, err := callMethod(t, s, "acquire", "pb", ctlB, int64(30))
 	procWantFault(t, err, NodeHeldFault, "held by owner 'pa' of controller host ctl-a (pid 100, job 'job-a', test '1-a')")
-	_, err = procCall(t, proc, "stop_others", "pb")
+	_, err = callMethod(t, proc, "stop_others", "pb")
 	procWantFault(t, err, NodeHeldFault, "refusing to hand it to owner 'pb'")
 
 	// Renewed past its first expiry: still held.
 	clk.t = clk.t.Add(25 * time.Second)
-	mustOwnerCall(t, s, "renew", "pa", int64(30))
+	mustCall(t, s, "renew", "pa", int64(30))
 	clk.t = clk.t.Add(25 * time.Second)
-	if _, err := ownerCall(t, s, "acquire", "pb", ctlB, int64(30)); err == nil {
+	if _, err := callMethod(t, s, "acquire", "pb", ctlB, int64(30)); err == nil {
 		t.Fatal("a renewed lease was taken over")
 	}
 
 	// The agent restarts: the record keeps the holder.
 	s = newOwnerSvc(t, path, clk)
 	proc.GuardHandOver(s.CheckHandOver)
-	_, err = procCall(t, proc, "stop_others", "pb")
+	_, err = callMethod(t, proc, "stop_others", "pb")
 	procWantFault(t, err, NodeHeldFault, "owner 'pa'")
-	if h := procMember(t, mustOwnerCall(t, s, "show"), "host"); h != "ctl-a" {
+	if h := procMember(t, mustCall(t, s, "show"), "host"); h != "ctl-a" {
 		t.Errorf("show after restart: host %v", h)
 	}
 
 	// A caller that proved the holder dead replaces it at once.
-	mustOwnerCall(t, s, "acquire", "pc", ctlB, int64(30), "pa")
+	mustCall(t, s, "acquire", "pc", ctlB, int64(30), "pa")
 	// The old owner's renewals now fail: it has lost the node.
-	_, err = ownerCall(t, s, "renew", "pa", int64(30))
+	_, err = callMethod(t, s, "renew", "pa", int64(30))
 	procWantFault(t, err, NodeHeldFault, "owner 'pc'")
 	// A release by someone else changes nothing; by the holder, frees it.
-	if v := mustOwnerCall(t, s, "release", "pa"); v != false {
+	if v := mustCall(t, s, "release", "pa"); v != false {
 		t.Errorf("release by a non-holder: %v", v)
 	}
-	if v := mustOwnerCall(t, s, "release", "pc"); v != true {
+	if v := mustCall(t, s, "release", "pc"); v != true {
 		t.Errorf("release by the holder: %v", v)
 	}
 	if _, err := os.Stat(path); !os.IsNotExist(err) {
 		t.Errorf("record left after release: %v", err)
 	}
-	mustOwnerCall(t, s, "acquire", "pb", ctlB, int64(30))
+	mustCall(t, s, "acquire", "pb", ctlB, int64(30))
 
 	// A holder that stops renewing (its controller died) loses the node
 	// when its lease ends.
 	clk.t = clk.t.Add(31 * time.Second)
-	mustOwnerCall(t, s, "acquire", "pd", ctlA, int64(30))
-	mustProcCall(t, proc, "stop_others", "pd")
+	mustCall(t, s, "acquire", "pd", ctlA, int64(30))
+	mustCall(t, proc, "stop_others", "pd")
 }
 
 func TestOwnerService_badArguments(t *testing.T) {
@@ -120,7 +101,7 @@ func TestOwnerService_badArguments(t *testing.T) {
 		{[]any{"p", "ctl", int64(30)}, "TypeError", "argument 'holder' must be dict"},
 		{[]any{"", ctlA, int64(30)}, "ValueError", "owner id is empty"},
 	} {
-		_, err := ownerCall(t, s, "acquire", tc.args...)
+		_, err := callMethod(t, s, "acquire", tc.args...)
 		procWantFault(t, err, tc.exc, tc.in)
 	}
 	// A record that cannot be read keeps the agent from starting rather
