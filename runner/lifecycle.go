@@ -109,6 +109,9 @@ type PartitionNode struct {
 	// Resources are the test's resources on this node by name: a
 	// volume's path, a tap port's interface name.
 	Resources map[string]string
+	// MACs are the guest NIC addresses the resource manager chose for
+	// the port resources' taps on this node, by resource name (vms.go).
+	MACs map[string]string
 }
 
 // ExecOptions tune Cluster.Exec.
@@ -480,6 +483,12 @@ func (r *testRun) resourcesStage(ctx context.Context, rs *runState) (outcome, bo
 					n.Resources = map[string]string{}
 				}
 				n.Resources[a.Name] = a.Value
+				if a.MAC != "" {
+					if n.MACs == nil {
+						n.MACs = map[string]string{}
+					}
+					n.MACs[a.Name] = a.MAC
+				}
 			}
 		}
 	}
