@@ -380,7 +380,7 @@ func tryAllocate(ctx context.Context, st Store, req *AllocRequest, log *slog.Log
 	if lease == 0 {
 		lease = DefaultLease
 	}
-	err = st.Update(ctx, func(s *State) error {
+	err = st.Update(WithFixedNodes(ctx), func(s *State) error {
 		p, busy, final = nil, nil, nil // never keep a result from an earlier call
 		rev = s.Revision
 		now := time.Now().UTC()
@@ -585,7 +585,7 @@ func (s *State) TakeReleased(kind string) []ReleasedClaim {
 // process on this host is gone, and returns them.
 func Reclaim(ctx context.Context, st Store, now time.Time) ([]Partition, error) {
 	var out []Partition
-	err := st.Update(ctx, func(s *State) error {
+	err := st.Update(WithFixedNodes(ctx), func(s *State) error {
 		out = nil
 		for _, r := range reclaimDead(s, now) {
 			out = append(out, r.part)
@@ -622,7 +622,7 @@ func Renew(ctx context.Context, st Store, id string, lease time.Duration) (*Part
 // second call returns an error wrapping ErrPartitionNotFound, which callers
 // that only want the nodes free may ignore.
 func Release(ctx context.Context, st Store, id string) error {
-	return st.Update(ctx, func(s *State) error {
+	return st.Update(WithFixedNodes(ctx), func(s *State) error {
 		i := slices.IndexFunc(s.Partitions, func(p Partition) bool { return p.ID == id })
 		if i < 0 {
 			return fmt.Errorf("cluster: release partition %s: %w", id, ErrPartitionNotFound)

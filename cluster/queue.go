@@ -332,7 +332,7 @@ func leaveQueue(ctx context.Context, st Store, t *queueTicket) {
 	}
 	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	_ = st.Update(lctx, func(s *State) error {
+	_ = st.Update(WithFixedNodes(lctx), func(s *State) error {
 		s.dequeue(t.id)
 		return nil
 	})

@@ -39,9 +39,9 @@ type Store struct {
 	// it freezes etcd at the one moment whose outcome is unknown.
 	beforeTxn func()
 
-	encMu sync.Mutex
-	enc   map[string]encodedNode // by node name
-	entMu sync.Mutex
+	nodesMu sync.Mutex
+	nodes   *nodeCache // nodes.go
+	entMu   sync.Mutex
 	ents  map[string]cachedEntity // by key
 }
 
@@ -90,12 +90,11 @@ type entity struct {
 type snapshot struct {
 	rev     int64
 	doc     *mvccpb.KeyValue
-	nodes   map[string]*mvccpb.KeyValue
+	nodes   *nodeCache
 	parts   map[string]*mvccpb.KeyValue
 	holders map[string]*mvccpb.KeyValue
-	seqs    map[string]int64 // by key
+	seqs    map[string]int64 // partition key -> seq
 	ttl     map[string]int64 // partition id -> seconds its lease has left
-	maxNode int64
 	maxPart int64
 }
 
@@ -106,11 +105,18 @@ func (sn *snapshot) modRev(kv *mvccpb.KeyValue) int64 {
 	return kv.ModRevision
 }
 
-// read fetches the whole cluster at one revision. ctx is the caller's;
-// octx carries the deadline of the whole operation, so a store call takes
-// one timeout however many requests it makes.
+// read fetches the cluster at one revision: the doc, the partitions and
+// holders, and the nodes through the node cache (nodes.go). ctx is the
+// caller's; octx carries the deadline of the whole operation, so a store
+// call takes one timeout however many requests it makes.
 func (s *Store) read(ctx, octx context.Context) (*snapshot, error) {
-	resp, err := s.cli.Get(octx, s.root, clientv3.WithPrefix())
+	c := s.cachedNodes()
+	ops := append([]clientv3.Op{
+		clientv3.OpGet(s.docKey()),
+		clientv3.OpGet(s.root+"partitions/", clientv3.WithPrefix()),
+		clientv3.OpGet(s.root+"holders/", clientv3.WithPrefix()),
+	}, s.nodeOps(c)...)
+	resp, err := s.cli.Txn(octx).Then(ops...).Commit()
 	if status.Code(err) == codes.ResourceExhausted {
 		return nil, fmt.Errorf("read state: etcd at %s: the keys under %q hold more than the %d MiB one read may bring; delete the keys there that are not vtcluster's (its own are doc, nodes/, partitions/ and holders/), or use another prefix or cluster name: %w",
 			s.location, s.root, MaxReadBytes>>20, err)
@@ -118,25 +124,32 @@ func (s *Store) read(ctx, octx context.Context) (*snapshot, error) {
 	if err != nil {
 		return nil, s.failed("read state", ctx, octx, err)
 	}
+	gets := make([]*clientv3.GetResponse, len(resp.Responses))
+	for i, r := range resp.Responses {
+		gets[i] = (*clientv3.GetResponse)(r.GetResponseRange())
+	}
 	sn := &snapshot{
 		rev:   resp.Header.Revision,
-		nodes: map[string]*mvccpb.KeyValue{}, parts: map[string]*mvccpb.KeyValue{},
-		holders: map[string]*mvccpb.KeyValue{}, seqs: map[string]int64{}, ttl: map[string]int64{},
+		parts: map[string]*mvccpb.KeyValue{}, holders: map[string]*mvccpb.KeyValue{}, seqs: map[string]int64{}, ttl: map[string]int64{},
 	}
-	for _, kv := range resp.Kvs {
-		rel := strings.TrimPrefix(string(kv.Key), s.root)
-		kind, name, _ := strings.Cut(rel, "/")
-		switch {
-		case rel == "doc":
-			sn.doc = kv
-		case kind == "nodes" && name != "":
-			sn.nodes[name] = kv
-		case kind == "partitions" && name != "":
-			sn.parts[name] = kv
-		case kind == "holders" && name != "":
-			sn.holders[name] = kv
+	if kvs := gets[0].Kvs; len(kvs) > 0 {
+		sn.doc = kvs[0]
+	}
+	for _, g := range []struct {
+		kvs  []*mvccpb.KeyValue
+		into map[string]*mvccpb.KeyValue
+	}{{gets[1].Kvs, sn.parts}, {gets[2].Kvs, sn.holders}} {
+		for _, kv := range g.kvs {
+			rel := strings.TrimPrefix(string(kv.Key), s.root)
+			if _, name, _ := strings.Cut(rel, "/"); name != "" && !strings.Contains(name, "/") {
+				g.into[name] = kv
+			}
 		}
 	}
+	if sn.nodes, err = s.applyNodes(ctx, octx, c, sn.rev, gets[3:]); err != nil {
+		return nil, err
+	}
+	s.keepNodes(sn.nodes)
 	return sn, nil
 }
 
@@ -144,7 +157,7 @@ func (s *Store) read(ctx, octx context.Context) (*snapshot, error) {
 // with cluster.UnmarshalState, so it gets the file store's checks. A
 // partition's Expires is when its lease ends as etcd counts it, seen from
 // this host's clock, so no clock but etcd's decides who holds a node.
-func (s *Store) state(ctx, octx context.Context, sn *snapshot) (*cluster.State, error) {
+func (s *Store) state(ctx, octx context.Context, sn *snapshot, fixed bool) (*cluster.State, error) {
 	doc := map[string]json.RawMessage{}
 	if sn.doc != nil {
 		if err := json.Unmarshal(sn.doc.Value, &doc); err != nil {
@@ -187,9 +200,7 @@ func (s *Store) state(ctx, octx context.Context, sn *snapshot) (*cluster.State, 
 		return buf.Bytes(), nil
 	}
 	var err error
-	if doc["nodes"], err = list(sn.nodes, &sn.maxNode); err != nil {
-		return nil, err
-	}
+	doc["nodes"] = json.RawMessage("[]")
 	if doc["partitions"], err = list(sn.parts, &sn.maxPart); err != nil {
 		return nil, err
 	}
@@ -198,7 +209,7 @@ func (s *Store) state(ctx, octx context.Context, sn *snapshot) (*cluster.State, 
 	if err != nil {
 		return nil, s.corrupt(s.docKey(), err)
 	}
-	st, err := cluster.UnmarshalState(data)
+	st, err := cluster.UnmarshalStateOn(data, sn.nodes.set, fixed)
 	if err != nil {
 		return nil, &cluster.StateError{Path: s.location, Err: err}
 	}
@@ -259,13 +270,10 @@ func (s *Store) entity(kv *mvccpb.KeyValue) (entity, error) {
 func (s *Store) pruneEntities(sn *snapshot) {
 	s.entMu.Lock()
 	defer s.entMu.Unlock()
-	if len(s.ents) <= len(sn.nodes)+len(sn.parts) {
+	if len(s.ents) <= len(sn.parts) {
 		return
 	}
-	live := make(map[string]bool, len(sn.nodes)+len(sn.parts))
-	for _, kv := range sn.nodes {
-		live[string(kv.Key)] = true
-	}
+	live := make(map[string]bool, len(sn.parts))
 	for _, kv := range sn.parts {
 		live[string(kv.Key)] = true
 	}
@@ -316,13 +324,15 @@ func (s *Store) Load(ctx context.Context) (*cluster.State, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.state(ctx, octx, sn)
+	return s.state(ctx, octx, sn, false)
 }
 
 // encoded is a state split into what the keys hold.
 type encoded struct {
-	doc    []byte
-	nodes  map[string][]byte
+	doc   []byte
+	nodes map[string][]byte // by name; the node cache's own when same
+	// same: the nodes are the cache's records, unchanged.
+	same   bool
 	parts  map[string][]byte
 	exp    map[string]time.Time // partition expiry
 	pnode  map[string][]string  // partition id -> its nodes
@@ -330,40 +340,26 @@ type encoded struct {
 	porder []string
 }
 
-// encodedNode is a node as last encoded, so an update does not encode
-// again, twice, every node of the lab it did not touch.
-type encodedNode struct {
-	node cluster.Node
-	b    []byte
-}
-
-func (s *Store) encodeNode(n cluster.Node) ([]byte, error) {
-	s.encMu.Lock()
-	defer s.encMu.Unlock()
-	if c, ok := s.enc[n.Name]; ok && cluster.SameNode(c.node, n) {
-		return c.b, nil
-	}
-	b, err := json.Marshal(n)
-	if err != nil {
-		return nil, err
-	}
-	if s.enc == nil || len(s.enc) > 4096 {
-		s.enc = map[string]encodedNode{} // bounded: start again
-	}
-	n.Labels, n.Properties = maps.Clone(n.Labels), maps.Clone(n.Properties)
-	s.enc[n.Name] = encodedNode{n, b}
-	return b, nil
-}
-
-func (s *Store) encode(st *cluster.State) (*encoded, error) {
-	e := &encoded{nodes: map[string][]byte{}, parts: map[string][]byte{}, exp: map[string]time.Time{}, pnode: map[string][]string{}}
-	for _, n := range st.Nodes {
-		b, err := s.encodeNode(n)
-		if err != nil {
-			return nil, fmt.Errorf("encode node %q: %w", n.Name, err)
+// encode splits st; its nodes are encoded only where they are not the
+// records of nc, as read.
+func (s *Store) encode(st *cluster.State, nc *nodeCache) (*encoded, error) {
+	e := &encoded{parts: map[string][]byte{}, exp: map[string]time.Time{}, pnode: map[string][]string{}}
+	if st.NodesUnchanged() {
+		e.nodes, e.same = nc.raw, true
+	} else {
+		e.nodes = map[string][]byte{}
+		for i := range st.Nodes {
+			n := &st.Nodes[i]
+			b, ok := nc.raw[n.Name]
+			if !ok || !nc.set.Has(n) {
+				var err error
+				if b, err = json.Marshal(n); err != nil {
+					return nil, fmt.Errorf("encode node %q: %w", n.Name, err)
+				}
+			}
+			e.nodes[n.Name] = b
+			e.order = append(e.order, n.Name)
 		}
-		e.nodes[n.Name] = b
-		e.order = append(e.order, n.Name)
 	}
 	for _, p := range st.Partitions {
 		b, err := json.Marshal(p)
@@ -434,10 +430,10 @@ func (s *Store) diff(sn *snapshot, before, after *encoded) (*plan, error) {
 		pl.ops = append(pl.ops, clientv3.OpPut(s.docKey(), string(after.doc)))
 	}
 	guardNode := func(n string) {
-		pl.guard(s.nodeKey(n), sn.modRev(sn.nodes[n]))
+		pl.guard(s.nodeKey(n), sn.modRev(sn.nodes.kvs[n]))
 		pl.guard(s.holderKey(n), sn.modRev(sn.holders[n]))
 	}
-	seq := sn.maxNode
+	seq := sn.nodes.maxSeq
 	for _, n := range after.order {
 		b := after.nodes[n]
 		if old, ok := before.nodes[n]; ok && bytes.Equal(old, b) {
@@ -445,7 +441,7 @@ func (s *Store) diff(sn *snapshot, before, after *encoded) (*plan, error) {
 		}
 		guardNode(n)
 		k := s.nodeKey(n)
-		sq, ok := sn.seqs[k]
+		sq, ok := sn.nodes.seqs[n]
 		if !ok {
 			seq++
 			sq = seq
@@ -457,6 +453,9 @@ func (s *Store) diff(sn *snapshot, before, after *encoded) (*plan, error) {
 		pl.ops = append(pl.ops, clientv3.OpPut(k, string(v)))
 	}
 	for n := range before.nodes {
+		if after.same {
+			break // the very same records
+		}
 		if _, ok := after.nodes[n]; !ok {
 			guardNode(n)
 			pl.ops = append(pl.ops, clientv3.OpDelete(s.nodeKey(n)))
@@ -589,11 +588,11 @@ func (s *Store) updateOnce(ctx context.Context, fn func(*cluster.State) error) (
 	if err != nil {
 		return false, err
 	}
-	st, err := s.state(ctx, octx, sn)
+	st, err := s.state(ctx, octx, sn, cluster.FixedNodes(ctx))
 	if err != nil {
 		return false, err
 	}
-	before, err := s.encode(st)
+	before, err := s.encode(st, sn.nodes)
 	if err != nil {
 		return false, err
 	}
@@ -603,7 +602,7 @@ func (s *Store) updateOnce(ctx context.Context, fn func(*cluster.State) error) (
 	if err := st.Validate(); err != nil {
 		return false, fmt.Errorf("refusing to save an invalid state: %w", err)
 	}
-	after, err := s.encode(st)
+	after, err := s.encode(st, sn.nodes)
 	if err != nil {
 		return false, err
 	}
