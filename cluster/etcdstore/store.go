@@ -42,7 +42,7 @@ type Store struct {
 	nodesMu sync.Mutex
 	nodes   *nodeCache // nodes.go
 	entMu   sync.Mutex
-	ents  map[string]cachedEntity // by key
+	ents    map[string]cachedEntity // by key
 }
 
 var (
