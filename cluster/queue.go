@@ -202,10 +202,13 @@ func (s *State) keptForQueue(t *queueTicket, idle []Node, now time.Time) map[str
 		me = *e
 	}
 	kept := map[string]string{}
-	avail := slices.Clone(idle)
+	var avail []Node // a copy of idle, made once a request is ahead
 	for _, e := range s.sortedQueue(now) {
 		if e.ID == t.id || !queueAhead(&e, &me, now) {
 			break
+		}
+		if avail == nil {
+			avail = slices.Clone(idle)
 		}
 		reqs, err := e.tagRequests()
 		if err != nil {

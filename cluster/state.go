@@ -284,12 +284,15 @@ func validateNode(n *Node) error {
 // validate checks the invariants every saved state keeps, so that neither
 // a bug nor a hand edit can make two partitions share a node. Nodes that
 // are still the records of the set the state was built on passed already.
-func (s *State) validate() error {
+func (s *State) validate() error { return s.validateKnown(s.NodesUnchanged()) }
+
+// validateKnown is validate for a caller that knows NodesUnchanged.
+func (s *State) validateKnown(unchanged bool) error {
 	if s.Version != StateVersion {
 		return fmt.Errorf("version is %d, expected %d", s.Version, StateVersion)
 	}
 	registered := func(name string) bool { _, ok := s.base.index[name]; return ok }
-	if !s.NodesUnchanged() {
+	if !unchanged {
 		names := make(map[string]bool, len(s.Nodes))
 		for i := range s.Nodes {
 			n := &s.Nodes[i]

@@ -156,10 +156,11 @@ func (s *FileStore) Update(ctx context.Context, fn func(*State) error) error {
 	if err := fn(st); err != nil {
 		return err
 	}
-	if err := st.validate(); err != nil {
+	unchanged := st.NodesUnchanged()
+	if err := st.validateKnown(unchanged); err != nil {
 		return fmt.Errorf("cluster: refusing to save an invalid state: %w", err)
 	}
-	if st.NodesUnchanged() && !info.legacy && info.nodesFile != "" {
+	if unchanged && !info.legacy && info.nodesFile != "" {
 		main, err := encodeMain(st, info.nodesFile)
 		if err != nil {
 			return fmt.Errorf("cluster: encode state: %w", err)
@@ -169,7 +170,7 @@ func (s *FileStore) Update(ctx context.Context, fn func(*State) error) error {
 		}
 		return s.write(s.path, main)
 	}
-	if st.NodesUnchanged() && info.legacy {
+	if unchanged && info.legacy {
 		if main, err := encodeMain(st, info.nodesFile); err == nil && bytes.Equal(main, before) {
 			return nil // a layout 1 file stays as it is until something changes
 		}
@@ -319,7 +320,7 @@ func (s *FileStore) read(fixed bool) (*State, readInfo, error) {
 		return nil, info, err
 	}
 	StateOn(st, set, fixed)
-	if err := st.validate(); err != nil {
+	if err := st.validateKnown(true); err != nil {
 		return nil, info, &StateError{Path: s.path, Err: err}
 	}
 	return st, info, nil

@@ -226,7 +226,7 @@ func UnmarshalStateOn(data []byte, ns *NodeSet, fixed bool) (*State, error) {
 		return nil, errors.New("the document holds nodes of its own")
 	}
 	StateOn(st, ns, fixed)
-	if err := st.validate(); err != nil {
+	if err := st.validateKnown(true); err != nil {
 		return nil, err
 	}
 	return st, nil

@@ -17,17 +17,25 @@ import (
 	"github.com/vtcluster/vtcluster/cluster"
 )
 
-// The node cache: an operation reads the nodes modified since the
-// revision the cache is current at (WithMinModRev) and their count, in the
-// same read as the partitions, so an allocation in a lab whose nodes did
-// not change brings no node record over the wire and decodes none, and the
-// State it works on is built on the same cluster.NodeSet as the last one.
-// A count that does not add up means nodes were deleted: then all node
-// keys are read again, at the same revision.
+// The node cache: an allocation in a lab of a thousand nodes should not
+// bring a thousand node records over the wire, nor make etcd read them
+// (a read filtered by revision still reads every value on the server).
+// So every write that changes node keys also puts the key nodes-changed,
+// and an operation reads, with the partitions and at the same revision,
+// only that key and the number of node keys (which etcd counts from its
+// index). While both are what the cache saw, the cache holds the nodes at
+// that revision; otherwise the nodes modified since the cache's revision
+// are read (WithMinModRev), and all of them if the count does not add up
+// (some were deleted). A writer that does not put nodes-changed (an older
+// vtcluster, a hand edit with etcdctl) is caught by the guards: a
+// transaction that touches a node compares its record's revision with the
+// one the cache holds, and a failed transaction, or a state that does not
+// check out, makes the next read ask for the nodes modified since.
 
 // nodeCache is the node records at one revision; never changed once made.
 type nodeCache struct {
-	rev    int64
+	rev    int64 // read at, or last checked against etcd at
+	marker int64 // mod revision of nodes-changed; 0: absent
 	kvs    map[string]*mvccpb.KeyValue // by node name
 	seqs   map[string]int64            // by node name: registration order
 	raw    map[string][]byte           // by node name: the record's JSON
@@ -45,25 +53,68 @@ func (s *Store) cachedNodes() *nodeCache {
 	return s.nodes
 }
 
-// nodeOps are the reads of the nodes that go with the read of the rest:
-// what changed after c's revision, and how many there are.
+func (s *Store) markerKey() string { return s.root + "nodes-changed" }
+
+// nodeOps are the reads of the nodes that go with the read of the rest.
 func (s *Store) nodeOps(c *nodeCache) []clientv3.Op {
-	if c == nil {
-		return []clientv3.Op{clientv3.OpGet(s.nodesPrefix(), clientv3.WithPrefix())}
-	}
-	return []clientv3.Op{
-		clientv3.OpGet(s.nodesPrefix(), clientv3.WithPrefix(), clientv3.WithMinModRev(c.rev+1)),
+	ops := []clientv3.Op{
+		clientv3.OpGet(s.markerKey()),
 		clientv3.OpGet(s.nodesPrefix(), clientv3.WithPrefix(), clientv3.WithCountOnly()),
 	}
+	if c == nil {
+		ops = append(ops, clientv3.OpGet(s.nodesPrefix(), clientv3.WithPrefix()))
+	}
+	return ops
+}
+
+// suspectNodes makes the next read check the nodes against etcd whatever
+// nodes-changed says.
+func (s *Store) suspectNodes() {
+	s.nodesMu.Lock()
+	s.nodesSuspect = true
+	s.nodesMu.Unlock()
 }
 
 // applyNodes returns the nodes at revision rev from c (nil: none cached)
-// and the answers to nodeOps(c).
-func (s *Store) applyNodes(ctx, octx context.Context, c *nodeCache, rev int64, resps []*clientv3.GetResponse) (*nodeCache, error) {
-	if c == nil {
-		return s.buildNodes(emptyNodes, rev, resps[0].Kvs, true)
+// and the answers to nodeOps(c); trusted says they came from the cache
+// on the word of nodes-changed alone.
+func (s *Store) applyNodes(ctx, octx context.Context, c *nodeCache, rev int64, resps []*clientv3.GetResponse) (nc *nodeCache, trusted bool, err error) {
+	var marker int64
+	if kvs := resps[0].Kvs; len(kvs) > 0 {
+		marker = kvs[0].ModRevision
 	}
-	changed, count := resps[0].Kvs, resps[1].Count
+	count := resps[1].Count
+	if c == nil {
+		nc, err = s.buildNodes(emptyNodes, rev, resps[2].Kvs, true)
+		if nc != nil {
+			nc.marker = marker
+		}
+		return nc, false, err
+	}
+	s.nodesMu.Lock()
+	suspect := s.nodesSuspect
+	s.nodesSuspect = false
+	s.nodesMu.Unlock()
+	if !suspect && marker != 0 && marker == c.marker && count == int64(len(c.kvs)) {
+		// c.rev stays the revision c was last checked at, so that a
+		// check after a suspicion reads every change since.
+		return c, true, nil
+	}
+	nc, err = s.changedNodes(ctx, octx, c, rev, count)
+	if nc != nil {
+		nc.marker = marker
+	}
+	return nc, false, err
+}
+
+// changedNodes reads the nodes modified after c's revision, at rev, and
+// all of them if that does not account for count.
+func (s *Store) changedNodes(ctx, octx context.Context, c *nodeCache, rev, count int64) (*nodeCache, error) {
+	resp, err := s.cli.Get(octx, s.nodesPrefix(), clientv3.WithPrefix(), clientv3.WithMinModRev(c.rev+1), clientv3.WithRev(rev))
+	if err != nil {
+		return nil, s.failed("read nodes", ctx, octx, err)
+	}
+	changed := resp.Kvs
 	known := int64(len(c.kvs))
 	for _, kv := range changed {
 		if _, ok := c.kvs[s.nodeName(kv)]; !ok {
@@ -79,9 +130,6 @@ func (s *Store) applyNodes(ctx, octx context.Context, c *nodeCache, rev int64, r
 		return s.buildNodes(emptyNodes, rev, resp.Kvs, true)
 	}
 	if len(changed) == 0 {
-		if rev == c.rev {
-			return c, nil
-		}
 		next := *c
 		next.rev = rev
 		return &next, nil

@@ -39,8 +39,9 @@ type Store struct {
 	// it freezes etcd at the one moment whose outcome is unknown.
 	beforeTxn func()
 
-	nodesMu sync.Mutex
-	nodes   *nodeCache // nodes.go
+	nodesMu      sync.Mutex
+	nodes        *nodeCache // nodes.go
+	nodesSuspect bool
 	entMu   sync.Mutex
 	ents    map[string]cachedEntity // by key
 }
@@ -69,6 +70,10 @@ func (s *Store) opCtx(ctx context.Context) (context.Context, context.CancelFunc)
 // failed words an error of a request, naming the store, and the timeout
 // when that is what ended it, so "etcd is down" reads as such.
 func (s *Store) failed(what string, ctx, octx context.Context, err error) error {
+	if status.Code(err) == codes.ResourceExhausted {
+		return fmt.Errorf("%s: etcd at %s: the keys under %q hold more than the %d MiB one read may bring; delete the keys there that are not vtcluster's (its own are doc, nodes-changed, nodes/, partitions/ and holders/), or use another prefix or cluster name: %w",
+			what, s.location, s.root, MaxReadBytes>>20, err)
+	}
 	if ctx.Err() == nil && octx.Err() != nil {
 		hint := "is it running and reachable?"
 		if s.tls {
@@ -91,6 +96,7 @@ type snapshot struct {
 	rev     int64
 	doc     *mvccpb.KeyValue
 	nodes   *nodeCache
+	trusted bool // nodes from the cache on the word of nodes-changed
 	parts   map[string]*mvccpb.KeyValue
 	holders map[string]*mvccpb.KeyValue
 	seqs    map[string]int64 // partition key -> seq
@@ -117,10 +123,6 @@ func (s *Store) read(ctx, octx context.Context) (*snapshot, error) {
 		clientv3.OpGet(s.root+"holders/", clientv3.WithPrefix()),
 	}, s.nodeOps(c)...)
 	resp, err := s.cli.Txn(octx).Then(ops...).Commit()
-	if status.Code(err) == codes.ResourceExhausted {
-		return nil, fmt.Errorf("read state: etcd at %s: the keys under %q hold more than the %d MiB one read may bring; delete the keys there that are not vtcluster's (its own are doc, nodes/, partitions/ and holders/), or use another prefix or cluster name: %w",
-			s.location, s.root, MaxReadBytes>>20, err)
-	}
 	if err != nil {
 		return nil, s.failed("read state", ctx, octx, err)
 	}
@@ -146,7 +148,7 @@ func (s *Store) read(ctx, octx context.Context) (*snapshot, error) {
 			}
 		}
 	}
-	if sn.nodes, err = s.applyNodes(ctx, octx, c, sn.rev, gets[3:]); err != nil {
+	if sn.nodes, sn.trusted, err = s.applyNodes(ctx, octx, c, sn.rev, gets[3:]); err != nil {
 		return nil, err
 	}
 	s.keepNodes(sn.nodes)
@@ -320,11 +322,27 @@ func (s *Store) corrupt(key string, err error) error {
 func (s *Store) Load(ctx context.Context) (*cluster.State, error) {
 	octx, cancel := s.opCtx(ctx)
 	defer cancel()
-	sn, err := s.read(ctx, octx)
-	if err != nil {
-		return nil, err
+	_, st, err := s.readState(ctx, octx, false)
+	return st, err
+}
+
+// readState reads the state at one revision. A state that does not check
+// out with nodes the cache held on the word of nodes-changed alone is
+// read again, nodes checked against etcd, before it is called corrupt.
+func (s *Store) readState(ctx, octx context.Context, fixed bool) (*snapshot, *cluster.State, error) {
+	for {
+		sn, err := s.read(ctx, octx)
+		if err != nil {
+			return nil, nil, err
+		}
+		st, err := s.state(ctx, octx, sn, fixed)
+		var se *cluster.StateError
+		if errors.As(err, &se) && sn.trusted {
+			s.suspectNodes()
+			continue
+		}
+		return sn, st, err
 	}
-	return s.state(ctx, octx, sn, false)
 }
 
 // encoded is a state split into what the keys hold.
@@ -341,10 +359,11 @@ type encoded struct {
 }
 
 // encode splits st; its nodes are encoded only where they are not the
-// records of nc, as read.
-func (s *Store) encode(st *cluster.State, nc *nodeCache) (*encoded, error) {
+// records of nc, as read. same is st.NodesUnchanged(), which the caller
+// knows.
+func (s *Store) encode(st *cluster.State, nc *nodeCache, same bool) (*encoded, error) {
 	e := &encoded{parts: map[string][]byte{}, exp: map[string]time.Time{}, pnode: map[string][]string{}}
-	if st.NodesUnchanged() {
+	if same {
 		e.nodes, e.same = nc.raw, true
 	} else {
 		e.nodes = map[string][]byte{}
@@ -433,6 +452,7 @@ func (s *Store) diff(sn *snapshot, before, after *encoded) (*plan, error) {
 		pl.guard(s.nodeKey(n), sn.modRev(sn.nodes.kvs[n]))
 		pl.guard(s.holderKey(n), sn.modRev(sn.holders[n]))
 	}
+	nodeOpsFrom := len(pl.ops)
 	seq := sn.nodes.maxSeq
 	for _, n := range after.order {
 		b := after.nodes[n]
@@ -460,6 +480,10 @@ func (s *Store) diff(sn *snapshot, before, after *encoded) (*plan, error) {
 			guardNode(n)
 			pl.ops = append(pl.ops, clientv3.OpDelete(s.nodeKey(n)))
 		}
+	}
+	if len(pl.ops) > nodeOpsFrom {
+		// Tell every reader's node cache (nodes.go).
+		pl.ops = append(pl.ops, clientv3.OpPut(s.markerKey(), ""))
 	}
 
 	// Partitions, with the lease each one's keys will carry.
@@ -584,15 +608,11 @@ func (s *Store) Update(ctx context.Context, fn func(*cluster.State) error) error
 func (s *Store) updateOnce(ctx context.Context, fn func(*cluster.State) error) (done bool, err error) {
 	octx, cancel := s.opCtx(ctx)
 	defer cancel()
-	sn, err := s.read(ctx, octx)
+	sn, st, err := s.readState(ctx, octx, cluster.FixedNodes(ctx))
 	if err != nil {
 		return false, err
 	}
-	st, err := s.state(ctx, octx, sn, cluster.FixedNodes(ctx))
-	if err != nil {
-		return false, err
-	}
-	before, err := s.encode(st, sn.nodes)
+	before, err := s.encode(st, sn.nodes, true) // as just built on them
 	if err != nil {
 		return false, err
 	}
@@ -602,7 +622,7 @@ func (s *Store) updateOnce(ctx context.Context, fn func(*cluster.State) error) (
 	if err := st.Validate(); err != nil {
 		return false, fmt.Errorf("refusing to save an invalid state: %w", err)
 	}
-	after, err := s.encode(st, sn.nodes)
+	after, err := s.encode(st, sn.nodes, st.NodesUnchanged())
 	if err != nil {
 		return false, err
 	}
@@ -678,6 +698,9 @@ func (s *Store) commit(ctx, octx context.Context, sn *snapshot, pl *plan) (bool,
 		return false, s.failed("save state", ctx, octx, err)
 	}
 	if !resp.Succeeded {
+		// Another writer came first, or a node changed behind
+		// nodes-changed's back: read the nodes afresh too.
+		s.suspectNodes()
 		s.revoke(octx, granted...)
 		return false, nil
 	}
