@@ -34,8 +34,8 @@ import (
 
 // nodeCache is the node records at one revision; never changed once made.
 type nodeCache struct {
-	rev    int64 // read at, or last checked against etcd at
-	marker int64 // mod revision of nodes-changed; 0: absent
+	rev    int64                       // read at, or last checked against etcd at
+	marker int64                       // mod revision of nodes-changed; 0: absent
 	kvs    map[string]*mvccpb.KeyValue // by node name
 	seqs   map[string]int64            // by node name: registration order
 	raw    map[string][]byte           // by node name: the record's JSON

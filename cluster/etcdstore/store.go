@@ -42,8 +42,8 @@ type Store struct {
 	nodesMu      sync.Mutex
 	nodes        *nodeCache // nodes.go
 	nodesSuspect bool
-	entMu   sync.Mutex
-	ents    map[string]cachedEntity // by key
+	entMu        sync.Mutex
+	ents         map[string]cachedEntity // by key
 }
 
 var (
