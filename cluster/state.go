@@ -15,7 +15,9 @@ import (
 	"github.com/vtcluster/vtcluster/agent/py"
 )
 
-// StateVersion is the state file format this package reads and writes.
+// StateVersion is the version of the state document (MarshalState, the
+// etcd store's doc, and the file store's layout 1, which it still reads;
+// the file store now writes layout 2, state_file.go).
 const StateVersion = 1
 
 var (
@@ -292,7 +294,7 @@ func (s *State) validateKnown(unchanged bool) error {
 		return fmt.Errorf("version is %d, expected %d", s.Version, StateVersion)
 	}
 	registered := func(name string) bool { _, ok := s.base.index[name]; return ok }
-	if !unchanged {
+	if !unchanged || s.base == nil {
 		names := make(map[string]bool, len(s.Nodes))
 		for i := range s.Nodes {
 			n := &s.Nodes[i]

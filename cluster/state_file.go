@@ -149,6 +149,7 @@ func (s *FileStore) Update(ctx context.Context, fn func(*State) error) error {
 		return err
 	}
 	s.removeStale(info.nodesFile)
+	built := st.base
 	before, err := encodeMain(st, info.nodesFile)
 	if err != nil {
 		return fmt.Errorf("cluster: encode state: %w", err)
@@ -156,7 +157,7 @@ func (s *FileStore) Update(ctx context.Context, fn func(*State) error) error {
 	if err := fn(st); err != nil {
 		return err
 	}
-	unchanged := st.NodesUnchanged()
+	unchanged := st.NodesAre(built)
 	if err := st.validateKnown(unchanged); err != nil {
 		return fmt.Errorf("cluster: refusing to save an invalid state: %w", err)
 	}

@@ -221,3 +221,25 @@ func TestFileStore_refusesABadNodesFile(t *testing.T) {
 		})
 	}
 }
+
+// A state built on another store's node set, copied in whole (as `state
+// migrate` does), has its nodes written: they are not this store's.
+func TestFileStore_stateFromAnotherStoreIsWrittenWhole(t *testing.T) {
+	st := newTestStore(t)
+	registerNodes(t, st, 1)
+	set, err := NewNodeSet([]Node{testNode("m1", "10.1.0.1"), testNode("m2", "10.1.0.2")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := UnmarshalStateOn([]byte(`{"version": 1, "nodes": [], "partitions": []}`), set, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Update(context.Background(), func(s *State) error { *s = *src; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	s, err := st.Load(context.Background())
+	if err != nil || len(s.Nodes) != 2 || s.Node("m2") == nil || s.Node("n1") != nil {
+		t.Fatalf("got %v %+v, want m1 and m2 only", err, s)
+	}
+}

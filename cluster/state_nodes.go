@@ -105,9 +105,15 @@ func StateOn(st *State, ns *NodeSet, fixed bool) {
 
 // NodesUnchanged reports whether s's nodes are still the records of the
 // set s was built on (StateOn), in the same order.
-func (s *State) NodesUnchanged() bool {
+func (s *State) NodesUnchanged() bool { return s.NodesAre(s.base) }
+
+// NodesAre reports whether s was built on ns (StateOn) and its nodes are
+// still ns's records, in the same order. A store asks it of the set it
+// built s on: a state copied over from another store (*s = *other) is
+// built on another set, and its nodes are written.
+func (s *State) NodesAre(ns *NodeSet) bool {
 	b := s.base
-	if b == nil || len(s.Nodes) != len(b.nodes) {
+	if b == nil || b != ns || len(s.Nodes) != len(b.nodes) {
 		return false
 	}
 	for i := range s.Nodes {

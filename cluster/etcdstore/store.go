@@ -359,7 +359,7 @@ type encoded struct {
 }
 
 // encode splits st; its nodes are encoded only where they are not the
-// records of nc, as read. same is st.NodesUnchanged(), which the caller
+// records of nc, as read. same is st.NodesAre(nc.set), which the caller
 // knows.
 func (s *Store) encode(st *cluster.State, nc *nodeCache, same bool) (*encoded, error) {
 	e := &encoded{parts: map[string][]byte{}, exp: map[string]time.Time{}, pnode: map[string][]string{}}
@@ -622,7 +622,7 @@ func (s *Store) updateOnce(ctx context.Context, fn func(*cluster.State) error) (
 	if err := st.Validate(); err != nil {
 		return false, fmt.Errorf("refusing to save an invalid state: %w", err)
 	}
-	after, err := s.encode(st, sn.nodes, st.NodesUnchanged())
+	after, err := s.encode(st, sn.nodes, st.NodesAre(sn.nodes.set))
 	if err != nil {
 		return false, err
 	}
