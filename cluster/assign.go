@@ -139,15 +139,15 @@ func checkAssignInput(reqs []TagRequest, cands []Candidate) error {
 		}
 		tags[r.Tag] = true
 	}
-	names := map[string]bool{}
+	names := make(map[string]struct{}, len(cands))
 	for i, c := range cands {
 		if c.Name == "" {
 			return fmt.Errorf("cluster: assign: candidate %d has an empty name", i)
 		}
-		if names[c.Name] {
+		if _, dup := names[c.Name]; dup {
 			return fmt.Errorf("cluster: assign: candidate %q is listed twice", c.Name)
 		}
-		names[c.Name] = true
+		names[c.Name] = struct{}{}
 	}
 	return nil
 }

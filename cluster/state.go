@@ -238,10 +238,20 @@ func (s *State) NodeByTag(partitionID, tag string) (*Node, error) {
 // now, in registration order. It does not look at owner processes: only
 // Reclaim and Allocate decide that an owner is gone.
 func (s *State) IdleNodes(now time.Time) []Node {
-	var idle []Node
-	for _, n := range s.Nodes {
-		if p := s.partitionOf(n.Name); p == nil || !p.Live(now) {
-			idle = append(idle, n)
+	// One pass over the partitions, not one per node: a lab has far more
+	// nodes than partitions.
+	held := map[string]bool{}
+	for i := range s.Partitions {
+		if p := &s.Partitions[i]; p.Live(now) {
+			for _, a := range p.Nodes {
+				held[a.Node] = true
+			}
+		}
+	}
+	idle := make([]Node, 0, len(s.Nodes)-min(len(held), len(s.Nodes)))
+	for i := range s.Nodes {
+		if !held[s.Nodes[i].Name] {
+			idle = append(idle, s.Nodes[i])
 		}
 	}
 	return idle

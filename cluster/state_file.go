@@ -261,18 +261,21 @@ func (s *FileStore) nodesFileGen(name string) (uint64, bool) {
 // removed after one). Only called under the exclusive lock, when no writer
 // can be using them and no reader can be about to read them.
 func (s *FileStore) removeStale(current string) {
-	for _, pat := range []string{atomicfile.TempGlob(s.path), atomicfile.TempGlob(filepath.Join(s.dir, s.cluster+".nodes+*.json"))} {
-		temps, _ := filepath.Glob(pat)
-		for _, t := range temps {
-			os.Remove(t)
-		}
-	}
-	nodes, _ := filepath.Glob(filepath.Join(s.dir, s.cluster+".nodes+*.json"))
-	for _, m := range nodes {
-		if base := filepath.Base(m); base != current {
-			if _, ok := s.nodesFileGen(base); ok {
-				os.Remove(m)
+	temps := []string{filepath.Base(atomicfile.TempGlob(s.path)), filepath.Base(atomicfile.TempGlob(filepath.Join(s.dir, s.cluster+".nodes+*.json")))}
+	entries, _ := os.ReadDir(s.dir)
+	for _, e := range entries {
+		name := e.Name()
+		stale := false
+		for _, pat := range temps {
+			if ok, _ := filepath.Match(pat, name); ok {
+				stale = true
 			}
+		}
+		if _, ok := s.nodesFileGen(name); ok && name != current {
+			stale = true
+		}
+		if stale {
+			os.Remove(filepath.Join(s.dir, name))
 		}
 	}
 }
