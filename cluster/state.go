@@ -477,15 +477,9 @@ func decodeDoc(data []byte) (*State, error) {
 	if *head.Version != StateVersion {
 		return nil, fmt.Errorf("%w %d (this vtcluster reads version %d; was it written by a newer one?)", ErrStateVersion, *head.Version, StateVersion)
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	dec.UseNumber()
 	st := new(State)
-	if err := dec.Decode(st); err != nil {
-		return nil, describeJSONError(data, err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("unexpected data after the state object")
+	if err := decodeStrict(data, st, "state"); err != nil {
+		return nil, err
 	}
 	for i := range st.Nodes {
 		if err := restoreNodeNumbers(&st.Nodes[i]); err != nil {
@@ -509,6 +503,22 @@ func compactOpaque(st *State) {
 	for i := range st.Released {
 		st.Released[i].Spec = compactJSON(st.Released[i].Spec)
 	}
+}
+
+// decodeStrict decodes data, one JSON value of what (a "state", a "node
+// record"), into v as every state record is read: no unknown field, no
+// data after it, numbers kept as json.Number for restoreStateNumbers.
+func decodeStrict(data []byte, v any, what string) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	dec.UseNumber()
+	if err := dec.Decode(v); err != nil {
+		return describeJSONError(data, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return fmt.Errorf("unexpected data after the %s object", what)
+	}
+	return nil
 }
 
 // compactJSON returns raw without insignificant space; invalid input is

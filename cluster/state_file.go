@@ -340,14 +340,8 @@ func (s *FileStore) decodeMain(data []byte, version *int) (*State, string, error
 		return nil, "", fmt.Errorf("%w %d (this vtcluster reads versions %d and %d; was it written by a newer one?)", ErrStateVersion, *version, StateVersion, fileLayout)
 	}
 	doc := mainDoc{State: new(State)}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	dec.UseNumber()
-	if err := dec.Decode(&doc); err != nil {
-		return nil, "", describeJSONError(data, err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, "", errors.New("unexpected data after the state object")
+	if err := decodeStrict(data, &doc, "state"); err != nil {
+		return nil, "", err
 	}
 	if doc.Nodes != nil {
 		return nil, "", fmt.Errorf("\"nodes\" in a version %d file: the nodes belong in the file \"nodes_file\" names", fileLayout)
@@ -445,14 +439,8 @@ func (s *FileStore) loadNodes(name string) (*NodeSet, error) {
 // decodeNodes decodes and checks a nodes file.
 func decodeNodes(data []byte) (*NodeSet, error) {
 	var doc nodesDoc
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	dec.UseNumber()
-	if err := dec.Decode(&doc); err != nil {
-		return nil, describeJSONError(data, err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("unexpected data after the nodes object")
+	if err := decodeStrict(data, &doc, "nodes"); err != nil {
+		return nil, err
 	}
 	if doc.Version != fileLayout {
 		return nil, fmt.Errorf("%w %d in a nodes file (this vtcluster writes %d)", ErrStateVersion, doc.Version, fileLayout)

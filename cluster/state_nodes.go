@@ -1,12 +1,10 @@
 package cluster
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"reflect"
 	"slices"
@@ -191,14 +189,8 @@ func sameValue(a, b any) bool {
 // key.
 func DecodeNode(data []byte) (Node, error) {
 	var n Node
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	dec.UseNumber()
-	if err := dec.Decode(&n); err != nil {
-		return Node{}, describeJSONError(data, err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return Node{}, errors.New("unexpected data after the node record")
+	if err := decodeStrict(data, &n, "node record"); err != nil {
+		return Node{}, err
 	}
 	if err := restoreNodeNumbers(&n); err != nil {
 		return Node{}, err
