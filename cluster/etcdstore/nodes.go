@@ -176,14 +176,8 @@ func (s *Store) buildNodes(c *nodeCache, rev int64, kvs []*mvccpb.KeyValue, whol
 		next.maxSeq = max(next.maxSeq, e.Seq)
 		nodes[name] = n
 	}
-	// Registration (creation) order, as in the state file.
 	names := slices.Collect(maps.Keys(nodes))
-	slices.SortFunc(names, func(a, b string) int {
-		if next.seqs[a] != next.seqs[b] {
-			return int(next.seqs[a] - next.seqs[b])
-		}
-		return strings.Compare(a, b)
-	})
+	slices.SortFunc(names, func(a, b string) int { return bySeq(next.seqs[a], next.seqs[b], a, b) })
 	list := make([]cluster.Node, len(names))
 	for i, name := range names {
 		list[i] = nodes[name]

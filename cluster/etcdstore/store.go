@@ -4,6 +4,7 @@ package etcdstore
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -155,8 +156,9 @@ func (s *Store) read(ctx, octx context.Context) (*snapshot, error) {
 	return sn, nil
 }
 
-// state assembles the snapshot into one state document and decodes it
-// with cluster.UnmarshalState, so it gets the file store's checks. A
+// state assembles the snapshot, but for its nodes, into one state
+// document and decodes it with cluster.UnmarshalStateOn on the cached
+// node set, so it gets the file store's checks. A
 // partition's Expires is when its lease ends as etcd counts it, seen from
 // this host's clock, so no clock but etcd's decides who holds a node.
 func (s *Store) state(ctx, octx context.Context, sn *snapshot, fixed bool) (*cluster.State, error) {
@@ -183,13 +185,7 @@ func (s *Store) state(ctx, octx context.Context, sn *snapshot, fixed bool) (*clu
 			*top = max(*top, e.Seq)
 			items = append(items, item{name, e})
 		}
-		// Registration (creation) order, as in the state file.
-		slices.SortFunc(items, func(a, b item) int {
-			if a.e.Seq != b.e.Seq {
-				return int(a.e.Seq - b.e.Seq)
-			}
-			return strings.Compare(a.name, b.name)
-		})
+		slices.SortFunc(items, func(a, b item) int { return bySeq(a.e.Seq, b.e.Seq, a.name, b.name) })
 		var buf bytes.Buffer
 		buf.WriteByte('[')
 		for i, it := range items {
@@ -234,6 +230,15 @@ func (s *Store) state(ctx, octx context.Context, sn *snapshot, fixed bool) (*clu
 	}
 	st.Revision = sn.rev
 	return st, nil
+}
+
+// bySeq orders records by registration (creation) order, as in the state
+// file, then by name.
+func bySeq(seqA, seqB int64, a, b string) int {
+	if seqA != seqB {
+		return cmp.Compare(seqA, seqB)
+	}
+	return strings.Compare(a, b)
 }
 
 // cachedEntity is a record as decoded at one mod revision.
