@@ -203,7 +203,9 @@ func (s *FileStore) writeBoth(st *State, info readInfo) error {
 		afterNodesWrite()
 	}
 	if err := s.write(s.path, main); err != nil {
-		os.Remove(path) // never named: the old state stands
+		// The new nodes file stays: the error may come after the
+		// rename (a failed directory sync), when the main file names
+		// it. If it does not, the next Update removes it.
 		return err
 	}
 	if info.nodesFile != "" && info.nodesFile != name {
