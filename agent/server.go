@@ -634,7 +634,12 @@ func basicPasswordDigest(auth string) ([32]byte, bool) {
 // readBody returns the request body, decoded from gzip when the client
 // says so, bounded by MaxRequestBytes both before and after decoding.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int, error) {
-	var src io.Reader = http.MaxBytesReader(w, r.Body, s.cfg.MaxRequestBytes)
+	// A body with a Content-Length (checked against the limit before)
+	// cannot yield more than that; the others get a limit here.
+	var src io.Reader = r.Body
+	if r.ContentLength < 0 {
+		src = http.MaxBytesReader(w, r.Body, s.cfg.MaxRequestBytes)
+	}
 	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
 	case "", "identity":
 	case "gzip":
