@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -140,6 +141,7 @@ type Server struct {
 	reg     *Registry
 	httpSrv *http.Server
 	tokenH  [32]byte
+	limits  xmlrpc.CallLimits // built once: a closure per call was garbage
 	hosts   *hostPolicy
 	large   chan struct{} // slots for calls with large bodies
 	authT   authThrottle
@@ -207,6 +209,14 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Token != "" {
 		s.tokenH = sha256.Sum256([]byte(cfg.Token))
+	}
+	s.limits = xmlrpc.CallLimits{
+		MaxValues:      cfg.MaxValues,
+		MaxStringBytes: cfg.MaxStringBytes,
+		Known: func(name string) bool {
+			_, ok := s.reg.Lookup(name)
+			return ok
+		},
 	}
 	s.baseCtx, s.cancelBase = context.WithCancel(context.Background())
 	s.httpSrv = &http.Server{
@@ -495,7 +505,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	reply := s.dispatch(r.Context(), call)
-	w.Header().Set("Content-Type", "text/xml")
+	h := w.Header()
+	h["Content-Type"] = textXML
 	if s.cfg.GzipThreshold >= 0 && len(reply) > s.cfg.GzipThreshold && acceptsGzip(r.Header.Get("Accept-Encoding")) {
 		var zb bytes.Buffer
 		zw := gzipWriters.Get().(*gzip.Writer)
@@ -508,9 +519,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		zw.Reset(io.Discard) // let go of zb
 		gzipWriters.Put(zw)
 	}
-	w.Header().Set("Content-Length", strconv.Itoa(len(reply)))
+	h["Content-Length"] = []string{strconv.Itoa(len(reply))}
 	_, _ = w.Write(reply)
 }
+
+// textXML is every reply's Content-Type, one slice for all of them:
+// net/http only reads it.
+var textXML = []string{"text/xml"}
 
 func (s *Server) refusedRequest(r *http.Request, reason string) {
 	if ok, n := s.warnRef.allow(time.Now()); ok {
@@ -557,38 +572,74 @@ func (s *Server) readCall(w http.ResponseWriter, r *http.Request) (decoded, int,
 	deadline := time.Now().Add(s.cfg.ReadHeaderTimeout + time.Duration(expect/s.cfg.MinBodyRate)*time.Second)
 	_ = rc.SetReadDeadline(deadline)
 	body, status, err := s.readBody(w, r)
-	// The call may outlast the deadline; Go's server then reads the
-	// connection only to notice a client that went away.
-	_ = rc.SetReadDeadline(time.Time{})
 	if err != nil {
 		return decoded{}, status, err
 	}
-	m, p, err := xmlrpc.DecodeCallLimited(body, xmlrpc.CallLimits{
-		MaxValues:      s.cfg.MaxValues,
-		MaxStringBytes: s.cfg.MaxStringBytes,
-		Known: func(name string) bool {
-			_, ok := s.reg.Lookup(name)
-			return ok
-		},
-	})
+	// The call may outlast the deadline; Go's server then reads the
+	// connection only to notice a client that went away. A body read to
+	// its Content-Length has ended that deadline already: net/http clears
+	// it when the body reaches its end, before it starts that read
+	// (TestServer_longCallOutlivesBodyDeadline). Others may have stopped
+	// short of the end (gzip, chunked), so clear it here.
+	if r.ContentLength <= 0 || r.Header.Get("Content-Encoding") != "" {
+		_ = rc.SetReadDeadline(time.Time{})
+	}
+	m, p, err := xmlrpc.DecodeCallLimited(body, s.limits)
 	return decoded{method: m, params: p, err: err}, 0, nil
 }
 
 func (s *Server) authorized(r *http.Request) bool {
-	_, pass, ok := r.BasicAuth()
-	if !ok {
-		return false
-	}
+	h, ok := basicPasswordDigest(r.Header.Get("Authorization"))
 	// Comparing fixed-size digests keeps the time independent of both the
 	// content and the length of the guess.
-	h := sha256.Sum256([]byte(pass))
-	return subtle.ConstantTimeCompare(h[:], s.tokenH[:]) == 1
+	return ok && subtle.ConstantTimeCompare(h[:], s.tokenH[:]) == 1
+}
+
+// basicPasswordDigest is the SHA-256 of the password of a Basic
+// Authorization header, read as net/http's Request.BasicAuth reads it
+// (any user name; the scheme's name in any ASCII case; strict base64),
+// decoded on the stack when it is of a usual size instead of into two
+// fresh strings per call.
+func basicPasswordDigest(auth string) ([32]byte, bool) {
+	const prefix = "basic "
+	if len(auth) < len(prefix) {
+		return [32]byte{}, false
+	}
+	for i := range len(prefix) {
+		c := auth[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != prefix[i] {
+			return [32]byte{}, false
+		}
+	}
+	enc := auth[len(prefix):]
+	var srcBuf, dstBuf [256]byte
+	src, dst := srcBuf[:0], dstBuf[:]
+	if len(enc) > len(srcBuf) {
+		src, dst = nil, make([]byte, base64.StdEncoding.DecodedLen(len(enc)))
+	}
+	n, err := base64.StdEncoding.Decode(dst, append(src, enc...))
+	if err != nil {
+		return [32]byte{}, false
+	}
+	_, pass, ok := bytes.Cut(dst[:n], []byte{':'})
+	if !ok {
+		return [32]byte{}, false
+	}
+	return sha256.Sum256(pass), true
 }
 
 // readBody returns the request body, decoded from gzip when the client
 // says so, bounded by MaxRequestBytes both before and after decoding.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int, error) {
-	var src io.Reader = http.MaxBytesReader(w, r.Body, s.cfg.MaxRequestBytes)
+	// A body with a Content-Length (checked against the limit before)
+	// cannot yield more than that; the others get a limit here.
+	var src io.Reader = r.Body
+	if r.ContentLength < 0 {
+		src = http.MaxBytesReader(w, r.Body, s.cfg.MaxRequestBytes)
+	}
 	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
 	case "", "identity":
 	case "gzip":
@@ -617,14 +668,24 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int, 
 		_, err = buf.ReadFrom(io.LimitReader(src, s.cfg.MaxRequestBytes+1))
 		body = buf.Bytes()
 	}
-	var tooBig *http.MaxBytesError
 	switch {
-	case errors.As(err, &tooBig) || int64(len(body)) > s.cfg.MaxRequestBytes:
+	case isMaxBytes(err) || int64(len(body)) > s.cfg.MaxRequestBytes:
 		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("request body larger than %d bytes", s.cfg.MaxRequestBytes)
 	case err != nil:
 		return nil, http.StatusBadRequest, fmt.Errorf("reading request body: %w", err)
 	}
 	return body, 0, nil
+}
+
+// isMaxBytes reports whether err says the body passed its MaxBytesReader
+// limit; a function of its own so that errors.As's target is allocated
+// only for an error, not for every call.
+func isMaxBytes(err error) bool {
+	if err == nil {
+		return false
+	}
+	var tooBig *http.MaxBytesError
+	return errors.As(err, &tooBig)
 }
 
 // gzipWriters recycles reply compressors: each holds about 700 KB of
@@ -662,22 +723,9 @@ func acceptsGzip(header string) bool {
 func (s *Server) dispatch(ctx context.Context, c decoded) []byte {
 	start := time.Now()
 	method, params, err := c.method, c.params, c.err
-	var unknown *xmlrpc.UnknownMethodError
-	switch {
-	case errors.As(err, &unknown):
-		s.log.Debug("agent: call", "method", method, "outcome", "fault", "err", err)
-		return xmlrpc.EncodeFaultResponse(1, xmlrpc.FaultFromError(xmlrpc.UnsupportedMethodFault(method)).FaultString(method))
-	case errors.Is(err, xmlrpc.ErrCallTooLarge):
-		f := &xmlrpc.Fault{ExcType: "ValueError", ExcValue: err.Error()}
-		s.log.Debug("agent: call too large", "method", method, "err", err)
-		return xmlrpc.EncodeFaultResponse(1, f.FaultString(method))
-	case err != nil:
-		// Python's loads raises ExpatError for a malformed document.
-		f := &xmlrpc.Fault{ExcType: "xml.parsers.expat.ExpatError", ExcValue: err.Error()}
-		s.log.Debug("agent: malformed call", "err", err, "duration_seconds", time.Since(start).Seconds())
-		return xmlrpc.EncodeFaultResponse(1, f.FaultString("<request>"))
+	if err != nil {
+		return s.refusedCall(method, err, start)
 	}
-	log := s.serviceLogger(method)
 	result, err := s.call(ctx, method, params)
 	var reply []byte
 	if err == nil {
@@ -689,18 +737,49 @@ func (s *Server) dispatch(ctx context.Context, c decoded) []byte {
 	d := time.Since(start).Seconds()
 	if err != nil {
 		f := xmlrpc.FaultFromError(err)
-		outcome := "fault"
+		log := s.serviceLogger(method)
 		var p *panicError
 		if errors.As(err, &p) {
-			outcome = "panic"
 			log.Error("agent: call panicked", "method", method, "duration_seconds", d, "err", p.value, "stack", string(p.stack))
 		} else {
-			log.Debug("agent: call", "method", method, "duration_seconds", d, "outcome", outcome, "err", f.Error())
+			log.Debug("agent: call", "method", method, "duration_seconds", d, "outcome", "fault", "err", f.Error())
 		}
 		return xmlrpc.EncodeFaultResponse(1, f.FaultString(method))
 	}
-	log.Debug("agent: call", "method", method, "duration_seconds", d, "outcome", "ok")
+	s.logCall(ctx, method, d)
 	return reply
+}
+
+// logCall writes the Debug record of a call that succeeded, the one
+// record every call leaves in agent.log. It is built by hand: Logger.Debug
+// would box its arguments even with Debug off, and walk the stack for a
+// source position (runtime.Callers) that no handler of the agent prints.
+func (s *Server) logCall(ctx context.Context, method string, seconds float64) {
+	if !s.log.Enabled(ctx, slog.LevelDebug) {
+		return
+	}
+	r := slog.NewRecord(time.Now(), slog.LevelDebug, "agent: call", 0)
+	r.AddAttrs(slog.String("method", method), slog.Float64("duration_seconds", seconds), slog.String("outcome", "ok"))
+	_ = s.serviceLogger(method).Handler().Handle(ctx, r)
+}
+
+// refusedCall is the fault for a call that decoding refused: an unknown
+// method, a call over the limits, a malformed document.
+func (s *Server) refusedCall(method string, err error, start time.Time) []byte {
+	var unknown *xmlrpc.UnknownMethodError
+	switch {
+	case errors.As(err, &unknown):
+		s.log.Debug("agent: call", "method", method, "outcome", "fault", "err", err)
+		return xmlrpc.EncodeFaultResponse(1, xmlrpc.FaultFromError(xmlrpc.UnsupportedMethodFault(method)).FaultString(method))
+	case errors.Is(err, xmlrpc.ErrCallTooLarge):
+		f := &xmlrpc.Fault{ExcType: "ValueError", ExcValue: err.Error()}
+		s.log.Debug("agent: call too large", "method", method, "err", err)
+		return xmlrpc.EncodeFaultResponse(1, f.FaultString(method))
+	}
+	// Python's loads raises ExpatError for a malformed document.
+	f := &xmlrpc.Fault{ExcType: "xml.parsers.expat.ExpatError", ExcValue: err.Error()}
+	s.log.Debug("agent: malformed call", "err", err, "duration_seconds", time.Since(start).Seconds())
+	return xmlrpc.EncodeFaultResponse(1, f.FaultString("<request>"))
 }
 
 // panicError is a recovered panic; it converts to a RuntimeError fault

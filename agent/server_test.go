@@ -723,3 +723,29 @@ func BenchmarkServer_Ping(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "calls/s")
 }
+
+// TestServer_longCallOutlivesBodyDeadline: the read deadline that bounds
+// a request body ends with the body, so a call running longer than it is
+// not cancelled (Go's server reads the connection during the call, and a
+// deadline left in place would end that read and cancel the call). The
+// server relies on net/http clearing it when a body with a Content-Length
+// has been read to its end; this is what would notice if it stopped.
+func TestServer_longCallOutlivesBodyDeadline(t *testing.T) {
+	svc := testService{name: "s", methods: map[string]Method{
+		"long": func(ctx context.Context, args Args) (any, error) {
+			select {
+			case <-time.After(700 * time.Millisecond): // past the 200 ms body deadline
+				return "alive", nil
+			case <-ctx.Done():
+				return nil, xmlrpc.Faultf("RuntimeError", "cancelled: %v", ctx.Err())
+			}
+		},
+	}}
+	_, url := startTestServer(t, func(c *Config) { c.ReadHeaderTimeout = 200 * time.Millisecond }, svc)
+	for _, params := range [][]any{nil, {"some argument"}} {
+		v, err := rpc(t, url, "s.long", params...)
+		if err != nil || v != "alive" {
+			t.Fatalf("call with params %v: %v, %v; want alive", params, v, err)
+		}
+	}
+}

@@ -76,17 +76,17 @@ func (c *coreService) Name() string { return "core" }
 
 func (c *coreService) Methods() map[string]Method {
 	return map[string]Method{
-		"is_alive":                   c.isAlive,
-		"quit":                       c.quitMethod,
+		"is_alive":                   noArgs(func() (any, error) { return true, nil }),
+		"quit":                       noArgs(c.quitMethod),
 		"start_log_redirection":      c.startLogRedirection,
-		"stop_log_redirection":       c.stopLogRedirection,
+		"stop_log_redirection":       noArgs(c.stopLogRedirection),
 		"start_log_redirection_unix": c.startLogRedirectionUnix,
-		"get_agent_log_filename":     c.constant(c.data.AgentLog()),
-		"get_service_log_filename":   c.constant(c.data.ServiceLog()),
-		"get_log_dir":                c.constant(c.data.LogDir()),
+		"get_agent_log_filename":     constant(c.data.AgentLog()),
+		"get_service_log_filename":   constant(c.data.ServiceLog()),
+		"get_log_dir":                constant(c.data.LogDir()),
 		"get_job_data_log":           c.getJobDataLog,
 		"get_job_results_dir":        c.getJobResultsDir,
-		"get_latest_job_results_dir": c.getLatestJobResultsDir,
+		"get_latest_job_results_dir": noArgs(c.getLatestJobResultsDir),
 		"get_test_result_log_dir":    c.getTestResultLogDir,
 		"save_job_data":              c.saveJobData,
 		"load_job_data":              c.loadJobData,
@@ -97,32 +97,29 @@ func (c *coreService) Methods() map[string]Method {
 	}
 }
 
-func (c *coreService) isAlive(_ context.Context, args Args) (any, error) {
-	if err := args.Want(0, 0); err != nil {
-		return nil, err
+// noArgs is a method that takes no arguments (refusing any, as Python
+// refuses them with a TypeError) and answers f's result.
+func noArgs(f func() (any, error)) Method {
+	return func(_ context.Context, args Args) (any, error) {
+		if err := args.Want(0, 0); err != nil {
+			return nil, err
+		}
+		return f()
 	}
-	return true, nil
 }
 
-func (c *coreService) quitMethod(_ context.Context, args Args) (any, error) {
-	if err := args.Want(0, 0); err != nil {
-		return nil, err
-	}
+// constant is a method without arguments that always answers v.
+func constant(v string) Method {
+	return noArgs(func() (any, error) { return v, nil })
+}
+
+func (c *coreService) quitMethod() (any, error) {
 	if c.quit == nil {
 		return nil, xmlrpc.Faultf("RuntimeError", "this agent cannot be stopped remotely")
 	}
 	c.log.Info("requesting agent daemon to terminate", "pid", os.Getpid())
 	go c.quit()
 	return nil, nil
-}
-
-func (c *coreService) constant(v string) Method {
-	return func(_ context.Context, args Args) (any, error) {
-		if err := args.Want(0, 0); err != nil {
-			return nil, err
-		}
-		return v, nil
-	}
 }
 
 // startLogRedirection validates exactly as upstream does (ValueError for
@@ -184,10 +181,7 @@ func (c *coreService) startLogRedirectionUnix(ctx context.Context, args Args) (a
 	return nil, nil
 }
 
-func (c *coreService) stopLogRedirection(_ context.Context, args Args) (any, error) {
-	if err := args.Want(0, 0); err != nil {
-		return nil, err
-	}
+func (c *coreService) stopLogRedirection() (any, error) {
 	if c.logs == nil {
 		return nil, nil
 	}
@@ -316,10 +310,7 @@ func (c *coreService) jobSubdir(args Args, sub string) (any, error) {
 	return c.existsOrNone(jobRel(job, sub)), nil
 }
 
-func (c *coreService) getLatestJobResultsDir(_ context.Context, args Args) (any, error) {
-	if err := args.Want(0, 0); err != nil {
-		return nil, err
-	}
+func (c *coreService) getLatestJobResultsDir() (any, error) {
 	job, err := c.latestJob()
 	if err != nil {
 		return nil, nil

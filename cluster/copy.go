@@ -14,6 +14,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -483,7 +484,12 @@ const (
 	zeroBlock = 64 << 10
 )
 
-var zeros = make([]byte, copyBlock)
+// zeros is made on first use: a 4 MiB buffer made at package
+// initialisation is live heap in every process that links this package,
+// the agent included, and the garbage collector lets the heap grow in
+// proportion to what is live (the agent's heap goal was 8 MB for 1 MB of
+// its own).
+var zeros = sync.OnceValue(func() []byte { return make([]byte, copyBlock) })
 
 // CopyTree copies src on one side to dst on the other: dst names the copy
 // itself (the caller decides whether that is inside an existing directory,
@@ -714,8 +720,8 @@ func (c *copier) readChunks(ctx context.Context, in copySource, size int64, remo
 	pos := int64(0)
 	hole := func(n int64) error {
 		for n > 0 {
-			k := min(n, int64(len(zeros)))
-			h.Write(zeros[:k])
+			k := min(n, int64(copyBlock))
+			h.Write(zeros()[:k])
 			select {
 			case chunks <- copyChunk{n: int(k)}:
 			case <-ctx.Done():
@@ -785,7 +791,7 @@ func writeRuns(out copyDest, data []byte, off int64, it *CopyItem) error {
 	}
 	for b := 0; b < len(data); b += zeroBlock {
 		blk := data[b:min(b+zeroBlock, len(data))]
-		if bytes.Equal(blk, zeros[:len(blk)]) {
+		if bytes.Equal(blk, zeros()[:len(blk)]) {
 			if err := flush(b); err != nil {
 				return err
 			}

@@ -111,8 +111,8 @@ func receiveFrames(ctx context.Context, r io.Reader, out copyDest, size int64, i
 	h := sha256.New()
 	pos := int64(0)
 	gap := func(to int64) {
-		for ; pos < to; pos += min(to-pos, int64(len(zeros))) {
-			h.Write(zeros[:min(to-pos, int64(len(zeros)))])
+		for ; pos < to; pos += min(to-pos, copyBlock) {
+			h.Write(zeros()[:min(to-pos, copyBlock)])
 		}
 	}
 	var writeErr error

@@ -56,103 +56,98 @@ func DecodeCall(body []byte) (method string, params []any, err error) {
 	return DecodeCallLimited(body, CallLimits{})
 }
 
-// DecodeCallLimited parses a methodCall document within lim.
+// DecodeCallLimited parses a methodCall document within lim. The shape
+// clients write is read by fastCall; anything else by the full decoder.
 func DecodeCallLimited(body []byte, lim CallLimits) (method string, params []any, err error) {
+	if method, params, ok := fastCall(body, lim); ok {
+		return method, params, nil
+	}
+	return fullCall(body, lim)
+}
+
+// fullCall is DecodeCallLimited on encoding/xml, for every document.
+func fullCall(body []byte, lim CallLimits) (method string, params []any, err error) {
 	if err := checkCharRefs(body); err != nil {
 		return "", nil, err
 	}
 	d := newDecoder(body)
 	d.lim = lim
-	root, err := d.expectStart()
-	if err != nil {
+	if err := d.root("methodCall"); err != nil {
 		return "", nil, err
 	}
-	if root != "methodCall" {
-		return "", nil, d.errorf("expected <methodCall>, found <%s>", root)
-	}
 	haveName := false
-	for {
-		tok, err := d.next()
-		if err != nil {
-			return "", nil, err
+	err = d.children(func(name string) error {
+		switch name {
+		case "methodName":
+			s, err := d.text()
+			if err != nil {
+				return err
+			}
+			method, haveName = s, true
+			if lim.Known != nil && !lim.Known(method) {
+				return &UnknownMethodError{Method: method}
+			}
+		case "params":
+			if lim.Known != nil && !haveName {
+				return d.errorf("<params> before <methodName>")
+			}
+			ps, err := d.params()
+			if err != nil {
+				return err
+			}
+			params = ps
+		default:
+			return d.errorf("unexpected <%s> in <methodCall>", name)
 		}
-		switch t := tok.(type) {
-		case xml.StartElement:
-			switch t.Name.Local {
-			case "methodName":
-				s, err := d.text()
-				if err != nil {
-					return "", nil, err
-				}
-				method, haveName = s, true
-				if lim.Known != nil && !lim.Known(method) {
-					return method, nil, &UnknownMethodError{Method: method}
-				}
-			case "params":
-				if lim.Known != nil && !haveName {
-					return "", nil, d.errorf("<params> before <methodName>")
-				}
-				params, err = d.params()
-				if err != nil {
-					return "", nil, err
-				}
-			default:
-				return "", nil, d.errorf("unexpected <%s> in <methodCall>", t.Name.Local)
-			}
-		case xml.EndElement:
-			if !haveName {
-				return "", nil, d.errorf("<methodCall> has no <methodName>")
-			}
-			if params == nil {
-				params = []any{}
-			}
-			return method, params, nil
-		}
+		return nil
+	})
+	var unknown *UnknownMethodError
+	switch {
+	case errors.As(err, &unknown):
+		return method, nil, err
+	case err != nil:
+		return "", nil, err
+	case !haveName:
+		return "", nil, d.errorf("<methodCall> has no <methodName>")
+	case params == nil:
+		params = []any{}
 	}
+	return method, params, nil
 }
 
 // DecodeResponse parses a methodResponse document. A fault is returned as
 // an error of type *WireFault; anything else malformed wraps ErrSyntax.
 func DecodeResponse(body []byte) (any, error) {
 	d := newDecoder(body)
-	root, err := d.expectStart()
-	if err != nil {
+	if err := d.root("methodResponse"); err != nil {
 		return nil, err
-	}
-	if root != "methodResponse" {
-		return nil, d.errorf("expected <methodResponse>, found <%s>", root)
 	}
 	var result any
 	got := false
-	for {
-		tok, err := d.next()
-		if err != nil {
-			return nil, err
-		}
-		switch t := tok.(type) {
-		case xml.StartElement:
-			switch t.Name.Local {
-			case "params":
-				ps, err := d.params()
-				if err != nil {
-					return nil, err
-				}
-				if len(ps) != 1 {
-					return nil, d.errorf("response has %d params, expected exactly 1", len(ps))
-				}
-				result, got = ps[0], true
-			case "fault":
-				return nil, d.fault()
-			default:
-				return nil, d.errorf("unexpected <%s> in <methodResponse>", t.Name.Local)
+	err := d.children(func(name string) error {
+		switch name {
+		case "params":
+			ps, err := d.params()
+			if err != nil {
+				return err
 			}
-		case xml.EndElement:
-			if !got {
-				return nil, d.errorf("response has neither params nor fault")
+			if len(ps) != 1 {
+				return d.errorf("response has %d params, expected exactly 1", len(ps))
 			}
-			return result, nil
+			result, got = ps[0], true
+			return nil
+		case "fault":
+			return d.fault()
 		}
+		return d.errorf("unexpected <%s> in <methodResponse>", name)
+	})
+	switch {
+	case err != nil:
+		return nil, err
+	case !got:
+		return nil, d.errorf("response has neither params nor fault")
 	}
+	return result, nil
 }
 
 type decoder struct {
@@ -222,16 +217,40 @@ func (d *decoder) next() (xml.Token, error) {
 	}
 }
 
-func (d *decoder) expectStart() (string, error) {
+// root reads the document's root element, which must be want.
+func (d *decoder) root(want string) error {
 	tok, err := d.next()
 	if err != nil {
-		return "", err
+		return err
 	}
 	t, ok := tok.(xml.StartElement)
 	if !ok {
-		return "", d.errorf("expected an element")
+		return d.errorf("expected an element")
 	}
-	return t.Name.Local, nil
+	if t.Name.Local != want {
+		return d.errorf("expected <%s>, found <%s>", want, t.Name.Local)
+	}
+	return nil
+}
+
+// children calls child with the name of each child element of the
+// current element, whose start was read, until its end; child reads the
+// element to its end.
+func (d *decoder) children(child func(name string) error) error {
+	for {
+		tok, err := d.next()
+		if err != nil {
+			return err
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			if err := child(t.Name.Local); err != nil {
+				return err
+			}
+		case xml.EndElement:
+			return nil
+		}
+	}
 }
 
 // text reads character data up to the end of the current element.
@@ -258,25 +277,18 @@ func (d *decoder) text() (string, error) {
 
 func (d *decoder) params() ([]any, error) {
 	params := []any{}
-	for {
-		tok, err := d.next()
-		if err != nil {
-			return nil, err
+	err := d.children(func(name string) error {
+		if name != "param" {
+			return d.errorf("unexpected <%s> in <params>", name)
 		}
-		switch t := tok.(type) {
-		case xml.StartElement:
-			if t.Name.Local != "param" {
-				return nil, d.errorf("unexpected <%s> in <params>", t.Name.Local)
-			}
-			v, err := d.wrappedValue("param")
-			if err != nil {
-				return nil, err
-			}
-			params = append(params, v)
-		case xml.EndElement:
-			return params, nil
-		}
+		v, err := d.wrappedValue("param")
+		params = append(params, v)
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
+	return params, nil
 }
 
 // wrappedValue reads "<value>...</value></parent>" after <parent> was read.
@@ -351,169 +363,131 @@ func (d *decoder) value() (any, error) {
 
 func (d *decoder) typed(tag string) (any, error) {
 	switch tag {
-	case "nil":
-		if _, err := d.text(); err != nil {
-			return nil, err
-		}
-		return nil, nil
-	case "boolean":
-		s, err := d.text()
-		if err != nil {
-			return nil, err
-		}
+	case "array":
+		return d.array()
+	case "struct":
+		return d.structure()
+	}
+	conv, ok := scalarTypes[tag]
+	if !ok {
+		return nil, d.errorf("unknown value type <%s>", tag)
+	}
+	s, err := d.text()
+	if err != nil {
+		return nil, err
+	}
+	v, err := conv(s)
+	if err != nil {
+		return nil, d.errorf("%v", err)
+	}
+	return v, nil
+}
+
+// scalarTypes converts the text of each scalar element as Python's
+// unmarshaller does (every spelling it accepts), for both decoders.
+var scalarTypes = map[string]func(s string) (any, error){
+	"nil": func(string) (any, error) { return nil, nil },
+	"boolean": func(s string) (any, error) {
 		switch s {
 		case "1":
 			return true, nil
 		case "0":
 			return false, nil
 		}
-		return nil, d.errorf("bad boolean %q (Python accepts only 0 or 1)", truncate(s, 40))
-	case "int", "i1", "i2", "i4", "i8", "biginteger":
-		s, err := d.text()
-		if err != nil {
-			return nil, err
-		}
-		n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
-		if err != nil {
-			return nil, d.errorf("bad integer %q (64-bit signed range)", truncate(s, 40))
-		}
-		return n, nil
-	case "double", "float", "bigdecimal":
-		s, err := d.text()
-		if err != nil {
-			return nil, err
-		}
-		f, err := parsePyFloat(s)
-		if err != nil {
-			return nil, d.errorf("bad double %q", truncate(s, 40))
-		}
-		return f, nil
-	case "string":
-		return d.text()
-	case "base64":
-		s, err := d.text()
-		if err != nil {
-			return nil, err
-		}
+		return nil, fmt.Errorf("bad boolean %q (Python accepts only 0 or 1)", truncate(s, 40))
+	},
+	"int": decodeInt, "i1": decodeInt, "i2": decodeInt, "i4": decodeInt, "i8": decodeInt, "biginteger": decodeInt,
+	"double": decodeDouble, "float": decodeDouble, "bigdecimal": decodeDouble,
+	"string": func(s string) (any, error) { return s, nil },
+	"base64": func(s string) (any, error) {
 		p, err := decodeBase64Loose(s)
 		if err != nil {
-			return nil, d.errorf("bad base64: %v", err)
+			return nil, fmt.Errorf("bad base64: %v", err)
 		}
 		return p, nil
-	case "dateTime.iso8601":
-		s, err := d.text()
-		if err != nil {
-			return nil, err
-		}
+	},
+	"dateTime.iso8601": func(s string) (any, error) {
 		t, err := parseDateTime(s)
 		if err != nil {
-			return nil, d.errorf("bad dateTime.iso8601 %q (expected YYYYMMDDTHH:MM:SS)", truncate(s, 40))
+			return nil, fmt.Errorf("bad dateTime.iso8601 %q (expected YYYYMMDDTHH:MM:SS)", truncate(s, 40))
 		}
 		return t, nil
-	case "array":
-		return d.array()
-	case "struct":
-		return d.structure()
+	},
+}
+
+func decodeInt(s string) (any, error) {
+	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("bad integer %q (64-bit signed range)", truncate(s, 40))
 	}
-	return nil, d.errorf("unknown value type <%s>", tag)
+	return n, nil
+}
+
+func decodeDouble(s string) (any, error) {
+	f, err := parsePyFloat(s)
+	if err != nil {
+		return nil, fmt.Errorf("bad double %q", truncate(s, 40))
+	}
+	return f, nil
 }
 
 func (d *decoder) array() (any, error) {
 	out := []any{}
 	sawData := false
-	for {
-		tok, err := d.next()
-		if err != nil {
-			return nil, err
+	err := d.children(func(name string) error {
+		if name != "data" || sawData {
+			return d.errorf("unexpected <%s> in <array>", name)
 		}
-		switch t := tok.(type) {
-		case xml.StartElement:
-			if t.Name.Local != "data" || sawData {
-				return nil, d.errorf("unexpected <%s> in <array>", t.Name.Local)
+		sawData = true
+		return d.children(func(name string) error {
+			if name != "value" {
+				return d.errorf("unexpected <%s> in <data>", name)
 			}
-			sawData = true
-			for {
-				tok, err := d.next()
-				if err != nil {
-					return nil, err
-				}
-				if _, ok := tok.(xml.EndElement); ok {
-					break
-				}
-				st := tok.(xml.StartElement)
-				if st.Name.Local != "value" {
-					return nil, d.errorf("unexpected <%s> in <data>", st.Name.Local)
-				}
-				v, err := d.value()
-				if err != nil {
-					return nil, err
-				}
-				out = append(out, v)
-			}
-		case xml.EndElement:
-			return out, nil
-		}
+			v, err := d.value()
+			out = append(out, v)
+			return err
+		})
+	})
+	if err != nil {
+		return nil, err
 	}
+	return out, nil
 }
 
 func (d *decoder) structure() (any, error) {
 	out := map[string]any{}
-	for {
-		tok, err := d.next()
-		if err != nil {
-			return nil, err
+	err := d.children(func(name string) error {
+		if name != "member" {
+			return d.errorf("unexpected <%s> in <struct>", name)
 		}
-		switch t := tok.(type) {
-		case xml.StartElement:
-			if t.Name.Local != "member" {
-				return nil, d.errorf("unexpected <%s> in <struct>", t.Name.Local)
-			}
-			name, v, err := d.member()
-			if err != nil {
-				return nil, err
-			}
-			// Python's dict keeps the last duplicate; so do we.
-			out[name] = v
-		case xml.EndElement:
-			return out, nil
-		}
-	}
-}
-
-func (d *decoder) member() (string, any, error) {
-	var name string
-	var val any
-	haveName, haveValue := false, false
-	for {
-		tok, err := d.next()
-		if err != nil {
-			return "", nil, err
-		}
-		switch t := tok.(type) {
-		case xml.StartElement:
-			switch t.Name.Local {
+		var key string
+		var val any
+		haveName, haveValue := false, false
+		err := d.children(func(name string) error {
+			var err error
+			switch name {
 			case "name":
-				s, err := d.text()
-				if err != nil {
-					return "", nil, err
-				}
-				name, haveName = s, true
+				key, err = d.text()
+				haveName = true
 			case "value":
-				v, err := d.value()
-				if err != nil {
-					return "", nil, err
-				}
-				val, haveValue = v, true
+				val, err = d.value()
+				haveValue = true
 			default:
-				return "", nil, d.errorf("unexpected <%s> in <member>", t.Name.Local)
+				err = d.errorf("unexpected <%s> in <member>", name)
 			}
-		case xml.EndElement:
-			if !haveName || !haveValue {
-				return "", nil, d.errorf("<member> needs both <name> and <value>")
-			}
-			return name, val, nil
+			return err
+		})
+		if err == nil && (!haveName || !haveValue) {
+			err = d.errorf("<member> needs both <name> and <value>")
 		}
+		// Python's dict keeps the last duplicate; so do we.
+		out[key] = val
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
+	return out, nil
 }
 
 func (d *decoder) fault() error {

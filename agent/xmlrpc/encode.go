@@ -65,10 +65,12 @@ func EncodeCall(method string, params []any) ([]byte, error) {
 
 // EncodeResponse builds a methodResponse carrying one result value.
 func EncodeResponse(result any) ([]byte, error) {
-	var b bytes.Buffer
+	// Room for the envelope and a short result in one allocation; a
+	// bytes.Buffer would start at 64 bytes and grow twice.
+	b := bytes.NewBuffer(make([]byte, 0, 256))
 	b.WriteString(xmlHeader)
 	b.WriteString("<methodResponse>\n")
-	if err := encodeParams(&b, []any{result}); err != nil {
+	if err := encodeParams(b, []any{result}); err != nil {
 		return nil, err
 	}
 	b.WriteString("</methodResponse>\n")
