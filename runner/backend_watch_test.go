@@ -101,6 +101,7 @@ func TestBackend_Watch_reportsANodeCutOffTheNetwork(t *testing.T) {
 	// healthDeadline after it; the rest is slack for a loaded machine's
 	// timers, far below what the old probing needed there.
 	const slack = 3 * time.Second
+	const notWaiting = 15 * time.Second
 	select {
 	case err := <-lost:
 		took := time.Since(cut)
@@ -121,7 +122,10 @@ func TestBackend_Watch_reportsANodeCutOffTheNetwork(t *testing.T) {
 		t.Errorf("Exec on the lost node: %v; want the loss", err)
 	}
 	stopLogs()
-	if d := time.Since(start); d > time.Second {
+	// Not a speed check: what waits on a dead node waits for SSH keepalives
+	// or TCP to give up (51 s before the loss closed the connection), and a
+	// loaded machine took 1.6 s here without waiting on it.
+	if d := time.Since(start); d > notWaiting {
 		t.Errorf("the teardown waited %s on the lost node", d)
 	}
 	res, err := b.Exec(ctx, survivor, []string{"true"}, ExecOptions{})
