@@ -256,6 +256,16 @@ func ownJobArg(args Args, n int, whyNotLatest string) (string, error) {
 
 var errNoJob = errors.New("no job data saved yet")
 
+// orNone answers a call whose job is not named or not saved yet as
+// upstream does, with none (None or False) rather than an error; other
+// errors stay errors.
+func orNone(none any, err error) (any, error) {
+	if errors.Is(err, errNoJob) {
+		return none, nil
+	}
+	return nil, err
+}
+
 // latestJob reads the latest link. Only a link to a sibling job dir is
 // followed, so a link planted by someone else cannot lead anywhere else.
 func (c *coreService) latestJob() (string, error) {
@@ -302,10 +312,8 @@ func (c *coreService) jobSubdir(args Args, sub string) (any, error) {
 		return nil, err
 	}
 	job, err := c.jobArg(args, 0, false)
-	if errors.Is(err, errNoJob) {
-		return nil, nil
-	} else if err != nil {
-		return nil, err
+	if err != nil {
+		return orNone(nil, err)
 	}
 	return c.existsOrNone(jobRel(job, sub)), nil
 }
@@ -320,10 +328,8 @@ func (c *coreService) getLatestJobResultsDir() (any, error) {
 
 func (c *coreService) getTestResultLogDir(_ context.Context, args Args) (any, error) {
 	suite, job, err := c.suiteJobArgs(args, 2)
-	if errors.Is(err, errNoJob) {
-		return nil, nil
-	} else if err != nil {
-		return nil, err
+	if err != nil {
+		return orNone(nil, err)
 	}
 	return c.existsOrNone(jobRel(job, "test_results", suite)), nil
 }
@@ -390,10 +396,8 @@ func (c *coreService) loadJobData(_ context.Context, args Args) (any, error) {
 		return nil, err
 	}
 	job, err := c.jobArg(args, 0, false)
-	if errors.Is(err, errNoJob) {
-		return nil, nil
-	} else if err != nil {
-		return nil, err
+	if err != nil {
+		return orNone(nil, err)
 	}
 	c.jobMu.Lock()
 	defer c.jobMu.Unlock()
@@ -477,10 +481,8 @@ func (c *coreService) suiteJobArgs(args Args, n int) (suite, job string, err err
 
 func (c *coreService) loadSuiteData(_ context.Context, args Args) (any, error) {
 	suite, job, err := c.suiteJobArgs(args, 2)
-	if errors.Is(err, errNoJob) {
-		return nil, nil
-	} else if err != nil {
-		return nil, err
+	if err != nil {
+		return orNone(nil, err)
 	}
 	c.jobMu.Lock()
 	defer c.jobMu.Unlock()
@@ -500,10 +502,8 @@ func (c *coreService) loadSuiteData(_ context.Context, args Args) (any, error) {
 
 func (c *coreService) deleteSuiteData(_ context.Context, args Args) (any, error) {
 	suite, job, err := c.suiteJobArgs(args, 2)
-	if errors.Is(err, errNoJob) {
-		return false, nil
-	} else if err != nil {
-		return nil, err
+	if err != nil {
+		return orNone(false, err)
 	}
 	c.jobMu.Lock()
 	defer c.jobMu.Unlock()
