@@ -1,0 +1,304 @@
+"""The whole multi-host flow under a 0.2-CPU limit (issue 21: a hang seen
+once under such a limit).
+
+Everything the flow starts runs in a private cgroup limited to 20 ms of CPU
+per 100 ms: the lab's sshds and what they start (agents, commands), the
+vtcluster CLI, Avocado, its runners and the job's SSH connection holder.
+The test itself stays outside, so its guards keep their pace.
+
+It asserts that every step completes and that nothing is left: no process
+in the cgroup, no partition, no agent, no socket, no network namespace.
+It never asserts a duration. Each step has a generous hang guard; one that
+fires fails the test with the state of every process in the cgroup, the
+goroutines of the Go ones and the Python stacks of Avocado's.
+
+cgroup v2 (``cpu.max``) is used where its cpu controller is available;
+on a host whose cpu controller is still mounted as cgroup v1 (a hybrid
+layout), the v1 controller's ``cpu.cfs_quota_us`` sets the same kernel
+limit (CFS bandwidth control). Without either the test skips, saying why.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import (
+    REPO_ROOT,
+    AvocadoCLI,
+    cluster_env_for,
+    find_vtcluster,
+    lab_requirements_missing,
+    read_proc_table,
+    venv_bin_dir,
+)
+
+SPEC = REPO_ROOT / "testdata" / "multihost" / "cpu" / "pair.json"
+
+#: 0.2 CPU: 20 ms in every 100 ms period.
+QUOTA_US, PERIOD_US = 20000, 100000
+
+#: Hang guard for one step under the limit. Each step takes seconds to a
+#: minute or two at 0.2 CPU on a loaded machine; reaching this is a hang.
+HANG_GUARD_SECONDS = 900
+
+#: Where Linux keeps its network namespaces and the lab registry its labs.
+NETNS_DIR = Path("/run/netns")
+LAB_REGISTRY = Path("/run/vtcluster-lab")
+
+
+def _mounts():
+    """(mount point, fs type, super options) of every cgroup mount."""
+    found = []
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        for line in f:
+            pre, post = line.split(" - ", 1)
+            fstype, _, superopts = post.split()[:3]
+            if fstype in ("cgroup", "cgroup2"):
+                found.append((pre.split()[4], fstype, set(superopts.split(","))))
+    return found
+
+
+class CPULimit:
+    """A private cgroup with a CPU limit; ``enter`` moves the calling process in."""
+
+    def __init__(self, root, version, name):
+        self.version = version
+        self.path = Path(root) / name
+        self.path.mkdir()
+        if version == 2:
+            (self.path / "cpu.max").write_text(f"{QUOTA_US} {PERIOD_US}\n")
+        else:
+            (self.path / "cpu.cfs_period_us").write_text(f"{PERIOD_US}\n")
+            (self.path / "cpu.cfs_quota_us").write_text(f"{QUOTA_US}\n")
+        self._procs = str(self.path / "cgroup.procs")
+
+    @classmethod
+    def create(cls, name):
+        """The limit, or the reason it cannot be set here (a str)."""
+        reasons = []
+        for mount, fstype, opts in _mounts():
+            if fstype != "cgroup2":
+                continue
+            controllers = (Path(mount) / "cgroup.controllers").read_text().split()
+            if "cpu" not in controllers:
+                reasons.append(f"cgroup v2 at {mount} has no cpu controller (it is bound to cgroup v1)")
+                continue
+            control = Path(mount) / "cgroup.subtree_control"
+            try:
+                if "cpu" not in control.read_text().split():
+                    control.write_text("+cpu\n")
+                return cls(mount, 2, name)
+            except OSError as e:
+                reasons.append(f"cgroup v2 at {mount}: {e}")
+        for mount, fstype, opts in _mounts():
+            if fstype == "cgroup" and "cpu" in opts:
+                try:
+                    return cls(mount, 1, name)
+                except OSError as e:
+                    reasons.append(f"cgroup v1 cpu controller at {mount}: {e}")
+        return "; ".join(reasons) or "no cgroup cpu controller is mounted"
+
+    def enter(self):
+        """preexec_fn: move the new process (before it execs) into the cgroup."""
+        with open(self._procs, "w", encoding="ascii") as f:
+            f.write(str(os.getpid()))
+
+    def pids(self):
+        return [int(p) for p in (self.path / "cgroup.procs").read_text().split()]
+
+    def throttled(self):
+        """How many periods the limit held a process back (cpu.stat nr_throttled)."""
+        for line in (self.path / "cpu.stat").read_text().splitlines():
+            key, _, value = line.partition(" ")
+            if key == "nr_throttled":
+                return int(value)
+        return 0
+
+    def kill_all(self):
+        """SIGKILL whatever is left: every process here was started by this test."""
+        for _ in range(50):
+            pids = self.pids()
+            if not pids:
+                return
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.1)
+
+    def remove(self):
+        self.kill_all()
+        try:
+            self.path.rmdir()
+        except OSError:
+            pass
+
+
+def _proc_line(pid):
+    """pid, state, wchan, argv and kernel stack of one process, for a hang report."""
+    def read(name, default=""):
+        try:
+            return Path(f"/proc/{pid}/{name}").read_text(errors="replace")
+        except OSError:
+            return default
+    stat = read("stat")
+    state = stat.rsplit(")", 1)[1].split()[0] if stat else "?"
+    argv = read("cmdline").replace("\0", " ").strip()
+    stack = read("stack").strip().replace("\n", " <- ")
+    return f"  {pid} {state} wchan={read('wchan') or '-'} {argv[:200]}\n      kernel stack: {stack or '-'}"
+
+
+def hang_report(limit, what):
+    """Describe every process in the cgroup, then make each say where it is:
+    SIGQUIT makes a Go program print its goroutines, SIGABRT a Python one
+    its stack (PYTHONFAULTHANDLER). Output goes to each process's stderr:
+    the step's own captured output, or the job's and lab's log files."""
+    pids = limit.pids()
+    lines = [f"{what}: no end within {HANG_GUARD_SECONDS} s (a hang); "
+             f"{len(pids)} processes in {limit.path}:"]
+    lines += [_proc_line(pid) for pid in pids]
+    binary = os.path.realpath(find_vtcluster())
+    for pid in pids:
+        try:
+            exe = os.path.realpath(f"/proc/{pid}/exe")
+        except OSError:
+            continue
+        sig = signal.SIGQUIT if exe == binary else signal.SIGABRT if "python" in exe else None
+        if sig is not None:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+    time.sleep(2)
+    return "\n".join(lines)
+
+
+class Flow:
+    """Runs the flow's commands inside the limit, each under the hang guard."""
+
+    def __init__(self, limit, tmp_path, env):
+        self.limit = limit
+        self.tmp_path = tmp_path
+        self.env = env
+
+    def run(self, argv, what, env=None):
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **self.env, **(env or {})},
+            preexec_fn=self.limit.enter,
+        )
+        try:
+            out, err = proc.communicate(timeout=HANG_GUARD_SECONDS)
+        except subprocess.TimeoutExpired:
+            report = hang_report(self.limit, what)
+            proc.kill()
+            out, err = proc.communicate()
+            pytest.fail(f"{report}\n--- output of {what} (with its goroutines if it is vtcluster):\n{out}{err}")
+        return proc.returncode, out + err
+
+    def must(self, argv, what, env=None):
+        code, output = self.run(argv, what, env)
+        assert code == 0, f"{what} exited {code}:\n{output}"
+        return output
+
+
+def sockets_under(*roots):
+    found = []
+    for root in roots:
+        for dirpath, _, files in os.walk(root):
+            for name in files:
+                path = os.path.join(dirpath, name)
+                try:
+                    if (os.lstat(path).st_mode & 0o170000) == 0o140000:
+                        found.append(path)
+                except OSError:
+                    pass
+    return found
+
+
+@pytest.fixture
+def limit():
+    missing = lab_requirements_missing()
+    if missing:
+        pytest.skip(f"lab of SSH hosts unavailable: {missing}")
+    if find_vtcluster() is None:
+        pytest.skip("vtcluster binary not built: run `make build` or set VTCLUSTER_BIN")
+    if not (venv_bin_dir() / "avocado").exists():
+        pytest.skip(f"no Avocado in {venv_bin_dir()}: run `make venv`")
+    got = CPULimit.create(f"vtcluster-test-cpu-{os.getpid()}")
+    if isinstance(got, str):
+        pytest.skip(f"cannot limit CPU with a cgroup here: {got}")
+    yield got
+    got.remove()
+
+
+def test_lab_bootstrap_job_and_teardown_complete_and_leave_nothing_at_0_2_cpu(limit, tmp_path):
+    binary = find_vtcluster()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("vtcluster", "avocado-runner-multihost"):
+        (bin_dir / name).symlink_to(binary)
+    # A private TMPDIR: the holder's and the runners' sockets land there,
+    # so "no socket left" looks at everything the flow could leave.
+    private_tmp = tmp_path / "tmp"
+    private_tmp.mkdir()
+    env = dict(cluster_env_for(tmp_path / "state", bin_dir), TMPDIR=str(private_tmp))
+    flow = Flow(limit, tmp_path, env)
+    lab_dir, config = tmp_path / "lab", tmp_path / "cluster.json"
+
+    try:
+        flow.must([binary, "lab", "up", "--hosts", "2", "--dir", str(lab_dir),
+                   "--cluster-config", str(config)], "vtcluster lab up")
+        info = json.loads((lab_dir / "lab.json").read_text(encoding="utf-8"))
+        assert set(limit.pids()) >= {h["sshd_pid"] for h in info["hosts"]}, "the lab's sshds run outside the limit"
+        flow.must([binary, "bootstrap", "--vt-cluster-config", str(config), "--accept-new-host-keys"],
+                  "vtcluster bootstrap")
+
+        (tmp_path / "job").mkdir()
+        cli = AvocadoCLI(tmp_path / "job", python=str(venv_bin_dir() / "python"))
+        code, output = flow.run(cli.argv("run", "--job-results-dir", str(cli.results), str(SPEC)),
+                                "avocado run", env=cli.env(dict(env, PYTHONFAULTHANDLER="1")))
+        results = cli.results / "latest" / "results.json"
+        assert results.exists(), f"avocado run (exit {code}) wrote no results:\n{output}"
+        tests = {t["name"].rsplit(":", 1)[1]: t for t in json.loads(results.read_text(encoding="utf-8"))["tests"]}
+        assert {n: t["status"] for n, t in tests.items()} == {"pair-steps": "PASS", "pair-again": "PASS"}, output
+        assert code == 0, output
+
+        # The job's post-tests hook stopped the agents and the holder.
+        partitions = json.loads(flow.must([binary, "partition", "list", "--json"], "partition list"))
+        assert partitions == [], f"partitions left behind: {partitions}"
+        agents = [(pid, argv) for pid, _, argv in read_proc_table()
+                  if argv[0].startswith(str(lab_dir / "agents") + os.sep) and argv[1:2] == ["agent"]]
+        assert agents == [], f"agents left running after the job: {agents}"
+        assert sockets_under(private_tmp, lab_dir) == [], "sockets left behind after the job"
+
+        flow.must([binary, "lab", "down", "--dir", str(lab_dir)], "vtcluster lab down")
+    finally:
+        if (lab_dir / "lab.json").exists():  # a failed step: tear down what is there
+            subprocess.run([binary, "lab", "down", "--dir", str(lab_dir)], capture_output=True,
+                           timeout=HANG_GUARD_SECONDS, check=False)
+        # What lab down killed may take a moment to be gone; a guard, not a
+        # measurement.
+        deadline = time.monotonic() + 60
+        while limit.pids() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        left = [_proc_line(pid) for pid in limit.pids()]
+        throttled = limit.throttled()
+
+    assert left == [], "processes left in the cgroup:\n" + "\n".join(left)
+    assert throttled > 0, "the CPU limit never held anything back: the test ran unlimited"
+    prefix = info["prefix"]
+    netns = [n for n in os.listdir(NETNS_DIR) if n.startswith(prefix + "-")] if NETNS_DIR.exists() else []
+    assert netns == [], f"the lab's network namespaces are left: {netns}"
+    assert not Path(f"/sys/class/net/{info['bridge']}").exists(), "the lab's bridge is left"
+    assert not (LAB_REGISTRY / f"{prefix}.json").exists(), "the lab is still registered"
+    assert sockets_under(private_tmp, lab_dir) == [], "sockets left behind"
