@@ -6,6 +6,9 @@ per 100 ms: the lab's sshds and what they start (agents, commands), the
 vtcluster CLI, Avocado, its runners and the job's SSH connection holder.
 The test itself stays outside, so its guards keep their pace.
 
+The flow: ``vtcluster lab up`` (two hosts), ``bootstrap``, an ``avocado
+run`` of two two-node tests, an ``avocado run`` interrupted with SIGINT
+while its test sleeps on a node, ``vtcluster lab down``.
 It asserts that every step completes and that nothing is left: no process
 in the cgroup, no partition, no agent, no socket, no network namespace.
 It never asserts a duration. Each step has a generous hang guard; one that
@@ -36,10 +39,14 @@ from conftest import (
     venv_bin_dir,
 )
 
-SPEC = REPO_ROOT / "testdata" / "multihost" / "cpu" / "pair.json"
+PAIR = REPO_ROOT / "testdata" / "multihost" / "cpu" / "pair.json"
+INTERRUPT = REPO_ROOT / "testdata" / "multihost" / "cpu" / "interrupt.json"
+NODE_SLEEP = ["sleep", "7993"]  # interrupt.json's step
 
-#: 0.2 CPU: 20 ms in every 100 ms period.
-QUOTA_US, PERIOD_US = 20000, 100000
+#: 0.2 CPU: 20 ms in every 100 ms period. VTCLUSTER_TEST_CPU (a fraction
+#: of one CPU) sets another limit, to look for what a lower one shows.
+PERIOD_US = 100000
+QUOTA_US = max(1000, int(float(os.environ.get("VTCLUSTER_TEST_CPU") or 0.2) * PERIOD_US))
 
 #: Hang guard for one step under the limit. Each step takes seconds to a
 #: minute or two at 0.2 CPU on a loaded machine; reaching this is a hang.
@@ -186,8 +193,8 @@ class Flow:
         self.tmp_path = tmp_path
         self.env = env
 
-    def run(self, argv, what, env=None):
-        proc = subprocess.Popen(
+    def start(self, argv, env=None):
+        return subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -196,6 +203,9 @@ class Flow:
             env={**os.environ, **self.env, **(env or {})},
             preexec_fn=self.limit.enter,
         )
+
+    def wait(self, proc, what):
+        """proc's exit code and output; a hang fails the test with the report."""
         try:
             out, err = proc.communicate(timeout=HANG_GUARD_SECONDS)
         except subprocess.TimeoutExpired:
@@ -204,6 +214,9 @@ class Flow:
             out, err = proc.communicate()
             pytest.fail(f"{report}\n--- output of {what} (with its goroutines if it is vtcluster):\n{out}{err}")
         return proc.returncode, out + err
+
+    def run(self, argv, what, env=None):
+        return self.wait(self.start(argv, env), what)
 
     def must(self, argv, what, env=None):
         code, output = self.run(argv, what, env)
@@ -225,6 +238,38 @@ def sockets_under(*roots):
     return found
 
 
+def avocado_cli(directory):
+    directory.mkdir()
+    return AvocadoCLI(directory, python=str(venv_bin_dir() / "python"))
+
+
+def job_results(cli, code, output):
+    """({test name: status}, {test name: fail reason}) of cli's latest job."""
+    results = cli.results / "latest" / "results.json"
+    assert results.exists(), f"avocado run (exit {code}) wrote no results:\n{output}"
+    tests = json.loads(results.read_text(encoding="utf-8"))["tests"]
+    names = [t["name"].rsplit(":", 1)[1] for t in tests]
+    return ({n: t["status"] for n, t in zip(names, tests)},
+            {n: t["fail_reason"] for n, t in zip(names, tests)})
+
+
+def node_sleeps(limit):
+    """pids of the interrupt spec's sleep (started on a node by its agent)."""
+    pids = set(limit.pids())
+    return [pid for pid, _, argv in read_proc_table() if argv == NODE_SLEEP and pid in pids]
+
+
+def assert_job_left_nothing(flow, binary, lab_dir, private_tmp):
+    """After a job: no partition, no agent (the post-tests hook stops them),
+    no socket (the holder's, the runners', the agents')."""
+    partitions = json.loads(flow.must([binary, "partition", "list", "--json"], "partition list"))
+    assert partitions == [], f"partitions left behind: {partitions}"
+    agents = [(pid, argv) for pid, _, argv in read_proc_table()
+              if argv[0].startswith(str(lab_dir / "agents") + os.sep) and argv[1:2] == ["agent"]]
+    assert agents == [], f"agents left running after the job: {agents}"
+    assert sockets_under(private_tmp, lab_dir) == [], "sockets left behind after the job"
+
+
 @pytest.fixture
 def limit():
     missing = lab_requirements_missing()
@@ -241,7 +286,7 @@ def limit():
     got.remove()
 
 
-def test_lab_bootstrap_job_and_teardown_complete_and_leave_nothing_at_0_2_cpu(limit, tmp_path):
+def test_lab_jobs_and_teardown_complete_and_leave_nothing_under_a_cpu_limit(limit, tmp_path):
     binary = find_vtcluster()
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -263,23 +308,35 @@ def test_lab_bootstrap_job_and_teardown_complete_and_leave_nothing_at_0_2_cpu(li
         flow.must([binary, "bootstrap", "--vt-cluster-config", str(config), "--accept-new-host-keys"],
                   "vtcluster bootstrap")
 
-        (tmp_path / "job").mkdir()
-        cli = AvocadoCLI(tmp_path / "job", python=str(venv_bin_dir() / "python"))
-        code, output = flow.run(cli.argv("run", "--job-results-dir", str(cli.results), str(SPEC)),
+        # A job of two tests, each on both nodes: agents and holder
+        # started by the pre-tests hook, a partition per test, steps
+        # through the agents, everything ended by the post-tests hook.
+        cli = avocado_cli(tmp_path / "job")
+        code, output = flow.run(cli.argv("run", "--job-results-dir", str(cli.results), str(PAIR)),
                                 "avocado run", env=cli.env(dict(env, PYTHONFAULTHANDLER="1")))
-        results = cli.results / "latest" / "results.json"
-        assert results.exists(), f"avocado run (exit {code}) wrote no results:\n{output}"
-        tests = {t["name"].rsplit(":", 1)[1]: t for t in json.loads(results.read_text(encoding="utf-8"))["tests"]}
-        assert {n: t["status"] for n, t in tests.items()} == {"pair-steps": "PASS", "pair-again": "PASS"}, output
+        statuses, _ = job_results(cli, code, output)
+        assert statuses == {"pair-steps": "PASS", "pair-again": "PASS"}, output
         assert code == 0, output
+        assert_job_left_nothing(flow, binary, lab_dir, private_tmp)
 
-        # The job's post-tests hook stopped the agents and the holder.
-        partitions = json.loads(flow.must([binary, "partition", "list", "--json"], "partition list"))
-        assert partitions == [], f"partitions left behind: {partitions}"
-        agents = [(pid, argv) for pid, _, argv in read_proc_table()
-                  if argv[0].startswith(str(lab_dir / "agents") + os.sep) and argv[1:2] == ["agent"]]
-        assert agents == [], f"agents left running after the job: {agents}"
-        assert sockets_under(private_tmp, lab_dir) == [], "sockets left behind after the job"
+        # A job interrupted (SIGINT, as Ctrl-C) while its test sleeps on a
+        # node: the runner's interrupt budget and Avocado's kill a second
+        # after SIGTERM, at 0.2 CPU.
+        cli = avocado_cli(tmp_path / "interrupted")
+        proc = flow.start(cli.argv("run", "--job-results-dir", str(cli.results), str(INTERRUPT)),
+                          env=cli.env(dict(env, PYTHONFAULTHANDLER="1")))
+        deadline = time.monotonic() + HANG_GUARD_SECONDS
+        while not node_sleeps(limit) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        seen = node_sleeps(limit)
+        proc.send_signal(signal.SIGINT)
+        code, output = flow.wait(proc, "the interrupted avocado run")
+        assert seen, f"the node's sleep was never seen running:\n{output}"
+        statuses, reasons = job_results(cli, code, output)
+        assert statuses == {"sleep-on-node": "INTERRUPTED"}, f"{reasons}\n{output}"
+        assert code == 8, output  # INTERRUPTED only
+        assert node_sleeps(limit) == [], "the node's sleep outlived the interrupted job"
+        assert_job_left_nothing(flow, binary, lab_dir, private_tmp)
 
         flow.must([binary, "lab", "down", "--dir", str(lab_dir)], "vtcluster lab down")
     finally:
