@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -139,13 +140,9 @@ func NewLogStreamerWithConfig(cfg LogStreamerConfig) (*LogStreamer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent: log streamer: %w", err)
 	}
-	logger := cfg.Logger
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
 	return &LogStreamer{
 		cfg:    cfg,
-		logger: logger,
+		logger: cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)),
 		pid:    int64(os.Getpid()),
 		file:   f,
 		queue:  frameRing{buf: make([][]byte, cfg.BufferRecords)},

@@ -16,7 +16,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,6 +23,7 @@ import (
 	"time"
 
 	"github.com/vtcluster/vtcluster/agent/logframe"
+	"github.com/vtcluster/vtcluster/internal/testutil"
 )
 
 var updateLogframes = flag.Bool("update-logframes", false, "rewrite testdata/logframes/go_streamer.bin from a live LogStreamer")
@@ -55,33 +55,9 @@ func newTestStreamer(tb testing.TB, cfg LogStreamerConfig) *LogStreamer {
 		if err := s.Close(); err != nil {
 			tb.Errorf("close: %v", err)
 		}
-		assertNoStreamerGoroutines(tb)
+		testutil.NoGoroutinesLeft(tb, hangGuard, "agent.(*LogStreamer).")
 	})
 	return s
-}
-
-// assertNoStreamerGoroutines fails if a LogStreamer goroutine outlived its
-// Close. Close waits for them, but a goroutine that has just signalled it is
-// done may still be unwinding, so give the scheduler a moment.
-func assertNoStreamerGoroutines(tb testing.TB) {
-	tb.Helper()
-	var left [][]byte
-	for deadline := time.Now().Add(hangGuard); ; time.Sleep(5 * time.Millisecond) {
-		buf := make([]byte, 1<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		left = left[:0]
-		for _, g := range bytes.Split(buf, []byte("\n\n")) {
-			if bytes.Contains(g, []byte("agent.(*LogStreamer).")) {
-				left = append(left, g)
-			}
-		}
-		if len(left) == 0 || time.Now().After(deadline) {
-			break
-		}
-	}
-	for _, g := range left {
-		tb.Errorf("goroutine left behind:\n%s", g)
-	}
 }
 
 // frameSink is a real TCP log receiver for the tests: it accepts

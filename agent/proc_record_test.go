@@ -26,13 +26,13 @@ func TestProcessService_stopOthers(t *testing.T) {
 		if owner != "" {
 			opts["owner"] = owner
 		}
-		return mustProcCall(t, s, "start", procArgv("sleep", "600"), opts).(string)
+		return mustCall(t, s, "start", procArgv("sleep", "600"), opts).(string)
 	}
 	old, mine, unowned := start("partition-old"), start("partition-new"), start("")
-	pidOf := func(id string) int { return procMember(t, mustProcCall(t, s, "poll", id), "pid").(int) }
+	pidOf := func(id string) int { return procMember(t, mustCall(t, s, "poll", id), "pid").(int) }
 	oldPid, unownedPid := pidOf(old), pidOf(unowned)
 
-	got := mustProcCall(t, s, "stop_others", "partition-new").([]any)
+	got := mustCall(t, s, "stop_others", "partition-new").([]any)
 	if len(got) != 2 {
 		t.Fatalf("stopped %v, want the other owner's and the unowned process", got)
 	}
@@ -45,13 +45,13 @@ func TestProcessService_stopOthers(t *testing.T) {
 	}
 	procWantGroupGone(t, oldPid)
 	procWantGroupGone(t, unownedPid)
-	if running := procMember(t, mustProcCall(t, s, "poll", mine), "running"); running != true {
+	if running := procMember(t, mustCall(t, s, "poll", mine), "running"); running != true {
 		t.Fatal("the new owner's process was stopped")
 	}
 	if !slicesContainsPrefix(log.Lines(), "WARN stopping process group "+strconv.Itoa(oldPid)) {
 		t.Fatalf("no stop logged:\n%s", strings.Join(log.Lines(), "\n"))
 	}
-	if got := mustProcCall(t, s, "stop_others", "partition-new").([]any); len(got) != 0 {
+	if got := mustCall(t, s, "stop_others", "partition-new").([]any); len(got) != 0 {
 		t.Fatalf("second call stopped %v", got)
 	}
 }
@@ -60,12 +60,12 @@ func TestProcessService_stopOthers_runInFlight(t *testing.T) {
 	s, _ := newProcSvc(t, nil)
 	errc := make(chan error, 1)
 	go func() {
-		_, err := procCall(t, s, "run", procArgv("sleep", "600"), map[string]any{"owner": "a"})
+		_, err := callMethod(t, s, "run", procArgv("sleep", "600"), map[string]any{"owner": "a"})
 		errc <- err
 	}()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		got := mustProcCall(t, s, "stop_others", "b").([]any)
+		got := mustCall(t, s, "stop_others", "b").([]any)
 		if len(got) == 1 {
 			break
 		}
@@ -81,11 +81,11 @@ func TestProcessService_stopOthers_runInFlight(t *testing.T) {
 
 func TestProcessService_ownerOption(t *testing.T) {
 	s, _ := newProcSvc(t, nil)
-	_, err := procCall(t, s, "run", procArgv("true"), map[string]any{"owner": 3})
+	_, err := callMethod(t, s, "run", procArgv("true"), map[string]any{"owner": 3})
 	procWantFault(t, err, "TypeError", "option 'owner' must be str, not int")
-	_, err = procCall(t, s, "run", procArgv("true"), map[string]any{"owner": strings.Repeat("x", 300)})
+	_, err = callMethod(t, s, "run", procArgv("true"), map[string]any{"owner": strings.Repeat("x", 300)})
 	procWantFault(t, err, "ValueError", "option 'owner' must be at most 256 bytes")
-	_, err = procCall(t, s, "stop_others")
+	_, err = callMethod(t, s, "stop_others")
 	if err == nil {
 		t.Fatal("stop_others without an owner accepted")
 	}
@@ -120,7 +120,7 @@ func TestProcessRecord_deadAgentHelper(t *testing.T) {
 	// waits for its newline; an mv here would be a second process of the
 	// group that may still be exiting when the agent is killed.
 	pidFile := record + ".pid"
-	if _, err := procCall(t, s, "start", procArgv("sh", "-c", `sleep 600 & echo $! > "$0"; wait`, pidFile), map[string]any{"owner": "p1"}); err != nil {
+	if _, err := callMethod(t, s, "start", procArgv("sh", "-c", `sleep 600 & echo $! > "$0"; wait`, pidFile), map[string]any{"owner": "p1"}); err != nil {
 		t.Fatal(err)
 	}
 	select {} // until SIGKILLed
@@ -183,7 +183,7 @@ func TestProcessRecord_newAgentStopsWhatADeadOneLeft(t *testing.T) {
 	if !found {
 		t.Fatalf("no log line names what was stopped:\n%s", strings.Join(log.Lines(), "\n"))
 	}
-	if err := json.Unmarshal(mustRead(t, record), &rec); err != nil || len(rec.Groups) != 0 || rec.Agent != pgroup.Self() {
+	if err := json.Unmarshal(testutil.ReadFile(t, record), &rec); err != nil || len(rec.Groups) != 0 || rec.Agent != pgroup.Self() {
 		t.Fatalf("record not taken over: %+v %v", rec, err)
 	}
 	s.Close()
@@ -203,7 +203,7 @@ func TestProcessRecord_reusedPidIsNotStopped(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = other.Process.Kill(); _ = other.Wait() })
-	st := mustRead(t, fmt.Sprintf("/proc/%d/stat", other.Process.Pid))
+	st := testutil.ReadFile(t, fmt.Sprintf("/proc/%d/stat", other.Process.Pid))
 	f := strings.Fields(string(st[strings.LastIndexByte(string(st), ')')+1:]))
 	tick, _ := strconv.ParseUint(f[19], 10, 64)
 
@@ -232,13 +232,4 @@ func TestProcessRecord_badFile(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), record) {
 		t.Fatalf("got %v, want an error naming %s", err, record)
 	}
-}
-
-func mustRead(t *testing.T, path string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }

@@ -74,6 +74,13 @@ func startTestServer(tb testing.TB, tweak func(*Config), svcs ...Service) (*Serv
 		tweak(&cfg)
 	}
 	s := listeningServer(tb, cfg, svcs...)
+	return s, serveTest(tb, s)
+}
+
+// serveTest serves s, listening already, until the test ends, and returns
+// its URL.
+func serveTest(tb testing.TB, s *Server) string {
+	tb.Helper()
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(context.Background()) }()
 	tb.Cleanup(func() {
@@ -86,7 +93,7 @@ func startTestServer(tb testing.TB, tweak func(*Config), svcs ...Service) (*Serv
 			tb.Errorf("Serve: %v", err)
 		}
 	})
-	return s, testURL(s)
+	return testURL(s)
 }
 
 // rawClient never asks for gzip on its own, so tests see what the server

@@ -448,14 +448,14 @@ func TestCoreService_symlinks_notFollowedOut(t *testing.T) {
 
 func TestCoreService_servedWithAlias(t *testing.T) {
 	c, _, _ := newTestCore(t)
-	_, url := startTestServerWith(t, func(s *Server) {
-		if err := s.Register(c); err != nil {
-			t.Fatal(err)
-		}
-		if err := s.RegisterAs(CoreAlias, c); err != nil {
-			t.Fatal(err)
-		}
-	})
+	s := newServer(t, testConfig(), c)
+	if err := s.RegisterAs(CoreAlias, c); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	url := serveTest(t, s)
 	for _, m := range []string{"core.is_alive", "agent.services.core.is_alive"} {
 		if v, err := rpc(t, url, m); err != nil || v != true {
 			t.Errorf("%s = %v, %v", m, v, err)
@@ -467,31 +467,6 @@ func TestCoreService_servedWithAlias(t *testing.T) {
 	if err != nil || !reflect.DeepEqual(v, map[string]any{"size": int64(1 << 40), "none": nil}) {
 		t.Errorf("core.load_job_data = %#v, %v", v, err)
 	}
-}
-
-// startTestServerWith is startTestServer with a hook that registers.
-func startTestServerWith(tb testing.TB, register func(*Server)) (*Server, string) {
-	tb.Helper()
-	cfg := testConfig()
-	s, err := New(cfg)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	register(s)
-	if err := s.Listen(); err != nil {
-		tb.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- s.Serve(context.Background()) }()
-	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
-		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
-			tb.Errorf("Shutdown: %v", err)
-		}
-		<-served
-	})
-	return s, testURL(s)
 }
 
 func TestOpenDataDir_layoutKeepsData(t *testing.T) {

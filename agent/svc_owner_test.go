@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,24 +9,6 @@ import (
 	"testing"
 	"time"
 )
-
-func ownerCall(tb testing.TB, s *OwnerService, method string, args ...any) (any, error) {
-	tb.Helper()
-	m, ok := s.Methods()[method]
-	if !ok {
-		tb.Fatalf("no method %q", method)
-	}
-	return m(context.Background(), Args(args))
-}
-
-func mustOwnerCall(tb testing.TB, s *OwnerService, method string, args ...any) any {
-	tb.Helper()
-	v, err := ownerCall(tb, s, method, args...)
-	if err != nil {
-		tb.Fatalf("%s: %v", method, err)
-	}
-	return v
-}
 
 // A clock the test moves, so lease expiry is checked without sleeping.
 type ownerClock struct{ t time.Time }
@@ -59,56 +40,56 @@ func TestOwnerService_defendsTheNode(t *testing.T) {
 	proc.GuardHandOver(s.CheckHandOver)
 
 	// Free node: the old protocol (stop_others alone) still works.
-	mustProcCall(t, proc, "stop_others", "p0")
-	mustOwnerCall(t, s, "acquire", "pa", ctlA, int64(30))
+	mustCall(t, proc, "stop_others", "p0")
+	mustCall(t, s, "acquire", "pa", ctlA, int64(30))
 	// The holder itself may hand over to itself (idempotent retry).
-	mustOwnerCall(t, s, "acquire", "pa", ctlA, int64(30))
-	mustProcCall(t, proc, "stop_others", "pa")
+	mustCall(t, s, "acquire", "pa", ctlA, int64(30))
+	mustCall(t, proc, "stop_others", "pa")
 
-	_, err := ownerCall(t, s, "acquire", "pb", ctlB, int64(30))
+	_, err := callMethod(t, s, "acquire", "pb", ctlB, int64(30))
 	procWantFault(t, err, NodeHeldFault, "held by owner 'pa' of controller host ctl-a (pid 100, job 'job-a', test '1-a')")
-	_, err = procCall(t, proc, "stop_others", "pb")
+	_, err = callMethod(t, proc, "stop_others", "pb")
 	procWantFault(t, err, NodeHeldFault, "refusing to hand it to owner 'pb'")
 
 	// Renewed past its first expiry: still held.
 	clk.t = clk.t.Add(25 * time.Second)
-	mustOwnerCall(t, s, "renew", "pa", int64(30))
+	mustCall(t, s, "renew", "pa", int64(30))
 	clk.t = clk.t.Add(25 * time.Second)
-	if _, err := ownerCall(t, s, "acquire", "pb", ctlB, int64(30)); err == nil {
+	if _, err := callMethod(t, s, "acquire", "pb", ctlB, int64(30)); err == nil {
 		t.Fatal("a renewed lease was taken over")
 	}
 
 	// The agent restarts: the record keeps the holder.
 	s = newOwnerSvc(t, path, clk)
 	proc.GuardHandOver(s.CheckHandOver)
-	_, err = procCall(t, proc, "stop_others", "pb")
+	_, err = callMethod(t, proc, "stop_others", "pb")
 	procWantFault(t, err, NodeHeldFault, "owner 'pa'")
-	if h := procMember(t, mustOwnerCall(t, s, "show"), "host"); h != "ctl-a" {
+	if h := procMember(t, mustCall(t, s, "show"), "host"); h != "ctl-a" {
 		t.Errorf("show after restart: host %v", h)
 	}
 
 	// A caller that proved the holder dead replaces it at once.
-	mustOwnerCall(t, s, "acquire", "pc", ctlB, int64(30), "pa")
+	mustCall(t, s, "acquire", "pc", ctlB, int64(30), "pa")
 	// The old owner's renewals now fail: it has lost the node.
-	_, err = ownerCall(t, s, "renew", "pa", int64(30))
+	_, err = callMethod(t, s, "renew", "pa", int64(30))
 	procWantFault(t, err, NodeHeldFault, "owner 'pc'")
 	// A release by someone else changes nothing; by the holder, frees it.
-	if v := mustOwnerCall(t, s, "release", "pa"); v != false {
+	if v := mustCall(t, s, "release", "pa"); v != false {
 		t.Errorf("release by a non-holder: %v", v)
 	}
-	if v := mustOwnerCall(t, s, "release", "pc"); v != true {
+	if v := mustCall(t, s, "release", "pc"); v != true {
 		t.Errorf("release by the holder: %v", v)
 	}
 	if _, err := os.Stat(path); !os.IsNotExist(err) {
 		t.Errorf("record left after release: %v", err)
 	}
-	mustOwnerCall(t, s, "acquire", "pb", ctlB, int64(30))
+	mustCall(t, s, "acquire", "pb", ctlB, int64(30))
 
 	// A holder that stops renewing (its controller died) loses the node
 	// when its lease ends.
 	clk.t = clk.t.Add(31 * time.Second)
-	mustOwnerCall(t, s, "acquire", "pd", ctlA, int64(30))
-	mustProcCall(t, proc, "stop_others", "pd")
+	mustCall(t, s, "acquire", "pd", ctlA, int64(30))
+	mustCall(t, proc, "stop_others", "pd")
 }
 
 // A renewal that reaches the agent after the hold's release (the
@@ -119,11 +100,11 @@ func TestOwnerService_defendsTheNode(t *testing.T) {
 func TestOwnerService_lateRenewalDoesNotHoldAReleasedNode(t *testing.T) {
 	clk := &ownerClock{t: time.Date(2026, 12, 7, 20, 0, 0, 0, time.UTC)}
 	s := newOwnerSvc(t, filepath.Join(t.TempDir(), OwnerRecordName), clk)
-	mustOwnerCall(t, s, "acquire", "pa", ctlA, int64(30))
-	if got := mustOwnerCall(t, s, "release", "pa"); got != true {
+	mustCall(t, s, "acquire", "pa", ctlA, int64(30))
+	if got := mustCall(t, s, "release", "pa"); got != true {
 		t.Fatalf("release: %v", got)
 	}
-	_, err := ownerCall(t, s, "renew", "pa", int64(30))
+	_, err := callMethod(t, s, "renew", "pa", int64(30))
 	if err == nil || !strings.Contains(err.Error(), NodeReleasedFault) {
 		t.Fatalf("renewal after the release: %v; want a %s fault", err, NodeReleasedFault)
 	}
@@ -131,21 +112,21 @@ func TestOwnerService_lateRenewalDoesNotHoldAReleasedNode(t *testing.T) {
 		t.Fatalf("the late renewal held the released node again: %+v", s.cur)
 	}
 	// Another owner gets the node at once.
-	mustOwnerCall(t, s, "acquire", "pb", ctlB, int64(30))
-	mustOwnerCall(t, s, "release", "pb")
+	mustCall(t, s, "acquire", "pb", ctlB, int64(30))
+	mustCall(t, s, "release", "pb")
 
 	// Not released, only expired: the renewing owner holds it again.
-	mustOwnerCall(t, s, "acquire", "pc", ctlA, int64(30))
+	mustCall(t, s, "acquire", "pc", ctlA, int64(30))
 	clk.t = clk.t.Add(time.Minute)
-	mustOwnerCall(t, s, "renew", "pc", int64(30))
+	mustCall(t, s, "renew", "pc", int64(30))
 	if s.cur == nil || s.cur.ID != "pc" || !clk.t.Before(s.cur.Expires) {
 		t.Fatalf("an expired lease was not renewed: %+v", s.cur)
 	}
 	// Only the last releasedKept ids are remembered.
 	for i := range releasedKept + 1 {
 		id := fmt.Sprintf("q%d", i)
-		mustOwnerCall(t, s, "acquire", id, ctlA, int64(30), "pc")
-		mustOwnerCall(t, s, "release", id)
+		mustCall(t, s, "acquire", id, ctlA, int64(30), "pc")
+		mustCall(t, s, "release", id)
 	}
 	if len(s.released) != releasedKept || slices.Contains(s.released, "q0") {
 		t.Errorf("remembered %v; want the last %d", s.released, releasedKept)
@@ -164,7 +145,7 @@ func TestOwnerService_badArguments(t *testing.T) {
 		{[]any{"p", "ctl", int64(30)}, "TypeError", "argument 'holder' must be dict"},
 		{[]any{"", ctlA, int64(30)}, "ValueError", "owner id is empty"},
 	} {
-		_, err := ownerCall(t, s, "acquire", tc.args...)
+		_, err := callMethod(t, s, "acquire", tc.args...)
 		procWantFault(t, err, tc.exc, tc.in)
 	}
 	// A record that cannot be read keeps the agent from starting rather

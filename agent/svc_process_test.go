@@ -11,7 +11,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -51,45 +50,26 @@ func newProcSvc(tb testing.TB, mod func(*ProcessConfig)) (*ProcessService, *test
 func checkProcGoroutinesSettle(tb testing.TB) {
 	tb.Helper()
 	tb.Cleanup(func() {
-		var leaked string
-		for range 500 {
-			leaked = procGoroutines()
-			if leaked == "" {
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		tb.Errorf("goroutines left behind:\n%s", leaked)
+		testutil.NoGoroutinesLeft(tb, 5*time.Second, "agent.(*ProcessService)", "pgroup.waitExited", "pgroup.(*Group)", "os/exec.")
 	})
 }
 
-func procGoroutines() string {
-	buf := make([]byte, 1<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	var out []string
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "agent.(*ProcessService)") || strings.Contains(g, "pgroup.waitExited") || strings.Contains(g, "pgroup.(*Group)") ||
-			strings.Contains(g, "os/exec.") {
-			out = append(out, g)
-		}
-	}
-	return strings.Join(out, "\n\n")
-}
-
-func procCall(tb testing.TB, s *ProcessService, method string, args ...any) (any, error) {
+// callMethod invokes s's method directly, as the dispatcher would.
+func callMethod(tb testing.TB, s Service, method string, args ...any) (any, error) {
 	tb.Helper()
 	m, ok := s.Methods()[method]
 	if !ok {
-		tb.Fatalf("no method %q", method)
+		tb.Fatalf("%s has no method %q", s.Name(), method)
 	}
 	return m(context.Background(), Args(args))
 }
 
-func mustProcCall(tb testing.TB, s *ProcessService, method string, args ...any) any {
+// mustCall is callMethod that fails tb on an error.
+func mustCall(tb testing.TB, s Service, method string, args ...any) any {
 	tb.Helper()
-	v, err := procCall(tb, s, method, args...)
+	v, err := callMethod(tb, s, method, args...)
 	if err != nil {
-		tb.Fatalf("%s: %v", method, err)
+		tb.Fatalf("%s.%s: %v", s.Name(), method, err)
 	}
 	return v
 }
@@ -167,7 +147,7 @@ func procWaitForFile(tb testing.TB, path string) []byte {
 
 func TestProcessService_Run_echo(t *testing.T) {
 	s, _ := newProcSvc(t, nil)
-	r := mustProcCall(t, s, "run", procArgv("echo", "hello", "world"))
+	r := mustCall(t, s, "run", procArgv("echo", "hello", "world"))
 	if got := procMember(t, r, "stdout"); !bytes.Equal(got.([]byte), []byte("hello world\n")) {
 		t.Fatalf("stdout %q", got)
 	}
@@ -190,7 +170,7 @@ func TestProcessService_Run_echo(t *testing.T) {
 func TestProcessService_Run_printfExact(t *testing.T) {
 	s, _ := newProcSvc(t, nil)
 	// argv goes to the program untouched: no shell splits or expands it.
-	r := mustProcCall(t, s, "run", procArgv("printf", "%s|%s|%s\n", "a  b", "", "$HOME *"))
+	r := mustCall(t, s, "run", procArgv("printf", "%s|%s|%s\n", "a  b", "", "$HOME *"))
 	if got := string(procMember(t, r, "stdout").([]byte)); got != "a  b||$HOME *\n" {
 		t.Fatalf("stdout %q", got)
 	}
@@ -198,7 +178,7 @@ func TestProcessService_Run_printfExact(t *testing.T) {
 
 func TestProcessService_Run_binaryOutput(t *testing.T) {
 	s, _ := newProcSvc(t, nil)
-	r := mustProcCall(t, s, "run", procArgv("sh", "-c", `printf '\000\377x\r'; printf '\377\000' >&2`))
+	r := mustCall(t, s, "run", procArgv("sh", "-c", `printf '\000\377x\r'; printf '\377\000' >&2`))
 	if got := procMember(t, r, "stdout").([]byte); !bytes.Equal(got, []byte{0, 0xff, 'x', '\r'}) {
 		t.Fatalf("stdout %q", got)
 	}
@@ -210,22 +190,22 @@ func TestProcessService_Run_binaryOutput(t *testing.T) {
 func TestProcessService_Run_stdin(t *testing.T) {
 	s, _ := newProcSvc(t, nil)
 	in := []byte{0, 1, 2, 0xff, '\n', 'z'}
-	r := mustProcCall(t, s, "run", procArgv("cat"), map[string]any{"stdin": in})
+	r := mustCall(t, s, "run", procArgv("cat"), map[string]any{"stdin": in})
 	if got := procMember(t, r, "stdout").([]byte); !bytes.Equal(got, in) {
 		t.Fatalf("bytes stdin: stdout %q", got)
 	}
-	r = mustProcCall(t, s, "run", procArgv("cat"), map[string]any{"stdin": "héllo\n"})
+	r = mustCall(t, s, "run", procArgv("cat"), map[string]any{"stdin": "héllo\n"})
 	if got := string(procMember(t, r, "stdout").([]byte)); got != "héllo\n" {
 		t.Fatalf("str stdin: stdout %q", got)
 	}
 	// Without stdin the child reads /dev/null, never the agent's stdin.
-	r = mustProcCall(t, s, "run", procArgv("cat"))
+	r = mustCall(t, s, "run", procArgv("cat"))
 	if got := procMember(t, r, "stdout").([]byte); len(got) != 0 {
 		t.Fatalf("no stdin: stdout %q", got)
 	}
 	// A program that ignores its stdin must not make run fail or hang.
 	big := bytes.Repeat([]byte("x"), 1<<20)
-	r = mustProcCall(t, s, "run", procArgv("true"), map[string]any{"stdin": big})
+	r = mustCall(t, s, "run", procArgv("true"), map[string]any{"stdin": big})
 	if got := procMember(t, r, "exit_code"); got != 0 {
 		t.Fatalf("ignored stdin: exit_code %v", got)
 	}
@@ -234,7 +214,7 @@ func TestProcessService_Run_stdin(t *testing.T) {
 func TestProcessService_Run_envIsMinimal(t *testing.T) {
 	t.Setenv("VTCLUSTER_AGENT_TOKEN", "s3cret")
 	s, _ := newProcSvc(t, nil)
-	r := mustProcCall(t, s, "run", procArgv("env"), map[string]any{"env": map[string]any{"FOO": "bar baz", "LANG": "C"}})
+	r := mustCall(t, s, "run", procArgv("env"), map[string]any{"env": map[string]any{"FOO": "bar baz", "LANG": "C"}})
 	got := map[string]string{}
 	for _, line := range strings.Split(strings.TrimSuffix(string(procMember(t, r, "stdout").([]byte)), "\n"), "\n") {
 		k, v, _ := strings.Cut(line, "=")
@@ -261,11 +241,11 @@ func TestProcessService_Run_pathFromChildEnv(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "vtc-tool"), []byte("#!/bin/sh\necho from tool\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	r := mustProcCall(t, s, "run", procArgv("vtc-tool"), map[string]any{"env": map[string]any{"PATH": "relative:" + dir}})
+	r := mustCall(t, s, "run", procArgv("vtc-tool"), map[string]any{"env": map[string]any{"PATH": "relative:" + dir}})
 	if got := string(procMember(t, r, "stdout").([]byte)); got != "from tool\n" {
 		t.Fatalf("stdout %q", got)
 	}
-	_, err := procCall(t, s, "run", procArgv("vtc-tool"))
+	_, err := callMethod(t, s, "run", procArgv("vtc-tool"))
 	procWantFault(t, err, "FileNotFoundError", "[Errno 2] No such file or directory: 'vtc-tool'")
 }
 
@@ -276,11 +256,11 @@ func TestProcessService_Run_cwd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := mustProcCall(t, s, "run", procArgv("pwd"), map[string]any{"cwd": dir})
+	r := mustCall(t, s, "run", procArgv("pwd"), map[string]any{"cwd": dir})
 	if got := string(procMember(t, r, "stdout").([]byte)); got != real+"\n" {
 		t.Fatalf("stdout %q, want %q", got, real)
 	}
-	r = mustProcCall(t, s, "run", procArgv("pwd"))
+	r = mustCall(t, s, "run", procArgv("pwd"))
 	if got := string(procMember(t, r, "stdout").([]byte)); got != "/\n" {
 		t.Fatalf("default cwd: stdout %q", got)
 	}
@@ -288,7 +268,7 @@ func TestProcessService_Run_cwd(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "local"), []byte("#!/bin/sh\necho local\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	r = mustProcCall(t, s, "run", procArgv("./local"), map[string]any{"cwd": dir})
+	r = mustCall(t, s, "run", procArgv("./local"), map[string]any{"cwd": dir})
 	if got := string(procMember(t, r, "stdout").([]byte)); got != "local\n" {
 		t.Fatalf("./local: stdout %q", got)
 	}
@@ -296,7 +276,7 @@ func TestProcessService_Run_cwd(t *testing.T) {
 
 func TestProcessService_Run_exitCode(t *testing.T) {
 	s, log := newProcSvc(t, nil)
-	r := mustProcCall(t, s, "run", procArgv("sh", "-c", "echo oops >&2; exit 3"))
+	r := mustCall(t, s, "run", procArgv("sh", "-c", "echo oops >&2; exit 3"))
 	if got := procMember(t, r, "exit_code"); got != 3 {
 		t.Fatalf("exit_code %v", got)
 	}
@@ -317,7 +297,7 @@ func TestProcessService_Run_exitCode(t *testing.T) {
 func TestProcessService_Run_killedBySignal(t *testing.T) {
 	s, _ := newProcSvc(t, nil)
 	for sig, want := range map[string]int{"KILL": -9, "USR1": -10, "TERM": -15} {
-		r := mustProcCall(t, s, "run", procArgv("sh", "-c", "kill -"+sig+" $$"))
+		r := mustCall(t, s, "run", procArgv("sh", "-c", "kill -"+sig+" $$"))
 		if got := procMember(t, r, "exit_code"); got != want {
 			t.Errorf("SIG%s: exit_code %v, want %d", sig, got, want)
 		}
@@ -329,7 +309,7 @@ func TestProcessService_Run_killedBySignal(t *testing.T) {
 
 func TestProcessService_Run_timeoutKillsGroup(t *testing.T) {
 	s, log := newProcSvc(t, nil)
-	r := mustProcCall(t, s, "run", procArgv("sh", "-c", "sleep 100 & echo $!; exec sleep 100"), map[string]any{"timeout": 0.2})
+	r := mustCall(t, s, "run", procArgv("sh", "-c", "sleep 100 & echo $!; exec sleep 100"), map[string]any{"timeout": 0.2})
 	if procMember(t, r, "timed_out") != true {
 		t.Fatal("timed_out is false")
 	}
@@ -355,7 +335,7 @@ func TestProcessService_Run_timeoutEscalatesToKill(t *testing.T) {
 	s, _ := newProcSvc(t, nil)
 	// Ignored signals stay ignored across fork and exec: the whole tree
 	// shrugs off SIGTERM and needs SIGKILL.
-	r := mustProcCall(t, s, "run", procArgv("sh", "-c", `trap "" TERM; sleep 100 & echo $!; sleep 100`), map[string]any{"timeout": 0.1})
+	r := mustCall(t, s, "run", procArgv("sh", "-c", `trap "" TERM; sleep 100 & echo $!; sleep 100`), map[string]any{"timeout": 0.1})
 	if procMember(t, r, "timed_out") != true || procMember(t, r, "exit_code") != -9 {
 		t.Fatalf("timed_out %v exit_code %v, want true -9", procMember(t, r, "timed_out"), procMember(t, r, "exit_code"))
 	}
@@ -373,7 +353,7 @@ func TestProcessService_Run_strayBackgroundJobIsStopped(t *testing.T) {
 	s, _ := newProcSvc(t, nil)
 	// The shell exits at once; the job it forgot still holds stdout. run
 	// must neither wait 100 s for it nor leave it running.
-	r := mustProcCall(t, s, "run", procArgv("sh", "-c", "sleep 100 & echo $!"))
+	r := mustCall(t, s, "run", procArgv("sh", "-c", "sleep 100 & echo $!"))
 	if procMember(t, r, "exit_code") != 0 || procMember(t, r, "timed_out") != false {
 		t.Fatalf("exit_code %v timed_out %v", procMember(t, r, "exit_code"), procMember(t, r, "timed_out"))
 	}
@@ -397,7 +377,7 @@ func TestProcessService_Run_detachedOutputHolderDoesNotHang(t *testing.T) {
 while [ "$(cut -d' ' -f5 /proc/$p/stat)" = "$$" ]; do :; done
 echo $p`
 	start := time.Now()
-	r := mustProcCall(t, s, "run", procArgv("sh", "-c", script))
+	r := mustCall(t, s, "run", procArgv("sh", "-c", script))
 	pid, err := strconv.Atoi(strings.TrimSpace(string(procMember(t, r, "stdout").([]byte))))
 	if err != nil {
 		t.Fatal(err)
@@ -420,7 +400,7 @@ echo $p`
 // exits is stopped, even if it is about to detach.
 func TestProcessService_Run_undetachedBackgroundIsStopped(t *testing.T) {
 	s, _ := newProcSvc(t, nil)
-	r := mustProcCall(t, s, "run", procArgv("sh", "-c", "sleep 100 & echo $!"))
+	r := mustCall(t, s, "run", procArgv("sh", "-c", "sleep 100 & echo $!"))
 	pid, err := strconv.Atoi(strings.TrimSpace(string(procMember(t, r, "stdout").([]byte))))
 	if err != nil {
 		t.Fatal(err)
@@ -433,7 +413,7 @@ func TestProcessService_Run_undetachedBackgroundIsStopped(t *testing.T) {
 
 func TestProcessService_Run_truncation(t *testing.T) {
 	s, _ := newProcSvc(t, nil)
-	r := mustProcCall(t, s, "run", procArgv("sh", "-c", "printf 0123456789; printf abc >&2"), map[string]any{"max_output": 4})
+	r := mustCall(t, s, "run", procArgv("sh", "-c", "printf 0123456789; printf abc >&2"), map[string]any{"max_output": 4})
 	if got := string(procMember(t, r, "stdout").([]byte)); got != "6789" {
 		t.Fatalf("stdout %q, want the last 4 bytes", got)
 	}
@@ -444,18 +424,18 @@ func TestProcessService_Run_truncation(t *testing.T) {
 		t.Fatalf("stderr %q", got)
 	}
 
-	r = mustProcCall(t, s, "run", procArgv("sh", "-c", "head -c 3000000 /dev/zero; printf END"))
+	r = mustCall(t, s, "run", procArgv("sh", "-c", "head -c 3000000 /dev/zero; printf END"))
 	out := procMember(t, r, "stdout").([]byte)
 	if len(out) != 1<<20 || !bytes.HasSuffix(out, []byte("END")) || procMember(t, r, "stdout_truncated") != true {
 		t.Fatalf("default limit: %d bytes, truncated %v", len(out), procMember(t, r, "stdout_truncated"))
 	}
 
-	r = mustProcCall(t, s, "run", procArgv("echo", "x"), map[string]any{"max_output": 0})
+	r = mustCall(t, s, "run", procArgv("echo", "x"), map[string]any{"max_output": 0})
 	if len(procMember(t, r, "stdout").([]byte)) != 0 || procMember(t, r, "stdout_truncated") != true {
 		t.Fatal("max_output 0 kept output")
 	}
 
-	r = mustProcCall(t, s, "run", procArgv("printf", "1234"), map[string]any{"max_output": 4})
+	r = mustCall(t, s, "run", procArgv("printf", "1234"), map[string]any{"max_output": 4})
 	if string(procMember(t, r, "stdout").([]byte)) != "1234" || procMember(t, r, "stdout_truncated") != false {
 		t.Fatal("output of exactly max_output bytes reported truncated")
 	}
@@ -496,12 +476,12 @@ func TestProcessService_Run_launchErrors(t *testing.T) {
 				args = append(args, c.opts)
 			}
 			for _, method := range []string{"run", "start"} {
-				_, err := procCall(t, s, method, args...)
+				_, err := callMethod(t, s, method, args...)
 				procWantFault(t, err, c.excType, c.msg)
 			}
 		})
 	}
-	if got := mustProcCall(t, s, "list"); len(got.([]any)) != 0 {
+	if got := mustCall(t, s, "list"); len(got.([]any)) != 0 {
 		t.Fatalf("failed starts are listed: %v", got)
 	}
 }
@@ -544,7 +524,7 @@ func TestProcessService_Run_badOptions(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			for _, method := range []string{"run", "start"} {
-				_, err := procCall(t, s, method, c.args...)
+				_, err := callMethod(t, s, method, c.args...)
 				procWantFault(t, err, c.excType, c.msg)
 			}
 		})
@@ -555,7 +535,7 @@ func TestProcessService_Run_badOptions(t *testing.T) {
 	for _, k := range strings.Split(optionNames, ", ") {
 		opts[k] = nil
 	}
-	r := mustProcCall(t, s, "run", procArgv("echo", "ok"), opts)
+	r := mustCall(t, s, "run", procArgv("echo", "ok"), opts)
 	if string(procMember(t, r, "stdout").([]byte)) != "ok\n" {
 		t.Fatalf("None options: %v", r)
 	}
@@ -564,7 +544,7 @@ func TestProcessService_Run_badOptions(t *testing.T) {
 func TestProcessService_Run_logOutput(t *testing.T) {
 	s, log := newProcSvc(t, nil)
 	script := `printf 'one\ntwo\r\n'; printf 'err\n' >&2; head -c 5000 /dev/zero | tr '\0' a; printf '\nlast'`
-	r := mustProcCall(t, s, "run", procArgv("sh", "-c", script), map[string]any{"log_output": true})
+	r := mustCall(t, s, "run", procArgv("sh", "-c", script), map[string]any{"log_output": true})
 	pid := procMember(t, r, "pid").(int)
 	p := func(stream, text string) string { return fmt.Sprintf("INFO [pid %d %s] %s", pid, stream, text) }
 	lines := log.Lines()
@@ -579,7 +559,7 @@ func TestProcessService_Run_logOutput(t *testing.T) {
 	}
 
 	before := len(log.Records())
-	mustProcCall(t, s, "run", procArgv("echo", "quiet"))
+	mustCall(t, s, "run", procArgv("echo", "quiet"))
 	for _, l := range log.Lines()[before:] {
 		if strings.Contains(l, "quiet") && !strings.Contains(l, "run [") {
 			t.Fatalf("output logged without log_output: %q", l)
@@ -589,7 +569,7 @@ func TestProcessService_Run_logOutput(t *testing.T) {
 
 func TestProcessService_Run_wireEncodable(t *testing.T) {
 	s, _ := newProcSvc(t, nil)
-	r := mustProcCall(t, s, "run", procArgv("sh", "-c", `printf '\000<&>\377'; printf 'e\033' >&2; exit 2`))
+	r := mustCall(t, s, "run", procArgv("sh", "-c", `printf '\000<&>\377'; printf 'e\033' >&2; exit 2`))
 	body, err := xmlrpc.EncodeResponse(r)
 	if err != nil {
 		t.Fatal(err)
@@ -620,7 +600,7 @@ func TestProcessService_Run_concurrent(t *testing.T) {
 	for i := range 16 {
 		wg.Go(func() {
 			want := fmt.Sprintf("call %d", i)
-			v, err := procCall(t, s, "run", procArgv("sh", "-c", `printf "$1"; printf "$1" >&2`, "sh", want))
+			v, err := callMethod(t, s, "run", procArgv("sh", "-c", `printf "$1"; printf "$1" >&2`, "sh", want))
 			if err != nil {
 				errs <- err
 				return
@@ -660,13 +640,13 @@ func TestProcessService_Run_callerGoneStopsCommand(t *testing.T) {
 func TestProcessService_StartPoll_incremental(t *testing.T) {
 	s, _ := newProcSvc(t, nil)
 	flag := filepath.Join(t.TempDir(), "flag")
-	id := mustProcCall(t, s, "start", procArgv("sh", "-c", `echo one; echo e1 >&2; while [ ! -e "$1" ]; do sleep 0.01; done; echo two`, "sh", flag)).(string)
+	id := mustCall(t, s, "start", procArgv("sh", "-c", `echo one; echo e1 >&2; while [ ! -e "$1" ]; do sleep 0.01; done; echo two`, "sh", flag)).(string)
 	if len(id) != 8 {
 		t.Fatalf("id %q", id)
 	}
 	var out, errOut []byte
 	for range 3000 {
-		r := mustProcCall(t, s, "poll", id)
+		r := mustCall(t, s, "poll", id)
 		if procMember(t, r, "running") != true || procMember(t, r, "exit_code") != nil {
 			t.Fatalf("finished early: %v", r)
 		}
@@ -683,14 +663,14 @@ func TestProcessService_StartPoll_incremental(t *testing.T) {
 	if err := os.WriteFile(flag, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	r := mustProcCall(t, s, "wait", id, 60)
+	r := mustCall(t, s, "wait", id, 60)
 	if procMember(t, r, "running") != false || procMember(t, r, "exit_code") != 0 || procMember(t, r, "id") != id {
 		t.Fatalf("after wait: %v", r)
 	}
 	if got := string(procMember(t, r, "stdout").([]byte)); got != "two\n" {
 		t.Fatalf("second output %q: poll must return only new output", got)
 	}
-	r = mustProcCall(t, s, "poll", id)
+	r = mustCall(t, s, "poll", id)
 	if len(procMember(t, r, "stdout").([]byte)) != 0 || procMember(t, r, "running") != false || procMember(t, r, "exit_code") != 0 {
 		t.Fatalf("poll after the end: %v", r)
 	}
@@ -698,12 +678,12 @@ func TestProcessService_StartPoll_incremental(t *testing.T) {
 
 func TestProcessService_Start_ringDropsOldest(t *testing.T) {
 	s, _ := newProcSvc(t, nil)
-	id := mustProcCall(t, s, "start", procArgv("printf", "0123456789"), map[string]any{"max_output": 4}).(string)
-	r := mustProcCall(t, s, "wait", id)
+	id := mustCall(t, s, "start", procArgv("printf", "0123456789"), map[string]any{"max_output": 4}).(string)
+	r := mustCall(t, s, "wait", id)
 	if string(procMember(t, r, "stdout").([]byte)) != "6789" || procMember(t, r, "stdout_dropped") != 6 || procMember(t, r, "stderr_dropped") != 0 {
 		t.Fatalf("wait: %v", r)
 	}
-	r = mustProcCall(t, s, "poll", id)
+	r = mustCall(t, s, "poll", id)
 	if len(procMember(t, r, "stdout").([]byte)) != 0 || procMember(t, r, "stdout_dropped") != 0 {
 		t.Fatalf("second poll: %v", r)
 	}
@@ -711,20 +691,20 @@ func TestProcessService_Start_ringDropsOldest(t *testing.T) {
 
 func TestProcessService_Wait_timeoutThenKill(t *testing.T) {
 	s, log := newProcSvc(t, nil)
-	id := mustProcCall(t, s, "start", procArgv("sleep", "100")).(string)
-	r := mustProcCall(t, s, "wait", id, 0.05)
+	id := mustCall(t, s, "start", procArgv("sleep", "100")).(string)
+	r := mustCall(t, s, "wait", id, 0.05)
 	if procMember(t, r, "running") != true || procMember(t, r, "exit_code") != nil || procMember(t, r, "timed_out") != false {
 		t.Fatalf("wait ran out of time: %v", r)
 	}
 	pid := procMember(t, r, "pid").(int)
-	if got := mustProcCall(t, s, "kill", id); got != true {
+	if got := mustCall(t, s, "kill", id); got != true {
 		t.Fatalf("kill: %v", got)
 	}
-	r = mustProcCall(t, s, "wait", id, 60)
+	r = mustCall(t, s, "wait", id, 60)
 	if procMember(t, r, "running") != false || procMember(t, r, "exit_code") != -15 {
 		t.Fatalf("after kill: %v", r)
 	}
-	if got := mustProcCall(t, s, "kill", id); got != false {
+	if got := mustCall(t, s, "kill", id); got != false {
 		t.Fatalf("kill of a finished process: %v", got)
 	}
 	procWantGroupGone(t, pid)
@@ -745,20 +725,20 @@ func TestProcessService_Wait_timeoutThenKill(t *testing.T) {
 		{[]any{5}, "TypeError", "argument 'id' must be str"},
 		{[]any{}, "TypeError", "positional arguments"},
 	} {
-		_, err := procCall(t, s, "wait", c.args...)
+		_, err := callMethod(t, s, "wait", c.args...)
 		procWantFault(t, err, c.excType, c.msg)
 	}
 }
 
 func TestProcessService_Wait_callerGone(t *testing.T) {
 	s, _ := newProcSvc(t, nil)
-	id := mustProcCall(t, s, "start", procArgv("sleep", "100")).(string)
+	id := mustCall(t, s, "start", procArgv("sleep", "100")).(string)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := s.Methods()["wait"](ctx, Args{id, 60}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("err %v", err)
 	}
-	r := mustProcCall(t, s, "poll", id)
+	r := mustCall(t, s, "poll", id)
 	if procMember(t, r, "running") != true {
 		t.Fatal("an abandoned wait stopped the process")
 	}
@@ -766,7 +746,7 @@ func TestProcessService_Wait_callerGone(t *testing.T) {
 
 func TestProcessService_Kill_signals(t *testing.T) {
 	s, _ := newProcSvc(t, nil)
-	id := mustProcCall(t, s, "start", procArgv("sh", "-c", `trap "" TERM; sleep 100 & sleep 100`)).(string)
+	id := mustCall(t, s, "start", procArgv("sh", "-c", `trap "" TERM; sleep 100 & sleep 100`)).(string)
 	for _, c := range []struct {
 		args    []any
 		excType string
@@ -777,13 +757,13 @@ func TestProcessService_Kill_signals(t *testing.T) {
 		{[]any{id, "KILL"}, "TypeError", "argument 'signal' must be int"},
 		{[]any{"nope"}, "KeyError", "'nope'"},
 	} {
-		_, err := procCall(t, s, "kill", c.args...)
+		_, err := callMethod(t, s, "kill", c.args...)
 		procWantFault(t, err, c.excType, c.msg)
 	}
-	if got := mustProcCall(t, s, "kill", id, 9); got != true {
+	if got := mustCall(t, s, "kill", id, 9); got != true {
 		t.Fatalf("kill: %v", got)
 	}
-	r := mustProcCall(t, s, "wait", id, 60)
+	r := mustCall(t, s, "wait", id, 60)
 	if procMember(t, r, "exit_code") != -9 {
 		t.Fatalf("after SIGKILL: %v", r)
 	}
@@ -792,8 +772,8 @@ func TestProcessService_Kill_signals(t *testing.T) {
 
 func TestProcessService_Start_timeout(t *testing.T) {
 	s, _ := newProcSvc(t, nil)
-	id := mustProcCall(t, s, "start", procArgv("sleep", "100"), map[string]any{"timeout": 0.1}).(string)
-	r := mustProcCall(t, s, "wait", id, 60)
+	id := mustCall(t, s, "start", procArgv("sleep", "100"), map[string]any{"timeout": 0.1}).(string)
+	r := mustCall(t, s, "wait", id, 60)
 	if procMember(t, r, "running") != false || procMember(t, r, "timed_out") != true || procMember(t, r, "exit_code") != -15 {
 		t.Fatalf("after timeout: %v", r)
 	}
@@ -801,11 +781,11 @@ func TestProcessService_Start_timeout(t *testing.T) {
 
 func TestProcessService_ListRemove(t *testing.T) {
 	s, _ := newProcSvc(t, nil)
-	a := mustProcCall(t, s, "start", procArgv("sleep", "100"), map[string]any{"owner": "p1"}).(string)
-	b := mustProcCall(t, s, "start", procArgv("sh", "-c", "exit 4")).(string)
-	mustProcCall(t, s, "wait", b, 60)
+	a := mustCall(t, s, "start", procArgv("sleep", "100"), map[string]any{"owner": "p1"}).(string)
+	b := mustCall(t, s, "start", procArgv("sh", "-c", "exit 4")).(string)
+	mustCall(t, s, "wait", b, 60)
 
-	l := mustProcCall(t, s, "list").([]any)
+	l := mustCall(t, s, "list").([]any)
 	if len(l) != 2 || procMember(t, l[0], "id") != a || procMember(t, l[1], "id") != b {
 		t.Fatalf("list: %v", l)
 	}
@@ -822,33 +802,33 @@ func TestProcessService_ListRemove(t *testing.T) {
 		t.Fatalf("list is not wire-encodable: %v", err)
 	}
 
-	_, err := procCall(t, s, "remove", a)
+	_, err := callMethod(t, s, "remove", a)
 	procWantFault(t, err, "ValueError", "is still running")
-	if got := mustProcCall(t, s, "remove", b); got != true {
+	if got := mustCall(t, s, "remove", b); got != true {
 		t.Fatalf("remove: %v", got)
 	}
-	_, err = procCall(t, s, "poll", b)
+	_, err = callMethod(t, s, "poll", b)
 	procWantFault(t, err, "KeyError", "no background process with id '"+b+"'")
-	_, err = procCall(t, s, "remove", b)
+	_, err = callMethod(t, s, "remove", b)
 	procWantFault(t, err, "KeyError", b)
-	if l := mustProcCall(t, s, "list").([]any); len(l) != 1 {
+	if l := mustCall(t, s, "list").([]any); len(l) != 1 {
 		t.Fatalf("list after remove: %v", l)
 	}
-	_, err = procCall(t, s, "list", 1)
+	_, err = callMethod(t, s, "list", 1)
 	procWantFault(t, err, "TypeError", "positional arguments")
 }
 
 func TestProcessService_Start_limitEvictsFinished(t *testing.T) {
 	s, _ := newProcSvc(t, func(c *ProcessConfig) { c.MaxBackground = 2 })
-	a := mustProcCall(t, s, "start", procArgv("sleep", "100")).(string)
-	b := mustProcCall(t, s, "start", procArgv("sleep", "100")).(string)
-	_, err := procCall(t, s, "start", procArgv("true"))
+	a := mustCall(t, s, "start", procArgv("sleep", "100")).(string)
+	b := mustCall(t, s, "start", procArgv("sleep", "100")).(string)
+	_, err := callMethod(t, s, "start", procArgv("true"))
 	procWantFault(t, err, "RuntimeError", "too many background processes")
-	mustProcCall(t, s, "kill", b)
-	mustProcCall(t, s, "wait", b, 60)
-	c := mustProcCall(t, s, "start", procArgv("sleep", "100")).(string)
+	mustCall(t, s, "kill", b)
+	mustCall(t, s, "wait", b, 60)
+	c := mustCall(t, s, "start", procArgv("sleep", "100")).(string)
 	var ids []string
-	for _, e := range mustProcCall(t, s, "list").([]any) {
+	for _, e := range mustCall(t, s, "list").([]any) {
 		ids = append(ids, procMember(t, e, "id").(string))
 	}
 	if !slices.Equal(ids, []string{a, c}) {
@@ -858,14 +838,14 @@ func TestProcessService_Start_limitEvictsFinished(t *testing.T) {
 
 func TestProcessService_Start_finishedAreForgotten(t *testing.T) {
 	s, _ := newProcSvc(t, func(c *ProcessConfig) { c.RetainFinished = time.Nanosecond })
-	id := mustProcCall(t, s, "start", procArgv("true")).(string)
-	if r := mustProcCall(t, s, "wait", id, 60); procMember(t, r, "running") != false {
+	id := mustCall(t, s, "start", procArgv("true")).(string)
+	if r := mustCall(t, s, "wait", id, 60); procMember(t, r, "running") != false {
 		t.Fatalf("wait: %v", r)
 	}
-	if l := mustProcCall(t, s, "list").([]any); len(l) != 0 {
+	if l := mustCall(t, s, "list").([]any); len(l) != 0 {
 		t.Fatalf("list kept an expired process: %v", l)
 	}
-	_, err := procCall(t, s, "poll", id)
+	_, err := callMethod(t, s, "poll", id)
 	procWantFault(t, err, "KeyError", id)
 }
 
@@ -873,18 +853,18 @@ func TestProcessService_Close_stopsEverything(t *testing.T) {
 	s, _ := newProcSvc(t, nil)
 	var pids []int
 	for range 3 {
-		id := mustProcCall(t, s, "start", procArgv("sh", "-c", "sleep 100 & sleep 100")).(string)
-		pids = append(pids, procMember(t, mustProcCall(t, s, "poll", id), "pid").(int))
+		id := mustCall(t, s, "start", procArgv("sh", "-c", "sleep 100 & sleep 100")).(string)
+		pids = append(pids, procMember(t, mustCall(t, s, "poll", id), "pid").(int))
 	}
 	// One that needs SIGKILL.
-	id := mustProcCall(t, s, "start", procArgv("sh", "-c", `trap "" TERM; sleep 100`)).(string)
-	pids = append(pids, procMember(t, mustProcCall(t, s, "poll", id), "pid").(int))
+	id := mustCall(t, s, "start", procArgv("sh", "-c", `trap "" TERM; sleep 100`)).(string)
+	pids = append(pids, procMember(t, mustCall(t, s, "poll", id), "pid").(int))
 
 	// And a run call in flight.
 	pidFile := filepath.Join(t.TempDir(), "pid")
 	runErr := make(chan error, 1)
 	go func() {
-		_, err := procCall(t, s, "run", procArgv("sh", "-c", `echo $$ > "$1"; sleep 100 & sleep 100`, "sh", pidFile))
+		_, err := callMethod(t, s, "run", procArgv("sh", "-c", `echo $$ > "$1"; sleep 100 & sleep 100`, "sh", pidFile))
 		runErr <- err
 	}()
 	runPid, _ := strconv.Atoi(strings.TrimSpace(string(procWaitForFile(t, pidFile))))
@@ -898,11 +878,11 @@ func TestProcessService_Close_stopsEverything(t *testing.T) {
 	}
 	procWantFault(t, <-runErr, "RuntimeError", "shut down")
 
-	_, err := procCall(t, s, "start", procArgv("true"))
+	_, err := callMethod(t, s, "start", procArgv("true"))
 	procWantFault(t, err, "RuntimeError", "shut down")
-	_, err = procCall(t, s, "run", procArgv("true"))
+	_, err = callMethod(t, s, "run", procArgv("true"))
 	procWantFault(t, err, "RuntimeError", "shut down")
-	r := mustProcCall(t, s, "poll", id)
+	r := mustCall(t, s, "poll", id)
 	if procMember(t, r, "running") != false || procMember(t, r, "exit_code") != -9 {
 		t.Fatalf("final state after Close: %v", r)
 	}

@@ -1,7 +1,6 @@
 package bridge
 
 import (
-	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
@@ -19,8 +18,6 @@ import (
 	"time"
 
 	"github.com/tidwall/gjson"
-	"golang.org/x/crypto/ssh"
-	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/vtcluster/vtcluster/cluster/lab"
 	"github.com/vtcluster/vtcluster/internal/testutil"
@@ -134,15 +131,9 @@ func netnsProcs(tb testing.TB, h lab.Host, argv ...string) []int {
 // labPIDs lists the processes of a lab host that match.
 func labPIDs(tb testing.TB, h lab.Host, match func(lab.Proc) bool) []int {
 	tb.Helper()
-	procs, err := h.Procs()
+	pids, err := h.PIDs(match)
 	if err != nil {
 		tb.Fatal(err)
-	}
-	var pids []int
-	for _, p := range procs {
-		if match(p) {
-			pids = append(pids, p.PID)
-		}
 	}
 	return pids
 }
@@ -453,15 +444,7 @@ func TestCLI_hostKeys_trustOnFirstUseThenMismatchRefused(t *testing.T) {
 	c.mustCLI(t, "agents", "stop")
 
 	// The host now presents a key other than the recorded one.
-	pub, _, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	forged := knownhosts.Line([]string{knownhosts.Normalize(h.Addr())}, other) + "\n"
+	forged := testutil.ForgedKnownHost(t, h.Addr())
 	if err := os.WriteFile(known, []byte(forged), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -216,7 +216,7 @@ func parseAgentOptions(e *env, cmd *cli.Command) (agentOptions, error) {
 // defaultAgentDataDir is data/ beside the executable, as upstream keeps
 // data/ inside its package directory.
 func defaultAgentDataDir() (string, error) {
-	exe, err := os.Executable()
+	exe, err := executable()
 	if err != nil {
 		return "", fmt.Errorf("cannot locate the executable for the default data dir: %w", err)
 	}
@@ -397,7 +397,7 @@ func takeReadyFD() *os.File {
 // with its exit status. The controller uses this so agents outlive the SSH
 // session that started them.
 func detachAgent(ctx context.Context, e *env, o agentOptions) error {
-	exe, err := os.Executable()
+	exe, err := executable()
 	if err != nil {
 		return exitError{1, fmt.Errorf("agent: detach: %w", err)}
 	}

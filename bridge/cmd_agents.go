@@ -43,42 +43,33 @@ Examples:
 }
 
 func agentsDeployCommand(e *env) *cli.Command {
-	return &cli.Command{
-		Name:      "deploy",
-		Usage:     "upload the agent binary to registered nodes (skipped where it is already current)",
-		ArgsUsage: "[NODE...]",
-		Flags:     slices.Concat([]cli.Flag{agentBinaryFlag()}, sshFlags(), []cli.Flag{parallelFlag(), timeoutFlag(10 * time.Minute), jsonFlag()}),
-		Action: func(ctx context.Context, cmd *cli.Command) error {
-			return runAgentsOp(ctx, e, cmd, "deploy", func(c *cluster.Controller, ctx context.Context, names []string) ([]cluster.NodeResult, error) {
-				return c.Deploy(ctx, names...)
-			})
-		},
-	}
+	return agentsOpCommand(e, "deploy", "upload the agent binary to registered nodes (skipped where it is already current)",
+		[]cli.Flag{agentBinaryFlag()}, 10*time.Minute, "deploy", (*cluster.Controller).Deploy)
 }
 
 func agentsStartCommand(e *env) *cli.Command {
-	return &cli.Command{
-		Name:      "start",
-		Usage:     "start the agents (reusing any that already answer) and collect node properties",
-		ArgsUsage: "[NODE...]",
-		Flags:     slices.Concat(sshFlags(), []cli.Flag{parallelFlag(), timeoutFlag(2 * time.Minute), jsonFlag()}),
-		Action: func(ctx context.Context, cmd *cli.Command) error {
-			return runAgentsOp(ctx, e, cmd, "agents start", func(c *cluster.Controller, ctx context.Context, names []string) ([]cluster.NodeResult, error) {
-				return c.StartAgents(ctx, names...)
-			})
-		},
-	}
+	return agentsOpCommand(e, "start", "start the agents (reusing any that already answer) and collect node properties",
+		nil, 2*time.Minute, "agents start", (*cluster.Controller).StartAgents)
 }
 
 func agentsStopCommand(e *env) *cli.Command {
+	return agentsOpCommand(e, "stop", "stop the agents; a node whose agent is not running is not an error",
+		nil, 2*time.Minute, "agents stop", (*cluster.Controller).StopAgents)
+}
+
+// agentsOpCommand is an agents subcommand that runs op on the named nodes
+// (all registered ones by default), SSH and parallelism flags after its
+// own, with a default timeout of the whole run.
+func agentsOpCommand(e *env, name, usage string, own []cli.Flag, timeout time.Duration, what string,
+	op func(*cluster.Controller, context.Context, ...string) ([]cluster.NodeResult, error)) *cli.Command {
 	return &cli.Command{
-		Name:      "stop",
-		Usage:     "stop the agents; a node whose agent is not running is not an error",
+		Name:      name,
+		Usage:     usage,
 		ArgsUsage: "[NODE...]",
-		Flags:     slices.Concat(sshFlags(), []cli.Flag{parallelFlag(), timeoutFlag(2 * time.Minute), jsonFlag()}),
+		Flags:     slices.Concat(own, sshFlags(), []cli.Flag{parallelFlag(), timeoutFlag(timeout), jsonFlag()}),
 		Action: func(ctx context.Context, cmd *cli.Command) error {
-			return runAgentsOp(ctx, e, cmd, "agents stop", func(c *cluster.Controller, ctx context.Context, names []string) ([]cluster.NodeResult, error) {
-				return c.StopAgents(ctx, names...)
+			return runAgentsOp(ctx, e, cmd, what, func(c *cluster.Controller, ctx context.Context, names []string) ([]cluster.NodeResult, error) {
+				return op(c, ctx, names...)
 			})
 		},
 	}

@@ -69,7 +69,7 @@ func startHolder(ctx context.Context, jobID string, owner cluster.Owner, logdir 
 	if _, err := cluster.OpenHolder(ctx, sock); err == nil {
 		return nil // a second pre-tests call for the same job
 	}
-	exe, err := os.Executable()
+	exe, err := executable()
 	if err != nil {
 		return err
 	}

@@ -216,41 +216,15 @@ and the nodes are unregistered only if that worked on all of them.`,
 	}
 }
 
-// nodeJSON is a node in "node list --json". It omits nothing secret
-// because the state holds no secret.
+// nodeJSON is a node in "node list --json": the state's node as the state
+// stores it (which holds no secret), and its agent's pid where it always
+// stood.
 type nodeJSON struct {
-	Name         string         `json:"name"`
-	Address      string         `json:"address,omitempty"`
-	Hostname     string         `json:"hostname,omitempty"`
-	User         string         `json:"user"`
-	ShellPort    int            `json:"shell_port"`
-	ProxyPort    int            `json:"proxy_port"`
-	AgentBaseDir string         `json:"agent_base_dir"`
-	AgentBind    string         `json:"agent_bind"`
-	KeyFile      string         `json:"key_file,omitempty"`
-	KnownHosts   string         `json:"known_hosts,omitempty"`
-	TokenFile    string         `json:"token_file,omitempty"`
-	Arch         string         `json:"arch,omitempty"`
-	Labels       map[string]any `json:"labels,omitempty"`
-	Properties   map[string]any `json:"properties,omitempty"`
-	PropertiesAt *time.Time     `json:"properties_at,omitempty"`
-	AgentPID     int            `json:"agent_pid,omitempty"`
+	cluster.Node
+	AgentPID int `json:"agent_pid,omitempty"`
 }
 
-func toNodeJSON(n cluster.Node) nodeJSON {
-	out := nodeJSON{
-		Name: n.Name, Address: n.Address, Hostname: n.Hostname, User: n.User,
-		ShellPort: n.ShellPort, ProxyPort: n.ProxyPort, AgentBaseDir: n.AgentBaseDir,
-		AgentBind: n.AgentBind, KeyFile: n.KeyFile, KnownHosts: n.KnownHosts,
-		TokenFile: n.TokenFile, Arch: n.Arch, Labels: n.Labels, Properties: n.Properties,
-		AgentPID: n.Agent.PID,
-	}
-	if !n.PropertiesAt.IsZero() {
-		t := n.PropertiesAt
-		out.PropertiesAt = &t
-	}
-	return out
-}
+func toNodeJSON(n cluster.Node) nodeJSON { return nodeJSON{Node: n, AgentPID: n.Agent.PID} }
 
 func nodeListCommand(e *env) *cli.Command {
 	return &cli.Command{

@@ -10,6 +10,7 @@ import (
 
 	"github.com/urfave/cli/v3"
 
+	"github.com/vtcluster/vtcluster/cluster"
 	"github.com/vtcluster/vtcluster/resmgr/node"
 )
 
@@ -57,10 +58,7 @@ Examples:
 				out := make([]statusJSON, len(rows))
 				for i, r := range rows {
 					out[i] = statusJSON{
-						Node: r.Name, Address: r.Address, AgentBind: r.Bind, AgentUp: r.AgentUp,
-						AgentError: r.AgentError, Properties: r.Properties, Partition: r.Partition,
-						Tag: r.Tag, Owner: r.Owner, OwnerHost: r.OwnerHost, Pools: pools[r.Name], Resources: holds[r.Name],
-						PoolCapacity: caps[r.Name],
+						NodeStatus: r, Pools: pools[r.Name], Resources: holds[r.Name], PoolCapacity: caps[r.Name],
 					}
 					if r.Partition != "" {
 						left := r.LeaseLeft
@@ -99,19 +97,12 @@ Examples:
 	}
 }
 
-// statusJSON is one row of "status --json".
+// statusJSON is one row of "status --json": the controller's row, then
+// what the CLI adds from the resource manager, holds and the lab.
 type statusJSON struct {
-	Node             string         `json:"node"`
-	Address          string         `json:"address"`
-	AgentBind        string         `json:"agent_bind"`
-	AgentUp          bool           `json:"agent_up"`
-	AgentError       string         `json:"agent_error,omitempty"`
-	Properties       map[string]any `json:"properties,omitempty"`
-	Partition        string         `json:"partition,omitempty"`
-	Tag              string         `json:"tag,omitempty"`
-	Owner            string         `json:"owner,omitempty"`
-	OwnerHost        string         `json:"owner_host,omitempty"`
-	LeaseSecondsLeft *float64       `json:"lease_seconds_left,omitempty"`
+	cluster.NodeStatus
+	// LeaseSecondsLeft is set with a partition, 0 included.
+	LeaseSecondsLeft *float64 `json:"lease_seconds_left,omitempty"`
 	// Pools attached on the node; Resources bound to it as TYPE:NAME,
 	// with "*" when allocated.
 	Pools     []string `json:"pools,omitempty"`

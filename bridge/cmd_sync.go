@@ -156,7 +156,7 @@ func syncCommand(e *env) *cli.Command {
 // directory first in PATH of the test's processes. Without them a node's
 // processes only lack the command names, so a failure is a warning.
 func placeSyncAliases(e *env, dataDir string) {
-	exe, err := os.Executable()
+	exe, err := executable()
 	if err != nil || filepath.Dir(exe) != filepath.Dir(dataDir) {
 		return
 	}
@@ -168,7 +168,7 @@ func placeSyncAliases(e *env, dataDir string) {
 // installSyncAliases makes dir (0700) hold a link per alias to this
 // executable, replacing what a previous binary left there.
 func installSyncAliases(dir string) error {
-	exe, err := os.Executable()
+	exe, err := executable()
 	if err != nil {
 		return err
 	}

@@ -77,7 +77,7 @@ func TestInstallSyncAliases(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	exe, _ := os.Executable()
+	exe, _ := executable()
 	for _, name := range append(syncAliasNames(), "vtcluster") {
 		if got, err := os.Readlink(filepath.Join(dir, name)); err != nil || got != exe {
 			t.Errorf("%s -> %q, %v", name, got, err)

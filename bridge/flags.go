@@ -343,7 +343,7 @@ func agentBinary(ctx context.Context, e *env, cmd *cli.Command) (string, error) 
 		}
 		return abs, nil
 	}
-	exe, err := os.Executable()
+	exe, err := executable()
 	if err != nil {
 		return "", fmt.Errorf("cannot locate this executable to deploy it as the agent (%w): pass --%s", err, flagAgentBinary)
 	}

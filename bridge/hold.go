@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -23,7 +22,7 @@ import (
 
 // stateArgv is the vtcluster command line naming the state cmd uses.
 func stateArgv(cmd *cli.Command) []string {
-	bin, err := os.Executable()
+	bin, err := executable()
 	if err != nil {
 		bin = "vtcluster"
 	}

@@ -291,7 +291,36 @@ func TestVM_liveMigrationBetweenLabHosts(t *testing.T) {
 	if events, err := os.ReadFile(filepath.Join(out, "cluster", "src", "vm1.events.jsonl")); err != nil || !strings.Contains(string(events), `"MIGRATION"`) {
 		t.Errorf("src's QMP event log: %v %s", err, events)
 	}
+	// The teardown listed both nodes (each vm.list is timed); a test of
+	// steps alone on the same nodes cannot own VMs and lists none.
+	if n := timingSpans(t, out)["vms: list"]; n != 2 {
+		t.Errorf("the VM test listed %d nodes' VMs, want 2", n)
+	}
+	plain := filepath.Join(t.TempDir(), "plain.json")
+	os.WriteFile(plain, []byte(`{"name": "migrate", "nodes": {"src": null, "dst": null}, "body": {"steps": [{"on": "*", "run": ["true"]}]}}`), 0o644)
+	plainOut := filepath.Join(t.TempDir(), "2-plain")
+	if stdout, err := v.runnerCmd(t, plain, plainOut, "2-plain").CombinedOutput(); err != nil || !strings.Contains(string(stdout), "'result': 'pass'") {
+		t.Fatalf("a test without VMs: %v\n%s", err, tail(string(stdout), 4000))
+	}
+	if spans := timingSpans(t, plainOut); spans["vms: list"] != 0 || spans["vms teardown"] != 1 {
+		t.Errorf("a test without VMs: timing %v, want a vms teardown without vms: list", spans)
+	}
 	v.assertNothingLeft(t)
+}
+
+// timingSpans counts the spans of a test's timing.json by name.
+func timingSpans(t *testing.T, out string) map[string]int {
+	t.Helper()
+	var timing struct{ Spans []struct{ Name string } }
+	data, err := os.ReadFile(filepath.Join(out, "timing.json"))
+	if err != nil || json.Unmarshal(data, &timing) != nil {
+		t.Fatalf("timing.json: %v\n%s", err, data)
+	}
+	n := map[string]int{}
+	for _, s := range timing.Spans {
+		n[s.Name]++
+	}
+	return n
 }
 
 // TestVM_migrationThatCannotConnect: the destination listens elsewhere;

@@ -64,10 +64,30 @@ func Assign(reqs []TagRequest, cands []Candidate) (map[string]string, error) {
 	if err := checkAssignInput(reqs, cands); err != nil {
 		return nil, err
 	}
+	// Each tag needs only its first len(reqs) matching candidates: if a
+	// tag holds a later one in some solution, one of its first len(reqs)
+	// is free (the other tags hold at most len(reqs)-1), so it can move
+	// there, and the first solution in tag, then candidate order, is
+	// among those. So a lab of a thousand idle nodes costs a two-tag
+	// request a few candidates, not a thousand. Only the explanation of a
+	// failure needs every candidate.
+	out, err := assign(reqs, cands, len(reqs))
+	if err != nil {
+		return assign(reqs, cands, 0)
+	}
+	return out, nil
+}
+
+// assign is Assign, looking at no more than limit matching candidates
+// per tag (0: all of them).
+func assign(reqs []TagRequest, cands []Candidate, limit int) (map[string]string, error) {
 	// adj[t] lists, in candidate order, the candidates tag t accepts.
 	adj := make([][]int, len(reqs))
 	for t, r := range reqs {
 		for c, cand := range cands {
+			if limit > 0 && len(adj[t]) == limit {
+				break
+			}
 			ok, err := MatchAll(r.Selectors, cand.Props)
 			if err != nil {
 				return nil, fmt.Errorf("cluster: tag %q: %w", r.Tag, err)
@@ -119,15 +139,15 @@ func checkAssignInput(reqs []TagRequest, cands []Candidate) error {
 		}
 		tags[r.Tag] = true
 	}
-	names := map[string]bool{}
+	names := make(map[string]struct{}, len(cands))
 	for i, c := range cands {
 		if c.Name == "" {
 			return fmt.Errorf("cluster: assign: candidate %d has an empty name", i)
 		}
-		if names[c.Name] {
+		if _, dup := names[c.Name]; dup {
 			return fmt.Errorf("cluster: assign: candidate %q is listed twice", c.Name)
 		}
-		names[c.Name] = true
+		names[c.Name] = struct{}{}
 	}
 	return nil
 }

@@ -382,15 +382,7 @@ func (c *Controller) StopAgents(ctx context.Context, names ...string) ([]NodeRes
 		}
 		return "stopped", nc.StopAgent(ctx)
 	})
-	uerr := c.st.Update(ctx, func(s *State) error {
-		for _, r := range results {
-			if n := s.Node(r.Node); n != nil && r.OK {
-				n.Agent = AgentInfo{}
-			}
-		}
-		return nil
-	})
-	return results, errors.Join(joinResults(results), uerr)
+	return results, errors.Join(joinResults(results), c.forgetAgents(ctx, results))
 }
 
 // FetchLogs copies every named node's agent logs into dir/<node>/.
@@ -405,9 +397,10 @@ func (c *Controller) FetchLogs(ctx context.Context, dir func(node string) string
 	return results, joinResults(results)
 }
 
-// NodeStatus is one row of `vtcluster status`.
+// NodeStatus is one row of `vtcluster status`; its JSON is that of
+// `vtcluster status --json`, which adds what other packages know.
 type NodeStatus struct {
-	Name       string         `json:"name"`
+	Name       string         `json:"node"`
 	Address    string         `json:"address"`
 	Bind       string         `json:"agent_bind"`
 	AgentUp    bool           `json:"agent_up"`
@@ -418,8 +411,11 @@ type NodeStatus struct {
 	Owner      string         `json:"owner,omitempty"`
 	// OwnerHost is the host of the partition's owner: with a shared
 	// (etcd) state, which controller machine holds the node.
-	OwnerHost string  `json:"owner_host,omitempty"`
-	LeaseLeft float64 `json:"lease_seconds_left,omitempty"`
+	OwnerHost string `json:"owner_host,omitempty"`
+	// LeaseLeft is in seconds. It is not in the JSON because 0 there must
+	// tell a lease that ran out from no partition: the CLI writes it as
+	// lease_seconds_left only with a partition.
+	LeaseLeft float64 `json:"-"`
 }
 
 // Status probes every node's agent in parallel and reports, with what the
@@ -554,7 +550,13 @@ func (c *Controller) CleanupAgents(ctx context.Context, own []string, names ...s
 		}
 		return "agent stopped, " + n.AgentDir() + " removed", nil
 	})
-	uerr := c.st.Update(ctx, func(s *State) error {
+	return results, errors.Join(joinResults(results), c.forgetAgents(ctx, results))
+}
+
+// forgetAgents clears the agent record of every node whose result is OK:
+// its agent is stopped.
+func (c *Controller) forgetAgents(ctx context.Context, results []NodeResult) error {
+	return c.st.Update(ctx, func(s *State) error {
 		for _, r := range results {
 			if n := s.Node(r.Node); n != nil && r.OK {
 				n.Agent = AgentInfo{}
@@ -562,5 +564,4 @@ func (c *Controller) CleanupAgents(ctx context.Context, own []string, names ...s
 		}
 		return nil
 	})
-	return results, errors.Join(joinResults(results), uerr)
 }

@@ -9,8 +9,11 @@
 //     LoadConfig; a bad file is a ConfigError naming file, line and key.
 //   - State, Node and AgentInfo (state.go): what is registered and where
 //     each node's agent runs. A Store keeps the State between processes:
-//     FileStore here (one file under a lock), package etcdstore for
-//     controllers on several machines.
+//     FileStore here (state_file.go: the nodes in a file of their own
+//     beside the partitions, under one lock), package etcdstore for
+//     controllers on several machines. Both build each operation's State
+//     on a NodeSet they keep (state_nodes.go), so that an allocation's
+//     cost does not grow with the number of nodes.
 //   - Controller (controller.go): the cluster-wide operations the CLI runs
 //     (Bootstrap, Deploy, StartAgents, StopAgents, Status, FetchLogs), each
 //     reporting one NodeResult per node.

@@ -49,7 +49,7 @@ func HoldPartition(ctx context.Context, st Store, id string, h Hold, d time.Dura
 // returns the partition as saved; op names the operation in errors.
 func changePartition(ctx context.Context, st Store, op, id string, change func(p *Partition, now time.Time)) (*Partition, error) {
 	var out *Partition
-	err := st.Update(ctx, func(s *State) error {
+	err := st.Update(WithFixedNodes(ctx), func(s *State) error {
 		p := s.Partition(id)
 		if p == nil {
 			return fmt.Errorf("cluster: %s partition %s: %w", op, id, ErrPartitionNotFound)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/vtcluster/vtcluster/cluster/lab"
 	"github.com/vtcluster/vtcluster/cluster/sshx"
+	"github.com/vtcluster/vtcluster/internal/testutil"
 )
 
 // startHolderForTest serves a holder for job "job-1" under a private
@@ -161,7 +162,7 @@ func TestHolder_testPathThroughOneConnection(t *testing.T) {
 	if err := link.CopyFrom(ctx, v.(string), whole); err != nil {
 		t.Fatal(err)
 	}
-	got, want := mustRead(t, tail), mustRead(t, whole)
+	got, want := testutil.ReadFile(t, tail), testutil.ReadFile(t, whole)
 	if len(got) == 0 || int64(len(want)) < mark || !bytes.HasPrefix(want[mark:], got) {
 		t.Fatalf("tail from %d = %q; the whole log is %d bytes", mark, got, len(want))
 	}

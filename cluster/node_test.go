@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -18,14 +17,10 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/ssh"
-	"golang.org/x/crypto/ssh/knownhosts"
-
 	"github.com/vtcluster/vtcluster/cluster/lab"
-
-	"github.com/vtcluster/vtcluster/internal/testbin"
-
 	"github.com/vtcluster/vtcluster/cluster/sshx"
+	"github.com/vtcluster/vtcluster/internal/testbin"
+	"github.com/vtcluster/vtcluster/internal/testutil"
 )
 
 // The tests in this file drive real agents (the vtcluster binary itself,
@@ -96,15 +91,11 @@ func connectNode(tb testing.TB, n Node, opts ConnectOptions) *NodeConn {
 // namespace tells them apart.
 func agentPIDs(tb testing.TB, h lab.Host) []int {
 	tb.Helper()
-	procs, err := h.Procs()
+	pids, err := h.PIDs(func(p lab.Proc) bool {
+		return len(p.Argv) > 1 && filepath.Base(p.Argv[0]) == agentBinaryName && p.Argv[1] == "agent"
+	})
 	if err != nil {
 		tb.Fatal(err)
-	}
-	var pids []int
-	for _, p := range procs {
-		if len(p.Argv) > 1 && filepath.Base(p.Argv[0]) == agentBinaryName && p.Argv[1] == "agent" {
-			pids = append(pids, p.PID)
-		}
 	}
 	return pids
 }
@@ -141,7 +132,7 @@ func TestNodeConn_SetupAgentEnv_uploadsThenSkips(t *testing.T) {
 		t.Fatalf("first %+v, second %+v: want an upload, then a skip of the same content", first, second)
 	}
 	// Lab hosts share this machine's filesystem, so the copy is visible here.
-	want, got := mustRead(t, bin), mustRead(t, filepath.Join(n.AgentDir(), agentBinaryName))
+	want, got := testutil.ReadFile(t, bin), testutil.ReadFile(t, filepath.Join(n.AgentDir(), agentBinaryName))
 	if string(want) != string(got) {
 		t.Fatal("the deployed binary differs from the local one")
 	}
@@ -156,7 +147,7 @@ func TestNodeConn_SetupAgentEnv_refusesOtherArch_fakeELFHeader(t *testing.T) {
 	}
 	l := lab.Start(t, 1)
 	n := labNodes(t, l, nil)[0]
-	data := mustRead(t, agentBinaryForTest(t))
+	data := testutil.ReadFile(t, agentBinaryForTest(t))
 	data[18], data[19] = 0xb7, 0x00 // e_machine = EM_AARCH64, little endian
 	foreign := filepath.Join(t.TempDir(), "vtcluster-arm64")
 	if err := os.WriteFile(foreign, data, 0o755); err != nil {
@@ -178,16 +169,8 @@ func TestConnect_hostKeyMismatchRefused(t *testing.T) {
 	n := labNodes(t, l, nil)[0]
 	// Record another key for the host, as if it had been reinstalled or
 	// someone were in the middle.
-	pub, _, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	line := knownhosts.Line([]string{knownhosts.Normalize(l.Hosts[0].Addr())}, other)
-	if err := os.WriteFile(l.KnownHosts, []byte(line+"\n"), 0o600); err != nil {
+	forged := testutil.ForgedKnownHost(t, l.Hosts[0].Addr())
+	if err := os.WriteFile(l.KnownHosts, []byte(forged), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	for _, accept := range []bool{false, true} {
@@ -197,7 +180,7 @@ func TestConnect_hostKeyMismatchRefused(t *testing.T) {
 			t.Fatalf("accept new keys %v: err = %v, want a *sshx.HostKeyError with Mismatch", accept, err)
 		}
 	}
-	if got := string(mustRead(t, l.KnownHosts)); got != line+"\n" {
+	if got := string(testutil.ReadFile(t, l.KnownHosts)); got != forged {
 		t.Fatalf("known_hosts changed:\n%s", got)
 	}
 }
@@ -325,7 +308,7 @@ func TestNodeConn_FetchAgentLogsAndCleanup(t *testing.T) {
 	if err := nc.FetchAgentLogs(ctx, local); err != nil {
 		t.Fatal(err)
 	}
-	if log := mustRead(t, filepath.Join(local, "agent.log")); !strings.Contains(string(log), "Agent daemon starting with PID") {
+	if log := testutil.ReadFile(t, filepath.Join(local, "agent.log")); !strings.Contains(string(log), "Agent daemon starting with PID") {
 		t.Fatalf("fetched agent.log lacks the start line:\n%s", log)
 	}
 	if err := nc.CleanupAgentEnv(ctx); err != nil {
@@ -421,6 +404,15 @@ func TestController_StartAgents_collectsPropertiesInParallel(t *testing.T) {
 			t.Errorf("%s: agent processes left: %v", h.Name, pids)
 		}
 	}
+	// The state forgets the stopped agents.
+	if s, err = st.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range s.Nodes {
+		if n.Agent != (AgentInfo{}) {
+			t.Errorf("%s: agent record %+v left after stop", n.Name, n.Agent)
+		}
+	}
 }
 
 // BenchmarkBringUp measures bringing up N hosts from nothing: deploy the
@@ -501,13 +493,4 @@ func testCtx(tb testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	tb.Cleanup(cancel)
 	return ctx
-}
-
-func mustRead(tb testing.TB, p string) []byte {
-	tb.Helper()
-	b, err := os.ReadFile(p)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return b
 }

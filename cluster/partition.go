@@ -380,7 +380,7 @@ func tryAllocate(ctx context.Context, st Store, req *AllocRequest, log *slog.Log
 	if lease == 0 {
 		lease = DefaultLease
 	}
-	err = st.Update(ctx, func(s *State) error {
+	err = st.Update(WithFixedNodes(ctx), func(s *State) error {
 		p, busy, final = nil, nil, nil // never keep a result from an earlier call
 		rev = s.Revision
 		now := time.Now().UTC()
@@ -398,7 +398,9 @@ func tryAllocate(ctx context.Context, st Store, req *AllocRequest, log *slog.Log
 			kept = s.keptForQueue(req.ticket, idle, now)
 			idle = slices.DeleteFunc(idle, func(n Node) bool { return kept[n.Name] != "" })
 		}
-		choice, cerr := choose(slices.Clone(idle))
+		// The chooser may reorder or cut its slice: the choice is
+		// checked against the state, not against it.
+		choice, cerr := choose(idle)
 		var nm *NoMatchError
 		if errors.As(cerr, &nm) {
 			// Returning nil keeps what reclaim did, even though nothing
@@ -412,7 +414,11 @@ func tryAllocate(ctx context.Context, st Store, req *AllocRequest, log *slog.Log
 		if cerr != nil {
 			return fmt.Errorf("cluster: allocate %s: choose nodes: %w", strings.Join(req.Tags, " "), cerr)
 		}
-		if err := checkChoice(req.Tags, choice, idle); err != nil {
+		offered := func(name string) bool {
+			p := s.partitionOf(name)
+			return s.Node(name) != nil && (p == nil || !p.Live(now)) && s.unservable(name, now) == "" && kept[name] == ""
+		}
+		if err := checkChoice(req.Tags, choice, offered); err != nil {
 			return err
 		}
 		part := Partition{ID: newPartitionID(), Owner: req.Owner, Created: now, Renewed: now, Expires: now.Add(lease)}
@@ -479,7 +485,7 @@ func whyBusy(s *State, now time.Time, tags []string, choose func([]Node) (map[st
 
 // checkChoice guards against a chooser that returns something other than
 // one distinct idle node per requested tag.
-func checkChoice(tags []string, choice map[string]string, idle []Node) error {
+func checkChoice(tags []string, choice map[string]string, offered func(node string) bool) error {
 	if len(choice) != len(tags) {
 		return fmt.Errorf("cluster: allocate: chooser returned %d assignments for %d tags", len(choice), len(tags))
 	}
@@ -489,7 +495,7 @@ func checkChoice(tags []string, choice map[string]string, idle []Node) error {
 		if !ok {
 			return fmt.Errorf("cluster: allocate: chooser gave no node for tag %q", tag)
 		}
-		if !slices.ContainsFunc(idle, func(x Node) bool { return x.Name == n }) {
+		if !offered(n) {
 			return fmt.Errorf("cluster: allocate: chooser gave tag %q node %q, which is not idle", tag, n)
 		}
 		if other, dup := used[n]; dup {
@@ -585,7 +591,7 @@ func (s *State) TakeReleased(kind string) []ReleasedClaim {
 // process on this host is gone, and returns them.
 func Reclaim(ctx context.Context, st Store, now time.Time) ([]Partition, error) {
 	var out []Partition
-	err := st.Update(ctx, func(s *State) error {
+	err := st.Update(WithFixedNodes(ctx), func(s *State) error {
 		out = nil
 		for _, r := range reclaimDead(s, now) {
 			out = append(out, r.part)
@@ -622,7 +628,7 @@ func Renew(ctx context.Context, st Store, id string, lease time.Duration) (*Part
 // second call returns an error wrapping ErrPartitionNotFound, which callers
 // that only want the nodes free may ignore.
 func Release(ctx context.Context, st Store, id string) error {
-	return st.Update(ctx, func(s *State) error {
+	return st.Update(WithFixedNodes(ctx), func(s *State) error {
 		i := slices.IndexFunc(s.Partitions, func(p Partition) bool { return p.ID == id })
 		if i < 0 {
 			return fmt.Errorf("cluster: release partition %s: %w", id, ErrPartitionNotFound)

@@ -115,7 +115,7 @@ func RecordFailure(ctx context.Context, st Store, node, reason string, after int
 		after = DefaultQuarantineAfter
 	}
 	var quarantined bool
-	err := st.Update(ctx, func(s *State) error {
+	err := st.Update(WithFixedNodes(ctx), func(s *State) error {
 		quarantined = false
 		if s.Node(node) == nil {
 			return fmt.Errorf("cluster: node %q: %w", node, ErrNodeNotFound)
@@ -137,7 +137,7 @@ func RecordFailure(ctx context.Context, st Store, node, reason string, after int
 // RecordServed resets the failure count of nodes that served a test.
 // Nodes without failures cost no write.
 func RecordServed(ctx context.Context, st Store, nodes ...string) error {
-	return st.Update(ctx, func(s *State) error {
+	return st.Update(WithFixedNodes(ctx), func(s *State) error {
 		for _, n := range nodes {
 			if h := s.Health(n); h != nil && h.FailuresInARow > 0 && !h.Quarantined {
 				h.FailuresInARow = 0
@@ -153,7 +153,7 @@ func QuarantineNode(ctx context.Context, st Store, node, reason string) error {
 	if reason == "" {
 		return errors.New("cluster: quarantine: a reason is required, for whoever finds the node out of rotation")
 	}
-	return st.Update(ctx, func(s *State) error {
+	return st.Update(WithFixedNodes(ctx), func(s *State) error {
 		if s.Node(node) == nil {
 			return fmt.Errorf("cluster: node %q: %w", node, ErrNodeNotFound)
 		}
@@ -167,7 +167,7 @@ func QuarantineNode(ctx context.Context, st Store, node, reason string) error {
 // failures. It reports whether the node was quarantined.
 func ResumeNode(ctx context.Context, st Store, node string) (bool, error) {
 	var was bool
-	err := st.Update(ctx, func(s *State) error {
+	err := st.Update(WithFixedNodes(ctx), func(s *State) error {
 		was = false
 		if s.Node(node) == nil {
 			return fmt.Errorf("cluster: node %q: %w", node, ErrNodeNotFound)
@@ -186,7 +186,7 @@ func ResumeNode(ctx context.Context, st Store, node string) (bool, error) {
 // NoteTaken records that node's agent refused a hand-over because h holds
 // it, so that no process of this state tries it again before until.
 func NoteTaken(ctx context.Context, st Store, node string, h NodeHolder, until time.Time) error {
-	return st.Update(ctx, func(s *State) error {
+	return st.Update(WithFixedNodes(ctx), func(s *State) error {
 		if s.Node(node) == nil {
 			return nil // unregistered meanwhile: nothing to skip
 		}

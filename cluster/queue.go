@@ -202,10 +202,13 @@ func (s *State) keptForQueue(t *queueTicket, idle []Node, now time.Time) map[str
 		me = *e
 	}
 	kept := map[string]string{}
-	avail := slices.Clone(idle)
+	var avail []Node // a copy of idle, made once a request is ahead
 	for _, e := range s.sortedQueue(now) {
 		if e.ID == t.id || !queueAhead(&e, &me, now) {
 			break
+		}
+		if avail == nil {
+			avail = slices.Clone(idle)
 		}
 		reqs, err := e.tagRequests()
 		if err != nil {
@@ -332,7 +335,7 @@ func leaveQueue(ctx context.Context, st Store, t *queueTicket) {
 	}
 	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	_ = st.Update(lctx, func(s *State) error {
+	_ = st.Update(WithFixedNodes(lctx), func(s *State) error {
 		s.dequeue(t.id)
 		return nil
 	})

@@ -7,18 +7,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"time"
 
 	"github.com/vtcluster/vtcluster/agent/py"
-	"github.com/vtcluster/vtcluster/internal/atomicfile"
 )
 
-// StateVersion is the state file format this package reads and writes.
+// StateVersion is the version of the state document (MarshalState, the
+// etcd store's doc, and the file store's layout 1, which it still reads;
+// the file store now writes layout 2, state_file.go).
 const StateVersion = 1
 
 var (
@@ -66,6 +65,11 @@ type State struct {
 	// version their data (etcd's revision); zero for FileStore. It is
 	// never saved.
 	Revision int64 `json:"-"`
+
+	// base is the node set the store built this state on, fixed whether
+	// its maps are the set's own (state_nodes.go).
+	base  *NodeSet
+	fixed bool
 }
 
 // AddAgentUser records o as using the agents, forgetting users that are
@@ -100,7 +104,9 @@ func NewState() *State {
 	return &State{Version: StateVersion, Nodes: []Node{}, Partitions: []Partition{}}
 }
 
-// Node is a registered node. It deliberately has no password field: state
+// Node is a registered node. Inside an Update marked WithFixedNodes its
+// Labels and Properties maps are shared with the store: replace them,
+// never change them in place. It deliberately has no password field: state
 // files are not a place for secrets.
 type Node struct {
 	Name         string `json:"name"`
@@ -232,10 +238,20 @@ func (s *State) NodeByTag(partitionID, tag string) (*Node, error) {
 // now, in registration order. It does not look at owner processes: only
 // Reclaim and Allocate decide that an owner is gone.
 func (s *State) IdleNodes(now time.Time) []Node {
-	var idle []Node
-	for _, n := range s.Nodes {
-		if p := s.partitionOf(n.Name); p == nil || !p.Live(now) {
-			idle = append(idle, n)
+	// One pass over the partitions, not one per node: a lab has far more
+	// nodes than partitions.
+	held := map[string]bool{}
+	for i := range s.Partitions {
+		if p := &s.Partitions[i]; p.Live(now) {
+			for _, a := range p.Nodes {
+				held[a.Node] = true
+			}
+		}
+	}
+	idle := make([]Node, 0, len(s.Nodes)-min(len(held), len(s.Nodes)))
+	for i := range s.Nodes {
+		if !held[s.Nodes[i].Name] {
+			idle = append(idle, s.Nodes[i])
 		}
 	}
 	return idle
@@ -278,27 +294,29 @@ func validateNode(n *Node) error {
 }
 
 // validate checks the invariants every saved state keeps, so that neither
-// a bug nor a hand edit can make two partitions share a node.
-func (s *State) validate() error { return s.validateWith(memoHolds(s.Nodes)) }
+// a bug nor a hand edit can make two partitions share a node. Nodes that
+// are still the records of the set the state was built on passed already.
+func (s *State) validate() error { return s.validateKnown(s.NodesUnchanged()) }
 
-// validateWith is validate; checked says the nodes are the memo's (state_memo.go),
-// which passed already.
-func (s *State) validateWith(checked bool) error {
+// validateKnown is validate for a caller that knows NodesUnchanged.
+func (s *State) validateKnown(unchanged bool) error {
 	if s.Version != StateVersion {
 		return fmt.Errorf("version is %d, expected %d", s.Version, StateVersion)
 	}
-	names := make(map[string]bool, len(s.Nodes))
-	for i := range s.Nodes {
-		n := &s.Nodes[i]
-		if !checked {
+	registered := func(name string) bool { _, ok := s.base.index[name]; return ok }
+	if !unchanged || s.base == nil {
+		names := make(map[string]bool, len(s.Nodes))
+		for i := range s.Nodes {
+			n := &s.Nodes[i]
 			if err := validateNode(n); err != nil {
 				return err
 			}
+			if names[n.Name] {
+				return fmt.Errorf("node %q is registered twice", n.Name)
+			}
+			names[n.Name] = true
 		}
-		if names[n.Name] {
-			return fmt.Errorf("node %q is registered twice", n.Name)
-		}
-		names[n.Name] = true
+		registered = func(name string) bool { return names[name] }
 	}
 	ids := make(map[string]bool, len(s.Partitions))
 	holder := make(map[string]string)
@@ -322,7 +340,7 @@ func (s *State) validateWith(checked bool) error {
 				return fmt.Errorf("partition %s: tag %q is invalid or repeated", p.ID, a.Tag)
 			}
 			tags[a.Tag] = true
-			if !names[a.Node] {
+			if !registered(a.Node) {
 				return fmt.Errorf("partition %s: tag %q names unregistered node %q", p.ID, a.Tag, a.Node)
 			}
 			if other, ok := holder[a.Node]; ok {
@@ -387,7 +405,7 @@ func (s *State) Validate() error { return s.validate() }
 // MarshalState encodes st as the state file does; UnmarshalState is its
 // inverse. Stores that keep the state elsewhere use them so every store
 // reads and writes the same format, with the same checks.
-func MarshalState(st *State) ([]byte, error) { return encodeState(st) }
+func MarshalState(st *State) ([]byte, error) { return encodeStateFull(st) }
 
 // UnmarshalState decodes and validates a state document written by
 // MarshalState (or by hand), restoring the numbers in labels and
@@ -418,130 +436,16 @@ func ValidClusterName(name string) error {
 	return nil
 }
 
-// FileStore is a Store in one JSON file, <dir>/<cluster>.json, shared by
-// every process on this host. Writers lock <file>.lock, never the data file
-// itself, because the data file is replaced by rename on every write and a
-// lock on a replaced inode protects nothing.
-type FileStore struct {
-	dir, path, lockPath string
-}
-
-var _ Store = (*FileStore)(nil)
-
-// OpenFileStore returns the store of cluster in dir, creating dir (mode
-// 0700) if needed. An existing dir keeps its mode: it may be shared, and
-// chmod-ing someone's directory is not ours to do. The file itself is only
-// read by Load and Update.
-func OpenFileStore(dir, cluster string) (*FileStore, error) {
-	if err := ValidClusterName(cluster); err != nil {
-		return nil, err
-	}
-	if dir == "" {
-		return nil, errors.New("cluster: empty state directory")
-	}
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		return nil, fmt.Errorf("cluster: state directory %s: %w", dir, err)
-	}
-	if err := os.MkdirAll(abs, 0o700); err != nil {
-		return nil, fmt.Errorf("cluster: create state directory: %w", err)
-	}
-	p := filepath.Join(abs, cluster+".json")
-	return &FileStore{dir: abs, path: p, lockPath: p + ".lock"}, nil
-}
-
-// Path is the state file.
-func (s *FileStore) Path() string { return s.path }
-
-// Load reads the state under a shared lock, so it never sees a half-done
-// Update. Errors: *StateError for a file that cannot be used, or a context
-// error while waiting for the lock.
-func (s *FileStore) Load(ctx context.Context) (*State, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	unlock, err := flockFile(ctx, s.lockPath, false)
+// decodeState decodes and checks a whole state document.
+func decodeState(data []byte) (*State, error) {
+	st, err := decodeDoc(data)
 	if err != nil {
 		return nil, err
 	}
-	defer unlock()
-	st, _, err := s.read()
-	return st, err
-}
-
-// Update implements Store. The new state is written to a temporary file in
-// the same directory, synced, renamed over the old one and the directory
-// synced, so a crash leaves either the old or the new state, never a mix.
-// An Update that changes nothing writes nothing. Errors: fn's error as is,
-// *StateError, a validation error if fn broke an invariant (nothing is
-// written), I/O and context errors.
-func (s *FileStore) Update(ctx context.Context, fn func(*State) error) error {
-	if err := ctx.Err(); err != nil {
-		return err
+	if err := st.validate(); err != nil {
+		return nil, err
 	}
-	unlock, err := flockFile(ctx, s.lockPath, true)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	s.removeStaleTemps()
-	st, old, err := s.read()
-	if err != nil {
-		return err
-	}
-	if err := fn(st); err != nil {
-		return err
-	}
-	// Nodes just as they were read or last written passed already, and
-	// are written as they were.
-	m := memoOf(st.Nodes)
-	if err := st.validateWith(m != nil); err != nil {
-		return fmt.Errorf("cluster: refusing to save an invalid state: %w", err)
-	}
-	data, err := encodeStateWith(st, m)
-	if err != nil {
-		return fmt.Errorf("cluster: encode state: %w", err)
-	}
-	if bytes.Equal(data, old) {
-		return nil
-	}
-	return s.write(data)
-}
-
-// read returns the state and the bytes it came from; nil bytes when there
-// is no file yet.
-func (s *FileStore) read() (*State, []byte, error) {
-	data, err := os.ReadFile(s.path)
-	if errors.Is(err, os.ErrNotExist) {
-		return NewState(), nil, nil
-	}
-	if err != nil {
-		return nil, nil, &StateError{Path: s.path, Err: err}
-	}
-	st, err := decodeState(data)
-	if err != nil {
-		return nil, nil, &StateError{Path: s.path, Err: err}
-	}
-	return st, data, nil
-}
-
-// write replaces the state file durably: it is the only record of who
-// holds which node.
-func (s *FileStore) write(data []byte) error {
-	if err := atomicfile.WriteFile(s.path, data, 0o600); err != nil {
-		return fmt.Errorf("cluster: write state: %w", err)
-	}
-	return nil
-}
-
-// removeStaleTemps deletes temporary files of writers that died before
-// their rename. Only called under the exclusive lock, when no writer can be
-// using one.
-func (s *FileStore) removeStaleTemps() {
-	matches, _ := filepath.Glob(atomicfile.TempGlob(s.path))
-	for _, m := range matches {
-		os.Remove(m)
-	}
+	return st, nil
 }
 
 func encodeStateFull(st *State) ([]byte, error) {
@@ -573,28 +477,22 @@ func decodeDoc(data []byte) (*State, error) {
 	if *head.Version != StateVersion {
 		return nil, fmt.Errorf("%w %d (this vtcluster reads version %d; was it written by a newer one?)", ErrStateVersion, *head.Version, StateVersion)
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	dec.UseNumber()
 	st := new(State)
-	if err := dec.Decode(st); err != nil {
-		return nil, describeJSONError(data, err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("unexpected data after the state object")
+	if err := decodeStrict(data, st, "state"); err != nil {
+		return nil, err
 	}
 	for i := range st.Nodes {
-		var err error
-		n := &st.Nodes[i]
-		if n.Labels, err = restoreStateNumbers(n.Labels); err != nil {
-			return nil, fmt.Errorf("node %q labels: %w", n.Name, err)
-		}
-		if n.Properties, err = restoreStateNumbers(n.Properties); err != nil {
-			return nil, fmt.Errorf("node %q properties: %w", n.Name, err)
+		if err := restoreNodeNumbers(&st.Nodes[i]); err != nil {
+			return nil, err
 		}
 	}
-	// The file is indented; opaque values are handed back compact, as
-	// their owners wrote them.
+	compactOpaque(st)
+	return st, nil
+}
+
+// compactOpaque hands the opaque values back compact, as their owners
+// wrote them: the file is indented.
+func compactOpaque(st *State) {
 	st.Resources = compactJSON(st.Resources)
 	for i := range st.Partitions {
 		for j := range st.Partitions[i].Claims {
@@ -605,7 +503,22 @@ func decodeDoc(data []byte) (*State, error) {
 	for i := range st.Released {
 		st.Released[i].Spec = compactJSON(st.Released[i].Spec)
 	}
-	return st, nil
+}
+
+// decodeStrict decodes data, one JSON value of what (a "state", a "node
+// record"), into v as every state record is read: no unknown field, no
+// data after it, numbers kept as json.Number for restoreStateNumbers.
+func decodeStrict(data []byte, v any, what string) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	dec.UseNumber()
+	if err := dec.Decode(v); err != nil {
+		return describeJSONError(data, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return fmt.Errorf("unexpected data after the %s object", what)
+	}
+	return nil
 }
 
 // compactJSON returns raw without insignificant space; invalid input is

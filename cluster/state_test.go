@@ -189,8 +189,11 @@ func TestFileStore_Update_roundTrip(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("round trip changed the state\n got %#v\nwant %#v", got, want)
 	}
-	if !strings.Contains(string(readFile(t, st.Path())), "\n  \"version\": 1,\n") {
-		t.Errorf("state file is not indented JSON with a version:\n%s", readFile(t, st.Path()))
+	if !strings.Contains(string(readFile(t, st.Path())), "\n  \"version\": 2,\n  \"nodes_file\": \"test.nodes+1.json\",\n") {
+		t.Errorf("state file is not indented JSON with a version and its nodes file:\n%s", readFile(t, st.Path()))
+	}
+	if nodes := readFile(t, filepath.Join(filepath.Dir(st.Path()), "test.nodes+1.json")); !strings.Contains(string(nodes), "\n  \"version\": 2,\n  \"nodes\": [\n    {\n      \"name\": \"n1\"") {
+		t.Errorf("nodes file is not indented JSON with a version:\n%s", nodes)
 	}
 }
 
@@ -267,9 +270,10 @@ func TestFileStore_Update_replacesAtomically(t *testing.T) {
 	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("stale temporary file left behind: %v", err)
 	}
+	// Registering wrote a second nodes file and removed the first.
 	entries, _ := os.ReadDir(filepath.Dir(st.Path()))
 	for _, e := range entries {
-		if e.Name() != "test.json" && e.Name() != "test.json.lock" {
+		if e.Name() != "test.json" && e.Name() != "test.json.lock" && e.Name() != "test.nodes+2.json" {
 			t.Errorf("unexpected file %s in the state dir", e.Name())
 		}
 	}
@@ -448,7 +452,7 @@ func TestFileStore_neverHoldsPasswords(t *testing.T) {
 	if _, err := Allocate(context.Background(), st, AllocRequest{Owner: owner, Tags: []string{"x", "y"}}); err != nil {
 		t.Fatal(err)
 	}
-	data := readFile(t, st.Path())
+	data := append(readFile(t, st.Path()), readFile(t, filepath.Join(filepath.Dir(st.Path()), "test.nodes+1.json"))...)
 	if bytes.Contains(data, []byte(password)) || bytes.Contains(bytes.ToLower(data), []byte("password")) {
 		t.Errorf("state file holds a password:\n%s", data)
 	}

@@ -14,8 +14,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vtcluster/vtcluster/agent"
-	"github.com/vtcluster/vtcluster/agent/xmlrpc"
 	"github.com/vtcluster/vtcluster/cluster"
+	"github.com/vtcluster/vtcluster/internal/testutil"
 	"github.com/vtcluster/vtcluster/resmgr/node"
 )
 
@@ -33,29 +33,10 @@ func (c inProcessConn) Call(ctx context.Context, method string, args ...any) (an
 		return nil, fmt.Errorf("no method %s", method)
 	}
 	v, err := m(ctx, agent.Args(args))
-	return asDecoded(v), err
+	return testutil.Plain(v), err
 }
 
 func (inProcessConn) Close() error { return nil }
-
-// asDecoded turns a reply into what the XML-RPC client decodes it to.
-func asDecoded(v any) any {
-	switch x := v.(type) {
-	case xmlrpc.Struct:
-		m := map[string]any{}
-		for _, mem := range x {
-			m[mem.Key] = asDecoded(mem.Value)
-		}
-		return m
-	case []any:
-		out := make([]any, len(x))
-		for i, e := range x {
-			out[i] = asDecoded(e)
-		}
-		return out
-	}
-	return v
-}
 
 // countingStore counts the state's loads and updates.
 type countingStore struct {

@@ -30,6 +30,10 @@ type Options struct {
 	// Status tunes the status server client; zero means
 	// defaultStatusConfig().
 	Status StatusConfig
+	// Executable is the vtcluster binary that bodies call (VTCLUSTER_BIN)
+	// and printed commands name when multihost.binary is not set; empty
+	// means os.Executable().
+	Executable string
 }
 
 // interruptBudget is how long, after a signal, the runner waits for the
@@ -158,6 +162,9 @@ func (a *app) prepare(r runnable) (prepared, error) {
 	}
 	if len(r.Args) > 0 && len(p.test.Body.Command) == 0 {
 		return p, fmt.Errorf("runner: arguments %s given but test %q has no body command to pass them to", py.Repr(r.Args), p.test.Name)
+	}
+	if p.cfg.Binary == "" {
+		p.cfg.Binary = a.opts.Executable
 	}
 	if p.cfg.Binary == "" {
 		p.cfg.Binary, _ = os.Executable()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"log/slog"
 	"net/http"
 	"os"
@@ -318,6 +319,26 @@ func (b *backend) conn(name string) (*cluster.NodeConn, error) {
 		return nil, fmt.Errorf("node %q is not in this test's partition", name)
 	}
 	return nc, nil
+}
+
+// partitionConns yields p's nodes in order with their connections; a node
+// that has none (lost, or not in this test's partition) is skipped, its
+// error appended to *errs unless errs is nil.
+func (b *backend) partitionConns(p *Partition, errs *[]error) iter.Seq2[PartitionNode, *cluster.NodeConn] {
+	return func(yield func(PartitionNode, *cluster.NodeConn) bool) {
+		for _, pn := range p.Nodes {
+			nc, err := b.conn(pn.Name)
+			if err != nil {
+				if errs != nil {
+					*errs = append(*errs, err)
+				}
+				continue
+			}
+			if !yield(pn, nc) {
+				return
+			}
+		}
+	}
 }
 
 // Release stops renewing, gives the nodes back and closes connections.

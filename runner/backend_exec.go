@@ -52,12 +52,7 @@ func (b *backend) CallAgent(ctx context.Context, node PartitionNode, method stri
 // for into dir/<tag>/.
 func (b *backend) Collect(ctx context.Context, p *Partition, paths map[string][]string, dir string) error {
 	var errs []error
-	for _, pn := range p.Nodes {
-		nc, err := b.conn(pn.Name)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
+	for pn, nc := range b.partitionConns(p, &errs) {
 		local := filepath.Join(dir, pn.Tag)
 		if err := os.MkdirAll(local, 0o755); err != nil {
 			errs = append(errs, err)

@@ -44,12 +44,7 @@ func (b *backend) StartLogs(ctx context.Context, p *Partition, sink LogSink) (fu
 	var cleanups []func(context.Context)
 	var started []*cluster.NodeConn
 	var errs []error
-	for _, pn := range p.Nodes {
-		nc, err := b.conn(pn.Name)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
+	for pn, nc := range b.partitionConns(p, &errs) {
 		cleanup, err := b.startNodeLogs(ctx, nc, pn.Tag, srv)
 		if cleanup != nil {
 			cleanups = append(cleanups, cleanup)

@@ -58,11 +58,7 @@ func (b *backend) Watch(ctx context.Context, p *Partition) <-chan error {
 			}
 		}()
 	}
-	for _, pn := range p.Nodes {
-		nc, err := b.conn(pn.Name)
-		if err != nil {
-			continue
-		}
+	for pn, nc := range b.partitionConns(p, nil) {
 		go func() {
 			if err := watchNode(ctx, nc, p.ID, cmp.Or(b.nodeLostAfter, healthDeadline)); err != nil {
 				EventsFrom(ctx).Add(Event{Tag: pn.Tag, Node: pn.Name, Kind: KindNodeLost, Name: "node lost", Detail: err.Error(), Severity: SeverityError})

@@ -40,7 +40,8 @@
 // For whoever debugs a test: events.go (the per-test record of what
 // happened when and where; other code records through EventsFrom(ctx)),
 // record.go and timeline.go (events.json and the timeline page, written
-// for every test), bundle.go (what the nodes say when a test fails) and
+// for every test), timing.go (the stage breakdown, timing.json: another
+// view of the same record), bundle.go (what the nodes say when a test fails) and
 // hold.go (multihost.hold_on_failure keeps a failed test's partition);
 // docs/debugging-failures.md is the user's side.
 //

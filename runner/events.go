@@ -5,16 +5,20 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
 
-// Events is the record of one test's life that its timeline is drawn
-// from: what happened when, on which tag and node. The runner records
-// allocation, hand-over, each step's start and exit, resource operations,
-// node loss and teardown; other parts (VMs, synchronisation) record their
-// own through the same Add and Begin, found with EventsFrom(ctx). A nil
-// *Events records nothing, so callers never check.
+// Events is the one record of a test's life: what happened when, on which
+// tag and node. The runner records allocation, hand-over, each step's
+// start and exit, resource operations, node loss, every stage's setup and
+// teardown and the timed parts inside them (timeSpan); other parts (VMs,
+// synchronisation) record their own through the same Add and Begin, found
+// with EventsFrom(ctx). A nil *Events records nothing, so callers never
+// check. Two views are drawn from it: the timeline (events.json and
+// timeline.html, record.go) and the stage breakdown (timing.json and the
+// "timing:" line of debug.log, timing.go).
 //
 // It keeps the test's log lines too (Log), so that the timeline can show
 // what was logged around a moment. Both are bounded: past the limits the
@@ -24,6 +28,9 @@ type Events struct {
 	start  time.Time
 	events headTail[Event]
 	logs   headTail[LogLine]
+	// spans numbers the spans Begin opens, so that the end of each is
+	// found exactly even when several of one name overlap.
+	spans atomic.Uint64
 }
 
 // Event is one moment of a test, or one end of a span of time (Phase).
@@ -43,6 +50,8 @@ type Event struct {
 	// Detail is free text for the person reading the timeline.
 	Detail   string   `json:"detail,omitempty"`
 	Severity Severity `json:"severity"`
+	// span ties a begin to its end (Begin); zero for moments.
+	span uint64
 }
 
 // Phase says whether an event begins or ends a span; empty is a moment.
@@ -79,6 +88,11 @@ const (
 	KindVM         = "vm"
 	KindMigration  = "migration"
 	KindSync       = "sync"
+	// KindStage spans are the stage breakdown (timing.go): a stage's
+	// setup ("partition") or a timed part inside one ("partition:
+	// connect"). The timeline page does not draw them; timing.json shows
+	// them.
+	KindStage = "stage"
 )
 
 // Bounds of the record: a test that logs without end must not make the
@@ -122,7 +136,10 @@ func (e *Events) Add(ev Event) {
 // Begin records the start of a span and returns the function that records
 // its end, with the end's severity and detail (use it once).
 func (e *Events) Begin(ev Event) (end func(Severity, string)) {
-	ev.Phase = PhaseBegin
+	if e == nil {
+		return func(Severity, string) {}
+	}
+	ev.Phase, ev.span = PhaseBegin, e.spans.Add(1)
 	e.Add(ev)
 	return func(sev Severity, detail string) {
 		ev.Time, ev.Phase, ev.Severity, ev.Detail = time.Time{}, PhaseEnd, sev, detail

@@ -109,6 +109,9 @@ type PartitionNode struct {
 	// Resources are the test's resources on this node by name: a
 	// volume's path, a tap port's interface name.
 	Resources map[string]string
+	// MACs are the guest NIC addresses the resource manager chose for
+	// the port resources' taps on this node, by resource name (vms.go).
+	MACs map[string]string
 }
 
 // ExecOptions tune Cluster.Exec.
@@ -350,8 +353,7 @@ func (r *testRun) execute(ctx context.Context) (out outcome) {
 		r.events = NewEvents()
 	}
 	ctx = ContextWithEvents(ctx, r.events)
-	clock := newStageClock()
-	ctx = withClock(ctx, clock)
+	start := time.Now()
 	rs := &runState{part: &Partition{}}
 	stages := r.stages()
 	done := 0
@@ -361,13 +363,11 @@ func (r *testRun) execute(ctx context.Context) (out outcome) {
 				td(ctx, rs, &out) // the record: it cannot record its own end
 			} else if td != nil {
 				end := r.events.Begin(Event{Kind: KindTeardown, Name: stages[i].name})
-				endSpan := timeSpan(ctx, stages[i].name+" teardown")
 				td(ctx, rs, &out)
-				endSpan()
 				end(SeverityInfo, "")
 			}
 		}
-		r.reportTiming(ctx, clock)
+		r.reportTiming(ctx, start)
 	}()
 	for _, s := range stages {
 		end := timeSpan(ctx, s.name)
@@ -483,6 +483,12 @@ func (r *testRun) resourcesStage(ctx context.Context, rs *runState) (outcome, bo
 					n.Resources = map[string]string{}
 				}
 				n.Resources[a.Name] = a.Value
+				if a.MAC != "" {
+					if n.MACs == nil {
+						n.MACs = map[string]string{}
+					}
+					n.MACs[a.Name] = a.MAC
+				}
 			}
 		}
 	}

@@ -30,6 +30,9 @@ func sampleRecord() Record {
 	e.Add(Event{Time: at(1300), Tag: "dst", Node: "n2", Kind: KindStep, Name: "step 2", Phase: PhaseEnd, Severity: SeverityError, Detail: "exit status 3 after 0.30 s\nstderr: </script><b>boom</b>"})
 	e.Add(Event{Time: at(1300), Tag: "src", Node: "n1", Kind: "sync", Name: "barrier ready"})
 	e.Add(Event{Time: at(1320), Kind: KindBody, Name: "body", Phase: PhaseEnd, Severity: SeverityError, Detail: "FAIL: step 2 on dst"})
+	// The stage breakdown (timing.go) is in the record but not drawn.
+	e.Add(Event{Time: at(1400), Kind: KindStage, Name: "partition: store release", Phase: PhaseBegin})
+	e.Add(Event{Time: at(1450), Kind: KindStage, Name: "partition: store release", Phase: PhaseEnd})
 	e.Add(Event{Time: at(1400), Kind: KindTeardown, Name: "partition", Phase: PhaseBegin})
 	e.Add(Event{Time: at(1500), Kind: KindTeardown, Name: "partition", Phase: PhaseEnd})
 	e.Log("", "INFO", "allocating nodes src, dst")
@@ -90,6 +93,9 @@ func TestTimeline_InChromium(t *testing.T) {
 	}
 	dom, console := runChromium(t, browser, dir, "--dump-dom", "file://"+file)
 	CheckTimelineDOM(t, dom, console, 3, "step 2")
+	if strings.Contains(dom, `data-kind="stage"`) || !strings.Contains(dom, `data-kind="teardown"`) {
+		t.Error("the page draws the stage breakdown, or not the teardown")
+	}
 	if shot := os.Getenv("TIMELINE_SCREENSHOT"); shot != "" {
 		runChromium(t, browser, dir, "--screenshot="+shot, "--window-size=1400,900", "file://"+file)
 	}

@@ -7,62 +7,35 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 )
 
-// A test's time, by stage: the lifecycle times each stage's setup and
-// teardown, and the cluster backend the parts inside them (SSH connect,
-// store, hand-over, log forwarding, ...). At the end of the test the
-// breakdown goes to debug.log, one line, and to <output_dir>/timing.json,
-// so the cost of one test can be read, compared and benchmarked
-// (scripts/bench/avocado_walltime.sh sums it over a job).
+// A test's time, by stage: a view of the test's Events (events.go). The
+// lifecycle records each stage's setup (a KindStage span) and teardown (a
+// KindTeardown span), and the cluster backend the parts inside them (SSH
+// connect, store, hand-over, log forwarding, ...: timeSpan). At the end of
+// the test the breakdown goes to debug.log, one line, and to
+// <output_dir>/timing.json, so the cost of one test can be read, compared
+// and benchmarked (scripts/bench/avocado_walltime.sh sums it over a job).
 
 // timingFile is the breakdown's file in the test's output directory.
 const timingFile = "timing.json"
 
-// timedSpan is one measured part of a test. Spans nest by name: the
-// backend's "partition: ssh connect" is inside the lifecycle's
-// "partition".
+// timeSpan records the start of a timed part of the test carried by ctx;
+// the returned func records its end. Without a record in ctx it records
+// nothing. Names nest by prefix: the backend's "partition: connect" is
+// inside the lifecycle's "partition".
+func timeSpan(ctx context.Context, name string) func() {
+	end := EventsFrom(ctx).Begin(Event{Kind: KindStage, Name: name})
+	return func() { end(SeverityInfo, "") }
+}
+
+// timedSpan is one measured part of a test.
 type timedSpan struct {
 	Name string `json:"name"`
 	// StartMS is when it began, in milliseconds after the test began.
 	StartMS float64 `json:"start_ms"`
 	MS      float64 `json:"ms"`
-}
-
-// stageClock collects the spans of one test. Safe for concurrent use:
-// nodes are set up in parallel.
-type stageClock struct {
-	start time.Time
-
-	mu    sync.Mutex
-	spans []timedSpan
-}
-
-func newStageClock() *stageClock { return &stageClock{start: time.Now()} }
-
-type clockKey struct{}
-
-// withClock makes the spans measured under ctx land in c.
-func withClock(ctx context.Context, c *stageClock) context.Context {
-	return context.WithValue(ctx, clockKey{}, c)
-}
-
-// timeSpan starts measuring name; the returned func ends it. Without a
-// clock in ctx it measures nothing.
-func timeSpan(ctx context.Context, name string) func() {
-	c, _ := ctx.Value(clockKey{}).(*stageClock)
-	if c == nil {
-		return func() {}
-	}
-	t0 := time.Now()
-	return func() {
-		d := time.Since(t0)
-		c.mu.Lock()
-		c.spans = append(c.spans, timedSpan{Name: name, StartMS: ms(t0.Sub(c.start)), MS: ms(d)})
-		c.mu.Unlock()
-	}
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -73,10 +46,39 @@ type timingReport struct {
 	Spans   []timedSpan `json:"spans"`
 }
 
-func (c *stageClock) report() timingReport {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return timingReport{TotalMS: ms(time.Since(c.start)), Spans: append([]timedSpan(nil), c.spans...)}
+// timingName is the breakdown's name of a span's events: stages and their
+// parts by their own name, a stage's teardown as "<stage> teardown".
+func timingName(ev Event) (string, bool) {
+	switch ev.Kind {
+	case KindStage:
+		return ev.Name, true
+	case KindTeardown:
+		return ev.Name + " teardown", true
+	}
+	return "", false
+}
+
+// timingOf is the breakdown of the spans in rec that began at or after
+// since (the start of this attempt of the test: a retry shares the
+// record), in the order they ended. A span whose begin or end the
+// record's bounds dropped is left out.
+func timingOf(rec Record, since time.Time) timingReport {
+	begun := map[uint64]time.Time{}
+	spans := []timedSpan{}
+	for _, ev := range rec.Events {
+		name, ok := timingName(ev)
+		switch {
+		case !ok || ev.span == 0:
+		case ev.Phase == PhaseBegin && !ev.Time.Before(since):
+			begun[ev.span] = ev.Time
+		case ev.Phase == PhaseEnd:
+			if t0, ok := begun[ev.span]; ok {
+				delete(begun, ev.span)
+				spans = append(spans, timedSpan{Name: name, StartMS: ms(t0.Sub(since)), MS: ms(ev.Time.Sub(t0))})
+			}
+		}
+	}
+	return timingReport{TotalMS: ms(rec.End.Sub(since)), Spans: spans}
 }
 
 // summary is the debug.log line: every span in the order it ended.
@@ -98,9 +100,10 @@ func (t timingReport) write(dir string) error {
 	return os.WriteFile(filepath.Join(dir, timingFile), append(data, '\n'), 0o644)
 }
 
-// reportTiming logs the test's breakdown and writes timing.json.
-func (r *testRun) reportTiming(ctx context.Context, c *stageClock) {
-	t := c.report()
+// reportTiming logs the breakdown of the attempt that began at since and
+// writes timing.json.
+func (r *testRun) reportTiming(ctx context.Context, since time.Time) {
+	t := timingOf(r.events.Snapshot(), since)
 	r.logf(context.WithoutCancel(ctx), "%s", t.summary())
 	if r.outputDir == "" {
 		return

@@ -24,7 +24,6 @@ package runner
 // before its resources are released (vmstage.go).
 
 import (
-	"crypto/sha256"
 	"fmt"
 	"net/netip"
 	"path/filepath"
@@ -333,12 +332,21 @@ func (s *VMSpec) guestAddress(p *Partition) (string, error) {
 	return netip.AddrFrom4(b).String() + "/24", nil
 }
 
-// defaultMAC is a locally administered QEMU MAC derived from the
-// partition, the VM and the NIC, so two tests' guests never share one
-// and the source and destination of a migration always do.
-func defaultMAC(partition, vmName string, nic int) string {
-	h := sha256.Sum256([]byte(partition + "\x00" + vmName + "\x00" + strconv.Itoa(nic)))
-	return fmt.Sprintf("52:54:00:%02x:%02x:%02x", h[0], h[1], h[2])
+// nicMAC is the address of the VM's nics[i]: the spec's "mac", else the
+// one the resource manager chose for the port's tap on the node the VM
+// starts on. A VM keeps it wherever it migrates, so the source and the
+// destination of a migration always agree, and two VMs never share one
+// (each port's tap has its own).
+func (s *VMSpec) nicMAC(p *Partition, i int) (string, error) {
+	n := s.NICs[i]
+	if n.MAC != "" {
+		return n.MAC, nil
+	}
+	home, _ := p.Node(s.On)
+	if mac := home.MACs[n.Port]; mac != "" {
+		return mac, nil
+	}
+	return "", fmt.Errorf("vm %s: nics[%d]: port %q has no MAC from the resource manager on %s (add the tag to the resource's \"on\", or give \"mac\")", s.Name, i, n.Port, s.On)
 }
 
 // resolve is the agent's vm.Spec for the VM on tag: the volume paths and
@@ -380,9 +388,9 @@ func (s *VMSpec) resolve(p *Partition, tag string) (vm.Spec, error) {
 		if !ok {
 			return vm.Spec{}, fmt.Errorf("vm %s: nics[%d]: port %q has no tap on %s (add the tag to the resource's \"on\")", s.Name, i, n.Port, tag)
 		}
-		mac := n.MAC
-		if mac == "" {
-			mac = defaultMAC(p.ID, s.Name, i)
+		mac, err := s.nicMAC(p, i)
+		if err != nil {
+			return vm.Spec{}, err
 		}
 		out.NICs = append(out.NICs, vm.NIC{Ifname: ifname, MAC: mac})
 	}

@@ -37,8 +37,10 @@ func TestVMs_exampleSpecResolvesPerNode(t *testing.T) {
 		t.Fatalf("migrate step: %+v", migrate)
 	}
 	p := &Partition{ID: "p1", Nodes: []PartitionNode{
-		{Tag: "src", Name: "node1", Address: "10.9.8.11", Resources: map[string]string{"disk": "/pool/disk_p1.qcow2", "net": "tap_a"}},
-		{Tag: "dst", Name: "node2", Address: "10.9.8.12", Resources: map[string]string{"disk": "/pool/disk_p1.qcow2", "net": "tap_b"}},
+		{Tag: "src", Name: "node1", Address: "10.9.8.11", Resources: map[string]string{"disk": "/pool/disk_p1.qcow2", "net": "tap_a"},
+			MACs: map[string]string{"net": "52:54:00:0a:0a:0a"}},
+		{Tag: "dst", Name: "node2", Address: "10.9.8.12", Resources: map[string]string{"disk": "/pool/disk_p1.qcow2", "net": "tap_b"},
+			MACs: map[string]string{"net": "52:54:00:0b:0b:0b"}},
 	}}
 	src, err := s.resolve(p, "src")
 	if err != nil {
@@ -54,13 +56,23 @@ func TestVMs_exampleSpecResolvesPerNode(t *testing.T) {
 	if !reflect.DeepEqual(src.Disks, []vm.Disk{{Path: "/pool/disk_p1.qcow2", Format: "qcow2"}}) {
 		t.Errorf("disks: %+v", src.Disks)
 	}
-	if src.NICs[0].Ifname != "tap_a" || dst.NICs[0].Ifname != "tap_b" || src.NICs[0].MAC != dst.NICs[0].MAC ||
-		!strings.HasPrefix(src.NICs[0].MAC, "52:54:00:") {
+	// The MAC is the resource manager's for the tap where the VM starts,
+	// kept on the destination of a migration.
+	if src.NICs[0].Ifname != "tap_a" || dst.NICs[0].Ifname != "tap_b" || src.NICs[0].MAC != "52:54:00:0a:0a:0a" || dst.NICs[0].MAC != src.NICs[0].MAC {
 		t.Errorf("nics: src %+v, dst %+v", src.NICs, dst.NICs)
 	}
-	if defaultMAC("p2", "vm1", 0) == src.NICs[0].MAC {
-		t.Error("two partitions' guests share a MAC")
+	// A MAC the spec gives wins.
+	given := s
+	given.NICs = []VMNIC{{Port: "net", MAC: "52:54:00:12:34:56"}}
+	if g, err := given.resolve(p, "dst"); err != nil || g.NICs[0].MAC != "52:54:00:12:34:56" {
+		t.Errorf("given mac: %+v, %v", g.NICs, err)
 	}
+	// Without one from the resource manager, the error says what to do.
+	p.Nodes[0].MACs = nil
+	if _, err := s.resolve(p, "dst"); err == nil || !strings.Contains(err.Error(), `port "net" has no MAC from the resource manager on src`) {
+		t.Errorf("resolve without a MAC: %v", err)
+	}
+	p.Nodes[0].MACs = map[string]string{"net": "52:54:00:0a:0a:0a"}
 	r := &testRun{test: test}
 	argv, err := r.expandStepArgv(context.Background(), "src", []string{"ping", "{vm1.address}", "{dst.address}", "{{vm1.address}}"}, 0, p)
 	if err != nil || !reflect.DeepEqual(argv, []string{"ping", "10.9.8.200", "10.9.8.12", "{vm1.address}"}) {

@@ -7,6 +7,10 @@ package runner
 // under cluster/<tag>/, and removed, before the resources are released.
 // A runner killed with SIGKILL never gets here: the next allocation's
 // hand-over (process.stop_others) stops its VMs.
+//
+// Listing costs a round trip per node, so it is done only for tests that
+// can own VMs (mayOwnVMs); the others leave nothing of the vm service's
+// behind, and the hand-over covers what they start another way.
 
 import (
 	"context"
@@ -109,12 +113,30 @@ func (r *testRun) vmsStage(ctx context.Context, rs *runState) (outcome, bool) {
 	return outcome{}, true
 }
 
+// mayOwnVMs says whether the test can own VMs on its nodes, decided from
+// its spec:
+//   - its "vms" (a JSON spec's or a MultiHostTest's vms attribute), which
+//     the vms stage starts and migrate steps move;
+//   - or its body command: a process on this host with the partition file,
+//     which can start VMs owned by the partition out of the runner's sight
+//     (`vtcluster vm start` connects to the node itself; vm.start can go
+//     through the agent proxy), as MultiHostTest bodies do.
+//
+// A test of steps alone owns none: a step is an argv the node's process
+// service runs, and a QEMU a step starts is a process of the partition
+// like any other. The hand-over (process.stop_others) stops it, as it
+// stops the vm service's QEMUs, which run under the same process service
+// with their owner (agent.ProcessService.StartSupervised, agent/vm).
+func (r *testRun) mayOwnVMs() bool {
+	return len(r.test.VMs) > 0 || len(r.test.Body.Command) > 0
+}
+
 // stopVMsStage stops every VM the partition owns on every node of the
 // test, in parallel, then collects each one's console and event log
 // (not after a signal: the budget is for stopping) and removes it.
 func (r *testRun) stopVMsStage(ctx context.Context, rs *runState, _ *outcome) {
 	vc, ok := rs.cl.(agentCaller)
-	if !ok || rs.part == nil || rs.part.ID == "" {
+	if !ok || rs.part == nil || rs.part.ID == "" || !r.mayOwnVMs() {
 		return
 	}
 	if rs.held {
@@ -175,7 +197,9 @@ func (r *testRun) stopKnownVMs(ctx context.Context, vc agentCaller, p *Partition
 }
 
 func (r *testRun) stopNodeVMs(ctx, runCtx context.Context, vc agentCaller, owner string, n PartitionNode) {
+	endList := timeSpan(ctx, "vms: list")
 	v, err := vc.CallAgent(ctx, n, "vm.list")
+	endList()
 	if err != nil {
 		if len(r.test.VMs) > 0 {
 			r.logf(ctx, "vm: listing the VMs on %s (%s): %s", n.Tag, n.Name, faultText(err))

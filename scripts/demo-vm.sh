@@ -24,22 +24,9 @@ echo "   guest: $guest"
 
 work=$(mktemp -d /tmp/vtcluster-vmdemo.XXXXXX)
 export VTCLUSTER_STATE_DIR=$work/state
-# The work dir holds the lab's private key and state as well as the
-# results: removed at the end unless KEEP=1, as demo.sh does.
-cleanup() {
-  status=$?
-  echo "== tearing the VM lab down"
-  vtcluster agents stop >/dev/null 2>&1 || true
-  bash scripts/vm-lab.sh down "$work" || true
-  if [ "${KEEP:-0}" = 1 ]; then
-    echo "demo: kept $work (results, logs, and the lab's key and state): remove it with rm -rf $work"
-  else
-    rm -rf -- "$work"
-    echo "demo: removed $work (make demo KEEP=1 keeps the results and logs)"
-  fi
-  exit $status
-}
-trap cleanup EXIT INT TERM
+# The work dir is removed at the end unless KEEP=1, as demo.sh does.
+. scripts/lib/demo-cleanup.sh
+demo_cleanup_on_exit "$work" bash scripts/vm-lab.sh down "$work"
 
 config=$(bash scripts/vm-lab.sh up "$work")
 avocado vt-bootstrap --vt-cluster-config "$config" --accept-new-host-keys >/dev/null

@@ -19,22 +19,9 @@ bash scripts/install-packages.sh --require openssh-server openssh-client iproute
 work=$(mktemp -d /tmp/vtcluster-demo.XXXXXX)
 export VTCLUSTER_STATE_DIR=$work/state   # never touch the user's own cluster state
 export PATH="$root/bin:$root/.venv/bin:$PATH"
-# The work dir holds the lab's private key and state as well as the
-# results: removed at the end unless KEEP=1 (make demo KEEP=1).
-cleanup() {
-  status=$?
-  echo "== tearing the lab down"
-  vtcluster agents stop >/dev/null 2>&1 || true
-  vtcluster lab down --dir "$work/lab" || true
-  if [ "${KEEP:-0}" = 1 ]; then
-    echo "demo: kept $work (results, logs, and the lab's key and state): remove it with rm -rf $work"
-  else
-    rm -rf -- "$work"
-    echo "demo: removed $work (make demo KEEP=1 keeps the results and logs)"
-  fi
-  exit $status
-}
-trap cleanup EXIT INT TERM
+# The work dir is removed at the end unless KEEP=1 (make demo KEEP=1).
+. scripts/lib/demo-cleanup.sh
+demo_cleanup_on_exit "$work" vtcluster lab down --dir "$work/lab"
 
 echo "== making a three-host lab in $work/lab"
 vtcluster lab up --hosts 3 --dir "$work/lab" --cluster-config "$work/cluster.json"

@@ -210,45 +210,38 @@ func (e *encoder) value(v any, depth int) error {
 }
 
 func (e *encoder) list(n int, at func(int) any, depth int) error {
-	if n == 0 {
-		e.buf = append(e.buf, "[]"...)
-		return e.check()
-	}
-	e.buf = append(e.buf, '[')
-	for i := range n {
-		if i > 0 {
-			e.buf = append(e.buf, e.itemSep...)
-		}
-		e.newline(depth + 1)
-		if err := e.value(at(i), depth+1); err != nil {
-			return err
-		}
-	}
-	e.newline(depth)
-	e.buf = append(e.buf, ']')
-	return e.check()
+	return e.container('[', ']', n, depth, func(i int) error { return e.value(at(i), depth+1) })
 }
 
 func (e *encoder) dict(n int, at func(int) (string, any), depth int) error {
+	return e.container('{', '}', n, depth, func(i int) error {
+		k, v := at(i)
+		e.buf = e.appendString(e.buf, k)
+		e.buf = append(e.buf, e.keySep...)
+		return e.value(v, depth+1)
+	})
+}
+
+// container writes n items between opening and closing as json.dumps lays
+// out a list or a dict: empty as "[]" or "{}", else the items separated by
+// itemSep, each on its own line when indenting.
+func (e *encoder) container(opening, closing byte, n, depth int, item func(int) error) error {
 	if n == 0 {
-		e.buf = append(e.buf, "{}"...)
+		e.buf = append(e.buf, opening, closing)
 		return e.check()
 	}
-	e.buf = append(e.buf, '{')
+	e.buf = append(e.buf, opening)
 	for i := range n {
 		if i > 0 {
 			e.buf = append(e.buf, e.itemSep...)
 		}
 		e.newline(depth + 1)
-		k, v := at(i)
-		e.buf = e.appendString(e.buf, k)
-		e.buf = append(e.buf, e.keySep...)
-		if err := e.value(v, depth+1); err != nil {
+		if err := item(i); err != nil {
 			return err
 		}
 	}
 	e.newline(depth)
-	e.buf = append(e.buf, '}')
+	e.buf = append(e.buf, closing)
 	return e.check()
 }
 

@@ -10,7 +10,7 @@ import (
 )
 
 // Hand-written cases with the exact messages and positions; the CPython
-// comparison is TestParseLiteral_matchesCPython.
+// comparison is TestParsers_matchCPython.
 
 func TestParseLiteral_values(t *testing.T) {
 	cases := []struct {

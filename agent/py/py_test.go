@@ -195,52 +195,49 @@ func dictsToMaps(v any) any {
 	return v
 }
 
-func TestParseLiteral_matchesCPython(t *testing.T) {
-	var cases []struct {
-		Src   string
-		Value *tagged
-		Error string
-	}
-	fixture(t, "literals.json", &cases)
-	for _, c := range cases {
-		got, err := ParseLiteral(c.Src)
-		if c.Value == nil {
-			if err == nil {
-				t.Errorf("ParseLiteral(%q) = %#v; CPython: %s", c.Src, got, c.Error)
+// cpythonCase is one input of a parser fixture and what CPython made of it:
+// its value, or (Value nil) the error it raised.
+type cpythonCase struct {
+	Src   string // literals.json: ast.literal_eval's input
+	Doc   string // loads.json: json.loads' input
+	Value *tagged
+	Error string
+}
+
+func TestParsers_matchCPython(t *testing.T) {
+	for _, p := range []struct {
+		fixture string
+		call    string
+		parse   func(cpythonCase) (any, error)
+		want    func(any) any // CPython's value as the parser returns it
+	}{
+		{"literals.json", "ParseLiteral", func(c cpythonCase) (any, error) { return ParseLiteral(c.Src) }, dictsToMaps},
+		{"loads.json", "Loads", func(c cpythonCase) (any, error) { return Loads([]byte(c.Doc)) }, func(v any) any { return v }},
+	} {
+		t.Run(p.call, func(t *testing.T) {
+			var cases []cpythonCase
+			fixture(t, p.fixture, &cases)
+			for _, c := range cases {
+				in := c.Src + c.Doc // the one the fixture sets
+				got, err := p.parse(c)
+				if c.Value == nil {
+					if err == nil {
+						t.Errorf("%s(%q) = %#v; CPython: %s", p.call, in, got, c.Error)
+					}
+					continue
+				}
+				want := p.want(untag(t, *c.Value))
+				if err != nil {
+					t.Errorf("%s(%q): %v; CPython gives %s", p.call, in, err, Repr(want))
+				} else if !reflect.DeepEqual(got, want) || Repr(got) != Repr(want) {
+					t.Errorf("%s(%q) = %#v, CPython gives %#v", p.call, in, got, want)
+				}
 			}
-			continue
-		}
-		want := dictsToMaps(untag(t, *c.Value))
-		if err != nil {
-			t.Errorf("ParseLiteral(%q): %v; CPython gives %s", c.Src, err, Repr(want))
-		} else if !reflect.DeepEqual(got, want) || Repr(got) != Repr(want) {
-			t.Errorf("ParseLiteral(%q) = %#v, CPython gives %#v", c.Src, got, want)
-		}
+		})
 	}
 }
 
-func TestLoads_matchesCPython(t *testing.T) {
-	var cases []struct {
-		Doc   string
-		Value *tagged
-		Error string
-	}
-	fixture(t, "loads.json", &cases)
-	for _, c := range cases {
-		got, err := Loads([]byte(c.Doc))
-		if c.Value == nil {
-			if err == nil {
-				t.Errorf("Loads(%s) = %#v; CPython: %s", c.Doc, got, c.Error)
-			}
-			continue
-		}
-		want := untag(t, *c.Value)
-		if err != nil {
-			t.Errorf("Loads(%s): %v", c.Doc, err)
-		} else if !reflect.DeepEqual(got, want) {
-			t.Errorf("Loads(%s) = %#v, CPython gives %#v", c.Doc, got, want)
-		}
-	}
+func TestLoads_refusesWhatIsNotOneDocument(t *testing.T) {
 	for _, bad := range []string{``, `{`, `[1] [2]`, `{"a" 1}`, `NaN`} {
 		if v, err := Loads([]byte(bad)); err == nil {
 			t.Errorf("Loads(%q) = %#v, want an error", bad, v)

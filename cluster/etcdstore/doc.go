@@ -5,6 +5,7 @@
 //
 //	doc              every State field but nodes and partitions, as JSON
 //	nodes/<name>     one node: {"seq": registration order, "value": Node}
+//	nodes-changed    put with every change to nodes/, for readers' node caches
 //	partitions/<id>  one partition, bound to the partition's etcd lease
 //	holders/<node>   the id of the partition holding node, same lease
 //

@@ -4,6 +4,7 @@ package etcdstore
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -39,10 +40,11 @@ type Store struct {
 	// it freezes etcd at the one moment whose outcome is unknown.
 	beforeTxn func()
 
-	encMu sync.Mutex
-	enc   map[string]encodedNode // by node name
-	entMu sync.Mutex
-	ents  map[string]cachedEntity // by key
+	nodesMu      sync.Mutex
+	nodes        *nodeCache // nodes.go
+	nodesSuspect bool
+	entMu        sync.Mutex
+	ents         map[string]cachedEntity // by key
 }
 
 var (
@@ -69,6 +71,10 @@ func (s *Store) opCtx(ctx context.Context) (context.Context, context.CancelFunc)
 // failed words an error of a request, naming the store, and the timeout
 // when that is what ended it, so "etcd is down" reads as such.
 func (s *Store) failed(what string, ctx, octx context.Context, err error) error {
+	if status.Code(err) == codes.ResourceExhausted {
+		return fmt.Errorf("%s: etcd at %s: the keys under %q hold more than the %d MiB one read may bring; delete the keys there that are not vtcluster's (its own are doc, nodes-changed, nodes/, partitions/ and holders/), or use another prefix or cluster name: %w",
+			what, s.location, s.root, MaxReadBytes>>20, err)
+	}
 	if ctx.Err() == nil && octx.Err() != nil {
 		hint := "is it running and reachable?"
 		if s.tls {
@@ -90,12 +96,12 @@ type entity struct {
 type snapshot struct {
 	rev     int64
 	doc     *mvccpb.KeyValue
-	nodes   map[string]*mvccpb.KeyValue
+	nodes   *nodeCache
+	trusted bool // nodes from the cache on the word of nodes-changed
 	parts   map[string]*mvccpb.KeyValue
 	holders map[string]*mvccpb.KeyValue
-	seqs    map[string]int64 // by key
+	seqs    map[string]int64 // partition key -> seq
 	ttl     map[string]int64 // partition id -> seconds its lease has left
-	maxNode int64
 	maxPart int64
 }
 
@@ -106,45 +112,56 @@ func (sn *snapshot) modRev(kv *mvccpb.KeyValue) int64 {
 	return kv.ModRevision
 }
 
-// read fetches the whole cluster at one revision. ctx is the caller's;
-// octx carries the deadline of the whole operation, so a store call takes
-// one timeout however many requests it makes.
+// read fetches the cluster at one revision: the doc, the partitions and
+// holders, and the nodes through the node cache (nodes.go). ctx is the
+// caller's; octx carries the deadline of the whole operation, so a store
+// call takes one timeout however many requests it makes.
 func (s *Store) read(ctx, octx context.Context) (*snapshot, error) {
-	resp, err := s.cli.Get(octx, s.root, clientv3.WithPrefix())
-	if status.Code(err) == codes.ResourceExhausted {
-		return nil, fmt.Errorf("read state: etcd at %s: the keys under %q hold more than the %d MiB one read may bring; delete the keys there that are not vtcluster's (its own are doc, nodes/, partitions/ and holders/), or use another prefix or cluster name: %w",
-			s.location, s.root, MaxReadBytes>>20, err)
-	}
+	c := s.cachedNodes()
+	ops := append([]clientv3.Op{
+		clientv3.OpGet(s.docKey()),
+		clientv3.OpGet(s.root+"partitions/", clientv3.WithPrefix()),
+		clientv3.OpGet(s.root+"holders/", clientv3.WithPrefix()),
+	}, s.nodeOps(c)...)
+	resp, err := s.cli.Txn(octx).Then(ops...).Commit()
 	if err != nil {
 		return nil, s.failed("read state", ctx, octx, err)
 	}
+	gets := make([]*clientv3.GetResponse, len(resp.Responses))
+	for i, r := range resp.Responses {
+		gets[i] = (*clientv3.GetResponse)(r.GetResponseRange())
+	}
 	sn := &snapshot{
 		rev:   resp.Header.Revision,
-		nodes: map[string]*mvccpb.KeyValue{}, parts: map[string]*mvccpb.KeyValue{},
-		holders: map[string]*mvccpb.KeyValue{}, seqs: map[string]int64{}, ttl: map[string]int64{},
+		parts: map[string]*mvccpb.KeyValue{}, holders: map[string]*mvccpb.KeyValue{}, seqs: map[string]int64{}, ttl: map[string]int64{},
 	}
-	for _, kv := range resp.Kvs {
-		rel := strings.TrimPrefix(string(kv.Key), s.root)
-		kind, name, _ := strings.Cut(rel, "/")
-		switch {
-		case rel == "doc":
-			sn.doc = kv
-		case kind == "nodes" && name != "":
-			sn.nodes[name] = kv
-		case kind == "partitions" && name != "":
-			sn.parts[name] = kv
-		case kind == "holders" && name != "":
-			sn.holders[name] = kv
+	if kvs := gets[0].Kvs; len(kvs) > 0 {
+		sn.doc = kvs[0]
+	}
+	for _, g := range []struct {
+		kvs  []*mvccpb.KeyValue
+		into map[string]*mvccpb.KeyValue
+	}{{gets[1].Kvs, sn.parts}, {gets[2].Kvs, sn.holders}} {
+		for _, kv := range g.kvs {
+			rel := strings.TrimPrefix(string(kv.Key), s.root)
+			if _, name, _ := strings.Cut(rel, "/"); name != "" && !strings.Contains(name, "/") {
+				g.into[name] = kv
+			}
 		}
 	}
+	if sn.nodes, sn.trusted, err = s.applyNodes(ctx, octx, c, sn.rev, gets[3:]); err != nil {
+		return nil, err
+	}
+	s.keepNodes(sn.nodes)
 	return sn, nil
 }
 
-// state assembles the snapshot into one state document and decodes it
-// with cluster.UnmarshalState, so it gets the file store's checks. A
+// state assembles the snapshot, but for its nodes, into one state
+// document and decodes it with cluster.UnmarshalStateOn on the cached
+// node set, so it gets the file store's checks. A
 // partition's Expires is when its lease ends as etcd counts it, seen from
 // this host's clock, so no clock but etcd's decides who holds a node.
-func (s *Store) state(ctx, octx context.Context, sn *snapshot) (*cluster.State, error) {
+func (s *Store) state(ctx, octx context.Context, sn *snapshot, fixed bool) (*cluster.State, error) {
 	doc := map[string]json.RawMessage{}
 	if sn.doc != nil {
 		if err := json.Unmarshal(sn.doc.Value, &doc); err != nil {
@@ -168,13 +185,7 @@ func (s *Store) state(ctx, octx context.Context, sn *snapshot) (*cluster.State, 
 			*top = max(*top, e.Seq)
 			items = append(items, item{name, e})
 		}
-		// Registration (creation) order, as in the state file.
-		slices.SortFunc(items, func(a, b item) int {
-			if a.e.Seq != b.e.Seq {
-				return int(a.e.Seq - b.e.Seq)
-			}
-			return strings.Compare(a.name, b.name)
-		})
+		slices.SortFunc(items, func(a, b item) int { return bySeq(a.e.Seq, b.e.Seq, a.name, b.name) })
 		var buf bytes.Buffer
 		buf.WriteByte('[')
 		for i, it := range items {
@@ -187,9 +198,7 @@ func (s *Store) state(ctx, octx context.Context, sn *snapshot) (*cluster.State, 
 		return buf.Bytes(), nil
 	}
 	var err error
-	if doc["nodes"], err = list(sn.nodes, &sn.maxNode); err != nil {
-		return nil, err
-	}
+	doc["nodes"] = json.RawMessage("[]")
 	if doc["partitions"], err = list(sn.parts, &sn.maxPart); err != nil {
 		return nil, err
 	}
@@ -198,7 +207,7 @@ func (s *Store) state(ctx, octx context.Context, sn *snapshot) (*cluster.State, 
 	if err != nil {
 		return nil, s.corrupt(s.docKey(), err)
 	}
-	st, err := cluster.UnmarshalState(data)
+	st, err := cluster.UnmarshalStateOn(data, sn.nodes.set, fixed)
 	if err != nil {
 		return nil, &cluster.StateError{Path: s.location, Err: err}
 	}
@@ -221,6 +230,15 @@ func (s *Store) state(ctx, octx context.Context, sn *snapshot) (*cluster.State, 
 	}
 	st.Revision = sn.rev
 	return st, nil
+}
+
+// bySeq orders records by registration (creation) order, as in the state
+// file, then by name.
+func bySeq(seqA, seqB int64, a, b string) int {
+	if seqA != seqB {
+		return cmp.Compare(seqA, seqB)
+	}
+	return strings.Compare(a, b)
 }
 
 // cachedEntity is a record as decoded at one mod revision.
@@ -259,13 +277,10 @@ func (s *Store) entity(kv *mvccpb.KeyValue) (entity, error) {
 func (s *Store) pruneEntities(sn *snapshot) {
 	s.entMu.Lock()
 	defer s.entMu.Unlock()
-	if len(s.ents) <= len(sn.nodes)+len(sn.parts) {
+	if len(s.ents) <= len(sn.parts) {
 		return
 	}
-	live := make(map[string]bool, len(sn.nodes)+len(sn.parts))
-	for _, kv := range sn.nodes {
-		live[string(kv.Key)] = true
-	}
+	live := make(map[string]bool, len(sn.parts))
 	for _, kv := range sn.parts {
 		live[string(kv.Key)] = true
 	}
@@ -312,17 +327,35 @@ func (s *Store) corrupt(key string, err error) error {
 func (s *Store) Load(ctx context.Context) (*cluster.State, error) {
 	octx, cancel := s.opCtx(ctx)
 	defer cancel()
-	sn, err := s.read(ctx, octx)
-	if err != nil {
-		return nil, err
+	_, st, err := s.readState(ctx, octx, false)
+	return st, err
+}
+
+// readState reads the state at one revision. A state that does not check
+// out with nodes the cache held on the word of nodes-changed alone is
+// read again, nodes checked against etcd, before it is called corrupt.
+func (s *Store) readState(ctx, octx context.Context, fixed bool) (*snapshot, *cluster.State, error) {
+	for {
+		sn, err := s.read(ctx, octx)
+		if err != nil {
+			return nil, nil, err
+		}
+		st, err := s.state(ctx, octx, sn, fixed)
+		var se *cluster.StateError
+		if errors.As(err, &se) && sn.trusted {
+			s.suspectNodes()
+			continue
+		}
+		return sn, st, err
 	}
-	return s.state(ctx, octx, sn)
 }
 
 // encoded is a state split into what the keys hold.
 type encoded struct {
-	doc    []byte
-	nodes  map[string][]byte
+	doc   []byte
+	nodes map[string][]byte // by name; the node cache's own when same
+	// same: the nodes are the cache's records, unchanged.
+	same   bool
 	parts  map[string][]byte
 	exp    map[string]time.Time // partition expiry
 	pnode  map[string][]string  // partition id -> its nodes
@@ -330,40 +363,27 @@ type encoded struct {
 	porder []string
 }
 
-// encodedNode is a node as last encoded, so an update does not encode
-// again, twice, every node of the lab it did not touch.
-type encodedNode struct {
-	node cluster.Node
-	b    []byte
-}
-
-func (s *Store) encodeNode(n cluster.Node) ([]byte, error) {
-	s.encMu.Lock()
-	defer s.encMu.Unlock()
-	if c, ok := s.enc[n.Name]; ok && cluster.SameNode(c.node, n) {
-		return c.b, nil
-	}
-	b, err := json.Marshal(n)
-	if err != nil {
-		return nil, err
-	}
-	if s.enc == nil || len(s.enc) > 4096 {
-		s.enc = map[string]encodedNode{} // bounded: start again
-	}
-	n.Labels, n.Properties = maps.Clone(n.Labels), maps.Clone(n.Properties)
-	s.enc[n.Name] = encodedNode{n, b}
-	return b, nil
-}
-
-func (s *Store) encode(st *cluster.State) (*encoded, error) {
-	e := &encoded{nodes: map[string][]byte{}, parts: map[string][]byte{}, exp: map[string]time.Time{}, pnode: map[string][]string{}}
-	for _, n := range st.Nodes {
-		b, err := s.encodeNode(n)
-		if err != nil {
-			return nil, fmt.Errorf("encode node %q: %w", n.Name, err)
+// encode splits st; its nodes are encoded only where they are not the
+// records of nc, as read. same is st.NodesAre(nc.set), which the caller
+// knows.
+func (s *Store) encode(st *cluster.State, nc *nodeCache, same bool) (*encoded, error) {
+	e := &encoded{parts: map[string][]byte{}, exp: map[string]time.Time{}, pnode: map[string][]string{}}
+	if same {
+		e.nodes, e.same = nc.raw, true
+	} else {
+		e.nodes = map[string][]byte{}
+		for i := range st.Nodes {
+			n := &st.Nodes[i]
+			b, ok := nc.raw[n.Name]
+			if !ok || !nc.set.Has(n) {
+				var err error
+				if b, err = json.Marshal(n); err != nil {
+					return nil, fmt.Errorf("encode node %q: %w", n.Name, err)
+				}
+			}
+			e.nodes[n.Name] = b
+			e.order = append(e.order, n.Name)
 		}
-		e.nodes[n.Name] = b
-		e.order = append(e.order, n.Name)
 	}
 	for _, p := range st.Partitions {
 		b, err := json.Marshal(p)
@@ -434,10 +454,11 @@ func (s *Store) diff(sn *snapshot, before, after *encoded) (*plan, error) {
 		pl.ops = append(pl.ops, clientv3.OpPut(s.docKey(), string(after.doc)))
 	}
 	guardNode := func(n string) {
-		pl.guard(s.nodeKey(n), sn.modRev(sn.nodes[n]))
+		pl.guard(s.nodeKey(n), sn.modRev(sn.nodes.kvs[n]))
 		pl.guard(s.holderKey(n), sn.modRev(sn.holders[n]))
 	}
-	seq := sn.maxNode
+	nodeOpsFrom := len(pl.ops)
+	seq := sn.nodes.maxSeq
 	for _, n := range after.order {
 		b := after.nodes[n]
 		if old, ok := before.nodes[n]; ok && bytes.Equal(old, b) {
@@ -445,7 +466,7 @@ func (s *Store) diff(sn *snapshot, before, after *encoded) (*plan, error) {
 		}
 		guardNode(n)
 		k := s.nodeKey(n)
-		sq, ok := sn.seqs[k]
+		sq, ok := sn.nodes.seqs[n]
 		if !ok {
 			seq++
 			sq = seq
@@ -457,10 +478,17 @@ func (s *Store) diff(sn *snapshot, before, after *encoded) (*plan, error) {
 		pl.ops = append(pl.ops, clientv3.OpPut(k, string(v)))
 	}
 	for n := range before.nodes {
+		if after.same {
+			break // the very same records
+		}
 		if _, ok := after.nodes[n]; !ok {
 			guardNode(n)
 			pl.ops = append(pl.ops, clientv3.OpDelete(s.nodeKey(n)))
 		}
+	}
+	if len(pl.ops) > nodeOpsFrom {
+		// Tell every reader's node cache (nodes.go).
+		pl.ops = append(pl.ops, clientv3.OpPut(s.markerKey(), ""))
 	}
 
 	// Partitions, with the lease each one's keys will carry.
@@ -585,15 +613,11 @@ func (s *Store) Update(ctx context.Context, fn func(*cluster.State) error) error
 func (s *Store) updateOnce(ctx context.Context, fn func(*cluster.State) error) (done bool, err error) {
 	octx, cancel := s.opCtx(ctx)
 	defer cancel()
-	sn, err := s.read(ctx, octx)
+	sn, st, err := s.readState(ctx, octx, cluster.FixedNodes(ctx))
 	if err != nil {
 		return false, err
 	}
-	st, err := s.state(ctx, octx, sn)
-	if err != nil {
-		return false, err
-	}
-	before, err := s.encode(st)
+	before, err := s.encode(st, sn.nodes, true) // as just built on them
 	if err != nil {
 		return false, err
 	}
@@ -603,7 +627,7 @@ func (s *Store) updateOnce(ctx context.Context, fn func(*cluster.State) error) (
 	if err := st.Validate(); err != nil {
 		return false, fmt.Errorf("refusing to save an invalid state: %w", err)
 	}
-	after, err := s.encode(st)
+	after, err := s.encode(st, sn.nodes, st.NodesAre(sn.nodes.set))
 	if err != nil {
 		return false, err
 	}
@@ -679,6 +703,9 @@ func (s *Store) commit(ctx, octx context.Context, sn *snapshot, pl *plan) (bool,
 		return false, s.failed("save state", ctx, octx, err)
 	}
 	if !resp.Succeeded {
+		// Another writer came first, or a node changed behind
+		// nodes-changed's back: read the nodes afresh too.
+		s.suspectNodes()
 		s.revoke(octx, granted...)
 		return false, nil
 	}

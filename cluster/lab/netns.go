@@ -246,3 +246,19 @@ func (h Host) Procs() ([]Proc, error) {
 	}
 	return out, nil
 }
+
+// PIDs lists the pids of the host's processes that match, as Procs sees
+// them.
+func (h Host) PIDs(match func(Proc) bool) ([]int, error) {
+	procs, err := h.Procs()
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
+	for _, p := range procs {
+		if match(p) {
+			pids = append(pids, p.PID)
+		}
+	}
+	return pids, nil
+}

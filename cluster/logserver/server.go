@@ -1,6 +1,7 @@
 package logserver
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -193,13 +194,9 @@ func New(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("cluster: log server: %w", err)
 		}
 	}
-	logger := cfg.Logger
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
 	return &Server{
 		cfg:      cfg,
-		logger:   logger,
+		logger:   cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)),
 		ln:       ln,
 		nodes:    map[string]string{},
 		conns:    map[net.Conn]struct{}{},

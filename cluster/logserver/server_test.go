@@ -2,7 +2,6 @@ package logserver
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -13,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -62,7 +60,7 @@ func startLogServer(tb testing.TB, mutate func(*Config)) *logSrvFixture {
 		if err := srv.Close(); err != nil {
 			tb.Errorf("close: %v", err)
 		}
-		assertNoLogServerGoroutines(tb)
+		testutil.NoGoroutinesLeft(tb, logSrvGuard, "logserver.(*Server).")
 	})
 	return f
 }
@@ -80,27 +78,6 @@ func waitStats(tb testing.TB, srv *Server, what string, cond func(Stats) bool) S
 			tb.Fatalf("log server never reached %s: %+v", what, st)
 		}
 		time.Sleep(2 * time.Millisecond)
-	}
-}
-
-func assertNoLogServerGoroutines(tb testing.TB) {
-	tb.Helper()
-	var left [][]byte
-	for deadline := time.Now().Add(logSrvGuard); ; time.Sleep(5 * time.Millisecond) {
-		buf := make([]byte, 1<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		left = left[:0]
-		for _, g := range bytes.Split(buf, []byte("\n\n")) {
-			if bytes.Contains(g, []byte("logserver.(*Server).")) {
-				left = append(left, g)
-			}
-		}
-		if len(left) == 0 || time.Now().After(deadline) {
-			break
-		}
-	}
-	for _, g := range left {
-		tb.Errorf("goroutine left behind:\n%s", g)
 	}
 }
 
@@ -384,7 +361,7 @@ func TestLogServer_Close_withPeersConnected(t *testing.T) {
 	if st := f.srv.Stats(); st.Active != 0 {
 		t.Errorf("active after Close: %+v", st)
 	}
-	assertNoLogServerGoroutines(t)
+	testutil.NoGoroutinesLeft(t, logSrvGuard, "logserver.(*Server).")
 	for i, p := range peers {
 		_ = p.SetReadDeadline(time.Now().Add(logSrvGuard))
 		// A reset is fine too: the kernel sends one if the server had not
@@ -426,7 +403,7 @@ func TestLogServer_Start_contextEndsServer(t *testing.T) {
 	if err := srv.Close(); err != nil {
 		t.Error(err)
 	}
-	assertNoLogServerGoroutines(t)
+	testutil.NoGoroutinesLeft(t, logSrvGuard, "logserver.(*Server).")
 }
 
 func TestLogServer_streamerReconnectsAfterRestart(t *testing.T) {

@@ -29,6 +29,7 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/vtcluster/vtcluster/cluster/lab"
+	"github.com/vtcluster/vtcluster/internal/testutil"
 )
 
 // nastyArgv are words a shell would mangle if any were left unquoted.
@@ -388,7 +389,7 @@ func startExtraSSHD(tb testing.TB, l *lab.Lab, port int) {
 func TestDialSSH_hostKeyAlgorithmsFollowKnownHosts(t *testing.T) {
 	l := lab.Start(t, 1)
 	startExtraSSHD(t, l, 2222)
-	pub, _, _, _, err := ssh.ParseAuthorizedKey(mustRead(t, l.Hosts[0].HostPublicKey))
+	pub, _, _, _, err := ssh.ParseAuthorizedKey(testutil.ReadFile(t, l.Hosts[0].HostPublicKey))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -586,18 +587,9 @@ func assertFile(tb testing.TB, p string, want []byte, mode os.FileMode) {
 	}
 }
 
-func mustRead(tb testing.TB, p string) []byte {
-	tb.Helper()
-	b, err := os.ReadFile(p)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return b
-}
-
 func hostFingerprint(tb testing.TB, pubFile string) string {
 	tb.Helper()
-	pub, _, _, _, err := ssh.ParseAuthorizedKey(mustRead(tb, pubFile))
+	pub, _, _, _, err := ssh.ParseAuthorizedKey(testutil.ReadFile(tb, pubFile))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -810,7 +802,7 @@ func TestSSHClient_InstallAuthorizedKey_thenKeyLogin(t *testing.T) {
 		t.Fatal(err)
 	}
 	ak := filepath.Join(string(home), ".ssh", "authorized_keys")
-	b := mustRead(t, ak)
+	b := testutil.ReadFile(t, ak)
 	if n := bytes.Count(b, bytes.TrimSpace(ssh.MarshalAuthorizedKey(sshPub))); n != 1 {
 		t.Errorf("key present %d times, want 1:\n%s", n, b)
 	}
@@ -949,7 +941,7 @@ func TestLab_Down_endsSessionsAndLeavesNoSSHD(t *testing.T) {
 		t.Errorf("netns %s survived Down", l.Hosts[0].Netns)
 	}
 	if comm, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "comm")); err == nil && strings.TrimSpace(string(comm)) == "sshd" && runtime.GOOS == "linux" {
-		st := mustRead(t, filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+		st := testutil.ReadFile(t, filepath.Join("/proc", strconv.Itoa(pid), "stat"))
 		if i := bytes.LastIndexByte(st, ')'); i > 0 && st[i+2] != 'Z' {
 			t.Errorf("sshd %d survived Down", pid)
 		}

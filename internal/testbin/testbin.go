@@ -47,6 +47,32 @@ func Path(tb testing.TB) string {
 	return p
 }
 
+// Build is Path for code that has no testing.TB, such as TestMain.
+func Build() (string, error) { return once() }
+
+// Main is TestMain's body for the packages whose code starts the vtcluster
+// binary it runs as (os.Executable) again. Such code must be pointed at
+// Build's binary in tests; if it is not, this test binary is started with
+// vtcluster's arguments and would run the whole suite again, detached and
+// unwatched. Main makes that a loud failure instead: it exits at once with
+// status 97, naming the command line.
+func Main(m *testing.M) {
+	if !startedByGoTest(os.Args) {
+		fmt.Fprintf(os.Stderr, "testbin: this test binary was started as %q: test code ran it as vtcluster; point the code at testbin.Build() instead\n", os.Args)
+		os.Exit(97)
+	}
+	os.Exit(m.Run())
+}
+
+// startedByGoTest: go test names test binaries NAME.test and gives them
+// only -test.* flags.
+func startedByGoTest(argv []string) bool {
+	if len(argv) == 0 || !strings.HasSuffix(filepath.Base(argv[0]), ".test") {
+		return false
+	}
+	return len(argv) == 1 || strings.HasPrefix(argv[1], "-") && strings.HasPrefix(strings.TrimLeft(argv[1], "-"), "test.")
+}
+
 // RunnerPath returns the avocado-runner-multihost symlink to the binary.
 func RunnerPath(tb testing.TB) string {
 	tb.Helper()

@@ -1,13 +1,17 @@
 // Package testutil holds the helpers that tests of several packages need
-// alike: a buffer safe to read while another goroutine writes it, and a
-// slog handler that records what a component logged. Only tests import it
-// (arch_test keeps it a leaf).
+// alike: a buffer safe to read while another goroutine writes it, a slog
+// handler that records what a component logged, polling for a state
+// (Poll), goroutines left behind (NoGoroutinesLeft), XML-RPC replies as a
+// caller decodes them (Plain), reading a file (ReadFile) and a forged
+// known_hosts line (ForgedKnownHost). Only tests import it (arch_test keeps
+// it a leaf).
 package testutil
 
 import (
 	"bytes"
 	"context"
 	"log/slog"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -93,4 +97,14 @@ func NeedCommand(tb testing.TB, cmd, pkg, why string) {
 	if _, err := exec.LookPath(cmd); err != nil {
 		tb.Skipf("%s not installed (apt-get install %s): %s", cmd, pkg, why)
 	}
+}
+
+// ReadFile returns the file's content, failing tb when it cannot be read.
+func ReadFile(tb testing.TB, path string) []byte {
+	tb.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
 }

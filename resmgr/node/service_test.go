@@ -42,26 +42,7 @@ func out(t *testing.T, v any) (int, any) {
 		t.Fatalf("reply %#v is not [code, {...}]", v)
 	}
 	o, _ := r[1].(xmlrpc.Struct).Get("out")
-	return r[0].(int), plain(o)
-}
-
-// plain turns xmlrpc.Struct trees into maps for comparison.
-func plain(v any) any {
-	switch x := v.(type) {
-	case xmlrpc.Struct:
-		m := map[string]any{}
-		for _, mem := range x {
-			m[mem.Key] = plain(mem.Value)
-		}
-		return m
-	case []any:
-		out := make([]any, len(x))
-		for i, e := range x {
-			out[i] = plain(e)
-		}
-		return out
-	}
-	return v
+	return r[0].(int), testutil.Plain(o)
 }
 
 func mustOK(t *testing.T, v any) any {

@@ -18,6 +18,12 @@ TARGET = 2.0
 LINE = re.compile(r"^BenchmarkPartitionCreateRelease/store=(\w+)/nodes=(\d+)\S*\s+\d+\s+([\d.]+) ns/op")
 
 
+def loadavg():
+    """The 1-minute load average, which moves every absolute time here."""
+    with open("/proc/loadavg", encoding="ascii") as f:
+        return float(f.read().split()[0])
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--go", default="go")
@@ -27,14 +33,17 @@ def main():
     args = p.parse_args()
     argv = [args.go, "test", "-run", "^$", "-bench", "PartitionCreateRelease",
             "-benchtime", f"{args.iterations}x", "-count", str(args.repeats), "./cluster/etcdstore"]
+    load_before = loadavg()
     out = subprocess.run(argv, capture_output=True, text=True)
+    load_after = loadavg()
     samples = {}
     for line in out.stdout.splitlines():
         m = LINE.match(line)
         if m:
             samples.setdefault((m.group(1), int(m.group(2))), []).append(float(m.group(3)) / 1e6)
     rows = []
-    print(f"\nPartition create + release, ms per pair, median of {args.repeats} runs of {args.iterations}")
+    print(f"\nPartition create + release, ms per pair, median of {args.repeats} runs of {args.iterations}"
+          f" (1-minute load average {load_before:.1f} before, {load_after:.1f} after)")
     print(f"{'store':>5} | {'16 nodes':>9} | {'1,024 nodes':>11} | {'ratio':>6} | target <= {TARGET:g}x")
     for store in ("file", "etcd"):
         small, big = samples.get((store, 16)), samples.get((store, 1024))
@@ -49,7 +58,8 @@ def main():
         print(f"{store:>5} | {row['ms_16']:>9.1f} | {row['ms_1024']:>11.1f} | {row['ratio']:>5.2f}x | {ok}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"rows": rows, "target": TARGET, "output": out.stdout[-4000:]}, f, indent=1)
+            json.dump({"rows": rows, "target": TARGET, "load_before": load_before, "load_after": load_after,
+                       "output": out.stdout[-4000:]}, f, indent=1)
     if out.returncode != 0:
         print(out.stdout[-2000:] + out.stderr[-2000:], file=sys.stderr)
         print("alloc_bench: FAILED: the benchmark failed", file=sys.stderr)

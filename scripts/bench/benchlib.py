@@ -1,12 +1,16 @@
 """Shared helpers of rpc_bench.py and log_bench.py: servers as child
-processes, their memory and CPU from /proc, and medians."""
+processes, their memory and CPU from /proc, the loop over repeats, loads and
+servers, medians, and the JSON report."""
 
+import contextlib
 import json
 import os
 import signal
 import socket
 import statistics
 import subprocess
+import sys
+import tempfile
 import time
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -155,3 +159,102 @@ def spread(values):
     """(min, max) of the values, to show the noise next to a median."""
     values = [v for v in values if v is not None]
     return (min(values), max(values)) if values else (None, None)
+
+
+def select(runs, server, key, value):
+    """The runs of one server at one load (key: "clients", "conns")."""
+    return [r for r in runs if r["server"] == server and r[key] == value]
+
+
+def rows_by_load(runs, servers, key, values, stats):
+    """A row per load value: {key: value, server: stats(its runs at that
+    value) for each server}."""
+    rows = []
+    for value in values:
+        row = {key: value}
+        for name in servers:
+            row[name] = stats(select(runs, name, key, value))
+        rows.append(row)
+    return rows
+
+
+def medians(runs, *fields):
+    """The median of each field over the runs, keyed by the field."""
+    return {f: median([r[f] for r in runs]) for f in fields}
+
+
+def covered(runs, servers, key, values):
+    """Whether every server has at least one run at every load."""
+    return all(select(runs, s, key, v) for s in servers for v in values)
+
+
+def parse_args(p, argv):
+    """Parse argv with p's own options and those every side-by-side
+    benchmark takes."""
+    p.add_argument("--go-label", default=None, help="how the table names ours")
+    p.add_argument("--seconds", type=float, default=5)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--json", help="write every run and the summary here")
+    p.add_argument("--workdir", help="keep the servers' files here (default: a temp dir, removed)")
+    args = p.parse_args(argv)
+    if args.seconds > 20 or args.seconds <= 0:
+        p.error("--seconds must be in (0, 20]")
+    return args
+
+
+def int_list(text):
+    """A comma-separated list of counts ("1,4,16")."""
+    return [int(c) for c in text.split(",")]
+
+
+@contextlib.contextmanager
+def workdir(path, prefix):
+    """path, or a temporary directory removed at the end when path is None."""
+    if path is not None:
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        yield tmp
+
+
+def run_matrix(tool, servers, key, values, repeats, one_run, progress, check=None, skip=None):
+    """Run one_run(server, value, repeat) for every repeat, load value and
+    server, the servers' order reversed every other repeat so that drift in
+    the machine's load does not favour one. progress(rec) is the rest of the
+    line printed after each run, check(rec) the failures it shows (a server
+    that did not exit 0 on SIGTERM always is one). Returns (runs, failures)."""
+    width = max(len(s) for s in servers)
+    runs, failures = [], []
+    for repeat in range(repeats):
+        order = servers if repeat % 2 == 0 else servers[::-1]
+        for value in values:
+            for name in order:
+                if skip is not None and skip(name, value):
+                    continue
+                where = f"{name} {key}={value} repeat={repeat}"
+                try:
+                    rec = one_run(name, value, repeat)
+                except BenchError as exc:
+                    failures.append(f"{where}: {exc}")
+                    print(f"{tool}: {failures[-1]}", file=sys.stderr)
+                    continue
+                runs.append(rec)
+                print(f"{tool}: {name:{width}} {key}={value:<2} repeat={repeat} {progress(rec)}",
+                      file=sys.stderr, flush=True)
+                for msg in check(rec) if check is not None else ():
+                    failures.append(f"{where}: {msg}")
+                if rec["exit_code"] != 0:
+                    failures.append(f"{where}: server exited with {rec['exit_code']} on SIGTERM: "
+                                    f"{rec['stderr_tail']}")
+    return runs, failures
+
+
+def finish(tool, args, go_label, runs, summary, failures):
+    """Write the JSON report (--json), name the failures; the exit code."""
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"machine": machine(), "go_label": go_label, "args": vars(args),
+                       "runs": runs, "summary": summary, "failures": failures}, f, indent=1)
+    for msg in failures:
+        print(f"{tool}: FAILED: {msg}", file=sys.stderr)
+    return 1 if failures else 0

@@ -24,7 +24,6 @@ record. Upstream losing records is a finding, reported in the table.
 """
 
 import argparse
-import json
 import os
 import shlex
 import sys
@@ -74,27 +73,25 @@ def one_run(args, name, conns, repeat, workdir):
     return rec
 
 
+def stats(rs):
+    return {
+        **bl.medians(rs, "records_per_sec", "server_cpu_us_per_record"),
+        "records_per_sec_range": bl.spread([r["records_per_sec"] for r in rs]),
+        "sent": sum(r["sent"] for r in rs),
+        "missing": sum(r["missing"] for r in rs),
+        "duplicated": sum(r["duplicated"] for r in rs),
+        "runs_with_loss": sum(1 for r in rs if not r["complete"]),
+        "runs": len(rs),
+        "hwm_kb": max(r["hwm_kb"] for r in rs),
+    }
+
+
 def summarize(runs, conns_list):
-    rows = []
-    for conns in conns_list:
-        row = {"conns": conns}
-        for name in ("upstream", "go"):
-            rs = [r for r in runs if r["server"] == name and r["conns"] == conns]
-            row[name] = {
-                "records_per_sec": bl.median([r["records_per_sec"] for r in rs]),
-                "records_per_sec_range": bl.spread([r["records_per_sec"] for r in rs]),
-                "server_cpu_us_per_record": bl.median([r["server_cpu_us_per_record"] for r in rs]),
-                "sent": sum(r["sent"] for r in rs),
-                "missing": sum(r["missing"] for r in rs),
-                "duplicated": sum(r["duplicated"] for r in rs),
-                "runs_with_loss": sum(1 for r in rs if not r["complete"]),
-                "runs": len(rs),
-                "hwm_kb": max(r["hwm_kb"] for r in rs),
-            }
+    rows = bl.rows_by_load(runs, ("upstream", "go"), "conns", conns_list, stats)
+    for row in rows:
         row["speedup"] = row["go"]["records_per_sec"] / row["upstream"]["records_per_sec"]
         up_cpu, go_cpu = row["upstream"]["server_cpu_us_per_record"], row["go"]["server_cpu_us_per_record"]
         row["cpu_ratio"] = up_cpu / go_cpu if up_cpu and go_cpu else None
-        rows.append(row)
     return rows
 
 
@@ -117,71 +114,44 @@ def print_table(rows, go_label, repeats, frame_bytes):
               f"{cpu_ratio} | {cpu_ok:>6} | {lost:>26} | {go['missing'] + go['duplicated']:>7}")
 
 
+def progress(rec):
+    note = "" if rec["complete"] else (
+        f" LOST {rec['missing']} of {rec['sent']}, dup {rec['duplicated']}, "
+        f"send errors {rec['send_errors']}: {rec.get('first_send_error', '')}")
+    return f"{rec['records_per_sec']:9.0f} records/s load={rec['loadavg_before']:.1f}{note}"
+
+
+def check(rec):
+    """Our server losing or duplicating a record fails the run; upstream's
+    losses are a finding, shown in the table."""
+    if rec["server"] == "go" and not rec["complete"]:
+        yield (f"lost {rec['missing']}, duplicated {rec['duplicated']}, "
+               f"send errors {rec['send_errors']}")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--logload", required=True, help="the built logload program")
     p.add_argument("--go-server", required=True, help='argv prefix of our server, e.g. "bin/vtcluster logs serve"')
-    p.add_argument("--go-label", default=None, help="how the table names our server")
     p.add_argument("--upstream-python", required=True, help="python of a venv with avocado-framework-plugin-vt")
     p.add_argument("--conns", default="1,4,16")
-    p.add_argument("--seconds", type=float, default=5)
     p.add_argument("--stall", type=float, default=3)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--json", help="write every run and the summary here")
-    p.add_argument("--workdir", help="keep the servers' files here (default: a temp dir, removed)")
-    args = p.parse_args(argv)
-    conns_list = [int(c) for c in args.conns.split(",")]
-    if args.seconds > 20 or args.seconds <= 0:
-        p.error("--seconds must be in (0, 20]")
+    args = bl.parse_args(p, argv)
+    conns_list = bl.int_list(args.conns)
     go_label = args.go_label or args.go_server
 
-    tmp = None
-    workdir = args.workdir
-    if workdir is None:
-        tmp = tempfile.TemporaryDirectory(prefix="vtc-logbench-")
-        workdir = tmp.name
-    runs, failures = [], []
-    try:
-        for repeat in range(args.repeats):
-            order = ["upstream", "go"] if repeat % 2 == 0 else ["go", "upstream"]
-            for conns in conns_list:
-                for name in order:
-                    try:
-                        rec = one_run(args, name, conns, repeat, workdir)
-                    except bl.BenchError as exc:
-                        failures.append(f"{name} conns={conns} repeat={repeat}: {exc}")
-                        print(f"log_bench: {failures[-1]}", file=sys.stderr)
-                        continue
-                    runs.append(rec)
-                    note = "" if rec["complete"] else (
-                        f" LOST {rec['missing']} of {rec['sent']}, dup {rec['duplicated']}, "
-                        f"send errors {rec['send_errors']}: {rec.get('first_send_error', '')}")
-                    print(f"log_bench: {name:8} conns={conns:<2} repeat={repeat} "
-                          f"{rec['records_per_sec']:9.0f} records/s load={rec['loadavg_before']:.1f}{note}",
-                          file=sys.stderr, flush=True)
-                    if name == "go" and not rec["complete"]:
-                        failures.append(f"go conns={conns} repeat={repeat}: lost {rec['missing']}, "
-                                        f"duplicated {rec['duplicated']}, send errors {rec['send_errors']}")
-                    if rec["exit_code"] != 0:
-                        failures.append(f"{name} conns={conns} repeat={repeat}: server exited with "
-                                        f"{rec['exit_code']} on SIGTERM: {rec['stderr_tail']}")
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
+    with bl.workdir(args.workdir, "vtc-logbench-") as workdir:
+        runs, failures = bl.run_matrix(
+            "log_bench", ["upstream", "go"], "conns", conns_list, args.repeats,
+            lambda name, conns, repeat: one_run(args, name, conns, repeat, workdir),
+            progress, check)
 
     summary = None
-    if all(any(r["server"] == n and r["conns"] == c for r in runs)
-           for n in ("upstream", "go") for c in conns_list):
+    if bl.covered(runs, ("upstream", "go"), "conns", conns_list):
         summary = summarize(runs, conns_list)
         frame = next((r["frame_bytes"] for r in runs if r.get("frame_bytes")), 0)
         print_table(summary, go_label, args.repeats, frame)
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"machine": bl.machine(), "go_label": go_label, "args": vars(args),
-                       "runs": runs, "summary": summary, "failures": failures}, f, indent=1)
-    for msg in failures:
-        print(f"log_bench: FAILED: {msg}", file=sys.stderr)
-    return 1 if failures else 0
+    return bl.finish("log_bench", args, go_label, runs, summary, failures)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ not an error.
 """
 
 import argparse
-import json
 import os
 import secrets
 import shlex
@@ -30,6 +29,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TARGET_SPEEDUP = 10.0
 TARGET_RSS_FRACTION = 1 / 3
 TARGET_FLOOR_RATIO = 1.3
+# The fields of a run whose medians every table shows.
+LATENCY = ("calls_per_sec", "p50_ms", "p99_ms", "server_cpu_us_per_call")
 
 
 def agent_argv(prefix, port, pid_file, data_dir):
@@ -81,35 +82,32 @@ def one_run(args, name, prefix, clients, repeat, workdir):
     return rec
 
 
+def stats(rs):
+    return {
+        **bl.medians(rs, *LATENCY, "rss_warm_kb", "rss_anon_warm_kb"),
+        "calls_per_sec_range": bl.spread([r["calls_per_sec"] for r in rs]),
+        "client_cpu_share": bl.median([r["client_cpu_seconds"] / r["seconds"] for r in rs]),
+        "hwm_kb": max(r["hwm_kb"] for r in rs),
+        "errors": sum(r["errors"] for r in rs),
+    }
+
+
+def floor_stats(rs):
+    return {**bl.medians(rs, *LATENCY), "p50_ms_range": bl.spread([r["p50_ms"] for r in rs])}
+
+
 def summarize(runs, labels, clients_list):
-    rows = []
-    for clients in clients_list:
-        row = {"clients": clients}
-        for name in labels:
-            rs = [r for r in runs if r["server"] == name and r["clients"] == clients]
-            row[name] = {
-                "calls_per_sec": bl.median([r["calls_per_sec"] for r in rs]),
-                "calls_per_sec_range": bl.spread([r["calls_per_sec"] for r in rs]),
-                "p50_ms": bl.median([r["p50_ms"] for r in rs]),
-                "p99_ms": bl.median([r["p99_ms"] for r in rs]),
-                "server_cpu_us_per_call": bl.median([r["server_cpu_us_per_call"] for r in rs]),
-                "client_cpu_share": bl.median([r["client_cpu_seconds"] / r["seconds"] for r in rs]),
-                "rss_warm_kb": bl.median([r["rss_warm_kb"] for r in rs]),
-                "rss_anon_warm_kb": bl.median([r["rss_anon_warm_kb"] for r in rs]),
-                "hwm_kb": max(r["hwm_kb"] for r in rs),
-                "errors": sum(r["errors"] for r in rs),
-            }
+    rows = bl.rows_by_load(runs, labels, "clients", clients_list, stats)
+    for row in rows:
         row["speedup"] = row["go"]["calls_per_sec"] / row["python"]["calls_per_sec"]
         row["cpu_per_call_ratio"] = (
             row["python"]["server_cpu_us_per_call"] / row["go"]["server_cpu_us_per_call"]
         )
-        rows.append(row)
     mem = {}
     for name in labels:
         rs = [r for r in runs if r["server"] == name]
         mem[name] = {
-            "rss_warm_kb": bl.median([r["rss_warm_kb"] for r in rs]),
-            "rss_anon_warm_kb": bl.median([r["rss_anon_warm_kb"] for r in rs]),
+            **bl.medians(rs, "rss_warm_kb", "rss_anon_warm_kb"),
             "hwm_kb": max(r["hwm_kb"] for r in rs),
         }
     mem["rss_warm_ratio"] = mem["go"]["rss_warm_kb"] / mem["python"]["rss_warm_kb"]
@@ -119,20 +117,9 @@ def summarize(runs, labels, clients_list):
 
 def summarize_floor(runs, floor_clients):
     """Per client count, the agent's median p50 over the floor's."""
-    rows = []
-    for clients in floor_clients:
-        row = {"clients": clients}
-        for name in ("go", "floor"):
-            rs = [r for r in runs if r["server"] == name and r["clients"] == clients]
-            row[name] = {
-                "p50_ms": bl.median([r["p50_ms"] for r in rs]),
-                "p50_ms_range": bl.spread([r["p50_ms"] for r in rs]),
-                "p99_ms": bl.median([r["p99_ms"] for r in rs]),
-                "calls_per_sec": bl.median([r["calls_per_sec"] for r in rs]),
-                "server_cpu_us_per_call": bl.median([r["server_cpu_us_per_call"] for r in rs]),
-            }
+    rows = bl.rows_by_load(runs, ("go", "floor"), "clients", floor_clients, floor_stats)
+    for row in rows:
         row["p50_ratio"] = row["go"]["p50_ms"] / row["floor"]["p50_ms"]
-        rows.append(row)
     return rows
 
 
@@ -175,24 +162,27 @@ def print_table(rows, mem, go_label, repeats):
           f"go {mem['go']['hwm_kb'] / 1024:.1f} MiB, ratio {mem['hwm_ratio']:.2f} (target <= 0.33: {ok})")
 
 
+def progress(rec):
+    return (f"{rec['calls_per_sec']:8.0f} calls/s errors={rec['errors']} "
+            f"rss={rec['rss_warm_kb']}KiB hwm={rec['hwm_kb']}KiB load={rec['loadavg_before']:.1f}")
+
+
+def check(rec):
+    if rec["errors"]:
+        yield f"{rec['errors']} calls failed, first: {rec['first_error']}"
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rpcload", required=True, help="the built rpcload program")
     p.add_argument("--go-agent", required=True, help='argv prefix of our agent, e.g. "bin/vtcluster agent"')
-    p.add_argument("--go-label", default=None, help="how the table names our agent")
     p.add_argument("--python", default=sys.executable, help="interpreter for pyagent.py")
     p.add_argument("--floor", help="the built floor program (bare net/http server); omit to skip the floor")
     p.add_argument("--floor-clients", default="1", help="client counts at which the floor is measured")
     p.add_argument("--clients", default="1,4,16")
-    p.add_argument("--seconds", type=float, default=5)
     p.add_argument("--warmup", type=float, default=1)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--json", help="write every run and the summary here")
-    p.add_argument("--workdir", help="keep the servers' files here (default: a temp dir, removed)")
-    args = p.parse_args(argv)
-    clients_list = [int(c) for c in args.clients.split(",")]
-    if args.seconds > 20 or args.seconds <= 0:
-        p.error("--seconds must be in (0, 20]")
+    args = bl.parse_args(p, argv)
+    clients_list = bl.int_list(args.clients)
 
     servers = {
         "python": [args.python, os.path.join(HERE, "pyagent.py")],
@@ -201,66 +191,28 @@ def main(argv=None):
     go_label = args.go_label or args.go_agent
     floor_clients = []
     if args.floor:
-        floor_clients = [c for c in (int(c) for c in args.floor_clients.split(",")) if c in clients_list]
+        floor_clients = [c for c in bl.int_list(args.floor_clients) if c in clients_list]
         if not floor_clients:
             print(f"rpc_bench: no floor run: --floor-clients {args.floor_clients} is not among "
                   f"--clients {args.clients}", file=sys.stderr)
         servers["floor"] = [args.floor]
-    tmp = None
-    workdir = args.workdir
-    if workdir is None:
-        tmp = tempfile.TemporaryDirectory(prefix="vtc-rpcbench-")
-        workdir = tmp.name
-    runs, failures = [], []
-    try:
-        for repeat in range(args.repeats):
-            order = ["python", "go", "floor"] if repeat % 2 == 0 else ["floor", "go", "python"]
-            for clients in clients_list:
-                for name in order:
-                    if name == "floor" and clients not in floor_clients:
-                        continue
-                    try:
-                        rec = one_run(args, name, servers[name], clients, repeat, workdir)
-                    except bl.BenchError as exc:
-                        failures.append(f"{name} clients={clients} repeat={repeat}: {exc}")
-                        print(f"rpc_bench: {failures[-1]}", file=sys.stderr)
-                        continue
-                    runs.append(rec)
-                    print(f"rpc_bench: {name:6} clients={clients:<2} repeat={repeat} "
-                          f"{rec['calls_per_sec']:8.0f} calls/s errors={rec['errors']} "
-                          f"rss={rec['rss_warm_kb']}KiB hwm={rec['hwm_kb']}KiB "
-                          f"load={rec['loadavg_before']:.1f}", file=sys.stderr, flush=True)
-                    if rec["errors"]:
-                        failures.append(f"{name} clients={clients} repeat={repeat}: "
-                                        f"{rec['errors']} calls failed, first: {rec['first_error']}")
-                    if rec["exit_code"] != 0:
-                        failures.append(f"{name} clients={clients} repeat={repeat}: server exited "
-                                        f"with {rec['exit_code']} on SIGTERM: {rec['stderr_tail']}")
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
+    with bl.workdir(args.workdir, "vtc-rpcbench-") as workdir:
+        runs, failures = bl.run_matrix(
+            "rpc_bench", ["python", "go", "floor"], "clients", clients_list, args.repeats,
+            lambda name, clients, repeat: one_run(args, name, servers[name], clients, repeat, workdir),
+            progress, check,
+            skip=lambda name, clients: name == "floor" and clients not in floor_clients)
 
     summary = None
-    complete = all(
-        any(r["server"] == n and r["clients"] == c for r in runs)
-        for n in ("python", "go") for c in clients_list
-    )
+    complete = bl.covered(runs, ("python", "go"), "clients", clients_list)
     if complete:
         rows, mem = summarize(runs, ["python", "go"], clients_list)
         summary = {"rows": rows, "memory": mem}
         print_table(rows, mem, go_label, args.repeats)
-    if complete and floor_clients and all(
-        any(r["server"] == "floor" and r["clients"] == c for r in runs) for c in floor_clients
-    ):
+    if complete and floor_clients and bl.covered(runs, ("floor",), "clients", floor_clients):
         summary["floor"] = summarize_floor(runs, floor_clients)
         print_floor_table(summary["floor"], go_label, args.repeats)
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"machine": bl.machine(), "go_label": go_label, "args": vars(args),
-                       "runs": runs, "summary": summary, "failures": failures}, f, indent=1)
-    for msg in failures:
-        print(f"rpc_bench: FAILED: {msg}", file=sys.stderr)
-    return 1 if failures else 0
+    return bl.finish("rpc_bench", args, go_label, runs, summary, failures)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ runs them; ``make py-test`` does that through scripts/venv.sh.
 """
 
 import atexit
+import importlib
 import json
 import os
 import shutil
@@ -21,6 +22,14 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 #: Bound on any single CLI run in the tests; they take seconds, so hitting
 #: it means a hang, reported as a failure rather than a stuck test run.
 RUN_TIMEOUT_SECONDS = 300
+
+
+def run_bounded(argv, timeout=RUN_TIMEOUT_SECONDS, **kwargs):
+    """Run argv to its end, without stdin and with its output captured as
+    text; a hang raises TimeoutExpired. The caller checks the exit status.
+    kwargs go to subprocess.run (env, cwd)."""
+    return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=timeout, check=False, **kwargs)
 
 
 def find_vtcluster():
@@ -41,6 +50,19 @@ def binary_has_command(binary, *command):
         check=False,
     )
     return result.returncode == 0
+
+
+def import_virttest(*modules):
+    """The named virttest modules (avocado-framework-plugin-vt==113.0), or a
+    skip of the calling test module where they cannot be imported: the plain
+    test venv lacks virttest; ``scripts/venv.sh --vt`` builds one with it."""
+    try:
+        return [importlib.import_module(m) for m in modules]
+    except Exception as exc:  # ImportError, or virttest failing to initialise
+        pytest.skip(
+            f"virttest (avocado-framework-plugin-vt==113.0) is not importable: {exc!r}",
+            allow_module_level=True,
+        )
 
 
 @pytest.fixture(scope="session")
@@ -113,15 +135,10 @@ class AvocadoCLI:
 
     def __call__(self, *args, env=None, cwd=None):
         """Run avocado with args; return the CompletedProcess (text)."""
-        return subprocess.run(
+        return run_bounded(
             self.argv(*args),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
             env=self.env(env),
             cwd=cwd,
-            timeout=RUN_TIMEOUT_SECONDS,
-            check=False,
         )
 
 
@@ -207,23 +224,13 @@ class Lab:
 
     def status(self):
         """``vtcluster lab status`` as a CompletedProcess (exit 0 when all hosts are healthy)."""
-        return subprocess.run(
+        return run_bounded(
             [self.binary, "lab", "status", "--dir", str(self.dir)],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=RUN_TIMEOUT_SECONDS,
-            check=False,
         )
 
     def down(self):
-        return subprocess.run(
+        return run_bounded(
             [self.binary, "lab", "down", "--dir", str(self.dir)],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=RUN_TIMEOUT_SECONDS,
-            check=False,
         )
 
 
@@ -243,14 +250,9 @@ def lab(tmp_path_factory):
         pytest.skip("vtcluster binary not built: run `make build` or set VTCLUSTER_BIN")
     base = tmp_path_factory.mktemp("lab")
     directory, config = base / "lab", base / "cluster.json"
-    up = subprocess.run(
+    up = run_bounded(
         [binary, "lab", "up", "--hosts", str(LAB_HOSTS), "--dir", str(directory),
          "--cluster-config", str(config)],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT_SECONDS,
-        check=False,
     )
     down = [binary, "lab", "down", "--dir", str(directory)]
 

@@ -29,6 +29,7 @@ from conftest import (
     AvocadoCLI,
     cluster_env_for,
     read_proc_table,
+    run_bounded,
     venv_bin_dir,
 )
 
@@ -59,14 +60,9 @@ class Cluster:
         self.env = env
 
     def vtcluster(self, *args, check=True):
-        result = subprocess.run(
+        result = run_bounded(
             ["vtcluster", *args],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
             env=dict(os.environ, **self.env),
-            timeout=RUN_TIMEOUT_SECONDS,
-            check=False,
         )
         if check:
             assert result.returncode == 0, (
@@ -178,6 +174,30 @@ def wait_bounded(proc, seconds, what):
         out, err = proc.communicate()
         pytest.fail(f"{what} did not finish within {seconds} s (hang); output:\n{out}{err}")
     return proc.returncode, out, err
+
+
+def run_jobs_together(jobs, spec):
+    """Run spec in one avocado job per (name, cli, env) at the same time and
+    wait for all; {name: (exit code, output, cli)}. A hang fails the test,
+    and no job outlives it."""
+    procs = []
+    try:
+        for name, cli, env in jobs:
+            proc = subprocess.Popen(
+                cli.argv("run", "--job-results-dir", str(cli.results), str(spec)),
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            )
+            procs.append((name, cli, proc))
+        outcomes = {}
+        for name, cli, proc in procs:
+            code, out, err = wait_bounded(proc, RUN_TIMEOUT_SECONDS, f"avocado {name}")
+            outcomes[name] = (code, out + err, cli)
+        return outcomes
+    finally:
+        for _, _, proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 def assert_holder_came_and_went(job, test_dirs):
@@ -308,15 +328,10 @@ def test_vt_bootstrap_with_avocado_vt_registers_the_lab_and_upstream_does_not_de
         return cli, Cluster(lab, cluster_env_for(tmp_path / name / "state", cluster_bin_dir))
 
     def run(cli, cluster, *extra):
-        return subprocess.run(
+        return run_bounded(
             [cli.python, str(wrapper), "--config", str(cli.config), "vt-bootstrap",
              *upstream_args, "--vt-cluster-config", str(lab.cluster_config), *extra],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
             env=cli.env(dict(cluster.env, RECORD_FILE=str(record))),
-            timeout=RUN_TIMEOUT_SECONDS,
-            check=False,
         )
 
     # Control: with the shim's CLI plugin disabled, upstream gets the option
@@ -510,25 +525,8 @@ def test_parallel_jobs_never_share_a_node(cluster, tmp_path):
     jobs = []
     for name in ("job-a", "job-b"):
         cli = cluster.avocado(tmp_path / name, alloc_timeout=240)
-        proc = subprocess.Popen(
-            cli.argv("run", "--job-results-dir", str(cli.results), str(E2E / "pairs.json")),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=cluster.run_env(cli, E2E_USAGE_LOG=str(usage)),
-        )
-        jobs.append((name, cli, proc))
-    outcomes = {}
-    try:
-        for name, cli, proc in jobs:
-            code, out, err = wait_bounded(proc, RUN_TIMEOUT_SECONDS, f"avocado {name}")
-            outcomes[name] = (code, out + err, cli)
-    finally:
-        for _, _, proc in jobs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        jobs.append((name, cli, cluster.run_env(cli, E2E_USAGE_LOG=str(usage))))
+    outcomes = run_jobs_together(jobs, E2E / "pairs.json")
 
     for name, (code, output, cli) in outcomes.items():
         job = latest_job(cli)

@@ -14,7 +14,7 @@ import time
 import urllib.request
 
 import pytest
-from conftest import RUN_TIMEOUT_SECONDS, cluster_env_for
+from conftest import cluster_env_for
 from test_e2e import (
     E2E,
     Cluster,
@@ -22,8 +22,8 @@ from test_e2e import (
     latest_job,
     load_results,
     overlapping_uses,
+    run_jobs_together,
     summary,
-    wait_bounded,
 )
 
 
@@ -83,21 +83,10 @@ def test_two_controllers_sharing_only_etcd_never_share_a_node(lab, cluster_bin_d
     try:
         for name, cluster, settings in (("a", a, {}), ("b", b, {"state": etcd})):
             cli = cluster.avocado(tmp_path / f"job-{name}", alloc_timeout=240, **settings)
-            proc = subprocess.Popen(
-                cli.argv("run", "--job-results-dir", str(cli.results), str(E2E / "claims.json")),
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                env=cluster.run_env(cli, E2E_USAGE_LOG=str(usage), E2E_CLAIM_DIR=str(claims)),
-            )
-            jobs.append((name, cli, proc))
-        outcomes = {}
-        for name, cli, proc in jobs:
-            code, out, err = wait_bounded(proc, RUN_TIMEOUT_SECONDS, f"avocado on controller {name}")
-            outcomes[name] = (code, out + err, cli)
+            jobs.append((f"controller {name}", cli,
+                         cluster.run_env(cli, E2E_USAGE_LOG=str(usage), E2E_CLAIM_DIR=str(claims))))
+        outcomes = run_jobs_together(jobs, E2E / "claims.json")
     finally:
-        for _, _, proc in jobs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
         a.vtcluster("agents", "stop", check=False)
 
     for name, (code, output, cli) in outcomes.items():
@@ -105,7 +94,7 @@ def test_two_controllers_sharing_only_etcd_never_share_a_node(lab, cluster_bin_d
         results = load_results(cli)
         assert {n: t["status"] for n, t in by_test_name(results).items()} == {
             "claim-1": "PASS", "claim-2": "PASS", "claim-3": "PASS"
-        }, f"controller {name}: {summary(results)}\n{output}"
+        }, f"{name}: {summary(results)}\n{output}"
         assert code == 0, output
     records = [json.loads(line) for line in usage.read_text(encoding="utf-8").splitlines()]
     assert len(records) == 6 and len({r["partition"] for r in records}) == 6

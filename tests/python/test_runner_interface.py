@@ -13,11 +13,10 @@ avocado-runner-multihost through a symlink in a temporary directory.
 
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT, RUN_TIMEOUT_SECONDS
+from conftest import REPO_ROOT, run_bounded
 
 SPEC = REPO_ROOT / "testdata" / "multihost" / "local.json"
 RECIPES = REPO_ROOT / "testdata" / "nrunner"
@@ -35,14 +34,9 @@ def runner_dir(tmp_path, vtcluster_bin):
 
 def run_runner(runner_dir, *args):
     """Run the runner from the repository root, as the selftest would."""
-    return subprocess.run(
+    return run_bounded(
         [str(runner_dir / RUNNER), *args],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
         cwd=REPO_ROOT,
-        timeout=RUN_TIMEOUT_SECONDS,
-        check=False,
     )
 
 

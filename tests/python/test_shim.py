@@ -18,7 +18,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT, RUN_TIMEOUT_SECONDS, AvocadoCLI, binary_has_command
+from conftest import REPO_ROOT, RUN_TIMEOUT_SECONDS, AvocadoCLI, binary_has_command, run_bounded
 
 from avocado.core.resolver import ReferenceResolutionResult
 from avocado_multihost import KIND, binary, bootstrap
@@ -171,13 +171,8 @@ def located(monkeypatch):
 
 def run_tests_list(vtcluster, spec):
     """`vtcluster tests list SPEC --json`, as it ran (not checked)."""
-    return subprocess.run(
+    return run_bounded(
         [vtcluster, "tests", "list", str(spec), "--json"],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT_SECONDS,
-        check=False,
     )
 
 
@@ -565,7 +560,7 @@ def test_vt_bootstrap_without_avocado_vt_reports_binary_error(
     bad = tmp_path / "no-such-dir" / "cluster.json"
     state = tmp_path / "state"
     avocado.configure(binary=vtcluster_bin, state_dir=state)
-    direct = subprocess.run(
+    direct = run_bounded(
         [
             vtcluster_bin,
             "--state-dir",
@@ -576,12 +571,7 @@ def test_vt_bootstrap_without_avocado_vt_reports_binary_error(
             "--vt-cluster-config",
             str(bad),
         ],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
         env=avocado.env(),
-        timeout=RUN_TIMEOUT_SECONDS,
-        check=False,
     )
     assert direct.returncode != 0 and direct.stderr.strip()
 
@@ -851,15 +841,10 @@ def test_vt_bootstrap_with_avocado_vt_stops_on_binary_error(
 ):
     bad = tmp_path / "no-such-dir" / "cluster.json"
     vt_avocado.configure(binary=vtcluster_bin, state_dir=tmp_path / "state")
-    direct = subprocess.run(
+    direct = run_bounded(
         [vtcluster_bin, "--state-dir", str(tmp_path / "state"), "--cluster", "default"]
         + ["bootstrap", "--vt-cluster-config", str(bad)],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
         env=vt_avocado.env(),
-        timeout=RUN_TIMEOUT_SECONDS,
-        check=False,
     )
     assert direct.returncode != 0
     result = vt_avocado("vt-bootstrap", "--vt-cluster-config", str(bad))
@@ -898,14 +883,9 @@ def test_vt_bootstrap_with_avocado_vt_hands_over_fake_vtcluster_fake_upstream_bo
     argv += ["vt-bootstrap", "--vt-cluster-config", str(config)]
 
     def run(*extra):
-        return subprocess.run(
+        return run_bounded(
             argv + list(extra),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
             env=env,
-            timeout=RUN_TIMEOUT_SECONDS,
-            check=False,
         )
 
     # Control: with our CLI plugin disabled, avocado-vt gets the option

@@ -13,24 +13,12 @@ import threading
 import time
 
 import pytest
+from conftest import import_virttest
 
-from test_agent import HANG_GUARD, Agent, free_port
+# agent is test_agent's fixture (one agent for the module), found by name.
+from test_agent import HANG_GUARD, agent, free_port  # noqa: F401
 
-try:
-    from virttest.vt_cluster import logger as vt_logger
-    from virttest.vt_cluster import proxy as vt_proxy
-except Exception as exc:  # ImportError, or virttest failing to initialise
-    pytest.skip(
-        f"virttest (avocado-framework-plugin-vt==113.0) is not importable: {exc!r}",
-        allow_module_level=True,
-    )
-
-
-@pytest.fixture(scope="module")
-def agent(vtcluster_bin, tmp_path_factory):
-    a = Agent(vtcluster_bin, tmp_path_factory.mktemp("agent"))
-    yield a
-    a.stop()
+vt_logger, vt_proxy = import_virttest("virttest.vt_cluster.logger", "virttest.vt_cluster.proxy")
 
 
 @pytest.fixture

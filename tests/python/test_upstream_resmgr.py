@@ -10,17 +10,12 @@ built by ``scripts/venv.sh --vt`` has it.
 import os
 
 import pytest
+from conftest import import_virttest
 
 from test_agent import Agent
 
-try:
-    from virttest.vt_cluster import proxy as vt_proxy
-    from virttest.vt_resmgr.resources.storage.dir.dir_pool import DirPool
-except Exception as exc:  # ImportError, or virttest failing to initialise
-    pytest.skip(
-        f"virttest (avocado-framework-plugin-vt==113.0) is not importable: {exc!r}",
-        allow_module_level=True,
-    )
+vt_proxy, dir_pool = import_virttest("virttest.vt_cluster.proxy", "virttest.vt_resmgr.resources.storage.dir.dir_pool")
+DirPool = dir_pool.DirPool
 
 
 class Node:

@@ -17,7 +17,6 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -26,29 +25,28 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/vtcluster/vtcluster/agent/logframe"
+	"github.com/vtcluster/vtcluster/scripts/bench/loadgen"
 )
 
 // marker starts every benchmark message: "vtcbench c=<conn> n=<seq> ...".
 const marker = "vtcbench c="
 
 type result struct {
-	Conns            int     `json:"conns"`
-	Sent             int64   `json:"sent"`
-	Received         int64   `json:"received"`
-	Missing          int64   `json:"missing"`
-	Duplicated       int64   `json:"duplicated"`
-	SendErrors       int     `json:"send_errors"`
-	FirstSendError   string  `json:"first_send_error,omitempty"`
-	SendSeconds      float64 `json:"send_seconds"`
-	Seconds          float64 `json:"seconds"`
-	RecordsPerSec    float64 `json:"records_per_sec"`
-	FrameBytes       int     `json:"frame_bytes"`
-	ClientCPUSeconds float64 `json:"client_cpu_seconds"`
-	Complete         bool    `json:"complete"`
+	Conns          int     `json:"conns"`
+	Sent           int64   `json:"sent"`
+	Received       int64   `json:"received"`
+	Missing        int64   `json:"missing"`
+	Duplicated     int64   `json:"duplicated"`
+	SendErrors     int     `json:"send_errors"`
+	FirstSendError string  `json:"first_send_error,omitempty"`
+	SendSeconds    float64 `json:"send_seconds"`
+	RecordsPerSec  float64 `json:"records_per_sec"`
+	FrameBytes     int     `json:"frame_bytes"`
+	Complete       bool    `json:"complete"`
+	loadgen.Cost           // from the first send to the last line read
 }
 
 func main() {
@@ -70,8 +68,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "logload:", err)
 		os.Exit(1)
 	}
-	line, _ := json.Marshal(res)
-	fmt.Println(string(line))
+	loadgen.PrintResult(res)
 }
 
 func run(addr, out string, conns int, duration time.Duration, msgBytes int, stall time.Duration, noDelay bool, batch int) (*result, error) {
@@ -96,8 +93,8 @@ func run(addr, out string, conns int, duration time.Duration, msgBytes int, stal
 	}
 
 	res := &result{Conns: conns}
-	cpu0 := cpuSeconds()
-	start := time.Now()
+	meter := loadgen.Start()
+	start := meter.Started()
 	deadline := start.Add(duration)
 	sent := make([]int64, conns)
 	errs := make([]error, conns)
@@ -132,8 +129,7 @@ func run(addr, out string, conns int, duration time.Duration, msgBytes int, stal
 	if err != nil {
 		return nil, err
 	}
-	res.Seconds = end.Sub(start).Seconds()
-	res.ClientCPUSeconds = cpuSeconds() - cpu0
+	res.Cost = meter.Until(end)
 	res.Received, res.Missing, res.Duplicated = w.check(sent)
 	res.Complete = res.Missing == 0 && res.Duplicated == 0 && res.SendErrors == 0
 	if res.Seconds > 0 {
@@ -338,12 +334,4 @@ func (w *watcher) check(sent []int64) (received, missing, duplicated int64) {
 		}
 	}
 	return w.received, missing, duplicated
-}
-
-func cpuSeconds() float64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0 // cannot happen for RUSAGE_SELF; 0 reads as "unknown"
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }

@@ -28,7 +28,6 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -39,24 +38,23 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/vtcluster/vtcluster/agent/xmlrpc"
+	"github.com/vtcluster/vtcluster/scripts/bench/loadgen"
 )
 
 type result struct {
-	Clients          int     `json:"clients"`
-	Method           string  `json:"method"`
-	Calls            int64   `json:"calls"`
-	Errors           int64   `json:"errors"`
-	FirstError       string  `json:"first_error,omitempty"`
-	Connections      int64   `json:"connections"`
-	Seconds          float64 `json:"seconds"`
-	CallsPerSec      float64 `json:"calls_per_sec"`
-	P50Ms            float64 `json:"p50_ms"`
-	P99Ms            float64 `json:"p99_ms"`
-	ClientCPUSeconds float64 `json:"client_cpu_seconds"`
+	Clients     int     `json:"clients"`
+	Method      string  `json:"method"`
+	Calls       int64   `json:"calls"`
+	Errors      int64   `json:"errors"`
+	FirstError  string  `json:"first_error,omitempty"`
+	Connections int64   `json:"connections"`
+	CallsPerSec float64 `json:"calls_per_sec"`
+	P50Ms       float64 `json:"p50_ms"`
+	P99Ms       float64 `json:"p99_ms"`
+	loadgen.Cost
 }
 
 func main() {
@@ -82,9 +80,8 @@ func main() {
 	}
 	req := fmt.Appendf(nil, "POST / HTTP/1.1\r\nHost: %s\r\nUser-Agent: rpcload\r\n%sContent-Type: text/xml\r\nContent-Length: %d\r\n\r\n%s", *addr, auth, len(body), body)
 
-	cpu0 := cpuSeconds()
-	start := time.Now()
-	deadline := start.Add(*duration)
+	meter := loadgen.Start()
+	deadline := meter.Started().Add(*duration)
 	cs := make([]client, *clients)
 	var wg sync.WaitGroup
 	for i := range cs {
@@ -92,9 +89,8 @@ func main() {
 		wg.Go(func() { cs[i].run(deadline) })
 	}
 	wg.Wait()
-	elapsed := time.Since(start).Seconds()
 
-	res := result{Clients: *clients, Method: *method, Seconds: elapsed, ClientCPUSeconds: cpuSeconds() - cpu0}
+	res := result{Clients: *clients, Method: *method, Cost: meter.Stop()}
 	var lat []time.Duration
 	for _, c := range cs {
 		res.Calls += c.calls
@@ -105,14 +101,13 @@ func main() {
 		}
 		lat = append(lat, c.lat...)
 	}
-	res.CallsPerSec = float64(res.Calls) / elapsed
+	res.CallsPerSec = float64(res.Calls) / res.Seconds
 	if len(lat) > 0 {
 		slices.Sort(lat)
 		res.P50Ms = float64(lat[len(lat)/2]) / 1e6
 		res.P99Ms = float64(lat[len(lat)*99/100]) / 1e6
 	}
-	out, _ := json.Marshal(res)
-	fmt.Println(string(out))
+	loadgen.PrintResult(res)
 }
 
 // client is one caller with at most one open connection.
@@ -261,12 +256,4 @@ func check(reply []byte, expect string) error {
 		return fmt.Errorf("reply %#v does not start with %q", v, expect)
 	}
 	return nil
-}
-
-func cpuSeconds() float64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0 // cannot happen for RUSAGE_SELF; 0 reads as "unknown"
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }

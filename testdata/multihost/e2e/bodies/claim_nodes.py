@@ -8,11 +8,13 @@ two tests at once fails the second one, whatever the controllers believe.
 Holds the nodes for a moment, then removes the claims and appends a usage
 record to $E2E_USAGE_LOG like record_usage.py.
 """
-import json
 import os
 import subprocess
 import sys
 import time
+
+sys.dont_write_bytecode = True  # the bodies run from the source tree: leave no cache in it
+from record_usage import append_usage, load_partition  # noqa: E402
 
 HOLD_SECONDS = 1.0
 
@@ -29,8 +31,7 @@ def main():
     claims, log = os.environ.get("E2E_CLAIM_DIR"), os.environ.get("E2E_USAGE_LOG")
     if not claims or not log:
         sys.exit("E2E_CLAIM_DIR and E2E_USAGE_LOG must be set")
-    with open(os.environ["VTCLUSTER_PARTITION_FILE"], encoding="utf-8") as f:
-        partition = json.load(f)
+    partition = load_partition()
     nodes = partition["nodes"]
     claimed = []
     try:
@@ -46,15 +47,7 @@ def main():
     finally:
         for tag, path in claimed:
             on_node(tag, "rmdir", path)
-    record = {
-        "test": os.environ["VTCLUSTER_OUTPUT_DIR"],
-        "partition": partition["id"],
-        "nodes": sorted(n["name"] for n in nodes.values()),
-        "start": start,
-        "end": end,
-    }
-    with open(log, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
+    record = append_usage(log, partition, start, end)
     print("claimed", record["nodes"], "for", round(end - start, 3), "s")
 
 

@@ -30,18 +30,14 @@ def ping_agents(nodes):
             sys.exit(f"agent of node {node['name']} (tag {tag}) answered {answer!r}")
 
 
-def main():
-    log = os.environ.get("E2E_USAGE_LOG")
-    if not log:
-        sys.exit("E2E_USAGE_LOG is not set: the test must tell where to record node usage")
-    socket.setdefaulttimeout(30)
+def load_partition():
+    """This test's partition, as the runner hands it over."""
     with open(os.environ["VTCLUSTER_PARTITION_FILE"], encoding="utf-8") as f:
-        partition = json.load(f)
-    start = time.clock_gettime(time.CLOCK_MONOTONIC)
-    ping_agents(partition["nodes"])
-    time.sleep(HOLD_SECONDS)
-    ping_agents(partition["nodes"])
-    end = time.clock_gettime(time.CLOCK_MONOTONIC)
+        return json.load(f)
+
+
+def append_usage(log, partition, start, end):
+    """Append this test's usage record (see above) to log and return it."""
     record = {
         "test": os.environ["VTCLUSTER_OUTPUT_DIR"],
         "partition": partition["id"],
@@ -52,6 +48,21 @@ def main():
     # One short write in append mode: lines of concurrent bodies never interleave.
     with open(log, "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
+    return record
+
+
+def main():
+    log = os.environ.get("E2E_USAGE_LOG")
+    if not log:
+        sys.exit("E2E_USAGE_LOG is not set: the test must tell where to record node usage")
+    socket.setdefaulttimeout(30)
+    partition = load_partition()
+    start = time.clock_gettime(time.CLOCK_MONOTONIC)
+    ping_agents(partition["nodes"])
+    time.sleep(HOLD_SECONDS)
+    ping_agents(partition["nodes"])
+    end = time.clock_gettime(time.CLOCK_MONOTONIC)
+    record = append_usage(log, partition, start, end)
     print("held", record["nodes"], "for", round(end - start, 3), "s")
 
 
