@@ -37,6 +37,7 @@ from conftest import (
     find_vtcluster,
     lab_requirements_missing,
     read_proc_table,
+    run_bounded,
     venv_bin_dir,
 )
 
@@ -386,8 +387,7 @@ def test_lab_jobs_and_teardown_complete_and_leave_nothing_under_a_cpu_limit(limi
         flow.must([binary, "lab", "down", "--dir", str(lab_dir)], "vtcluster lab down")
     finally:
         if (lab_dir / "lab.json").exists():  # a failed step: tear down what is there
-            subprocess.run([binary, "lab", "down", "--dir", str(lab_dir)], capture_output=True,
-                           timeout=HANG_GUARD_SECONDS, check=False)
+            run_bounded([binary, "lab", "down", "--dir", str(lab_dir)], timeout=HANG_GUARD_SECONDS)
         # What lab down killed may take a moment to be gone; a guard, not a
         # measurement.
         deadline = time.monotonic() + 60
