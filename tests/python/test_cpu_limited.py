@@ -197,13 +197,14 @@ def hang_report(limit, what):
     lines = [f"{what}: no end within {HANG_GUARD_SECONDS} s (a hang); "
              f"{len(pids)} processes in {limit.path}:"]
     lines += [_proc_line(pid) for pid in pids]
-    binary = os.path.realpath(find_vtcluster())
     for pid in pids:
         try:
             exe = os.path.realpath(f"/proc/{pid}/exe")
         except OSError:
             continue
-        sig = signal.SIGQUIT if exe == binary else signal.SIGABRT if "python" in exe else None
+        # vtcluster itself, or the agents' copies of it on the lab hosts.
+        go = os.path.basename(exe) in ("vtcluster", "vtcluster-agent")
+        sig = signal.SIGQUIT if go else signal.SIGABRT if "python" in os.path.basename(exe) else None
         if sig is not None:
             try:
                 os.kill(pid, sig)
@@ -238,8 +239,10 @@ class Flow:
             out, err = proc.communicate(timeout=HANG_GUARD_SECONDS)
         except subprocess.TimeoutExpired:
             report = hang_report(self.limit, what)
-            proc.kill()
-            out, err = proc.communicate()
+            # Everything in the cgroup, so that no child holding the
+            # step's pipes can keep the test waiting.
+            self.limit.kill_all()
+            out, err = proc.communicate(timeout=60)
             pytest.fail(f"{report}\n--- output of {what} (with its goroutines if it is vtcluster):\n{out}{err}")
         return proc.returncode, out + err
 
