@@ -15,8 +15,8 @@ import (
 // it run into its timeout.
 //
 // A node is lost when healthDeadline (multihost.node_lost_after) has
-// passed since the sending of the last probe it answered. That deadline is one timer, armed anew by each
-// answer: how long probes take, how late they start on a loaded machine,
+// passed since the sending of the last probe it answered. That deadline
+// is one timer, armed anew by each answer: how long probes take, how late they start on a loaded machine,
 // or whether a probe to a black hole ever returns does not move it. At
 // most one probe per node is in flight, so slow ones cannot pile up.
 const (
