@@ -16,9 +16,10 @@ import (
 //
 // A node is lost when healthDeadline (multihost.node_lost_after) has
 // passed since the sending of the last probe it answered. That deadline
-// is one timer, armed anew by each answer: how long probes take, how late they start on a loaded machine,
-// or whether a probe to a black hole ever returns does not move it. At
-// most one probe per node is in flight, so slow ones cannot pile up.
+// is one timer, armed anew by each answer: how long probes take, how
+// late they start on a loaded machine, or whether a probe to a black hole
+// ever returns does not move it. At most one probe per node is in
+// flight, so slow ones cannot pile up.
 const (
 	healthInterval = time.Second
 	healthDeadline = 6 * time.Second
