@@ -21,6 +21,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -36,6 +37,17 @@ const OwnerRecordName = "owner.json"
 // NodeHeldFault is the exception type of a hand-over refused because
 // another owner's lease runs.
 const NodeHeldFault = "NodeHeldError"
+
+// NodeReleasedFault is the exception type of a renewal of a hold that its
+// owner has released: the renewal came late, and the hold stays ended.
+const NodeReleasedFault = "NodeReleasedError"
+
+// releasedKept is how many released hold ids the agent remembers, so that
+// a renewal sent before the release but served after it (a slow or
+// CPU-starved agent serves the two calls on separate connections, in
+// either order) cannot bring the hold back. Holds end one test at a time;
+// a few suffice.
+const releasedKept = 16
 
 // maxOwnerLease bounds the lease a caller may ask for: a longer one would
 // let a dead controller keep a node from everyone for that long.
@@ -82,6 +94,9 @@ type OwnerService struct {
 	mu    sync.Mutex
 	cur   *Holder   // nil when nobody holds the node
 	saved time.Time // the expiry last written to the file
+	// released are the ids of the last holds ended by release, newest
+	// last (releasedKept of them).
+	released []string
 }
 
 var _ Service = (*OwnerService)(nil)
@@ -230,6 +245,13 @@ func (s *OwnerService) renew(_ context.Context, args Args) (any, error) {
 	if err := s.heldLocked(id, ""); err != nil {
 		return nil, err
 	}
+	if slices.Contains(s.released, id) {
+		// Seen under a 0.2-CPU limit: the runner's last probe arrived
+		// after its release, held the node again for a lease with no
+		// owner named, and the job's agents stop then left this agent
+		// running as held by another controller.
+		return nil, xmlrpc.Faultf(NodeReleasedFault, "owner %s released this node; a renewal that arrives after the release does not hold it again", py.Repr(id))
+	}
 	now := s.now().UTC()
 	if s.cur == nil || s.cur.ID != id {
 		// Free (released, or another owner's lease ended): the renewing
@@ -267,6 +289,10 @@ func (s *OwnerService) release(_ context.Context, args Args) (any, error) {
 	if err := s.saveLocked(); err != nil {
 		s.cur = prev
 		return nil, err
+	}
+	s.released = append(s.released, id)
+	if len(s.released) > releasedKept {
+		s.released = s.released[1:]
 	}
 	return true, nil
 }

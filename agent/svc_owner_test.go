@@ -1,8 +1,11 @@
 package agent
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -87,6 +90,47 @@ func TestOwnerService_defendsTheNode(t *testing.T) {
 	clk.t = clk.t.Add(31 * time.Second)
 	mustCall(t, s, "acquire", "pd", ctlA, int64(30))
 	mustCall(t, proc, "stop_others", "pd")
+}
+
+// A renewal that reaches the agent after the hold's release (the
+// runner's last health probe, sent before the release but served after it
+// on its own connection, as a CPU-starved agent does) is refused and the
+// node stays free; a lease that merely ran out is still taken back by its
+// renewing owner.
+func TestOwnerService_lateRenewalDoesNotHoldAReleasedNode(t *testing.T) {
+	clk := &ownerClock{t: time.Date(2026, 12, 7, 20, 0, 0, 0, time.UTC)}
+	s := newOwnerSvc(t, filepath.Join(t.TempDir(), OwnerRecordName), clk)
+	mustCall(t, s, "acquire", "pa", ctlA, int64(30))
+	if got := mustCall(t, s, "release", "pa"); got != true {
+		t.Fatalf("release: %v", got)
+	}
+	_, err := callMethod(t, s, "renew", "pa", int64(30))
+	if err == nil || !strings.Contains(err.Error(), NodeReleasedFault) {
+		t.Fatalf("renewal after the release: %v; want a %s fault", err, NodeReleasedFault)
+	}
+	if s.cur != nil {
+		t.Fatalf("the late renewal held the released node again: %+v", s.cur)
+	}
+	// Another owner gets the node at once.
+	mustCall(t, s, "acquire", "pb", ctlB, int64(30))
+	mustCall(t, s, "release", "pb")
+
+	// Not released, only expired: the renewing owner holds it again.
+	mustCall(t, s, "acquire", "pc", ctlA, int64(30))
+	clk.t = clk.t.Add(time.Minute)
+	mustCall(t, s, "renew", "pc", int64(30))
+	if s.cur == nil || s.cur.ID != "pc" || !clk.t.Before(s.cur.Expires) {
+		t.Fatalf("an expired lease was not renewed: %+v", s.cur)
+	}
+	// Only the last releasedKept ids are remembered.
+	for i := range releasedKept + 1 {
+		id := fmt.Sprintf("q%d", i)
+		mustCall(t, s, "acquire", id, ctlA, int64(30), "pc")
+		mustCall(t, s, "release", id)
+	}
+	if len(s.released) != releasedKept || slices.Contains(s.released, "q0") {
+		t.Errorf("remembered %v; want the last %d", s.released, releasedKept)
+	}
 }
 
 func TestOwnerService_badArguments(t *testing.T) {

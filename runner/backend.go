@@ -53,6 +53,10 @@ type backend struct {
 	quarantineAfter int
 	nodeHolds       map[string]context.CancelFunc
 
+	// nodeLostAfter is Watch's deadline (multihost.node_lost_after);
+	// zero means healthDeadline.
+	nodeLostAfter time.Duration
+
 	// holder is the job's SSH connection holder, if it has one
 	// (backend_holder.go).
 	holder      *cluster.Holder
@@ -97,6 +101,7 @@ func OpenBackend(_ context.Context, cfg RunConfig, log *slog.Logger) (Cluster, e
 		cli:       stateCommand(cfg.Binary, cmp.Or(cfg.State, os.Getenv(etcdstore.EnvState)), dir, name),
 
 		reportEvery: waitReportEvery, quarantineAfter: cfg.QuarantineAfter,
+		nodeLostAfter: cfg.NodeLostAfter,
 	}, nil
 }
 

@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -13,11 +14,12 @@ import (
 // (host down, agent killed, network cut) ends the test instead of letting
 // it run into its timeout.
 //
-// A node is lost when healthDeadline has passed since the sending of the
-// last probe it answered. That deadline is one timer, armed anew by each
-// answer: how long probes take, how late they start on a loaded machine,
-// or whether a probe to a black hole ever returns does not move it. At
-// most one probe per node is in flight, so slow ones cannot pile up.
+// A node is lost when healthDeadline (multihost.node_lost_after) has
+// passed since the sending of the last probe it answered. That deadline
+// is one timer, armed anew by each answer: how long probes take, how
+// late they start on a loaded machine, or whether a probe to a black hole
+// ever returns does not move it. At most one probe per node is in
+// flight, so slow ones cannot pile up.
 const (
 	healthInterval = time.Second
 	healthDeadline = 6 * time.Second
@@ -59,7 +61,7 @@ func (b *backend) Watch(ctx context.Context, p *Partition) <-chan error {
 	}
 	for pn, nc := range b.partitionConns(p, nil) {
 		go func() {
-			if err := watchNode(ctx, nc, p.ID); err != nil {
+			if err := watchNode(ctx, nc, p.ID, cmp.Or(b.nodeLostAfter, healthDeadline)); err != nil {
 				EventsFrom(ctx).Add(Event{Tag: pn.Tag, Node: pn.Name, Kind: KindNodeLost, Name: "node lost", Detail: err.Error(), Severity: SeverityError})
 				report(nc, fmt.Errorf("node %q (tag %s) lost: %w", pn.Name, pn.Tag, err))
 			}
@@ -72,7 +74,7 @@ func (b *backend) Watch(ctx context.Context, p *Partition) <-chan error {
 // (why). Each probe renews partition id's hold on the node's agent
 // (cluster.RenewNode), so the node refuses other controllers for as long
 // as this test runs, and no longer once it stops probing.
-func watchNode(ctx context.Context, nc *cluster.NodeConn, id string) error {
+func watchNode(ctx context.Context, nc *cluster.NodeConn, id string, healthDeadline time.Duration) error {
 	var sshDone <-chan struct{}
 	if nc.Node().AgentBind != cluster.AgentBindDirect {
 		// Dials again only if the connection died since the allocation;
@@ -152,7 +154,10 @@ func watchNode(ctx context.Context, nc *cluster.NodeConn, id string) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			why := fmt.Sprintf("its agent has not answered for %s", time.Since(lastOK).Round(100*time.Millisecond))
+			// A node that is only slow (starved of CPU) looks the same:
+			// say how to give it longer.
+			why := fmt.Sprintf("its agent has not answered for %s (a node too busy to answer in time: raise multihost.node_lost_after, now %s)",
+				time.Since(lastOK).Round(100*time.Millisecond), healthDeadline)
 			if lastErr != nil {
 				return fmt.Errorf("%s: %w", why, lastErr)
 			}

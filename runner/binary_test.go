@@ -118,7 +118,7 @@ func outputOf(msgs []map[string]any, stream string) string {
 
 func TestRunnerBinary_capabilities(t *testing.T) {
 	res := runRunner(t, "capabilities")
-	want := `{"runnables": ["multihost"], "commands": ["capabilities", "runnable-run", "runnable-run-recipe", "task-run", "task-run-recipe"], "configuration_used": ["job.run.timeout", "multihost.alloc_timeout", "multihost.binary", "multihost.cluster", "multihost.hold_on_failure", "multihost.lease", "multihost.priority", "multihost.quarantine_after", "multihost.retry_infra", "multihost.state", "multihost.state_dir", "run.keep_tmp", "task.timeout.running"]}` + "\n"
+	want := `{"runnables": ["multihost"], "commands": ["capabilities", "runnable-run", "runnable-run-recipe", "task-run", "task-run-recipe"], "configuration_used": ["job.run.timeout", "multihost.alloc_timeout", "multihost.binary", "multihost.cluster", "multihost.hold_on_failure", "multihost.lease", "multihost.node_lost_after", "multihost.priority", "multihost.quarantine_after", "multihost.retry_infra", "multihost.state", "multihost.state_dir", "run.keep_tmp", "task.timeout.running"]}` + "\n"
 	if res.code != 0 || res.stdout != want || res.stderr != "" {
 		t.Errorf("exit %d\nstdout %q\nstderr %q", res.code, res.stdout, res.stderr)
 	}

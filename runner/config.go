@@ -20,6 +20,7 @@ var configurationUsed = []string{
 	"multihost.cluster",
 	"multihost.hold_on_failure",
 	"multihost.lease",
+	"multihost.node_lost_after",
 	"multihost.priority",
 	"multihost.quarantine_after",
 	"multihost.retry_infra",
@@ -71,6 +72,12 @@ type RunConfig struct {
 	// runner only reads them to say which one ended a test (see
 	// interruptClock).
 	JobTimeout, TaskTimeout time.Duration
+	// NodeLostAfter is how long a node's agent may leave the runner's
+	// probes unanswered before the node counts as lost
+	// (multihost.node_lost_after, seconds); zero means healthDeadline.
+	// A node too starved of CPU to answer in time would otherwise be
+	// reported lost, and counted towards its quarantine.
+	NodeLostAfter time.Duration
 	// HoldOnFailure keeps a failed or errored test's partition this long
 	// for debugging (multihost.hold_on_failure: "2h", "30m", seconds);
 	// zero tears it down as usual (hold.go).
@@ -130,6 +137,7 @@ func runConfigFromSettings(settings map[string]any) (RunConfig, error) {
 		str("run.status_server_uri", &c.StatusServerURI),
 		secs("multihost.alloc_timeout", &c.AllocTimeout, false),
 		secs("multihost.lease", &c.Lease, true),
+		secs("multihost.node_lost_after", &c.NodeLostAfter, false),
 	} {
 		if err != nil {
 			return c, err

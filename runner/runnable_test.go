@@ -108,11 +108,12 @@ func TestRunConfigFromSettings(t *testing.T) {
 	c, err := runConfigFromSettings(map[string]any{
 		"multihost.state_dir": "/s", "multihost.cluster": "lab", "multihost.alloc_timeout": int64(30),
 		"multihost.lease": "90.5", "multihost.binary": nil, "run.keep_tmp": true, "runner.identifier_format": "{uri}",
+		"multihost.node_lost_after": int64(30),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.StateDir != "/s" || c.Cluster != "lab" || c.AllocTimeout != 30*time.Second || c.Lease != 90500*time.Millisecond || !c.KeepTmp || c.Binary != "" {
+	if c.StateDir != "/s" || c.Cluster != "lab" || c.AllocTimeout != 30*time.Second || c.Lease != 90500*time.Millisecond || !c.KeepTmp || c.Binary != "" || c.NodeLostAfter != 30*time.Second {
 		t.Errorf("got %+v", c)
 	}
 	if d := defaultRunConfig(); d.AllocTimeout <= 0 {
@@ -120,7 +121,7 @@ func TestRunConfigFromSettings(t *testing.T) {
 	}
 	for _, bad := range []map[string]any{
 		{"multihost.alloc_timeout": "soon"}, {"multihost.alloc_timeout": int64(0)}, {"multihost.lease": -1.0},
-		{"multihost.cluster": int64(1)}, {"run.keep_tmp": "yes"},
+		{"multihost.cluster": int64(1)}, {"run.keep_tmp": "yes"}, {"multihost.node_lost_after": int64(0)},
 	} {
 		if _, err := runConfigFromSettings(bad); err == nil {
 			t.Errorf("%v accepted", bad)

@@ -94,6 +94,17 @@ class MultihostInit(Init):
         )
         settings.register_option(
             section=section,
+            key="node_lost_after",
+            default=6,
+            key_type=int,
+            help_msg=(
+                "Seconds a node's agent may leave the runner's health "
+                "probes unanswered before the node counts as lost (raise "
+                "it for nodes too busy or slow to answer in time)"
+            ),
+        )
+        settings.register_option(
+            section=section,
             key="retry_infra",
             default=False,
             key_type=bool,
