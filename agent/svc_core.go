@@ -356,6 +356,7 @@ func (c *coreService) saveJobData(_ context.Context, args Args) (any, error) {
 		c.log.Error("failed to save job data", "job_id", job, "err", err)
 		return false, nil
 	}
+	c.data.FlushLogs()
 	if err := CopyLogTail(root, path.Join(logDirName, agentLogName), jobRel(job, "data", agentLogName), LogCopyMaxBytes); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		c.log.Error("failed to save job data", "job_id", job, "err", err)
 		return false, nil
@@ -448,6 +449,7 @@ func (c *coreService) saveSuiteData(_ context.Context, args Args) (any, error) {
 		err = writeJSONFiles(root, jsonFile{path.Join(dir, "state.json"), args[1]}, jsonFile{path.Join(dir, "result.json"), args[2]})
 	}
 	if err == nil {
+		c.data.FlushLogs()
 		if cerr := CopyLogTail(root, path.Join(logDirName, serviceLogName), path.Join(dir, serviceLogName), LogCopyMaxBytes); cerr != nil && !errors.Is(cerr, fs.ErrNotExist) {
 			err = cerr
 		}

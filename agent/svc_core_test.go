@@ -33,6 +33,7 @@ func newTestCore(tb testing.TB) (*coreService, *DataDir, chan struct{}) {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { ls.Close() })
+	dd.onFlushLogs(ls.Flush) // as Run does
 	quit := make(chan struct{}, 4)
 	svc, err := NewCoreService(CoreConfig{Data: dd, Logs: ls, Quit: func() { quit <- struct{}{} }})
 	if err != nil {
@@ -176,6 +177,7 @@ func TestCoreService_startLogRedirection_forwards(t *testing.T) {
 	if v := mustCore(t, c, "stop_log_redirection"); v != nil {
 		t.Errorf("stop_log_redirection = %v", v)
 	}
+	dd.FlushLogs()
 	if data, err := os.ReadFile(dd.ServiceLog()); err != nil || len(data) == 0 {
 		t.Errorf("service.log empty after a record: %v", err)
 	}
