@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -618,4 +619,53 @@ func processGone(pid int) bool {
 	// "pid (comm) S ...": the state follows the last ')'.
 	i := bytes.LastIndexByte(stat, ')')
 	return i >= 0 && i+2 < len(stat) && stat[i+2] == 'Z'
+}
+
+// TestAgent_sigtermKeepsEveryCallsLogLine: the agent writes its logs
+// behind the calls (a group commit); stopped by SIGTERM right after a burst
+// of calls from several clients, it has still written every call's Debug
+// record to agent.log and every ping's line to service.log, each whole.
+func TestAgent_sigtermKeepsEveryCallsLogLine(t *testing.T) {
+	a := startAgent(t, agentSpec{})
+	const clients, calls = 4, 500
+	var wg sync.WaitGroup
+	for range clients {
+		c := a.kolo(t, "")
+		wg.Go(func() {
+			for range calls {
+				var pong string
+				if err := c.Call("examples.hello.ping", nil, &pong); err != nil || !strings.HasPrefix(pong, "Pong from ") {
+					t.Errorf("ping = %q, %v", pong, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := a.wait(t); code != 0 {
+		t.Fatalf("agent exit code %d on SIGTERM\nstderr:\n%s", code, a.stderr)
+	}
+	logDir := filepath.Join(a.dataDir, "log")
+	agentLog, err := os.ReadFile(filepath.Join(logDir, "agent.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	callLine := regexp.MustCompile(`(?m)^time=\S+ level=DEBUG msg="agent: call" service=examples\.hello method=examples\.hello\.ping duration_seconds=\S+ outcome=ok$`)
+	if n := len(callLine.FindAll(agentLog, -1)); n != clients*calls {
+		t.Errorf("agent.log has %d whole call lines for %d pings", n, clients*calls)
+	}
+	if !bytes.HasSuffix(agentLog, []byte("msg=\"agent: stopped\"\n")) {
+		t.Errorf("agent.log does not end with the stop line:\n%s", agentLog[max(0, len(agentLog)-400):])
+	}
+	serviceLog, err := os.ReadFile(filepath.Join(logDir, "service.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pingLine := regexp.MustCompile(`(?m)^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} avocado\.service\.examples INFO \| \S+: Executing ping$`)
+	if n := len(pingLine.FindAll(serviceLog, -1)); n != clients*calls {
+		t.Errorf("service.log has %d whole ping lines for %d pings", n, clients*calls)
+	}
 }
