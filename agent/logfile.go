@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"time"
 )
 
 // logBufferBytes bounds what a groupWriter holds for its file: records
@@ -12,9 +13,18 @@ import (
 // the disk instead of growing memory or dropping lines.
 const logBufferBytes = 1 << 20
 
+// logLinger is how long the writer lets records gather after the first
+// one before it writes them. Writing each record at once, on its own
+// goroutine, saved nothing: waking that goroutine per record cost what
+// the write(2) did (docs/performance.md). A millisecond groups the ten or
+// so calls a client makes in it into one wake and one write.
+const logLinger = time.Millisecond
+
 // groupWriter is the agent's log files' writer (agent.log, service.log): a
 // group commit. Write appends one formatted record to a buffer and returns;
-// one goroutine writes whatever has accumulated with a single write(2). A
+// one goroutine writes whatever has accumulated within logLinger of the
+// first record (at once for Flush, Close, or a half-full buffer) with a
+// single write(2). A
 // call's log lines so cost the request a copy, not a system call each
 // (docs/performance.md: two records per call were the agent's distance to
 // its speed goals), and under many clients one write carries many records.
@@ -25,15 +35,15 @@ const logBufferBytes = 1 << 20
 // calls Write once per record). Close writes everything accepted before
 // returning; the agent closes its logs on every way Run returns (a signal, core.quit,
 // an error). What a SIGKILL (or a crash outside Run) loses is what was
-// accepted but not yet written: the records of the last few microseconds,
-// at most the buffer under a burst. The synchronous write lost nothing to
+// accepted but not yet written: the records of the last millisecond
+// (logLinger), at most the buffer under a burst. The synchronous write lost nothing to
 // a SIGKILL but did not make the lines durable either (no fsync), and a
 // process killed that way is cut short mid-work anyway; per-call log lines
 // at the cost of a system call each were the larger price.
 //
 // Readers of a running agent's files see a record once the writer has
-// written it, microseconds later; copies the agent makes itself call
-// Flush first (DataDir.FlushLogs).
+// written it, about a millisecond later; copies the agent makes itself
+// call Flush first (DataDir.FlushLogs).
 type groupWriter struct {
 	w   io.WriteCloser
 	max int
@@ -48,13 +58,14 @@ type groupWriter struct {
 	closed   bool
 	err      error // the first write error, for Close
 
-	wake chan struct{} // capacity 1: there is something to write, or Close
-	done chan struct{} // closed when the writer goroutine has returned
+	wake  chan struct{} // capacity 1: there is something to write, or Close
+	hurry chan struct{} // capacity 1: write now, without lingering
+	done  chan struct{} // closed when the writer goroutine has returned
 }
 
 // newGroupWriter starts the writer goroutine for w; max bounds the buffer.
 func newGroupWriter(w io.WriteCloser, max int) *groupWriter {
-	g := &groupWriter{w: w, max: max, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	g := &groupWriter{w: w, max: max, wake: make(chan struct{}, 1), hurry: make(chan struct{}, 1), done: make(chan struct{})}
 	g.cond.L = &g.mu
 	go g.run()
 	return g
@@ -76,22 +87,28 @@ func groupAppend[T string | []byte](g *groupWriter, p T) (int, error) {
 	// A record larger than the whole buffer goes in alone.
 	for len(g.buf) > 0 && len(g.buf)+len(p) > g.max {
 		g.waiting++
+		doorbell(g.hurry)
 		g.cond.Wait()
 		g.waiting--
 	}
 	wasEmpty := len(g.buf) == 0
 	g.buf = append(g.buf, p...)
 	g.accepted += int64(len(p))
+	full := len(g.buf) >= g.max/2
 	g.mu.Unlock()
 	if wasEmpty {
-		g.poke()
+		doorbell(g.wake)
+	}
+	if full {
+		doorbell(g.hurry)
 	}
 	return len(p), nil
 }
 
-func (g *groupWriter) poke() {
+// doorbell rings c of capacity 1 without waiting.
+func doorbell(c chan struct{}) {
 	select {
-	case g.wake <- struct{}{}:
+	case c <- struct{}{}:
 	default: // already rung: the writer will look at buf
 	}
 }
@@ -101,6 +118,9 @@ func (g *groupWriter) Flush() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	target := g.accepted
+	if g.written < target {
+		doorbell(g.hurry)
+	}
 	for g.written < target {
 		g.cond.Wait()
 	}
@@ -114,7 +134,8 @@ func (g *groupWriter) Close() error {
 	already := g.closed
 	g.closed = true
 	g.mu.Unlock()
-	g.poke()
+	doorbell(g.wake)
+	doorbell(g.hurry)
 	<-g.done
 	if already {
 		return nil
@@ -124,6 +145,8 @@ func (g *groupWriter) Close() error {
 
 func (g *groupWriter) run() {
 	defer close(g.done)
+	linger := time.NewTimer(logLinger)
+	linger.Stop()
 	g.mu.Lock()
 	for {
 		for len(g.buf) == 0 {
@@ -133,6 +156,16 @@ func (g *groupWriter) run() {
 			}
 			g.mu.Unlock()
 			<-g.wake
+			g.mu.Lock()
+		}
+		if !g.closed {
+			g.mu.Unlock()
+			linger.Reset(logLinger)
+			select {
+			case <-linger.C:
+			case <-g.hurry:
+				linger.Stop()
+			}
 			g.mu.Lock()
 		}
 		batch := g.buf
