@@ -176,3 +176,45 @@ func TestGroupWriter_flushWritesWhatCameBefore(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkAgentLog is one call's Debug record in agent.log as Run writes
+// it, through the groupWriter ("group") against a write(2) per record
+// ("sync", the agent before it), from 1 and from many goroutines.
+func BenchmarkAgentLog(b *testing.B) {
+	for _, mode := range []string{"sync", "group"} {
+		for _, par := range []bool{false, true} {
+			name := mode + "/1"
+			if par {
+				name = mode + "/parallel"
+			}
+			b.Run(name, func(b *testing.B) {
+				rf, err := OpenRotatingFile(filepath.Join(b.TempDir(), "agent.log"), LogMaxBytes, LogGenerations)
+				if err != nil {
+					b.Fatal(err)
+				}
+				var w io.WriteCloser = rf
+				if mode == "group" {
+					w = newGroupWriter(rf, logBufferBytes)
+				}
+				defer w.Close()
+				log := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})).With("service", "examples.hello")
+				call := func() {
+					log.Debug("agent: call", "method", "examples.hello.ping", "duration_seconds", 1.23e-5, "outcome", "ok")
+				}
+				b.ReportAllocs()
+				if par {
+					b.SetParallelism(8)
+					b.RunParallel(func(pb *testing.PB) {
+						for pb.Next() {
+							call()
+						}
+					})
+					return
+				}
+				for b.Loop() {
+					call()
+				}
+			})
+		}
+	}
+}
