@@ -653,3 +653,22 @@ func TestCoreService_loadJobData_refusesAnOversizedFile(t *testing.T) {
 		t.Errorf("load_job_data of a %d-byte file = %.40v…, want None", maxSavedJSON+2, v)
 	}
 }
+
+// TestCore_logFileNameAfterItsLines: a reader that asked for the service
+// log's name finds every line logged before the call in it, although the
+// agent writes its logs behind the calls.
+func TestCore_logFileNameAfterItsLines(t *testing.T) {
+	c, _, _ := newTestCore(t)
+	log := slog.New(c.logs.(*LogStreamer).Handler("avocado.service.examples"))
+	for i := range 50 {
+		log.Info("line before the name", "n", i)
+		p := mustCore(t, c, "get_service_log_filename").(string)
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := strings.Count(string(data), "| line before the name n="); n != i+1 {
+			t.Fatalf("service.log holds %d lines once its name was given, want %d", n, i+1)
+		}
+	}
+}
