@@ -107,11 +107,14 @@ func Run(ctx context.Context, cfg DaemonConfig) (err error) {
 		return err
 	}
 	defer dd.Close()
-	logger, closeLog, err := openDaemonLog(dd.AgentLog(), cfg.Stderr)
+	logger, logFile, err := openDaemonLog(dd.AgentLog(), cfg.Stderr)
 	if err != nil {
 		return err
 	}
-	defer closeLog()
+	// Closed last, after every other deferred log line: it writes what is
+	// still buffered (groupWriter).
+	defer logFile.Close()
+	dd.onFlushLogs(logFile.Flush)
 	defer func() {
 		if err != nil {
 			logger.Error("agent: stopped with an error", "err", err)
@@ -128,6 +131,7 @@ func Run(ctx context.Context, cfg DaemonConfig) (err error) {
 		return err
 	}
 	defer streamer.Close()
+	dd.onFlushLogs(streamer.Flush)
 
 	quitCh := make(chan struct{})
 	d := &Daemon{Data: dd, Logs: streamer, Logger: logger, quit: sync.OnceFunc(func() { close(quitCh) })}
@@ -228,17 +232,19 @@ func signalName(s os.Signal) string {
 // openDaemonLog logs Debug and up to agent.log and Info and up to stderr
 // (if not nil), as text. agent.log rotates by size while the agent runs
 // (upstream rotates at 10 MiB too), so a long-lived node does not fill its
-// disk.
-func openDaemonLog(path string, stderr io.Writer) (*slog.Logger, func(), error) {
-	f, err := OpenRotatingFile(path, LogMaxBytes, LogGenerations)
+// disk. Records reach the file through a groupWriter, off the path of the
+// call that logs them.
+func openDaemonLog(path string, stderr io.Writer) (*slog.Logger, *groupWriter, error) {
+	rf, err := OpenRotatingFile(path, LogMaxBytes, LogGenerations)
 	if err != nil {
 		return nil, nil, err
 	}
+	f := newGroupWriter(rf, logBufferBytes)
 	var h slog.Handler = slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug})
 	if stderr != nil {
 		h = slog.NewMultiHandler(h, slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
-	return slog.New(h), func() { f.Close() }, nil
+	return slog.New(h), f, nil
 }
 
 // writePidFile writes "<pid>\n" atomically, so a reader never sees a

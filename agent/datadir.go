@@ -43,8 +43,9 @@ type DataDir struct {
 	root *os.Root
 	log  *slog.Logger
 
-	mu   sync.Mutex
-	tmps []string // agent_tmp_* dirs made by this process
+	mu       sync.Mutex
+	tmps     []string // agent_tmp_* dirs made by this process
+	flushers []func() // the log files' Flush (FlushLogs)
 }
 
 // OpenDataDir creates (if needed) the layout under path and removes

@@ -90,7 +90,7 @@ type LogStreamer struct {
 	ctlMu sync.Mutex // serialises Start, Stop and Close
 
 	fileMu sync.Mutex
-	file   *RotatingFile // nil once closed
+	file   *groupWriter // nil once closed
 
 	mu         sync.Mutex
 	queue      frameRing
@@ -144,7 +144,7 @@ func NewLogStreamerWithConfig(cfg LogStreamerConfig) (*LogStreamer, error) {
 		cfg:    cfg,
 		logger: cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)),
 		pid:    int64(os.Getpid()),
-		file:   f,
+		file:   newGroupWriter(f, logBufferBytes),
 		queue:  frameRing{buf: make([][]byte, cfg.BufferRecords)},
 		wake:   make(chan struct{}, 1),
 	}, nil
@@ -287,6 +287,16 @@ func (s *LogStreamer) Close() error {
 		return fmt.Errorf("agent: log streamer: %w", err)
 	}
 	return nil
+}
+
+// Flush waits until every record logged before it is in service.log.
+func (s *LogStreamer) Flush() {
+	s.fileMu.Lock()
+	f := s.file
+	s.fileMu.Unlock()
+	if f != nil {
+		f.Flush()
+	}
 }
 
 // Stats returns how many records were written to a log server and how many

@@ -491,6 +491,7 @@ func TestLogStreamer_Stop_flushesQueue(t *testing.T) {
 	if err := s.Stop(); err != nil { // stopping again is harmless
 		t.Fatal(err)
 	}
+	s.Flush() // service.log is written behind the loggers
 	data, _ := os.ReadFile(cfg.ServiceLogPath)
 	if !bytes.Contains(data, []byte("| not forwarded\n")) {
 		t.Error("record after Stop missing from service.log")
@@ -552,6 +553,7 @@ func TestLogStreamer_emit_truncatesHugeMessage(t *testing.T) {
 	if n := len(logframe.AppendFrame(nil, r)) - 4; n > logframe.MaxForwardFrame {
 		t.Errorf("forwarded frame of %d bytes, above MaxForwardFrame %d", n, logframe.MaxForwardFrame)
 	}
+	s.Flush()
 	if info, _ := os.Stat(cfg.ServiceLogPath); info.Size() < int64(len(huge)) {
 		t.Errorf("service.log has %d bytes, want the whole message", info.Size())
 	}

@@ -81,8 +81,8 @@ func (c *coreService) Methods() map[string]Method {
 		"start_log_redirection":      c.startLogRedirection,
 		"stop_log_redirection":       noArgs(c.stopLogRedirection),
 		"start_log_redirection_unix": c.startLogRedirectionUnix,
-		"get_agent_log_filename":     constant(c.data.AgentLog()),
-		"get_service_log_filename":   constant(c.data.ServiceLog()),
+		"get_agent_log_filename":     c.logFileName(c.data.AgentLog()),
+		"get_service_log_filename":   c.logFileName(c.data.ServiceLog()),
 		"get_log_dir":                constant(c.data.LogDir()),
 		"get_job_data_log":           c.getJobDataLog,
 		"get_job_results_dir":        c.getJobResultsDir,
@@ -111,6 +111,17 @@ func noArgs(f func() (any, error)) Method {
 // constant is a method without arguments that always answers v.
 func constant(v string) Method {
 	return noArgs(func() (any, error) { return v, nil })
+}
+
+// logFileName answers a log's path once every line logged before the call
+// is in it: the caller is about to read it (the runner marks service.log's
+// size before a test and copies what it gained), and the agent writes its
+// logs a moment behind the calls (groupWriter).
+func (c *coreService) logFileName(path string) Method {
+	return noArgs(func() (any, error) {
+		c.data.FlushLogs()
+		return path, nil
+	})
 }
 
 func (c *coreService) quitMethod() (any, error) {
@@ -362,6 +373,7 @@ func (c *coreService) saveJobData(_ context.Context, args Args) (any, error) {
 		c.log.Error("failed to save job data", "job_id", job, "err", err)
 		return false, nil
 	}
+	c.data.FlushLogs()
 	if err := CopyLogTail(root, path.Join(logDirName, agentLogName), jobRel(job, "data", agentLogName), LogCopyMaxBytes); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		c.log.Error("failed to save job data", "job_id", job, "err", err)
 		return false, nil
@@ -452,6 +464,7 @@ func (c *coreService) saveSuiteData(_ context.Context, args Args) (any, error) {
 		err = writeJSONFiles(root, jsonFile{path.Join(dir, "state.json"), args[1]}, jsonFile{path.Join(dir, "result.json"), args[2]})
 	}
 	if err == nil {
+		c.data.FlushLogs()
 		if cerr := CopyLogTail(root, path.Join(logDirName, serviceLogName), path.Join(dir, serviceLogName), LogCopyMaxBytes); cerr != nil && !errors.Is(cerr, fs.ErrNotExist) {
 			err = cerr
 		}

@@ -33,6 +33,7 @@ func newTestCore(tb testing.TB) (*coreService, *DataDir, chan struct{}) {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { ls.Close() })
+	dd.onFlushLogs(ls.Flush) // as Run does
 	quit := make(chan struct{}, 4)
 	svc, err := NewCoreService(CoreConfig{Data: dd, Logs: ls, Quit: func() { quit <- struct{}{} }})
 	if err != nil {
@@ -176,6 +177,7 @@ func TestCoreService_startLogRedirection_forwards(t *testing.T) {
 	if v := mustCore(t, c, "stop_log_redirection"); v != nil {
 		t.Errorf("stop_log_redirection = %v", v)
 	}
+	dd.FlushLogs()
 	if data, err := os.ReadFile(dd.ServiceLog()); err != nil || len(data) == 0 {
 		t.Errorf("service.log empty after a record: %v", err)
 	}
@@ -649,5 +651,24 @@ func TestCoreService_loadJobData_refusesAnOversizedFile(t *testing.T) {
 	f.Close()
 	if v := mustCore(t, c, "load_job_data", "j"); v != nil {
 		t.Errorf("load_job_data of a %d-byte file = %.40v…, want None", maxSavedJSON+2, v)
+	}
+}
+
+// TestCore_logFileNameAfterItsLines: a reader that asked for the service
+// log's name finds every line logged before the call in it, although the
+// agent writes its logs behind the calls.
+func TestCore_logFileNameAfterItsLines(t *testing.T) {
+	c, _, _ := newTestCore(t)
+	log := slog.New(c.logs.(*LogStreamer).Handler("avocado.service.examples"))
+	for i := range 50 {
+		log.Info("line before the name", "n", i)
+		p := mustCore(t, c, "get_service_log_filename").(string)
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := strings.Count(string(data), "| line before the name n="); n != i+1 {
+			t.Fatalf("service.log holds %d lines once its name was given, want %d", n, i+1)
+		}
 	}
 }

@@ -232,8 +232,8 @@ func TestAgentAttack_unixSocketNobody(t *testing.T) {
 			t.Errorf("%s: the command ran (%v)", m, err)
 		}
 	}
-	if !strings.Contains(readAgentLog(t, a), "peer pid") || !strings.Contains(readAgentLog(t, a), "runs as uid 65534") {
-		t.Errorf("agent.log does not name the refused peer:\n%s", readAgentLog(t, a))
+	if log := waitAgentLog(t, a, "runs as uid 65534"); !strings.Contains(log, "peer pid") || !strings.Contains(log, "runs as uid 65534") {
+		t.Errorf("agent.log does not name the refused peer:\n%s", log)
 	}
 	m3 := filepath.Join(markers, "root")
 	if got := runUnixClient(t, sock, m3, 0, nil); got != "reply: HTTP/1.1 200 OK" {
@@ -247,6 +247,20 @@ func TestAgentAttack_unixSocketNobody(t *testing.T) {
 func readAgentLog(tb testing.TB, a *agentProc) string {
 	data, _ := os.ReadFile(filepath.Join(a.dataDir, "log", "agent.log"))
 	return string(data)
+}
+
+// waitAgentLog returns agent.log once it holds want: a running agent
+// writes its log a moment behind the calls (agent's groupWriter).
+func waitAgentLog(tb testing.TB, a *agentProc, want string) string {
+	tb.Helper()
+	deadline := time.Now().Add(hangGuard)
+	for {
+		log := readAgentLog(tb, a)
+		if strings.Contains(log, want) || time.Now().After(deadline) {
+			return log
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // TestAgentAttack_browserRequestsRefused: a cross-site POST (Origin, or
@@ -368,6 +382,11 @@ func TestAgentAttack_wrongTokenSlowBody(t *testing.T) {
 	a.mustAnswer(t)
 	if kib := vmHWM(t, a.pid); kib > memBudgetKiB {
 		t.Errorf("agent peak RSS %d MiB, budget %d MiB", kib>>10, memBudgetKiB>>10)
+	}
+	// Stopped, the agent has written every line it logged.
+	a.cmd.Process.Signal(syscall.SIGTERM)
+	if code := a.wait(t); code != 0 {
+		t.Errorf("agent exit code %d on SIGTERM", code)
 	}
 	if n := strings.Count(readAgentLog(t, a), "request without a valid token"); n != 1 {
 		t.Errorf("agent.log has %d bad-token warnings for %d requests in one burst, want 1 (rate-limited)", n, 20)

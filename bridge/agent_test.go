@@ -11,10 +11,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -618,4 +620,67 @@ func processGone(pid int) bool {
 	// "pid (comm) S ...": the state follows the last ')'.
 	i := bytes.LastIndexByte(stat, ')')
 	return i >= 0 && i+2 < len(stat) && stat[i+2] == 'Z'
+}
+
+// TestAgent_sigtermKeepsEveryCallsLogLine: the agent writes its logs
+// behind the calls (a group commit); stopped by SIGTERM while several
+// clients are calling it, it has still written, each whole, the Debug
+// record in agent.log and ping's line in service.log of every call it
+// answered, and its own last line.
+func TestAgent_sigtermKeepsEveryCallsLogLine(t *testing.T) {
+	a := startAgent(t, agentSpec{})
+	const clients, before = 4, 2000
+	var answered atomic.Int64
+	signalled := make(chan struct{})
+	var wg sync.WaitGroup
+	for range clients {
+		c := a.kolo(t, "")
+		wg.Go(func() {
+			for {
+				var pong string
+				if err := c.Call("examples.hello.ping", nil, &pong); err != nil {
+					select {
+					case <-signalled: // the agent is going away
+					default:
+						t.Errorf("ping before SIGTERM: %v", err)
+					}
+					return
+				}
+				if !strings.HasPrefix(pong, "Pong from ") {
+					t.Errorf("ping = %q", pong)
+					return
+				}
+				if answered.Add(1) == before {
+					close(signalled)
+					if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+						t.Error(err)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if code := a.wait(t); code != 0 {
+		t.Fatalf("agent exit code %d on SIGTERM\nstderr:\n%s", code, a.stderr)
+	}
+	logDir := filepath.Join(a.dataDir, "log")
+	agentLog, err := os.ReadFile(filepath.Join(logDir, "agent.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	serviceLog, err := os.ReadFile(filepath.Join(logDir, "service.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	callLine := regexp.MustCompile(`(?m)^time=\S+ level=DEBUG msg="agent: call" service=examples\.hello method=examples\.hello\.ping duration_seconds=\S+ outcome=ok$`)
+	pingLine := regexp.MustCompile(`(?m)^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} avocado\.service\.examples INFO \| \S+: Executing ping$`)
+	calls, pings, n := len(callLine.FindAll(agentLog, -1)), len(pingLine.FindAll(serviceLog, -1)), int(answered.Load())
+	// A call whose reply the client did not get may still have logged.
+	if calls < n || pings < n || calls != pings {
+		t.Errorf("%d pings answered; agent.log has %d whole call lines, service.log %d ping lines", n, calls, pings)
+	}
+	if !bytes.HasSuffix(agentLog, []byte("msg=\"agent: stopped\"\n")) {
+		t.Errorf("agent.log does not end with the stop line:\n%s", agentLog[max(0, len(agentLog)-400):])
+	}
+	t.Logf("%d pings answered, %d logged", n, calls)
 }
