@@ -275,6 +275,7 @@ def test_config_shows_multihost_settings_with_defaults(avocado):
         "multihost.cluster": "default",
         "multihost.hold_on_failure": "0",
         "multihost.lease": "600",
+        "multihost.node_lost_after": "6",
         "multihost.priority": "0",
         "multihost.quarantine_after": "0",
         "multihost.retry_infra": "False",
