@@ -21,29 +21,32 @@ const logBufferBytes = 1 << 20
 const logLinger = time.Millisecond
 
 // groupWriter is the agent's log files' writer (agent.log, service.log): a
-// group commit. Write appends one formatted record to a buffer and returns;
-// one goroutine writes whatever has accumulated within logLinger of the
-// first record (at once for Flush, Close, or a half-full buffer) with a
-// single write(2). A
-// call's log lines so cost the request a copy, not a system call each
-// (docs/performance.md: two records per call were the agent's distance to
-// its speed goals), and under many clients one write carries many records.
+// group commit. Write appends one formatted record to a buffer and
+// returns; one goroutine writes whatever has accumulated within logLinger
+// of the first record (at once for Flush, Close, or a half-full buffer)
+// with a single write(2). A call's log lines so cost the request a copy,
+// not a system call each (docs/performance.md: two records per call were
+// the agent's distance to its speed goals), and under many clients one
+// write carries many records.
 //
 // Nothing is dropped and memory stays bounded: a Write that would take the
 // buffer past its limit waits until the writer has taken it. Records are
 // written whole and in the order their Writes returned (each slog handler
 // calls Write once per record). Close writes everything accepted before
-// returning; the agent closes its logs on every way Run returns (a signal, core.quit,
-// an error). What a SIGKILL (or a crash outside Run) loses is what was
-// accepted but not yet written: the records of the last millisecond
-// (logLinger), at most the buffer under a burst. The synchronous write lost nothing to
-// a SIGKILL but did not make the lines durable either (no fsync), and a
-// process killed that way is cut short mid-work anyway; per-call log lines
-// at the cost of a system call each were the larger price.
+// returning; the agent closes its logs on every way Run returns (a signal,
+// core.quit, an error). What a SIGKILL (or a crash outside Run) loses is
+// what was accepted but not yet written: the records of the last
+// millisecond (logLinger), at most the buffer under a burst. The
+// synchronous write lost nothing to a SIGKILL but did not make the lines
+// durable either (no fsync), and a process killed that way is cut short
+// mid-work anyway; per-call log lines at the cost of a system call each
+// were the larger price.
 //
 // Readers of a running agent's files see a record once the writer has
 // written it, about a millisecond later; copies the agent makes itself
-// call Flush first (DataDir.FlushLogs).
+// call Flush first (DataDir.FlushLogs), and so does the agent before it
+// names its service log (core.get_service_log_filename), which is how the
+// runner reads a test's part of it.
 type groupWriter struct {
 	w   io.WriteCloser
 	max int
