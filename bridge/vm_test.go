@@ -436,6 +436,7 @@ func TestCLI_vm(t *testing.T) {
 	c.mustCLI(t, "agents", "start")
 	t.Cleanup(func() { c.cli(t, "agents", "stop") })
 	node := c.lab.Hosts[0].Name
+	testutil.NeedCommand(t, "qemu-img", "qemu-utils", "the guest's disk is a qcow2 image")
 	disk := filepath.Join(t.TempDir(), "d.qcow2")
 	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", disk, "16M").CombinedOutput(); err != nil {
 		t.Fatalf("qemu-img: %v %s", err, out)

@@ -16,6 +16,7 @@ import (
 	"github.com/vtcluster/vtcluster/agent/vm"
 	"github.com/vtcluster/vtcluster/agent/xmlrpc"
 	"github.com/vtcluster/vtcluster/internal/testguest"
+	"github.com/vtcluster/vtcluster/internal/testutil"
 )
 
 type fixture struct {
@@ -79,6 +80,7 @@ func specJSON(t *testing.T, s vm.Spec) string {
 
 func qcow2(t *testing.T) string {
 	t.Helper()
+	testutil.NeedCommand(t, "qemu-img", "qemu-utils", "the guest's disk is a qcow2 image")
 	p := filepath.Join(t.TempDir(), "disk.qcow2")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
