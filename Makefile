@@ -83,8 +83,11 @@ go-test: build system-packages
 	VTCLUSTER_BIN="$(CURDIR)/$(BIN)" $(GO) test -race -count=1 -timeout $(GO_TEST_TIMEOUT) ./...
 
 # The fast loop: no lab hosts (they skip under -short), no race detector.
+# The output is also kept in bin/unit.log: a failure seen by a caller that
+# discards it (a hook, a loop) can still be read afterwards.
 unit: build
-	VTCLUSTER_BIN="$(CURDIR)/$(BIN)" $(GO) test -short -count=1 ./...
+	@{ VTCLUSTER_BIN="$(CURDIR)/$(BIN)" $(GO) test -short -count=1 ./...; echo $$? >bin/unit.rc; } 2>&1 | tee bin/unit.log
+	@exit $$(cat bin/unit.rc)
 
 lint:
 	$(GO) run $(STATICCHECK) ./...
